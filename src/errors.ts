@@ -1,0 +1,65 @@
+/**
+ * One error vocabulary for all of Piccolo. The same codes travel in the
+ * native protocol's Response.error.code, become RESP error replies, become
+ * the Cerializer's problem+json `type`, and are the `code` of the client's
+ * typed errors. Numbers are stable: never renumber, only append.
+ */
+export const ErrorCode = {
+  OK: 0,
+  /** The key does not exist (or has expired). */
+  NOT_FOUND: 1,
+  /** insert: the key already exists. */
+  ALREADY_EXISTS: 2,
+  /** cas / conditional delete: the key's version is not the expected one. */
+  VERSION_MISMATCH: 3,
+  /** Key over MAX_KEY_BYTES, or empty. */
+  KEY_TOO_LARGE: 4,
+  /** Value over the node's --max-value-bytes. */
+  VALUE_TOO_LARGE: 5,
+  /** Frame over the size limit; the connection is closed after this. */
+  FRAME_TOO_LARGE: 6,
+  /** Frame could not be decoded; the connection is closed after this. */
+  MALFORMED_FRAME: 7,
+  /** The request decoded but names no operation we know. */
+  UNKNOWN_OPERATION: 8,
+  /** A field has a value outside its range (negative TTL, empty key list...). */
+  INVALID_ARGUMENT: 9,
+  /** Multi-key request over MAX_BATCH_KEYS. */
+  TOO_MANY_KEYS: 10,
+  /** The node is shutting down and takes no new requests. */
+  SHUTTING_DOWN: 11,
+  /** Client side: no answer within the timeout. */
+  TIMEOUT: 12,
+  /** Client side: the connection is closed or could not be made. */
+  CONNECTION_CLOSED: 13,
+  /** Authentication required or failed. */
+  NOAUTH: 14,
+  /** Cluster: this node does not lead the key's partition (carries a hint). */
+  NOT_LEADER: 15,
+  /** An internal error: a bug. The request failed; the node keeps serving. */
+  INTERNAL: 16,
+  /** The value is not an integer / out of range (INCR and friends). */
+  NOT_AN_INTEGER: 17,
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const names: Record<number, string> = {};
+for (const [name, code] of Object.entries(ErrorCode)) names[code] = name;
+
+/** The stable name of a code, e.g. 4 -> "KEY_TOO_LARGE". */
+export function errorName(code: number): string {
+  return names[code] ?? `UNKNOWN_${code}`;
+}
+
+/** The error type thrown by the client and used inside the node. */
+export class PiccoloError extends Error {
+  override name = "PiccoloError";
+  readonly code: ErrorCode;
+  readonly codeName: string;
+  constructor(code: ErrorCode, message: string) {
+    super(`${errorName(code)}: ${message}`);
+    this.code = code;
+    this.codeName = errorName(code);
+  }
+}

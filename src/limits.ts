@@ -1,0 +1,87 @@
+/**
+ * Every limit in Piccolo, in one place, with what happens when it is hit.
+ *
+ * TigerBeetle's rule: everything has an upper bound, fixed at start-up, and
+ * the bound is a named constant rather than a number buried in code. When a
+ * limit is hit the behaviour is one of two things, never a silent drop:
+ *   - the request is refused with a stable error code (see errors.ts), or
+ *   - the producer is slowed down (backpressure) until there is room.
+ *
+ * Units are in the names: *_BYTES, *_MS, *_COUNT.
+ */
+
+/** Largest key. Over it: KEY_TOO_LARGE error for that request only. */
+export const MAX_KEY_BYTES = 64 * 1024;
+
+/** Default largest value (`--max-value-bytes`). Over it: VALUE_TOO_LARGE. */
+export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
+
+/** Hard ceiling for `--max-value-bytes`; a frame must still fit in MAX_FRAME_BYTES. */
+export const MAX_VALUE_BYTES_CEILING = 256 * 1024 * 1024;
+
+/**
+ * Largest Cap'n Proto frame (segment table + segments) accepted on a socket.
+ * Derived from the value limit plus headroom for the key and the envelope.
+ * Over it: FRAME_TOO_LARGE is sent and that connection is closed, because the
+ * stream cannot be resynchronised without reading the whole frame.
+ */
+export function maxFrameBytes(maxValueBytes: number): number {
+  return maxValueBytes + MAX_KEY_BYTES + 64 * 1024;
+}
+
+/** Segments allowed in one frame. Over it: MALFORMED_FRAME, connection closed. */
+export const MAX_FRAME_SEGMENTS = 64;
+
+/** Keys in one multi-key request (mget/mput/mdel). Over it: TOO_MANY_KEYS. */
+export const MAX_BATCH_KEYS = 10_000;
+
+/**
+ * Requests one connection may have in flight (read but not yet answered).
+ * At the limit the IO loop pauses reading that socket until answers drain:
+ * backpressure on a pipelining client, never a drop.
+ */
+export const MAX_INFLIGHT_PER_CONNECTION = 4096;
+
+/**
+ * Bytes of answers queued in user space for one socket before we pause reading
+ * it (the kernel's send buffer is full and the client is not reading).
+ */
+export const MAX_PENDING_WRITE_BYTES = 8 * 1024 * 1024;
+
+/** Open client connections per node. Over it: new sockets are closed at once. */
+export const MAX_CONNECTIONS = 10_000;
+
+/** Bytes of one SPSC ring's data area (power of two). Full ring: backpressure. */
+export const RING_BYTES = 1 << 20;
+
+/**
+ * Largest single record written into a ring. A message bigger than this is
+ * split into fragments that the consumer reassembles (decision 0004), so a
+ * 16 MiB value streams through a 1 MiB ring.
+ */
+export const RING_RECORD_MAX_BYTES = 64 * 1024;
+
+/**
+ * Messages the IO loop may hold for one shard while its request ring is full.
+ * Hitting it pauses every socket (they all may feed that shard) until the
+ * ring drains: backpressure, never a drop.
+ */
+export const MAX_SHARD_BACKLOG_COUNT = 16_384;
+
+/** Keys the active expiry sweep examines per shard per sweep. */
+export const EXPIRE_SWEEP_SAMPLE_COUNT = 200;
+
+/** How often each shard runs the active expiry sweep. */
+export const EXPIRE_SWEEP_INTERVAL_MS = 100;
+
+/** Largest TTL accepted (about 100 years). Over it: INVALID_ARGUMENT. */
+export const MAX_TTL_MS = 100 * 365 * 24 * 3600 * 1000;
+
+/** Keys returned by one scan call. Over it: clamped to this. */
+export const MAX_SCAN_COUNT = 10_000;
+
+/** Default request timeout in the client. */
+export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000;
+
+/** Graceful shutdown: how long in-flight requests may take before we exit anyway. */
+export const SHUTDOWN_GRACE_MS = 5_000;
