@@ -1,0 +1,149 @@
+# Piccolo's one schema: the native client protocol and (later) node-to-node
+# traffic. Code in src/protocol/gen is generated from this file by
+# `npm run codegen` (capnp compile + capnp-es); never edit it by hand.
+#
+# Evolution rules (Cap'n Proto's): never renumber or retype a field; add new
+# fields and union members at the end with the next ordinal.
+#
+# Conventions:
+#  - Keys and values are Data (bytes). Keys are 1..65536 bytes.
+#  - Versions are per-key write stamps from the shard's monotonic counter:
+#    every write of any key on a shard takes the next number, so a version
+#    never repeats for a key, even across delete and re-insert (no ABA for
+#    compare-and-swap). 0 means "no version / absent".
+#  - Times are milliseconds. ttlMs is relative to the node's clock when the
+#    request arrives; expireAtMs is absolute Unix time. 0 means "not set".
+@0xa34e1baa72aa5059;
+
+struct Request {
+  id @0 :UInt64;            # chosen by the client, echoed in the Response
+  union {
+    ping @1 :Void;
+    get @2 :Key;
+    put @3 :Write;          # insert or overwrite
+    insert @4 :Write;       # only if absent, else ALREADY_EXISTS
+    update @5 :Write;       # only if present, else NOT_FOUND
+    cas @6 :Cas;            # only if the version matches, else VERSION_MISMATCH
+    delete @7 :Delete;
+    exists @8 :Key;
+    expire @9 :Expire;
+    persist @10 :Key;       # remove the key's TTL
+    ttl @11 :Key;
+    mget @12 :Keys;
+    mput @13 :MultiPut;
+    mdel @14 :Keys;
+    stats @15 :Void;
+    scan @16 :Scan;
+  }
+}
+
+struct Key {
+  key @0 :Data;
+}
+
+struct Keys {
+  keys @0 :List(Data);
+}
+
+struct Write {
+  key @0 :Data;
+  value @1 :Data;
+  ttlMs @2 :UInt64;         # 0: no TTL (an existing TTL is cleared, as Redis SET does)
+  expireAtMs @3 :UInt64;    # absolute alternative to ttlMs
+  keepTtl @4 :Bool;         # keep the key's current TTL (Redis KEEPTTL)
+}
+
+struct Cas {
+  key @0 :Data;
+  value @1 :Data;
+  expectedVersion @2 :UInt64;  # must equal the key's current version
+  ttlMs @3 :UInt64;
+  expireAtMs @4 :UInt64;
+}
+
+struct Delete {
+  key @0 :Data;
+  ifVersion @1 :UInt64;     # 0: unconditional; else delete only at this version
+}
+
+struct Expire {
+  key @0 :Data;
+  ttlMs @1 :UInt64;         # relative; 0 together with expireAtMs 0 expires now
+  expireAtMs @2 :UInt64;    # absolute alternative
+}
+
+struct MultiPut {
+  entries @0 :List(KeyValue);
+  ttlMs @1 :UInt64;
+}
+
+struct KeyValue {
+  key @0 :Data;
+  value @1 :Data;
+}
+
+struct Scan {
+  cursor @0 :UInt64;        # 0 to start; the cursor of the last answer to go on
+  count @1 :UInt32;         # a hint: about this many keys per answer
+  prefix @2 :Data;          # only keys that start with these bytes
+}
+
+struct Response {
+  id @0 :UInt64;
+  union {
+    error @1 :Error;
+    pong @2 :Void;
+    value @3 :Value;        # get
+    written @4 :Written;    # put, insert, update, cas
+    deleted @5 :Bool;       # delete: whether a key was removed
+    exists @6 :Bool;
+    expire @7 :Bool;        # expire, persist: whether the key existed (and changed)
+    ttl @8 :Ttl;
+    values @9 :List(Value); # mget, in request order
+    versions @10 :List(UInt64); # mput, in request order
+    count @11 :UInt64;      # mdel: keys removed
+    stats @12 :Stats;
+    scan @13 :ScanResult;
+  }
+}
+
+struct Error {
+  code @0 :UInt16;          # a stable code from src/errors.ts
+  message @1 :Text;
+  version @2 :UInt64;       # VERSION_MISMATCH: the current version (0 if absent)
+}
+
+struct Value {
+  found @0 :Bool;
+  value @1 :Data;
+  version @2 :UInt64;
+  expireAtMs @3 :UInt64;    # 0: no TTL
+}
+
+struct Written {
+  version @0 :UInt64;
+}
+
+struct Ttl {
+  ttlMs @0 :Int64;          # -2: no such key; -1: no TTL (as Redis PTTL)
+}
+
+struct Stats {
+  shards @0 :List(ShardStats);
+  uptimeMs @1 :UInt64;
+  connections @2 :UInt32;
+}
+
+struct ShardStats {
+  shard @0 :UInt32;
+  keys @1 :UInt64;
+  memoryBytes @2 :UInt64;
+  reads @3 :UInt64;
+  writes @4 :UInt64;
+  expired @5 :UInt64;
+}
+
+struct ScanResult {
+  cursor @0 :UInt64;        # 0 when the scan is complete
+  keys @1 :List(Data);
+}
