@@ -42,7 +42,8 @@ struct Key {
 }
 
 struct Keys {
-  keys @0 :List(Data);
+  keys @0 :List(Key);       # a list of structs, not List(Data): each key is
+                            # then set through the generated code alone
 }
 
 struct Write {
@@ -145,5 +146,5 @@ struct ShardStats {
 
 struct ScanResult {
   cursor @0 :UInt64;        # 0 when the scan is complete
-  keys @1 :List(Data);
+  keys @1 :List(Key);
 }

@@ -66,7 +66,7 @@ export class MessageWriter {
     while (this.backlogHead < this.backlog.length) {
       const message = this.backlog[this.backlogHead]!;
       const remaining = message.length - this.written;
-      const size = remaining > this.recordMaxBytes ? this.recordMaxBytes : remaining;
+      const size = Math.min(remaining, this.recordMaxBytes);
       const more = remaining > this.recordMaxBytes ? FLAG_MORE : 0;
       const offset = ring.reserve(size, more);
       if (offset < 0) return false;
@@ -132,6 +132,11 @@ export class MessageReader {
         return whole;
       }
     }
+  }
+
+  /** True while fragments of an incomplete message have been taken from the ring. */
+  get assembling(): boolean {
+    return this.parts.length > 0;
   }
 
   /** Done with the message from next(). Space returns to the writer at ring.release(). */

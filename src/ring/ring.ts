@@ -157,6 +157,30 @@ export class RingWriter extends RingView {
   }
 
   /**
+   * The event loop's way to wait for room (the IO thread never blocks):
+   * resolves once the consumer releases space, or returns null when a
+   * record of `payloadBytes` fits already. Needed when the consumer frees
+   * space without answering, e.g. while it reassembles the fragments of a
+   * large message: no result will arrive to prompt the next fragment.
+   */
+  roomAsync(payloadBytes: number): Promise<unknown> | null {
+    const worst = 2 * (RECORD_HEADER_BYTES + align8(payloadBytes));
+    if (this.hasRoom(worst)) return null;
+    Atomics.store(this.ctl, PRODUCER_WAITING, 1);
+    const tail = Atomics.load(this.ctl, TAIL);
+    if (this.hasRoom(worst)) {
+      Atomics.store(this.ctl, PRODUCER_WAITING, 0);
+      return null;
+    }
+    const result = Atomics.waitAsync(this.ctl, TAIL, tail);
+    if (!result.async) {
+      Atomics.store(this.ctl, PRODUCER_WAITING, 0);
+      return null;
+    }
+    return result.value.then(() => Atomics.store(this.ctl, PRODUCER_WAITING, 0));
+  }
+
+  /**
    * Blocks the calling thread until a record of `payloadBytes` fits, or until
    * `timeoutMs` passes. Only for worker threads: the IO thread must never
    * block, it applies backpressure instead. Returns whether there is room.
@@ -217,7 +241,7 @@ export class RingReader extends RingView {
     this.length = length;
     this.flags = this.view.getUint32(offset + 4, true);
     this.pending = skipped + RECORD_HEADER_BYTES + align8(length);
-    assert(((this.headSeen - this.tail) >>> 0) >= this.pending, "a published record lies entirely before head");
+    assert((this.headSeen - this.tail) >>> 0 >= this.pending, "a published record lies entirely before head");
     return offset + RECORD_HEADER_BYTES;
   }
 
@@ -236,7 +260,7 @@ export class RingReader extends RingView {
 
   /** True when nothing is published beyond what this reader has consumed. */
   isEmpty(): boolean {
-    return this.tail === (Atomics.load(this.ctl, HEAD) >>> 0);
+    return this.tail === Atomics.load(this.ctl, HEAD) >>> 0;
   }
 
   /**

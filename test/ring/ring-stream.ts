@@ -36,7 +36,8 @@ export function verifyMessage(seed: number, seq: number, maxSize: number, messag
   const size = messageSize(seed, seq, maxSize);
   if (message.length !== size) return `message ${seq}: length ${message.length}, expected ${size}`;
   for (let i = 0; i < size; i++) {
-    if (message[i] !== byteAt(seed, seq, i)) return `message ${seq}: byte ${i} is ${message[i]}, expected ${byteAt(seed, seq, i)}`;
+    if (message[i] !== byteAt(seed, seq, i))
+      return `message ${seq}: byte ${i} is ${message[i]}, expected ${byteAt(seed, seq, i)}`;
   }
   return null;
 }

@@ -27,7 +27,10 @@ describe("ring on one thread", () => {
       const off = r.next();
       assert.ok(off >= 0);
       assert.equal(r.length, 40);
-      assert.ok(r.bytes.subarray(off, off + 40).every((b) => b === (round & 0xff)), `round ${round}: payload intact`);
+      assert.ok(
+        r.bytes.subarray(off, off + 40).every((b) => b === (round & 0xff)),
+        `round ${round}: payload intact`,
+      );
       r.consume();
       r.release();
     }

@@ -491,22 +491,28 @@ export class Keys extends $.Struct {
     id: "aec95ba0853241ba",
     size: new $.ObjectSize(0, 1),
   };
-  _adoptKeys(value: $.Orphan<$.List<$.Data>>): void {
+  static _Keys: $.ListCtor<Key>;
+  _adoptKeys(value: $.Orphan<$.List<Key>>): void {
     $.utils.adopt(value, $.utils.getPointer(0, this));
   }
-  _disownKeys(): $.Orphan<$.List<$.Data>> {
+  _disownKeys(): $.Orphan<$.List<Key>> {
     return $.utils.disown(this.keys);
   }
-  get keys(): $.List<$.Data> {
-    return $.utils.getList(0, $.DataList, this);
+  /**
+* a list of structs, not List(Data): each key is
+* then set through the generated code alone
+*
+*/
+  get keys(): $.List<Key> {
+    return $.utils.getList(0, Keys._Keys, this);
   }
   _hasKeys(): boolean {
     return !$.utils.isNull($.utils.getPointer(0, this));
   }
-  _initKeys(length: number): $.List<$.Data> {
-    return $.utils.initList(0, $.DataList, length, this);
+  _initKeys(length: number): $.List<Key> {
+    return $.utils.initList(0, Keys._Keys, length, this);
   }
-  set keys(value: $.List<$.Data>) {
+  set keys(value: $.List<Key>) {
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   toString(): string { return "Keys_" + super.toString(); }
@@ -1416,6 +1422,7 @@ export class ScanResult extends $.Struct {
     id: "9521326ec4e4bfa5",
     size: new $.ObjectSize(8, 1),
   };
+  static _Keys: $.ListCtor<Key>;
   /**
 * 0 when the scan is complete
 *
@@ -1426,26 +1433,28 @@ export class ScanResult extends $.Struct {
   set cursor(value: bigint) {
     $.utils.setUint64(0, value, this);
   }
-  _adoptKeys(value: $.Orphan<$.List<$.Data>>): void {
+  _adoptKeys(value: $.Orphan<$.List<Key>>): void {
     $.utils.adopt(value, $.utils.getPointer(0, this));
   }
-  _disownKeys(): $.Orphan<$.List<$.Data>> {
+  _disownKeys(): $.Orphan<$.List<Key>> {
     return $.utils.disown(this.keys);
   }
-  get keys(): $.List<$.Data> {
-    return $.utils.getList(0, $.DataList, this);
+  get keys(): $.List<Key> {
+    return $.utils.getList(0, ScanResult._Keys, this);
   }
   _hasKeys(): boolean {
     return !$.utils.isNull($.utils.getPointer(0, this));
   }
-  _initKeys(length: number): $.List<$.Data> {
-    return $.utils.initList(0, $.DataList, length, this);
+  _initKeys(length: number): $.List<Key> {
+    return $.utils.initList(0, ScanResult._Keys, length, this);
   }
-  set keys(value: $.List<$.Data>) {
+  set keys(value: $.List<Key>) {
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   toString(): string { return "ScanResult_" + super.toString(); }
 }
+Keys._Keys = $.CompositeList(Key);
 MultiPut._Entries = $.CompositeList(KeyValue);
 Response._Values = $.CompositeList(Value);
 Stats._Shards = $.CompositeList(ShardStats);
+ScanResult._Keys = $.CompositeList(Key);

@@ -1,0 +1,328 @@
+#!/usr/bin/env node
+/**
+ * The `piccolo` command.
+ *
+ *   piccolo server [flags]          start a node
+ *   piccolo <op> [args] [--server host:port]   talk to one
+ *
+ * Exit codes are part of the interface, so scripts can branch on them:
+ *   0  success
+ *   1  the key does not exist (get, update, del, ttl, expire, persist)
+ *   2  usage error (bad flags or arguments)
+ *   3  cannot reach the node, or it did not answer in time
+ *   4  a condition failed (insert on an existing key, cas/del version mismatch)
+ *   5  the node refused the request (another error; the message says which)
+ */
+import { parseArgs } from "node:util";
+import { PiccoloClient } from "../client/client.js";
+import { ErrorCode, PiccoloError } from "../errors.js";
+import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
+import { runNode } from "../node/main.js";
+
+const EXIT = { OK: 0, NOT_FOUND: 1, USAGE: 2, UNREACHABLE: 3, CONDITION: 4, REFUSED: 5 } as const;
+
+class UsageError extends Error {}
+
+interface Command {
+  args: string;
+  help: string;
+  options?: Record<string, { type: "string" | "boolean"; help: string }>;
+  run(c: PiccoloClient, args: string[], o: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const ttlOption = { ttl: { type: "string" as const, help: "time to live in milliseconds" } };
+
+function ms(o: Record<string, string | boolean | undefined>, name: string): number | undefined {
+  const v = o[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || !Number.isInteger(n) || n < 0)
+    throw new UsageError(`--${name} must be a non-negative integer`);
+  return n;
+}
+
+function need(args: string[], n: number, what: string): void {
+  if (args.length !== n) throw new UsageError(`expected ${what}`);
+}
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function writeOptions(o: Record<string, string | boolean | undefined>): { ttlMs?: number } {
+  const ttlMs = ms(o, "ttl");
+  return ttlMs === undefined ? {} : { ttlMs };
+}
+
+const commands: Record<string, Command> = {
+  get: {
+    args: "<key>",
+    help: "print the value of a key (exit 1 if absent)",
+    options: { json: { type: "boolean", help: "print {value, version, expireAtMs} as JSON" } },
+    async run(c, args, o) {
+      need(args, 1, "one key");
+      const e = await c.get(args[0]!);
+      if (e === null) {
+        process.stderr.write(`(not found) ${args[0]}\n`);
+        return EXIT.NOT_FOUND;
+      }
+      if (o.json)
+        print(JSON.stringify({ value: e.value.toString("utf8"), version: e.version, expireAtMs: e.expireAtMs }));
+      else process.stdout.write(`${e.value.toString("utf8")}\n`);
+      return EXIT.OK;
+    },
+  },
+  put: {
+    args: "<key> <value>",
+    help: "insert or overwrite; prints the new version",
+    options: ttlOption,
+    async run(c, args, o) {
+      need(args, 2, "a key and a value");
+      print(`OK version=${await c.put(args[0]!, args[1]!, writeOptions(o))}`);
+      return EXIT.OK;
+    },
+  },
+  insert: {
+    args: "<key> <value>",
+    help: "write only if the key is absent (exit 4 if it exists)",
+    options: ttlOption,
+    async run(c, args, o) {
+      need(args, 2, "a key and a value");
+      print(`OK version=${await c.insert(args[0]!, args[1]!, writeOptions(o))}`);
+      return EXIT.OK;
+    },
+  },
+  update: {
+    args: "<key> <value>",
+    help: "write only if the key exists (exit 1 if absent)",
+    options: ttlOption,
+    async run(c, args, o) {
+      need(args, 2, "a key and a value");
+      print(`OK version=${await c.update(args[0]!, args[1]!, writeOptions(o))}`);
+      return EXIT.OK;
+    },
+  },
+  cas: {
+    args: "<key> <expected-version> <value>",
+    help: "compare-and-swap: write only if the key's version matches (exit 4 if not)",
+    options: ttlOption,
+    async run(c, args, o) {
+      need(args, 3, "a key, an expected version and a value");
+      const v = Number(args[1]);
+      if (!Number.isInteger(v) || v < 0) throw new UsageError("expected-version must be a non-negative integer");
+      print(`OK version=${await c.cas(args[0]!, args[2]!, v, writeOptions(o))}`);
+      return EXIT.OK;
+    },
+  },
+  del: {
+    args: "<key>",
+    help: "delete a key (exit 1 if absent)",
+    options: { "if-version": { type: "string", help: "delete only at this version (exit 4 if not)" } },
+    async run(c, args, o) {
+      need(args, 1, "one key");
+      const ifVersion = ms(o, "if-version");
+      const removed = await c.delete(args[0]!, ifVersion === undefined ? {} : { ifVersion });
+      print(removed ? "deleted" : "(not found)");
+      return removed ? EXIT.OK : EXIT.NOT_FOUND;
+    },
+  },
+  exists: {
+    args: "<key>",
+    help: "print 1 if the key exists, 0 if not",
+    async run(c, args) {
+      need(args, 1, "one key");
+      const e = await c.exists(args[0]!);
+      print(e ? "1" : "0");
+      return e ? EXIT.OK : EXIT.NOT_FOUND;
+    },
+  },
+  expire: {
+    args: "<key> <ttl-ms>",
+    help: "set a key's time to live (exit 1 if absent)",
+    async run(c, args) {
+      need(args, 2, "a key and a TTL in ms");
+      const t = Number(args[1]);
+      if (!Number.isInteger(t) || t < 0) throw new UsageError("ttl-ms must be a non-negative integer");
+      const ok = await c.expire(args[0]!, t);
+      print(ok ? "OK" : "(not found)");
+      return ok ? EXIT.OK : EXIT.NOT_FOUND;
+    },
+  },
+  persist: {
+    args: "<key>",
+    help: "remove a key's TTL (exit 1 if absent or without TTL)",
+    async run(c, args) {
+      need(args, 1, "one key");
+      const ok = await c.persist(args[0]!);
+      print(ok ? "OK" : "(no TTL or not found)");
+      return ok ? EXIT.OK : EXIT.NOT_FOUND;
+    },
+  },
+  ttl: {
+    args: "<key>",
+    help: "print milliseconds to live (-1: no TTL; exit 1 if absent)",
+    async run(c, args) {
+      need(args, 1, "one key");
+      const t = await c.ttl(args[0]!);
+      print(String(t));
+      return t === -2 ? EXIT.NOT_FOUND : EXIT.OK;
+    },
+  },
+  mget: {
+    args: "<key>...",
+    help: "print the values of several keys, one per line ((nil) if absent)",
+    async run(c, args) {
+      if (args.length === 0) throw new UsageError("expected at least one key");
+      for (const e of await c.mget(args)) print(e === null ? "(nil)" : e.value.toString("utf8"));
+      return EXIT.OK;
+    },
+  },
+  keys: {
+    args: "[prefix]",
+    help: "list keys (optionally only those starting with prefix)",
+    async run(c, args) {
+      for (const k of await c.keys(args[0])) print(k.toString("utf8"));
+      return EXIT.OK;
+    },
+  },
+  stats: {
+    args: "",
+    help: "print the node's statistics per shard",
+    options: { json: { type: "boolean", help: "as JSON" } },
+    async run(c, _args, o) {
+      const s = await c.stats();
+      if (o.json) {
+        print(JSON.stringify(s));
+        return EXIT.OK;
+      }
+      print(`uptime ${(s.uptimeMs / 1000).toFixed(1)}s, ${s.connections} connection(s), ${s.shards.length} shard(s)`);
+      print("shard  keys        memory      reads       writes      expired");
+      for (const t of s.shards) {
+        print(
+          [t.shard, t.keys, `${(t.memoryBytes / 1048576).toFixed(1)}MiB`, t.reads, t.writes, t.expired]
+            .map((x, i) => String(x).padEnd(i === 0 ? 7 : 12))
+            .join("")
+            .trimEnd(),
+        );
+      }
+      return EXIT.OK;
+    },
+  },
+  ping: {
+    args: "",
+    help: "check that the node answers",
+    async run(c) {
+      const t0 = process.hrtime.bigint();
+      await c.ping();
+      print(`PONG ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(2)}ms`);
+      return EXIT.OK;
+    },
+  },
+};
+
+function usage(): string {
+  const lines = [
+    "piccolo: a distributed key:value store",
+    "",
+    "usage:",
+    "  piccolo server [--host H] [--port P] [--shards N] [--max-value-bytes B] [--log-level L] [--no-pin]",
+  ];
+  for (const [name, c] of Object.entries(commands)) lines.push(`  piccolo ${`${name} ${c.args}`.padEnd(36)} ${c.help}`);
+  lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
+  lines.push("exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused");
+  return lines.join("\n");
+}
+
+function serverHelp(): string {
+  const lines = ["usage: piccolo server [flags]", "", "Starts a node. Flags (environment variable, default):"];
+  for (const [name, f] of Object.entries(SERVER_FLAGS))
+    lines.push(`  --${name.padEnd(18)} ${f.help} (${f.env}${f.default ? `, default ${f.default}` : ""})`);
+  return lines.join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    print(usage());
+    return name === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  if (name === "server") {
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        shards: { type: "string" },
+        "max-value-bytes": { type: "string" },
+        "log-level": { type: "string" },
+        "no-pin": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      print(serverHelp());
+      return EXIT.OK;
+    }
+    await runNode(resolveConfig(values));
+    return -1; // keep running
+  }
+  const command = commands[name];
+  if (command === undefined) throw new UsageError(`unknown command "${name}" (see piccolo --help)`);
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    server: { type: "string" },
+    timeout: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  };
+  for (const [k, v] of Object.entries(command.options ?? {})) options[k] = { type: v.type };
+  const { values, positionals } = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+  if (values.help) {
+    print(`usage: piccolo ${name} ${command.args}\n\n${command.help}\n\nflags:`);
+    print("  --server host:port   node to talk to (default 127.0.0.1:7700, env PICCOLO_SERVER)");
+    print("  --timeout ms         give up after this long (default 5000)");
+    for (const [k, v] of Object.entries(command.options ?? {})) print(`  --${k.padEnd(19)}${v.help}`);
+    return EXIT.OK;
+  }
+  const server = (values.server as string | undefined) ?? process.env.PICCOLO_SERVER ?? "127.0.0.1:7700";
+  const m = /^(.+):(\d+)$/.exec(server);
+  if (m === null) throw new UsageError(`--server must be host:port, got "${server}"`);
+  const timeoutMs = ms(values, "timeout") ?? 5000;
+  const client = new PiccoloClient({ host: m[1]!, port: Number(m[2]), timeoutMs });
+  try {
+    return await command.run(client, positionals, values);
+  } finally {
+    await client.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (
+      err instanceof UsageError ||
+      err instanceof ConfigError ||
+      (err as { code?: string }).code?.startsWith?.("ERR_PARSE_ARGS")
+    ) {
+      process.stderr.write(`piccolo: ${(err as Error).message}\n`);
+      process.exitCode = EXIT.USAGE;
+      return;
+    }
+    if (err instanceof PiccoloError) {
+      process.stderr.write(`piccolo: ${err.message}\n`);
+      const c = err.code;
+      process.exitCode =
+        c === ErrorCode.CONNECTION_CLOSED || c === ErrorCode.TIMEOUT
+          ? EXIT.UNREACHABLE
+          : c === ErrorCode.NOT_FOUND
+            ? EXIT.NOT_FOUND
+            : c === ErrorCode.ALREADY_EXISTS || c === ErrorCode.VERSION_MISMATCH
+              ? EXIT.CONDITION
+              : EXIT.REFUSED;
+      return;
+    }
+    process.stderr.write(`piccolo: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 70;
+  },
+);

@@ -1,0 +1,430 @@
+/**
+ * PiccoloClient: the TypeScript client for the native (Cap'n Proto) protocol.
+ *
+ * One TCP connection, pipelined: every call writes its request at once and
+ * returns a promise; answers are matched to calls by request id. Writes made
+ * in the same tick are corked into one syscall.
+ *
+ * Failures are typed PiccoloErrors with stable codes (src/errors.ts):
+ * TIMEOUT when no answer comes within `timeoutMs`, CONNECTION_CLOSED when the
+ * socket drops (every call in flight fails with it: the client cannot know
+ * whether the node applied a write it sent, so it never retries one behind
+ * your back). The next call reconnects by itself.
+ *
+ * Keys and values are bytes; strings are taken as UTF-8.
+ */
+import { connect, type Socket } from "node:net";
+import * as capnp from "capnp-es";
+import { ErrorCode, PiccoloError } from "../errors.js";
+import { DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_VALUE_BYTES, maxFrameBytes } from "../limits.js";
+import { FrameReader } from "../protocol/framing.js";
+import { Request, Response, Response_Which } from "../protocol/gen/piccolo.js";
+
+export type Bytes = string | Uint8Array;
+
+export interface ClientOptions {
+  host?: string;
+  port?: number;
+  /** Per-call deadline. */
+  timeoutMs?: number;
+  /** How long to wait for a connection to be made. */
+  connectTimeoutMs?: number;
+}
+
+export interface Entry {
+  value: Buffer;
+  version: number;
+  /** Absolute expiry (Unix ms); 0 when the key has no TTL. */
+  expireAtMs: number;
+}
+
+export interface WriteOptions {
+  ttlMs?: number;
+  expireAtMs?: number;
+  /** put/update: keep the key's current TTL. */
+  keepTtl?: boolean;
+}
+
+export interface ScanPage {
+  cursor: number;
+  keys: Buffer[];
+}
+
+export interface ShardStats {
+  shard: number;
+  keys: number;
+  memoryBytes: number;
+  reads: number;
+  writes: number;
+  expired: number;
+}
+
+export interface NodeStats {
+  shards: ShardStats[];
+  uptimeMs: number;
+  connections: number;
+}
+
+/** Thrown for VERSION_MISMATCH: carries the key's current version (0 if absent). */
+export class VersionMismatchError extends PiccoloError {
+  constructor(
+    message: string,
+    readonly currentVersion: number,
+  ) {
+    super(ErrorCode.VERSION_MISMATCH, message);
+  }
+}
+
+interface Pending {
+  resolve: (r: Response) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+function bytes(b: Bytes): Uint8Array {
+  return typeof b === "string" ? Buffer.from(b, "utf8") : b;
+}
+
+function setData(init: (n: number) => capnp.Data, b: Bytes): void {
+  const u = bytes(b);
+  if (u.length > 0) init(u.length).copyBuffer(u);
+}
+
+export class PiccoloClient {
+  readonly host: string;
+  readonly port: number;
+  private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private socket: Socket | null = null;
+  private connecting: Promise<Socket> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private corked = false;
+  private closedByUser = false;
+
+  constructor(options: ClientOptions = {}) {
+    this.host = options.host ?? "127.0.0.1";
+    this.port = options.port ?? 7700;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+  }
+
+  /** Creates a client and makes sure the node answers. */
+  static async connect(options: ClientOptions = {}): Promise<PiccoloClient> {
+    const c = new PiccoloClient(options);
+    await c.ping();
+    return c;
+  }
+
+  /** Requests sent and not yet answered. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  private open(): Promise<Socket> {
+    if (this.socket !== null && !this.socket.destroyed) return Promise.resolve(this.socket);
+    if (this.connecting !== null) return this.connecting;
+    this.connecting = new Promise<Socket>((resolve, reject) => {
+      const s = connect({ host: this.host, port: this.port, noDelay: true });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new PiccoloError(ErrorCode.CONNECTION_CLOSED, `connect to ${this.host}:${this.port} timed out`));
+      }, this.connectTimeoutMs);
+      s.once("connect", () => {
+        clearTimeout(timer);
+        this.attach(s);
+        resolve(s);
+      });
+      s.once("error", (err) => {
+        clearTimeout(timer);
+        reject(
+          new PiccoloError(ErrorCode.CONNECTION_CLOSED, `cannot connect to ${this.host}:${this.port}: ${err.message}`),
+        );
+      });
+    }).finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  private attach(s: Socket): void {
+    this.socket = s;
+    // The node never sends a frame larger than one value plus envelope.
+    const framer = new FrameReader(maxFrameBytes(256 * 1024 * 1024));
+    s.on("data", (chunk: Buffer) => {
+      framer.push(chunk, (frame) => this.onFrame(frame));
+      if (framer.error !== null) s.destroy(new Error(framer.error.message));
+    });
+    s.on("error", () => {});
+    s.on("close", () => {
+      if (this.socket === s) this.socket = null;
+      this.failAll(new PiccoloError(ErrorCode.CONNECTION_CLOSED, "connection closed"));
+    });
+  }
+
+  private onFrame(frame: ArrayBuffer): void {
+    let res: Response;
+    let id: number;
+    try {
+      res = new capnp.Message(frame, false).getRoot(Response);
+      id = Number(res.id);
+    } catch {
+      this.socket?.destroy(new Error("undecodable response"));
+      return;
+    }
+    const p = this.pending.get(id);
+    if (p === undefined) {
+      if (id === 0 && res.which() === Response_Which.ERROR) {
+        // A connection-level error from the node (it closes after this).
+        const e = res.error;
+        this.failAll(new PiccoloError(e.code as ErrorCode, e.message));
+      }
+      return; // an answer to a call that already timed out
+    }
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve(res);
+  }
+
+  private failAll(err: Error): void {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(err);
+    }
+  }
+
+  /** Sends one request built by `build` and resolves with its Response. */
+  private async call(build: (req: Request) => void): Promise<Response> {
+    if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed");
+    const socket = await this.open();
+    const id = this.nextId++;
+    const message = new capnp.Message();
+    const req = message.initRoot(Request);
+    req.id = BigInt(id);
+    build(req);
+    const frame = new Uint8Array(message.toArrayBuffer());
+    const answer = new Promise<Response>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new PiccoloError(ErrorCode.TIMEOUT, `no answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+    });
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(frame);
+    return answer;
+  }
+
+  private static check(res: Response, expected: Response_Which): Response {
+    const which = res.which();
+    if (which === Response_Which.ERROR) {
+      const e = res.error;
+      if (e.code === ErrorCode.VERSION_MISMATCH) throw new VersionMismatchError(e.message, Number(e.version));
+      throw new PiccoloError(e.code as ErrorCode, e.message);
+    }
+    if (which !== expected) throw new PiccoloError(ErrorCode.INTERNAL, `unexpected response kind ${which}`);
+    return res;
+  }
+
+  async ping(): Promise<void> {
+    PiccoloClient.check(
+      await this.call((r) => {
+        r.ping = true;
+      }),
+      Response_Which.PONG,
+    );
+  }
+
+  /** The key's value, version and expiry, or null when absent. */
+  async get(key: Bytes): Promise<Entry | null> {
+    const res = PiccoloClient.check(
+      await this.call((r) => setData((n) => r._initGet()._initKey(n), key)),
+      Response_Which.VALUE,
+    );
+    return entryOf(res.value);
+  }
+
+  private write(kind: "put" | "insert" | "update", key: Bytes, value: Bytes, o: WriteOptions): Promise<Response> {
+    return this.call((r) => {
+      const w = kind === "put" ? r._initPut() : kind === "insert" ? r._initInsert() : r._initUpdate();
+      setData((n) => w._initKey(n), key);
+      setData((n) => w._initValue(n), value);
+      w.ttlMs = BigInt(o.ttlMs ?? 0);
+      w.expireAtMs = BigInt(o.expireAtMs ?? 0);
+      w.keepTtl = o.keepTtl ?? false;
+    });
+  }
+
+  /** Insert or overwrite. Resolves with the new version. */
+  async put(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
+    return Number(
+      PiccoloClient.check(await this.write("put", key, value, options), Response_Which.WRITTEN).written.version,
+    );
+  }
+
+  /** Only if absent; else ALREADY_EXISTS. */
+  async insert(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
+    return Number(
+      PiccoloClient.check(await this.write("insert", key, value, options), Response_Which.WRITTEN).written.version,
+    );
+  }
+
+  /** Only if present; else NOT_FOUND. */
+  async update(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
+    return Number(
+      PiccoloClient.check(await this.write("update", key, value, options), Response_Which.WRITTEN).written.version,
+    );
+  }
+
+  /** Compare-and-swap: writes only if the key's version is `expectedVersion`; else VersionMismatchError. */
+  async cas(key: Bytes, value: Bytes, expectedVersion: number, options: WriteOptions = {}): Promise<number> {
+    const res = await this.call((r) => {
+      const c = r._initCas();
+      setData((n) => c._initKey(n), key);
+      setData((n) => c._initValue(n), value);
+      c.expectedVersion = BigInt(expectedVersion);
+      c.ttlMs = BigInt(options.ttlMs ?? 0);
+      c.expireAtMs = BigInt(options.expireAtMs ?? 0);
+    });
+    return Number(PiccoloClient.check(res, Response_Which.WRITTEN).written.version);
+  }
+
+  /** Resolves true if a key was removed. With ifVersion, only at that version (else VersionMismatchError). */
+  async delete(key: Bytes, options: { ifVersion?: number } = {}): Promise<boolean> {
+    const res = await this.call((r) => {
+      const d = r._initDelete();
+      setData((n) => d._initKey(n), key);
+      d.ifVersion = BigInt(options.ifVersion ?? 0);
+    });
+    return PiccoloClient.check(res, Response_Which.DELETED).deleted;
+  }
+
+  async exists(key: Bytes): Promise<boolean> {
+    const res = await this.call((r) => setData((n) => r._initExists()._initKey(n), key));
+    return PiccoloClient.check(res, Response_Which.EXISTS).exists;
+  }
+
+  /** Sets a TTL (relative ms). A TTL of 0 deletes the key now. Resolves false if the key is absent. */
+  async expire(key: Bytes, ttlMs: number): Promise<boolean> {
+    const res = await this.call((r) => {
+      const e = r._initExpire();
+      setData((n) => e._initKey(n), key);
+      e.ttlMs = BigInt(ttlMs);
+    });
+    return PiccoloClient.check(res, Response_Which.EXPIRE).expire;
+  }
+
+  /** Removes the key's TTL. Resolves false if the key is absent or had none. */
+  async persist(key: Bytes): Promise<boolean> {
+    const res = await this.call((r) => setData((n) => r._initPersist()._initKey(n), key));
+    return PiccoloClient.check(res, Response_Which.EXPIRE).expire;
+  }
+
+  /** Milliseconds to live; -1: no TTL; -2: no such key (as Redis PTTL). */
+  async ttl(key: Bytes): Promise<number> {
+    const res = await this.call((r) => setData((n) => r._initTtl()._initKey(n), key));
+    return Number(PiccoloClient.check(res, Response_Which.TTL).ttl.ttlMs);
+  }
+
+  /** Values of many keys, in order (null for absent ones). Each key is read on its own: not a snapshot. */
+  async mget(keys: Bytes[]): Promise<(Entry | null)[]> {
+    const res = await this.call((r) => {
+      const list = r._initMget()._initKeys(keys.length);
+      for (let i = 0; i < keys.length; i++) setData((n) => list[i]!._initKey(n), keys[i]!);
+    });
+    return Array.from(PiccoloClient.check(res, Response_Which.VALUES).values, (v) => entryOf(v));
+  }
+
+  /** Writes many keys (each atomically, not all together). Resolves with each key's new version. */
+  async mput(entries: [Bytes, Bytes][], options: { ttlMs?: number } = {}): Promise<number[]> {
+    const res = await this.call((r) => {
+      const m = r._initMput();
+      m.ttlMs = BigInt(options.ttlMs ?? 0);
+      const list = m._initEntries(entries.length);
+      entries.forEach(([k, v], i) => {
+        setData((n) => list[i]!._initKey(n), k);
+        setData((n) => list[i]!._initValue(n), v);
+      });
+    });
+    return Array.from(PiccoloClient.check(res, Response_Which.VERSIONS).versions, (v) => Number(v));
+  }
+
+  /** Deletes many keys; resolves with how many existed. */
+  async mdel(keys: Bytes[]): Promise<number> {
+    const res = await this.call((r) => {
+      const list = r._initMdel()._initKeys(keys.length);
+      for (let i = 0; i < keys.length; i++) setData((n) => list[i]!._initKey(n), keys[i]!);
+    });
+    return Number(PiccoloClient.check(res, Response_Which.COUNT).count);
+  }
+
+  /** One page of a cursor scan; start at cursor 0, stop when the returned cursor is 0. */
+  async scan(options: { cursor?: number; count?: number; prefix?: Bytes } = {}): Promise<ScanPage> {
+    const res = await this.call((r) => {
+      const s = r._initScan();
+      s.cursor = BigInt(options.cursor ?? 0);
+      s.count = options.count ?? 100;
+      if (options.prefix !== undefined) setData((n) => s._initPrefix(n), options.prefix);
+    });
+    const page = PiccoloClient.check(res, Response_Which.SCAN).scan;
+    return { cursor: Number(page.cursor), keys: Array.from(page.keys, (k) => Buffer.from(k.key.toUint8Array())) };
+  }
+
+  /** Every key (or every key with a prefix), by scanning to the end. */
+  async keys(prefix?: Bytes): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    let cursor = 0;
+    do {
+      const page = await this.scan(prefix === undefined ? { cursor, count: 1000 } : { cursor, count: 1000, prefix });
+      out.push(...page.keys);
+      cursor = page.cursor;
+    } while (cursor !== 0);
+    return out;
+  }
+
+  async stats(): Promise<NodeStats> {
+    const res = await this.call((r) => {
+      r.stats = true;
+    });
+    const s = PiccoloClient.check(res, Response_Which.STATS).stats;
+    return {
+      uptimeMs: Number(s.uptimeMs),
+      connections: s.connections,
+      shards: Array.from(s.shards, (t) => ({
+        shard: t.shard,
+        keys: Number(t.keys),
+        memoryBytes: Number(t.memoryBytes),
+        reads: Number(t.reads),
+        writes: Number(t.writes),
+        expired: Number(t.expired),
+      })),
+    };
+  }
+
+  /** Closes the connection; calls in flight fail with CONNECTION_CLOSED. */
+  async close(): Promise<void> {
+    this.closedByUser = true;
+    const s = this.socket;
+    if (s === null) return;
+    await new Promise<void>((resolve) => {
+      s.once("close", () => resolve());
+      s.end();
+      setTimeout(() => s.destroy(), 1000).unref();
+    });
+  }
+}
+
+function entryOf(v: { found: boolean; value: capnp.Data; version: bigint; expireAtMs: bigint }): Entry | null {
+  if (!v.found) return null;
+  return { value: Buffer.from(v.value.toUint8Array()), version: Number(v.version), expireAtMs: Number(v.expireAtMs) };
+}
+
+export { DEFAULT_MAX_VALUE_BYTES };

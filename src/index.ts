@@ -1,0 +1,8 @@
+/**
+ * The package's public API: the client and the error vocabulary. The
+ * server is started with the `piccolo server` command (src/cli/main.ts).
+ */
+export type { Bytes, ClientOptions, Entry, NodeStats, ScanPage, ShardStats, WriteOptions } from "./client/client.js";
+export { PiccoloClient, VersionMismatchError } from "./client/client.js";
+export { ErrorCode, errorName, PiccoloError } from "./errors.js";
+export * as limits from "./limits.js";

@@ -1,0 +1,172 @@
+/**
+ * The network IO loop: the main thread's event loop owns every socket.
+ *
+ * Life of one request (docs/architecture.md has the picture):
+ *   socket 'data' -> Connection.onData -> FrameReader (cut frames)
+ *   -> decodeRequest (capnp-es, validate) -> Dispatcher.dispatch
+ *   -> shard = xxhash32(key) mod N -> command into that shard's request ring
+ *   ... at the end of the turn: flush() publishes each ring, one wakeup each
+ *   shard worker: execute, result into its notify ring, one wakeup
+ *   -> ThreadedShards.drain (waitAsync fired) -> Dispatcher.onResult
+ *   -> response encoded -> Connection.flush writes answers in request order.
+ *
+ * Nothing on this thread ever blocks: full rings queue (bounded, with
+ * backpressure on the sockets), and results arrive through Atomics.waitAsync
+ * promises that settle on this same event loop.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import type { Logger } from "pino";
+import { MAX_CONNECTIONS, maxFrameBytes, SHUTDOWN_GRACE_MS } from "../limits.js";
+import { Connection, type ConnectionHost } from "./connection.js";
+import { Dispatcher, type InFlight } from "./dispatch.js";
+import { initRouting } from "./route.js";
+import { InlineShards, type ShardBackend, type ShardEvents, ThreadedShards } from "./shards.js";
+
+export interface NodeOptions {
+  host: string;
+  port: number;
+  /** 0: maps inline on the IO thread; N >= 1: N worker threads. */
+  shards: number;
+  maxValueBytes: number;
+  /** Pin workers to cores (Linux). */
+  pin: boolean;
+  logger: Logger;
+}
+
+export class PiccoloNode implements ConnectionHost {
+  readonly maxValueBytes: number;
+  readonly maxFrameBytes: number;
+  private readonly dispatcher = new Dispatcher();
+  private backend!: ShardBackend;
+  private server!: Server;
+  private readonly connections = new Set<Connection>();
+  private dirty: Connection[] = [];
+  private blocked = false;
+  private stopping = false;
+  private turnScheduled = false;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: NodeOptions) {
+    this.maxValueBytes = options.maxValueBytes;
+    this.maxFrameBytes = maxFrameBytes(options.maxValueBytes);
+    this.logger = options.logger;
+  }
+
+  /** Starts the shards and the listener; resolves with the bound port. */
+  async start(): Promise<number> {
+    await initRouting();
+    const events: ShardEvents = {
+      onResult: (r) => this.dispatcher.onResult(r),
+      onBatchEnd: () => this.flushDirty(),
+      onDrain: () => {
+        this.blocked = false;
+        for (const c of this.connections) c.updateReading();
+      },
+      onLog: (level, message, detail) => this.logger[level](detail ?? {}, message),
+    };
+    this.backend =
+      this.options.shards === 0
+        ? new InlineShards(events)
+        : new ThreadedShards(this.options.shards, events, this.options.pin);
+    this.dispatcher.backend = this.backend;
+    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+    this.server.maxConnections = MAX_CONNECTIONS;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = this.server.address();
+    const port = typeof address === "object" && address !== null ? address.port : this.options.port;
+    this.logger.info({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
+    return port;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(socket, this);
+    this.connections.add(conn);
+    this.dispatcher.connections = this.connections.size;
+  }
+
+  // ConnectionHost
+
+  readingBlocked(): boolean {
+    return this.blocked || this.stopping;
+  }
+
+  dispatch(req: InFlight, nowMs: number): void {
+    this.dispatcher.dispatch(req, nowMs);
+    this.scheduleTurn();
+    if (!this.blocked && this.backend.congested()) {
+      this.blocked = true;
+      this.logger.debug("a shard ring is congested: pausing sockets");
+    }
+  }
+
+  markDirty(conn: Connection): void {
+    this.dirty.push(conn);
+    this.scheduleTurn();
+  }
+
+  /**
+   * setImmediate runs after the poll phase has handed us every socket read
+   * that was ready, so one end-of-turn covers them all.
+   */
+  private scheduleTurn(): void {
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(this.endOfTurn);
+  }
+
+  /**
+   * After a burst of socket reads: publish every ring written this turn (one
+   * wakeup per shard for the whole batch) and write what is ready.
+   */
+  private readonly endOfTurn = (): void => {
+    this.turnScheduled = false;
+    this.backend.flush();
+    this.flushDirty();
+  };
+
+  private flushDirty(): void {
+    const list = this.dirty;
+    if (list.length === 0) return;
+    this.dirty = [];
+    for (const c of list) c.flush();
+  }
+
+  closed(conn: Connection): void {
+    this.connections.delete(conn);
+    this.dispatcher.connections = this.connections.size;
+  }
+
+  log(level: "debug" | "info" | "warn", message: string, detail?: object): void {
+    this.logger[level](detail ?? {}, message);
+  }
+
+  /**
+   * Graceful stop: refuse new connections, stop reading new requests, let
+   * the ones in flight finish and their answers go out (up to
+   * SHUTDOWN_GRACE_MS), then close sockets and stop the shard workers.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.server.close();
+    for (const c of this.connections) c.updateReading();
+    const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+    while (this.dispatcher.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    for (const c of this.connections) {
+      c.flush();
+      c.socket.end();
+    }
+    await this.backend.close();
+    this.logger.info("piccolo node stopped");
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The node's configuration: flags, then environment variables, then the
+ * embedded defaults. No file is needed: `piccolo server` alone starts a node
+ * on 127.0.0.1:7700 with one shard per core.
+ */
+import { availableParallelism } from "node:os";
+import { DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING } from "../limits.js";
+
+export interface NodeConfig {
+  host: string;
+  port: number;
+  shards: number;
+  maxValueBytes: number;
+  logLevel: string;
+  pin: boolean;
+}
+
+export const SERVER_FLAGS = {
+  host: { env: "PICCOLO_HOST", help: "address to listen on", default: "127.0.0.1" },
+  port: { env: "PICCOLO_PORT", help: "native protocol port (0: any free port)", default: "7700" },
+  shards: { env: "PICCOLO_SHARDS", help: "shard worker threads; 0 runs the maps on the IO thread", default: "cores" },
+  "max-value-bytes": {
+    env: "PICCOLO_MAX_VALUE_BYTES",
+    help: "largest value accepted",
+    default: String(DEFAULT_MAX_VALUE_BYTES),
+  },
+  "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
+  "no-pin": { env: "PICCOLO_NO_PIN", help: "do not pin shard workers to cores", default: "" },
+} as const;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function int(name: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ConfigError(`--${name} must be an integer in [${min}, ${max}], got "${raw}"`);
+  return n;
+}
+
+/** Resolves flag values (strings, as parsed) against env and defaults, and validates. */
+export function resolveConfig(flags: Record<string, string | boolean | undefined>, env = process.env): NodeConfig {
+  const pick = (name: keyof typeof SERVER_FLAGS): string => {
+    const v = flags[name];
+    if (typeof v === "string") return v;
+    return env[SERVER_FLAGS[name].env] ?? SERVER_FLAGS[name].default;
+  };
+  const shardsRaw = pick("shards");
+  return {
+    host: pick("host"),
+    port: int("port", pick("port"), 0, 65535),
+    shards: shardsRaw === "cores" ? availableParallelism() : int("shards", shardsRaw, 0, 256),
+    maxValueBytes: int("max-value-bytes", pick("max-value-bytes"), 1, MAX_VALUE_BYTES_CEILING),
+    logLevel: pick("log-level"),
+    pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
+  };
+}

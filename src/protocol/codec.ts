@@ -1,0 +1,371 @@
+/**
+ * Between Cap'n Proto messages and Piccolo's operations.
+ *
+ * decodeRequest() reads a framed Request with the generated capnp-es code and
+ * validates it against the node's limits, giving the IO loop a plain
+ * Operation: what to do and on which keys (views into the frame, no copies).
+ * encodeResponse() builds the framed Response. Both sides of the wire use
+ * this file: the node, and the client (which encodes Requests and decodes
+ * Responses with the helpers at the bottom).
+ *
+ * Nothing here knows about sockets or shards.
+ */
+import * as capnp from "capnp-es";
+import { ErrorCode, errorName } from "../errors.js";
+import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS } from "../limits.js";
+import { Request, Request_Which, Response } from "./gen/piccolo.js";
+
+export { Request_Which as OpKind };
+
+/** A decoded, validated request. Keys and values are views into the frame. */
+export interface Operation {
+  id: bigint;
+  kind: Request_Which;
+  keys: Uint8Array[];
+  values: Uint8Array[];
+  ttlMs: number;
+  expireAtMs: number;
+  keepTtl: boolean;
+  /** cas: expected version; delete: ifVersion (0 = unconditional). */
+  version: number;
+  cursor: number;
+  count: number;
+  /** Set when the request cannot be served; the IO loop answers with it. */
+  errorCode: number;
+  errorMessage: string;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function blankOperation(id: bigint, kind: Request_Which): Operation {
+  return {
+    id,
+    kind,
+    keys: [],
+    values: [],
+    ttlMs: 0,
+    expireAtMs: 0,
+    keepTtl: false,
+    version: 0,
+    cursor: 0,
+    count: 0,
+    errorCode: 0,
+    errorMessage: "",
+  };
+}
+
+function fail(op: Operation, code: number, message: string): Operation {
+  op.errorCode = code;
+  op.errorMessage = message;
+  return op;
+}
+
+function checkKey(op: Operation, key: Uint8Array): boolean {
+  if (key.length === 0) {
+    fail(op, ErrorCode.INVALID_ARGUMENT, "key is empty");
+    return false;
+  }
+  if (key.length > MAX_KEY_BYTES) {
+    fail(op, ErrorCode.KEY_TOO_LARGE, `key of ${key.length} bytes exceeds the limit of ${MAX_KEY_BYTES}`);
+    return false;
+  }
+  return true;
+}
+
+function checkValue(op: Operation, value: Uint8Array, maxValueBytes: number): boolean {
+  if (value.length > maxValueBytes) {
+    fail(op, ErrorCode.VALUE_TOO_LARGE, `value of ${value.length} bytes exceeds the limit of ${maxValueBytes}`);
+    return false;
+  }
+  return true;
+}
+
+function checkTime(op: Operation, ttl: bigint, at: bigint): boolean {
+  if (ttl > BigInt(MAX_TTL_MS)) {
+    fail(op, ErrorCode.INVALID_ARGUMENT, `ttlMs ${ttl} exceeds the limit of ${MAX_TTL_MS}`);
+    return false;
+  }
+  if (at > BigInt(Number.MAX_SAFE_INTEGER)) {
+    fail(op, ErrorCode.INVALID_ARGUMENT, `expireAtMs ${at} is out of range`);
+    return false;
+  }
+  op.ttlMs = Number(ttl);
+  op.expireAtMs = Number(at);
+  return true;
+}
+
+function data(d: capnp.Data): Uint8Array {
+  return d.length === 0 ? EMPTY : d.toUint8Array();
+}
+
+/**
+ * Decodes one frame. Never throws: a frame that is not a valid Request comes
+ * back as an Operation with errorCode MALFORMED_FRAME (id 0 when even the id
+ * could not be read).
+ */
+export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operation {
+  let id = 0n;
+  try {
+    const req = new capnp.Message(frame, false).getRoot(Request);
+    id = req.id;
+    const kind = req.which();
+    const op = blankOperation(id, kind);
+    switch (kind) {
+      case Request_Which.PING:
+      case Request_Which.STATS:
+        return op;
+      case Request_Which.GET:
+      case Request_Which.EXISTS:
+      case Request_Which.PERSIST:
+      case Request_Which.TTL: {
+        const arg =
+          kind === Request_Which.GET
+            ? req.get
+            : kind === Request_Which.EXISTS
+              ? req.exists
+              : kind === Request_Which.PERSIST
+                ? req.persist
+                : req.ttl;
+        const key = data(arg.key);
+        if (checkKey(op, key)) op.keys.push(key);
+        return op;
+      }
+      case Request_Which.PUT:
+      case Request_Which.INSERT:
+      case Request_Which.UPDATE: {
+        const w = kind === Request_Which.PUT ? req.put : kind === Request_Which.INSERT ? req.insert : req.update;
+        const key = data(w.key);
+        const value = data(w.value);
+        if (!checkKey(op, key) || !checkValue(op, value, maxValueBytes) || !checkTime(op, w.ttlMs, w.expireAtMs))
+          return op;
+        op.keys.push(key);
+        op.values.push(value);
+        op.keepTtl = w.keepTtl;
+        return op;
+      }
+      case Request_Which.CAS: {
+        const c = req.cas;
+        const key = data(c.key);
+        const value = data(c.value);
+        if (!checkKey(op, key) || !checkValue(op, value, maxValueBytes) || !checkTime(op, c.ttlMs, c.expireAtMs))
+          return op;
+        op.keys.push(key);
+        op.values.push(value);
+        op.version = Number(c.expectedVersion);
+        return op;
+      }
+      case Request_Which.DELETE: {
+        const d = req.delete;
+        const key = data(d.key);
+        if (!checkKey(op, key)) return op;
+        op.keys.push(key);
+        op.version = Number(d.ifVersion);
+        return op;
+      }
+      case Request_Which.EXPIRE: {
+        const e = req.expire;
+        const key = data(e.key);
+        if (!checkKey(op, key) || !checkTime(op, e.ttlMs, e.expireAtMs)) return op;
+        op.keys.push(key);
+        return op;
+      }
+      case Request_Which.MGET:
+      case Request_Which.MDEL: {
+        const list = (kind === Request_Which.MGET ? req.mget : req.mdel).keys;
+        if (list.length === 0) return fail(op, ErrorCode.INVALID_ARGUMENT, "key list is empty");
+        if (list.length > MAX_BATCH_KEYS)
+          return fail(op, ErrorCode.TOO_MANY_KEYS, `${list.length} keys exceed the limit of ${MAX_BATCH_KEYS}`);
+        for (let i = 0; i < list.length; i++) {
+          const key = data(list[i]!.key);
+          if (!checkKey(op, key)) return op;
+          op.keys.push(key);
+        }
+        return op;
+      }
+      case Request_Which.MPUT: {
+        const m = req.mput;
+        const entries = m.entries;
+        if (entries.length === 0) return fail(op, ErrorCode.INVALID_ARGUMENT, "entry list is empty");
+        if (entries.length > MAX_BATCH_KEYS)
+          return fail(op, ErrorCode.TOO_MANY_KEYS, `${entries.length} entries exceed the limit of ${MAX_BATCH_KEYS}`);
+        if (!checkTime(op, m.ttlMs, 0n)) return op;
+        for (let i = 0; i < entries.length; i++) {
+          const e = entries[i]!;
+          const key = data(e.key);
+          const value = data(e.value);
+          if (!checkKey(op, key) || !checkValue(op, value, maxValueBytes)) return op;
+          op.keys.push(key);
+          op.values.push(value);
+        }
+        return op;
+      }
+      case Request_Which.SCAN: {
+        const s = req.scan;
+        const prefix = data(s.prefix);
+        if (prefix.length > MAX_KEY_BYTES) return fail(op, ErrorCode.KEY_TOO_LARGE, "prefix exceeds the key limit");
+        op.keys.push(prefix);
+        op.cursor = Number(s.cursor);
+        op.count = s.count;
+        return op;
+      }
+      default:
+        return fail(op, ErrorCode.UNKNOWN_OPERATION, `unknown operation ${kind} (a newer client?)`);
+    }
+  } catch (err) {
+    return fail(
+      blankOperation(id, Request_Which.PING),
+      ErrorCode.MALFORMED_FRAME,
+      `not a valid Request: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** One key's outcome, as the IO loop gathered it from a shard. */
+export interface PartResult {
+  status: number;
+  flag: number;
+  version: number;
+  expireAtMs: number;
+  num: number;
+  value: Uint8Array | null;
+}
+
+export interface ShardStatsRow {
+  shard: number;
+  keys: number;
+  memoryBytes: number;
+  reads: number;
+  writes: number;
+  expired: number;
+}
+
+function frameOf(message: capnp.Message): Uint8Array {
+  return new Uint8Array(message.toArrayBuffer());
+}
+
+export function encodeError(id: bigint, code: number, message: string, version = 0): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const e = r._initError();
+  e.code = code;
+  e.message = message;
+  e.version = BigInt(version);
+  return frameOf(m);
+}
+
+const defaultMessages: Record<number, string> = {
+  [ErrorCode.NOT_FOUND]: "no such key",
+  [ErrorCode.ALREADY_EXISTS]: "key already exists",
+  [ErrorCode.VERSION_MISMATCH]: "version does not match",
+};
+
+export function messageFor(code: number): string {
+  return defaultMessages[code] ?? errorName(code);
+}
+
+function setValue(
+  v: { found: boolean; version: bigint; expireAtMs: bigint; _initValue(n: number): capnp.Data },
+  p: PartResult,
+): void {
+  if (p.flag === 0) return;
+  v.found = true;
+  v.version = BigInt(p.version);
+  v.expireAtMs = BigInt(p.expireAtMs);
+  if (p.value !== null && p.value.length > 0) v._initValue(p.value.length).copyBuffer(p.value);
+}
+
+/** Encodes the Response for a single-key operation from its one result. */
+export function encodeSingle(id: bigint, kind: Request_Which, p: PartResult): Uint8Array {
+  if (p.status !== ErrorCode.OK) return encodeError(id, p.status, messageFor(p.status), p.version);
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  switch (kind) {
+    case Request_Which.GET:
+      setValue(r._initValue(), p);
+      break;
+    case Request_Which.PUT:
+    case Request_Which.INSERT:
+    case Request_Which.UPDATE:
+    case Request_Which.CAS:
+      r._initWritten().version = BigInt(p.version);
+      break;
+    case Request_Which.DELETE:
+      r.deleted = p.flag === 1;
+      break;
+    case Request_Which.EXISTS:
+      r.exists = p.flag === 1;
+      break;
+    case Request_Which.EXPIRE:
+    case Request_Which.PERSIST:
+      r.expire = p.flag === 1;
+      break;
+    case Request_Which.TTL:
+      r._initTtl().ttlMs = BigInt(Math.max(p.num, Math.min(p.num, 0)));
+      break;
+    default:
+      return encodeError(id, ErrorCode.INTERNAL, `no single-key encoding for operation ${kind}`);
+  }
+  return frameOf(m);
+}
+
+export function encodePong(id: bigint): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  r.pong = true;
+  return frameOf(m);
+}
+
+/** mget, mput, mdel: one Response from every key's result, in request order. */
+export function encodeMulti(id: bigint, kind: Request_Which, parts: PartResult[]): Uint8Array {
+  for (const p of parts) if (p.status !== ErrorCode.OK) return encodeError(id, p.status, messageFor(p.status));
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  if (kind === Request_Which.MGET) {
+    const list = r._initValues(parts.length);
+    for (let i = 0; i < parts.length; i++) setValue(list[i]!, parts[i]!);
+  } else if (kind === Request_Which.MPUT) {
+    const list = r._initVersions(parts.length);
+    for (let i = 0; i < parts.length; i++) list.set(i, BigInt(parts[i]!.version));
+  } else {
+    let removed = 0;
+    for (const p of parts) removed += p.flag;
+    r.count = BigInt(removed);
+  }
+  return frameOf(m);
+}
+
+export function encodeScan(id: bigint, cursor: number, keys: readonly Uint8Array[]): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const s = r._initScan();
+  s.cursor = BigInt(cursor);
+  const list = s._initKeys(keys.length);
+  for (let i = 0; i < keys.length; i++) list[i]!._initKey(keys[i]!.length).copyBuffer(keys[i]!);
+  return frameOf(m);
+}
+
+export function encodeStats(id: bigint, rows: ShardStatsRow[], uptimeMs: number, connections: number): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const s = r._initStats();
+  s.uptimeMs = BigInt(Math.floor(uptimeMs));
+  s.connections = connections;
+  const list = s._initShards(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    const t = list[i]!;
+    t.shard = row.shard;
+    t.keys = BigInt(row.keys);
+    t.memoryBytes = BigInt(row.memoryBytes);
+    t.reads = BigInt(row.reads);
+    t.writes = BigInt(row.writes);
+    t.expired = BigInt(row.expired);
+  }
+  return frameOf(m);
+}

@@ -1,0 +1,117 @@
+/**
+ * Cap'n Proto stream framing: cutting a TCP byte stream into messages.
+ *
+ * A framed message starts with its segment table (the standard framing from
+ * the Cap'n Proto encoding spec):
+ *
+ *   u32           segment count - 1
+ *   u32 x count   size of each segment, in 8-byte words
+ *   u32           padding, when count is even, to an 8-byte boundary
+ *   segments      the words
+ *
+ * From the table alone we know the frame's full length, so we can refuse an
+ * oversized frame before buffering it (the limit is checked on the header,
+ * not after reading 4 GiB) and we always know where the next frame starts. A
+ * frame whose *content* is garbage is therefore recoverable: we answer it
+ * with an error and go on. A frame whose *table* is garbage (too many
+ * segments, too large) is not: we cannot know where the next frame starts,
+ * so the connection gets a final error and is closed.
+ *
+ * The reader copies each complete frame once, into an ArrayBuffer of its
+ * own, which capnp-es then reads in place. Socket chunks are not kept: a
+ * partial frame is accumulated into its final buffer as bytes arrive.
+ */
+import { MAX_FRAME_SEGMENTS } from "../limits.js";
+
+export type FrameError = { code: "FRAME_TOO_LARGE" | "MALFORMED_FRAME"; message: string };
+
+export class FrameReader {
+  private readonly maxFrameBytes: number;
+  /** The frame being assembled, once its size is known. */
+  private frame: Uint8Array | null = null;
+  private filled = 0;
+  /** Bytes of an incomplete segment table. */
+  private head = new Uint8Array(4 + 4 * MAX_FRAME_SEGMENTS + 4);
+  private headFilled = 0;
+  /** Set once the stream is unrecoverable; nothing more is read. */
+  error: FrameError | null = null;
+
+  constructor(maxFrameBytes: number) {
+    this.maxFrameBytes = maxFrameBytes;
+  }
+
+  /** Feeds bytes in; calls onFrame for each complete frame, in order. */
+  push(chunk: Uint8Array, onFrame: (frame: ArrayBuffer) => void): void {
+    let at = 0;
+    while (at < chunk.length && this.error === null) {
+      if (this.frame === null) {
+        at = this.readTable(chunk, at);
+        continue;
+      }
+      const take = Math.min(this.frame.length - this.filled, chunk.length - at);
+      this.frame.set(chunk.subarray(at, at + take), this.filled);
+      this.filled += take;
+      at += take;
+      if (this.filled === this.frame.length) {
+        const done = this.frame.buffer as ArrayBuffer;
+        this.frame = null;
+        this.filled = 0;
+        onFrame(done);
+      }
+    }
+  }
+
+  /** True when a frame is partly read (the peer stopped mid-frame at close: a truncated frame). */
+  get partial(): boolean {
+    return this.frame !== null || this.headFilled > 0;
+  }
+
+  private readTable(chunk: Uint8Array, at: number): number {
+    // Gather the first word, then the whole table, into `head`.
+    const need = (n: number): boolean => {
+      const take = Math.min(n - this.headFilled, chunk.length - at);
+      if (take > 0) {
+        this.head.set(chunk.subarray(at, at + take), this.headFilled);
+        this.headFilled += take;
+        at += take;
+      }
+      return this.headFilled >= n;
+    };
+    if (!need(4)) return at;
+    const h = this.head;
+    const segments = ((h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0) + 1;
+    if (segments > MAX_FRAME_SEGMENTS || segments === 0) {
+      this.error = {
+        code: "MALFORMED_FRAME",
+        message: `segment table claims ${segments} segments (limit ${MAX_FRAME_SEGMENTS})`,
+      };
+      return chunk.length;
+    }
+    let tableBytes = 4 + 4 * segments;
+    tableBytes += tableBytes % 8; // pad to a word
+    if (!need(tableBytes)) return at;
+    let words = 0;
+    for (let i = 0; i < segments; i++) {
+      const o = 4 + 4 * i;
+      words += (h[o]! | (h[o + 1]! << 8) | (h[o + 2]! << 16) | (h[o + 3]! << 24)) >>> 0;
+    }
+    const total = tableBytes + words * 8;
+    if (words === 0) {
+      this.error = { code: "MALFORMED_FRAME", message: "frame has no content (all segments empty)" };
+      return chunk.length;
+    }
+    if (total > this.maxFrameBytes) {
+      this.error = {
+        code: "FRAME_TOO_LARGE",
+        message: `frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes}`,
+      };
+      return chunk.length;
+    }
+    this.frame = new Uint8Array(total);
+    this.frame.set(h.subarray(0, tableBytes), 0);
+    this.filled = tableBytes;
+    this.headFilled = 0;
+    // words > 0, so the frame is not complete yet: push() fills the rest.
+    return at;
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * The shard command: the one binary form of every operation a shard applies.
+ *
+ * The IO loop turns each protocol request (Cap'n Proto or RESP) into one or
+ * more commands, one per key, and writes them into the owning shard's ring.
+ * The same bytes are what a Raft log will carry once partitions replicate
+ * (issue #7): a command holds everything its outcome depends on, including
+ * the clock. `nowMs` is fixed by whoever accepts the request, and every expiry
+ * decision of the command uses it, never the shard's own clock, so replaying
+ * a log of commands yields the same map on every replica.
+ *
+ * Command layout (little-endian, 48-byte header, then key, then value):
+ *
+ *   0  u8   op           Op below
+ *   1  u8   flags        FLAG_KEEP_TTL
+ *   2  u16  reserved     0
+ *   4  u32  tag          opaque to the shard, echoed in the result (the IO
+ *                        loop's index of the waiting request)
+ *   8  u32  keyBytes
+ *   12 u32  valueBytes
+ *   16 f64  nowMs        the acceptor's clock (Unix ms)
+ *   24 f64  expireAtMs   absolute expiry to set; 0 = none
+ *   32 f64  arg0         expected version (cas, delete), scan cursor
+ *   40 f64  arg1         scan count
+ *   48 ...  key bytes, then value bytes
+ *
+ * Result layout (40-byte header, then value):
+ *
+ *   0  u32  tag          the command's tag
+ *   4  u8   status       an ErrorCode (0 = OK)
+ *   5  u8   flag         found / existed / changed, per op
+ *   6  u16  reserved
+ *   8  f64  version      the key's version after the op (or current, on a
+ *                        failed condition); 0 = absent
+ *   16 f64  expireAtMs   the key's expiry; 0 = none
+ *   24 f64  num          ttl in ms (TTL op), next cursor (SCAN)
+ *   32 u32  valueBytes
+ *   36 u32  reserved
+ *   40 ...  value bytes (GET: the value; SCAN: packed keys; STATS: packed numbers)
+ *
+ * Doubles carry versions and times: exact for integers below 2^53, which a
+ * counter bumped a billion times a second would reach in 104 days... of
+ * uninterrupted writes on one shard; at a realistic million per second, 285
+ * years.
+ */
+
+export const Op = {
+  GET: 1,
+  PUT: 2,
+  INSERT: 3,
+  UPDATE: 4,
+  CAS: 5,
+  DELETE: 6,
+  EXISTS: 7,
+  EXPIRE: 8,
+  PERSIST: 9,
+  TTL: 10,
+  SCAN: 11,
+  STATS: 12,
+  FLUSH: 13,
+} as const;
+export type Op = (typeof Op)[keyof typeof Op];
+
+/** Whether an op changes the map (and so must go through a log once replicated). */
+export function isWrite(op: number): boolean {
+  return op !== Op.GET && op !== Op.EXISTS && op !== Op.TTL && op !== Op.SCAN && op !== Op.STATS;
+}
+
+export const FLAG_KEEP_TTL = 1;
+
+export const COMMAND_HEADER_BYTES = 48;
+export const RESULT_HEADER_BYTES = 40;
+
+// A scratch pair to move doubles in and out of byte arrays without a
+// DataView per message (a DataView is an allocation; this is not).
+const f64 = new Float64Array(1);
+const f64bytes = new Uint8Array(f64.buffer);
+
+export function readF64(b: Uint8Array, at: number): number {
+  for (let i = 0; i < 8; i++) f64bytes[i] = b[at + i]!;
+  return f64[0]!;
+}
+
+export function writeF64(b: Uint8Array, at: number, v: number): void {
+  f64[0] = v;
+  for (let i = 0; i < 8; i++) b[at + i] = f64bytes[i]!;
+}
+
+export function readU32(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+}
+
+export function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v & 0xff;
+  b[at + 1] = (v >>> 8) & 0xff;
+  b[at + 2] = (v >>> 16) & 0xff;
+  b[at + 3] = (v >>> 24) & 0xff;
+}
+
+/** The fields of one command, for building it. */
+export interface CommandFields {
+  op: Op;
+  flags: number;
+  tag: number;
+  nowMs: number;
+  expireAtMs: number;
+  arg0: number;
+  arg1: number;
+  key: Uint8Array;
+  value: Uint8Array | null;
+}
+
+export function commandBytes(keyBytes: number, valueBytes: number): number {
+  return COMMAND_HEADER_BYTES + keyBytes + valueBytes;
+}
+
+/** Writes a command at `at` in `out`, which must have commandBytes(...) of room. */
+export function encodeCommand(out: Uint8Array, at: number, c: CommandFields): void {
+  const valueBytes = c.value === null ? 0 : c.value.length;
+  out[at] = c.op;
+  out[at + 1] = c.flags;
+  out[at + 2] = 0;
+  out[at + 3] = 0;
+  writeU32(out, at + 4, c.tag);
+  writeU32(out, at + 8, c.key.length);
+  writeU32(out, at + 12, valueBytes);
+  writeF64(out, at + 16, c.nowMs);
+  writeF64(out, at + 24, c.expireAtMs);
+  writeF64(out, at + 32, c.arg0);
+  writeF64(out, at + 40, c.arg1);
+  out.set(c.key, at + COMMAND_HEADER_BYTES);
+  if (c.value !== null) out.set(c.value, at + COMMAND_HEADER_BYTES + c.key.length);
+}
+
+/**
+ * A reusable reader over one encoded command: wrap() it around the bytes,
+ * read the fields. Key and value are views into the same bytes (zero-copy),
+ * valid as long as those bytes are.
+ */
+export class CommandView {
+  op = 0;
+  flags = 0;
+  tag = 0;
+  nowMs = 0;
+  expireAtMs = 0;
+  arg0 = 0;
+  arg1 = 0;
+  key: Uint8Array = EMPTY;
+  value: Uint8Array = EMPTY;
+
+  /** Returns false when the bytes are not a well-formed command. */
+  wrap(b: Uint8Array): boolean {
+    if (b.length < COMMAND_HEADER_BYTES) return false;
+    const keyBytes = readU32(b, 8);
+    const valueBytes = readU32(b, 12);
+    if (COMMAND_HEADER_BYTES + keyBytes + valueBytes !== b.length) return false;
+    this.op = b[0]!;
+    this.flags = b[1]!;
+    this.tag = readU32(b, 4);
+    this.nowMs = readF64(b, 16);
+    this.expireAtMs = readF64(b, 24);
+    this.arg0 = readF64(b, 32);
+    this.arg1 = readF64(b, 40);
+    this.key = b.subarray(COMMAND_HEADER_BYTES, COMMAND_HEADER_BYTES + keyBytes);
+    this.value = b.subarray(COMMAND_HEADER_BYTES + keyBytes, b.length);
+    return true;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The outcome of one command. The executor fills a reused instance; the
+ * host either encodes it into the notify ring (threaded mode) or hands it
+ * straight to the IO loop (inline mode, --shards 0). `value` is a view into
+ * the shard's memory, valid until the next command runs.
+ */
+export class Result {
+  tag = 0;
+  status = 0;
+  flag = 0;
+  version = 0;
+  expireAtMs = 0;
+  num = 0;
+  value: Uint8Array | null = null;
+
+  reset(tag: number): this {
+    this.tag = tag;
+    this.status = 0;
+    this.flag = 0;
+    this.version = 0;
+    this.expireAtMs = 0;
+    this.num = 0;
+    this.value = null;
+    return this;
+  }
+
+  byteLength(): number {
+    return RESULT_HEADER_BYTES + (this.value === null ? 0 : this.value.length);
+  }
+
+  encode(out: Uint8Array, at: number): void {
+    writeU32(out, at, this.tag);
+    out[at + 4] = this.status;
+    out[at + 5] = this.flag;
+    out[at + 6] = 0;
+    out[at + 7] = 0;
+    writeF64(out, at + 8, this.version);
+    writeF64(out, at + 16, this.expireAtMs);
+    writeF64(out, at + 24, this.num);
+    writeU32(out, at + 32, this.value === null ? 0 : this.value.length);
+    writeU32(out, at + 36, 0);
+    if (this.value !== null) out.set(this.value, at + RESULT_HEADER_BYTES);
+  }
+
+  /** Reads a result from bytes; `value` becomes a view into them. */
+  decode(b: Uint8Array): boolean {
+    if (b.length < RESULT_HEADER_BYTES) return false;
+    const valueBytes = readU32(b, 32);
+    if (RESULT_HEADER_BYTES + valueBytes !== b.length) return false;
+    this.tag = readU32(b, 0);
+    this.status = b[4]!;
+    this.flag = b[5]!;
+    this.version = readF64(b, 8);
+    this.expireAtMs = readF64(b, 16);
+    this.num = readF64(b, 24);
+    this.value = b.subarray(RESULT_HEADER_BYTES);
+    return true;
+  }
+}
+
+/** Packs scan keys as [u32 length][bytes]... */
+export function packKeys(keys: readonly Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const k of keys) size += 4 + k.length;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const k of keys) {
+    writeU32(out, at, k.length);
+    out.set(k, at + 4);
+    at += 4 + k.length;
+  }
+  return out;
+}
+
+export function unpackKeys(b: Uint8Array): Uint8Array[] {
+  const keys: Uint8Array[] = [];
+  let at = 0;
+  while (at + 4 <= b.length) {
+    const n = readU32(b, at);
+    keys.push(b.slice(at + 4, at + 4 + n));
+    at += 4 + n;
+  }
+  return keys;
+}
+
+/** The numbers a shard reports for STATS, packed as doubles in this order. */
+export const STATS_FIELDS = ["keys", "memoryBytes", "reads", "writes", "expired"] as const;

@@ -1,0 +1,213 @@
+/**
+ * The shard's state machine: commands in, results out, no IO and no clock.
+ *
+ * Like etcd's raft core, this is pure on purpose: the thread host
+ * (worker.ts) or the IO loop itself (inline mode, --shards 0) feeds it
+ * commands and carries the results away; a Raft host will feed it committed
+ * log entries the same way. Given the same commands in the same order it
+ * produces the same map and the same results, because every decision that
+ * depends on time uses the command's own `nowMs`.
+ *
+ * Versions: one counter per shard, bumped by every write of any key, so a
+ * key's version never repeats, not even across delete and re-insert, and a
+ * compare-and-swap can never be fooled by a key that was deleted and written
+ * again in between (the ABA problem). Changing only a TTL (expire, persist)
+ * does not bump the version: the value did not change.
+ */
+import { assert } from "../assert.js";
+import { ErrorCode } from "../errors.js";
+import { type CommandView, FLAG_KEEP_TTL, Op, packKeys, type Result, writeF64 } from "./command.js";
+import { ShardStore } from "./simple-store.js";
+
+export class ShardCore {
+  readonly store: ShardStore;
+  /** The last version handed out; the next write takes lastVersion + 1. */
+  lastVersion = 0;
+  reads = 0;
+  writes = 0;
+  expired = 0;
+  private readonly statsBytes = new Uint8Array(5 * 8);
+
+  constructor(store: ShardStore = new ShardStore()) {
+    this.store = store;
+  }
+
+  /** The slot of a live key, or -1. An expired key found here is removed on the spot. */
+  private live(key: Uint8Array, nowMs: number): number {
+    const slot = this.store.find(key);
+    if (slot < 0) return -1;
+    const exp = this.store.expiresAtMs(slot);
+    if (exp !== 0 && exp <= nowMs) {
+      this.store.deleteSlot(slot);
+      this.expired++;
+      return -1;
+    }
+    return slot;
+  }
+
+  private write(c: CommandView, r: Result, slot: number): void {
+    const expireAtMs = (c.flags & FLAG_KEEP_TTL) !== 0 && slot >= 0 ? this.store.expiresAtMs(slot) : c.expireAtMs;
+    const version = ++this.lastVersion;
+    this.store.set(c.key, c.value, version, expireAtMs);
+    this.writes++;
+    r.version = version;
+    r.expireAtMs = expireAtMs;
+    r.flag = slot >= 0 ? 1 : 0; // 1: replaced an existing key, 0: created
+  }
+
+  private current(r: Result, slot: number): void {
+    r.version = this.store.version(slot);
+    r.expireAtMs = this.store.expiresAtMs(slot);
+  }
+
+  /** Applies one command, filling `r` (already reset with the command's tag). */
+  execute(c: CommandView, r: Result): void {
+    const store = this.store;
+    switch (c.op) {
+      case Op.GET: {
+        this.reads++;
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0) return;
+        r.flag = 1;
+        this.current(r, slot);
+        r.value = store.value(slot);
+        return;
+      }
+      case Op.PUT:
+        this.write(c, r, this.live(c.key, c.nowMs));
+        return;
+      case Op.INSERT: {
+        const slot = this.live(c.key, c.nowMs);
+        if (slot >= 0) {
+          r.status = ErrorCode.ALREADY_EXISTS;
+          this.current(r, slot);
+          return;
+        }
+        this.write(c, r, slot);
+        return;
+      }
+      case Op.UPDATE: {
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0) {
+          r.status = ErrorCode.NOT_FOUND;
+          return;
+        }
+        this.write(c, r, slot);
+        return;
+      }
+      case Op.CAS: {
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0 || store.version(slot) !== c.arg0) {
+          r.status = ErrorCode.VERSION_MISMATCH;
+          if (slot >= 0) this.current(r, slot);
+          return;
+        }
+        this.write(c, r, slot);
+        return;
+      }
+      case Op.DELETE: {
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0) return;
+        if (c.arg0 !== 0 && store.version(slot) !== c.arg0) {
+          r.status = ErrorCode.VERSION_MISMATCH;
+          this.current(r, slot);
+          return;
+        }
+        store.deleteSlot(slot);
+        this.writes++;
+        r.flag = 1;
+        return;
+      }
+      case Op.EXISTS: {
+        this.reads++;
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0) return;
+        r.flag = 1;
+        this.current(r, slot);
+        return;
+      }
+      case Op.EXPIRE: {
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0) return;
+        r.flag = 1;
+        this.writes++;
+        if (c.expireAtMs <= c.nowMs) {
+          // As Redis: a TTL in the past deletes the key now.
+          store.deleteSlot(slot);
+          return;
+        }
+        store.setExpiry(slot, c.expireAtMs);
+        this.current(r, slot);
+        return;
+      }
+      case Op.PERSIST: {
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0 || store.expiresAtMs(slot) === 0) return;
+        store.setExpiry(slot, 0);
+        this.writes++;
+        r.flag = 1;
+        this.current(r, slot);
+        return;
+      }
+      case Op.TTL: {
+        this.reads++;
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0) {
+          r.num = -2;
+          return;
+        }
+        r.flag = 1;
+        this.current(r, slot);
+        r.num = r.expireAtMs === 0 ? -1 : r.expireAtMs - c.nowMs;
+        return;
+      }
+      case Op.SCAN: {
+        const keys: Uint8Array[] = [];
+        const prefix = c.key;
+        const nowMs = c.nowMs;
+        const next = store.scan(c.arg0, c.arg1, (slot) => {
+          const exp = store.expiresAtMs(slot);
+          if (exp !== 0 && exp <= nowMs) return;
+          const key = store.key(slot);
+          if (prefix.length > 0 && !startsWith(key, prefix)) return;
+          keys.push(key.slice());
+        });
+        r.num = next;
+        r.value = packKeys(keys);
+        return;
+      }
+      case Op.STATS: {
+        const b = this.statsBytes;
+        writeF64(b, 0, store.size);
+        writeF64(b, 8, store.memoryBytes());
+        writeF64(b, 16, this.reads);
+        writeF64(b, 24, this.writes);
+        writeF64(b, 32, this.expired);
+        r.value = b;
+        return;
+      }
+      case Op.FLUSH:
+        r.num = store.size;
+        store.clear();
+        this.writes++;
+        return;
+      default:
+        r.status = ErrorCode.UNKNOWN_OPERATION;
+        return;
+    }
+  }
+
+  /** The active expiry sweep: reclaims memory of keys nobody reads again. */
+  sweep(nowMs: number, maxExamined: number): number {
+    const removed = this.store.sweepExpired(nowMs, maxExamined);
+    assert(removed >= 0 && removed <= maxExamined, "sweep removes at most what it examines");
+    this.expired += removed;
+    return removed;
+  }
+}
+
+function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
+  if (key.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
+  return true;
+}

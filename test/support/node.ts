@@ -1,0 +1,64 @@
+// Starting real Piccolo nodes for tests: a child process running the built
+// CLI (`piccolo server`) on a free loopback port, exactly as a user would.
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { PiccoloClient } from "../../src/client/client.js";
+
+export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+
+export interface RunningNode {
+  port: number;
+  process: ChildProcess;
+  /** Everything the node wrote to stderr (its logs). */
+  stderr(): string;
+  /** A new client connected to this node. */
+  client(options?: { timeoutMs?: number }): Promise<PiccoloClient>;
+  /** SIGTERM, then wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export async function startNode(args: string[] = []): Promise<RunningNode> {
+  const child = spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`node did not start in 15s; stderr:\n${err}`)), 15_000);
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node exited with ${code} before listening; stderr:\n${err}`));
+    });
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return {
+    port,
+    process: child,
+    stderr: () => err,
+    client: (options = {}) => PiccoloClient.connect({ host: "127.0.0.1", port, ...options }),
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** The shard layouts every end-to-end suite runs against. */
+export const LAYOUTS: { name: string; args: string[] }[] = [
+  { name: "inline (--shards 0)", args: ["--shards", "0"] },
+  { name: "threaded (--shards 2)", args: ["--shards", "2"] },
+];
