@@ -1,6 +1,7 @@
 /**
- * One client socket on the native protocol: bytes in, frames out of the
- * framer, requests into the dispatcher, answers back in request order.
+ * One client socket, whatever its protocol: requests in, answers back in
+ * request order, with backpressure. Subclasses parse their protocol
+ * (native.ts: Cap'n Proto frames; src/resp: the Redis protocol).
  *
  * Order. Requests are queued in arrival order; each completes whenever its
  * shards answer, but the socket only ever writes the complete prefix of the
@@ -13,47 +14,55 @@
  * and resumes when the condition clears. TCP flow control then slows the
  * client down; nothing is ever discarded.
  *
- * Bad input. A frame whose content is garbage gets a MALFORMED_FRAME answer
- * and the connection goes on. A frame whose segment table is garbage or too
- * large cannot be skipped: the connection gets a final error and is closed
- * after the answers before it are written. Other connections never notice.
+ * Bad input that the parser can step over gets an error answer and the
+ * connection goes on. A stream that cannot be resynchronised gets a final
+ * error answer (fatal()) and is closed after the answers before it are
+ * written. Other connections never notice.
  */
 import type { Socket } from "node:net";
-import { ErrorCode } from "../errors.js";
 import { MAX_INFLIGHT_PER_CONNECTION, MAX_PENDING_WRITE_BYTES } from "../limits.js";
-import { decodeRequest, encodeError } from "../protocol/codec.js";
-import { FrameReader } from "../protocol/framing.js";
-import { InFlight, type RequestOwner } from "./dispatch.js";
+import type { Result } from "../shard/command.js";
+import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 
 export interface ConnectionHost {
   readonly maxValueBytes: number;
   readonly maxFrameBytes: number;
+  readonly dispatcher: Dispatcher;
   /** Paused by shard congestion or shutdown. */
   readingBlocked(): boolean;
-  dispatch(req: InFlight, nowMs: number): void;
+  /** Commands were sent: publish the rings at the end of this turn, watch congestion. */
+  afterDispatch(): void;
   /** This connection has answers ready to write at the end of the turn. */
   markDirty(conn: Connection): void;
   closed(conn: Connection): void;
   log(level: "debug" | "info" | "warn", message: string, detail?: object): void;
 }
 
-export class Connection implements RequestOwner {
+/** An answer known before any shard is asked (errors, PING, QUIT). */
+export class Ready extends InFlight {
+  onResult(_part: number, _r: Result, _d: Dispatcher): void {}
+}
+
+export abstract class Connection implements RequestOwner {
   private readonly queue: InFlight[] = [];
   private queueHead = 0;
-  private readonly framer: FrameReader;
   private reading = true;
-  /** An unrecoverable stream error was answered; close once the queue drains. */
-  private ending = false;
+  /** A final answer is queued; close once the queue drains, read nothing more. */
+  protected ending = false;
   closed = false;
   private dirty = false;
 
   constructor(
     readonly socket: Socket,
-    private readonly host: ConnectionHost,
+    protected readonly host: ConnectionHost,
   ) {
-    this.framer = new FrameReader(host.maxFrameBytes);
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("data", (chunk: Buffer) => {
+      if (this.ending) return;
+      this.onBytes(chunk, Date.now());
+      this.host.afterDispatch();
+      this.updateReading();
+    });
     socket.on("end", () => this.onEnd());
     socket.on("drain", () => this.updateReading());
     socket.on("error", (err) => host.log("debug", "socket error", { err: err.message }));
@@ -63,47 +72,42 @@ export class Connection implements RequestOwner {
     });
   }
 
+  /** Parses bytes into requests: enqueue() each, then start it. */
+  protected abstract onBytes(chunk: Buffer, nowMs: number): void;
+
+  /** True when the peer's stream stopped inside a request. */
+  protected abstract get partial(): boolean;
+
+  /** The final answer for a stream that ended inside a request. */
+  protected abstract truncatedAnswer(): Uint8Array;
+
   /** Requests received and not yet answered. */
   get pending(): number {
     return this.queue.length - this.queueHead;
   }
 
-  private onData(chunk: Buffer): void {
-    if (this.ending) return;
-    const nowMs = Date.now();
-    this.framer.push(chunk, (frame) => {
-      const req = new InFlight(this, decodeRequest(frame, this.host.maxValueBytes));
-      this.queue.push(req);
-      this.host.dispatch(req, nowMs);
-    });
-    const error = this.framer.error;
-    if (error !== null) {
-      this.host.log("info", "closing connection on a bad frame", { code: error.code, message: error.message });
-      this.fatal(
-        error.code === "FRAME_TOO_LARGE" ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME,
-        error.message,
-      );
-    }
-    this.updateReading();
+  /** Appends a request to the answer queue (before starting it: inline shards answer at once). */
+  protected enqueue(req: InFlight): void {
+    this.queue.push(req);
   }
 
   private onEnd(): void {
-    // The client half-closed. A partial frame can never complete now.
-    if (this.framer.partial && !this.ending) {
-      this.fatal(ErrorCode.MALFORMED_FRAME, "truncated frame: the stream ended inside a frame");
+    // The client half-closed. A partial request can never complete now.
+    if (this.partial && !this.ending) {
+      this.fatal(this.truncatedAnswer());
       return;
     }
     this.ending = true;
     this.requestDone();
   }
 
-  /** Answers with a final error (id 0: no frame to take an id from) and closes after earlier answers. */
-  private fatal(code: number, message: string): void {
-    const req = new InFlight(this, {} as never);
-    req.out = encodeError(0n, code, message);
+  /** Queues a final answer and closes after the answers before it are written. */
+  protected fatal(answer: Uint8Array): void {
+    const req = new Ready(this);
     this.queue.push(req);
     this.ending = true;
-    this.requestDone();
+    req.closeAfter = true;
+    req.finish(answer);
   }
 
   requestDone(): void {
@@ -123,11 +127,13 @@ export class Connection implements RequestOwner {
     }
     const q = this.queue;
     let i = this.queueHead;
+    let close = false;
     if (i < q.length && q[i]!.out !== null) {
       const s = this.socket;
       s.cork();
-      while (i < q.length && q[i]!.out !== null) {
+      while (i < q.length && q[i]!.out !== null && !close) {
         s.write(q[i]!.out!);
+        close = q[i]!.closeAfter;
         q[i] = DONE;
         i++;
       }
@@ -141,7 +147,8 @@ export class Connection implements RequestOwner {
       i = 0;
     }
     this.queueHead = i;
-    if (this.ending && this.pending === 0) {
+    if (close || (this.ending && this.pending === 0)) {
+      this.ending = true;
       this.socket.end();
       return;
     }
@@ -163,4 +170,4 @@ export class Connection implements RequestOwner {
   }
 }
 
-const DONE = new InFlight({ requestDone() {} }, {} as never);
+const DONE = new Ready({ requestDone() {} });

@@ -17,8 +17,9 @@
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { MAX_CONNECTIONS, maxFrameBytes, SHUTDOWN_GRACE_MS } from "../limits.js";
-import { Connection, type ConnectionHost } from "./connection.js";
-import { Dispatcher, type InFlight } from "./dispatch.js";
+import type { Connection, ConnectionHost } from "./connection.js";
+import { Dispatcher } from "./dispatch.js";
+import { NativeConnection } from "./native.js";
 import { initRouting } from "./route.js";
 import { InlineShards, type ShardBackend, type ShardEvents, ThreadedShards } from "./shards.js";
 
@@ -36,7 +37,7 @@ export interface NodeOptions {
 export class PiccoloNode implements ConnectionHost {
   readonly maxValueBytes: number;
   readonly maxFrameBytes: number;
-  private readonly dispatcher = new Dispatcher();
+  readonly dispatcher = new Dispatcher();
   private backend!: ShardBackend;
   private server!: Server;
   private readonly connections = new Set<Connection>();
@@ -69,6 +70,7 @@ export class PiccoloNode implements ConnectionHost {
         ? new InlineShards(events)
         : new ThreadedShards(this.options.shards, events, this.options.pin);
     this.dispatcher.backend = this.backend;
+    this.dispatcher.onSentLater = () => this.scheduleTurn();
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
     this.server.maxConnections = MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
@@ -89,7 +91,7 @@ export class PiccoloNode implements ConnectionHost {
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, this);
+    const conn = new NativeConnection(socket, this);
     this.connections.add(conn);
     this.dispatcher.connections = this.connections.size;
   }
@@ -100,8 +102,7 @@ export class PiccoloNode implements ConnectionHost {
     return this.blocked || this.stopping;
   }
 
-  dispatch(req: InFlight, nowMs: number): void {
-    this.dispatcher.dispatch(req, nowMs);
+  afterDispatch(): void {
     this.scheduleTurn();
     if (!this.blocked && this.backend.congested()) {
       this.blocked = true;

@@ -1,0 +1,213 @@
+/**
+ * The native protocol's requests: a decoded Cap'n Proto Operation in, shard
+ * commands out, a Cap'n Proto Response back.
+ */
+import type { Socket } from "node:net";
+import { ErrorCode } from "../errors.js";
+import { MAX_SCAN_COUNT } from "../limits.js";
+import {
+  decodeRequest,
+  encodeError,
+  encodeMulti,
+  encodePong,
+  encodeScan,
+  encodeSingle,
+  encodeStats,
+  OpKind,
+  type Operation,
+  type PartResult,
+  type ShardStatsRow,
+} from "../protocol/codec.js";
+import { FLAG_KEEP_TTL, Op, type Result, readF64, unpackKeys } from "../shard/command.js";
+import { FrameReader } from "../protocol/framing.js";
+import { Connection, type ConnectionHost } from "./connection.js";
+import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
+
+/** Scan cursors name the shard in their high part: shard * 2^32 + the shard's own cursor. */
+export const SCAN_SHARD_SPAN = 2 ** 32;
+
+const opOfKind: Partial<Record<number, Op>> = {
+  [OpKind.GET]: Op.GET,
+  [OpKind.PUT]: Op.PUT,
+  [OpKind.INSERT]: Op.INSERT,
+  [OpKind.UPDATE]: Op.UPDATE,
+  [OpKind.CAS]: Op.CAS,
+  [OpKind.DELETE]: Op.DELETE,
+  [OpKind.EXISTS]: Op.EXISTS,
+  [OpKind.EXPIRE]: Op.EXPIRE,
+  [OpKind.PERSIST]: Op.PERSIST,
+  [OpKind.TTL]: Op.TTL,
+  [OpKind.MGET]: Op.GET,
+  [OpKind.MPUT]: Op.PUT,
+  [OpKind.MDEL]: Op.DELETE,
+};
+
+const EMPTY = new Uint8Array(0);
+
+export class NativeRequest extends InFlight {
+  private parts: PartResult[] | null = null;
+  private scanShard = 0;
+
+  constructor(
+    owner: RequestOwner,
+    readonly op: Operation,
+  ) {
+    super(owner);
+  }
+
+  /** Answers at once (ping, invalid input) or sends the request's commands. */
+  start(d: Dispatcher, nowMs: number): void {
+    const op = this.op;
+    if (op.errorCode !== 0) return this.finish(encodeError(op.id, op.errorCode, op.errorMessage));
+    const expireAtMs = op.expireAtMs > 0 ? op.expireAtMs : op.ttlMs > 0 ? nowMs + op.ttlMs : 0;
+    switch (op.kind) {
+      case OpKind.PING:
+        return this.finish(encodePong(op.id));
+      case OpKind.MGET:
+      case OpKind.MPUT:
+      case OpKind.MDEL: {
+        const k = op.keys.length;
+        this.parts = new Array<PartResult>(k);
+        const cmdOp = opOfKind[op.kind]!;
+        // Hold the request open while sending: inline shards answer during
+        // send(), and the request must not complete before its last part is out.
+        this.remaining++;
+        for (let i = 0; i < k; i++) {
+          // Fields are set for every command: in inline mode a send runs at once.
+          const c = d.begin(cmdOp, nowMs);
+          c.expireAtMs = expireAtMs;
+          if (cmdOp === Op.PUT) c.value = op.values[i]!;
+          d.sendKey(this, i, op.keys[i]!);
+        }
+        this.remaining--;
+        if (this.remaining === 0) this.complete(d);
+        return;
+      }
+      case OpKind.STATS: {
+        const n = d.shardCount;
+        this.parts = new Array<PartResult>(n);
+        this.remaining++; // held while sending, as above
+        for (let s = 0; s < n; s++) {
+          d.begin(Op.STATS, nowMs);
+          d.send(s, this, s, EMPTY);
+        }
+        this.remaining--;
+        if (this.remaining === 0) this.complete(d);
+        return;
+      }
+      case OpKind.SCAN: {
+        const shard = Math.floor(op.cursor / SCAN_SHARD_SPAN);
+        if (shard >= d.shardCount)
+          return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "invalid scan cursor"));
+        this.scanShard = shard;
+        const c = d.begin(Op.SCAN, nowMs);
+        c.arg0 = op.cursor % SCAN_SHARD_SPAN;
+        c.arg1 = Math.min(Math.max(op.count || 10, 1), MAX_SCAN_COUNT);
+        return d.send(shard, this, 0, op.keys[0]!);
+      }
+      default: {
+        const cmdOp = opOfKind[op.kind];
+        if (cmdOp === undefined)
+          return this.finish(encodeError(op.id, ErrorCode.UNKNOWN_OPERATION, `operation ${op.kind}`));
+        const c = d.begin(cmdOp, nowMs);
+        c.flags = op.keepTtl ? FLAG_KEEP_TTL : 0;
+        // EXPIRE with neither ttlMs nor expireAtMs: expire now.
+        c.expireAtMs = cmdOp === Op.EXPIRE && expireAtMs === 0 ? nowMs : expireAtMs;
+        c.arg0 = op.version;
+        if (op.values.length > 0) c.value = op.values[0]!;
+        return d.sendKey(this, 0, op.keys[0]!);
+      }
+    }
+  }
+
+  onResult(part: number, r: Result, d: Dispatcher): void {
+    const op = this.op;
+    if (this.parts === null) {
+      if (op.kind === OpKind.SCAN) {
+        const shardDone = r.num === 0;
+        const next = shardDone
+          ? this.scanShard + 1 < d.shardCount
+            ? (this.scanShard + 1) * SCAN_SHARD_SPAN
+            : 0
+          : this.scanShard * SCAN_SHARD_SPAN + r.num;
+        return this.finish(encodeScan(op.id, next, unpackKeys(r.value ?? EMPTY)));
+      }
+      return this.finish(encodeSingle(op.id, op.kind, r));
+    }
+    this.parts[part] = copyResult(r);
+    if (this.remaining === 0) this.complete(d);
+  }
+
+  private complete(d: Dispatcher): void {
+    const op = this.op;
+    const parts = this.parts!;
+    if (op.kind === OpKind.STATS) {
+      const rows = parts.map((p, shard) => statsRow(shard, p.value!));
+      return this.finish(encodeStats(op.id, rows, Date.now() - d.startedMs, d.connections));
+    }
+    this.finish(encodeMulti(op.id, op.kind, parts));
+  }
+}
+
+/** A result that outlives the shard's view of it (the value is copied). */
+export function copyResult(r: Result): PartResult {
+  return {
+    status: r.status,
+    flag: r.flag,
+    version: r.version,
+    expireAtMs: r.expireAtMs,
+    num: r.num,
+    value: r.value === null ? null : r.value.slice(),
+  };
+}
+
+/**
+ * A socket speaking the native protocol: Cap'n Proto frames in and out.
+ *
+ * A frame with a valid segment table but garbage inside is answered with
+ * MALFORMED_FRAME and the connection goes on: the table told us where the
+ * next frame starts. A garbage or oversized table cannot be stepped over:
+ * a final error, then close.
+ */
+export class NativeConnection extends Connection {
+  private readonly framer: FrameReader;
+
+  constructor(socket: Socket, host: ConnectionHost) {
+    super(socket, host);
+    this.framer = new FrameReader(host.maxFrameBytes);
+  }
+
+  protected onBytes(chunk: Buffer, nowMs: number): void {
+    const d = this.host.dispatcher;
+    this.framer.push(chunk, (frame) => {
+      const req = new NativeRequest(this, decodeRequest(frame, this.host.maxValueBytes));
+      this.enqueue(req);
+      req.start(d, nowMs);
+    });
+    const error = this.framer.error;
+    if (error !== null) {
+      this.host.log("info", "closing connection on a bad frame", { code: error.code, message: error.message });
+      const code = error.code === "FRAME_TOO_LARGE" ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME;
+      this.fatal(encodeError(0n, code, error.message));
+    }
+  }
+
+  protected get partial(): boolean {
+    return this.framer.partial;
+  }
+
+  protected truncatedAnswer(): Uint8Array {
+    return encodeError(0n, ErrorCode.MALFORMED_FRAME, "truncated frame: the stream ended inside a frame");
+  }
+}
+
+export function statsRow(shard: number, b: Uint8Array): ShardStatsRow {
+  return {
+    shard,
+    keys: readF64(b, 0),
+    memoryBytes: readF64(b, 8),
+    reads: readF64(b, 16),
+    writes: readF64(b, 24),
+    expired: readF64(b, 32),
+  };
+}
