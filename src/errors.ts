@@ -40,6 +40,10 @@ export const ErrorCode = {
   INTERNAL: 16,
   /** The value is not an integer / out of range (INCR and friends). */
   NOT_AN_INTEGER: 17,
+  /** The value is not a valid float (INCRBYFLOAT). */
+  NOT_A_FLOAT: 18,
+  /** An increment would overflow, or produce NaN or Infinity. */
+  OVERFLOW: 19,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

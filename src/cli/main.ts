@@ -225,7 +225,7 @@ function usage(): string {
     "piccolo: a distributed key:value store",
     "",
     "usage:",
-    "  piccolo server [--host H] [--port P] [--shards N] [--max-value-bytes B] [--log-level L] [--no-pin]",
+    "  piccolo server [--host H] [--port P] [--resp-port P] [--shards N] [--max-value-bytes B] [--requirepass PW]",
   ];
   for (const [name, c] of Object.entries(commands)) lines.push(`  piccolo ${`${name} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
@@ -254,6 +254,8 @@ async function main(argv: string[]): Promise<number> {
         port: { type: "string" },
         shards: { type: "string" },
         "max-value-bytes": { type: "string" },
+        "resp-port": { type: "string" },
+        requirepass: { type: "string" },
         "log-level": { type: "string" },
         "no-pin": { type: "boolean" },
         help: { type: "boolean", short: "h" },

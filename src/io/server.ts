@@ -39,7 +39,7 @@ export class PiccoloNode implements ConnectionHost {
   readonly maxFrameBytes: number;
   readonly dispatcher = new Dispatcher();
   private backend!: ShardBackend;
-  private server!: Server;
+  private readonly servers: Server[] = [];
   private readonly connections = new Set<Connection>();
   private dirty: Connection[] = [];
   private blocked = false;
@@ -71,29 +71,34 @@ export class PiccoloNode implements ConnectionHost {
         : new ThreadedShards(this.options.shards, events, this.options.pin);
     this.dispatcher.backend = this.backend;
     this.dispatcher.onSentLater = () => this.scheduleTurn();
-    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
-    this.server.maxConnections = MAX_CONNECTIONS;
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(this.options.port, this.options.host, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
-    const address = this.server.address();
-    const port = typeof address === "object" && address !== null ? address.port : this.options.port;
+    const port = await this.listen(this.options.port, (socket) => new NativeConnection(socket, this));
     this.logger.info({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
     return port;
   }
 
-  private accept(socket: Socket): void {
-    if (this.stopping) {
-      socket.destroy();
-      return;
-    }
-    const conn = new NativeConnection(socket, this);
-    this.connections.add(conn);
-    this.dispatcher.connections = this.connections.size;
+  /**
+   * Opens another listener on the node's host, sharing the shards: the
+   * Redis port (src/resp) uses this. Resolves with the bound port.
+   */
+  async listen(port: number, open: (socket: Socket) => Connection): Promise<number> {
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      if (this.stopping || this.connections.size >= MAX_CONNECTIONS) {
+        socket.destroy();
+        return;
+      }
+      this.connections.add(open(socket));
+      this.dispatcher.connections = this.connections.size;
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, this.options.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.servers.push(server);
+    const address = server.address();
+    return typeof address === "object" && address !== null ? address.port : port;
   }
 
   // ConnectionHost
@@ -159,7 +164,7 @@ export class PiccoloNode implements ConnectionHost {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.server.close();
+    for (const server of this.servers) server.close();
     for (const c of this.connections) c.updateReading();
     const deadline = Date.now() + SHUTDOWN_GRACE_MS;
     while (this.dispatcher.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));

@@ -13,12 +13,18 @@ export interface NodeConfig {
   maxValueBytes: number;
   logLevel: string;
   pin: boolean;
+  /** Redis protocol port; 0 disables it. */
+  respPort: number;
+  /** Password for AUTH (default user); null: no authentication. */
+  requirePass: string | null;
 }
 
 export const SERVER_FLAGS = {
   host: { env: "PICCOLO_HOST", help: "address to listen on", default: "127.0.0.1" },
   port: { env: "PICCOLO_PORT", help: "native protocol port (0: any free port)", default: "7700" },
   shards: { env: "PICCOLO_SHARDS", help: "shard worker threads; 0 runs the maps on the IO thread", default: "cores" },
+  "resp-port": { env: "PICCOLO_RESP_PORT", help: "Redis protocol (RESP) port; 0 disables it", default: "6380" },
+  requirepass: { env: "PICCOLO_REQUIREPASS", help: "password clients must AUTH with (RESP)", default: "" },
   "max-value-bytes": {
     env: "PICCOLO_MAX_VALUE_BYTES",
     help: "largest value accepted",
@@ -54,5 +60,7 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     maxValueBytes: int("max-value-bytes", pick("max-value-bytes"), 1, MAX_VALUE_BYTES_CEILING),
     logLevel: pick("log-level"),
     pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
+    respPort: int("resp-port", pick("resp-port"), 0, 65535),
+    requirePass: pick("requirepass") === "" ? null : pick("requirepass"),
   };
 }

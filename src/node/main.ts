@@ -4,6 +4,7 @@
  */
 import { pino } from "pino";
 import { PiccoloNode } from "../io/server.js";
+import { startResp } from "../resp/listener.js";
 import type { NodeConfig } from "./config.js";
 
 export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
@@ -12,8 +13,10 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
   const node = new PiccoloNode({ ...config, logger });
   const port = await node.start();
+  const resp = config.respPort === 0 ? 0 : await startResp(node, config.respPort, port, config.requirePass);
   // One line on stdout for people and scripts (tests wait for it).
-  process.stdout.write(`piccolo listening on ${config.host}:${port} (shards: ${config.shards})\n`);
+  const respNote = resp === 0 ? "resp disabled" : `resp on ${config.host}:${resp}`;
+  process.stdout.write(`piccolo listening on ${config.host}:${port} (shards: ${config.shards}), ${respNote}\n`);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

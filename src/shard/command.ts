@@ -58,6 +58,16 @@ export const Op = {
   SCAN: 11,
   STATS: 12,
   FLUSH: 13,
+  /** Adds the integer in `value` (decimal text) to the key's integer value; result value: the new text. */
+  INCRBY: 14,
+  /** Adds the float in `value` (decimal text); result value: the new text. */
+  INCRBYFLOAT: 15,
+  /** Appends `value`; num: the new length. */
+  APPEND: 16,
+  /** Overwrites from byte arg0 (zero-padding), at most arg1 bytes long; num: the new length. */
+  SETRANGE: 17,
+  /** Reads the value; with FLAG_SET_EXPIRY also sets the expiry to expireAtMs (0: persist). */
+  GETEX: 18,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -66,7 +76,18 @@ export function isWrite(op: number): boolean {
   return op !== Op.GET && op !== Op.EXISTS && op !== Op.TTL && op !== Op.SCAN && op !== Op.STATS;
 }
 
+/** put/update: keep the key's current TTL instead of setting expireAtMs. */
 export const FLAG_KEEP_TTL = 1;
+/** put/insert/update/delete: the result's value is the key's value before the command (GETSET, GETDEL, SET GET). */
+export const FLAG_RETURN_OLD = 2;
+/** getex: set the expiry too. */
+export const FLAG_SET_EXPIRY = 4;
+
+/** expire: conditions in arg1, as Redis 7's EXPIRE options. */
+export const EXPIRE_NX = 1;
+export const EXPIRE_XX = 2;
+export const EXPIRE_GT = 4;
+export const EXPIRE_LT = 8;
 
 export const COMMAND_HEADER_BYTES = 48;
 export const RESULT_HEADER_BYTES = 40;

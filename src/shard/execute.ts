@@ -16,7 +16,21 @@
  */
 import { assert } from "../assert.js";
 import { ErrorCode } from "../errors.js";
-import { type CommandView, FLAG_KEEP_TTL, Op, packKeys, type Result, writeF64 } from "./command.js";
+import {
+  type CommandView,
+  EXPIRE_GT,
+  EXPIRE_LT,
+  EXPIRE_NX,
+  EXPIRE_XX,
+  FLAG_KEEP_TTL,
+  FLAG_RETURN_OLD,
+  FLAG_SET_EXPIRY,
+  Op,
+  packKeys,
+  type Result,
+  writeF64,
+} from "./command.js";
+import { addFloat, addInteger } from "./numbers.js";
 import { ShardStore } from "./simple-store.js";
 
 export class ShardCore {
@@ -45,10 +59,12 @@ export class ShardCore {
     return slot;
   }
 
-  private write(c: CommandView, r: Result, slot: number): void {
+  private write(c: CommandView, r: Result, slot: number, value: Uint8Array = c.value): void {
     const expireAtMs = (c.flags & FLAG_KEEP_TTL) !== 0 && slot >= 0 ? this.store.expiresAtMs(slot) : c.expireAtMs;
+    // The old value must be copied out before the store reuses its memory.
+    if ((c.flags & FLAG_RETURN_OLD) !== 0 && slot >= 0) r.value = this.store.value(slot).slice();
     const version = ++this.lastVersion;
-    this.store.set(c.key, c.value, version, expireAtMs);
+    this.store.set(c.key, value, version, expireAtMs);
     this.writes++;
     r.version = version;
     r.expireAtMs = expireAtMs;
@@ -81,6 +97,7 @@ export class ShardCore {
         if (slot >= 0) {
           r.status = ErrorCode.ALREADY_EXISTS;
           this.current(r, slot);
+          if ((c.flags & FLAG_RETURN_OLD) !== 0) r.value = store.value(slot);
           return;
         }
         this.write(c, r, slot);
@@ -113,6 +130,10 @@ export class ShardCore {
           this.current(r, slot);
           return;
         }
+        if ((c.flags & FLAG_RETURN_OLD) !== 0) {
+          this.current(r, slot);
+          r.value = store.value(slot).slice();
+        }
         store.deleteSlot(slot);
         this.writes++;
         r.flag = 1;
@@ -129,6 +150,10 @@ export class ShardCore {
       case Op.EXPIRE: {
         const slot = this.live(c.key, c.nowMs);
         if (slot < 0) return;
+        if (c.arg1 !== 0 && !expireConditionHolds(c.arg1, store.expiresAtMs(slot), c.expireAtMs)) {
+          this.current(r, slot);
+          return;
+        }
         r.flag = 1;
         this.writes++;
         if (c.expireAtMs <= c.nowMs) {
@@ -186,6 +211,73 @@ export class ShardCore {
         r.value = b;
         return;
       }
+      case Op.INCRBY:
+      case Op.INCRBYFLOAT: {
+        const slot = this.live(c.key, c.nowMs);
+        const current = slot < 0 ? null : store.value(slot);
+        const next = c.op === Op.INCRBY ? addInteger(current, c.value) : addFloat(current, c.value);
+        if (typeof next === "number") {
+          r.status = next;
+          return;
+        }
+        c.flags |= FLAG_KEEP_TTL; // INCR keeps the TTL, as in Redis
+        this.write(c, r, slot, next);
+        r.value = next;
+        return;
+      }
+      case Op.APPEND: {
+        const slot = this.live(c.key, c.nowMs);
+        const current = slot < 0 ? EMPTY : store.value(slot);
+        if (current.length + c.value.length > c.arg1) {
+          r.status = ErrorCode.VALUE_TOO_LARGE;
+          return;
+        }
+        const next = new Uint8Array(current.length + c.value.length);
+        next.set(current, 0);
+        next.set(c.value, current.length);
+        c.flags |= FLAG_KEEP_TTL;
+        this.write(c, r, slot, next);
+        r.num = next.length;
+        return;
+      }
+      case Op.SETRANGE: {
+        const slot = this.live(c.key, c.nowMs);
+        const current = slot < 0 ? EMPTY : store.value(slot);
+        const offset = c.arg0;
+        if (c.value.length === 0) {
+          r.num = current.length; // nothing to write: Redis neither creates nor changes the key
+          return;
+        }
+        const length = Math.max(current.length, offset + c.value.length);
+        if (length > c.arg1) {
+          r.status = ErrorCode.VALUE_TOO_LARGE;
+          return;
+        }
+        const next = new Uint8Array(length);
+        next.set(current, 0);
+        next.set(c.value, offset);
+        c.flags |= FLAG_KEEP_TTL;
+        this.write(c, r, slot, next);
+        r.num = length;
+        return;
+      }
+      case Op.GETEX: {
+        this.reads++;
+        const slot = this.live(c.key, c.nowMs);
+        if (slot < 0) return;
+        r.flag = 1;
+        r.value = store.value(slot).slice();
+        if ((c.flags & FLAG_SET_EXPIRY) !== 0) {
+          this.writes++;
+          if (c.expireAtMs !== 0 && c.expireAtMs <= c.nowMs) {
+            store.deleteSlot(slot);
+            return;
+          }
+          store.setExpiry(slot, c.expireAtMs);
+        }
+        this.current(r, slot);
+        return;
+      }
       case Op.FLUSH:
         r.num = store.size;
         store.clear();
@@ -204,6 +296,17 @@ export class ShardCore {
     this.expired += removed;
     return removed;
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Redis 7 EXPIRE NX|XX|GT|LT. A key without a TTL counts as an infinite TTL for GT and LT. */
+function expireConditionHolds(conditions: number, currentMs: number, nextMs: number): boolean {
+  if ((conditions & EXPIRE_NX) !== 0 && currentMs !== 0) return false;
+  if ((conditions & EXPIRE_XX) !== 0 && currentMs === 0) return false;
+  if ((conditions & EXPIRE_GT) !== 0 && (currentMs === 0 || nextMs <= currentMs)) return false;
+  if ((conditions & EXPIRE_LT) !== 0 && currentMs !== 0 && nextMs >= currentMs) return false;
+  return true;
 }
 
 function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {

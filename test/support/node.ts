@@ -1,6 +1,7 @@
 // Starting real Piccolo nodes for tests: a child process running the built
 // CLI (`piccolo server`) on a free loopback port, exactly as a user would.
 import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { PiccoloClient } from "../../src/client/client.js";
 
@@ -8,6 +9,8 @@ export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.ur
 
 export interface RunningNode {
   port: number;
+  /** The Redis protocol port (0 when disabled). */
+  respPort: number;
   process: ChildProcess;
   /** Everything the node wrote to stderr (its logs). */
   stderr(): string;
@@ -17,14 +20,26 @@ export interface RunningNode {
   stop(): Promise<number | null>;
 }
 
+/** A free loopback port (the OS picks it; a tiny race with other processes is possible). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 export async function startNode(args: string[] = []): Promise<RunningNode> {
-  const child = spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0", ...args], {
+  // Never the default RESP port: test files run in parallel.
+  const resp = args.includes("--resp-port") ? [] : ["--resp-port", String(await freePort())];
+  const child = spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0", ...resp, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";
   child.stderr!.on("data", (d: Buffer) => {
     err += d.toString();
   });
+  let respPort = 0;
   const port = await new Promise<number>((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`node did not start in 15s; stderr:\n${err}`)), 15_000);
@@ -32,6 +47,7 @@ export async function startNode(args: string[] = []): Promise<RunningNode> {
       out += d.toString();
       const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
       if (m) {
+        respPort = Number(/resp on 127\.0\.0\.1:(\d+)/.exec(out)?.[1] ?? 0);
         clearTimeout(timer);
         resolve(Number(m[1]));
       }
@@ -44,6 +60,7 @@ export async function startNode(args: string[] = []): Promise<RunningNode> {
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return {
     port,
+    respPort,
     process: child,
     stderr: () => err,
     client: (options = {}) => PiccoloClient.connect({ host: "127.0.0.1", port, ...options }),

@@ -1,0 +1,260 @@
+/**
+ * Connection and server commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT,
+ * RESET, CLIENT, CONFIG, INFO, TIME, and the transaction commands we refuse.
+ * COMMAND lives in commands.ts beside the table it describes.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { memoryUsage } from "node:process";
+import { Op, readF64 } from "../shard/command.js";
+import { E, int, lower, text } from "./args.js";
+import { globMatch } from "./glob.js";
+import * as reply from "./reply.js";
+import type { RespRequest, RespSession } from "./request.js";
+
+/** The Redis version whose behaviour we follow; clients use it to pick features. */
+export const REDIS_COMPAT_VERSION = "7.2.0";
+const enc = new TextEncoder();
+
+export function ping(q: RespRequest): void {
+  if (q.args.length > 2) return q.error("ERR wrong number of arguments for 'ping' command");
+  q.reply(q.args.length === 2 ? reply.bulk(q.args[1]!) : reply.PONG);
+}
+
+export const echo = (q: RespRequest) => q.reply(reply.bulk(q.args[1]!));
+
+function passwordMatches(q: RespRequest, user: string, pass: Uint8Array): boolean {
+  const want = q.session.resp.requirePass;
+  if (want === null || user !== "default") return false;
+  const a = Buffer.from(pass);
+  const b = Buffer.from(want);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** AUTH [username] password: only the default user exists. */
+export function auth(q: RespRequest): void {
+  const a = q.args;
+  if (a.length > 3) return q.error(E.syntax);
+  if (q.session.resp.requirePass === null)
+    return q.error(
+      "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+    );
+  const user = a.length === 3 ? text(a[1]!) : "default";
+  if (!passwordMatches(q, user, a[a.length - 1]!))
+    return q.error("WRONGPASS invalid username-password pair or user is disabled.");
+  q.session.authenticated = true;
+  q.reply(reply.OK);
+}
+
+/** HELLO [protover [AUTH username password] [SETNAME clientname]] */
+export function hello(q: RespRequest): void {
+  const a = q.args;
+  const s = q.session;
+  let proto = s.proto;
+  let i = 1;
+  if (a.length > 1) {
+    const v = int(a[1]!);
+    if (v === null) return q.error("ERR Protocol version is not an integer or out of range");
+    if (v !== 2 && v !== 3) return q.error("NOPROTO unsupported protocol version");
+    proto = v;
+    i = 2;
+  }
+  let name: string | null = null;
+  for (; i < a.length; i++) {
+    const opt = lower(a[i]!);
+    if (opt === "auth" && i + 2 < a.length) {
+      if (s.resp.requirePass === null || !passwordMatches(q, text(a[i + 1]!), a[i + 2]!))
+        return q.error("WRONGPASS invalid username-password pair or user is disabled.");
+      s.authenticated = true;
+      i += 2;
+    } else if (opt === "setname" && i + 1 < a.length) {
+      name = text(a[++i]!);
+      if (!validName(name)) return q.error(BAD_NAME);
+    } else return q.error(`ERR Syntax error in HELLO option '${text(a[i]!)}'`);
+  }
+  if (!s.authenticated)
+    return q.error(
+      "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+    );
+  s.proto = proto;
+  if (name !== null) s.name = name;
+  q.reply(
+    reply.map(
+      [
+        [reply.bulk("server"), reply.bulk("redis")],
+        [reply.bulk("version"), reply.bulk(REDIS_COMPAT_VERSION)],
+        [reply.bulk("proto"), reply.integer(proto)],
+        [reply.bulk("id"), reply.integer(s.id)],
+        [reply.bulk("mode"), reply.bulk("standalone")],
+        [reply.bulk("role"), reply.bulk("master")],
+        [reply.bulk("modules"), reply.array([])],
+      ],
+      proto,
+    ),
+  );
+}
+
+export function select(q: RespRequest): void {
+  const n = int(q.args[1]!);
+  if (n === null) return q.error(E.notInteger);
+  if (n !== 0) return q.error("ERR DB index is out of range");
+  q.reply(reply.OK);
+}
+
+export function quit(q: RespRequest): void {
+  q.closeAfter = true;
+  q.reply(reply.OK);
+}
+
+export function reset(q: RespRequest): void {
+  const s = q.session;
+  s.proto = 2;
+  s.name = "";
+  s.authenticated = s.resp.requirePass === null;
+  q.reply(reply.simple("RESET"));
+}
+
+const BAD_NAME = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+function validName(name: string): boolean {
+  return /^[\x21-\x7e]*$/.test(name);
+}
+
+function clientLine(s: RespSession, nowMs: number): string {
+  const age = Math.floor((nowMs - s.createdMs) / 1000);
+  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
+}
+
+export function client(q: RespRequest): void {
+  const a = q.args;
+  const sub = lower(a[1]!);
+  const s = q.session;
+  if (sub === "setname" && a.length === 3) {
+    const name = text(a[2]!);
+    if (!validName(name)) return q.error(BAD_NAME);
+    s.name = name;
+    return q.reply(reply.OK);
+  }
+  if (sub === "getname" && a.length === 2) return q.reply(s.name === "" ? reply.nil(q.proto) : reply.bulk(s.name));
+  if (sub === "id" && a.length === 2) return q.reply(reply.integer(s.id));
+  if (sub === "info" && a.length === 2) return q.reply(reply.verbatim(`${clientLine(s, q.nowMs)}\n`, q.proto));
+  if (sub === "list") {
+    const lines = [...s.resp.sessions()].map((x) => `${clientLine(x, q.nowMs)}\n`).join("");
+    return q.reply(reply.verbatim(lines, q.proto));
+  }
+  // Client libraries announce themselves (node-redis sends CLIENT SETINFO LIB-NAME ...).
+  if (sub === "setinfo" && a.length === 4) return q.reply(reply.OK);
+  if (sub === "no-evict" || sub === "no-touch") return q.reply(reply.OK);
+  q.error(`ERR unknown subcommand or wrong number of arguments for '${text(a[1]!)}'. Try CLIENT HELP.`);
+}
+
+/** The configuration keys clients and redis-benchmark ask for, with Piccolo's answers. */
+function configValues(q: RespRequest): Record<string, string> {
+  return {
+    save: "",
+    appendonly: "no",
+    databases: "1",
+    maxmemory: "0",
+    "maxmemory-policy": "noeviction",
+    port: String(q.session.resp.port),
+    "proto-max-bulk-len": String(q.session.resp.maxValueBytes),
+    requirepass: "",
+    timeout: "0",
+  };
+}
+
+export function config(q: RespRequest): void {
+  const a = q.args;
+  const sub = lower(a[1]!);
+  if (sub === "get" && a.length >= 3) {
+    const values = configValues(q);
+    const entries: [Uint8Array, Uint8Array][] = [];
+    const added = new Set<string>();
+    for (const pattern of a.slice(2)) {
+      const p = enc.encode(text(pattern).toLowerCase());
+      for (const [k, v] of Object.entries(values)) {
+        if (added.has(k) || !globMatch(p, enc.encode(k))) continue;
+        added.add(k);
+        entries.push([reply.bulk(k), reply.bulk(v)]);
+      }
+    }
+    return q.reply(reply.map(entries, q.proto));
+  }
+  if (sub === "resetstat" && a.length === 2) return q.reply(reply.OK);
+  q.error(`ERR unknown subcommand or wrong number of arguments for '${text(a[1]!)}'. Try CONFIG HELP.`);
+}
+
+export function time(q: RespRequest): void {
+  const now = Date.now();
+  const micros = Number(process.hrtime.bigint() / 1000n) % 1000;
+  q.reply(reply.array([reply.bulk(String(Math.floor(now / 1000))), reply.bulk(String((now % 1000) * 1000 + micros))]));
+}
+
+/** INFO [section...]: server, clients, memory, stats, keyspace (others answer empty). */
+export function info(q: RespRequest): void {
+  const want = new Set(q.args.slice(1).map((b) => lower(b)));
+  const all = want.size === 0 || want.has("all") || want.has("everything") || want.has("default");
+  const show = (s: string) => all || want.has(s);
+  const r = q.session.resp;
+  q.everyShard(Op.STATS, (parts) => {
+    let keys = 0;
+    let memory = 0;
+    let expired = 0;
+    for (const p of parts) {
+      keys += readF64(p.value!, 0);
+      memory += readF64(p.value!, 8);
+      expired += readF64(p.value!, 32);
+    }
+    const sections: string[] = [];
+    const uptime = Math.floor((Date.now() - r.dispatcher.startedMs) / 1000);
+    if (show("server"))
+      sections.push(
+        [
+          "# Server",
+          `redis_version:${REDIS_COMPAT_VERSION}`,
+          "piccolo_version:0.1.0",
+          "redis_mode:standalone",
+          `os:${process.platform} ${process.arch}`,
+          `process_id:${process.pid}`,
+          `tcp_port:${r.port}`,
+          `piccolo_native_port:${r.nativePort}`,
+          `piccolo_shards:${r.dispatcher.shardCount}`,
+          `uptime_in_seconds:${uptime}`,
+          `uptime_in_days:${Math.floor(uptime / 86400)}`,
+        ].join("\r\n"),
+      );
+    if (show("clients"))
+      sections.push(["# Clients", `connected_clients:${[...r.sessions()].length}`, "blocked_clients:0"].join("\r\n"));
+    if (show("memory")) {
+      const m = memoryUsage();
+      sections.push(
+        [
+          "# Memory",
+          `used_memory:${Math.round(memory)}`,
+          `used_memory_human:${(memory / 1048576).toFixed(2)}M`,
+          `used_memory_rss:${m.rss}`,
+          `used_memory_rss_human:${(m.rss / 1048576).toFixed(2)}M`,
+          `piccolo_heap_used:${m.heapUsed}`,
+          "maxmemory:0",
+          "maxmemory_policy:noeviction",
+        ].join("\r\n"),
+      );
+    }
+    if (show("stats"))
+      sections.push(
+        [
+          "# Stats",
+          `total_connections_received:${r.stats.connectionsReceived}`,
+          `total_commands_processed:${r.stats.commands}`,
+          `rejected_calls:${r.stats.rejectedCalls}`,
+          `expired_keys:${expired}`,
+        ].join("\r\n"),
+      );
+    if (show("keyspace")) sections.push(keys > 0 ? `# Keyspace\r\ndb0:keys=${keys},expires=0,avg_ttl=0` : "# Keyspace");
+    q.reply(reply.verbatim(`${sections.join("\r\n\r\n")}\r\n`, q.proto));
+  });
+}
+
+/** MULTI, EXEC, DISCARD, WATCH, UNWATCH: refused, cleanly and without side effects. */
+export function transactions(q: RespRequest): void {
+  q.error(`ERR ${text(q.args[0]!).toUpperCase()} is not supported: Piccolo has no transactions (see docs/resp.md)`);
+}

@@ -1,0 +1,188 @@
+/**
+ * The Redis command table: name -> arity, key positions, flags, handler.
+ * Like Redis's own table, it also answers COMMAND (COUNT, INFO, DOCS), which
+ * redis-cli uses for hints and client libraries for key positions.
+ *
+ * Arity follows Redis: N means exactly N arguments counting the command
+ * name, -N means at least N.
+ */
+import * as k from "./cmd-keys.js";
+import * as sv from "./cmd-server.js";
+import * as st from "./cmd-strings.js";
+import * as reply from "./reply.js";
+import type { RespRequest } from "./request.js";
+
+export interface CommandSpec {
+  name: string;
+  arity: number;
+  flags: string[];
+  firstKey: number;
+  lastKey: number;
+  step: number;
+  group: string;
+  summary: string;
+  run(q: RespRequest): void;
+}
+
+const table = new Map<string, CommandSpec>();
+
+function def(
+  name: string,
+  arity: number,
+  flags: string,
+  keys: [number, number, number],
+  group: string,
+  summary: string,
+  run: (q: RespRequest) => void,
+): void {
+  table.set(name, {
+    name,
+    arity,
+    flags: flags === "" ? [] : flags.split(" "),
+    firstKey: keys[0],
+    lastKey: keys[1],
+    step: keys[2],
+    group,
+    summary,
+    run,
+  });
+}
+
+const NONE: [number, number, number] = [0, 0, 0];
+const ONE: [number, number, number] = [1, 1, 1];
+const ALL: [number, number, number] = [1, -1, 1];
+
+// connection
+def("ping", -1, "fast", NONE, "connection", "Returns the server's liveliness response.", sv.ping);
+def("echo", 2, "fast", NONE, "connection", "Returns the given string.", sv.echo);
+def("hello", -1, "noscript loading stale fast no_auth", NONE, "connection", "Handshakes with the server.", sv.hello);
+def("auth", -2, "noscript loading stale fast no_auth", NONE, "connection", "Authenticates the connection.", sv.auth);
+def("select", 2, "loading stale fast", NONE, "connection", "Changes the selected database (only 0).", sv.select);
+def("quit", -1, "noscript loading stale fast no_auth", NONE, "connection", "Closes the connection.", sv.quit);
+def("reset", 1, "noscript loading stale fast no_auth", NONE, "connection", "Resets the connection.", sv.reset);
+def(
+  "client",
+  -2,
+  "admin noscript loading stale",
+  NONE,
+  "connection",
+  "CLIENT SETNAME|GETNAME|ID|INFO|LIST.",
+  sv.client,
+);
+// server
+def("command", -1, "loading stale", NONE, "server", "Returns detailed information about all commands.", command);
+def("config", -2, "admin noscript loading stale", NONE, "server", "CONFIG GET (read-only here).", sv.config);
+def("info", -1, "loading stale", NONE, "server", "Returns information and statistics about the server.", sv.info);
+def("dbsize", 1, "readonly fast", NONE, "server", "Returns the number of keys.", k.dbsize);
+def("flushdb", -1, "write", NONE, "server", "Removes all keys.", k.flush);
+def("flushall", -1, "write", NONE, "server", "Removes all keys.", k.flush);
+def("time", 1, "loading stale fast", NONE, "server", "Returns the server time.", sv.time);
+// strings
+def("get", 2, "readonly fast", ONE, "string", "Returns the string value of a key.", st.get);
+def("set", -3, "write denyoom", ONE, "string", "Sets the string value of a key.", st.set);
+def("setnx", 3, "write denyoom fast", ONE, "string", "Sets the value only if the key does not exist.", st.setnx);
+def("setex", 4, "write denyoom", ONE, "string", "Sets the value and expiry in seconds.", st.setex);
+def("psetex", 4, "write denyoom", ONE, "string", "Sets the value and expiry in milliseconds.", st.psetex);
+def("getset", 3, "write denyoom fast", ONE, "string", "Sets a value and returns the old one.", st.getset);
+def("getdel", 2, "write fast", ONE, "string", "Returns the value and deletes the key.", st.getdel);
+def("getex", -2, "write fast", ONE, "string", "Returns the value and sets its expiry.", st.getex);
+def("mget", -2, "readonly fast", ALL, "string", "Returns the values of keys.", st.mget);
+def("mset", -3, "write denyoom", [1, -1, 2], "string", "Sets many keys (each atomic, not all).", st.mset);
+def(
+  "msetnx",
+  -3,
+  "write denyoom",
+  [1, -1, 2],
+  "string",
+  "Sets many keys only if none exists (all or nothing).",
+  st.msetnx,
+);
+def("incr", 2, "write denyoom fast", ONE, "string", "Increments the integer value by one.", st.incr);
+def("decr", 2, "write denyoom fast", ONE, "string", "Decrements the integer value by one.", st.decr);
+def("incrby", 3, "write denyoom fast", ONE, "string", "Increments the integer value by a number.", st.incrby);
+def("decrby", 3, "write denyoom fast", ONE, "string", "Decrements the integer value by a number.", st.decrby);
+def("incrbyfloat", 3, "write denyoom fast", ONE, "string", "Increments the float value by a number.", st.incrbyfloat);
+def("append", 3, "write denyoom fast", ONE, "string", "Appends to the value.", st.append);
+def("strlen", 2, "readonly fast", ONE, "string", "Returns the length of the value.", st.strlen);
+def("getrange", 4, "readonly", ONE, "string", "Returns a substring of the value.", st.getrange);
+def("setrange", 4, "write denyoom", ONE, "string", "Overwrites part of the value.", st.setrange);
+// keyspace
+def("del", -2, "write", ALL, "generic", "Deletes keys.", k.del);
+def("unlink", -2, "write fast", ALL, "generic", "Deletes keys.", k.del);
+def("exists", -2, "readonly fast", ALL, "generic", "Counts existing keys.", k.exists);
+def("type", 2, "readonly fast", ONE, "generic", "Returns the type of a key (always string).", k.type);
+def("rename", 3, "write", [1, 2, 1], "generic", "Renames a key (not atomic across shards).", k.rename);
+def("expire", -3, "write fast", ONE, "generic", "Sets an expiry in seconds.", k.expire);
+def("pexpire", -3, "write fast", ONE, "generic", "Sets an expiry in milliseconds.", k.pexpire);
+def("expireat", -3, "write fast", ONE, "generic", "Sets an expiry as a Unix time in seconds.", k.expireat);
+def("pexpireat", -3, "write fast", ONE, "generic", "Sets an expiry as a Unix time in milliseconds.", k.pexpireat);
+def("ttl", 2, "readonly fast", ONE, "generic", "Returns the time to live in seconds.", k.ttl);
+def("pttl", 2, "readonly fast", ONE, "generic", "Returns the time to live in milliseconds.", k.pttl);
+def("persist", 2, "write fast", ONE, "generic", "Removes the expiry.", k.persist);
+def("scan", -2, "readonly", NONE, "generic", "Iterates over keys.", k.scan);
+def("keys", 2, "readonly", NONE, "generic", "Returns all keys matching a pattern.", k.keys);
+// transactions: refused cleanly
+for (const name of ["multi", "exec", "discard", "watch", "unwatch"])
+  def(
+    name,
+    name === "watch" ? -2 : 1,
+    "noscript loading stale fast",
+    NONE,
+    "transactions",
+    "Not supported.",
+    sv.transactions,
+  );
+
+export function lookup(name: string): CommandSpec | undefined {
+  return table.get(name);
+}
+
+function infoOf(c: CommandSpec): Uint8Array {
+  return reply.array([
+    reply.bulk(c.name),
+    reply.integer(c.arity),
+    reply.array(c.flags.map((f) => reply.simple(f))),
+    reply.integer(c.firstKey),
+    reply.integer(c.lastKey),
+    reply.integer(c.step),
+    reply.array([]),
+    reply.array([]),
+    reply.array([]),
+    reply.array([]),
+  ]);
+}
+
+function docsOf(c: CommandSpec, proto: reply.Proto): Uint8Array {
+  return reply.map(
+    [
+      [reply.bulk("summary"), reply.bulk(c.summary)],
+      [reply.bulk("since"), reply.bulk("1.0.0")],
+      [reply.bulk("group"), reply.bulk(c.group)],
+    ],
+    proto,
+  );
+}
+
+/** COMMAND, COMMAND COUNT, COMMAND INFO [name...], COMMAND DOCS [name...] */
+function command(q: RespRequest): void {
+  const a = q.args;
+  const dec = new TextDecoder();
+  if (a.length === 1) return q.reply(reply.array([...table.values()].map(infoOf)));
+  const sub = dec.decode(a[1]!).toLowerCase();
+  const named = a.slice(2).map((b) => dec.decode(b).toLowerCase());
+  if (sub === "count" && a.length === 2) return q.reply(reply.integer(table.size));
+  if (sub === "info") {
+    const list = named.length === 0 ? [...table.values()] : named.map((n) => table.get(n));
+    return q.reply(reply.array(list.map((c) => (c === undefined ? reply.nil(q.proto) : infoOf(c)))));
+  }
+  if (sub === "docs") {
+    const list = named.length === 0 ? [...table.values()] : named.flatMap((n) => table.get(n) ?? []);
+    return q.reply(
+      reply.map(
+        list.map((c) => [reply.bulk(c.name), docsOf(c, q.proto)]),
+        q.proto,
+      ),
+    );
+  }
+  q.error(`ERR unknown subcommand or wrong number of arguments for '${dec.decode(a[1]!)}'. Try COMMAND HELP.`);
+}

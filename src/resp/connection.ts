@@ -1,0 +1,85 @@
+/**
+ * A socket speaking RESP: the Redis port's counterpart of NativeConnection.
+ * Parsing, authentication and the command table live here; ordering and
+ * backpressure come from the shared Connection base.
+ */
+import type { Socket } from "node:net";
+import { Connection, type ConnectionHost } from "../io/connection.js";
+import { MAX_KEY_BYTES } from "../limits.js";
+import { lookup } from "./commands.js";
+import { RespParser } from "./parser.js";
+import * as reply from "./reply.js";
+import { type RespHost, RespRequest, type RespSession } from "./request.js";
+
+let nextClientId = 1;
+
+const dec = new TextDecoder();
+
+/** Commands allowed before AUTH when a password is required (as Redis). */
+const BEFORE_AUTH = new Set(["auth", "hello", "quit", "reset"]);
+
+export class RespConnection extends Connection implements RespSession {
+  proto: reply.Proto = 2;
+  authenticated: boolean;
+  name = "";
+  readonly id = nextClientId++;
+  readonly createdMs = Date.now();
+  lastCommand = "NULL";
+  readonly address: string;
+  private readonly parser: RespParser;
+
+  constructor(
+    socket: Socket,
+    host: ConnectionHost,
+    readonly resp: RespHost,
+  ) {
+    super(socket, host);
+    this.address = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.authenticated = resp.requirePass === null;
+    this.parser = new RespParser(Math.max(host.maxValueBytes, MAX_KEY_BYTES));
+  }
+
+  protected onBytes(chunk: Buffer, nowMs: number): void {
+    this.parser.push(chunk, (args) => this.command(args, nowMs));
+    if (this.parser.error !== null) {
+      this.host.log("info", "closing RESP connection on a protocol error", { error: this.parser.error });
+      this.fatal(reply.error(this.parser.error));
+    }
+  }
+
+  private command(args: Uint8Array[], nowMs: number): void {
+    const req = new RespRequest(this, this, args, nowMs);
+    this.enqueue(req);
+    this.resp.stats.commands++;
+    const name = dec.decode(args[0]!).toLowerCase();
+    this.lastCommand = name;
+    const spec = lookup(name);
+    if (spec === undefined) {
+      this.resp.stats.rejectedCalls++;
+      const shown = args
+        .slice(1, 21)
+        .map((a) => `'${dec.decode(a.subarray(0, 128))}' `)
+        .join("");
+      return req.error(
+        `ERR unknown command '${dec.decode(args[0]!.subarray(0, 128))}', with args beginning with: ${shown}`,
+      );
+    }
+    if (!this.authenticated && !BEFORE_AUTH.has(name)) {
+      this.resp.stats.rejectedCalls++;
+      return req.error("NOAUTH Authentication required.");
+    }
+    if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
+      this.resp.stats.rejectedCalls++;
+      return req.error(`ERR wrong number of arguments for '${name}' command`);
+    }
+    spec.run(req);
+  }
+
+  protected get partial(): boolean {
+    return this.parser.partial;
+  }
+
+  protected truncatedAnswer(): Uint8Array {
+    return reply.error("ERR Protocol error: the stream ended inside a command");
+  }
+}

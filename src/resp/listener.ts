@@ -1,0 +1,33 @@
+/**
+ * The Redis port: a second listener on the node, sharing its IO loop,
+ * routing, rings and shards with the native protocol.
+ */
+import type { PiccoloNode } from "../io/server.js";
+import { RespConnection } from "./connection.js";
+import type { RespHost, RespSession } from "./request.js";
+
+export async function startResp(
+  node: PiccoloNode,
+  port: number,
+  nativePort: number,
+  requirePass: string | null,
+): Promise<number> {
+  const sessions = new Set<RespConnection>();
+  const host: RespHost & { port: number } = {
+    dispatcher: node.dispatcher,
+    maxValueBytes: node.maxValueBytes,
+    requirePass,
+    port,
+    nativePort,
+    sessions: (): Iterable<RespSession> => sessions,
+    stats: { commands: 0, connectionsReceived: 0, rejectedCalls: 0 },
+  };
+  host.port = await node.listen(port, (socket) => {
+    const conn = new RespConnection(socket, node, host);
+    sessions.add(conn);
+    host.stats.connectionsReceived++;
+    socket.once("close", () => sessions.delete(conn));
+    return conn;
+  });
+  return host.port;
+}
