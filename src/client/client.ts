@@ -223,6 +223,15 @@ export class PiccoloClient {
     return answer;
   }
 
+  /**
+   * The escape hatch: sends a Request built by `build` (generated capnp-es
+   * code; the id is set for you) and resolves with the raw Response. The
+   * Cerializer's generic /v1/rpc path uses it.
+   */
+  raw(build: (req: Request) => void): Promise<Response> {
+    return this.call(build);
+  }
+
   private static check(res: Response, expected: Response_Which): Response {
     const which = res.which();
     if (which === Response_Which.ERROR) {
