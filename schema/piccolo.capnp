@@ -34,7 +34,13 @@ struct Request {
     mdel @14 :Keys;
     stats @15 :Void;
     scan @16 :Scan;
+    auth @17 :Auth;         # required first when the node runs with --requirepass
   }
+}
+
+struct Auth {
+  password @0 :Text;
+  user @1 :Text;            # only "default" (or empty) exists
 }
 
 struct Key {
@@ -105,6 +111,7 @@ struct Response {
     count @11 :UInt64;      # mdel: keys removed
     stats @12 :Stats;
     scan @13 :ScanResult;
+    ok @14 :Void;           # auth
   }
 }
 

@@ -274,6 +274,7 @@ async function main(argv: string[]): Promise<number> {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     server: { type: "string" },
     timeout: { type: "string" },
+    password: { type: "string" },
     help: { type: "boolean", short: "h" },
   };
   for (const [k, v] of Object.entries(command.options ?? {})) options[k] = { type: v.type };
@@ -282,6 +283,7 @@ async function main(argv: string[]): Promise<number> {
     print(`usage: piccolo ${name} ${command.args}\n\n${command.help}\n\nflags:`);
     print("  --server host:port   node to talk to (default 127.0.0.1:7700, env PICCOLO_SERVER)");
     print("  --timeout ms         give up after this long (default 5000)");
+    print("  --password pw        AUTH first (env PICCOLO_PASSWORD), for nodes run with --requirepass");
     for (const [k, v] of Object.entries(command.options ?? {})) print(`  --${k.padEnd(19)}${v.help}`);
     return EXIT.OK;
   }
@@ -289,7 +291,8 @@ async function main(argv: string[]): Promise<number> {
   const m = /^(.+):(\d+)$/.exec(server);
   if (m === null) throw new UsageError(`--server must be host:port, got "${server}"`);
   const timeoutMs = ms(values, "timeout") ?? 5000;
-  const client = new PiccoloClient({ host: m[1]!, port: Number(m[2]), timeoutMs });
+  const password = (values.password as string | undefined) ?? process.env.PICCOLO_PASSWORD;
+  const client = new PiccoloClient({ host: m[1]!, port: Number(m[2]), timeoutMs, ...(password ? { password } : {}) });
   try {
     return await command.run(client, positionals, values);
   } finally {

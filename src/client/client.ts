@@ -29,6 +29,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** How long to wait for a connection to be made. */
   connectTimeoutMs?: number;
+  /** Sent (AUTH) first on every connection, when the node runs with --requirepass. */
+  password?: string;
 }
 
 export interface Entry {
@@ -95,6 +97,7 @@ export class PiccoloClient {
   readonly port: number;
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly password: string | undefined;
   private socket: Socket | null = null;
   private connecting: Promise<Socket> | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -107,6 +110,7 @@ export class PiccoloClient {
     this.port = options.port ?? 7700;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+    this.password = options.password;
   }
 
   /** Creates a client and makes sure the node answers. */
@@ -133,6 +137,10 @@ export class PiccoloClient {
       s.once("connect", () => {
         clearTimeout(timer);
         this.attach(s);
+        // AUTH goes first on the wire, ahead of any call waiting for this
+        // connection; if it fails, those calls fail with NOAUTH.
+        if (this.password !== undefined)
+          void this.send(s, (r) => (r._initAuth().password = this.password!)).catch(() => {});
         resolve(s);
       });
       s.once("error", (err) => {
@@ -197,7 +205,10 @@ export class PiccoloClient {
   /** Sends one request built by `build` and resolves with its Response. */
   private async call(build: (req: Request) => void): Promise<Response> {
     if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed");
-    const socket = await this.open();
+    return this.send(await this.open(), build);
+  }
+
+  private send(socket: Socket, build: (req: Request) => void): Promise<Response> {
     const id = this.nextId++;
     const message = new capnp.Message();
     const req = message.initRoot(Request);
@@ -241,6 +252,16 @@ export class PiccoloClient {
     }
     if (which !== expected) throw new PiccoloError(ErrorCode.INTERNAL, `unexpected response kind ${which}`);
     return res;
+  }
+
+  /** Authenticates this connection (the `password` option does it on every connection by itself). */
+  async auth(password: string): Promise<void> {
+    PiccoloClient.check(
+      await this.call((r) => {
+        r._initAuth().password = password;
+      }),
+      Response_Which.OK,
+    );
   }
 
   async ping(): Promise<void> {

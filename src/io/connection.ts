@@ -28,6 +28,8 @@ export interface ConnectionHost {
   readonly maxValueBytes: number;
   readonly maxFrameBytes: number;
   readonly dispatcher: Dispatcher;
+  /** Password clients must present (native AUTH, RESP AUTH); null when none. */
+  readonly requirePass: string | null;
   /** Paused by shard congestion or shutdown. */
   readingBlocked(): boolean;
   /** Commands were sent: publish the rings at the end of this turn, watch congestion. */

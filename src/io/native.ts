@@ -2,6 +2,7 @@
  * The native protocol's requests: a decoded Cap'n Proto Operation in, shard
  * commands out, a Cap'n Proto Response back.
  */
+import { timingSafeEqual } from "node:crypto";
 import type { Socket } from "node:net";
 import { ErrorCode } from "../errors.js";
 import { MAX_SCAN_COUNT } from "../limits.js";
@@ -9,6 +10,7 @@ import {
   decodeRequest,
   encodeError,
   encodeMulti,
+  encodeOk,
   encodePong,
   encodeScan,
   encodeSingle,
@@ -22,6 +24,19 @@ import { FLAG_KEEP_TTL, Op, type Result, readF64, unpackKeys } from "../shard/co
 import { FrameReader } from "../protocol/framing.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
+
+export interface NativeSession {
+  authenticated: boolean;
+  readonly requirePass: string | null;
+}
+
+/** Constant-time comparison, so response timing does not leak the password. */
+export function passwordMatches(want: string, user: string, password: string | Uint8Array): boolean {
+  if (user !== "" && user !== "default") return false;
+  const a = Buffer.from(password);
+  const b = Buffer.from(want);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
 
 /** Scan cursors name the shard in their high part: shard * 2^32 + the shard's own cursor. */
 export const SCAN_SHARD_SPAN = 2 ** 32;
@@ -55,10 +70,19 @@ export class NativeRequest extends InFlight {
     super(owner);
   }
 
-  /** Answers at once (ping, invalid input) or sends the request's commands. */
-  start(d: Dispatcher, nowMs: number): void {
+  /** Answers at once (ping, auth, invalid input) or sends the request's commands. */
+  start(d: Dispatcher, nowMs: number, session: NativeSession): void {
     const op = this.op;
     if (op.errorCode !== 0) return this.finish(encodeError(op.id, op.errorCode, op.errorMessage));
+    if (op.kind === OpKind.AUTH) {
+      if (session.requirePass === null)
+        return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "no password is configured on this node"));
+      if (!passwordMatches(session.requirePass, op.user, op.password))
+        return this.finish(encodeError(op.id, ErrorCode.NOAUTH, "invalid username-password pair"));
+      session.authenticated = true;
+      return this.finish(encodeOk(op.id));
+    }
+    if (!session.authenticated) return this.finish(encodeError(op.id, ErrorCode.NOAUTH, "authentication required"));
     const expireAtMs = op.expireAtMs > 0 ? op.expireAtMs : op.ttlMs > 0 ? nowMs + op.ttlMs : 0;
     switch (op.kind) {
       case OpKind.PING:
@@ -169,12 +193,16 @@ export function copyResult(r: Result): PartResult {
  * next frame starts. A garbage or oversized table cannot be stepped over:
  * a final error, then close.
  */
-export class NativeConnection extends Connection {
+export class NativeConnection extends Connection implements NativeSession {
   private readonly framer: FrameReader;
+  authenticated: boolean;
+  readonly requirePass: string | null;
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
     this.framer = new FrameReader(host.maxFrameBytes);
+    this.requirePass = host.requirePass;
+    this.authenticated = host.requirePass === null;
   }
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
@@ -182,7 +210,7 @@ export class NativeConnection extends Connection {
     this.framer.push(chunk, (frame) => {
       const req = new NativeRequest(this, decodeRequest(frame, this.host.maxValueBytes));
       this.enqueue(req);
-      req.start(d, nowMs);
+      req.start(d, nowMs, this);
     });
     const error = this.framer.error;
     if (error !== null) {

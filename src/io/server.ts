@@ -31,12 +31,15 @@ export interface NodeOptions {
   maxValueBytes: number;
   /** Pin workers to cores (Linux). */
   pin: boolean;
+  /** Password clients must AUTH with, on every protocol; null for none. */
+  requirePass: string | null;
   logger: Logger;
 }
 
 export class PiccoloNode implements ConnectionHost {
   readonly maxValueBytes: number;
   readonly maxFrameBytes: number;
+  readonly requirePass: string | null;
   readonly dispatcher = new Dispatcher();
   private backend!: ShardBackend;
   private readonly servers: Server[] = [];
@@ -50,6 +53,7 @@ export class PiccoloNode implements ConnectionHost {
   constructor(private readonly options: NodeOptions) {
     this.maxValueBytes = options.maxValueBytes;
     this.maxFrameBytes = maxFrameBytes(options.maxValueBytes);
+    this.requirePass = options.requirePass;
     this.logger = options.logger;
   }
 

@@ -30,6 +30,9 @@ export interface Operation {
   version: number;
   cursor: number;
   count: number;
+  /** auth: the password and user. */
+  password: string;
+  user: string;
   /** Set when the request cannot be served; the IO loop answers with it. */
   errorCode: number;
   errorMessage: string;
@@ -49,6 +52,8 @@ function blankOperation(id: bigint, kind: Request_Which): Operation {
     version: 0,
     cursor: 0,
     count: 0,
+    password: "",
+    user: "",
     errorCode: 0,
     errorMessage: "",
   };
@@ -114,6 +119,12 @@ export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operat
       case Request_Which.PING:
       case Request_Which.STATS:
         return op;
+      case Request_Which.AUTH: {
+        const a = req.auth;
+        op.password = a.password;
+        op.user = a.user;
+        return op;
+      }
       case Request_Which.GET:
       case Request_Which.EXISTS:
       case Request_Which.PERSIST:
@@ -307,6 +318,14 @@ export function encodeSingle(id: bigint, kind: Request_Which, p: PartResult): Ui
     default:
       return encodeError(id, ErrorCode.INTERNAL, `no single-key encoding for operation ${kind}`);
   }
+  return frameOf(m);
+}
+
+export function encodeOk(id: bigint): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  r.ok = true;
   return frameOf(m);
 }
 

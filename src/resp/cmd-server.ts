@@ -3,8 +3,8 @@
  * RESET, CLIENT, CONFIG, INFO, TIME, and the transaction commands we refuse.
  * COMMAND lives in commands.ts beside the table it describes.
  */
-import { timingSafeEqual } from "node:crypto";
 import { memoryUsage } from "node:process";
+import { passwordMatches as checkPassword } from "../io/native.js";
 import { Op, readF64 } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
 import { globMatch } from "./glob.js";
@@ -24,10 +24,7 @@ export const echo = (q: RespRequest) => q.reply(reply.bulk(q.args[1]!));
 
 function passwordMatches(q: RespRequest, user: string, pass: Uint8Array): boolean {
   const want = q.session.resp.requirePass;
-  if (want === null || user !== "default") return false;
-  const a = Buffer.from(pass);
-  const b = Buffer.from(want);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return want !== null && user === "default" && checkPassword(want, user, pass);
 }
 
 /** AUTH [username] password: only the default user exists. */

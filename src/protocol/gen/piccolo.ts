@@ -37,7 +37,12 @@ export const Request_Which = {
   MPUT: 12,
   MDEL: 13,
   STATS: 14,
-  SCAN: 15
+  SCAN: 15,
+  /**
+* required first when the node runs with --requirepass
+*
+*/
+  AUTH: 16
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -57,6 +62,7 @@ export class Request extends $.Struct {
   static readonly MDEL = Request_Which.MDEL;
   static readonly STATS = Request_Which.STATS;
   static readonly SCAN = Request_Which.SCAN;
+  static readonly AUTH = Request_Which.AUTH;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -454,10 +460,63 @@ export class Request extends $.Struct {
     $.utils.setUint16(8, 15, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptAuth(value: $.Orphan<Auth>): void {
+    $.utils.setUint16(8, 16, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownAuth(): $.Orphan<Auth> {
+    return $.utils.disown(this.auth);
+  }
+  /**
+* required first when the node runs with --requirepass
+*
+*/
+  get auth(): Auth {
+    $.utils.testWhich("auth", $.utils.getUint16(8, this), 16, this);
+    return $.utils.getStruct(0, Auth, this);
+  }
+  _hasAuth(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initAuth(): Auth {
+    $.utils.setUint16(8, 16, this);
+    return $.utils.initStructAt(0, Auth, this);
+  }
+  get _isAuth(): boolean {
+    return $.utils.getUint16(8, this) === 16;
+  }
+  set auth(value: Auth) {
+    $.utils.setUint16(8, 16, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Request_" + super.toString(); }
   which(): Request_Which {
     return $.utils.getUint16(8, this) as Request_Which;
   }
+}
+export class Auth extends $.Struct {
+  static readonly _capnp = {
+    displayName: "Auth",
+    id: "dc18393bbe42389c",
+    size: new $.ObjectSize(0, 2),
+  };
+  get password(): string {
+    return $.utils.getText(0, this);
+  }
+  set password(value: string) {
+    $.utils.setText(0, value, this);
+  }
+  /**
+* only "default" (or empty) exists
+*
+*/
+  get user(): string {
+    return $.utils.getText(1, this);
+  }
+  set user(value: string) {
+    $.utils.setText(1, value, this);
+  }
+  toString(): string { return "Auth_" + super.toString(); }
 }
 export class Key extends $.Struct {
   static readonly _capnp = {
@@ -907,7 +966,12 @@ export const Response_Which = {
 */
   COUNT: 10,
   STATS: 11,
-  SCAN: 12
+  SCAN: 12,
+  /**
+* auth
+*
+*/
+  OK: 13
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -924,6 +988,7 @@ export class Response extends $.Struct {
   static readonly COUNT = Response_Which.COUNT;
   static readonly STATS = Response_Which.STATS;
   static readonly SCAN = Response_Which.SCAN;
+  static readonly OK = Response_Which.OK;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -1213,6 +1278,12 @@ export class Response extends $.Struct {
   set scan(value: ScanResult) {
     $.utils.setUint16(8, 12, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  get _isOk(): boolean {
+    return $.utils.getUint16(8, this) === 13;
+  }
+  set ok(_: true) {
+    $.utils.setUint16(8, 13, this);
   }
   toString(): string { return "Response_" + super.toString(); }
   which(): Response_Which {
