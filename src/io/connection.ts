@@ -128,19 +128,34 @@ export abstract class Connection implements RequestOwner {
       return;
     }
     const q = this.queue;
-    let i = this.queueHead;
+    const from = this.queueHead;
+    let i = from;
     let close = false;
-    if (i < q.length && q[i]!.out !== null) {
-      const s = this.socket;
-      s.cork();
-      while (i < q.length && q[i]!.out !== null && !close) {
-        s.write(q[i]!.out!);
-        close = q[i]!.closeAfter;
-        q[i] = DONE;
-        i++;
-      }
-      s.uncork();
+    let bytes = 0;
+    while (i < q.length && q[i]!.out !== null && !close) {
+      bytes += q[i]!.out!.length;
+      close = q[i]!.closeAfter;
+      i++;
     }
+    if (i - from === 1) {
+      this.socket.write(q[from]!.out!);
+    } else if (bytes > COALESCE_MAX_BYTES) {
+      // Large answers: copying them together would cost more than the syscalls.
+      this.socket.cork();
+      for (let j = from; j < i; j++) this.socket.write(q[j]!.out!);
+      this.socket.uncork();
+    } else if (i > from) {
+      // Many small answers: one buffer, one write, one syscall. (cork + many
+      // writes costs a writev of many tiny iovecs plus a callback each.)
+      const out = Buffer.allocUnsafe(bytes);
+      let at = 0;
+      for (let j = from; j < i; j++) {
+        out.set(q[j]!.out!, at);
+        at += q[j]!.out!.length;
+      }
+      this.socket.write(out);
+    }
+    for (let j = from; j < i; j++) q[j] = DONE;
     if (i === q.length) {
       q.length = 0;
       i = 0;
@@ -171,5 +186,8 @@ export abstract class Connection implements RequestOwner {
     else this.socket.pause();
   }
 }
+
+/** Above this many bytes, answers are written one by one instead of copied into one buffer. */
+const COALESCE_MAX_BYTES = 256 * 1024;
 
 const DONE = new Ready({ requestDone() {} });

@@ -137,6 +137,27 @@ export function lookup(name: string): CommandSpec | undefined {
   return table.get(name);
 }
 
+/** Command specs by name length, for lookupBytes(). */
+const byLength: CommandSpec[][] = [];
+for (const spec of table.values()) (byLength[spec.name.length] ??= []).push(spec);
+
+/**
+ * Finds a command by its name's bytes, case-insensitively, without making a
+ * string: the per-command cost of dispatch on the hot path. A handful of
+ * names share each length, so this is a few byte comparisons.
+ */
+export function lookupBytes(b: Uint8Array): CommandSpec | undefined {
+  const candidates = byLength[b.length];
+  if (candidates === undefined) return undefined;
+  for (const spec of candidates) {
+    const name = spec.name;
+    let i = 0;
+    for (; i < b.length; i++) if ((b[i]! | 0x20) !== name.charCodeAt(i)) break;
+    if (i === b.length) return spec;
+  }
+  return undefined;
+}
+
 function infoOf(c: CommandSpec): Uint8Array {
   return reply.array([
     reply.bulk(c.name),

@@ -6,7 +6,7 @@
 import type { Socket } from "node:net";
 import { Connection, type ConnectionHost } from "../io/connection.js";
 import { MAX_KEY_BYTES } from "../limits.js";
-import { lookup } from "./commands.js";
+import { lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
 import * as reply from "./reply.js";
 import { type RespHost, RespRequest, type RespSession } from "./request.js";
@@ -51,9 +51,7 @@ export class RespConnection extends Connection implements RespSession {
     const req = new RespRequest(this, this, args, nowMs);
     this.enqueue(req);
     this.resp.stats.commands++;
-    const name = dec.decode(args[0]!).toLowerCase();
-    this.lastCommand = name;
-    const spec = lookup(name);
+    const spec = lookupBytes(args[0]!);
     if (spec === undefined) {
       this.resp.stats.rejectedCalls++;
       const shown = args
@@ -64,6 +62,8 @@ export class RespConnection extends Connection implements RespSession {
         `ERR unknown command '${dec.decode(args[0]!.subarray(0, 128))}', with args beginning with: ${shown}`,
       );
     }
+    const name = spec.name;
+    this.lastCommand = name;
     if (!this.authenticated && !BEFORE_AUTH.has(name)) {
       this.resp.stats.rejectedCalls++;
       return req.error("NOAUTH Authentication required.");
