@@ -100,6 +100,7 @@ export class ThreadedShards implements ShardBackend {
   private readonly result = new Result();
   private closing = false;
   private wasCongested = false;
+  private pinWarned = false;
 
   constructor(
     count: number,
@@ -116,7 +117,13 @@ export class ThreadedShards implements ShardBackend {
         workerData: { shard, requestRing, notifyRing, pinCore: pin ? shard % cores : -1 },
       });
       worker.on("message", (m: { type: string; ok: boolean; detail: string }) => {
-        if (m.type === "pin") events.onLog(m.ok ? "info" : "warn", m.detail, { shard });
+        if (m.type !== "pin") return;
+        if (m.ok) return events.onLog("info", m.detail, { shard });
+        // Refused pinning is logged once per node, not once per worker: it is
+        // one fact about the platform, and the node runs correctly unpinned.
+        if (this.pinWarned) return;
+        this.pinWarned = true;
+        events.onLog("warn", `${m.detail}; shard workers run unpinned`, { shard });
       });
       worker.on("error", (err) => events.onLog("error", "shard worker crashed", { shard, err: String(err) }));
       worker.on("exit", (code) => {
