@@ -31,7 +31,7 @@ import {
   writeF64,
 } from "./command.js";
 import { addFloat, addInteger } from "./numbers.js";
-import { ShardStore } from "./simple-store.js";
+import { ShardStore } from "./store.js";
 
 export class ShardCore {
   readonly store: ShardStore;

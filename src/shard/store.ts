@@ -1,0 +1,439 @@
+/**
+ * The shard's private map: key -> {value, version, expiry}, built to be lean.
+ *
+ * A JS Map<string, {value: Buffer, ...}> costs ~300 bytes per small entry
+ * (a string, an object, a Buffer and its ArrayBuffer, all with headers, all
+ * traced by the GC). Redis 7 spends about 170 bytes per 16-byte key with a
+ * 64-byte value. This store keeps every record in large pages of raw bytes
+ * and indexes them with two typed arrays, so a small entry costs its bytes
+ * plus ~24 bytes of header plus the index, and the GC sees a few hundred
+ * big buffers instead of millions of objects (decision 0050).
+ *
+ * Records. `[u32 keyBytes][u32 valueBytes][f64 version][f64 expiresAtMs]
+ * [key][value]`, 8-byte aligned. A record lives in a slab page (1 MiB) of
+ * its size class (multiples of 8 bytes up to 256, then steps of ~12.5%),
+ * memcached-style: a page holds records of one class only, and a freed
+ * record goes on its class's free list for the next record of that class.
+ * Records over SLAB_MAX_RECORD_BYTES get a buffer of their own.
+ *
+ * Index. Open addressing with linear probing over `slots` (the record
+ * handle, or EMPTY / TOMBSTONE) and `hashes` (the key's 32-bit hash, to skip
+ * most key comparisons and to rehash without touching records). Deletion
+ * leaves a tombstone, so entries never move except when the table is
+ * rebuilt: slot numbers stay valid for the sweep and the scan cursor.
+ *
+ * A "slot" in this API is a position in the index. Views returned by key()
+ * and value() point into page memory and are valid until the next mutation.
+ */
+import { assert } from "../assert.js";
+
+export interface StoreOptions {
+  /** Keys to size the index for; it grows by itself. */
+  initialCapacity?: number;
+}
+
+const PAGE_BYTES = 1 << 20;
+const PAGE_SHIFT = 17; // handle = page << 17 | (offset / 8): 2^17 * 8 = 1 MiB
+const MAX_PAGES = (1 << 14) - 1; // 16 GiB of slab pages per shard
+/** Records larger than this get their own buffer instead of a slab slot. */
+export const SLAB_MAX_RECORD_BYTES = 64 * 1024;
+const HEADER_BYTES = 24;
+
+const EMPTY = 0;
+const TOMBSTONE = 0x7fffffff;
+/** Slot values: EMPTY, TOMBSTONE, slab handle + 1 (>= 1), or -(large index + 1). */
+
+const MAX_LOAD = 0.75;
+
+// Size classes: 8-byte steps to 256 bytes, then ~12.5% steps to the slab limit.
+const CLASS_SIZES: number[] = [];
+for (let s = 32; s <= 256; s += 8) CLASS_SIZES.push(s);
+for (let s = 256; s < SLAB_MAX_RECORD_BYTES; ) {
+  s = Math.min(SLAB_MAX_RECORD_BYTES, (Math.ceil((s * 1.125) / 8) * 8) | 0);
+  CLASS_SIZES.push(s);
+}
+/** Class index by record size / 8, for sizes up to the slab limit. */
+const CLASS_OF = new Uint8Array(SLAB_MAX_RECORD_BYTES / 8 + 1);
+for (let size8 = 0, c = 0; size8 <= SLAB_MAX_RECORD_BYTES / 8; size8++) {
+  while (CLASS_SIZES[c]! < size8 * 8) c++;
+  CLASS_OF[size8] = c;
+}
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/**
+ * FNV-1a over the key's bytes, finished with murmur3's fmix32 so low bits
+ * (which pick the slot) depend on every byte. Independent of the xxHash32
+ * that routes keys to shards (decision 0002).
+ */
+export function storeHash(key: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i]!, 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+class SizeClass {
+  readonly size: number;
+  /** Page currently being carved, and the next free offset in it. */
+  page = -1;
+  next = PAGE_BYTES;
+  free: Int32Array = new Int32Array(64);
+  freeCount = 0;
+  constructor(size: number) {
+    this.size = size;
+  }
+}
+
+export class ShardStore {
+  private slots: Int32Array;
+  private hashes: Uint32Array;
+  private mask: number;
+  private count = 0;
+  private tombstones = 0;
+  /** Bumped at every rebuild of the index: scan cursors from before a rebuild start over. */
+  private epoch = 0;
+  private sweepCursor = 0;
+
+  private readonly pagesU8: Uint8Array[] = [];
+  private readonly pagesU32: Uint32Array[] = [];
+  private readonly pagesF64: Float64Array[] = [];
+  private readonly classes = CLASS_SIZES.map((s) => new SizeClass(s));
+
+  private readonly largeU8: (Uint8Array | null)[] = [];
+  private readonly largeU32: (Uint32Array | null)[] = [];
+  private readonly largeF64: (Float64Array | null)[] = [];
+  private readonly largeFree: number[] = [];
+  private largeBytes = 0;
+
+  constructor(options: StoreOptions = {}) {
+    let capacity = 1024;
+    while (capacity * MAX_LOAD < (options.initialCapacity ?? 0)) capacity *= 2;
+    this.slots = new Int32Array(capacity);
+    this.hashes = new Uint32Array(capacity);
+    this.mask = capacity - 1;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  // ---- records -------------------------------------------------------
+
+  /** Where a slot's record lives: sets rU8/rU32/rF64 and the byte offset rAt. */
+  private rU8!: Uint8Array;
+  private rU32!: Uint32Array;
+  private rF64!: Float64Array;
+  private rAt = 0;
+
+  private locate(slot: number): void {
+    this.locateHandle(this.slots[slot]!);
+  }
+
+  private locateHandle(h: number): void {
+    assert(h !== EMPTY && h !== TOMBSTONE, "a slot handed out holds a record");
+    if (h > 0) {
+      const handle = h - 1;
+      const page = handle >>> PAGE_SHIFT;
+      this.rU8 = this.pagesU8[page]!;
+      this.rU32 = this.pagesU32[page]!;
+      this.rF64 = this.pagesF64[page]!;
+      this.rAt = (handle & ((1 << PAGE_SHIFT) - 1)) * 8;
+    } else {
+      const i = -h - 1;
+      this.rU8 = this.largeU8[i]!;
+      this.rU32 = this.largeU32[i]!;
+      this.rF64 = this.largeF64[i]!;
+      this.rAt = 0;
+    }
+  }
+
+  /** Allocates a record of `bytes` and returns its slot value (handle + 1, or negative for large). */
+  private allocate(bytes: number): number {
+    if (bytes > SLAB_MAX_RECORD_BYTES) {
+      const buf = new ArrayBuffer(align8(bytes));
+      let i = this.largeFree.pop();
+      if (i === undefined) {
+        i = this.largeU8.length;
+        this.largeU8.push(null);
+        this.largeU32.push(null);
+        this.largeF64.push(null);
+      }
+      this.largeU8[i] = new Uint8Array(buf);
+      this.largeU32[i] = new Uint32Array(buf);
+      this.largeF64[i] = new Float64Array(buf);
+      this.largeBytes += buf.byteLength;
+      return -(i + 1);
+    }
+    const cls = this.classes[CLASS_OF[align8(bytes) / 8]!]!;
+    if (cls.freeCount > 0) return cls.free[--cls.freeCount]! + 1;
+    if (cls.next + cls.size > PAGE_BYTES) {
+      assert(this.pagesU8.length < MAX_PAGES, "slab pages within the handle's range");
+      const buf = new ArrayBuffer(PAGE_BYTES);
+      cls.page = this.pagesU8.length;
+      cls.next = 0;
+      this.pagesU8.push(new Uint8Array(buf));
+      this.pagesU32.push(new Uint32Array(buf));
+      this.pagesF64.push(new Float64Array(buf));
+    }
+    const handle = (cls.page << PAGE_SHIFT) | (cls.next / 8);
+    cls.next += cls.size;
+    return handle + 1;
+  }
+
+  private release(slotValue: number): void {
+    if (slotValue < 0) {
+      const i = -slotValue - 1;
+      this.largeBytes -= this.largeU8[i]!.byteLength;
+      this.largeU8[i] = null;
+      this.largeU32[i] = null;
+      this.largeF64[i] = null;
+      this.largeFree.push(i);
+      return;
+    }
+    const handle = slotValue - 1;
+    const u32 = this.pagesU32[handle >>> PAGE_SHIFT]!;
+    const at = (handle & ((1 << PAGE_SHIFT) - 1)) * 8;
+    const bytes = HEADER_BYTES + u32[at / 4]! + u32[at / 4 + 1]!;
+    const cls = this.classes[CLASS_OF[align8(bytes) / 8]!]!;
+    if (cls.freeCount === cls.free.length) {
+      const grown = new Int32Array(cls.free.length * 2);
+      grown.set(cls.free);
+      cls.free = grown;
+    }
+    cls.free[cls.freeCount++] = handle;
+  }
+
+  /** Whether a record of `bytes` can reuse the storage behind `slotValue`. */
+  private fits(slotValue: number, bytes: number): boolean {
+    if (slotValue < 0) return bytes > SLAB_MAX_RECORD_BYTES && align8(bytes) === this.largeU8[-slotValue - 1]!.length;
+    if (bytes > SLAB_MAX_RECORD_BYTES) return false;
+    const handle = slotValue - 1;
+    const u32 = this.pagesU32[handle >>> PAGE_SHIFT]!;
+    const at = (handle & ((1 << PAGE_SHIFT) - 1)) * 8;
+    const old = HEADER_BYTES + u32[at / 4]! + u32[at / 4 + 1]!;
+    return CLASS_OF[align8(old) / 8] === CLASS_OF[align8(bytes) / 8];
+  }
+
+  // ---- index ---------------------------------------------------------
+
+  find(key: Uint8Array): number {
+    const hash = storeHash(key);
+    const slots = this.slots;
+    const hashes = this.hashes;
+    for (let i = hash & this.mask; ; i = (i + 1) & this.mask) {
+      const s = slots[i]!;
+      if (s === EMPTY) return -1;
+      if (s !== TOMBSTONE && hashes[i] === hash && this.keyEquals(i, key)) return i;
+    }
+  }
+
+  private keyEquals(slot: number, key: Uint8Array): boolean {
+    this.locate(slot);
+    const u8 = this.rU8;
+    const at = this.rAt;
+    if (this.rU32[at / 4] !== key.length) return false;
+    const k = at + HEADER_BYTES;
+    for (let j = 0; j < key.length; j++) if (u8[k + j] !== key[j]) return false;
+    return true;
+  }
+
+  value(slot: number): Uint8Array {
+    this.locate(slot);
+    const at = this.rAt;
+    const start = at + HEADER_BYTES + this.rU32[at / 4]!;
+    return this.rU8.subarray(start, start + this.rU32[at / 4 + 1]!);
+  }
+
+  key(slot: number): Uint8Array {
+    this.locate(slot);
+    const at = this.rAt;
+    return this.rU8.subarray(at + HEADER_BYTES, at + HEADER_BYTES + this.rU32[at / 4]!);
+  }
+
+  version(slot: number): number {
+    this.locate(slot);
+    return this.rF64[this.rAt / 8 + 1]!;
+  }
+
+  expiresAtMs(slot: number): number {
+    this.locate(slot);
+    return this.rF64[this.rAt / 8 + 2]!;
+  }
+
+  setExpiry(slot: number, expiresAtMs: number): void {
+    this.locate(slot);
+    this.rF64[this.rAt / 8 + 2] = expiresAtMs;
+  }
+
+  setVersion(slot: number, version: number): void {
+    this.locate(slot);
+    this.rF64[this.rAt / 8 + 1] = version;
+  }
+
+  private write(slotValue: number, key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
+    this.locateHandle(slotValue);
+    const at = this.rAt;
+    this.rU32[at / 4] = key.length;
+    this.rU32[at / 4 + 1] = value.length;
+    this.rF64[at / 8 + 1] = version;
+    this.rF64[at / 8 + 2] = expiresAtMs;
+    this.rU8.set(key, at + HEADER_BYTES);
+    this.rU8.set(value, at + HEADER_BYTES + key.length);
+  }
+
+  set(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): number {
+    assert(key.length > 0, "keys are not empty (validated by the protocols)");
+    const bytes = HEADER_BYTES + key.length + value.length;
+    const hash = storeHash(key);
+    const slots = this.slots;
+    let firstFree = -1;
+    let i = hash & this.mask;
+    for (; ; i = (i + 1) & this.mask) {
+      const s = slots[i]!;
+      if (s === EMPTY) break;
+      if (s === TOMBSTONE) {
+        if (firstFree < 0) firstFree = i;
+        continue;
+      }
+      if (this.hashes[i] === hash && this.keyEquals(i, key)) {
+        // Overwrite: in place when the record keeps its size class.
+        if (!this.fits(s, bytes)) {
+          const fresh = this.allocate(bytes);
+          this.release(s);
+          slots[i] = fresh;
+        }
+        this.write(slots[i]!, key, value, version, expiresAtMs);
+        return i;
+      }
+    }
+    if (this.count + this.tombstones + 1 > this.slots.length * MAX_LOAD) {
+      this.rebuild();
+      return this.set(key, value, version, expiresAtMs);
+    }
+    const target = firstFree >= 0 ? firstFree : i;
+    if (firstFree >= 0) this.tombstones--;
+    const handle = this.allocate(bytes);
+    slots[target] = handle;
+    this.hashes[target] = hash;
+    this.count++;
+    this.write(handle, key, value, version, expiresAtMs);
+    return target;
+  }
+
+  deleteSlot(slot: number): void {
+    const s = this.slots[slot]!;
+    assert(s !== EMPTY && s !== TOMBSTONE, "deleteSlot names a live record");
+    this.release(s);
+    this.slots[slot] = TOMBSTONE;
+    this.count--;
+    this.tombstones++;
+  }
+
+  /**
+   * Rebuilds the index: doubles it when live keys need the room, else
+   * rebuilds at the same size to clear tombstones. Records do not move.
+   * A full rebuild pauses this shard for O(keys): about 30 ms per million
+   * keys here (incremental rehashing, Redis-style, is possible future work).
+   */
+  private rebuild(): void {
+    const oldSlots = this.slots;
+    const oldHashes = this.hashes;
+    let capacity = oldSlots.length;
+    if (this.count + 1 > capacity * MAX_LOAD * 0.5) capacity *= 2;
+    this.slots = new Int32Array(capacity);
+    this.hashes = new Uint32Array(capacity);
+    this.mask = capacity - 1;
+    this.tombstones = 0;
+    this.epoch++;
+    this.sweepCursor = 0;
+    for (let j = 0; j < oldSlots.length; j++) {
+      const s = oldSlots[j]!;
+      if (s === EMPTY || s === TOMBSTONE) continue;
+      const hash = oldHashes[j]!;
+      let i = hash & this.mask;
+      while (this.slots[i] !== EMPTY) i = (i + 1) & this.mask;
+      this.slots[i] = s;
+      this.hashes[i] = hash;
+    }
+  }
+
+  memoryBytes(): number {
+    return this.slots.byteLength + this.hashes.byteLength + this.pagesU8.length * PAGE_BYTES + this.largeBytes;
+  }
+
+  sweepExpired(nowMs: number, maxExamined: number): number {
+    if (this.count === 0) return 0;
+    let removed = 0;
+    const slots = this.slots;
+    // Empty slots are cheap to skip but bounded too, so a sparse table
+    // cannot stall the shard: at most 8 per record we may examine.
+    let skips = maxExamined * 8;
+    for (let n = 0; n < maxExamined && skips > 0; this.sweepCursor = (this.sweepCursor + 1) & this.mask) {
+      const s = slots[this.sweepCursor]!;
+      if (s === EMPTY || s === TOMBSTONE) {
+        skips--;
+        continue;
+      }
+      n++;
+      const exp = this.expiresAtMs(this.sweepCursor);
+      if (exp !== 0 && exp <= nowMs) {
+        this.deleteSlot(this.sweepCursor);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Cursor iteration over index positions. The cursor carries the index's
+   * epoch (mod 4) in its top bits: a cursor from before a rebuild restarts
+   * the walk, so a key present for the whole scan is returned at least once
+   * (possibly twice), as Redis promises.
+   */
+  scan(cursor: number, count: number, visit: (slot: number) => void): number {
+    const epochBits = (this.epoch & 3) * 2 ** 30;
+    let pos = cursor === 0 ? 0 : cursor % 2 ** 30;
+    if (cursor !== 0 && cursor - (cursor % 2 ** 30) !== epochBits) pos = 0;
+    const slots = this.slots;
+    let seen = 0;
+    while (pos < slots.length && seen < count) {
+      const s = slots[pos]!;
+      if (s !== EMPTY && s !== TOMBSTONE) {
+        visit(pos);
+        seen++;
+      }
+      pos++;
+    }
+    return pos >= slots.length ? 0 : epochBits + pos;
+  }
+
+  clear(): void {
+    this.slots = new Int32Array(1024);
+    this.hashes = new Uint32Array(1024);
+    this.mask = 1023;
+    this.count = 0;
+    this.tombstones = 0;
+    this.epoch++;
+    this.sweepCursor = 0;
+    this.pagesU8.length = 0;
+    this.pagesU32.length = 0;
+    this.pagesF64.length = 0;
+    for (const c of this.classes) {
+      c.page = -1;
+      c.next = PAGE_BYTES;
+      c.freeCount = 0;
+    }
+    this.largeU8.length = 0;
+    this.largeU32.length = 0;
+    this.largeF64.length = 0;
+    this.largeFree.length = 0;
+    this.largeBytes = 0;
+  }
+}

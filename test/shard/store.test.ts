@@ -1,0 +1,144 @@
+// The slab-and-index store against a plain Map model: random operations
+// with binary keys and values of every size class (and past the slab limit),
+// scans that must visit every key, and churn that must reuse freed memory.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import { SLAB_MAX_RECORD_BYTES, ShardStore } from "../../src/shard/store.js";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+function allKeys(store: ShardStore, count = 7): string[] {
+  const seen: string[] = [];
+  let cursor = 0;
+  do {
+    cursor = store.scan(cursor, count, (slot) => seen.push(hex(store.key(slot))));
+  } while (cursor !== 0);
+  return seen;
+}
+
+describe("ShardStore", () => {
+  it("agrees with a Map model on random operations", () => {
+    const keyArb = fc.uint8Array({ minLength: 1, maxLength: 24 });
+    const valueArb = fc.oneof(
+      { weight: 8, arbitrary: fc.uint8Array({ maxLength: 300 }) },
+      {
+        weight: 1,
+        arbitrary: fc.integer({ min: 0, max: 3 * SLAB_MAX_RECORD_BYTES }).map((n) => new Uint8Array(n).fill(n & 0xff)),
+      },
+    );
+    const opArb = fc.oneof(
+      fc.record({ t: fc.constant("set" as const), k: keyArb, v: valueArb, exp: fc.integer({ min: 0, max: 100 }) }),
+      fc.record({ t: fc.constant("del" as const), k: keyArb }),
+      fc.record({ t: fc.constant("exp" as const), k: keyArb, exp: fc.integer({ min: 0, max: 100 }) }),
+      fc.record({ t: fc.constant("sweep" as const), now: fc.integer({ min: 0, max: 100 }) }),
+      fc.record({ t: fc.constant("clear" as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 400 }), (ops) => {
+        const store = new ShardStore();
+        const model = new Map<string, { v: Uint8Array; ver: number; exp: number }>();
+        let version = 0;
+        for (const op of ops) {
+          if (op.t === "set") {
+            version++;
+            const slot = store.set(op.k, op.v, version, op.exp);
+            model.set(hex(op.k), { v: op.v, ver: version, exp: op.exp });
+            assert.equal(store.find(op.k), slot);
+          } else if (op.t === "del") {
+            const slot = store.find(op.k);
+            assert.equal(slot >= 0, model.has(hex(op.k)));
+            if (slot >= 0) store.deleteSlot(slot);
+            model.delete(hex(op.k));
+          } else if (op.t === "exp") {
+            const slot = store.find(op.k);
+            if (slot >= 0) {
+              store.setExpiry(slot, op.exp);
+              model.get(hex(op.k))!.exp = op.exp;
+            }
+          } else if (op.t === "sweep") {
+            let removed = 0;
+            for (let i = 0; i < 100; i++) removed += store.sweepExpired(op.now, 50);
+            let expected = 0;
+            for (const [k, e] of model) {
+              if (e.exp !== 0 && e.exp <= op.now) {
+                model.delete(k);
+                expected++;
+              }
+            }
+            assert.equal(removed, expected, "a full sweep removes exactly the expired keys");
+          } else {
+            store.clear();
+            model.clear();
+          }
+          assert.equal(store.size, model.size);
+        }
+        for (const [k, e] of model) {
+          const slot = store.find(Buffer.from(k, "hex"));
+          assert.ok(slot >= 0, `key ${k} present`);
+          assert.deepEqual(store.value(slot), e.v);
+          assert.equal(store.version(slot), e.ver);
+          assert.equal(store.expiresAtMs(slot), e.exp);
+        }
+        assert.deepEqual(allKeys(store).sort(), [...model.keys()].sort());
+      }),
+      { seed: 7, numRuns: 200 },
+    );
+  });
+
+  it("grows past many rebuilds and scans every key exactly once", () => {
+    const store = new ShardStore();
+    for (let i = 0; i < 50_000; i++) store.set(Buffer.from(`key:${i}`), Buffer.from(`v${i}`), i + 1, 0);
+    assert.equal(store.size, 50_000);
+    const keys = allKeys(store, 1000);
+    assert.equal(keys.length, 50_000);
+    assert.equal(new Set(keys).size, 50_000);
+    const slot = store.find(Buffer.from("key:31337"));
+    assert.equal(Buffer.from(store.value(slot)).toString(), "v31337");
+  });
+
+  it("a key present for a whole scan is visited even when the index is rebuilt mid-scan", () => {
+    const store = new ShardStore();
+    for (let i = 0; i < 500; i++) store.set(Buffer.from(`old:${i}`), Buffer.from("x"), 1, 0);
+    const seen = new Set<string>();
+    let cursor = store.scan(0, 100, (s) => seen.add(Buffer.from(store.key(s)).toString()));
+    for (let i = 0; i < 5000; i++) store.set(Buffer.from(`new:${i}`), Buffer.from("y"), 1, 0); // forces rebuilds
+    while (cursor !== 0) cursor = store.scan(cursor, 100, (s) => seen.add(Buffer.from(store.key(s)).toString()));
+    for (let i = 0; i < 500; i++) assert.ok(seen.has(`old:${i}`), `old:${i} visited`);
+  });
+
+  it("reuses freed memory: set/delete churn does not grow it", () => {
+    const store = new ShardStore();
+    const value = new Uint8Array(64);
+    const fill = (round: number) => {
+      for (let i = 0; i < 20_000; i++) store.set(Buffer.from(`r${round}:${i}`), value, 1, 0);
+    };
+    const drain = (round: number) => {
+      for (let i = 0; i < 20_000; i++) store.deleteSlot(store.find(Buffer.from(`r${round}:${i}`)));
+    };
+    fill(0);
+    drain(0);
+    const afterFirst = store.memoryBytes();
+    for (let round = 1; round < 10; round++) {
+      fill(round);
+      drain(round);
+    }
+    assert.ok(store.memoryBytes() <= afterFirst, `${store.memoryBytes()} <= ${afterFirst}`);
+    store.clear();
+    assert.ok(store.memoryBytes() < 64 * 1024, "clear() returns the pages");
+  });
+
+  it("overwrites in place within a size class and moves across classes", () => {
+    const store = new ShardStore();
+    const k = Buffer.from("k");
+    store.set(k, new Uint8Array(10).fill(1), 1, 0);
+    store.set(k, new Uint8Array(12).fill(2), 2, 0);
+    store.set(k, new Uint8Array(5000).fill(3), 3, 0);
+    store.set(k, new Uint8Array(SLAB_MAX_RECORD_BYTES * 2).fill(4), 4, 0);
+    store.set(k, new Uint8Array(1).fill(5), 5, 0);
+    const slot = store.find(k);
+    assert.deepEqual([...store.value(slot)], [5]);
+    assert.equal(store.version(slot), 5);
+    assert.equal(store.size, 1);
+  });
+});
