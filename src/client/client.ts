@@ -164,6 +164,11 @@ export class PiccoloClient {
       if (framer.error !== null) s.destroy(new Error(framer.error.message));
     });
     s.on("error", () => {});
+    s.on("end", () => {
+      // The node closed its side (shutdown or a fatal stream error): no answer can come any more.
+      if (this.socket === s) this.socket = null;
+      s.destroy();
+    });
     s.on("close", () => {
       if (this.socket === s) this.socket = null;
       this.failAll(new PiccoloError(ErrorCode.CONNECTION_CLOSED, "connection closed"));
@@ -183,9 +188,14 @@ export class PiccoloClient {
     const p = this.pending.get(id);
     if (p === undefined) {
       if (id === 0 && res.which() === Response_Which.ERROR) {
-        // A connection-level error from the node (it closes after this).
+        // A connection-level error: the node closes this connection after it.
+        // Fail what is in flight with the node's reason and drop the socket
+        // now, so the next call opens a fresh connection.
         const e = res.error;
         this.failAll(new PiccoloError(e.code as ErrorCode, e.message));
+        const s = this.socket;
+        this.socket = null;
+        s?.destroy();
       }
       return; // an answer to a call that already timed out
     }

@@ -171,6 +171,13 @@ for (const layout of LAYOUTS) {
       assert.equal((await c.mget(keys.slice(0, 50))).filter((e) => e !== null).length, 0);
     });
 
+    it("at most 10,000 keys per request", async () => {
+      const keys = Array.from({ length: 10_001 }, (_, i) => `k${i}`);
+      await rejectsWith(c.mget(keys), ErrorCode.TOO_MANY_KEYS);
+      await rejectsWith(c.mdel(keys), ErrorCode.TOO_MANY_KEYS);
+      assert.equal((await c.mget(keys.slice(0, 10_000))).length, 10_000);
+    });
+
     it("scan visits every key once, and filters by prefix", async () => {
       const keys = Array.from({ length: 300 }, (_, i) => `scan:${i}`);
       await c.mput(keys.map((k) => [k, "v"]));
