@@ -110,7 +110,8 @@ async function clientRun(c: PiccoloClient, id: number, model: Map<string, Entry>
         const some = keys.filter(() => rand() < 0.3);
         if (some.length === 0) break;
         const versions = await c.mput(some.map((k) => [k, `${value}-${k}`]));
-        some.forEach((k, i) => model.set(k, { value: `${value}-${k}`, version: versions[i]!, ttl: false }));
+        for (const [i, k] of some.entries())
+          model.set(k, { value: `${value}-${k}`, version: versions[i]!, ttl: false });
         break;
       }
       case 9: {
@@ -162,7 +163,8 @@ for (const layout of LAYOUTS) {
       const actual = (await clients[0]!.keys("c")).map((k) => k.toString()).sort();
       assert.deepEqual(actual, [...expected.keys()].sort(), `seed ${SEED}: key sets differ`);
       const values = await clients[0]!.mget(actual);
-      actual.forEach((k, i) => assert.equal(values[i]!.value.toString(), expected.get(k), `seed ${SEED}: ${k}`));
+      for (const [i, k] of actual.entries())
+        assert.equal(values[i]!.value.toString(), expected.get(k), `seed ${SEED}: ${k}`);
     });
 
     it("CAS retry loops on shared counters lose no increment", async () => {
