@@ -101,9 +101,8 @@ async function clientRun(c: PiccoloClient, id: number, model: Map<string, Entry>
         const some = keys.filter(() => rand() < 0.5);
         if (some.length === 0) break;
         const got = await c.mget(some);
-        some.forEach((k, i) =>
-          assert.equal(got[i]?.value.toString() ?? null, model.get(k)?.value ?? null, ctx("mget", k)),
-        );
+        for (const [i, k] of some.entries())
+          assert.equal(got[i]?.value.toString() ?? null, model.get(k)?.value ?? null, ctx("mget", k));
         break;
       }
       case 8: {
