@@ -56,9 +56,9 @@ export function barChart(title: string, unit: string, bars: Bar[]): string {
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escape(title)}</text>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
     `<line x1="70" y1="${top + plotH}" x2="${width - 10}" y2="${top + plotH}" stroke="#333"/>`,
-    `<text x="12" y="${top + plotH / 2}" transform="rotate(-90 12 ${top + plotH / 2})" text-anchor="middle">${escape(unit)}</text>`,
+    `<text x="12" y="${top + plotH / 2}" transform="rotate(-90 12 ${top + plotH / 2})" text-anchor="middle">${escapeXml(unit)}</text>`,
   ];
   groups.forEach((g, gi) => {
     const x0 = 80 + gi * groupW;
@@ -71,22 +71,22 @@ export function barChart(title: string, unit: string, bars: Bar[]): string {
         `<rect x="${x}" y="${top + plotH - h}" width="${barW - 4}" height="${h}" fill="${colors[si % colors.length]}"/>`,
       );
       out.push(
-        `<text x="${x + (barW - 4) / 2}" y="${top + plotH - h - 4}" text-anchor="middle" font-size="9">${escape(short(b.value))}</text>`,
+        `<text x="${x + (barW - 4) / 2}" y="${top + plotH - h - 4}" text-anchor="middle" font-size="9">${escapeXml(short(b.value))}</text>`,
       );
       if (b.note)
         out.push(
-          `<text x="${x + (barW - 4) / 2}" y="${top + plotH - h - 14}" text-anchor="middle" font-size="8" fill="#666">${escape(b.note)}</text>`,
+          `<text x="${x + (barW - 4) / 2}" y="${top + plotH - h - 14}" text-anchor="middle" font-size="8" fill="#666">${escapeXml(b.note)}</text>`,
         );
     });
     out.push(
-      `<text x="${x0 + (series.length * barW) / 2}" y="${top + plotH + 16}" text-anchor="middle">${escape(g)}</text>`,
+      `<text x="${x0 + (series.length * barW) / 2}" y="${top + plotH + 16}" text-anchor="middle">${escapeXml(g)}</text>`,
     );
   });
   series.forEach((s, si) => {
     out.push(
       `<rect x="${80 + si * 120}" y="${height - 22}" width="10" height="10" fill="${colors[si % colors.length]}"/>`,
     );
-    out.push(`<text x="${95 + si * 120}" y="${height - 13}">${escape(s)}</text>`);
+    out.push(`<text x="${95 + si * 120}" y="${height - 13}">${escapeXml(s)}</text>`);
   });
   out.push("</svg>");
   return out.join("\n");
@@ -96,6 +96,6 @@ function short(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0);
 }
 
-function escape(s: string): string {
+function escapeXml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
