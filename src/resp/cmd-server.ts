@@ -106,6 +106,7 @@ export function reset(q: RespRequest): void {
   const s = q.session;
   s.proto = 2;
   s.name = "";
+  s.refusedMulti = false;
   s.authenticated = s.resp.requirePass === null;
   q.reply(reply.simple("RESET"));
 }
@@ -251,7 +252,32 @@ export function info(q: RespRequest): void {
   });
 }
 
-/** MULTI, EXEC, DISCARD, WATCH, UNWATCH: refused, cleanly and without side effects. */
-export function transactions(q: RespRequest): void {
+/**
+ * Transactions are not supported, and refusing MULTI is not enough: a client
+ * that pipelines MULTI, SET, EXEC would see MULTI fail and SET applied.
+ * So MULTI is refused *and* opens a refused block: every command up to EXEC
+ * or DISCARD is answered with an error and not executed, and EXEC answers
+ * EXECABORT, as Redis does for a transaction with an error in it. Nothing
+ * of the transaction is applied.
+ */
+export function multi(q: RespRequest): void {
+  q.session.refusedMulti = true;
+  q.error("ERR MULTI is not supported by Piccolo: commands up to EXEC or DISCARD will not be executed");
+}
+
+export function exec(q: RespRequest): void {
+  if (!q.session.refusedMulti) return q.error("ERR EXEC without MULTI");
+  q.session.refusedMulti = false;
+  q.error("EXECABORT Transaction discarded: Piccolo does not support transactions");
+}
+
+export function discard(q: RespRequest): void {
+  if (!q.session.refusedMulti) return q.error("ERR DISCARD without MULTI");
+  q.session.refusedMulti = false;
+  q.reply(reply.OK);
+}
+
+/** WATCH, UNWATCH: refused; no state. */
+export function watch(q: RespRequest): void {
   q.error(`ERR ${text(q.args[0]!).toUpperCase()} is not supported: Piccolo has no transactions (see docs/resp.md)`);
 }

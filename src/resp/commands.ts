@@ -121,17 +121,12 @@ def("pttl", 2, "readonly fast", ONE, "generic", "Returns the time to live in mil
 def("persist", 2, "write fast", ONE, "generic", "Removes the expiry.", k.persist);
 def("scan", -2, "readonly", NONE, "generic", "Iterates over keys.", k.scan);
 def("keys", 2, "readonly", NONE, "generic", "Returns all keys matching a pattern.", k.keys);
-// transactions: refused cleanly
-for (const name of ["multi", "exec", "discard", "watch", "unwatch"])
-  def(
-    name,
-    name === "watch" ? -2 : 1,
-    "noscript loading stale fast",
-    NONE,
-    "transactions",
-    "Not supported.",
-    sv.transactions,
-  );
+// transactions: refused cleanly (see cmd-server.ts)
+def("multi", 1, "noscript loading stale fast", NONE, "transactions", "Not supported: refused.", sv.multi);
+def("exec", 1, "noscript loading stale", NONE, "transactions", "Not supported: aborts.", sv.exec);
+def("discard", 1, "noscript loading stale fast", NONE, "transactions", "Leaves a refused MULTI.", sv.discard);
+def("watch", -2, "noscript loading stale fast", ALL, "transactions", "Not supported.", sv.watch);
+def("unwatch", 1, "noscript loading stale fast", NONE, "transactions", "Not supported.", sv.watch);
 
 export function lookup(name: string): CommandSpec | undefined {
   return table.get(name);

@@ -25,6 +25,7 @@ export class RespConnection extends Connection implements RespSession {
   readonly id = nextClientId++;
   readonly createdMs = Date.now();
   lastCommand = "NULL";
+  refusedMulti = false;
   readonly address: string;
   private readonly parser: RespParser;
 
@@ -67,6 +68,10 @@ export class RespConnection extends Connection implements RespSession {
     if (!this.authenticated && !BEFORE_AUTH.has(name)) {
       this.resp.stats.rejectedCalls++;
       return req.error("NOAUTH Authentication required.");
+    }
+    if (this.refusedMulti && name !== "exec" && name !== "discard" && name !== "quit" && name !== "reset") {
+      this.resp.stats.rejectedCalls++;
+      return req.error("ERR command not executed: inside a MULTI that Piccolo refused (send EXEC or DISCARD)");
     }
     if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
       this.resp.stats.rejectedCalls++;

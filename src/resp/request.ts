@@ -19,6 +19,8 @@ export interface RespSession {
   readonly id: number;
   readonly createdMs: number;
   lastCommand: string;
+  /** Inside a refused MULTI: commands are answered with errors until EXEC or DISCARD. */
+  refusedMulti: boolean;
   readonly address: string;
   readonly resp: RespHost;
 }

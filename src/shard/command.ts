@@ -29,7 +29,9 @@
  *   0  u32  tag          the command's tag
  *   4  u8   status       an ErrorCode (0 = OK)
  *   5  u8   flag         found / existed / changed, per op
- *   6  u16  reserved
+ *   6  u8   hasValue     1 when a value follows (possibly empty), 0 for none:
+ *                        "no old value" and "an empty old value" differ (GETSET)
+ *   7  u8   reserved
  *   8  f64  version      the key's version after the op (or current, on a
  *                        failed condition); 0 = absent
  *   16 f64  expireAtMs   the key's expiry; 0 = none
@@ -224,7 +226,7 @@ export class Result {
     writeU32(out, at, this.tag);
     out[at + 4] = this.status;
     out[at + 5] = this.flag;
-    out[at + 6] = 0;
+    out[at + 6] = this.value === null ? 0 : 1;
     out[at + 7] = 0;
     writeF64(out, at + 8, this.version);
     writeF64(out, at + 16, this.expireAtMs);
@@ -245,7 +247,7 @@ export class Result {
     this.version = readF64(b, 8);
     this.expireAtMs = readF64(b, 16);
     this.num = readF64(b, 24);
-    this.value = b.subarray(RESULT_HEADER_BYTES);
+    this.value = b[6] === 1 ? b.subarray(RESULT_HEADER_BYTES) : null;
     return true;
   }
 }
