@@ -6,8 +6,9 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { ShardStore } from "../src/shard/store.js";
+import { freePort } from "./lib/ports.js";
 
 const keysArg = process.argv.indexOf("--keys");
 const N = keysArg > 0 ? Number(process.argv[keysArg + 1]) : 1_000_000;
@@ -47,14 +48,6 @@ async function measurePiccolo() {
     loadNsPerKey: (loadMs * 1e6) / N,
     findNsPerKey: (findMs * 1e6) / N,
   };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 function redisCommand(port: number, args: string[]): string {

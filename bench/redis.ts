@@ -15,8 +15,8 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { parseArgs } from "node:util";
+import { freePort } from "./lib/ports.js";
 import { barChart, machine, median, progress, progressDone, table } from "./lib/report.js";
 
 const { values: o } = parseArgs({
@@ -37,14 +37,6 @@ for (const tool of ["redis-server", "redis-benchmark"]) {
 }
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitPing(port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {

@@ -17,6 +17,7 @@ import { connect, type Socket } from "node:net";
 import * as capnp from "capnp-es";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_VALUE_BYTES, maxFrameBytes } from "../limits.js";
+import type { ShardStatsRow } from "../protocol/codec.js";
 import { FrameReader } from "../protocol/framing.js";
 import { Request, Response, Response_Which } from "../protocol/gen/piccolo.js";
 
@@ -52,14 +53,8 @@ export interface ScanPage {
   keys: Buffer[];
 }
 
-export interface ShardStats {
-  shard: number;
-  keys: number;
-  memoryBytes: number;
-  reads: number;
-  writes: number;
-  expired: number;
-}
+/** One shard's numbers, as the node reports them. */
+export type ShardStats = ShardStatsRow;
 
 export interface NodeStats {
   shards: ShardStats[];

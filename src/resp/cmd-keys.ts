@@ -2,35 +2,16 @@
  * Redis keyspace commands: DEL, EXISTS, TYPE, RENAME, the EXPIRE family,
  * TTL, SCAN, KEYS, DBSIZE, FLUSHDB.
  */
-import { SCAN_SHARD_SPAN } from "../io/native.js";
-import { MAX_BATCH_KEYS, MAX_SCAN_COUNT } from "../limits.js";
-import {
-  EXPIRE_GT,
-  EXPIRE_LT,
-  EXPIRE_NX,
-  EXPIRE_XX,
-  FLAG_RETURN_OLD,
-  Op,
-  readF64,
-  unpackKeys,
-} from "../shard/command.js";
+import { SCAN_SHARD_SPAN, statsRow } from "../io/native.js";
+import { MAX_SCAN_COUNT } from "../limits.js";
+import { EXPIRE_GT, EXPIRE_LT, EXPIRE_NX, EXPIRE_XX, FLAG_RETURN_OLD, Op, unpackKeys } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
 import { globMatch, literalPrefix } from "./glob.js";
 import * as reply from "./reply.js";
 import type { RespRequest } from "./request.js";
 
 function countKeys(q: RespRequest, op: Op): void {
-  const keys = q.args.slice(1);
-  if (keys.length > MAX_BATCH_KEYS) return q.error(`ERR too many keys (the limit is ${MAX_BATCH_KEYS})`);
-  for (const k of keys) if (!q.keyOk(k)) return;
-  q.many(
-    keys.length,
-    (i) => {
-      q.cmd(op);
-      return keys[i]!;
-    },
-    (parts) => q.reply(reply.integer(parts.reduce((n, p) => n + p.flag, 0))),
-  );
+  q.eachKey(q.args.slice(1), op, (parts) => q.reply(reply.integer(parts.reduce((n, p) => n + p.flag, 0))));
 }
 
 /** DEL and UNLINK: how many of the keys existed. UNLINK frees memory at once too: no lazy-free thread here. */
@@ -201,7 +182,9 @@ export function keys(q: RespRequest): void {
 }
 
 export function dbsize(q: RespRequest): void {
-  q.everyShard(Op.STATS, (parts) => q.reply(reply.integer(parts.reduce((n, p) => n + readF64(p.value!, 0), 0))));
+  q.everyShard(Op.STATS, (parts) =>
+    q.reply(reply.integer(parts.reduce((n, p, s) => n + statsRow(s, p.value!).keys, 0))),
+  );
 }
 
 /** FLUSHDB / FLUSHALL [ASYNC|SYNC]: both run synchronously on every shard. */

@@ -4,8 +4,8 @@
  * COMMAND lives in commands.ts beside the table it describes.
  */
 import { memoryUsage } from "node:process";
-import { passwordMatches as checkPassword } from "../io/native.js";
-import { Op, readF64 } from "../shard/command.js";
+import { passwordMatches as checkPassword, statsRow } from "../io/native.js";
+import { Op } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
 import { globMatch } from "./glob.js";
 import * as reply from "./reply.js";
@@ -197,10 +197,11 @@ export function info(q: RespRequest): void {
     let keys = 0;
     let memory = 0;
     let expired = 0;
-    for (const p of parts) {
-      keys += readF64(p.value!, 0);
-      memory += readF64(p.value!, 8);
-      expired += readF64(p.value!, 32);
+    for (const [shard, p] of parts.entries()) {
+      const row = statsRow(shard, p.value!);
+      keys += row.keys;
+      memory += row.memoryBytes;
+      expired += row.expired;
     }
     const sections: string[] = [];
     const uptime = Math.floor((Date.now() - r.dispatcher.startedMs) / 1000);

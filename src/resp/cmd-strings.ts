@@ -116,16 +116,8 @@ export function getex(q: RespRequest): void {
 }
 
 export function mget(q: RespRequest): void {
-  const keys = q.args.slice(1);
-  if (keys.length > MAX_BATCH_KEYS) return q.error(`ERR too many keys (the limit is ${MAX_BATCH_KEYS})`);
-  for (const k of keys) if (!q.keyOk(k)) return;
-  q.many(
-    keys.length,
-    (i) => {
-      q.cmd(Op.GET);
-      return keys[i]!;
-    },
-    (parts) => q.reply(reply.array(parts.map((p) => (p.flag === 1 ? reply.bulk(p.value!) : reply.nil(q.proto))))),
+  q.eachKey(q.args.slice(1), Op.GET, (parts) =>
+    q.reply(reply.array(parts.map((p) => (p.flag === 1 ? reply.bulk(p.value!) : reply.nil(q.proto))))),
   );
 }
 

@@ -4,7 +4,7 @@
  * results are gathered in order, everyShard() for node-wide commands.
  * A handler may chain steps: the callback of one() can call one() again.
  */
-import { MAX_KEY_BYTES } from "../limits.js";
+import { MAX_BATCH_KEYS, MAX_KEY_BYTES } from "../limits.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "../io/dispatch.js";
 import { copyResult } from "../io/native.js";
 import type { PartResult } from "../protocol/codec.js";
@@ -100,6 +100,23 @@ export class RespRequest extends InFlight {
     }
     this.holding = false;
     if (this.remaining === 0) this.complete();
+  }
+
+  /**
+   * One command `op` per key (MGET, DEL, EXISTS...), after checking the keys
+   * and the batch limit; `then` gets the results in key order.
+   */
+  eachKey(keys: Uint8Array[], op: Op, then: (parts: PartResult[]) => void): void {
+    if (keys.length > MAX_BATCH_KEYS) return this.error(`ERR too many keys (the limit is ${MAX_BATCH_KEYS})`);
+    for (const k of keys) if (!this.keyOk(k)) return;
+    this.many(
+      keys.length,
+      (i) => {
+        this.cmd(op);
+        return keys[i]!;
+      },
+      then,
+    );
   }
 
   /** Sends command `op` to every shard; `then` gets the results by shard. */

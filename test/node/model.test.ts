@@ -7,17 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { type PiccoloClient, VersionMismatchError } from "../../src/client/client.js";
 import { ErrorCode, PiccoloError } from "../../src/errors.js";
 import { LAYOUTS, type RunningNode, startNode } from "../support/node.js";
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../support/random.js";
 
 interface Entry {
   value: string;

@@ -1,17 +1,6 @@
 // A deterministic stream of test messages for the ring tests: message `seq`
 // of stream `seed` has a size and content that both threads can compute.
-
-/** mulberry32: a tiny seeded PRNG, good enough to pick sizes. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../support/random.js";
 
 export function messageSize(seed: number, seq: number, maxSize: number): number {
   const r = mulberry32(seed * 1_000_003 + seq)();
