@@ -1,0 +1,77 @@
+/**
+ * What Raft replicas say to each other, and what the core hands its host.
+ * Plain data only (numbers, arrays, bytes), so a host can encode them for
+ * the wire however it likes; the core never touches a socket.
+ */
+import type { Entry, HardState, ReplicaId } from "./types.js";
+
+export const MessageType = {
+  /** Local: start an election now (the host or a timeout). */
+  Hup: 0,
+  /** Leader -> follower: entries after (index, logTerm), and the leader's commit. */
+  App: 1,
+  AppResp: 2,
+  /** Candidate -> all: vote for me in `term`; my last entry is (index, logTerm). */
+  Vote: 3,
+  VoteResp: 4,
+  /** As Vote, but for term + 1 without changing anyone's term (the pre-vote phase). */
+  PreVote: 5,
+  PreVoteResp: 6,
+  /** Leader -> follower: I am alive; commit up to `commit`; `context` for ReadIndex. */
+  Heartbeat: 7,
+  HeartbeatResp: 8,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+export interface Message {
+  type: MessageType;
+  from: ReplicaId;
+  to: ReplicaId;
+  term: number;
+  /** App: term of the entry at `index`; Vote/PreVote: term of the candidate's last entry. */
+  logTerm: number;
+  /** App: index before `entries`; AppResp: last matching index (or the rejected one); Vote: last index. */
+  index: number;
+  entries: Entry[];
+  commit: number;
+  reject: boolean;
+  /** AppResp on reject: where the follower's log might match (fast back-off). */
+  rejectHint: number;
+  /** Heartbeat(Resp): the ReadIndex round this heartbeat belongs to (0: none). */
+  context: number;
+}
+
+export function message(fields: Partial<Message> & Pick<Message, "type" | "to" | "from" | "term">): Message {
+  return { logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, context: 0, ...fields };
+}
+
+/** A linearizable read point: once applied up to `index`, the read `context` may be served. */
+export interface ReadState {
+  index: number;
+  context: number;
+}
+
+export const Role = { Follower: 0, PreCandidate: 1, Candidate: 2, Leader: 3 } as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+/**
+ * What the host must do after an input, in this order (the persistence
+ * contract, as etcd's raft):
+ *   1. persist `hardState` (if set) and `entries` (replacing any stored
+ *      entries from entries[0].index on), and fsync;
+ *   2. only then send `messages`: a vote or an append acknowledgement must
+ *      never leave before the state it vouches for is durable;
+ *   3. apply `committedEntries` to the state machine, in order;
+ *   4. answer the reads in `readStates` once applied up to their index;
+ *   5. call advance().
+ */
+export interface Ready {
+  hardState: HardState | null;
+  entries: Entry[];
+  committedEntries: Entry[];
+  messages: Message[];
+  readStates: ReadState[];
+  /** For the host's information (not to persist): who leads, and our role. */
+  leader: ReplicaId;
+  role: Role;
+}

@@ -1,0 +1,339 @@
+/**
+ * A deterministic simulation of one Raft group, in one process, that tries
+ * to break it (TigerBeetle's VOPR, in miniature). Everything random comes
+ * from one seed: the network (loss, duplication, delay and so reordering,
+ * symmetric and one-way partitions), crashes and restarts from the durable
+ * state, clocks that tick at different rates, and a client that proposes
+ * commands and asks for linearizable reads throughout.
+ *
+ * After every step it checks safety:
+ *   - at most one leader per term;
+ *   - state machine safety / log matching: every committed index holds the
+ *     same entry on every replica, and every replica applies the same
+ *     sequence;
+ *   - leader completeness: a new leader's log holds every committed entry,
+ *     crashes included;
+ *   - linearizable reads: a read point covers every write acknowledged
+ *     before the read began.
+ * At the end it heals everything and checks liveness: a leader emerges
+ * within a bounded number of ticks and every accepted proposal is resolved
+ * (committed, or provably overwritten, which a host reports as dropped).
+ */
+import { assert } from "../assert.js";
+import { type Message, Role } from "../raft/messages.js";
+import { Raft } from "../raft/raft.js";
+import type { Entry, HardState } from "../raft/types.js";
+import { Prng } from "./prng.js";
+
+export interface SimOptions {
+  seed: number;
+  nodes: number;
+  /** Steps of simulated time with faults. */
+  steps: number;
+  /** Ticks allowed after healing for the group to settle. */
+  settleTicks: number;
+  /** Scales crash and partition rates (1: the default mix). */
+  faultRate?: number;
+  /** Chance per step that the client proposes a command (default 0.3). */
+  proposeRate?: number;
+  /** TEST ONLY: run the core with a planted bug. */
+  plantedBug?: "commit-previous-term" | "vote-ignoring-log";
+}
+
+export class SimViolation extends Error {
+  override name = "SimViolation";
+  constructor(
+    message: string,
+    readonly kind: "safety" | "liveness",
+  ) {
+    super(message);
+  }
+}
+
+interface Disk {
+  hardState: HardState;
+  entries: Entry[];
+}
+
+interface SimNode {
+  id: number;
+  raft: Raft | null;
+  disk: Disk;
+  /** Ticks once every `tickEvery` steps: clocks run at different rates. */
+  tickEvery: number;
+  appliedIndex: number;
+  wasLeaderInTerm: number;
+}
+
+interface InFlight {
+  at: number;
+  m: Message;
+}
+
+interface Proposal {
+  index: number;
+  term: number;
+  node: number;
+  data: string;
+  ackedAt: number;
+}
+
+interface Read {
+  node: number;
+  /** Highest index of a write acknowledged before the read began. */
+  mustCover: number;
+}
+
+const dec = new TextDecoder();
+const enc = new TextEncoder();
+
+export interface SimResult {
+  seed: number;
+  committed: number;
+  proposals: number;
+  reads: number;
+  crashes: number;
+  leaders: number;
+}
+
+export class Simulation {
+  private readonly rng: Prng;
+  private time = 0;
+  private readonly nodes: SimNode[] = [];
+  private network: InFlight[] = [];
+  private readonly blocked = new Set<string>();
+  /** The committed log as first observed: index -> "term:data". */
+  private readonly committed: string[] = [""];
+  private readonly leaderOfTerm = new Map<number, number>();
+  private readonly proposals: Proposal[] = [];
+  private readonly reads = new Map<number, Read>();
+  private nextCommand = 1;
+  private nextRead = 1;
+  private crashes = 0;
+  private readsChecked = 0;
+  private faults = true;
+  private readonly ids: number[];
+
+  constructor(private readonly o: SimOptions) {
+    this.rng = new Prng(o.seed);
+    this.ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
+    for (const id of this.ids) {
+      const node: SimNode = {
+        id,
+        raft: null,
+        disk: { hardState: { term: 0, vote: 0, commit: 0 }, entries: [] },
+        tickEvery: 1 + this.rng.int(3),
+        appliedIndex: 0,
+        wasLeaderInTerm: 0,
+      };
+      this.nodes.push(node);
+      this.boot(node);
+    }
+  }
+
+  private fail(what: string): never {
+    const kind = what.startsWith("liveness") ? "liveness" : "safety";
+    throw new SimViolation(`seed ${this.o.seed}, step ${this.time}: ${what}`, kind);
+  }
+
+  private boot(n: SimNode): void {
+    n.raft = new Raft({
+      id: n.id,
+      peers: this.ids,
+      rand: this.rng.fork(),
+      restore: { hardState: n.disk.hardState, entries: [...n.disk.entries] },
+      unsafeCommitPreviousTermByCount: this.o.plantedBug === "commit-previous-term",
+      unsafeVoteIgnoringLog: this.o.plantedBug === "vote-ignoring-log",
+    });
+    n.appliedIndex = 0; // the state machine is in memory: rebuilt from the log
+  }
+
+  run(): SimResult {
+    for (; this.time < this.o.steps; this.time++) this.step();
+    // Heal: no more faults, everyone up, no more proposals.
+    this.faults = false;
+    this.blocked.clear();
+    for (const n of this.nodes) if (n.raft === null) this.boot(n);
+    const settleEnd = this.time + this.o.settleTicks;
+    for (; this.time < settleEnd; this.time++) this.step();
+    this.checkLiveness();
+    return {
+      seed: this.o.seed,
+      committed: this.committed.length - 1,
+      proposals: this.proposals.length,
+      reads: this.readsChecked,
+      crashes: this.crashes,
+      leaders: this.leaderOfTerm.size,
+    };
+  }
+
+  private step(): void {
+    if (this.faults) this.injectFaults();
+    this.deliver();
+    for (const n of this.nodes) if (n.raft !== null && this.time % n.tickEvery === 0) n.raft.tick();
+    if (this.faults) this.client();
+    for (const n of this.nodes) this.handleReady(n);
+    this.checkLeaders();
+  }
+
+  private injectFaults(): void {
+    const r = this.rng;
+    const k = this.o.faultRate ?? 1;
+    const live = this.nodes.filter((n) => n.raft !== null);
+    if (r.chance(0.004 * k) && live.length > 1) {
+      const victim = r.pick(live);
+      victim.raft = null; // crash: only its disk survives
+      this.crashes++;
+      this.network = this.network.filter((f) => f.m.to !== victim.id);
+    }
+    for (const n of this.nodes) if (n.raft === null && r.chance(0.02)) this.boot(n);
+    if (r.chance(0.005 * k)) {
+      // A partition: one side cut from the other, maybe only one way.
+      const side = new Set(this.nodes.filter(() => r.chance(0.5)).map((n) => n.id));
+      const oneWay = r.chance(0.3);
+      for (const a of this.nodes)
+        for (const b of this.nodes)
+          if (side.has(a.id) && !side.has(b.id)) {
+            this.blocked.add(`${a.id}>${b.id}`);
+            if (!oneWay) this.blocked.add(`${b.id}>${a.id}`);
+          }
+    }
+    if (r.chance(0.01)) this.blocked.clear();
+  }
+
+  private send(m: Message): void {
+    if (this.faults) {
+      if (this.blocked.has(`${m.from}>${m.to}`)) return;
+      if (this.rng.chance(0.05)) return; // lost
+      if (this.rng.chance(0.03)) this.network.push({ at: this.time + 1 + this.rng.int(8), m }); // duplicated
+    }
+    this.network.push({ at: this.time + 1 + this.rng.int(this.faults ? 5 : 2), m });
+  }
+
+  private deliver(): void {
+    const due = this.network.filter((f) => f.at <= this.time);
+    this.network = this.network.filter((f) => f.at > this.time);
+    this.rng.shuffle(due);
+    for (const f of due) {
+      const to = this.nodes[f.m.to - 1]!;
+      if (to.raft === null) continue;
+      if (this.faults && this.blocked.has(`${f.m.from}>${f.m.to}`)) continue;
+      to.raft.step(f.m);
+    }
+  }
+
+  private client(): void {
+    const r = this.rng;
+    const leaders = this.nodes.filter((n) => n.raft?.role === Role.Leader);
+    if (leaders.length === 0) return;
+    if (r.chance(this.o.proposeRate ?? 0.3)) {
+      const n = r.pick(leaders);
+      const data = `c${this.nextCommand++}`;
+      const res = n.raft!.propose(enc.encode(data));
+      if (res.ok) this.proposals.push({ index: res.index, term: res.term, node: n.id, data, ackedAt: -1 });
+    }
+    if (r.chance(0.1)) {
+      const n = r.pick(leaders);
+      const ctx = this.nextRead++;
+      let mustCover = 0;
+      for (const p of this.proposals) if (p.ackedAt >= 0 && p.index > mustCover) mustCover = p.index;
+      if (n.raft!.readIndex(ctx)) this.reads.set(ctx, { node: n.id, mustCover });
+    }
+  }
+
+  private handleReady(n: SimNode): void {
+    for (let guard = 0; n.raft?.hasReady(); guard++) {
+      assert(guard < 1000, "ready batches settle");
+      const raft = n.raft;
+      const rd = raft.ready();
+      // 1. persist
+      if (rd.hardState !== null) {
+        if (rd.hardState.term < n.disk.hardState.term) this.fail(`node ${n.id}: term went backwards on disk`);
+        n.disk.hardState = rd.hardState;
+      }
+      if (rd.entries.length > 0) {
+        const first = rd.entries[0]!.index;
+        n.disk.entries = n.disk.entries.slice(0, first - 1).concat(rd.entries);
+      }
+      // 2. send
+      for (const m of rd.messages) this.send(m);
+      // 3. apply
+      for (const e of rd.committedEntries) this.apply(n, e);
+      // 4. reads
+      for (const rs of rd.readStates) {
+        const read = this.reads.get(rs.context);
+        if (read === undefined) continue;
+        this.reads.delete(rs.context);
+        if (rs.index < read.mustCover)
+          this.fail(
+            `linearizability: read ${rs.context} at index ${rs.index} misses the acknowledged write at ${read.mustCover}`,
+          );
+        this.readsChecked++;
+      }
+      raft.advance(rd);
+      if (rd.role === Role.Leader && n.wasLeaderInTerm !== raft.term) {
+        n.wasLeaderInTerm = raft.term;
+        this.checkLeaderCompleteness(n);
+      }
+    }
+  }
+
+  private apply(n: SimNode, e: Entry): void {
+    if (e.index !== n.appliedIndex + 1) this.fail(`node ${n.id} applied ${e.index} after ${n.appliedIndex}`);
+    n.appliedIndex = e.index;
+    const what = `${e.term}:${dec.decode(e.data)}`;
+    const known = this.committed[e.index];
+    if (known === undefined) {
+      if (e.index !== this.committed.length) this.fail(`committed log has a gap before ${e.index}`);
+      this.committed.push(what);
+    } else if (known !== what) {
+      this.fail(`state machine safety: node ${n.id} applied ${what} at ${e.index}, another replica applied ${known}`);
+    }
+    for (const p of this.proposals) {
+      if (p.ackedAt < 0 && p.node === n.id && p.index === e.index && what === `${p.term}:${p.data}`)
+        p.ackedAt = this.time;
+    }
+  }
+
+  private checkLeaders(): void {
+    for (const n of this.nodes) {
+      if (n.raft?.role !== Role.Leader) continue;
+      const prev = this.leaderOfTerm.get(n.raft.term);
+      if (prev !== undefined && prev !== n.id) this.fail(`two leaders in term ${n.raft.term}: ${prev} and ${n.id}`);
+      this.leaderOfTerm.set(n.raft.term, n.id);
+    }
+  }
+
+  private checkLeaderCompleteness(n: SimNode): void {
+    const log = n.raft!.log;
+    for (let i = 1; i < this.committed.length; i++) {
+      const term = Number(this.committed[i]!.split(":")[0]);
+      if (log.term(i) !== term)
+        this.fail(
+          `leader completeness: new leader ${n.id} (term ${n.raft!.term}) lacks committed entry ${i} (${this.committed[i]})`,
+        );
+    }
+  }
+
+  private checkLiveness(): void {
+    const leaders = this.nodes.filter((n) => n.raft?.role === Role.Leader);
+    if (leaders.length === 0) this.fail(`liveness: no leader ${this.o.settleTicks} ticks after healing`);
+    const top = Math.max(...leaders.map((l) => l.raft!.term));
+    const leader = leaders.find((l) => l.raft!.term === top)!;
+    // Every accepted proposal is resolved: committed, or gone from every
+    // replica's log (the host can then report it dropped; the client retries).
+    for (const p of this.proposals) {
+      if (p.index < this.committed.length) continue;
+      const holders = this.nodes.filter((n) => n.raft!.log.term(p.index) === p.term);
+      if (holders.length > 0)
+        this.fail(
+          `liveness: proposal ${p.data} at index ${p.index} neither committed nor dropped after healing (held by ${holders.map((n) => n.id)})`,
+        );
+    }
+    for (const n of this.nodes)
+      if (n.appliedIndex < leader.raft!.log.committed)
+        this.fail(
+          `liveness: node ${n.id} did not catch up (applied ${n.appliedIndex} < commit ${leader.raft!.log.committed})`,
+        );
+  }
+}

@@ -1,0 +1,257 @@
+// The Raft core, one story per test, on a hand-driven network: messages are
+// delivered only when the story says so, so each step is visible.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { type Message, MessageType, Role } from "../../src/raft/messages.js";
+import { Raft, type RaftConfig } from "../../src/raft/raft.js";
+import { type Entry, EntryType } from "../../src/raft/types.js";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A group of replicas and the messages between them. */
+class Net {
+  readonly nodes = new Map<number, Raft>();
+  readonly applied = new Map<number, string[]>();
+  readonly down = new Set<number>();
+  readonly reads: { node: number; index: number; context: number }[] = [];
+  pending: Message[] = [];
+
+  constructor(size: number, extra: Partial<RaftConfig> = {}) {
+    const peers = Array.from({ length: size }, (_, i) => i + 1);
+    for (const id of peers) {
+      // Deterministic, distinct timeouts: node 1 times out first.
+      this.nodes.set(id, new Raft({ id, peers, rand: () => (id - 1) / size, ...extra }));
+      this.applied.set(id, []);
+    }
+  }
+
+  node(id: number): Raft {
+    return this.nodes.get(id)!;
+  }
+
+  /** Collects every replica's Ready (persist is implicit), queueing its messages. */
+  collect(): void {
+    for (const [id, r] of this.nodes) {
+      while (r.hasReady()) {
+        const rd = r.ready();
+        for (const m of rd.messages) this.pending.push(m);
+        for (const e of rd.committedEntries)
+          if (e.type === EntryType.Normal) this.applied.get(id)!.push(dec.decode(e.data));
+        for (const rs of rd.readStates) this.reads.push({ node: id, ...rs });
+        r.advance(rd);
+      }
+    }
+  }
+
+  /** Delivers messages until none are left; messages to or from a down replica are lost. */
+  settle(limit = 10_000): void {
+    this.collect();
+    for (let n = 0; this.pending.length > 0; n++) {
+      assert.ok(n < limit, "the network settles");
+      const batch = this.pending;
+      this.pending = [];
+      for (const m of batch) if (!this.down.has(m.to) && !this.down.has(m.from)) this.node(m.to).step(m);
+      this.collect();
+    }
+  }
+
+  tick(id: number, times = 1): void {
+    for (let i = 0; i < times; i++) this.node(id).tick();
+  }
+
+  tickAll(times = 1): void {
+    for (let i = 0; i < times; i++) {
+      for (const [id, r] of this.nodes) if (!this.down.has(id)) r.tick();
+      this.settle();
+    }
+  }
+
+  /**
+   * Lets an election timeout pass for these replicas without any message:
+   * they stop considering the old leader alive (its lease, as they see it,
+   * expires), so they will listen to a candidate.
+   */
+  expireLease(...ids: number[]): void {
+    for (const id of ids) this.tick(id, 10);
+    this.collect();
+    this.pending = [];
+  }
+
+  elect(id: number): void {
+    this.node(id).campaign();
+    this.settle();
+    assert.equal(this.node(id).role, Role.Leader, `node ${id} won`);
+  }
+
+  leaders(): number[] {
+    return [...this.nodes].filter(([id, r]) => r.role === Role.Leader && !this.down.has(id)).map(([id]) => id);
+  }
+}
+
+describe("Raft core", () => {
+  it("elects a leader by timeout, and everyone learns it", () => {
+    const net = new Net(3);
+    net.tickAll(25);
+    assert.deepEqual(net.leaders(), [1], "the replica with the shortest randomized timeout wins");
+    for (const r of net.nodes.values()) assert.equal(r.leader, 1);
+    assert.equal(net.node(2).term, net.node(1).term);
+  });
+
+  it("replicates and commits a proposal on a majority, then everyone applies it", () => {
+    const net = new Net(3);
+    net.elect(1);
+    const res = net.node(1).propose(enc.encode("x=1"));
+    assert.ok(res.ok);
+    net.settle();
+    net.tickAll(2); // a heartbeat carries the commit index to followers
+    for (const id of [1, 2, 3]) assert.deepEqual(net.applied.get(id), ["x=1"], `node ${id}`);
+  });
+
+  it("a follower refuses proposals and names the leader", () => {
+    const net = new Net(3);
+    net.elect(1);
+    assert.deepEqual(net.node(2).propose(enc.encode("x")), { ok: false, leader: 1 });
+  });
+
+  it("commits with a majority even when one replica is down", () => {
+    const net = new Net(3);
+    net.elect(1);
+    net.down.add(3);
+    net.node(1).propose(enc.encode("a"));
+    net.settle();
+    net.tickAll(2);
+    assert.deepEqual(net.applied.get(1), ["a"]);
+    assert.deepEqual(net.applied.get(3), []);
+  });
+
+  it("pre-vote: a replica cut off for long cannot depose a healthy leader when it returns", () => {
+    const net = new Net(3);
+    net.elect(1);
+    const term = net.node(1).term;
+    net.down.add(3);
+    // Node 3, alone, times out again and again: with pre-vote it never raises its term.
+    for (let i = 0; i < 100; i++) net.tick(3);
+    net.collect();
+    net.pending = net.pending.filter((m) => m.from !== 3);
+    assert.equal(net.node(3).term, term, "pre-candidates do not bump terms");
+    net.down.delete(3);
+    net.tickAll(5);
+    assert.deepEqual(net.leaders(), [1]);
+    assert.equal(net.node(1).term, term, "the healthy leader kept its term");
+  });
+
+  it("check-quorum: a leader that loses its majority steps down", () => {
+    const net = new Net(3);
+    net.elect(1);
+    net.down.add(2);
+    net.down.add(3);
+    for (let i = 0; i < 25; i++) net.tick(1);
+    assert.equal(net.node(1).role, Role.Follower);
+  });
+
+  it("a new leader overwrites a follower's conflicting uncommitted tail, with fast back-off", () => {
+    const net = new Net(3);
+    net.elect(1);
+    // Node 1 appends entries only it has (2 and 3 are down), then loses leadership.
+    net.down.add(2);
+    net.down.add(3);
+    for (let i = 0; i < 20; i++) net.node(1).propose(enc.encode(`lost-${i}`));
+    net.collect();
+    net.pending = [];
+    assert.equal(net.node(1).log.lastIndex(), 21);
+    net.down.clear();
+    net.down.add(1);
+    net.expireLease(3);
+    net.elect(2);
+    net.node(2).propose(enc.encode("kept"));
+    net.settle();
+    net.down.delete(1);
+    net.tickAll(3);
+    const log1 = net.node(1).log;
+    const log2 = net.node(2).log;
+    assert.equal(log1.lastIndex(), log2.lastIndex(), "node 1's log was repaired");
+    for (let i = 1; i <= log2.lastIndex(); i++) assert.equal(log1.term(i), log2.term(i), `index ${i}`);
+    assert.deepEqual(net.applied.get(1), ["kept"], "the lost entries were never applied");
+  });
+
+  it("commits entries of a past term only through an entry of the leader's own term (Figure 8)", () => {
+    const net = new Net(3);
+    net.elect(1);
+    net.down.add(3);
+    net.node(1).propose(enc.encode("old"));
+    net.collect();
+    // Deliver only to node 2... but drop node 2's acknowledgement: not committed.
+    net.pending = net.pending.filter((m) => m.to === 2);
+    for (const m of net.pending) net.node(2).step(m);
+    net.pending = [];
+    net.collect();
+    net.pending = [];
+    assert.equal(net.node(1).log.committed, 1, "only the election's empty entry is committed");
+    // Node 2 becomes leader in a later term. Its log holds "old" (term 1) on a
+    // majority (1 and 2) the moment it starts, but it must not commit it by
+    // counting: only once its own empty entry of the new term is replicated.
+    net.down.clear();
+    net.down.add(1);
+    net.expireLease(3);
+    net.node(2).campaign();
+    net.collect();
+    const votes = net.pending.filter((m) => m.type === MessageType.PreVote || m.type === MessageType.Vote);
+    assert.ok(votes.length > 0);
+    net.settle();
+    assert.equal(net.node(2).role, Role.Leader);
+    const log2 = net.node(2).log;
+    assert.equal(log2.term(log2.lastIndex()), net.node(2).term, "the new leader appended an entry of its term");
+    net.tickAll(2);
+    assert.ok(log2.committed >= 3, "old entry committed together with the new term's entry");
+    assert.deepEqual(net.applied.get(2), ["old"]);
+  });
+
+  it("ReadIndex: a leader confirms its leadership with a heartbeat round before answering", () => {
+    const net = new Net(3);
+    net.elect(1);
+    net.node(1).propose(enc.encode("w"));
+    net.settle();
+    assert.equal(net.node(1).readIndex(42), true);
+    net.collect();
+    assert.equal(net.reads.length, 0, "no read state before the majority answers");
+    net.settle();
+    assert.deepEqual(net.reads, [{ node: 1, index: net.node(1).log.committed, context: 42 }]);
+    assert.equal(net.node(2).readIndex(7), false, "followers do not serve read indexes themselves");
+  });
+
+  it("ReadIndex is refused by a cut-off leader: no majority answers, no read state", () => {
+    const net = new Net(3);
+    net.elect(1);
+    net.down.add(2);
+    net.down.add(3);
+    net.node(1).readIndex(9);
+    net.settle();
+    assert.equal(net.reads.length, 0);
+  });
+
+  it("restarts from its durable state: term, vote, log and commit survive", () => {
+    const net = new Net(3);
+    net.elect(1);
+    net.node(1).propose(enc.encode("a"));
+    net.settle();
+    const old = net.node(2);
+    const entries: Entry[] = old.log.slice(1, old.log.lastIndex());
+    const restarted = new Raft({
+      id: 2,
+      peers: [1, 2, 3],
+      rand: () => 0.5,
+      restore: { hardState: { term: old.term, vote: old.vote, commit: old.log.committed }, entries },
+    });
+    assert.equal(restarted.term, old.term);
+    assert.equal(restarted.vote, old.vote);
+    assert.equal(restarted.log.lastIndex(), old.log.lastIndex());
+  });
+
+  it("asserts its invariants: a term never goes backwards", () => {
+    const net = new Net(3);
+    net.elect(1);
+    const r = net.node(2) as unknown as { setTerm(t: number): void };
+    assert.throws(() => r.setTerm(0), /the term never goes backwards/);
+  });
+});
