@@ -337,17 +337,15 @@ export class Raft {
     this.resetTimers();
     this.votes.set(this.id, true);
     if (this.tally() >= this.quorum) return this.becomeCandidate();
+    this.requestVotes(MessageType.PreVote, this.term + 1);
+  }
+
+  /** Asks every other voter for a (pre-)vote in `term`, presenting our last entry. */
+  private requestVotes(type: MessageType, term: number): void {
     for (const p of this.peers) {
       if (p === this.id) continue;
       this.send(
-        message({
-          type: MessageType.PreVote,
-          to: p,
-          from: this.id,
-          term: this.term + 1,
-          index: this.log.lastIndex(),
-          logTerm: this.log.lastTerm(),
-        }),
+        message({ type, to: p, from: this.id, term, index: this.log.lastIndex(), logTerm: this.log.lastTerm() }),
       );
     }
   }
@@ -360,19 +358,7 @@ export class Raft {
     this.votes = new Map([[this.id, true]]);
     this.resetTimers();
     if (this.tally() >= this.quorum) return this.becomeLeader();
-    for (const p of this.peers) {
-      if (p === this.id) continue;
-      this.send(
-        message({
-          type: MessageType.Vote,
-          to: p,
-          from: this.id,
-          term: this.term,
-          index: this.log.lastIndex(),
-          logTerm: this.log.lastTerm(),
-        }),
-      );
-    }
+    this.requestVotes(MessageType.Vote, this.term);
   }
 
   private becomeLeader(): void {
