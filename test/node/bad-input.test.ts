@@ -71,13 +71,14 @@ class Raw {
     return new Raw(s);
   }
 
-  /** Waits (up to 5 s) for n answers in all, and for the close when asked. */
+  /** Waits (up to 5 s, or until the node closes) for n answers in all, and for the close when asked. */
   async waitFor(n: number, alsoClosed = false): Promise<void> {
     for (let i = 0; i < 500; i++) {
       if (this.answers.length >= n && (!alsoClosed || this.closed)) {
         assert.equal(this.reader.error, null, "the node's answers are well-framed");
         return;
       }
+      if (this.closed) break; // 'close' comes after the last 'data': nothing more will arrive
       await new Promise((r) => setTimeout(r, 10));
     }
     assert.fail(
@@ -107,6 +108,28 @@ const ping = (id: number) =>
     r.id = BigInt(id);
     r.ping = true;
   });
+
+/** A put, which goes to a shard (a worker thread in the threaded layout), so its answer comes back later than a ping's. */
+const putFrame = (id: number, key: string) =>
+  frame((r) => {
+    r.id = BigInt(id);
+    const w = r._initPut();
+    w._initKey(Buffer.byteLength(key)).copyBuffer(Buffer.from(key));
+    w._initValue(1).copyBuffer(Buffer.from("v"));
+  });
+
+/** The requests before a fatal frame are all answered, in order, before the final error. */
+async function answeredBeforeTheEnd(raw: Raw, other: PiccoloClient, key: string): Promise<void> {
+  assert.deepEqual(
+    raw.answers.slice(0, 2).map((a) => [a.id, a.which]),
+    [
+      [1, Response_Which.WRITTEN],
+      [2, Response_Which.PONG],
+    ],
+    "the answers before the bad frame still go out, in order",
+  );
+  assert.equal((await other.get(key))?.value.toString(), "v", "and the write before it took effect");
+}
 
 /**
  * Where the root struct of a one-segment frame sits: its data section (the
@@ -247,6 +270,23 @@ for (const layout of LAYOUTS) {
       raw.socket.destroy();
     });
 
+    // A frame of one empty segment is perfectly delimited (8 bytes; the next
+    // frame starts right after it), so like any other garbage content it
+    // should get MALFORMED_FRAME and the connection should go on. The node
+    // (src/protocol/framing.ts, `words === 0`) treats it as unrecoverable and
+    // closes the connection instead; reported, kept here as the promise.
+    it("an empty frame (one segment of zero words): MALFORMED_FRAME, and the connection goes on", {
+      todo: "framing.ts closes the connection on an all-empty frame",
+    }, async () => {
+      const raw = await Raw.open(node.port);
+      raw.socket.write(Buffer.concat([ping(1), tableOnly([0]), ping(3)]));
+      await raw.waitFor(3);
+      assert.equal(raw.answers[1]!.code, ErrorCode.MALFORMED_FRAME, describeAnswer(raw.answers[1]));
+      assert.deepEqual(raw.answers[2], { id: 3, which: Response_Which.PONG, code: 0, message: "" });
+      await raw.stillServes(4);
+      raw.socket.destroy();
+    });
+
     it(`a frame of exactly MAX_FRAME_SEGMENTS (${MAX_FRAME_SEGMENTS}) segments is served`, async () => {
       const raw = await Raw.open(node.port);
       raw.socket.write(pingInSegments(7, MAX_FRAME_SEGMENTS));
@@ -262,13 +302,13 @@ for (const layout of LAYOUTS) {
     ] as const) {
       it(`a segment table claiming ${name} segments: final MALFORMED_FRAME with id 0, then close`, async () => {
         const raw = await Raw.open(node.port);
-        raw.socket.write(Buffer.concat([ping(1), bad, ping(2)]));
-        await raw.waitFor(2, true);
-        assert.equal(raw.answers.length, 2, "nothing is read after the bad table");
-        assert.equal(raw.answers[0]!.which, Response_Which.PONG, "the answer before the bad frame still goes out");
-        assert.equal(raw.answers[1]!.code, ErrorCode.MALFORMED_FRAME, describeAnswer(raw.answers[1]));
-        assert.equal(raw.answers[1]!.id, 0);
-        assert.match(raw.answers[1]!.message, /segments/);
+        raw.socket.write(Buffer.concat([putFrame(1, `segments ${name}`), ping(2), bad, ping(3)]));
+        await raw.waitFor(3, true);
+        assert.equal(raw.answers.length, 3, "nothing is read after the bad table");
+        await answeredBeforeTheEnd(raw, other, `segments ${name}`);
+        assert.equal(raw.answers[2]!.code, ErrorCode.MALFORMED_FRAME, describeAnswer(raw.answers[2]));
+        assert.equal(raw.answers[2]!.id, 0);
+        assert.match(raw.answers[2]!.message, /segments/);
       });
     }
 
@@ -289,11 +329,12 @@ for (const layout of LAYOUTS) {
       it(`a frame claiming ${name}: final FRAME_TOO_LARGE with id 0 from the table alone, then close`, async () => {
         const raw = await Raw.open(node.port);
         // Only the table is sent: the node must decide before buffering the frame.
-        raw.socket.write(Buffer.concat([ping(1), table]));
-        await raw.waitFor(2, true);
-        assert.equal(raw.answers[0]!.which, Response_Which.PONG);
-        assert.equal(raw.answers[1]!.code, ErrorCode.FRAME_TOO_LARGE, describeAnswer(raw.answers[1]));
-        assert.equal(raw.answers[1]!.id, 0);
+        raw.socket.write(Buffer.concat([putFrame(1, `size ${name}`), ping(2), table]));
+        await raw.waitFor(3, true);
+        assert.equal(raw.answers.length, 3);
+        await answeredBeforeTheEnd(raw, other, `size ${name}`);
+        assert.equal(raw.answers[2]!.code, ErrorCode.FRAME_TOO_LARGE, describeAnswer(raw.answers[2]));
+        assert.equal(raw.answers[2]!.id, 0);
       });
     }
 
@@ -303,26 +344,22 @@ for (const layout of LAYOUTS) {
     ] as const) {
       it(`a frame truncated ${name}, then a half-close: final MALFORMED_FRAME with id 0, then close`, async () => {
         const raw = await Raw.open(node.port);
-        raw.socket.end(Buffer.concat([ping(1), cut(ping(5))]));
-        await raw.waitFor(2, true);
-        assert.equal(raw.answers[0]!.which, Response_Which.PONG);
-        assert.equal(raw.answers[1]!.code, ErrorCode.MALFORMED_FRAME, describeAnswer(raw.answers[1]));
-        assert.equal(raw.answers[1]!.id, 0);
-        assert.match(raw.answers[1]!.message, /truncated/);
+        raw.socket.end(Buffer.concat([putFrame(1, `truncated ${name}`), ping(2), cut(ping(5))]));
+        await raw.waitFor(3, true);
+        assert.equal(raw.answers.length, 3);
+        await answeredBeforeTheEnd(raw, other, `truncated ${name}`);
+        assert.equal(raw.answers[2]!.code, ErrorCode.MALFORMED_FRAME, describeAnswer(raw.answers[2]));
+        assert.equal(raw.answers[2]!.id, 0);
+        assert.match(raw.answers[2]!.message, /truncated/);
       });
     }
 
     it("a half-close after whole frames: every answer, then a clean close (no error)", async () => {
       const raw = await Raw.open(node.port);
-      raw.socket.end(Buffer.concat([ping(1), ping(2)]));
+      raw.socket.end(Buffer.concat([putFrame(1, "half-close"), ping(2)]));
       await raw.waitFor(2, true);
-      assert.deepEqual(
-        raw.answers.map((a) => [a.id, a.which]),
-        [
-          [1, Response_Which.PONG],
-          [2, Response_Which.PONG],
-        ],
-      );
+      assert.equal(raw.answers.length, 2, "no error after whole frames");
+      await answeredBeforeTheEnd(raw, other, "half-close");
     });
 
     it("an unknown operation: UNKNOWN_OPERATION with the request's id, and the connection goes on", async () => {
