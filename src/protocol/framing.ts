@@ -45,7 +45,7 @@ export class FrameReader {
     let at = 0;
     while (at < chunk.length && this.error === null) {
       if (this.frame === null) {
-        at = this.readTable(chunk, at);
+        at = this.readTable(chunk, at, onFrame);
         continue;
       }
       const take = Math.min(this.frame.length - this.filled, chunk.length - at);
@@ -66,7 +66,7 @@ export class FrameReader {
     return this.frame !== null || this.headFilled > 0;
   }
 
-  private readTable(chunk: Uint8Array, at: number): number {
+  private readTable(chunk: Uint8Array, at: number, onFrame: (frame: ArrayBuffer) => void): number {
     // Gather the first word, then the whole table, into `head`.
     const need = (n: number): boolean => {
       const take = Math.min(n - this.headFilled, chunk.length - at);
@@ -96,10 +96,6 @@ export class FrameReader {
       words += (h[o]! | (h[o + 1]! << 8) | (h[o + 2]! << 16) | (h[o + 3]! << 24)) >>> 0;
     }
     const total = tableBytes + words * 8;
-    if (words === 0) {
-      this.error = { code: "MALFORMED_FRAME", message: "frame has no content (all segments empty)" };
-      return chunk.length;
-    }
     if (total > this.maxFrameBytes) {
       this.error = {
         code: "FRAME_TOO_LARGE",
@@ -107,11 +103,18 @@ export class FrameReader {
       };
       return chunk.length;
     }
-    this.frame = new Uint8Array(total);
-    this.frame.set(h.subarray(0, tableBytes), 0);
-    this.filled = tableBytes;
+    const frame = new Uint8Array(total);
+    frame.set(h.subarray(0, tableBytes), 0);
     this.headFilled = 0;
-    // words > 0, so the frame is not complete yet: push() fills the rest.
+    if (words === 0) {
+      // A well-formed table with no content: we know where the next frame
+      // starts, so this is a bad *message*, not a lost stream. Deliver it;
+      // the decoder answers MALFORMED_FRAME and the connection goes on.
+      onFrame(frame.buffer as ArrayBuffer);
+      return at;
+    }
+    this.frame = frame;
+    this.filled = tableBytes;
     return at;
   }
 }

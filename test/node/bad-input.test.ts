@@ -271,13 +271,10 @@ for (const layout of LAYOUTS) {
     });
 
     // A frame of one empty segment is perfectly delimited (8 bytes; the next
-    // frame starts right after it), so like any other garbage content it
-    // should get MALFORMED_FRAME and the connection should go on. The node
-    // (src/protocol/framing.ts, `words === 0`) treats it as unrecoverable and
-    // closes the connection instead; reported, kept here as the promise.
-    it("an empty frame (one segment of zero words): MALFORMED_FRAME, and the connection goes on", {
-      todo: "framing.ts closes the connection on an all-empty frame",
-    }, async () => {
+    // frame starts right after it), so like any other garbage content it gets
+    // MALFORMED_FRAME and the connection goes on. (The node used to close the
+    // connection here; this test found it.)
+    it("an empty frame (one segment of zero words): MALFORMED_FRAME, and the connection goes on", async () => {
       const raw = await Raw.open(node.port);
       raw.socket.write(Buffer.concat([ping(1), tableOnly([0]), ping(3)]));
       await raw.waitFor(3);
