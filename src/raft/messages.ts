@@ -3,7 +3,7 @@
  * Plain data only (numbers, arrays, bytes), so a host can encode them for
  * the wire however it likes; the core never touches a socket.
  */
-import type { Entry, HardState, ReplicaId } from "./types.js";
+import type { Entry, HardState, ReplicaId, Snapshot } from "./types.js";
 
 export const MessageType = {
   /** Local: start an election now (the host or a timeout). */
@@ -20,6 +20,10 @@ export const MessageType = {
   /** Leader -> follower: I am alive; commit up to `commit`; `context` for ReadIndex. */
   Heartbeat: 7,
   HeartbeatResp: 8,
+  /** Leader -> follower: the log you need is compacted; here is a snapshot instead (answered with AppResp). */
+  Snap: 9,
+  /** Leader -> transferee: campaign now, without pre-vote (leadership transfer). */
+  TimeoutNow: 10,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -39,10 +43,25 @@ export interface Message {
   rejectHint: number;
   /** Heartbeat(Resp): the ReadIndex round this heartbeat belongs to (0: none). */
   context: number;
+  /** Snap: the snapshot. */
+  snapshot: Snapshot | null;
+  /** Vote/PreVote: the campaign is a leadership transfer, so it may interrupt a live leader. */
+  transfer: boolean;
 }
 
 export function message(fields: Partial<Message> & Pick<Message, "type" | "to" | "from" | "term">): Message {
-  return { logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, context: 0, ...fields };
+  return {
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
+    context: 0,
+    snapshot: null,
+    transfer: false,
+    ...fields,
+  };
 }
 
 /** A linearizable read point: once applied up to `index`, the read `context` may be served. */
@@ -57,15 +76,18 @@ export type Role = (typeof Role)[keyof typeof Role];
 /**
  * What the host must do after an input, in this order (the persistence
  * contract, as etcd's raft):
- *   1. persist `hardState` (if set) and `entries` (replacing any stored
- *      entries from entries[0].index on), and fsync;
+ *   1. persist `snapshot` (if set: it replaces the whole log), then
+ *      `hardState` (if set) and `entries` (replacing any stored entries from
+ *      entries[0].index on), and fsync;
  *   2. only then send `messages`: a vote or an append acknowledgement must
  *      never leave before the state it vouches for is durable;
- *   3. apply `committedEntries` to the state machine, in order;
+ *   3. install `snapshot` in the state machine (if set), then apply
+ *      `committedEntries`, in order;
  *   4. answer the reads in `readStates` once applied up to their index;
  *   5. call advance().
  */
 export interface Ready {
+  snapshot: Snapshot | null;
   hardState: HardState | null;
   entries: Entry[];
   committedEntries: Entry[];

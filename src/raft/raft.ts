@@ -14,14 +14,26 @@
  * with fast back-off on conflicts; flow control (in-flight appends per
  * follower, bytes per append); the commit rule of §5.4.2 (a leader commits
  * only entries of its own term by counting replicas, after appending an empty
- * entry on election); ReadIndex for linearizable reads.
- * Not yet: snapshots and InstallSnapshot, leadership transfer, membership
- * change (docs/raft.md lists them as the next steps).
+ * entry on election); ReadIndex for linearizable reads; log compaction
+ * behind a host's snapshot and InstallSnapshot for followers that fell behind
+ * it; leadership transfer (TimeoutNow); membership change one replica at a
+ * time, with learners (src/raft/config.ts).
  */
 import { assert } from "../assert.js";
+import {
+  type ConfChange,
+  type Config,
+  changeConfig,
+  encodeConfig,
+  isVoter,
+  members,
+  quorum,
+  sameConfig,
+} from "./config.js";
 import { RaftLog } from "./log.js";
 import { type Message, MessageType, message, type ReadState, type Ready, Role } from "./messages.js";
-import { type Entry, EntryType, type HardState, type ReplicaId } from "./types.js";
+import { Progress, ProgressState } from "./progress.js";
+import { type Entry, EntryType, type HardState, type ReplicaId, type Snapshot, type SnapshotMeta } from "./types.js";
 
 export const DEFAULT_ELECTION_TICKS = 10;
 export const DEFAULT_HEARTBEAT_TICKS = 1;
@@ -34,7 +46,12 @@ export const DEFAULT_MAX_APPLY_BYTES = 4 * 1024 * 1024;
 
 export interface RaftConfig {
   id: ReplicaId;
-  /** Every voter, this replica included. */
+  /**
+   * The bootstrap voters, this replica included. Ignored when restoring from
+   * a snapshot (it carries the configuration) and overridden by any
+   * ConfChange entry in the log. A replica joining an existing group passes
+   * [] and learns the members from the leader.
+   */
   peers: ReplicaId[];
   /** A uniform random number in [0, 1): the only source of randomness. */
   rand: () => number;
@@ -44,8 +61,8 @@ export interface RaftConfig {
   maxAppendBytes?: number;
   preVote?: boolean;
   checkQuorum?: boolean;
-  /** Durable state to restart from. */
-  restore?: { hardState: HardState; entries: Entry[] };
+  /** Durable state to restart from: the newest snapshot (if any), the hard state and the entries after it. */
+  restore?: { hardState: HardState; entries: Entry[]; snapshot?: Snapshot | null };
   /**
    * TEST ONLY. Plants the bug of Figure 8 in the Raft paper: a leader
    * commits entries of earlier terms by counting replicas. It also skips the
@@ -62,17 +79,18 @@ export interface RaftConfig {
   unsafeVoteIgnoringLog?: boolean;
 }
 
-export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; leader: ReplicaId };
+/**
+ * Why a proposal was refused: not the leader (`leader` is a hint, 0 when
+ * unknown); a leadership transfer is under way (proposals would be lost with
+ * the old leader's term); a membership change is still uncommitted, or the
+ * leader has not yet committed an entry of its term (both required for
+ * one-at-a-time changes to be safe); or the change itself is invalid.
+ */
+export type RefusalReason = "not-leader" | "transferring" | "conf-change-pending" | "not-ready" | "invalid";
 
-interface Progress {
-  match: number;
-  next: number;
-  /** Probe: one append at a time until one is accepted. Replicate: pipeline up to maxInflight. */
-  replicating: boolean;
-  inflight: number;
-  /** Heard from since the last check-quorum round. */
-  recentActive: boolean;
-}
+export type ProposeResult =
+  | { ok: true; index: number; term: number }
+  | { ok: false; leader: ReplicaId; reason: RefusalReason; detail?: string };
 
 interface PendingRead {
   context: number;
@@ -82,7 +100,6 @@ interface PendingRead {
 
 export class Raft {
   readonly id: ReplicaId;
-  readonly peers: readonly ReplicaId[];
   term = 0;
   vote: ReplicaId = 0;
   leader: ReplicaId = 0;
@@ -99,6 +116,17 @@ export class Raft {
   private readonly unsafeCommit: boolean;
   private readonly unsafeVote: boolean;
 
+  /** The configuration in force: always log.config() (see config.ts), cached. */
+  config: Config;
+  /** The newest snapshot of this replica's state machine, which a leader sends to followers it compacted past. */
+  private snapshot: Snapshot | null;
+  /** A snapshot received from the leader and not yet installed by the host. */
+  private pendingSnapshot: Snapshot | null = null;
+  /** A leadership transfer in progress: the replica that should take over (0: none). */
+  leadTransferee: ReplicaId = 0;
+
+  /** Ticks since start: a leader's yardstick for a follower that stopped making progress. */
+  private ticks = 0;
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTicks = 0;
@@ -110,10 +138,8 @@ export class Raft {
   private prevHardState: HardState;
 
   constructor(c: RaftConfig) {
-    assert(c.peers.includes(c.id), "a replica is one of its group's voters");
     assert(c.id > 0, "replica ids are positive");
     this.id = c.id;
-    this.peers = [...c.peers].sort((a, b) => a - b);
     this.rand = c.rand;
     this.electionTicks = c.electionTicks ?? DEFAULT_ELECTION_TICKS;
     this.heartbeatTicks = c.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS;
@@ -125,7 +151,15 @@ export class Raft {
     this.unsafeVote = c.unsafeVoteIgnoringLog ?? false;
     assert(this.heartbeatTicks < this.electionTicks, "heartbeats come more often than elections");
     const hs = c.restore?.hardState ?? { term: 0, vote: 0, commit: 0 };
-    this.log = new RaftLog(0, 0, c.restore?.entries ?? [], hs.commit);
+    this.snapshot = c.restore?.snapshot ?? null;
+    const base: SnapshotMeta = this.snapshot?.meta ?? {
+      index: 0,
+      term: 0,
+      voters: [...c.peers].sort((a, b) => a - b),
+      learners: [],
+    };
+    this.log = new RaftLog(base, c.restore?.entries ?? [], hs.commit);
+    this.config = this.log.config();
     this.term = hs.term;
     this.vote = hs.vote;
     this.prevHardState = hs;
@@ -133,18 +167,26 @@ export class Raft {
   }
 
   private get quorum(): number {
-    return Math.floor(this.peers.length / 2) + 1;
+    return quorum(this.config.voters.length);
   }
 
   // ---- inputs --------------------------------------------------------
 
   /** One unit of logical time. */
   tick(): void {
+    this.ticks++;
     if (this.role === Role.Leader) {
       this.heartbeatElapsed++;
       this.electionElapsed++;
+      if (!isVoter(this.config, this.id) && this.log.committed >= this.log.lastConfIndex()) {
+        // The configuration that removed us is committed (and was broadcast
+        // last tick): hand over by stepping down; the others elect a leader.
+        this.becomeFollower(this.term, 0);
+        return;
+      }
       if (this.electionElapsed >= this.electionTicks) {
         this.electionElapsed = 0;
+        this.leadTransferee = 0; // a transfer that did not finish within an election timeout is abandoned
         if (this.checkQuorum && !this.quorumActive()) {
           this.becomeFollower(this.term, 0);
           return;
@@ -165,11 +207,74 @@ export class Raft {
 
   /** Proposes a command. Only a leader accepts; others say who leads (0: unknown). */
   propose(data: Uint8Array): ProposeResult {
-    if (this.role !== Role.Leader) return { ok: false, leader: this.leader };
+    const refused = this.refuseProposal();
+    if (refused !== null) return refused;
     const index = this.log.lastIndex() + 1;
     this.appendEntries([{ index, term: this.term, type: EntryType.Normal, data }]);
     this.broadcastAppend();
     return { ok: true, index, term: this.term };
+  }
+
+  private refuseProposal(): ProposeResult | null {
+    if (this.role !== Role.Leader) return { ok: false, leader: this.leader, reason: "not-leader" };
+    if (this.leadTransferee !== 0) return { ok: false, leader: this.id, reason: "transferring" };
+    return null;
+  }
+
+  /**
+   * Proposes a membership change (one replica at a time). Refused while
+   * another change is uncommitted, and until the leader has committed an
+   * entry of its own term: without that rule, one-at-a-time changes are
+   * unsafe across leader changes (Ongaro, raft-dev, 2015: a new leader may
+   * not yet know about a change a previous leader half-made).
+   */
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    const refused = this.refuseProposal();
+    if (refused !== null) return refused;
+    if (this.log.lastConfIndex() > this.log.committed)
+      return { ok: false, leader: this.id, reason: "conf-change-pending" };
+    if (this.log.term(this.log.committed) !== this.term) return { ok: false, leader: this.id, reason: "not-ready" };
+    const next = changeConfig(this.config, cc);
+    if (typeof next === "string") return { ok: false, leader: this.id, reason: "invalid", detail: next };
+    const index = this.log.lastIndex() + 1;
+    this.appendEntries([{ index, term: this.term, type: EntryType.ConfChange, data: encodeConfig(next) }]);
+    this.broadcastAppend();
+    return { ok: true, index, term: this.term };
+  }
+
+  /**
+   * Hands leadership to `to` (a voter): the leader stops accepting
+   * proposals, brings `to` up to date, then tells it to campaign at once
+   * (TimeoutNow). The transferee's votes carry a flag that lets them through
+   * the other replicas' leader lease. Abandoned after an election timeout.
+   */
+  transferLeadership(to: ReplicaId): ProposeResult {
+    if (this.role !== Role.Leader) return { ok: false, leader: this.leader, reason: "not-leader" };
+    if (to === this.id) return { ok: true, index: this.log.lastIndex(), term: this.term };
+    if (!isVoter(this.config, to))
+      return { ok: false, leader: this.id, reason: "invalid", detail: `replica ${to} is not a voter` };
+    this.leadTransferee = to;
+    this.electionElapsed = 0;
+    const pr = this.progress.get(to)!;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to);
+    return { ok: true, index: this.log.lastIndex(), term: this.term };
+  }
+
+  /**
+   * The host has a snapshot of its state machine as of `index` (applied):
+   * the log before it can go. The host persists the returned snapshot
+   * (before deleting log segments it covers) and keeps a few entries past
+   * what it compacts if slow followers should catch up from the log.
+   */
+  compact(index: number, data: Uint8Array): Snapshot {
+    assert(index <= this.log.applied, "a snapshot covers applied entries only");
+    if (index <= this.log.snapshotIndex() && this.snapshot !== null) return this.snapshot;
+    const c = this.log.configAt(index);
+    const meta: SnapshotMeta = { index, term: this.log.term(index), voters: c.voters, learners: c.learners };
+    this.snapshot = { meta, data };
+    this.log.compact(index);
+    return this.snapshot;
   }
 
   /**
@@ -184,7 +289,7 @@ export class Raft {
     if (this.role !== Role.Leader) return false;
     // Until an entry of its own term commits, a new leader's commit index may lag the true one.
     if (this.log.term(this.log.committed) !== this.term) return false;
-    if (this.peers.length === 1) {
+    if (this.config.voters.length === 1 && isVoter(this.config, this.id)) {
       this.readStates.push({ index: this.log.committed, context });
       return true;
     }
@@ -193,9 +298,9 @@ export class Raft {
     return true;
   }
 
-  /** Starts an election now (a host's manual trigger). */
+  /** Starts an election now (a host's manual trigger). Learners and removed replicas never campaign. */
   campaign(): void {
-    if (this.role === Role.Leader) return;
+    if (this.role === Role.Leader || !isVoter(this.config, this.id)) return;
     if (this.preVote) this.becomePreCandidate();
     else this.becomeCandidate();
   }
@@ -208,19 +313,23 @@ export class Raft {
         // A replica that has heard from a live leader within an election
         // timeout ignores candidates: a partitioned replica rejoining with
         // a higher term cannot disrupt a healthy leader.
+        // A leadership transfer's campaign is the one exception: the
+        // leader itself asked for it.
         const inLease = this.checkQuorum && this.leader !== 0 && this.electionElapsed < this.electionTicks;
-        if (inLease) return;
+        if (inLease && !m.transfer) return;
       }
       if (m.type === MessageType.PreVote) {
         // Pre-votes never change terms.
       } else if (m.type === MessageType.PreVoteResp && !m.reject) {
         // A granted pre-vote carries the future term; ours changes when we campaign.
       } else {
-        const fromLeader = m.type === MessageType.App || m.type === MessageType.Heartbeat;
+        const fromLeader =
+          m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
         this.becomeFollower(m.term, fromLeader ? m.from : 0);
       }
     } else if (m.term < this.term) {
-      if ((this.checkQuorum || this.preVote) && (m.type === MessageType.App || m.type === MessageType.Heartbeat)) {
+      const fromLeader = m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
+      if ((this.checkQuorum || this.preVote) && fromLeader) {
         // A deposed leader still sending: tell it the new term so it steps down.
         this.send(message({ type: MessageType.AppResp, to: m.from, from: this.id, term: this.term }));
       } else if (m.type === MessageType.PreVote) {
@@ -266,6 +375,7 @@ export class Raft {
     const hs = this.hardState();
     const p = this.prevHardState;
     return (
+      this.pendingSnapshot !== null ||
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
       this.log.unstableEntries().length > 0 ||
@@ -281,6 +391,7 @@ export class Raft {
     const p = this.prevHardState;
     const changed = hs.term !== p.term || hs.vote !== p.vote || hs.commit !== p.commit;
     return {
+      snapshot: this.pendingSnapshot,
       hardState: changed ? hs : null,
       entries: this.log.unstableEntries(),
       committedEntries: this.log.nextCommitted(DEFAULT_MAX_APPLY_BYTES),
@@ -293,6 +404,10 @@ export class Raft {
 
   /** The host handled `rd` (persisted, sent, applied, in that order). */
   advance(rd: Ready): void {
+    if (rd.snapshot !== null) {
+      this.log.snapshotApplied(rd.snapshot.meta.index);
+      if (this.pendingSnapshot === rd.snapshot) this.pendingSnapshot = null;
+    }
     if (rd.hardState !== null) this.prevHardState = rd.hardState;
     if (rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1]!;
@@ -326,6 +441,7 @@ export class Raft {
     this.role = Role.Follower;
     this.leader = leader;
     this.pendingReads = [];
+    this.leadTransferee = 0;
     this.resetTimers();
   }
 
@@ -341,16 +457,15 @@ export class Raft {
   }
 
   /** Asks every other voter for a (pre-)vote in `term`, presenting our last entry. */
-  private requestVotes(type: MessageType, term: number): void {
-    for (const p of this.peers) {
+  private requestVotes(type: MessageType, term: number, transfer = false): void {
+    for (const p of this.config.voters) {
       if (p === this.id) continue;
-      this.send(
-        message({ type, to: p, from: this.id, term, index: this.log.lastIndex(), logTerm: this.log.lastTerm() }),
-      );
+      const last = this.log.lastIndex();
+      this.send(message({ type, to: p, from: this.id, term, index: last, logTerm: this.log.lastTerm(), transfer }));
     }
   }
 
-  private becomeCandidate(): void {
+  private becomeCandidate(transfer = false): void {
     this.setTerm(this.term + 1);
     this.vote = this.id;
     this.role = Role.Candidate;
@@ -358,7 +473,7 @@ export class Raft {
     this.votes = new Map([[this.id, true]]);
     this.resetTimers();
     if (this.tally() >= this.quorum) return this.becomeLeader();
-    this.requestVotes(MessageType.Vote, this.term);
+    this.requestVotes(MessageType.Vote, this.term, transfer);
   }
 
   private becomeLeader(): void {
@@ -366,36 +481,31 @@ export class Raft {
     this.role = Role.Leader;
     this.leader = this.id;
     this.resetTimers();
+    this.leadTransferee = 0;
     this.progress = new Map();
-    for (const p of this.peers) {
-      this.progress.set(p, {
-        match: p === this.id ? this.log.lastIndex() : 0,
-        next: this.log.lastIndex() + 1,
-        replicating: false,
-        inflight: 0,
-        recentActive: true,
-      });
-    }
+    for (const p of members(this.config)) this.progress.set(p, new Progress(p, this.log.lastIndex() + 1, this.ticks));
+    this.progress.get(this.id)!.match = this.log.lastIndex();
     // An empty entry of the new term: committing it commits everything before (§5.4.2).
     if (!this.unsafeCommit)
       this.appendEntries([{ index: this.log.lastIndex() + 1, term: this.term, type: EntryType.Noop, data: EMPTY }]);
     this.broadcastAppend();
   }
 
+  /** Granted votes, counting voters of the current configuration only. */
   private tally(): number {
     let granted = 0;
-    for (const v of this.votes.values()) if (v) granted++;
+    for (const [id, v] of this.votes) if (v && isVoter(this.config, id)) granted++;
     return granted;
   }
 
   private stepCandidate(m: Message): void {
     const myResp = this.role === Role.PreCandidate ? MessageType.PreVoteResp : MessageType.VoteResp;
-    if (m.type === MessageType.App || m.type === MessageType.Heartbeat) {
+    if (m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap) {
       // Someone won this term.
       this.becomeFollower(m.term, m.from);
       return this.stepFollower(m);
     }
-    if (m.type !== myResp) return;
+    if (m.type !== myResp || !isVoter(this.config, m.from)) return;
     this.votes.set(m.from, !m.reject);
     const granted = this.tally();
     const rejected = this.votes.size - granted;
@@ -420,7 +530,38 @@ export class Raft {
       this.send(
         message({ type: MessageType.HeartbeatResp, to: m.from, from: this.id, term: this.term, context: m.context }),
       );
+      return;
     }
+    if (m.type === MessageType.Snap) {
+      this.electionElapsed = 0;
+      this.leader = m.from;
+      return this.handleSnapshot(m);
+    }
+    if (m.type === MessageType.TimeoutNow && m.from === this.leader && isVoter(this.config, this.id)) {
+      // Leadership transfer: campaign now, skipping pre-vote (the leader is
+      // not partitioned away; it asked) with votes that pass leases.
+      this.becomeCandidate(true);
+    }
+  }
+
+  /** InstallSnapshot: the leader compacted past our log. */
+  private handleSnapshot(m: Message): void {
+    const snap = m.snapshot!;
+    const meta = snap.meta;
+    let index = meta.index;
+    if (meta.index <= this.log.committed) {
+      index = this.log.committed; // old news
+    } else if (this.log.matchTerm(meta.index, meta.term)) {
+      // We hold the snapshot's last entry, so (log matching) everything
+      // before it: no need to replace anything, just commit.
+      this.log.commitTo(meta.index);
+    } else {
+      this.log.restore(meta);
+      this.snapshot = snap;
+      this.pendingSnapshot = snap;
+      this.syncConfig();
+    }
+    this.send(message({ type: MessageType.AppResp, to: m.from, from: this.id, term: this.term, index }));
   }
 
   private handleAppend(m: Message): void {
@@ -432,6 +573,7 @@ export class Raft {
       return;
     }
     const last = this.log.maybeAppend(m.index, m.logTerm, m.entries);
+    this.syncConfig(); // a ConfChange may have arrived, or been truncated away
     if (last >= 0) {
       this.log.commitTo(Math.min(m.commit, last));
       this.send(message({ type: MessageType.AppResp, to: m.from, from: this.id, term: this.term, index: last }));
@@ -458,32 +600,39 @@ export class Raft {
     if (pr === undefined) return;
     pr.recentActive = true;
     if (m.type === MessageType.AppResp) {
-      pr.inflight = Math.max(0, pr.inflight - 1);
       if (m.reject) {
+        // A rejection while a snapshot is in flight is a stale answer to an older append.
+        if (pr.state === ProgressState.Snapshot) return;
         let probe = m.rejectHint;
         if (m.logTerm > 0) probe = this.log.findConflictByTerm(m.rejectHint, m.logTerm);
+        pr.becomeProbe(this.ticks);
         pr.next = Math.max(Math.min(m.index, probe + 1), pr.match + 1);
-        pr.replicating = false;
-        pr.inflight = 0;
         this.sendAppend(m.from);
         return;
       }
-      if (m.index > pr.match) {
-        pr.match = m.index;
-        pr.replicating = true;
-        if (pr.next <= m.index) pr.next = m.index + 1;
-        if (this.maybeCommit()) this.broadcastAppend();
-      }
+      pr.inflight = Math.max(0, pr.inflight - 1);
+      const moved = pr.acknowledge(m.index, this.ticks);
+      if (pr.state === ProgressState.Snapshot && pr.match >= pr.pendingSnapshot) pr.becomeProbe(this.ticks);
+      if (moved && pr.state === ProgressState.Probe) pr.becomeReplicate(this.ticks);
+      if (moved && this.maybeCommit()) this.broadcastAppend();
+      if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
       if (pr.next <= this.log.lastIndex()) this.sendAppend(m.from);
       return;
     }
     if (m.type === MessageType.HeartbeatResp) {
       if (pr.match < this.log.lastIndex()) {
-        // The follower is alive but behind: appends may have been lost on
-        // the way. Probe again from what it is known to hold.
-        pr.replicating = false;
-        pr.inflight = 0;
-        pr.next = pr.match + 1;
+        // The follower is alive but behind. An append may have been lost:
+        if (pr.state === ProgressState.Probe) {
+          // one probe per heartbeat round, the last one may be gone;
+          pr.inflight = 0;
+        } else if (this.ticks - pr.sinceTick >= this.electionTicks) {
+          // stuck for an election timeout (the snapshot, or a full window
+          // of appends, lost): find the match point again;
+          pr.becomeProbe(this.ticks);
+        }
+        // in Replicate state this sends the next append, even empty: a
+        // follower missing what came before rejects it, which sends us back
+        // to probing (etcd does the same).
         this.sendAppend(m.from);
       }
       if (m.context !== 0) this.ackRead(m.context, m.from);
@@ -493,8 +642,11 @@ export class Raft {
   private ackRead(context: number, from: ReplicaId): void {
     const i = this.pendingReads.findIndex((r) => r.context === context);
     if (i < 0) return;
-    this.pendingReads[i]!.acks.add(from);
-    if (this.pendingReads[i]!.acks.size < this.quorum) return;
+    const acks = this.pendingReads[i]!.acks;
+    acks.add(from);
+    let voters = 0;
+    for (const a of acks) if (isVoter(this.config, a)) voters++;
+    if (voters < this.quorum) return;
     // Reads are released in order: an acknowledged round confirms the ones before it too.
     for (const r of this.pendingReads.splice(0, i + 1)) this.readStates.push({ index: r.index, context: r.context });
   }
@@ -502,7 +654,7 @@ export class Raft {
   private quorumActive(): boolean {
     let active = 0;
     for (const [id, pr] of this.progress) {
-      if (id === this.id || pr.recentActive) active++;
+      if (isVoter(this.config, id) && (id === this.id || pr.recentActive)) active++;
       pr.recentActive = false;
     }
     return active >= this.quorum;
@@ -517,12 +669,30 @@ export class Raft {
       self.match = this.log.lastIndex();
       self.next = self.match + 1;
     }
-    if (this.peers.length === 1) this.maybeCommit();
+    this.syncConfig();
+    this.maybeCommit(); // a group of one commits at once
   }
 
-  /** Advances the commit index to what a majority holds (entries of this term only, §5.4.2). */
+  /**
+   * Keeps `config` equal to the log's configuration, after anything that
+   * changed the log; a leader starts or stops tracking replicas.
+   */
+  private syncConfig(): void {
+    const c = this.log.config();
+    if (sameConfig(c, this.config)) return;
+    this.config = c;
+    if (this.role !== Role.Leader) return;
+    const all = members(c);
+    for (const id of all)
+      if (!this.progress.has(id)) this.progress.set(id, new Progress(id, this.log.lastIndex() + 1, this.ticks));
+    for (const id of [...this.progress.keys()]) if (id !== this.id && !all.includes(id)) this.progress.delete(id);
+    if (this.leadTransferee !== 0 && !isVoter(c, this.leadTransferee)) this.leadTransferee = 0;
+  }
+
+  /** Advances the commit index to what a majority of voters holds (entries of this term only, §5.4.2). */
   private maybeCommit(): boolean {
-    const matches = [...this.progress.values()].map((p) => p.match).sort((a, b) => b - a);
+    if (this.role !== Role.Leader) return false;
+    const matches = this.config.voters.map((v) => this.progress.get(v)?.match ?? 0).sort((a, b) => b - a);
     const n = matches[this.quorum - 1]!;
     if (n <= this.log.committed) return false;
     if (!this.unsafeCommit && this.log.term(n) !== this.term) return false;
@@ -532,8 +702,9 @@ export class Raft {
 
   private sendAppend(to: ReplicaId): void {
     const pr = this.progress.get(to)!;
-    if (pr.replicating ? pr.inflight >= this.maxInflight : pr.inflight > 0) return;
+    if (pr.paused(this.maxInflight)) return;
     const prev = pr.next - 1;
+    if (prev < this.log.snapshotIndex()) return this.sendSnapshot(to, pr);
     const entries = this.log.slice(pr.next, this.log.lastIndex(), this.maxAppendBytes);
     this.send(
       message({
@@ -547,18 +718,28 @@ export class Raft {
         commit: this.log.committed,
       }),
     );
-    if (entries.length > 0 && pr.replicating) pr.next = entries[entries.length - 1]!.index + 1;
+    if (entries.length > 0 && pr.state === ProgressState.Replicate) pr.next = entries[entries.length - 1]!.index + 1;
     pr.inflight++;
   }
 
+  private sendSnapshot(to: ReplicaId, pr: Progress): void {
+    const snap = this.snapshot;
+    assert(snap !== null && snap.meta.index === this.log.snapshotIndex(), "a compacted log has its snapshot");
+    this.send(message({ type: MessageType.Snap, to, from: this.id, term: this.term, snapshot: snap }));
+    pr.becomeSnapshot(snap.meta.index, this.ticks);
+  }
+
+  private sendTimeoutNow(to: ReplicaId): void {
+    this.send(message({ type: MessageType.TimeoutNow, to, from: this.id, term: this.term }));
+  }
+
   private broadcastAppend(): void {
-    for (const p of this.peers) if (p !== this.id) this.sendAppend(p);
+    for (const p of this.progress.keys()) if (p !== this.id) this.sendAppend(p);
   }
 
   private broadcastHeartbeat(context: number): void {
-    for (const p of this.peers) {
+    for (const [p, pr] of this.progress) {
       if (p === this.id) continue;
-      const pr = this.progress.get(p)!;
       this.send(
         message({
           type: MessageType.Heartbeat,

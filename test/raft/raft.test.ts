@@ -1,93 +1,11 @@
-// The Raft core, one story per test, on a hand-driven network: messages are
-// delivered only when the story says so, so each step is visible.
+// The Raft core, one story per test, on a hand-driven network (./net.ts):
+// messages are delivered only when the story says so, so each step is visible.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Message, MessageType, Role } from "../../src/raft/messages.js";
-import { Raft, type RaftConfig } from "../../src/raft/raft.js";
-import { type Entry, EntryType } from "../../src/raft/types.js";
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** A group of replicas and the messages between them. */
-class Net {
-  readonly nodes = new Map<number, Raft>();
-  readonly applied = new Map<number, string[]>();
-  readonly down = new Set<number>();
-  readonly reads: { node: number; index: number; context: number }[] = [];
-  pending: Message[] = [];
-
-  constructor(size: number, extra: Partial<RaftConfig> = {}) {
-    const peers = Array.from({ length: size }, (_, i) => i + 1);
-    for (const id of peers) {
-      // Deterministic, distinct timeouts: node 1 times out first.
-      this.nodes.set(id, new Raft({ id, peers, rand: () => (id - 1) / size, ...extra }));
-      this.applied.set(id, []);
-    }
-  }
-
-  node(id: number): Raft {
-    return this.nodes.get(id)!;
-  }
-
-  /** Collects every replica's Ready (persist is implicit), queueing its messages. */
-  collect(): void {
-    for (const [id, r] of this.nodes) {
-      while (r.hasReady()) {
-        const rd = r.ready();
-        for (const m of rd.messages) this.pending.push(m);
-        for (const e of rd.committedEntries)
-          if (e.type === EntryType.Normal) this.applied.get(id)!.push(dec.decode(e.data));
-        for (const rs of rd.readStates) this.reads.push({ node: id, ...rs });
-        r.advance(rd);
-      }
-    }
-  }
-
-  /** Delivers messages until none are left; messages to or from a down replica are lost. */
-  settle(limit = 10_000): void {
-    this.collect();
-    for (let n = 0; this.pending.length > 0; n++) {
-      assert.ok(n < limit, "the network settles");
-      const batch = this.pending;
-      this.pending = [];
-      for (const m of batch) if (!this.down.has(m.to) && !this.down.has(m.from)) this.node(m.to).step(m);
-      this.collect();
-    }
-  }
-
-  tick(id: number, times = 1): void {
-    for (let i = 0; i < times; i++) this.node(id).tick();
-  }
-
-  tickAll(times = 1): void {
-    for (let i = 0; i < times; i++) {
-      for (const [id, r] of this.nodes) if (!this.down.has(id)) r.tick();
-      this.settle();
-    }
-  }
-
-  /**
-   * Lets an election timeout pass for these replicas without any message:
-   * they stop considering the old leader alive (its lease, as they see it,
-   * expires), so they will listen to a candidate.
-   */
-  expireLease(...ids: number[]): void {
-    for (const id of ids) this.tick(id, 10);
-    this.collect();
-    this.pending = [];
-  }
-
-  elect(id: number): void {
-    this.node(id).campaign();
-    this.settle();
-    assert.equal(this.node(id).role, Role.Leader, `node ${id} won`);
-  }
-
-  leaders(): number[] {
-    return [...this.nodes].filter(([id, r]) => r.role === Role.Leader && !this.down.has(id)).map(([id]) => id);
-  }
-}
+import { MessageType, Role } from "../../src/raft/messages.js";
+import { Raft } from "../../src/raft/raft.js";
+import type { Entry } from "../../src/raft/types.js";
+import { enc, Net } from "./net.js";
 
 describe("Raft core", () => {
   it("elects a leader by timeout, and everyone learns it", () => {
@@ -111,7 +29,7 @@ describe("Raft core", () => {
   it("a follower refuses proposals and names the leader", () => {
     const net = new Net(3);
     net.elect(1);
-    assert.deepEqual(net.node(2).propose(enc.encode("x")), { ok: false, leader: 1 });
+    assert.deepEqual(net.node(2).propose(enc.encode("x")), { ok: false, leader: 1, reason: "not-leader" });
   });
 
   it("commits with a majority even when one replica is down", () => {
