@@ -77,6 +77,13 @@ export interface RaftConfig {
    * replica missing committed entries can become leader.
    */
   unsafeVoteIgnoringLog?: boolean;
+  /**
+   * TEST ONLY. Plants a third: membership changes are accepted at any time,
+   * without waiting for the previous one to commit or for an entry of the
+   * leader's term to commit, so two changes can be in flight at once and the
+   * old and new majorities need not overlap.
+   */
+  unsafeConfChangeUnguarded?: boolean;
 }
 
 /**
@@ -115,6 +122,7 @@ export class Raft {
   private readonly checkQuorum: boolean;
   private readonly unsafeCommit: boolean;
   private readonly unsafeVote: boolean;
+  private readonly unsafeConf: boolean;
 
   /** The configuration in force: always log.config() (see config.ts), cached. */
   config: Config;
@@ -149,6 +157,7 @@ export class Raft {
     this.checkQuorum = c.checkQuorum ?? true;
     this.unsafeCommit = c.unsafeCommitPreviousTermByCount ?? false;
     this.unsafeVote = c.unsafeVoteIgnoringLog ?? false;
+    this.unsafeConf = c.unsafeConfChangeUnguarded ?? false;
     assert(this.heartbeatTicks < this.electionTicks, "heartbeats come more often than elections");
     const hs = c.restore?.hardState ?? { term: 0, vote: 0, commit: 0 };
     this.snapshot = c.restore?.snapshot ?? null;
@@ -231,9 +240,10 @@ export class Raft {
   proposeConfChange(cc: ConfChange): ProposeResult {
     const refused = this.refuseProposal();
     if (refused !== null) return refused;
-    if (this.log.lastConfIndex() > this.log.committed)
+    if (this.log.lastConfIndex() > this.log.committed && !this.unsafeConf)
       return { ok: false, leader: this.id, reason: "conf-change-pending" };
-    if (this.log.term(this.log.committed) !== this.term) return { ok: false, leader: this.id, reason: "not-ready" };
+    if (this.log.term(this.log.committed) !== this.term && !this.unsafeConf)
+      return { ok: false, leader: this.id, reason: "not-ready" };
     const next = changeConfig(this.config, cc);
     if (typeof next === "string") return { ok: false, leader: this.id, reason: "invalid", detail: next };
     const index = this.log.lastIndex() + 1;

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // npm run sim -- [--seeds N] [--seed S] [--first S] [--nodes 3|5] [--steps K]
-//   [--settle K] [--fault-rate X] [--propose-rate P] [--planted commit-previous-term|vote-ignoring-log]
+//   [--settle K] [--fault-rate X] [--propose-rate P] [--conf-change-rate C]
+//   [--planted commit-previous-term|vote-ignoring-log|conf-change-unguarded]
 // Runs the deterministic Raft simulation for many seeds (alternating 3- and
 // 5-node groups unless --nodes is given). A failure prints the seed and the
 // exact command that replays it.
 import { parseArgs } from "node:util";
-import { SimViolation, Simulation } from "./simulation.js";
+import { type PlantedBug, SimViolation, Simulation } from "./simulation.js";
 
 const { values } = parseArgs({
   options: {
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     planted: { type: "string" },
     "fault-rate": { type: "string", default: "1" },
     "propose-rate": { type: "string", default: "0.3" },
+    "conf-change-rate": { type: "string", default: "0.004" },
   },
 });
 
@@ -36,7 +38,8 @@ for (const seed of seeds) {
       nodes,
       steps: Number(values.steps),
       settleTicks: Number(values.settle),
-      plantedBug: values.planted as "commit-previous-term" | "vote-ignoring-log" | undefined,
+      plantedBug: values.planted as PlantedBug | undefined,
+      confChangeRate: Number(values["conf-change-rate"]),
       faultRate: Number(values["fault-rate"]),
       proposeRate: Number(values["propose-rate"]),
     }).run();
@@ -49,7 +52,7 @@ for (const seed of seeds) {
     if (values.planted !== undefined && err.kind === "liveness") continue;
     console.error(`FAIL ${err.message}`);
     console.error(
-      `replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${values.steps} --settle ${values.settle} --fault-rate ${values["fault-rate"]} --propose-rate ${values["propose-rate"]}${values.planted !== undefined ? ` --planted ${values.planted}` : ""}`,
+      `replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${values.steps} --settle ${values.settle} --fault-rate ${values["fault-rate"]} --propose-rate ${values["propose-rate"]} --conf-change-rate ${values["conf-change-rate"]}${values.planted !== undefined ? ` --planted ${values.planted}` : ""}`,
     );
     process.exit(1);
   }

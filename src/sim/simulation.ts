@@ -3,26 +3,32 @@
  * to break it (TigerBeetle's VOPR, in miniature). Everything random comes
  * from one seed: the network (loss, duplication, delay and so reordering,
  * symmetric and one-way partitions), crashes and restarts from the durable
- * state, clocks that tick at different rates, and a client that proposes
- * commands and asks for linearizable reads throughout.
+ * state (a crash between write and fsync keeps only a prefix of the last
+ * batch: src/sim/disk.ts), clocks that tick at different rates, hosts that
+ * snapshot and compact their logs, membership changes (learners added,
+ * promoted, voters removed), leadership transfers, and a client that
+ * proposes commands and asks for linearizable reads throughout.
  *
  * After every step it checks safety:
  *   - at most one leader per term;
  *   - state machine safety / log matching: every committed index holds the
  *     same entry on every replica, and every replica applies the same
- *     sequence;
+ *     sequence; an installed snapshot equals the state its index stands for;
  *   - leader completeness: a new leader's log holds every committed entry,
  *     crashes included;
  *   - linearizable reads: a read point covers every write acknowledged
  *     before the read began.
  * At the end it heals everything and checks liveness: a leader emerges
- * within a bounded number of ticks and every accepted proposal is resolved
- * (committed, or provably overwritten, which a host reports as dropped).
+ * within a bounded number of ticks, every accepted proposal is resolved
+ * (committed, or provably overwritten, which a host reports as dropped), and
+ * every member has caught up.
  */
 import { assert } from "../assert.js";
+import { ConfChangeType, decodeConfig, members } from "../raft/config.js";
 import { type Message, Role } from "../raft/messages.js";
 import { Raft } from "../raft/raft.js";
-import type { Entry, HardState } from "../raft/types.js";
+import { type Entry, EntryType } from "../raft/types.js";
+import { SimDisk } from "./disk.js";
 import { Prng } from "./prng.js";
 
 export interface SimOptions {
@@ -37,8 +43,17 @@ export interface SimOptions {
   /** Chance per step that the client proposes a command (default 0.3). */
   proposeRate?: number;
   /** TEST ONLY: run the core with a planted bug. */
-  plantedBug?: "commit-previous-term" | "vote-ignoring-log";
+  plantedBug?: PlantedBug;
+  /** Membership changes and leadership transfers (default on). */
+  reconfigure?: boolean;
+  /** Chance per step that the client proposes a membership change (default 0.004). */
+  confChangeRate?: number;
 }
+
+export type PlantedBug = "commit-previous-term" | "vote-ignoring-log" | "conf-change-unguarded";
+
+/** Spare replicas, outside the group at the start, that membership changes may add. */
+const SPARES = 2;
 
 export class SimViolation extends Error {
   override name = "SimViolation";
@@ -50,19 +65,18 @@ export class SimViolation extends Error {
   }
 }
 
-interface Disk {
-  hardState: HardState;
-  entries: Entry[];
-}
-
 interface SimNode {
   id: number;
   raft: Raft | null;
-  disk: Disk;
+  disk: SimDisk;
   /** Ticks once every `tickEvery` steps: clocks run at different rates. */
   tickEvery: number;
+  /** The state machine: how far it has applied, and a digest of what. */
   appliedIndex: number;
+  digest: number;
   wasLeaderInTerm: number;
+  /** A bootstrap voter (the others join later, if a change adds them). */
+  founder: boolean;
 }
 
 interface InFlight {
@@ -93,7 +107,18 @@ export interface SimResult {
   proposals: number;
   reads: number;
   crashes: number;
+  tornCrashes: number;
   leaders: number;
+  snapshotsSent: number;
+  confChanges: number;
+  transfers: number;
+}
+
+/** FNV-1a over a string, chained: the state machine's digest after one more command. */
+function chain(h: number, s: string): number {
+  let x = (h ^ 0x811c9dc5) >>> 0;
+  for (let i = 0; i < s.length; i++) x = Math.imul(x ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return x;
 }
 
 export class Simulation {
@@ -104,27 +129,39 @@ export class Simulation {
   private readonly blocked = new Set<string>();
   /** The committed log as first observed: index -> "term:data". */
   private readonly committed: string[] = [""];
+  /** digests[i]: the state machine digest after applying committed[1..i]. */
+  private readonly digests: number[] = [0];
   private readonly leaderOfTerm = new Map<number, number>();
   private readonly proposals: Proposal[] = [];
   private readonly reads = new Map<number, Read>();
   private nextCommand = 1;
   private nextRead = 1;
   private crashes = 0;
+  private tornCrashes = 0;
+  private snapshotsSent = 0;
+  private confChanges = 0;
+  private transfers = 0;
   private readsChecked = 0;
   private faults = true;
   private readonly ids: number[];
+  /** Every replica ever added to the group (founders included). */
+  private readonly everMembers: number[] = [];
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
     this.ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
-    for (const id of this.ids) {
+    this.everMembers.push(...this.ids);
+    const spares = (o.reconfigure ?? true) ? SPARES : 0;
+    for (let id = 1; id <= o.nodes + spares; id++) {
       const node: SimNode = {
         id,
         raft: null,
-        disk: { hardState: { term: 0, vote: 0, commit: 0 }, entries: [] },
+        disk: new SimDisk(),
         tickEvery: 1 + this.rng.int(3),
         appliedIndex: 0,
+        digest: 0,
         wasLeaderInTerm: 0,
+        founder: id <= o.nodes,
       };
       this.nodes.push(node);
       this.boot(node);
@@ -137,15 +174,29 @@ export class Simulation {
   }
 
   private boot(n: SimNode): void {
+    const restore = n.disk.restore();
     n.raft = new Raft({
       id: n.id,
-      peers: this.ids,
+      peers: n.founder ? this.ids : [],
       rand: this.rng.fork(),
-      restore: { hardState: n.disk.hardState, entries: [...n.disk.entries] },
+      restore,
       unsafeCommitPreviousTermByCount: this.o.plantedBug === "commit-previous-term",
       unsafeVoteIgnoringLog: this.o.plantedBug === "vote-ignoring-log",
+      unsafeConfChangeUnguarded: this.o.plantedBug === "conf-change-unguarded",
     });
-    n.appliedIndex = 0; // the state machine is in memory: rebuilt from the log
+    // The state machine is in memory: rebuilt from the snapshot, then the log.
+    n.appliedIndex = 0;
+    n.digest = 0;
+    if (restore.snapshot !== null) this.install(n, restore.snapshot.data);
+  }
+
+  /** Installs a state machine image: {index, digest}, checked against the committed history. */
+  private install(n: SimNode, data: Uint8Array): void {
+    const image = JSON.parse(dec.decode(data)) as { index: number; digest: number };
+    if (image.index >= this.digests.length || this.digests[image.index] !== image.digest)
+      this.fail(`snapshot at ${image.index} installed on node ${n.id} does not match the committed history`);
+    n.appliedIndex = image.index;
+    n.digest = image.digest;
   }
 
   run(): SimResult {
@@ -163,7 +214,11 @@ export class Simulation {
       proposals: this.proposals.length,
       reads: this.readsChecked,
       crashes: this.crashes,
+      tornCrashes: this.tornCrashes,
       leaders: this.leaderOfTerm.size,
+      snapshotsSent: this.snapshotsSent,
+      confChanges: this.confChanges,
+      transfers: this.transfers,
     };
   }
 
@@ -182,9 +237,7 @@ export class Simulation {
     const live = this.nodes.filter((n) => n.raft !== null);
     if (r.chance(0.004 * k) && live.length > 1) {
       const victim = r.pick(live);
-      victim.raft = null; // crash: only its disk survives
-      this.crashes++;
-      this.network = this.network.filter((f) => f.m.to !== victim.id);
+      this.crash(victim);
     }
     for (const n of this.nodes) if (n.raft === null && r.chance(0.02)) this.boot(n);
     if (r.chance(0.005 * k)) {
@@ -199,6 +252,12 @@ export class Simulation {
           }
     }
     if (r.chance(0.01)) this.blocked.clear();
+  }
+
+  private crash(n: SimNode): void {
+    n.raft = null; // only its disk survives
+    this.crashes++;
+    this.network = this.network.filter((f) => f.m.to !== n.id);
   }
 
   private send(m: Message): void {
@@ -217,6 +276,7 @@ export class Simulation {
     for (const f of due) {
       const to = this.nodes[f.m.to - 1]!;
       if (to.raft === null) continue;
+      if (f.m.snapshot !== null) this.snapshotsSent++;
       if (this.faults && this.blocked.has(`${f.m.from}>${f.m.to}`)) continue;
       to.raft.step(f.m);
     }
@@ -232,6 +292,12 @@ export class Simulation {
       const res = n.raft!.propose(enc.encode(data));
       if (res.ok) this.proposals.push({ index: res.index, term: res.term, node: n.id, data, ackedAt: -1 });
     }
+    if ((this.o.reconfigure ?? true) && r.chance(this.o.confChangeRate ?? 0.004))
+      this.reconfigure(r.pick(leaders).raft!);
+    if ((this.o.reconfigure ?? true) && r.chance(0.002)) {
+      const raft = r.pick(leaders).raft!;
+      if (raft.transferLeadership(r.pick(raft.config.voters)).ok) this.transfers++;
+    }
     if (r.chance(0.1)) {
       const n = r.pick(leaders);
       const ctx = this.nextRead++;
@@ -241,23 +307,51 @@ export class Simulation {
     }
   }
 
+  /**
+   * A membership change: add a spare as learner, promote a learner, or
+   * remove a member (keeping at least three voters). A removed replica never
+   * comes back (its id would carry a stale log).
+   */
+  private reconfigure(raft: Raft): void {
+    const r = this.rng;
+    const c = raft.config;
+    const everMember = new Set(this.everMembers);
+    const spare = this.nodes.find((n) => !everMember.has(n.id) && !members(c).includes(n.id));
+    const choice = r.int(3);
+    let res: ReturnType<Raft["proposeConfChange"]> | null = null;
+    if (choice === 0 && spare !== undefined) {
+      res = raft.proposeConfChange({ type: ConfChangeType.AddLearner, replica: spare.id });
+      if (res.ok) this.everMembers.push(spare.id);
+    } else if (choice === 1 && c.learners.length > 0) {
+      res = raft.proposeConfChange({ type: ConfChangeType.AddVoter, replica: r.pick(c.learners) });
+    } else if (choice === 2 && c.voters.length > 3) {
+      res = raft.proposeConfChange({ type: ConfChangeType.Remove, replica: r.pick(c.voters) });
+    } else if (choice === 2 && c.learners.length > 0) {
+      res = raft.proposeConfChange({ type: ConfChangeType.Remove, replica: r.pick(c.learners) });
+    }
+    if (res?.ok) this.confChanges++;
+  }
+
   private handleReady(n: SimNode): void {
     for (let guard = 0; n.raft?.hasReady(); guard++) {
       assert(guard < 1000, "ready batches settle");
       const raft = n.raft;
       const rd = raft.ready();
-      // 1. persist
-      if (rd.hardState !== null) {
-        if (rd.hardState.term < n.disk.hardState.term) this.fail(`node ${n.id}: term went backwards on disk`);
-        n.disk.hardState = rd.hardState;
+      // 1. persist, and fsync. A crash in between keeps a prefix.
+      if (rd.hardState !== null && rd.hardState.term < n.disk.hardState.term)
+        this.fail(`node ${n.id}: term went backwards on disk`);
+      const records = SimDisk.records(rd);
+      if (this.faults && records > 0 && this.rng.chance(0.001 * (this.o.faultRate ?? 1))) {
+        n.disk.persist(rd, this.rng.int(records));
+        this.tornCrashes++;
+        this.crash(n);
+        return;
       }
-      if (rd.entries.length > 0) {
-        const first = rd.entries[0]!.index;
-        n.disk.entries = n.disk.entries.slice(0, first - 1).concat(rd.entries);
-      }
+      n.disk.persist(rd);
       // 2. send
       for (const m of rd.messages) this.send(m);
-      // 3. apply
+      // 3. install a received snapshot, then apply
+      if (rd.snapshot !== null) this.install(n, rd.snapshot.data);
       for (const e of rd.committedEntries) this.apply(n, e);
       // 4. reads
       for (const rs of rd.readStates) {
@@ -271,6 +365,15 @@ export class Simulation {
         this.readsChecked++;
       }
       raft.advance(rd);
+      // Now and then the host snapshots its state machine and compacts the
+      // log behind it, keeping a few entries for followers just behind.
+      if (this.faults && this.rng.chance(0.01) && n.appliedIndex > 0) {
+        const index = Math.max(raft.log.snapshotIndex(), n.appliedIndex - this.rng.int(4));
+        if (index > raft.log.snapshotIndex()) {
+          const data = enc.encode(JSON.stringify({ index, digest: this.digests[index] }));
+          n.disk.compact(raft.compact(index, data));
+        }
+      }
       if (rd.role === Role.Leader && n.wasLeaderInTerm !== raft.term) {
         n.wasLeaderInTerm = raft.term;
         this.checkLeaderCompleteness(n);
@@ -281,11 +384,14 @@ export class Simulation {
   private apply(n: SimNode, e: Entry): void {
     if (e.index !== n.appliedIndex + 1) this.fail(`node ${n.id} applied ${e.index} after ${n.appliedIndex}`);
     n.appliedIndex = e.index;
-    const what = `${e.term}:${dec.decode(e.data)}`;
+    const body = e.type === EntryType.ConfChange ? `conf${JSON.stringify(decodeConfig(e.data))}` : dec.decode(e.data);
+    const what = `${e.term}:${body}`;
+    n.digest = chain(n.digest, what);
     const known = this.committed[e.index];
     if (known === undefined) {
       if (e.index !== this.committed.length) this.fail(`committed log has a gap before ${e.index}`);
       this.committed.push(what);
+      this.digests.push(n.digest);
     } else if (known !== what) {
       this.fail(`state machine safety: node ${n.id} applied ${what} at ${e.index}, another replica applied ${known}`);
     }
@@ -306,7 +412,8 @@ export class Simulation {
 
   private checkLeaderCompleteness(n: SimNode): void {
     const log = n.raft!.log;
-    for (let i = 1; i < this.committed.length; i++) {
+    // Entries compacted into its snapshot are covered by the snapshot check (install()).
+    for (let i = log.snapshotIndex() + 1; i < this.committed.length; i++) {
       const term = Number(this.committed[i]!.split(":")[0]);
       if (log.term(i) !== term)
         this.fail(
@@ -320,17 +427,20 @@ export class Simulation {
     if (leaders.length === 0) this.fail(`liveness: no leader ${this.o.settleTicks} ticks after healing`);
     const top = Math.max(...leaders.map((l) => l.raft!.term));
     const leader = leaders.find((l) => l.raft!.term === top)!;
+    // Replicas removed from the group are not expected to catch up.
+    const group = members(leader.raft!.config);
+    const inGroup = this.nodes.filter((n) => group.includes(n.id));
     // Every accepted proposal is resolved: committed, or gone from every
-    // replica's log (the host can then report it dropped; the client retries).
+    // member's log (the host can then report it dropped; the client retries).
     for (const p of this.proposals) {
       if (p.index < this.committed.length) continue;
-      const holders = this.nodes.filter((n) => n.raft!.log.term(p.index) === p.term);
+      const holders = inGroup.filter((n) => n.raft!.log.term(p.index) === p.term);
       if (holders.length > 0)
         this.fail(
           `liveness: proposal ${p.data} at index ${p.index} neither committed nor dropped after healing (held by ${holders.map((n) => n.id)})`,
         );
     }
-    for (const n of this.nodes)
+    for (const n of inGroup)
       if (n.appliedIndex < leader.raft!.log.committed)
         this.fail(
           `liveness: node ${n.id} did not catch up (applied ${n.appliedIndex} < commit ${leader.raft!.log.committed})`,

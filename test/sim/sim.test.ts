@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { SimViolation, Simulation } from "../../src/sim/simulation.js";
 
 describe("Raft simulation", () => {
-  it("passes 300 seeds (3- and 5-node groups) with loss, duplication, reordering, partitions and crashes", () => {
+  it("passes 300 seeds (3- and 5-node groups) with loss, duplication, reordering, partitions, crashes, torn writes, snapshots, membership changes and transfers", () => {
     for (let seed = 1; seed <= 300; seed++) {
       const nodes = seed % 2 === 0 ? 5 : 3;
       try {
@@ -28,6 +28,15 @@ describe("Raft simulation", () => {
     assert.ok(a.crashes > 0 && a.reads > 0 && a.leaders > 1, "the run exercised crashes, reads and elections");
   });
 
+  it("exercises every fault and feature it claims to, across 100 seeds", () => {
+    const total = { tornCrashes: 0, snapshotsSent: 0, confChanges: 0, transfers: 0 };
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = new Simulation({ seed, nodes: seed % 2 === 0 ? 5 : 3, steps: 1500, settleTicks: 600 }).run();
+      for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += r[k];
+    }
+    for (const [k, v] of Object.entries(total)) assert.ok(v > 10, `${k}: ${v}`);
+  });
+
   it("has teeth: it catches a planted bug (votes granted without the log check)", () => {
     let caught: SimViolation | null = null;
     for (let seed = 1; seed <= 200 && caught === null; seed++) {
@@ -40,5 +49,27 @@ describe("Raft simulation", () => {
     }
     assert.ok(caught !== null, "no seed in 1..200 exposed the planted bug");
     assert.match(caught.message, /leader completeness|state machine safety/);
+  });
+
+  it("has teeth: it catches a planted bug (membership changes without the one-at-a-time guards)", () => {
+    let caught: SimViolation | null = null;
+    let seed = 1;
+    for (; seed <= 400 && caught === null; seed++) {
+      try {
+        new Simulation({
+          seed,
+          nodes: 5,
+          steps: 1500,
+          settleTicks: 600,
+          confChangeRate: 0.05,
+          plantedBug: "conf-change-unguarded",
+        }).run();
+      } catch (err) {
+        if (!(err instanceof SimViolation)) throw err;
+        if (err.kind === "safety") caught = err;
+      }
+    }
+    assert.ok(caught !== null, "no seed in 1..400 exposed the planted bug");
+    assert.match(caught.message, /leader completeness|state machine safety|two leaders/);
   });
 });
