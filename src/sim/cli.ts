@@ -6,7 +6,7 @@
 // 5-node groups unless --nodes is given). A failure prints the seed and the
 // exact command that replays it.
 import { parseArgs } from "node:util";
-import { type PlantedBug, SimViolation, Simulation } from "./simulation.js";
+import { type PlantedBug, profileFor, SimViolation, Simulation } from "./simulation.js";
 
 const { values } = parseArgs({
   options: {
@@ -17,8 +17,8 @@ const { values } = parseArgs({
     steps: { type: "string", default: "2000" },
     settle: { type: "string", default: "600" },
     planted: { type: "string" },
-    "fault-rate": { type: "string", default: "1" },
-    "propose-rate": { type: "string", default: "0.3" },
+    "fault-rate": { type: "string" },
+    "propose-rate": { type: "string" },
     "conf-change-rate": { type: "string", default: "0.004" },
   },
 });
@@ -32,6 +32,9 @@ let committed = 0;
 let reads = 0;
 for (const seed of seeds) {
   const nodes = values.nodes !== undefined ? Number(values.nodes) : seed % 2 === 0 ? 5 : 3;
+  const profile = profileFor(seed);
+  const faultRate = values["fault-rate"] !== undefined ? Number(values["fault-rate"]) : profile.faultRate;
+  const proposeRate = values["propose-rate"] !== undefined ? Number(values["propose-rate"]) : profile.proposeRate;
   try {
     const r = new Simulation({
       seed,
@@ -40,8 +43,8 @@ for (const seed of seeds) {
       settleTicks: Number(values.settle),
       plantedBug: values.planted as PlantedBug | undefined,
       confChangeRate: Number(values["conf-change-rate"]),
-      faultRate: Number(values["fault-rate"]),
-      proposeRate: Number(values["propose-rate"]),
+      faultRate,
+      proposeRate,
     }).run();
     committed += r.committed;
     reads += r.reads;
@@ -52,7 +55,7 @@ for (const seed of seeds) {
     if (values.planted !== undefined && err.kind === "liveness") continue;
     console.error(`FAIL ${err.message}`);
     console.error(
-      `replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${values.steps} --settle ${values.settle} --fault-rate ${values["fault-rate"]} --propose-rate ${values["propose-rate"]} --conf-change-rate ${values["conf-change-rate"]}${values.planted !== undefined ? ` --planted ${values.planted}` : ""}`,
+      `replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${values.steps} --settle ${values.settle} --fault-rate ${faultRate} --propose-rate ${proposeRate} --conf-change-rate ${values["conf-change-rate"]}${values.planted !== undefined ? ` --planted ${values.planted}` : ""}`,
     );
     process.exit(1);
   }
