@@ -85,3 +85,23 @@ export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000;
 
 /** Graceful shutdown: how long in-flight requests may take before we exit anyway. */
 export const SHUTDOWN_GRACE_MS = 5_000;
+
+// ---- write-ahead log (src/wal) --------------------------------------------
+
+/**
+ * Largest WAL record (one batch of entries, after encoding). Leaves room for
+ * one command carrying a value at DEFAULT_MAX_VALUE_BYTES. A larger batch is
+ * split into several records; a single entry larger than this is refused
+ * with WAL_RECORD_TOO_LARGE before anything is written. On replay a length
+ * field above it marks the record as bad (never a 4 GiB allocation).
+ */
+export const WAL_MAX_RECORD_BYTES = 32 * 1024 * 1024;
+
+/** A segment file is closed and a new one started once it reaches this size. */
+export const WAL_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+/** Under the "batch" sync policy, appends wait at most this long to share an fsync. */
+export const WAL_BATCH_INTERVAL_MS = 2;
+
+/** Bytes waiting to be written before append() callers wait (backpressure, not growth). */
+export const WAL_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
