@@ -130,6 +130,7 @@ struct Value {
 
 struct Written {
   version @0 :UInt64;
+  created @1 :Bool;         # true when the write created the key (put, insert)
 }
 
 struct Ttl {

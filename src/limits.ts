@@ -105,3 +105,31 @@ export const WAL_BATCH_INTERVAL_MS = 2;
 
 /** Bytes waiting to be written before append() callers wait (backpressure, not growth). */
 export const WAL_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+
+// ---- the Cerializer, the JSON/REST gateway (src/cerializer) ---------------
+
+/**
+ * Default largest HTTP request body (`--max-body-bytes`): a value at
+ * DEFAULT_MAX_VALUE_BYTES sent as base64 inside a JSON envelope is 4/3 its
+ * size. Over it: 413 body-too-large, before the body is read to the end.
+ */
+export const CERIALIZER_DEFAULT_BODY_BYTES = 24 * 1024 * 1024;
+
+/** Operations in one POST /v1/batch. Over it: 413 batch-too-large, nothing applied. */
+export const CERIALIZER_MAX_BATCH_OPS = 1_000;
+
+/** Keys in one page of GET /v1/kv (`limit`). Over it: 400. Default page: 100. */
+export const CERIALIZER_MAX_LIST_LIMIT = 1_000;
+
+/** Pipelined connections the gateway keeps to each node. */
+export const CERIALIZER_CONNECTIONS_PER_NODE = 4;
+
+/**
+ * Requests the gateway may have in flight to one node. Over it: 503
+ * overloaded with Retry-After, so a slow node sheds load at the edge instead
+ * of growing the gateway's memory without bound.
+ */
+export const CERIALIZER_MAX_IN_FLIGHT_PER_NODE = 8_192;
+
+/** How often a node marked down is probed (ping) to bring it back. */
+export const CERIALIZER_PROBE_INTERVAL_MS = 250;

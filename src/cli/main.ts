@@ -3,6 +3,7 @@
  * The `piccolo` command.
  *
  *   piccolo server [flags]          start a node
+ *   piccolo cerializer [flags]      start the JSON/REST gateway in front of nodes
  *   piccolo <op> [args] [--server host:port]   talk to one
  *
  * Exit codes are part of the interface, so scripts can branch on them:
@@ -18,6 +19,7 @@ import { PiccoloClient } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
 import { runNode } from "../node/main.js";
+import { CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
 
 const EXIT = { OK: 0, NOT_FOUND: 1, USAGE: 2, UNREACHABLE: 3, CONDITION: 4, REFUSED: 5 } as const;
 
@@ -226,6 +228,7 @@ function usage(): string {
     "",
     "usage:",
     "  piccolo server [--host H] [--port P] [--resp-port P] [--shards N] [--max-value-bytes B] [--requirepass PW]",
+    "  piccolo cerializer [--nodes host:port,...] [--http-port P] [--host H]   (see piccolo cerializer --help)",
   ];
   for (const [name, c] of Object.entries(commands)) lines.push(`  piccolo ${`${name} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
@@ -267,6 +270,26 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.OK;
     }
     await runNode(resolveConfig(values));
+    return -1; // keep running
+  }
+  if (name === "cerializer") {
+    const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+      help: { type: "boolean", short: "h" },
+    };
+    for (const k of Object.keys(CERIALIZER_FLAGS)) options[k] = { type: "string" };
+    const { values } = parseArgs({ args: rest, options, strict: true });
+    if (values.help) {
+      const lines = [
+        "usage: piccolo cerializer [flags]",
+        "",
+        "Starts the JSON/REST gateway. Flags (environment variable, default):",
+      ];
+      for (const [k, f] of Object.entries(CERIALIZER_FLAGS))
+        lines.push(`  --${k.padEnd(20)} ${f.help} (${f.env}, default ${f.default})`);
+      print(lines.join("\n"));
+      return EXIT.OK;
+    }
+    await runCerializer(values);
     return -1; // keep running
   }
   const command = commands[name];

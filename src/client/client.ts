@@ -305,6 +305,12 @@ export class PiccoloClient {
     );
   }
 
+  /** Insert or overwrite, saying which: resolves with the new version and whether the key was created. */
+  async upsert(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<{ version: number; created: boolean }> {
+    const w = PiccoloClient.check(await this.write("put", key, value, options), Response_Which.WRITTEN).written;
+    return { version: Number(w.version), created: w.created };
+  }
+
   /** Only if absent; else ALREADY_EXISTS. */
   async insert(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
     return Number(

@@ -299,9 +299,13 @@ export function encodeSingle(id: bigint, kind: Request_Which, p: PartResult): Ui
     case Request_Which.PUT:
     case Request_Which.INSERT:
     case Request_Which.UPDATE:
-    case Request_Which.CAS:
-      r._initWritten().version = BigInt(p.version);
+    case Request_Which.CAS: {
+      const w = r._initWritten();
+      w.version = BigInt(p.version);
+      // The shard's flag for a put is 1 when it replaced a key, 0 when it created one.
+      w.created = kind === Request_Which.INSERT || (kind === Request_Which.PUT && p.flag === 0);
       break;
+    }
     case Request_Which.DELETE:
       r.deleted = p.flag === 1;
       break;

@@ -58,6 +58,11 @@ describe("generated protocol code", () => {
         );
       }
       assert.equal(
+        readFileSync(join(out, "schema-info.ts"), "utf8"),
+        readFileSync(join(GEN, "schema-info.ts"), "utf8"),
+        `src/protocol/gen/schema-info.ts is stale: ${REGENERATE}`,
+      );
+      assert.equal(
         readFileSync(join(out, "schema.sha256"), "utf8"),
         readFileSync(join(GEN, "schema.sha256"), "utf8"),
         `src/protocol/gen/schema.sha256 is stale: ${REGENERATE}`,

@@ -1376,13 +1376,23 @@ export class Written extends $.Struct {
   static readonly _capnp = {
     displayName: "Written",
     id: "83ca794b07812f51",
-    size: new $.ObjectSize(8, 0),
+    size: new $.ObjectSize(16, 0),
   };
   get version(): bigint {
     return $.utils.getUint64(0, this);
   }
   set version(value: bigint) {
     $.utils.setUint64(0, value, this);
+  }
+  /**
+* true when the write created the key (put, insert)
+*
+*/
+  get created(): boolean {
+    return $.utils.getBit(64, this);
+  }
+  set created(value: boolean) {
+    $.utils.setBit(64, value, this);
   }
   toString(): string { return "Written_" + super.toString(); }
 }

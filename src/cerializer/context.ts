@@ -1,0 +1,24 @@
+/**
+ * What every route of the gateway needs: where keys go, the limits, the
+ * metrics. Built once in server.ts and handed to each route module.
+ */
+import type { Metrics } from "./metrics.js";
+import type { Router } from "./router.js";
+
+export interface GatewayLimits {
+  /** Longest key, in bytes. */
+  maxKeyBytes: number;
+  /** Largest value the gateway passes on (the node may have a lower limit). */
+  maxValueBytes: number;
+  /** Largest request body. */
+  maxBodyBytes: number;
+  maxBatchOps: number;
+  maxListLimit: number;
+}
+
+export interface Gateway {
+  router: Router;
+  limits: GatewayLimits;
+  metrics: Metrics;
+  startedAt: number;
+}

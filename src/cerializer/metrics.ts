@@ -1,0 +1,122 @@
+/**
+ * The gateway's Prometheus metrics (GET /metrics), with prom-client: a
+ * registry of its own (not the library's global one), so two gateways in one
+ * process never mix their numbers.
+ *
+ *   piccolo_gateway_http_requests_total{method,route,status}
+ *   piccolo_gateway_http_request_duration_seconds{method,route,status}  histogram
+ *   piccolo_gateway_node_up{node}              1 up, 0 down
+ *   piccolo_gateway_node_in_flight{node}       requests waiting on the node
+ *   piccolo_gateway_node_state_changes_total{node,state}
+ *   piccolo_node_keys{node,shard}, piccolo_node_memory_bytes{node,shard},
+ *   piccolo_node_reads_total{node,shard}, piccolo_node_writes_total{node,shard},
+ *   piccolo_node_expired_total{node,shard}    the nodes' own stats, read at scrape time
+ *   plus prom-client's default process metrics (CPU, memory, event loop lag).
+ *
+ * Routes are labelled by their pattern (/v1/kv/:key), never by the URL, so
+ * the number of series stays bounded whatever keys clients use.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { NodeLink } from "./pool.js";
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<"method" | "route" | "status">;
+  readonly duration: Histogram<"method" | "route" | "status">;
+  readonly stateChanges: Counter<"node" | "state">;
+
+  constructor(nodes: readonly NodeLink[], scrapeTimeoutMs: number) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "piccolo_gateway_" });
+    this.requests = new Counter({
+      name: "piccolo_gateway_http_requests_total",
+      help: "HTTP requests answered, by route pattern and status",
+      labelNames: ["method", "route", "status"],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: "piccolo_gateway_http_request_duration_seconds",
+      help: "Time from request to response, by route pattern and status",
+      labelNames: ["method", "route", "status"],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.stateChanges = new Counter({
+      name: "piccolo_gateway_node_state_changes_total",
+      help: "Times a node was marked down or up again",
+      labelNames: ["node", "state"],
+      registers,
+    });
+    new Gauge({
+      name: "piccolo_gateway_node_up",
+      help: "1 when the gateway can reach the node, 0 when it is marked down",
+      labelNames: ["node"],
+      registers,
+      collect() {
+        for (const n of nodes) this.set({ node: n.address }, n.up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "piccolo_gateway_node_in_flight",
+      help: "Requests sent to the node and not yet answered",
+      labelNames: ["node"],
+      registers,
+      collect() {
+        for (const n of nodes) this.set({ node: n.address }, n.inFlight);
+      },
+    });
+    // The nodes' own numbers, fetched once per scrape for all five gauges.
+    let scrape: Promise<{ node: string; shards: Record<string, number>[] }[]> | null = null;
+    const nodeStats = () => {
+      scrape ??= Promise.all(
+        nodes
+          .filter((n) => n.up)
+          .map((n) =>
+            withTimeout(
+              n.run((c) => c.stats()),
+              scrapeTimeoutMs,
+            ).then(
+              (s) => ({ node: n.address, shards: s.shards as unknown as Record<string, number>[] }),
+              () => ({ node: n.address, shards: [] }),
+            ),
+          ),
+      ).finally(() => setTimeout(() => (scrape = null), 0));
+      return scrape;
+    };
+    const fields: [string, string, string][] = [
+      ["piccolo_node_keys", "keys", "Live keys per shard"],
+      ["piccolo_node_memory_bytes", "memoryBytes", "Bytes the shard's map uses"],
+      ["piccolo_node_reads_total", "reads", "Reads the shard has served"],
+      ["piccolo_node_writes_total", "writes", "Writes the shard has applied"],
+      ["piccolo_node_expired_total", "expired", "Keys the shard has expired"],
+    ];
+    for (const [name, field, help] of fields)
+      new Gauge({
+        name,
+        help,
+        labelNames: ["node", "shard"],
+        registers,
+        async collect() {
+          this.reset();
+          for (const n of await nodeStats())
+            for (const s of n.shards) this.set({ node: n.node, shard: String(s.shard) }, s[field] ?? 0);
+        },
+      });
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("timeout")), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * Every error the Cerializer answers, as RFC 9457 problem details
+ * (application/problem+json). Each has a stable `type` URI a client can
+ * branch on; `title` is fixed per type, `detail` says what happened this
+ * time. Where a node error is behind it, `code` carries the store's own
+ * stable name (src/errors.ts), the same one the native client and the RESP
+ * port report.
+ *
+ * The catalogue is the contract: types are never renamed or reused.
+ */
+import { ErrorCode, errorName, PiccoloError } from "../errors.js";
+import { JsonSchemaError } from "../protocol/json.js";
+
+export const PROBLEM_BASE = "urn:piccolo:problem:";
+
+export const PROBLEMS = {
+  "not-found": { status: 404, title: "No such key" },
+  "precondition-failed": { status: 412, title: "A condition in If-Match or If-None-Match does not hold" },
+  "invalid-key": { status: 400, title: "The key is empty, too long, or badly encoded" },
+  "bad-percent-encoding": { status: 400, title: "The URL is not valid percent-encoding" },
+  "invalid-json": { status: 400, title: "The body is not valid JSON" },
+  "invalid-request": { status: 400, title: "The request does not match the API's schema" },
+  "invalid-rpc-field": { status: 400, title: "A field of the RPC request does not fit the Cap'n Proto schema" },
+  "invalid-argument": { status: 400, title: "An argument is out of range" },
+  "invalid-base64": { status: 400, title: "A value marked base64 is not valid base64" },
+  "invalid-condition": { status: 400, title: "A conditional header is malformed or unsupported" },
+  "invalid-cursor": { status: 400, title: "The listing cursor is not one this gateway issued" },
+  "value-too-large": { status: 413, title: "The value exceeds the store's limit" },
+  "body-too-large": { status: 413, title: "The request body exceeds the gateway's limit" },
+  "batch-too-large": { status: 413, title: "The batch has more operations than allowed" },
+  "unsupported-media-type": { status: 415, title: "This route takes application/json" },
+  "route-not-found": { status: 404, title: "No such route" },
+  "method-not-allowed": { status: 405, title: "The route does not take this method" },
+  "node-unavailable": { status: 503, title: "The node that owns the key is unreachable" },
+  overloaded: { status: 503, title: "Too many requests are in flight to the node" },
+  "node-timeout": { status: 504, title: "The node did not answer in time; a write may or may not have been applied" },
+  "node-error": { status: 502, title: "The node refused the request" },
+  internal: { status: 500, title: "Internal error in the gateway" },
+} as const;
+
+export type ProblemType = keyof typeof PROBLEMS;
+
+/** A problem to answer with; thrown by handlers, rendered by the error handler. */
+export class Problem extends Error {
+  override name = "Problem";
+  constructor(
+    readonly type: ProblemType,
+    readonly detail: string,
+    readonly extra: Record<string, unknown> = {},
+    /** Extra response headers (Retry-After, ETag). */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+  }
+  get status(): number {
+    return PROBLEMS[this.type].status;
+  }
+  body(instance?: string): Record<string, unknown> {
+    return {
+      type: PROBLEM_BASE + this.type,
+      title: PROBLEMS[this.type].title,
+      status: this.status,
+      detail: this.detail,
+      ...(instance === undefined ? {} : { instance }),
+      ...this.extra,
+    };
+  }
+}
+
+/** Seconds a client should wait before retrying after a 503. */
+export const RETRY_AFTER_SECONDS = 1;
+
+/**
+ * A store error as a problem. Condition failures (NOT_FOUND on a
+ * conditional write, ALREADY_EXISTS, VERSION_MISMATCH) are the caller's to
+ * map, since whether they mean 404 or 412 depends on the route.
+ */
+export function problemFromError(err: unknown): Problem {
+  if (err instanceof Problem) return err;
+  if (err instanceof JsonSchemaError) return new Problem("invalid-rpc-field", err.message, { field: err.path });
+  if (err instanceof PiccoloError) {
+    const code = { code: errorName(err.code) };
+    switch (err.code) {
+      case ErrorCode.NOT_FOUND:
+        return new Problem("not-found", err.message, code);
+      case ErrorCode.ALREADY_EXISTS:
+      case ErrorCode.VERSION_MISMATCH:
+        return new Problem("precondition-failed", err.message, code);
+      case ErrorCode.KEY_TOO_LARGE:
+        return new Problem("invalid-key", err.message, code);
+      case ErrorCode.VALUE_TOO_LARGE:
+        return new Problem("value-too-large", err.message, code);
+      case ErrorCode.INVALID_ARGUMENT:
+      case ErrorCode.TOO_MANY_KEYS:
+      case ErrorCode.UNKNOWN_OPERATION:
+        return new Problem("invalid-argument", err.message, code);
+      case ErrorCode.CONNECTION_CLOSED:
+      case ErrorCode.SHUTTING_DOWN:
+        return new Problem("node-unavailable", err.message, code, { "retry-after": String(RETRY_AFTER_SECONDS) });
+      case ErrorCode.TIMEOUT:
+        return new Problem("node-timeout", err.message, code);
+      default:
+        return new Problem("node-error", err.message, code);
+    }
+  }
+  return new Problem("internal", "internal error in the gateway; see its log");
+}

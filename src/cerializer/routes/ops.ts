@@ -1,0 +1,72 @@
+/**
+ * Operating the gateway: /healthz (the process is alive), /readyz (every
+ * node is reachable: take traffic), /v1/stats (the gateway's and each node's
+ * numbers as JSON) and /metrics (Prometheus text format).
+ */
+import type { FastifyInstance } from "fastify";
+import type { Gateway } from "../context.js";
+import { Problem, problemFromError } from "../problems.js";
+
+export function opsRoutes(app: FastifyInstance, g: Gateway): void {
+  const nodeStates = () =>
+    g.router.nodes.map((n) => ({ node: n.address, up: n.up, inFlight: n.inFlight, error: n.lastError || undefined }));
+
+  app.get(
+    "/healthz",
+    {
+      schema: {
+        summary: "Liveness: the gateway process answers",
+        response: { 200: { type: "object", properties: { ok: { type: "boolean" } } } },
+      },
+    },
+    async () => ({ ok: true }),
+  );
+
+  app.get(
+    "/readyz",
+    {
+      schema: {
+        summary: "Readiness: every node is reachable",
+        description: "200 when the gateway can reach every node, else 503 with each node's state.",
+        response: { 200: { type: "object", additionalProperties: true }, 503: { $ref: "problem#" } },
+      },
+    },
+    async () => {
+      const nodes = nodeStates();
+      if (nodes.every((n) => n.up)) return { ready: true, nodes };
+      throw new Problem("node-unavailable", "not every node is reachable", { nodes }, { "retry-after": "1" });
+    },
+  );
+
+  app.get(
+    "/v1/stats",
+    {
+      schema: {
+        summary: "Gateway and node statistics",
+        response: { 200: { type: "object", additionalProperties: true } },
+      },
+    },
+    async () => {
+      const nodes = await Promise.all(
+        g.router.nodes.map(async (n) => {
+          const base = { node: n.address, up: n.up, inFlight: n.inFlight };
+          try {
+            return { ...base, stats: await n.run((c) => c.stats()) };
+          } catch (err) {
+            return { ...base, stats: null, error: problemFromError(err).detail };
+          }
+        }),
+      );
+      return { gateway: { uptimeMs: Date.now() - g.startedAt, pid: process.pid }, nodes };
+    },
+  );
+
+  app.get(
+    "/metrics",
+    { schema: { summary: "Prometheus metrics (text format)", response: { 200: { type: "string" } } } },
+    async (_req, reply) => {
+      reply.type(g.metrics.registry.contentType);
+      return g.metrics.registry.metrics();
+    },
+  );
+}

@@ -1,0 +1,95 @@
+/**
+ * POST /v1/rpc: the generic path. The body is a JSON object mirroring the
+ * schema's Request struct ({"get": {"key": "a"}}); src/protocol/json.ts
+ * turns it into the Cap'n Proto message by walking the compiled schema, the
+ * node answers, and the Response comes back as JSON the same way
+ * ({"id": 0, "value": {"found": true, ...}}). A store error is part of the
+ * Response ({"error": {...}}), so the HTTP status is 200 whenever the node
+ * answered; 4xx/5xx mean the request never reached it.
+ *
+ * Two fields are the gateway's, not the caller's: `id` (the gateway numbers
+ * requests on its shared connections; a caller's id is echoed back) and
+ * `auth` (the gateway authenticates its own connections with --password).
+ */
+import * as capnp from "capnp-es";
+import type { FastifyInstance } from "fastify";
+import { Request, type Response } from "../../protocol/gen/piccolo.js";
+import { fillStruct, JsonSchemaError, structInfo, structToJson } from "../../protocol/json.js";
+import type { Gateway } from "../context.js";
+import { Problem } from "../problems.js";
+import { checkKey } from "../url.js";
+
+const requestInfo = structInfo("Request");
+const responseInfo = structInfo("Response");
+const memberNames = requestInfo.fields.filter((f) => f.discriminant !== null).map((f) => f.name);
+
+type Dyn = Record<string, unknown>;
+
+/**
+ * Checks the request against the schema (by building it once) and returns
+ * the keys it names, read back through the schema's own encoding of them:
+ * the `key` of the operation, or of each element of its `keys`/`entries`.
+ */
+function keysOf(json: Record<string, unknown>): Uint8Array[] {
+  const req = new capnp.Message().initRoot(Request);
+  fillStruct(requestInfo, req as unknown as Dyn, json, "", ["id"]);
+  const view = structToJson(requestInfo, req as unknown as Dyn);
+  const member = memberNames.find((m) => m in view)!;
+  const body = view[member] as Dyn | null;
+  if (body === null || typeof body !== "object") return [];
+  const list = (body.keys ?? body.entries) as Dyn[] | undefined;
+  const keys = (body.key !== undefined ? [body.key] : (list ?? []).map((e) => e.key)) as (
+    | { text: string }
+    | { base64: string }
+  )[];
+  return keys.map((k) => ("text" in k ? Buffer.from(k.text, "utf8") : Buffer.from(k.base64, "base64")));
+}
+
+export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
+  app.post(
+    "/v1/rpc",
+    {
+      schema: {
+        summary: "Send any Request of the Cap'n Proto schema as JSON",
+        description:
+          "The body mirrors schema/piccolo.capnp's Request: exactly one operation member, e.g. " +
+          '{"get": {"key": "a"}} or {"put": {"key": "a", "value": {"base64": "AAE="}, "ttlMs": 1000}}. ' +
+          'Data is a string (UTF-8), {"text": ...} or {"base64": ...}; 64-bit integers are numbers or decimal ' +
+          `strings. The answer is the Response as JSON. Operations: ${memberNames.join(", ")}. ` +
+          "A field that does not fit the schema gets 400 naming it.",
+        body: { type: "object", additionalProperties: true, properties: { id: { type: ["integer", "string"] } } },
+        response: { 200: { type: "object", additionalProperties: true }, 400: { $ref: "problem#" } },
+      },
+    },
+    async (req) => {
+      const json = req.body as Record<string, unknown>;
+      if ("auth" in json)
+        throw new Problem("invalid-rpc-field", "auth: the gateway authenticates its own connections (--password)", {
+          field: "auth",
+        });
+      const id = json.id;
+      if (
+        id !== undefined &&
+        !(typeof id === "number" && Number.isSafeInteger(id) && id >= 0) &&
+        typeof id !== "string"
+      )
+        throw new JsonSchemaError("id", "expected a non-negative integer");
+      // Validates the whole request against the schema (throws naming the field).
+      const keys = keysOf(json);
+      for (const k of keys) checkKey(k, g.limits.maxKeyBytes);
+      // Keyless operations (ping, stats, scan) go to the first node.
+      const node = keys.length === 0 ? g.router.nodes[0]! : g.router.nodeFor(keys[0]!);
+      if (keys.some((k) => g.router.nodeFor(k) !== node))
+        throw new Problem(
+          "invalid-argument",
+          "the keys of this request live on different nodes; send them as a POST /v1/batch instead",
+        );
+      const res: Response = await node.run((c) =>
+        c.raw((r) => fillStruct(requestInfo, r as unknown as Dyn, json, "", ["id"])),
+      );
+      const out = structToJson(responseInfo, res as unknown as Dyn);
+      out.id = id ?? 0;
+      return out;
+    },
+  );
+}

@@ -1,0 +1,239 @@
+/**
+ * The Cerializer: a JSON/REST gateway in front of Piccolo nodes.
+ *
+ * The data flow of one request:
+ *   HTTP (Fastify: parse, validate against the route's JSON schema)
+ *     -> route handler (routes/*.ts: HTTP vocabulary -> store operation)
+ *     -> router.ts (which node owns the key)
+ *     -> pool.ts (one of that node's pipelined connections; 503 if down)
+ *     -> PiccoloClient (Cap'n Proto over TCP) -> node -> back the same way.
+ * Every failure on the way becomes an RFC 9457 problem (problems.ts).
+ *
+ * Fastify was chosen for its schema-first routes: one JSON schema per route
+ * validates input (with Ajv), drives fast serialisation of output, and is
+ * what @fastify/swagger turns into the OpenAPI document at /openapi.json
+ * (docs/decisions/0070-fastify-for-the-cerializer.md).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
+import { pino } from "pino";
+import {
+  CERIALIZER_CONNECTIONS_PER_NODE,
+  CERIALIZER_DEFAULT_BODY_BYTES,
+  CERIALIZER_MAX_BATCH_OPS,
+  CERIALIZER_MAX_IN_FLIGHT_PER_NODE,
+  CERIALIZER_MAX_LIST_LIMIT,
+  DEFAULT_CLIENT_TIMEOUT_MS,
+  DEFAULT_MAX_VALUE_BYTES,
+  MAX_KEY_BYTES,
+} from "../limits.js";
+import type { Gateway, GatewayLimits } from "./context.js";
+import { Metrics } from "./metrics.js";
+import { NodeLink } from "./pool.js";
+import { PROBLEM_BASE, Problem, problemFromError } from "./problems.js";
+import { Router } from "./router.js";
+import { batchRoutes } from "./routes/batch.js";
+import { kvRoutes } from "./routes/kv.js";
+import { opsRoutes } from "./routes/ops.js";
+import { rpcRoutes } from "./routes/rpc.js";
+import { KV_PREFIX } from "./url.js";
+
+export interface CerializerOptions {
+  /** host:port of each node. */
+  nodes: { host: string; port: number }[];
+  host: string;
+  /** 0: any free port. */
+  httpPort: number;
+  limits?: Partial<GatewayLimits>;
+  connectionsPerNode?: number;
+  maxInFlightPerNode?: number;
+  /** Per-request deadline toward the node; over it: 504. */
+  timeoutMs?: number;
+  /** AUTH password for nodes run with --requirepass. */
+  password?: string;
+  logLevel?: string;
+}
+
+export interface Cerializer {
+  app: FastifyInstance;
+  /** The HTTP port once listening. */
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Routes that take JSON bodies only (the others take any bytes as a value). */
+const JSON_ONLY = new Set(["/v1/batch", "/v1/rpc"]);
+
+export async function startCerializer(o: CerializerOptions): Promise<Cerializer> {
+  const logger = pino(
+    { level: o.logLevel ?? "warn", base: { pid: process.pid, role: "cerializer" } },
+    pino.destination(2),
+  );
+  const limits: GatewayLimits = {
+    maxKeyBytes: Math.min(o.limits?.maxKeyBytes ?? MAX_KEY_BYTES, MAX_KEY_BYTES),
+    maxValueBytes: o.limits?.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES,
+    maxBodyBytes: o.limits?.maxBodyBytes ?? CERIALIZER_DEFAULT_BODY_BYTES,
+    maxBatchOps: o.limits?.maxBatchOps ?? CERIALIZER_MAX_BATCH_OPS,
+    maxListLimit: o.limits?.maxListLimit ?? CERIALIZER_MAX_LIST_LIMIT,
+  };
+  const links = o.nodes.map(
+    (n) =>
+      new NodeLink({
+        host: n.host,
+        port: n.port,
+        connections: o.connectionsPerNode ?? CERIALIZER_CONNECTIONS_PER_NODE,
+        maxInFlight: o.maxInFlightPerNode ?? CERIALIZER_MAX_IN_FLIGHT_PER_NODE,
+        timeoutMs: o.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS,
+        ...(o.password === undefined ? {} : { password: o.password }),
+        onState: (link, up, reason) => {
+          metrics.stateChanges.inc({ node: link.address, state: up ? "up" : "down" });
+          if (up) logger.warn({ node: link.address }, "node reachable again");
+          else logger.warn({ node: link.address, reason }, "node unreachable; answering 503 and probing");
+        },
+      }),
+  );
+  const metrics = new Metrics(links, 1000);
+  const g: Gateway = { router: new Router(links), limits, metrics, startedAt: Date.now() };
+
+  // A key in a URL may be up to maxKeyBytes bytes, each percent-encoded as
+  // three characters: the request line must fit that.
+  const maxHeaderSize = 3 * limits.maxKeyBytes + 32 * 1024;
+  // (Cast: a pino logger instance widens Fastify's logger type parameter.)
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: limits.maxBodyBytes,
+    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server =>
+      createServer({ maxHeaderSize }, handler),
+    // Keys are bytes: take /v1/kv/<key> out of the raw URL before the router
+    // decodes it as UTF-8 (see url.ts); the route reads request.originalUrl.
+    rewriteUrl: (req) => {
+      const url = req.url ?? "/";
+      if (!url.startsWith(KV_PREFIX)) return url;
+      const q = url.indexOf("?");
+      return `${KV_PREFIX}_${q < 0 ? "" : url.slice(q)}`;
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, allowUnionTypes: true } },
+    frameworkErrors: (err, req, reply) => {
+      const p =
+        err.code === "FST_ERR_BAD_URL"
+          ? new Problem("bad-percent-encoding", `the URL ${JSON.stringify(req.url)} is not valid percent-encoding`)
+          : new Problem("invalid-request", err.message);
+      void (reply as unknown as FastifyReply).code(p.status).type("application/problem+json").send(p.body());
+    },
+  }) as unknown as FastifyInstance;
+
+  app.addSchema({
+    $id: "problem",
+    type: "object",
+    description: `An RFC 9457 problem; \`type\` is one of ${PROBLEM_BASE}<name> (docs/cerializer.md lists them)`,
+    additionalProperties: true,
+    properties: {
+      type: { type: "string" },
+      title: { type: "string" },
+      status: { type: "integer" },
+      detail: { type: "string" },
+      code: { type: "string" },
+    },
+  });
+
+  await app.register(swagger, {
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "Piccolo Cerializer",
+        description: "JSON/REST gateway to Piccolo, a distributed key:value store.",
+        version: "1",
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: "/docs" });
+
+  // Values are bytes: every content type but JSON reaches the handler as a Buffer, untouched.
+  app.removeContentTypeParser(["text/plain"]);
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+
+  app.addHook("preValidation", async (req) => {
+    if (JSON_ONLY.has(req.routeOptions.url ?? "") && Buffer.isBuffer(req.body))
+      throw new Problem(
+        "unsupported-media-type",
+        `${req.routeOptions.url} takes application/json, got ${req.headers["content-type"] ?? "no content type"}`,
+      );
+  });
+
+  app.addHook("onResponse", async (req, reply) => {
+    const labels = { method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) };
+    metrics.requests.inc(labels);
+    metrics.duration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: FastifyError | Error, req, reply) => {
+    const p = toProblem(err);
+    if (p.status >= 500 && p.type === "internal") req.log.error({ err }, "internal error");
+    for (const [k, v] of Object.entries(p.headers)) reply.header(k, v);
+    return reply
+      .code(p.status)
+      .type("application/problem+json")
+      .send(p.body(req.originalUrl.split("?")[0]));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split("?")[0]!;
+    const allow = ["GET", "PUT", "POST", "DELETE"].filter((m) => app.hasRoute({ method: m as "GET", url: path }));
+    const p =
+      allow.length > 0
+        ? new Problem(
+            "method-not-allowed",
+            `${req.method} is not allowed on ${path}; use ${allow.join(", ")}`,
+            {},
+            {
+              allow: allow.join(", "),
+            },
+          )
+        : new Problem("route-not-found", `no route ${req.method} ${path}; see /docs`);
+    for (const [k, v] of Object.entries(p.headers)) reply.header(k, v);
+    return reply.code(p.status).type("application/problem+json").send(p.body());
+  });
+
+  kvRoutes(app, g);
+  batchRoutes(app, g);
+  rpcRoutes(app, g);
+  opsRoutes(app, g);
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  await Promise.all(links.map((l) => l.start()));
+  await app.listen({ host: o.host, port: o.httpPort });
+  const port = (app.server.address() as { port: number }).port;
+  return {
+    app,
+    port,
+    async stop() {
+      await app.close();
+      await Promise.all(links.map((l) => l.close()));
+    },
+  };
+}
+
+function toProblem(err: FastifyError | Error): Problem {
+  if (err instanceof Problem) return err;
+  const f = err as FastifyError;
+  if (f.validation !== undefined)
+    return new Problem("invalid-request", err.message, {
+      errors: f.validation.map((v) => ({ path: v.instancePath, message: v.message })),
+    });
+  switch (f.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new Problem("body-too-large", "the request body exceeds the gateway's --max-body-bytes");
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new Problem("invalid-json", err.message);
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new Problem("unsupported-media-type", err.message);
+  }
+  if (err instanceof SyntaxError) return new Problem("invalid-json", err.message);
+  if (typeof f.statusCode === "number" && f.statusCode >= 400 && f.statusCode < 500)
+    return new Problem("invalid-request", err.message);
+  return problemFromError(err);
+}
