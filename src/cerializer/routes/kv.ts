@@ -158,8 +158,11 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         body: {
           description: "the value, or the JSON envelope",
           content: {
-            "application/octet-stream": { schema: { type: "string", format: "binary" } },
-            "text/plain": { schema: { type: "string" } },
+            // No JSON-schema type for raw bodies: they reach the handler as
+            // bytes (a Buffer), which a "string" schema would refuse.
+            "application/octet-stream": { schema: { description: "the value's bytes" } },
+            "text/plain": { schema: { description: "the value's bytes (not re-encoded)" } },
+            "*/*": { schema: { description: "any other content type: the value's bytes" } },
             "application/json": {
               schema: {
                 type: "object",

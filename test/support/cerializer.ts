@@ -1,0 +1,72 @@
+// Starting a real Cerializer for tests: a child process running the built
+// CLI (`piccolo cerializer`) on a free loopback port, in front of real nodes.
+import { type ChildProcess, spawn } from "node:child_process";
+import { CLI } from "./node.js";
+
+export interface RunningGateway {
+  port: number;
+  /** http://127.0.0.1:<port> */
+  url: string;
+  process: ChildProcess;
+  stderr(): string;
+  /** fetch() against the gateway: path like "/v1/kv/a". */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  stop(): Promise<number | null>;
+}
+
+export async function startGateway(nodePorts: number[], args: string[] = []): Promise<RunningGateway> {
+  const nodes = nodePorts.map((p) => `127.0.0.1:${p}`).join(",");
+  const child = spawn(
+    process.execPath,
+    [CLI, "cerializer", "--host", "127.0.0.1", "--http-port", "0", "--nodes", nodes, ...args],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`gateway did not start in 15s; stderr:\n${err}`)), 15_000);
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /cerializer listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${code} before listening; stderr:\n${err}`));
+    });
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    port,
+    url,
+    process: child,
+    stderr: () => err,
+    fetch: (path, init) => fetch(url + path, init),
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** The problem+json body of a response, checked to be one. */
+export async function problem(
+  res: Response,
+): Promise<{ type: string; status: number; detail: string } & Record<string, unknown>> {
+  const ct = res.headers.get("content-type") ?? "";
+  if (!ct.startsWith("application/problem+json"))
+    throw new Error(`expected application/problem+json, got ${ct}: ${await res.text()}`);
+  return (await res.json()) as { type: string; status: number; detail: string };
+}
+
+export const P = (name: string) => `urn:piccolo:problem:${name}`;
