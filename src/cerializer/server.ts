@@ -180,8 +180,10 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   });
 
   app.setNotFoundHandler((req, reply) => {
-    const path = req.url.split("?")[0]!;
-    const allow = ["GET", "PUT", "POST", "DELETE"].filter((m) => app.hasRoute({ method: m as "GET", url: path }));
+    const path = req.originalUrl.split("?")[0]!;
+    // Every /v1/kv/<key> URL reaches the router as /v1/kv/_ (see rewriteUrl).
+    const pattern = req.url.startsWith(KV_PREFIX) ? "/v1/kv/:key" : path;
+    const allow = ["GET", "PUT", "POST", "DELETE"].filter((m) => app.hasRoute({ method: m as "GET", url: pattern }));
     const p =
       allow.length > 0
         ? new Problem(

@@ -354,4 +354,3 @@ function parseCursor(raw: string | undefined, nodes: number): [number, number] {
     throw new Problem("invalid-cursor", `"${raw}" is not a cursor from this gateway's listings`);
   return [Number(m[1]), Number(m[2])];
 }
-
