@@ -69,7 +69,19 @@ describe("piccolo CLI", () => {
   });
 
   it("--help on every command", () => {
-    for (const cmd of ["server", "get", "put", "insert", "update", "cas", "del", "ttl", "stats", "keys"]) {
+    for (const cmd of [
+      "server",
+      "cerializer",
+      "get",
+      "put",
+      "insert",
+      "update",
+      "cas",
+      "del",
+      "ttl",
+      "stats",
+      "keys",
+    ]) {
       const r = spawnSync(process.execPath, [CLI, cmd, "--help"], { encoding: "utf8" });
       assert.equal(r.status, 0, `${cmd} --help`);
       assert.match(r.stdout, /usage: piccolo/, cmd);
@@ -77,5 +89,20 @@ describe("piccolo CLI", () => {
     const top = spawnSync(process.execPath, [CLI, "--help"], { encoding: "utf8" });
     assert.equal(top.status, 0);
     assert.match(top.stdout, /exit codes/);
+    assert.match(top.stdout, /piccolo cerializer/);
+  });
+
+  it("cerializer: bad flags are usage errors (exit 2) with a clear message", () => {
+    for (const [args, msg] of [
+      [["--nodes", "nonsense"], /--nodes: "nonsense" is not host:port/],
+      [["--nodes", ""], /at least one node/],
+      [["--http-port", "99999"], /--http-port must be an integer/],
+      [["--max-batch-ops", "0"], /--max-batch-ops must be an integer/],
+      [["--bogus"], /Unknown option/],
+    ] as [string[], RegExp][]) {
+      const r = spawnSync(process.execPath, [CLI, "cerializer", ...args], { encoding: "utf8", timeout: 10_000 });
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, msg);
+    }
   });
 });
