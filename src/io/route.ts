@@ -11,17 +11,15 @@
  * table uses a different function, so the low bits it indexes by are not
  * correlated with the shard choice.
  */
-import xxhash from "xxhash-wasm";
-
-let h32: ((input: Uint8Array, seed?: number) => number) | null = null;
+import { hash32, initHash } from "../hash.js";
 
 /** Must be awaited once before shardOf(); the hash is WebAssembly, compiled async. */
 export async function initRouting(): Promise<void> {
-  if (h32 === null) h32 = (await xxhash()).h32Raw;
+  await initHash();
 }
 
 export function keyHash(key: Uint8Array): number {
-  return h32!(key, 0) >>> 0;
+  return hash32(key, 0);
 }
 
 export function shardOf(key: Uint8Array, shards: number): number {
