@@ -156,3 +156,60 @@ struct ScanResult {
   cursor @0 :UInt64;        # 0 when the scan is complete
   keys @1 :List(Key);
 }
+
+# ---- Node-to-node traffic (issue #7) ----------------------------------------
+#
+# Peers exchange PeerFrames over one connection per node pair, framed like the
+# client protocol. Raft messages of many groups (partitions) travel together
+# in one RaftBatch per flush, so a node with 64 partitions sends one frame per
+# peer per tick, not 64. The fields mirror src/raft/messages.ts one to one;
+# src/cluster/peer-codec.ts converts.
+
+struct PeerFrame {
+  union {
+    hello @0 :PeerHello;    # first frame on a connection, both directions
+    raft @1 :RaftBatch;
+  }
+}
+
+struct PeerHello {
+  clusterId @0 :UInt64;     # hash of the member list and partition count: peers
+                            # configured differently refuse each other
+  member @1 :UInt32;        # the sender's member id (1-based position in the list)
+}
+
+struct RaftBatch {
+  messages @0 :List(RaftMessage);
+}
+
+struct RaftMessage {
+  group @0 :UInt32;         # the partition (Raft group) the message belongs to
+  type @1 :UInt8;           # MessageType in src/raft/messages.ts
+  from @2 :UInt32;
+  to @3 :UInt32;
+  term @4 :UInt64;
+  logTerm @5 :UInt64;
+  index @6 :UInt64;
+  entries @7 :List(RaftEntry);
+  commit @8 :UInt64;
+  reject @9 :Bool;
+  rejectHint @10 :UInt64;
+  context @11 :UInt64;
+  snapshot @12 :RaftSnapshot;   # set only for type Snap
+  transfer @13 :Bool;
+}
+
+struct RaftEntry {
+  index @0 :UInt64;
+  term @1 :UInt64;
+  type @2 :UInt8;           # EntryType in src/raft/types.ts
+  data @3 :Data;
+}
+
+struct RaftSnapshot {
+  index @0 :UInt64;
+  term @1 :UInt64;
+  voters @2 :List(UInt32);
+  learners @3 :List(UInt32);
+  data @4 :Data;
+}

@@ -133,3 +133,17 @@ export const CERIALIZER_MAX_IN_FLIGHT_PER_NODE = 8_192;
 
 /** How often a node marked down is probed (ping) to bring it back. */
 export const CERIALIZER_PROBE_INTERVAL_MS = 250;
+
+// ---- node-to-node traffic (src/cluster) ------------------------------------
+
+/**
+ * Largest peer frame (one RaftBatch). Appends are capped at 1 MiB of entries
+ * each by the Raft core, so batches stay far below this; a snapshot of a
+ * large partition is the exception, and is refused with the sender told to
+ * chunk it (InstallSnapshot in chunks is issue #7's to do). Over it on
+ * receipt: the connection is closed and re-established.
+ */
+export const PEER_MAX_FRAME_BYTES = 256 * 1024 * 1024;
+
+/** Raft messages in one peer frame. Over it: the sender splits the batch. */
+export const PEER_MAX_MESSAGES_PER_FRAME = 4_096;

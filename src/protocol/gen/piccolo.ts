@@ -1534,8 +1534,393 @@ export class ScanResult extends $.Struct {
   }
   toString(): string { return "ScanResult_" + super.toString(); }
 }
+export const PeerFrame_Which = {
+  /**
+* first frame on a connection, both directions
+*
+*/
+  HELLO: 0,
+  RAFT: 1
+} as const;
+export type PeerFrame_Which = (typeof PeerFrame_Which)[keyof typeof PeerFrame_Which];
+export class PeerFrame extends $.Struct {
+  static readonly HELLO = PeerFrame_Which.HELLO;
+  static readonly RAFT = PeerFrame_Which.RAFT;
+  static readonly _capnp = {
+    displayName: "PeerFrame",
+    id: "fd5641711157afea",
+    size: new $.ObjectSize(8, 1),
+  };
+  _adoptHello(value: $.Orphan<PeerHello>): void {
+    $.utils.setUint16(0, 0, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownHello(): $.Orphan<PeerHello> {
+    return $.utils.disown(this.hello);
+  }
+  /**
+* first frame on a connection, both directions
+*
+*/
+  get hello(): PeerHello {
+    $.utils.testWhich("hello", $.utils.getUint16(0, this), 0, this);
+    return $.utils.getStruct(0, PeerHello, this);
+  }
+  _hasHello(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initHello(): PeerHello {
+    $.utils.setUint16(0, 0, this);
+    return $.utils.initStructAt(0, PeerHello, this);
+  }
+  get _isHello(): boolean {
+    return $.utils.getUint16(0, this) === 0;
+  }
+  set hello(value: PeerHello) {
+    $.utils.setUint16(0, 0, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptRaft(value: $.Orphan<RaftBatch>): void {
+    $.utils.setUint16(0, 1, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownRaft(): $.Orphan<RaftBatch> {
+    return $.utils.disown(this.raft);
+  }
+  get raft(): RaftBatch {
+    $.utils.testWhich("raft", $.utils.getUint16(0, this), 1, this);
+    return $.utils.getStruct(0, RaftBatch, this);
+  }
+  _hasRaft(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initRaft(): RaftBatch {
+    $.utils.setUint16(0, 1, this);
+    return $.utils.initStructAt(0, RaftBatch, this);
+  }
+  get _isRaft(): boolean {
+    return $.utils.getUint16(0, this) === 1;
+  }
+  set raft(value: RaftBatch) {
+    $.utils.setUint16(0, 1, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "PeerFrame_" + super.toString(); }
+  which(): PeerFrame_Which {
+    return $.utils.getUint16(0, this) as PeerFrame_Which;
+  }
+}
+export class PeerHello extends $.Struct {
+  static readonly _capnp = {
+    displayName: "PeerHello",
+    id: "e3a692cdf740f619",
+    size: new $.ObjectSize(16, 0),
+  };
+  /**
+* hash of the member list and partition count: peers
+* configured differently refuse each other
+*
+*/
+  get clusterId(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set clusterId(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  /**
+* the sender's member id (1-based position in the list)
+*
+*/
+  get member(): number {
+    return $.utils.getUint32(8, this);
+  }
+  set member(value: number) {
+    $.utils.setUint32(8, value, this);
+  }
+  toString(): string { return "PeerHello_" + super.toString(); }
+}
+export class RaftBatch extends $.Struct {
+  static readonly _capnp = {
+    displayName: "RaftBatch",
+    id: "d5da6e500189095e",
+    size: new $.ObjectSize(0, 1),
+  };
+  static _Messages: $.ListCtor<RaftMessage>;
+  _adoptMessages(value: $.Orphan<$.List<RaftMessage>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownMessages(): $.Orphan<$.List<RaftMessage>> {
+    return $.utils.disown(this.messages);
+  }
+  get messages(): $.List<RaftMessage> {
+    return $.utils.getList(0, RaftBatch._Messages, this);
+  }
+  _hasMessages(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initMessages(length: number): $.List<RaftMessage> {
+    return $.utils.initList(0, RaftBatch._Messages, length, this);
+  }
+  set messages(value: $.List<RaftMessage>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "RaftBatch_" + super.toString(); }
+}
+export class RaftMessage extends $.Struct {
+  static readonly _capnp = {
+    displayName: "RaftMessage",
+    id: "bdf36bc92bfac36a",
+    size: new $.ObjectSize(64, 2),
+  };
+  static _Entries: $.ListCtor<RaftEntry>;
+  /**
+* the partition (Raft group) the message belongs to
+*
+*/
+  get group(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set group(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  /**
+* MessageType in src/raft/messages.ts
+*
+*/
+  get type(): number {
+    return $.utils.getUint8(4, this);
+  }
+  set type(value: number) {
+    $.utils.setUint8(4, value, this);
+  }
+  get from(): number {
+    return $.utils.getUint32(8, this);
+  }
+  set from(value: number) {
+    $.utils.setUint32(8, value, this);
+  }
+  get to(): number {
+    return $.utils.getUint32(12, this);
+  }
+  set to(value: number) {
+    $.utils.setUint32(12, value, this);
+  }
+  get term(): bigint {
+    return $.utils.getUint64(16, this);
+  }
+  set term(value: bigint) {
+    $.utils.setUint64(16, value, this);
+  }
+  get logTerm(): bigint {
+    return $.utils.getUint64(24, this);
+  }
+  set logTerm(value: bigint) {
+    $.utils.setUint64(24, value, this);
+  }
+  get index(): bigint {
+    return $.utils.getUint64(32, this);
+  }
+  set index(value: bigint) {
+    $.utils.setUint64(32, value, this);
+  }
+  _adoptEntries(value: $.Orphan<$.List<RaftEntry>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownEntries(): $.Orphan<$.List<RaftEntry>> {
+    return $.utils.disown(this.entries);
+  }
+  get entries(): $.List<RaftEntry> {
+    return $.utils.getList(0, RaftMessage._Entries, this);
+  }
+  _hasEntries(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initEntries(length: number): $.List<RaftEntry> {
+    return $.utils.initList(0, RaftMessage._Entries, length, this);
+  }
+  set entries(value: $.List<RaftEntry>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  get commit(): bigint {
+    return $.utils.getUint64(40, this);
+  }
+  set commit(value: bigint) {
+    $.utils.setUint64(40, value, this);
+  }
+  get reject(): boolean {
+    return $.utils.getBit(40, this);
+  }
+  set reject(value: boolean) {
+    $.utils.setBit(40, value, this);
+  }
+  get rejectHint(): bigint {
+    return $.utils.getUint64(48, this);
+  }
+  set rejectHint(value: bigint) {
+    $.utils.setUint64(48, value, this);
+  }
+  get context(): bigint {
+    return $.utils.getUint64(56, this);
+  }
+  set context(value: bigint) {
+    $.utils.setUint64(56, value, this);
+  }
+  _adoptSnapshot(value: $.Orphan<RaftSnapshot>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownSnapshot(): $.Orphan<RaftSnapshot> {
+    return $.utils.disown(this.snapshot);
+  }
+  /**
+* set only for type Snap
+*
+*/
+  get snapshot(): RaftSnapshot {
+    return $.utils.getStruct(1, RaftSnapshot, this);
+  }
+  _hasSnapshot(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initSnapshot(): RaftSnapshot {
+    return $.utils.initStructAt(1, RaftSnapshot, this);
+  }
+  set snapshot(value: RaftSnapshot) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  get transfer(): boolean {
+    return $.utils.getBit(41, this);
+  }
+  set transfer(value: boolean) {
+    $.utils.setBit(41, value, this);
+  }
+  toString(): string { return "RaftMessage_" + super.toString(); }
+}
+export class RaftEntry extends $.Struct {
+  static readonly _capnp = {
+    displayName: "RaftEntry",
+    id: "99168320bc1013b9",
+    size: new $.ObjectSize(24, 1),
+  };
+  get index(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set index(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  get term(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set term(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  /**
+* EntryType in src/raft/types.ts
+*
+*/
+  get type(): number {
+    return $.utils.getUint8(16, this);
+  }
+  set type(value: number) {
+    $.utils.setUint8(16, value, this);
+  }
+  _adoptData(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownData(): $.Orphan<$.Data> {
+    return $.utils.disown(this.data);
+  }
+  get data(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasData(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initData(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set data(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "RaftEntry_" + super.toString(); }
+}
+export class RaftSnapshot extends $.Struct {
+  static readonly _capnp = {
+    displayName: "RaftSnapshot",
+    id: "d57763f5c5c80e20",
+    size: new $.ObjectSize(16, 3),
+  };
+  get index(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set index(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  get term(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set term(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  _adoptVoters(value: $.Orphan<$.List<number>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownVoters(): $.Orphan<$.List<number>> {
+    return $.utils.disown(this.voters);
+  }
+  get voters(): $.List<number> {
+    return $.utils.getList(0, $.Uint32List, this);
+  }
+  _hasVoters(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initVoters(length: number): $.List<number> {
+    return $.utils.initList(0, $.Uint32List, length, this);
+  }
+  set voters(value: $.List<number>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptLearners(value: $.Orphan<$.List<number>>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownLearners(): $.Orphan<$.List<number>> {
+    return $.utils.disown(this.learners);
+  }
+  get learners(): $.List<number> {
+    return $.utils.getList(1, $.Uint32List, this);
+  }
+  _hasLearners(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initLearners(length: number): $.List<number> {
+    return $.utils.initList(1, $.Uint32List, length, this);
+  }
+  set learners(value: $.List<number>) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  _adoptData(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(2, this));
+  }
+  _disownData(): $.Orphan<$.Data> {
+    return $.utils.disown(this.data);
+  }
+  get data(): $.Data {
+    return $.utils.getData(2, this);
+  }
+  _hasData(): boolean {
+    return !$.utils.isNull($.utils.getPointer(2, this));
+  }
+  _initData(length: number): $.Data {
+    return $.utils.initData(2, length, this);
+  }
+  set data(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(2, this));
+  }
+  toString(): string { return "RaftSnapshot_" + super.toString(); }
+}
 Keys._Keys = $.CompositeList(Key);
 MultiPut._Entries = $.CompositeList(KeyValue);
 Response._Values = $.CompositeList(Value);
 Stats._Shards = $.CompositeList(ShardStats);
 ScanResult._Keys = $.CompositeList(Key);
+RaftBatch._Messages = $.CompositeList(RaftMessage);
+RaftMessage._Entries = $.CompositeList(RaftEntry);

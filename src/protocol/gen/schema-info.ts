@@ -721,6 +721,255 @@ export const schemaInfo: SchemaInfo = {
           }
         }
       ]
+    },
+    "e3a692cdf740f619": {
+      "name": "PeerHello",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "clusterId",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "member",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        }
+      ]
+    },
+    "d5da6e500189095e": {
+      "name": "RaftBatch",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "messages",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "bdf36bc92bfac36a"
+            }
+          }
+        }
+      ]
+    },
+    "fd5641711157afea": {
+      "name": "PeerFrame",
+      "unionMembers": 2,
+      "fields": [
+        {
+          "name": "hello",
+          "discriminant": 0,
+          "type": {
+            "kind": "struct",
+            "struct": "e3a692cdf740f619"
+          }
+        },
+        {
+          "name": "raft",
+          "discriminant": 1,
+          "type": {
+            "kind": "struct",
+            "struct": "d5da6e500189095e"
+          }
+        }
+      ]
+    },
+    "bdf36bc92bfac36a": {
+      "name": "RaftMessage",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "group",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "type",
+          "discriminant": null,
+          "type": {
+            "kind": "uint8"
+          }
+        },
+        {
+          "name": "from",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "to",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "term",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "logTerm",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "index",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "entries",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "99168320bc1013b9"
+            }
+          }
+        },
+        {
+          "name": "commit",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "reject",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "rejectHint",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "context",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "snapshot",
+          "discriminant": null,
+          "type": {
+            "kind": "struct",
+            "struct": "d57763f5c5c80e20"
+          }
+        },
+        {
+          "name": "transfer",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        }
+      ]
+    },
+    "99168320bc1013b9": {
+      "name": "RaftEntry",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "index",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "term",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "type",
+          "discriminant": null,
+          "type": {
+            "kind": "uint8"
+          }
+        },
+        {
+          "name": "data",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        }
+      ]
+    },
+    "d57763f5c5c80e20": {
+      "name": "RaftSnapshot",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "index",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "term",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "voters",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "uint32"
+            }
+          }
+        },
+        {
+          "name": "learners",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "uint32"
+            }
+          }
+        },
+        {
+          "name": "data",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        }
+      ]
     }
   },
   "byName": {
@@ -742,6 +991,12 @@ export const schemaInfo: SchemaInfo = {
     "Stats": "d850fa4a85b2b609",
     "ScanResult": "9521326ec4e4bfa5",
     "Response": "f45e392d1c2141f9",
-    "ShardStats": "966d0f3f259dd8c6"
+    "ShardStats": "966d0f3f259dd8c6",
+    "PeerHello": "e3a692cdf740f619",
+    "RaftBatch": "d5da6e500189095e",
+    "PeerFrame": "fd5641711157afea",
+    "RaftMessage": "bdf36bc92bfac36a",
+    "RaftEntry": "99168320bc1013b9",
+    "RaftSnapshot": "d57763f5c5c80e20"
   }
 };

@@ -1,0 +1,176 @@
+/**
+ * Raft messages on the wire between nodes: src/raft/messages.ts's plain
+ * objects <-> the schema's PeerFrame (schema/piccolo.capnp), one frame
+ * carrying the messages of many groups.
+ *
+ * Decoding is strict: a frame from a peer is input like any other, and a
+ * malformed one (an unknown message type, a number past 2^53, a snapshot on
+ * a message that is not Snap) is refused with PeerProtocolError rather than
+ * handed to the Raft core, whose invariants would then stop the process.
+ */
+import * as capnp from "capnp-es";
+import { PEER_MAX_MESSAGES_PER_FRAME } from "../limits.js";
+import { PeerFrame, PeerFrame_Which, type RaftMessage } from "../protocol/gen/piccolo.js";
+import { type Message, MessageType } from "../raft/messages.js";
+import { type Entry, EntryType, type Snapshot } from "../raft/types.js";
+
+export class PeerProtocolError extends Error {
+  override name = "PeerProtocolError";
+}
+
+/** A Raft message and the group (partition) it belongs to. */
+export interface GroupMessage {
+  group: number;
+  message: Message;
+}
+
+export type DecodedFrame =
+  | { kind: "hello"; clusterId: bigint; member: number }
+  | { kind: "raft"; messages: GroupMessage[] };
+
+const MESSAGE_TYPES = new Set<number>(Object.values(MessageType));
+const ENTRY_TYPES = new Set<number>(Object.values(EntryType));
+
+function frameOf(m: capnp.Message): Uint8Array {
+  return new Uint8Array(m.toArrayBuffer());
+}
+
+export function encodeHello(clusterId: bigint, member: number): Uint8Array {
+  const m = new capnp.Message();
+  const h = m.initRoot(PeerFrame)._initHello();
+  h.clusterId = clusterId;
+  h.member = member;
+  return frameOf(m);
+}
+
+function setData(init: (n: number) => capnp.Data, b: Uint8Array): void {
+  if (b.length > 0) init(b.length).copyBuffer(b);
+}
+
+/** One frame with all of `messages` (the caller keeps batches under PEER_MAX_MESSAGES_PER_FRAME). */
+export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
+  if (messages.length > PEER_MAX_MESSAGES_PER_FRAME)
+    throw new PeerProtocolError(
+      `${messages.length} messages in one frame; the limit is ${PEER_MAX_MESSAGES_PER_FRAME}`,
+    );
+  const m = new capnp.Message();
+  const list = m.initRoot(PeerFrame)._initRaft()._initMessages(messages.length);
+  messages.forEach(({ group, message: x }, i) => {
+    const r = list.get(i);
+    r.group = group;
+    r.type = x.type;
+    r.from = x.from;
+    r.to = x.to;
+    r.term = BigInt(x.term);
+    r.logTerm = BigInt(x.logTerm);
+    r.index = BigInt(x.index);
+    r.commit = BigInt(x.commit);
+    r.reject = x.reject;
+    r.rejectHint = BigInt(x.rejectHint);
+    r.context = BigInt(x.context);
+    r.transfer = x.transfer;
+    if (x.entries.length > 0) {
+      const es = r._initEntries(x.entries.length);
+      x.entries.forEach((e, j) => {
+        const w = es.get(j);
+        w.index = BigInt(e.index);
+        w.term = BigInt(e.term);
+        w.type = e.type;
+        setData((n) => w._initData(n), e.data);
+      });
+    }
+    if (x.snapshot !== null) {
+      const s = r._initSnapshot();
+      s.index = BigInt(x.snapshot.meta.index);
+      s.term = BigInt(x.snapshot.meta.term);
+      const v = s._initVoters(x.snapshot.meta.voters.length);
+      x.snapshot.meta.voters.forEach((id, j) => v.set(j, id));
+      const l = s._initLearners(x.snapshot.meta.learners.length);
+      x.snapshot.meta.learners.forEach((id, j) => l.set(j, id));
+      setData((n) => s._initData(n), x.snapshot.data);
+    }
+  });
+  return frameOf(m);
+}
+
+function num(v: bigint, what: string): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new PeerProtocolError(`${what} ${v} is past 2^53`);
+  return Number(v);
+}
+
+function decodeMessage(r: RaftMessage): GroupMessage {
+  if (!MESSAGE_TYPES.has(r.type)) throw new PeerProtocolError(`unknown Raft message type ${r.type}`);
+  const type = r.type as Message["type"];
+  const entries: Entry[] = [];
+  for (const e of r.entries) {
+    if (!ENTRY_TYPES.has(e.type)) throw new PeerProtocolError(`unknown entry type ${e.type}`);
+    entries.push({
+      index: num(e.index, "entry index"),
+      term: num(e.term, "entry term"),
+      type: e.type as Entry["type"],
+      data: e.data.toUint8Array().slice(),
+    });
+  }
+  let snapshot: Snapshot | null = null;
+  if (r._hasSnapshot()) {
+    if (type !== MessageType.Snap) throw new PeerProtocolError(`a snapshot on a message of type ${type}`);
+    const s = r.snapshot;
+    snapshot = {
+      meta: {
+        index: num(s.index, "snapshot index"),
+        term: num(s.term, "snapshot term"),
+        voters: Array.from(s.voters),
+        learners: Array.from(s.learners),
+      },
+      data: s.data.toUint8Array().slice(),
+    };
+  } else if (type === MessageType.Snap) throw new PeerProtocolError("a Snap message without a snapshot");
+  return {
+    group: r.group,
+    message: {
+      type,
+      from: r.from,
+      to: r.to,
+      term: num(r.term, "term"),
+      logTerm: num(r.logTerm, "logTerm"),
+      index: num(r.index, "index"),
+      entries,
+      commit: num(r.commit, "commit"),
+      reject: r.reject,
+      rejectHint: num(r.rejectHint, "rejectHint"),
+      context: num(r.context, "context"),
+      snapshot,
+      transfer: r.transfer,
+    },
+  };
+}
+
+/**
+ * Decodes one peer frame. Throws PeerProtocolError. The bytes must come from
+ * src/protocol/framing.ts's FrameReader, which checks the segment table
+ * against the size limits first: capnp-es itself can spend seconds on a
+ * header claiming billions of segments.
+ */
+export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
+  let root: PeerFrame;
+  try {
+    root = new capnp.Message(frame, false).getRoot(PeerFrame);
+    switch (root.which()) {
+      case PeerFrame_Which.HELLO:
+        return { kind: "hello", clusterId: root.hello.clusterId, member: root.hello.member };
+      case PeerFrame_Which.RAFT: {
+        const list = root.raft.messages;
+        if (list.length > PEER_MAX_MESSAGES_PER_FRAME)
+          throw new PeerProtocolError(
+            `${list.length} messages in one frame; the limit is ${PEER_MAX_MESSAGES_PER_FRAME}`,
+          );
+        return { kind: "raft", messages: Array.from(list, decodeMessage) };
+      }
+      default:
+        throw new PeerProtocolError(`unknown peer frame kind ${root.which()}`);
+    }
+  } catch (err) {
+    if (err instanceof PeerProtocolError) throw err;
+    throw new PeerProtocolError(`undecodable peer frame: ${(err as Error).message}`);
+  }
+}
