@@ -1,0 +1,299 @@
+/**
+ * Many Raft groups on one shard worker: the host side of the persistence
+ * contract, for every partition whose replica lives on this worker.
+ *
+ * The core (src/raft) is one group, pure. A worker hosts dozens. Driving
+ * each group's Ready on its own would cost one fsync and one network write
+ * per group per round; this host gathers them:
+ *
+ *   process():
+ *     1. collect the Ready of every group that has one;
+ *     2. persist them all in ONE storage call (one WAL write and fsync for
+ *        the whole round: group commit across partitions);
+ *     3. only then queue their messages, grouped by destination member, so
+ *        the caller sends one frame per peer per round (src/cluster/peer-codec.ts);
+ *     4. install snapshots and apply committed entries to the state machine,
+ *        in order, resolving the proposals waiting for them;
+ *     5. answer ReadIndex reads once applied up to their index;
+ *     6. advance every group.
+ *
+ * The host is single-threaded and does no IO of its own: storage and the
+ * state machine are passed in, and the caller moves the messages. That keeps
+ * it testable in one process with a simulated network (test/cluster).
+ */
+import { assert } from "../assert.js";
+import type { GroupMessage } from "./peer-codec.js";
+import type { Ready } from "../raft/messages.js";
+import { Raft } from "../raft/raft.js";
+import { type Entry, EntryType, type HardState, type Snapshot } from "../raft/types.js";
+
+/** What one group persists in one round. */
+export interface GroupPersist {
+  group: number;
+  snapshot: Snapshot | null;
+  hardState: HardState | null;
+  entries: Entry[];
+}
+
+/** Durable storage for all groups of a worker (a WAL shared by them, or memory in tests). */
+export interface RaftStorage {
+  /** Makes every part of one round durable, together, before resolving. */
+  persist(round: GroupPersist[]): Promise<void>;
+}
+
+/** What a group restarts from. */
+export interface GroupState {
+  hardState: HardState;
+  entries: Entry[];
+  snapshot: Snapshot | null;
+}
+
+/** The state machine the groups apply to (the worker's map, partitioned). */
+export interface StateMachine {
+  /** Applies a committed command; returns the answer for whoever proposed it. */
+  apply(group: number, entry: Entry): Uint8Array;
+  /** Replaces a group's state with a snapshot's. */
+  restore(group: number, snapshot: Snapshot): void;
+}
+
+export class NotLeaderError extends Error {
+  override name = "NotLeaderError";
+  readonly code = "NOT_LEADER";
+  constructor(
+    readonly group: number,
+    /** The leader as far as this replica knows (a member id; 0: unknown). */
+    readonly leader: number,
+    readonly reason: string,
+  ) {
+    super(`not the leader of partition ${group} (${reason}); leader hint: ${leader || "unknown"}`);
+  }
+}
+
+/** A proposal whose log entry was overwritten by another leader's: it was definitely not applied. */
+export class ProposalDroppedError extends Error {
+  override name = "ProposalDroppedError";
+  readonly code = "PROPOSAL_DROPPED";
+}
+
+export interface MultiRaftOptions {
+  /** This member's id (the Raft replica id in every group). */
+  member: number;
+  groups: { group: number; voters: number[]; restore?: GroupState }[];
+  storage: RaftStorage;
+  stateMachine: StateMachine;
+  rand: () => number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+}
+
+interface Waiter {
+  term: number;
+  resolve: (result: Uint8Array) => void;
+  reject: (err: Error) => void;
+}
+
+interface ReadWaiter {
+  index: number;
+  resolve: () => void;
+}
+
+interface Group {
+  raft: Raft;
+  applied: number;
+  proposals: Map<number, Waiter>;
+  /** ReadIndex contexts sent to the core, waiting for their read state. */
+  reads: Map<number, { resolve: () => void; reject: (err: Error) => void }>;
+  /** Read states granted but not yet applied up to. */
+  readyReads: ReadWaiter[];
+}
+
+export class MultiRaft {
+  readonly member: number;
+  private readonly groups = new Map<number, Group>();
+  private readonly storage: RaftStorage;
+  private readonly sm: StateMachine;
+  private nextReadContext = 1;
+  private processing = false;
+  /** Messages for groups this member does not host (stale peers, misconfiguration), counted not thrown. */
+  unknownGroupMessages = 0;
+
+  constructor(o: MultiRaftOptions) {
+    this.member = o.member;
+    this.storage = o.storage;
+    this.sm = o.stateMachine;
+    for (const g of o.groups) {
+      assert(!this.groups.has(g.group), `group ${g.group} listed once`);
+      const raft = new Raft({
+        id: o.member,
+        peers: g.voters,
+        rand: o.rand,
+        ...(o.electionTicks === undefined ? {} : { electionTicks: o.electionTicks }),
+        ...(o.heartbeatTicks === undefined ? {} : { heartbeatTicks: o.heartbeatTicks }),
+        ...(g.restore === undefined ? {} : { restore: g.restore }),
+      });
+      const applied = g.restore?.snapshot?.meta.index ?? 0;
+      if (g.restore?.snapshot) this.sm.restore(g.group, g.restore.snapshot);
+      this.groups.set(g.group, { raft, applied, proposals: new Map(), reads: new Map(), readyReads: [] });
+    }
+  }
+
+  /** Advances every group's clock by one tick. */
+  tick(): void {
+    for (const g of this.groups.values()) g.raft.tick();
+  }
+
+  /** Hands messages received from peers to their groups. */
+  step(messages: readonly GroupMessage[]): void {
+    for (const { group, message } of messages) {
+      const g = this.groups.get(group);
+      if (g === undefined || message.to !== this.member) {
+        this.unknownGroupMessages++;
+        continue;
+      }
+      g.raft.step(message);
+    }
+  }
+
+  /**
+   * Proposes a command to a group. Resolves with the state machine's answer
+   * once the command is committed and applied here; rejects with
+   * NotLeaderError (at once) or ProposalDroppedError (its entry lost to
+   * another leader's). A proposal may also never resolve when its leader is
+   * deposed before replicating it: callers put a deadline on it, and treat a
+   * timeout as an unknown outcome.
+   */
+  propose(group: number, command: Uint8Array): Promise<Uint8Array> {
+    const g = this.groups.get(group);
+    if (g === undefined) return Promise.reject(new NotLeaderError(group, 0, "partition not hosted here"));
+    const r = g.raft.propose(command);
+    if (!r.ok) return Promise.reject(new NotLeaderError(group, r.leader, r.reason));
+    return new Promise((resolve, reject) => g.proposals.set(r.index, { term: r.term, resolve, reject }));
+  }
+
+  /**
+   * A linearizable read point: resolves once this replica, as leader, has
+   * confirmed its leadership with a quorum and applied everything committed
+   * before the read began. Then the caller reads its local state.
+   */
+  readIndex(group: number): Promise<void> {
+    const g = this.groups.get(group);
+    if (g === undefined) return Promise.reject(new NotLeaderError(group, 0, "partition not hosted here"));
+    const ctx = this.nextReadContext++;
+    if (!g.raft.readIndex(ctx)) return Promise.reject(new NotLeaderError(group, g.raft.leader, "not-leader"));
+    return new Promise((resolve, reject) => g.reads.set(ctx, { resolve, reject }));
+  }
+
+  /** Who leads a group as far as this replica knows, and its term. */
+  status(group: number): { leader: number; term: number; commit: number; applied: number; isLeader: boolean } {
+    const g = this.groups.get(group);
+    assert(g !== undefined, `group ${group} is hosted here`);
+    return {
+      leader: g.raft.leader,
+      term: g.raft.term,
+      commit: g.raft.log.committed,
+      applied: g.applied,
+      isLeader: g.raft.leader === this.member,
+    };
+  }
+
+  hosted(): number[] {
+    return [...this.groups.keys()];
+  }
+
+  /**
+   * Handles every group's pending Ready (see the file comment) and returns
+   * the messages to send, by destination member. Rounds never overlap: the
+   * caller awaits one before starting the next.
+   */
+  async process(): Promise<Map<number, GroupMessage[]>> {
+    assert(!this.processing, "process() rounds do not overlap");
+    this.processing = true;
+    try {
+      const round: { group: number; g: Group; rd: Ready }[] = [];
+      for (const [group, g] of this.groups) if (g.raft.hasReady()) round.push({ group, g, rd: g.raft.ready() });
+      const out = new Map<number, GroupMessage[]>();
+      if (round.length === 0) return out;
+      const durable = round
+        .filter(({ rd }) => rd.snapshot !== null || rd.hardState !== null || rd.entries.length > 0)
+        .map(({ group, rd }) => ({ group, snapshot: rd.snapshot, hardState: rd.hardState, entries: rd.entries }));
+      if (durable.length > 0) await this.storage.persist(durable);
+      for (const { group, g, rd } of round) {
+        for (const message of rd.messages) {
+          let l = out.get(message.to);
+          if (l === undefined) out.set(message.to, (l = []));
+          l.push({ group, message });
+        }
+        if (rd.snapshot !== null) {
+          this.sm.restore(group, rd.snapshot);
+          g.applied = rd.snapshot.meta.index;
+          // Proposals at or below the snapshot are not ours to answer any more.
+          for (const [index, w] of g.proposals)
+            if (index <= g.applied) {
+              g.proposals.delete(index);
+              w.reject(new ProposalDroppedError("replaced by a snapshot from the leader; outcome unknown"));
+            }
+        }
+        for (const e of rd.committedEntries) this.applyEntry(group, g, e);
+        for (const rs of rd.readStates) {
+          const w = g.reads.get(rs.context);
+          if (w === undefined) continue;
+          g.reads.delete(rs.context);
+          g.readyReads.push({ index: rs.index, resolve: w.resolve });
+        }
+        this.releaseReads(g);
+        g.raft.advance(rd);
+      }
+      return out;
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private applyEntry(group: number, g: Group, e: Entry): void {
+    assert(e.index === g.applied + 1, `group ${group} applies ${e.index} right after ${g.applied}`);
+    const result = e.type === EntryType.Normal ? this.sm.apply(group, e) : null;
+    g.applied = e.index;
+    const w = g.proposals.get(e.index);
+    if (w === undefined) return;
+    g.proposals.delete(e.index);
+    if (w.term === e.term && result !== null) w.resolve(result);
+    else w.reject(new ProposalDroppedError(`entry ${e.index} was overwritten by term ${e.term}'s leader`));
+  }
+
+  private releaseReads(g: Group): void {
+    if (g.readyReads.length === 0) return;
+    const still: ReadWaiter[] = [];
+    for (const r of g.readyReads) r.index <= g.applied ? r.resolve() : still.push(r);
+    g.readyReads = still;
+  }
+}
+
+/** Storage in memory, with the same overwrite semantics as the WAL: for tests and simulations. */
+export class MemoryStorage implements RaftStorage {
+  readonly state = new Map<number, GroupState>();
+  /** persist() calls: one per round, however many groups took part. */
+  rounds = 0;
+
+  async persist(round: GroupPersist[]): Promise<void> {
+    this.rounds++;
+    for (const p of round) {
+      const s = this.state.get(p.group) ?? { hardState: { term: 0, vote: 0, commit: 0 }, entries: [], snapshot: null };
+      if (p.snapshot !== null) {
+        s.snapshot = p.snapshot;
+        s.entries = s.entries.filter((e) => e.index > p.snapshot!.meta.index);
+      }
+      if (p.entries.length > 0) {
+        const first = p.entries[0]!.index;
+        s.entries = [...s.entries.filter((e) => e.index < first), ...p.entries];
+      }
+      if (p.hardState !== null) s.hardState = p.hardState;
+      this.state.set(p.group, s);
+    }
+  }
+
+  /** What a restarted member would recover for a group. */
+  restore(group: number): GroupState | undefined {
+    const s = this.state.get(group);
+    return s === undefined ? undefined : { hardState: s.hardState, entries: [...s.entries], snapshot: s.snapshot };
+  }
+}
