@@ -84,9 +84,9 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
       s.index = BigInt(x.snapshot.meta.index);
       s.term = BigInt(x.snapshot.meta.term);
       const v = s._initVoters(x.snapshot.meta.voters.length);
-      x.snapshot.meta.voters.forEach((id, j) => v.set(j, id));
+      for (const [j, id] of x.snapshot.meta.voters.entries()) v.set(j, id);
       const l = s._initLearners(x.snapshot.meta.learners.length);
-      x.snapshot.meta.learners.forEach((id, j) => l.set(j, id));
+      for (const [j, id] of x.snapshot.meta.learners.entries()) l.set(j, id);
       setData((n) => s._initData(n), x.snapshot.data);
     }
   });
