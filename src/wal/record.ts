@@ -14,16 +14,20 @@
  * (indexes, terms) are stored as two u32 halves, little endian: JS numbers
  * are exact to 2^53, which no log reaches.
  *
- * Record types:
+ * Every payload starts with u32 group: one WAL is shared by all the Raft
+ * groups (partitions) of a shard worker, so one fsync covers them all
+ * (decision 0182). A single-group user writes group 0.
+ *
+ * Record types (after the group):
  *   ENTRIES     u32 count, then per entry: u64 index, u64 term, u8 type,
  *               u32 size, data. Replay rule: a batch whose first index is at
- *               or below the last replayed one *replaces* the log from there
- *               (a follower's conflicting suffix was overwritten).
+ *               or below the group's last replayed one *replaces* its log
+ *               from there (a follower's conflicting suffix was overwritten).
  *   HARD_STATE  u64 term, u32 vote, u64 commit.
  *   SNAPSHOT    u64 index, u64 term, u8 replacesLog: a snapshot covering the
- *               log up to index is saved (in its own file); entries up to it
- *               are gone. With replacesLog (a snapshot received from the
- *               leader), every entry before the record is gone, later ones too.
+ *               group's log up to index is saved (in its own file); entries
+ *               up to it are gone. With replacesLog (a snapshot received from
+ *               the leader), every entry before the record is gone too.
  */
 import { crc32c } from "@node-rs/crc32";
 import type { Entry, EntryType, HardState } from "../raft/types.js";
@@ -55,12 +59,20 @@ function frame(type: RecordType, payloadBytes: number, fill: (v: DataView, at: n
   return out;
 }
 
-export function encodeEntries(entries: readonly Entry[]): Uint8Array {
-  let bytes = 4;
+/** Bytes of an Entries record's payload before its entries (group, count). */
+export const ENTRIES_HEAD_BYTES = 8;
+/** Bytes one entry adds to an Entries record. */
+export function entryBytes(e: Entry): number {
+  return ENTRY_HEADER_BYTES + e.data.length;
+}
+
+export function encodeEntries(group: number, entries: readonly Entry[]): Uint8Array {
+  let bytes = ENTRIES_HEAD_BYTES;
   for (const e of entries) bytes += ENTRY_HEADER_BYTES + e.data.length;
   return frame(RecordType.Entries, bytes, (v, at, out) => {
-    v.setUint32(at, entries.length, true);
-    at += 4;
+    v.setUint32(at, group, true);
+    v.setUint32(at + 4, entries.length, true);
+    at += ENTRIES_HEAD_BYTES;
     for (const e of entries) {
       putU64(v, at, e.index);
       putU64(v, at + 8, e.term);
@@ -72,26 +84,29 @@ export function encodeEntries(entries: readonly Entry[]): Uint8Array {
   });
 }
 
-export function encodeHardState(hs: HardState): Uint8Array {
-  return frame(RecordType.HardState, 20, (v, at) => {
-    putU64(v, at, hs.term);
-    v.setUint32(at + 8, hs.vote, true);
-    putU64(v, at + 12, hs.commit);
+export function encodeHardState(group: number, hs: HardState): Uint8Array {
+  return frame(RecordType.HardState, 24, (v, at) => {
+    v.setUint32(at, group, true);
+    putU64(v, at + 4, hs.term);
+    v.setUint32(at + 12, hs.vote, true);
+    putU64(v, at + 16, hs.commit);
   });
 }
 
-export function encodeSnapshotMark(index: number, term: number, replacesLog: boolean): Uint8Array {
-  return frame(RecordType.Snapshot, 17, (v, at) => {
-    putU64(v, at, index);
-    putU64(v, at + 8, term);
-    v.setUint8(at + 16, replacesLog ? 1 : 0);
+export function encodeSnapshotMark(group: number, index: number, term: number, replacesLog: boolean): Uint8Array {
+  return frame(RecordType.Snapshot, 21, (v, at) => {
+    v.setUint32(at, group, true);
+    putU64(v, at + 4, index);
+    putU64(v, at + 12, term);
+    v.setUint8(at + 20, replacesLog ? 1 : 0);
   });
 }
 
-export type Record =
+export type Record = { group: number } & (
   | { type: typeof RecordType.Entries; entries: Entry[] }
   | { type: typeof RecordType.HardState; hardState: HardState }
-  | { type: typeof RecordType.Snapshot; index: number; term: number; replacesLog: boolean };
+  | { type: typeof RecordType.Snapshot; index: number; term: number; replacesLog: boolean }
+);
 
 /**
  * Reads the record at `at`. Returns the record and where the next one
@@ -117,17 +132,26 @@ export function readRecord(
 
 function parsePayload(type: number, v: DataView, at: number, end: number, buf: Uint8Array): Record | null {
   const len = end - at;
-  if (type === RecordType.HardState && len === 20)
+  if (len < 4) return null;
+  const group = v.getUint32(at, true);
+  if (type === RecordType.HardState && len === 24)
     return {
+      group,
       type,
-      hardState: { term: getU64(v, at), vote: v.getUint32(at + 8, true), commit: getU64(v, at + 12) },
+      hardState: { term: getU64(v, at + 4), vote: v.getUint32(at + 12, true), commit: getU64(v, at + 16) },
     };
-  if (type === RecordType.Snapshot && len === 17)
-    return { type, index: getU64(v, at), term: getU64(v, at + 8), replacesLog: v.getUint8(at + 16) === 1 };
-  if (type !== RecordType.Entries || len < 4) return null;
-  const count = v.getUint32(at, true);
+  if (type === RecordType.Snapshot && len === 21)
+    return {
+      group,
+      type,
+      index: getU64(v, at + 4),
+      term: getU64(v, at + 12),
+      replacesLog: v.getUint8(at + 20) === 1,
+    };
+  if (type !== RecordType.Entries || len < ENTRIES_HEAD_BYTES) return null;
+  const count = v.getUint32(at + 4, true);
   const entries: Entry[] = [];
-  let p = at + 4;
+  let p = at + ENTRIES_HEAD_BYTES;
   for (let i = 0; i < count; i++) {
     if (p + ENTRY_HEADER_BYTES > end) return null;
     const size = v.getUint32(p + 17, true);
@@ -141,5 +165,5 @@ function parsePayload(type: number, v: DataView, at: number, end: number, buf: U
     });
     p += ENTRY_HEADER_BYTES + size;
   }
-  return p === end ? { type: RecordType.Entries, entries } : null;
+  return p === end ? { group, type: RecordType.Entries, entries } : null;
 }

@@ -22,7 +22,7 @@
 import type { Entry, HardState, Snapshot } from "../raft/types.js";
 import type { WalFs } from "./fs.js";
 import { RecordType, readRecord } from "./record.js";
-import { decodeSnapshot, isSnapshotFile } from "./snapshot-file.js";
+import { decodeSnapshot, isSnapshotFile, snapshotGroup } from "./snapshot-file.js";
 
 export class WalCorruptError extends Error {
   override name = "WalCorruptError";
@@ -39,19 +39,26 @@ export class WalCorruptError extends Error {
 export interface SegmentInfo {
   seq: number;
   name: string;
-  /** Highest entry index written in it (0: none). */
-  maxIndex: number;
+  /** Highest entry index written in it, per group (absent: none of that group's entries). */
+  maxIndex: Map<number, number>;
   bytes: number;
 }
 
-export interface Recovered {
+/** What one group recovers. */
+export interface GroupRecovered {
   hardState: HardState;
   snapshot: Snapshot | null;
   /** Entries after the snapshot, contiguous. */
   entries: Entry[];
+}
+
+/** Group 0's recovery plus the log-wide report: the single-group view. */
+export interface Recovered extends GroupRecovered {
   /** Set when a torn tail was cut off the last segment. */
   truncatedTail: { file: string; offset: number; bytes: number } | null;
 }
+
+export const EMPTY_HARD_STATE: HardState = { term: 0, vote: 0, commit: 0 };
 
 export function segmentName(seq: number): string {
   return `${String(seq).padStart(16, "0")}.wal`;
@@ -61,24 +68,46 @@ function isSegment(name: string): boolean {
   return /^\d{16}\.wal$/.test(name);
 }
 
+interface Replay {
+  hardState: HardState;
+  snapshot: Snapshot | null;
+  entries: Entry[];
+  base: number;
+  markIndex: number;
+}
+
 export async function recover(
   fs: WalFs,
   dir: string,
   maxRecordBytes: number,
-): Promise<{ recovered: Recovered; segments: SegmentInfo[]; snapshots: string[] }> {
+): Promise<{
+  groups: Map<number, GroupRecovered>;
+  truncatedTail: Recovered["truncatedTail"];
+  segments: SegmentInfo[];
+  snapshots: Map<number, string[]>;
+}> {
   const names = (await fs.list(dir)).sort();
   for (const n of names) if (n.endsWith(".tmp")) await fs.remove(`${dir}/${n}`); // an unfinished snapshot
-  const snapshots = names.filter(isSnapshotFile);
-  let snapshot: Snapshot | null = null;
-  if (snapshots.length > 0) {
-    const newest = snapshots[snapshots.length - 1]!;
-    snapshot = decodeSnapshot(await fs.read(`${dir}/${newest}`));
-    if (snapshot === null) throw new WalCorruptError(newest, 0, "snapshot file fails its checksum");
+  const snapshots = new Map<number, string[]>();
+  for (const n of names.filter(isSnapshotFile)) {
+    const g = snapshotGroup(n);
+    snapshots.set(g, [...(snapshots.get(g) ?? []), n]);
   }
-  let base = snapshot?.meta.index ?? 0;
-  let hardState: HardState = { term: 0, vote: 0, commit: 0 };
-  let entries: Entry[] = [];
-  let markIndex = 0;
+  const replays = new Map<number, Replay>();
+  const replayOf = (g: number): Replay => {
+    let r = replays.get(g);
+    if (r === undefined)
+      replays.set(g, (r = { hardState: EMPTY_HARD_STATE, snapshot: null, entries: [], base: 0, markIndex: 0 }));
+    return r;
+  };
+  for (const [g, files] of snapshots) {
+    const newest = files[files.length - 1]!;
+    const snapshot = decodeSnapshot(await fs.read(`${dir}/${newest}`));
+    if (snapshot === null) throw new WalCorruptError(newest, 0, "snapshot file fails its checksum");
+    const r = replayOf(g);
+    r.snapshot = snapshot;
+    r.base = snapshot.meta.index;
+  }
   let truncatedTail: Recovered["truncatedTail"] = null;
   const segments: SegmentInfo[] = [];
   const segNames = names.filter(isSegment);
@@ -86,51 +115,72 @@ export async function recover(
   for (const [i, name] of segNames.entries()) {
     const buf = await fs.read(`${dir}/${name}`);
     const last = i === segNames.length - 1;
-    const seg: SegmentInfo = { seq: Number(name.slice(0, 16)), name, maxIndex: 0, bytes: buf.length };
+    const seg: SegmentInfo = { seq: Number(name.slice(0, 16)), name, maxIndex: new Map(), bytes: buf.length };
     segments.push(seg);
     let at = 0;
     while (at < buf.length) {
-      const r = readRecord(buf, at, maxRecordBytes);
-      if (r === "short" || r === "bad") {
-        const why = r === "short" ? "record runs past the end of the file" : "checksum or layout mismatch";
+      const rr = readRecord(buf, at, maxRecordBytes);
+      if (rr === "short" || rr === "bad") {
+        const why = rr === "short" ? "record runs past the end of the file" : "checksum or layout mismatch";
         if (!last) throw new WalCorruptError(name, at, `${why} in a sealed segment`);
         const later = findValidRecord(buf, at + 1, maxRecordBytes);
         if (later >= 0) throw new WalCorruptError(name, at, `${why}, with a valid record after it at ${later}`);
         truncatedTail = { file: name, offset: at, bytes: buf.length - at };
         const f = await fs.open(`${dir}/${name}`);
-        await f.truncate(at);
-        await f.sync();
-        await f.close();
+        try {
+          await f.truncate(at);
+          await f.sync();
+        } finally {
+          await f.close();
+        }
         seg.bytes = at;
         break;
       }
-      const rec = r.record;
+      const rec = rr.record;
+      const r = replayOf(rec.group);
       if (rec.type === RecordType.HardState) {
-        hardState = rec.hardState;
+        r.hardState = rec.hardState;
       } else if (rec.type === RecordType.Snapshot) {
-        markIndex = Math.max(markIndex, rec.index);
-        if (rec.replacesLog) entries = [];
-        base = Math.max(base, rec.index);
-        entries = entries.filter((e) => e.index > base);
+        r.markIndex = Math.max(r.markIndex, rec.index);
+        if (rec.replacesLog) r.entries = [];
+        r.base = Math.max(r.base, rec.index);
+        r.entries = r.entries.filter((e) => e.index > r.base);
       } else if (rec.entries.length > 0) {
         const first = rec.entries[0]!.index;
-        const expectedMax = entries.length > 0 ? entries[entries.length - 1]!.index + 1 : base + 1;
+        const expectedMax = r.entries.length > 0 ? r.entries[r.entries.length - 1]!.index + 1 : r.base + 1;
         if (first > expectedMax)
-          throw new WalCorruptError(name, at, `entry ${first} follows ${expectedMax - 1}: a gap in the log`);
+          throw new WalCorruptError(
+            name,
+            at,
+            `group ${rec.group}: entry ${first} follows ${expectedMax - 1}: a gap in the log`,
+          );
         // A batch starting at or below the end replaces the log from there.
-        entries = entries.filter((e) => e.index < first);
-        for (const e of rec.entries) if (e.index > base) entries.push(e);
-        seg.maxIndex = Math.max(seg.maxIndex, rec.entries[rec.entries.length - 1]!.index);
+        r.entries = r.entries.filter((e) => e.index < first);
+        for (const e of rec.entries) if (e.index > r.base) r.entries.push(e);
+        const top = rec.entries[rec.entries.length - 1]!.index;
+        seg.maxIndex.set(rec.group, Math.max(seg.maxIndex.get(rec.group) ?? 0, top));
       }
-      at = r.next;
+      at = rr.next;
     }
   }
-  if (markIndex > (snapshot?.meta.index ?? 0))
-    throw new WalCorruptError(segNames[segNames.length - 1] ?? dir, 0, `snapshot ${markIndex} is recorded but missing`);
-  const lastIndex = entries.length > 0 ? entries[entries.length - 1]!.index : base;
-  if (hardState.commit > lastIndex)
-    throw new WalCorruptError(dir, 0, `commit index ${hardState.commit} is beyond the last entry ${lastIndex}`);
-  return { recovered: { hardState, snapshot, entries, truncatedTail }, segments, snapshots };
+  const groups = new Map<number, GroupRecovered>();
+  for (const [g, r] of replays) {
+    if (r.markIndex > (r.snapshot?.meta.index ?? 0))
+      throw new WalCorruptError(
+        segNames[segNames.length - 1] ?? dir,
+        0,
+        `group ${g}: snapshot ${r.markIndex} is recorded but missing`,
+      );
+    const lastIndex = r.entries.length > 0 ? r.entries[r.entries.length - 1]!.index : r.base;
+    if (r.hardState.commit > lastIndex)
+      throw new WalCorruptError(
+        dir,
+        0,
+        `group ${g}: commit index ${r.hardState.commit} is beyond the last entry ${lastIndex}`,
+      );
+    groups.set(g, { hardState: r.hardState, snapshot: r.snapshot, entries: r.entries });
+  }
+  return { groups, truncatedTail, segments, snapshots };
 }
 
 /** The first offset at or after `from` where a whole, valid record starts; -1 if none. */

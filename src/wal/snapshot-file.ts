@@ -13,12 +13,20 @@ import { getU64, putU64 } from "./record.js";
 
 const MAGIC = 0x504e5350; // "PSNP" little endian
 
-export function snapshotFileName(index: number): string {
-  return `snap-${String(index).padStart(20, "0")}.snap`;
+/** snap-<group, 10 digits>-<index, 20 digits>.snap: sorts by group, then index. */
+export function snapshotFileName(group: number, index: number): string {
+  return `snap-${String(group).padStart(10, "0")}-${String(index).padStart(20, "0")}.snap`;
 }
 
+const SNAPSHOT_NAME = /^snap-(\d{10})-\d{20}\.snap$/;
+
 export function isSnapshotFile(name: string): boolean {
-  return /^snap-\d{20}\.snap$/.test(name);
+  return SNAPSHOT_NAME.test(name);
+}
+
+/** The group a snapshot file belongs to (its name says). */
+export function snapshotGroup(name: string): number {
+  return Number(SNAPSHOT_NAME.exec(name)![1]);
 }
 
 export function encodeSnapshot(s: Snapshot): Uint8Array {

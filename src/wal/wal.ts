@@ -1,8 +1,12 @@
 /**
- * The write-ahead log of one Raft group: the durable half of Raft's
- * persistence contract (docs/raft.md, docs/wal.md). The host hands it each
- * Ready's snapshot, entries and hard state, and sends that Ready's messages
- * only once append() has resolved.
+ * The write-ahead log of a shard worker's Raft groups: the durable half of
+ * Raft's persistence contract (docs/raft.md, docs/wal.md). The host hands it
+ * each round's snapshots, entries and hard states, and sends that round's
+ * messages only once the write has resolved. One log serves every group on
+ * the worker, records tagged by group, so one fsync covers them all
+ * (decision 0182); persist() takes a whole round of groups at once. The
+ * single-group methods (append, saveSnapshot, compact without a group) use
+ * group 0.
  *
  * Writes are serialised through one flush loop, so records reach the file in
  * the order append() was called, and several appends waiting together share
@@ -25,8 +29,22 @@ import { assert } from "../assert.js";
 import { WAL_BATCH_INTERVAL_MS, WAL_MAX_QUEUED_BYTES, WAL_MAX_RECORD_BYTES, WAL_SEGMENT_BYTES } from "../limits.js";
 import type { Entry, HardState, Snapshot } from "../raft/types.js";
 import { nodeFs, type WalFile, type WalFs } from "./fs.js";
-import { encodeEntries, encodeHardState, encodeSnapshotMark, HEADER_BYTES } from "./record.js";
-import { type Recovered, recover, type SegmentInfo, segmentName } from "./recover.js";
+import {
+  ENTRIES_HEAD_BYTES,
+  encodeEntries,
+  encodeHardState,
+  encodeSnapshotMark,
+  entryBytes,
+  HEADER_BYTES,
+} from "./record.js";
+import {
+  EMPTY_HARD_STATE,
+  type GroupRecovered,
+  type Recovered,
+  recover,
+  type SegmentInfo,
+  segmentName,
+} from "./recover.js";
 import { encodeSnapshot, snapshotFileName } from "./snapshot-file.js";
 
 export type SyncPolicy = "always" | "batch" | "off";
@@ -50,13 +68,21 @@ export class WalError extends Error {
   }
 }
 
+/** One group's part of a round (the shape src/cluster/multi-raft.ts persists). */
+export interface GroupWrite {
+  group: number;
+  snapshot: Snapshot | null;
+  hardState: HardState | null;
+  entries: readonly Entry[];
+}
+
 interface Pending {
   bytes: Uint8Array[];
   size: number;
-  /** Highest entry index in `bytes` (0: none), credited to the segment it lands in. */
-  maxIndex: number;
-  /** The hard state in `bytes`, if any: once written, it is what a new segment's head repeats. */
-  hardState: HardState | null;
+  /** Highest entry index per group in `bytes`, credited to the segment it lands in. */
+  maxIndex: Map<number, number>;
+  /** The hard states in `bytes`: once written, what a new segment's head repeats. */
+  hardStates: Map<number, HardState>;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -67,38 +93,44 @@ export class Wal {
   private flushing: Promise<void> | null = null;
   private failed: WalError | null = null;
   private closed = false;
-  private hardState: HardState;
-  private snapshotMeta: { index: number; term: number } | null;
+  private readonly hardStates = new Map<number, HardState>();
+  private readonly snapshotMetas = new Map<number, { index: number; term: number }>();
 
   private constructor(
     private readonly dir: string,
     private readonly fs: WalFs,
     private file: WalFile,
     private readonly segments: SegmentInfo[],
-    private snapshots: string[],
-    recovered: Recovered,
+    private readonly snapshots: Map<number, string[]>,
+    groups: Map<number, GroupRecovered>,
     private readonly sync: SyncPolicy,
     private readonly maxSegmentBytes: number,
     private readonly maxRecordBytes: number,
     private readonly batchIntervalMs: number,
   ) {
-    this.hardState = recovered.hardState;
-    this.snapshotMeta = recovered.snapshot?.meta ?? null;
+    for (const [g, r] of groups) {
+      this.hardStates.set(g, r.hardState);
+      if (r.snapshot !== null) this.snapshotMetas.set(g, { index: r.snapshot.meta.index, term: r.snapshot.meta.term });
+    }
   }
 
   /**
-   * Opens (or creates) the WAL in `dir` and recovers its state. Throws
-   * WalCorruptError (src/wal/recover.ts) when the log is damaged anywhere
-   * but its torn tail.
+   * Opens (or creates) the WAL in `dir` and recovers its state: `groups` for
+   * every group it holds, `recovered` for group 0 (the single-group view) with
+   * the log-wide torn-tail report. Throws WalCorruptError
+   * (src/wal/recover.ts) when the log is damaged anywhere but its torn tail.
    */
-  static async open(dir: string, o: WalOptions = {}): Promise<{ wal: Wal; recovered: Recovered }> {
+  static async open(
+    dir: string,
+    o: WalOptions = {},
+  ): Promise<{ wal: Wal; recovered: Recovered; groups: Map<number, GroupRecovered> }> {
     const fs = o.fs ?? nodeFs;
     const maxRecordBytes = o.maxRecordBytes ?? WAL_MAX_RECORD_BYTES;
     await fs.mkdir(dir);
-    const { recovered, segments, snapshots } = await recover(fs, dir, maxRecordBytes);
+    const { groups, truncatedTail, segments, snapshots } = await recover(fs, dir, maxRecordBytes);
     let file: WalFile;
     if (segments.length === 0) {
-      segments.push({ seq: 1, name: segmentName(1), maxIndex: 0, bytes: 0 });
+      segments.push({ seq: 1, name: segmentName(1), maxIndex: new Map(), bytes: 0 });
       file = await fs.open(`${dir}/${segmentName(1)}`);
       await fs.syncDir(dir);
     } else {
@@ -110,43 +142,69 @@ export class Wal {
       file,
       segments,
       snapshots,
-      recovered,
+      groups,
       o.sync ?? "always",
       o.maxSegmentBytes ?? WAL_SEGMENT_BYTES,
       maxRecordBytes,
       o.batchIntervalMs ?? WAL_BATCH_INTERVAL_MS,
     );
-    return { wal, recovered };
+    const g0 = groups.get(0) ?? { hardState: EMPTY_HARD_STATE, snapshot: null, entries: [] };
+    return { wal, recovered: { ...g0, truncatedTail }, groups };
   }
 
   /**
-   * Appends entries (replacing any stored from entries[0].index on) and the
-   * hard state. Resolves once durable per the sync policy; rejects with
-   * WalError when the WAL has failed, is closed, or an entry is too large.
+   * Appends group 0's entries (replacing any stored from entries[0].index
+   * on) and hard state. Resolves once durable per the sync policy; rejects
+   * with WalError when the WAL has failed, is closed, or an entry is too large.
    */
-  async append(entries: readonly Entry[], hardState: HardState | null = null): Promise<void> {
+  append(entries: readonly Entry[], hardState: HardState | null = null): Promise<void> {
+    return this.persist([{ group: 0, snapshot: null, hardState, entries }]);
+  }
+
+  /**
+   * Persists one round of several groups: each group's snapshot first (its
+   * own file, then its mark), then every group's entries and hard state in
+   * one write and one fsync. A snapshot here came from a leader
+   * (InstallSnapshot), so it replaces that group's log.
+   */
+  async persist(round: readonly GroupWrite[]): Promise<void> {
+    this.check();
+    for (const w of round) if (w.snapshot !== null) await this.saveSnapshot(w.snapshot, true, w.group);
     const records: Uint8Array[] = [];
+    const maxIndex = new Map<number, number>();
+    const hardStates = new Map<number, HardState>();
+    for (const w of round) {
+      this.encodeEntries(w.group, w.entries, records);
+      if (w.entries.length > 0) maxIndex.set(w.group, w.entries[w.entries.length - 1]!.index);
+      if (w.hardState !== null) {
+        records.push(encodeHardState(w.group, w.hardState));
+        hardStates.set(w.group, w.hardState);
+      }
+    }
+    if (records.length === 0) return;
+    await this.enqueue(records, maxIndex, hardStates);
+  }
+
+  /** Encodes a group's entries into records under the size limit; throws before anything is queued. */
+  private encodeEntries(group: number, entries: readonly Entry[], out: Uint8Array[]): void {
     let batch: Entry[] = [];
-    let batchBytes = 4;
+    let batchBytes = ENTRIES_HEAD_BYTES;
     for (const e of entries) {
-      const size = 21 + e.data.length;
-      if (HEADER_BYTES + 4 + size > this.maxRecordBytes)
+      const size = entryBytes(e);
+      if (HEADER_BYTES + ENTRIES_HEAD_BYTES + size > this.maxRecordBytes)
         throw new WalError(
           "WAL_RECORD_TOO_LARGE",
           `entry ${e.index} of ${e.data.length} bytes exceeds the WAL record limit of ${this.maxRecordBytes}`,
         );
       if (batch.length > 0 && HEADER_BYTES + batchBytes + size > this.maxRecordBytes) {
-        records.push(encodeEntries(batch));
+        out.push(encodeEntries(group, batch));
         batch = [];
-        batchBytes = 4;
+        batchBytes = ENTRIES_HEAD_BYTES;
       }
       batch.push(e);
       batchBytes += size;
     }
-    if (batch.length > 0) records.push(encodeEntries(batch));
-    if (hardState !== null) records.push(encodeHardState(hardState));
-    if (records.length === 0) return;
-    await this.enqueue(records, entries.length > 0 ? entries[entries.length - 1]!.index : 0, hardState);
+    if (batch.length > 0) out.push(encodeEntries(group, batch));
   }
 
   /**
@@ -154,9 +212,9 @@ export class Wal {
    * the log. `replacesLog` for a snapshot received from the leader, which
    * replaces the whole log; false for the host's own compaction snapshot.
    */
-  async saveSnapshot(snap: Snapshot, replacesLog: boolean): Promise<void> {
+  async saveSnapshot(snap: Snapshot, replacesLog: boolean, group = 0): Promise<void> {
     this.check();
-    const name = snapshotFileName(snap.meta.index);
+    const name = snapshotFileName(group, snap.meta.index);
     const tmp = `${this.dir}/${name}.tmp`;
     await this.fs.remove(tmp);
     const f = await this.fs.open(tmp);
@@ -168,27 +226,34 @@ export class Wal {
     }
     await this.fs.rename(tmp, `${this.dir}/${name}`);
     await this.fs.syncDir(this.dir);
-    if (!this.snapshots.includes(name)) this.snapshots.push(name);
-    this.snapshots.sort();
-    await this.enqueue([encodeSnapshotMark(snap.meta.index, snap.meta.term, replacesLog)]);
-    this.snapshotMeta = { index: snap.meta.index, term: snap.meta.term };
+    const files = this.snapshots.get(group) ?? [];
+    if (!files.includes(name)) files.push(name);
+    files.sort();
+    this.snapshots.set(group, files);
+    await this.enqueue([encodeSnapshotMark(group, snap.meta.index, snap.meta.term, replacesLog)]);
+    this.snapshotMetas.set(group, { index: snap.meta.index, term: snap.meta.term });
   }
 
   /**
-   * Deletes what a saved snapshot at `index` covers: sealed segments whose
-   * entries all lie at or below it, and all but the two newest snapshots.
+   * Deletes what saved snapshots cover, once `group` has a snapshot at
+   * `index`: sealed segments in which every group's entries lie at or below
+   * that group's snapshot, and all but the two newest snapshots of `group`.
    */
-  async compact(index: number): Promise<void> {
+  async compact(index: number, group = 0): Promise<void> {
     this.check();
-    assert(this.snapshotMeta !== null && index <= this.snapshotMeta.index, "compaction is covered by a saved snapshot");
+    const meta = this.snapshotMetas.get(group);
+    assert(meta !== undefined && index <= meta.index, "compaction is covered by a saved snapshot");
+    const covered = (seg: SegmentInfo) =>
+      [...seg.maxIndex].every(([g, max]) => max <= (this.snapshotMetas.get(g)?.index ?? 0));
     let removed = false;
-    while (this.segments.length > 1 && this.segments[0]!.maxIndex <= index) {
+    while (this.segments.length > 1 && covered(this.segments[0]!)) {
       const seg = this.segments.shift()!;
       await this.fs.remove(`${this.dir}/${seg.name}`);
       removed = true;
     }
-    while (this.snapshots.length > 2) {
-      await this.fs.remove(`${this.dir}/${this.snapshots.shift()!}`);
+    const files = this.snapshots.get(group) ?? [];
+    while (files.length > 2) {
+      await this.fs.remove(`${this.dir}/${files.shift()!}`);
       removed = true;
     }
     if (removed) await this.fs.syncDir(this.dir);
@@ -212,7 +277,11 @@ export class Wal {
     if (this.closed) throw new WalError("WAL_CLOSED", "the WAL is closed");
   }
 
-  private async enqueue(bytes: Uint8Array[], maxIndex = 0, hardState: HardState | null = null): Promise<void> {
+  private async enqueue(
+    bytes: Uint8Array[],
+    maxIndex = new Map<number, number>(),
+    hardStates = new Map<number, HardState>(),
+  ): Promise<void> {
     this.check();
     // Backpressure: a host producing faster than the disk waits here.
     while (this.queuedBytes > WAL_MAX_QUEUED_BYTES && this.flushing !== null) await this.flushing;
@@ -220,7 +289,7 @@ export class Wal {
     let size = 0;
     for (const b of bytes) size += b.length;
     const done = new Promise<void>((resolve, reject) =>
-      this.queue.push({ bytes, size, maxIndex, hardState, resolve, reject }),
+      this.queue.push({ bytes, size, maxIndex, hardStates, resolve, reject }),
     );
     this.queuedBytes += size;
     if (this.flushing === null) this.flushing = this.flushLoop().finally(() => (this.flushing = null));
@@ -252,8 +321,8 @@ export class Wal {
       const seg = this.segments[this.segments.length - 1]!;
       seg.bytes += size;
       for (const p of batch) {
-        seg.maxIndex = Math.max(seg.maxIndex, p.maxIndex);
-        if (p.hardState !== null) this.hardState = p.hardState;
+        for (const [g, max] of p.maxIndex) seg.maxIndex.set(g, Math.max(seg.maxIndex.get(g) ?? 0, max));
+        for (const [g, hs] of p.hardStates) this.hardStates.set(g, hs);
         p.resolve();
       }
       if (seg.bytes >= this.maxSegmentBytes) {
@@ -281,8 +350,9 @@ export class Wal {
 
   /**
    * Seals the current segment and starts the next. The new segment begins
-   * with the current hard state and snapshot mark, so once older segments
-   * are deleted the newest ones still say everything needed to recover.
+   * with every group's current hard state and snapshot mark, so once older
+   * segments are deleted the newest ones still say everything needed to
+   * recover.
    */
   private async rotate(): Promise<void> {
     await this.file.sync();
@@ -290,9 +360,9 @@ export class Wal {
     const seq = this.segments[this.segments.length - 1]!.seq + 1;
     const name = segmentName(seq);
     this.file = await this.fs.open(`${this.dir}/${name}`);
-    const head: Uint8Array[] = [encodeHardState(this.hardState)];
-    if (this.snapshotMeta !== null)
-      head.push(encodeSnapshotMark(this.snapshotMeta.index, this.snapshotMeta.term, false));
+    const head: Uint8Array[] = [];
+    for (const [g, hs] of this.hardStates) head.push(encodeHardState(g, hs));
+    for (const [g, m] of this.snapshotMetas) head.push(encodeSnapshotMark(g, m.index, m.term, false));
     let bytes = 0;
     for (const h of head) {
       await this.file.write(h);
@@ -300,6 +370,6 @@ export class Wal {
     }
     await this.file.sync();
     await this.fs.syncDir(this.dir);
-    this.segments.push({ seq, name, maxIndex: 0, bytes });
+    this.segments.push({ seq, name, maxIndex: new Map(), bytes });
   }
 }
