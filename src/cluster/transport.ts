@@ -1,0 +1,291 @@
+/**
+ * The peer transport: Raft traffic between members, over one TCP connection
+ * per member pair (decision 0181).
+ *
+ * - The member with the lower id dials; the other accepts. Both directions
+ *   use the one connection. The dialer reconnects with exponential backoff
+ *   (PEER_BACKOFF_MIN_MS doubling to PEER_BACKOFF_MAX_MS) for as long as the
+ *   transport runs.
+ * - Each side's first frame is a hello with the cluster id (a hash of the
+ *   member list and partition count) and its member id. A peer configured
+ *   differently, or claiming to be someone it is not, is refused: the
+ *   connection is closed and the refusal logged and counted.
+ * - Sends never block. Each peer has a bounded send queue
+ *   (PEER_MAX_QUEUED_BYTES); while a peer is unreachable or slow, frames that
+ *   do not fit are dropped and counted (stats().dropped). That is Raft's
+ *   contract with its network: messages may be lost, and the protocol
+ *   retransmits (heartbeats, probes, appends from the match index), so a
+ *   dead or slow peer costs bounded memory and never holds up the others.
+ *   etcd's rafthttp makes the same choice.
+ * - Receiving decodes each frame strictly (src/cluster/peer-codec.ts); a
+ *   malformed frame closes that connection (and only it).
+ *
+ * Test-only fault injection: with `faults: true`, block(peer, direction)
+ * drops traffic to and/or from a peer in this transport, which is how the
+ * fault harness partitions members, one way or both.
+ * Without the flag the method throws: production code cannot partition
+ * itself by accident.
+ */
+import { createServer, type Server, type Socket, connect } from "node:net";
+import type { Logger } from "pino";
+import { PEER_MAX_FRAME_BYTES } from "../limits.js";
+import { FrameReader } from "../protocol/framing.js";
+import { decodePeerFrame, encodeHello, encodeRaftBatch, type GroupMessage, PeerProtocolError } from "./peer-codec.js";
+import type { Member } from "./placement.js";
+
+/** Bytes queued for one peer before new frames are dropped. */
+export const PEER_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+export const PEER_BACKOFF_MIN_MS = 50;
+export const PEER_BACKOFF_MAX_MS = 2_000;
+/** How long a connection may take to say hello before it is closed. */
+export const PEER_HELLO_TIMEOUT_MS = 5_000;
+
+export interface TransportOptions {
+  self: Member;
+  members: readonly Member[];
+  clusterId: bigint;
+  /** Called with every batch received from a peer, in order. */
+  onMessages: (from: number, messages: GroupMessage[]) => void;
+  logger?: Logger;
+  maxQueuedBytes?: number;
+  /** TEST ONLY: enables block()/unblock(). */
+  faults?: boolean;
+}
+
+export interface PeerStats {
+  member: number;
+  connected: boolean;
+  queuedBytes: number;
+  sentFrames: number;
+  receivedFrames: number;
+  dropped: number;
+  refused: number;
+  reconnects: number;
+}
+
+class Peer {
+  socket: Socket | null = null;
+  /** Hello received on the current socket: traffic may flow. */
+  ready = false;
+  queue: Uint8Array[] = [];
+  queuedBytes = 0;
+  backoffMs = PEER_BACKOFF_MIN_MS;
+  timer: NodeJS.Timeout | null = null;
+  stats: PeerStats;
+  constructor(readonly member: Member) {
+    this.stats = {
+      member: member.id,
+      connected: false,
+      queuedBytes: 0,
+      sentFrames: 0,
+      receivedFrames: 0,
+      dropped: 0,
+      refused: 0,
+      reconnects: 0,
+    };
+  }
+}
+
+export class PeerTransport {
+  private readonly peers = new Map<number, Peer>();
+  private server: Server | null = null;
+  private stopped = false;
+  /** TEST ONLY: peers whose outgoing / incoming traffic this transport drops. */
+  private readonly blockedOut = new Set<number>();
+  private readonly blockedIn = new Set<number>();
+  private readonly maxQueuedBytes: number;
+  /** Connections accepted whose hello has not arrived yet. */
+  private readonly pending = new Set<Socket>();
+
+  constructor(private readonly o: TransportOptions) {
+    this.maxQueuedBytes = o.maxQueuedBytes ?? PEER_MAX_QUEUED_BYTES;
+    for (const m of o.members) if (m.id !== o.self.id) this.peers.set(m.id, new Peer(m));
+  }
+
+  /** Listens on the member's own address and dials the peers it should dial. Resolves with the port. */
+  async start(): Promise<number> {
+    this.server = createServer((s) => this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", reject);
+      this.server!.listen(this.o.self.port, this.o.self.host, () => resolve());
+    });
+    for (const p of this.peers.values()) if (this.o.self.id < p.member.id) this.dial(p);
+    return (this.server.address() as { port: number }).port;
+  }
+
+  /**
+   * Queues one frame with `messages` for a peer. Returns false when the
+   * frame was dropped (queue full, unknown peer, or blocked by a test fault).
+   */
+  send(to: number, messages: readonly GroupMessage[]): boolean {
+    const p = this.peers.get(to);
+    if (p === undefined || this.stopped || messages.length === 0) return false;
+    if (this.blockedOut.has(to)) return false;
+    const frame = encodeRaftBatch(messages);
+    // Bytes waiting: ours, and those the socket has taken but the peer has not read (a slow peer).
+    if (p.queuedBytes + (p.socket?.writableLength ?? 0) + frame.length > this.maxQueuedBytes) {
+      p.stats.dropped++;
+      return false;
+    }
+    p.queue.push(frame);
+    p.queuedBytes += frame.length;
+    this.flush(p);
+    return true;
+  }
+
+  stats(): PeerStats[] {
+    return [...this.peers.values()].map((p) => ({ ...p.stats, connected: p.ready, queuedBytes: p.queuedBytes }));
+  }
+
+  /**
+   * TEST ONLY: drop traffic with `peer`: "out" (what we send it: a one-way
+   * partition), "in" (what it sends us), or "both".
+   */
+  block(peer: number, direction: "out" | "in" | "both" = "both"): void {
+    if (!this.o.faults) throw new Error("fault injection is off (TransportOptions.faults)");
+    if (direction !== "in") this.blockedOut.add(peer);
+    if (direction !== "out") this.blockedIn.add(peer);
+  }
+
+  unblock(peer: number): void {
+    if (!this.o.faults) throw new Error("fault injection is off (TransportOptions.faults)");
+    this.blockedOut.delete(peer);
+    this.blockedIn.delete(peer);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const p of this.peers.values()) {
+      if (p.timer !== null) clearTimeout(p.timer);
+      p.socket?.destroy();
+    }
+    for (const s of this.pending) s.destroy();
+    await new Promise<void>((resolve) => (this.server === null ? resolve() : this.server.close(() => resolve())));
+  }
+
+  private dial(p: Peer): void {
+    if (this.stopped) return;
+    const s = connect({ host: p.member.host, port: p.member.port, noDelay: true });
+    s.once("connect", () => {
+      p.backoffMs = PEER_BACKOFF_MIN_MS;
+      this.attach(s, p);
+    });
+    s.once("error", () => {});
+    s.once("close", () => {
+      if (p.socket === s || p.socket === null) this.detach(p, s);
+      this.redial(p);
+    });
+  }
+
+  private redial(p: Peer): void {
+    if (this.stopped || p.timer !== null) return;
+    p.stats.reconnects++;
+    p.timer = setTimeout(() => {
+      p.timer = null;
+      this.dial(p);
+    }, p.backoffMs);
+    p.backoffMs = Math.min(p.backoffMs * 2, PEER_BACKOFF_MAX_MS);
+  }
+
+  /** An incoming connection: who it is, we learn from its hello. */
+  private accept(s: Socket): void {
+    s.setNoDelay(true);
+    this.pending.add(s);
+    s.on("error", () => {});
+    s.once("close", () => this.pending.delete(s));
+    const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
+    s.once("close", () => clearTimeout(timer));
+    this.readFrames(s, null, timer);
+  }
+
+  /** A dialed connection is ours for `p`: say hello, then read. */
+  private attach(s: Socket, p: Peer): void {
+    s.on("error", () => {});
+    p.socket?.destroy();
+    p.socket = s;
+    p.ready = false;
+    s.write(encodeHello(this.o.clusterId, this.o.self.id));
+    const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
+    s.once("close", () => clearTimeout(timer));
+    this.readFrames(s, p, timer);
+  }
+
+  private readFrames(s: Socket, dialed: Peer | null, helloTimer: NodeJS.Timeout): void {
+    const reader = new FrameReader(PEER_MAX_FRAME_BYTES);
+    let peer: Peer | null = null;
+    s.on("data", (chunk: Buffer) => {
+      reader.push(chunk, (frame) => {
+        if (s.destroyed) return;
+        try {
+          const f = decodePeerFrame(frame);
+          if (f.kind === "hello") {
+            const claimed = this.peers.get(f.member);
+            const refuse = (why: string) => {
+              if (claimed) claimed.stats.refused++;
+              this.o.logger?.warn({ from: f.member, why }, "peer refused");
+              s.destroy();
+            };
+            if (f.clusterId !== this.o.clusterId) return refuse("cluster id differs (another member list?)");
+            if (claimed === undefined) return refuse("not a member");
+            if (dialed !== null && claimed !== dialed)
+              return refuse(`dialed ${dialed.member.id}, hello says ${f.member}`);
+            if (dialed === null && this.o.self.id < f.member)
+              return refuse("this member dials that one, not the reverse");
+            clearTimeout(helloTimer);
+            peer = claimed;
+            if (dialed === null) {
+              this.pending.delete(s);
+              claimed.socket?.destroy();
+              claimed.socket = s;
+              s.write(encodeHello(this.o.clusterId, this.o.self.id));
+              s.once("close", () => this.detach(claimed, s));
+            }
+            claimed.ready = true;
+            claimed.stats.connected = true;
+            this.flush(claimed);
+            return;
+          }
+          if (peer === null) throw new PeerProtocolError("Raft traffic before hello");
+          peer.stats.receivedFrames++;
+          if (this.blockedIn.has(peer.member.id)) return;
+          this.o.onMessages(peer.member.id, f.messages);
+        } catch (err) {
+          this.o.logger?.warn({ err: (err as Error).message }, "bad peer frame; closing that connection");
+          s.destroy();
+        }
+      });
+      if (reader.error !== null) s.destroy();
+    });
+  }
+
+  private detach(p: Peer, s: Socket): void {
+    if (p.socket !== s) return;
+    p.socket = null;
+    p.ready = false;
+    p.stats.connected = false;
+  }
+
+  private flush(p: Peer): void {
+    const s = p.socket;
+    if (s === null || !p.ready || s.destroyed || p.queue.length === 0) return;
+    s.cork();
+    for (const f of p.queue) {
+      s.write(f);
+      p.stats.sentFrames++;
+    }
+    s.uncork();
+    p.queue = [];
+    p.queuedBytes = 0;
+  }
+}
+
+/** The cluster id: members (name, address, order) and the partition count, hashed. */
+export function clusterIdOf(
+  members: readonly Member[],
+  partitions: number,
+  hash: (b: Uint8Array, seed: number) => number,
+): bigint {
+  const text = `${partitions}|${members.map((m) => `${m.id}:${m.name}@${m.host}:${m.port}`).join(",")}`;
+  const b = new TextEncoder().encode(text);
+  return (BigInt(hash(b, 1)) << 32n) | BigInt(hash(b, 2));
+}

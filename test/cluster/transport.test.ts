@@ -1,0 +1,165 @@
+// The peer transport over real loopback sockets: batches arrive in order,
+// a peer that is down is reached once it comes up (reconnect with backoff),
+// a misconfigured peer is refused, a dead peer costs bounded memory, and
+// the test-only fault hook partitions members one way or both.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Member, parseMembers } from "../../src/cluster/placement.js";
+import type { GroupMessage } from "../../src/cluster/peer-codec.js";
+import { clusterIdOf, PeerTransport } from "../../src/cluster/transport.js";
+import { hash32, initHash } from "../../src/hash.js";
+import { message } from "../../src/raft/messages.js";
+import { freePort } from "../support/node.js";
+
+async function cluster(n: number): Promise<Member[]> {
+  await initHash();
+  const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
+  return parseMembers(ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(","));
+}
+
+function msg(group: number, from: number, to: number, term: number): GroupMessage {
+  return { group, message: message({ type: 7, from, to, term }) };
+}
+
+async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) assert.fail(`timed out: ${what}`);
+    await sleep(10);
+  }
+}
+
+function start(members: Member[], id: number, opts: { clusterId?: bigint; faults?: boolean } = {}) {
+  const got: { from: number; messages: GroupMessage[] }[] = [];
+  const t = new PeerTransport({
+    self: members[id - 1]!,
+    members,
+    clusterId: opts.clusterId ?? clusterIdOf(members, 64, hash32),
+    onMessages: (from, messages) => got.push({ from, messages }),
+    faults: opts.faults ?? false,
+  });
+  return { t, got, ready: t.start() };
+}
+
+describe("peer transport", () => {
+  it("delivers batches both ways over one connection, in order", async () => {
+    const ms = await cluster(2);
+    const a = start(ms, 1);
+    const b = start(ms, 2);
+    await Promise.all([a.ready, b.ready]);
+    try {
+      await until("connected", () => a.t.stats()[0]!.connected && b.t.stats()[0]!.connected);
+      for (let i = 1; i <= 50; i++) assert.ok(a.t.send(2, [msg(i % 4, 1, 2, i), msg(99, 1, 2, i)]));
+      for (let i = 1; i <= 50; i++) b.t.send(1, [msg(0, 2, 1, i)]);
+      await until("all delivered", () => b.got.length === 50 && a.got.length === 50);
+      assert.deepEqual(
+        b.got.map((g) => g.messages[0]!.message.term),
+        Array.from({ length: 50 }, (_, i) => i + 1),
+      );
+      assert.equal(b.got[0]!.from, 1);
+      assert.equal(b.got[7]!.messages[1]!.group, 99);
+    } finally {
+      await a.t.stop();
+      await b.t.stop();
+    }
+  });
+
+  it("reaches a peer that starts later, and again after it restarts", async () => {
+    const ms = await cluster(2);
+    const a = start(ms, 1);
+    await a.ready;
+    let b = start(ms, 2);
+    await b.ready;
+    try {
+      await until("connected", () => a.t.stats()[0]!.connected);
+      await b.t.stop();
+      await until("a sees b gone", () => !a.t.stats()[0]!.connected);
+      b = start(ms, 2);
+      await b.ready;
+      await until("reconnected", () => a.t.stats()[0]!.connected);
+      a.t.send(2, [msg(1, 1, 2, 7)]);
+      await until("delivered after restart", () => b.got.length === 1);
+      assert.ok(a.t.stats()[0]!.reconnects >= 1);
+    } finally {
+      await a.t.stop();
+      await b.t.stop();
+    }
+  });
+
+  it("refuses a peer with another cluster id", async () => {
+    const ms = await cluster(2);
+    const a = start(ms, 1);
+    const b = start(ms, 2, { clusterId: 12345n });
+    await Promise.all([a.ready, b.ready]);
+    try {
+      await sleep(300);
+      assert.equal(a.t.stats()[0]!.connected, false);
+      assert.equal(b.t.stats()[0]!.connected, false);
+      assert.equal(a.t.send(2, [msg(1, 1, 2, 1)]), true, "queued, not sent");
+      await sleep(100);
+      assert.equal(b.got.length, 0);
+    } finally {
+      await a.t.stop();
+      await b.t.stop();
+    }
+  });
+
+  it("a dead peer costs bounded memory: frames beyond the queue limit are dropped and counted", async () => {
+    const ms = await cluster(2);
+    const a = new PeerTransport({
+      self: ms[0]!,
+      members: ms,
+      clusterId: 1n,
+      onMessages: () => {},
+      maxQueuedBytes: 10_000,
+    });
+    await a.start();
+    try {
+      let accepted = 0;
+      for (let i = 0; i < 1000; i++) if (a.send(2, [msg(1, 1, 2, i)])) accepted++;
+      const s = a.stats()[0]!;
+      assert.ok(accepted < 1000 && accepted > 0);
+      assert.equal(s.dropped, 1000 - accepted);
+      assert.ok(s.queuedBytes <= 10_000);
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it("the test-only fault hook partitions one way or both, and heals", async () => {
+    const ms = await cluster(3);
+    const nodes = [start(ms, 1, { faults: true }), start(ms, 2, { faults: true }), start(ms, 3, { faults: true })];
+    await Promise.all(nodes.map((n) => n.ready));
+    const [a, b, c] = nodes as [(typeof nodes)[0], (typeof nodes)[0], (typeof nodes)[0]];
+    try {
+      await until("all connected", () => nodes.every((n) => n.t.stats().every((s) => s.connected)));
+      // One way: a drops what it would send to b; b -> a still flows.
+      a.t.block(2, "out");
+      a.t.send(2, [msg(1, 1, 2, 1)]);
+      b.t.send(1, [msg(1, 2, 1, 1)]);
+      a.t.send(3, [msg(1, 1, 3, 1)]);
+      await until("a and c hear", () => a.got.length === 1 && c.got.length === 1);
+      await sleep(100);
+      assert.equal(b.got.length, 0, "nothing from a reached b");
+      a.t.unblock(2);
+      a.t.send(2, [msg(1, 1, 2, 2)]);
+      await until("healed", () => b.got.length === 1);
+      b.t.send(1, [msg(1, 2, 1, 3)]);
+      await until("b to a", () => a.got.length === 2);
+      // Both ways.
+      a.t.block(3);
+      a.t.send(3, [msg(1, 1, 3, 9)]);
+      c.t.send(1, [msg(1, 3, 1, 9)]);
+      await sleep(150);
+      assert.equal(c.got.length, 1, "nothing new reached c");
+      assert.equal(a.got.length, 2, "a got b's two messages only, nothing from c");
+      a.t.unblock(3);
+      // Without the flag, the hook refuses to exist.
+      const plain = new PeerTransport({ self: ms[0]!, members: ms, clusterId: 1n, onMessages: () => {} });
+      assert.throws(() => plain.block(2), /fault injection is off/);
+    } finally {
+      for (const n of nodes) await n.t.stop();
+    }
+  });
+});
