@@ -39,6 +39,8 @@ export interface GroupPersist {
 export interface RaftStorage {
   /** Makes every part of one round durable, together, before resolving. */
   persist(round: GroupPersist[]): Promise<void>;
+  /** Saves a group's own compaction snapshot, then drops what it covers. */
+  saveCompaction(group: number, snapshot: Snapshot): Promise<void>;
 }
 
 /** What a group restarts from. */
@@ -54,6 +56,8 @@ export interface StateMachine {
   apply(group: number, entry: Entry): Uint8Array;
   /** Replaces a group's state with a snapshot's. */
   restore(group: number, snapshot: Snapshot): void;
+  /** The group's state as bytes, as of everything applied so far. */
+  snapshot(group: number): Uint8Array;
 }
 
 export class NotLeaderError extends Error {
@@ -196,6 +200,23 @@ export class MultiRaft {
     };
   }
 
+  /**
+   * Compacts a group's log up to what it has applied: the state machine's
+   * snapshot replaces those entries, on disk too. Followers that later need
+   * the dropped entries get the snapshot instead (InstallSnapshot). Call it
+   * between process() rounds, when a group's log has grown enough.
+   */
+  async compact(group: number): Promise<number> {
+    assert(!this.processing, "compaction runs between rounds");
+    const g = this.groups.get(group);
+    assert(g !== undefined, `group ${group} is hosted here`);
+    const index = g.applied;
+    if (index <= g.raft.log.snapshotIndex()) return 0;
+    const snap = g.raft.compact(index, this.sm.snapshot(group));
+    await this.storage.saveCompaction(group, snap);
+    return index;
+  }
+
   hosted(): number[] {
     return [...this.groups.keys()];
   }
@@ -289,6 +310,13 @@ export class MemoryStorage implements RaftStorage {
       if (p.hardState !== null) s.hardState = p.hardState;
       this.state.set(p.group, s);
     }
+  }
+
+  async saveCompaction(group: number, snapshot: Snapshot): Promise<void> {
+    const s = this.state.get(group);
+    assert(s !== undefined, "a group compacts what it persisted");
+    s.snapshot = snapshot;
+    s.entries = s.entries.filter((e) => e.index > snapshot.meta.index);
   }
 
   /** What a restarted member would recover for a group. */

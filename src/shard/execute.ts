@@ -41,6 +41,12 @@ export class ShardCore {
   writes = 0;
   expired = 0;
   private readonly statsBytes = new Uint8Array(5 * 8);
+  /**
+   * Set while serving a read outside the log (a replicated partition's
+   * leader reading after ReadIndex): an expired key is reported absent but
+   * not removed, so replicas' maps stay identical (src/cluster/partition-machine.ts).
+   */
+  readOnly = false;
 
   constructor(store: ShardStore = new ShardStore()) {
     this.store = store;
@@ -52,6 +58,7 @@ export class ShardCore {
     if (slot < 0) return -1;
     const exp = this.store.expiresAtMs(slot);
     if (exp !== 0 && exp <= nowMs) {
+      if (this.readOnly) return -1;
       this.store.deleteSlot(slot);
       this.expired++;
       return -1;

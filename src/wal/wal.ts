@@ -259,6 +259,12 @@ export class Wal {
     if (removed) await this.fs.syncDir(this.dir);
   }
 
+  /** A group's own compaction snapshot: saved (not replacing the log), then what it covers deleted. */
+  async saveCompaction(group: number, snapshot: Snapshot): Promise<void> {
+    await this.saveSnapshot(snapshot, false, group);
+    await this.compact(snapshot.meta.index, group);
+  }
+
   /** Segment file names, oldest first (for tests and stats). */
   segmentNames(): string[] {
     return this.segments.map((s) => s.name);

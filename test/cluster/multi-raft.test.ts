@@ -30,6 +30,9 @@ class MapMachine implements StateMachine {
   restore(group: number, s: Snapshot): void {
     this.maps.set(group, new Map(JSON.parse(dec.decode(s.data)) as [string, string][]));
   }
+  snapshot(group: number): Uint8Array {
+    return enc.encode(JSON.stringify([...(this.maps.get(group) ?? new Map())]));
+  }
 }
 
 interface Node {

@@ -1,0 +1,154 @@
+/**
+ * The state machine of a worker's partitions: one ShardCore (the same pure
+ * executor a single node uses, src/shard/execute.ts) per partition, fed
+ * committed log entries that are shard commands (src/shard/command.ts).
+ *
+ * Determinism across replicas is the whole job:
+ *   - A command carries the time it was accepted (`nowMs`, stamped by the
+ *     leader), and every expiry decision uses it, never a replica's clock.
+ *   - The log's clock never goes back: a new leader whose clock is behind
+ *     the old one's would otherwise stamp an earlier time and bring expired
+ *     keys back to life. Each partition keeps the highest `nowMs` applied,
+ *     and a command stamped earlier executes at that time instead. Every
+ *     replica applies the same sequence, so every replica makes the same
+ *     correction.
+ *   - Reads served outside the log (by the leader after ReadIndex) run
+ *     read-only: an expired key is reported absent but not removed, so the
+ *     leader's map stays identical to its followers'. Keys are actually
+ *     removed by commands in the log (and, later, by a sweep command the
+ *     leader proposes).
+ *
+ * Snapshots serialise a partition's whole map (every entry, with versions
+ * and expiry times), its version counter and its clock.
+ */
+import { ErrorCode } from "../errors.js";
+import type { Entry, Snapshot } from "../raft/types.js";
+import { CommandView, isWrite, readF64, Result, writeF64 } from "../shard/command.js";
+import { ShardCore } from "../shard/execute.js";
+import type { StateMachine } from "./multi-raft.js";
+
+interface Partition {
+  core: ShardCore;
+  /** The log's clock: the highest nowMs applied. */
+  clockMs: number;
+}
+
+const MAGIC = 0x4d535050; // "PPSM"
+
+export class PartitionMachine implements StateMachine {
+  private readonly parts = new Map<number, Partition>();
+  private readonly view = new CommandView();
+  private readonly result = new Result();
+
+  private part(group: number): Partition {
+    let p = this.parts.get(group);
+    if (p === undefined) this.parts.set(group, (p = { core: new ShardCore(), clockMs: 0 }));
+    return p;
+  }
+
+  /** The ShardCore of a partition (for stats and tests). */
+  core(group: number): ShardCore {
+    return this.part(group).core;
+  }
+
+  apply(group: number, entry: Entry): Uint8Array {
+    const p = this.part(group);
+    const r = this.result.reset(0);
+    if (!this.view.wrap(entry.data)) {
+      // In the log, so every replica answers the same: the command is refused.
+      r.status = ErrorCode.INVALID_ARGUMENT;
+      return encode(r);
+    }
+    const c = this.view;
+    r.tag = c.tag;
+    if (c.nowMs < p.clockMs) c.nowMs = p.clockMs;
+    p.clockMs = c.nowMs;
+    p.core.execute(c, r);
+    return encode(r);
+  }
+
+  /**
+   * Serves a read outside the log, at the local time `nowMs` (never earlier
+   * than the log's clock), without changing the map. Writes are refused:
+   * they must go through the log.
+   */
+  read(group: number, command: Uint8Array, nowMs: number): Uint8Array {
+    const p = this.part(group);
+    const r = this.result.reset(0);
+    if (!this.view.wrap(command) || isWrite(this.view.op)) {
+      r.status = ErrorCode.INVALID_ARGUMENT;
+      return encode(r);
+    }
+    const c = this.view;
+    r.tag = c.tag;
+    c.nowMs = Math.max(nowMs, p.clockMs);
+    p.core.readOnly = true;
+    try {
+      p.core.execute(c, r);
+    } finally {
+      p.core.readOnly = false;
+    }
+    return encode(r);
+  }
+
+  snapshot(group: number): Uint8Array {
+    const p = this.part(group);
+    const store = p.core.store;
+    const slots: number[] = [];
+    let cursor = 0;
+    do cursor = store.scan(cursor, 1 << 20, (slot) => slots.push(slot));
+    while (cursor !== 0);
+    let size = 4 + 8 + 8 + 4;
+    for (const s of slots) size += 24 + store.key(s).length + store.value(s).length;
+    const out = new Uint8Array(size);
+    const v = new DataView(out.buffer);
+    v.setUint32(0, MAGIC, true);
+    writeF64(out, 4, p.core.lastVersion);
+    writeF64(out, 12, p.clockMs);
+    v.setUint32(20, slots.length, true);
+    let at = 24;
+    for (const s of slots) {
+      const k = store.key(s);
+      const val = store.value(s);
+      v.setUint32(at, k.length, true);
+      v.setUint32(at + 4, val.length, true);
+      writeF64(out, at + 8, store.version(s));
+      writeF64(out, at + 16, store.expiresAtMs(s));
+      out.set(k, at + 24);
+      out.set(val, at + 24 + k.length);
+      at += 24 + k.length + val.length;
+    }
+    return out;
+  }
+
+  restore(group: number, snapshot: Snapshot): void {
+    const b = snapshot.data;
+    const core = new ShardCore();
+    let clockMs = 0;
+    if (b.length > 0) {
+      const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      if (b.length < 24 || v.getUint32(0, true) !== MAGIC)
+        throw new Error(`partition ${group}: not a partition snapshot`);
+      core.lastVersion = readF64(b, 4);
+      clockMs = readF64(b, 12);
+      const count = v.getUint32(20, true);
+      let at = 24;
+      for (let i = 0; i < count; i++) {
+        const kl = v.getUint32(at, true);
+        const vl = v.getUint32(at + 4, true);
+        const key = b.slice(at + 24, at + 24 + kl);
+        const value = b.subarray(at + 24 + kl, at + 24 + kl + vl);
+        core.store.set(key, value, readF64(b, at + 8), readF64(b, at + 16));
+        at += 24 + kl + vl;
+      }
+      if (at !== b.length) throw new Error(`partition ${group}: snapshot has ${b.length - at} trailing bytes`);
+    }
+    this.parts.set(group, { core, clockMs });
+  }
+}
+
+function encode(r: Result): Uint8Array {
+  const out = new Uint8Array(r.byteLength());
+  r.encode(out, 0);
+  return out;
+}
