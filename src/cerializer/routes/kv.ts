@@ -294,7 +294,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         description:
           "A page of keys, optionally only those starting with `prefix` (percent-encoded bytes). Pass the " +
           "returned `cursor` to get the next page; it is null at the end. Keys written or deleted during a listing " +
-          "may or may not appear; keys present throughout appear exactly once per node.",
+          "may or may not appear; keys present throughout appear at least once (as Redis SCAN).",
         querystring: {
           type: "object",
           properties: {
