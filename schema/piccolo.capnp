@@ -169,6 +169,27 @@ struct PeerFrame {
   union {
     hello @0 :PeerHello;    # first frame on a connection, both directions
     raft @1 :RaftBatch;
+    forward @2 :Forward;    # a request for a partition this member does not lead
+    forwardReply @3 :ForwardReply;
+  }
+}
+
+# A shard command (src/shard/command.ts) sent to the member believed to lead
+# its partition, which proposes it (writes) or serves it after ReadIndex
+# (reads) and answers with the shard's encoded Result.
+struct Forward {
+  id @0 :UInt64;            # chosen by the sender, echoed in the reply
+  group @1 :UInt32;
+  write @2 :Bool;
+  command @3 :Data;
+}
+
+struct ForwardReply {
+  id @0 :UInt64;
+  union {
+    result @1 :Data;        # the encoded Result
+    notLeader @2 :UInt32;   # not the leader; the leader it knows of (0: none)
+    failed @3 :Text;        # no outcome known (timed out waiting for commit)
   }
 }
 

@@ -261,6 +261,12 @@ async function main(argv: string[]): Promise<number> {
         requirepass: { type: "string" },
         "log-level": { type: "string" },
         "no-pin": { type: "boolean" },
+        "node-id": { type: "string" },
+        cluster: { type: "string" },
+        "data-dir": { type: "string" },
+        partitions: { type: "string" },
+        replicas: { type: "string" },
+        "tick-ms": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -331,6 +337,7 @@ main(process.argv.slice(2)).then(
     if (
       err instanceof UsageError ||
       err instanceof ConfigError ||
+      (err as Error).name === "PlacementError" ||
       (err as { code?: string }).code?.startsWith?.("ERR_PARSE_ARGS")
     ) {
       process.stderr.write(`piccolo: ${(err as Error).message}\n`);

@@ -24,9 +24,43 @@ export interface GroupMessage {
   message: Message;
 }
 
+export interface ForwardRequest {
+  id: number;
+  group: number;
+  write: boolean;
+  command: Uint8Array;
+}
+
+export type ForwardOutcome =
+  | { kind: "result"; result: Uint8Array }
+  | { kind: "notLeader"; leader: number }
+  | { kind: "failed"; reason: string };
+
 export type DecodedFrame =
   | { kind: "hello"; clusterId: bigint; member: number }
-  | { kind: "raft"; messages: GroupMessage[] };
+  | { kind: "raft"; messages: GroupMessage[] }
+  | ({ kind: "forward" } & ForwardRequest)
+  | { kind: "forwardReply"; id: number; outcome: ForwardOutcome };
+
+export function encodeForward(f: ForwardRequest): Uint8Array {
+  const m = new capnp.Message();
+  const x = m.initRoot(PeerFrame)._initForward();
+  x.id = BigInt(f.id);
+  x.group = f.group;
+  x.write = f.write;
+  setData((n) => x._initCommand(n), f.command);
+  return frameOf(m);
+}
+
+export function encodeForwardReply(id: number, o: ForwardOutcome): Uint8Array {
+  const m = new capnp.Message();
+  const x = m.initRoot(PeerFrame)._initForwardReply();
+  x.id = BigInt(id);
+  if (o.kind === "result") setData((n) => x._initResult(n), o.result);
+  else if (o.kind === "notLeader") x.notLeader = o.leader;
+  else x.failed = o.reason;
+  return frameOf(m);
+}
 
 const MESSAGE_TYPES = new Set<number>(Object.values(MessageType));
 const ENTRY_TYPES = new Set<number>(Object.values(EntryType));
@@ -165,6 +199,24 @@ export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
             `${list.length} messages in one frame; the limit is ${PEER_MAX_MESSAGES_PER_FRAME}`,
           );
         return { kind: "raft", messages: Array.from(list, decodeMessage) };
+      }
+      case PeerFrame_Which.FORWARD: {
+        const f = root.forward;
+        return {
+          kind: "forward",
+          id: num(f.id, "forward id"),
+          group: f.group,
+          write: f.write,
+          command: f.command.toUint8Array().slice(),
+        };
+      }
+      case PeerFrame_Which.FORWARD_REPLY: {
+        const r = root.forwardReply;
+        const id = num(r.id, "forward id");
+        if (r._isResult)
+          return { kind: "forwardReply", id, outcome: { kind: "result", result: r.result.toUint8Array().slice() } };
+        if (r._isNotLeader) return { kind: "forwardReply", id, outcome: { kind: "notLeader", leader: r.notLeader } };
+        return { kind: "forwardReply", id, outcome: { kind: "failed", reason: r.failed } };
       }
       default:
         throw new PeerProtocolError(`unknown peer frame kind ${root.which()}`);

@@ -2,7 +2,7 @@
  * Where data lives in a cluster: the static member list, the partitions,
  * and which members hold each partition's replicas (issue #7).
  *
- *   key -> partition     xxHash32(key, PARTITION_SEED) mod P, fixed at bootstrap
+ *   key -> partition     xxHash32(key) mod P, fixed at bootstrap
  *   partition -> replicas the R members with the highest rendezvous score
  *                         xxHash32(partition, seed = hash(member id))
  *   partition -> preferred leader
@@ -69,16 +69,16 @@ export function parseMembers(spec: string): Member[] {
   });
 }
 
-const PARTITION_SEED = 0x9e3779b9;
 const enc = new TextEncoder();
 
 /**
- * The partition of a key. Needs initHash() (src/hash.ts) to have run. A seed
- * of its own keeps the partition choice uncorrelated with a node's shard
- * choice (src/io/route.ts hashes the same key with seed 0).
+ * The partition of a key. Needs initHash() (src/hash.ts) to have run. It is
+ * exactly a single node's shard choice (src/io/route.ts) with P shards, so in
+ * cluster mode the IO loop's dispatcher routes by partition unchanged: its
+ * "shards" are the partitions.
  */
 export function partitionOf(key: Uint8Array, partitions: number): number {
-  return partitions <= 1 ? 0 : hash32(key, PARTITION_SEED) % partitions;
+  return partitions <= 1 ? 0 : hash32(key, 0) % partitions;
 }
 
 export interface PartitionPlacement {

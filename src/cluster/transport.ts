@@ -30,7 +30,14 @@ import { createServer, type Server, type Socket, connect } from "node:net";
 import type { Logger } from "pino";
 import { PEER_MAX_FRAME_BYTES } from "../limits.js";
 import { FrameReader } from "../protocol/framing.js";
-import { decodePeerFrame, encodeHello, encodeRaftBatch, type GroupMessage, PeerProtocolError } from "./peer-codec.js";
+import {
+  type DecodedFrame,
+  decodePeerFrame,
+  encodeHello,
+  encodeRaftBatch,
+  type GroupMessage,
+  PeerProtocolError,
+} from "./peer-codec.js";
 import type { Member } from "./placement.js";
 
 /** Bytes queued for one peer before new frames are dropped. */
@@ -46,6 +53,8 @@ export interface TransportOptions {
   clusterId: bigint;
   /** Called with every batch received from a peer, in order. */
   onMessages: (from: number, messages: GroupMessage[]) => void;
+  /** Called with every other frame (forwarded requests and their replies). */
+  onFrame?: (from: number, frame: Exclude<DecodedFrame, { kind: "hello" | "raft" }>) => void;
   logger?: Logger;
   maxQueuedBytes?: number;
   /** TEST ONLY: enables block()/unblock(). */
@@ -118,10 +127,14 @@ export class PeerTransport {
    * frame was dropped (queue full, unknown peer, or blocked by a test fault).
    */
   send(to: number, messages: readonly GroupMessage[]): boolean {
+    if (messages.length === 0) return false;
+    return this.sendFrame(to, encodeRaftBatch(messages));
+  }
+
+  /** Queues one encoded frame for a peer; false when dropped (as send()). */
+  sendFrame(to: number, frame: Uint8Array): boolean {
     const p = this.peers.get(to);
-    if (p === undefined || this.stopped || messages.length === 0) return false;
-    if (this.blockedOut.has(to)) return false;
-    const frame = encodeRaftBatch(messages);
+    if (p === undefined || this.stopped || this.blockedOut.has(to)) return false;
     // Bytes waiting: ours, and those the socket has taken but the peer has not read (a slow peer).
     if (p.queuedBytes + (p.socket?.writableLength ?? 0) + frame.length > this.maxQueuedBytes) {
       p.stats.dropped++;
@@ -248,7 +261,8 @@ export class PeerTransport {
           if (peer === null) throw new PeerProtocolError("Raft traffic before hello");
           peer.stats.receivedFrames++;
           if (this.blockedIn.has(peer.member.id)) return;
-          this.o.onMessages(peer.member.id, f.messages);
+          if (f.kind === "raft") this.o.onMessages(peer.member.id, f.messages);
+          else this.o.onFrame?.(peer.member.id, f);
         } catch (err) {
           this.o.logger?.warn({ err: (err as Error).message }, "bad peer frame; closing that connection");
           s.destroy();

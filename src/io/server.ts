@@ -34,6 +34,11 @@ export interface NodeOptions {
   /** Password clients must AUTH with, on every protocol; null for none. */
   requirePass: string | null;
   logger: Logger;
+  /**
+   * Builds another backend instead of the local shards (cluster mode:
+   * src/cluster/backend.ts). The IO loop never knows which it talks to.
+   */
+  backend?: (events: ShardEvents) => Promise<ShardBackend>;
 }
 
 export class PiccoloNode implements ConnectionHost {
@@ -70,9 +75,11 @@ export class PiccoloNode implements ConnectionHost {
       onLog: (level, message, detail) => this.logger[level](detail ?? {}, message),
     };
     this.backend =
-      this.options.shards === 0
-        ? new InlineShards(events)
-        : new ThreadedShards(this.options.shards, events, this.options.pin);
+      this.options.backend !== undefined
+        ? await this.options.backend(events)
+        : this.options.shards === 0
+          ? new InlineShards(events)
+          : new ThreadedShards(this.options.shards, events, this.options.pin);
     this.dispatcher.backend = this.backend;
     this.dispatcher.onSentLater = () => this.scheduleTurn();
     const port = await this.listen(this.options.port, (socket) => new NativeConnection(socket, this));

@@ -17,6 +17,15 @@ export interface NodeConfig {
   respPort: number;
   /** Password for AUTH (default user); null: no authentication. */
   requirePass: string | null;
+  /** Cluster mode (null: a single node). */
+  cluster: {
+    nodeId: string;
+    members: string;
+    dataDir: string;
+    partitions: number;
+    replicas: number;
+    tickMs: number;
+  } | null;
 }
 
 export const SERVER_FLAGS = {
@@ -32,6 +41,16 @@ export const SERVER_FLAGS = {
   },
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
   "no-pin": { env: "PICCOLO_NO_PIN", help: "do not pin shard workers to cores", default: "" },
+  "node-id": { env: "PICCOLO_NODE_ID", help: "this member's name in --cluster", default: "" },
+  cluster: {
+    env: "PICCOLO_CLUSTER",
+    help: "static member list name=host:peerPort,... (enables cluster mode)",
+    default: "",
+  },
+  "data-dir": { env: "PICCOLO_DATA_DIR", help: "cluster mode: where the WAL lives", default: "./data/<node-id>" },
+  partitions: { env: "PICCOLO_PARTITIONS", help: "cluster mode: partitions, fixed at bootstrap", default: "64" },
+  replicas: { env: "PICCOLO_REPLICAS", help: "cluster mode: replicas per partition", default: "3" },
+  "tick-ms": { env: "PICCOLO_TICK_MS", help: "cluster mode: Raft tick (election after 10-20 ticks)", default: "20" },
 } as const;
 
 export class ConfigError extends Error {
@@ -62,5 +81,22 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),
     requirePass: pick("requirepass") === "" ? null : pick("requirepass"),
+    cluster: clusterConfig(pick),
+  };
+}
+
+function clusterConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeConfig["cluster"] {
+  const members = pick("cluster");
+  if (members === "") return null;
+  const nodeId = pick("node-id");
+  if (nodeId === "") throw new ConfigError("--cluster needs --node-id: this member's name in the list");
+  const dataDir = pick("data-dir");
+  return {
+    nodeId,
+    members,
+    dataDir: dataDir === "./data/<node-id>" ? `./data/${nodeId}` : dataDir,
+    partitions: int("partitions", pick("partitions"), 1, 4096),
+    replicas: int("replicas", pick("replicas"), 1, 7),
+    tickMs: int("tick-ms", pick("tick-ms"), 1, 10_000),
   };
 }

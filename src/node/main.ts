@@ -3,6 +3,8 @@
  * SIGINT/SIGTERM stop accepting, finish what is in flight, exit 0.
  */
 import { pino } from "pino";
+import { ClusterShards } from "../cluster/backend.js";
+import { PlacementError, parseMembers } from "../cluster/placement.js";
 import { PiccoloNode } from "../io/server.js";
 import { startResp } from "../resp/listener.js";
 import type { NodeConfig } from "./config.js";
@@ -11,12 +13,38 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   // Structured logs on stderr, quiet by default (warn): a store should not
   // chatter. `--log-level info` shows start-up, pinning and shutdown.
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
-  const node = new PiccoloNode({ ...config, logger });
+  const cluster = config.cluster;
+  let backend: ConstructorParameters<typeof PiccoloNode>[0]["backend"];
+  if (cluster !== null) {
+    const members = parseMembers(cluster.members);
+    const self = members.find((m) => m.name === cluster.nodeId);
+    if (self === undefined) throw new PlacementError(`--node-id ${cluster.nodeId} is not in --cluster`);
+    backend = (events) =>
+      ClusterShards.start(
+        {
+          self,
+          members,
+          partitions: cluster.partitions,
+          replicas: cluster.replicas,
+          dataDir: cluster.dataDir,
+          tickMs: cluster.tickMs,
+          electionTicks: 10,
+          heartbeatTicks: 2,
+          logger,
+        },
+        events,
+      );
+  }
+  const node = new PiccoloNode({ ...config, logger, ...(backend === undefined ? {} : { backend }) });
   const port = await node.start();
   const resp = config.respPort === 0 ? 0 : await startResp(node, config.respPort, port, config.requirePass);
   // One line on stdout for people and scripts (tests wait for it).
   const respNote = resp === 0 ? "resp disabled" : `resp on ${config.host}:${resp}`;
-  process.stdout.write(`piccolo listening on ${config.host}:${port} (shards: ${config.shards}), ${respNote}\n`);
+  const mode =
+    cluster === null
+      ? `shards: ${config.shards}`
+      : `cluster member ${cluster.nodeId}, partitions: ${cluster.partitions}`;
+  process.stdout.write(`piccolo listening on ${config.host}:${port} (${mode}), ${respNote}\n`);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -1540,12 +1540,20 @@ export const PeerFrame_Which = {
 *
 */
   HELLO: 0,
-  RAFT: 1
+  RAFT: 1,
+  /**
+* a request for a partition this member does not lead
+*
+*/
+  FORWARD: 2,
+  FORWARD_REPLY: 3
 } as const;
 export type PeerFrame_Which = (typeof PeerFrame_Which)[keyof typeof PeerFrame_Which];
 export class PeerFrame extends $.Struct {
   static readonly HELLO = PeerFrame_Which.HELLO;
   static readonly RAFT = PeerFrame_Which.RAFT;
+  static readonly FORWARD = PeerFrame_Which.FORWARD;
+  static readonly FORWARD_REPLY = PeerFrame_Which.FORWARD_REPLY;
   static readonly _capnp = {
     displayName: "PeerFrame",
     id: "fd5641711157afea",
@@ -1605,9 +1613,208 @@ export class PeerFrame extends $.Struct {
     $.utils.setUint16(0, 1, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptForward(value: $.Orphan<Forward>): void {
+    $.utils.setUint16(0, 2, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownForward(): $.Orphan<Forward> {
+    return $.utils.disown(this.forward);
+  }
+  /**
+* a request for a partition this member does not lead
+*
+*/
+  get forward(): Forward {
+    $.utils.testWhich("forward", $.utils.getUint16(0, this), 2, this);
+    return $.utils.getStruct(0, Forward, this);
+  }
+  _hasForward(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initForward(): Forward {
+    $.utils.setUint16(0, 2, this);
+    return $.utils.initStructAt(0, Forward, this);
+  }
+  get _isForward(): boolean {
+    return $.utils.getUint16(0, this) === 2;
+  }
+  set forward(value: Forward) {
+    $.utils.setUint16(0, 2, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptForwardReply(value: $.Orphan<ForwardReply>): void {
+    $.utils.setUint16(0, 3, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownForwardReply(): $.Orphan<ForwardReply> {
+    return $.utils.disown(this.forwardReply);
+  }
+  get forwardReply(): ForwardReply {
+    $.utils.testWhich("forwardReply", $.utils.getUint16(0, this), 3, this);
+    return $.utils.getStruct(0, ForwardReply, this);
+  }
+  _hasForwardReply(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initForwardReply(): ForwardReply {
+    $.utils.setUint16(0, 3, this);
+    return $.utils.initStructAt(0, ForwardReply, this);
+  }
+  get _isForwardReply(): boolean {
+    return $.utils.getUint16(0, this) === 3;
+  }
+  set forwardReply(value: ForwardReply) {
+    $.utils.setUint16(0, 3, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "PeerFrame_" + super.toString(); }
   which(): PeerFrame_Which {
     return $.utils.getUint16(0, this) as PeerFrame_Which;
+  }
+}
+export class Forward extends $.Struct {
+  static readonly _capnp = {
+    displayName: "Forward",
+    id: "eac1fec5c400bca0",
+    size: new $.ObjectSize(16, 1),
+  };
+  /**
+* chosen by the sender, echoed in the reply
+*
+*/
+  get id(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set id(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  get group(): number {
+    return $.utils.getUint32(8, this);
+  }
+  set group(value: number) {
+    $.utils.setUint32(8, value, this);
+  }
+  get write(): boolean {
+    return $.utils.getBit(96, this);
+  }
+  set write(value: boolean) {
+    $.utils.setBit(96, value, this);
+  }
+  _adoptCommand(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownCommand(): $.Orphan<$.Data> {
+    return $.utils.disown(this.command);
+  }
+  get command(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasCommand(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initCommand(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set command(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "Forward_" + super.toString(); }
+}
+export const ForwardReply_Which = {
+  /**
+* the encoded Result
+*
+*/
+  RESULT: 0,
+  /**
+* not the leader; the leader it knows of (0: none)
+*
+*/
+  NOT_LEADER: 1,
+  /**
+* no outcome known (timed out waiting for commit)
+*
+*/
+  FAILED: 2
+} as const;
+export type ForwardReply_Which = (typeof ForwardReply_Which)[keyof typeof ForwardReply_Which];
+export class ForwardReply extends $.Struct {
+  static readonly RESULT = ForwardReply_Which.RESULT;
+  static readonly NOT_LEADER = ForwardReply_Which.NOT_LEADER;
+  static readonly FAILED = ForwardReply_Which.FAILED;
+  static readonly _capnp = {
+    displayName: "ForwardReply",
+    id: "bde79b3d68b4514f",
+    size: new $.ObjectSize(16, 1),
+  };
+  get id(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set id(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  _adoptResult(value: $.Orphan<$.Data>): void {
+    $.utils.setUint16(8, 0, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownResult(): $.Orphan<$.Data> {
+    return $.utils.disown(this.result);
+  }
+  /**
+* the encoded Result
+*
+*/
+  get result(): $.Data {
+    $.utils.testWhich("result", $.utils.getUint16(8, this), 0, this);
+    return $.utils.getData(0, this);
+  }
+  _hasResult(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initResult(length: number): $.Data {
+    $.utils.setUint16(8, 0, this);
+    return $.utils.initData(0, length, this);
+  }
+  get _isResult(): boolean {
+    return $.utils.getUint16(8, this) === 0;
+  }
+  set result(value: $.Data) {
+    $.utils.setUint16(8, 0, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  /**
+* not the leader; the leader it knows of (0: none)
+*
+*/
+  get notLeader(): number {
+    $.utils.testWhich("notLeader", $.utils.getUint16(8, this), 1, this);
+    return $.utils.getUint32(12, this);
+  }
+  get _isNotLeader(): boolean {
+    return $.utils.getUint16(8, this) === 1;
+  }
+  set notLeader(value: number) {
+    $.utils.setUint16(8, 1, this);
+    $.utils.setUint32(12, value, this);
+  }
+  /**
+* no outcome known (timed out waiting for commit)
+*
+*/
+  get failed(): string {
+    $.utils.testWhich("failed", $.utils.getUint16(8, this), 2, this);
+    return $.utils.getText(0, this);
+  }
+  get _isFailed(): boolean {
+    return $.utils.getUint16(8, this) === 2;
+  }
+  set failed(value: string) {
+    $.utils.setUint16(8, 2, this);
+    $.utils.setText(0, value, this);
+  }
+  toString(): string { return "ForwardReply_" + super.toString(); }
+  which(): ForwardReply_Which {
+    return $.utils.getUint16(8, this) as ForwardReply_Which;
   }
 }
 export class PeerHello extends $.Struct {

@@ -759,9 +759,77 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "eac1fec5c400bca0": {
+      "name": "Forward",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "id",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "group",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "write",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "command",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        }
+      ]
+    },
+    "bde79b3d68b4514f": {
+      "name": "ForwardReply",
+      "unionMembers": 3,
+      "fields": [
+        {
+          "name": "id",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "result",
+          "discriminant": 0,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "notLeader",
+          "discriminant": 1,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "failed",
+          "discriminant": 2,
+          "type": {
+            "kind": "text"
+          }
+        }
+      ]
+    },
     "fd5641711157afea": {
       "name": "PeerFrame",
-      "unionMembers": 2,
+      "unionMembers": 4,
       "fields": [
         {
           "name": "hello",
@@ -777,6 +845,22 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "d5da6e500189095e"
+          }
+        },
+        {
+          "name": "forward",
+          "discriminant": 2,
+          "type": {
+            "kind": "struct",
+            "struct": "eac1fec5c400bca0"
+          }
+        },
+        {
+          "name": "forwardReply",
+          "discriminant": 3,
+          "type": {
+            "kind": "struct",
+            "struct": "bde79b3d68b4514f"
           }
         }
       ]
@@ -994,6 +1078,8 @@ export const schemaInfo: SchemaInfo = {
     "ShardStats": "966d0f3f259dd8c6",
     "PeerHello": "e3a692cdf740f619",
     "RaftBatch": "d5da6e500189095e",
+    "Forward": "eac1fec5c400bca0",
+    "ForwardReply": "bde79b3d68b4514f",
     "PeerFrame": "fd5641711157afea",
     "RaftMessage": "bdf36bc92bfac36a",
     "RaftEntry": "99168320bc1013b9",

@@ -1,0 +1,334 @@
+/**
+ * Cluster mode's ShardBackend: the IO loop's dispatcher sends shard commands
+ * here exactly as it does to local shards (src/io/shards.ts), with one
+ * "shard" per partition. Each command is
+ *   - proposed through its partition's Raft group when this member leads it
+ *     (writes), or served after ReadIndex from the local map (reads);
+ *   - forwarded over the peer connection to the leader otherwise (any member
+ *     serves any key, on every protocol, because forwarding happens below the
+ *     protocols, at the shard-command level);
+ *   - held while a partition has no known leader (an election), and answered
+ *     with NOT_LEADER if none appears before CLUSTER_REQUEST_DEADLINE_MS.
+ * A write whose outcome cannot be known (its leader was deposed before it
+ * committed) is answered with TIMEOUT: the client must treat it as
+ * "possibly applied", as the native client documents.
+ *
+ * This first host runs the Raft groups on the IO thread, like the inline
+ * single-node mode (--shards 0): MultiRaft, the partition machine, the WAL
+ * and the transport are the parts that move onto the shard workers next
+ * (docs/cluster.md, "Still to build"), behind this same interface.
+ */
+import type { Logger } from "pino";
+import { ErrorCode } from "../errors.js";
+import type { ShardBackend, ShardEvents } from "../io/shards.js";
+import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } from "../shard/command.js";
+import { Wal } from "../wal/wal.js";
+import { MultiRaft, NotLeaderError, ProposalDroppedError } from "./multi-raft.js";
+import { PartitionMachine } from "./partition-machine.js";
+import { encodeForward, encodeForwardReply, type ForwardOutcome } from "./peer-codec.js";
+import { type Member, type PartitionPlacement, place } from "./placement.js";
+import { clusterIdOf, PeerTransport } from "./transport.js";
+import { hash32 } from "../hash.js";
+
+/** How long a request may wait for a leader, a commit, or a forwarded answer. */
+export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
+/** Requests in flight on this member before the IO loop stops reading sockets. */
+export const CLUSTER_MAX_IN_FLIGHT = 16_384;
+
+export interface ClusterOptions {
+  self: Member;
+  members: Member[];
+  partitions: number;
+  replicas: number;
+  dataDir: string;
+  /** Raft's tick (election timeout = electionTicks ticks, randomised up to twice that). */
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  logger: Logger;
+}
+
+export class ClusterShards implements ShardBackend {
+  readonly count: number;
+  private readonly placement: PartitionPlacement[];
+  private readonly hosted: Set<number>;
+  private readonly sm = new PartitionMachine();
+  private mr!: MultiRaft;
+  private wal!: Wal;
+  private transport!: PeerTransport;
+  private ticker: NodeJS.Timeout | null = null;
+  private running = false;
+  private again = false;
+  private inFlight = 0;
+  private closed = false;
+  private nextForwardId = 1;
+  private readonly forwards = new Map<number, (o: ForwardOutcome | null) => void>();
+  /** Leader hints for partitions not hosted here, learned from forwarded replies. */
+  private readonly hints = new Map<number, number>();
+  /** Callers waiting for the next tick (a leader to appear). */
+  private tickWaiters: (() => void)[] = [];
+
+  private constructor(
+    private readonly o: ClusterOptions,
+    private readonly events: ShardEvents,
+  ) {
+    this.count = o.partitions;
+    this.placement = place(o.members, o.partitions, o.replicas);
+    this.hosted = new Set(this.placement.filter((p) => p.replicas.includes(o.self.id)).map((p) => p.partition));
+  }
+
+  static async start(o: ClusterOptions, events: ShardEvents): Promise<ClusterShards> {
+    const c = new ClusterShards(o, events);
+    await c.open();
+    return c;
+  }
+
+  private async open(): Promise<void> {
+    const { wal, groups } = await Wal.open(this.o.dataDir);
+    this.wal = wal;
+    this.mr = new MultiRaft({
+      member: this.o.self.id,
+      groups: this.placement
+        .filter((p) => this.hosted.has(p.partition))
+        .map((p) => {
+          const restore = groups.get(p.partition);
+          return { group: p.partition, voters: p.replicas, ...(restore === undefined ? {} : { restore }) };
+        }),
+      storage: wal,
+      stateMachine: this.sm,
+      rand: Math.random,
+      electionTicks: this.o.electionTicks,
+      heartbeatTicks: this.o.heartbeatTicks,
+    });
+    this.transport = new PeerTransport({
+      self: this.o.self,
+      members: this.o.members,
+      clusterId: clusterIdOf(this.o.members, this.o.partitions, hash32),
+      logger: this.o.logger,
+      onMessages: (_from, messages) => {
+        this.mr.step(messages);
+        this.kick();
+      },
+      onFrame: (from, f) => {
+        if (f.kind === "forward") void this.serveForward(from, f.id, f.group, f.write, f.command);
+        else {
+          const done = this.forwards.get(f.id);
+          this.forwards.delete(f.id);
+          done?.(f.outcome);
+        }
+      },
+    });
+    await this.transport.start();
+    this.ticker = setInterval(() => {
+      this.mr.tick();
+      const waiters = this.tickWaiters;
+      this.tickWaiters = [];
+      for (const w of waiters) w();
+      this.kick();
+    }, this.o.tickMs);
+  }
+
+  /** Runs process() rounds until no group has work; never two at once. */
+  private kick(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void (async () => {
+      try {
+        do {
+          this.again = false;
+          const out = await this.mr.process();
+          for (const [to, batch] of out) this.transport.send(to, batch);
+          if (out.size > 0) this.again = true;
+        } while (this.again && !this.closed);
+      } catch (err) {
+        // A failed WAL (WAL_FAILED) or a broken invariant: this member cannot go on safely.
+        this.events.onLog("error", "cluster storage failed; stopping this member", { err: (err as Error).message });
+        process.exit(70);
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
+
+  // ShardBackend
+
+  send(partition: number, c: CommandFields): void {
+    const bytes = new Uint8Array(commandBytes(c.key.length, c.value === null ? 0 : c.value.length));
+    encodeCommand(bytes, 0, c);
+    const tag = c.tag;
+    const write = isWrite(c.op) && c.op !== Op.STATS;
+    this.inFlight++;
+    const local = c.op === Op.STATS; // node-local numbers: no leader needed
+    const p = local
+      ? Promise.resolve(this.sm.read(partition, bytes, Date.now()))
+      : this.execute(partition, bytes, write);
+    void p.then((result) => {
+      this.inFlight--;
+      const r = new Result();
+      r.decode(result);
+      r.tag = tag;
+      this.events.onResult(r);
+      this.events.onBatchEnd();
+      if (this.inFlight === CLUSTER_MAX_IN_FLIGHT - 1) this.events.onDrain();
+    });
+  }
+
+  flush(): void {
+    this.kick();
+  }
+
+  congested(): boolean {
+    return this.inFlight >= CLUSTER_MAX_IN_FLIGHT;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.ticker !== null) clearInterval(this.ticker);
+    await this.transport.stop();
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.wal.close();
+  }
+
+  /** Leader, term, commit and applied of every hosted partition (cluster status). */
+  status(): { partition: number; leader: number; term: number; commit: number; applied: number }[] {
+    return [...this.hosted].map((g) => ({ partition: g, ...this.mr.status(g) }));
+  }
+
+  // Serving a command
+
+  private nextTick(): Promise<void> {
+    return new Promise((r) => this.tickWaiters.push(r));
+  }
+
+  /** Runs a command on the partition's leader, wherever it is; resolves with the encoded Result. */
+  private async execute(group: number, command: Uint8Array, write: boolean): Promise<Uint8Array> {
+    const deadline = Date.now() + CLUSTER_REQUEST_DEADLINE_MS;
+    while (Date.now() < deadline && !this.closed) {
+      if (this.hosted.has(group) && this.mr.status(group).isLeader) {
+        const local = await this.local(group, command, write, deadline);
+        if (local !== null) return local;
+        continue;
+      }
+      const leader = this.hosted.has(group)
+        ? this.mr.status(group).leader
+        : (this.hints.get(group) ?? this.preferred(group));
+      if (leader === 0 || leader === this.o.self.id) {
+        await this.nextTick();
+        continue;
+      }
+      const outcome = await this.forward(leader, group, command, write, deadline);
+      if (outcome === null) {
+        await this.nextTick();
+        continue;
+      }
+      if (outcome.kind === "result") return outcome.result;
+      if (outcome.kind === "failed") return errorResult(ErrorCode.TIMEOUT);
+      if (!this.hosted.has(group)) this.hints.set(group, outcome.leader);
+      if (outcome.leader === 0 || outcome.leader === leader) await this.nextTick();
+    }
+    return errorResult(write ? ErrorCode.TIMEOUT : ErrorCode.NOT_LEADER);
+  }
+
+  /** As leader: propose or read. Null means "not the leader after all": try again. */
+  private async local(
+    group: number,
+    command: Uint8Array,
+    write: boolean,
+    deadline: number,
+  ): Promise<Uint8Array | null> {
+    try {
+      if (write) {
+        const answer = await withDeadline(this.mr.propose(group, command), deadline);
+        this.kick();
+        return answer ?? errorResult(ErrorCode.TIMEOUT);
+      }
+      const p = this.mr.readIndex(group);
+      this.kick();
+      const ok = await withDeadline(p, deadline);
+      if (ok === null) return errorResult(ErrorCode.NOT_LEADER);
+      return this.sm.read(group, command, Date.now());
+    } catch (err) {
+      if (err instanceof NotLeaderError || err instanceof ProposalDroppedError) return null;
+      throw err;
+    }
+  }
+
+  private forward(
+    to: number,
+    group: number,
+    command: Uint8Array,
+    write: boolean,
+    deadline: number,
+  ): Promise<ForwardOutcome | null> {
+    const id = this.nextForwardId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(
+        () => {
+          this.forwards.delete(id);
+          resolve(null);
+        },
+        Math.max(1, Math.min(deadline - Date.now(), 1_000)),
+      );
+      this.forwards.set(id, (o) => {
+        clearTimeout(timer);
+        resolve(o);
+      });
+      if (!this.transport.sendFrame(to, encodeForward({ id, group, write, command }))) {
+        clearTimeout(timer);
+        this.forwards.delete(id);
+        resolve(null);
+      }
+    });
+  }
+
+  /** A peer forwarded us a command: serve it if we lead, or say who does. */
+  private async serveForward(
+    from: number,
+    id: number,
+    group: number,
+    write: boolean,
+    command: Uint8Array,
+  ): Promise<void> {
+    let outcome: ForwardOutcome;
+    if (!this.hosted.has(group)) outcome = { kind: "notLeader", leader: 0 };
+    else if (!this.mr.status(group).isLeader) outcome = { kind: "notLeader", leader: this.mr.status(group).leader };
+    else {
+      const r = await this.local(group, command, write, Date.now() + CLUSTER_REQUEST_DEADLINE_MS - 500);
+      outcome =
+        r === null ? { kind: "notLeader", leader: this.mr.status(group).leader } : { kind: "result", result: r };
+    }
+    this.transport.sendFrame(from, encodeForwardReply(id, outcome));
+  }
+
+  private preferred(group: number): number {
+    return this.placement[group]!.preferredLeader;
+  }
+}
+
+function errorResult(code: number): Uint8Array {
+  const r = new Result();
+  r.status = code;
+  const out = new Uint8Array(r.byteLength());
+  r.encode(out, 0);
+  return out;
+}
+
+/** The promise's value, or null once the deadline passes first. */
+function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | null> {
+  return new Promise<T | null>((resolve, reject) => {
+    const t = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now()));
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
