@@ -53,6 +53,8 @@ export interface CerializerOptions {
   timeoutMs?: number;
   /** AUTH password for nodes run with --requirepass. */
   password?: string;
+  /** The nodes are members of one cluster: any of them serves any key. */
+  cluster?: boolean;
   logLevel?: string;
 }
 
@@ -95,7 +97,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
       }),
   );
   const metrics = new Metrics(links, 1000);
-  const g: Gateway = { router: new Router(links), limits, metrics, startedAt: Date.now() };
+  const g: Gateway = { router: new Router(links, o.cluster ?? false), limits, metrics, startedAt: Date.now() };
 
   // A key in a URL may be up to maxKeyBytes bytes, each percent-encoded as
   // three characters: the request line must fit that.

@@ -45,8 +45,19 @@ export const CERIALIZER_FLAGS = {
     default: String(DEFAULT_CLIENT_TIMEOUT_MS),
   },
   password: { env: "PICCOLO_PASSWORD", help: "AUTH password for nodes run with --requirepass", default: "" },
+  cluster: {
+    env: "PICCOLO_GATEWAY_CLUSTER",
+    help: "true: the nodes are members of one cluster (any serves any key; fail over between them)",
+    default: "false",
+  },
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
 } as const;
+
+function bool(name: string, raw: string): boolean {
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "false" || raw === "0") return false;
+  throw new ConfigError(`--${name} must be true or false, got "${raw}"`);
+}
 
 function int(name: string, raw: string, min: number, max: number): number {
   const n = Number(raw);
@@ -85,6 +96,7 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     connectionsPerNode: int("connections", pick("connections"), 1, 64),
     timeoutMs: int("timeout", pick("timeout"), 1, 3_600_000),
     ...(password === "" ? {} : { password }),
+    cluster: bool("cluster", pick("cluster")),
     logLevel: pick("log-level"),
   });
   const list = nodes.map((n) => `${n.host}:${n.port}`).join(", ");

@@ -327,6 +327,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         throw new Problem("invalid-argument", `limit must be an integer in [1, ${g.limits.maxListLimit}]`);
       const prefix = queryBytes(req.originalUrl, "prefix") ?? undefined;
       let [node, cursor] = parseCursor(q.cursor, g.router.nodes.length);
+      if (q.cursor === undefined || q.cursor === "") node = g.router.firstListNode();
       const keys: { key: string; encoding: Encoding }[] = [];
       // A node's page can be sparse (a scan step visits slots, and a prefix
       // filters them), so take a few steps to fill the page, within bounds.
@@ -339,7 +340,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
           keys.push({ key: e.text, encoding: e.encoding });
         }
         cursor = page.cursor;
-        if (cursor === 0) node++;
+        if (cursor === 0) node = g.router.nextListNode(node);
       }
       return { keys, cursor: node < g.router.nodes.length ? `${node}.${cursor}` : null };
     },

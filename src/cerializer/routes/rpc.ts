@@ -79,7 +79,7 @@ export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
       for (const k of keys) checkKey(k, g.limits.maxKeyBytes);
       // Keyless operations (ping, stats, scan) go to the first node.
       const node = keys.length === 0 ? g.router.nodes[0]! : g.router.nodeFor(keys[0]!);
-      if (keys.some((k) => g.router.nodeFor(k) !== node))
+      if (!g.router.cluster && keys.some((k) => g.router.nodeFor(k) !== node))
         throw new Problem(
           "invalid-argument",
           "the keys of this request live on different nodes; send them as a POST /v1/batch instead",
