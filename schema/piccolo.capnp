@@ -35,6 +35,7 @@ struct Request {
     stats @15 :Void;
     scan @16 :Scan;
     auth @17 :Auth;         # required first when the node runs with --requirepass
+    clusterInfo @18 :Void;  # the cluster as this member sees it (cluster mode only)
   }
 }
 
@@ -112,7 +113,31 @@ struct Response {
     stats @12 :Stats;
     scan @13 :ScanResult;
     ok @14 :Void;           # auth
+    cluster @15 :ClusterInfo;
   }
+}
+
+struct ClusterInfo {
+  self @0 :UInt32;          # the answering member's id
+  members @1 :List(ClusterMember);
+  partitions @2 :List(PartitionInfo);
+}
+
+struct ClusterMember {
+  id @0 :UInt32;
+  name @1 :Text;
+  peerAddress @2 :Text;     # host:port of its peer (Raft) listener
+  connected @3 :Bool;       # the answering member has a live connection to it (itself: true)
+}
+
+struct PartitionInfo {
+  partition @0 :UInt32;
+  replicas @1 :List(UInt32);
+  leader @2 :UInt32;        # as the answering member knows it (0: unknown)
+  term @3 :UInt64;          # the following are the answering member's own, 0 when it
+  commit @4 :UInt64;        # holds no replica of the partition
+  applied @5 :UInt64;
+  hosted @6 :Bool;          # the answering member holds a replica
 }
 
 struct Error {

@@ -57,6 +57,35 @@ function writeOptions(o: Record<string, string | boolean | undefined>): { ttlMs?
 }
 
 const commands: Record<string, Command> = {
+  // invoked as `piccolo cluster status`
+  "cluster-status": {
+    args: "",
+    help: "the cluster as the member in --server sees it: members, partitions, leaders, terms, commit/applied",
+    options: { json: { type: "boolean", help: "print it as JSON" } },
+    async run(c, args, o) {
+      need(args, 0, "no arguments");
+      const info = await c.clusterInfo();
+      if (o.json) {
+        print(JSON.stringify(info));
+        return EXIT.OK;
+      }
+      const name = (id: number) => info.members.find((m) => m.id === id)?.name ?? (id === 0 ? "-" : String(id));
+      print(`as seen by ${name(info.self)}`);
+      print("members:");
+      for (const m of info.members)
+        print(
+          `  ${m.name.padEnd(8)} ${m.peerAddress.padEnd(22)} ${m.id === info.self ? "self" : m.connected ? "up" : "unreachable"}`,
+        );
+      print("partition  leader    term      commit    applied   replicas");
+      for (const p of info.partitions) {
+        const cols = p.hosted ? [String(p.term), String(p.commit), String(p.applied)] : ["", "", ""];
+        print(
+          `  ${String(p.partition).padEnd(9)}${name(p.leader).padEnd(10)}${cols.map((x) => x.padEnd(10)).join("")}${p.replicas.map(name).join(",")}`,
+        );
+      }
+      return EXIT.OK;
+    },
+  },
   get: {
     args: "<key>",
     help: "print the value of a key (exit 1 if absent)",
@@ -244,7 +273,9 @@ function serverHelp(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  // `piccolo cluster status` is the command "cluster-status".
+  const args = argv[0] === "cluster" && argv[1] !== undefined ? [`cluster-${argv[1]}`, ...argv.slice(2)] : argv;
+  const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     print(usage());
     return name === undefined ? EXIT.USAGE : EXIT.OK;
@@ -328,6 +359,12 @@ async function main(argv: string[]): Promise<number> {
     await client.close();
   }
 }
+
+// `piccolo keys | head` closes our stdout early: that is the reader's choice, not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -53,6 +53,21 @@ export interface ScanPage {
   keys: Buffer[];
 }
 
+/** The cluster as one member sees it. */
+export interface ClusterInfo {
+  self: number;
+  members: { id: number; name: string; peerAddress: string; connected: boolean }[];
+  partitions: {
+    partition: number;
+    replicas: number[];
+    leader: number;
+    term: number;
+    commit: number;
+    applied: number;
+    hosted: boolean;
+  }[];
+}
+
 /** One shard's numbers, as the node reports them. */
 export type ShardStats = ShardStatsRow;
 
@@ -446,6 +461,32 @@ export class PiccoloClient {
         reads: Number(t.reads),
         writes: Number(t.writes),
         expired: Number(t.expired),
+      })),
+    };
+  }
+
+  /** The cluster as the connected member sees it (cluster mode; else INVALID_ARGUMENT). */
+  async clusterInfo(): Promise<ClusterInfo> {
+    const res = await this.call((r) => {
+      r.clusterInfo = true;
+    });
+    const c = PiccoloClient.check(res, Response_Which.CLUSTER).cluster;
+    return {
+      self: c.self,
+      members: Array.from(c.members, (m) => ({
+        id: m.id,
+        name: m.name,
+        peerAddress: m.peerAddress,
+        connected: m.connected,
+      })),
+      partitions: Array.from(c.partitions, (p) => ({
+        partition: p.partition,
+        replicas: Array.from(p.replicas),
+        leader: p.leader,
+        term: Number(p.term),
+        commit: Number(p.commit),
+        applied: Number(p.applied),
+        hosted: p.hosted,
       })),
     };
   }

@@ -20,7 +20,7 @@
  */
 import type { Logger } from "pino";
 import { ErrorCode } from "../errors.js";
-import type { ShardBackend, ShardEvents } from "../io/shards.js";
+import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
 import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } from "../shard/command.js";
 import { Wal } from "../wal/wal.js";
 import { MultiRaft, NotLeaderError, ProposalDroppedError } from "./multi-raft.js";
@@ -192,9 +192,30 @@ export class ClusterShards implements ShardBackend {
     await this.wal.close();
   }
 
-  /** Leader, term, commit and applied of every hosted partition (cluster status). */
-  status(): { partition: number; leader: number; term: number; commit: number; applied: number }[] {
-    return [...this.hosted].map((g) => ({ partition: g, ...this.mr.status(g) }));
+  clusterInfo(): ClusterInfo {
+    const connected = new Map(this.transport.stats().map((s) => [s.member, s.connected]));
+    return {
+      self: this.o.self.id,
+      members: this.o.members.map((m) => ({
+        id: m.id,
+        name: m.name,
+        peerAddress: `${m.host}:${m.port}`,
+        connected: m.id === this.o.self.id || (connected.get(m.id) ?? false),
+      })),
+      partitions: this.placement.map((p) => {
+        const hosted = this.hosted.has(p.partition);
+        const s = hosted ? this.mr.status(p.partition) : null;
+        return {
+          partition: p.partition,
+          replicas: p.replicas,
+          leader: s?.leader ?? this.hints.get(p.partition) ?? 0,
+          term: s?.term ?? 0,
+          commit: s?.commit ?? 0,
+          applied: s?.applied ?? 0,
+          hosted,
+        };
+      }),
+    };
   }
 
   // Serving a command

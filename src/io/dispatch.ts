@@ -16,7 +16,7 @@
 import { assert } from "../assert.js";
 import { type CommandFields, Op, type Result } from "../shard/command.js";
 import { shardOf } from "./route.js";
-import type { ShardBackend } from "./shards.js";
+import type { ClusterInfo, ShardBackend } from "./shards.js";
 
 /** Whoever is owed the answer: a connection, in practice. */
 export interface RequestOwner {
@@ -79,6 +79,11 @@ export class Dispatcher {
 
   get shardCount(): number {
     return this.backend.count;
+  }
+
+  /** The cluster as this member sees it; null on a single node. */
+  clusterInfo(): ClusterInfo | null {
+    return this.backend.clusterInfo?.() ?? null;
   }
 
   shardOf(key: Uint8Array): number {

@@ -12,6 +12,7 @@ import {
   encodeMulti,
   encodeOk,
   encodePong,
+  encodeClusterInfo,
   encodeScan,
   encodeSingle,
   encodeStats,
@@ -87,6 +88,12 @@ export class NativeRequest extends InFlight {
     switch (op.kind) {
       case OpKind.PING:
         return this.finish(encodePong(op.id));
+      case OpKind.CLUSTER_INFO: {
+        const info = d.clusterInfo();
+        if (info === null)
+          return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "this node is not a cluster member"));
+        return this.finish(encodeClusterInfo(op.id, info));
+      }
       case OpKind.MGET:
       case OpKind.MPUT:
       case OpKind.MDEL: {

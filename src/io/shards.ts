@@ -22,7 +22,24 @@ import { type CommandFields, CommandView, commandBytes, encodeCommand, Result } 
 import { ShardCore } from "../shard/execute.js";
 import { EXPIRE_SWEEP_INTERVAL_MS, EXPIRE_SWEEP_SAMPLE_COUNT } from "../limits.js";
 
+/** The cluster as a member sees it (cluster mode's backend answers; local shards do not). */
+export interface ClusterInfo {
+  self: number;
+  members: { id: number; name: string; peerAddress: string; connected: boolean }[];
+  partitions: {
+    partition: number;
+    replicas: number[];
+    leader: number;
+    term: number;
+    commit: number;
+    applied: number;
+    hosted: boolean;
+  }[];
+}
+
 export interface ShardBackend {
+  /** Cluster mode only: the partition map and each partition's state here. */
+  clusterInfo?(): ClusterInfo;
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
   /** Sends one command to shard `shard`. Never drops: a full ring queues it. */

@@ -118,6 +118,7 @@ export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operat
     switch (kind) {
       case Request_Which.PING:
       case Request_Which.STATS:
+      case Request_Which.CLUSTER_INFO:
         return op;
       case Request_Which.AUTH: {
         const a = req.auth;
@@ -390,5 +391,50 @@ export function encodeStats(id: bigint, rows: ShardStatsRow[], uptimeMs: number,
     t.writes = BigInt(row.writes);
     t.expired = BigInt(row.expired);
   }
+  return frameOf(m);
+}
+
+/** The cluster-info answer (the shape src/io/shards.ts's ClusterInfo has). */
+export function encodeClusterInfo(
+  id: bigint,
+  info: {
+    self: number;
+    members: { id: number; name: string; peerAddress: string; connected: boolean }[];
+    partitions: {
+      partition: number;
+      replicas: number[];
+      leader: number;
+      term: number;
+      commit: number;
+      applied: number;
+      hosted: boolean;
+    }[];
+  },
+): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const c = r._initCluster();
+  c.self = info.self;
+  const ms = c._initMembers(info.members.length);
+  info.members.forEach((x, i) => {
+    const w = ms.get(i);
+    w.id = x.id;
+    w.name = x.name;
+    w.peerAddress = x.peerAddress;
+    w.connected = x.connected;
+  });
+  const ps = c._initPartitions(info.partitions.length);
+  info.partitions.forEach((x, i) => {
+    const w = ps.get(i);
+    w.partition = x.partition;
+    const reps = w._initReplicas(x.replicas.length);
+    for (const [j, id] of x.replicas.entries()) reps.set(j, id);
+    w.leader = x.leader;
+    w.term = BigInt(x.term);
+    w.commit = BigInt(x.commit);
+    w.applied = BigInt(x.applied);
+    w.hosted = x.hosted;
+  });
   return frameOf(m);
 }

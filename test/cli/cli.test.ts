@@ -92,6 +92,12 @@ describe("piccolo CLI", () => {
     assert.match(top.stdout, /piccolo cerializer/);
   });
 
+  it("cluster status on a single node: refused, saying why (exit 5)", () => {
+    const r = run("cluster", "status");
+    assert.equal(r.code, 5);
+    assert.match(r.err, /not a cluster member/);
+  });
+
   it("cerializer: bad flags are usage errors (exit 2) with a clear message", () => {
     for (const [args, msg] of [
       [["--nodes", "nonsense"], /--nodes: "nonsense" is not host:port/],

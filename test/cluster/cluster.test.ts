@@ -81,6 +81,42 @@ describe("a three-member cluster", () => {
     for (const c of clients) await c.close();
   });
 
+  it("piccolo cluster status shows members, partitions and their leaders", async () => {
+    const info = await eventually("every partition has a leader", async () => {
+      const r = spawnSync(
+        process.execPath,
+        [CLI, "cluster", "status", "--json", "--server", `127.0.0.1:${nodes[1]!.port}`],
+        {
+          encoding: "utf8",
+        },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      const i = JSON.parse(r.stdout) as {
+        self: number;
+        members: { name: string; connected: boolean }[];
+        partitions: { leader: number; replicas: number[]; hosted: boolean; commit: number }[];
+      };
+      assert.ok(i.partitions.every((p) => p.leader > 0));
+      return i;
+    });
+    assert.equal(info.self, 2);
+    assert.deepEqual(
+      info.members.map((m) => [m.name, m.connected]),
+      [
+        ["n1", true],
+        ["n2", true],
+        ["n3", true],
+      ],
+    );
+    assert.equal(info.partitions.length, 8);
+    assert.ok(info.partitions.every((p) => p.replicas.length === 3 && p.hosted && p.commit > 0));
+    const text = spawnSync(process.execPath, [CLI, "cluster", "status", "--server", `127.0.0.1:${nodes[0]!.port}`], {
+      encoding: "utf8",
+    });
+    assert.match(text.stdout, /as seen by n1/);
+    assert.match(text.stdout, /partition\s+leader\s+term/);
+  });
+
   it("the Redis port of any member works too", async () => {
     const r = new Redis({ host: "127.0.0.1", port: nodes[2]!.respPort, lazyConnect: true, maxRetriesPerRequest: 0 });
     await r.connect();

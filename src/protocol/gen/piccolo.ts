@@ -42,7 +42,12 @@ export const Request_Which = {
 * required first when the node runs with --requirepass
 *
 */
-  AUTH: 16
+  AUTH: 16,
+  /**
+* the cluster as this member sees it (cluster mode only)
+*
+*/
+  CLUSTER_INFO: 17
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -63,6 +68,7 @@ export class Request extends $.Struct {
   static readonly STATS = Request_Which.STATS;
   static readonly SCAN = Request_Which.SCAN;
   static readonly AUTH = Request_Which.AUTH;
+  static readonly CLUSTER_INFO = Request_Which.CLUSTER_INFO;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -488,6 +494,12 @@ export class Request extends $.Struct {
   set auth(value: Auth) {
     $.utils.setUint16(8, 16, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  get _isClusterInfo(): boolean {
+    return $.utils.getUint16(8, this) === 17;
+  }
+  set clusterInfo(_: true) {
+    $.utils.setUint16(8, 17, this);
   }
   toString(): string { return "Request_" + super.toString(); }
   which(): Request_Which {
@@ -971,7 +983,8 @@ export const Response_Which = {
 * auth
 *
 */
-  OK: 13
+  OK: 13,
+  CLUSTER: 14
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -989,6 +1002,7 @@ export class Response extends $.Struct {
   static readonly STATS = Response_Which.STATS;
   static readonly SCAN = Response_Which.SCAN;
   static readonly OK = Response_Which.OK;
+  static readonly CLUSTER = Response_Which.CLUSTER;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -1285,10 +1299,209 @@ export class Response extends $.Struct {
   set ok(_: true) {
     $.utils.setUint16(8, 13, this);
   }
+  _adoptCluster(value: $.Orphan<ClusterInfo>): void {
+    $.utils.setUint16(8, 14, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownCluster(): $.Orphan<ClusterInfo> {
+    return $.utils.disown(this.cluster);
+  }
+  get cluster(): ClusterInfo {
+    $.utils.testWhich("cluster", $.utils.getUint16(8, this), 14, this);
+    return $.utils.getStruct(0, ClusterInfo, this);
+  }
+  _hasCluster(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initCluster(): ClusterInfo {
+    $.utils.setUint16(8, 14, this);
+    return $.utils.initStructAt(0, ClusterInfo, this);
+  }
+  get _isCluster(): boolean {
+    return $.utils.getUint16(8, this) === 14;
+  }
+  set cluster(value: ClusterInfo) {
+    $.utils.setUint16(8, 14, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Response_" + super.toString(); }
   which(): Response_Which {
     return $.utils.getUint16(8, this) as Response_Which;
   }
+}
+export class ClusterInfo extends $.Struct {
+  static readonly _capnp = {
+    displayName: "ClusterInfo",
+    id: "840c26df86ebeb2e",
+    size: new $.ObjectSize(8, 2),
+  };
+  static _Members: $.ListCtor<ClusterMember>;
+  static _Partitions: $.ListCtor<PartitionInfo>;
+  /**
+* the answering member's id
+*
+*/
+  get self(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set self(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  _adoptMembers(value: $.Orphan<$.List<ClusterMember>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownMembers(): $.Orphan<$.List<ClusterMember>> {
+    return $.utils.disown(this.members);
+  }
+  get members(): $.List<ClusterMember> {
+    return $.utils.getList(0, ClusterInfo._Members, this);
+  }
+  _hasMembers(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initMembers(length: number): $.List<ClusterMember> {
+    return $.utils.initList(0, ClusterInfo._Members, length, this);
+  }
+  set members(value: $.List<ClusterMember>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptPartitions(value: $.Orphan<$.List<PartitionInfo>>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownPartitions(): $.Orphan<$.List<PartitionInfo>> {
+    return $.utils.disown(this.partitions);
+  }
+  get partitions(): $.List<PartitionInfo> {
+    return $.utils.getList(1, ClusterInfo._Partitions, this);
+  }
+  _hasPartitions(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initPartitions(length: number): $.List<PartitionInfo> {
+    return $.utils.initList(1, ClusterInfo._Partitions, length, this);
+  }
+  set partitions(value: $.List<PartitionInfo>) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  toString(): string { return "ClusterInfo_" + super.toString(); }
+}
+export class ClusterMember extends $.Struct {
+  static readonly _capnp = {
+    displayName: "ClusterMember",
+    id: "ecd0327043e28b4d",
+    size: new $.ObjectSize(8, 2),
+  };
+  get id(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set id(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  get name(): string {
+    return $.utils.getText(0, this);
+  }
+  set name(value: string) {
+    $.utils.setText(0, value, this);
+  }
+  /**
+* host:port of its peer (Raft) listener
+*
+*/
+  get peerAddress(): string {
+    return $.utils.getText(1, this);
+  }
+  set peerAddress(value: string) {
+    $.utils.setText(1, value, this);
+  }
+  /**
+* the answering member has a live connection to it (itself: true)
+*
+*/
+  get connected(): boolean {
+    return $.utils.getBit(32, this);
+  }
+  set connected(value: boolean) {
+    $.utils.setBit(32, value, this);
+  }
+  toString(): string { return "ClusterMember_" + super.toString(); }
+}
+export class PartitionInfo extends $.Struct {
+  static readonly _capnp = {
+    displayName: "PartitionInfo",
+    id: "fb92f7d44baabfaf",
+    size: new $.ObjectSize(40, 1),
+  };
+  get partition(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set partition(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  _adoptReplicas(value: $.Orphan<$.List<number>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownReplicas(): $.Orphan<$.List<number>> {
+    return $.utils.disown(this.replicas);
+  }
+  get replicas(): $.List<number> {
+    return $.utils.getList(0, $.Uint32List, this);
+  }
+  _hasReplicas(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initReplicas(length: number): $.List<number> {
+    return $.utils.initList(0, $.Uint32List, length, this);
+  }
+  set replicas(value: $.List<number>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  /**
+* as the answering member knows it (0: unknown)
+*
+*/
+  get leader(): number {
+    return $.utils.getUint32(4, this);
+  }
+  set leader(value: number) {
+    $.utils.setUint32(4, value, this);
+  }
+  /**
+* the following are the answering member's own, 0 when it
+*
+*/
+  get term(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set term(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  /**
+* holds no replica of the partition
+*
+*/
+  get commit(): bigint {
+    return $.utils.getUint64(16, this);
+  }
+  set commit(value: bigint) {
+    $.utils.setUint64(16, value, this);
+  }
+  get applied(): bigint {
+    return $.utils.getUint64(24, this);
+  }
+  set applied(value: bigint) {
+    $.utils.setUint64(24, value, this);
+  }
+  /**
+* the answering member holds a replica
+*
+*/
+  get hosted(): boolean {
+    return $.utils.getBit(256, this);
+  }
+  set hosted(value: boolean) {
+    $.utils.setBit(256, value, this);
+  }
+  toString(): string { return "PartitionInfo_" + super.toString(); }
 }
 export class Error extends $.Struct {
   static readonly _capnp = {
@@ -2127,6 +2340,8 @@ export class RaftSnapshot extends $.Struct {
 Keys._Keys = $.CompositeList(Key);
 MultiPut._Entries = $.CompositeList(KeyValue);
 Response._Values = $.CompositeList(Value);
+ClusterInfo._Members = $.CompositeList(ClusterMember);
+ClusterInfo._Partitions = $.CompositeList(PartitionInfo);
 Stats._Shards = $.CompositeList(ShardStats);
 ScanResult._Keys = $.CompositeList(Key);
 RaftBatch._Messages = $.CompositeList(RaftMessage);

@@ -236,7 +236,7 @@ export const schemaInfo: SchemaInfo = {
     },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 17,
+      "unionMembers": 18,
       "fields": [
         {
           "name": "id",
@@ -377,6 +377,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "dc18393bbe42389c"
+          }
+        },
+        {
+          "name": "clusterInfo",
+          "discriminant": 17,
+          "type": {
+            "kind": "void"
           }
         }
       ]
@@ -550,9 +557,44 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "840c26df86ebeb2e": {
+      "name": "ClusterInfo",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "self",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "members",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "ecd0327043e28b4d"
+            }
+          }
+        },
+        {
+          "name": "partitions",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "fb92f7d44baabfaf"
+            }
+          }
+        }
+      ]
+    },
     "f45e392d1c2141f9": {
       "name": "Response",
-      "unionMembers": 14,
+      "unionMembers": 15,
       "fields": [
         {
           "name": "id",
@@ -671,6 +713,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "void"
           }
+        },
+        {
+          "name": "cluster",
+          "discriminant": 14,
+          "type": {
+            "kind": "struct",
+            "struct": "840c26df86ebeb2e"
+          }
         }
       ]
     },
@@ -718,6 +768,98 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "uint64"
+          }
+        }
+      ]
+    },
+    "ecd0327043e28b4d": {
+      "name": "ClusterMember",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "id",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "name",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "peerAddress",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "connected",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        }
+      ]
+    },
+    "fb92f7d44baabfaf": {
+      "name": "PartitionInfo",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "partition",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "replicas",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "uint32"
+            }
+          }
+        },
+        {
+          "name": "leader",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "term",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "commit",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "applied",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "hosted",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
           }
         }
       ]
@@ -1074,8 +1216,11 @@ export const schemaInfo: SchemaInfo = {
     "Ttl": "ee0f5f457fb958bf",
     "Stats": "d850fa4a85b2b609",
     "ScanResult": "9521326ec4e4bfa5",
+    "ClusterInfo": "840c26df86ebeb2e",
     "Response": "f45e392d1c2141f9",
     "ShardStats": "966d0f3f259dd8c6",
+    "ClusterMember": "ecd0327043e28b4d",
+    "PartitionInfo": "fb92f7d44baabfaf",
     "PeerHello": "e3a692cdf740f619",
     "RaftBatch": "d5da6e500189095e",
     "Forward": "eac1fec5c400bca0",
