@@ -133,7 +133,20 @@ export function checkKey(ops: readonly Operation[], initial: Value = null, maxSt
   };
 
   const words = new Uint32Array(Math.ceil(n / 32) || 1);
-  const cacheKey = (state: Value) => `${words.join(",")}|${state === null ? "\u0000" : `=${state}`}`;
+  // The cache key: the set of placed operations (as two independent 32-bit
+  // hashes of the bitset: a full copy per entry would cost memory quadratic
+  // in the history) and the register's state. A false match needs both
+  // hashes to collide, about one chance in 2^64 per pair of entries.
+  const cacheKey = (state: Value) => {
+    let a = 0x811c9dc5;
+    let b = 0x9747b28c;
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i]!;
+      a = Math.imul(a ^ w, 0x01000193);
+      b = Math.imul(b ^ w, 0x5bd1e995) ^ (b >>> 15);
+    }
+    return `${a >>> 0}:${b >>> 0}|${state === null ? "\u0000" : `=${state}`}`;
+  };
   const cache = new Set<string>();
   const stack: { call: Event; state: Value }[] = [];
   let state = initial;

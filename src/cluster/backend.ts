@@ -62,7 +62,7 @@ export class ClusterShards implements ShardBackend {
   private inFlight = 0;
   private closed = false;
   private nextForwardId = 1;
-  private readonly forwards = new Map<number, (o: ForwardOutcome | null) => void>();
+  private readonly forwards = new Map<number, { to: number; done: (o: ForwardOutcome | null) => void }>();
   /** Leader hints for partitions not hosted here, learned from forwarded replies. */
   private readonly hints = new Map<number, number>();
   /** Callers waiting for the next tick (a leader to appear). */
@@ -112,10 +112,18 @@ export class ClusterShards implements ShardBackend {
       onFrame: (from, f) => {
         if (f.kind === "forward") void this.serveForward(from, f.id, f.group, f.write, f.command);
         else {
-          const done = this.forwards.get(f.id);
+          const w = this.forwards.get(f.id);
           this.forwards.delete(f.id);
-          done?.(f.outcome);
+          w?.done(f.outcome);
         }
+      },
+      // A peer gone: what we forwarded to it will not be answered; retry elsewhere now.
+      onPeerDown: (peer) => {
+        for (const [id, w] of this.forwards)
+          if (w.to === peer) {
+            this.forwards.delete(id);
+            w.done(null);
+          }
       },
     });
     await this.transport.start();
@@ -285,6 +293,8 @@ export class ClusterShards implements ShardBackend {
     deadline: number,
   ): Promise<ForwardOutcome | null> {
     const id = this.nextForwardId++;
+    // A peer we are not connected to cannot answer: do not wait for it.
+    if (!this.transport.isConnected(to)) return Promise.resolve(null);
     return new Promise((resolve) => {
       const timer = setTimeout(
         () => {
@@ -293,9 +303,12 @@ export class ClusterShards implements ShardBackend {
         },
         Math.max(1, Math.min(deadline - Date.now(), 1_000)),
       );
-      this.forwards.set(id, (o) => {
-        clearTimeout(timer);
-        resolve(o);
+      this.forwards.set(id, {
+        to,
+        done: (o) => {
+          clearTimeout(timer);
+          resolve(o);
+        },
       });
       if (!this.transport.sendFrame(to, encodeForward({ id, group, write, command }))) {
         clearTimeout(timer);

@@ -53,6 +53,8 @@ export interface TransportOptions {
   clusterId: bigint;
   /** Called with every batch received from a peer, in order. */
   onMessages: (from: number, messages: GroupMessage[]) => void;
+  /** Called when a peer's connection is lost (pending requests to it will not be answered). */
+  onPeerDown?: (peer: number) => void;
   /** Called with every other frame (forwarded requests and their replies). */
   onFrame?: (from: number, frame: Exclude<DecodedFrame, { kind: "hello" | "raft" }>) => void;
   logger?: Logger;
@@ -144,6 +146,11 @@ export class PeerTransport {
     p.queuedBytes += frame.length;
     this.flush(p);
     return true;
+  }
+
+  /** Whether a peer's connection is up and greeted (frames to it go out now, not later). */
+  isConnected(peer: number): boolean {
+    return this.peers.get(peer)?.ready ?? false;
   }
 
   stats(): PeerStats[] {
@@ -277,6 +284,7 @@ export class PeerTransport {
     p.socket = null;
     p.ready = false;
     p.stats.connected = false;
+    this.o.onPeerDown?.(p.member.id);
   }
 
   private flush(p: Peer): void {
