@@ -33,6 +33,12 @@ export function table(header: string[], rows: (string | number)[][]): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...cells.slice(1).map(line)].join("\n");
 }
 
+/** The same rows as a GitHub-flavoured markdown table (for reports under bench/results/). */
+export function markdownTable(header: string[], rows: (string | number)[][]): string {
+  const line = (r: (string | number)[]) => `| ${r.map((c) => String(c).replace(/\|/g, "\\|")).join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
 export interface Bar {
   group: string;
   series: string;

@@ -10,9 +10,10 @@
  * interleavings of the same logic; this harness checks the real thing:
  * processes, sockets, the WAL on disk, timers.
  *
- * Not yet here: network partitions between real members (the transport has
- * a test-only fault hook; exposing it to this harness is issue #7's next
- * step), so partitions are covered by the simulator only for now.
+ * Network partitions go through the peer transport's test-only fault hook:
+ * each member is started with PICCOLO_TEST_FAULT_FILE pointing at a file of
+ * its own, and the nemesis writes "block <member> out|in|both" lines there
+ * (src/cluster/backend.ts applies them within 50 ms).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -44,6 +45,7 @@ export interface ChaosResult {
   unknown: number;
   kills: number;
   pauses: number;
+  partitions: number;
   historyFile: string | null;
 }
 
@@ -61,6 +63,7 @@ interface Member {
   dataDir: string;
   proc: ChildProcess | null;
   paused: boolean;
+  faultFile: string;
 }
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
@@ -76,8 +79,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       dataDir: join(root, `n${i + 1}`),
       proc: null,
       paused: false,
+      faultFile: join(root, `n${i + 1}.faults`),
     })),
   );
+  for (const m of members) await writeFile(m.faultFile, "");
 
   const start = (m: Member) =>
     new Promise<void>((resolve, reject) => {
@@ -101,7 +106,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
           "--partitions",
           "4",
         ],
-        { stdio: ["ignore", "pipe", "pipe"] },
+        { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PICCOLO_TEST_FAULT_FILE: m.faultFile } },
       );
       m.proc = p;
       m.paused = false;
@@ -134,6 +139,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   let stopClients = false;
   let kills = 0;
   let pauses = 0;
+  let partitions = 0;
   const t0 = performance.now();
   const now = () => performance.now() - t0;
 
@@ -212,7 +218,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     while (Date.now() < end) {
       await new Promise((res) => setTimeout(res, 1000 + r.int(2000)));
       const m = members[r.int(3)]!;
-      if (r.chance(0.5)) {
+      const roll = r.next();
+      if (roll < 0.3) {
+        // Cut m off from the others: both ways, or only what m sends (one way).
+        const oneWay = r.chance(0.5);
+        const others = members.filter((x) => x !== m);
+        const id = (x: Member) => Number(x.name.slice(1));
+        await writeFile(m.faultFile, others.map((x) => `block ${id(x)} ${oneWay ? "out" : "both"}`).join("\n"));
+        if (!oneWay) for (const x of others) await writeFile(x.faultFile, `block ${id(m)} both`);
+        partitions++;
+        log(
+          `${(now() / 1000).toFixed(1)}s partition ${m.name} (${oneWay ? "one way: its sends are lost" : "both ways"})`,
+        );
+        await new Promise((res) => setTimeout(res, 1000 + r.int(2000)));
+        for (const x of members) await writeFile(x.faultFile, "");
+        log(`${(now() / 1000).toFixed(1)}s healed`);
+      } else if (roll < 0.65) {
         log(`${(now() / 1000).toFixed(1)}s kill -9 ${m.name}`);
         await kill(m);
         kills++;
@@ -230,7 +251,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         log(`${(now() / 1000).toFixed(1)}s SIGCONT ${m.name}`);
       }
     }
-    // Calm: everyone up, let the clients see a healthy cluster, then stop.
+    // Calm: everyone up and connected, let the clients see a healthy cluster, then stop.
+    for (const m of members) await writeFile(m.faultFile, "");
     for (const m of members) if (m.proc === null) await start(m);
     await new Promise((res) => setTimeout(res, 2_000));
     stopClients = true;
@@ -248,6 +270,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       unknown: history.filter((h) => h.output === null).length,
       kills,
       pauses,
+      partitions,
       historyFile,
     };
   } finally {

@@ -26,7 +26,7 @@ const r = await runChaos({
   log: (line) => console.log(line),
 });
 console.log(
-  `${r.operations} operations (${r.ok} with an answer, ${r.unknown} unknown), ${r.kills} kills, ${r.pauses} pauses`,
+  `${r.operations} operations (${r.ok} with an answer, ${r.unknown} unknown), ${r.kills} kills, ${r.pauses} pauses, ${r.partitions} partitions`,
 );
 if (r.verdict.ok === true) console.log("linearizable: yes");
 else {

@@ -18,6 +18,7 @@
  * and the transport are the parts that move onto the shard workers next
  * (docs/cluster.md, "Still to build"), behind this same interface.
  */
+import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import { ErrorCode } from "../errors.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
@@ -57,6 +58,7 @@ export class ClusterShards implements ShardBackend {
   private wal!: Wal;
   private transport!: PeerTransport;
   private ticker: NodeJS.Timeout | null = null;
+  private faultTimer: NodeJS.Timeout | null = null;
   private running = false;
   private again = false;
   private inFlight = 0;
@@ -100,7 +102,9 @@ export class ClusterShards implements ShardBackend {
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
     });
+    const faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
     this.transport = new PeerTransport({
+      faults: faultFile !== undefined,
       self: this.o.self,
       members: this.o.members,
       clusterId: clusterIdOf(this.o.members, this.o.partitions, hash32),
@@ -127,6 +131,7 @@ export class ClusterShards implements ShardBackend {
       },
     });
     await this.transport.start();
+    if (faultFile !== undefined) this.watchFaults(faultFile);
     this.ticker = setInterval(() => {
       this.mr.tick();
       const waiters = this.tickWaiters;
@@ -134,6 +139,34 @@ export class ClusterShards implements ShardBackend {
       for (const w of waiters) w();
       this.kick();
     }, this.o.tickMs);
+  }
+
+  /**
+   * TEST ONLY (PICCOLO_TEST_FAULT_FILE): the chaos harness partitions members
+   * by writing lines like "block 2 out" (or in, both) to this file; the
+   * member applies the whole file every 50 ms. Without the variable the
+   * transport's fault hook does not exist.
+   */
+  private watchFaults(path: string): void {
+    this.o.logger.warn({ path }, "TEST FAULT INJECTION ENABLED: peer traffic follows this file");
+    let last = "";
+    const timer = setInterval(() => {
+      readFile(path, "utf8").then(
+        (text) => {
+          if (text === last) return;
+          last = text;
+          for (const m of this.o.members) if (m.id !== this.o.self.id) this.transport.unblock(m.id);
+          for (const line of text.split("\n")) {
+            const [verb, peer, dir] = line.trim().split(/\s+/);
+            if (verb === "block" && peer !== undefined)
+              this.transport.block(Number(peer), (dir ?? "both") as "out" | "in" | "both");
+          }
+        },
+        () => {},
+      );
+    }, 50);
+    timer.unref();
+    this.faultTimer = timer;
   }
 
   /** Runs process() rounds until no group has work; never two at once. */
@@ -195,6 +228,7 @@ export class ClusterShards implements ShardBackend {
   async close(): Promise<void> {
     this.closed = true;
     if (this.ticker !== null) clearInterval(this.ticker);
+    if (this.faultTimer !== null) clearInterval(this.faultTimer);
     await this.transport.stop();
     while (this.running) await new Promise((r) => setTimeout(r, 5));
     await this.wal.close();
