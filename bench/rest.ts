@@ -92,7 +92,11 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
 function child(name: string, cmd: string, args: string[], tail?: string[]): ChildProcess {
   const c = spawn(cmd, args, { stdio: ["ignore", "pipe", tail ? "pipe" : "inherit"] });
   children.add(c);
-  if (tail) c.stderr!.on("data", (d: Buffer) => tail.push(d.toString()) > 50 && tail.shift());
+  if (tail)
+    c.stderr!.on("data", (d: Buffer) => {
+      tail.push(d.toString());
+      if (tail.length > 50) tail.shift();
+    });
   c.once("error", (e) => {
     console.error(`bench:rest: ${name}: ${e.message}`);
     process.exit(1);
@@ -175,7 +179,7 @@ async function startPiccolo(): Promise<string> {
     "--host",
     "127.0.0.1",
     "--http-port",
-    String(await freePort()),
+    "0",
     "--nodes",
     `127.0.0.1:${port}`,
   ]);
@@ -212,7 +216,10 @@ async function startEtcd(version: string): Promise<{ base: string; prefix: strin
   for (let i = 0; i < 200; i++) {
     for (const prefix of ["/v3", "/v3beta", "/v3alpha"]) {
       try {
-        const r = await fetch(`${c}${prefix}/kv/range`, { method: "POST", body: JSON.stringify({ key: b64("probe") }) });
+        const r = await fetch(`${c}${prefix}/kv/range`, {
+          method: "POST",
+          body: JSON.stringify({ key: b64("probe") }),
+        });
         await r.arrayBuffer();
         if (r.ok) return { base: c, prefix };
       } catch {
@@ -244,7 +251,8 @@ interface Target {
   valueOf(body: string): string | null;
 }
 
-const json = { "content-type": "application/json" };
+// A new headers object per request: autocannon writes Content-Length into the one it is given.
+const json = () => ({ "content-type": "application/json" });
 const targets: Target[] = [
   {
     name: "piccolo",
@@ -266,12 +274,17 @@ if (etcdVersion !== null) {
   targets.push({
     name: "etcd",
     base,
-    get: (k) => ({ method: "POST", path: `${prefix}/kv/range`, body: JSON.stringify({ key: b64(k) }), headers: json }),
+    get: (k) => ({
+      method: "POST",
+      path: `${prefix}/kv/range`,
+      body: JSON.stringify({ key: b64(k) }),
+      headers: json(),
+    }),
     put: (k, v) => ({
       method: "POST",
       path: `${prefix}/kv/put`,
       body: JSON.stringify({ key: b64(k), value: b64(v) }),
-      headers: json,
+      headers: json(),
     }),
     valueOf: (body) => {
       const kv = (JSON.parse(body) as { kvs?: { value?: string }[] }).kvs?.[0];
@@ -338,7 +351,11 @@ interface Cell {
 }
 
 function run(t: Target, workload: "GET" | "PUT", round: number, seconds: number): Promise<Cell> {
-  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const h = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -358,7 +375,7 @@ function run(t: Target, workload: "GET" | "PUT", round: number, seconds: number)
       (err, r) => {
         if (err) return reject(err);
         const statusCodes: Record<string, number> = {};
-        for (const [code, s] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = s.count;
+        for (const [code, s] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = s.count ?? 0;
         const ok = h.totalCount > 0;
         resolve({
           target: t.name,
@@ -471,7 +488,9 @@ const perRoundHeader = ["round", "workload", "target", "req/s", "p50 ms", "p99 m
 
 const setup =
   `HTTP/1.1 through the Cerializer (one Piccolo node) vs ` +
-  (hasEtcd ? `etcd ${etcdVersion}'s JSON gateway (${etcdPrefix}/kv/range, ${etcdPrefix}/kv/put)` : "nothing (no etcd)") +
+  (hasEtcd
+    ? `etcd ${etcdVersion}'s JSON gateway (${etcdPrefix}/kv/range, ${etcdPrefix}/kv/put)`
+    : "nothing (no etcd)") +
   `; autocannon -c ${connections} -p 1, ${duration} s x ${rounds} rounds (median), ${warmup} s warm-up per ` +
   `workload and target; ${keyCount} keys, 16 B keys, 64 B values`;
 const caveats = [

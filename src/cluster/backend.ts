@@ -33,6 +33,10 @@ import { hash32 } from "../hash.js";
 
 /** How long a request may wait for a leader, a commit, or a forwarded answer. */
 export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
+/** How often (in ticks) a member hands partitions back to their preferred leaders. */
+export const REBALANCE_EVERY_TICKS = 50;
+/** How long a preferred leader must have been connected before it gets its partitions back. */
+export const REBALANCE_SETTLE_MS = 2_000;
 /** Requests in flight on this member before the IO loop stops reading sockets. */
 export const CLUSTER_MAX_IN_FLIGHT = 16_384;
 
@@ -59,6 +63,10 @@ export class ClusterShards implements ShardBackend {
   private transport!: PeerTransport;
   private ticker: NodeJS.Timeout | null = null;
   private faultTimer: NodeJS.Timeout | null = null;
+  /** When each peer's connection came up (for rebalancing only to members that are settled). */
+  private readonly connectedSince = new Map<number, number>();
+  /** Leadership transfers started by rebalancing. */
+  transfers = 0;
   private running = false;
   private again = false;
   private inFlight = 0;
@@ -132,8 +140,10 @@ export class ClusterShards implements ShardBackend {
     });
     await this.transport.start();
     if (faultFile !== undefined) this.watchFaults(faultFile);
+    let ticks = 0;
     this.ticker = setInterval(() => {
       this.mr.tick();
+      if (++ticks % REBALANCE_EVERY_TICKS === 0) this.rebalance();
       const waiters = this.tickWaiters;
       this.tickWaiters = [];
       for (const w of waiters) w();
@@ -167,6 +177,29 @@ export class ClusterShards implements ShardBackend {
     }, 50);
     timer.unref();
     this.faultTimer = timer;
+  }
+
+  /**
+   * Leaders drift to whoever won the last election; after a member returns,
+   * it leads nothing. Every REBALANCE_EVERY_TICKS ticks, this member hands
+   * each partition it leads but should not (placement's preferred leader) to
+   * the preferred member, if that member has been connected for a while:
+   * Raft's leadership transfer, so the handover costs one short pause of
+   * that partition's writes, not an election timeout.
+   */
+  private rebalance(): void {
+    const now = Date.now();
+    for (const m of this.o.members)
+      if (m.id !== this.o.self.id && !this.transport.isConnected(m.id)) this.connectedSince.delete(m.id);
+      else if (!this.connectedSince.has(m.id)) this.connectedSince.set(m.id, now);
+    for (const p of this.placement) {
+      if (!this.hosted.has(p.partition) || p.preferredLeader === this.o.self.id) continue;
+      if (!this.mr.status(p.partition).isLeader) continue;
+      const since = this.connectedSince.get(p.preferredLeader);
+      if (since === undefined || now - since < REBALANCE_SETTLE_MS) continue;
+      if (this.mr.transferLeadership(p.partition, p.preferredLeader)) this.transfers++;
+    }
+    this.kick();
   }
 
   /** Runs process() rounds until no group has work; never two at once. */
@@ -273,6 +306,8 @@ export class ClusterShards implements ShardBackend {
       if (this.hosted.has(group) && this.mr.status(group).isLeader) {
         const local = await this.local(group, command, write, deadline);
         if (local !== null) return local;
+        // Not the leader after all, or a leadership transfer is under way: wait a tick.
+        await this.nextTick();
         continue;
       }
       const leader = this.hosted.has(group)

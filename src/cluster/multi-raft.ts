@@ -187,6 +187,18 @@ export class MultiRaft {
     return new Promise((resolve, reject) => g.reads.set(ctx, { resolve, reject }));
   }
 
+  /**
+   * Hands a group's leadership to another replica (Raft's leadership
+   * transfer: the target is brought up to date, then told to campaign at
+   * once). Proposals are refused while it is under way. Returns false when
+   * this replica does not lead the group or the transfer cannot start.
+   */
+  transferLeadership(group: number, to: number): boolean {
+    const g = this.groups.get(group);
+    if (g === undefined || g.raft.leader !== this.member) return false;
+    return g.raft.transferLeadership(to).ok;
+  }
+
   /** Who leads a group as far as this replica knows, and its term. */
   status(group: number): { leader: number; term: number; commit: number; applied: number; isLeader: boolean } {
     const g = this.groups.get(group);

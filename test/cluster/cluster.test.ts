@@ -148,11 +148,22 @@ describe("a three-member cluster", () => {
     await d.close();
   });
 
-  it("a restarted member recovers from its WAL and catches up", async () => {
+  it("a restarted member recovers from its WAL, catches up, and gets its partitions' leadership back", async () => {
     const n = await startMember(0);
     const c = await n.client({ timeoutMs: 8000 });
     for (const [k, v] of acked)
       assert.equal((await eventually(`get ${k} via restarted n1`, () => c.get(k)))?.value.toString(), v);
+    // While n1 was down, n2 and n3 led everything; rebalancing hands n1 back the partitions it should lead.
+    await eventually(
+      "n1 leads again",
+      async () => {
+        const info = await c.clusterInfo();
+        const led = info.partitions.filter((p) => p.leader === 1).length;
+        if (led < 2) throw new Error(`n1 leads ${led} partitions`);
+        return led;
+      },
+      15_000,
+    );
     await c.close();
   });
 
