@@ -37,8 +37,13 @@ export interface GroupPersist {
 
 /** Durable storage for all groups of a worker (a WAL shared by them, or memory in tests). */
 export interface RaftStorage {
-  /** Makes every part of one round durable, together, before resolving. */
-  persist(round: GroupPersist[]): Promise<void>;
+  /**
+   * Writes every part of one round, together, before resolving; durably
+   * (fsync) when `mustSync`. A round that only moves commit indexes need not
+   * be synced: a commit index is never promised to anyone, and a restarted
+   * replica learns it again from its leader (etcd's MustSync rule).
+   */
+  persist(round: GroupPersist[], mustSync: boolean): Promise<void>;
   /** Saves a group's own compaction snapshot, then drops what it covers. */
   saveCompaction(group: number, snapshot: Snapshot): Promise<void>;
 }
@@ -117,6 +122,8 @@ export class MultiRaft {
   private readonly storage: RaftStorage;
   private readonly sm: StateMachine;
   private nextReadContext = 1;
+  /** The hard state last handed to storage, per group (for the must-sync rule). */
+  private readonly persistedHardState = new Map<number, HardState>();
   private processing = false;
   /** Messages for groups this member does not host (stale peers, misconfiguration), counted not thrown. */
   unknownGroupMessages = 0;
@@ -249,7 +256,20 @@ export class MultiRaft {
       const durable = round
         .filter(({ rd }) => rd.snapshot !== null || rd.hardState !== null || rd.entries.length > 0)
         .map(({ group, rd }) => ({ group, snapshot: rd.snapshot, hardState: rd.hardState, entries: rd.entries }));
-      if (durable.length > 0) await this.storage.persist(durable);
+      if (durable.length > 0) {
+        let mustSync = false;
+        for (const d of durable) {
+          const prev = this.persistedHardState.get(d.group);
+          if (d.entries.length > 0 || d.snapshot !== null) mustSync = true;
+          else if (
+            d.hardState !== null &&
+            (prev === undefined || prev.term !== d.hardState.term || prev.vote !== d.hardState.vote)
+          )
+            mustSync = true;
+          if (d.hardState !== null) this.persistedHardState.set(d.group, d.hardState);
+        }
+        await this.storage.persist(durable, mustSync);
+      }
       for (const { group, g, rd } of round) {
         for (const message of rd.messages) {
           let l = out.get(message.to);
@@ -307,7 +327,7 @@ export class MemoryStorage implements RaftStorage {
   /** persist() calls: one per round, however many groups took part. */
   rounds = 0;
 
-  async persist(round: GroupPersist[]): Promise<void> {
+  async persist(round: GroupPersist[], _mustSync = true): Promise<void> {
     this.rounds++;
     for (const p of round) {
       const s = this.state.get(p.group) ?? { hardState: { term: 0, vote: 0, commit: 0 }, entries: [], snapshot: null };

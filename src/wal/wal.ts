@@ -83,6 +83,8 @@ interface Pending {
   maxIndex: Map<number, number>;
   /** The hard states in `bytes`: once written, what a new segment's head repeats. */
   hardStates: Map<number, HardState>;
+  /** Whether this write must be fsynced before it resolves (see persist()). */
+  sync: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -167,7 +169,7 @@ export class Wal {
    * one write and one fsync. A snapshot here came from a leader
    * (InstallSnapshot), so it replaces that group's log.
    */
-  async persist(round: readonly GroupWrite[]): Promise<void> {
+  async persist(round: readonly GroupWrite[], mustSync = true): Promise<void> {
     this.check();
     for (const w of round) if (w.snapshot !== null) await this.saveSnapshot(w.snapshot, true, w.group);
     const records: Uint8Array[] = [];
@@ -182,7 +184,7 @@ export class Wal {
       }
     }
     if (records.length === 0) return;
-    await this.enqueue(records, maxIndex, hardStates);
+    await this.enqueue(records, maxIndex, hardStates, mustSync);
   }
 
   /** Encodes a group's entries into records under the size limit; throws before anything is queued. */
@@ -287,6 +289,7 @@ export class Wal {
     bytes: Uint8Array[],
     maxIndex = new Map<number, number>(),
     hardStates = new Map<number, HardState>(),
+    sync = true,
   ): Promise<void> {
     this.check();
     // Backpressure: a host producing faster than the disk waits here.
@@ -295,7 +298,7 @@ export class Wal {
     let size = 0;
     for (const b of bytes) size += b.length;
     const done = new Promise<void>((resolve, reject) =>
-      this.queue.push({ bytes, size, maxIndex, hardStates, resolve, reject }),
+      this.queue.push({ bytes, size, maxIndex, hardStates, sync, resolve, reject }),
     );
     this.queuedBytes += size;
     if (this.flushing === null) this.flushing = this.flushLoop().finally(() => (this.flushing = null));
@@ -318,7 +321,7 @@ export class Wal {
         }
       try {
         await this.file.write(buf);
-        if (this.sync !== "off") await this.file.sync();
+        if (this.sync !== "off" && batch.some((p) => p.sync)) await this.file.sync();
       } catch (err) {
         this.fail(err, batch);
         return;

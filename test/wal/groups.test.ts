@@ -59,6 +59,19 @@ describe("WAL shared by groups", () => {
     assert.deepEqual(text(recovered.entries), text(range(1, 3, 1, "p0-")), "recovered is group 0's view");
   });
 
+  it("a round that only moves commit indexes is written but not fsynced (etcd's MustSync rule)", async () => {
+    const fs = new FaultyFs();
+    const { wal } = await Wal.open(await tempDir(), { fs });
+    fs.syncs = 0;
+    await wal.persist([
+      { group: 1, snapshot: null, hardState: { term: 1, vote: 1, commit: 0 }, entries: range(1, 2, 1, "a") },
+    ]);
+    assert.equal(fs.syncs, 1);
+    await wal.persist([{ group: 1, snapshot: null, hardState: { term: 1, vote: 1, commit: 2 }, entries: [] }], false);
+    assert.equal(fs.syncs, 1, "commit-only: no fsync");
+    await wal.close();
+  });
+
   it("compaction deletes a segment only when every group in it is covered by its snapshot", async () => {
     const dir = await tempDir();
     const { wal } = await Wal.open(dir, { maxSegmentBytes: 400 });
