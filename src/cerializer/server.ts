@@ -208,12 +208,14 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
   await Promise.all(links.map((l) => l.start()));
+  await g.router.start();
   await app.listen({ host: o.host, port: o.httpPort });
   const port = (app.server.address() as { port: number }).port;
   return {
     app,
     port,
     async stop() {
+      g.router.stop();
       await app.close();
       await Promise.all(links.map((l) => l.close()));
     },
