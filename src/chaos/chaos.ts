@@ -210,6 +210,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     await c?.close().catch(() => {});
   };
 
+  // Interrupted (Ctrl-C, a CI timeout): take the cluster down with us, not leave it running.
+  const onSignal = (signal: NodeJS.Signals) => {
+    for (const m of members) {
+      if (m.paused) m.proc?.kill("SIGCONT");
+      m.proc?.kill("SIGKILL");
+    }
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     await Promise.all(members.map(start));
     log(`cluster up: ${list}`);
@@ -274,6 +284,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       historyFile,
     };
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     for (const m of members) {
       if (m.paused) m.proc?.kill("SIGCONT");
       await kill(m);
