@@ -121,6 +121,18 @@ struct ClusterInfo {
   self @0 :UInt32;          # the answering member's id
   members @1 :List(ClusterMember);
   partitions @2 :List(PartitionInfo);
+  stats @3 :ClusterStats;   # the answering member's counters since it started
+}
+
+struct ClusterStats {
+  proposals @0 :UInt64;       # writes proposed by this member as leader and applied
+  proposalP50Us @1 :UInt64;   # proposal to applied, microseconds
+  proposalP99Us @2 :UInt64;
+  walWrites @3 :UInt64;       # storage rounds (one write, fsynced when needed)
+  walP50Us @4 :UInt64;
+  walP99Us @5 :UInt64;
+  forwarded @6 :UInt64;       # commands this member forwarded to a leader
+  leaderChanges @7 :UInt64;   # times a hosted partition's leader changed, as seen here
 }
 
 struct ClusterMember {
@@ -138,6 +150,7 @@ struct PartitionInfo {
   commit @4 :UInt64;        # holds no replica of the partition
   applied @5 :UInt64;
   hosted @6 :Bool;          # the answering member holds a replica
+  leaderChanges @7 :UInt64; # times its leader changed, as seen by the answering member
 }
 
 struct Error {

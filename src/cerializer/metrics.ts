@@ -83,6 +83,48 @@ export class Metrics {
       ).finally(() => setTimeout(() => (scrape = null), 0));
       return scrape;
     };
+    // Cluster members' own counters (cluster mode only; a single node has none).
+    const clusterFields: [string, string, string][] = [
+      ["piccolo_cluster_proposals_total", "proposals", "Writes this member led to commit and apply"],
+      ["piccolo_cluster_proposal_p99_seconds", "proposalP99Us", "Proposal to applied, 99th percentile"],
+      ["piccolo_cluster_wal_rounds_total", "walWrites", "WAL write rounds (one fsync each when needed)"],
+      ["piccolo_cluster_wal_p99_seconds", "walP99Us", "WAL round latency, 99th percentile"],
+      ["piccolo_cluster_forwarded_total", "forwarded", "Commands forwarded to a partition's leader"],
+      ["piccolo_cluster_leader_changes_total", "leaderChanges", "Leader changes this member has seen"],
+    ];
+    let clusterScrape: Promise<{ node: string; stats: Record<string, number> }[]> | null = null;
+    const clusterStats = () => {
+      clusterScrape ??= Promise.all(
+        nodes
+          .filter((n) => n.up)
+          .map((n) =>
+            withTimeout(
+              n.run((c) => c.clusterInfo()),
+              scrapeTimeoutMs,
+            ).then(
+              (i) => ({ node: n.address, stats: i.stats as unknown as Record<string, number> }),
+              () => null,
+            ),
+          ),
+      )
+        .then((xs) => xs.filter((x): x is { node: string; stats: Record<string, number> } => x !== null))
+        .finally(() => setTimeout(() => (clusterScrape = null), 0));
+      return clusterScrape;
+    };
+    for (const [name, field, help] of clusterFields)
+      new Gauge({
+        name,
+        help,
+        labelNames: ["node"],
+        registers,
+        async collect() {
+          this.reset();
+          for (const n of await clusterStats()) {
+            const v = n.stats[field] ?? 0;
+            this.set({ node: n.node }, field.endsWith("Us") ? v / 1e6 : v);
+          }
+        },
+      });
     const fields: [string, string, string][] = [
       ["piccolo_node_keys", "keys", "Live keys per shard"],
       ["piccolo_node_memory_bytes", "memoryBytes", "Bytes the shard's map uses"],

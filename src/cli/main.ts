@@ -76,6 +76,13 @@ const commands: Record<string, Command> = {
         print(
           `  ${m.name.padEnd(8)} ${m.peerAddress.padEnd(22)} ${m.id === info.self ? "self" : m.connected ? "up" : "unreachable"}`,
         );
+      const st = info.stats;
+      const ms = (us: number) => (us / 1000).toFixed(1);
+      print(
+        `${name(info.self)}: ${st.proposals} writes led (p50 ${ms(st.proposalP50Us)} ms, p99 ${ms(st.proposalP99Us)} ms), ` +
+          `${st.walWrites} WAL rounds (p50 ${ms(st.walP50Us)} ms, p99 ${ms(st.walP99Us)} ms), ` +
+          `${st.forwarded} forwarded, ${st.leaderChanges} leader changes seen`,
+      );
       print("partition  leader    term      commit    applied   replicas");
       for (const p of info.partitions) {
         const cols = p.hosted ? [String(p.term), String(p.commit), String(p.applied)] : ["", "", ""];

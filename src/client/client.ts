@@ -65,7 +65,21 @@ export interface ClusterInfo {
     commit: number;
     applied: number;
     hosted: boolean;
+    leaderChanges: number;
   }[];
+  stats: ClusterStats;
+}
+
+/** A member's cluster counters (latencies in microseconds). */
+export interface ClusterStats {
+  proposals: number;
+  proposalP50Us: number;
+  proposalP99Us: number;
+  walWrites: number;
+  walP50Us: number;
+  walP99Us: number;
+  forwarded: number;
+  leaderChanges: number;
 }
 
 /** One shard's numbers, as the node reports them. */
@@ -487,7 +501,18 @@ export class PiccoloClient {
         commit: Number(p.commit),
         applied: Number(p.applied),
         hosted: p.hosted,
+        leaderChanges: Number(p.leaderChanges),
       })),
+      stats: {
+        proposals: Number(c.stats.proposals),
+        proposalP50Us: Number(c.stats.proposalP50Us),
+        proposalP99Us: Number(c.stats.proposalP99Us),
+        walWrites: Number(c.stats.walWrites),
+        walP50Us: Number(c.stats.walP50Us),
+        walP99Us: Number(c.stats.walP99Us),
+        forwarded: Number(c.stats.forwarded),
+        leaderChanges: Number(c.stats.leaderChanges),
+      },
     };
   }
 

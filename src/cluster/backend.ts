@@ -19,6 +19,7 @@
  * (docs/cluster.md, "Still to build"), behind this same interface.
  */
 import { readFile } from "node:fs/promises";
+import hdr from "hdr-histogram-js";
 import type { Logger } from "pino";
 import { ErrorCode } from "../errors.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
@@ -67,6 +68,10 @@ export class ClusterShards implements ShardBackend {
   private readonly connectedSince = new Map<number, number>();
   /** Leadership transfers started by rebalancing. */
   transfers = 0;
+  // Counters for cluster info and metrics (latencies in microseconds).
+  private readonly proposalUs = newHistogram();
+  private readonly walUs = newHistogram();
+  private forwardedCount = 0;
   private running = false;
   private again = false;
   private inFlight = 0;
@@ -110,6 +115,7 @@ export class ClusterShards implements ShardBackend {
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
     });
+    this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
     const faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
     this.transport = new PeerTransport({
       faults: faultFile !== undefined,
@@ -288,8 +294,19 @@ export class ClusterShards implements ShardBackend {
           commit: s?.commit ?? 0,
           applied: s?.applied ?? 0,
           hosted,
+          leaderChanges: this.mr.leaderChanges.get(p.partition) ?? 0,
         };
       }),
+      stats: {
+        proposals: this.proposalUs.totalCount,
+        proposalP50Us: this.proposalUs.getValueAtPercentile(50),
+        proposalP99Us: this.proposalUs.getValueAtPercentile(99),
+        walWrites: this.walUs.totalCount,
+        walP50Us: this.walUs.getValueAtPercentile(50),
+        walP99Us: this.walUs.getValueAtPercentile(99),
+        forwarded: this.forwardedCount,
+        leaderChanges: [...this.mr.leaderChanges.values()].reduce((a, b) => a + b, 0),
+      },
     };
   }
 
@@ -317,6 +334,7 @@ export class ClusterShards implements ShardBackend {
         await this.nextTick();
         continue;
       }
+      this.forwardedCount++;
       const outcome = await this.forward(leader, group, command, write, deadline);
       if (outcome === null) {
         await this.nextTick();
@@ -339,7 +357,9 @@ export class ClusterShards implements ShardBackend {
   ): Promise<Uint8Array | null> {
     try {
       if (write) {
+        const t0 = performance.now();
         const answer = await withDeadline(this.mr.propose(group, command), deadline);
+        if (answer !== null) this.proposalUs.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
         this.kick();
         return answer ?? errorResult(ErrorCode.TIMEOUT);
       }
@@ -433,5 +453,13 @@ function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | null> {
         reject(e);
       },
     );
+  });
+}
+
+function newHistogram() {
+  return hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 3_600_000_000,
+    numberOfSignificantValueDigits: 2,
   });
 }

@@ -127,6 +127,11 @@ export class MultiRaft {
   private processing = false;
   /** Messages for groups this member does not host (stale peers, misconfiguration), counted not thrown. */
   unknownGroupMessages = 0;
+  /** Times a group's leader changed, as seen here, per group. */
+  readonly leaderChanges = new Map<number, number>();
+  private readonly lastLeader = new Map<number, number>();
+  /** Called with how long each storage round took (ms), for metrics. */
+  onPersist: ((ms: number) => void) | null = null;
 
   constructor(o: MultiRaftOptions) {
     this.member = o.member;
@@ -268,9 +273,15 @@ export class MultiRaft {
             mustSync = true;
           if (d.hardState !== null) this.persistedHardState.set(d.group, d.hardState);
         }
+        const t0 = performance.now();
         await this.storage.persist(durable, mustSync);
+        this.onPersist?.(performance.now() - t0);
       }
       for (const { group, g, rd } of round) {
+        if (rd.leader !== 0 && rd.leader !== (this.lastLeader.get(group) ?? 0)) {
+          if (this.lastLeader.has(group)) this.leaderChanges.set(group, (this.leaderChanges.get(group) ?? 0) + 1);
+          this.lastLeader.set(group, rd.leader);
+        }
         for (const message of rd.messages) {
           let l = out.get(message.to);
           if (l === undefined) out.set(message.to, (l = []));

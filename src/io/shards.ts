@@ -34,7 +34,21 @@ export interface ClusterInfo {
     commit: number;
     applied: number;
     hosted: boolean;
+    leaderChanges: number;
   }[];
+  stats: ClusterStats;
+}
+
+/** A member's cluster counters (latencies in microseconds). */
+export interface ClusterStats {
+  proposals: number;
+  proposalP50Us: number;
+  proposalP99Us: number;
+  walWrites: number;
+  walP50Us: number;
+  walP99Us: number;
+  forwarded: number;
+  leaderChanges: number;
 }
 
 export interface ShardBackend {

@@ -408,7 +408,19 @@ export function encodeClusterInfo(
       commit: number;
       applied: number;
       hosted: boolean;
+      leaderChanges: number;
     }[];
+    stats: Record<
+      | "proposals"
+      | "proposalP50Us"
+      | "proposalP99Us"
+      | "walWrites"
+      | "walP50Us"
+      | "walP99Us"
+      | "forwarded"
+      | "leaderChanges",
+      number
+    >;
   },
 ): Uint8Array {
   const m = new capnp.Message();
@@ -435,6 +447,16 @@ export function encodeClusterInfo(
     w.commit = BigInt(x.commit);
     w.applied = BigInt(x.applied);
     w.hosted = x.hosted;
+    w.leaderChanges = BigInt(x.leaderChanges);
   });
+  const st = c._initStats();
+  st.proposals = BigInt(info.stats.proposals);
+  st.proposalP50Us = BigInt(info.stats.proposalP50Us);
+  st.proposalP99Us = BigInt(info.stats.proposalP99Us);
+  st.walWrites = BigInt(info.stats.walWrites);
+  st.walP50Us = BigInt(info.stats.walP50Us);
+  st.walP99Us = BigInt(info.stats.walP99Us);
+  st.forwarded = BigInt(info.stats.forwarded);
+  st.leaderChanges = BigInt(info.stats.leaderChanges);
   return frameOf(m);
 }

@@ -73,6 +73,9 @@ describe("Cerializer in front of a cluster", () => {
       cursor = page.cursor;
     } while (cursor !== null);
     assert.deepEqual(seen.sort(), [...keys].sort(), "each key once, not once per member");
+    const metrics = await (await gw.fetch("/metrics")).text();
+    assert.match(metrics, /piccolo_cluster_wal_rounds_total\{node="127\.0\.0\.1:\d+"\} [1-9]/);
+    assert.match(metrics, /piccolo_cluster_proposals_total\{node="127\.0\.0\.1:\d+"\} [1-9]/);
   });
 
   it("a member killed under the gateway: every key is still served through the others", async () => {

@@ -114,6 +114,11 @@ describe("a three-member cluster", () => {
       encoding: "utf8",
     });
     assert.match(text.stdout, /as seen by n1/);
+    assert.match(text.stdout, /writes led \(p50 [\d.]+ ms, p99 [\d.]+ ms\), \d+ WAL rounds/);
+    const c = await nodes[1]!.client();
+    const stats = (await c.clusterInfo()).stats;
+    await c.close();
+    assert.ok(stats.walWrites > 0 && stats.walP99Us > 0, "WAL rounds are counted and timed");
     assert.match(text.stdout, /partition\s+leader\s+term/);
   });
 

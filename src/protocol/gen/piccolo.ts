@@ -1333,7 +1333,7 @@ export class ClusterInfo extends $.Struct {
   static readonly _capnp = {
     displayName: "ClusterInfo",
     id: "840c26df86ebeb2e",
-    size: new $.ObjectSize(8, 2),
+    size: new $.ObjectSize(8, 3),
   };
   static _Members: $.ListCtor<ClusterMember>;
   static _Partitions: $.ListCtor<PartitionInfo>;
@@ -1383,7 +1383,105 @@ export class ClusterInfo extends $.Struct {
   set partitions(value: $.List<PartitionInfo>) {
     $.utils.copyFrom(value, $.utils.getPointer(1, this));
   }
+  _adoptStats(value: $.Orphan<ClusterStats>): void {
+    $.utils.adopt(value, $.utils.getPointer(2, this));
+  }
+  _disownStats(): $.Orphan<ClusterStats> {
+    return $.utils.disown(this.stats);
+  }
+  /**
+* the answering member's counters since it started
+*
+*/
+  get stats(): ClusterStats {
+    return $.utils.getStruct(2, ClusterStats, this);
+  }
+  _hasStats(): boolean {
+    return !$.utils.isNull($.utils.getPointer(2, this));
+  }
+  _initStats(): ClusterStats {
+    return $.utils.initStructAt(2, ClusterStats, this);
+  }
+  set stats(value: ClusterStats) {
+    $.utils.copyFrom(value, $.utils.getPointer(2, this));
+  }
   toString(): string { return "ClusterInfo_" + super.toString(); }
+}
+export class ClusterStats extends $.Struct {
+  static readonly _capnp = {
+    displayName: "ClusterStats",
+    id: "dc7263a55ef2be9a",
+    size: new $.ObjectSize(64, 0),
+  };
+  /**
+* writes proposed by this member as leader and applied
+*
+*/
+  get proposals(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set proposals(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  /**
+* proposal to applied, microseconds
+*
+*/
+  get proposalP50Us(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set proposalP50Us(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  get proposalP99Us(): bigint {
+    return $.utils.getUint64(16, this);
+  }
+  set proposalP99Us(value: bigint) {
+    $.utils.setUint64(16, value, this);
+  }
+  /**
+* storage rounds (one write, fsynced when needed)
+*
+*/
+  get walWrites(): bigint {
+    return $.utils.getUint64(24, this);
+  }
+  set walWrites(value: bigint) {
+    $.utils.setUint64(24, value, this);
+  }
+  get walP50Us(): bigint {
+    return $.utils.getUint64(32, this);
+  }
+  set walP50Us(value: bigint) {
+    $.utils.setUint64(32, value, this);
+  }
+  get walP99Us(): bigint {
+    return $.utils.getUint64(40, this);
+  }
+  set walP99Us(value: bigint) {
+    $.utils.setUint64(40, value, this);
+  }
+  /**
+* commands this member forwarded to a leader
+*
+*/
+  get forwarded(): bigint {
+    return $.utils.getUint64(48, this);
+  }
+  set forwarded(value: bigint) {
+    $.utils.setUint64(48, value, this);
+  }
+  /**
+* times a hosted partition's leader changed, as seen here
+*
+*/
+  get leaderChanges(): bigint {
+    return $.utils.getUint64(56, this);
+  }
+  set leaderChanges(value: bigint) {
+    $.utils.setUint64(56, value, this);
+  }
+  toString(): string { return "ClusterStats_" + super.toString(); }
 }
 export class ClusterMember extends $.Struct {
   static readonly _capnp = {
@@ -1429,7 +1527,7 @@ export class PartitionInfo extends $.Struct {
   static readonly _capnp = {
     displayName: "PartitionInfo",
     id: "fb92f7d44baabfaf",
-    size: new $.ObjectSize(40, 1),
+    size: new $.ObjectSize(48, 1),
   };
   get partition(): number {
     return $.utils.getUint32(0, this);
@@ -1500,6 +1598,16 @@ export class PartitionInfo extends $.Struct {
   }
   set hosted(value: boolean) {
     $.utils.setBit(256, value, this);
+  }
+  /**
+* times its leader changed, as seen by the answering member
+*
+*/
+  get leaderChanges(): bigint {
+    return $.utils.getUint64(40, this);
+  }
+  set leaderChanges(value: bigint) {
+    $.utils.setUint64(40, value, this);
   }
   toString(): string { return "PartitionInfo_" + super.toString(); }
 }

@@ -589,6 +589,14 @@ export const schemaInfo: SchemaInfo = {
               "struct": "fb92f7d44baabfaf"
             }
           }
+        },
+        {
+          "name": "stats",
+          "discriminant": null,
+          "type": {
+            "kind": "struct",
+            "struct": "dc7263a55ef2be9a"
+          }
         }
       ]
     },
@@ -860,6 +868,75 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "bool"
+          }
+        },
+        {
+          "name": "leaderChanges",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        }
+      ]
+    },
+    "dc7263a55ef2be9a": {
+      "name": "ClusterStats",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "proposals",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "proposalP50Us",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "proposalP99Us",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "walWrites",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "walP50Us",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "walP99Us",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "forwarded",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "leaderChanges",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
           }
         }
       ]
@@ -1221,6 +1298,7 @@ export const schemaInfo: SchemaInfo = {
     "ShardStats": "966d0f3f259dd8c6",
     "ClusterMember": "ecd0327043e28b4d",
     "PartitionInfo": "fb92f7d44baabfaf",
+    "ClusterStats": "dc7263a55ef2be9a",
     "PeerHello": "e3a692cdf740f619",
     "RaftBatch": "d5da6e500189095e",
     "Forward": "eac1fec5c400bca0",
