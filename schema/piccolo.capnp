@@ -36,7 +36,13 @@ struct Request {
     scan @16 :Scan;
     auth @17 :Auth;         # required first when the node runs with --requirepass
     clusterInfo @18 :Void;  # the cluster as this member sees it (cluster mode only)
+    transferLeader @19 :TransferLeader;  # hand a partition's leadership to a member
   }
+}
+
+struct TransferLeader {
+  partition @0 :UInt32;
+  member @1 :UInt32;        # the member id to lead it (it must hold a replica)
 }
 
 struct Auth {
@@ -209,6 +215,7 @@ struct PeerFrame {
     raft @1 :RaftBatch;
     forward @2 :Forward;    # a request for a partition this member does not lead
     forwardReply @3 :ForwardReply;
+    transfer @4 :TransferLeader;  # to the partition's leader: hand leadership over
   }
 }
 

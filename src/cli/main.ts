@@ -57,6 +57,31 @@ function writeOptions(o: Record<string, string | boolean | undefined>): { ttlMs?
 }
 
 const commands: Record<string, Command> = {
+  // invoked as `piccolo cluster transfer-leader <partition> <member>`
+  "cluster-transfer-leader": {
+    args: "<partition> <member>",
+    help: "hand a partition's leadership to a member (by name or id), and wait until it leads",
+    async run(c, args) {
+      need(args, 2, "a partition and a member");
+      const partition = Number(args[0]);
+      if (!Number.isInteger(partition) || partition < 0) throw new UsageError("the partition must be a number");
+      const info = await c.clusterInfo();
+      const m = info.members.find((x) => x.name === args[1] || String(x.id) === args[1]);
+      if (m === undefined)
+        throw new UsageError(`no member ${args[1]} (members: ${info.members.map((x) => x.name).join(", ")})`);
+      await c.transferLeader(partition, m.id);
+      for (let i = 0; i < 50; i++) {
+        const now = await c.clusterInfo();
+        if (now.partitions[partition]?.leader === m.id) {
+          print(`partition ${partition} is led by ${m.name}`);
+          return EXIT.OK;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      process.stderr.write(`the transfer was requested, but ${m.name} does not lead partition ${partition} yet\n`);
+      return EXIT.REFUSED;
+    },
+  },
   // invoked as `piccolo cluster status`
   "cluster-status": {
     args: "",
@@ -266,7 +291,8 @@ function usage(): string {
     "  piccolo server [--host H] [--port P] [--resp-port P] [--shards N] [--max-value-bytes B] [--requirepass PW]",
     "  piccolo cerializer [--nodes host:port,...] [--http-port P] [--host H]   (see piccolo cerializer --help)",
   ];
-  for (const [name, c] of Object.entries(commands)) lines.push(`  piccolo ${`${name} ${c.args}`.padEnd(36)} ${c.help}`);
+  for (const [name, c] of Object.entries(commands))
+    lines.push(`  piccolo ${`${name.replace(/^cluster-/, "cluster ")} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
   lines.push("exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused");
   return lines.join("\n");

@@ -479,6 +479,22 @@ export class PiccoloClient {
     };
   }
 
+  /**
+   * Asks the cluster to hand a partition's leadership to `member` (a member
+   * id). Resolves once the request has been passed to the leader: the
+   * handover itself takes a round trip or two; watch clusterInfo().
+   */
+  async transferLeader(partition: number, member: number): Promise<void> {
+    PiccoloClient.check(
+      await this.call((r) => {
+        const t = r._initTransferLeader();
+        t.partition = partition;
+        t.member = member;
+      }),
+      Response_Which.OK,
+    );
+  }
+
   /** The cluster as the connected member sees it (cluster mode; else INVALID_ARGUMENT). */
   async clusterInfo(): Promise<ClusterInfo> {
     const res = await this.call((r) => {

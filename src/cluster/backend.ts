@@ -27,7 +27,7 @@ import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } 
 import { Wal } from "../wal/wal.js";
 import { MultiRaft, NotLeaderError, ProposalDroppedError } from "./multi-raft.js";
 import { PartitionMachine } from "./partition-machine.js";
-import { encodeForward, encodeForwardReply, type ForwardOutcome } from "./peer-codec.js";
+import { encodeForward, encodeForwardReply, encodeTransfer, type ForwardOutcome } from "./peer-codec.js";
 import { type Member, type PartitionPlacement, place } from "./placement.js";
 import { clusterIdOf, PeerTransport } from "./transport.js";
 import { hash32 } from "../hash.js";
@@ -129,7 +129,9 @@ export class ClusterShards implements ShardBackend {
       },
       onFrame: (from, f) => {
         if (f.kind === "forward") void this.serveForward(from, f.id, f.group, f.write, f.command);
-        else {
+        else if (f.kind === "transfer") {
+          if (this.hosted.has(f.group) && this.mr.transferLeadership(f.group, f.to)) this.kick();
+        } else {
           const w = this.forwards.get(f.id);
           this.forwards.delete(f.id);
           w?.done(f.outcome);
@@ -271,6 +273,23 @@ export class ClusterShards implements ShardBackend {
     await this.transport.stop();
     while (this.running) await new Promise((r) => setTimeout(r, 5));
     await this.wal.close();
+  }
+
+  transferLeader(partition: number, member: number): string | null {
+    if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
+      return `no partition ${partition} (there are ${this.o.partitions})`;
+    const p = this.placement[partition]!;
+    if (!p.replicas.includes(member)) return `member ${member} holds no replica of partition ${partition}`;
+    const leader = this.hosted.has(partition) ? this.mr.status(partition).leader : (this.hints.get(partition) ?? 0);
+    if (leader === member) return null;
+    if (leader === this.o.self.id) {
+      if (!this.mr.transferLeadership(partition, member)) return "the transfer could not start";
+      this.kick();
+      return null;
+    }
+    if (leader === 0) return `partition ${partition} has no known leader right now`;
+    if (!this.transport.sendFrame(leader, encodeTransfer(partition, member))) return `leader ${leader} is unreachable`;
+    return null;
   }
 
   clusterInfo(): ClusterInfo {

@@ -40,7 +40,16 @@ export type DecodedFrame =
   | { kind: "hello"; clusterId: bigint; member: number }
   | { kind: "raft"; messages: GroupMessage[] }
   | ({ kind: "forward" } & ForwardRequest)
-  | { kind: "forwardReply"; id: number; outcome: ForwardOutcome };
+  | { kind: "forwardReply"; id: number; outcome: ForwardOutcome }
+  | { kind: "transfer"; group: number; to: number };
+
+export function encodeTransfer(group: number, to: number): Uint8Array {
+  const m = new capnp.Message();
+  const t = m.initRoot(PeerFrame)._initTransfer();
+  t.partition = group;
+  t.member = to;
+  return frameOf(m);
+}
 
 export function encodeForward(f: ForwardRequest): Uint8Array {
   const m = new capnp.Message();
@@ -218,6 +227,8 @@ export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
         if (r._isNotLeader) return { kind: "forwardReply", id, outcome: { kind: "notLeader", leader: r.notLeader } };
         return { kind: "forwardReply", id, outcome: { kind: "failed", reason: r.failed } };
       }
+      case PeerFrame_Which.TRANSFER:
+        return { kind: "transfer", group: root.transfer.partition, to: root.transfer.member };
       default:
         throw new PeerProtocolError(`unknown peer frame kind ${root.which()}`);
     }

@@ -81,6 +81,12 @@ export class Dispatcher {
     return this.backend.count;
   }
 
+  /** Starts a leadership transfer; an error message, or null when it was started. */
+  transferLeader(partition: number, member: number): string | null {
+    if (this.backend.transferLeader === undefined) return "this node is not a cluster member";
+    return this.backend.transferLeader(partition, member);
+  }
+
   /** The cluster as this member sees it; null on a single node. */
   clusterInfo(): ClusterInfo | null {
     return this.backend.clusterInfo?.() ?? null;

@@ -88,6 +88,10 @@ export class NativeRequest extends InFlight {
     switch (op.kind) {
       case OpKind.PING:
         return this.finish(encodePong(op.id));
+      case OpKind.TRANSFER_LEADER: {
+        const err = d.transferLeader(op.count, op.version);
+        return this.finish(err === null ? encodeOk(op.id) : encodeError(op.id, ErrorCode.INVALID_ARGUMENT, err));
+      }
       case OpKind.CLUSTER_INFO: {
         const info = d.clusterInfo();
         if (info === null)

@@ -54,6 +54,8 @@ export interface ClusterStats {
 export interface ShardBackend {
   /** Cluster mode only: the partition map and each partition's state here. */
   clusterInfo?(): ClusterInfo;
+  /** Cluster mode only: asks the partition's leader to hand over to `member`; an error message, or null. */
+  transferLeader?(partition: number, member: number): string | null;
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
   /** Sends one command to shard `shard`. Never drops: a full ring queues it. */

@@ -120,6 +120,12 @@ export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operat
       case Request_Which.STATS:
       case Request_Which.CLUSTER_INFO:
         return op;
+      case Request_Which.TRANSFER_LEADER: {
+        const t = req.transferLeader;
+        op.count = t.partition;
+        op.version = t.member;
+        return op;
+      }
       case Request_Which.AUTH: {
         const a = req.auth;
         op.password = a.password;

@@ -122,6 +122,29 @@ describe("a three-member cluster", () => {
     assert.match(text.stdout, /partition\s+leader\s+term/);
   });
 
+  it("piccolo cluster transfer-leader hands a partition to the member named", async () => {
+    const c = await nodes[0]!.client();
+    const before = (await c.clusterInfo()).partitions[3]!;
+    await c.close();
+    const target = before.replicas.find((id) => id !== before.leader)!;
+    const r = spawnSync(
+      process.execPath,
+      [CLI, "cluster", "transfer-leader", "3", `n${target}`, "--server", `127.0.0.1:${nodes[2]!.port}`],
+      { encoding: "utf8", timeout: 15_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`partition 3 is led by n${target}`));
+    const bad = spawnSync(
+      process.execPath,
+      [CLI, "cluster", "transfer-leader", "99", "n1", "--server", `127.0.0.1:${nodes[0]!.port}`],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.equal(bad.status, 5);
+    assert.match(bad.stderr, /no partition 99/);
+  });
+
   it("the Redis port of any member works too", async () => {
     const r = new Redis({ host: "127.0.0.1", port: nodes[2]!.respPort, lazyConnect: true, maxRetriesPerRequest: 0 });
     await r.connect();

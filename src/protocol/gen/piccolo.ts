@@ -47,7 +47,12 @@ export const Request_Which = {
 * the cluster as this member sees it (cluster mode only)
 *
 */
-  CLUSTER_INFO: 17
+  CLUSTER_INFO: 17,
+  /**
+* hand a partition's leadership to a member
+*
+*/
+  TRANSFER_LEADER: 18
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -69,6 +74,7 @@ export class Request extends $.Struct {
   static readonly SCAN = Request_Which.SCAN;
   static readonly AUTH = Request_Which.AUTH;
   static readonly CLUSTER_INFO = Request_Which.CLUSTER_INFO;
+  static readonly TRANSFER_LEADER = Request_Which.TRANSFER_LEADER;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -501,10 +507,63 @@ export class Request extends $.Struct {
   set clusterInfo(_: true) {
     $.utils.setUint16(8, 17, this);
   }
+  _adoptTransferLeader(value: $.Orphan<TransferLeader>): void {
+    $.utils.setUint16(8, 18, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownTransferLeader(): $.Orphan<TransferLeader> {
+    return $.utils.disown(this.transferLeader);
+  }
+  /**
+* hand a partition's leadership to a member
+*
+*/
+  get transferLeader(): TransferLeader {
+    $.utils.testWhich("transferLeader", $.utils.getUint16(8, this), 18, this);
+    return $.utils.getStruct(0, TransferLeader, this);
+  }
+  _hasTransferLeader(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initTransferLeader(): TransferLeader {
+    $.utils.setUint16(8, 18, this);
+    return $.utils.initStructAt(0, TransferLeader, this);
+  }
+  get _isTransferLeader(): boolean {
+    return $.utils.getUint16(8, this) === 18;
+  }
+  set transferLeader(value: TransferLeader) {
+    $.utils.setUint16(8, 18, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Request_" + super.toString(); }
   which(): Request_Which {
     return $.utils.getUint16(8, this) as Request_Which;
   }
+}
+export class TransferLeader extends $.Struct {
+  static readonly _capnp = {
+    displayName: "TransferLeader",
+    id: "b7cf62191ed1f3d3",
+    size: new $.ObjectSize(8, 0),
+  };
+  get partition(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set partition(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  /**
+* the member id to lead it (it must hold a replica)
+*
+*/
+  get member(): number {
+    return $.utils.getUint32(4, this);
+  }
+  set member(value: number) {
+    $.utils.setUint32(4, value, this);
+  }
+  toString(): string { return "TransferLeader_" + super.toString(); }
 }
 export class Auth extends $.Struct {
   static readonly _capnp = {
@@ -1867,7 +1926,12 @@ export const PeerFrame_Which = {
 *
 */
   FORWARD: 2,
-  FORWARD_REPLY: 3
+  FORWARD_REPLY: 3,
+  /**
+* to the partition's leader: hand leadership over
+*
+*/
+  TRANSFER: 4
 } as const;
 export type PeerFrame_Which = (typeof PeerFrame_Which)[keyof typeof PeerFrame_Which];
 export class PeerFrame extends $.Struct {
@@ -1875,6 +1939,7 @@ export class PeerFrame extends $.Struct {
   static readonly RAFT = PeerFrame_Which.RAFT;
   static readonly FORWARD = PeerFrame_Which.FORWARD;
   static readonly FORWARD_REPLY = PeerFrame_Which.FORWARD_REPLY;
+  static readonly TRANSFER = PeerFrame_Which.TRANSFER;
   static readonly _capnp = {
     displayName: "PeerFrame",
     id: "fd5641711157afea",
@@ -1986,6 +2051,35 @@ export class PeerFrame extends $.Struct {
   }
   set forwardReply(value: ForwardReply) {
     $.utils.setUint16(0, 3, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptTransfer(value: $.Orphan<TransferLeader>): void {
+    $.utils.setUint16(0, 4, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownTransfer(): $.Orphan<TransferLeader> {
+    return $.utils.disown(this.transfer);
+  }
+  /**
+* to the partition's leader: hand leadership over
+*
+*/
+  get transfer(): TransferLeader {
+    $.utils.testWhich("transfer", $.utils.getUint16(0, this), 4, this);
+    return $.utils.getStruct(0, TransferLeader, this);
+  }
+  _hasTransfer(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initTransfer(): TransferLeader {
+    $.utils.setUint16(0, 4, this);
+    return $.utils.initStructAt(0, TransferLeader, this);
+  }
+  get _isTransfer(): boolean {
+    return $.utils.getUint16(0, this) === 4;
+  }
+  set transfer(value: TransferLeader) {
+    $.utils.setUint16(0, 4, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   toString(): string { return "PeerFrame_" + super.toString(); }

@@ -234,9 +234,29 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "b7cf62191ed1f3d3": {
+      "name": "TransferLeader",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "partition",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "member",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        }
+      ]
+    },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 18,
+      "unionMembers": 19,
       "fields": [
         {
           "name": "id",
@@ -384,6 +404,14 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": 17,
           "type": {
             "kind": "void"
+          }
+        },
+        {
+          "name": "transferLeader",
+          "discriminant": 18,
+          "type": {
+            "kind": "struct",
+            "struct": "b7cf62191ed1f3d3"
           }
         }
       ]
@@ -1048,7 +1076,7 @@ export const schemaInfo: SchemaInfo = {
     },
     "fd5641711157afea": {
       "name": "PeerFrame",
-      "unionMembers": 4,
+      "unionMembers": 5,
       "fields": [
         {
           "name": "hello",
@@ -1080,6 +1108,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "bde79b3d68b4514f"
+          }
+        },
+        {
+          "name": "transfer",
+          "discriminant": 4,
+          "type": {
+            "kind": "struct",
+            "struct": "b7cf62191ed1f3d3"
           }
         }
       ]
@@ -1285,6 +1321,7 @@ export const schemaInfo: SchemaInfo = {
     "MultiPut": "91930c68fe05f7f1",
     "Scan": "8194055d00cf5d22",
     "Auth": "dc18393bbe42389c",
+    "TransferLeader": "b7cf62191ed1f3d3",
     "Request": "f6bb44128c5ce356",
     "KeyValue": "d9ea87bd3f0eb504",
     "Error": "e15d4e9023b65d0e",
