@@ -331,6 +331,7 @@ async function main(argv: string[]): Promise<number> {
         partitions: { type: "string" },
         replicas: { type: "string" },
         "tick-ms": { type: "string" },
+        "compact-entries": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,

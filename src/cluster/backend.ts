@@ -34,6 +34,8 @@ import { hash32 } from "../hash.js";
 
 /** How long a request may wait for a leader, a commit, or a forwarded answer. */
 export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
+/** How often (in ticks) a member looks for logs to compact. */
+export const COMPACT_CHECK_EVERY_TICKS = 25;
 /** How often (in ticks) a member hands partitions back to their preferred leaders. */
 export const REBALANCE_EVERY_TICKS = 50;
 /** How long a preferred leader must have been connected before it gets its partitions back. */
@@ -49,6 +51,8 @@ export interface ClusterOptions {
   dataDir: string;
   /** Raft's tick (election timeout = electionTicks ticks, randomised up to twice that). */
   tickMs: number;
+  /** A group's log is compacted into a snapshot once this many entries are applied past the last one. */
+  compactEntries: number;
   electionTicks: number;
   heartbeatTicks: number;
   logger: Logger;
@@ -68,6 +72,8 @@ export class ClusterShards implements ShardBackend {
   private readonly connectedSince = new Map<number, number>();
   /** Leadership transfers started by rebalancing. */
   transfers = 0;
+  /** Snapshots taken to compact logs. */
+  compactions = 0;
   // Counters for cluster info and metrics (latencies in microseconds).
   private readonly proposalUs = newHistogram();
   private readonly walUs = newHistogram();
@@ -152,6 +158,7 @@ export class ClusterShards implements ShardBackend {
     this.ticker = setInterval(() => {
       this.mr.tick();
       if (++ticks % REBALANCE_EVERY_TICKS === 0) this.rebalance();
+      if (ticks % COMPACT_CHECK_EVERY_TICKS === 0) void this.compactLogs();
       const waiters = this.tickWaiters;
       this.tickWaiters = [];
       for (const w of waiters) w();
@@ -208,6 +215,33 @@ export class ClusterShards implements ShardBackend {
       if (this.mr.transferLeadership(p.partition, p.preferredLeader)) this.transfers++;
     }
     this.kick();
+  }
+
+  /**
+   * Log compaction: a group whose log holds more than `compactEntries`
+   * applied entries past its last snapshot gets a new snapshot of its
+   * partition's map, and the WAL drops what it covers. Runs between rounds
+   * (it holds the round lock, so no Ready is in flight meanwhile). Without
+   * it a member's WAL would grow for ever.
+   */
+  private async compactLogs(): Promise<void> {
+    if (this.running || this.closed) return;
+    this.running = true;
+    try {
+      for (const g of this.hosted) {
+        const s = this.mr.status(g);
+        if (s.applied - this.mr.snapshotIndex(g) >= this.o.compactEntries) {
+          await this.mr.compact(g);
+          this.compactions++;
+        }
+      }
+    } catch (err) {
+      this.events.onLog("error", "log compaction failed; stopping this member", { err: (err as Error).message });
+      process.exit(70);
+    } finally {
+      this.running = false;
+    }
+    if (this.again) this.kick();
   }
 
   /** Runs process() rounds until no group has work; never two at once. */

@@ -241,6 +241,13 @@ export class MultiRaft {
     return index;
   }
 
+  /** The index a group's log was last compacted to (0: never). */
+  snapshotIndex(group: number): number {
+    const g = this.groups.get(group);
+    assert(g !== undefined, `group ${group} is hosted here`);
+    return g.raft.log.snapshotIndex();
+  }
+
   hosted(): number[] {
     return [...this.groups.keys()];
   }

@@ -25,6 +25,7 @@ export interface NodeConfig {
     partitions: number;
     replicas: number;
     tickMs: number;
+    compactEntries: number;
   } | null;
 }
 
@@ -51,6 +52,11 @@ export const SERVER_FLAGS = {
   partitions: { env: "PICCOLO_PARTITIONS", help: "cluster mode: partitions, fixed at bootstrap", default: "64" },
   replicas: { env: "PICCOLO_REPLICAS", help: "cluster mode: replicas per partition", default: "3" },
   "tick-ms": { env: "PICCOLO_TICK_MS", help: "cluster mode: Raft tick (election after 10-20 ticks)", default: "20" },
+  "compact-entries": {
+    env: "PICCOLO_COMPACT_ENTRIES",
+    help: "cluster mode: snapshot a partition once its log holds this many applied entries",
+    default: "10000",
+  },
 } as const;
 
 export class ConfigError extends Error {
@@ -98,5 +104,6 @@ function clusterConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeC
     partitions: int("partitions", pick("partitions"), 1, 4096),
     replicas: int("replicas", pick("replicas"), 1, 7),
     tickMs: int("tick-ms", pick("tick-ms"), 1, 10_000),
+    compactEntries: int("compact-entries", pick("compact-entries"), 1, 100_000_000),
   };
 }

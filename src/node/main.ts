@@ -28,6 +28,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
           replicas: cluster.replicas,
           dataDir: cluster.dataDir,
           tickMs: cluster.tickMs,
+          compactEntries: cluster.compactEntries,
           electionTicks: 10,
           heartbeatTicks: 2,
           logger,
