@@ -34,6 +34,10 @@ import { hash32 } from "../hash.js";
 
 /** How long a request may wait for a leader, a commit, or a forwarded answer. */
 export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
+/** How often (in ticks) a leader proposes an expiry sweep for each partition it leads. */
+export const SWEEP_EVERY_TICKS = 250;
+/** Keys one sweep command examines at most. */
+export const SWEEP_SAMPLE = 2_000;
 /** How often (in ticks) a member looks for logs to compact. */
 export const COMPACT_CHECK_EVERY_TICKS = 25;
 /** How often (in ticks) a member hands partitions back to their preferred leaders. */
@@ -74,6 +78,8 @@ export class ClusterShards implements ShardBackend {
   transfers = 0;
   /** Snapshots taken to compact logs. */
   compactions = 0;
+  /** Expired keys removed by sweeps this member led. */
+  swept = 0;
   // Counters for cluster info and metrics (latencies in microseconds).
   private readonly proposalUs = newHistogram();
   private readonly walUs = newHistogram();
@@ -159,6 +165,7 @@ export class ClusterShards implements ShardBackend {
       this.mr.tick();
       if (++ticks % REBALANCE_EVERY_TICKS === 0) this.rebalance();
       if (ticks % COMPACT_CHECK_EVERY_TICKS === 0) void this.compactLogs();
+      if (ticks % SWEEP_EVERY_TICKS === 0) this.sweepExpired();
       const waiters = this.tickWaiters;
       this.tickWaiters = [];
       for (const w of waiters) w();
@@ -242,6 +249,43 @@ export class ClusterShards implements ShardBackend {
       this.running = false;
     }
     if (this.again) this.kick();
+  }
+
+  /**
+   * The expiry sweep, through the log: for each partition it leads, the
+   * leader proposes a SWEEP command stamped with its clock, and every replica
+   * removes the same expired keys when it applies it. (A sweep run locally
+   * on each replica would make their maps differ.) Keys that expired are
+   * invisible before the sweep too: this reclaims memory, it does not decide
+   * what reads see. Only partitions that ever had a key with an expiry are
+   * swept, so an idle cluster without TTLs writes nothing.
+   */
+  private sweepExpired(): void {
+    if (this.closed) return;
+    for (const g of this.hosted) {
+      if (!this.mr.status(g).isLeader || !this.sm.ttlSeen(g)) continue;
+      const cmd = new Uint8Array(commandBytes(0, 0));
+      encodeCommand(cmd, 0, {
+        op: Op.SWEEP,
+        flags: 0,
+        tag: 0,
+        nowMs: Date.now(),
+        expireAtMs: 0,
+        arg0: SWEEP_SAMPLE,
+        arg1: 0,
+        key: new Uint8Array(0),
+        value: null,
+      });
+      // Best effort: a sweep lost to a leadership change is simply the next one's work.
+      this.mr.propose(g, cmd).then(
+        (r) => {
+          const res = new Result();
+          if (res.decode(r)) this.swept += res.num;
+        },
+        () => {},
+      );
+    }
+    this.kick();
   }
 
   /** Runs process() rounds until no group has work; never two at once. */

@@ -31,6 +31,8 @@ interface Partition {
   core: ShardCore;
   /** The log's clock: the highest nowMs applied. */
   clockMs: number;
+  /** A command has ever set an expiry here (so an expiry sweep may find work). */
+  ttlSeen: boolean;
 }
 
 const MAGIC = 0x4d535050; // "PPSM"
@@ -42,8 +44,13 @@ export class PartitionMachine implements StateMachine {
 
   private part(group: number): Partition {
     let p = this.parts.get(group);
-    if (p === undefined) this.parts.set(group, (p = { core: new ShardCore(), clockMs: 0 }));
+    if (p === undefined) this.parts.set(group, (p = { core: new ShardCore(), clockMs: 0, ttlSeen: false }));
     return p;
+  }
+
+  /** Whether any key of the partition was ever given an expiry (an expiry sweep may have work). */
+  ttlSeen(group: number): boolean {
+    return this.parts.get(group)?.ttlSeen ?? false;
   }
 
   /** The ShardCore of a partition (for stats and tests). */
@@ -63,6 +70,7 @@ export class PartitionMachine implements StateMachine {
     r.tag = c.tag;
     if (c.nowMs < p.clockMs) c.nowMs = p.clockMs;
     p.clockMs = c.nowMs;
+    if (c.expireAtMs > 0) p.ttlSeen = true;
     p.core.execute(c, r);
     return encode(r);
   }
@@ -125,6 +133,7 @@ export class PartitionMachine implements StateMachine {
     const b = snapshot.data;
     const core = new ShardCore();
     let clockMs = 0;
+    let ttlSeen = false;
     if (b.length > 0) {
       const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
       if (b.length < 24 || v.getUint32(0, true) !== MAGIC)
@@ -138,12 +147,14 @@ export class PartitionMachine implements StateMachine {
         const vl = v.getUint32(at + 4, true);
         const key = b.slice(at + 24, at + 24 + kl);
         const value = b.subarray(at + 24 + kl, at + 24 + kl + vl);
-        core.store.set(key, value, readF64(b, at + 8), readF64(b, at + 16));
+        const expiresAt = readF64(b, at + 16);
+        if (expiresAt !== 0) ttlSeen = true;
+        core.store.set(key, value, readF64(b, at + 8), expiresAt);
         at += 24 + kl + vl;
       }
       if (at !== b.length) throw new Error(`partition ${group}: snapshot has ${b.length - at} trailing bytes`);
     }
-    this.parts.set(group, { core, clockMs });
+    this.parts.set(group, { core, clockMs, ttlSeen });
   }
 }
 

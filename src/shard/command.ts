@@ -70,6 +70,12 @@ export const Op = {
   SETRANGE: 17,
   /** Reads the value; with FLAG_SET_EXPIRY also sets the expiry to expireAtMs (0: persist). */
   GETEX: 18,
+  /**
+   * Removes keys expired at nowMs, examining at most arg0 (the active expiry
+   * sweep). A replicated partition's leader proposes it through the log, so
+   * expired keys are reclaimed on every replica; num: how many were removed.
+   */
+  SWEEP: 19,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 

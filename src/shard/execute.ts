@@ -290,6 +290,9 @@ export class ShardCore {
         store.clear();
         this.writes++;
         return;
+      case Op.SWEEP:
+        r.num = this.sweep(c.nowMs, Math.max(0, Math.min(c.arg0, 1_000_000)));
+        return;
       default:
         r.status = ErrorCode.UNKNOWN_OPERATION;
         return;

@@ -62,6 +62,34 @@ describe("partition state machine", () => {
     assert.equal(Buffer.from(result(m.read(1, cmd(Op.GET, "k", 0), 1400)).value!).toString(), "v");
   });
 
+  it("a sweep in the log removes the same expired keys on every replica", () => {
+    const a = new PartitionMachine();
+    const b = new PartitionMachine();
+    assert.equal(a.ttlSeen(5), false);
+    const log = [
+      cmd(Op.PUT, "short", 1000, "x", 2000),
+      cmd(Op.PUT, "long", 1000, "y", 900_000),
+      cmd(Op.PUT, "forever", 1000, "z"),
+    ];
+    // A sweep command: no key, no value, at time 5000, examining up to 100 keys.
+    const sweep = new Uint8Array(commandBytes(0, 0));
+    encodeCommand(sweep, 0, {
+      op: Op.SWEEP,
+      flags: 0,
+      tag: 1,
+      nowMs: 5000,
+      expireAtMs: 0,
+      arg0: 100,
+      arg1: 0,
+      key: new Uint8Array(0),
+      value: null,
+    });
+    for (const m of [a, b]) for (const c of [...log, sweep]) m.apply(5, entry(c));
+    assert.equal(a.ttlSeen(5), true);
+    assert.deepEqual(a.snapshot(5), b.snapshot(5), "identical maps");
+    assert.equal(a.core(5).store.size, 2, "the expired key is gone from the map itself");
+  });
+
   it("snapshots round-trip: versions, expiry, the version counter and the clock", () => {
     const m = new PartitionMachine();
     for (let i = 0; i < 500; i++) m.apply(2, entry(cmd(Op.PUT, `k${i}`, 5000 + i, `v${i}`, i % 3 === 0 ? 9000 : 0)));
