@@ -3,6 +3,8 @@
  * server is started with the `piccolo server` command (src/cli/main.ts).
  */
 export type { Bytes, ClientOptions, Entry, NodeStats, ScanPage, ShardStats, WriteOptions } from "./client/client.js";
+export type { ClusterInfo } from "./client/client.js";
 export { PiccoloClient, VersionMismatchError } from "./client/client.js";
+export { type ClusterClientOptions, PiccoloClusterClient } from "./client/cluster-client.js";
 export { ErrorCode, errorName, PiccoloError } from "./errors.js";
 export * as limits from "./limits.js";

@@ -145,6 +145,29 @@ describe("a three-member cluster", () => {
     assert.match(bad.stderr, /no partition 99/);
   });
 
+  it("the cluster client sends each key to its partition's leader: (almost) nothing is forwarded", async () => {
+    const { PiccoloClusterClient } = await import("../../src/client/cluster-client.js");
+    const cc = await PiccoloClusterClient.connect({ members: nodes.map((n) => `127.0.0.1:${n!.port}`) });
+    const forwarded = async () => {
+      let sum = 0;
+      for (const n of nodes) {
+        const c = await n!.client();
+        sum += (await c.clusterInfo()).stats.forwarded;
+        await c.close();
+      }
+      return sum;
+    };
+    const before = await forwarded();
+    for (let i = 0; i < 60; i++) {
+      await eventually(`put cc-${i}`, () => cc.put(`cc-${i}`, `v${i}`));
+      acked.set(`cc-${i}`, `v${i}`);
+    }
+    for (let i = 0; i < 60; i++) assert.equal((await cc.get(`cc-${i}`))?.value.toString(), `v${i}`);
+    const extra = (await forwarded()) - before;
+    assert.ok(extra <= 6, `${extra} of 120 requests were forwarded`);
+    await cc.close();
+  });
+
   it("the Redis port of any member works too", async () => {
     const r = new Redis({ host: "127.0.0.1", port: nodes[2]!.respPort, lazyConnect: true, maxRetriesPerRequest: 0 });
     await r.connect();

@@ -1,0 +1,175 @@
+/**
+ * PiccoloClusterClient: a client for a Piccolo cluster that sends each key
+ * straight to the member leading its partition.
+ *
+ * Any member serves any key (members forward to the leader), so a plain
+ * PiccoloClient pointed at one member works; this one saves the forwarding
+ * hop. It learns the partition map from the members' cluster info (which
+ * member each connection reaches, and each partition's leader), refreshes
+ * it every `refreshMs`, and again at once after a request fails in a way
+ * that suggests the map is stale (a connection lost, a timeout, NOT_LEADER).
+ *
+ * Outcomes are the plain client's: a write whose connection dropped or timed
+ * out may or may not have been applied and is never retried behind your back.
+ * Reads (get, exists, ttl) are retried once on another member, since
+ * retrying a read cannot change anything.
+ */
+import { partitionOf } from "../cluster/placement.js";
+import { ErrorCode, PiccoloError } from "../errors.js";
+import { initHash } from "../hash.js";
+import { type Bytes, type Entry, PiccoloClient, type WriteOptions } from "./client.js";
+
+export interface ClusterClientOptions {
+  /** Client addresses of the members ("host:port"); any subset will do, all is best. */
+  members: string[];
+  timeoutMs?: number;
+  password?: string;
+  /** How often the partition map is refreshed. */
+  refreshMs?: number;
+}
+
+export class PiccoloClusterClient {
+  private readonly clients: PiccoloClient[];
+  /** Member id -> the connection that reaches it. */
+  private readonly byMember = new Map<number, PiccoloClient>();
+  /** Partition -> leader member id (0: unknown). */
+  private leaders: number[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> | null = null;
+  private next = 0;
+
+  private constructor(o: ClusterClientOptions) {
+    if (o.members.length === 0) throw new Error("a cluster client needs at least one member address");
+    this.clients = o.members.map((a) => {
+      const m = /^(.+):(\d+)$/.exec(a);
+      if (m === null) throw new Error(`"${a}" is not host:port`);
+      return new PiccoloClient({
+        host: m[1]!,
+        port: Number(m[2]),
+        ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }),
+        ...(o.password === undefined ? {} : { password: o.password }),
+      });
+    });
+  }
+
+  /** Connects, learns the partition map, and keeps it fresh. */
+  static async connect(o: ClusterClientOptions): Promise<PiccoloClusterClient> {
+    await initHash();
+    const c = new PiccoloClusterClient(o);
+    await c.refresh();
+    if (c.leaders.length === 0) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "no member answered");
+    c.timer = setInterval(() => void c.refresh(), o.refreshMs ?? 1000);
+    c.timer.unref();
+    return c;
+  }
+
+  /** Re-reads the partition map from every member that answers. */
+  refresh(): Promise<void> {
+    this.refreshing ??= (async () => {
+      let best: number[] | null = null;
+      await Promise.all(
+        this.clients.map(async (c) => {
+          try {
+            const info = await c.clusterInfo();
+            this.byMember.set(info.self, c);
+            const leaders = info.partitions.map((p) => p.leader);
+            if (best === null || leaders.filter(Boolean).length > best.filter(Boolean).length) best = leaders;
+          } catch {
+            // An unreachable member keeps its old place in the map until it answers again.
+          }
+        }),
+      );
+      if (best !== null) this.leaders = best;
+    })().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  /** The connection to the leader of `key`'s partition, or any member when unknown. */
+  private route(key: Bytes): PiccoloClient {
+    if (this.leaders.length > 0) {
+      const k = typeof key === "string" ? Buffer.from(key, "utf8") : key;
+      const leader = this.byMember.get(this.leaders[partitionOf(k, this.leaders.length)] ?? 0);
+      if (leader !== undefined) return leader;
+    }
+    return this.any();
+  }
+
+  private any(): PiccoloClient {
+    const c = this.clients[this.next % this.clients.length]!;
+    this.next++;
+    return c;
+  }
+
+  private stale(err: unknown): boolean {
+    return (
+      err instanceof PiccoloError &&
+      (err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.NOT_LEADER)
+    );
+  }
+
+  private async write<T>(key: Bytes, f: (c: PiccoloClient) => Promise<T>): Promise<T> {
+    try {
+      return await f(this.route(key));
+    } catch (err) {
+      if (this.stale(err)) void this.refresh();
+      throw err;
+    }
+  }
+
+  private async read<T>(key: Bytes, f: (c: PiccoloClient) => Promise<T>): Promise<T> {
+    const first = this.route(key);
+    try {
+      return await f(first);
+    } catch (err) {
+      if (!this.stale(err)) throw err;
+      void this.refresh();
+      let other = this.any();
+      if (other === first) other = this.any();
+      return f(other);
+    }
+  }
+
+  get(key: Bytes): Promise<Entry | null> {
+    return this.read(key, (c) => c.get(key));
+  }
+
+  exists(key: Bytes): Promise<boolean> {
+    return this.read(key, (c) => c.exists(key));
+  }
+
+  ttl(key: Bytes): Promise<number> {
+    return this.read(key, (c) => c.ttl(key));
+  }
+
+  put(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
+    return this.write(key, (c) => c.put(key, value, options));
+  }
+
+  insert(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
+    return this.write(key, (c) => c.insert(key, value, options));
+  }
+
+  update(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
+    return this.write(key, (c) => c.update(key, value, options));
+  }
+
+  cas(key: Bytes, value: Bytes, expectedVersion: number, options: WriteOptions = {}): Promise<number> {
+    return this.write(key, (c) => c.cas(key, value, expectedVersion, options));
+  }
+
+  delete(key: Bytes, options: { ifVersion?: number } = {}): Promise<boolean> {
+    return this.write(key, (c) => c.delete(key, options));
+  }
+
+  /** Operations without a single key go to any member (it forwards per key). */
+  member(): PiccoloClient {
+    return this.any();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    await Promise.all(this.clients.map((c) => c.close()));
+  }
+}
