@@ -139,6 +139,7 @@ struct ClusterStats {
   walP99Us @5 :UInt64;
   forwarded @6 :UInt64;       # commands this member forwarded to a leader
   leaderChanges @7 :UInt64;   # times a hosted partition's leader changed, as seen here
+  elections @8 :UInt64;       # elections this member's replicas started (became candidates)
 }
 
 struct ClusterMember {
@@ -146,6 +147,7 @@ struct ClusterMember {
   name @1 :Text;
   peerAddress @2 :Text;     # host:port of its peer (Raft) listener
   connected @3 :Bool;       # the answering member has a live connection to it (itself: true)
+  clientAddress @4 :Text;   # host:port its clients connect to, as it last said ("" if never)
 }
 
 struct PartitionInfo {
@@ -157,6 +159,18 @@ struct PartitionInfo {
   applied @5 :UInt64;
   hosted @6 :Bool;          # the answering member holds a replica
   leaderChanges @7 :UInt64; # times its leader changed, as seen by the answering member
+  lastIndex @8 :UInt64;     # the answering member's last log index (0 when not hosted)
+  learners @9 :List(UInt32); # replicas catching up that do not vote yet
+  followers @10 :List(FollowerInfo); # filled only when the answering member leads the partition
+}
+
+struct FollowerInfo {
+  member @0 :UInt32;
+  match @1 :UInt64;         # highest index known to be in its log
+  lag @2 :UInt64;           # the leader's last index minus match: entries it has yet to receive
+  state @3 :Text;           # probe | replicate | snapshot (see src/raft/progress.ts)
+  active @4 :Bool;          # heard from within about one election timeout
+  learner @5 :Bool;
 }
 
 struct Error {
@@ -242,6 +256,7 @@ struct PeerHello {
   clusterId @0 :UInt64;     # hash of the member list and partition count: peers
                             # configured differently refuse each other
   member @1 :UInt32;        # the sender's member id (1-based position in the list)
+  clientAddress @2 :Text;   # host:port its clients connect to (status tools find every member from one)
 }
 
 struct RaftBatch {

@@ -18,6 +18,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { NodeLink } from "./pool.js";
+import type { ClusterInfo, ClusterStats } from "../client/client.js";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -84,16 +85,19 @@ export class Metrics {
       return scrape;
     };
     // Cluster members' own counters (cluster mode only; a single node has none).
-    const clusterFields: [string, string, string][] = [
+    const clusterFields: [string, keyof ClusterStats, string][] = [
       ["piccolo_cluster_proposals_total", "proposals", "Writes this member led to commit and apply"],
+      ["piccolo_cluster_proposal_p50_seconds", "proposalP50Us", "Proposal to applied, median"],
       ["piccolo_cluster_proposal_p99_seconds", "proposalP99Us", "Proposal to applied, 99th percentile"],
       ["piccolo_cluster_wal_rounds_total", "walWrites", "WAL write rounds (one fsync each when needed)"],
-      ["piccolo_cluster_wal_p99_seconds", "walP99Us", "WAL round latency, 99th percentile"],
+      ["piccolo_cluster_wal_p50_seconds", "walP50Us", "WAL round latency (write and fsync), median"],
+      ["piccolo_cluster_wal_p99_seconds", "walP99Us", "WAL round latency (write and fsync), 99th percentile"],
       ["piccolo_cluster_forwarded_total", "forwarded", "Commands forwarded to a partition's leader"],
       ["piccolo_cluster_leader_changes_total", "leaderChanges", "Leader changes this member has seen"],
+      ["piccolo_cluster_elections_total", "elections", "Elections this member's replicas started"],
     ];
-    let clusterScrape: Promise<{ node: string; stats: Record<string, number> }[]> | null = null;
-    const clusterStats = () => {
+    let clusterScrape: Promise<{ node: string; info: ClusterInfo }[]> | null = null;
+    const clusterInfos = () => {
       clusterScrape ??= Promise.all(
         nodes
           .filter((n) => n.up)
@@ -102,12 +106,12 @@ export class Metrics {
               n.run((c) => c.clusterInfo()),
               scrapeTimeoutMs,
             ).then(
-              (i) => ({ node: n.address, stats: i.stats as unknown as Record<string, number> }),
+              (info) => ({ node: n.address, info }),
               () => null,
             ),
           ),
       )
-        .then((xs) => xs.filter((x): x is { node: string; stats: Record<string, number> } => x !== null))
+        .then((xs) => xs.filter((x): x is { node: string; info: ClusterInfo } => x !== null))
         .finally(() => setTimeout(() => (clusterScrape = null), 0));
       return clusterScrape;
     };
@@ -119,12 +123,37 @@ export class Metrics {
         registers,
         async collect() {
           this.reset();
-          for (const n of await clusterStats()) {
-            const v = n.stats[field] ?? 0;
+          for (const n of await clusterInfos()) {
+            const v = n.info.stats[field];
             this.set({ node: n.node }, field.endsWith("Us") ? v / 1e6 : v);
           }
         },
       });
+    new Gauge({
+      name: "piccolo_cluster_follower_lag_entries",
+      help: "Log entries a follower has yet to receive, as its partition's leader sees it",
+      labelNames: ["node", "partition", "follower"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const n of await clusterInfos())
+          for (const p of n.info.partitions)
+            for (const f of p.followers)
+              this.set({ node: n.node, partition: String(p.partition), follower: String(f.member) }, f.lag);
+      },
+    });
+    new Gauge({
+      name: "piccolo_cluster_apply_lag_entries",
+      help: "Entries committed but not yet applied on this member, per partition it holds",
+      labelNames: ["node", "partition"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const n of await clusterInfos())
+          for (const p of n.info.partitions)
+            if (p.hosted) this.set({ node: n.node, partition: String(p.partition) }, Math.max(0, p.commit - p.applied));
+      },
+    });
     const fields: [string, string, string][] = [
       ["piccolo_node_keys", "keys", "Live keys per shard"],
       ["piccolo_node_memory_bytes", "memoryBytes", "Bytes the shard's map uses"],

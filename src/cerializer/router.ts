@@ -96,7 +96,7 @@ export class Router {
   firstListNode(): number {
     if (!this.cluster) return 0;
     const i = this.nodes.findIndex((n) => n.up);
-    return i < 0 ? 0 : i;
+    return Math.max(i, 0);
   }
 
   /** The node a listing goes on to once node `i` is done (nodes.length: the end). */

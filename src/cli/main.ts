@@ -20,6 +20,7 @@ import { ErrorCode, PiccoloError } from "../errors.js";
 import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
 import { runNode } from "../node/main.js";
 import { CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
+import { gatherStatus, renderStatus } from "./cluster-status.js";
 
 const EXIT = { OK: 0, NOT_FOUND: 1, USAGE: 2, UNREACHABLE: 3, CONDITION: 4, REFUSED: 5 } as const;
 
@@ -29,7 +30,13 @@ interface Command {
   args: string;
   help: string;
   options?: Record<string, { type: "string" | "boolean"; help: string }>;
-  run(c: PiccoloClient, args: string[], o: Record<string, string | boolean | undefined>): Promise<number>;
+  run(
+    c: PiccoloClient,
+    args: string[],
+    o: Record<string, string | boolean | undefined>,
+    /** Another connection with the same options (commands that talk to several members). */
+    connect: (address: string) => PiccoloClient,
+  ): Promise<number>;
 }
 
 const ttlOption = { ttl: { type: "string" as const, help: "time to live in milliseconds" } };
@@ -69,7 +76,16 @@ const commands: Record<string, Command> = {
       const m = info.members.find((x) => x.name === args[1] || String(x.id) === args[1]);
       if (m === undefined)
         throw new UsageError(`no member ${args[1]} (members: ${info.members.map((x) => x.name).join(", ")})`);
-      await c.transferLeader(partition, m.id);
+      // During an election nobody can hand the partition over: wait it out (a few seconds at most).
+      for (let tries = 0; ; tries++) {
+        try {
+          await c.transferLeader(partition, m.id);
+          break;
+        } catch (err) {
+          if (tries >= 30 || !(err instanceof PiccoloError) || !/no known leader/.test(err.message)) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
       for (let i = 0; i < 50; i++) {
         const now = await c.clusterInfo();
         if (now.partitions[partition]?.leader === m.id) {
@@ -85,36 +101,13 @@ const commands: Record<string, Command> = {
   // invoked as `piccolo cluster status`
   "cluster-status": {
     args: "",
-    help: "the cluster as the member in --server sees it: members, partitions, leaders, terms, commit/applied",
+    help: "members, and each partition as its leader sees it: term, commit/applied, replicas, follower lag",
     options: { json: { type: "boolean", help: "print it as JSON" } },
-    async run(c, args, o) {
+    async run(c, args, o, connect) {
       need(args, 0, "no arguments");
-      const info = await c.clusterInfo();
-      if (o.json) {
-        print(JSON.stringify(info));
-        return EXIT.OK;
-      }
-      const name = (id: number) => info.members.find((m) => m.id === id)?.name ?? (id === 0 ? "-" : String(id));
-      print(`as seen by ${name(info.self)}`);
-      print("members:");
-      for (const m of info.members)
-        print(
-          `  ${m.name.padEnd(8)} ${m.peerAddress.padEnd(22)} ${m.id === info.self ? "self" : m.connected ? "up" : "unreachable"}`,
-        );
-      const st = info.stats;
-      const ms = (us: number) => (us / 1000).toFixed(1);
-      print(
-        `${name(info.self)}: ${st.proposals} writes led (p50 ${ms(st.proposalP50Us)} ms, p99 ${ms(st.proposalP99Us)} ms), ` +
-          `${st.walWrites} WAL rounds (p50 ${ms(st.walP50Us)} ms, p99 ${ms(st.walP99Us)} ms), ` +
-          `${st.forwarded} forwarded, ${st.leaderChanges} leader changes seen`,
-      );
-      print("partition  leader    term      commit    applied   replicas");
-      for (const p of info.partitions) {
-        const cols = p.hosted ? [String(p.term), String(p.commit), String(p.applied)] : ["", "", ""];
-        print(
-          `  ${String(p.partition).padEnd(9)}${name(p.leader).padEnd(10)}${cols.map((x) => x.padEnd(10)).join("")}${p.replicas.map(name).join(",")}`,
-        );
-      }
+      const status = await gatherStatus(c, connect);
+      if (o.json) print(JSON.stringify(status));
+      else for (const line of renderStatus(status)) print(line);
       return EXIT.OK;
     },
   },
@@ -386,9 +379,14 @@ async function main(argv: string[]): Promise<number> {
   if (m === null) throw new UsageError(`--server must be host:port, got "${server}"`);
   const timeoutMs = ms(values, "timeout") ?? 5000;
   const password = (values.password as string | undefined) ?? process.env.PICCOLO_PASSWORD;
-  const client = new PiccoloClient({ host: m[1]!, port: Number(m[2]), timeoutMs, ...(password ? { password } : {}) });
+  const connect = (address: string) => {
+    const a = /^(.+):(\d+)$/.exec(address);
+    if (a === null) throw new UsageError(`"${address}" is not host:port`);
+    return new PiccoloClient({ host: a[1]!, port: Number(a[2]), timeoutMs, ...(password ? { password } : {}) });
+  };
+  const client = connect(server);
   try {
-    return await command.run(client, positionals, values);
+    return await command.run(client, positionals, values, connect);
   } finally {
     await client.close();
   }

@@ -17,6 +17,7 @@ import { connect, type Socket } from "node:net";
 import * as capnp from "capnp-es";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_VALUE_BYTES, maxFrameBytes } from "../limits.js";
+import { type ClusterInfo, decodeClusterInfo } from "../protocol/cluster-info.js";
 import type { ShardStatsRow } from "../protocol/codec.js";
 import { FrameReader } from "../protocol/framing.js";
 import { Request, Response, Response_Which } from "../protocol/gen/piccolo.js";
@@ -53,34 +54,7 @@ export interface ScanPage {
   keys: Buffer[];
 }
 
-/** The cluster as one member sees it. */
-export interface ClusterInfo {
-  self: number;
-  members: { id: number; name: string; peerAddress: string; connected: boolean }[];
-  partitions: {
-    partition: number;
-    replicas: number[];
-    leader: number;
-    term: number;
-    commit: number;
-    applied: number;
-    hosted: boolean;
-    leaderChanges: number;
-  }[];
-  stats: ClusterStats;
-}
-
-/** A member's cluster counters (latencies in microseconds). */
-export interface ClusterStats {
-  proposals: number;
-  proposalP50Us: number;
-  proposalP99Us: number;
-  walWrites: number;
-  walP50Us: number;
-  walP99Us: number;
-  forwarded: number;
-  leaderChanges: number;
-}
+export type { ClusterInfo, ClusterStats, FollowerInfo, PartitionInfo } from "../protocol/cluster-info.js";
 
 /** One shard's numbers, as the node reports them. */
 export type ShardStats = ShardStatsRow;
@@ -500,36 +474,7 @@ export class PiccoloClient {
     const res = await this.call((r) => {
       r.clusterInfo = true;
     });
-    const c = PiccoloClient.check(res, Response_Which.CLUSTER).cluster;
-    return {
-      self: c.self,
-      members: Array.from(c.members, (m) => ({
-        id: m.id,
-        name: m.name,
-        peerAddress: m.peerAddress,
-        connected: m.connected,
-      })),
-      partitions: Array.from(c.partitions, (p) => ({
-        partition: p.partition,
-        replicas: Array.from(p.replicas),
-        leader: p.leader,
-        term: Number(p.term),
-        commit: Number(p.commit),
-        applied: Number(p.applied),
-        hosted: p.hosted,
-        leaderChanges: Number(p.leaderChanges),
-      })),
-      stats: {
-        proposals: Number(c.stats.proposals),
-        proposalP50Us: Number(c.stats.proposalP50Us),
-        proposalP99Us: Number(c.stats.proposalP99Us),
-        walWrites: Number(c.stats.walWrites),
-        walP50Us: Number(c.stats.walP50Us),
-        walP99Us: Number(c.stats.walP99Us),
-        forwarded: Number(c.stats.forwarded),
-        leaderChanges: Number(c.stats.leaderChanges),
-      },
-    };
+    return decodeClusterInfo(PiccoloClient.check(res, Response_Which.CLUSTER).cluster);
   }
 
   /** Closes the connection; calls in flight fail with CONNECTION_CLOSED. */

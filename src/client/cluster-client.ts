@@ -20,7 +20,7 @@ import { initHash } from "../hash.js";
 import { type Bytes, type Entry, PiccoloClient, type WriteOptions } from "./client.js";
 
 export interface ClusterClientOptions {
-  /** Client addresses of the members ("host:port"); any subset will do, all is best. */
+  /** Client addresses of members ("host:port"): one is enough, the others are learned from it; more help when some are down at start. */
   members: string[];
   timeoutMs?: number;
   password?: string;
@@ -30,6 +30,9 @@ export interface ClusterClientOptions {
 
 export class PiccoloClusterClient {
   private readonly clients: PiccoloClient[];
+  /** Client addresses already connected to (given, or learned from the members). */
+  private readonly addresses = new Set<string>();
+  private readonly options: ClusterClientOptions;
   /** Member id -> the connection that reaches it. */
   private readonly byMember = new Map<number, PiccoloClient>();
   /** Partition -> leader member id (0: unknown). */
@@ -40,16 +43,25 @@ export class PiccoloClusterClient {
 
   private constructor(o: ClusterClientOptions) {
     if (o.members.length === 0) throw new Error("a cluster client needs at least one member address");
-    this.clients = o.members.map((a) => {
-      const m = /^(.+):(\d+)$/.exec(a);
-      if (m === null) throw new Error(`"${a}" is not host:port`);
-      return new PiccoloClient({
+    this.options = o;
+    this.clients = [];
+    for (const a of o.members) this.add(a);
+  }
+
+  /** A connection to one more member (connected lazily, on its first request). */
+  private add(address: string): void {
+    if (this.addresses.has(address)) return;
+    const m = /^(.+):(\d+)$/.exec(address);
+    if (m === null) throw new Error(`"${address}" is not host:port`);
+    this.addresses.add(address);
+    this.clients.push(
+      new PiccoloClient({
         host: m[1]!,
         port: Number(m[2]),
-        ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }),
-        ...(o.password === undefined ? {} : { password: o.password }),
-      });
-    });
+        ...(this.options.timeoutMs === undefined ? {} : { timeoutMs: this.options.timeoutMs }),
+        ...(this.options.password === undefined ? {} : { password: this.options.password }),
+      }),
+    );
   }
 
   /** Connects, learns the partition map, and keeps it fresh. */
@@ -63,27 +75,43 @@ export class PiccoloClusterClient {
     return c;
   }
 
-  /** Re-reads the partition map from every member that answers. */
+  /**
+   * Re-reads the partition map from every member that answers, and connects
+   * to members it did not know (each member announces its client address to
+   * its peers, so one address is enough to find them all).
+   */
   refresh(): Promise<void> {
     this.refreshing ??= (async () => {
-      let best: number[] | null = null;
-      await Promise.all(
-        this.clients.map(async (c) => {
-          try {
-            const info = await c.clusterInfo();
-            this.byMember.set(info.self, c);
-            const leaders = info.partitions.map((p) => p.leader);
-            if (best === null || leaders.filter(Boolean).length > best.filter(Boolean).length) best = leaders;
-          } catch {
-            // An unreachable member keeps its old place in the map until it answers again.
-          }
-        }),
-      );
-      if (best !== null) this.leaders = best;
+      const learned = await this.readMaps();
+      if (learned.some((a) => !this.addresses.has(a))) {
+        for (const a of learned) this.add(a);
+        await this.readMaps();
+      }
     })().finally(() => {
       this.refreshing = null;
     });
     return this.refreshing;
+  }
+
+  /** One pass over the members: the fullest leader map wins. Returns the client addresses they listed. */
+  private async readMaps(): Promise<string[]> {
+    let best: number[] | null = null;
+    const learned: string[] = [];
+    await Promise.all(
+      this.clients.map(async (c) => {
+        try {
+          const info = await c.clusterInfo();
+          this.byMember.set(info.self, c);
+          for (const m of info.members) if (m.clientAddress !== "") learned.push(m.clientAddress);
+          const leaders = info.partitions.map((p) => p.leader);
+          if (best === null || leaders.filter(Boolean).length > best.filter(Boolean).length) best = leaders;
+        } catch {
+          // An unreachable member keeps its old place in the map until it answers again.
+        }
+      }),
+    );
+    if (best !== null) this.leaders = best;
+    return learned;
   }
 
   /** The connection to the leader of `key`'s partition, or any member when unknown. */

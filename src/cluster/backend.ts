@@ -68,6 +68,8 @@ export class ClusterShards implements ShardBackend {
   private readonly hosted: Set<number>;
   private readonly sm = new PartitionMachine();
   private mr!: MultiRaft;
+  /** host:port of this member's client listener (set by listening()). */
+  private clientAddress = "";
   private wal!: Wal;
   private transport!: PeerTransport;
   private ticker: NodeJS.Timeout | null = null;
@@ -134,6 +136,7 @@ export class ClusterShards implements ShardBackend {
       self: this.o.self,
       members: this.o.members,
       clusterId: clusterIdOf(this.o.members, this.o.partitions, hash32),
+      clientAddress: () => this.clientAddress,
       logger: this.o.logger,
       onMessages: (_from, messages) => {
         this.mr.step(messages);
@@ -158,8 +161,23 @@ export class ClusterShards implements ShardBackend {
           }
       },
     });
+  }
+
+  /**
+   * The node's client listener is up at `clientAddress`: join the cluster.
+   * The peer transport starts only now so that every hello can carry the
+   * address clients reach this member at (with --port 0 it is not known
+   * before), which is how `piccolo cluster status` and the cluster client
+   * find every member from one. A wildcard listener (0.0.0.0, ::) is
+   * announced with the host of this member's peer address, which the other
+   * members reach it at by definition.
+   */
+  async listening(clientAddress: string): Promise<void> {
+    const m = /^(.*):(\d+)$/.exec(clientAddress);
+    const wildcard = m !== null && (m[1] === "0.0.0.0" || m[1] === "::" || m[1] === "[::]");
+    this.clientAddress = wildcard ? `${this.o.self.host}:${m[2]}` : clientAddress;
     await this.transport.start();
-    if (faultFile !== undefined) this.watchFaults(faultFile);
+    if (process.env.PICCOLO_TEST_FAULT_FILE !== undefined) this.watchFaults(process.env.PICCOLO_TEST_FAULT_FILE);
     let ticks = 0;
     this.ticker = setInterval(() => {
       this.mr.tick();
@@ -371,27 +389,41 @@ export class ClusterShards implements ShardBackend {
   }
 
   clusterInfo(): ClusterInfo {
-    const connected = new Map(this.transport.stats().map((s) => [s.member, s.connected]));
+    const peers = new Map(this.transport.stats().map((s) => [s.member, s]));
     return {
       self: this.o.self.id,
       members: this.o.members.map((m) => ({
         id: m.id,
         name: m.name,
         peerAddress: `${m.host}:${m.port}`,
-        connected: m.id === this.o.self.id || (connected.get(m.id) ?? false),
+        connected: m.id === this.o.self.id || (peers.get(m.id)?.connected ?? false),
+        clientAddress: m.id === this.o.self.id ? this.clientAddress : (peers.get(m.id)?.clientAddress ?? ""),
       })),
       partitions: this.placement.map((p) => {
         const hosted = this.hosted.has(p.partition);
         const s = hosted ? this.mr.status(p.partition) : null;
         return {
           partition: p.partition,
-          replicas: p.replicas,
+          replicas: s === null ? p.replicas : [...s.voters],
+          learners: s === null ? [] : [...s.learners],
           leader: s?.leader ?? this.hints.get(p.partition) ?? 0,
           term: s?.term ?? 0,
           commit: s?.commit ?? 0,
           applied: s?.applied ?? 0,
+          lastIndex: s?.lastIndex ?? 0,
           hosted,
           leaderChanges: this.mr.leaderChanges.get(p.partition) ?? 0,
+          followers:
+            s === null || !s.isLeader
+              ? []
+              : this.mr.followers(p.partition).map((f) => ({
+                  member: f.id,
+                  match: f.match,
+                  lag: Math.max(0, s.lastIndex - f.match),
+                  state: f.state,
+                  active: f.recentActive,
+                  learner: f.learner,
+                })),
         };
       }),
       stats: {
@@ -403,6 +435,7 @@ export class ClusterShards implements ShardBackend {
         walP99Us: this.walUs.getValueAtPercentile(99),
         forwarded: this.forwardedCount,
         leaderChanges: [...this.mr.leaderChanges.values()].reduce((a, b) => a + b, 0),
+        elections: this.mr.campaigns(),
       },
     };
   }

@@ -24,7 +24,7 @@
 import { assert } from "../assert.js";
 import type { GroupMessage } from "./peer-codec.js";
 import type { Ready } from "../raft/messages.js";
-import { Raft } from "../raft/raft.js";
+import { type FollowerStatus, Raft } from "../raft/raft.js";
 import { type Entry, EntryType, type HardState, type Snapshot } from "../raft/types.js";
 
 /** What one group persists in one round. */
@@ -93,6 +93,18 @@ export interface MultiRaftOptions {
   rand: () => number;
   electionTicks?: number;
   heartbeatTicks?: number;
+}
+
+/** A group as one replica sees it. */
+export interface GroupStatus {
+  leader: number;
+  term: number;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  isLeader: boolean;
+  voters: readonly number[];
+  learners: readonly number[];
 }
 
 interface Waiter {
@@ -211,8 +223,8 @@ export class MultiRaft {
     return g.raft.transferLeadership(to).ok;
   }
 
-  /** Who leads a group as far as this replica knows, and its term. */
-  status(group: number): { leader: number; term: number; commit: number; applied: number; isLeader: boolean } {
+  /** Who leads a group as far as this replica knows, its term and indexes. */
+  status(group: number): GroupStatus {
     const g = this.groups.get(group);
     assert(g !== undefined, `group ${group} is hosted here`);
     return {
@@ -220,8 +232,25 @@ export class MultiRaft {
       term: g.raft.term,
       commit: g.raft.log.committed,
       applied: g.applied,
+      lastIndex: g.raft.log.lastIndex(),
       isLeader: g.raft.leader === this.member,
+      voters: g.raft.config.voters,
+      learners: g.raft.config.learners,
     };
+  }
+
+  /** As leader, each follower's progress (empty otherwise): for status and metrics. */
+  followers(group: number): FollowerStatus[] {
+    const g = this.groups.get(group);
+    assert(g !== undefined, `group ${group} is hosted here`);
+    return g.raft.followers();
+  }
+
+  /** Elections started by this member's replicas, all groups together. */
+  campaigns(): number {
+    let n = 0;
+    for (const g of this.groups.values()) n += g.raft.campaigns;
+    return n;
   }
 
   /**

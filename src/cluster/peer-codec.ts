@@ -37,7 +37,7 @@ export type ForwardOutcome =
   | { kind: "failed"; reason: string };
 
 export type DecodedFrame =
-  | { kind: "hello"; clusterId: bigint; member: number }
+  | { kind: "hello"; clusterId: bigint; member: number; clientAddress: string }
   | { kind: "raft"; messages: GroupMessage[] }
   | ({ kind: "forward" } & ForwardRequest)
   | { kind: "forwardReply"; id: number; outcome: ForwardOutcome }
@@ -78,11 +78,12 @@ function frameOf(m: capnp.Message): Uint8Array {
   return new Uint8Array(m.toArrayBuffer());
 }
 
-export function encodeHello(clusterId: bigint, member: number): Uint8Array {
+export function encodeHello(clusterId: bigint, member: number, clientAddress = ""): Uint8Array {
   const m = new capnp.Message();
   const h = m.initRoot(PeerFrame)._initHello();
   h.clusterId = clusterId;
   h.member = member;
+  h.clientAddress = clientAddress;
   return frameOf(m);
 }
 
@@ -188,6 +189,14 @@ function decodeMessage(r: RaftMessage): GroupMessage {
   };
 }
 
+/** A peer's client address: host:port, bounded, or empty when it did not say. */
+function checkedAddress(a: string): string {
+  if (a === "") return a;
+  if (a.length > 300 || !/^[^\s]+:\d{1,5}$/.test(a))
+    throw new PeerProtocolError(`"${a.slice(0, 64)}" is not host:port`);
+  return a;
+}
+
 /**
  * Decodes one peer frame. Throws PeerProtocolError. The bytes must come from
  * src/protocol/framing.ts's FrameReader, which checks the segment table
@@ -200,7 +209,12 @@ export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
     root = new capnp.Message(frame, false).getRoot(PeerFrame);
     switch (root.which()) {
       case PeerFrame_Which.HELLO:
-        return { kind: "hello", clusterId: root.hello.clusterId, member: root.hello.member };
+        return {
+          kind: "hello",
+          clusterId: root.hello.clusterId,
+          member: root.hello.member,
+          clientAddress: checkedAddress(root.hello.clientAddress),
+        };
       case PeerFrame_Which.RAFT: {
         const list = root.raft.messages;
         if (list.length > PEER_MAX_MESSAGES_PER_FRAME)

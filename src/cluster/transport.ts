@@ -51,6 +51,8 @@ export interface TransportOptions {
   self: Member;
   members: readonly Member[];
   clusterId: bigint;
+  /** host:port this member's clients connect to, sent in every hello ("" when unknown). */
+  clientAddress?: () => string;
   /** Called with every batch received from a peer, in order. */
   onMessages: (from: number, messages: GroupMessage[]) => void;
   /** Called when a peer's connection is lost (pending requests to it will not be answered). */
@@ -72,6 +74,8 @@ export interface PeerStats {
   dropped: number;
   refused: number;
   reconnects: number;
+  /** host:port the peer's clients connect to, from its last hello ("" until it said). */
+  clientAddress: string;
 }
 
 class Peer {
@@ -93,6 +97,7 @@ class Peer {
       dropped: 0,
       refused: 0,
       reconnects: 0,
+      clientAddress: "",
     };
   }
 }
@@ -224,7 +229,7 @@ export class PeerTransport {
     p.socket?.destroy();
     p.socket = s;
     p.ready = false;
-    s.write(encodeHello(this.o.clusterId, this.o.self.id));
+    s.write(encodeHello(this.o.clusterId, this.o.self.id, this.o.clientAddress?.() ?? ""));
     const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
     s.once("close", () => clearTimeout(timer));
     this.readFrames(s, p, timer);
@@ -239,6 +244,7 @@ export class PeerTransport {
         try {
           const f = decodePeerFrame(frame);
           if (f.kind === "hello") {
+            if (peer !== null) throw new PeerProtocolError("a second hello on one connection");
             const claimed = this.peers.get(f.member);
             const refuse = (why: string) => {
               if (claimed) claimed.stats.refused++;
@@ -253,11 +259,12 @@ export class PeerTransport {
               return refuse("this member dials that one, not the reverse");
             clearTimeout(helloTimer);
             peer = claimed;
+            claimed.stats.clientAddress = f.clientAddress;
             if (dialed === null) {
               this.pending.delete(s);
               claimed.socket?.destroy();
               claimed.socket = s;
-              s.write(encodeHello(this.o.clusterId, this.o.self.id));
+              s.write(encodeHello(this.o.clusterId, this.o.self.id, this.o.clientAddress?.() ?? ""));
               s.once("close", () => this.detach(claimed, s));
             }
             claimed.ready = true;

@@ -12,7 +12,6 @@ import {
   encodeMulti,
   encodeOk,
   encodePong,
-  encodeClusterInfo,
   encodeScan,
   encodeSingle,
   encodeStats,
@@ -21,6 +20,7 @@ import {
   type PartResult,
   type ShardStatsRow,
 } from "../protocol/codec.js";
+import { encodeClusterInfo } from "../protocol/cluster-info.js";
 import { FLAG_KEEP_TTL, Op, type Result, readF64, unpackKeys } from "../shard/command.js";
 import { FrameReader } from "../protocol/framing.js";
 import { Connection, type ConnectionHost } from "./connection.js";

@@ -83,6 +83,7 @@ export class PiccoloNode implements ConnectionHost {
     this.dispatcher.backend = this.backend;
     this.dispatcher.onSentLater = () => this.scheduleTurn();
     const port = await this.listen(this.options.port, (socket) => new NativeConnection(socket, this));
+    await this.backend.listening?.(`${this.options.host}:${port}`);
     this.logger.info({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
     return port;
   }

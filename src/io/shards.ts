@@ -15,6 +15,7 @@
 import { cpus } from "node:os";
 import { Worker } from "node:worker_threads";
 import { assert } from "../assert.js";
+import type { ClusterInfo } from "../protocol/cluster-info.js";
 import { MAX_SHARD_BACKLOG_COUNT, RING_BYTES, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { createRingBuffer, RingReader, RingWriter } from "../ring/ring.js";
@@ -22,38 +23,13 @@ import { type CommandFields, CommandView, commandBytes, encodeCommand, Result } 
 import { ShardCore } from "../shard/execute.js";
 import { EXPIRE_SWEEP_INTERVAL_MS, EXPIRE_SWEEP_SAMPLE_COUNT } from "../limits.js";
 
-/** The cluster as a member sees it (cluster mode's backend answers; local shards do not). */
-export interface ClusterInfo {
-  self: number;
-  members: { id: number; name: string; peerAddress: string; connected: boolean }[];
-  partitions: {
-    partition: number;
-    replicas: number[];
-    leader: number;
-    term: number;
-    commit: number;
-    applied: number;
-    hosted: boolean;
-    leaderChanges: number;
-  }[];
-  stats: ClusterStats;
-}
-
-/** A member's cluster counters (latencies in microseconds). */
-export interface ClusterStats {
-  proposals: number;
-  proposalP50Us: number;
-  proposalP99Us: number;
-  walWrites: number;
-  walP50Us: number;
-  walP99Us: number;
-  forwarded: number;
-  leaderChanges: number;
-}
+export type { ClusterInfo } from "../protocol/cluster-info.js";
 
 export interface ShardBackend {
   /** Cluster mode only: the partition map and each partition's state here. */
   clusterInfo?(): ClusterInfo;
+  /** Cluster mode only: the node's client listener is up at host:port (the backend joins its peers now). */
+  listening?(clientAddress: string): Promise<void>;
   /** Cluster mode only: asks the partition's leader to hand over to `member`; an error message, or null. */
   transferLeader?(partition: number, member: number): string | null;
   /** Number of shards (at least 1; inline mode has 1). */

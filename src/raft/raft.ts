@@ -99,6 +99,18 @@ export type ProposeResult =
   | { ok: true; index: number; term: number }
   | { ok: false; leader: ReplicaId; reason: RefusalReason; detail?: string };
 
+/** A leader's view of one follower (see Raft.followers()). */
+export interface FollowerStatus {
+  id: ReplicaId;
+  /** Highest index known to be in its log. */
+  match: number;
+  /** probe: finding where logs match; replicate: pipelining appends; snapshot: a snapshot is on its way. */
+  state: "probe" | "replicate" | "snapshot";
+  /** Heard from since the leader's last check-quorum round (about one election timeout). */
+  recentActive: boolean;
+  learner: boolean;
+}
+
 interface PendingRead {
   context: number;
   index: number;
@@ -132,6 +144,9 @@ export class Raft {
   private pendingSnapshot: Snapshot | null = null;
   /** A leadership transfer in progress: the replica that should take over (0: none). */
   leadTransferee: ReplicaId = 0;
+
+  /** Elections this replica started (became a candidate; pre-votes that went nowhere do not count). */
+  campaigns = 0;
 
   /** Ticks since start: a leader's yardstick for a follower that stopped making progress. */
   private ticks = 0;
@@ -377,6 +392,28 @@ export class Raft {
 
   // ---- output --------------------------------------------------------
 
+  /**
+   * What this replica, as leader, knows of every other replica's log: for
+   * status and metrics only (a follower's lag is lastIndex - match). Empty
+   * when not the leader.
+   */
+  followers(): FollowerStatus[] {
+    if (this.role !== Role.Leader) return [];
+    const out: FollowerStatus[] = [];
+    for (const pr of this.progress.values()) {
+      if (pr.id === this.id) continue;
+      out.push({
+        id: pr.id,
+        match: pr.match,
+        state:
+          pr.state === ProgressState.Replicate ? "replicate" : pr.state === ProgressState.Probe ? "probe" : "snapshot",
+        recentActive: pr.recentActive,
+        learner: !isVoter(this.config, pr.id),
+      });
+    }
+    return out.sort((a, b) => a.id - b.id);
+  }
+
   private hardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }
@@ -477,6 +514,7 @@ export class Raft {
 
   private becomeCandidate(transfer = false): void {
     this.setTerm(this.term + 1);
+    this.campaigns++;
     this.vote = this.id;
     this.role = Role.Candidate;
     this.leader = 0;

@@ -76,6 +76,10 @@ describe("Cerializer in front of a cluster", () => {
     const metrics = await (await gw.fetch("/metrics")).text();
     assert.match(metrics, /piccolo_cluster_wal_rounds_total\{node="127\.0\.0\.1:\d+"\} [1-9]/);
     assert.match(metrics, /piccolo_cluster_proposals_total\{node="127\.0\.0\.1:\d+"\} [1-9]/);
+    assert.match(metrics, /piccolo_cluster_elections_total\{node="127\.0\.0\.1:\d+"\} \d+/);
+    // Each leader reports its followers' lag; each member its apply lag per partition.
+    assert.match(metrics, /piccolo_cluster_follower_lag_entries\{node="[^"]+",partition="\d+",follower="\d"\} \d+/);
+    assert.match(metrics, /piccolo_cluster_apply_lag_entries\{node="[^"]+",partition="\d+"\} \d+/);
   });
 
   it("a member killed under the gateway: every key is still served through the others", async () => {

@@ -81,45 +81,69 @@ describe("a three-member cluster", () => {
     for (const c of clients) await c.close();
   });
 
-  it("piccolo cluster status shows members, partitions and their leaders", async () => {
-    const info = await eventually("every partition has a leader", async () => {
+  it("piccolo cluster status gathers every member: partitions as their leaders see them, with follower lag", async () => {
+    type Status = {
+      self: number;
+      members: { id: number; name: string; connected: boolean; answered: boolean; clientAddress: string }[];
+      partitions: {
+        leader: number;
+        seenBy: number;
+        replicas: number[];
+        hosted: boolean;
+        commit: number;
+        lastIndex: number;
+        followers: { member: number; lag: number; state: string; active: boolean }[];
+      }[];
+      stats: { elections: number };
+    };
+    const status = (via: number) => {
       const r = spawnSync(
         process.execPath,
-        [CLI, "cluster", "status", "--json", "--server", `127.0.0.1:${nodes[1]!.port}`],
-        {
-          encoding: "utf8",
-        },
+        [CLI, "cluster", "status", "--json", "--server", `127.0.0.1:${nodes[via]!.port}`],
+        { encoding: "utf8" },
       );
       assert.equal(r.status, 0, r.stderr);
-      const i = JSON.parse(r.stdout) as {
-        self: number;
-        members: { name: string; connected: boolean }[];
-        partitions: { leader: number; replicas: number[]; hosted: boolean; commit: number }[];
-      };
-      assert.ok(i.partitions.every((p) => p.leader > 0));
+      return JSON.parse(r.stdout) as Status;
+    };
+    const info = await eventually("every partition has a leader, and every follower has caught up", async () => {
+      const i = status(1);
+      assert.ok(i.partitions.every((p) => p.leader > 0 && p.seenBy === p.leader));
+      assert.ok(i.partitions.every((p) => p.followers.length === 2 && p.followers.every((f) => f.lag === 0)));
+      // Settled: every follower replicating and heard from (just after an election they probe first).
+      assert.ok(i.partitions.every((p) => p.followers.every((f) => f.state === "replicate" && f.active)));
       return i;
     });
     assert.equal(info.self, 2);
+    // Each member announced the address its clients use; the command asked each one.
     assert.deepEqual(
-      info.members.map((m) => [m.name, m.connected]),
-      [
-        ["n1", true],
-        ["n2", true],
-        ["n3", true],
-      ],
+      info.members.map((m) => [m.name, m.connected, m.answered, m.clientAddress]),
+      nodes.map((n, i) => [`n${i + 1}`, true, true, `127.0.0.1:${n!.port}`]),
     );
     assert.equal(info.partitions.length, 8);
     assert.ok(info.partitions.every((p) => p.replicas.length === 3 && p.hosted && p.commit > 0));
+    // A member that started elections counts them (someone won each partition's first).
+    const c = await nodes[1]!.client();
+    const all = await Promise.all(
+      nodes.map(async (n) => {
+        const x = await n!.client();
+        const e = (await x.clusterInfo()).stats.elections;
+        await x.close();
+        return e;
+      }),
+    );
+    assert.ok(all.reduce((a, b) => a + b, 0) >= 1, `elections counted: ${all}`);
+    const stats = (await c.clusterInfo()).stats;
+    await c.close();
+    assert.ok(stats.walWrites > 0 && stats.walP99Us > 0, "WAL rounds are counted and timed");
     const text = spawnSync(process.execPath, [CLI, "cluster", "status", "--server", `127.0.0.1:${nodes[0]!.port}`], {
       encoding: "utf8",
     });
     assert.match(text.stdout, /as seen by n1/);
-    assert.match(text.stdout, /writes led \(p50 [\d.]+ ms, p99 [\d.]+ ms\), \d+ WAL rounds/);
-    const c = await nodes[1]!.client();
-    const stats = (await c.clusterInfo()).stats;
-    await c.close();
-    assert.ok(stats.walWrites > 0 && stats.walP99Us > 0, "WAL rounds are counted and timed");
-    assert.match(text.stdout, /partition\s+leader\s+term/);
+    assert.match(text.stdout, /n2 +peer 127\.0\.0\.1:\d+ +client 127\.0\.0\.1:\d+ +up/);
+    assert.match(text.stdout, /n1: \d+ writes led \(p50 [\d.]+ ms, p99 [\d.]+ ms\), \d+ WAL rounds/);
+    assert.match(text.stdout, /n3: .* \d+ elections started/);
+    assert.match(text.stdout, /partition\s+leader\s+term.*follower lag/);
+    assert.match(text.stdout, /n\d:0 +n\d:0/);
   });
 
   it("piccolo cluster transfer-leader hands a partition to the member named", async () => {
@@ -145,9 +169,10 @@ describe("a three-member cluster", () => {
     assert.match(bad.stderr, /no partition 99/);
   });
 
-  it("the cluster client sends each key to its partition's leader: (almost) nothing is forwarded", async () => {
+  it("the cluster client, given one member, finds the others and sends each key to its partition's leader", async () => {
     const { PiccoloClusterClient } = await import("../../src/client/cluster-client.js");
-    const cc = await PiccoloClusterClient.connect({ members: nodes.map((n) => `127.0.0.1:${n!.port}`) });
+    // One address is enough: the others are learned from the members' cluster info.
+    const cc = await PiccoloClusterClient.connect({ members: [`127.0.0.1:${nodes[2]!.port}`] });
     const forwarded = async () => {
       let sum = 0;
       for (const n of nodes) {
@@ -157,14 +182,27 @@ describe("a three-member cluster", () => {
       }
       return sum;
     };
-    const before = await forwarded();
-    for (let i = 0; i < 60; i++) {
-      await eventually(`put cc-${i}`, () => cc.put(`cc-${i}`, `v${i}`));
-      acked.set(`cc-${i}`, `v${i}`);
-    }
-    for (let i = 0; i < 60; i++) assert.equal((await cc.get(`cc-${i}`))?.value.toString(), `v${i}`);
-    const extra = (await forwarded()) - before;
-    assert.ok(extra <= 6, `${extra} of 120 requests were forwarded`);
+    // Leaders may still be moving (the rebalancer hands partitions back to their preferred members a
+    // few seconds after start), and a forwarded request succeeds without telling the client its map
+    // is stale; so measure in rounds of 30 requests until one is clean. A client that picked members
+    // blindly would see about 20 of every 30 forwarded.
+    let i = 0;
+    let extra = 0;
+    await eventually(
+      "a round of 30 requests with at most 2 forwarded",
+      async () => {
+        await cc.refresh();
+        const before = await forwarded();
+        for (let j = 0; j < 15; j++, i++) {
+          await eventually(`put cc-${i}`, () => cc.put(`cc-${i}`, `v${i}`));
+          acked.set(`cc-${i}`, `v${i}`);
+          assert.equal((await cc.get(`cc-${i}`))?.value.toString(), `v${i}`);
+        }
+        extra = (await forwarded()) - before;
+        assert.ok(extra <= 2, `${extra} of 30 requests were forwarded`);
+      },
+      15_000,
+    );
     await cc.close();
   });
 
@@ -181,6 +219,49 @@ describe("a three-member cluster", () => {
     } finally {
       r.disconnect();
     }
+  });
+
+  it("a paused follower shows up as lagging, then catches up", async () => {
+    // SIGSTOP n3: leaders go on with n1 and n2; writes pile up behind n3.
+    const n3 = nodes[2]!;
+    const leaderClient = await nodes[0]!.client({ timeoutMs: 8000 });
+    const status = () => {
+      const r = spawnSync(
+        process.execPath,
+        [CLI, "cluster", "status", "--json", "--timeout", "1000", "--server", `127.0.0.1:${nodes[0]!.port}`],
+        { encoding: "utf8" },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as {
+        members: { name: string; answered: boolean }[];
+        partitions: { leader: number; followers: { member: number; lag: number; active: boolean }[] }[];
+      };
+    };
+    n3.process.kill("SIGSTOP");
+    try {
+      for (let i = 0; i < 40; i++) {
+        await eventually(`put lag-${i}`, () => leaderClient.put(`lag-${i}`, "x"));
+        acked.set(`lag-${i}`, "x");
+      }
+      const behind = await eventually("n3 lags behind some leader", async () => {
+        const s = status();
+        const lags = s.partitions.flatMap((p) => p.followers.filter((f) => f.member === 3));
+        assert.ok(
+          lags.some((f) => f.lag > 0 && !f.active),
+          `n3 as leaders see it: ${JSON.stringify(lags)}`,
+        );
+        return s;
+      });
+      assert.equal(behind.members.find((m) => m.name === "n3")?.answered, false, "a paused member does not answer");
+    } finally {
+      n3.process.kill("SIGCONT");
+    }
+    await eventually("n3 caught up", async () => {
+      const s = status();
+      const lags = s.partitions.flatMap((p) => p.followers.filter((f) => f.member === 3));
+      assert.ok(lags.length > 0 && lags.every((f) => f.lag === 0), JSON.stringify(lags));
+    });
+    await leaderClient.close();
   });
 
   it("kill -9 of a member: writes go on through the others, nothing acknowledged is lost", async () => {

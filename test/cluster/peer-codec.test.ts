@@ -76,12 +76,16 @@ describe("peer codec", () => {
     );
   });
 
-  it("hello carries the cluster id and the member", () => {
-    assert.deepEqual(decodePeerFrame(buf(encodeHello(0xfedcba9876543210n, 3))), {
+  it("hello carries the cluster id, the member and its client address", () => {
+    assert.deepEqual(decodePeerFrame(buf(encodeHello(0xfedcba9876543210n, 3, "10.0.0.7:7700"))), {
       kind: "hello",
       clusterId: 0xfedcba9876543210n,
       member: 3,
+      clientAddress: "10.0.0.7:7700",
     });
+    assert.equal((decodePeerFrame(buf(encodeHello(1n, 2))) as { clientAddress: string }).clientAddress, "");
+    assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, "no port here"))), PeerProtocolError);
+    assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, `${"h".repeat(400)}:1`))), PeerProtocolError);
   });
 
   it("refuses malformed frames with PeerProtocolError", () => {

@@ -1470,7 +1470,7 @@ export class ClusterStats extends $.Struct {
   static readonly _capnp = {
     displayName: "ClusterStats",
     id: "dc7263a55ef2be9a",
-    size: new $.ObjectSize(64, 0),
+    size: new $.ObjectSize(72, 0),
   };
   /**
 * writes proposed by this member as leader and applied
@@ -1540,13 +1540,23 @@ export class ClusterStats extends $.Struct {
   set leaderChanges(value: bigint) {
     $.utils.setUint64(56, value, this);
   }
+  /**
+* elections this member's replicas started (became candidates)
+*
+*/
+  get elections(): bigint {
+    return $.utils.getUint64(64, this);
+  }
+  set elections(value: bigint) {
+    $.utils.setUint64(64, value, this);
+  }
   toString(): string { return "ClusterStats_" + super.toString(); }
 }
 export class ClusterMember extends $.Struct {
   static readonly _capnp = {
     displayName: "ClusterMember",
     id: "ecd0327043e28b4d",
-    size: new $.ObjectSize(8, 2),
+    size: new $.ObjectSize(8, 3),
   };
   get id(): number {
     return $.utils.getUint32(0, this);
@@ -1580,14 +1590,25 @@ export class ClusterMember extends $.Struct {
   set connected(value: boolean) {
     $.utils.setBit(32, value, this);
   }
+  /**
+* host:port its clients connect to, as it last said ("" if never)
+*
+*/
+  get clientAddress(): string {
+    return $.utils.getText(2, this);
+  }
+  set clientAddress(value: string) {
+    $.utils.setText(2, value, this);
+  }
   toString(): string { return "ClusterMember_" + super.toString(); }
 }
 export class PartitionInfo extends $.Struct {
   static readonly _capnp = {
     displayName: "PartitionInfo",
     id: "fb92f7d44baabfaf",
-    size: new $.ObjectSize(48, 1),
+    size: new $.ObjectSize(56, 3),
   };
+  static _Followers: $.ListCtor<FollowerInfo>;
   get partition(): number {
     return $.utils.getUint32(0, this);
   }
@@ -1668,7 +1689,121 @@ export class PartitionInfo extends $.Struct {
   set leaderChanges(value: bigint) {
     $.utils.setUint64(40, value, this);
   }
+  /**
+* the answering member's last log index (0 when not hosted)
+*
+*/
+  get lastIndex(): bigint {
+    return $.utils.getUint64(48, this);
+  }
+  set lastIndex(value: bigint) {
+    $.utils.setUint64(48, value, this);
+  }
+  _adoptLearners(value: $.Orphan<$.List<number>>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownLearners(): $.Orphan<$.List<number>> {
+    return $.utils.disown(this.learners);
+  }
+  /**
+* replicas catching up that do not vote yet
+*
+*/
+  get learners(): $.List<number> {
+    return $.utils.getList(1, $.Uint32List, this);
+  }
+  _hasLearners(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initLearners(length: number): $.List<number> {
+    return $.utils.initList(1, $.Uint32List, length, this);
+  }
+  set learners(value: $.List<number>) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  _adoptFollowers(value: $.Orphan<$.List<FollowerInfo>>): void {
+    $.utils.adopt(value, $.utils.getPointer(2, this));
+  }
+  _disownFollowers(): $.Orphan<$.List<FollowerInfo>> {
+    return $.utils.disown(this.followers);
+  }
+  /**
+* filled only when the answering member leads the partition
+*
+*/
+  get followers(): $.List<FollowerInfo> {
+    return $.utils.getList(2, PartitionInfo._Followers, this);
+  }
+  _hasFollowers(): boolean {
+    return !$.utils.isNull($.utils.getPointer(2, this));
+  }
+  _initFollowers(length: number): $.List<FollowerInfo> {
+    return $.utils.initList(2, PartitionInfo._Followers, length, this);
+  }
+  set followers(value: $.List<FollowerInfo>) {
+    $.utils.copyFrom(value, $.utils.getPointer(2, this));
+  }
   toString(): string { return "PartitionInfo_" + super.toString(); }
+}
+export class FollowerInfo extends $.Struct {
+  static readonly _capnp = {
+    displayName: "FollowerInfo",
+    id: "f15c3e8a6df8bd77",
+    size: new $.ObjectSize(24, 1),
+  };
+  get member(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set member(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  /**
+* highest index known to be in its log
+*
+*/
+  get match(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set match(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  /**
+* the leader's last index minus match: entries it has yet to receive
+*
+*/
+  get lag(): bigint {
+    return $.utils.getUint64(16, this);
+  }
+  set lag(value: bigint) {
+    $.utils.setUint64(16, value, this);
+  }
+  /**
+* probe | replicate | snapshot (see src/raft/progress.ts)
+*
+*/
+  get state(): string {
+    return $.utils.getText(0, this);
+  }
+  set state(value: string) {
+    $.utils.setText(0, value, this);
+  }
+  /**
+* heard from within about one election timeout
+*
+*/
+  get active(): boolean {
+    return $.utils.getBit(32, this);
+  }
+  set active(value: boolean) {
+    $.utils.setBit(32, value, this);
+  }
+  get learner(): boolean {
+    return $.utils.getBit(33, this);
+  }
+  set learner(value: boolean) {
+    $.utils.setBit(33, value, this);
+  }
+  toString(): string { return "FollowerInfo_" + super.toString(); }
 }
 export class Error extends $.Struct {
   static readonly _capnp = {
@@ -2236,7 +2371,7 @@ export class PeerHello extends $.Struct {
   static readonly _capnp = {
     displayName: "PeerHello",
     id: "e3a692cdf740f619",
-    size: new $.ObjectSize(16, 0),
+    size: new $.ObjectSize(16, 1),
   };
   /**
 * hash of the member list and partition count: peers
@@ -2258,6 +2393,16 @@ export class PeerHello extends $.Struct {
   }
   set member(value: number) {
     $.utils.setUint32(8, value, this);
+  }
+  /**
+* host:port its clients connect to (status tools find every member from one)
+*
+*/
+  get clientAddress(): string {
+    return $.utils.getText(0, this);
+  }
+  set clientAddress(value: string) {
+    $.utils.setText(0, value, this);
   }
   toString(): string { return "PeerHello_" + super.toString(); }
 }
@@ -2544,6 +2689,7 @@ MultiPut._Entries = $.CompositeList(KeyValue);
 Response._Values = $.CompositeList(Value);
 ClusterInfo._Members = $.CompositeList(ClusterMember);
 ClusterInfo._Partitions = $.CompositeList(PartitionInfo);
+PartitionInfo._Followers = $.CompositeList(FollowerInfo);
 Stats._Shards = $.CompositeList(ShardStats);
 ScanResult._Keys = $.CompositeList(Key);
 RaftBatch._Messages = $.CompositeList(RaftMessage);

@@ -839,6 +839,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "bool"
           }
+        },
+        {
+          "name": "clientAddress",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
         }
       ]
     },
@@ -904,6 +911,34 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "uint64"
           }
+        },
+        {
+          "name": "lastIndex",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "learners",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "uint32"
+            }
+          }
+        },
+        {
+          "name": "followers",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "f15c3e8a6df8bd77"
+            }
+          }
         }
       ]
     },
@@ -966,6 +1001,61 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "uint64"
           }
+        },
+        {
+          "name": "elections",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        }
+      ]
+    },
+    "f15c3e8a6df8bd77": {
+      "name": "FollowerInfo",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "member",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "match",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "lag",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "state",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "active",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "learner",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
         }
       ]
     },
@@ -985,6 +1075,13 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "uint32"
+          }
+        },
+        {
+          "name": "clientAddress",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
           }
         }
       ]
@@ -1336,6 +1433,7 @@ export const schemaInfo: SchemaInfo = {
     "ClusterMember": "ecd0327043e28b4d",
     "PartitionInfo": "fb92f7d44baabfaf",
     "ClusterStats": "dc7263a55ef2be9a",
+    "FollowerInfo": "f15c3e8a6df8bd77",
     "PeerHello": "e3a692cdf740f619",
     "RaftBatch": "d5da6e500189095e",
     "Forward": "eac1fec5c400bca0",
