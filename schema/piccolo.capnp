@@ -37,7 +37,19 @@ struct Request {
     auth @17 :Auth;         # required first when the node runs with --requirepass
     clusterInfo @18 :Void;  # the cluster as this member sees it (cluster mode only)
     transferLeader @19 :TransferLeader;  # hand a partition's leadership to a member
+    replaceReplica @20 :ReplaceReplica;  # one step of moving a partition's replica to another member
   }
+}
+
+# Moves a partition's replica from member `remove` to member `add` by Raft
+# membership changes, one per request, taken by the partition's leader:
+# add as a learner; once it has caught up, promote it to voter; then remove
+# the old one. The request is idempotent: send it again until the
+# partition's replicas show the change done (`piccolo cluster replace` does).
+struct ReplaceReplica {
+  partition @0 :UInt32;
+  remove @1 :UInt32;        # member id leaving the group
+  add @2 :UInt32;           # member id joining it
 }
 
 struct TransferLeader {
@@ -140,6 +152,7 @@ struct ClusterStats {
   forwarded @6 :UInt64;       # commands this member forwarded to a leader
   leaderChanges @7 :UInt64;   # times a hosted partition's leader changed, as seen here
   elections @8 :UInt64;       # elections this member's replicas started (became candidates)
+  snapshotsInstalled @9 :UInt64;  # snapshots from a leader that replaced a replica's state here
 }
 
 struct ClusterMember {
@@ -230,6 +243,7 @@ struct PeerFrame {
     forward @2 :Forward;    # a request for a partition this member does not lead
     forwardReply @3 :ForwardReply;
     transfer @4 :TransferLeader;  # to the partition's leader: hand leadership over
+    replace @5 :ReplaceReplica;   # to the partition's leader: take the next membership step
   }
 }
 

@@ -20,6 +20,7 @@ import { ErrorCode, PiccoloError } from "../errors.js";
 import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
 import { runNode } from "../node/main.js";
 import { CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
+import { replaceMember } from "./cluster-replace.js";
 import { gatherStatus, renderStatus } from "./cluster-status.js";
 
 const EXIT = { OK: 0, NOT_FOUND: 1, USAGE: 2, UNREACHABLE: 3, CONDITION: 4, REFUSED: 5 } as const;
@@ -96,6 +97,33 @@ const commands: Record<string, Command> = {
       }
       process.stderr.write(`the transfer was requested, but ${m.name} does not lead partition ${partition} yet\n`);
       return EXIT.REFUSED;
+    },
+  },
+  // invoked as `piccolo cluster replace <old> <new>`
+  "cluster-replace": {
+    args: "<old> <new>",
+    help: "move every replica member <old> holds to member <new> (listed in --joined), by Raft membership changes",
+    options: { wait: { type: "string", help: "give up after this many milliseconds (default 120000)" } },
+    async run(c, args, o, connect) {
+      need(args, 2, "the member to replace and the one to replace it with");
+      const info = await c.clusterInfo();
+      const find = (x: string) => {
+        const m = info.members.find((y) => y.name === x || String(y.id) === x);
+        if (m === undefined)
+          throw new UsageError(`no member ${x} (members: ${info.members.map((y) => y.name).join(", ")})`);
+        return m;
+      };
+      const from = find(args[0]!);
+      const to = find(args[1]!);
+      if (from.id === to.id) throw new UsageError("the two members are the same");
+      const r = await replaceMember(c, connect, from.id, to.id, ms(o, "wait") ?? 120_000, print);
+      for (const u of r.unfinished)
+        process.stderr.write(
+          `partition ${u.partition} not finished: voters ${u.replicas.join(",")}, learners ${u.learners.join(",") || "none"}\n`,
+        );
+      if (r.unfinished.length > 0) return EXIT.REFUSED;
+      print(`${from.name} replaced by ${to.name} in ${r.moved.length} partitions`);
+      return EXIT.OK;
     },
   },
   // invoked as `piccolo cluster status`
@@ -321,6 +349,7 @@ async function main(argv: string[]): Promise<number> {
         "node-id": { type: "string" },
         cluster: { type: "string" },
         "data-dir": { type: "string" },
+        joined: { type: "string" },
         partitions: { type: "string" },
         replicas: { type: "string" },
         "tick-ms": { type: "string" },

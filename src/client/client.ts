@@ -469,6 +469,24 @@ export class PiccoloClient {
     );
   }
 
+  /**
+   * Asks the partition's leader to take the next membership step of moving
+   * its replica on member `remove` to member `add` (learner, then voter,
+   * then removal of the old one). Idempotent: call it again until
+   * clusterInfo() shows the partition's replicas changed.
+   */
+  async replaceReplica(partition: number, remove: number, add: number): Promise<void> {
+    PiccoloClient.check(
+      await this.call((r) => {
+        const t = r._initReplaceReplica();
+        t.partition = partition;
+        t.remove = remove;
+        t.add = add;
+      }),
+      Response_Which.OK,
+    );
+  }
+
   /** The cluster as the connected member sees it (cluster mode; else INVALID_ARGUMENT). */
   async clusterInfo(): Promise<ClusterInfo> {
     const res = await this.call((r) => {

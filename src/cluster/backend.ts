@@ -27,7 +27,9 @@ import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } 
 import { Wal } from "../wal/wal.js";
 import { MultiRaft, NotLeaderError, ProposalDroppedError } from "./multi-raft.js";
 import { PartitionMachine } from "./partition-machine.js";
-import { encodeForward, encodeForwardReply, encodeTransfer, type ForwardOutcome } from "./peer-codec.js";
+import { ConfChangeType } from "../raft/config.js";
+import { MessageType } from "../raft/messages.js";
+import { encodeForward, encodeForwardReply, encodeReplace, encodeTransfer, type ForwardOutcome } from "./peer-codec.js";
 import { type Member, type PartitionPlacement, place } from "./placement.js";
 import { clusterIdOf, PeerTransport } from "./transport.js";
 import { hash32 } from "../hash.js";
@@ -49,7 +51,10 @@ export const CLUSTER_MAX_IN_FLIGHT = 16_384;
 
 export interface ClusterOptions {
   self: Member;
+  /** Every member: the bootstrap list, then those joined since (`--joined`). */
   members: Member[];
+  /** The bootstrap list (`--cluster`): placement and the cluster id are computed from it alone. */
+  bootstrap: Member[];
   partitions: number;
   replicas: number;
   dataDir: string;
@@ -102,7 +107,7 @@ export class ClusterShards implements ShardBackend {
     private readonly events: ShardEvents,
   ) {
     this.count = o.partitions;
-    this.placement = place(o.members, o.partitions, o.replicas);
+    this.placement = place(o.bootstrap, o.partitions, o.replicas);
     this.hosted = new Set(this.placement.filter((p) => p.replicas.includes(o.self.id)).map((p) => p.partition));
   }
 
@@ -115,13 +120,18 @@ export class ClusterShards implements ShardBackend {
   private async open(): Promise<void> {
     const { wal, groups } = await Wal.open(this.o.dataDir);
     this.wal = wal;
+    // Replicas placed here at bootstrap, and any others this member's WAL holds (replicas a
+    // membership change added later; their configuration is in their log or snapshot).
+    for (const g of groups.keys()) if (g < this.o.partitions) this.hosted.add(g);
     this.mr = new MultiRaft({
       member: this.o.self.id,
-      groups: this.placement
-        .filter((p) => this.hosted.has(p.partition))
-        .map((p) => {
-          const restore = groups.get(p.partition);
-          return { group: p.partition, voters: p.replicas, ...(restore === undefined ? {} : { restore }) };
+      groups: [...this.hosted]
+        .sort((a, b) => a - b)
+        .map((g) => {
+          const restore = groups.get(g);
+          const p = this.placement[g]!;
+          const voters = p.replicas.includes(this.o.self.id) ? p.replicas : [];
+          return { group: g, voters, ...(restore === undefined ? {} : { restore }) };
         }),
       storage: wal,
       stateMachine: this.sm,
@@ -129,13 +139,22 @@ export class ClusterShards implements ShardBackend {
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
     });
+    // A leader that added this member to a group it does not host yet: create an empty replica,
+    // which learns the group's configuration and state from that leader (log or snapshot).
+    this.mr.adopt = (group, m) => {
+      if (group >= this.o.partitions || this.closed) return false;
+      if (m.type !== MessageType.App && m.type !== MessageType.Snap && m.type !== MessageType.Heartbeat) return false;
+      this.hosted.add(group);
+      this.o.logger.info({ partition: group, leader: m.from }, "joining a partition's group");
+      return true;
+    };
     this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
     const faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
     this.transport = new PeerTransport({
       faults: faultFile !== undefined,
       self: this.o.self,
       members: this.o.members,
-      clusterId: clusterIdOf(this.o.members, this.o.partitions, hash32),
+      clusterId: clusterIdOf(this.o.bootstrap, this.o.partitions, hash32),
       clientAddress: () => this.clientAddress,
       logger: this.o.logger,
       onMessages: (_from, messages) => {
@@ -146,6 +165,11 @@ export class ClusterShards implements ShardBackend {
         if (f.kind === "forward") void this.serveForward(from, f.id, f.group, f.write, f.command);
         else if (f.kind === "transfer") {
           if (this.hosted.has(f.group) && this.mr.transferLeadership(f.group, f.to)) this.kick();
+        } else if (f.kind === "replace") {
+          if (this.isReplica(f.group) && this.mr.status(f.group).isLeader) {
+            const why = this.stepReplace(f.group, f.remove, f.add);
+            if (why !== null) this.o.logger.debug({ partition: f.group, why }, "replace step not taken");
+          }
         } else {
           const w = this.forwards.get(f.id);
           this.forwards.delete(f.id);
@@ -234,7 +258,8 @@ export class ClusterShards implements ShardBackend {
       else if (!this.connectedSince.has(m.id)) this.connectedSince.set(m.id, now);
     for (const p of this.placement) {
       if (!this.hosted.has(p.partition) || p.preferredLeader === this.o.self.id) continue;
-      if (!this.mr.status(p.partition).isLeader) continue;
+      const st = this.mr.status(p.partition);
+      if (!st.isLeader || !st.voters.includes(p.preferredLeader)) continue;
       const since = this.connectedSince.get(p.preferredLeader);
       if (since === undefined || now - since < REBALANCE_SETTLE_MS) continue;
       if (this.mr.transferLeadership(p.partition, p.preferredLeader)) this.transfers++;
@@ -374,9 +399,9 @@ export class ClusterShards implements ShardBackend {
   transferLeader(partition: number, member: number): string | null {
     if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
       return `no partition ${partition} (there are ${this.o.partitions})`;
-    const p = this.placement[partition]!;
-    if (!p.replicas.includes(member)) return `member ${member} holds no replica of partition ${partition}`;
-    const leader = this.hosted.has(partition) ? this.mr.status(partition).leader : (this.hints.get(partition) ?? 0);
+    const voters = this.isReplica(partition) ? this.mr.status(partition).voters : this.placement[partition]!.replicas;
+    if (!voters.includes(member)) return `member ${member} holds no voting replica of partition ${partition}`;
+    const leader = this.leaderOf(partition);
     if (leader === member) return null;
     if (leader === this.o.self.id) {
       if (!this.mr.transferLeadership(partition, member)) return "the transfer could not start";
@@ -400,7 +425,7 @@ export class ClusterShards implements ShardBackend {
         clientAddress: m.id === this.o.self.id ? this.clientAddress : (peers.get(m.id)?.clientAddress ?? ""),
       })),
       partitions: this.placement.map((p) => {
-        const hosted = this.hosted.has(p.partition);
+        const hosted = this.isReplica(p.partition);
         const s = hosted ? this.mr.status(p.partition) : null;
         return {
           partition: p.partition,
@@ -436,6 +461,7 @@ export class ClusterShards implements ShardBackend {
         forwarded: this.forwardedCount,
         leaderChanges: [...this.mr.leaderChanges.values()].reduce((a, b) => a + b, 0),
         elections: this.mr.campaigns(),
+        snapshotsInstalled: this.mr.snapshotsInstalled,
       },
     };
   }
@@ -450,14 +476,14 @@ export class ClusterShards implements ShardBackend {
   private async execute(group: number, command: Uint8Array, write: boolean): Promise<Uint8Array> {
     const deadline = Date.now() + CLUSTER_REQUEST_DEADLINE_MS;
     while (Date.now() < deadline && !this.closed) {
-      if (this.hosted.has(group) && this.mr.status(group).isLeader) {
+      if (this.isReplica(group) && this.mr.status(group).isLeader) {
         const local = await this.local(group, command, write, deadline);
         if (local !== null) return local;
         // Not the leader after all, or a leadership transfer is under way: wait a tick.
         await this.nextTick();
         continue;
       }
-      const leader = this.hosted.has(group)
+      const leader = this.isReplica(group)
         ? this.mr.status(group).leader
         : (this.hints.get(group) ?? this.preferred(group));
       if (leader === 0 || leader === this.o.self.id) {
@@ -472,7 +498,7 @@ export class ClusterShards implements ShardBackend {
       }
       if (outcome.kind === "result") return outcome.result;
       if (outcome.kind === "failed") return errorResult(ErrorCode.TIMEOUT);
-      if (!this.hosted.has(group)) this.hints.set(group, outcome.leader);
+      if (!this.isReplica(group)) this.hints.set(group, outcome.leader);
       if (outcome.leader === 0 || outcome.leader === leader) await this.nextTick();
     }
     return errorResult(write ? ErrorCode.TIMEOUT : ErrorCode.NOT_LEADER);
@@ -546,7 +572,7 @@ export class ClusterShards implements ShardBackend {
     command: Uint8Array,
   ): Promise<void> {
     let outcome: ForwardOutcome;
-    if (!this.hosted.has(group)) outcome = { kind: "notLeader", leader: 0 };
+    if (!this.isReplica(group)) outcome = { kind: "notLeader", leader: 0 };
     else if (!this.mr.status(group).isLeader) outcome = { kind: "notLeader", leader: this.mr.status(group).leader };
     else {
       const r = await this.local(group, command, write, Date.now() + CLUSTER_REQUEST_DEADLINE_MS - 500);
@@ -556,8 +582,79 @@ export class ClusterShards implements ShardBackend {
     this.transport.sendFrame(from, encodeForwardReply(id, outcome));
   }
 
+  /**
+   * Where to send a command for a partition this member holds no replica of
+   * and has no hint for: the placement's preferred leader if connected, else
+   * any connected member (whoever it is answers with its own hint).
+   */
   private preferred(group: number): number {
-    return this.placement[group]!.preferredLeader;
+    const p = this.placement[group]!.preferredLeader;
+    if (p !== this.o.self.id && this.transport.isConnected(p)) return p;
+    for (const m of this.o.members) if (m.id !== this.o.self.id && this.transport.isConnected(m.id)) return m.id;
+    return 0;
+  }
+
+  /** This member holds a replica of the group that is in its configuration (voter or learner). */
+  private isReplica(group: number): boolean {
+    if (!this.hosted.has(group)) return false;
+    const s = this.mr.status(group);
+    return s.voters.includes(this.o.self.id) || s.learners.includes(this.o.self.id);
+  }
+
+  /** The partition's leader as far as this member knows (0: unknown). */
+  private leaderOf(partition: number): number {
+    return this.isReplica(partition) ? this.mr.status(partition).leader : (this.hints.get(partition) ?? 0);
+  }
+
+  /**
+   * Moving a partition's replica from member `remove` to member `add`
+   * (`piccolo cluster replace`): asks the partition's leader for the next step.
+   */
+  replaceReplica(partition: number, remove: number, add: number): string | null {
+    if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
+      return `no partition ${partition} (there are ${this.o.partitions})`;
+    const known = (id: number) => this.o.members.some((m) => m.id === id);
+    if (!known(remove)) return `no member ${remove}`;
+    if (!known(add)) return `no member ${add} (a new member must be in every member's --joined list)`;
+    if (remove === add) return "the member to remove and the one to add are the same";
+    const leader = this.leaderOf(partition);
+    if (leader === this.o.self.id) return this.stepReplace(partition, remove, add);
+    if (leader === 0) return `partition ${partition} has no known leader right now`;
+    if (!this.transport.sendFrame(leader, encodeReplace(partition, remove, add)))
+      return `leader ${leader} is unreachable`;
+    return null;
+  }
+
+  /**
+   * As the partition's leader, the next membership step of a replacement,
+   * one Raft configuration change at a time (src/raft/config.ts):
+   *
+   *   1. `add` joins as a learner: it receives the log (or a snapshot) but
+   *      does not vote, so the group's majority does not wait for it;
+   *   2. once its log holds everything committed, it is promoted to voter;
+   *   3. `remove` leaves (if it leads, it first hands leadership over).
+   *
+   * Each step is a log entry; the next is refused until it commits. So the
+   * caller repeats the request until the configuration shows the result.
+   * Null when a step was taken or none is needed, else why not.
+   */
+  private stepReplace(group: number, remove: number, add: number): string | null {
+    const s = this.mr.status(group);
+    const has = (id: number) => s.voters.includes(id) || s.learners.includes(id);
+    if (!has(add)) {
+      if (!has(remove)) return `member ${remove} holds no replica of partition ${group}`;
+      return this.mr.proposeConfChange(group, { type: ConfChangeType.AddLearner, replica: add });
+    }
+    if (s.learners.includes(add)) {
+      const f = this.mr.followers(group).find((x) => x.id === add);
+      if (f === undefined || f.match < s.commit) return null; // still catching up
+      return this.mr.proposeConfChange(group, { type: ConfChangeType.AddVoter, replica: add });
+    }
+    if (!has(remove)) return null; // done
+    if (remove === this.o.self.id) {
+      return this.mr.transferLeadership(group, add) ? null : "could not hand leadership over before leaving";
+    }
+    return this.mr.proposeConfChange(group, { type: ConfChangeType.Remove, replica: remove });
   }
 }
 

@@ -24,6 +24,7 @@
 import { assert } from "../assert.js";
 import type { GroupMessage } from "./peer-codec.js";
 import type { Ready } from "../raft/messages.js";
+import type { ConfChange } from "../raft/config.js";
 import { type FollowerStatus, Raft } from "../raft/raft.js";
 import { type Entry, EntryType, type HardState, type Snapshot } from "../raft/types.js";
 
@@ -137,8 +138,18 @@ export class MultiRaft {
   /** The hard state last handed to storage, per group (for the must-sync rule). */
   private readonly persistedHardState = new Map<number, HardState>();
   private processing = false;
+  private readonly rand: () => number;
+  private readonly electionTicks: number | undefined;
+  private readonly heartbeatTicks: number | undefined;
+  /**
+   * Asked about a message for a group not hosted here: true creates an
+   * empty replica for it (a leader adding this member), false drops it.
+   */
+  adopt: ((group: number, message: GroupMessage["message"]) => boolean) | null = null;
   /** Messages for groups this member does not host (stale peers, misconfiguration), counted not thrown. */
   unknownGroupMessages = 0;
+  /** Snapshots installed from a leader (all groups). */
+  snapshotsInstalled = 0;
   /** Times a group's leader changed, as seen here, per group. */
   readonly leaderChanges = new Map<number, number>();
   private readonly lastLeader = new Map<number, number>();
@@ -149,20 +160,31 @@ export class MultiRaft {
     this.member = o.member;
     this.storage = o.storage;
     this.sm = o.stateMachine;
-    for (const g of o.groups) {
-      assert(!this.groups.has(g.group), `group ${g.group} listed once`);
-      const raft = new Raft({
-        id: o.member,
-        peers: g.voters,
-        rand: o.rand,
-        ...(o.electionTicks === undefined ? {} : { electionTicks: o.electionTicks }),
-        ...(o.heartbeatTicks === undefined ? {} : { heartbeatTicks: o.heartbeatTicks }),
-        ...(g.restore === undefined ? {} : { restore: g.restore }),
-      });
-      const applied = g.restore?.snapshot?.meta.index ?? 0;
-      if (g.restore?.snapshot) this.sm.restore(g.group, g.restore.snapshot);
-      this.groups.set(g.group, { raft, applied, proposals: new Map(), reads: new Map(), readyReads: [] });
-    }
+    this.rand = o.rand;
+    this.electionTicks = o.electionTicks;
+    this.heartbeatTicks = o.heartbeatTicks;
+    for (const g of o.groups) this.addGroup(g.group, g.voters, g.restore);
+  }
+
+  /**
+   * Hosts one more group. `voters` is its bootstrap configuration; a replica
+   * created to join an existing group passes [] and learns the real one from
+   * the leader (the configuration entry or snapshot that added it), so it
+   * never campaigns before it is told it may vote.
+   */
+  addGroup(group: number, voters: number[], restore?: GroupState): void {
+    assert(!this.groups.has(group), `group ${group} listed once`);
+    const raft = new Raft({
+      id: this.member,
+      peers: voters,
+      rand: this.rand,
+      ...(this.electionTicks === undefined ? {} : { electionTicks: this.electionTicks }),
+      ...(this.heartbeatTicks === undefined ? {} : { heartbeatTicks: this.heartbeatTicks }),
+      ...(restore === undefined ? {} : { restore }),
+    });
+    const applied = restore?.snapshot?.meta.index ?? 0;
+    if (restore?.snapshot) this.sm.restore(group, restore.snapshot);
+    this.groups.set(group, { raft, applied, proposals: new Map(), reads: new Map(), readyReads: [] });
   }
 
   /** Advances every group's clock by one tick. */
@@ -173,7 +195,11 @@ export class MultiRaft {
   /** Hands messages received from peers to their groups. */
   step(messages: readonly GroupMessage[]): void {
     for (const { group, message } of messages) {
-      const g = this.groups.get(group);
+      let g = this.groups.get(group);
+      if (g === undefined && message.to === this.member && this.adopt?.(group, message) === true) {
+        this.addGroup(group, []);
+        g = this.groups.get(group);
+      }
       if (g === undefined || message.to !== this.member) {
         this.unknownGroupMessages++;
         continue;
@@ -221,6 +247,18 @@ export class MultiRaft {
     const g = this.groups.get(group);
     if (g === undefined || g.raft.leader !== this.member) return false;
     return g.raft.transferLeadership(to).ok;
+  }
+
+  /**
+   * Proposes a membership change (one replica at a time, see
+   * src/raft/config.ts). Returns null when proposed, else why not
+   * (not the leader, another change pending, ...).
+   */
+  proposeConfChange(group: number, cc: ConfChange): string | null {
+    const g = this.groups.get(group);
+    if (g === undefined) return "partition not hosted here";
+    const r = g.raft.proposeConfChange(cc);
+    return r.ok ? null : `${r.reason}${r.ok === false && r.detail ? `: ${r.detail}` : ""}`;
   }
 
   /** Who leads a group as far as this replica knows, its term and indexes. */
@@ -277,6 +315,10 @@ export class MultiRaft {
     return g.raft.log.snapshotIndex();
   }
 
+  has(group: number): boolean {
+    return this.groups.has(group);
+  }
+
   hosted(): number[] {
     return [...this.groups.keys()];
   }
@@ -324,6 +366,7 @@ export class MultiRaft {
           l.push({ group, message });
         }
         if (rd.snapshot !== null) {
+          this.snapshotsInstalled++;
           this.sm.restore(group, rd.snapshot);
           g.applied = rd.snapshot.meta.index;
           // Proposals at or below the snapshot are not ours to answer any more.

@@ -41,13 +41,23 @@ export type DecodedFrame =
   | { kind: "raft"; messages: GroupMessage[] }
   | ({ kind: "forward" } & ForwardRequest)
   | { kind: "forwardReply"; id: number; outcome: ForwardOutcome }
-  | { kind: "transfer"; group: number; to: number };
+  | { kind: "transfer"; group: number; to: number }
+  | { kind: "replace"; group: number; remove: number; add: number };
 
 export function encodeTransfer(group: number, to: number): Uint8Array {
   const m = new capnp.Message();
   const t = m.initRoot(PeerFrame)._initTransfer();
   t.partition = group;
   t.member = to;
+  return frameOf(m);
+}
+
+export function encodeReplace(group: number, remove: number, add: number): Uint8Array {
+  const m = new capnp.Message();
+  const t = m.initRoot(PeerFrame)._initReplace();
+  t.partition = group;
+  t.remove = remove;
+  t.add = add;
   return frameOf(m);
 }
 
@@ -243,6 +253,13 @@ export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
       }
       case PeerFrame_Which.TRANSFER:
         return { kind: "transfer", group: root.transfer.partition, to: root.transfer.member };
+      case PeerFrame_Which.REPLACE:
+        return {
+          kind: "replace",
+          group: root.replace.partition,
+          remove: root.replace.remove,
+          add: root.replace.add,
+        };
       default:
         throw new PeerProtocolError(`unknown peer frame kind ${root.which()}`);
     }

@@ -44,29 +44,54 @@ export class PlacementError extends Error {
   override name = "PlacementError";
 }
 
-/** Parses `n1=127.0.0.1:7701,n2=127.0.0.1:7702,...`. */
-export function parseMembers(spec: string): Member[] {
+/**
+ * Parses `n1=127.0.0.1:7701,n2=127.0.0.1:7702,...`. Ids are 1-based positions,
+ * starting at `firstId` (members joined after bootstrap number on from the
+ * bootstrap list).
+ */
+export function parseMembers(spec: string, firstId = 1, flag = "--cluster"): Member[] {
   const parts = spec
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
-  if (parts.length === 0) throw new PlacementError("--cluster: no members");
-  if (parts.length > MAX_CLUSTER_MEMBERS)
-    throw new PlacementError(`--cluster: ${parts.length} members; the limit is ${MAX_CLUSTER_MEMBERS}`);
+  if (parts.length === 0 && firstId === 1) throw new PlacementError(`${flag}: no members`);
+  if (firstId - 1 + parts.length > MAX_CLUSTER_MEMBERS)
+    throw new PlacementError(`${flag}: ${firstId - 1 + parts.length} members; the limit is ${MAX_CLUSTER_MEMBERS}`);
   const seen = new Set<string>();
   const addresses = new Set<string>();
   return parts.map((p, i) => {
     const m = /^([A-Za-z0-9_-]{1,64})=(.+):(\d{1,5})$/.exec(p);
     if (m === null || Number(m[3]) < 1 || Number(m[3]) > 65535)
-      throw new PlacementError(`--cluster: "${p}" is not name=host:port`);
+      throw new PlacementError(`${flag}: "${p}" is not name=host:port`);
     const [, name, host, port] = m;
-    if (seen.has(name!)) throw new PlacementError(`--cluster: member ${name} is listed twice`);
-    if (addresses.has(`${host}:${port}`))
-      throw new PlacementError(`--cluster: address ${host}:${port} is listed twice`);
+    if (seen.has(name!)) throw new PlacementError(`${flag}: member ${name} is listed twice`);
+    if (addresses.has(`${host}:${port}`)) throw new PlacementError(`${flag}: address ${host}:${port} is listed twice`);
     seen.add(name!);
     addresses.add(`${host}:${port}`);
-    return { name: name!, id: i + 1, host: host!, port: Number(port) };
+    return { name: name!, id: firstId + i, host: host!, port: Number(port) };
   });
+}
+
+/**
+ * The bootstrap list (`--cluster`: placement and the cluster id come from it,
+ * and it never changes) and the members joined since (`--joined`: they hold
+ * replicas only once a membership change adds them, e.g. by
+ * `piccolo cluster replace`). Every member is given both lists.
+ */
+export function parseMemberLists(cluster: string, joined = ""): { bootstrap: Member[]; all: Member[] } {
+  const bootstrap = parseMembers(cluster);
+  const later = parseMembers(joined, bootstrap.length + 1, "--joined");
+  const all = [...bootstrap, ...later];
+  const names = new Set<string>();
+  const addresses = new Set<string>();
+  for (const m of all) {
+    if (names.has(m.name)) throw new PlacementError(`member ${m.name} is in both --cluster and --joined`);
+    if (addresses.has(`${m.host}:${m.port}`))
+      throw new PlacementError(`address ${m.host}:${m.port} is in both --cluster and --joined`);
+    names.add(m.name);
+    addresses.add(`${m.host}:${m.port}`);
+  }
+  return { bootstrap, all };
 }
 
 const enc = new TextEncoder();

@@ -82,6 +82,11 @@ export class Dispatcher {
   }
 
   /** Starts a leadership transfer; an error message, or null when it was started. */
+  replaceReplica(partition: number, remove: number, add: number): string | null {
+    if (this.backend.replaceReplica === undefined) return "this node is not a cluster member";
+    return this.backend.replaceReplica(partition, remove, add);
+  }
+
   transferLeader(partition: number, member: number): string | null {
     if (this.backend.transferLeader === undefined) return "this node is not a cluster member";
     return this.backend.transferLeader(partition, member);

@@ -92,6 +92,10 @@ export class NativeRequest extends InFlight {
         const err = d.transferLeader(op.count, op.version);
         return this.finish(err === null ? encodeOk(op.id) : encodeError(op.id, ErrorCode.INVALID_ARGUMENT, err));
       }
+      case OpKind.REPLACE_REPLICA: {
+        const err = d.replaceReplica(op.count, op.cursor, op.version);
+        return this.finish(err === null ? encodeOk(op.id) : encodeError(op.id, ErrorCode.INVALID_ARGUMENT, err));
+      }
       case OpKind.CLUSTER_INFO: {
         const info = d.clusterInfo();
         if (info === null)

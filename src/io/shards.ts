@@ -30,6 +30,12 @@ export interface ShardBackend {
   clusterInfo?(): ClusterInfo;
   /** Cluster mode only: the node's client listener is up at host:port (the backend joins its peers now). */
   listening?(clientAddress: string): Promise<void>;
+  /**
+   * Cluster mode only: asks the partition's leader to take the next
+   * membership step of moving its replica on `remove` to `add`; an error
+   * message, or null.
+   */
+  replaceReplica?(partition: number, remove: number, add: number): string | null;
   /** Cluster mode only: asks the partition's leader to hand over to `member`; an error message, or null. */
   transferLeader?(partition: number, member: number): string | null;
   /** Number of shards (at least 1; inline mode has 1). */

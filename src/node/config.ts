@@ -21,6 +21,8 @@ export interface NodeConfig {
   cluster: {
     nodeId: string;
     members: string;
+    /** Members added after bootstrap (`--joined`); "" when none. */
+    joined: string;
     dataDir: string;
     partitions: number;
     replicas: number;
@@ -46,6 +48,11 @@ export const SERVER_FLAGS = {
   cluster: {
     env: "PICCOLO_CLUSTER",
     help: "static member list name=host:peerPort,... (enables cluster mode)",
+    default: "",
+  },
+  joined: {
+    env: "PICCOLO_JOINED",
+    help: "cluster mode: members added after bootstrap, name=host:peerPort,... (same on every member)",
     default: "",
   },
   "data-dir": { env: "PICCOLO_DATA_DIR", help: "cluster mode: where the WAL lives", default: "./data/<node-id>" },
@@ -100,6 +107,7 @@ function clusterConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeC
   return {
     nodeId,
     members,
+    joined: pick("joined"),
     dataDir: dataDir === "./data/<node-id>" ? `./data/${nodeId}` : dataDir,
     partitions: int("partitions", pick("partitions"), 1, 4096),
     replicas: int("replicas", pick("replicas"), 1, 7),

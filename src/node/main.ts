@@ -4,7 +4,7 @@
  */
 import { pino } from "pino";
 import { ClusterShards } from "../cluster/backend.js";
-import { PlacementError, parseMembers } from "../cluster/placement.js";
+import { PlacementError, parseMemberLists } from "../cluster/placement.js";
 import { PiccoloNode } from "../io/server.js";
 import { startResp } from "../resp/listener.js";
 import type { NodeConfig } from "./config.js";
@@ -16,14 +16,15 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   const cluster = config.cluster;
   let backend: ConstructorParameters<typeof PiccoloNode>[0]["backend"];
   if (cluster !== null) {
-    const members = parseMembers(cluster.members);
+    const { bootstrap, all: members } = parseMemberLists(cluster.members, cluster.joined);
     const self = members.find((m) => m.name === cluster.nodeId);
-    if (self === undefined) throw new PlacementError(`--node-id ${cluster.nodeId} is not in --cluster`);
+    if (self === undefined) throw new PlacementError(`--node-id ${cluster.nodeId} is not in --cluster or --joined`);
     backend = (events) =>
       ClusterShards.start(
         {
           self,
           members,
+          bootstrap,
           partitions: cluster.partitions,
           replicas: cluster.replicas,
           dataDir: cluster.dataDir,

@@ -54,6 +54,8 @@ export interface ClusterStats {
   forwarded: number;
   leaderChanges: number;
   elections: number;
+  /** Snapshots from a leader that replaced a replica's state here (a follower too far behind, or new). */
+  snapshotsInstalled: number;
 }
 
 export interface ClusterMemberInfo {
@@ -84,6 +86,7 @@ const STAT_FIELDS = [
   "forwarded",
   "leaderChanges",
   "elections",
+  "snapshotsInstalled",
 ] as const satisfies readonly (keyof ClusterStats)[];
 
 /** The framed Response answering request `id` with `info`. */

@@ -26,9 +26,11 @@ export interface Operation {
   ttlMs: number;
   expireAtMs: number;
   keepTtl: boolean;
-  /** cas: expected version; delete: ifVersion (0 = unconditional). */
+  /** cas: expected version; delete: ifVersion (0 = unconditional); transferLeader, replaceReplica: the member to lead / to add. */
   version: number;
+  /** scan: the cursor; replaceReplica: the member to remove. */
   cursor: number;
+  /** scan, mget...: a count; transferLeader, replaceReplica: the partition. */
   count: number;
   /** auth: the password and user. */
   password: string;
@@ -124,6 +126,13 @@ export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operat
         const t = req.transferLeader;
         op.count = t.partition;
         op.version = t.member;
+        return op;
+      }
+      case Request_Which.REPLACE_REPLICA: {
+        const t = req.replaceReplica;
+        op.count = t.partition;
+        op.cursor = t.remove;
+        op.version = t.add;
         return op;
       }
       case Request_Which.AUTH: {

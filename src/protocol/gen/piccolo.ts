@@ -52,7 +52,12 @@ export const Request_Which = {
 * hand a partition's leadership to a member
 *
 */
-  TRANSFER_LEADER: 18
+  TRANSFER_LEADER: 18,
+  /**
+* one step of moving a partition's replica to another member
+*
+*/
+  REPLACE_REPLICA: 19
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -75,6 +80,7 @@ export class Request extends $.Struct {
   static readonly AUTH = Request_Which.AUTH;
   static readonly CLUSTER_INFO = Request_Which.CLUSTER_INFO;
   static readonly TRANSFER_LEADER = Request_Which.TRANSFER_LEADER;
+  static readonly REPLACE_REPLICA = Request_Which.REPLACE_REPLICA;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -536,10 +542,73 @@ export class Request extends $.Struct {
     $.utils.setUint16(8, 18, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptReplaceReplica(value: $.Orphan<ReplaceReplica>): void {
+    $.utils.setUint16(8, 19, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownReplaceReplica(): $.Orphan<ReplaceReplica> {
+    return $.utils.disown(this.replaceReplica);
+  }
+  /**
+* one step of moving a partition's replica to another member
+*
+*/
+  get replaceReplica(): ReplaceReplica {
+    $.utils.testWhich("replaceReplica", $.utils.getUint16(8, this), 19, this);
+    return $.utils.getStruct(0, ReplaceReplica, this);
+  }
+  _hasReplaceReplica(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initReplaceReplica(): ReplaceReplica {
+    $.utils.setUint16(8, 19, this);
+    return $.utils.initStructAt(0, ReplaceReplica, this);
+  }
+  get _isReplaceReplica(): boolean {
+    return $.utils.getUint16(8, this) === 19;
+  }
+  set replaceReplica(value: ReplaceReplica) {
+    $.utils.setUint16(8, 19, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Request_" + super.toString(); }
   which(): Request_Which {
     return $.utils.getUint16(8, this) as Request_Which;
   }
+}
+export class ReplaceReplica extends $.Struct {
+  static readonly _capnp = {
+    displayName: "ReplaceReplica",
+    id: "e2a8fc8f0151f1ef",
+    size: new $.ObjectSize(16, 0),
+  };
+  get partition(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set partition(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  /**
+* member id leaving the group
+*
+*/
+  get remove(): number {
+    return $.utils.getUint32(4, this);
+  }
+  set remove(value: number) {
+    $.utils.setUint32(4, value, this);
+  }
+  /**
+* member id joining it
+*
+*/
+  get add(): number {
+    return $.utils.getUint32(8, this);
+  }
+  set add(value: number) {
+    $.utils.setUint32(8, value, this);
+  }
+  toString(): string { return "ReplaceReplica_" + super.toString(); }
 }
 export class TransferLeader extends $.Struct {
   static readonly _capnp = {
@@ -1470,7 +1539,7 @@ export class ClusterStats extends $.Struct {
   static readonly _capnp = {
     displayName: "ClusterStats",
     id: "dc7263a55ef2be9a",
-    size: new $.ObjectSize(72, 0),
+    size: new $.ObjectSize(80, 0),
   };
   /**
 * writes proposed by this member as leader and applied
@@ -1549,6 +1618,16 @@ export class ClusterStats extends $.Struct {
   }
   set elections(value: bigint) {
     $.utils.setUint64(64, value, this);
+  }
+  /**
+* snapshots from a leader that replaced a replica's state here
+*
+*/
+  get snapshotsInstalled(): bigint {
+    return $.utils.getUint64(72, this);
+  }
+  set snapshotsInstalled(value: bigint) {
+    $.utils.setUint64(72, value, this);
   }
   toString(): string { return "ClusterStats_" + super.toString(); }
 }
@@ -2066,7 +2145,12 @@ export const PeerFrame_Which = {
 * to the partition's leader: hand leadership over
 *
 */
-  TRANSFER: 4
+  TRANSFER: 4,
+  /**
+* to the partition's leader: take the next membership step
+*
+*/
+  REPLACE: 5
 } as const;
 export type PeerFrame_Which = (typeof PeerFrame_Which)[keyof typeof PeerFrame_Which];
 export class PeerFrame extends $.Struct {
@@ -2075,6 +2159,7 @@ export class PeerFrame extends $.Struct {
   static readonly FORWARD = PeerFrame_Which.FORWARD;
   static readonly FORWARD_REPLY = PeerFrame_Which.FORWARD_REPLY;
   static readonly TRANSFER = PeerFrame_Which.TRANSFER;
+  static readonly REPLACE = PeerFrame_Which.REPLACE;
   static readonly _capnp = {
     displayName: "PeerFrame",
     id: "fd5641711157afea",
@@ -2215,6 +2300,35 @@ export class PeerFrame extends $.Struct {
   }
   set transfer(value: TransferLeader) {
     $.utils.setUint16(0, 4, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptReplace(value: $.Orphan<ReplaceReplica>): void {
+    $.utils.setUint16(0, 5, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownReplace(): $.Orphan<ReplaceReplica> {
+    return $.utils.disown(this.replace);
+  }
+  /**
+* to the partition's leader: take the next membership step
+*
+*/
+  get replace(): ReplaceReplica {
+    $.utils.testWhich("replace", $.utils.getUint16(0, this), 5, this);
+    return $.utils.getStruct(0, ReplaceReplica, this);
+  }
+  _hasReplace(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initReplace(): ReplaceReplica {
+    $.utils.setUint16(0, 5, this);
+    return $.utils.initStructAt(0, ReplaceReplica, this);
+  }
+  get _isReplace(): boolean {
+    return $.utils.getUint16(0, this) === 5;
+  }
+  set replace(value: ReplaceReplica) {
+    $.utils.setUint16(0, 5, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   toString(): string { return "PeerFrame_" + super.toString(); }

@@ -254,9 +254,36 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "e2a8fc8f0151f1ef": {
+      "name": "ReplaceReplica",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "partition",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "remove",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "add",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        }
+      ]
+    },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 19,
+      "unionMembers": 20,
       "fields": [
         {
           "name": "id",
@@ -412,6 +439,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "b7cf62191ed1f3d3"
+          }
+        },
+        {
+          "name": "replaceReplica",
+          "discriminant": 19,
+          "type": {
+            "kind": "struct",
+            "struct": "e2a8fc8f0151f1ef"
           }
         }
       ]
@@ -1008,6 +1043,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "uint64"
           }
+        },
+        {
+          "name": "snapshotsInstalled",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
         }
       ]
     },
@@ -1173,7 +1215,7 @@ export const schemaInfo: SchemaInfo = {
     },
     "fd5641711157afea": {
       "name": "PeerFrame",
-      "unionMembers": 5,
+      "unionMembers": 6,
       "fields": [
         {
           "name": "hello",
@@ -1213,6 +1255,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "b7cf62191ed1f3d3"
+          }
+        },
+        {
+          "name": "replace",
+          "discriminant": 5,
+          "type": {
+            "kind": "struct",
+            "struct": "e2a8fc8f0151f1ef"
           }
         }
       ]
@@ -1419,6 +1469,7 @@ export const schemaInfo: SchemaInfo = {
     "Scan": "8194055d00cf5d22",
     "Auth": "dc18393bbe42389c",
     "TransferLeader": "b7cf62191ed1f3d3",
+    "ReplaceReplica": "e2a8fc8f0151f1ef",
     "Request": "f6bb44128c5ce356",
     "KeyValue": "d9ea87bd3f0eb504",
     "Error": "e15d4e9023b65d0e",

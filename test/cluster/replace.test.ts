@@ -1,0 +1,146 @@
+// Replacing a dead member: three members bootstrap the cluster, a fourth is
+// listed in every member's --joined list. n2 is killed for good; n4 starts
+// empty; `piccolo cluster replace n2 n4` moves n2's replicas to n4 through
+// Raft membership changes (learner, catch-up by log or snapshot, voter, then
+// n2 removed). The proof that n4 really holds the data and votes: kill n1
+// too, and every acknowledged write is still served by n3 and n4 alone.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CLI, freePort, type RunningNode, startNode } from "../support/node.js";
+
+let root: string;
+let bootstrap: string;
+let joined: string;
+const nodes: (RunningNode | null)[] = [null, null, null, null];
+
+async function startMember(i: number): Promise<RunningNode> {
+  const n = await startNode([
+    "--node-id",
+    `n${i + 1}`,
+    "--cluster",
+    bootstrap,
+    "--joined",
+    joined,
+    "--data-dir",
+    join(root, `n${i + 1}`),
+    "--partitions",
+    "8",
+    "--tick-ms",
+    "20",
+    // Small, so some partitions' logs are compacted and n4 must catch up by snapshot.
+    "--compact-entries",
+    "15",
+  ]);
+  nodes[i] = n;
+  return n;
+}
+
+async function eventually<T>(what: string, f: () => Promise<T>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      return await f();
+    } catch (err) {
+      last = err;
+      await sleep(100);
+    }
+  }
+  throw new Error(`${what}: ${(last as Error)?.message}`);
+}
+
+function cli(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120_000 });
+}
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), "piccolo-replace-"));
+  const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  bootstrap = ports
+    .slice(0, 3)
+    .map((p, i) => `n${i + 1}=127.0.0.1:${p}`)
+    .join(",");
+  joined = `n4=127.0.0.1:${ports[3]}`;
+  await Promise.all([0, 1, 2].map(startMember));
+});
+after(async () => {
+  for (const n of nodes) await n?.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("replacing a dead member through membership change", () => {
+  const acked = new Map<string, string>();
+
+  it("a member listed in --joined holds nothing until it is added", async () => {
+    const c = await nodes[0]!.client({ timeoutMs: 8000 });
+    for (let i = 0; i < 120; i++) {
+      await eventually(`put k${i}`, () => c.put(`k${i}`, `v${i}`));
+      acked.set(`k${i}`, `v${i}`);
+    }
+    const info = await c.clusterInfo();
+    await c.close();
+    assert.deepEqual(
+      info.members.map((m) => m.name),
+      ["n1", "n2", "n3", "n4"],
+    );
+    assert.ok(info.partitions.every((p) => p.replicas.length === 3 && !p.replicas.includes(4)));
+  });
+
+  it("the CLI refuses members that do not exist or are the same", () => {
+    const server = `127.0.0.1:${nodes[0]!.port}`;
+    const unknown = cli("cluster", "replace", "n2", "n9", "--server", server);
+    assert.equal(unknown.status, 2, unknown.stderr);
+    assert.match(unknown.stderr, /no member n9/);
+    const same = cli("cluster", "replace", "n2", "n2", "--server", server);
+    assert.equal(same.status, 2, same.stderr);
+  });
+
+  it("kill -9 n2, start n4 empty, replace n2 by n4: every partition ends on n1, n3, n4", async () => {
+    nodes[1]!.process.kill("SIGKILL");
+    await nodes[1]!.stop();
+    nodes[1] = null;
+    await startMember(3);
+    const r = cli("cluster", "replace", "n2", "n4", "--server", `127.0.0.1:${nodes[0]!.port}`);
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /n2 replaced by n4 in 8 partitions/);
+    const c = await nodes[2]!.client();
+    const info = await c.clusterInfo();
+    await c.close();
+    for (const p of info.partitions) {
+      assert.deepEqual([...p.replicas].sort(), [1, 3, 4], `partition ${p.partition}`);
+      assert.deepEqual(p.learners, [], `partition ${p.partition}`);
+    }
+    // n4 hosts the replicas it was given (it was placed nowhere at bootstrap).
+    const c4 = await nodes[3]!.client();
+    const mine = await c4.clusterInfo();
+    await c4.close();
+    assert.ok(mine.partitions.every((p) => p.hosted && p.applied > 0));
+    // The leaders had compacted their logs (--compact-entries 15), so n4 caught up by snapshot.
+    assert.ok(mine.stats.snapshotsInstalled > 0, `snapshots installed on n4: ${mine.stats.snapshotsInstalled}`);
+  });
+
+  it("then kill -9 n1 as well: n3 and n4 alone serve every acknowledged write, and take new ones", async () => {
+    nodes[0]!.process.kill("SIGKILL");
+    await nodes[0]!.stop();
+    nodes[0] = null;
+    const c = await nodes[3]!.client({ timeoutMs: 8000 });
+    for (const [k, v] of acked)
+      assert.equal((await eventually(`get ${k}`, () => c.get(k)))?.value.toString(), v, `${k} after losing n1 and n2`);
+    await eventually("a write with n1 and n2 gone", () => c.put("after", "both"));
+    await c.close();
+  });
+
+  it("n4 restarted from its data directory still holds its replicas (they are in its WAL, not in the placement)", async () => {
+    await nodes[3]!.stop();
+    await startMember(3);
+    const c = await nodes[2]!.client({ timeoutMs: 8000 });
+    assert.equal((await eventually("get after n4 restarts", () => c.get("after")))?.value.toString(), "both");
+    for (const [k, v] of acked) assert.equal((await c.get(k))?.value.toString(), v);
+    await c.close();
+  });
+});
