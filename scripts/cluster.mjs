@@ -7,6 +7,14 @@
 //   n3      7703         6383        7713       ./data/n3
 //   Cerializer on http://127.0.0.1:8700 in front of all three (--cluster true)
 //
+// A fourth member, n4 (client 7704, Redis 6384, peer 7714), is listed in
+// every member's --joined list but not started: to try a replacement, stop
+// one member (say n2) and run
+//   node dist/src/cli/main.js server --port 7704 --resp-port 6384 --node-id n4 \
+//     --cluster <the list> --joined n4=127.0.0.1:7714 --data-dir ./data/n4
+//   npx piccolo cluster replace n2 n4 --server 127.0.0.1:7701
+// (this script prints the exact command).
+//
 // Logs are prefixed by process. Ctrl-C stops everything cleanly (SIGTERM to
 // each, then waits). Data persists under ./data between runs; delete it to
 // start over. Run `npm run build` first (npm run cluster does).
@@ -16,6 +24,7 @@ import { fileURLToPath } from "node:url";
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
 const members = [1, 2, 3].map((i) => ({ name: `n${i}`, port: 7700 + i, resp: 6380 + i, peer: 7710 + i }));
 const list = members.map((m) => `${m.name}=127.0.0.1:${m.peer}`).join(",");
+const joined = "n4=127.0.0.1:7714";
 const children = [];
 
 function run(name, args) {
@@ -60,6 +69,8 @@ for (const m of members)
     m.name,
     "--cluster",
     list,
+    "--joined",
+    joined,
     "--data-dir",
     `./data/${m.name}`,
     "--log-level",
@@ -76,4 +87,7 @@ run("cerializer", [
 ]);
 console.log(
   "cluster: npx piccolo put k v --server 127.0.0.1:7702; redis-cli -p 6383 get k; curl localhost:8700/v1/kv/k",
+);
+console.log(
+  `spare member n4 (not started): node dist/src/cli/main.js server --port 7704 --resp-port 6384 --node-id n4 --cluster ${list} --joined ${joined} --data-dir ./data/n4`,
 );
