@@ -148,6 +148,9 @@ export class ClusterShards implements ShardBackend {
       this.o.logger.info({ partition: group, leader: m.from }, "joining a partition's group");
       return true;
     };
+    this.mr.sendEarly = (out) => {
+      for (const [to, batch] of out) this.transport.send(to, batch);
+    };
     this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
     const faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
     this.transport = new PeerTransport({

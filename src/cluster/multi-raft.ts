@@ -12,6 +12,9 @@
  *        the whole round: group commit across partitions);
  *     3. only then queue their messages, grouped by destination member, so
  *        the caller sends one frame per peer per round (src/cluster/peer-codec.ts);
+ *        except a leader's appends and heartbeats, which go out through
+ *        sendEarly before step 2 completes (thesis §10.2.1: the leader's
+ *        fsync and its followers' overlap; canSendBeforePersist);
  *     4. install snapshots and apply committed entries to the state machine,
  *        in order, resolving the proposals waiting for them;
  *     5. answer ReadIndex reads once applied up to their index;
@@ -23,7 +26,7 @@
  */
 import { assert } from "../assert.js";
 import type { GroupMessage } from "./peer-codec.js";
-import type { Ready } from "../raft/messages.js";
+import { canSendBeforePersist, type Ready } from "../raft/messages.js";
 import type { ConfChange } from "../raft/config.js";
 import { type FollowerStatus, Raft } from "../raft/raft.js";
 import { type Entry, EntryType, type HardState, type Snapshot } from "../raft/types.js";
@@ -153,6 +156,12 @@ export class MultiRaft {
   /** Times a group's leader changed, as seen here, per group. */
   readonly leaderChanges = new Map<number, number>();
   private readonly lastLeader = new Map<number, number>();
+  /**
+   * Sends messages at once, before the round's storage write completes (the
+   * caller's transport). Only a leader's replication traffic goes this way
+   * (canSendBeforePersist); null keeps everything until after the write.
+   */
+  sendEarly: ((messages: Map<number, GroupMessage[]>) => void) | null = null;
   /** Called with how long each storage round took (ms), for metrics. */
   onPersist: ((ms: number) => void) | null = null;
 
@@ -336,6 +345,23 @@ export class MultiRaft {
       for (const [group, g] of this.groups) if (g.raft.hasReady()) round.push({ group, g, rd: g.raft.ready() });
       const out = new Map<number, GroupMessage[]>();
       if (round.length === 0) return out;
+      // A leader's appends and heartbeats leave now, while its own write is in
+      // flight (thesis §10.2.1): the commit still waits for a durable majority,
+      // since the core counts the leader's own entries only after advance().
+      const early = new Set<Group>();
+      if (this.sendEarly !== null) {
+        const now = new Map<number, GroupMessage[]>();
+        for (const { group, g, rd } of round)
+          if (canSendBeforePersist(rd, this.persistedHardState.get(group))) {
+            early.add(g);
+            for (const message of rd.messages) {
+              let l = now.get(message.to);
+              if (l === undefined) now.set(message.to, (l = []));
+              l.push({ group, message });
+            }
+          }
+        if (now.size > 0) this.sendEarly(now);
+      }
       const durable = round
         .filter(({ rd }) => rd.snapshot !== null || rd.hardState !== null || rd.entries.length > 0)
         .map(({ group, rd }) => ({ group, snapshot: rd.snapshot, hardState: rd.hardState, entries: rd.entries }));
@@ -360,11 +386,12 @@ export class MultiRaft {
           if (this.lastLeader.has(group)) this.leaderChanges.set(group, (this.leaderChanges.get(group) ?? 0) + 1);
           this.lastLeader.set(group, rd.leader);
         }
-        for (const message of rd.messages) {
-          let l = out.get(message.to);
-          if (l === undefined) out.set(message.to, (l = []));
-          l.push({ group, message });
-        }
+        if (!early.has(g))
+          for (const message of rd.messages) {
+            let l = out.get(message.to);
+            if (l === undefined) out.set(message.to, (l = []));
+            l.push({ group, message });
+          }
         if (rd.snapshot !== null) {
           this.snapshotsInstalled++;
           this.sm.restore(group, rd.snapshot);

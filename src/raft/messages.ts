@@ -97,3 +97,31 @@ export interface Ready {
   leader: ReplicaId;
   role: Role;
 }
+
+/**
+ * May the host send `rd.messages` *before* persisting `rd` (Raft thesis
+ * §10.2.1)? Only a leader's replication traffic: appends, heartbeats,
+ * snapshots and TimeoutNow promise nothing about the sender's own disk, and
+ * the leader counts its own log toward a commit only once the host has
+ * persisted it (advance() moves the leader's own match). Everything else
+ * (votes, acknowledgements) is a promise that must be durable first, and a
+ * Ready that changes the term or vote is persisted before anything leaves.
+ * `persisted` is the hard state the host last wrote.
+ */
+export function canSendBeforePersist(rd: Ready, persisted: HardState | undefined): boolean {
+  if (rd.role !== Role.Leader || rd.messages.length === 0) return false;
+  if (
+    rd.hardState !== null &&
+    (persisted === undefined || rd.hardState.term !== persisted.term || rd.hardState.vote !== persisted.vote)
+  )
+    return false;
+  for (const m of rd.messages)
+    if (
+      m.type !== MessageType.App &&
+      m.type !== MessageType.Heartbeat &&
+      m.type !== MessageType.Snap &&
+      m.type !== MessageType.TimeoutNow
+    )
+      return false;
+  return true;
+}

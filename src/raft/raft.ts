@@ -433,11 +433,19 @@ export class Raft {
     );
   }
 
+  /**
+   * What the host must do now. The Ready owns its messages and read states:
+   * the core starts new lists, so whatever a step() adds while the host is
+   * still persisting this Ready (a host that awaits its disk keeps receiving)
+   * waits for the next one. Without that, an acknowledgement of entries
+   * appended during the write would ride out with this Ready, before those
+   * entries are durable.
+   */
   ready(): Ready {
     const hs = this.hardState();
     const p = this.prevHardState;
     const changed = hs.term !== p.term || hs.vote !== p.vote || hs.commit !== p.commit;
-    return {
+    const rd: Ready = {
       snapshot: this.pendingSnapshot,
       hardState: changed ? hs : null,
       entries: this.log.unstableEntries(),
@@ -447,6 +455,9 @@ export class Raft {
       leader: this.leader,
       role: this.role,
     };
+    this.msgs = [];
+    this.readStates = [];
+    return rd;
   }
 
   /** The host handled `rd` (persisted, sent, applied, in that order). */
@@ -462,8 +473,14 @@ export class Raft {
       if (this.log.term(last.index) === last.term) this.log.stableTo(last.index);
     }
     if (rd.committedEntries.length > 0) this.log.appliedTo(rd.committedEntries[rd.committedEntries.length - 1]!.index);
-    this.msgs = this.msgs === rd.messages ? [] : this.msgs.slice(rd.messages.length);
-    this.readStates = this.readStates === rd.readStates ? [] : this.readStates.slice(rd.readStates.length);
+    // A leader's own entries, now durable, count toward a commit (a group of
+    // one commits here). After the message queue is reset: what this sends
+    // belongs to the next Ready.
+    const self = this.role === Role.Leader ? this.progress.get(this.id) : undefined;
+    if (self !== undefined && this.log.stable > self.match) {
+      self.match = this.log.stable;
+      if (this.maybeCommit()) this.broadcastAppend();
+    }
   }
 
   // ---- roles ---------------------------------------------------------
@@ -532,7 +549,8 @@ export class Raft {
     this.leadTransferee = 0;
     this.progress = new Map();
     for (const p of members(this.config)) this.progress.set(p, new Progress(p, this.log.lastIndex() + 1, this.ticks));
-    this.progress.get(this.id)!.match = this.log.lastIndex();
+    // Our own log counts toward a commit only as far as it is durable (see advance()).
+    this.progress.get(this.id)!.match = this.log.stable;
     // An empty entry of the new term: committing it commits everything before (§5.4.2).
     if (!this.unsafeCommit)
       this.appendEntries([{ index: this.log.lastIndex() + 1, term: this.term, type: EntryType.Noop, data: EMPTY }]);
@@ -710,15 +728,17 @@ export class Raft {
 
   // ---- replication ---------------------------------------------------
 
+  /**
+   * A leader appends to its own log. Its own progress does not move yet:
+   * the entries count toward a commit once the host has persisted them
+   * (advance()), so the host may send them to followers while its own write
+   * is in flight (Raft thesis §10.2.1; see canSendBeforePersist).
+   */
   private appendEntries(entries: Entry[]): void {
     this.log.append(entries);
     const self = this.progress.get(this.id);
-    if (self !== undefined) {
-      self.match = this.log.lastIndex();
-      self.next = self.match + 1;
-    }
+    if (self !== undefined) self.next = this.log.lastIndex() + 1;
     this.syncConfig();
-    this.maybeCommit(); // a group of one commits at once
   }
 
   /**

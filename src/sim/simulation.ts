@@ -25,7 +25,7 @@
  */
 import { assert } from "../assert.js";
 import { ConfChangeType, decodeConfig, members } from "../raft/config.js";
-import { type Message, Role } from "../raft/messages.js";
+import { canSendBeforePersist, type Message, Role } from "../raft/messages.js";
 import { Raft } from "../raft/raft.js";
 import { type Entry, EntryType } from "../raft/types.js";
 import { SimDisk } from "./disk.js";
@@ -351,6 +351,10 @@ export class Simulation {
       // 1. persist, and fsync. A crash in between keeps a prefix.
       if (rd.hardState !== null && rd.hardState.term < n.disk.hardState.term)
         this.fail(`node ${n.id}: term went backwards on disk`);
+      // 0. a leader's replication traffic may leave before its own write
+      // (thesis §10.2.1): a crash below then loses entries the followers got.
+      const early = canSendBeforePersist(rd, n.disk.hardState);
+      if (early) for (const m of rd.messages) this.send(m);
       const records = SimDisk.records(rd);
       if (this.faults && records > 0 && this.rng.chance(0.001 * (this.o.faultRate ?? 1))) {
         n.disk.persist(rd, this.rng.int(records));
@@ -360,7 +364,7 @@ export class Simulation {
       }
       n.disk.persist(rd);
       // 2. send
-      for (const m of rd.messages) this.send(m);
+      if (!early) for (const m of rd.messages) this.send(m);
       // 3. install a received snapshot, then apply
       if (rd.snapshot !== null) this.install(n, rd.snapshot.data);
       for (const e of rd.committedEntries) this.apply(n, e);
