@@ -517,9 +517,12 @@ export class ClusterShards implements ShardBackend {
     try {
       if (write) {
         const t0 = performance.now();
-        const answer = await withDeadline(this.mr.propose(group, command), deadline);
-        if (answer !== null) this.proposalUs.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        const proposed = this.mr.propose(group, command);
+        // Start a round now: the entry must be written and sent (waiting for the
+        // next tick or peer message to do it cost every write up to a tick).
         this.kick();
+        const answer = await withDeadline(proposed, deadline);
+        if (answer !== null) this.proposalUs.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
         return answer ?? errorResult(ErrorCode.TIMEOUT);
       }
       const p = this.mr.readIndex(group);
