@@ -31,7 +31,7 @@ export class SimDisk {
       this.snapshot = rd.snapshot;
       this.entries = []; // a received snapshot replaces the whole log
     }
-    if (rd.entries.length > 0) {
+    if (rd.entries.length > 0 && left > 0) {
       // New entries replace any stored from the first one's index on.
       const first = rd.entries[0]!.index;
       const base = this.entries.length > 0 ? this.entries[0]!.index : first;

@@ -25,7 +25,7 @@
  */
 import { assert } from "../assert.js";
 import { ConfChangeType, decodeConfig, members } from "../raft/config.js";
-import { canSendBeforePersist, type Message, Role } from "../raft/messages.js";
+import { canSendBeforePersist, type Message, type Ready, Role } from "../raft/messages.js";
 import { Raft } from "../raft/raft.js";
 import { type Entry, EntryType } from "../raft/types.js";
 import { SimDisk } from "./disk.js";
@@ -88,7 +88,12 @@ interface SimNode {
   wasLeaderInTerm: number;
   /** A bootstrap voter (the others join later, if a change adds them). */
   founder: boolean;
+  /** A Ready whose write is still in flight (completes at step `doneAt`). */
+  pending: { rd: Ready; early: boolean; doneAt: number } | null;
 }
+
+/** How often a write stays in flight for a few steps instead of completing at once. */
+const ASYNC_WRITE_CHANCE = 0.2;
 
 interface InFlight {
   at: number;
@@ -119,6 +124,8 @@ export interface SimResult {
   reads: number;
   crashes: number;
   tornCrashes: number;
+  /** Writes that stayed in flight for a few steps while the node kept receiving. */
+  slowWrites: number;
   leaders: number;
   snapshotsSent: number;
   confChanges: number;
@@ -149,6 +156,7 @@ export class Simulation {
   private nextRead = 1;
   private crashes = 0;
   private tornCrashes = 0;
+  private slowWrites = 0;
   private snapshotsSent = 0;
   private confChanges = 0;
   private transfers = 0;
@@ -173,6 +181,7 @@ export class Simulation {
         digest: 0,
         wasLeaderInTerm: 0,
         founder: id <= o.nodes,
+        pending: null,
       };
       this.nodes.push(node);
       this.boot(node);
@@ -226,6 +235,7 @@ export class Simulation {
       reads: this.readsChecked,
       crashes: this.crashes,
       tornCrashes: this.tornCrashes,
+      slowWrites: this.slowWrites,
       leaders: this.leaderOfTerm.size,
       snapshotsSent: this.snapshotsSent,
       confChanges: this.confChanges,
@@ -250,6 +260,9 @@ export class Simulation {
       const victim = r.pick(live);
       this.crash(victim);
     }
+    // Crashes in the middle of a write are where the persistence contract is tested.
+    const writing = live.filter((n) => n.pending !== null);
+    if (writing.length > 0 && live.length > 1 && r.chance(0.01 * k)) this.crash(r.pick(writing));
     for (const n of this.nodes) if (n.raft === null && r.chance(0.02)) this.boot(n);
     if (r.chance(0.005 * k)) {
       // A partition: one side cut from the other, maybe only one way.
@@ -266,6 +279,11 @@ export class Simulation {
   }
 
   private crash(n: SimNode): void {
+    if (n.pending !== null) {
+      // The write in flight: some prefix of it reached the disk.
+      n.disk.persist(n.pending.rd, this.rng.int(SimDisk.records(n.pending.rd) + 1));
+      n.pending = null;
+    }
     n.raft = null; // only its disk survives
     this.crashes++;
     this.network = this.network.filter((f) => f.m.to !== n.id);
@@ -343,19 +361,36 @@ export class Simulation {
     if (res?.ok) this.confChanges++;
   }
 
+  /**
+   * Drives a node's Readys as a host does. A write may stay in flight for a
+   * few steps (the real host awaits its disk): meanwhile the node keeps
+   * receiving and ticking, takes no new Ready, and a crash keeps only a
+   * prefix of that write. A leader's replication traffic leaves before its
+   * write (thesis §10.2.1), so followers may hold entries the leader loses.
+   */
   private handleReady(n: SimNode): void {
+    if (n.pending !== null) {
+      if (this.time < n.pending.doneAt) return;
+      const { rd, early } = n.pending;
+      n.pending = null;
+      n.disk.persist(rd);
+      this.afterPersist(n, rd, early);
+    }
     for (let guard = 0; n.raft?.hasReady(); guard++) {
       assert(guard < 1000, "ready batches settle");
-      const raft = n.raft;
-      const rd = raft.ready();
-      // 1. persist, and fsync. A crash in between keeps a prefix.
+      const rd = n.raft.ready();
       if (rd.hardState !== null && rd.hardState.term < n.disk.hardState.term)
         this.fail(`node ${n.id}: term went backwards on disk`);
-      // 0. a leader's replication traffic may leave before its own write
-      // (thesis §10.2.1): a crash below then loses entries the followers got.
+      // 0. a leader's replication traffic may leave before its own write.
       const early = canSendBeforePersist(rd, n.disk.hardState);
       if (early) for (const m of rd.messages) this.send(m);
+      // 1. persist, and fsync: now, or a few steps later. A crash in between keeps a prefix.
       const records = SimDisk.records(rd);
+      if (records > 0 && this.rng.chance(ASYNC_WRITE_CHANCE)) {
+        n.pending = { rd, early, doneAt: this.time + 1 + this.rng.int(8) };
+        this.slowWrites++;
+        return;
+      }
       if (this.faults && records > 0 && this.rng.chance(0.001 * (this.o.faultRate ?? 1))) {
         n.disk.persist(rd, this.rng.int(records));
         this.tornCrashes++;
@@ -363,36 +398,42 @@ export class Simulation {
         return;
       }
       n.disk.persist(rd);
-      // 2. send
-      if (!early) for (const m of rd.messages) this.send(m);
-      // 3. install a received snapshot, then apply
-      if (rd.snapshot !== null) this.install(n, rd.snapshot.data);
-      for (const e of rd.committedEntries) this.apply(n, e);
-      // 4. reads
-      for (const rs of rd.readStates) {
-        const read = this.reads.get(rs.context);
-        if (read === undefined) continue;
-        this.reads.delete(rs.context);
-        if (rs.index < read.mustCover)
-          this.fail(
-            `linearizability: read ${rs.context} at index ${rs.index} misses the acknowledged write at ${read.mustCover}`,
-          );
-        this.readsChecked++;
+      this.afterPersist(n, rd, early);
+    }
+  }
+
+  /** Steps 2 to 5 of handling a Ready, once its write is durable. */
+  private afterPersist(n: SimNode, rd: Ready, early: boolean): void {
+    const raft = n.raft!;
+    // 2. send
+    if (!early) for (const m of rd.messages) this.send(m);
+    // 3. install a received snapshot, then apply
+    if (rd.snapshot !== null) this.install(n, rd.snapshot.data);
+    for (const e of rd.committedEntries) this.apply(n, e);
+    // 4. reads
+    for (const rs of rd.readStates) {
+      const read = this.reads.get(rs.context);
+      if (read === undefined) continue;
+      this.reads.delete(rs.context);
+      if (rs.index < read.mustCover)
+        this.fail(
+          `linearizability: read ${rs.context} at index ${rs.index} misses the acknowledged write at ${read.mustCover}`,
+        );
+      this.readsChecked++;
+    }
+    raft.advance(rd);
+    // Now and then the host snapshots its state machine and compacts the
+    // log behind it, keeping a few entries for followers just behind.
+    if (this.faults && this.rng.chance(0.01) && n.appliedIndex > 0) {
+      const index = Math.max(raft.log.snapshotIndex(), n.appliedIndex - this.rng.int(4));
+      if (index > raft.log.snapshotIndex()) {
+        const data = enc.encode(JSON.stringify({ index, digest: this.digests[index] }));
+        n.disk.compact(raft.compact(index, data));
       }
-      raft.advance(rd);
-      // Now and then the host snapshots its state machine and compacts the
-      // log behind it, keeping a few entries for followers just behind.
-      if (this.faults && this.rng.chance(0.01) && n.appliedIndex > 0) {
-        const index = Math.max(raft.log.snapshotIndex(), n.appliedIndex - this.rng.int(4));
-        if (index > raft.log.snapshotIndex()) {
-          const data = enc.encode(JSON.stringify({ index, digest: this.digests[index] }));
-          n.disk.compact(raft.compact(index, data));
-        }
-      }
-      if (rd.role === Role.Leader && n.wasLeaderInTerm !== raft.term) {
-        n.wasLeaderInTerm = raft.term;
-        this.checkLeaderCompleteness(n);
-      }
+    }
+    if (rd.role === Role.Leader && n.wasLeaderInTerm !== raft.term) {
+      n.wasLeaderInTerm = raft.term;
+      this.checkLeaderCompleteness(n);
     }
   }
 

@@ -29,7 +29,7 @@ describe("Raft simulation", () => {
   });
 
   it("exercises every fault and feature it claims to, across 100 seeds", () => {
-    const total = { tornCrashes: 0, snapshotsSent: 0, confChanges: 0, transfers: 0 };
+    const total = { tornCrashes: 0, snapshotsSent: 0, confChanges: 0, transfers: 0, slowWrites: 0 };
     for (let seed = 1; seed <= 100; seed++) {
       const r = new Simulation({ seed, nodes: seed % 2 === 0 ? 5 : 3, steps: 1500, settleTicks: 600 }).run();
       for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += r[k];
@@ -80,7 +80,9 @@ describe("Raft simulation", () => {
   // client and a crash-heavy schedule make the window common.
   it("has teeth: it catches the planted Figure 8 bug (commit of an earlier term's entry by counting replicas)", () => {
     let caught: SimViolation | null = null;
-    for (let seed = 1; seed <= 600 && caught === null; seed++) {
+    // The first seed that exposes it depends on the whole random stream (1213 since writes may stay
+    // in flight); the loop stops at the first one.
+    for (let seed = 1; seed <= 2000 && caught === null; seed++) {
       try {
         new Simulation({
           seed,
@@ -97,7 +99,7 @@ describe("Raft simulation", () => {
         if (err.kind === "safety") caught = err;
       }
     }
-    assert.ok(caught !== null, "no seed in 1..600 exposed the planted bug");
+    assert.ok(caught !== null, "no seed in 1..2000 exposed the planted bug");
     assert.match(caught.message, /leader completeness|state machine safety/);
   });
 });
