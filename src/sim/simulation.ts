@@ -431,7 +431,9 @@ export class Simulation {
         n.disk.compact(raft.compact(index, data));
       }
     }
-    if (rd.role === Role.Leader && n.wasLeaderInTerm !== raft.term) {
+    // A leader, checked once per term it leads (as it is now: with a write in
+    // flight, `rd` may be older than the node's current term and role).
+    if (raft.role === Role.Leader && n.wasLeaderInTerm !== raft.term) {
       n.wasLeaderInTerm = raft.term;
       this.checkLeaderCompleteness(n);
     }
