@@ -271,6 +271,9 @@ struct PeerHello {
                             # configured differently refuse each other
   member @1 :UInt32;        # the sender's member id (1-based position in the list)
   clientAddress @2 :Text;   # host:port its clients connect to (status tools find every member from one)
+  name @3 :Text;            # the sender's member name, and
+  peerAddress @4 :Text;     # its peer host:port: how a member joined after bootstrap (--joined)
+                            # introduces itself to members that do not list it yet
 }
 
 struct RaftBatch {

@@ -7,9 +7,9 @@
 //   n3      7703         6383        7713       ./data/n3
 //   Cerializer on http://127.0.0.1:8700 in front of all three (--cluster true)
 //
-// A fourth member, n4 (client 7704, Redis 6384, peer 7714), is listed in
-// every member's --joined list but not started: to try a replacement, stop
-// one member (say n2) and run
+// To try replacing a member: stop one (say n2), start a fourth, n4 (client
+// 7704, Redis 6384, peer 7714), which introduces itself to the others, and
+// move n2's replicas to it:
 //   node dist/src/cli/main.js server --port 7704 --resp-port 6384 --node-id n4 \
 //     --cluster <the list> --joined n4=127.0.0.1:7714 --data-dir ./data/n4
 //   npx piccolo cluster replace n2 n4 --server 127.0.0.1:7701
@@ -69,8 +69,6 @@ for (const m of members)
     m.name,
     "--cluster",
     list,
-    "--joined",
-    joined,
     "--data-dir",
     `./data/${m.name}`,
     "--log-level",
@@ -89,5 +87,5 @@ console.log(
   "cluster: npx piccolo put k v --server 127.0.0.1:7702; redis-cli -p 6383 get k; curl localhost:8700/v1/kv/k",
 );
 console.log(
-  `spare member n4 (not started): node dist/src/cli/main.js server --port 7704 --resp-port 6384 --node-id n4 --cluster ${list} --joined ${joined} --data-dir ./data/n4`,
+  `to add a member n4: node dist/src/cli/main.js server --port 7704 --resp-port 6384 --node-id n4 --cluster ${list} --joined ${joined} --data-dir ./data/n4`,
 );

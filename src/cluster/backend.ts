@@ -30,7 +30,8 @@ import { PartitionMachine } from "./partition-machine.js";
 import { ConfChangeType } from "../raft/config.js";
 import { MessageType } from "../raft/messages.js";
 import { encodeForward, encodeForwardReply, encodeReplace, encodeTransfer, type ForwardOutcome } from "./peer-codec.js";
-import { type Member, type PartitionPlacement, place } from "./placement.js";
+import { loadJoined, mergeMembers, saveJoined } from "./joined.js";
+import { MAX_CLUSTER_MEMBERS, type Member, type PartitionPlacement, place } from "./placement.js";
 import { clusterIdOf, PeerTransport } from "./transport.js";
 import { hash32 } from "../hash.js";
 
@@ -73,6 +74,8 @@ export class ClusterShards implements ShardBackend {
   private readonly hosted: Set<number>;
   private readonly sm = new PartitionMachine();
   private mr!: MultiRaft;
+  /** Every member known: the flags' lists, members learned since (joined.json), in id order. */
+  private members: Member[] = [];
   /** host:port of this member's client listener (set by listening()). */
   private clientAddress = "";
   private wal!: Wal;
@@ -120,6 +123,7 @@ export class ClusterShards implements ShardBackend {
   private async open(): Promise<void> {
     const { wal, groups } = await Wal.open(this.o.dataDir);
     this.wal = wal;
+    this.members = mergeMembers(this.o.members, await loadJoined(this.o.dataDir));
     // Replicas placed here at bootstrap, and any others this member's WAL holds (replicas a
     // membership change added later; their configuration is in their log or snapshot).
     for (const g of groups.keys()) if (g < this.o.partitions) this.hosted.add(g);
@@ -156,7 +160,9 @@ export class ClusterShards implements ShardBackend {
     this.transport = new PeerTransport({
       faults: faultFile !== undefined,
       self: this.o.self,
-      members: this.o.members,
+      members: this.members,
+      announce: this.o.self.id > this.o.bootstrap.length,
+      onJoin: (m) => this.learnMember(m),
       clusterId: clusterIdOf(this.o.bootstrap, this.o.partitions, hash32),
       clientAddress: () => this.clientAddress,
       logger: this.o.logger,
@@ -232,7 +238,7 @@ export class ClusterShards implements ShardBackend {
         (text) => {
           if (text === last) return;
           last = text;
-          for (const m of this.o.members) if (m.id !== this.o.self.id) this.transport.unblock(m.id);
+          for (const m of this.members) if (m.id !== this.o.self.id) this.transport.unblock(m.id);
           for (const line of text.split("\n")) {
             const [verb, peer, dir] = line.trim().split(/\s+/);
             if (verb === "block" && peer !== undefined)
@@ -256,7 +262,7 @@ export class ClusterShards implements ShardBackend {
    */
   private rebalance(): void {
     const now = Date.now();
-    for (const m of this.o.members)
+    for (const m of this.members)
       if (m.id !== this.o.self.id && !this.transport.isConnected(m.id)) this.connectedSince.delete(m.id);
       else if (!this.connectedSince.has(m.id)) this.connectedSince.set(m.id, now);
     for (const p of this.placement) {
@@ -420,7 +426,7 @@ export class ClusterShards implements ShardBackend {
     const peers = new Map(this.transport.stats().map((s) => [s.member, s]));
     return {
       self: this.o.self.id,
-      members: this.o.members.map((m) => ({
+      members: this.members.map((m) => ({
         id: m.id,
         name: m.name,
         peerAddress: `${m.host}:${m.port}`,
@@ -596,8 +602,30 @@ export class ClusterShards implements ShardBackend {
   private preferred(group: number): number {
     const p = this.placement[group]!.preferredLeader;
     if (p !== this.o.self.id && this.transport.isConnected(p)) return p;
-    for (const m of this.o.members) if (m.id !== this.o.self.id && this.transport.isConnected(m.id)) return m.id;
+    for (const m of this.members) if (m.id !== this.o.self.id && this.transport.isConnected(m.id)) return m.id;
     return 0;
+  }
+
+  /**
+   * A member joined after bootstrap introduced itself (src/cluster/transport.ts):
+   * keep it if it takes a joined id, and record it in the data directory so
+   * that a restart without it in --joined still knows it.
+   */
+  private learnMember(m: Member): boolean {
+    if (m.id <= this.o.bootstrap.length || m.id > MAX_CLUSTER_MEMBERS) return false;
+    if (this.members.some((x) => x.id === m.id || x.name === m.name)) return false;
+    const members = [...this.members, m].sort((a, b) => a.id - b.id);
+    try {
+      saveJoined(
+        this.o.dataDir,
+        members.filter((x) => x.id > this.o.bootstrap.length),
+      );
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message, member: m.name }, "could not record a joined member");
+      return false;
+    }
+    this.members = members;
+    return true;
   }
 
   /** This member holds a replica of the group that is in its configuration (voter or learner). */
@@ -619,9 +647,9 @@ export class ClusterShards implements ShardBackend {
   replaceReplica(partition: number, remove: number, add: number): string | null {
     if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
       return `no partition ${partition} (there are ${this.o.partitions})`;
-    const known = (id: number) => this.o.members.some((m) => m.id === id);
+    const known = (id: number) => this.members.some((m) => m.id === id);
     if (!known(remove)) return `no member ${remove}`;
-    if (!known(add)) return `no member ${add} (a new member must be in every member's --joined list)`;
+    if (!known(add)) return `no member ${add} (a new member is started with --joined and introduces itself)`;
     if (remove === add) return "the member to remove and the one to add are the same";
     const leader = this.leaderOf(partition);
     if (leader === this.o.self.id) return this.stepReplace(partition, remove, add);

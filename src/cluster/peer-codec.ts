@@ -37,7 +37,7 @@ export type ForwardOutcome =
   | { kind: "failed"; reason: string };
 
 export type DecodedFrame =
-  | { kind: "hello"; clusterId: bigint; member: number; clientAddress: string }
+  | { kind: "hello"; clusterId: bigint; member: number; clientAddress: string; name: string; peerAddress: string }
   | { kind: "raft"; messages: GroupMessage[] }
   | ({ kind: "forward" } & ForwardRequest)
   | { kind: "forwardReply"; id: number; outcome: ForwardOutcome }
@@ -88,12 +88,20 @@ function frameOf(m: capnp.Message): Uint8Array {
   return new Uint8Array(m.toArrayBuffer());
 }
 
-export function encodeHello(clusterId: bigint, member: number, clientAddress = ""): Uint8Array {
+export function encodeHello(
+  clusterId: bigint,
+  member: number,
+  clientAddress = "",
+  name = "",
+  peerAddress = "",
+): Uint8Array {
   const m = new capnp.Message();
   const h = m.initRoot(PeerFrame)._initHello();
   h.clusterId = clusterId;
   h.member = member;
   h.clientAddress = clientAddress;
+  h.name = name;
+  h.peerAddress = peerAddress;
   return frameOf(m);
 }
 
@@ -199,7 +207,13 @@ function decodeMessage(r: RaftMessage): GroupMessage {
   };
 }
 
-/** A peer's client address: host:port, bounded, or empty when it did not say. */
+/** A member name as in the member list, or empty when it did not say. */
+function checkedName(n: string): string {
+  if (n === "" || /^[A-Za-z0-9_-]{1,64}$/.test(n)) return n;
+  throw new PeerProtocolError(`"${n.slice(0, 64)}" is not a member name`);
+}
+
+/** A peer's address: host:port, bounded, or empty when it did not say. */
 function checkedAddress(a: string): string {
   if (a === "") return a;
   if (a.length > 300 || !/^[^\s]+:\d{1,5}$/.test(a))
@@ -224,6 +238,8 @@ export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
           clusterId: root.hello.clusterId,
           member: root.hello.member,
           clientAddress: checkedAddress(root.hello.clientAddress),
+          name: checkedName(root.hello.name),
+          peerAddress: checkedAddress(root.hello.peerAddress),
         };
       case PeerFrame_Which.RAFT: {
         const list = root.raft.messages;

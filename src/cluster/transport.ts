@@ -20,6 +20,13 @@
  * - Receiving decodes each frame strictly (src/cluster/peer-codec.ts); a
  *   malformed frame closes that connection (and only it).
  *
+ * - A member joined after bootstrap (`--joined`) may be unknown to members
+ *   started before it. It *announces* itself: every PEER_ANNOUNCE_EVERY_MS,
+ *   to each lower-id member that has not connected to it, it opens a
+ *   connection and says hello with its name and peer address. A member that
+ *   does not know it asks `onJoin` (which checks and records it), adds it,
+ *   closes the announcing connection and dials it, as the rule says.
+ *
  * Test-only fault injection: with `faults: true`, block(peer, direction)
  * drops traffic to and/or from a peer in this transport, which is how the
  * fault harness partitions members, one way or both.
@@ -46,6 +53,8 @@ export const PEER_BACKOFF_MIN_MS = 50;
 export const PEER_BACKOFF_MAX_MS = 2_000;
 /** How long a connection may take to say hello before it is closed. */
 export const PEER_HELLO_TIMEOUT_MS = 5_000;
+/** How often a joined member announces itself to lower-id members not connected to it. */
+export const PEER_ANNOUNCE_EVERY_MS = 1_000;
 
 export interface TransportOptions {
   self: Member;
@@ -53,6 +62,13 @@ export interface TransportOptions {
   clusterId: bigint;
   /** host:port this member's clients connect to, sent in every hello ("" when unknown). */
   clientAddress?: () => string;
+  /** This member joined after bootstrap: announce it to lower-id members that do not dial it. */
+  announce?: boolean;
+  /**
+   * A hello from a member not in our list, with our cluster id: true adds it
+   * (the caller checked it and recorded it durably), false refuses it.
+   */
+  onJoin?: (m: Member) => boolean;
   /** Called with every batch received from a peer, in order. */
   onMessages: (from: number, messages: GroupMessage[]) => void;
   /** Called when a peer's connection is lost (pending requests to it will not be answered). */
@@ -112,6 +128,7 @@ export class PeerTransport {
   private readonly maxQueuedBytes: number;
   /** Connections accepted whose hello has not arrived yet. */
   private readonly pending = new Set<Socket>();
+  private announceTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: TransportOptions) {
     this.maxQueuedBytes = o.maxQueuedBytes ?? PEER_MAX_QUEUED_BYTES;
@@ -126,7 +143,55 @@ export class PeerTransport {
       this.server!.listen(this.o.self.port, this.o.self.host, () => resolve());
     });
     for (const p of this.peers.values()) if (this.o.self.id < p.member.id) this.dial(p);
+    if (this.o.announce) {
+      this.announceTimer = setInterval(() => {
+        for (const p of this.peers.values()) if (p.member.id < this.o.self.id && !p.ready) this.announceTo(p);
+      }, PEER_ANNOUNCE_EVERY_MS);
+      this.announceTimer.unref();
+    }
     return (this.server.address() as { port: number }).port;
+  }
+
+  /** Members known so far (the list given at start, and those learned since). */
+  members(): Member[] {
+    return [...this.peers.values()].map((p) => p.member);
+  }
+
+  /** A one-shot connection that says hello and expects to be closed (see the file comment). */
+  private announceTo(p: Peer): void {
+    if (this.stopped) return;
+    const s = connect({ host: p.member.host, port: p.member.port, noDelay: true });
+    s.on("error", () => {});
+    s.on("data", () => {});
+    s.once("connect", () => s.write(this.hello()));
+    const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
+    s.once("close", () => clearTimeout(timer));
+  }
+
+  private hello(): Uint8Array {
+    return encodeHello(
+      this.o.clusterId,
+      this.o.self.id,
+      this.o.clientAddress?.() ?? "",
+      this.o.self.name,
+      `${this.o.self.host}:${this.o.self.port}`,
+    );
+  }
+
+  /** A hello from a member not in our list: learn it if it fits, then dial it. */
+  private learn(f: Extract<DecodedFrame, { kind: "hello" }>): boolean {
+    if (this.o.onJoin === undefined || f.name === "" || f.peerAddress === "" || f.member === this.o.self.id)
+      return false;
+    const a = /^(.+):(\d+)$/.exec(f.peerAddress)!;
+    const m: Member = { name: f.name, id: f.member, host: a[1]!, port: Number(a[2]) };
+    const all = [this.o.self, ...this.members()];
+    if (all.some((x) => x.id === m.id || x.name === m.name || (x.host === m.host && x.port === m.port))) return false;
+    if (!this.o.onJoin(m)) return false;
+    const p = new Peer(m);
+    this.peers.set(m.id, p);
+    this.o.logger?.info({ member: m.name, id: m.id, address: f.peerAddress }, "learned a joined member");
+    if (this.o.self.id < m.id) this.dial(p);
+    return true;
   }
 
   /**
@@ -180,6 +245,7 @@ export class PeerTransport {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.announceTimer !== null) clearInterval(this.announceTimer);
     for (const p of this.peers.values()) {
       if (p.timer !== null) clearTimeout(p.timer);
       p.socket?.destroy();
@@ -229,7 +295,7 @@ export class PeerTransport {
     p.socket?.destroy();
     p.socket = s;
     p.ready = false;
-    s.write(encodeHello(this.o.clusterId, this.o.self.id, this.o.clientAddress?.() ?? ""));
+    s.write(this.hello());
     const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
     s.once("close", () => clearTimeout(timer));
     this.readFrames(s, p, timer);
@@ -252,7 +318,13 @@ export class PeerTransport {
               s.destroy();
             };
             if (f.clusterId !== this.o.clusterId) return refuse("cluster id differs (another member list?)");
-            if (claimed === undefined) return refuse("not a member");
+            if (claimed === undefined) {
+              // A member joined after bootstrap introducing itself: learn it, then dial it as the rule says.
+              if (dialed === null && this.learn(f)) return s.destroy();
+              return refuse("not a member");
+            }
+            // An announcement from a member we already know and dial: nothing to refuse loudly.
+            if (dialed === null && this.o.self.id < f.member && f.name !== "") return s.destroy();
             if (dialed !== null && claimed !== dialed)
               return refuse(`dialed ${dialed.member.id}, hello says ${f.member}`);
             if (dialed === null && this.o.self.id < f.member)
@@ -264,7 +336,7 @@ export class PeerTransport {
               this.pending.delete(s);
               claimed.socket?.destroy();
               claimed.socket = s;
-              s.write(encodeHello(this.o.clusterId, this.o.self.id, this.o.clientAddress?.() ?? ""));
+              s.write(this.hello());
               s.once("close", () => this.detach(claimed, s));
             }
             claimed.ready = true;

@@ -76,13 +76,19 @@ describe("peer codec", () => {
     );
   });
 
-  it("hello carries the cluster id, the member and its client address", () => {
-    assert.deepEqual(decodePeerFrame(buf(encodeHello(0xfedcba9876543210n, 3, "10.0.0.7:7700"))), {
-      kind: "hello",
-      clusterId: 0xfedcba9876543210n,
-      member: 3,
-      clientAddress: "10.0.0.7:7700",
-    });
+  it("hello carries the cluster id, the member, its name and its addresses", () => {
+    assert.deepEqual(
+      decodePeerFrame(buf(encodeHello(0xfedcba9876543210n, 3, "10.0.0.7:7700", "n3", "10.0.0.7:7713"))),
+      {
+        kind: "hello",
+        clusterId: 0xfedcba9876543210n,
+        member: 3,
+        clientAddress: "10.0.0.7:7700",
+        name: "n3",
+        peerAddress: "10.0.0.7:7713",
+      },
+    );
+    assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, "", "bad name!", "h:1"))), PeerProtocolError);
     assert.equal((decodePeerFrame(buf(encodeHello(1n, 2))) as { clientAddress: string }).clientAddress, "");
     assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, "no port here"))), PeerProtocolError);
     assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, `${"h".repeat(400)}:1`))), PeerProtocolError);

@@ -2485,7 +2485,7 @@ export class PeerHello extends $.Struct {
   static readonly _capnp = {
     displayName: "PeerHello",
     id: "e3a692cdf740f619",
-    size: new $.ObjectSize(16, 1),
+    size: new $.ObjectSize(16, 3),
   };
   /**
 * hash of the member list and partition count: peers
@@ -2517,6 +2517,27 @@ export class PeerHello extends $.Struct {
   }
   set clientAddress(value: string) {
     $.utils.setText(0, value, this);
+  }
+  /**
+* the sender's member name, and
+*
+*/
+  get name(): string {
+    return $.utils.getText(1, this);
+  }
+  set name(value: string) {
+    $.utils.setText(1, value, this);
+  }
+  /**
+* its peer host:port: how a member joined after bootstrap (--joined)
+* introduces itself to members that do not list it yet
+*
+*/
+  get peerAddress(): string {
+    return $.utils.getText(2, this);
+  }
+  set peerAddress(value: string) {
+    $.utils.setText(2, value, this);
   }
   toString(): string { return "PeerHello_" + super.toString(); }
 }

@@ -1125,6 +1125,20 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "text"
           }
+        },
+        {
+          "name": "name",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "peerAddress",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
         }
       ]
     },
