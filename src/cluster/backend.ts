@@ -25,7 +25,7 @@ import { ErrorCode } from "../errors.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
 import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } from "../shard/command.js";
 import { Wal } from "../wal/wal.js";
-import { MultiRaft, NotLeaderError, ProposalDroppedError } from "./multi-raft.js";
+import { MultiRaft, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError } from "./multi-raft.js";
 import { PartitionMachine } from "./partition-machine.js";
 import { ConfChangeType } from "../raft/config.js";
 import { MessageType } from "../raft/messages.js";
@@ -538,6 +538,8 @@ export class ClusterShards implements ShardBackend {
       return this.sm.read(group, command, Date.now());
     } catch (err) {
       if (err instanceof NotLeaderError || err instanceof ProposalDroppedError) return null;
+      // Possibly applied: answered like a timeout, never retried.
+      if (err instanceof ProposalOutcomeUnknownError) return errorResult(ErrorCode.TIMEOUT);
       throw err;
     }
   }

@@ -88,6 +88,18 @@ export class ProposalDroppedError extends Error {
   readonly code = "PROPOSAL_DROPPED";
 }
 
+/**
+ * A proposal whose fate this replica cannot tell: its index was covered by a
+ * snapshot from the leader before the entry was applied here. The entry may
+ * be in that snapshot (applied) or may have been replaced (not applied); the
+ * answer is unknown, like a timeout. It must never be retried as if it had
+ * not been applied.
+ */
+export class ProposalOutcomeUnknownError extends Error {
+  override name = "ProposalOutcomeUnknownError";
+  readonly code = "OUTCOME_UNKNOWN";
+}
+
 export interface MultiRaftOptions {
   /** This member's id (the Raft replica id in every group). */
   member: number;
@@ -220,7 +232,8 @@ export class MultiRaft {
   /**
    * Proposes a command to a group. Resolves with the state machine's answer
    * once the command is committed and applied here; rejects with
-   * NotLeaderError (at once) or ProposalDroppedError (its entry lost to
+   * NotLeaderError (at once), ProposalOutcomeUnknownError (a snapshot from
+   * the leader covered it before it was applied here) or ProposalDroppedError (its entry lost to
    * another leader's). A proposal may also never resolve when its leader is
    * deposed before replicating it: callers put a deadline on it, and treat a
    * timeout as an unknown outcome.
@@ -400,7 +413,7 @@ export class MultiRaft {
           for (const [index, w] of g.proposals)
             if (index <= g.applied) {
               g.proposals.delete(index);
-              w.reject(new ProposalDroppedError("replaced by a snapshot from the leader; outcome unknown"));
+              w.reject(new ProposalOutcomeUnknownError(`entry ${index} was covered by a snapshot from the leader`));
             }
         }
         for (const e of rd.committedEntries) this.applyEntry(group, g, e);
@@ -449,8 +462,11 @@ export class MemoryStorage implements RaftStorage {
     for (const p of round) {
       const s = this.state.get(p.group) ?? { hardState: { term: 0, vote: 0, commit: 0 }, entries: [], snapshot: null };
       if (p.snapshot !== null) {
+        // A snapshot received from the leader replaces the whole log, as in the
+        // core and the WAL (a SNAPSHOT record with replacesLog): entries kept
+        // past it would be the replica's old, possibly conflicting, tail.
         s.snapshot = p.snapshot;
-        s.entries = s.entries.filter((e) => e.index > p.snapshot!.meta.index);
+        s.entries = [];
       }
       if (p.entries.length > 0) {
         const first = p.entries[0]!.index;

@@ -12,14 +12,29 @@
  * logic, every interleaving reproducible from a seed. The real-process
  * chaos harness will run the same clients and checker against real nodes.
  *
+ * Storage is slow on purpose, as the real WAL is awaited: a member's write
+ * may complete rounds later, while the member keeps receiving messages and
+ * clients keep proposing (no new round starts until it completes, as in the
+ * node), a leader's appends leave before its own write, and a crash keeps a
+ * random prefix of a write in flight.
+ *
  * Client semantics, as a real client would see them:
  *   resolved               ok, with the result
  *   NotLeaderError         failed, definitely not applied (the op is dropped from the history)
  *   ProposalDroppedError   failed, definitely not applied (dropped too)
+ *   ProposalOutcomeUnknownError  unknown, as a timeout
  *   no answer in time      unknown: recorded with no output, "possibly applied"
  */
 import { checkHistory, type Operation, type Value, type Verdict } from "../check/linearizability.js";
-import { MemoryStorage, MultiRaft, NotLeaderError } from "../cluster/multi-raft.js";
+import {
+  type GroupPersist,
+  type GroupState,
+  MemoryStorage,
+  MultiRaft,
+  NotLeaderError,
+  ProposalOutcomeUnknownError,
+  type RaftStorage,
+} from "../cluster/multi-raft.js";
 import { PartitionMachine } from "../cluster/partition-machine.js";
 import type { GroupMessage } from "../cluster/peer-codec.js";
 import { ErrorCode } from "../errors.js";
@@ -45,6 +60,9 @@ export interface KvSimResult {
   unknown: number;
   crashes: number;
   partitions: number;
+  compactions: number;
+  /** By the members' current incarnations (a restart starts counting again). */
+  snapshotsInstalled: number;
 }
 
 const MEMBERS = [1, 2, 3];
@@ -53,10 +71,53 @@ const dec = new TextDecoder();
 
 interface Member {
   id: number;
-  storage: MemoryStorage;
+  storage: SlowStorage;
   sm: PartitionMachine;
   mr: MultiRaft;
   up: boolean;
+  /** A process() round is under way (its write may be in flight). */
+  busy: boolean;
+}
+
+/** How often a write stays in flight for a few rounds. */
+const SLOW_WRITE_CHANCE = 0.3;
+
+/** Memory storage whose writes may complete rounds later; a crash keeps a prefix of those in flight. */
+class SlowStorage implements RaftStorage {
+  readonly mem = new MemoryStorage();
+  private pending: { round: GroupPersist[]; at: number; resolve: () => void }[] = [];
+  constructor(private readonly sim: { round(): number; r: Prng }) {}
+
+  async persist(round: GroupPersist[], mustSync = true): Promise<void> {
+    if (this.sim.r.chance(SLOW_WRITE_CHANCE))
+      return new Promise((resolve) =>
+        this.pending.push({ round, at: this.sim.round() + 1 + this.sim.r.int(4), resolve }),
+      );
+    await this.mem.persist(round, mustSync);
+  }
+
+  saveCompaction(group: number, snapshot: Parameters<MemoryStorage["saveCompaction"]>[1]): Promise<void> {
+    return this.mem.saveCompaction(group, snapshot);
+  }
+
+  restore(group: number): GroupState | undefined {
+    return this.mem.restore(group);
+  }
+
+  /** Completes the writes due by `now`, in order. */
+  complete(now: number): void {
+    while (this.pending.length > 0 && this.pending[0]!.at <= now) {
+      const w = this.pending.shift()!;
+      void this.mem.persist(w.round); // applies synchronously
+      w.resolve();
+    }
+  }
+
+  /** The process died: of each write in flight, some prefix of its groups reached the disk. */
+  crash(): void {
+    for (const w of this.pending) void this.mem.persist(w.round.slice(0, this.sim.r.int(w.round.length + 1)));
+    this.pending = [];
+  }
 }
 
 interface InFlight {
@@ -75,6 +136,7 @@ export class KvSimulation {
   private readonly history: Operation[] = [];
   private crashes = 0;
   private partitions = 0;
+  private compactions = 0;
   private nextValue = 1;
 
   constructor(o: KvSimOptions) {
@@ -88,10 +150,11 @@ export class KvSimulation {
       ...o,
     };
     this.r = new Prng(o.seed);
-    for (const id of MEMBERS) this.members.push(this.boot(id, new MemoryStorage()));
+    const clock = { round: () => this.round, r: this.r };
+    for (const id of MEMBERS) this.members.push(this.boot(id, new SlowStorage(clock)));
   }
 
-  private boot(id: number, storage: MemoryStorage): Member {
+  private boot(id: number, storage: SlowStorage): Member {
     const sm = new PartitionMachine();
     const mr = new MultiRaft({
       member: id,
@@ -103,8 +166,22 @@ export class KvSimulation {
       stateMachine: sm,
       rand: () => this.r.next(),
     });
-    return { id, storage, sm, mr, up: true };
+    const m: Member = { id, storage, sm, mr, up: true, busy: false };
+    mr.sendEarly = (out) => this.send(m, out);
+    return m;
   }
+
+  /** Puts a member's batches on the network (lossy, duplicating, delaying). */
+  private send(from: Member, out: Map<number, GroupMessage[]>): void {
+    if (!from.up || this.members[from.id - 1] !== from) return; // a crashed incarnation says nothing
+    for (const batch of out.values()) {
+      if (this.r.chance(0.05)) continue; // lost
+      const copies = this.r.chance(0.02) ? 2 : 1; // duplicated
+      for (let i = 0; i < copies; i++) this.net.push({ at: this.round + 1 + this.r.int(3), batch });
+    }
+  }
+
+  private failure: unknown = null;
 
   private command(op: number, key: string, value: string | null, arg0 = 0): Uint8Array {
     const k = enc.encode(key);
@@ -140,14 +217,33 @@ export class KvSimulation {
     }
     for (const m of this.members) {
       if (!m.up) continue;
+      m.storage.complete(this.round);
       m.mr.tick();
-      const out = await m.mr.process();
-      for (const batch of out.values()) {
-        if (this.r.chance(0.05)) continue; // lost
-        const copies = this.r.chance(0.02) ? 2 : 1; // duplicated
-        for (let i = 0; i < copies; i++) this.net.push({ at: this.round + 1 + this.r.int(3), batch });
+      if (m.busy) continue; // its round's write is still in flight
+      m.busy = true;
+      if (this.r.chance(0.01)) {
+        // Now and then, between rounds as the node does, compact a group's log into a snapshot:
+        // members behind it then catch up by InstallSnapshot.
+        m.mr.compact(this.r.int(this.o.groups)).then(
+          () => {
+            m.busy = false;
+            this.compactions++;
+          },
+          (err: unknown) => (this.failure ??= err),
+        );
+        continue;
       }
+      m.mr.process().then(
+        (out) => {
+          m.busy = false;
+          this.send(m, out);
+        },
+        (err: unknown) => (this.failure ??= err),
+      );
     }
+    // Let rounds whose writes completed run to their end.
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    if (this.failure !== null) throw this.failure;
     if (!faults) return;
     if (this.r.chance(0.01)) {
       // Partition one member from the others, or heal.
@@ -164,6 +260,7 @@ export class KvSimulation {
       else {
         const m = this.r.pick(this.members);
         m.up = false;
+        m.storage.crash();
         this.crashes++;
       }
     }
@@ -217,15 +314,18 @@ export class KvSimulation {
         settle = member.mr.propose(g, this.command(Op.CAS, key, value, version));
       }
       const outcome = await this.await(settle);
+      if (
+        outcome.kind === "timeout" ||
+        (outcome.kind === "failed" && outcome.err instanceof ProposalOutcomeUnknownError)
+      ) {
+        this.history.push({ client: id, key, input, output: null, call, ret: Number.POSITIVE_INFINITY });
+        guess = this.r.pick(MEMBERS);
+        continue;
+      }
       if (outcome.kind === "failed") {
         if (outcome.err instanceof NotLeaderError && outcome.err.leader !== 0) guess = outcome.err.leader;
         else guess = this.r.pick(MEMBERS);
         await this.wait(1);
-        continue;
-      }
-      if (outcome.kind === "timeout") {
-        this.history.push({ client: id, key, input, output: null, call, ret: Number.POSITIVE_INFINITY });
-        guess = this.r.pick(MEMBERS);
         continue;
       }
       const res = new Result();
@@ -294,6 +394,8 @@ export class KvSimulation {
       unknown: this.history.filter((h) => h.output === null).length,
       crashes: this.crashes,
       partitions: this.partitions,
+      compactions: this.compactions,
+      snapshotsInstalled: this.members.reduce((n, m) => n + m.mr.snapshotsInstalled, 0),
     };
   }
 }
