@@ -277,7 +277,10 @@ struct PeerHello {
 }
 
 struct RaftBatch {
-  messages @0 :List(RaftMessage);
+  messages @0 :List(RaftMessage);   # messages with entries or a snapshot
+  small @1 :Data;                   # the others (heartbeats, acknowledgements, votes): fixed
+                                    # 64-byte records, little-endian, laid out in
+                                    # src/cluster/peer-codec.ts (SMALL_RECORD_BYTES)
 }
 
 struct RaftMessage {

@@ -2545,7 +2545,7 @@ export class RaftBatch extends $.Struct {
   static readonly _capnp = {
     displayName: "RaftBatch",
     id: "d5da6e500189095e",
-    size: new $.ObjectSize(0, 1),
+    size: new $.ObjectSize(0, 2),
   };
   static _Messages: $.ListCtor<RaftMessage>;
   _adoptMessages(value: $.Orphan<$.List<RaftMessage>>): void {
@@ -2554,6 +2554,10 @@ export class RaftBatch extends $.Struct {
   _disownMessages(): $.Orphan<$.List<RaftMessage>> {
     return $.utils.disown(this.messages);
   }
+  /**
+* messages with entries or a snapshot
+*
+*/
   get messages(): $.List<RaftMessage> {
     return $.utils.getList(0, RaftBatch._Messages, this);
   }
@@ -2565,6 +2569,30 @@ export class RaftBatch extends $.Struct {
   }
   set messages(value: $.List<RaftMessage>) {
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptSmall(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownSmall(): $.Orphan<$.Data> {
+    return $.utils.disown(this.small);
+  }
+  /**
+* the others (heartbeats, acknowledgements, votes): fixed
+* 64-byte records, little-endian, laid out in
+* src/cluster/peer-codec.ts (SMALL_RECORD_BYTES)
+*
+*/
+  get small(): $.Data {
+    return $.utils.getData(1, this);
+  }
+  _hasSmall(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initSmall(length: number): $.Data {
+    return $.utils.initData(1, length, this);
+  }
+  set small(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
   }
   toString(): string { return "RaftBatch_" + super.toString(); }
 }

@@ -1156,6 +1156,13 @@ export const schemaInfo: SchemaInfo = {
               "struct": "bdf36bc92bfac36a"
             }
           }
+        },
+        {
+          "name": "small",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
         }
       ]
     },
