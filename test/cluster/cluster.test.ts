@@ -9,9 +9,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { CLI, freePort, type RunningNode, startNode } from "../support/node.js";
+import { eventually } from "../support/eventually.js";
 
 let root: string;
 let peerPorts: number[];
@@ -33,21 +33,6 @@ async function startMember(i: number): Promise<RunningNode> {
   ]);
   nodes[i] = n;
   return n;
-}
-
-/** Retries an operation through a bounded window (an election may be under way). */
-async function eventually<T>(what: string, f: () => Promise<T>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      return await f();
-    } catch (err) {
-      last = err;
-      await sleep(50);
-    }
-  }
-  throw new Error(`${what}: ${(last as Error)?.message}`);
 }
 
 before(async () => {

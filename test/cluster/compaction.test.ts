@@ -7,8 +7,11 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { freePort, type RunningNode, startNode } from "../support/node.js";
+import { eventually } from "../support/eventually.js";
+
+/** Longer windows here: members restart and catch up by snapshot. */
+const within = <T>(what: string, f: () => Promise<T>) => eventually(what, f, 15_000);
 
 const started: RunningNode[] = [];
 let root = "";
@@ -16,20 +19,6 @@ after(async () => {
   for (const n of started) await n.stop();
   if (root) await rm(root, { recursive: true, force: true });
 });
-
-async function eventually<T>(what: string, f: () => Promise<T>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      return await f();
-    } catch (err) {
-      last = err;
-      await sleep(50);
-    }
-  }
-  throw new Error(`${what}: ${(last as Error)?.message}`);
-}
 
 describe("log compaction in a cluster", () => {
   it("snapshots logs, and a member that missed them catches up by snapshot", async () => {
@@ -54,10 +43,10 @@ describe("log compaction in a cluster", () => {
     n3.process.kill("SIGKILL");
     await n3.stop();
     const c = await n1!.client({ timeoutMs: 8000 });
-    for (let i = 0; i < 200; i++) await eventually(`put ${i}`, () => c.put(`ck-${i}`, `v${i}`));
+    for (let i = 0; i < 200; i++) await within(`put ${i}`, () => c.put(`ck-${i}`, `v${i}`));
     await c.close();
     // The others snapshot (checked every 25 ticks of 20 ms).
-    await eventually("n1 has snapshot files", async () => {
+    await within("n1 has snapshot files", async () => {
       const snaps = (await readdir(join(root, "n1"))).filter((f) => f.endsWith(".snap"));
       if (snaps.length === 0) throw new Error("no snapshot yet");
       return snaps;
@@ -66,7 +55,7 @@ describe("log compaction in a cluster", () => {
     const back = await start(2);
     const d = await back.client({ timeoutMs: 8000 });
     for (let i = 0; i < 200; i++)
-      assert.equal((await eventually(`get ${i} via n3`, () => d.get(`ck-${i}`)))?.value.toString(), `v${i}`);
+      assert.equal((await within(`get ${i} via n3`, () => d.get(`ck-${i}`)))?.value.toString(), `v${i}`);
     await d.close();
     const n3snaps = (await readdir(join(root, "n3"))).filter((f) => f.endsWith(".snap"));
     // The leaders compacted past where n3 stopped, so it could only have caught up by InstallSnapshot.

@@ -12,8 +12,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { CLI, freePort, type RunningNode, startNode } from "../support/node.js";
+import { eventually } from "../support/eventually.js";
+
+/** Longer windows here: members restart and catch up by snapshot. */
+const within = <T>(what: string, f: () => Promise<T>) => eventually(what, f, 15_000);
 
 let root: string;
 let bootstrap: string;
@@ -42,20 +45,6 @@ async function startMember(i: number): Promise<RunningNode> {
   return n;
 }
 
-async function eventually<T>(what: string, f: () => Promise<T>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      return await f();
-    } catch (err) {
-      last = err;
-      await sleep(100);
-    }
-  }
-  throw new Error(`${what}: ${(last as Error)?.message}`);
-}
-
 function cli(...args: string[]) {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120_000 });
 }
@@ -81,7 +70,7 @@ describe("replacing a dead member through membership change", () => {
   it("the bootstrap members know only each other", async () => {
     const c = await nodes[0]!.client({ timeoutMs: 8000 });
     for (let i = 0; i < 120; i++) {
-      await eventually(`put k${i}`, () => c.put(`k${i}`, `v${i}`));
+      await within(`put k${i}`, () => c.put(`k${i}`, `v${i}`));
       acked.set(`k${i}`, `v${i}`);
     }
     const info = await c.clusterInfo();
@@ -109,7 +98,7 @@ describe("replacing a dead member through membership change", () => {
     await startMember(3);
     // n4 introduces itself; n1 and n3 learn it and connect to it.
     for (const i of [0, 2])
-      await eventually(`n${i + 1} learns n4`, async () => {
+      await within(`n${i + 1} learns n4`, async () => {
         const c = await nodes[i]!.client();
         const m = (await c.clusterInfo()).members;
         await c.close();
@@ -149,8 +138,8 @@ describe("replacing a dead member through membership change", () => {
     nodes[0] = null;
     const c = await nodes[3]!.client({ timeoutMs: 8000 });
     for (const [k, v] of acked)
-      assert.equal((await eventually(`get ${k}`, () => c.get(k)))?.value.toString(), v, `${k} after losing n1 and n2`);
-    await eventually("a write with n1 and n2 gone", () => c.put("after", "both"));
+      assert.equal((await within(`get ${k}`, () => c.get(k)))?.value.toString(), v, `${k} after losing n1 and n2`);
+    await within("a write with n1 and n2 gone", () => c.put("after", "both"));
     await c.close();
   });
 
@@ -160,7 +149,7 @@ describe("replacing a dead member through membership change", () => {
     await nodes[2]!.stop();
     await startMember(2); // no --joined: it knows n4 from its data directory
     const c = await nodes[2]!.client({ timeoutMs: 8000 });
-    assert.equal((await eventually("get after n4 restarts", () => c.get("after")))?.value.toString(), "both");
+    assert.equal((await within("get after n4 restarts", () => c.get("after")))?.value.toString(), "both");
     for (const [k, v] of acked) assert.equal((await c.get(k))?.value.toString(), v);
     await c.close();
   });
