@@ -15,7 +15,7 @@
  *   5  the node refused the request (another error; the message says which)
  */
 import { parseArgs } from "node:util";
-import { PiccoloClient } from "../client/client.js";
+import { type ClusterInfo, PiccoloClient } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
 import { runNode } from "../node/main.js";
@@ -64,6 +64,13 @@ function writeOptions(o: Record<string, string | boolean | undefined>): { ttlMs?
   return ttlMs === undefined ? {} : { ttlMs };
 }
 
+/** A member of the cluster by name or id, as the CLI's cluster commands take it. */
+function findMember(info: ClusterInfo, x: string): ClusterInfo["members"][number] {
+  const m = info.members.find((y) => y.name === x || String(y.id) === x);
+  if (m === undefined) throw new UsageError(`no member ${x} (members: ${info.members.map((y) => y.name).join(", ")})`);
+  return m;
+}
+
 const commands: Record<string, Command> = {
   // invoked as `piccolo cluster transfer-leader <partition> <member>`
   "cluster-transfer-leader": {
@@ -73,10 +80,7 @@ const commands: Record<string, Command> = {
       need(args, 2, "a partition and a member");
       const partition = Number(args[0]);
       if (!Number.isInteger(partition) || partition < 0) throw new UsageError("the partition must be a number");
-      const info = await c.clusterInfo();
-      const m = info.members.find((x) => x.name === args[1] || String(x.id) === args[1]);
-      if (m === undefined)
-        throw new UsageError(`no member ${args[1]} (members: ${info.members.map((x) => x.name).join(", ")})`);
+      const m = findMember(await c.clusterInfo(), args[1]!);
       // During an election nobody can hand the partition over: wait it out (a few seconds at most).
       for (let tries = 0; ; tries++) {
         try {
@@ -102,19 +106,13 @@ const commands: Record<string, Command> = {
   // invoked as `piccolo cluster replace <old> <new>`
   "cluster-replace": {
     args: "<old> <new>",
-    help: "move every replica member <old> holds to member <new> (listed in --joined), by Raft membership changes",
+    help: "move every replica member <old> holds to member <new> (a member started with --joined), by Raft membership changes",
     options: { wait: { type: "string", help: "give up after this many milliseconds (default 120000)" } },
     async run(c, args, o, connect) {
       need(args, 2, "the member to replace and the one to replace it with");
       const info = await c.clusterInfo();
-      const find = (x: string) => {
-        const m = info.members.find((y) => y.name === x || String(y.id) === x);
-        if (m === undefined)
-          throw new UsageError(`no member ${x} (members: ${info.members.map((y) => y.name).join(", ")})`);
-        return m;
-      };
-      const from = find(args[0]!);
-      const to = find(args[1]!);
+      const from = findMember(info, args[0]!);
+      const to = findMember(info, args[1]!);
       if (from.id === to.id) throw new UsageError("the two members are the same");
       const r = await replaceMember(c, connect, from.id, to.id, ms(o, "wait") ?? 120_000, print);
       for (const u of r.unfinished)
