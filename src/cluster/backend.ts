@@ -632,9 +632,7 @@ export class ClusterShards implements ShardBackend {
 
   /** This member holds a replica of the group that is in its configuration (voter or learner). */
   private isReplica(group: number): boolean {
-    if (!this.hosted.has(group)) return false;
-    const s = this.mr.status(group);
-    return s.voters.includes(this.o.self.id) || s.learners.includes(this.o.self.id);
+    return this.hosted.has(group) && this.mr.inConfig(group, this.o.self.id);
   }
 
   /** The partition's leader as far as this member knows (0: unknown). */

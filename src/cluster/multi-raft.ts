@@ -341,6 +341,12 @@ export class MultiRaft {
     return this.groups.has(group);
   }
 
+  /** Whether `member` is in the group's configuration (voter or learner), as this replica knows it. */
+  inConfig(group: number, member: number): boolean {
+    const c = this.groups.get(group)?.raft.config;
+    return c !== undefined && (c.voters.includes(member) || c.learners.includes(member));
+  }
+
   hosted(): number[] {
     return [...this.groups.keys()];
   }
