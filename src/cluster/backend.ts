@@ -76,6 +76,8 @@ export class ClusterShards implements ShardBackend {
   private mr!: MultiRaft;
   /** Every member known: the flags' lists, members learned since (joined.json), in id order. */
   private members: Member[] = [];
+  /** TEST ONLY: the chaos harness's fault file (see watchFaults). */
+  private readonly faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
   /** host:port of this member's client listener (set by listening()). */
   private clientAddress = "";
   private wal!: Wal;
@@ -156,9 +158,8 @@ export class ClusterShards implements ShardBackend {
       for (const [to, batch] of out) this.transport.send(to, batch);
     };
     this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
-    const faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
     this.transport = new PeerTransport({
-      faults: faultFile !== undefined,
+      faults: this.faultFile !== undefined,
       self: this.o.self,
       members: this.members,
       announce: this.o.self.id > this.o.bootstrap.length,
@@ -210,7 +211,7 @@ export class ClusterShards implements ShardBackend {
     const wildcard = m !== null && (m[1] === "0.0.0.0" || m[1] === "::" || m[1] === "[::]");
     this.clientAddress = wildcard ? `${this.o.self.host}:${m[2]}` : clientAddress;
     await this.transport.start();
-    if (process.env.PICCOLO_TEST_FAULT_FILE !== undefined) this.watchFaults(process.env.PICCOLO_TEST_FAULT_FILE);
+    if (this.faultFile !== undefined) this.watchFaults(this.faultFile);
     let ticks = 0;
     this.ticker = setInterval(() => {
       this.mr.tick();
@@ -632,7 +633,7 @@ export class ClusterShards implements ShardBackend {
 
   /** This member holds a replica of the group that is in its configuration (voter or learner). */
   private isReplica(group: number): boolean {
-    return this.hosted.has(group) && this.mr.inConfig(group, this.o.self.id);
+    return this.mr.inConfig(group, this.o.self.id);
   }
 
   /** The partition's leader as far as this member knows (0: unknown). */

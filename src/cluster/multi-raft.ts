@@ -26,7 +26,7 @@
  */
 import { assert } from "../assert.js";
 import type { GroupMessage } from "./peer-codec.js";
-import { canSendBeforePersist, type Ready } from "../raft/messages.js";
+import { canSendBeforePersist, type Message, type Ready } from "../raft/messages.js";
 import type { ConfChange } from "../raft/config.js";
 import { type FollowerStatus, Raft } from "../raft/raft.js";
 import { type Entry, EntryType, type HardState, type Snapshot } from "../raft/types.js";
@@ -337,10 +337,6 @@ export class MultiRaft {
     return g.raft.log.snapshotIndex();
   }
 
-  has(group: number): boolean {
-    return this.groups.has(group);
-  }
-
   /** Whether `member` is in the group's configuration (voter or learner), as this replica knows it. */
   inConfig(group: number, member: number): boolean {
     const c = this.groups.get(group)?.raft.config;
@@ -373,11 +369,7 @@ export class MultiRaft {
         for (const { group, g, rd } of round)
           if (canSendBeforePersist(rd, this.persistedHardState.get(group))) {
             early.add(g);
-            for (const message of rd.messages) {
-              let l = now.get(message.to);
-              if (l === undefined) now.set(message.to, (l = []));
-              l.push({ group, message });
-            }
+            byPeer(now, group, rd.messages);
           }
         if (now.size > 0) this.sendEarly(now);
       }
@@ -405,12 +397,7 @@ export class MultiRaft {
           if (this.lastLeader.has(group)) this.leaderChanges.set(group, (this.leaderChanges.get(group) ?? 0) + 1);
           this.lastLeader.set(group, rd.leader);
         }
-        if (!early.has(g))
-          for (const message of rd.messages) {
-            let l = out.get(message.to);
-            if (l === undefined) out.set(message.to, (l = []));
-            l.push({ group, message });
-          }
+        if (!early.has(g)) byPeer(out, group, rd.messages);
         if (rd.snapshot !== null) {
           this.snapshotsInstalled++;
           this.sm.restore(group, rd.snapshot);
@@ -454,6 +441,15 @@ export class MultiRaft {
     const still: ReadWaiter[] = [];
     for (const r of g.readyReads) r.index <= g.applied ? r.resolve() : still.push(r);
     g.readyReads = still;
+  }
+}
+
+/** Adds a group's messages to per-destination batches. */
+function byPeer(out: Map<number, GroupMessage[]>, group: number, messages: readonly Message[]): void {
+  for (const message of messages) {
+    let l = out.get(message.to);
+    if (l === undefined) out.set(message.to, (l = []));
+    l.push({ group, message });
   }
 }
 

@@ -38,6 +38,7 @@ import {
 import { PartitionMachine } from "../cluster/partition-machine.js";
 import type { GroupMessage } from "../cluster/peer-codec.js";
 import { ErrorCode } from "../errors.js";
+import type { Snapshot } from "../raft/types.js";
 import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
 import { Prng } from "./prng.js";
 
@@ -96,7 +97,7 @@ class SlowStorage implements RaftStorage {
     await this.mem.persist(round, mustSync);
   }
 
-  saveCompaction(group: number, snapshot: Parameters<MemoryStorage["saveCompaction"]>[1]): Promise<void> {
+  saveCompaction(group: number, snapshot: Snapshot): Promise<void> {
     return this.mem.saveCompaction(group, snapshot);
   }
 
