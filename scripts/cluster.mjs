@@ -71,6 +71,9 @@ for (const m of members)
     list,
     "--data-dir",
     `./data/${m.name}`,
+    // One group worker per member: three members already share this machine's cores.
+    "--shards",
+    "1",
     "--log-level",
     "info",
   ]);

@@ -1,9 +1,10 @@
 /**
- * Cluster mode's ShardBackend: the IO loop's dispatcher sends shard commands
- * here exactly as it does to local shards (src/io/shards.ts), with one
- * "shard" per partition. Each command is
- *   - proposed through its partition's Raft group when this member leads it
- *     (writes), or served after ReadIndex from the local map (reads);
+ * Cluster mode's ShardBackend, the IO thread's half: the IO loop's dispatcher
+ * sends shard commands here exactly as it does to local shards
+ * (src/io/shards.ts), with one "shard" per partition. Each command is
+ *   - served by the group host that owns its partition when this member
+ *     leads it: proposed through the partition's Raft group (writes), or
+ *     read after ReadIndex from the local map (reads);
  *   - forwarded over the peer connection to the leader otherwise (any member
  *     serves any key, on every protocol, because forwarding happens below the
  *     protocols, at the shard-command level);
@@ -13,36 +14,30 @@
  * committed) is answered with TIMEOUT: the client must treat it as
  * "possibly applied", as the native client documents.
  *
- * This first host runs the Raft groups on the IO thread, like the inline
- * single-node mode (--shards 0): MultiRaft, the partition machine, the WAL
- * and the transport are the parts that move onto the shard workers next
- * (docs/cluster.md, "Still to build"), behind this same interface.
+ * The Raft groups themselves live on group hosts (src/cluster/group-host.ts),
+ * one per shard worker thread (decision 0189), or one on this thread with
+ * `--shards 0`. This half owns what needs sockets or the whole member's view:
+ * the peer transport, the member list, forwarding, leader hints for
+ * partitions not hosted here, rebalancing's "who is back", and the answers
+ * to cluster-info, transfer and replace requests.
  */
 import { readFile } from "node:fs/promises";
-import hdr from "hdr-histogram-js";
 import type { Logger } from "pino";
 import { ErrorCode } from "../errors.js";
+import { hash32 } from "../hash.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
 import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } from "../shard/command.js";
-import { Wal } from "../wal/wal.js";
-import { MultiRaft, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError } from "./multi-raft.js";
-import { PartitionMachine } from "./partition-machine.js";
-import { ConfChangeType } from "../raft/config.js";
-import { MessageType } from "../raft/messages.js";
-import { encodeForward, encodeForwardReply, encodeReplace, encodeTransfer, type ForwardOutcome } from "./peer-codec.js";
+import { errorResult, type HostOptions, type HostStatus, type Route, ServeMode } from "./group-host.js";
+import { type HostLink, InlineHostLink, type LinkEvents, WorkerHostLink } from "./host-link.js";
 import { loadJoined, mergeMembers, saveJoined } from "./joined.js";
+import { walDirs } from "./layout.js";
+import { encodeForward, encodeForwardReply, encodeReplace, encodeTransfer, type ForwardOutcome } from "./peer-codec.js";
+import type { GroupMessage } from "./peer-codec.js";
 import { MAX_CLUSTER_MEMBERS, type Member, type PartitionPlacement, place } from "./placement.js";
 import { clusterIdOf, PeerTransport } from "./transport.js";
-import { hash32 } from "../hash.js";
 
 /** How long a request may wait for a leader, a commit, or a forwarded answer. */
 export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
-/** How often (in ticks) a leader proposes an expiry sweep for each partition it leads. */
-export const SWEEP_EVERY_TICKS = 250;
-/** Keys one sweep command examines at most. */
-export const SWEEP_SAMPLE = 2_000;
-/** How often (in ticks) a member looks for logs to compact. */
-export const COMPACT_CHECK_EVERY_TICKS = 25;
 /** How often (in ticks) a member hands partitions back to their preferred leaders. */
 export const REBALANCE_EVERY_TICKS = 50;
 /** How long a preferred leader must have been connected before it gets its partitions back. */
@@ -59,6 +54,8 @@ export interface ClusterOptions {
   partitions: number;
   replicas: number;
   dataDir: string;
+  /** Group worker threads (one group host each); 0 runs one host on the IO thread. */
+  shards: number;
   /** Raft's tick (election timeout = electionTicks ticks, randomised up to twice that). */
   tickMs: number;
   /** A group's log is compacted into a snapshot once this many entries are applied past the last one. */
@@ -71,41 +68,27 @@ export interface ClusterOptions {
 export class ClusterShards implements ShardBackend {
   readonly count: number;
   private readonly placement: PartitionPlacement[];
-  private readonly hosted: Set<number>;
-  private readonly sm = new PartitionMachine();
-  private mr!: MultiRaft;
+  private hosts: HostLink[] = [];
+  /** Per partition: whether this member holds a replica, and who leads (as its host last said). */
+  private readonly routes: Route[];
   /** Every member known: the flags' lists, members learned since (joined.json), in id order. */
   private members: Member[] = [];
   /** TEST ONLY: the chaos harness's fault file (see watchFaults). */
   private readonly faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
   /** host:port of this member's client listener (set by listening()). */
   private clientAddress = "";
-  private wal!: Wal;
   private transport!: PeerTransport;
-  private ticker: NodeJS.Timeout | null = null;
+  private rebalancer: NodeJS.Timeout | null = null;
   private faultTimer: NodeJS.Timeout | null = null;
   /** When each peer's connection came up (for rebalancing only to members that are settled). */
   private readonly connectedSince = new Map<number, number>();
-  /** Leadership transfers started by rebalancing. */
-  transfers = 0;
-  /** Snapshots taken to compact logs. */
-  compactions = 0;
-  /** Expired keys removed by sweeps this member led. */
-  swept = 0;
-  // Counters for cluster info and metrics (latencies in microseconds).
-  private readonly proposalUs = newHistogram();
-  private readonly walUs = newHistogram();
   private forwardedCount = 0;
-  private running = false;
-  private again = false;
   private inFlight = 0;
   private closed = false;
   private nextForwardId = 1;
   private readonly forwards = new Map<number, { to: number; done: (o: ForwardOutcome | null) => void }>();
   /** Leader hints for partitions not hosted here, learned from forwarded replies. */
   private readonly hints = new Map<number, number>();
-  /** Callers waiting for the next tick (a leader to appear). */
-  private tickWaiters: (() => void)[] = [];
 
   private constructor(
     private readonly o: ClusterOptions,
@@ -113,51 +96,59 @@ export class ClusterShards implements ShardBackend {
   ) {
     this.count = o.partitions;
     this.placement = place(o.bootstrap, o.partitions, o.replicas);
-    this.hosted = new Set(this.placement.filter((p) => p.replicas.includes(o.self.id)).map((p) => p.partition));
+    this.routes = this.placement.map((p) => ({ group: p.partition, replica: false, leader: 0 }));
   }
 
   static async start(o: ClusterOptions, events: ShardEvents): Promise<ClusterShards> {
     const c = new ClusterShards(o, events);
-    await c.open();
+    try {
+      await c.open();
+    } catch (err) {
+      await Promise.allSettled(c.hosts.map((h) => h.close()));
+      throw err;
+    }
     return c;
   }
 
   private async open(): Promise<void> {
-    const { wal, groups } = await Wal.open(this.o.dataDir);
-    this.wal = wal;
     this.members = mergeMembers(this.o.members, await loadJoined(this.o.dataDir));
-    // Replicas placed here at bootstrap, and any others this member's WAL holds (replicas a
-    // membership change added later; their configuration is in their log or snapshot).
-    for (const g of groups.keys()) if (g < this.o.partitions) this.hosted.add(g);
-    this.mr = new MultiRaft({
-      member: this.o.self.id,
-      groups: [...this.hosted]
-        .sort((a, b) => a - b)
-        .map((g) => {
-          const restore = groups.get(g);
-          const p = this.placement[g]!;
-          const voters = p.replicas.includes(this.o.self.id) ? p.replicas : [];
-          return { group: g, voters, ...(restore === undefined ? {} : { restore }) };
-        }),
-      storage: wal,
-      stateMachine: this.sm,
-      rand: Math.random,
+    const count = Math.max(1, this.o.shards);
+    const dirs = walDirs(this.o.dataDir, count);
+    const linkEvents: LinkEvents = {
+      sendFrame: (to, frame) => this.transport.sendFrame(to, frame),
+      route: (r) => {
+        this.routes[r.group] = r;
+      },
+      log: (level, message, detail) => this.o.logger[level](detail ?? {}, message),
+      fatal: (message, detail) => {
+        // A failed WAL (WAL_FAILED) or a broken invariant: this member cannot go on safely.
+        this.events.onLog("error", message, detail);
+        process.exit(70);
+      },
+    };
+    const hostOptions = (h: number): HostOptions => ({
+      self: this.o.self.id,
+      host: h,
+      hosts: count,
+      bootstrap: this.o.bootstrap,
+      partitions: this.o.partitions,
+      replicas: this.o.replicas,
+      walDir: dirs[h]!,
+      tickMs: this.o.tickMs,
+      compactEntries: this.o.compactEntries,
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
     });
-    // A leader that added this member to a group it does not host yet: create an empty replica,
-    // which learns the group's configuration and state from that leader (log or snapshot).
-    this.mr.adopt = (group, m) => {
-      if (group >= this.o.partitions || this.closed) return false;
-      if (m.type !== MessageType.App && m.type !== MessageType.Snap && m.type !== MessageType.Heartbeat) return false;
-      this.hosted.add(group);
-      this.o.logger.info({ partition: group, leader: m.from }, "joining a partition's group");
-      return true;
-    };
-    this.mr.sendEarly = (out) => {
-      for (const [to, batch] of out) this.transport.send(to, batch);
-    };
-    this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
+    const opened = await Promise.allSettled(
+      Array.from({ length: count }, (_, h) =>
+        this.o.shards === 0
+          ? InlineHostLink.open(hostOptions(h), linkEvents)
+          : WorkerHostLink.open(hostOptions(h), linkEvents),
+      ),
+    );
+    for (const r of opened) if (r.status === "fulfilled") this.hosts.push(r.value);
+    const failed = opened.find((r) => r.status === "rejected");
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
     this.transport = new PeerTransport({
       faults: this.faultFile !== undefined,
       self: this.o.self,
@@ -167,19 +158,18 @@ export class ClusterShards implements ShardBackend {
       clusterId: clusterIdOf(this.o.bootstrap, this.o.partitions, hash32),
       clientAddress: () => this.clientAddress,
       logger: this.o.logger,
-      onMessages: (_from, messages) => {
-        this.mr.step(messages);
-        this.kick();
-      },
+      onMessages: (_from, messages) => this.stepMessages(messages),
       onFrame: (from, f) => {
         if (f.kind === "forward") void this.serveForward(from, f.id, f.group, f.write, f.command);
         else if (f.kind === "transfer") {
-          if (this.hosted.has(f.group) && this.mr.transferLeadership(f.group, f.to)) this.kick();
+          if (this.owned(f.group)) void this.hostOf(f.group).transfer(f.group, f.to);
         } else if (f.kind === "replace") {
-          if (this.isReplica(f.group) && this.mr.status(f.group).isLeader) {
-            const why = this.stepReplace(f.group, f.remove, f.add);
-            if (why !== null) this.o.logger.debug({ partition: f.group, why }, "replace step not taken");
-          }
+          if (this.owned(f.group))
+            void this.hostOf(f.group)
+              .stepReplace(f.group, f.remove, f.add)
+              .then((why) => {
+                if (why !== null) this.o.logger.debug({ partition: f.group, why }, "replace step not taken");
+              });
         } else {
           const w = this.forwards.get(f.id);
           this.forwards.delete(f.id);
@@ -197,6 +187,23 @@ export class ClusterShards implements ShardBackend {
     });
   }
 
+  /** Splits a peer's Raft messages among the hosts that own their partitions (one call per host). */
+  private stepMessages(messages: GroupMessage[]): void {
+    if (this.hosts.length === 1) return this.hosts[0]!.step(messages);
+    const per: GroupMessage[][] = this.hosts.map(() => []);
+    for (const m of messages)
+      if (m.group >= 0 && m.group < this.o.partitions) per[m.group % this.hosts.length]!.push(m);
+    for (let h = 0; h < per.length; h++) if (per[h]!.length > 0) this.hosts[h]!.step(per[h]!);
+  }
+
+  private hostOf(group: number): HostLink {
+    return this.hosts[group % this.hosts.length]!;
+  }
+
+  private owned(group: number): boolean {
+    return Number.isInteger(group) && group >= 0 && group < this.o.partitions;
+  }
+
   /**
    * The node's client listener is up at `clientAddress`: join the cluster.
    * The peer transport starts only now so that every hello can carry the
@@ -212,17 +219,7 @@ export class ClusterShards implements ShardBackend {
     this.clientAddress = wildcard ? `${this.o.self.host}:${m[2]}` : clientAddress;
     await this.transport.start();
     if (this.faultFile !== undefined) this.watchFaults(this.faultFile);
-    let ticks = 0;
-    this.ticker = setInterval(() => {
-      this.mr.tick();
-      if (++ticks % REBALANCE_EVERY_TICKS === 0) this.rebalance();
-      if (ticks % COMPACT_CHECK_EVERY_TICKS === 0) void this.compactLogs();
-      if (ticks % SWEEP_EVERY_TICKS === 0) this.sweepExpired();
-      const waiters = this.tickWaiters;
-      this.tickWaiters = [];
-      for (const w of waiters) w();
-      this.kick();
-    }, this.o.tickMs);
+    this.rebalancer = setInterval(() => this.rebalance(), REBALANCE_EVERY_TICKS * this.o.tickMs);
   }
 
   /**
@@ -255,115 +252,23 @@ export class ClusterShards implements ShardBackend {
 
   /**
    * Leaders drift to whoever won the last election; after a member returns,
-   * it leads nothing. Every REBALANCE_EVERY_TICKS ticks, this member hands
-   * each partition it leads but should not (placement's preferred leader) to
-   * the preferred member, if that member has been connected for a while:
-   * Raft's leadership transfer, so the handover costs one short pause of
-   * that partition's writes, not an election timeout.
+   * it leads nothing. Every REBALANCE_EVERY_TICKS ticks this member tells its
+   * hosts which members have been connected for REBALANCE_SETTLE_MS (settled);
+   * each host hands the partitions it leads by election but should not
+   * (placement's preferred leader) to a settled preferred member
+   * (src/cluster/group-host.ts, rebalance).
    */
   private rebalance(): void {
     const now = Date.now();
-    for (const m of this.members)
-      if (m.id !== this.o.self.id && !this.transport.isConnected(m.id)) this.connectedSince.delete(m.id);
+    const settled: number[] = [];
+    for (const m of this.members) {
+      if (m.id === this.o.self.id) continue;
+      if (!this.transport.isConnected(m.id)) this.connectedSince.delete(m.id);
       else if (!this.connectedSince.has(m.id)) this.connectedSince.set(m.id, now);
-    for (const p of this.placement) {
-      if (!this.hosted.has(p.partition) || p.preferredLeader === this.o.self.id) continue;
-      const st = this.mr.status(p.partition);
-      if (!st.isLeader || !st.voters.includes(p.preferredLeader)) continue;
-      const since = this.connectedSince.get(p.preferredLeader);
-      if (since === undefined || now - since < REBALANCE_SETTLE_MS) continue;
-      if (this.mr.transferLeadership(p.partition, p.preferredLeader)) this.transfers++;
+      const since = this.connectedSince.get(m.id);
+      if (since !== undefined && now - since >= REBALANCE_SETTLE_MS) settled.push(m.id);
     }
-    this.kick();
-  }
-
-  /**
-   * Log compaction: a group whose log holds more than `compactEntries`
-   * applied entries past its last snapshot gets a new snapshot of its
-   * partition's map, and the WAL drops what it covers. Runs between rounds
-   * (it holds the round lock, so no Ready is in flight meanwhile). Without
-   * it a member's WAL would grow for ever.
-   */
-  private async compactLogs(): Promise<void> {
-    if (this.running || this.closed) return;
-    this.running = true;
-    try {
-      for (const g of this.hosted) {
-        const s = this.mr.status(g);
-        if (s.applied - this.mr.snapshotIndex(g) >= this.o.compactEntries) {
-          await this.mr.compact(g);
-          this.compactions++;
-        }
-      }
-    } catch (err) {
-      this.events.onLog("error", "log compaction failed; stopping this member", { err: (err as Error).message });
-      process.exit(70);
-    } finally {
-      this.running = false;
-    }
-    if (this.again) this.kick();
-  }
-
-  /**
-   * The expiry sweep, through the log: for each partition it leads, the
-   * leader proposes a SWEEP command stamped with its clock, and every replica
-   * removes the same expired keys when it applies it. (A sweep run locally
-   * on each replica would make their maps differ.) Keys that expired are
-   * invisible before the sweep too: this reclaims memory, it does not decide
-   * what reads see. Only partitions that ever had a key with an expiry are
-   * swept, so an idle cluster without TTLs writes nothing.
-   */
-  private sweepExpired(): void {
-    if (this.closed) return;
-    for (const g of this.hosted) {
-      if (!this.mr.status(g).isLeader || !this.sm.ttlSeen(g)) continue;
-      const cmd = new Uint8Array(commandBytes(0, 0));
-      encodeCommand(cmd, 0, {
-        op: Op.SWEEP,
-        flags: 0,
-        tag: 0,
-        nowMs: Date.now(),
-        expireAtMs: 0,
-        arg0: SWEEP_SAMPLE,
-        arg1: 0,
-        key: new Uint8Array(0),
-        value: null,
-      });
-      // Best effort: a sweep lost to a leadership change is simply the next one's work.
-      this.mr.propose(g, cmd).then(
-        (r) => {
-          const res = new Result();
-          if (res.decode(r)) this.swept += res.num;
-        },
-        () => {},
-      );
-    }
-    this.kick();
-  }
-
-  /** Runs process() rounds until no group has work; never two at once. */
-  private kick(): void {
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void (async () => {
-      try {
-        do {
-          this.again = false;
-          const out = await this.mr.process();
-          for (const [to, batch] of out) this.transport.send(to, batch);
-          if (out.size > 0) this.again = true;
-        } while (this.again && !this.closed);
-      } catch (err) {
-        // A failed WAL (WAL_FAILED) or a broken invariant: this member cannot go on safely.
-        this.events.onLog("error", "cluster storage failed; stopping this member", { err: (err as Error).message });
-        process.exit(70);
-      } finally {
-        this.running = false;
-      }
-    })();
+    if (settled.length > 0) for (const h of this.hosts) h.rebalance(settled);
   }
 
   // ShardBackend
@@ -372,12 +277,13 @@ export class ClusterShards implements ShardBackend {
     const bytes = new Uint8Array(commandBytes(c.key.length, c.value === null ? 0 : c.value.length));
     encodeCommand(bytes, 0, c);
     const tag = c.tag;
-    const write = isWrite(c.op) && c.op !== Op.STATS;
     this.inFlight++;
-    const local = c.op === Op.STATS; // node-local numbers: no leader needed
-    const p = local
-      ? Promise.resolve(this.sm.read(partition, bytes, Date.now()))
-      : this.execute(partition, bytes, write);
+    const p =
+      c.op === Op.STATS // node-local numbers: no leader needed
+        ? this.hostOf(partition)
+            .serve(partition, ServeMode.Local, bytes)
+            .then((o) => (o.kind === "result" ? o.result : errorResult(ErrorCode.NOT_LEADER)))
+        : this.execute(partition, bytes, isWrite(c.op));
     void p.then((result) => {
       this.inFlight--;
       const r = new Result();
@@ -389,9 +295,7 @@ export class ClusterShards implements ShardBackend {
     });
   }
 
-  flush(): void {
-    this.kick();
-  }
+  flush(): void {}
 
   congested(): boolean {
     return this.inFlight >= CLUSTER_MAX_IN_FLIGHT;
@@ -399,32 +303,41 @@ export class ClusterShards implements ShardBackend {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.ticker !== null) clearInterval(this.ticker);
+    if (this.rebalancer !== null) clearInterval(this.rebalancer);
     if (this.faultTimer !== null) clearInterval(this.faultTimer);
     await this.transport.stop();
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
-    await this.wal.close();
+    await Promise.all(this.hosts.map((h) => h.close()));
   }
 
-  transferLeader(partition: number, member: number): string | null {
+  async transferLeader(partition: number, member: number): Promise<string | null> {
     if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
       return `no partition ${partition} (there are ${this.o.partitions})`;
-    const voters = this.isReplica(partition) ? this.mr.status(partition).voters : this.placement[partition]!.replicas;
+    const voters = await this.votersOf(partition);
     if (!voters.includes(member)) return `member ${member} holds no voting replica of partition ${partition}`;
     const leader = this.leaderOf(partition);
     if (leader === member) return null;
-    if (leader === this.o.self.id) {
-      if (!this.mr.transferLeadership(partition, member)) return "the transfer could not start";
-      this.kick();
-      return null;
-    }
+    if (leader === this.o.self.id) return this.hostOf(partition).transfer(partition, member);
     if (leader === 0) return `partition ${partition} has no known leader right now`;
     if (!this.transport.sendFrame(leader, encodeTransfer(partition, member))) return `leader ${leader} is unreachable`;
     return null;
   }
 
-  clusterInfo(): ClusterInfo {
+  /** The partition's voters as its replica here knows them, or its bootstrap placement. */
+  private async votersOf(partition: number): Promise<number[]> {
+    if (this.routes[partition]!.replica) {
+      const s = (await this.hostOf(partition).status()).groups.find((g) => g.group === partition);
+      if (s !== undefined) return s.voters;
+    }
+    return this.placement[partition]!.replicas;
+  }
+
+  async clusterInfo(): Promise<ClusterInfo> {
+    const statuses = await Promise.all(this.hosts.map((h) => h.status()));
+    const byGroup = new Map(statuses.flatMap((s) => s.groups.map((g) => [g.group, g] as const)));
     const peers = new Map(this.transport.stats().map((s) => [s.member, s]));
+    const sum = (f: (s: HostStatus) => number) => statuses.reduce((a, s) => a + f(s), 0);
+    // Percentiles do not add up across hosts: report the worst host's.
+    const worst = (f: (s: HostStatus) => number) => statuses.reduce((a, s) => Math.max(a, f(s)), 0);
     return {
       self: this.o.self.id,
       members: this.members.map((m) => ({
@@ -435,114 +348,74 @@ export class ClusterShards implements ShardBackend {
         clientAddress: m.id === this.o.self.id ? this.clientAddress : (peers.get(m.id)?.clientAddress ?? ""),
       })),
       partitions: this.placement.map((p) => {
-        const hosted = this.isReplica(p.partition);
-        const s = hosted ? this.mr.status(p.partition) : null;
+        const g = byGroup.get(p.partition);
+        const s = g !== undefined && g.replica ? g : null;
         return {
           partition: p.partition,
-          replicas: s === null ? p.replicas : [...s.voters],
-          learners: s === null ? [] : [...s.learners],
+          replicas: s === null ? p.replicas : s.voters,
+          learners: s === null ? [] : s.learners,
           leader: s?.leader ?? this.hints.get(p.partition) ?? 0,
           term: s?.term ?? 0,
           commit: s?.commit ?? 0,
           applied: s?.applied ?? 0,
           lastIndex: s?.lastIndex ?? 0,
-          hosted,
-          leaderChanges: this.mr.leaderChanges.get(p.partition) ?? 0,
-          followers:
-            s === null || !s.isLeader
-              ? []
-              : this.mr.followers(p.partition).map((f) => ({
-                  member: f.id,
-                  match: f.match,
-                  lag: Math.max(0, s.lastIndex - f.match),
-                  state: f.state,
-                  active: f.recentActive,
-                  learner: f.learner,
-                })),
+          hosted: s !== null,
+          leaderChanges: g?.leaderChanges ?? 0,
+          followers: s?.followers ?? [],
         };
       }),
       stats: {
-        proposals: this.proposalUs.totalCount,
-        proposalP50Us: this.proposalUs.getValueAtPercentile(50),
-        proposalP99Us: this.proposalUs.getValueAtPercentile(99),
-        walWrites: this.walUs.totalCount,
-        walP50Us: this.walUs.getValueAtPercentile(50),
-        walP99Us: this.walUs.getValueAtPercentile(99),
+        proposals: sum((s) => s.proposals),
+        proposalP50Us: worst((s) => s.proposalP50Us),
+        proposalP99Us: worst((s) => s.proposalP99Us),
+        walWrites: sum((s) => s.walWrites),
+        walP50Us: worst((s) => s.walP50Us),
+        walP99Us: worst((s) => s.walP99Us),
         forwarded: this.forwardedCount,
-        leaderChanges: [...this.mr.leaderChanges.values()].reduce((a, b) => a + b, 0),
-        elections: this.mr.campaigns(),
-        snapshotsInstalled: this.mr.snapshotsInstalled,
+        leaderChanges: statuses.reduce((a, s) => a + s.groups.reduce((b, g) => b + g.leaderChanges, 0), 0),
+        elections: sum((s) => s.elections),
+        snapshotsInstalled: sum((s) => s.snapshotsInstalled),
       },
     };
   }
 
   // Serving a command
 
-  private nextTick(): Promise<void> {
-    return new Promise((r) => this.tickWaiters.push(r));
+  private pause(): Promise<void> {
+    return new Promise((r) => setTimeout(r, this.o.tickMs));
   }
 
   /** Runs a command on the partition's leader, wherever it is; resolves with the encoded Result. */
   private async execute(group: number, command: Uint8Array, write: boolean): Promise<Uint8Array> {
     const deadline = Date.now() + CLUSTER_REQUEST_DEADLINE_MS;
+    const mode = write ? ServeMode.Write : ServeMode.Read;
     while (Date.now() < deadline && !this.closed) {
-      if (this.isReplica(group) && this.mr.status(group).isLeader) {
-        const local = await this.local(group, command, write, deadline);
-        if (local !== null) return local;
-        // Not the leader after all, or a leadership transfer is under way: wait a tick.
-        await this.nextTick();
-        continue;
+      const route = this.routes[group]!;
+      let leader: number;
+      if (route.replica && route.leader === this.o.self.id) {
+        const o = await this.hostOf(group).serve(group, mode, command);
+        if (o.kind === "result") return o.result;
+        // Not the leader after all, or a leadership transfer is under way.
+        leader = o.leader;
+      } else {
+        leader = route.replica ? route.leader : (this.hints.get(group) ?? this.preferred(group));
       }
-      const leader = this.isReplica(group)
-        ? this.mr.status(group).leader
-        : (this.hints.get(group) ?? this.preferred(group));
       if (leader === 0 || leader === this.o.self.id) {
-        await this.nextTick();
+        await this.pause();
         continue;
       }
       this.forwardedCount++;
       const outcome = await this.forward(leader, group, command, write, deadline);
       if (outcome === null) {
-        await this.nextTick();
+        await this.pause();
         continue;
       }
       if (outcome.kind === "result") return outcome.result;
       if (outcome.kind === "failed") return errorResult(ErrorCode.TIMEOUT);
-      if (!this.isReplica(group)) this.hints.set(group, outcome.leader);
-      if (outcome.leader === 0 || outcome.leader === leader) await this.nextTick();
+      if (!this.routes[group]!.replica) this.hints.set(group, outcome.leader);
+      if (outcome.leader === 0 || outcome.leader === leader) await this.pause();
     }
     return errorResult(write ? ErrorCode.TIMEOUT : ErrorCode.NOT_LEADER);
-  }
-
-  /** As leader: propose or read. Null means "not the leader after all": try again. */
-  private async local(
-    group: number,
-    command: Uint8Array,
-    write: boolean,
-    deadline: number,
-  ): Promise<Uint8Array | null> {
-    try {
-      if (write) {
-        const t0 = performance.now();
-        const proposed = this.mr.propose(group, command);
-        // Start a round now: the entry must be written and sent (waiting for the
-        // next tick or peer message to do it cost every write up to a tick).
-        this.kick();
-        const answer = await withDeadline(proposed, deadline);
-        if (answer !== null) this.proposalUs.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
-        return answer ?? errorResult(ErrorCode.TIMEOUT);
-      }
-      const p = this.mr.readIndex(group);
-      this.kick();
-      const ok = await withDeadline(p, deadline);
-      if (ok === null) return errorResult(ErrorCode.NOT_LEADER);
-      return this.sm.read(group, command, Date.now());
-    } catch (err) {
-      if (err instanceof NotLeaderError || err instanceof ProposalDroppedError) return null;
-      // Possibly applied: answered like a timeout, never retried.
-      if (err instanceof ProposalOutcomeUnknownError) return errorResult(ErrorCode.TIMEOUT);
-      throw err;
-    }
   }
 
   private forward(
@@ -587,12 +460,12 @@ export class ClusterShards implements ShardBackend {
     command: Uint8Array,
   ): Promise<void> {
     let outcome: ForwardOutcome;
-    if (!this.isReplica(group)) outcome = { kind: "notLeader", leader: 0 };
-    else if (!this.mr.status(group).isLeader) outcome = { kind: "notLeader", leader: this.mr.status(group).leader };
+    const route = this.owned(group) ? this.routes[group]! : null;
+    if (route === null || !route.replica) outcome = { kind: "notLeader", leader: 0 };
+    else if (route.leader !== this.o.self.id) outcome = { kind: "notLeader", leader: route.leader };
     else {
-      const r = await this.local(group, command, write, Date.now() + CLUSTER_REQUEST_DEADLINE_MS - 500);
-      outcome =
-        r === null ? { kind: "notLeader", leader: this.mr.status(group).leader } : { kind: "result", result: r };
+      const o = await this.hostOf(group).serve(group, write ? ServeMode.Write : ServeMode.Read, command);
+      outcome = o.kind === "result" ? o : { kind: "notLeader", leader: o.leader };
     }
     this.transport.sendFrame(from, encodeForwardReply(id, outcome));
   }
@@ -631,21 +504,18 @@ export class ClusterShards implements ShardBackend {
     return true;
   }
 
-  /** This member holds a replica of the group that is in its configuration (voter or learner). */
-  private isReplica(group: number): boolean {
-    return this.mr.inConfig(group, this.o.self.id);
-  }
-
   /** The partition's leader as far as this member knows (0: unknown). */
   private leaderOf(partition: number): number {
-    return this.isReplica(partition) ? this.mr.status(partition).leader : (this.hints.get(partition) ?? 0);
+    const r = this.routes[partition]!;
+    return r.replica ? r.leader : (this.hints.get(partition) ?? 0);
   }
 
   /**
    * Moving a partition's replica from member `remove` to member `add`
-   * (`piccolo cluster replace`): asks the partition's leader for the next step.
+   * (`piccolo cluster replace`): asks the partition's leader for the next
+   * step (src/cluster/group-host.ts, stepReplace).
    */
-  replaceReplica(partition: number, remove: number, add: number): string | null {
+  async replaceReplica(partition: number, remove: number, add: number): Promise<string | null> {
     if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
       return `no partition ${partition} (there are ${this.o.partitions})`;
     const known = (id: number) => this.members.some((m) => m.id === id);
@@ -653,75 +523,10 @@ export class ClusterShards implements ShardBackend {
     if (!known(add)) return `no member ${add} (a new member is started with --joined and introduces itself)`;
     if (remove === add) return "the member to remove and the one to add are the same";
     const leader = this.leaderOf(partition);
-    if (leader === this.o.self.id) return this.stepReplace(partition, remove, add);
+    if (leader === this.o.self.id) return this.hostOf(partition).stepReplace(partition, remove, add);
     if (leader === 0) return `partition ${partition} has no known leader right now`;
     if (!this.transport.sendFrame(leader, encodeReplace(partition, remove, add)))
       return `leader ${leader} is unreachable`;
     return null;
   }
-
-  /**
-   * As the partition's leader, the next membership step of a replacement,
-   * one Raft configuration change at a time (src/raft/config.ts):
-   *
-   *   1. `add` joins as a learner: it receives the log (or a snapshot) but
-   *      does not vote, so the group's majority does not wait for it;
-   *   2. once its log holds everything committed, it is promoted to voter;
-   *   3. `remove` leaves (if it leads, it first hands leadership over).
-   *
-   * Each step is a log entry; the next is refused until it commits. So the
-   * caller repeats the request until the configuration shows the result.
-   * Null when a step was taken or none is needed, else why not.
-   */
-  private stepReplace(group: number, remove: number, add: number): string | null {
-    const s = this.mr.status(group);
-    const has = (id: number) => s.voters.includes(id) || s.learners.includes(id);
-    if (!has(add)) {
-      if (!has(remove)) return `member ${remove} holds no replica of partition ${group}`;
-      return this.mr.proposeConfChange(group, { type: ConfChangeType.AddLearner, replica: add });
-    }
-    if (s.learners.includes(add)) {
-      const f = this.mr.followers(group).find((x) => x.id === add);
-      if (f === undefined || f.match < s.commit) return null; // still catching up
-      return this.mr.proposeConfChange(group, { type: ConfChangeType.AddVoter, replica: add });
-    }
-    if (!has(remove)) return null; // done
-    if (remove === this.o.self.id) {
-      return this.mr.transferLeadership(group, add) ? null : "could not hand leadership over before leaving";
-    }
-    return this.mr.proposeConfChange(group, { type: ConfChangeType.Remove, replica: remove });
-  }
-}
-
-function errorResult(code: number): Uint8Array {
-  const r = new Result();
-  r.status = code;
-  const out = new Uint8Array(r.byteLength());
-  r.encode(out, 0);
-  return out;
-}
-
-/** The promise's value, or null once the deadline passes first. */
-function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | null> {
-  return new Promise<T | null>((resolve, reject) => {
-    const t = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now()));
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
-
-function newHistogram() {
-  return hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 3_600_000_000,
-    numberOfSignificantValueDigits: 2,
-  });
 }

@@ -283,6 +283,17 @@ export class MultiRaft {
     return r.ok ? null : `${r.reason}${r.ok === false && r.detail ? `: ${r.detail}` : ""}`;
   }
 
+  /** Who leads a group as far as this replica knows (0: nobody known); no allocation, unlike status(). */
+  leader(group: number): number {
+    return this.groups.get(group)?.raft.leader ?? 0;
+  }
+
+  /** Whether this replica leads the group because leadership was handed to it (not by an election timeout). */
+  ledByTransfer(group: number): boolean {
+    const r = this.groups.get(group)?.raft;
+    return r !== undefined && r.leader === this.member && r.byTransfer;
+  }
+
   /** Who leads a group as far as this replica knows, its term and indexes. */
   status(group: number): GroupStatus {
     const g = this.groups.get(group);

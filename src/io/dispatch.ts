@@ -82,19 +82,19 @@ export class Dispatcher {
   }
 
   /** Starts a leadership transfer; an error message, or null when it was started. */
-  replaceReplica(partition: number, remove: number, add: number): string | null {
+  async replaceReplica(partition: number, remove: number, add: number): Promise<string | null> {
     if (this.backend.replaceReplica === undefined) return "this node is not a cluster member";
     return this.backend.replaceReplica(partition, remove, add);
   }
 
-  transferLeader(partition: number, member: number): string | null {
+  async transferLeader(partition: number, member: number): Promise<string | null> {
     if (this.backend.transferLeader === undefined) return "this node is not a cluster member";
     return this.backend.transferLeader(partition, member);
   }
 
   /** The cluster as this member sees it; null on a single node. */
-  clusterInfo(): ClusterInfo | null {
-    return this.backend.clusterInfo?.() ?? null;
+  async clusterInfo(): Promise<ClusterInfo | null> {
+    return (await this.backend.clusterInfo?.()) ?? null;
   }
 
   shardOf(key: Uint8Array): number {

@@ -88,19 +88,30 @@ export class NativeRequest extends InFlight {
     switch (op.kind) {
       case OpKind.PING:
         return this.finish(encodePong(op.id));
-      case OpKind.TRANSFER_LEADER: {
-        const err = d.transferLeader(op.count, op.version);
-        return this.finish(err === null ? encodeOk(op.id) : encodeError(op.id, ErrorCode.INVALID_ARGUMENT, err));
-      }
+      // Cluster requests: answered once the member's group hosts have (they may run on other threads).
+      case OpKind.TRANSFER_LEADER:
       case OpKind.REPLACE_REPLICA: {
-        const err = d.replaceReplica(op.count, op.cursor, op.version);
-        return this.finish(err === null ? encodeOk(op.id) : encodeError(op.id, ErrorCode.INVALID_ARGUMENT, err));
+        const done =
+          op.kind === OpKind.TRANSFER_LEADER
+            ? d.transferLeader(op.count, op.version)
+            : d.replaceReplica(op.count, op.cursor, op.version);
+        void done.then(
+          (err) => this.finish(err === null ? encodeOk(op.id) : encodeError(op.id, ErrorCode.INVALID_ARGUMENT, err)),
+          (err: unknown) => this.finish(encodeError(op.id, ErrorCode.INTERNAL, (err as Error).message)),
+        );
+        return;
       }
       case OpKind.CLUSTER_INFO: {
-        const info = d.clusterInfo();
-        if (info === null)
-          return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "this node is not a cluster member"));
-        return this.finish(encodeClusterInfo(op.id, info));
+        void d.clusterInfo().then(
+          (info) =>
+            this.finish(
+              info === null
+                ? encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "this node is not a cluster member")
+                : encodeClusterInfo(op.id, info),
+            ),
+          (err: unknown) => this.finish(encodeError(op.id, ErrorCode.INTERNAL, (err as Error).message)),
+        );
+        return;
       }
       case OpKind.MGET:
       case OpKind.MPUT:

@@ -27,7 +27,7 @@ export type { ClusterInfo } from "../protocol/cluster-info.js";
 
 export interface ShardBackend {
   /** Cluster mode only: the partition map and each partition's state here. */
-  clusterInfo?(): ClusterInfo;
+  clusterInfo?(): Promise<ClusterInfo>;
   /** Cluster mode only: the node's client listener is up at host:port (the backend joins its peers now). */
   listening?(clientAddress: string): Promise<void>;
   /**
@@ -35,9 +35,9 @@ export interface ShardBackend {
    * membership step of moving its replica on `remove` to `add`; an error
    * message, or null.
    */
-  replaceReplica?(partition: number, remove: number, add: number): string | null;
+  replaceReplica?(partition: number, remove: number, add: number): Promise<string | null>;
   /** Cluster mode only: asks the partition's leader to hand over to `member`; an error message, or null. */
-  transferLeader?(partition: number, member: number): string | null;
+  transferLeader?(partition: number, member: number): Promise<string | null>;
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
   /** Sends one command to shard `shard`. Never drops: a full ring queues it. */

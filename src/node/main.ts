@@ -28,6 +28,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
           partitions: cluster.partitions,
           replicas: cluster.replicas,
           dataDir: cluster.dataDir,
+          shards: config.shards,
           tickMs: cluster.tickMs,
           compactEntries: cluster.compactEntries,
           electionTicks: 10,

@@ -147,6 +147,13 @@ export class Raft {
 
   /** Elections this replica started (became a candidate; pre-votes that went nowhere do not count). */
   campaigns = 0;
+  /**
+   * Whether this replica's leadership (or current candidacy) came from a
+   * leadership transfer (TimeoutNow) rather than an election timeout. A host
+   * uses it to tell deliberate placements, which it keeps, from the drift
+   * failures cause, which it may undo (src/cluster/group-host.ts, rebalance).
+   */
+  byTransfer = false;
 
   /** Ticks since start: a leader's yardstick for a follower that stopped making progress. */
   private ticks = 0;
@@ -532,6 +539,7 @@ export class Raft {
   private becomeCandidate(transfer = false): void {
     this.setTerm(this.term + 1);
     this.campaigns++;
+    this.byTransfer = transfer;
     this.vote = this.id;
     this.role = Role.Candidate;
     this.leader = 0;

@@ -1,0 +1,501 @@
+/**
+ * A group host: the Raft groups of some partitions, their WAL and the maps
+ * they apply to, on one thread (decision 0189).
+ *
+ * In the design each partition's replica lives on a shard worker, so its Raft
+ * core, log and map share a thread; a node with K shard workers runs K hosts,
+ * host h holding the partitions p with p % K === h, each with its own WAL (one
+ * fsync covers every group of that host). With `--shards 0` one host runs on
+ * the IO thread itself (the inline baseline, as in single-node mode).
+ *
+ * The host owns no socket and knows no other member: Raft messages come in by
+ * step() and leave through HostOut.send(); requests come in by serve() and are
+ * answered with a result or "not the leader" (the IO thread forwards those).
+ * Everything it does is driven from here:
+ *   - process() rounds: persist, send, apply (runs until no group has work);
+ *   - the tick (elections, heartbeats), log compaction and the expiry sweep;
+ *   - leadership handovers for rebalancing, membership steps for replacement.
+ * The same class runs inline and inside src/cluster/group-worker.ts; only the
+ * link between it and the IO thread differs (src/cluster/host-link.ts).
+ */
+import hdr from "hdr-histogram-js";
+import { ConfChangeType } from "../raft/config.js";
+import { MessageType } from "../raft/messages.js";
+import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
+import { Wal } from "../wal/wal.js";
+import { MultiRaft, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError } from "./multi-raft.js";
+import { PartitionMachine } from "./partition-machine.js";
+import type { GroupMessage } from "./peer-codec.js";
+import { type PartitionPlacement, place } from "./placement.js";
+import type { Member } from "./placement.js";
+import { ErrorCode } from "../errors.js";
+
+/** How long a request served here may wait for its commit or read index. */
+export const HOST_REQUEST_DEADLINE_MS = 4_500;
+/** How often (in ticks) a leader proposes an expiry sweep for each partition it leads. */
+export const SWEEP_EVERY_TICKS = 250;
+/** Keys one sweep command examines at most. */
+export const SWEEP_SAMPLE = 2_000;
+/** How often (in ticks) a host looks for logs to compact. */
+export const COMPACT_CHECK_EVERY_TICKS = 25;
+
+/** How a request is served: a replicated write, a linearizable read, a read of local numbers (STATS). */
+export const ServeMode = { Write: 0, Read: 1, Local: 2 } as const;
+export type ServeMode = (typeof ServeMode)[keyof typeof ServeMode];
+
+/** A request's answer from a host: the encoded Result, or who leads instead (0: unknown). */
+export type HostOutcome = { kind: "result"; result: Uint8Array } | { kind: "notLeader"; leader: number };
+
+/** A hosted group's routing facts, as the IO thread keeps them. */
+export interface Route {
+  group: number;
+  /** This member is in the group's configuration (voter or learner). */
+  replica: boolean;
+  leader: number;
+}
+
+export interface HostOptions {
+  /** This member's id. */
+  self: number;
+  /** This host's index and how many hosts the member runs. */
+  host: number;
+  hosts: number;
+  /** The bootstrap member list: placement is computed from it alone. */
+  bootstrap: Member[];
+  partitions: number;
+  replicas: number;
+  /** This host's WAL directory. */
+  walDir: string;
+  tickMs: number;
+  compactEntries: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+}
+
+/** What a host says to its IO thread. */
+export interface HostOut {
+  /** Raft messages for member `to`, batched per round. */
+  send(to: number, messages: GroupMessage[]): void;
+  /** A hosted group's leader or membership of this member changed. */
+  route(r: Route): void;
+  log(level: "debug" | "info" | "warn" | "error", message: string, detail?: object): void;
+  /** Storage failed or an invariant broke: this member cannot go on safely. */
+  fatal(message: string, detail?: object): void;
+}
+
+/** One hosted group's state for `piccolo cluster status`. */
+export interface HostedGroupStatus {
+  group: number;
+  replica: boolean;
+  leader: number;
+  term: number;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  voters: number[];
+  learners: number[];
+  leaderChanges: number;
+  followers: { member: number; match: number; lag: number; state: string; active: boolean; learner: boolean }[];
+}
+
+export interface HostStatus {
+  groups: HostedGroupStatus[];
+  proposals: number;
+  proposalP50Us: number;
+  proposalP99Us: number;
+  walWrites: number;
+  walP50Us: number;
+  walP99Us: number;
+  elections: number;
+  snapshotsInstalled: number;
+  compactions: number;
+  transfers: number;
+  swept: number;
+}
+
+export class GroupHost {
+  private readonly placement: PartitionPlacement[];
+  private readonly hosted = new Set<number>();
+  private readonly sm = new PartitionMachine();
+  private mr!: MultiRaft;
+  private wal!: Wal;
+  private ticker: NodeJS.Timeout | null = null;
+  private ticks = 0;
+  private running = false;
+  private again = false;
+  private closed = false;
+  /** Route last reported per group (leader, or -1 when not a replica). */
+  private readonly reported = new Map<number, number>();
+  private readonly proposalUs = newHistogram();
+  private readonly walUs = newHistogram();
+  private compactions = 0;
+  private transfers = 0;
+  private swept = 0;
+
+  private constructor(
+    private readonly o: HostOptions,
+    private readonly out: HostOut,
+  ) {
+    this.placement = place(o.bootstrap, o.partitions, o.replicas);
+    for (const p of this.placement)
+      if (this.owns(p.partition) && p.replicas.includes(o.self)) this.hosted.add(p.partition);
+  }
+
+  static async open(o: HostOptions, out: HostOut): Promise<GroupHost> {
+    const h = new GroupHost(o, out);
+    await h.openStorage();
+    return h;
+  }
+
+  /** Partitions this host is responsible for (hosted or not). */
+  owns(group: number): boolean {
+    return group >= 0 && group < this.o.partitions && group % this.o.hosts === this.o.host;
+  }
+
+  private async openStorage(): Promise<void> {
+    const { wal, groups } = await Wal.open(this.o.walDir);
+    this.wal = wal;
+    // Replicas placed here at bootstrap, and any others this host's WAL holds (replicas a
+    // membership change added later; their configuration is in their log or snapshot).
+    for (const g of groups.keys()) if (this.owns(g)) this.hosted.add(g);
+    this.mr = new MultiRaft({
+      member: this.o.self,
+      groups: [...this.hosted]
+        .sort((a, b) => a - b)
+        .map((g) => {
+          const restore = groups.get(g);
+          const p = this.placement[g]!;
+          const voters = p.replicas.includes(this.o.self) ? p.replicas : [];
+          return { group: g, voters, ...(restore === undefined ? {} : { restore }) };
+        }),
+      storage: wal,
+      stateMachine: this.sm,
+      rand: Math.random,
+      electionTicks: this.o.electionTicks,
+      heartbeatTicks: this.o.heartbeatTicks,
+    });
+    // A leader that added this member to a group it does not host yet: create an empty replica,
+    // which learns the group's configuration and state from that leader (log or snapshot).
+    this.mr.adopt = (group, m) => {
+      if (!this.owns(group) || this.closed) return false;
+      if (m.type !== MessageType.App && m.type !== MessageType.Snap && m.type !== MessageType.Heartbeat) return false;
+      this.hosted.add(group);
+      this.out.log("info", "joining a partition's group", { partition: group, leader: m.from });
+      return true;
+    };
+    this.mr.sendEarly = (out) => {
+      for (const [to, batch] of out) this.out.send(to, batch);
+    };
+    this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
+  }
+
+  /** Starts ticking; every hosted group's route is reported now. */
+  start(): void {
+    this.reportRoutes();
+    this.ticker = setInterval(() => {
+      this.mr.tick();
+      this.ticks++;
+      if (this.ticks % COMPACT_CHECK_EVERY_TICKS === 0) void this.compactLogs();
+      if (this.ticks % SWEEP_EVERY_TICKS === 0) this.sweepExpired();
+      this.reportRoutes();
+      this.kick();
+    }, this.o.tickMs);
+  }
+
+  /** Raft messages from a peer. */
+  step(messages: readonly GroupMessage[]): void {
+    this.mr.step(messages);
+    this.kick();
+  }
+
+  /** Serves one request (an encoded Command) for a partition this host owns. */
+  async serve(group: number, mode: number, command: Uint8Array): Promise<HostOutcome> {
+    if (mode === ServeMode.Local) return { kind: "result", result: this.sm.read(group, command, Date.now()) };
+    if (!this.isReplica(group)) return { kind: "notLeader", leader: 0 };
+    if (!this.mr.status(group).isLeader) return { kind: "notLeader", leader: this.mr.leader(group) };
+    const deadline = Date.now() + HOST_REQUEST_DEADLINE_MS;
+    try {
+      if (mode === ServeMode.Write) {
+        const t0 = performance.now();
+        const proposed = this.mr.propose(group, command);
+        // Start a round now: the entry must be written and sent (waiting for the
+        // next tick or peer message to do it cost every write up to a tick).
+        this.kick();
+        const answer = await withDeadline(proposed, deadline);
+        if (answer === null) return { kind: "result", result: errorResult(ErrorCode.TIMEOUT) };
+        this.proposalUs.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        return { kind: "result", result: answer };
+      }
+      const p = this.mr.readIndex(group);
+      this.kick();
+      const ok = await withDeadline(p, deadline);
+      if (ok === null) return { kind: "result", result: errorResult(ErrorCode.NOT_LEADER) };
+      return { kind: "result", result: this.sm.read(group, command, Date.now()) };
+    } catch (err) {
+      // Not the leader after all, or a leadership transfer is under way: the caller retries.
+      if (err instanceof NotLeaderError || err instanceof ProposalDroppedError)
+        return { kind: "notLeader", leader: this.isReplica(group) ? this.mr.leader(group) : 0 };
+      // Possibly applied: answered like a timeout, never retried.
+      if (err instanceof ProposalOutcomeUnknownError) return { kind: "result", result: errorResult(ErrorCode.TIMEOUT) };
+      throw err;
+    }
+  }
+
+  /** As the group's leader, hands leadership to `to`; an error message, or null. */
+  transfer(group: number, to: number): string | null {
+    if (!this.isReplica(group)) return `partition ${group} is not hosted here`;
+    if (!this.mr.status(group).isLeader) return `not the leader of partition ${group}`;
+    if (!this.mr.transferLeadership(group, to)) return "the transfer could not start";
+    this.kick();
+    return null;
+  }
+
+  /**
+   * Rebalancing: hands each partition this member leads but should not (the
+   * placement's preferred leader) to the preferred member, if it is among
+   * `settled` (connected for a while; see src/cluster/backend.ts). Raft's
+   * leadership transfer, so the handover costs one short pause of that
+   * partition's writes, not an election timeout. Only leadership won by an
+   * election timeout is moved: that is the drift failures cause. Leadership
+   * that was handed over (`piccolo cluster transfer-leader`, or an earlier
+   * rebalance) was put there on purpose and stays.
+   */
+  rebalance(settled: readonly number[]): void {
+    for (const g of this.hosted) {
+      const p = this.placement[g]!;
+      if (p.preferredLeader === this.o.self || !settled.includes(p.preferredLeader)) continue;
+      if (this.mr.ledByTransfer(g)) continue;
+      const st = this.mr.status(g);
+      if (!st.isLeader || !st.voters.includes(p.preferredLeader)) continue;
+      if (this.mr.transferLeadership(g, p.preferredLeader)) this.transfers++;
+    }
+    this.kick();
+  }
+
+  /**
+   * As the partition's leader, the next membership step of moving its replica
+   * on `remove` to `add` (`piccolo cluster replace`), one Raft configuration
+   * change at a time (src/raft/config.ts):
+   *
+   *   1. `add` joins as a learner: it receives the log (or a snapshot) but
+   *      does not vote, so the group's majority does not wait for it;
+   *   2. once its log holds everything committed, it is promoted to voter;
+   *   3. `remove` leaves (if it leads, it first hands leadership over).
+   *
+   * Each step is a log entry; the next is refused until it commits. So the
+   * caller repeats the request until the configuration shows the result.
+   * Null when a step was taken or none is needed, else why not.
+   */
+  stepReplace(group: number, remove: number, add: number): string | null {
+    if (!this.isReplica(group)) return `partition ${group} is not hosted here`;
+    const s = this.mr.status(group);
+    if (!s.isLeader) return `not the leader of partition ${group}`;
+    const has = (id: number) => s.voters.includes(id) || s.learners.includes(id);
+    let why: string | null = null;
+    if (!has(add)) {
+      if (!has(remove)) return `member ${remove} holds no replica of partition ${group}`;
+      why = this.mr.proposeConfChange(group, { type: ConfChangeType.AddLearner, replica: add });
+    } else if (s.learners.includes(add)) {
+      const f = this.mr.followers(group).find((x) => x.id === add);
+      if (f === undefined || f.match < s.commit) return null; // still catching up
+      why = this.mr.proposeConfChange(group, { type: ConfChangeType.AddVoter, replica: add });
+    } else if (!has(remove)) {
+      return null; // done
+    } else if (remove === this.o.self) {
+      why = this.mr.transferLeadership(group, add) ? null : "could not hand leadership over before leaving";
+    } else {
+      why = this.mr.proposeConfChange(group, { type: ConfChangeType.Remove, replica: remove });
+    }
+    this.kick();
+    return why;
+  }
+
+  status(): HostStatus {
+    const groups: HostedGroupStatus[] = [];
+    for (const g of [...this.hosted].sort((a, b) => a - b)) {
+      const s = this.mr.status(g);
+      groups.push({
+        group: g,
+        replica: this.isReplica(g),
+        leader: s.leader,
+        term: s.term,
+        commit: s.commit,
+        applied: s.applied,
+        lastIndex: s.lastIndex,
+        voters: [...s.voters],
+        learners: [...s.learners],
+        leaderChanges: this.mr.leaderChanges.get(g) ?? 0,
+        followers: !s.isLeader
+          ? []
+          : this.mr.followers(g).map((f) => ({
+              member: f.id,
+              match: f.match,
+              lag: Math.max(0, s.lastIndex - f.match),
+              state: f.state,
+              active: f.recentActive,
+              learner: f.learner,
+            })),
+      });
+    }
+    return {
+      groups,
+      proposals: this.proposalUs.totalCount,
+      proposalP50Us: this.proposalUs.getValueAtPercentile(50),
+      proposalP99Us: this.proposalUs.getValueAtPercentile(99),
+      walWrites: this.walUs.totalCount,
+      walP50Us: this.walUs.getValueAtPercentile(50),
+      walP99Us: this.walUs.getValueAtPercentile(99),
+      elections: this.mr.campaigns(),
+      snapshotsInstalled: this.mr.snapshotsInstalled,
+      compactions: this.compactions,
+      transfers: this.transfers,
+      swept: this.swept,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.ticker !== null) clearInterval(this.ticker);
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.wal.close();
+  }
+
+  /** This member holds a replica of the group that is in its configuration (voter or learner). */
+  private isReplica(group: number): boolean {
+    return this.mr.inConfig(group, this.o.self);
+  }
+
+  /** Tells the IO thread about every hosted group whose leader or membership changed since last said. */
+  private reportRoutes(): void {
+    for (const g of this.hosted) {
+      const replica = this.isReplica(g);
+      const leader = replica ? this.mr.leader(g) : -1;
+      if (this.reported.get(g) === leader) continue;
+      this.reported.set(g, leader);
+      this.out.route({ group: g, replica, leader: replica ? leader : 0 });
+    }
+  }
+
+  /**
+   * Log compaction: a group whose log holds more than `compactEntries`
+   * applied entries past its last snapshot gets a new snapshot of its
+   * partition's map, and the WAL drops what it covers. Runs between rounds
+   * (it holds the round lock, so no Ready is in flight meanwhile). Without
+   * it a member's WAL would grow for ever.
+   */
+  private async compactLogs(): Promise<void> {
+    if (this.running || this.closed) return;
+    this.running = true;
+    try {
+      for (const g of this.hosted) {
+        const s = this.mr.status(g);
+        if (s.applied - this.mr.snapshotIndex(g) >= this.o.compactEntries) {
+          await this.mr.compact(g);
+          this.compactions++;
+        }
+      }
+    } catch (err) {
+      this.out.fatal("log compaction failed; stopping this member", { err: (err as Error).message });
+      return;
+    } finally {
+      this.running = false;
+    }
+    if (this.again) this.kick();
+  }
+
+  /**
+   * The expiry sweep, through the log: for each partition it leads, the
+   * leader proposes a SWEEP command stamped with its clock, and every replica
+   * removes the same expired keys when it applies it. (A sweep run locally
+   * on each replica would make their maps differ.) Keys that expired are
+   * invisible before the sweep too: this reclaims memory, it does not decide
+   * what reads see. Only partitions that ever had a key with an expiry are
+   * swept, so an idle cluster without TTLs writes nothing.
+   */
+  private sweepExpired(): void {
+    if (this.closed) return;
+    for (const g of this.hosted) {
+      if (!this.isReplica(g) || !this.mr.status(g).isLeader || !this.sm.ttlSeen(g)) continue;
+      const cmd = new Uint8Array(commandBytes(0, 0));
+      encodeCommand(cmd, 0, {
+        op: Op.SWEEP,
+        flags: 0,
+        tag: 0,
+        nowMs: Date.now(),
+        expireAtMs: 0,
+        arg0: SWEEP_SAMPLE,
+        arg1: 0,
+        key: new Uint8Array(0),
+        value: null,
+      });
+      // Best effort: a sweep lost to a leadership change is simply the next one's work.
+      this.mr.propose(g, cmd).then(
+        (r) => {
+          const res = new Result();
+          if (res.decode(r)) this.swept += res.num;
+        },
+        () => {},
+      );
+    }
+    this.kick();
+  }
+
+  /** Runs process() rounds until no group has work; never two at once. */
+  private kick(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.closed) return;
+    this.running = true;
+    void (async () => {
+      try {
+        do {
+          this.again = false;
+          const out = await this.mr.process();
+          for (const [to, batch] of out) this.out.send(to, batch);
+          if (out.size > 0) this.again = true;
+          this.reportRoutes();
+        } while (this.again && !this.closed);
+      } catch (err) {
+        // A failed WAL (WAL_FAILED) or a broken invariant: this member cannot go on safely.
+        this.out.fatal("cluster storage failed; stopping this member", { err: (err as Error).message });
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
+}
+
+export function errorResult(code: number): Uint8Array {
+  const r = new Result();
+  r.status = code;
+  const out = new Uint8Array(r.byteLength());
+  r.encode(out, 0);
+  return out;
+}
+
+/** The promise's value, or null once the deadline passes first. */
+export function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | null> {
+  return new Promise<T | null>((resolve, reject) => {
+    const t = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now()));
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+function newHistogram() {
+  return hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 3_600_000_000,
+    numberOfSignificantValueDigits: 2,
+  });
+}

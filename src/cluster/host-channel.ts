@@ -1,0 +1,198 @@
+/**
+ * The records between the IO thread and a group worker (decision 0189), over
+ * the same pair of SPSC rings as single-node mode (src/ring): requests and
+ * peer traffic in, answers and peer traffic out. Both ends run an event loop
+ * (the group worker has timers and asynchronous file IO), so neither blocks:
+ * each waits with Atomics.waitAsync, and a writer whose ring is full keeps a
+ * FIFO backlog that moves on as the reader frees space (src/ring/messages.ts:
+ * never a drop, never a reorder).
+ *
+ * A record is a 13-byte header and a payload:
+ *
+ *   offset size
+ *   0      u8   kind (below)
+ *   1      u32  a    \
+ *   5      u32  b     } meaning depends on the kind
+ *   9      u32  c    /
+ *   13     ...  payload
+ */
+import { assert } from "../assert.js";
+import { RING_RECORD_MAX_BYTES } from "../limits.js";
+import { MessageReader, MessageWriter } from "../ring/messages.js";
+import { RingReader, RingWriter } from "../ring/ring.js";
+
+export const RECORD_HEADER = 13;
+
+/** IO thread to group worker. */
+export const In = {
+  /** a=request id, b=partition, c=ServeMode; payload: an encoded Command. */
+  Serve: 1,
+  /** payload: a peer frame of Raft messages (src/cluster/peer-codec.ts, encodeRaftBatch). */
+  Step: 2,
+  /** a=request id (0: no reply wanted); payload: a JSON control request. */
+  Control: 3,
+} as const;
+
+/** Group worker to IO thread. */
+export const Out = {
+  /** a=request id, b=0 result / 1 not the leader, c=leader hint; payload: the encoded Result. */
+  Outcome: 1,
+  /** a=destination member; payload: a peer frame of Raft messages, ready for the socket. */
+  Send: 2,
+  /** a=partition, b=1 when this member is a replica, c=leader (0: unknown). */
+  Route: 3,
+  /** a=request id; payload: the JSON answer to a control request. */
+  Reply: 4,
+  /** payload: JSON {level, message, detail}. */
+  Log: 5,
+  /** payload: JSON {message, detail}: the worker cannot go on; the member must stop. */
+  Fatal: 6,
+} as const;
+
+const EMPTY = new Uint8Array(0);
+
+/** The writing end: records in order, published once per event-loop turn. */
+export class RecordWriter {
+  private readonly w: MessageWriter;
+  private publishQueued = false;
+  private awaitingRoom = false;
+  private closed = false;
+
+  constructor(sab: SharedArrayBuffer) {
+    this.w = new MessageWriter(new RingWriter(sab), RING_RECORD_MAX_BYTES);
+  }
+
+  /** Records waiting for ring space (the owner's backpressure signal). */
+  get backlogCount(): number {
+    return this.w.backlogCount;
+  }
+
+  write(kind: number, a: number, b: number, c: number, payload: Uint8Array = EMPTY): void {
+    const length = RECORD_HEADER + payload.length;
+    const at = this.w.tryReserve(length);
+    if (at >= 0) {
+      header(this.w.ring.bytes, at, kind, a, b, c);
+      this.w.ring.bytes.set(payload, at + RECORD_HEADER);
+    } else {
+      const copy = new Uint8Array(length);
+      header(copy, 0, kind, a, b, c);
+      copy.set(payload, RECORD_HEADER);
+      this.w.enqueue(copy);
+      this.pumpWhenRoom();
+    }
+    if (!this.publishQueued) {
+      // One publish (one wakeup of the other side) for everything written in this turn.
+      this.publishQueued = true;
+      queueMicrotask(() => {
+        this.publishQueued = false;
+        this.w.ring.publish();
+      });
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private pumpWhenRoom(): void {
+    if (this.awaitingRoom || this.closed) return;
+    for (;;) {
+      const empty = this.w.pump();
+      this.w.ring.publish();
+      if (empty) return;
+      const wait = this.w.ring.roomAsync(this.w.recordMaxBytes);
+      if (wait === null) continue;
+      this.awaitingRoom = true;
+      void wait.then(() => {
+        this.awaitingRoom = false;
+        this.pumpWhenRoom();
+      });
+      return;
+    }
+  }
+}
+
+/** A record as the reader hands it over; `payload` is valid only during the call. */
+export interface HostRecord {
+  kind: number;
+  a: number;
+  b: number;
+  c: number;
+  payload: Uint8Array;
+}
+
+/**
+ * The reading end: calls `onRecord` for each record as it arrives, from a
+ * waitAsync loop (no thread ever blocks on it), and `onBatchEnd` after each
+ * batch.
+ */
+export class RecordReader {
+  private readonly r: MessageReader;
+  private readonly rec: HostRecord = { kind: 0, a: 0, b: 0, c: 0, payload: EMPTY };
+  private closed = false;
+
+  constructor(
+    sab: SharedArrayBuffer,
+    private readonly onRecord: (r: HostRecord) => void,
+    private readonly onBatchEnd: () => void = () => {},
+  ) {
+    this.r = new MessageReader(new RingReader(sab));
+  }
+
+  start(): void {
+    const drainAndRearm = (): void => {
+      this.r.ring.awake();
+      for (;;) {
+        if (this.closed) return;
+        this.drain();
+        const wait = this.r.ring.waitAsync();
+        if (wait === null) continue; // more arrived meanwhile
+        void wait.then(drainAndRearm);
+        return;
+      }
+    };
+    drainAndRearm();
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private drain(): void {
+    let n = 0;
+    for (let m = this.r.next(); m !== null; m = this.r.next()) {
+      assert(m.length >= RECORD_HEADER, "host records carry their header");
+      const v = new DataView(m.buffer, m.byteOffset, RECORD_HEADER);
+      const rec = this.rec;
+      rec.kind = m[0]!;
+      rec.a = v.getUint32(1, true);
+      rec.b = v.getUint32(5, true);
+      rec.c = v.getUint32(9, true);
+      rec.payload = m.subarray(RECORD_HEADER);
+      this.onRecord(rec);
+      this.r.consume();
+      n++;
+    }
+    this.r.ring.release();
+    if (n > 0) this.onBatchEnd();
+  }
+}
+
+function header(b: Uint8Array, at: number, kind: number, a: number, bb: number, c: number): void {
+  const v = new DataView(b.buffer, b.byteOffset + at, RECORD_HEADER);
+  v.setUint8(0, kind);
+  v.setUint32(1, a >>> 0, true);
+  v.setUint32(5, bb >>> 0, true);
+  v.setUint32(9, c >>> 0, true);
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function jsonBytes(v: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(v));
+}
+
+export function parseJson<T>(b: Uint8Array): T {
+  return JSON.parse(decoder.decode(b.slice())) as T; // slice: TextDecoder refuses shared memory
+}

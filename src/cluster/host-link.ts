@@ -1,0 +1,211 @@
+/**
+ * The IO thread's handle on a group host (src/cluster/group-host.ts): the
+ * same calls whether the host runs inline on the IO thread (`--shards 0`) or
+ * on a group worker thread behind a pair of rings (decision 0189).
+ */
+import { Worker } from "node:worker_threads";
+import { RING_BYTES } from "../limits.js";
+import { createRingBuffer } from "../ring/ring.js";
+import {
+  GroupHost,
+  type HostOptions,
+  type HostOut,
+  type HostOutcome,
+  type HostStatus,
+  type Route,
+  type ServeMode,
+} from "./group-host.js";
+import type { GroupWorkerData } from "./group-worker.js";
+import { In, jsonBytes, Out, parseJson, RecordReader, RecordWriter } from "./host-channel.js";
+import { encodeRaftBatch, type GroupMessage } from "./peer-codec.js";
+
+/** What the IO thread does with what a host says. */
+export interface LinkEvents {
+  /** An encoded peer frame of Raft messages for member `to`. */
+  sendFrame(to: number, frame: Uint8Array): void;
+  route(r: Route): void;
+  log(level: "debug" | "info" | "warn" | "error", message: string, detail?: object): void;
+  fatal(message: string, detail?: object): void;
+}
+
+export interface HostLink {
+  serve(group: number, mode: ServeMode, command: Uint8Array): Promise<HostOutcome>;
+  step(messages: GroupMessage[]): void;
+  transfer(group: number, to: number): Promise<string | null>;
+  stepReplace(group: number, remove: number, add: number): Promise<string | null>;
+  rebalance(settled: number[]): void;
+  status(): Promise<HostStatus>;
+  close(): Promise<void>;
+}
+
+/** A host on the IO thread itself: plain calls. */
+export class InlineHostLink implements HostLink {
+  private constructor(private readonly host: GroupHost) {}
+
+  static async open(o: HostOptions, events: LinkEvents): Promise<InlineHostLink> {
+    const out: HostOut = {
+      send: (to, messages) => events.sendFrame(to, encodeRaftBatch(messages)),
+      route: (r) => events.route(r),
+      log: (level, message, detail) => events.log(level, message, detail),
+      fatal: (message, detail) => events.fatal(message, detail),
+    };
+    const host = await GroupHost.open(o, out);
+    host.start();
+    return new InlineHostLink(host);
+  }
+
+  serve(group: number, mode: ServeMode, command: Uint8Array): Promise<HostOutcome> {
+    return this.host.serve(group, mode, command);
+  }
+  step(messages: GroupMessage[]): void {
+    this.host.step(messages);
+  }
+  async transfer(group: number, to: number): Promise<string | null> {
+    return this.host.transfer(group, to);
+  }
+  async stepReplace(group: number, remove: number, add: number): Promise<string | null> {
+    return this.host.stepReplace(group, remove, add);
+  }
+  rebalance(settled: number[]): void {
+    this.host.rebalance(settled);
+  }
+  async status(): Promise<HostStatus> {
+    return this.host.status();
+  }
+  close(): Promise<void> {
+    return this.host.close();
+  }
+}
+
+/** Control requests to a group worker (JSON: rare, small). */
+export type Control =
+  | { op: "transfer"; group: number; to: number }
+  | { op: "replace"; group: number; remove: number; add: number }
+  | { op: "rebalance"; settled: number[] }
+  | { op: "status" }
+  | { op: "close" };
+
+/** A host on its own thread (src/cluster/group-worker.ts), spoken to over two rings. */
+export class WorkerHostLink implements HostLink {
+  private readonly toWorker: RecordWriter;
+  private readonly fromWorker: RecordReader;
+  private nextId = 1;
+  private readonly outcomes = new Map<number, (o: HostOutcome) => void>();
+  private readonly replies = new Map<number, (v: unknown) => void>();
+  private closing = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    requestRing: SharedArrayBuffer,
+    notifyRing: SharedArrayBuffer,
+    events: LinkEvents,
+  ) {
+    this.toWorker = new RecordWriter(requestRing);
+    this.fromWorker = new RecordReader(notifyRing, (r) => {
+      switch (r.kind) {
+        case Out.Outcome: {
+          const done = this.outcomes.get(r.a);
+          this.outcomes.delete(r.a);
+          done?.(r.b === 0 ? { kind: "result", result: r.payload.slice() } : { kind: "notLeader", leader: r.c });
+          return;
+        }
+        case Out.Send:
+          events.sendFrame(r.a, r.payload.slice());
+          return;
+        case Out.Route:
+          events.route({ group: r.a, replica: r.b === 1, leader: r.c });
+          return;
+        case Out.Reply: {
+          const done = this.replies.get(r.a);
+          this.replies.delete(r.a);
+          done?.(parseJson(r.payload));
+          return;
+        }
+        case Out.Log: {
+          const l = parseJson<{ level: "debug" | "info" | "warn" | "error"; message: string; detail?: object }>(
+            r.payload,
+          );
+          events.log(l.level, l.message, l.detail);
+          return;
+        }
+        case Out.Fatal: {
+          const f = parseJson<{ message: string; detail?: object }>(r.payload);
+          events.fatal(f.message, f.detail);
+          return;
+        }
+      }
+    });
+    worker.on("error", (err) => events.fatal("group worker crashed", { err: String(err) }));
+    worker.on("exit", (code) => {
+      if (!this.closing) events.fatal(`group worker exited (code ${code})`);
+    });
+  }
+
+  static open(o: HostOptions, events: LinkEvents): Promise<WorkerHostLink> {
+    const requestRing = createRingBuffer(RING_BYTES);
+    const notifyRing = createRingBuffer(RING_BYTES);
+    const data: GroupWorkerData = { options: o, requestRing, notifyRing };
+    const worker = new Worker(new URL("./group-worker.js", import.meta.url), { workerData: data });
+    const link = new WorkerHostLink(worker, requestRing, notifyRing, events);
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: { type: string; error?: string }): void => {
+        worker.off("message", onMessage);
+        if (m.type === "ready") {
+          link.fromWorker.start();
+          resolve(link);
+        } else reject(new Error(m.error ?? "group worker failed to start"));
+      };
+      worker.on("message", onMessage);
+    });
+  }
+
+  serve(group: number, mode: ServeMode, command: Uint8Array): Promise<HostOutcome> {
+    const id = this.id();
+    return new Promise((resolve) => {
+      this.outcomes.set(id, resolve);
+      this.toWorker.write(In.Serve, id, group, mode, command);
+    });
+  }
+
+  step(messages: GroupMessage[]): void {
+    this.toWorker.write(In.Step, 0, 0, 0, encodeRaftBatch(messages));
+  }
+
+  transfer(group: number, to: number): Promise<string | null> {
+    return this.control({ op: "transfer", group, to }) as Promise<string | null>;
+  }
+
+  stepReplace(group: number, remove: number, add: number): Promise<string | null> {
+    return this.control({ op: "replace", group, remove, add }) as Promise<string | null>;
+  }
+
+  rebalance(settled: number[]): void {
+    this.toWorker.write(In.Control, 0, 0, 0, jsonBytes({ op: "rebalance", settled } satisfies Control));
+  }
+
+  status(): Promise<HostStatus> {
+    return this.control({ op: "status" }) as Promise<HostStatus>;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.control({ op: "close" });
+    this.fromWorker.close();
+    this.toWorker.close();
+    await this.worker.terminate();
+  }
+
+  private control(c: Control): Promise<unknown> {
+    const id = this.id();
+    return new Promise((resolve) => {
+      this.replies.set(id, resolve);
+      this.toWorker.write(In.Control, id, 0, 0, jsonBytes(c));
+    });
+  }
+
+  private id(): number {
+    const id = this.nextId;
+    this.nextId = id >= 0xffff_fffe ? 1 : id + 1;
+    return id;
+  }
+}
