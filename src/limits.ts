@@ -68,11 +68,36 @@ export const RING_RECORD_MAX_BYTES = 64 * 1024;
  */
 export const MAX_SHARD_BACKLOG_COUNT = 16_384;
 
-/** Keys the active expiry sweep examines per shard per sweep. */
+/**
+ * The active expiry sweep (src/shard/sweep.ts). Every EXPIRE_SWEEP_INTERVAL_MS
+ * (a "tick") each shard examines the next EXPIRE_SWEEP_SAMPLE_COUNT keys of
+ * its expiry list, which holds the keys with a TTL and only those, and
+ * removes the expired ones; it goes on while a sample was more than a
+ * quarter expired, for at most EXPIRE_SWEEP_BUDGET_MS of that tick.
+ *
+ * The guarantee: with E keys with a TTL on a shard, a key is removed at most
+ * expiryLagMs(E) after it expires, reads or no reads: at the first tick when
+ * E <= EXPIRE_SWEEP_SAMPLE_COUNT, else within ceil(2E / SAMPLE) ticks (the
+ * list walk may have just passed it, and keys given a TTL meanwhile can
+ * lengthen the next pass). So a shard reclaims at least SAMPLE expired keys
+ * per tick, 2,000 a second, whenever that many are waiting, however many
+ * keys without a TTL it holds. Ticks are timed by the OS: a thread the
+ * machine does not run is late by that much. Expired keys are never
+ * returned in the meantime (every command checks expiry).
+ */
 export const EXPIRE_SWEEP_SAMPLE_COUNT = 200;
 
-/** How often each shard runs the active expiry sweep. */
+/** How often each shard runs a sweep tick. */
 export const EXPIRE_SWEEP_INTERVAL_MS = 100;
+
+/** Most time one tick spends beyond its first sample (Redis: 25% of its 100 ms cycle). */
+export const EXPIRE_SWEEP_BUDGET_MS = 25;
+
+/** The longest an expired key stays in memory on a shard with `ttlKeys` keys with a TTL (see above). */
+export function expiryLagMs(ttlKeys: number): number {
+  const ticks = ttlKeys <= EXPIRE_SWEEP_SAMPLE_COUNT ? 1 : Math.ceil((2 * ttlKeys) / EXPIRE_SWEEP_SAMPLE_COUNT);
+  return ticks * EXPIRE_SWEEP_INTERVAL_MS;
+}
 
 /** Largest TTL accepted (about 100 years). Over it: INVALID_ARGUMENT. */
 export const MAX_TTL_MS = 100 * 365 * 24 * 3600 * 1000;

@@ -21,7 +21,8 @@ import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { createRingBuffer, RingReader, RingWriter } from "../ring/ring.js";
 import { type CommandFields, CommandView, commandBytes, encodeCommand, Result } from "../shard/command.js";
 import { ShardCore } from "../shard/execute.js";
-import { EXPIRE_SWEEP_INTERVAL_MS, EXPIRE_SWEEP_SAMPLE_COUNT } from "../limits.js";
+import { EXPIRE_SWEEP_INTERVAL_MS } from "../limits.js";
+import { sweepTick } from "../shard/sweep.js";
 
 export type { ClusterInfo } from "../protocol/cluster-info.js";
 
@@ -69,10 +70,8 @@ export class InlineShards implements ShardBackend {
   private readonly sweepTimer: NodeJS.Timeout;
 
   constructor(private readonly events: ShardEvents) {
-    this.sweepTimer = setInterval(() => {
-      const now = Date.now();
-      while (this.core.sweep(now, EXPIRE_SWEEP_SAMPLE_COUNT) > EXPIRE_SWEEP_SAMPLE_COUNT / 4) {}
-    }, EXPIRE_SWEEP_INTERVAL_MS);
+    // The sweep's tick (src/shard/sweep.ts); here it runs on the IO thread.
+    this.sweepTimer = setInterval(() => sweepTick(this.core, Date.now()), EXPIRE_SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();
   }
 

@@ -20,7 +20,16 @@
  * handle, or EMPTY / TOMBSTONE) and `hashes` (the key's 32-bit hash, to skip
  * most key comparisons and to rehash without touching records). Deletion
  * leaves a tombstone, so entries never move except when the table is
- * rebuilt: slot numbers stay valid for the sweep and the scan cursor.
+ * rebuilt: slot numbers stay valid for the scan cursor.
+ *
+ * Expiry list. Keys with a TTL are also listed in `ttlSlots` (their slot
+ * numbers, in no order), and `ttlPos[slot]` is that slot's position in the
+ * list + 1 (0: no TTL), so adding and removing is O(1) without allocation
+ * (a removal moves the list's last entry into the hole). The active expiry
+ * sweep walks this list, never the whole index: its pace depends on how
+ * many keys have a TTL, not on how many keys or empty slots there are
+ * (Redis keeps its `expires` dict for the same reason). Cost: 4 bytes per
+ * index slot and 4 per key with a TTL.
  *
  * A "slot" in this API is a position in the index. Views returned by key()
  * and value() point into page memory and are valid until the next mutation.
@@ -99,7 +108,14 @@ export class ShardStore {
   private tombstones = 0;
   /** Bumped at every rebuild of the index: scan cursors from before a rebuild start over. */
   private epoch = 0;
-  private sweepCursor = 0;
+
+  /** Slots of the keys with a TTL, [0, ttlCount); see "Expiry list" above. */
+  private ttlSlots = new Int32Array(64);
+  private ttlCount = 0;
+  /** Per index slot: its position in ttlSlots + 1, or 0 when the key has no TTL. */
+  private ttlPos: Int32Array;
+  /** The sweep's next position in ttlSlots; it walks downwards (see sweepExpired). */
+  private ttlCursor = -1;
 
   private readonly pagesU8: Uint8Array[] = [];
   private readonly pagesU32: Uint32Array[] = [];
@@ -117,6 +133,7 @@ export class ShardStore {
     while (capacity * MAX_LOAD < (options.initialCapacity ?? 0)) capacity *= 2;
     this.slots = new Int32Array(capacity);
     this.hashes = new Uint32Array(capacity);
+    this.ttlPos = new Int32Array(capacity);
     this.mask = capacity - 1;
   }
 
@@ -270,6 +287,38 @@ export class ShardStore {
   setExpiry(slot: number, expiresAtMs: number): void {
     this.locate(slot);
     this.rF64[this.rAt / 8 + 2] = expiresAtMs;
+    this.trackExpiry(slot, expiresAtMs);
+  }
+
+  /** Keys with a TTL (the expiry list's length). */
+  get ttlKeys(): number {
+    return this.ttlCount;
+  }
+
+  /** Keeps the expiry list in step with a slot's expiry: listed iff it is not 0. */
+  private trackExpiry(slot: number, expiresAtMs: number): void {
+    const listed = this.ttlPos[slot] !== 0;
+    if (expiresAtMs !== 0) {
+      if (listed) return;
+      if (this.ttlCount === this.ttlSlots.length) {
+        const grown = new Int32Array(this.ttlSlots.length * 2);
+        grown.set(this.ttlSlots);
+        this.ttlSlots = grown;
+      }
+      this.ttlSlots[this.ttlCount++] = slot;
+      this.ttlPos[slot] = this.ttlCount;
+    } else if (listed) {
+      this.unlist(slot);
+    }
+  }
+
+  /** Removes a slot from the expiry list: the last entry moves into its place. */
+  private unlist(slot: number): void {
+    const at = this.ttlPos[slot]! - 1;
+    const last = this.ttlSlots[--this.ttlCount]!;
+    this.ttlSlots[at] = last;
+    this.ttlPos[last] = at + 1;
+    this.ttlPos[slot] = 0;
   }
 
   setVersion(slot: number, version: number): void {
@@ -310,6 +359,7 @@ export class ShardStore {
           slots[i] = fresh;
         }
         this.write(slots[i]!, key, value, version, expiresAtMs);
+        this.trackExpiry(i, expiresAtMs);
         return i;
       }
     }
@@ -324,6 +374,7 @@ export class ShardStore {
     this.hashes[target] = hash;
     this.count++;
     this.write(handle, key, value, version, expiresAtMs);
+    if (expiresAtMs !== 0) this.trackExpiry(target, expiresAtMs);
     return target;
   }
 
@@ -331,6 +382,7 @@ export class ShardStore {
     const s = this.slots[slot]!;
     assert(s !== EMPTY && s !== TOMBSTONE, "deleteSlot names a live record");
     this.release(s);
+    if (this.ttlPos[slot] !== 0) this.unlist(slot);
     this.slots[slot] = TOMBSTONE;
     this.count--;
     this.tombstones++;
@@ -345,14 +397,15 @@ export class ShardStore {
   private rebuild(): void {
     const oldSlots = this.slots;
     const oldHashes = this.hashes;
+    const oldTtlPos = this.ttlPos;
     let capacity = oldSlots.length;
     if (this.count + 1 > capacity * MAX_LOAD * 0.5) capacity *= 2;
     this.slots = new Int32Array(capacity);
     this.hashes = new Uint32Array(capacity);
+    this.ttlPos = new Int32Array(capacity);
     this.mask = capacity - 1;
     this.tombstones = 0;
     this.epoch++;
-    this.sweepCursor = 0;
     for (let j = 0; j < oldSlots.length; j++) {
       const s = oldSlots[j]!;
       if (s === EMPTY || s === TOMBSTONE) continue;
@@ -361,32 +414,52 @@ export class ShardStore {
       while (this.slots[i] !== EMPTY) i = (i + 1) & this.mask;
       this.slots[i] = s;
       this.hashes[i] = hash;
+      // The expiry list keeps its order (and the sweep its place in it); only slot numbers change.
+      const pos = oldTtlPos[j]!;
+      if (pos !== 0) {
+        this.ttlSlots[pos - 1] = i;
+        this.ttlPos[i] = pos;
+      }
     }
   }
 
   memoryBytes(): number {
-    return this.slots.byteLength + this.hashes.byteLength + this.pagesU8.length * PAGE_BYTES + this.largeBytes;
+    return (
+      this.slots.byteLength +
+      this.hashes.byteLength +
+      this.ttlPos.byteLength +
+      this.ttlSlots.byteLength +
+      this.pagesU8.length * PAGE_BYTES +
+      this.largeBytes
+    );
   }
 
+  /**
+   * One step of the active expiry sweep: examines the next
+   * min(maxExamined, ttlKeys) keys of the expiry list and removes the expired
+   * ones; returns how many it removed. Keys without a TTL cost nothing.
+   *
+   * The cursor walks the list downwards and wraps to the end (a new pass).
+   * Downwards because removal fills a hole with the list's last entry: an
+   * entry not yet examined in this pass lies at or below the cursor and
+   * never moves above it, so every key listed when a pass starts is examined
+   * in that pass; keys listed later (appended at the end) wait for the next.
+   * Hence each key with a TTL is examined within ttlKeys positions of cursor
+   * travel (2 * ttlKeys while keys are being added), and when ttlKeys <=
+   * maxExamined, one call examines every key.
+   */
   sweepExpired(nowMs: number, maxExamined: number): number {
-    if (this.count === 0) return 0;
     let removed = 0;
-    const slots = this.slots;
-    // Empty slots are cheap to skip but bounded too, so a sparse table
-    // cannot stall the shard: at most 8 per record we may examine.
-    let skips = maxExamined * 8;
-    for (let n = 0; n < maxExamined && skips > 0; this.sweepCursor = (this.sweepCursor + 1) & this.mask) {
-      const s = slots[this.sweepCursor]!;
-      if (s === EMPTY || s === TOMBSTONE) {
-        skips--;
-        continue;
-      }
-      n++;
-      const exp = this.expiresAtMs(this.sweepCursor);
-      if (exp !== 0 && exp <= nowMs) {
-        this.deleteSlot(this.sweepCursor);
+    const n = Math.min(maxExamined, this.ttlCount);
+    for (let i = 0; i < n; i++) {
+      if (this.ttlCursor < 0 || this.ttlCursor >= this.ttlCount) this.ttlCursor = this.ttlCount - 1;
+      const slot = this.ttlSlots[this.ttlCursor]!;
+      const exp = this.expiresAtMs(slot);
+      if (exp <= nowMs) {
+        this.deleteSlot(slot);
         removed++;
       }
+      this.ttlCursor--;
     }
     return removed;
   }
@@ -417,11 +490,14 @@ export class ShardStore {
   clear(): void {
     this.slots = new Int32Array(1024);
     this.hashes = new Uint32Array(1024);
+    this.ttlPos = new Int32Array(1024);
+    this.ttlSlots = new Int32Array(64);
+    this.ttlCount = 0;
+    this.ttlCursor = -1;
     this.mask = 1023;
     this.count = 0;
     this.tombstones = 0;
     this.epoch++;
-    this.sweepCursor = 0;
     this.pagesU8.length = 0;
     this.pagesU32.length = 0;
     this.pagesF64.length = 0;

@@ -13,12 +13,13 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { assert } from "../assert.js";
-import { EXPIRE_SWEEP_INTERVAL_MS, EXPIRE_SWEEP_SAMPLE_COUNT, RING_RECORD_MAX_BYTES } from "../limits.js";
+import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
 import { CommandView, Result } from "./command.js";
 import { ShardCore } from "./execute.js";
 import { pinCurrentThread } from "./pin.js";
+import { sweepTick } from "./sweep.js";
 
 export interface ShardWorkerData {
   shard: number;
@@ -39,7 +40,8 @@ function main(data: ShardWorkerData): void {
   const core = new ShardCore();
   const command = new CommandView();
   const result = new Result();
-  let lastSweepMs = Date.now();
+  /** When the last sweep tick ran, on the monotonic clock (a wall-clock step must not stop the ticks). */
+  let lastTickMs = performance.now();
 
   const emit = (r: Result): void => {
     const bytes = r.byteLength();
@@ -63,6 +65,17 @@ function main(data: ShardWorkerData): void {
     }
   };
 
+  // A sweep tick is due every EXPIRE_SWEEP_INTERVAL_MS: checked after each
+  // batch, when the wait below times out (an idle shard), and every
+  // PUBLISH_EVERY commands of a long batch, so a shard that never runs out
+  // of requests still sweeps on time.
+  const sweepIfDue = (): void => {
+    const tickMs = performance.now();
+    if (tickMs - lastTickMs < EXPIRE_SWEEP_INTERVAL_MS) return;
+    lastTickMs = tickMs;
+    sweepTick(core, Date.now());
+  };
+
   const drainBacklog = (): void => {
     while (!results.pump()) {
       notifyRing.publish();
@@ -80,18 +93,15 @@ function main(data: ShardWorkerData): void {
       if (++batch % PUBLISH_EVERY === 0) {
         requests.ring.release();
         notifyRing.publish();
+        sweepIfDue();
       }
     }
     requests.ring.release();
     if (notifyRing.dirty) notifyRing.publish();
 
-    const nowMs = Date.now();
-    if (nowMs - lastSweepMs >= EXPIRE_SWEEP_INTERVAL_MS) {
-      lastSweepMs = nowMs;
-      // Redis's adaptive idea: keep sweeping while a sample finds many expired keys.
-      while (core.sweep(nowMs, EXPIRE_SWEEP_SAMPLE_COUNT) > EXPIRE_SWEEP_SAMPLE_COUNT / 4) {}
-    }
-    if (batch === 0) requests.ring.wait(EXPIRE_SWEEP_INTERVAL_MS);
+    sweepIfDue();
+    // Sleep until the next tick is due, not a whole interval from now.
+    if (batch === 0) requests.ring.wait(Math.max(1, EXPIRE_SWEEP_INTERVAL_MS - (performance.now() - lastTickMs)));
   }
 }
 
