@@ -23,7 +23,15 @@ import hdr from "hdr-histogram-js";
 import type { Logger } from "pino";
 import { ErrorCode } from "../errors.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
-import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } from "../shard/command.js";
+import {
+  type CommandFields,
+  commandBytes,
+  encodeCommand,
+  FLAG_STALE_READ,
+  isWrite,
+  Op,
+  Result,
+} from "../shard/command.js";
 import { Wal } from "../wal/wal.js";
 import { MultiRaft, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError } from "./multi-raft.js";
 import { PartitionMachine } from "./partition-machine.js";
@@ -374,7 +382,13 @@ export class ClusterShards implements ShardBackend {
     const tag = c.tag;
     const write = isWrite(c.op) && c.op !== Op.STATS;
     this.inFlight++;
-    const local = c.op === Op.STATS; // node-local numbers: no leader needed
+    // A stale read (FLAG_STALE_READ, asked for per request) on a member holding a replica of the
+    // partition is served from this replica's map as it is now: no leader, no ReadIndex, so it
+    // works when no leader is reachable and spreads reads over replicas, but it may miss writes
+    // this replica has not applied yet, by any amount (docs/cluster.md, "Stale reads"; decision
+    // 0188). A member without a replica forwards it to the leader like any read.
+    const stale = (c.flags & FLAG_STALE_READ) !== 0 && !write && this.isReplica(partition);
+    const local = c.op === Op.STATS || stale; // STATS: node-local numbers, no leader needed
     const p = local
       ? Promise.resolve(this.sm.read(partition, bytes, Date.now()))
       : this.execute(partition, bytes, write);
