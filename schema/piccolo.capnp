@@ -39,6 +39,12 @@ struct Request {
     transferLeader @19 :TransferLeader;  # hand a partition's leadership to a member
     replaceReplica @20 :ReplaceReplica;  # one step of moving a partition's replica to another member
   }
+  stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
+                            # out-of-date answer, so in a cluster any member holding a replica of
+                            # the key's partition answers from its own copy, without the leader
+                            # (docs/cluster.md, "Stale reads"). Ignored by writes and on a single
+                            # node. A request-wide field rather than one per read struct: Key is
+                            # shared with persist, a write.
 }
 
 # Moves a partition's replica from member `remove` to member `add` by Raft

@@ -25,6 +25,7 @@ export const PROBLEMS = {
   "invalid-base64": { status: 400, title: "A value marked base64 is not valid base64" },
   "invalid-condition": { status: 400, title: "A conditional header is malformed or unsupported" },
   "invalid-cursor": { status: 400, title: "The listing cursor is not one this gateway issued" },
+  "invalid-consistency": { status: 400, title: "The consistency parameter is neither linearizable nor stale" },
   "value-too-large": { status: 413, title: "The value exceeds the store's limit" },
   "body-too-large": { status: 413, title: "The request body exceeds the gateway's limit" },
   "batch-too-large": { status: 413, title: "The batch has more operations than allowed" },

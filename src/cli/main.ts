@@ -140,10 +140,13 @@ const commands: Record<string, Command> = {
   get: {
     args: "<key>",
     help: "print the value of a key (exit 1 if absent)",
-    options: { json: { type: "boolean", help: "print {value, version, expireAtMs} as JSON" } },
+    options: {
+      json: { type: "boolean", help: "print {value, version, expireAtMs} as JSON" },
+      stale: { type: "boolean", help: "a stale read: the member's own replica answers, maybe out of date" },
+    },
     async run(c, args, o) {
       need(args, 1, "one key");
-      const e = await c.get(args[0]!);
+      const e = await c.get(args[0]!, { stale: o.stale === true });
       if (e === null) {
         process.stderr.write(`(not found) ${args[0]}\n`);
         return EXIT.NOT_FOUND;

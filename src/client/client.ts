@@ -49,6 +49,19 @@ export interface WriteOptions {
   keepTtl?: boolean;
 }
 
+/** Options of the reads: get, exists, ttl, mget, scan, keys. */
+export interface ReadOptions {
+  /**
+   * Accept an out-of-date answer. In a cluster, the member this client is
+   * connected to then answers from its own replica of the key's partition,
+   * without asking the leader: no round trip to it, and an answer even while
+   * no leader is reachable, but possibly missing writes already acknowledged,
+   * by any amount (docs/cluster.md, "Stale reads"). Default false: the read is
+   * linearizable. Ignored on a single node, where every read is local anyway.
+   */
+  stale?: boolean;
+}
+
 export interface ScanPage {
   cursor: number;
   keys: Buffer[];
@@ -282,9 +295,12 @@ export class PiccoloClient {
   }
 
   /** The key's value, version and expiry, or null when absent. */
-  async get(key: Bytes): Promise<Entry | null> {
+  async get(key: Bytes, options: ReadOptions = {}): Promise<Entry | null> {
     const res = PiccoloClient.check(
-      await this.call((r) => setData((n) => r._initGet()._initKey(n), key)),
+      await this.call((r) => {
+        setData((n) => r._initGet()._initKey(n), key);
+        r.stale = options.stale ?? false;
+      }),
       Response_Which.VALUE,
     );
     return entryOf(res.value);
@@ -351,8 +367,11 @@ export class PiccoloClient {
     return PiccoloClient.check(res, Response_Which.DELETED).deleted;
   }
 
-  async exists(key: Bytes): Promise<boolean> {
-    const res = await this.call((r) => setData((n) => r._initExists()._initKey(n), key));
+  async exists(key: Bytes, options: ReadOptions = {}): Promise<boolean> {
+    const res = await this.call((r) => {
+      setData((n) => r._initExists()._initKey(n), key);
+      r.stale = options.stale ?? false;
+    });
     return PiccoloClient.check(res, Response_Which.EXISTS).exists;
   }
 
@@ -373,16 +392,20 @@ export class PiccoloClient {
   }
 
   /** Milliseconds to live; -1: no TTL; -2: no such key (as Redis PTTL). */
-  async ttl(key: Bytes): Promise<number> {
-    const res = await this.call((r) => setData((n) => r._initTtl()._initKey(n), key));
+  async ttl(key: Bytes, options: ReadOptions = {}): Promise<number> {
+    const res = await this.call((r) => {
+      setData((n) => r._initTtl()._initKey(n), key);
+      r.stale = options.stale ?? false;
+    });
     return Number(PiccoloClient.check(res, Response_Which.TTL).ttl.ttlMs);
   }
 
   /** Values of many keys, in order (null for absent ones). Each key is read on its own: not a snapshot. */
-  async mget(keys: Bytes[]): Promise<(Entry | null)[]> {
+  async mget(keys: Bytes[], options: ReadOptions = {}): Promise<(Entry | null)[]> {
     const res = await this.call((r) => {
       const list = r._initMget()._initKeys(keys.length);
       for (let i = 0; i < keys.length; i++) setData((n) => list[i]!._initKey(n), keys[i]!);
+      r.stale = options.stale ?? false;
     });
     return Array.from(PiccoloClient.check(res, Response_Which.VALUES).values, (v) => entryOf(v));
   }
@@ -411,23 +434,26 @@ export class PiccoloClient {
   }
 
   /** One page of a cursor scan; start at cursor 0, stop when the returned cursor is 0. */
-  async scan(options: { cursor?: number; count?: number; prefix?: Bytes } = {}): Promise<ScanPage> {
+  async scan(options: { cursor?: number; count?: number; prefix?: Bytes } & ReadOptions = {}): Promise<ScanPage> {
     const res = await this.call((r) => {
       const s = r._initScan();
       s.cursor = BigInt(options.cursor ?? 0);
       s.count = options.count ?? 100;
       if (options.prefix !== undefined) setData((n) => s._initPrefix(n), options.prefix);
+      r.stale = options.stale ?? false;
     });
     const page = PiccoloClient.check(res, Response_Which.SCAN).scan;
     return { cursor: Number(page.cursor), keys: Array.from(page.keys, (k) => Buffer.from(k.key.toUint8Array())) };
   }
 
   /** Every key (or every key with a prefix), by scanning to the end. */
-  async keys(prefix?: Bytes): Promise<Buffer[]> {
+  async keys(prefix?: Bytes, options: ReadOptions = {}): Promise<Buffer[]> {
     const out: Buffer[] = [];
     let cursor = 0;
     do {
-      const page = await this.scan(prefix === undefined ? { cursor, count: 1000 } : { cursor, count: 1000, prefix });
+      const page = await this.scan(
+        prefix === undefined ? { ...options, cursor, count: 1000 } : { ...options, cursor, count: 1000, prefix },
+      );
       out.push(...page.keys);
       cursor = page.cursor;
     } while (cursor !== 0);

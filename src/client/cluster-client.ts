@@ -13,11 +13,19 @@
  * out may or may not have been applied and is never retried behind your back.
  * Reads (get, exists, ttl) are retried once on another member, since
  * retrying a read cannot change anything.
+ *
+ * A read with `{ stale: true }` goes to one of the partition's replicas
+ * instead of its leader, which answers from its own copy (docs/cluster.md,
+ * "Stale reads"). Each client picks, per partition, one replica at random
+ * and keeps to it, so the clients' stale reads spread over the replicas
+ * while one client's reads of a partition go to the same member: they never
+ * go back in time, unless that member fails and the read is retried on
+ * another, or the partition's replicas change.
  */
 import { partitionOf } from "../cluster/placement.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { initHash } from "../hash.js";
-import { type Bytes, type Entry, PiccoloClient, type WriteOptions } from "./client.js";
+import { type Bytes, type Entry, PiccoloClient, type ReadOptions, type WriteOptions } from "./client.js";
 
 export interface ClusterClientOptions {
   /** Client addresses of members ("host:port"): one is enough, the others are learned from it; more help when some are down at start. */
@@ -37,6 +45,10 @@ export class PiccoloClusterClient {
   private readonly byMember = new Map<number, PiccoloClient>();
   /** Partition -> leader member id (0: unknown). */
   private leaders: number[] = [];
+  /** Partition -> its voting replicas' member ids, for stale reads. */
+  private replicas: number[][] = [];
+  /** Picks this client's replica of each partition for stale reads (see the top). */
+  private readonly replicaPick = Math.floor(Math.random() * 2 ** 16);
   private timer: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
   private next = 0;
@@ -96,6 +108,7 @@ export class PiccoloClusterClient {
   /** One pass over the members: the fullest leader map wins. Returns the client addresses they listed. */
   private async readMaps(): Promise<string[]> {
     let best: number[] | null = null;
+    let replicas: number[][] = [];
     const learned: string[] = [];
     await Promise.all(
       this.clients.map(async (c) => {
@@ -104,13 +117,19 @@ export class PiccoloClusterClient {
           this.byMember.set(info.self, c);
           for (const m of info.members) if (m.clientAddress !== "") learned.push(m.clientAddress);
           const leaders = info.partitions.map((p) => p.leader);
-          if (best === null || leaders.filter(Boolean).length > best.filter(Boolean).length) best = leaders;
+          if (best === null || leaders.filter(Boolean).length > best.filter(Boolean).length) {
+            best = leaders;
+            replicas = info.partitions.map((p) => p.replicas);
+          }
         } catch {
           // An unreachable member keeps its old place in the map until it answers again.
         }
       }),
     );
-    if (best !== null) this.leaders = best;
+    if (best !== null) {
+      this.leaders = best;
+      this.replicas = replicas;
+    }
     return learned;
   }
 
@@ -122,6 +141,18 @@ export class PiccoloClusterClient {
       if (leader !== undefined) return leader;
     }
     return this.any();
+  }
+
+  /** For a stale read: this client's chosen replica of `key`'s partition, else as route(). */
+  private routeStale(key: Bytes): PiccoloClient {
+    if (this.replicas.length > 0) {
+      const k = typeof key === "string" ? Buffer.from(key, "utf8") : key;
+      const p = partitionOf(k, this.replicas.length);
+      const rs = this.replicas[p] ?? [];
+      const c = rs.length === 0 ? undefined : this.byMember.get(rs[(this.replicaPick + p) % rs.length]!);
+      if (c !== undefined) return c;
+    }
+    return this.route(key);
   }
 
   private any(): PiccoloClient {
@@ -146,8 +177,8 @@ export class PiccoloClusterClient {
     }
   }
 
-  private async read<T>(key: Bytes, f: (c: PiccoloClient) => Promise<T>): Promise<T> {
-    const first = this.route(key);
+  private async read<T>(key: Bytes, o: ReadOptions, f: (c: PiccoloClient) => Promise<T>): Promise<T> {
+    const first = o.stale === true ? this.routeStale(key) : this.route(key);
     try {
       return await f(first);
     } catch (err) {
@@ -159,16 +190,16 @@ export class PiccoloClusterClient {
     }
   }
 
-  get(key: Bytes): Promise<Entry | null> {
-    return this.read(key, (c) => c.get(key));
+  get(key: Bytes, options: ReadOptions = {}): Promise<Entry | null> {
+    return this.read(key, options, (c) => c.get(key, options));
   }
 
-  exists(key: Bytes): Promise<boolean> {
-    return this.read(key, (c) => c.exists(key));
+  exists(key: Bytes, options: ReadOptions = {}): Promise<boolean> {
+    return this.read(key, options, (c) => c.exists(key, options));
   }
 
-  ttl(key: Bytes): Promise<number> {
-    return this.read(key, (c) => c.ttl(key));
+  ttl(key: Bytes, options: ReadOptions = {}): Promise<number> {
+    return this.read(key, options, (c) => c.ttl(key, options));
   }
 
   put(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {

@@ -26,7 +26,15 @@ import type { Logger } from "pino";
 import { ErrorCode } from "../errors.js";
 import { hash32 } from "../hash.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
-import { type CommandFields, commandBytes, encodeCommand, isWrite, Op, Result } from "../shard/command.js";
+import {
+  type CommandFields,
+  commandBytes,
+  encodeCommand,
+  FLAG_STALE_READ,
+  isWrite,
+  Op,
+  Result,
+} from "../shard/command.js";
 import { errorResult, type HostOptions, type HostStatus, type Route, ServeMode } from "./group-host.js";
 import { type HostLink, InlineHostLink, type LinkEvents, WorkerHostLink } from "./host-link.js";
 import { loadJoined, mergeMembers, saveJoined } from "./joined.js";
@@ -278,12 +286,20 @@ export class ClusterShards implements ShardBackend {
     encodeCommand(bytes, 0, c);
     const tag = c.tag;
     this.inFlight++;
+    const write = isWrite(c.op);
+    // A stale read (FLAG_STALE_READ, asked for per request) on a member holding a replica of the
+    // partition is served from this replica's map as it is now: no leader, no ReadIndex, so it
+    // works when no leader is reachable and spreads reads over replicas, but it may miss writes
+    // this replica has not applied yet, by any amount (docs/cluster.md, "Stale reads"; decision
+    // 0188). A member without a replica forwards it to the leader like any read.
+    const stale = (c.flags & FLAG_STALE_READ) !== 0 && !write && this.routes[partition]!.replica;
+    // STATS: node-local numbers, no leader needed.
     const p =
-      c.op === Op.STATS // node-local numbers: no leader needed
+      c.op === Op.STATS || stale
         ? this.hostOf(partition)
             .serve(partition, ServeMode.Local, bytes)
             .then((o) => (o.kind === "result" ? o.result : errorResult(ErrorCode.NOT_LEADER)))
-        : this.execute(partition, bytes, isWrite(c.op));
+        : this.execute(partition, bytes, write);
     void p.then((result) => {
       this.inFlight--;
       const r = new Result();

@@ -21,7 +21,7 @@ import {
   type ShardStatsRow,
 } from "../protocol/codec.js";
 import { encodeClusterInfo } from "../protocol/cluster-info.js";
-import { FLAG_KEEP_TTL, Op, type Result, readF64, unpackKeys } from "../shard/command.js";
+import { FLAG_KEEP_TTL, FLAG_STALE_READ, isWrite, Op, type Result, readF64, unpackKeys } from "../shard/command.js";
 import { FrameReader } from "../protocol/framing.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
@@ -59,6 +59,14 @@ const opOfKind: Partial<Record<number, Op>> = {
 };
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * A request's `stale` field becomes FLAG_STALE_READ on its read commands;
+ * a write never carries it (the field is documented as ignored by writes).
+ */
+function staleFlag(op: Operation, cmdOp: Op): number {
+  return op.stale && !isWrite(cmdOp) ? FLAG_STALE_READ : 0;
+}
 
 export class NativeRequest extends InFlight {
   private parts: PartResult[] | null = null;
@@ -125,6 +133,7 @@ export class NativeRequest extends InFlight {
         for (let i = 0; i < k; i++) {
           // Fields are set for every command: in inline mode a send runs at once.
           const c = d.begin(cmdOp, nowMs);
+          c.flags = staleFlag(op, cmdOp);
           c.expireAtMs = expireAtMs;
           if (cmdOp === Op.PUT) c.value = op.values[i]!;
           d.sendKey(this, i, op.keys[i]!);
@@ -151,6 +160,7 @@ export class NativeRequest extends InFlight {
           return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "invalid scan cursor"));
         this.scanShard = shard;
         const c = d.begin(Op.SCAN, nowMs);
+        c.flags = staleFlag(op, Op.SCAN);
         c.arg0 = op.cursor % SCAN_SHARD_SPAN;
         c.arg1 = Math.min(Math.max(op.count || 10, 1), MAX_SCAN_COUNT);
         return d.send(shard, this, 0, op.keys[0]!);
@@ -160,7 +170,7 @@ export class NativeRequest extends InFlight {
         if (cmdOp === undefined)
           return this.finish(encodeError(op.id, ErrorCode.UNKNOWN_OPERATION, `operation ${op.kind}`));
         const c = d.begin(cmdOp, nowMs);
-        c.flags = op.keepTtl ? FLAG_KEEP_TTL : 0;
+        c.flags = (op.keepTtl ? FLAG_KEEP_TTL : 0) | staleFlag(op, cmdOp);
         // EXPIRE with neither ttlMs nor expireAtMs: expire now.
         c.expireAtMs = cmdOp === Op.EXPIRE && expireAtMs === 0 ? nowMs : expireAtMs;
         c.arg0 = op.version;

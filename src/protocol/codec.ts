@@ -32,6 +32,8 @@ export interface Operation {
   cursor: number;
   /** scan, mget...: a count; transferLeader, replaceReplica: the partition. */
   count: number;
+  /** Reads: a stale answer is acceptable (any replica may serve it; docs/cluster.md, "Stale reads"). */
+  stale: boolean;
   /** auth: the password and user. */
   password: string;
   user: string;
@@ -54,6 +56,7 @@ function blankOperation(id: bigint, kind: Request_Which): Operation {
     version: 0,
     cursor: 0,
     count: 0,
+    stale: false,
     password: "",
     user: "",
     errorCode: 0,
@@ -117,6 +120,7 @@ export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operat
     id = req.id;
     const kind = req.which();
     const op = blankOperation(id, kind);
+    op.stale = req.stale;
     switch (kind) {
       case Request_Which.PING:
       case Request_Which.STATS:

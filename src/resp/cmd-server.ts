@@ -1,6 +1,7 @@
 /**
  * Connection and server commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT,
- * RESET, CLIENT, CONFIG, INFO, TIME, and the transaction commands we refuse.
+ * RESET, CLIENT, READONLY, READWRITE, CONFIG, INFO, TIME, and the transaction
+ * commands we refuse.
  * COMMAND lives in commands.ts beside the table it describes.
  */
 import { memoryUsage } from "node:process";
@@ -107,8 +108,30 @@ export function reset(q: RespRequest): void {
   s.proto = 2;
   s.name = "";
   s.refusedMulti = false;
+  s.staleReads = false; // as Redis: RESET puts the connection back in READWRITE mode
   s.authenticated = s.resp.requirePass === null;
   q.reply(reply.simple("RESET"));
+}
+
+/**
+ * READONLY: from now on, this connection's read-only commands (GET, MGET,
+ * EXISTS, TTL, SCAN, ...) carry FLAG_STALE_READ, so in a cluster the member
+ * answers them from its own replica of the key's partition, without the
+ * leader: possibly out of date (docs/cluster.md, "Stale reads"). Redis
+ * Cluster's command, with its meaning (reads from a replica). Redis refuses
+ * it outside cluster mode; here it answers OK on a single node too, where
+ * every read is local and current anyway, so a client library that sends
+ * READONLY on every connection (ioredis with scaleReads) works against both.
+ */
+export function readonly(q: RespRequest): void {
+  q.session.staleReads = true;
+  q.reply(reply.OK);
+}
+
+/** READWRITE: back to linearizable reads, the default. */
+export function readwrite(q: RespRequest): void {
+  q.session.staleReads = false;
+  q.reply(reply.OK);
 }
 
 const BAD_NAME = "ERR Client names cannot contain spaces, newlines or special characters.";
@@ -119,7 +142,7 @@ function validName(name: string): boolean {
 
 function clientLine(s: RespSession, nowMs: number): string {
   const age = Math.floor((nowMs - s.createdMs) / 1000);
-  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
+  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=${s.staleReads ? "r" : "N"} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
 }
 
 export function client(q: RespRequest): void {

@@ -16,6 +16,8 @@ export interface CommandSpec {
   name: string;
   arity: number;
   flags: string[];
+  /** The "readonly" flag, as a field: checked on every command after READONLY. */
+  readOnly: boolean;
   firstKey: number;
   lastKey: number;
   step: number;
@@ -39,6 +41,7 @@ function def(
     name,
     arity,
     flags: flags === "" ? [] : flags.split(" "),
+    readOnly: flags.split(" ").includes("readonly"),
     firstKey: keys[0],
     lastKey: keys[1],
     step: keys[2],
@@ -69,6 +72,17 @@ def(
   "CLIENT SETNAME|GETNAME|ID|INFO|LIST.",
   sv.client,
 );
+// cluster: stale reads (docs/cluster.md, "Stale reads")
+def(
+  "readonly",
+  1,
+  "loading stale fast",
+  NONE,
+  "cluster",
+  "Lets this connection's reads be served, possibly stale, by the member's own replica.",
+  sv.readonly,
+);
+def("readwrite", 1, "loading stale fast", NONE, "cluster", "Back to linearizable reads (the default).", sv.readwrite);
 // server
 def("command", -1, "loading stale", NONE, "server", "Returns detailed information about all commands.", command);
 def("config", -2, "admin noscript loading stale", NONE, "server", "CONFIG GET (read-only here).", sv.config);

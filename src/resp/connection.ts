@@ -26,6 +26,7 @@ export class RespConnection extends Connection implements RespSession {
   readonly createdMs = Date.now();
   lastCommand = "NULL";
   refusedMulti = false;
+  staleReads = false;
   readonly address: string;
   private readonly parser: RespParser;
 
@@ -77,6 +78,7 @@ export class RespConnection extends Connection implements RespSession {
       this.resp.stats.rejectedCalls++;
       return req.error(`ERR wrong number of arguments for '${name}' command`);
     }
+    req.stale = this.staleReads && spec.readOnly;
     spec.run(req);
   }
 

@@ -8,7 +8,7 @@ import { MAX_BATCH_KEYS, MAX_KEY_BYTES } from "../limits.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "../io/dispatch.js";
 import { copyResult } from "../io/native.js";
 import type { PartResult } from "../protocol/codec.js";
-import type { CommandFields, Op, Result } from "../shard/command.js";
+import { type CommandFields, FLAG_STALE_READ, isWrite, type Op, type Result } from "../shard/command.js";
 import * as reply from "./reply.js";
 
 export interface RespSession {
@@ -21,6 +21,8 @@ export interface RespSession {
   lastCommand: string;
   /** Inside a refused MULTI: commands are answered with errors until EXEC or DISCARD. */
   refusedMulti: boolean;
+  /** After READONLY (until READWRITE or RESET): read-only commands may be served stale. */
+  staleReads: boolean;
   readonly address: string;
   readonly resp: RespHost;
 }
@@ -42,6 +44,13 @@ export class RespRequest extends InFlight {
   private parts: PartResult[] | null = null;
   private gathered: ((parts: PartResult[]) => void) | null = null;
   private holding = false;
+  /**
+   * This command's reads carry FLAG_STALE_READ: the connection sent READONLY
+   * and the command is read-only. (Tied to the Redis command's own flag, not
+   * to the shard op, as Redis does: a write command's read step, if one ever
+   * has one, must see the current value.)
+   */
+  stale = false;
 
   constructor(
     owner: RequestOwner,
@@ -70,7 +79,9 @@ export class RespRequest extends InFlight {
 
   /** A fresh command; set its fields, then pass it to one()/many(). */
   cmd(op: Op): CommandFields {
-    return this.d.begin(op, this.nowMs);
+    const c = this.d.begin(op, this.nowMs);
+    if (this.stale && !isWrite(op)) c.flags = FLAG_STALE_READ;
+    return c;
   }
 
   /** Sends the command (already set up with cmd()) for `key`; `then` gets its result. */

@@ -12,7 +12,8 @@
  * Command layout (little-endian, 48-byte header, then key, then value):
  *
  *   0  u8   op           Op below
- *   1  u8   flags        FLAG_KEEP_TTL
+ *   1  u8   flags        FLAG_KEEP_TTL, FLAG_RETURN_OLD, FLAG_SET_EXPIRY,
+ *                        FLAG_STALE_READ
  *   2  u16  reserved     0
  *   4  u32  tag          opaque to the shard, echoed in the result (the IO
  *                        loop's index of the waiting request)
@@ -90,6 +91,14 @@ export const FLAG_KEEP_TTL = 1;
 export const FLAG_RETURN_OLD = 2;
 /** getex: set the expiry too. */
 export const FLAG_SET_EXPIRY = 4;
+/**
+ * Reads (get, exists, ttl, scan): the caller accepts a stale answer. In
+ * cluster mode a member holding a replica of the partition serves it from
+ * its own map as it is, without asking the leader or waiting for ReadIndex
+ * (docs/cluster.md, "Stale reads"). The shard executor ignores it: it says
+ * where a read may be served, not what it does. Ignored on writes.
+ */
+export const FLAG_STALE_READ = 8;
 
 /** expire: conditions in arg1, as Redis 7's EXPIRE options. */
 export const EXPIRE_NX = 1;

@@ -127,6 +127,13 @@ describe("Cerializer bad input", () => {
     assert.equal((await gw.fetch("/v1/kv/ok-1")).status, 404, "the valid operation before the bad one was not applied");
   });
 
+  it("a consistency other than linearizable or stale is 400 invalid-consistency, on both read routes", async () => {
+    for (const path of ["/v1/kv/k?consistency=eventual", "/v1/kv?consistency=STALE", "/v1/kv/k?consistency="]) {
+      const p = await expectProblem(await gw.fetch(path), 400, "invalid-consistency", /one of linearizable, stale/);
+      assert.deepEqual(p.allowed, ["linearizable", "stale"]);
+    }
+  });
+
   it("bad base64 in an envelope is 400 invalid-base64", async () => {
     await expectProblem(
       await json("/v1/kv/b64", JSON.stringify({ value: "not base64!", encoding: "base64" }), "PUT"),

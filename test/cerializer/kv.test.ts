@@ -21,6 +21,23 @@ const put = (key: string, body: string | Uint8Array, headers: Record<string, str
   gw.fetch(`/v1/kv/${key}`, { method: "PUT", body, headers });
 
 describe("Cerializer /v1/kv", () => {
+  it("?consistency=stale and =linearizable read as usual on a single node", async () => {
+    assert.equal((await put("kv-consistency", "c")).status, 201);
+    for (const level of ["stale", "linearizable"]) {
+      const g = await gw.fetch(`/v1/kv/kv-consistency?consistency=${level}`);
+      assert.equal(g.status, 200, level);
+      assert.equal(await g.text(), "c");
+      const l = (await (await gw.fetch(`/v1/kv?prefix=kv-consistency&consistency=${level}`)).json()) as {
+        keys: { key: string }[];
+      };
+      assert.deepEqual(
+        l.keys.map((k) => k.key),
+        ["kv-consistency"],
+        level,
+      );
+    }
+  });
+
   it("PUT creates (201) then replaces (200), with the version as a strong ETag", async () => {
     const a = await put("kv-create", "one");
     assert.equal(a.status, 201);

@@ -34,6 +34,8 @@ describe("piccolo CLI", () => {
     const get = run("get", "k");
     assert.equal(get.code, 0, get.err);
     assert.equal(get.out, "v\n");
+    // --stale asks for a stale read; a single node answers it as any read.
+    assert.equal(run("get", "k", "--stale").out, "v\n");
   });
 
   it("exit codes: 1 not found, 2 usage, 3 unreachable, 4 condition failed", () => {

@@ -205,6 +205,20 @@ for (const layout of LAYOUTS) {
       assert.deepEqual(new Set(seen), new Set(keys));
     });
 
+    it("{ stale: true } reads answer as usual on a single node (the flag is ignored, every read is local)", async () => {
+      const v = await c.put("stale-1", "one");
+      await c.put("stale-2", "two", { ttlMs: 60_000 });
+      const s = { stale: true };
+      assert.deepEqual(await c.get("stale-1", s), { value: Buffer.from("one"), version: v, expireAtMs: 0 });
+      assert.equal(await c.get("stale-absent", s), null);
+      assert.equal(await c.exists("stale-1", s), true);
+      assert.ok((await c.ttl("stale-2", s)) > 59_000);
+      const [a, b] = await c.mget(["stale-1", "stale-2"], s);
+      assert.equal(a?.value.toString(), "one");
+      assert.equal(b?.value.toString(), "two");
+      assert.deepEqual((await c.keys("stale-", s)).map(String).sort(), ["stale-1", "stale-2"]);
+    });
+
     it("ping and stats", async () => {
       await c.ping();
       const s = await c.stats();

@@ -212,6 +212,23 @@ for (const layout of LAYOUTS) {
       assert.match(await r.info("server"), /redis_version:/);
     });
 
+    it("READONLY and READWRITE answer OK on a single node; reads go on as before; RESET clears READONLY", async () => {
+      await r.set("ro", "v");
+      assert.equal(await r.call("readonly"), "OK");
+      assert.match(String(await r.client("INFO")), / flags=r /);
+      assert.equal(await r.get("ro"), "v");
+      assert.deepEqual(await r.mget("ro", "ro-absent"), ["v", null]);
+      assert.equal(await r.exists("ro"), 1);
+      assert.equal(await r.set("ro", "w"), "OK", "writes are unaffected");
+      assert.equal(await r.get("ro"), "w");
+      assert.equal(await r.call("readwrite"), "OK");
+      assert.match(String(await r.client("INFO")), / flags=N /);
+      assert.equal(await r.call("readonly"), "OK");
+      assert.equal(await r.call("reset"), "RESET");
+      assert.match(String(await r.client("INFO")), / flags=N /);
+      assert.equal(await err(r.call("readonly", "x")), "ERR wrong number of arguments for 'readonly' command");
+    });
+
     it("unknown commands and transactions are refused; the connection goes on", async () => {
       assert.equal(
         await err(r.call("frobnicate", "a", "b")),

@@ -29,11 +29,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startNode(args: string[] = []): Promise<RunningNode> {
+/** `env` is added to this process's environment (PICCOLO_TEST_FAULT_FILE, for one). */
+export async function startNode(args: string[] = [], env: Record<string, string> = {}): Promise<RunningNode> {
   // Never the default RESP port: test files run in parallel.
   const resp = args.includes("--resp-port") ? [] : ["--resp-port", String(await freePort())];
   const child = spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0", ...resp, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
   });
   let err = "";
   child.stderr!.on("data", (d: Buffer) => {

@@ -2,14 +2,16 @@
  * /v1/kv: one key per URL, the value as the body, the version as the ETag.
  *
  *   GET    /v1/kv/{key}   the value (octet-stream), or the JSON envelope with
- *                         Accept: application/json; 304 on If-None-Match hit
+ *                         Accept: application/json; 304 on If-None-Match hit;
+ *                         ?consistency=stale for a stale read (consistency.ts)
  *   PUT    /v1/kv/{key}   201 created / 200 replaced; conditions per values.ts
  *   DELETE /v1/kv/{key}   204 / 404 / 412
- *   GET    /v1/kv         a page of keys: ?prefix=&cursor=&limit=
+ *   GET    /v1/kv         a page of keys: ?prefix=&cursor=&limit=&consistency=
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { type Entry, VersionMismatchError } from "../../client/client.js";
 import { ErrorCode, PiccoloError } from "../../errors.js";
+import { consistencyParam, parseConsistency } from "../consistency.js";
 import type { Gateway } from "../context.js";
 import { Problem } from "../problems.js";
 import { checkKey, percentDecode, queryBytes, rawKeyOf } from "../url.js";
@@ -103,8 +105,10 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         summary: "Read a key",
         description:
           "The value as bytes (application/octet-stream), or with Accept: application/json the envelope " +
-          "{key, value, encoding, version, ttlMs}. The ETag is the key's version; If-None-Match with it answers 304.",
+          "{key, value, encoding, version, ttlMs}. The ETag is the key's version; If-None-Match with it answers 304. " +
+          "?consistency=stale accepts an out-of-date value from any replica (cluster mode).",
         params: keyParam,
+        querystring: { type: "object", properties: { consistency: consistencyParam } },
         headers: {
           type: "object",
           properties: { accept: { type: "string" }, "if-none-match": { type: "string" } },
@@ -125,7 +129,8 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
     async (req, reply) => {
       const key = keyOf(req, g);
       const cond = parseCondition(req.headers["if-none-match"], "If-None-Match");
-      const e = await g.router.nodeFor(key).run((c) => c.get(key));
+      const read = parseConsistency((req.query as Record<string, unknown>).consistency);
+      const e = await g.router.nodeFor(key).run((c) => c.get(key, read));
       if (e === null) throw new Problem("not-found", `no key ${JSON.stringify(encodeBytes(key).text)}`);
       reply.header("etag", etag(e.version));
       if (cond !== null && cond !== "weak" && (cond.kind === "any" || cond.version === e.version))
@@ -301,6 +306,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
             prefix: { type: "string" },
             cursor: { type: "string" },
             limit: { type: "string", pattern: "^[0-9]+$", description: `keys per page, 1 to ${g.limits.maxListLimit}` },
+            consistency: consistencyParam,
           },
         },
         response: {
@@ -326,6 +332,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
       if (!Number.isInteger(limit) || limit < 1 || limit > g.limits.maxListLimit)
         throw new Problem("invalid-argument", `limit must be an integer in [1, ${g.limits.maxListLimit}]`);
       const prefix = queryBytes(req.originalUrl, "prefix") ?? undefined;
+      const read = parseConsistency(q.consistency);
       let [node, cursor] = parseCursor(q.cursor, g.router.nodes.length);
       if (q.cursor === undefined || q.cursor === "") node = g.router.firstListNode();
       const keys: { key: string; encoding: Encoding }[] = [];
@@ -333,7 +340,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
       // filters them), so take a few steps to fill the page, within bounds.
       for (let steps = 0; steps < 64 && keys.length < limit && node < g.router.nodes.length; steps++) {
         const page = await g.router.nodes[node]!.run((c) =>
-          c.scan({ cursor, count: limit - keys.length, ...(prefix === undefined ? {} : { prefix }) }),
+          c.scan({ ...read, cursor, count: limit - keys.length, ...(prefix === undefined ? {} : { prefix }) }),
         );
         for (const k of page.keys) {
           const e = encodeBytes(k);

@@ -571,6 +571,21 @@ export class Request extends $.Struct {
     $.utils.setUint16(8, 19, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  /**
+* reads only (get, exists, ttl, mget, scan): the caller accepts an
+* out-of-date answer, so in a cluster any member holding a replica of
+* the key's partition answers from its own copy, without the leader
+* (docs/cluster.md, "Stale reads"). Ignored by writes and on a single
+* node. A request-wide field rather than one per read struct: Key is
+* shared with persist, a write.
+*
+*/
+  get stale(): boolean {
+    return $.utils.getBit(80, this);
+  }
+  set stale(value: boolean) {
+    $.utils.setBit(80, value, this);
+  }
   toString(): string { return "Request_" + super.toString(); }
   which(): Request_Which {
     return $.utils.getUint16(8, this) as Request_Which;

@@ -448,6 +448,13 @@ export const schemaInfo: SchemaInfo = {
             "kind": "struct",
             "struct": "e2a8fc8f0151f1ef"
           }
+        },
+        {
+          "name": "stale",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
         }
       ]
     },
