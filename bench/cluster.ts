@@ -14,7 +14,9 @@
 // It installs nothing: without etcd it says so and exits 2. Writes
 // bench/results/cluster.json and cluster.svg.
 //
-//   node dist/bench/cluster.js [--rounds 2] [--duration 8] [--connections 50] [--tries 5]
+//   node dist/bench/cluster.js [--rounds 2] [--duration 8] [--connections 50] [--tries 5] [--shards 1]
+//
+// --shards is each Piccolo member's group workers (0: the groups on the IO thread).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +33,7 @@ const { values: o } = parseArgs({
     duration: { type: "string", default: "8" },
     connections: { type: "string", default: "50" },
     tries: { type: "string", default: "5" },
+    shards: { type: "string", default: "1" },
     out: { type: "string", default: "bench/results" },
   },
 });
@@ -93,6 +96,8 @@ async function startPiccolo(m: PMember): Promise<void> {
       list,
       "--data-dir",
       m.dir,
+      "--shards",
+      o.shards,
     ]),
     { stdio: ["ignore", "pipe", "inherit"] },
   );

@@ -1,4 +1,4 @@
-// npm run bench:idle [-- --partitions 64 --seconds 10]
+// npm run bench:idle [-- --partitions 64 --seconds 10 --shards 1]
 //
 // What an idle cluster costs: three members on loopback with no clients,
 // each partition a Raft group whose leader heartbeats its followers. Prints
@@ -15,7 +15,11 @@ import { parseArgs } from "node:util";
 import { freePort } from "./lib/ports.js";
 
 const { values } = parseArgs({
-  options: { partitions: { type: "string", default: "64" }, seconds: { type: "string", default: "10" } },
+  options: {
+    partitions: { type: "string", default: "64" },
+    seconds: { type: "string", default: "10" },
+    shards: { type: "string", default: "1" },
+  },
 });
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TICKS_PER_SECOND = 100; // Linux USER_HZ
@@ -32,7 +36,7 @@ const members = await Promise.all(
   [0, 1, 2].map(async (i) => {
     const args = ["server", "--host", "127.0.0.1", "--port", String(await freePort()), "--resp-port", "0"];
     args.push("--node-id", `n${i + 1}`, "--cluster", list, "--data-dir", join(root, `n${i + 1}`));
-    args.push("--partitions", values.partitions!);
+    args.push("--partitions", values.partitions!, "--shards", values.shards!);
     return spawn(process.execPath, [CLI, ...args], { stdio: "ignore" });
   }),
 );
