@@ -159,6 +159,7 @@ struct ClusterStats {
   leaderChanges @7 :UInt64;   # times a hosted partition's leader changed, as seen here
   elections @8 :UInt64;       # elections this member's replicas started (became candidates)
   snapshotsInstalled @9 :UInt64;  # snapshots from a leader that replaced a replica's state here
+  quiescedGroups @10 :UInt64;     # hosted groups quiet right now (idle: no heartbeats, no ticks)
 }
 
 struct ClusterMember {
@@ -304,6 +305,7 @@ struct RaftMessage {
   context @11 :UInt64;
   snapshot @12 :RaftSnapshot;   # set only for type Snap
   transfer @13 :Bool;
+  quiesce @14 :Bool;            # Heartbeat: the group goes quiet (src/raft/raft.ts, Quiescence)
 }
 
 struct RaftEntry {

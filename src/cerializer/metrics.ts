@@ -96,6 +96,7 @@ export class Metrics {
       ["piccolo_cluster_leader_changes_total", "leaderChanges", "Leader changes this member has seen"],
       ["piccolo_cluster_elections_total", "elections", "Elections this member's replicas started"],
       ["piccolo_cluster_snapshots_installed_total", "snapshotsInstalled", "Snapshots from a leader installed here"],
+      ["piccolo_cluster_quiesced_groups", "quiescedGroups", "Hosted Raft groups quiet right now (idle)"],
     ];
     let clusterScrape: Promise<{ node: string; info: ClusterInfo }[]> | null = null;
     const clusterInfos = () => {

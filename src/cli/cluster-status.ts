@@ -95,7 +95,7 @@ export function renderStatus(s: ClusterStatus): string[] {
       `${m.name}: ${st.proposals} writes led (p50 ${ms(st.proposalP50Us)} ms, p99 ${ms(st.proposalP99Us)} ms), ` +
         `${st.walWrites} WAL rounds (p50 ${ms(st.walP50Us)} ms, p99 ${ms(st.walP99Us)} ms), ` +
         `${st.forwarded} forwarded, ${st.elections} elections started, ${st.leaderChanges} leader changes seen, ` +
-        `${st.snapshotsInstalled} snapshots installed`,
+        `${st.snapshotsInstalled} snapshots installed, ${st.quiescedGroups} groups quiet`,
     );
   }
   out.push("partition  leader    term      commit    applied   replicas        follower lag (entries)");

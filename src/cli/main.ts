@@ -355,6 +355,7 @@ async function main(argv: string[]): Promise<number> {
         replicas: { type: "string" },
         "tick-ms": { type: "string" },
         "compact-entries": { type: "string" },
+        "quiesce-ticks": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,

@@ -70,6 +70,8 @@ export interface ClusterOptions {
   compactEntries: number;
   electionTicks: number;
   heartbeatTicks: number;
+  /** Idle ticks before a group goes quiet (0: never; src/raft/raft.ts, wake()). */
+  quiesceAfterTicks: number;
   logger: Logger;
 }
 
@@ -85,8 +87,12 @@ export class ClusterShards implements ShardBackend {
   private readonly faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
   /** host:port of this member's client listener (set by listening()). */
   private clientAddress = "";
+  /** Created once the hosts are open (see open()). */
   private transport!: PeerTransport;
   private rebalancer: NodeJS.Timeout | null = null;
+  private liveness: NodeJS.Timeout | null = null;
+  /** Peers this member last judged alive (member liveness, see checkLiveness). */
+  private readonly alive = new Set<number>();
   private faultTimer: NodeJS.Timeout | null = null;
   /** When each peer's connection came up (for rebalancing only to members that are settled). */
   private readonly connectedSince = new Map<number, number>();
@@ -123,7 +129,9 @@ export class ClusterShards implements ShardBackend {
     const count = Math.max(1, this.o.shards);
     const dirs = walDirs(this.o.dataDir, count);
     const linkEvents: LinkEvents = {
-      sendFrame: (to, frame) => this.transport.sendFrame(to, frame),
+      // Hosts start ticking as soon as they are open, before the transport exists: what they
+      // send meanwhile is lost, as on any unreliable link (Raft resends).
+      sendFrame: (to, frame) => (this.transport as PeerTransport | undefined)?.sendFrame(to, frame),
       route: (r) => {
         this.routes[r.group] = r;
       },
@@ -146,6 +154,7 @@ export class ClusterShards implements ShardBackend {
       compactEntries: this.o.compactEntries,
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
+      quiesceAfterTicks: this.o.quiesceAfterTicks,
     });
     const opened = await Promise.allSettled(
       Array.from({ length: count }, (_, h) =>
@@ -197,6 +206,7 @@ export class ClusterShards implements ShardBackend {
 
   /** Splits a peer's Raft messages among the hosts that own their partitions (one call per host). */
   private stepMessages(messages: GroupMessage[]): void {
+    if (messages.length === 0) return; // a keep-alive ping: its arrival is all it says
     if (this.hosts.length === 1) return this.hosts[0]!.step(messages);
     const per: GroupMessage[][] = this.hosts.map(() => []);
     for (const m of messages)
@@ -228,6 +238,7 @@ export class ClusterShards implements ShardBackend {
     await this.transport.start();
     if (this.faultFile !== undefined) this.watchFaults(this.faultFile);
     this.rebalancer = setInterval(() => this.rebalance(), REBALANCE_EVERY_TICKS * this.o.tickMs);
+    this.liveness = setInterval(() => this.checkLiveness(), this.o.tickMs);
   }
 
   /**
@@ -279,6 +290,30 @@ export class ClusterShards implements ShardBackend {
     if (settled.length > 0) for (const h of this.hosts) h.rebalance(settled);
   }
 
+  /**
+   * Member liveness, for quiescence (src/raft/raft.ts, wake()). Quiet groups
+   * send nothing, so a member pings each peer it has sent nothing to for a
+   * heartbeat interval (an empty Raft frame, on the IO thread only), and
+   * judges a peer alive while something arrived from it within an election
+   * timeout. A peer that stops being alive (killed, paused, cut off, one way
+   * or both), or becomes alive again, wakes every quiet group it is in: its
+   * followers' election clocks run again, and its leaders' heartbeats (and
+   * check-quorum) resume. One ping per peer stands in for a heartbeat per
+   * group: what an idle cluster costs no longer grows with its partitions.
+   */
+  private checkLiveness(): void {
+    this.transport.keepAlive(this.o.heartbeatTicks * this.o.tickMs);
+    const within = this.o.electionTicks * this.o.tickMs;
+    for (const m of this.members) {
+      if (m.id === this.o.self.id) continue;
+      const now = this.transport.heardWithin(m.id, within);
+      if (now === this.alive.has(m.id)) continue;
+      if (now) this.alive.add(m.id);
+      else this.alive.delete(m.id);
+      for (const h of this.hosts) h.wake(m.id);
+    }
+  }
+
   // ShardBackend
 
   send(partition: number, c: CommandFields): void {
@@ -320,6 +355,7 @@ export class ClusterShards implements ShardBackend {
   async close(): Promise<void> {
     this.closed = true;
     if (this.rebalancer !== null) clearInterval(this.rebalancer);
+    if (this.liveness !== null) clearInterval(this.liveness);
     if (this.faultTimer !== null) clearInterval(this.faultTimer);
     await this.transport.stop();
     await Promise.all(this.hosts.map((h) => h.close()));
@@ -391,6 +427,7 @@ export class ClusterShards implements ShardBackend {
         leaderChanges: statuses.reduce((a, s) => a + s.groups.reduce((b, g) => b + g.leaderChanges, 0), 0),
         elections: sum((s) => s.elections),
         snapshotsInstalled: sum((s) => s.snapshotsInstalled),
+        quiescedGroups: sum((s) => s.quiescedGroups),
       },
     };
   }

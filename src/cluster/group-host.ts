@@ -70,6 +70,8 @@ export interface HostOptions {
   compactEntries: number;
   electionTicks: number;
   heartbeatTicks: number;
+  /** Idle ticks before a group goes quiet (0: never; src/raft/raft.ts, wake()). */
+  quiesceAfterTicks: number;
 }
 
 /** What a host says to its IO thread. */
@@ -108,6 +110,7 @@ export interface HostStatus {
   walP99Us: number;
   elections: number;
   snapshotsInstalled: number;
+  quiescedGroups: number;
   compactions: number;
   transfers: number;
   swept: number;
@@ -173,6 +176,7 @@ export class GroupHost {
       rand: Math.random,
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
+      quiesceAfterTicks: this.o.quiesceAfterTicks,
     });
     // A leader that added this member to a group it does not host yet: create an empty replica,
     // which learns the group's configuration and state from that leader (log or snapshot).
@@ -200,6 +204,15 @@ export class GroupHost {
       this.reportRoutes();
       this.kick();
     }, this.o.tickMs);
+  }
+
+  /**
+   * `member` may have failed, or has come back (the IO thread's member
+   * liveness): wake the quiet groups it belongs to, so their clocks run and
+   * Raft's own timeouts take over (an election, or a leader's heartbeats).
+   */
+  wake(member: number): void {
+    if (this.mr.wakeWith(member) > 0) this.kick();
   }
 
   /** Raft messages from a peer. */
@@ -347,6 +360,7 @@ export class GroupHost {
       walP99Us: this.walUs.getValueAtPercentile(99),
       elections: this.mr.campaigns(),
       snapshotsInstalled: this.mr.snapshotsInstalled,
+      quiescedGroups: this.mr.quiescedCount(),
       compactions: this.compactions,
       transfers: this.transfers,
       swept: this.swept,

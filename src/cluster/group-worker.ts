@@ -69,6 +69,8 @@ async function main(data: GroupWorkerData): Promise<void> {
             return reply(host.stepReplace(c.group, c.remove, c.add));
           case "rebalance":
             return host.rebalance(c.settled);
+          case "wake":
+            return host.wake(c.member);
           case "status":
             return reply(host.status());
           case "close":

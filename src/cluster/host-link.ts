@@ -34,6 +34,8 @@ export interface HostLink {
   transfer(group: number, to: number): Promise<string | null>;
   stepReplace(group: number, remove: number, add: number): Promise<string | null>;
   rebalance(settled: number[]): void;
+  /** `member` may have failed or came back: wake the quiet groups it is in. */
+  wake(member: number): void;
   status(): Promise<HostStatus>;
   close(): Promise<void>;
 }
@@ -69,6 +71,9 @@ export class InlineHostLink implements HostLink {
   rebalance(settled: number[]): void {
     this.host.rebalance(settled);
   }
+  wake(member: number): void {
+    this.host.wake(member);
+  }
   async status(): Promise<HostStatus> {
     return this.host.status();
   }
@@ -82,6 +87,7 @@ export type Control =
   | { op: "transfer"; group: number; to: number }
   | { op: "replace"; group: number; remove: number; add: number }
   | { op: "rebalance"; settled: number[] }
+  | { op: "wake"; member: number }
   | { op: "status" }
   | { op: "close" };
 
@@ -181,6 +187,10 @@ export class WorkerHostLink implements HostLink {
 
   rebalance(settled: number[]): void {
     this.toWorker.write(In.Control, 0, 0, 0, jsonBytes({ op: "rebalance", settled } satisfies Control));
+  }
+
+  wake(member: number): void {
+    this.toWorker.write(In.Control, 0, 0, 0, jsonBytes({ op: "wake", member } satisfies Control));
   }
 
   status(): Promise<HostStatus> {

@@ -109,6 +109,8 @@ export interface MultiRaftOptions {
   rand: () => number;
   electionTicks?: number;
   heartbeatTicks?: number;
+  /** Idle ticks before a group's leader lets it go quiet (0 or absent: never; src/raft/raft.ts, wake()). */
+  quiesceAfterTicks?: number;
 }
 
 /** A group as one replica sees it. */
@@ -156,6 +158,7 @@ export class MultiRaft {
   private readonly rand: () => number;
   private readonly electionTicks: number | undefined;
   private readonly heartbeatTicks: number | undefined;
+  private readonly quiesceAfterTicks: number;
   /**
    * Asked about a message for a group not hosted here: true creates an
    * empty replica for it (a leader adding this member), false drops it.
@@ -184,6 +187,7 @@ export class MultiRaft {
     this.rand = o.rand;
     this.electionTicks = o.electionTicks;
     this.heartbeatTicks = o.heartbeatTicks;
+    this.quiesceAfterTicks = o.quiesceAfterTicks ?? 0;
     for (const g of o.groups) this.addGroup(g.group, g.voters, g.restore);
   }
 
@@ -201,6 +205,7 @@ export class MultiRaft {
       rand: this.rand,
       ...(this.electionTicks === undefined ? {} : { electionTicks: this.electionTicks }),
       ...(this.heartbeatTicks === undefined ? {} : { heartbeatTicks: this.heartbeatTicks }),
+      quiesceAfterTicks: this.quiesceAfterTicks,
       ...(restore === undefined ? {} : { restore }),
     });
     const applied = restore?.snapshot?.meta.index ?? 0;
@@ -208,9 +213,34 @@ export class MultiRaft {
     this.groups.set(group, { raft, applied, proposals: new Map(), reads: new Map(), readyReads: [] });
   }
 
-  /** Advances every group's clock by one tick. */
+  /** Advances every group's clock by one tick (a quiet group's clock stands still). */
   tick(): void {
     for (const g of this.groups.values()) g.raft.tick();
+  }
+
+  /**
+   * Wakes every quiet group `member` belongs to or leads: the host calls it
+   * when that member may have failed or has come back (src/raft/raft.ts,
+   * wake()). Returns how many groups woke.
+   */
+  wakeWith(member: number): number {
+    let n = 0;
+    for (const g of this.groups.values()) {
+      const r = g.raft;
+      if (!r.quiesced) continue;
+      if (r.leader === member || r.config.voters.includes(member) || r.config.learners.includes(member)) {
+        r.wake();
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Groups whose clock is stopped (quiescence), for stats. */
+  quiescedCount(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.raft.quiesced) n++;
+    return n;
   }
 
   /** Hands messages received from peers to their groups. */

@@ -117,7 +117,7 @@ function setData(init: (n: number) => capnp.Data, b: Uint8Array): void {
  * instead of one Cap'n Proto struct each, which profiles showed dominating an
  * idle member's CPU (capnp-es allocates several objects per struct read).
  *
- *   0 u32 group   4 u8 type   5 u8 flags (1: reject, 2: transfer)   6 u16 zero
+ *   0 u32 group   4 u8 type   5 u8 flags (1: reject, 2: transfer, 4: quiesce)   6 u16 zero
  *   8 u32 from   12 u32 to   16 f64 term   24 f64 logTerm   32 f64 index
  *  40 f64 commit 48 f64 rejectHint 56 f64 context
  *
@@ -147,7 +147,7 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
       if (!isSmall(x)) continue;
       v.setUint32(at, group, true);
       v.setUint8(at + 4, x.type);
-      v.setUint8(at + 5, (x.reject ? 1 : 0) | (x.transfer ? 2 : 0));
+      v.setUint8(at + 5, (x.reject ? 1 : 0) | (x.transfer ? 2 : 0) | (x.quiesce ? 4 : 0));
       v.setUint32(at + 8, x.from, true);
       v.setUint32(at + 12, x.to, true);
       v.setFloat64(at + 16, x.term, true);
@@ -178,6 +178,7 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
     r.rejectHint = BigInt(x.rejectHint);
     r.context = BigInt(x.context);
     r.transfer = x.transfer;
+    r.quiesce = x.quiesce;
     if (x.entries.length > 0) {
       const es = r._initEntries(x.entries.length);
       x.entries.forEach((e, j) => {
@@ -217,7 +218,7 @@ function decodeSmall(bytes: Uint8Array, out: GroupMessage[]): void {
     if (!MESSAGE_TYPES.has(type)) throw new PeerProtocolError(`unknown Raft message type ${type}`);
     if (type === MessageType.Snap) throw new PeerProtocolError("a Snap message without a snapshot");
     const flags = v.getUint8(at + 5);
-    if (flags > 3 || v.getUint16(at + 6, true) !== 0) throw new PeerProtocolError("bad flags in a small message");
+    if (flags > 7 || v.getUint16(at + 6, true) !== 0) throw new PeerProtocolError("bad flags in a small message");
     out.push({
       group: v.getUint32(at, true),
       message: {
@@ -234,6 +235,7 @@ function decodeSmall(bytes: Uint8Array, out: GroupMessage[]): void {
         context: whole(v.getFloat64(at + 56, true), "context"),
         snapshot: null,
         transfer: (flags & 2) !== 0,
+        quiesce: (flags & 4) !== 0,
       },
     });
   }
@@ -287,6 +289,7 @@ function decodeMessage(r: RaftMessage): GroupMessage {
       context: num(r.context, "context"),
       snapshot,
       transfer: r.transfer,
+      quiesce: r.quiesce,
     },
   };
 }

@@ -55,6 +55,8 @@ export const PEER_BACKOFF_MAX_MS = 2_000;
 export const PEER_HELLO_TIMEOUT_MS = 5_000;
 /** How often a joined member announces itself to lower-id members not connected to it. */
 export const PEER_ANNOUNCE_EVERY_MS = 1_000;
+/** The keep-alive ping: a Raft frame with no messages. */
+const PING = encodeRaftBatch([]);
 
 export interface TransportOptions {
   self: Member;
@@ -102,6 +104,9 @@ class Peer {
   queuedBytes = 0;
   backoffMs = PEER_BACKOFF_MIN_MS;
   timer: NodeJS.Timeout | null = null;
+  /** When a frame last arrived from the peer (ms; 0: never), and when one was last queued for it. */
+  heardAt = 0;
+  sentAt = 0;
   stats: PeerStats;
   constructor(readonly member: Member) {
     this.stats = {
@@ -214,8 +219,28 @@ export class PeerTransport {
     }
     p.queue.push(frame);
     p.queuedBytes += frame.length;
+    p.sentAt = Date.now();
     this.flush(p);
     return true;
+  }
+
+  /**
+   * Member liveness (src/cluster/backend.ts): whether a frame of any kind
+   * came from the peer, on a greeted connection, within the last `ms`.
+   */
+  heardWithin(peer: number, ms: number): boolean {
+    const p = this.peers.get(peer);
+    return p !== undefined && p.ready && Date.now() - p.heardAt < ms;
+  }
+
+  /**
+   * Sends an empty Raft frame to every greeted peer nothing was sent to in the
+   * last `ms`: while all of a member's groups are quiet, this ping is the only
+   * traffic, and what tells the peers it is alive.
+   */
+  keepAlive(ms: number): void {
+    const now = Date.now();
+    for (const p of this.peers.values()) if (p.ready && now - p.sentAt >= ms) this.sendFrame(p.member.id, PING);
   }
 
   /** Whether a peer's connection is up and greeted (frames to it go out now, not later). */
@@ -340,6 +365,7 @@ export class PeerTransport {
               s.once("close", () => this.detach(claimed, s));
             }
             claimed.ready = true;
+            claimed.heardAt = Date.now();
             claimed.stats.connected = true;
             this.flush(claimed);
             return;
@@ -347,6 +373,7 @@ export class PeerTransport {
           if (peer === null) throw new PeerProtocolError("Raft traffic before hello");
           peer.stats.receivedFrames++;
           if (this.blockedIn.has(peer.member.id)) return;
+          peer.heardAt = Date.now();
           if (f.kind === "raft") this.o.onMessages(peer.member.id, f.messages);
           else this.o.onFrame?.(peer.member.id, f);
         } catch (err) {

@@ -28,6 +28,7 @@ export interface NodeConfig {
     replicas: number;
     tickMs: number;
     compactEntries: number;
+    quiesceTicks: number;
   } | null;
 }
 
@@ -59,6 +60,11 @@ export const SERVER_FLAGS = {
   partitions: { env: "PICCOLO_PARTITIONS", help: "cluster mode: partitions, fixed at bootstrap", default: "64" },
   replicas: { env: "PICCOLO_REPLICAS", help: "cluster mode: replicas per partition", default: "3" },
   "tick-ms": { env: "PICCOLO_TICK_MS", help: "cluster mode: Raft tick (election after 10-20 ticks)", default: "20" },
+  "quiesce-ticks": {
+    env: "PICCOLO_QUIESCE_TICKS",
+    help: "cluster mode: idle ticks before a partition's group goes quiet (no heartbeats); 0: never",
+    default: "10",
+  },
   "compact-entries": {
     env: "PICCOLO_COMPACT_ENTRIES",
     help: "cluster mode: snapshot a partition once its log holds this many applied entries",
@@ -113,5 +119,6 @@ function clusterConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeC
     replicas: int("replicas", pick("replicas"), 1, 7),
     tickMs: int("tick-ms", pick("tick-ms"), 1, 10_000),
     compactEntries: int("compact-entries", pick("compact-entries"), 1, 100_000_000),
+    quiesceTicks: int("quiesce-ticks", pick("quiesce-ticks"), 0, 1_000_000),
   };
 }

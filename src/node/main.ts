@@ -33,6 +33,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
           compactEntries: cluster.compactEntries,
           electionTicks: 10,
           heartbeatTicks: 2,
+          quiesceAfterTicks: cluster.quiesceTicks,
           logger,
         },
         events,

@@ -56,6 +56,8 @@ export interface ClusterStats {
   elections: number;
   /** Snapshots from a leader that replaced a replica's state here (a follower too far behind, or new). */
   snapshotsInstalled: number;
+  /** Hosted groups quiet right now (idle, clocks stopped: src/raft/raft.ts, wake()). */
+  quiescedGroups: number;
 }
 
 export interface ClusterMemberInfo {
@@ -87,6 +89,7 @@ const STAT_FIELDS = [
   "leaderChanges",
   "elections",
   "snapshotsInstalled",
+  "quiescedGroups",
 ] as const satisfies readonly (keyof ClusterStats)[];
 
 /** The framed Response answering request `id` with `info`. */

@@ -47,6 +47,12 @@ export interface Message {
   snapshot: Snapshot | null;
   /** Vote/PreVote: the campaign is a leadership transfer, so it may interrupt a live leader. */
   transfer: boolean;
+  /**
+   * Heartbeat: the leader goes quiet (quiescence): the group is idle and every
+   * replica holds the whole log, so the follower may stop its election timer
+   * until something wakes the group (src/raft/raft.ts, "Quiescence").
+   */
+  quiesce: boolean;
 }
 
 export function message(fields: Partial<Message> & Pick<Message, "type" | "to" | "from" | "term">): Message {
@@ -60,6 +66,7 @@ export function message(fields: Partial<Message> & Pick<Message, "type" | "to" |
     context: 0,
     snapshot: null,
     transfer: false,
+    quiesce: false,
     ...fields,
   };
 }

@@ -28,6 +28,8 @@ export class Progress {
   pendingSnapshot = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = true;
+  /** Leader tick at which this follower last answered anything (quiescence needs a recent answer). */
+  heardTick = 0;
   /** Leader tick at which `match` last moved or the state last changed: how a stall is noticed. */
   sinceTick: number;
 

@@ -61,6 +61,12 @@ export interface RaftConfig {
   maxAppendBytes?: number;
   preVote?: boolean;
   checkQuorum?: boolean;
+  /**
+   * Quiescence: a leader whose group has been idle this many ticks, with
+   * every replica holding the whole log, goes quiet (0: never). See
+   * "Quiescence" at wake().
+   */
+  quiesceAfterTicks?: number;
   /** Durable state to restart from: the newest snapshot (if any), the hard state and the entries after it. */
   restore?: { hardState: HardState; entries: Entry[]; snapshot?: Snapshot | null };
   /**
@@ -159,6 +165,11 @@ export class Raft {
   private ticks = 0;
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
+  private readonly quiesceAfterTicks: number;
+  /** Quiet (quiescent): the clock is stopped until wake() or a message other than a quiet heartbeat. */
+  private quiet = false;
+  /** Leader ticks in a row on which the group could have gone quiet. */
+  private idleTicks = 0;
   private randomizedElectionTicks = 0;
   private votes = new Map<ReplicaId, boolean>();
   private progress = new Map<ReplicaId, Progress>();
@@ -177,6 +188,7 @@ export class Raft {
     this.maxAppendBytes = c.maxAppendBytes ?? DEFAULT_MAX_APPEND_BYTES;
     this.preVote = c.preVote ?? true;
     this.checkQuorum = c.checkQuorum ?? true;
+    this.quiesceAfterTicks = c.quiesceAfterTicks ?? 0;
     this.unsafeCommit = c.unsafeCommitPreviousTermByCount ?? false;
     this.unsafeVote = c.unsafeVoteIgnoringLog ?? false;
     this.unsafeConf = c.unsafeConfChangeUnguarded ?? false;
@@ -203,8 +215,9 @@ export class Raft {
 
   // ---- inputs --------------------------------------------------------
 
-  /** One unit of logical time. */
+  /** One unit of logical time. A quiet group's clock is stopped. */
   tick(): void {
+    if (this.quiet) return;
     this.ticks++;
     if (this.role === Role.Leader) {
       this.heartbeatElapsed++;
@@ -223,6 +236,7 @@ export class Raft {
           return;
         }
       }
+      if (this.quiesceAfterTicks > 0 && this.maybeQuiesce()) return;
       if (this.heartbeatElapsed >= this.heartbeatTicks) {
         this.heartbeatElapsed = 0;
         this.broadcastHeartbeat(0);
@@ -236,8 +250,78 @@ export class Raft {
     }
   }
 
+  /**
+   * Quiescence (CockroachDB's name; TiKV calls it hibernation). An idle group
+   * still costs its leader a heartbeat per follower every heartbeatTicks, and
+   * every replica a tick: with many groups per member that is most of an
+   * idle cluster's work. So once a leader has seen quiesceAfterTicks ticks in
+   * a row with nothing to do (everything committed and durable, every
+   * replica's log complete and recently answered, no read, transfer or
+   * membership change pending), it sends each follower a last heartbeat
+   * marked `quiesce` and stops its clock; a follower that holds everything
+   * that heartbeat commits stops its clock too. No heartbeats, no election
+   * timers, no work.
+   *
+   * Safety does not depend on clocks (they only decide when to campaign), so
+   * a quiet group is as safe as any. Liveness does: a quiet follower would
+   * never notice its leader's death. The group wakes on any message but a
+   * quiet heartbeat and its answer (a proposal, a read, a vote request from a
+   * replica that was not told to be quiet), and the host must wake it when a
+   * member it shares the group with may be gone: the node tracks member
+   * liveness with one cheap ping per peer (src/cluster/backend.ts), so the
+   * cost of failure detection is per member, not per group. Woken, a
+   * follower waits a whole election timeout for its leader before it
+   * campaigns, as after any heartbeat.
+   */
+  wake(): void {
+    this.quiet = false;
+    this.idleTicks = 0;
+  }
+
+  /** Whether the group is quiet (see wake()). */
+  get quiesced(): boolean {
+    return this.quiet;
+  }
+
+  /** As leader, each tick: counts idle ticks and goes quiet after quiesceAfterTicks of them. */
+  private maybeQuiesce(): boolean {
+    if (!this.canQuiesce()) {
+      this.idleTicks = 0;
+      return false;
+    }
+    if (++this.idleTicks < this.quiesceAfterTicks) return false;
+    for (const p of this.progress.keys()) {
+      if (p === this.id) continue;
+      this.send(
+        message({
+          type: MessageType.Heartbeat,
+          to: p,
+          from: this.id,
+          term: this.term,
+          commit: this.log.committed,
+          quiesce: true,
+        }),
+      );
+    }
+    this.quiet = true;
+    this.idleTicks = 0;
+    return true;
+  }
+
+  private canQuiesce(): boolean {
+    const last = this.log.lastIndex();
+    if (this.leadTransferee !== 0 || this.pendingReads.length > 0) return false;
+    if (this.log.committed !== last || this.log.stable < last) return false;
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      if (pr.match !== last || this.ticks - pr.heardTick > this.heartbeatTicks + 1) return false;
+    }
+    return true;
+  }
+
   /** Proposes a command. Only a leader accepts; others say who leads (0: unknown). */
   propose(data: Uint8Array): ProposeResult {
+    this.wake();
     const refused = this.refuseProposal();
     if (refused !== null) return refused;
     const index = this.log.lastIndex() + 1;
@@ -260,6 +344,7 @@ export class Raft {
    * not yet know about a change a previous leader half-made).
    */
   proposeConfChange(cc: ConfChange): ProposeResult {
+    this.wake();
     const refused = this.refuseProposal();
     if (refused !== null) return refused;
     if (this.log.lastConfIndex() > this.log.committed && !this.unsafeConf)
@@ -281,6 +366,7 @@ export class Raft {
    * the other replicas' leader lease. Abandoned after an election timeout.
    */
   transferLeadership(to: ReplicaId): ProposeResult {
+    this.wake();
     if (this.role !== Role.Leader) return { ok: false, leader: this.leader, reason: "not-leader" };
     if (to === this.id) return { ok: true, index: this.log.lastIndex(), term: this.term };
     if (!isVoter(this.config, to))
@@ -318,6 +404,7 @@ export class Raft {
    */
   readIndex(context: number): boolean {
     assert(context !== 0, "read contexts are non-zero");
+    this.wake();
     if (this.role !== Role.Leader) return false;
     // Until an entry of its own term commits, a new leader's commit index may lag the true one.
     if (this.log.term(this.log.committed) !== this.term) return false;
@@ -332,6 +419,7 @@ export class Raft {
 
   /** Starts an election now (a host's manual trigger). Learners and removed replicas never campaign. */
   campaign(): void {
+    this.wake();
     if (this.role === Role.Leader || !isVoter(this.config, this.id)) return;
     if (this.preVote) this.becomePreCandidate();
     else this.becomeCandidate();
@@ -339,6 +427,9 @@ export class Raft {
 
   step(m: Message): void {
     assert(m.to === this.id, "messages are delivered to their addressee");
+    // Anything but a quiet heartbeat (and its answer) wakes a quiet group.
+    if (this.quiet && m.type !== MessageType.HeartbeatResp && !(m.type === MessageType.Heartbeat && m.quiesce))
+      this.wake();
     if (m.type === MessageType.Hup) return this.campaign();
     if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
@@ -493,6 +584,7 @@ export class Raft {
   // ---- roles ---------------------------------------------------------
 
   private resetTimers(): void {
+    this.wake(); // a new role starts awake
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     // Randomised in [electionTicks, 2 * electionTicks): split votes become unlikely.
@@ -604,6 +696,8 @@ export class Raft {
       this.send(
         message({ type: MessageType.HeartbeatResp, to: m.from, from: this.id, term: this.term, context: m.context }),
       );
+      // The leader goes quiet: so do we, if we hold everything it has committed.
+      if (m.quiesce && this.log.committed === m.commit) this.quiet = true;
       return;
     }
     if (m.type === MessageType.Snap) {
@@ -673,6 +767,7 @@ export class Raft {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    pr.heardTick = this.ticks;
     if (m.type === MessageType.AppResp) {
       if (m.reject) {
         // A rejection while a snapshot is in flight is a stale answer to an older append.

@@ -30,6 +30,7 @@ const seeds =
 const t0 = Date.now();
 let committed = 0;
 let reads = 0;
+let quietSteps = 0;
 for (const seed of seeds) {
   const nodes = values.nodes !== undefined ? Number(values.nodes) : seed % 2 === 0 ? 5 : 3;
   const profile = profileFor(seed);
@@ -48,6 +49,7 @@ for (const seed of seeds) {
     }).run();
     committed += r.committed;
     reads += r.reads;
+    quietSteps += r.quietSteps;
   } catch (err) {
     if (!(err instanceof SimViolation)) throw err;
     // With the planted bug, liveness failures are expected (it drops the
@@ -61,5 +63,5 @@ for (const seed of seeds) {
   }
 }
 console.log(
-  `${seeds.length} seeds passed in ${((Date.now() - t0) / 1000).toFixed(1)} s (${committed} entries committed, ${reads} linearizable reads checked)`,
+  `${seeds.length} seeds passed in ${((Date.now() - t0) / 1000).toFixed(1)} s (${committed} entries committed, ${reads} linearizable reads checked, ${quietSteps} node-steps quiet)`,
 );

@@ -52,6 +52,8 @@ export interface KvSimOptions {
   clientTimeoutRounds?: number;
   /** TEST ONLY: serve reads from whichever replica the client asks, without ReadIndex. */
   plantedStaleReads?: boolean;
+  /** Idle ticks before a group goes quiet (0: never). Default: odd seeds quiesce after 3-8 ticks. */
+  quiesceAfterTicks?: number;
 }
 
 export interface KvSimResult {
@@ -139,6 +141,8 @@ export class KvSimulation {
   private partitions = 0;
   private compactions = 0;
   private nextValue = 1;
+  /** The member-liveness detector fires at this round (null: nothing pending); see livenessChanged. */
+  private wakeAt: number | null = null;
 
   constructor(o: KvSimOptions) {
     this.o = {
@@ -148,6 +152,8 @@ export class KvSimulation {
       clients: 4,
       clientTimeoutRounds: 60,
       plantedStaleReads: false,
+      // Derived from the seed, not drawn: seeds without quiescence replay as before.
+      quiesceAfterTicks: o.seed % 2 === 1 ? 3 + ((o.seed >>> 1) % 6) : 0,
       ...o,
     };
     this.r = new Prng(o.seed);
@@ -166,6 +172,7 @@ export class KvSimulation {
       storage,
       stateMachine: sm,
       rand: () => this.r.next(),
+      quiesceAfterTicks: this.o.quiesceAfterTicks,
     });
     const m: Member = { id, storage, sm, mr, up: true, busy: false };
     mr.sendEarly = (out) => this.send(m, out);
@@ -207,8 +214,23 @@ export class KvSimulation {
   }
 
   /** One step of the world: deliver due batches, tick and process every live member, maybe a fault. */
+  /**
+   * A crash, restart or partition change: as the node's member liveness does
+   * (src/cluster/backend.ts), wake the quiet groups some rounds later. All
+   * groups here hold every member, so all of them wake.
+   */
+  private livenessChanged(): void {
+    if (this.o.quiesceAfterTicks === 0) return;
+    const at = this.round + 1 + (this.round % 13);
+    if (this.wakeAt === null || at < this.wakeAt) this.wakeAt = at;
+  }
+
   private async step(faults: boolean): Promise<void> {
     this.round++;
+    if (this.wakeAt !== null && this.round >= this.wakeAt) {
+      this.wakeAt = null;
+      for (const m of this.members) if (m.up) for (const id of MEMBERS) m.mr.wakeWith(id);
+    }
     const due = this.net.filter((f) => f.at <= this.round);
     this.net = this.net.filter((f) => f.at > this.round);
     for (const f of due) {
@@ -254,6 +276,7 @@ export class KvSimulation {
         for (const o of MEMBERS) if (o !== m) this.cut.add(pair(m, o));
         this.partitions++;
       }
+      this.livenessChanged();
     }
     if (this.r.chance(0.006)) {
       const down = this.members.find((m) => !m.up);
@@ -264,6 +287,7 @@ export class KvSimulation {
         m.storage.crash();
         this.crashes++;
       }
+      this.livenessChanged();
     }
   }
 
@@ -384,6 +408,7 @@ export class KvSimulation {
     // Heal: everyone up and connected, then let the clients finish.
     this.cut.clear();
     for (const m of this.members) if (!m.up) this.members[m.id - 1] = this.boot(m.id, m.storage);
+    this.livenessChanged();
     clientsStop = true;
     for (let i = 0; i < this.o.clientTimeoutRounds * 3 + 200; i++) await advance(false);
     await Promise.all(clients);

@@ -48,6 +48,11 @@ export interface SimOptions {
   reconfigure?: boolean;
   /** Chance per step that the client proposes a membership change (default 0.004). */
   confChangeRate?: number;
+  /**
+   * Quiescence (src/raft/raft.ts, wake()): idle ticks before a leader lets
+   * the group go quiet; 0 never. Default: odd seeds quiesce after 2-9 ticks.
+   */
+  quiesceAfterTicks?: number;
 }
 
 export type PlantedBug = "commit-previous-term" | "vote-ignoring-log" | "conf-change-unguarded";
@@ -123,6 +128,8 @@ export interface SimResult {
   proposals: number;
   reads: number;
   crashes: number;
+  /** Node-steps spent quiet (quiescence), summed over nodes. */
+  quietSteps: number;
   tornCrashes: number;
   /** Writes that stayed in flight for a few steps while the node kept receiving. */
   slowWrites: number;
@@ -155,6 +162,7 @@ export class Simulation {
   private nextCommand = 1;
   private nextRead = 1;
   private crashes = 0;
+  private quietSteps = 0;
   private tornCrashes = 0;
   private slowWrites = 0;
   private snapshotsSent = 0;
@@ -163,12 +171,22 @@ export class Simulation {
   private readsChecked = 0;
   private faults = true;
   private readonly ids: number[];
+  private readonly quiesceAfterTicks: number;
+  /**
+   * Member liveness, as the node's transport provides it: some steps after a
+   * crash, restart or partition change, every replica's quiet group is woken
+   * (null: nothing pending). The real detector wakes only the groups of the
+   * member that changed; waking all is the same for a one-group simulation.
+   */
+  private wakeAt: number | null = null;
   /** Every replica ever added to the group (founders included). */
   private readonly everMembers: number[] = [];
 
   constructor(private readonly o: SimOptions) {
     this.rng = new Prng(o.seed);
     this.ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
+    // Derived from the seed, not drawn from the generator: seeds without quiescence replay as before.
+    this.quiesceAfterTicks = o.quiesceAfterTicks ?? (o.seed % 2 === 1 ? 2 + ((o.seed >>> 1) % 8) : 0);
     this.everMembers.push(...this.ids);
     const spares = (o.reconfigure ?? true) ? SPARES : 0;
     for (let id = 1; id <= o.nodes + spares; id++) {
@@ -200,6 +218,7 @@ export class Simulation {
       peers: n.founder ? this.ids : [],
       rand: this.rng.fork(),
       restore,
+      quiesceAfterTicks: this.quiesceAfterTicks,
       unsafeCommitPreviousTermByCount: this.o.plantedBug === "commit-previous-term",
       unsafeVoteIgnoringLog: this.o.plantedBug === "vote-ignoring-log",
       unsafeConfChangeUnguarded: this.o.plantedBug === "conf-change-unguarded",
@@ -225,6 +244,7 @@ export class Simulation {
     this.faults = false;
     this.blocked.clear();
     for (const n of this.nodes) if (n.raft === null) this.boot(n);
+    this.livenessChanged();
     const settleEnd = this.time + this.o.settleTicks;
     for (; this.time < settleEnd; this.time++) this.step();
     this.checkLiveness();
@@ -234,6 +254,7 @@ export class Simulation {
       proposals: this.proposals.length,
       reads: this.readsChecked,
       crashes: this.crashes,
+      quietSteps: this.quietSteps,
       tornCrashes: this.tornCrashes,
       slowWrites: this.slowWrites,
       leaders: this.leaderOfTerm.size,
@@ -243,12 +264,24 @@ export class Simulation {
     };
   }
 
+  /** A member's liveness changed: the detector fires a few steps later (deterministic, no draw). */
+  private livenessChanged(): void {
+    if (this.quiesceAfterTicks === 0) return;
+    const at = this.time + 1 + (this.time % 17);
+    if (this.wakeAt === null || at < this.wakeAt) this.wakeAt = at;
+  }
+
   private step(): void {
+    if (this.wakeAt !== null && this.time >= this.wakeAt) {
+      this.wakeAt = null;
+      for (const n of this.nodes) n.raft?.wake();
+    }
     if (this.faults) this.injectFaults();
     this.deliver();
     for (const n of this.nodes) if (n.raft !== null && this.time % n.tickEvery === 0) n.raft.tick();
     if (this.faults) this.client();
     for (const n of this.nodes) this.handleReady(n);
+    for (const n of this.nodes) if (n.raft?.quiesced) this.quietSteps++;
     this.checkLeaders();
   }
 
@@ -263,7 +296,11 @@ export class Simulation {
     // Crashes in the middle of a write are where the persistence contract is tested.
     const writing = live.filter((n) => n.pending !== null);
     if (writing.length > 0 && live.length > 1 && r.chance(0.01 * k)) this.crash(r.pick(writing));
-    for (const n of this.nodes) if (n.raft === null && r.chance(0.02)) this.boot(n);
+    for (const n of this.nodes)
+      if (n.raft === null && r.chance(0.02)) {
+        this.boot(n);
+        this.livenessChanged();
+      }
     if (r.chance(0.005 * k)) {
       // A partition: one side cut from the other, maybe only one way.
       const side = new Set(this.nodes.filter(() => r.chance(0.5)).map((n) => n.id));
@@ -274,8 +311,12 @@ export class Simulation {
             this.blocked.add(`${a.id}>${b.id}`);
             if (!oneWay) this.blocked.add(`${b.id}>${a.id}`);
           }
+      this.livenessChanged();
     }
-    if (r.chance(0.01)) this.blocked.clear();
+    if (r.chance(0.01)) {
+      if (this.blocked.size > 0) this.livenessChanged();
+      this.blocked.clear();
+    }
   }
 
   private crash(n: SimNode): void {
@@ -286,6 +327,7 @@ export class Simulation {
     }
     n.raft = null; // only its disk survives
     this.crashes++;
+    this.livenessChanged();
     this.network = this.network.filter((f) => f.m.to !== n.id);
   }
 

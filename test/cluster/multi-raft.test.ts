@@ -212,6 +212,7 @@ describe("multi-Raft on one worker", () => {
           context: 0,
           snapshot: null,
           transfer: false,
+          quiesce: false,
         },
       },
     ]);

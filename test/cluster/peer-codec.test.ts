@@ -40,6 +40,7 @@ const msgArb: fc.Arbitrary<GroupMessage> = fc
     rejectHint: u53,
     context: u53,
     transfer: fc.boolean(),
+    quiesce: fc.boolean(),
     snap: fc.record({
       index: u53,
       term: u53,

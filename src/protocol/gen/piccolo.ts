@@ -1554,7 +1554,7 @@ export class ClusterStats extends $.Struct {
   static readonly _capnp = {
     displayName: "ClusterStats",
     id: "dc7263a55ef2be9a",
-    size: new $.ObjectSize(80, 0),
+    size: new $.ObjectSize(88, 0),
   };
   /**
 * writes proposed by this member as leader and applied
@@ -1643,6 +1643,16 @@ export class ClusterStats extends $.Struct {
   }
   set snapshotsInstalled(value: bigint) {
     $.utils.setUint64(72, value, this);
+  }
+  /**
+* hosted groups quiet right now (idle: no heartbeats, no ticks)
+*
+*/
+  get quiescedGroups(): bigint {
+    return $.utils.getUint64(80, this);
+  }
+  set quiescedGroups(value: bigint) {
+    $.utils.setUint64(80, value, this);
   }
   toString(): string { return "ClusterStats_" + super.toString(); }
 }
@@ -2737,6 +2747,16 @@ export class RaftMessage extends $.Struct {
   }
   set transfer(value: boolean) {
     $.utils.setBit(41, value, this);
+  }
+  /**
+* Heartbeat: the group goes quiet (src/raft/raft.ts, Quiescence)
+*
+*/
+  get quiesce(): boolean {
+    return $.utils.getBit(42, this);
+  }
+  set quiesce(value: boolean) {
+    $.utils.setBit(42, value, this);
   }
   toString(): string { return "RaftMessage_" + super.toString(); }
 }

@@ -1057,6 +1057,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "uint64"
           }
+        },
+        {
+          "name": "quiescedGroups",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
         }
       ]
     },
@@ -1397,6 +1404,13 @@ export const schemaInfo: SchemaInfo = {
         },
         {
           "name": "transfer",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "quiesce",
           "discriminant": null,
           "type": {
             "kind": "bool"
