@@ -14,7 +14,7 @@ import { initHash } from "../hash.js";
 import { GroupHost, type HostOptions, type HostOut } from "./group-host.js";
 import { type HostRecord, In, jsonBytes, Out, parseJson, RecordReader, RecordWriter } from "./host-channel.js";
 import type { Control } from "./host-link.js";
-import { decodePeerFrame, encodeRaftBatch } from "./peer-codec.js";
+import { type DecodedFrame, decodePeerFrame, encodeRaftBatch } from "./peer-codec.js";
 
 export interface GroupWorkerData {
   options: HostOptions;
@@ -52,7 +52,14 @@ async function main(data: GroupWorkerData): Promise<void> {
         return;
       }
       case In.Step: {
-        const f = decodePeerFrame(r.payload.slice().buffer);
+        let f: DecodedFrame;
+        try {
+          f = decodePeerFrame(r.payload.slice().buffer);
+        } catch (err) {
+          // Only frames passed through undecoded can fail here; their sender's connection is dropped.
+          out.write(Out.BadFrame, r.a, 0, 0, new TextEncoder().encode((err as Error).message));
+          return;
+        }
         if (f.kind === "raft") host.step(f.messages);
         return;
       }

@@ -27,7 +27,7 @@ export const RECORD_HEADER = 13;
 export const In = {
   /** a=request id, b=partition, c=ServeMode; payload: an encoded Command. */
   Serve: 1,
-  /** payload: a peer frame of Raft messages (src/cluster/peer-codec.ts, encodeRaftBatch). */
+  /** a=the member it came from; payload: a peer frame of Raft messages, as it arrived or re-encoded. */
   Step: 2,
   /** a=request id (0: no reply wanted); payload: a JSON control request. */
   Control: 3,
@@ -47,6 +47,8 @@ export const Out = {
   Log: 5,
   /** payload: JSON {message, detail}: the worker cannot go on; the member must stop. */
   Fatal: 6,
+  /** a=member; payload: why (text): a frame it sent does not decode: drop its connection. */
+  BadFrame: 7,
 } as const;
 
 const EMPTY = new Uint8Array(0);

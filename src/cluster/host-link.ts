@@ -26,6 +26,8 @@ export interface LinkEvents {
   route(r: Route): void;
   log(level: "debug" | "info" | "warn" | "error", message: string, detail?: object): void;
   fatal(message: string, detail?: object): void;
+  /** A peer's frame did not decode on the worker: drop that peer's connection. */
+  badFrame(from: number, why: string): void;
 }
 
 export interface HostLink {
@@ -134,6 +136,9 @@ export class WorkerHostLink implements HostLink {
           events.log(l.level, l.message, l.detail);
           return;
         }
+        case Out.BadFrame:
+          events.badFrame(r.a, new TextDecoder().decode(r.payload.slice()));
+          return;
         case Out.Fatal: {
           const f = parseJson<{ message: string; detail?: object }>(r.payload);
           events.fatal(f.message, f.detail);
@@ -175,6 +180,11 @@ export class WorkerHostLink implements HostLink {
 
   step(messages: GroupMessage[]): void {
     this.toWorker.write(In.Step, 0, 0, 0, encodeRaftBatch(messages));
+  }
+
+  /** A peer's Raft frame as it arrived: the worker decodes it (decision 0189, "pass-through"). */
+  stepFrame(from: number, frame: Uint8Array): void {
+    this.toWorker.write(In.Step, from, 0, 0, frame);
   }
 
   transfer(group: number, to: number): Promise<string | null> {

@@ -309,6 +309,20 @@ function checkedAddress(a: string): string {
 }
 
 /**
+ * Whether a frame is a batch of Raft messages, reading only its kind: a
+ * member whose groups all run on one worker hands such frames over whole,
+ * and the worker decodes them (decodePeerFrame there). False for anything
+ * undecodable, which then takes the full decoding path and its error.
+ */
+export function isRaftFrame(frame: ArrayBuffer): boolean {
+  try {
+    return new capnp.Message(frame, false).getRoot(PeerFrame).which() === PeerFrame_Which.RAFT;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Decodes one peer frame. Throws PeerProtocolError. The bytes must come from
  * src/protocol/framing.ts's FrameReader, which checks the segment table
  * against the size limits first: capnp-es itself can spend seconds on a

@@ -41,6 +41,7 @@ import {
   type DecodedFrame,
   decodePeerFrame,
   encodeHello,
+  isRaftFrame,
   encodeRaftBatch,
   type GroupMessage,
   PeerProtocolError,
@@ -73,6 +74,12 @@ export interface TransportOptions {
   onJoin?: (m: Member) => boolean;
   /** Called with every batch received from a peer, in order. */
   onMessages: (from: number, messages: GroupMessage[]) => void;
+  /**
+   * When set, Raft frames are handed over undecoded (the caller decodes them
+   * elsewhere, e.g. on a group worker, and calls reject() if one is bad);
+   * onMessages then sees none.
+   */
+  onRaftFrame?: (from: number, frame: Uint8Array) => void;
   /** Called when a peer's connection is lost (pending requests to it will not be answered). */
   onPeerDown?: (peer: number) => void;
   /** Called with every other frame (forwarded requests and their replies). */
@@ -107,6 +114,8 @@ class Peer {
   /** When a frame last arrived from the peer (ms; 0: never), and when one was last queued for it. */
   heardAt = 0;
   sentAt = 0;
+  /** A flush is queued for the end of this event-loop turn. */
+  flushQueued = false;
   stats: PeerStats;
   constructor(readonly member: Member) {
     this.stats = {
@@ -220,7 +229,15 @@ export class PeerTransport {
     p.queue.push(frame);
     p.queuedBytes += frame.length;
     p.sentAt = Date.now();
-    this.flush(p);
+    if (!p.flushQueued) {
+      // One write (one syscall, one writev) per peer for every frame of this turn: with the groups
+      // on workers, a turn delivers many small frames (each worker's record, each forwarded request).
+      p.flushQueued = true;
+      queueMicrotask(() => {
+        p.flushQueued = false;
+        this.flush(p);
+      });
+    }
     return true;
   }
 
@@ -241,6 +258,14 @@ export class PeerTransport {
   keepAlive(ms: number): void {
     const now = Date.now();
     for (const p of this.peers.values()) if (p.ready && now - p.sentAt >= ms) this.sendFrame(p.member.id, PING);
+  }
+
+  /** A peer sent a frame that could not be decoded (found out later, off this thread): drop its connection. */
+  reject(peer: number, why: string): void {
+    const p = this.peers.get(peer);
+    if (p === undefined || p.socket === null) return;
+    this.o.logger?.warn({ from: peer, why }, "bad peer frame; closing that connection");
+    p.socket.destroy();
   }
 
   /** Whether a peer's connection is up and greeted (frames to it go out now, not later). */
@@ -333,6 +358,13 @@ export class PeerTransport {
       reader.push(chunk, (frame) => {
         if (s.destroyed) return;
         try {
+          if (peer !== null && this.o.onRaftFrame !== undefined && isRaftFrame(frame)) {
+            peer.stats.receivedFrames++;
+            if (this.blockedIn.has(peer.member.id)) return;
+            peer.heardAt = Date.now();
+            this.o.onRaftFrame(peer.member.id, new Uint8Array(frame));
+            return;
+          }
           const f = decodePeerFrame(frame);
           if (f.kind === "hello") {
             if (peer !== null) throw new PeerProtocolError("a second hello on one connection");
