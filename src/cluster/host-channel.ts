@@ -7,6 +7,15 @@
  * FIFO backlog that moves on as the reader frees space (src/ring/messages.ts:
  * never a drop, never a reorder).
  *
+ * Limits: each ring is RING_BYTES with records of at most RING_RECORD_MAX_BYTES
+ * (larger messages travel as fragments). The writers' backlogs have no cap of
+ * their own, because what feeds them is capped upstream: client requests by
+ * CLUSTER_MAX_IN_FLIGHT per member (past it the IO loop stops reading
+ * sockets), peer frames by the transport (PEER_MAX_FRAME_BYTES per frame, and
+ * Raft's own flow control: at most maxInflight appends per follower), and
+ * what a worker sends by the same flow control. A backlog that grows means
+ * the reader's thread is starved, and the members' proposal latency shows it.
+ *
  * A record is a 13-byte header and a payload:
  *
  *   offset size

@@ -8,17 +8,20 @@
  *
  *   process():
  *     1. collect the Ready of every group that has one;
- *     2. persist them all in ONE storage call (one WAL write and fsync for
+ *     2. apply committed entries to the state machine, in order, resolving
+ *        the proposals waiting for them, and answer ReadIndex reads once
+ *        applied up to their index: committed entries are durable on a
+ *        majority, and the maps are memory rebuilt from the log on restart,
+ *        so this need not wait for step 3 (a group installing a snapshot
+ *        does: the snapshot replaces its map first, after step 3);
+ *     3. persist them all in ONE storage call (one WAL write and fsync for
  *        the whole round: group commit across partitions);
- *     3. only then queue their messages, grouped by destination member, so
+ *     4. only then queue their messages, grouped by destination member, so
  *        the caller sends one frame per peer per round (src/cluster/peer-codec.ts);
  *        except a leader's appends and heartbeats, which go out through
- *        sendEarly before step 2 completes (thesis §10.2.1: the leader's
+ *        sendEarly before step 3 completes (thesis §10.2.1: the leader's
  *        fsync and its followers' overlap; canSendBeforePersist);
- *     4. install snapshots and apply committed entries to the state machine,
- *        in order, resolving the proposals waiting for them;
- *     5. answer ReadIndex reads once applied up to their index;
- *     6. advance every group.
+ *     5. advance every group.
  *
  * The host is single-threaded and does no IO of its own: storage and the
  * state machine are passed in, and the caller moves the messages. That keeps
@@ -414,6 +417,17 @@ export class MultiRaft {
           }
         if (now.size > 0) this.sendEarly(now);
       }
+      // Committed entries apply now, while this round's write is in flight, not after it: they are
+      // durable on a majority already, and the partition maps are memory a restart rebuilds from
+      // the log, so nothing here depends on this member's write. Otherwise, under load, every
+      // answer would wait for the fsync of the newer entries that share its round (a round has
+      // both). A snapshot to install keeps the old order: it replaces the map, then entries apply.
+      const appliedEarly = new Set<Group>();
+      for (const { group, g, rd } of round) {
+        if (rd.snapshot !== null) continue;
+        this.applyReady(group, g, rd);
+        appliedEarly.add(g);
+      }
       const durable = round
         .filter(({ rd }) => rd.snapshot !== null || rd.hardState !== null || rd.entries.length > 0)
         .map(({ group, rd }) => ({ group, snapshot: rd.snapshot, hardState: rd.hardState, entries: rd.entries }));
@@ -450,20 +464,25 @@ export class MultiRaft {
               w.reject(new ProposalOutcomeUnknownError(`entry ${index} was covered by a snapshot from the leader`));
             }
         }
-        for (const e of rd.committedEntries) this.applyEntry(group, g, e);
-        for (const rs of rd.readStates) {
-          const w = g.reads.get(rs.context);
-          if (w === undefined) continue;
-          g.reads.delete(rs.context);
-          g.readyReads.push({ index: rs.index, resolve: w.resolve });
-        }
-        this.releaseReads(g);
+        if (!appliedEarly.has(g)) this.applyReady(group, g, rd);
         g.raft.advance(rd);
       }
       return out;
     } finally {
       this.processing = false;
     }
+  }
+
+  /** Applies a Ready's committed entries, answering their proposals, and releases the reads they allow. */
+  private applyReady(group: number, g: Group, rd: Ready): void {
+    for (const e of rd.committedEntries) this.applyEntry(group, g, e);
+    for (const rs of rd.readStates) {
+      const w = g.reads.get(rs.context);
+      if (w === undefined) continue;
+      g.reads.delete(rs.context);
+      g.readyReads.push({ index: rs.index, resolve: w.resolve });
+    }
+    this.releaseReads(g);
   }
 
   private applyEntry(group: number, g: Group, e: Entry): void {
