@@ -218,7 +218,25 @@ export class MultiRaft {
 
   /** Advances every group's clock by one tick (a quiet group's clock stands still). */
   tick(): void {
-    for (const g of this.groups.values()) g.raft.tick();
+    for (const [group, g] of this.groups) {
+      g.raft.tick();
+      this.abandonReads(group, g);
+    }
+  }
+
+  /**
+   * A replica that stopped leading drops the ReadIndex rounds it had started
+   * (the core forgets them): the reads waiting on them are refused with
+   * NotLeaderError, so the caller retries at the new leader at once instead
+   * of waiting out its deadline. A read is safe to retry. Reads whose round
+   * completed (granted, waiting for apply) stay: they are linearizable.
+   */
+  private abandonReads(group: number, g: Group): void {
+    if (g.reads.size === 0 || g.raft.leader === this.member) return;
+    const err = new NotLeaderError(group, g.raft.leader, "leadership lost during a read");
+    const waiting = [...g.reads.values()];
+    g.reads.clear();
+    for (const w of waiting) w.reject(err);
   }
 
   /**
@@ -466,6 +484,7 @@ export class MultiRaft {
         }
         if (!appliedEarly.has(g)) this.applyReady(group, g, rd);
         g.raft.advance(rd);
+        this.abandonReads(group, g);
       }
       return out;
     } finally {

@@ -290,19 +290,8 @@ export class Raft {
       return false;
     }
     if (++this.idleTicks < this.quiesceAfterTicks) return false;
-    for (const p of this.progress.keys()) {
-      if (p === this.id) continue;
-      this.send(
-        message({
-          type: MessageType.Heartbeat,
-          to: p,
-          from: this.id,
-          term: this.term,
-          commit: this.log.committed,
-          quiesce: true,
-        }),
-      );
-    }
+    // Every follower holds the whole log, so each heartbeat carries the full commit index.
+    this.broadcastHeartbeat(0, true);
     this.quiet = true;
     this.idleTicks = 0;
     return true;
@@ -908,7 +897,7 @@ export class Raft {
     for (const p of this.progress.keys()) if (p !== this.id) this.sendAppend(p);
   }
 
-  private broadcastHeartbeat(context: number): void {
+  private broadcastHeartbeat(context: number, quiesce = false): void {
     for (const [p, pr] of this.progress) {
       if (p === this.id) continue;
       this.send(
@@ -919,6 +908,7 @@ export class Raft {
           term: this.term,
           commit: Math.min(pr.match, this.log.committed),
           context,
+          quiesce,
         }),
       );
     }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type RunningGateway, startGateway } from "../support/cerializer.js";
-import { freePort, type RunningNode, startNode } from "../support/node.js";
+import { memberList, type RunningNode, startMember } from "../support/node.js";
 
 let root: string;
 const nodes: RunningNode[] = [];
@@ -16,21 +16,8 @@ let gw: RunningGateway;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), "piccolo-gw-cluster-"));
-  const peers = await Promise.all([freePort(), freePort(), freePort()]);
-  const list = peers.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
-  for (let i = 0; i < 3; i++)
-    nodes.push(
-      await startNode([
-        "--node-id",
-        `n${i + 1}`,
-        "--cluster",
-        list,
-        "--data-dir",
-        join(root, `n${i + 1}`),
-        "--partitions",
-        "8",
-      ]),
-    );
+  const list = await memberList();
+  for (let i = 0; i < 3; i++) nodes.push(await startMember(list, root, i, ["--partitions", "8"]));
   gw = await startGateway(
     nodes.map((n) => n.port),
     ["--cluster", "true"],

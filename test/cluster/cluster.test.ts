@@ -10,36 +10,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { CLI, freePort, type RunningNode, startNode } from "../support/node.js";
+import { CLI, memberList, type RunningNode, startMember } from "../support/node.js";
 import { eventually } from "../support/eventually.js";
 
 let root: string;
-let peerPorts: number[];
 let list: string;
 const nodes: (RunningNode | null)[] = [null, null, null];
 
-async function startMember(i: number): Promise<RunningNode> {
-  const n = await startNode([
-    "--node-id",
-    `n${i + 1}`,
-    "--cluster",
-    list,
-    "--data-dir",
-    join(root, `n${i + 1}`),
-    "--partitions",
-    "8",
-    "--tick-ms",
-    "20",
-  ]);
+async function start(i: number): Promise<RunningNode> {
+  const n = await startMember(list, root, i, ["--partitions", "8", "--tick-ms", "20"]);
   nodes[i] = n;
   return n;
 }
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), "piccolo-cluster-"));
-  peerPorts = await Promise.all([freePort(), freePort(), freePort()]);
-  list = peerPorts.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
-  await Promise.all([0, 1, 2].map(startMember));
+  list = await memberList();
+  await Promise.all([0, 1, 2].map(start));
 });
 after(async () => {
   for (const n of nodes) await n?.stop();
@@ -266,7 +253,7 @@ describe("a three-member cluster", () => {
   });
 
   it("a restarted member recovers from its WAL, catches up, and gets its partitions' leadership back", async () => {
-    const n = await startMember(0);
+    const n = await start(0);
     const c = await n.client({ timeoutMs: 8000 });
     for (const [k, v] of acked)
       assert.equal((await eventually(`get ${k} via restarted n1`, () => c.get(k)))?.value.toString(), v);
@@ -289,7 +276,7 @@ describe("a three-member cluster", () => {
       await n!.stop();
       nodes[i] = null;
     }
-    await Promise.all([0, 1, 2].map(startMember));
+    await Promise.all([0, 1, 2].map(start));
     const c = await nodes[1]!.client({ timeoutMs: 8000 });
     for (const [k, v] of acked) assert.equal((await eventually(`get ${k}`, () => c.get(k)))?.value.toString(), v);
     await c.close();

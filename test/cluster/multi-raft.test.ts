@@ -133,6 +133,30 @@ describe("multi-Raft on one worker", () => {
     assert.equal(c.nodes.get(1)!.sm.maps.get(3)!.get("k3"), "v3");
   });
 
+  it("a read whose leader loses leadership before its round completes is refused at once, not left hanging", async () => {
+    const c = new Cluster(7);
+    await c.until("leaders", allLeaders(c));
+    const g = 0;
+    const old = c.leaderOf(g)!;
+    const to = MEMBERS.find((id) => id !== old.id)!;
+    // The read's heartbeat round never reaches anyone: the old leader's messages are lost from here on.
+    const read = old.mr.readIndex(g);
+    let outcome: unknown = "pending";
+    read.then(
+      () => (outcome = "served"),
+      (e: unknown) => (outcome = e),
+    );
+    assert.ok(old.mr.transferLeadership(g, to));
+    await old.mr.process(); // the round that would send the heartbeat and TimeoutNow: dropped
+    // The transferee campaigns on its own (election timeout) and wins; the old leader hears of it.
+    old.up = false;
+    await c.until("a new leader", () => c.leaderOf(g) !== undefined && c.leaderOf(g) !== old);
+    old.up = true;
+    await c.until("the old leader steps down", () => !old.mr.status(g).isLeader);
+    await c.until("the read settles", () => outcome !== "pending", 20);
+    assert.ok(outcome instanceof NotLeaderError, `refused with NotLeaderError, got ${String(outcome)}`);
+  });
+
   it("one storage call and at most one batch per peer per round, however many groups", async () => {
     const c = new Cluster(2);
     await c.until("leaders", allLeaders(c));

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { PiccoloClient } from "../../src/client/client.js";
 import { initRouting, shardOf } from "../../src/io/route.js";
-import { freePort, type RunningNode, startNode } from "../support/node.js";
+import { freePort, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
 import { eventually } from "../support/eventually.js";
 
 const PARTITIONS = 8;
@@ -18,22 +18,8 @@ let root: string;
 let list: string;
 const nodes: (RunningNode | null)[] = [null, null, null];
 
-async function startMember(i: number, extra: string[] = []): Promise<RunningNode> {
-  const n = await startNode([
-    "--node-id",
-    `n${i + 1}`,
-    "--cluster",
-    list,
-    "--data-dir",
-    join(root, `n${i + 1}`),
-    "--partitions",
-    String(PARTITIONS),
-    "--tick-ms",
-    "20",
-    "--shards",
-    "1",
-    ...extra,
-  ]);
+async function start(i: number): Promise<RunningNode> {
+  const n = await startMember(list, root, i, ["--partitions", String(PARTITIONS), "--tick-ms", "20", "--shards", "1"]);
   nodes[i] = n;
   return n;
 }
@@ -58,9 +44,8 @@ function keyIn(partition: number, tag: string): string {
 before(async () => {
   await initRouting();
   root = await mkdtemp(join(tmpdir(), "piccolo-quiet-"));
-  const ports = await Promise.all([freePort(), freePort(), freePort()]);
-  list = ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
-  await Promise.all([0, 1, 2].map((i) => startMember(i)));
+  list = await memberList();
+  await Promise.all([0, 1, 2].map(start));
 });
 after(async () => {
   for (const n of nodes) {
@@ -134,7 +119,7 @@ describe("quiescence", () => {
     } finally {
       await other.close();
     }
-    await startMember(leader - 1);
+    await start(leader - 1);
   });
 
   it("--quiesce-ticks 0: nothing goes quiet", async () => {

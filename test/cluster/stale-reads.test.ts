@@ -21,7 +21,7 @@ import { initHash } from "../../src/hash.js";
 import { redisClient } from "../resp/support.js";
 import { startGateway } from "../support/cerializer.js";
 import { eventually } from "../support/eventually.js";
-import { freePort, type RunningNode, startNode } from "../support/node.js";
+import { memberList, type RunningNode, startMember } from "../support/node.js";
 
 const PARTITIONS = 8;
 let root: string;
@@ -33,28 +33,12 @@ const faultFile = (i: number) => join(root, `faults-n${i + 1}`);
 before(async () => {
   await initHash();
   root = await mkdtemp(join(tmpdir(), "piccolo-stale-"));
-  const peers = await Promise.all([freePort(), freePort(), freePort()]);
-  const list = peers.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
+  const list = await memberList();
   for (let i = 0; i < 3; i++) await writeFile(faultFile(i), "");
+  const args = ["--partitions", String(PARTITIONS), "--tick-ms", "20"];
   nodes.push(
     ...(await Promise.all(
-      [0, 1, 2].map((i) =>
-        startNode(
-          [
-            "--node-id",
-            `n${i + 1}`,
-            "--cluster",
-            list,
-            "--data-dir",
-            join(root, `n${i + 1}`),
-            "--partitions",
-            String(PARTITIONS),
-            "--tick-ms",
-            "20",
-          ],
-          { PICCOLO_TEST_FAULT_FILE: faultFile(i) },
-        ),
-      ),
+      [0, 1, 2].map((i) => startMember(list, root, i, args, { PICCOLO_TEST_FAULT_FILE: faultFile(i) })),
     )),
   );
   for (const n of nodes) clients.push(await n.client({ timeoutMs: 8000 }));

@@ -2,6 +2,7 @@
 // CLI (`piccolo server`) on a free loopback port, exactly as a user would.
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PiccoloClient } from "../../src/client/client.js";
 
@@ -27,6 +28,24 @@ export async function freePort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise((r) => s.close(r));
   return port;
+}
+
+/** A loopback member list of `n` members on free peer ports: "n1=127.0.0.1:p1,n2=...". */
+export async function memberList(n = 3): Promise<string> {
+  const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
+  return ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
+}
+
+/** Starts member n{i+1} of `list`, its data under `root`/n{i+1}, with `args` added. */
+export function startMember(
+  list: string,
+  root: string,
+  i: number,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningNode> {
+  const name = `n${i + 1}`;
+  return startNode(["--node-id", name, "--cluster", list, "--data-dir", join(root, name), ...args], env);
 }
 
 /** `env` is added to this process's environment (PICCOLO_TEST_FAULT_FILE, for one). */
