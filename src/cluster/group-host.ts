@@ -29,6 +29,7 @@ import type { GroupMessage } from "./peer-codec.js";
 import { type PartitionPlacement, place } from "./placement.js";
 import type { Member } from "./placement.js";
 import { ErrorCode } from "../errors.js";
+import type { ClusterStats, FollowerInfo } from "../protocol/cluster-info.js";
 
 /** How long a request served here may wait for its commit or read index. */
 export const HOST_REQUEST_DEADLINE_MS = 4_500;
@@ -97,20 +98,12 @@ export interface HostedGroupStatus {
   voters: number[];
   learners: number[];
   leaderChanges: number;
-  followers: { member: number; match: number; lag: number; state: string; active: boolean; learner: boolean }[];
+  followers: FollowerInfo[];
 }
 
-export interface HostStatus {
+/** A host's counters: the member's ClusterStats, less what only the IO thread knows, plus its own. */
+export interface HostStatus extends Omit<ClusterStats, "forwarded" | "leaderChanges"> {
   groups: HostedGroupStatus[];
-  proposals: number;
-  proposalP50Us: number;
-  proposalP99Us: number;
-  walWrites: number;
-  walP50Us: number;
-  walP99Us: number;
-  elections: number;
-  snapshotsInstalled: number;
-  quiescedGroups: number;
   compactions: number;
   transfers: number;
   swept: number;
