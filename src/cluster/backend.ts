@@ -185,9 +185,9 @@ export class ClusterShards implements ShardBackend {
       onFrame: (from, f) => {
         if (f.kind === "forward") void this.serveForward(from, f.id, f.group, f.write, f.command);
         else if (f.kind === "transfer") {
-          if (this.owned(f.group)) void this.hostOf(f.group).transfer(f.group, f.to);
+          if (this.isPartition(f.group)) void this.hostOf(f.group).transfer(f.group, f.to);
         } else if (f.kind === "replace") {
-          if (this.owned(f.group))
+          if (this.isPartition(f.group))
             void this.hostOf(f.group)
               .stepReplace(f.group, f.remove, f.add)
               .then((why) => {
@@ -224,7 +224,8 @@ export class ClusterShards implements ShardBackend {
     return this.hosts[group % this.hosts.length]!;
   }
 
-  private owned(group: number): boolean {
+  /** A partition number of this cluster (input from peers and clients is checked with it). */
+  private isPartition(group: number): boolean {
     return Number.isInteger(group) && group >= 0 && group < this.o.partitions;
   }
 
@@ -384,8 +385,7 @@ export class ClusterShards implements ShardBackend {
   }
 
   async transferLeader(partition: number, member: number): Promise<string | null> {
-    if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
-      return `no partition ${partition} (there are ${this.o.partitions})`;
+    if (!this.isPartition(partition)) return `no partition ${partition} (there are ${this.o.partitions})`;
     const voters = await this.votersOf(partition);
     if (!voters.includes(member)) return `member ${member} holds no voting replica of partition ${partition}`;
     const leader = this.leaderOf(partition);
@@ -535,7 +535,7 @@ export class ClusterShards implements ShardBackend {
     command: Uint8Array,
   ): Promise<void> {
     let outcome: ForwardOutcome;
-    const route = this.owned(group) ? this.routes[group]! : null;
+    const route = this.isPartition(group) ? this.routes[group]! : null;
     if (route === null || !route.replica) outcome = { kind: "notLeader", leader: 0 };
     else if (route.leader !== this.o.self.id) outcome = { kind: "notLeader", leader: route.leader };
     else {
@@ -591,8 +591,7 @@ export class ClusterShards implements ShardBackend {
    * step (src/cluster/group-host.ts, stepReplace).
    */
   async replaceReplica(partition: number, remove: number, add: number): Promise<string | null> {
-    if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions)
-      return `no partition ${partition} (there are ${this.o.partitions})`;
+    if (!this.isPartition(partition)) return `no partition ${partition} (there are ${this.o.partitions})`;
     const known = (id: number) => this.members.some((m) => m.id === id);
     if (!known(remove)) return `no member ${remove}`;
     if (!known(add)) return `no member ${add} (a new member is started with --joined and introduces itself)`;

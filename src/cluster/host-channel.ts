@@ -66,8 +66,8 @@ const EMPTY = new Uint8Array(0);
 export class RecordWriter {
   private readonly w: MessageWriter;
   private publishQueued = false;
-  private awaitingRoom = false;
   private closed = false;
+  private readonly stopped = (): boolean => this.closed;
 
   constructor(sab: SharedArrayBuffer) {
     this.w = new MessageWriter(new RingWriter(sab), RING_RECORD_MAX_BYTES);
@@ -89,7 +89,7 @@ export class RecordWriter {
       header(copy, 0, kind, a, b, c);
       copy.set(payload, RECORD_HEADER);
       this.w.enqueue(copy);
-      this.pumpWhenRoom();
+      this.w.pumpWhenRoom(this.stopped);
     }
     if (!this.publishQueued) {
       // One publish (one wakeup of the other side) for everything written in this turn.
@@ -103,23 +103,6 @@ export class RecordWriter {
 
   close(): void {
     this.closed = true;
-  }
-
-  private pumpWhenRoom(): void {
-    if (this.awaitingRoom || this.closed) return;
-    for (;;) {
-      const empty = this.w.pump();
-      this.w.ring.publish();
-      if (empty) return;
-      const wait = this.w.ring.roomAsync(this.w.recordMaxBytes);
-      if (wait === null) continue;
-      this.awaitingRoom = true;
-      void wait.then(() => {
-        this.awaitingRoom = false;
-        this.pumpWhenRoom();
-      });
-      return;
-    }
   }
 }
 

@@ -358,15 +358,10 @@ export class PeerTransport {
       reader.push(chunk, (frame) => {
         if (s.destroyed) return;
         try {
-          if (peer !== null && this.o.onRaftFrame !== undefined && isRaftFrame(frame)) {
-            peer.stats.receivedFrames++;
-            if (this.blockedIn.has(peer.member.id)) return;
-            peer.heardAt = Date.now();
-            this.o.onRaftFrame(peer.member.id, new Uint8Array(frame));
-            return;
-          }
-          const f = decodePeerFrame(frame);
-          if (f.kind === "hello") {
+          // A Raft frame for a caller that decodes them elsewhere is passed on whole (null here).
+          const passThrough = peer !== null && this.o.onRaftFrame !== undefined && isRaftFrame(frame);
+          const f = passThrough ? null : decodePeerFrame(frame);
+          if (f?.kind === "hello") {
             if (peer !== null) throw new PeerProtocolError("a second hello on one connection");
             const claimed = this.peers.get(f.member);
             const refuse = (why: string) => {
@@ -406,7 +401,8 @@ export class PeerTransport {
           peer.stats.receivedFrames++;
           if (this.blockedIn.has(peer.member.id)) return;
           peer.heardAt = Date.now();
-          if (f.kind === "raft") this.o.onMessages(peer.member.id, f.messages);
+          if (f === null) this.o.onRaftFrame!(peer.member.id, new Uint8Array(frame));
+          else if (f.kind === "raft") this.o.onMessages(peer.member.id, f.messages);
           else this.o.onFrame?.(peer.member.id, f);
         } catch (err) {
           this.o.logger?.warn({ err: (err as Error).message }, "bad peer frame; closing that connection");

@@ -104,8 +104,6 @@ interface ShardLink {
   requests: MessageWriter;
   results: MessageReader;
   waiting: boolean;
-  /** A roomAsync() wait is parked on the request ring. */
-  awaitingRoom: boolean;
 }
 
 export class ThreadedShards implements ShardBackend {
@@ -153,7 +151,6 @@ export class ThreadedShards implements ShardBackend {
         requests: new MessageWriter(new RingWriter(requestRing), RING_RECORD_MAX_BYTES),
         results: new MessageReader(new RingReader(notifyRing)),
         waiting: false,
-        awaitingRoom: false,
       };
       this.links.push(link);
       this.listen(link);
@@ -180,29 +177,13 @@ export class ThreadedShards implements ShardBackend {
     }
   }
 
-  /**
-   * Moves a shard's backlog into its request ring, now and each time the
-   * worker frees space, until the backlog is empty. Results usually prompt
-   * this too (drain), but a worker reassembling a large message frees space
-   * without answering, so we also wait on the ring itself.
-   */
+  /** Moves a shard's backlog into its request ring as the worker frees space (MessageWriter.pumpWhenRoom). */
   private pumpWhenRoom(link: ShardLink): void {
-    if (link.awaitingRoom || this.closing) return;
-    for (;;) {
-      const empty = link.requests.pump();
-      link.requests.ring.publish();
-      if (empty) return;
-      const wait = link.requests.ring.roomAsync(link.requests.recordMaxBytes);
-      if (wait === null) continue;
-      link.awaitingRoom = true;
-      wait.then(() => {
-        link.awaitingRoom = false;
-        this.pumpWhenRoom(link);
-        this.checkDrained();
-      });
-      return;
-    }
+    link.requests.pumpWhenRoom(this.stopped, this.onRoom);
   }
+
+  private readonly stopped = (): boolean => this.closing;
+  private readonly onRoom = (): void => this.checkDrained();
 
   private checkDrained(): void {
     if (this.wasCongested && !this.congested()) {

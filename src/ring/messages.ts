@@ -28,6 +28,8 @@ export class MessageWriter {
   private backlogHead = 0;
   /** Bytes of backlog[backlogHead] already written as fragments. */
   private written = 0;
+  /** A pumpWhenRoom() wait is parked on the ring. */
+  private awaitingRoom = false;
 
   constructor(ring: RingWriter, recordMaxBytes: number) {
     assert(recordMaxBytes > 0 && recordMaxBytes <= ring.maxPayload, "record size fits the ring");
@@ -85,6 +87,32 @@ export class MessageWriter {
     this.backlog.length = 0;
     this.backlogHead = 0;
     return true;
+  }
+
+  /**
+   * For a writer on an event loop (it must not block): moves the backlog into
+   * the ring now and each time the reader frees space, publishing as it goes,
+   * until the backlog is empty; one wait at a time. The reader may free space
+   * without answering (while it reassembles a large message), so this waits
+   * on the ring itself. `stopped` ends it; `onRoom` runs after each wait (the
+   * owner's backpressure check).
+   */
+  pumpWhenRoom(stopped: () => boolean, onRoom?: () => void): void {
+    if (this.awaitingRoom || stopped()) return;
+    for (;;) {
+      const empty = this.pump();
+      this.ring.publish();
+      if (empty) return;
+      const wait = this.ring.roomAsync(this.recordMaxBytes);
+      if (wait === null) continue;
+      this.awaitingRoom = true;
+      void wait.then(() => {
+        this.awaitingRoom = false;
+        this.pumpWhenRoom(stopped, onRoom);
+        onRoom?.();
+      });
+      return;
+    }
   }
 }
 
