@@ -284,10 +284,13 @@ struct PeerHello {
 }
 
 struct RaftBatch {
-  messages @0 :List(RaftMessage);   # messages with entries or a snapshot
-  small @1 :Data;                   # the others (heartbeats, acknowledgements, votes): fixed
-                                    # 64-byte records, little-endian, laid out in
-                                    # src/cluster/peer-codec.ts (SMALL_RECORD_BYTES)
+  messages @0 :List(RaftMessage);   # messages with a snapshot (rare, large)
+  small @1 :Data;                   # messages without entries (heartbeats, acknowledgements,
+                                    # votes): fixed 64-byte records, little-endian, laid out
+                                    # in src/cluster/peer-codec.ts (SMALL_RECORD_BYTES)
+  appends @2 :Data;                 # messages with entries (appends): the same 64-byte record,
+                                    # then the entries, laid out in src/cluster/peer-codec.ts
+                                    # (encodeAppends); decisions 0187 and 0191
 }
 
 struct RaftMessage {

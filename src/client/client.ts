@@ -3,7 +3,7 @@
  *
  * One TCP connection, pipelined: every call writes its request at once and
  * returns a promise; answers are matched to calls by request id. Writes made
- * in the same tick are corked into one syscall.
+ * in the same event-loop turn are corked into one syscall.
  *
  * Failures are typed PiccoloErrors with stable codes (src/errors.ts):
  * TIMEOUT when no answer comes within `timeoutMs`, CONNECTION_CLOSED when the
@@ -246,7 +246,9 @@ export class PiccoloClient {
     if (!this.corked) {
       this.corked = true;
       socket.cork();
-      process.nextTick(() => {
+      // setImmediate, not nextTick: the rest of this event-loop turn is corked too, so a gateway
+      // relaying many HTTP requests that arrived together sends them in one write, not one each.
+      setImmediate(() => {
         this.corked = false;
         socket.uncork();
       });

@@ -22,6 +22,7 @@ import hdr from "hdr-histogram-js";
 import { ConfChangeType } from "../raft/config.js";
 import { MessageType } from "../raft/messages.js";
 import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
+import { blockingFs } from "../wal/fs.js";
 import { Wal } from "../wal/wal.js";
 import { MultiRaft, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError } from "./multi-raft.js";
 import { PartitionMachine } from "./partition-machine.js";
@@ -73,12 +74,23 @@ export interface HostOptions {
   heartbeatTicks: number;
   /** Idle ticks before a group goes quiet (0: never; src/raft/raft.ts, wake()). */
   quiesceAfterTicks: number;
+  /**
+   * "blocking" on a group worker: the WAL's file calls block the thread
+   * (src/wal/fs.ts, blockingFs); "threadpool" (the default) where the host
+   * shares its thread with sockets (`--shards 0`).
+   */
+  walIo?: "blocking" | "threadpool";
 }
 
 /** What a host says to its IO thread. */
 export interface HostOut {
   /** Raft messages for member `to`, batched per round. */
   send(to: number, messages: GroupMessage[]): void;
+  /**
+   * Hands over now what was sent so far (messages, answers), before this
+   * thread blocks on its disk; otherwise it leaves at the end of the turn.
+   */
+  flush(): void;
   /** A hosted group's leader or membership of this member changed. */
   route(r: Route): void;
   log(level: "debug" | "info" | "warn" | "error", message: string, detail?: object): void;
@@ -149,7 +161,7 @@ export class GroupHost {
   }
 
   private async openStorage(): Promise<void> {
-    const { wal, groups } = await Wal.open(this.o.walDir);
+    const { wal, groups } = await Wal.open(this.o.walDir, this.o.walIo === "blocking" ? { fs: blockingFs } : {});
     this.wal = wal;
     // Replicas placed here at bootstrap, and any others this host's WAL holds (replicas a
     // membership change added later; their configuration is in their log or snapshot).
@@ -164,7 +176,16 @@ export class GroupHost {
           const voters = p.replicas.includes(this.o.self) ? p.replicas : [];
           return { group: g, voters, ...(restore === undefined ? {} : { restore }) };
         }),
-      storage: wal,
+      storage: {
+        persist: async (round, mustSync) => {
+          await this.handOver();
+          return wal.persist(round, mustSync);
+        },
+        saveCompaction: async (group, snapshot) => {
+          await this.handOver();
+          return wal.saveCompaction(group, snapshot);
+        },
+      },
       stateMachine: this.sm,
       rand: Math.random,
       electionTicks: this.o.electionTicks,
@@ -184,6 +205,19 @@ export class GroupHost {
       for (const [to, batch] of out) this.out.send(to, batch);
     };
     this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
+  }
+
+  /**
+   * Before a blocking WAL write: lets the round's answers reach the IO thread
+   * first (a proposal's answer travels through a few promise reactions, so
+   * this waits for the event loop's next turn, when they have all run), then
+   * publishes. Otherwise early messages and answers would wait out the fsync,
+   * and the leader's and its followers' fsyncs would no longer overlap.
+   */
+  private async handOver(): Promise<void> {
+    if (this.o.walIo !== "blocking") return;
+    await new Promise((r) => setImmediate(r));
+    this.out.flush();
   }
 
   /** Starts ticking; every hosted group's route is reported now. */

@@ -26,6 +26,7 @@ async function main(data: GroupWorkerData): Promise<void> {
   const out = new RecordWriter(data.notifyRing);
   const hostOut: HostOut = {
     send: (to, messages) => out.write(Out.Send, to, 0, 0, encodeRaftBatch(messages)),
+    flush: () => out.flush(),
     route: (r) => out.write(Out.Route, r.group, r.replica ? 1 : 0, r.leader),
     log: (level, message, detail) => out.write(Out.Log, 0, 0, 0, jsonBytes({ level, message, detail })),
     fatal: (message, detail) => out.write(Out.Fatal, 0, 0, 0, jsonBytes({ message, detail })),
@@ -33,7 +34,8 @@ async function main(data: GroupWorkerData): Promise<void> {
   let host: GroupHost;
   try {
     await initHash(); // placement hashes member names (each thread loads its own wasm instance)
-    host = await GroupHost.open(data.options, hostOut);
+    // This thread serves no sockets: its WAL may block it (src/wal/fs.ts, blockingFs).
+    host = await GroupHost.open({ ...data.options, walIo: "blocking" }, hostOut);
   } catch (err) {
     parentPort!.postMessage({ type: "error", error: (err as Error).message });
     return;

@@ -96,9 +96,14 @@ export class RecordWriter {
       this.publishQueued = true;
       queueMicrotask(() => {
         this.publishQueued = false;
-        this.w.ring.publish();
+        this.flush();
       });
     }
+  }
+
+  /** Publishes what was written so far now, not at the end of the turn. */
+  flush(): void {
+    if (this.w.ring.dirty) this.w.ring.publish();
   }
 
   close(): void {

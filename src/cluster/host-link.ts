@@ -49,6 +49,7 @@ export class InlineHostLink implements HostLink {
   static async open(o: HostOptions, events: LinkEvents): Promise<InlineHostLink> {
     const out: HostOut = {
       send: (to, messages) => events.sendFrame(to, encodeRaftBatch(messages)),
+      flush: () => {}, // the WAL does not block this thread: frames leave at the end of the turn
       route: (r) => events.route(r),
       log: (level, message, detail) => events.log(level, message, detail),
       fatal: (message, detail) => events.fatal(message, detail),

@@ -9,6 +9,7 @@
  * handed to the Raft core, whose invariants would then stop the process.
  */
 import * as capnp from "capnp-es";
+import { assert } from "../assert.js";
 import { PEER_MAX_MESSAGES_PER_FRAME } from "../limits.js";
 import { PeerFrame, PeerFrame_Which, type RaftMessage } from "../protocol/gen/piccolo.js";
 import { type Message, MessageType } from "../raft/messages.js";
@@ -110,23 +111,81 @@ function setData(init: (n: number) => capnp.Data, b: Uint8Array): void {
 }
 
 /**
- * Messages without entries or a snapshot (heartbeats and their answers,
- * append acknowledgements, votes) are most of the traffic, and an idle
- * cluster sends nothing else: each group's leader heartbeats every follower
- * every few ticks. They travel as fixed-size records in one Data field
- * instead of one Cap'n Proto struct each, which profiles showed dominating an
- * idle member's CPU (capnp-es allocates several objects per struct read).
+ * Raft messages travel as packed little-endian records, not one Cap'n Proto
+ * struct each: capnp-es allocates several objects to read or write a struct,
+ * and profiles showed that dominating first an idle member's CPU (heartbeats,
+ * decision 0187), then a loaded one's (appends, decision 0191). Every message
+ * starts with the same 64-byte header:
  *
  *   0 u32 group   4 u8 type   5 u8 flags (1: reject, 2: transfer, 4: quiesce)   6 u16 zero
  *   8 u32 from   12 u32 to   16 f64 term   24 f64 logTerm   32 f64 index
  *  40 f64 commit 48 f64 rejectHint 56 f64 context
  *
- * Indexes and terms are integers below 2^53, exact in a float64.
+ * Indexes and terms are integers below 2^53, exact in a float64. Messages
+ * without entries (heartbeats and their answers, acknowledgements, votes) are
+ * that header alone, in the batch's `small` field. Messages with entries are
+ * in `appends`: the header, then
+ *
+ *  64 u32 entry count (at least 1)   68 u32 zero
+ *
+ * and each entry, 8-byte aligned:
+ *
+ *   0 f64 index   8 f64 term   16 u32 data length   20 u8 type   21 three zero bytes
+ *  24 data, then zero padding to a multiple of 8
+ *
+ * A message with a snapshot (rare, large) stays a Cap'n Proto struct in
+ * `messages`.
  */
 export const SMALL_RECORD_BYTES = 64;
+const APPEND_HEADER_BYTES = SMALL_RECORD_BYTES + 8;
+const ENTRY_HEADER_BYTES = 24;
+
+const pad8 = (n: number): number => (n + 7) & ~7;
 
 function isSmall(x: Message): boolean {
   return x.entries.length === 0 && x.snapshot === null;
+}
+
+function isAppend(x: Message): boolean {
+  return x.entries.length > 0 && x.snapshot === null;
+}
+
+function writeHeader(v: DataView, at: number, group: number, x: Message): void {
+  v.setUint32(at, group, true);
+  v.setUint8(at + 4, x.type);
+  v.setUint8(at + 5, (x.reject ? 1 : 0) | (x.transfer ? 2 : 0) | (x.quiesce ? 4 : 0));
+  v.setUint16(at + 6, 0, true);
+  v.setUint32(at + 8, x.from, true);
+  v.setUint32(at + 12, x.to, true);
+  v.setFloat64(at + 16, x.term, true);
+  v.setFloat64(at + 24, x.logTerm, true);
+  v.setFloat64(at + 32, x.index, true);
+  v.setFloat64(at + 40, x.commit, true);
+  v.setFloat64(at + 48, x.rejectHint, true);
+  v.setFloat64(at + 56, x.context, true);
+}
+
+/** The appends field's bytes for the messages with entries and no snapshot. */
+function encodeAppends(messages: readonly GroupMessage[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  const v = new DataView(out.buffer);
+  let at = 0;
+  for (const { group, message: x } of messages) {
+    if (!isAppend(x)) continue;
+    writeHeader(v, at, group, x);
+    v.setUint32(at + SMALL_RECORD_BYTES, x.entries.length, true);
+    at += APPEND_HEADER_BYTES;
+    for (const e of x.entries) {
+      v.setFloat64(at, e.index, true);
+      v.setFloat64(at + 8, e.term, true);
+      v.setUint32(at + 16, e.data.length, true);
+      v.setUint8(at + 20, e.type);
+      out.set(e.data, at + ENTRY_HEADER_BYTES);
+      at += pad8(ENTRY_HEADER_BYTES + e.data.length);
+    }
+  }
+  assert(at === bytes, "appends fill exactly the bytes counted for them");
+  return out;
 }
 
 /** One frame with all of `messages` (the caller keeps batches under PEER_MAX_MESSAGES_PER_FRAME). */
@@ -138,33 +197,32 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
   const m = new capnp.Message();
   const batch = m.initRoot(PeerFrame)._initRaft();
   let small = 0;
-  for (const g of messages) if (isSmall(g.message)) small++;
+  let appendBytes = 0;
+  let snapshots = 0;
+  for (const { message: x } of messages) {
+    if (isSmall(x)) small++;
+    else if (isAppend(x)) {
+      appendBytes += APPEND_HEADER_BYTES;
+      for (const e of x.entries) appendBytes += pad8(ENTRY_HEADER_BYTES + e.data.length);
+    } else snapshots++;
+  }
   if (small > 0) {
     const bytes = new Uint8Array(small * SMALL_RECORD_BYTES);
     const v = new DataView(bytes.buffer);
     let at = 0;
     for (const { group, message: x } of messages) {
       if (!isSmall(x)) continue;
-      v.setUint32(at, group, true);
-      v.setUint8(at + 4, x.type);
-      v.setUint8(at + 5, (x.reject ? 1 : 0) | (x.transfer ? 2 : 0) | (x.quiesce ? 4 : 0));
-      v.setUint32(at + 8, x.from, true);
-      v.setUint32(at + 12, x.to, true);
-      v.setFloat64(at + 16, x.term, true);
-      v.setFloat64(at + 24, x.logTerm, true);
-      v.setFloat64(at + 32, x.index, true);
-      v.setFloat64(at + 40, x.commit, true);
-      v.setFloat64(at + 48, x.rejectHint, true);
-      v.setFloat64(at + 56, x.context, true);
+      writeHeader(v, at, group, x);
       at += SMALL_RECORD_BYTES;
     }
     batch._initSmall(bytes.length).copyBuffer(bytes);
   }
-  if (small === messages.length) return frameOf(m);
-  const list = batch._initMessages(messages.length - small);
+  if (appendBytes > 0) batch._initAppends(appendBytes).copyBuffer(encodeAppends(messages, appendBytes));
+  if (snapshots === 0) return frameOf(m);
+  const list = batch._initMessages(snapshots);
   let i = 0;
   for (const { group, message: x } of messages) {
-    if (isSmall(x)) continue;
+    if (x.snapshot === null) continue;
     const r = list.get(i++);
     r.group = group;
     r.type = x.type;
@@ -189,55 +247,92 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
         setData((n) => w._initData(n), e.data);
       });
     }
-    if (x.snapshot !== null) {
-      const s = r._initSnapshot();
-      s.index = BigInt(x.snapshot.meta.index);
-      s.term = BigInt(x.snapshot.meta.term);
-      const v = s._initVoters(x.snapshot.meta.voters.length);
-      for (const [j, id] of x.snapshot.meta.voters.entries()) v.set(j, id);
-      const l = s._initLearners(x.snapshot.meta.learners.length);
-      for (const [j, id] of x.snapshot.meta.learners.entries()) l.set(j, id);
-      setData((n) => s._initData(n), x.snapshot.data);
-    }
+    const s = r._initSnapshot();
+    s.index = BigInt(x.snapshot.meta.index);
+    s.term = BigInt(x.snapshot.meta.term);
+    const v = s._initVoters(x.snapshot.meta.voters.length);
+    for (const [j, id] of x.snapshot.meta.voters.entries()) v.set(j, id);
+    const l = s._initLearners(x.snapshot.meta.learners.length);
+    for (const [j, id] of x.snapshot.meta.learners.entries()) l.set(j, id);
+    setData((n) => s._initData(n), x.snapshot.data);
   }
   return frameOf(m);
 }
 
-/** A count or index from a small record: a non-negative integer below 2^53. */
+/** A count or index from a record: a non-negative integer below 2^53. */
 function whole(x: number, what: string): number {
   if (!Number.isSafeInteger(x) || x < 0) throw new PeerProtocolError(`${what} ${x} is not a valid number`);
   return x;
+}
+
+/** The message whose 64-byte header starts at `at`, with no entries yet. */
+function readHeader(v: DataView, at: number): GroupMessage {
+  const type = v.getUint8(at + 4);
+  if (!MESSAGE_TYPES.has(type)) throw new PeerProtocolError(`unknown Raft message type ${type}`);
+  if (type === MessageType.Snap) throw new PeerProtocolError("a Snap message without a snapshot");
+  const flags = v.getUint8(at + 5);
+  if (flags > 7 || v.getUint16(at + 6, true) !== 0) throw new PeerProtocolError("bad flags in a Raft record");
+  return {
+    group: v.getUint32(at, true),
+    message: {
+      type: type as Message["type"],
+      from: v.getUint32(at + 8, true),
+      to: v.getUint32(at + 12, true),
+      term: whole(v.getFloat64(at + 16, true), "term"),
+      logTerm: whole(v.getFloat64(at + 24, true), "logTerm"),
+      index: whole(v.getFloat64(at + 32, true), "index"),
+      entries: [],
+      commit: whole(v.getFloat64(at + 40, true), "commit"),
+      reject: (flags & 1) !== 0,
+      rejectHint: whole(v.getFloat64(at + 48, true), "rejectHint"),
+      context: whole(v.getFloat64(at + 56, true), "context"),
+      snapshot: null,
+      transfer: (flags & 2) !== 0,
+      quiesce: (flags & 4) !== 0,
+    },
+  };
 }
 
 function decodeSmall(bytes: Uint8Array, out: GroupMessage[]): void {
   if (bytes.length % SMALL_RECORD_BYTES !== 0)
     throw new PeerProtocolError(`${bytes.length} bytes of small messages is not a whole number of records`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let at = 0; at < bytes.length; at += SMALL_RECORD_BYTES) {
-    const type = v.getUint8(at + 4);
-    if (!MESSAGE_TYPES.has(type)) throw new PeerProtocolError(`unknown Raft message type ${type}`);
-    if (type === MessageType.Snap) throw new PeerProtocolError("a Snap message without a snapshot");
-    const flags = v.getUint8(at + 5);
-    if (flags > 7 || v.getUint16(at + 6, true) !== 0) throw new PeerProtocolError("bad flags in a small message");
-    out.push({
-      group: v.getUint32(at, true),
-      message: {
-        type: type as Message["type"],
-        from: v.getUint32(at + 8, true),
-        to: v.getUint32(at + 12, true),
-        term: whole(v.getFloat64(at + 16, true), "term"),
-        logTerm: whole(v.getFloat64(at + 24, true), "logTerm"),
-        index: whole(v.getFloat64(at + 32, true), "index"),
-        entries: [],
-        commit: whole(v.getFloat64(at + 40, true), "commit"),
-        reject: (flags & 1) !== 0,
-        rejectHint: whole(v.getFloat64(at + 48, true), "rejectHint"),
-        context: whole(v.getFloat64(at + 56, true), "context"),
-        snapshot: null,
-        transfer: (flags & 2) !== 0,
-        quiesce: (flags & 4) !== 0,
-      },
-    });
+  for (let at = 0; at < bytes.length; at += SMALL_RECORD_BYTES) out.push(readHeader(v, at));
+}
+
+/** Decodes the appends field (see encodeAppends); every length is checked against what is left. */
+function decodeAppends(bytes: Uint8Array, out: GroupMessage[]): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  while (at < bytes.length) {
+    if (bytes.length - at < APPEND_HEADER_BYTES) throw new PeerProtocolError("a truncated append record");
+    if (out.length >= PEER_MAX_MESSAGES_PER_FRAME)
+      throw new PeerProtocolError(`more than ${PEER_MAX_MESSAGES_PER_FRAME} messages in one frame`);
+    const g = readHeader(v, at);
+    const count = v.getUint32(at + SMALL_RECORD_BYTES, true);
+    if (count === 0 || v.getUint32(at + SMALL_RECORD_BYTES + 4, true) !== 0)
+      throw new PeerProtocolError("an append record with no entries or a bad count");
+    at += APPEND_HEADER_BYTES;
+    const entries = g.message.entries;
+    for (let i = 0; i < count; i++) {
+      if (bytes.length - at < ENTRY_HEADER_BYTES) throw new PeerProtocolError("a truncated entry");
+      const length = v.getUint32(at + 16, true);
+      const type = v.getUint8(at + 20);
+      if (!ENTRY_TYPES.has(type)) throw new PeerProtocolError(`unknown entry type ${type}`);
+      if (v.getUint8(at + 21) !== 0 || v.getUint16(at + 22, true) !== 0)
+        throw new PeerProtocolError("bad padding in an entry");
+      const size = pad8(ENTRY_HEADER_BYTES + length);
+      if (bytes.length - at < size) throw new PeerProtocolError("an entry longer than its frame");
+      entries.push({
+        index: whole(v.getFloat64(at, true), "entry index"),
+        term: whole(v.getFloat64(at + 8, true), "entry term"),
+        type: type as Entry["type"],
+        // A copy: the entry lives in the Raft log long after this frame is gone.
+        data: bytes.slice(at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + length),
+      });
+      at += size;
+    }
+    out.push(g);
   }
 }
 
@@ -343,13 +438,17 @@ export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
           peerAddress: checkedAddress(root.hello.peerAddress),
         };
       case PeerFrame_Which.RAFT: {
-        const list = root.raft.messages;
-        const small = root.raft.small.toUint8Array();
+        const raft = root.raft;
+        const list = raft.messages;
+        const small = raft.small.toUint8Array();
         const count = list.length + small.length / SMALL_RECORD_BYTES;
         if (count > PEER_MAX_MESSAGES_PER_FRAME)
           throw new PeerProtocolError(`${count} messages in one frame; the limit is ${PEER_MAX_MESSAGES_PER_FRAME}`);
         const messages: GroupMessage[] = [];
         decodeSmall(small, messages);
+        if (raft._hasAppends()) decodeAppends(raft.appends.toUint8Array(), messages);
+        if (messages.length + list.length > PEER_MAX_MESSAGES_PER_FRAME)
+          throw new PeerProtocolError(`more than ${PEER_MAX_MESSAGES_PER_FRAME} messages in one frame`);
         for (const r of list) messages.push(decodeMessage(r));
         return { kind: "raft", messages };
       }

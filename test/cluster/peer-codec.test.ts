@@ -67,14 +67,19 @@ const msgArb: fc.Arbitrary<GroupMessage> = fc
 const buf = (u: Uint8Array) => u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer;
 
 describe("peer codec", () => {
-  it("any batch of Raft messages round-trips exactly (property): small ones first, each kind in order", () => {
+  it("any batch of Raft messages round-trips exactly (property): small ones, appends, snapshots, each kind in order", () => {
     const small = (g: { message: Message }) => g.message.entries.length === 0 && g.message.snapshot === null;
+    const append = (g: { message: Message }) => g.message.entries.length > 0 && g.message.snapshot === null;
     fc.assert(
       fc.property(fc.array(msgArb, { maxLength: 20 }), (batch) => {
         const back = decodePeerFrame(buf(encodeRaftBatch(batch)));
         assert.equal(back.kind, "raft");
         if (back.kind === "raft")
-          assert.deepEqual(back.messages, [...batch.filter(small), ...batch.filter((g) => !small(g))]);
+          assert.deepEqual(back.messages, [
+            ...batch.filter(small),
+            ...batch.filter(append),
+            ...batch.filter((g) => g.message.snapshot !== null),
+          ]);
       }),
       { numRuns: 300, seed: 42 },
     );
@@ -97,6 +102,46 @@ describe("peer codec", () => {
       const bad = frame.slice();
       poke(new DataView(bad.buffer));
       assert.throws(() => decodePeerFrame(buf(bad)), PeerProtocolError, `byte ${offset}`);
+    }
+  });
+
+  it("appends travel as records with their entries; every malformed length or field is refused", () => {
+    const app = message({
+      type: MessageType.App,
+      from: 1,
+      to: 2,
+      term: 3,
+      logTerm: 3,
+      index: 9,
+      commit: 8,
+      entries: [
+        { index: 10, term: 3, type: EntryType.Normal, data: new Uint8Array([1, 2, 3]) },
+        { index: 11, term: 3, type: EntryType.Noop, data: new Uint8Array(0) },
+      ],
+    });
+    const frame = encodeRaftBatch([{ group: 7, message: app }]);
+    // The header (64), the count (8), two entries of 24 bytes plus data padded to 8: 72 + 32 + 24.
+    const bytes = 72 + 32 + 24;
+    assert.deepEqual(decodePeerFrame(buf(frame)), { kind: "raft", messages: [{ group: 7, message: app }] });
+    const at = frame.length - bytes; // the appends field is the frame's last object
+    const first = at + 72;
+    const view = new DataView(frame.buffer, frame.byteOffset);
+    assert.equal(view.getUint32(at, true), 7, "the record starts where the test pokes");
+    assert.equal(view.getUint32(at + 64, true), 2);
+    assert.equal(view.getUint32(first + 16, true), 3);
+    for (const [what, poke] of [
+      ["a count of zero", (v: DataView) => v.setUint32(at + 64, 0, true)],
+      ["a count past the bytes", (v: DataView) => v.setUint32(at + 64, 3, true)],
+      ["a bad reserved word", (v: DataView) => v.setUint32(at + 68, 1, true)],
+      ["an unknown entry type", (v: DataView) => v.setUint8(first + 20, 99)],
+      ["bad entry padding", (v: DataView) => v.setUint8(first + 21, 1)],
+      ["a data length past the frame", (v: DataView) => v.setUint32(first + 16, 1_000_000, true)],
+      ["a fractional entry index", (v: DataView) => v.setFloat64(first, 10.5, true)],
+      ["a Snap type without a snapshot", (v: DataView) => v.setUint8(at + 4, MessageType.Snap)],
+    ] as const) {
+      const bad = frame.slice();
+      poke(new DataView(bad.buffer));
+      assert.throws(() => decodePeerFrame(buf(bad)), PeerProtocolError, what);
     }
   });
 

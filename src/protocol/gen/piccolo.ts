@@ -2570,7 +2570,7 @@ export class RaftBatch extends $.Struct {
   static readonly _capnp = {
     displayName: "RaftBatch",
     id: "d5da6e500189095e",
-    size: new $.ObjectSize(0, 2),
+    size: new $.ObjectSize(0, 3),
   };
   static _Messages: $.ListCtor<RaftMessage>;
   _adoptMessages(value: $.Orphan<$.List<RaftMessage>>): void {
@@ -2580,7 +2580,7 @@ export class RaftBatch extends $.Struct {
     return $.utils.disown(this.messages);
   }
   /**
-* messages with entries or a snapshot
+* messages with a snapshot (rare, large)
 *
 */
   get messages(): $.List<RaftMessage> {
@@ -2602,9 +2602,9 @@ export class RaftBatch extends $.Struct {
     return $.utils.disown(this.small);
   }
   /**
-* the others (heartbeats, acknowledgements, votes): fixed
-* 64-byte records, little-endian, laid out in
-* src/cluster/peer-codec.ts (SMALL_RECORD_BYTES)
+* messages without entries (heartbeats, acknowledgements,
+* votes): fixed 64-byte records, little-endian, laid out
+* in src/cluster/peer-codec.ts (SMALL_RECORD_BYTES)
 *
 */
   get small(): $.Data {
@@ -2618,6 +2618,30 @@ export class RaftBatch extends $.Struct {
   }
   set small(value: $.Data) {
     $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  _adoptAppends(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(2, this));
+  }
+  _disownAppends(): $.Orphan<$.Data> {
+    return $.utils.disown(this.appends);
+  }
+  /**
+* messages with entries (appends): the same 64-byte record,
+* then the entries, laid out in src/cluster/peer-codec.ts
+* (encodeAppends); decisions 0187 and 0191
+*
+*/
+  get appends(): $.Data {
+    return $.utils.getData(2, this);
+  }
+  _hasAppends(): boolean {
+    return !$.utils.isNull($.utils.getPointer(2, this));
+  }
+  _initAppends(length: number): $.Data {
+    return $.utils.initData(2, length, this);
+  }
+  set appends(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(2, this));
   }
   toString(): string { return "RaftBatch_" + super.toString(); }
 }

@@ -1177,6 +1177,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "data"
           }
+        },
+        {
+          "name": "appends",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
         }
       ]
     },
