@@ -56,7 +56,8 @@ async function main(data: GroupWorkerData): Promise<void> {
       case In.Step: {
         let f: DecodedFrame;
         try {
-          f = decodePeerFrame(r.payload.slice().buffer);
+          // Read in place: the decoder copies what outlives this call (entry data).
+          f = decodePeerFrame(r.payload);
         } catch (err) {
           // Only frames passed through undecoded can fail here; their sender's connection is dropped.
           out.write(Out.BadFrame, r.a, 0, 0, new TextEncoder().encode((err as Error).message));

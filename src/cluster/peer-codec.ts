@@ -11,6 +11,17 @@
 import * as capnp from "capnp-es";
 import { assert } from "../assert.js";
 import { PEER_MAX_MESSAGES_PER_FRAME } from "../limits.js";
+import {
+  isNullPointer,
+  pointerAt,
+  readData,
+  readStruct,
+  rootStruct,
+  type Segment,
+  singleSegment,
+  writeDataPointer,
+  writeStructPointer,
+} from "../protocol/capnp-words.js";
 import { PeerFrame, PeerFrame_Which, type RaftMessage } from "../protocol/gen/piccolo.js";
 import { type Message, MessageType } from "../raft/messages.js";
 import { type Entry, EntryType, type Snapshot } from "../raft/types.js";
@@ -165,26 +176,57 @@ function writeHeader(v: DataView, at: number, group: number, x: Message): void {
   v.setFloat64(at + 56, x.context, true);
 }
 
-/** The appends field's bytes for the messages with entries and no snapshot. */
-function encodeAppends(messages: readonly GroupMessage[], bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  const v = new DataView(out.buffer);
-  let at = 0;
+/** Writes the appends field's records (see above) at byte `at` of `out`; returns where they end. */
+function writeAppends(messages: readonly GroupMessage[], out: Uint8Array, v: DataView, at: number): number {
   for (const { group, message: x } of messages) {
     if (!isAppend(x)) continue;
     writeHeader(v, at, group, x);
     v.setUint32(at + SMALL_RECORD_BYTES, x.entries.length, true);
+    v.setUint32(at + SMALL_RECORD_BYTES + 4, 0, true);
     at += APPEND_HEADER_BYTES;
     for (const e of x.entries) {
       v.setFloat64(at, e.index, true);
       v.setFloat64(at + 8, e.term, true);
       v.setUint32(at + 16, e.data.length, true);
-      v.setUint8(at + 20, e.type);
+      v.setUint32(at + 20, e.type, true); // type, then three zero bytes
       out.set(e.data, at + ENTRY_HEADER_BYTES);
-      at += pad8(ENTRY_HEADER_BYTES + e.data.length);
+      at = pad8(at + ENTRY_HEADER_BYTES + e.data.length); // `out` is fresh: the padding is zero already
     }
   }
-  assert(at === bytes, "appends fill exactly the bytes counted for them");
+  return at;
+}
+
+/**
+ * A Raft batch without snapshots, laid out by hand as a single-segment Cap'n
+ * Proto message (src/protocol/capnp-words.ts): any Cap'n Proto reader decodes
+ * it as a PeerFrame; this one is simply laid out without capnp-es's objects.
+ *
+ *   word 0  root pointer -> PeerFrame (1 data word, 1 pointer) at word 1
+ *   word 1  PeerFrame data: the union's discriminant, RAFT
+ *   word 2  PeerFrame pointer 0 -> RaftBatch (0 data words, 3 pointers) at word 3
+ *   word 3  messages: null      word 4  small -> word 6      word 5  appends -> after small
+ *   word 6  the small records, then the append records (both whole words)
+ */
+function encodeSimpleBatch(messages: readonly GroupMessage[], small: number, appendBytes: number): Uint8Array {
+  const smallBytes = small * SMALL_RECORD_BYTES;
+  const words = 6 + (smallBytes + appendBytes) / 8;
+  const out = new Uint8Array(8 + words * 8);
+  const v = new DataView(out.buffer);
+  v.setUint32(4, words, true); // segment table: one segment (count - 1 = 0) of `words` words
+  const seg: Segment = { view: v, start: 8, words };
+  writeStructPointer(seg, 8, 1, 1, 1);
+  v.setUint16(16, PeerFrame_Which.RAFT, true);
+  writeStructPointer(seg, 24, 3, 0, 3);
+  if (smallBytes > 0) writeDataPointer(seg, 40, 6, smallBytes);
+  if (appendBytes > 0) writeDataPointer(seg, 48, 6 + smallBytes / 8, appendBytes);
+  let at = 56;
+  for (const { group, message: x } of messages) {
+    if (!isSmall(x)) continue;
+    writeHeader(v, at, group, x);
+    at += SMALL_RECORD_BYTES;
+  }
+  at = writeAppends(messages, out, v, at);
+  assert(at === out.length, "a hand-laid Raft frame fills exactly the words counted for it");
   return out;
 }
 
@@ -194,8 +236,6 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
     throw new PeerProtocolError(
       `${messages.length} messages in one frame; the limit is ${PEER_MAX_MESSAGES_PER_FRAME}`,
     );
-  const m = new capnp.Message();
-  const batch = m.initRoot(PeerFrame)._initRaft();
   let small = 0;
   let appendBytes = 0;
   let snapshots = 0;
@@ -206,6 +246,10 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
       for (const e of x.entries) appendBytes += pad8(ENTRY_HEADER_BYTES + e.data.length);
     } else snapshots++;
   }
+  if (snapshots === 0) return encodeSimpleBatch(messages, small, appendBytes);
+  // A snapshot is a Cap'n Proto struct: capnp-es lays the whole frame out.
+  const m = new capnp.Message();
+  const batch = m.initRoot(PeerFrame)._initRaft();
   if (small > 0) {
     const bytes = new Uint8Array(small * SMALL_RECORD_BYTES);
     const v = new DataView(bytes.buffer);
@@ -217,8 +261,11 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
     }
     batch._initSmall(bytes.length).copyBuffer(bytes);
   }
-  if (appendBytes > 0) batch._initAppends(appendBytes).copyBuffer(encodeAppends(messages, appendBytes));
-  if (snapshots === 0) return frameOf(m);
+  if (appendBytes > 0) {
+    const bytes = new Uint8Array(appendBytes);
+    writeAppends(messages, bytes, new DataView(bytes.buffer), 0);
+    batch._initAppends(appendBytes).copyBuffer(bytes);
+  }
   const list = batch._initMessages(snapshots);
   let i = 0;
   for (const { group, message: x } of messages) {
@@ -410,6 +457,10 @@ function checkedAddress(a: string): string {
  * undecodable, which then takes the full decoding path and its error.
  */
 export function isRaftFrame(frame: ArrayBuffer): boolean {
+  const s = singleSegment(new Uint8Array(frame));
+  const root = s === null ? null : rootStruct(s);
+  if (s !== null && root !== null && root.dataWords > 0)
+    return s.view.getUint16(root.data, true) === PeerFrame_Which.RAFT;
   try {
     return new capnp.Message(frame, false).getRoot(PeerFrame).which() === PeerFrame_Which.RAFT;
   } catch {
@@ -418,15 +469,43 @@ export function isRaftFrame(frame: ArrayBuffer): boolean {
 }
 
 /**
+ * A Raft batch without snapshots in a single segment, read without capnp-es
+ * (the common case, and every frame encodeSimpleBatch writes); null for any
+ * other frame or shape, which then takes capnp-es's path. The records are
+ * checked exactly as on that path.
+ */
+function decodeSimpleBatch(bytes: Uint8Array): GroupMessage[] | null {
+  const s = singleSegment(bytes);
+  if (s === null) return null;
+  const root = rootStruct(s);
+  if (root === null || root.dataWords < 1 || s.view.getUint16(root.data, true) !== PeerFrame_Which.RAFT) return null;
+  const batch = readStruct(s, pointerAt(root, 0));
+  if (batch === null || !isNullPointer(s, pointerAt(batch, 0))) return null;
+  const small = readData(s, pointerAt(batch, 1));
+  const appends = readData(s, pointerAt(batch, 2));
+  if (small === null || appends === null) return null;
+  if (small.length / SMALL_RECORD_BYTES > PEER_MAX_MESSAGES_PER_FRAME)
+    throw new PeerProtocolError(`more than ${PEER_MAX_MESSAGES_PER_FRAME} messages in one frame`);
+  const messages: GroupMessage[] = [];
+  decodeSmall(small, messages);
+  decodeAppends(appends, messages);
+  return messages;
+}
+
+/**
  * Decodes one peer frame. Throws PeerProtocolError. The bytes must come from
  * src/protocol/framing.ts's FrameReader, which checks the segment table
  * against the size limits first: capnp-es itself can spend seconds on a
  * header claiming billions of segments.
  */
-export function decodePeerFrame(frame: ArrayBuffer): DecodedFrame {
+export function decodePeerFrame(frame: ArrayBuffer | Uint8Array): DecodedFrame {
+  const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+  const simple = decodeSimpleBatch(bytes);
+  if (simple !== null) return { kind: "raft", messages: simple };
   let root: PeerFrame;
   try {
-    root = new capnp.Message(frame, false).getRoot(PeerFrame);
+    const buffer = frame instanceof Uint8Array ? (frame.slice().buffer as ArrayBuffer) : frame;
+    root = new capnp.Message(buffer, false).getRoot(PeerFrame);
     switch (root.which()) {
       case PeerFrame_Which.HELLO:
         return {

@@ -145,6 +145,48 @@ describe("peer codec", () => {
     }
   });
 
+  it("a batch without snapshots is laid out by hand, and is still a Cap'n Proto PeerFrame any reader decodes", () => {
+    fc.assert(
+      fc.property(fc.array(msgArb, { maxLength: 12 }), (batch) => {
+        const plain = batch.filter((g) => g.message.snapshot === null);
+        const frame = encodeRaftBatch(plain);
+        // capnp-es reads the hand-laid frame: the union says RAFT, and the two Data fields hold the records.
+        const root = new capnp.Message(buf(frame), false).getRoot(PeerFrame);
+        assert.equal(root.which(), PeerFrame.RAFT);
+        assert.equal(root.raft.messages.length, 0);
+        const small = root.raft.small.toUint8Array();
+        const appends = root.raft.appends.toUint8Array();
+        assert.equal(small.length, plain.filter((g) => g.message.entries.length === 0).length * SMALL_RECORD_BYTES);
+        // The same fields written by capnp-es (its own layout, pointers elsewhere) decode to the same messages.
+        const m = new capnp.Message();
+        const b = m.initRoot(PeerFrame)._initRaft();
+        if (small.length > 0) b._initSmall(small.length).copyBuffer(small);
+        if (appends.length > 0) b._initAppends(appends.length).copyBuffer(appends);
+        assert.deepEqual(decodePeerFrame(m.toArrayBuffer()), decodePeerFrame(buf(frame)));
+        // And read in place from a view into a larger buffer (a ring record), not only from its own buffer.
+        const ring = new Uint8Array(frame.length + 24);
+        ring.set(frame, 12);
+        assert.deepEqual(decodePeerFrame(ring.subarray(12, 12 + frame.length)), decodePeerFrame(buf(frame)));
+      }),
+      { numRuns: 200, seed: 7 },
+    );
+  });
+
+  it("a hand-laid frame whose pointers lie is refused, not read out of bounds", () => {
+    const hb = message({ type: MessageType.Heartbeat, from: 1, to: 2, term: 7, commit: 40 });
+    const frame = encodeRaftBatch([{ group: 5, message: hb }]);
+    const v = new DataView(frame.buffer, frame.byteOffset);
+    // Word 4 of the segment (byte 8 + 32) is the small field's pointer: claim 1 MB of bytes.
+    assert.equal(v.getUint32(44, true), (64 << 3) | 2, "the test pokes the small field's pointer");
+    const bad = frame.slice();
+    new DataView(bad.buffer).setUint32(44, ((1 << 20) << 3) | 2, true);
+    assert.throws(() => decodePeerFrame(buf(bad)), PeerProtocolError);
+    // A segment table that disagrees with the frame's length.
+    const short = frame.slice();
+    new DataView(short.buffer).setUint32(4, 3, true);
+    assert.throws(() => decodePeerFrame(buf(short)), PeerProtocolError);
+  });
+
   it("hello carries the cluster id, the member, its name and its addresses", () => {
     assert.deepEqual(
       decodePeerFrame(buf(encodeHello(0xfedcba9876543210n, 3, "10.0.0.7:7700", "n3", "10.0.0.7:7713"))),
