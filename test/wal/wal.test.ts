@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { type Entry, EntryType, type HardState, type Snapshot } from "../../src/raft/types.js";
+import { blockingFs, nodeFs } from "../../src/wal/fs.js";
 import { WalCorruptError } from "../../src/wal/recover.js";
 import { Wal, WalError } from "../../src/wal/wal.js";
 import { FaultyFs } from "./faulty-fs.js";
@@ -253,60 +254,64 @@ describe("WAL", () => {
     assert.equal(await count("off", false), 0);
   });
 
-  it("matches a model over random appends, overwrites, snapshots, compactions and restarts (seeded)", async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(
-          fc.oneof(
-            fc.record({ op: fc.constant("append" as const), back: fc.nat(3), n: fc.integer({ min: 1, max: 4 }) }),
-            fc.record({ op: fc.constant("snapshot" as const), back: fc.nat(3) }),
-            fc.record({ op: fc.constant("restart" as const) }),
+  for (const [how, fs] of [
+    ["through the thread pool", nodeFs],
+    ["with blocking calls (a group worker's)", blockingFs],
+  ] as const)
+    it(`matches a model over random appends, overwrites, snapshots, compactions and restarts (seeded), ${how}`, async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(
+            fc.oneof(
+              fc.record({ op: fc.constant("append" as const), back: fc.nat(3), n: fc.integer({ min: 1, max: 4 }) }),
+              fc.record({ op: fc.constant("snapshot" as const), back: fc.nat(3) }),
+              fc.record({ op: fc.constant("restart" as const) }),
+            ),
+            { maxLength: 25 },
           ),
-          { maxLength: 25 },
-        ),
-        async (ops) => {
-          const dir = await tempDir();
-          let { wal } = await Wal.open(dir, { maxSegmentBytes: 256 });
-          let model: Entry[] = [];
-          let base = 0;
-          let term = 1;
-          let hs: HardState = { term: 0, vote: 0, commit: 0 };
-          for (const o of ops) {
-            const last = model.length > 0 ? model[model.length - 1]!.index : base;
-            if (o.op === "append") {
-              const from = Math.max(base + 1, last + 1 - o.back);
-              term++;
-              const es = entries(from, from + o.n - 1, term);
-              hs = { term, vote: 1, commit: base };
-              await wal.append(es, hs);
-              model = [...model.filter((e) => e.index < from), ...es];
-            } else if (o.op === "snapshot") {
-              const index = last - o.back;
-              if (index <= base) continue;
-              const t = model.find((e) => e.index === index)!.term;
-              await wal.saveSnapshot(
-                { meta: { index, term: t, voters: [1], learners: [] }, data: new Uint8Array(3) },
-                false,
-              );
-              await wal.compact(index);
-              base = index;
-              model = model.filter((e) => e.index > index);
-            } else {
-              await wal.close();
-              const r = await Wal.open(dir, { maxSegmentBytes: 256 });
-              wal = r.wal;
-              assert.deepEqual(plain(r.recovered.entries), plain(model));
-              assert.deepEqual(r.recovered.hardState, hs);
-              assert.equal(r.recovered.snapshot?.meta.index ?? 0, base);
+          async (ops) => {
+            const dir = await tempDir();
+            let { wal } = await Wal.open(dir, { maxSegmentBytes: 256, fs });
+            let model: Entry[] = [];
+            let base = 0;
+            let term = 1;
+            let hs: HardState = { term: 0, vote: 0, commit: 0 };
+            for (const o of ops) {
+              const last = model.length > 0 ? model[model.length - 1]!.index : base;
+              if (o.op === "append") {
+                const from = Math.max(base + 1, last + 1 - o.back);
+                term++;
+                const es = entries(from, from + o.n - 1, term);
+                hs = { term, vote: 1, commit: base };
+                await wal.append(es, hs);
+                model = [...model.filter((e) => e.index < from), ...es];
+              } else if (o.op === "snapshot") {
+                const index = last - o.back;
+                if (index <= base) continue;
+                const t = model.find((e) => e.index === index)!.term;
+                await wal.saveSnapshot(
+                  { meta: { index, term: t, voters: [1], learners: [] }, data: new Uint8Array(3) },
+                  false,
+                );
+                await wal.compact(index);
+                base = index;
+                model = model.filter((e) => e.index > index);
+              } else {
+                await wal.close();
+                const r = await Wal.open(dir, { maxSegmentBytes: 256, fs });
+                wal = r.wal;
+                assert.deepEqual(plain(r.recovered.entries), plain(model));
+                assert.deepEqual(r.recovered.hardState, hs);
+                assert.equal(r.recovered.snapshot?.meta.index ?? 0, base);
+              }
             }
-          }
-          await wal.close();
-          const r = await Wal.open(dir, { maxSegmentBytes: 256 });
-          await r.wal.close();
-          assert.deepEqual(plain(r.recovered.entries), plain(model));
-        },
-      ),
-      { numRuns: 60, seed: 20261125 },
-    );
-  });
+            await wal.close();
+            const r = await Wal.open(dir, { maxSegmentBytes: 256, fs });
+            await r.wal.close();
+            assert.deepEqual(plain(r.recovered.entries), plain(model));
+          },
+        ),
+        { numRuns: 60, seed: 20261125 },
+      );
+    });
 });
