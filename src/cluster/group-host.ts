@@ -91,6 +91,14 @@ export interface HostOut {
    * thread blocks on its disk; otherwise it leaves at the end of the turn.
    */
   flush(): void;
+  /**
+   * Takes in now what the IO thread has sent (peer messages, requests)
+   * rather than at the event loop's next turn: a round then sees everything
+   * that arrived while this thread was blocked on its disk, instead of the
+   * round after (an acknowledgement would otherwise wait one more round to
+   * commit, and a proposal one more round to be written).
+   */
+  takeInput(): void;
   /** A hosted group's leader or membership of this member changed. */
   route(r: Route): void;
   log(level: "debug" | "info" | "warn" | "error", message: string, detail?: object): void;
@@ -493,6 +501,7 @@ export class GroupHost {
       try {
         do {
           this.again = false;
+          this.out.takeInput();
           const out = await this.mr.process();
           for (const [to, batch] of out) this.out.send(to, batch);
           if (out.size > 0) this.again = true;

@@ -24,9 +24,11 @@ export interface GroupWorkerData {
 
 async function main(data: GroupWorkerData): Promise<void> {
   const out = new RecordWriter(data.notifyRing);
+  let input: RecordReader | null = null;
   const hostOut: HostOut = {
     send: (to, messages) => out.write(Out.Send, to, 0, 0, encodeRaftBatch(messages)),
     flush: () => out.flush(),
+    takeInput: () => input?.poll(),
     route: (r) => out.write(Out.Route, r.group, r.replica ? 1 : 0, r.leader),
     log: (level, message, detail) => out.write(Out.Log, 0, 0, 0, jsonBytes({ level, message, detail })),
     fatal: (message, detail) => out.write(Out.Fatal, 0, 0, 0, jsonBytes({ message, detail })),
@@ -90,7 +92,8 @@ async function main(data: GroupWorkerData): Promise<void> {
       }
     }
   };
-  new RecordReader(data.requestRing, onRecord).start();
+  input = new RecordReader(data.requestRing, onRecord);
+  input.start();
   host.start();
   parentPort!.postMessage({ type: "ready" });
 }

@@ -153,6 +153,11 @@ export class RecordReader {
     drainAndRearm();
   }
 
+  /** Handles the records waiting now, without waiting for the next turn's wake-up. */
+  poll(): void {
+    if (!this.closed) this.drain();
+  }
+
   close(): void {
     this.closed = true;
   }

@@ -50,6 +50,7 @@ export class InlineHostLink implements HostLink {
     const out: HostOut = {
       send: (to, messages) => events.sendFrame(to, encodeRaftBatch(messages)),
       flush: () => {}, // the WAL does not block this thread: frames leave at the end of the turn
+      takeInput: () => {}, // nor does anything wait: what arrives is handled as it arrives
       route: (r) => events.route(r),
       log: (level, message, detail) => events.log(level, message, detail),
       fatal: (message, detail) => events.fatal(message, detail),
