@@ -13,7 +13,17 @@
 import * as capnp from "capnp-es";
 import { ErrorCode, errorName } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS } from "../limits.js";
-import { Request, Request_Which, Response } from "./gen/piccolo.js";
+import {
+  pointerAt,
+  readData,
+  readStruct,
+  rootStruct,
+  type Segment,
+  singleSegment,
+  writeDataPointer,
+  writeStructPointer,
+} from "./capnp-words.js";
+import { Request, Request_Which, Response, Response_Which } from "./gen/piccolo.js";
 
 export { Request_Which as OpKind };
 
@@ -114,6 +124,11 @@ function data(d: capnp.Data): Uint8Array {
  * could not be read).
  */
 export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operation {
+  return decodeSimpleRequest(frame, maxValueBytes) ?? decodeRequestGeneric(frame, maxValueBytes);
+}
+
+/** decodeRequest through capnp-es alone, for every request (exported so tests can hold the hand path to it). */
+export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number): Operation {
   let id = 0n;
   try {
     const req = new capnp.Message(frame, false).getRoot(Request);
@@ -251,6 +266,49 @@ export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operat
   }
 }
 
+/**
+ * The hot requests (get, put, insert, update) read by hand from a
+ * single-segment frame (src/protocol/capnp-words.ts), without capnp-es's
+ * objects: these are most of the traffic, and capnp-es's reading was the
+ * largest single cost of a member's IO thread under load (decision 0192).
+ * Null for any other request or shape, which then takes the capnp-es path,
+ * the judge of everything unusual: other kinds, several segments, far or
+ * null pointers, structs from an older or newer schema version that are not
+ * the size this one writes.
+ *
+ * Layouts from the generated code (src/protocol/gen/piccolo.ts): Request has
+ * 2 data words (id at byte 0, the union's discriminant at byte 8, `stale` at
+ * bit 80) and 1 pointer (the union's struct); Key has its Data at pointer 0;
+ * Write has 3 data words (ttlMs at byte 0, expireAtMs at 8, keepTtl at bit
+ * 128) and pointers key, value.
+ */
+function decodeSimpleRequest(frame: ArrayBuffer, maxValueBytes: number): Operation | null {
+  const s = singleSegment(new Uint8Array(frame));
+  if (s === null) return null;
+  const req = rootStruct(s);
+  if (req === null || req.dataWords !== 2 || req.pointers !== 1) return null;
+  const v = s.view;
+  const kind = v.getUint16(req.data + 8, true);
+  const isWrite = kind === Request_Which.PUT || kind === Request_Which.INSERT || kind === Request_Which.UPDATE;
+  if (kind !== Request_Which.GET && !isWrite) return null;
+  const arg = readStruct(s, pointerAt(req, 0));
+  if (arg === null || arg.dataWords !== (isWrite ? 3 : 0) || arg.pointers !== (isWrite ? 2 : 1)) return null;
+  const key = readData(s, pointerAt(arg, 0));
+  const value = isWrite ? readData(s, pointerAt(arg, 1)) : EMPTY;
+  if (key === null || value === null) return null;
+  const op = blankOperation(v.getBigUint64(req.data, true), kind);
+  op.stale = (v.getUint8(req.data + 10) & 1) !== 0;
+  if (!checkKey(op, key)) return op;
+  if (isWrite) {
+    if (!checkValue(op, value, maxValueBytes)) return op;
+    if (!checkTime(op, v.getBigUint64(arg.data, true), v.getBigUint64(arg.data + 8, true))) return op;
+    op.keepTtl = (v.getUint8(arg.data + 16) & 1) !== 0;
+    op.values.push(value);
+  }
+  op.keys.push(key);
+  return op;
+}
+
 /** One key's outcome, as the IO loop gathered it from a shard. */
 export interface PartResult {
   status: number;
@@ -306,26 +364,71 @@ function setValue(
   if (p.value !== null && p.value.length > 0) v._initValue(p.value.length).copyBuffer(p.value);
 }
 
+/**
+ * A Response whose union holds a struct, laid out by hand in one segment:
+ * the root (Response: 3 data words, id at byte 0, discriminant at byte 8;
+ * 1 pointer) at word 1, its pointer at word 4 to the struct at word 5, then
+ * `tailBytes` after that struct. The caller fills the struct and the tail.
+ */
+function simpleResponse(
+  id: bigint,
+  which: number,
+  dataWords: number,
+  pointers: number,
+  tailBytes: number,
+): { out: Uint8Array; seg: Segment; at: number } {
+  const words = 5 + dataWords + pointers + Math.ceil(tailBytes / 8);
+  const out = new Uint8Array(8 + words * 8);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, words, true); // one segment
+  const seg: Segment = { view, start: 8, words };
+  writeStructPointer(seg, 8, 1, 3, 1);
+  view.setBigUint64(16, id, true);
+  view.setUint16(24, which, true);
+  writeStructPointer(seg, 40, 5, dataWords, pointers);
+  return { out, seg, at: 48 };
+}
+
+/** Written (2 data words: version at byte 0, created at bit 64; no pointers). */
+function encodeWritten(id: bigint, version: number, created: boolean): Uint8Array {
+  const { out, seg, at } = simpleResponse(id, Response_Which.WRITTEN, 2, 0, 0);
+  seg.view.setBigUint64(at, BigInt(version), true);
+  seg.view.setUint8(at + 8, created ? 1 : 0);
+  return out;
+}
+
+/** Value (3 data words: found at bit 0, version at byte 8, expireAtMs at 16; the value's Data at pointer 0). */
+function encodeValue(id: bigint, p: PartResult): Uint8Array {
+  const found = p.flag !== 0;
+  const value = found && p.value !== null ? p.value : EMPTY;
+  const { out, seg, at } = simpleResponse(id, Response_Which.VALUE, 3, 1, value.length);
+  if (found) {
+    seg.view.setUint8(at, 1);
+    seg.view.setBigUint64(at + 8, BigInt(p.version), true);
+    seg.view.setBigUint64(at + 16, BigInt(p.expireAtMs), true);
+  }
+  if (value.length > 0) {
+    writeDataPointer(seg, at + 24, 9, value.length);
+    out.set(value, at + 32);
+  }
+  return out;
+}
+
 /** Encodes the Response for a single-key operation from its one result. */
 export function encodeSingle(id: bigint, kind: Request_Which, p: PartResult): Uint8Array {
   if (p.status !== ErrorCode.OK) return encodeError(id, p.status, messageFor(p.status), p.version);
+  // The hot answers, laid out by hand (decision 0192); the rest through capnp-es.
+  if (kind === Request_Which.GET) return encodeValue(id, p);
+  // The shard's flag for a put is 1 when it replaced a key, 0 when it created one.
+  if (kind === Request_Which.PUT || kind === Request_Which.INSERT || kind === Request_Which.UPDATE)
+    return encodeWritten(id, p.version, kind === Request_Which.INSERT || (kind === Request_Which.PUT && p.flag === 0));
   const m = new capnp.Message();
   const r = m.initRoot(Response);
   r.id = id;
   switch (kind) {
-    case Request_Which.GET:
-      setValue(r._initValue(), p);
+    case Request_Which.CAS:
+      r._initWritten().version = BigInt(p.version);
       break;
-    case Request_Which.PUT:
-    case Request_Which.INSERT:
-    case Request_Which.UPDATE:
-    case Request_Which.CAS: {
-      const w = r._initWritten();
-      w.version = BigInt(p.version);
-      // The shard's flag for a put is 1 when it replaced a key, 0 when it created one.
-      w.created = kind === Request_Which.INSERT || (kind === Request_Which.PUT && p.flag === 0);
-      break;
-    }
     case Request_Which.DELETE:
       r.deleted = p.flag === 1;
       break;

@@ -12,7 +12,13 @@ import fc from "fast-check";
 import type { PiccoloClient } from "../../src/client/client.js";
 import { ErrorCode } from "../../src/errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES } from "../../src/limits.js";
-import { decodeRequest, OpKind } from "../../src/protocol/codec.js";
+import {
+  decodeRequest,
+  decodeRequestGeneric,
+  encodeSingle,
+  OpKind,
+  type PartResult,
+} from "../../src/protocol/codec.js";
 import { FrameReader } from "../../src/protocol/framing.js";
 import { Request, Response, Response_Which } from "../../src/protocol/gen/piccolo.js";
 import { type RunningNode, startNode } from "../support/node.js";
@@ -220,6 +226,48 @@ describe("decoder fuzzing", () => {
         assert.equal(op.kind, OpKind[kind.toUpperCase() as keyof typeof OpKind]);
       }),
       { seed: 11, numRuns: 500 },
+    );
+  });
+
+  it("the hand-written path for get and put decodes exactly as capnp-es does, valid or mutated (decision 0192)", () => {
+    const same = (frame: Uint8Array) =>
+      assert.deepEqual(
+        decodeRequest(frame.slice().buffer, MAX_VALUE_BYTES),
+        decodeRequestGeneric(frame.slice().buffer, MAX_VALUE_BYTES),
+      );
+    fc.assert(
+      fc.property(validRequest, ({ frame }) => same(frame)),
+      { seed: 12, numRuns: 500 },
+    );
+    fc.assert(fc.property(mutated, same), { seed: 13, numRuns: 3000 });
+  });
+
+  it("get and put answers laid out by hand are Responses capnp-es reads back exactly (decision 0192)", () => {
+    const part = fc.record({
+      flag: fc.constantFrom(0, 1),
+      version: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      expireAtMs: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      value: fc.uint8Array({ maxLength: 40 }),
+    });
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), part, (id, p) => {
+        const result: PartResult = { status: ErrorCode.OK, num: 0, ...p };
+        const get = new capnp.Message(encodeSingle(id, OpKind.GET, result).slice().buffer, false).getRoot(Response);
+        assert.equal(get.id, id);
+        assert.equal(get.which(), Response_Which.VALUE);
+        assert.equal(get.value.found, p.flag === 1);
+        assert.equal(get.value.version, p.flag === 1 ? BigInt(p.version) : 0n);
+        assert.equal(get.value.expireAtMs, p.flag === 1 ? BigInt(p.expireAtMs) : 0n);
+        assert.deepEqual(get.value.value.toUint8Array(), p.flag === 1 ? p.value : new Uint8Array(0));
+        for (const kind of [OpKind.PUT, OpKind.INSERT, OpKind.UPDATE]) {
+          const put = new capnp.Message(encodeSingle(id, kind, result).slice().buffer, false).getRoot(Response);
+          assert.equal(put.id, id);
+          assert.equal(put.which(), Response_Which.WRITTEN);
+          assert.equal(put.written.version, BigInt(p.version));
+          assert.equal(put.written.created, kind === OpKind.INSERT || (kind === OpKind.PUT && p.flag === 0));
+        }
+      }),
+      { seed: 14, numRuns: 300 },
     );
   });
 
