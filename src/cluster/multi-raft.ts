@@ -139,12 +139,32 @@ interface ReadWaiter {
   resolve: () => void;
 }
 
+/** The reads sharing one ReadIndex round. */
+class ReadBatch {
+  private readonly waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  join(): Promise<void> {
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+  readonly resolve = (): void => {
+    for (const w of this.waiters) w.resolve();
+  };
+  reject(err: Error): void {
+    for (const w of this.waiters) w.reject(err);
+  }
+}
+
 interface Group {
   raft: Raft;
   applied: number;
   proposals: Map<number, Waiter>;
   /** ReadIndex contexts sent to the core, waiting for their read state. */
-  reads: Map<number, { resolve: () => void; reject: (err: Error) => void }>;
+  reads: Map<number, ReadBatch>;
+  /**
+   * The context whose ReadIndex round has not left yet (0: none): reads
+   * arriving before the next round join it instead of starting their own
+   * (etcd batches its reads the same way). Closed by process().
+   */
+  gathering: number;
   /** Read states granted but not yet applied up to. */
   readyReads: ReadWaiter[];
 }
@@ -213,7 +233,7 @@ export class MultiRaft {
     });
     const applied = restore?.snapshot?.meta.index ?? 0;
     if (restore?.snapshot) this.sm.restore(group, restore.snapshot);
-    this.groups.set(group, { raft, applied, proposals: new Map(), reads: new Map(), readyReads: [] });
+    this.groups.set(group, { raft, applied, proposals: new Map(), reads: new Map(), gathering: 0, readyReads: [] });
   }
 
   /** Advances every group's clock by one tick (a quiet group's clock stands still). */
@@ -236,6 +256,7 @@ export class MultiRaft {
     const err = new NotLeaderError(group, g.raft.leader, "leadership lost during a read");
     const waiting = [...g.reads.values()];
     g.reads.clear();
+    g.gathering = 0;
     for (const w of waiting) w.reject(err);
   }
 
@@ -305,9 +326,17 @@ export class MultiRaft {
   readIndex(group: number): Promise<void> {
     const g = this.groups.get(group);
     if (g === undefined) return Promise.reject(new NotLeaderError(group, 0, "partition not hosted here"));
+    // A read may share a round only if the round's heartbeats leave after it arrived, and its read
+    // point (the commit index when the round began) covers every write answered before it arrived.
+    // Both hold until the next process(): heartbeats leave, and writes are answered, only there.
+    const open = g.gathering === 0 ? undefined : g.reads.get(g.gathering);
+    if (open !== undefined && g.raft.leader === this.member) return open.join();
     const ctx = this.nextReadContext++;
     if (!g.raft.readIndex(ctx)) return Promise.reject(new NotLeaderError(group, g.raft.leader, "not-leader"));
-    return new Promise((resolve, reject) => g.reads.set(ctx, { resolve, reject }));
+    const batch = new ReadBatch();
+    g.reads.set(ctx, batch);
+    g.gathering = ctx;
+    return batch.join();
   }
 
   /**
@@ -419,7 +448,10 @@ export class MultiRaft {
     this.processing = true;
     try {
       const round: { group: number; g: Group; rd: Ready }[] = [];
-      for (const [group, g] of this.groups) if (g.raft.hasReady()) round.push({ group, g, rd: g.raft.ready() });
+      for (const [group, g] of this.groups) {
+        g.gathering = 0; // this round sends the gathered reads' heartbeats and answers writes
+        if (g.raft.hasReady()) round.push({ group, g, rd: g.raft.ready() });
+      }
       const out = new Map<number, GroupMessage[]>();
       if (round.length === 0) return out;
       // A leader's appends and heartbeats leave now, while its own write is in

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { MemoryStorage, MultiRaft, NotLeaderError, type StateMachine } from "../../src/cluster/multi-raft.js";
 import type { GroupMessage } from "../../src/cluster/peer-codec.js";
+import { MessageType } from "../../src/raft/messages.js";
 import type { Entry, Snapshot } from "../../src/raft/types.js";
 import { mulberry32 } from "../support/random.js";
 
@@ -155,6 +156,27 @@ describe("multi-Raft on one worker", () => {
     await c.until("the old leader steps down", () => !old.mr.status(g).isLeader);
     await c.until("the read settles", () => outcome !== "pending", 20);
     assert.ok(outcome instanceof NotLeaderError, `refused with NotLeaderError, got ${String(outcome)}`);
+  });
+
+  it("reads arriving before a round share one ReadIndex round; a write answered in between is seen by later reads", async () => {
+    const c = new Cluster(9);
+    await c.until("leaders", allLeaders(c));
+    const g = 2;
+    const leader = c.leaderOf(g)!;
+    await c.settle(leader.mr.propose(g, enc.encode("early=1"))); // an entry of its term committed: reads may start
+    // Three reads before the leader's next round: one heartbeat per follower, not three.
+    const reads = [leader.mr.readIndex(g), leader.mr.readIndex(g), leader.mr.readIndex(g)];
+    const out = await leader.mr.process();
+    for (const [to, batch] of out) {
+      const heartbeats = batch.filter((m) => m.group === g && m.message.type === MessageType.Heartbeat);
+      assert.equal(heartbeats.length, 1, `one heartbeat to member ${to} for three reads`);
+      c.inflight.push(batch);
+    }
+    await c.settle(Promise.all(reads));
+    // A write answered after that round; a read arriving after the answer must see it (a new round).
+    await c.settle(leader.mr.propose(g, enc.encode("late=1")));
+    await c.settle(leader.mr.readIndex(g));
+    assert.equal(leader.sm.maps.get(g)!.get("late"), "1");
   });
 
   it("one storage call and at most one batch per peer per round, however many groups", async () => {
