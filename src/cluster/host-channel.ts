@@ -129,6 +129,7 @@ export class RecordReader {
   private readonly r: MessageReader;
   private readonly rec: HostRecord = { kind: 0, a: 0, b: 0, c: 0, payload: EMPTY };
   private closed = false;
+  private draining = false;
 
   constructor(
     sab: SharedArrayBuffer,
@@ -153,9 +154,15 @@ export class RecordReader {
     drainAndRearm();
   }
 
-  /** Handles the records waiting now, without waiting for the next turn's wake-up. */
+  /**
+   * Handles the records waiting now, without waiting for the next turn's
+   * wake-up. A no-op when called from inside `onRecord` (a record's handler
+   * that starts a round synchronously): the drain under way goes on by
+   * itself, and draining again there would hand the record being handled,
+   * not yet consumed, over a second time.
+   */
   poll(): void {
-    if (!this.closed) this.drain();
+    if (!this.closed && !this.draining) this.drain();
   }
 
   close(): void {
@@ -163,6 +170,16 @@ export class RecordReader {
   }
 
   private drain(): void {
+    assert(!this.draining, "ring drains do not nest");
+    this.draining = true;
+    try {
+      this.drainRecords();
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private drainRecords(): void {
     let n = 0;
     for (let m = this.r.next(); m !== null; m = this.r.next()) {
       assert(m.length >= RECORD_HEADER, "host records carry their header");
