@@ -20,7 +20,15 @@ import { DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_VALUE_BYTES, maxFrameBytes } fro
 import { type ClusterInfo, decodeClusterInfo } from "../protocol/cluster-info.js";
 import type { ShardStatsRow } from "../protocol/codec.js";
 import { FrameReader } from "../protocol/framing.js";
-import { Request, Response, Response_Which } from "../protocol/gen/piccolo.js";
+import { Request, Request_Which, Response, Response_Which } from "../protocol/gen/piccolo.js";
+import {
+  encodeGetRequest,
+  encodeWriteRequest,
+  readValue,
+  readWritten,
+  responseId,
+  type WriteKind,
+} from "./hot-wire.js";
 
 export type Bytes = string | Uint8Array;
 
@@ -89,7 +97,8 @@ export class VersionMismatchError extends PiccoloError {
 }
 
 interface Pending {
-  resolve: (r: Response) => void;
+  /** With the response frame, its own buffer. */
+  resolve: (frame: ArrayBuffer) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
 }
@@ -151,7 +160,12 @@ export class PiccoloClient {
         // AUTH goes first on the wire, ahead of any call waiting for this
         // connection; if it fails, those calls fail with NOAUTH.
         if (this.password !== undefined)
-          void this.send(s, (r) => (r._initAuth().password = this.password!)).catch(() => {});
+          void this.send(
+            s,
+            capnpRequest((r) => {
+              r._initAuth().password = this.password!;
+            }),
+          ).catch(() => {});
         resolve(s);
       });
       s.once("error", (err) => {
@@ -187,18 +201,19 @@ export class PiccoloClient {
   }
 
   private onFrame(frame: ArrayBuffer): void {
-    let res: Response;
-    let id: number;
-    try {
-      res = new capnp.Message(frame, false).getRoot(Response);
-      id = Number(res.id);
-    } catch {
-      this.socket?.destroy(new Error("undecodable response"));
-      return;
+    let id = responseId(frame); // by hand for the usual shape (src/client/hot-wire.ts)
+    if (id === null || id === 0) {
+      try {
+        id = Number(decodeResponse(frame).id);
+      } catch {
+        this.socket?.destroy(new Error("undecodable response"));
+        return;
+      }
     }
     const p = this.pending.get(id);
     if (p === undefined) {
-      if (id === 0 && res.which() === Response_Which.ERROR) {
+      const res = id === 0 ? decodeResponse(frame) : null;
+      if (res !== null && res.which() === Response_Which.ERROR) {
         // A connection-level error: the node closes this connection after it.
         // Fail what is in flight with the node's reason and drop the socket
         // now, so the next call opens a fresh connection.
@@ -212,7 +227,7 @@ export class PiccoloClient {
     }
     this.pending.delete(id);
     clearTimeout(p.timer);
-    p.resolve(res);
+    p.resolve(frame);
   }
 
   private failAll(err: Error): void {
@@ -225,18 +240,19 @@ export class PiccoloClient {
 
   /** Sends one request built by `build` and resolves with its Response. */
   private async call(build: (req: Request) => void): Promise<Response> {
-    if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed");
-    return this.send(await this.open(), build);
+    return decodeResponse(await this.callFrame(capnpRequest(build)));
   }
 
-  private send(socket: Socket, build: (req: Request) => void): Promise<Response> {
+  /** Sends the request `encode` lays out for an id, and resolves with the response frame. */
+  private async callFrame(encode: (id: number) => Uint8Array): Promise<ArrayBuffer> {
+    if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed");
+    return this.send(await this.open(), encode);
+  }
+
+  private send(socket: Socket, encode: (id: number) => Uint8Array): Promise<ArrayBuffer> {
     const id = this.nextId++;
-    const message = new capnp.Message();
-    const req = message.initRoot(Request);
-    req.id = BigInt(id);
-    build(req);
-    const frame = new Uint8Array(message.toArrayBuffer());
-    const answer = new Promise<Response>((resolve, reject) => {
+    const frame = encode(id);
+    const answer = new Promise<ArrayBuffer>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new PiccoloError(ErrorCode.TIMEOUT, `no answer within ${this.timeoutMs} ms`));
@@ -298,52 +314,49 @@ export class PiccoloClient {
 
   /** The key's value, version and expiry, or null when absent. */
   async get(key: Bytes, options: ReadOptions = {}): Promise<Entry | null> {
-    const res = PiccoloClient.check(
-      await this.call((r) => {
-        setData((n) => r._initGet()._initKey(n), key);
-        r.stale = options.stale ?? false;
-      }),
-      Response_Which.VALUE,
-    );
-    return entryOf(res.value);
+    const k = bytes(key);
+    const frame = await this.callFrame((id) => encodeGetRequest(id, k, options.stale ?? false));
+    const fast = readValue(frame);
+    if (fast !== null) return fast.entry;
+    return entryOf(PiccoloClient.check(decodeResponse(frame), Response_Which.VALUE).value);
   }
 
-  private write(kind: "put" | "insert" | "update", key: Bytes, value: Bytes, o: WriteOptions): Promise<Response> {
-    return this.call((r) => {
-      const w = kind === "put" ? r._initPut() : kind === "insert" ? r._initInsert() : r._initUpdate();
-      setData((n) => w._initKey(n), key);
-      setData((n) => w._initValue(n), value);
-      w.ttlMs = BigInt(o.ttlMs ?? 0);
-      w.expireAtMs = BigInt(o.expireAtMs ?? 0);
-      w.keepTtl = o.keepTtl ?? false;
-    });
+  /** A write laid out by hand (src/client/hot-wire.ts); its answer read by hand, or by capnp-es (errors). */
+  private async write(
+    kind: WriteKind,
+    key: Bytes,
+    value: Bytes,
+    o: WriteOptions,
+  ): Promise<{ version: number; created: boolean }> {
+    const k = bytes(key);
+    const v = bytes(value);
+    const frame = await this.callFrame((id) =>
+      encodeWriteRequest(id, kind, k, v, o.ttlMs ?? 0, o.expireAtMs ?? 0, o.keepTtl ?? false),
+    );
+    const fast = readWritten(frame);
+    if (fast !== null) return fast;
+    const w = PiccoloClient.check(decodeResponse(frame), Response_Which.WRITTEN).written;
+    return { version: Number(w.version), created: w.created };
   }
 
   /** Insert or overwrite. Resolves with the new version. */
   async put(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
-    return Number(
-      PiccoloClient.check(await this.write("put", key, value, options), Response_Which.WRITTEN).written.version,
-    );
+    return (await this.write(Request_Which.PUT, key, value, options)).version;
   }
 
   /** Insert or overwrite, saying which: resolves with the new version and whether the key was created. */
   async upsert(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<{ version: number; created: boolean }> {
-    const w = PiccoloClient.check(await this.write("put", key, value, options), Response_Which.WRITTEN).written;
-    return { version: Number(w.version), created: w.created };
+    return this.write(Request_Which.PUT, key, value, options);
   }
 
   /** Only if absent; else ALREADY_EXISTS. */
   async insert(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
-    return Number(
-      PiccoloClient.check(await this.write("insert", key, value, options), Response_Which.WRITTEN).written.version,
-    );
+    return (await this.write(Request_Which.INSERT, key, value, options)).version;
   }
 
   /** Only if present; else NOT_FOUND. */
   async update(key: Bytes, value: Bytes, options: WriteOptions = {}): Promise<number> {
-    return Number(
-      PiccoloClient.check(await this.write("update", key, value, options), Response_Which.WRITTEN).written.version,
-    );
+    return (await this.write(Request_Which.UPDATE, key, value, options)).version;
   }
 
   /** Compare-and-swap: writes only if the key's version is `expectedVersion`; else VersionMismatchError. */
@@ -534,6 +547,21 @@ export class PiccoloClient {
       setTimeout(() => s.destroy(), 1000).unref();
     });
   }
+}
+
+function decodeResponse(frame: ArrayBuffer): Response {
+  return new capnp.Message(frame, false).getRoot(Response);
+}
+
+/** An encoder for a request built with the generated code (every operation but the hot ones). */
+function capnpRequest(build: (req: Request) => void): (id: number) => Uint8Array {
+  return (id) => {
+    const message = new capnp.Message();
+    const req = message.initRoot(Request);
+    req.id = BigInt(id);
+    build(req);
+    return new Uint8Array(message.toArrayBuffer());
+  };
 }
 
 function entryOf(v: { found: boolean; value: capnp.Data; version: bigint; expireAtMs: bigint }): Entry | null {
