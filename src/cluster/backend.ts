@@ -44,6 +44,9 @@ import type { GroupMessage } from "./peer-codec.js";
 import { MAX_CLUSTER_MEMBERS, type Member, type PartitionPlacement, place } from "./placement.js";
 import { clusterIdOf, PeerTransport } from "./transport.js";
 
+/** A forwarded command that was sent and got no answer (see forward()). */
+const LOST = "lost" as const;
+
 /** How long a request may wait for a leader, a commit, or a forwarded answer. */
 export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
 /** How often (in ticks) a member hands partitions back to their preferred leaders. */
@@ -97,6 +100,8 @@ export class ClusterShards implements ShardBackend {
   /** When each peer's connection came up (for rebalancing only to members that are settled). */
   private readonly connectedSince = new Map<number, number>();
   private forwardedCount = 0;
+  /** TEST ONLY (watchFaults): members whose forwarded commands are served here but never answered. */
+  private readonly mutedReplies = new Set<number>();
   private batchEndQueued = false;
   private inFlight = 0;
   private closed = false;
@@ -199,7 +204,7 @@ export class ClusterShards implements ShardBackend {
           w?.done(f.outcome);
         }
       },
-      // A peer gone: what we forwarded to it will not be answered; retry elsewhere now.
+      // A peer gone: what we forwarded to it will not be answered; reads are retried elsewhere now.
       onPeerDown: (peer) => {
         for (const [id, w] of this.forwards)
           if (w.to === peer) {
@@ -251,8 +256,10 @@ export class ClusterShards implements ShardBackend {
   /**
    * TEST ONLY (PICCOLO_TEST_FAULT_FILE): the chaos harness partitions members
    * by writing lines like "block 2 out" (or in, both) to this file; the
-   * member applies the whole file every 50 ms. Without the variable the
-   * transport's fault hook does not exist.
+   * member applies the whole file every 50 ms. "mute-replies 2" drops only
+   * the answers to what member 2 forwarded here (the write is served, its
+   * answer lost: test/cluster/forward-once.test.ts). Without the variable
+   * the transport's fault hook does not exist, and nothing is muted.
    */
   private watchFaults(path: string): void {
     this.o.logger.warn({ path }, "TEST FAULT INJECTION ENABLED: peer traffic follows this file");
@@ -263,10 +270,12 @@ export class ClusterShards implements ShardBackend {
           if (text === last) return;
           last = text;
           for (const m of this.members) if (m.id !== this.o.self.id) this.transport.unblock(m.id);
+          this.mutedReplies.clear();
           for (const line of text.split("\n")) {
             const [verb, peer, dir] = line.trim().split(/\s+/);
             if (verb === "block" && peer !== undefined)
               this.transport.block(Number(peer), (dir ?? "both") as "out" | "in" | "both");
+            if (verb === "mute-replies" && peer !== undefined) this.mutedReplies.add(Number(peer));
           }
         },
         () => {},
@@ -482,6 +491,16 @@ export class ClusterShards implements ShardBackend {
       this.forwardedCount++;
       const outcome = await this.forward(leader, group, command, write, deadline);
       if (outcome === null) {
+        // Never sent (no connection to that member): safe to send elsewhere.
+        await this.pause();
+        continue;
+      }
+      if (outcome === LOST) {
+        // Sent, and no answer came (the member went down, or a partition ate the reply). A read is
+        // safe to retry; a write may have been proposed there, and may still commit: sending it again
+        // could apply it twice (a put's version bumped twice, a compare-and-swap that "fails"
+        // because its own first copy succeeded). Its outcome is unknown, and the caller is told so.
+        if (write) return errorResult(ErrorCode.TIMEOUT);
         await this.pause();
         continue;
       }
@@ -493,13 +512,20 @@ export class ClusterShards implements ShardBackend {
     return errorResult(write ? ErrorCode.TIMEOUT : ErrorCode.NOT_LEADER);
   }
 
+  /**
+   * Sends a command to member `to` and waits for its answer: null when it
+   * could not be sent (safe to send elsewhere), LOST when it was sent and no
+   * answer came (the peer went down, or the deadline passed: a write may
+   * have been proposed there). A read waits at most a second before it is
+   * tried elsewhere; a write, which cannot be, waits for its whole deadline.
+   */
   private forward(
     to: number,
     group: number,
     command: Uint8Array,
     write: boolean,
     deadline: number,
-  ): Promise<ForwardOutcome | null> {
+  ): Promise<ForwardOutcome | typeof LOST | null> {
     const id = this.nextForwardId++;
     // A peer we are not connected to cannot answer: do not wait for it.
     if (!this.transport.isConnected(to)) return Promise.resolve(null);
@@ -507,15 +533,15 @@ export class ClusterShards implements ShardBackend {
       const timer = setTimeout(
         () => {
           this.forwards.delete(id);
-          resolve(null);
+          resolve(LOST);
         },
-        Math.max(1, Math.min(deadline - Date.now(), 1_000)),
+        Math.max(1, write ? deadline - Date.now() : Math.min(deadline - Date.now(), 1_000)),
       );
       this.forwards.set(id, {
         to,
         done: (o) => {
           clearTimeout(timer);
-          resolve(o);
+          resolve(o ?? LOST);
         },
       });
       if (!this.transport.sendFrame(to, encodeForward({ id, group, write, command }))) {
@@ -542,6 +568,7 @@ export class ClusterShards implements ShardBackend {
       const o = await this.hostOf(group).serve(group, write ? ServeMode.Write : ServeMode.Read, command);
       outcome = o.kind === "result" ? o : { kind: "notLeader", leader: o.leader };
     }
+    if (this.mutedReplies.has(from)) return; // TEST ONLY (watchFaults)
     this.transport.sendFrame(from, encodeForwardReply(id, outcome));
   }
 
