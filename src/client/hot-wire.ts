@@ -19,50 +19,30 @@
  *   Written   2 data words (version at 0, created at bit 64)
  */
 import {
+  layoutRootAndChild,
   pointerAt,
   readData,
-  readStruct,
+  readRootAndChild,
   rootStruct,
-  type Segment,
   singleSegment,
-  writeDataPointer,
-  writeStructPointer,
+  writeData,
 } from "../protocol/capnp-words.js";
 import { Request_Which, Response_Which } from "../protocol/gen/piccolo.js";
 
 const words = (bytes: number): number => Math.ceil(bytes / 8);
 
-/** A Request whose union holds a struct of `dataWords` and `pointers` at word 4, `tail` bytes after it. */
-function request(
-  id: number,
-  which: number,
-  dataWords: number,
-  pointers: number,
-  tail: number,
-): { out: Uint8Array; seg: Segment; at: number } {
-  const total = 4 + dataWords + pointers + words(tail);
-  const out = new Uint8Array(8 + total * 8);
-  const view = new DataView(out.buffer);
-  view.setUint32(4, total, true); // one segment
-  const seg: Segment = { view, start: 8, words: total };
-  writeStructPointer(seg, 8, 1, 2, 1);
-  view.setBigUint64(16, BigInt(id), true);
-  view.setUint16(24, which, true);
-  writeStructPointer(seg, 32, 4, dataWords, pointers);
-  return { out, seg, at: 40 };
-}
-
-/** Writes `data` as a Data field: pointer at byte `ptr`, bytes at word `word`. */
-function putData(out: Uint8Array, seg: Segment, ptr: number, word: number, data: Uint8Array): void {
-  if (data.length === 0) return; // a null pointer reads as empty Data
-  writeDataPointer(seg, ptr, word, data.length);
-  out.set(data, seg.start + word * 8);
+/** A Request (2 data words: id at byte 0, discriminant at 8, stale at bit 80) holding a struct. */
+function request(id: number, which: number, dataWords: number, pointers: number, tailBytes: number) {
+  const r = layoutRootAndChild(2, dataWords, pointers, tailBytes);
+  r.seg.view.setBigUint64(r.root, BigInt(id), true);
+  r.seg.view.setUint16(r.root + 8, which, true);
+  return r;
 }
 
 export function encodeGetRequest(id: number, key: Uint8Array, stale: boolean): Uint8Array {
-  const { out, seg, at } = request(id, Request_Which.GET, 0, 1, key.length);
-  if (stale) seg.view.setUint8(8 + 8 + 10, 1); // Request's data at byte 16 of the frame; stale is bit 80
-  putData(out, seg, at, 5, key);
+  const { out, seg, root, childPtrs, tail } = request(id, Request_Which.GET, 0, 1, key.length);
+  if (stale) seg.view.setUint8(root + 10, 1); // bit 80 of the Request's data
+  writeData(seg, out, childPtrs, tail, key);
   return out;
 }
 
@@ -77,13 +57,13 @@ export function encodeWriteRequest(
   expireAtMs: number,
   keepTtl: boolean,
 ): Uint8Array {
-  const { out, seg, at } = request(id, kind, 3, 2, words(key.length) * 8 + value.length);
-  seg.view.setBigUint64(at, BigInt(ttlMs), true);
-  seg.view.setBigUint64(at + 8, BigInt(expireAtMs), true);
-  if (keepTtl) seg.view.setUint8(at + 16, 1);
-  putData(out, seg, at + 24, 9, key);
-  putData(out, seg, at + 32, 9 + words(key.length), value);
-  return out;
+  const w = request(id, kind, 3, 2, words(key.length) * 8 + value.length);
+  w.seg.view.setBigUint64(w.child, BigInt(ttlMs), true);
+  w.seg.view.setBigUint64(w.child + 8, BigInt(expireAtMs), true);
+  if (keepTtl) w.seg.view.setUint8(w.child + 16, 1);
+  writeData(w.seg, w.out, w.childPtrs, w.tail, key);
+  writeData(w.seg, w.out, w.childPtrs + 8, w.tail + words(key.length), value);
+  return w.out;
 }
 
 /** A response's id, read by hand when the frame has the simple shape; null otherwise. */
@@ -97,14 +77,11 @@ export function responseId(frame: ArrayBuffer): number | null {
 
 /** The struct in a simple Response's union when it is `which` with exactly these sizes; else null. */
 function answer(frame: ArrayBuffer, which: number, dataWords: number, pointers: number) {
-  const s = singleSegment(new Uint8Array(frame));
-  if (s === null) return null;
-  const root = rootStruct(s);
-  if (root === null || root.dataWords !== 3 || root.pointers !== 1) return null;
-  if (s.view.getUint16(root.data + 8, true) !== which) return null;
-  const r = readStruct(s, pointerAt(root, 0));
+  const u = readRootAndChild(new Uint8Array(frame), 3, 8);
+  if (u === null || u.which !== which) return null;
+  const r = u.child;
   if (r === null || r.dataWords !== dataWords || r.pointers !== pointers) return null;
-  return { s, r };
+  return { s: u.s, r };
 }
 
 /** A Written answer's version and created flag; null when the frame is anything else (an error too). */

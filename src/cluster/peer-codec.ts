@@ -13,14 +13,11 @@ import { assert } from "../assert.js";
 import { PEER_MAX_MESSAGES_PER_FRAME } from "../limits.js";
 import {
   isNullPointer,
+  layoutRootAndChild,
   pointerAt,
   readData,
-  readStruct,
-  rootStruct,
-  type Segment,
-  singleSegment,
+  readRootAndChild,
   writeDataPointer,
-  writeStructPointer,
 } from "../protocol/capnp-words.js";
 import { PeerFrame, PeerFrame_Which, type RaftMessage } from "../protocol/gen/piccolo.js";
 import { type Message, MessageType } from "../raft/messages.js";
@@ -176,6 +173,16 @@ function writeHeader(v: DataView, at: number, group: number, x: Message): void {
   v.setFloat64(at + 56, x.context, true);
 }
 
+/** Writes the small field's records (see above) at byte `at`; returns where they end. */
+function writeSmall(messages: readonly GroupMessage[], v: DataView, at: number): number {
+  for (const { group, message: x } of messages) {
+    if (!isSmall(x)) continue;
+    writeHeader(v, at, group, x);
+    at += SMALL_RECORD_BYTES;
+  }
+  return at;
+}
+
 /** Writes the appends field's records (see above) at byte `at` of `out`; returns where they end. */
 function writeAppends(messages: readonly GroupMessage[], out: Uint8Array, v: DataView, at: number): number {
   for (const { group, message: x } of messages) {
@@ -209,23 +216,11 @@ function writeAppends(messages: readonly GroupMessage[], out: Uint8Array, v: Dat
  */
 function encodeSimpleBatch(messages: readonly GroupMessage[], small: number, appendBytes: number): Uint8Array {
   const smallBytes = small * SMALL_RECORD_BYTES;
-  const words = 6 + (smallBytes + appendBytes) / 8;
-  const out = new Uint8Array(8 + words * 8);
-  const v = new DataView(out.buffer);
-  v.setUint32(4, words, true); // segment table: one segment (count - 1 = 0) of `words` words
-  const seg: Segment = { view: v, start: 8, words };
-  writeStructPointer(seg, 8, 1, 1, 1);
-  v.setUint16(16, PeerFrame_Which.RAFT, true);
-  writeStructPointer(seg, 24, 3, 0, 3);
-  if (smallBytes > 0) writeDataPointer(seg, 40, 6, smallBytes);
-  if (appendBytes > 0) writeDataPointer(seg, 48, 6 + smallBytes / 8, appendBytes);
-  let at = 56;
-  for (const { group, message: x } of messages) {
-    if (!isSmall(x)) continue;
-    writeHeader(v, at, group, x);
-    at += SMALL_RECORD_BYTES;
-  }
-  at = writeAppends(messages, out, v, at);
+  const { out, seg, root, childPtrs, tail } = layoutRootAndChild(1, 0, 3, smallBytes + appendBytes);
+  seg.view.setUint16(root, PeerFrame_Which.RAFT, true);
+  if (smallBytes > 0) writeDataPointer(seg, childPtrs + 8, tail, smallBytes);
+  if (appendBytes > 0) writeDataPointer(seg, childPtrs + 16, tail + smallBytes / 8, appendBytes);
+  const at = writeAppends(messages, out, seg.view, writeSmall(messages, seg.view, seg.start + tail * 8));
   assert(at === out.length, "a hand-laid Raft frame fills exactly the words counted for it");
   return out;
 }
@@ -252,13 +247,7 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
   const batch = m.initRoot(PeerFrame)._initRaft();
   if (small > 0) {
     const bytes = new Uint8Array(small * SMALL_RECORD_BYTES);
-    const v = new DataView(bytes.buffer);
-    let at = 0;
-    for (const { group, message: x } of messages) {
-      if (!isSmall(x)) continue;
-      writeHeader(v, at, group, x);
-      at += SMALL_RECORD_BYTES;
-    }
+    writeSmall(messages, new DataView(bytes.buffer), 0);
     batch._initSmall(bytes.length).copyBuffer(bytes);
   }
   if (appendBytes > 0) {
@@ -457,10 +446,8 @@ function checkedAddress(a: string): string {
  * undecodable, which then takes the full decoding path and its error.
  */
 export function isRaftFrame(frame: ArrayBuffer): boolean {
-  const s = singleSegment(new Uint8Array(frame));
-  const root = s === null ? null : rootStruct(s);
-  if (s !== null && root !== null && root.dataWords > 0)
-    return s.view.getUint16(root.data, true) === PeerFrame_Which.RAFT;
+  const u = readRootAndChild(new Uint8Array(frame), 1, 0);
+  if (u !== null) return u.which === PeerFrame_Which.RAFT;
   try {
     return new capnp.Message(frame, false).getRoot(PeerFrame).which() === PeerFrame_Which.RAFT;
   } catch {
@@ -475,11 +462,9 @@ export function isRaftFrame(frame: ArrayBuffer): boolean {
  * checked exactly as on that path.
  */
 function decodeSimpleBatch(bytes: Uint8Array): GroupMessage[] | null {
-  const s = singleSegment(bytes);
-  if (s === null) return null;
-  const root = rootStruct(s);
-  if (root === null || root.dataWords < 1 || s.view.getUint16(root.data, true) !== PeerFrame_Which.RAFT) return null;
-  const batch = readStruct(s, pointerAt(root, 0));
+  const u = readRootAndChild(bytes, 1, 0);
+  if (u === null || u.which !== PeerFrame_Which.RAFT) return null;
+  const { s, child: batch } = u;
   if (batch === null || !isNullPointer(s, pointerAt(batch, 0))) return null;
   const small = readData(s, pointerAt(batch, 1));
   const appends = readData(s, pointerAt(batch, 2));

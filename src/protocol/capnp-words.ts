@@ -16,9 +16,12 @@
  * about what they accept, and every position they return lies inside the
  * segment.
  *
- * Used by src/cluster/peer-codec.ts for the Raft batch frames, the bulk of
- * peer traffic, where capnp-es's per-message objects cost a tenth of a
- * loaded member's CPU (decision 0192).
+ * Used for the hot messages, where capnp-es's per-message objects cost a
+ * tenth of a loaded member's CPU (decision 0192): Raft batch frames
+ * (src/cluster/peer-codec.ts), get and write requests and their answers on
+ * the node (src/protocol/codec.ts) and in the client (src/client/hot-wire.ts).
+ * All three have the same shape, which layoutRootAndChild and
+ * readRootAndChild below lay out and read.
  */
 
 /** A single-segment message: its words, as a view, and the byte offset where the segment starts. */
@@ -115,4 +118,70 @@ export function writeDataPointer(s: Segment, at: number, word: number, count: nu
   const offset = word - ((at - s.start) / 8 + 1);
   s.view.setUint32(at, ((offset << 2) | 1) >>> 0, true);
   s.view.setUint32(at + 4, ((count << 3) | 2) >>> 0, true);
+}
+
+/**
+ * A single-segment message laid out as our hot messages all are: the root
+ * struct at word 1 (word 0 is its pointer) with `rootDataWords` data words
+ * and one pointer, to the struct its union holds, placed right after it,
+ * then `tailBytes` of room for that struct's lists and data. Returns the
+ * fresh (zeroed) frame, segment table written, both pointers written, and
+ * where each part starts.
+ */
+export interface RootAndChild {
+  out: Uint8Array;
+  seg: Segment;
+  /** Byte offset of the root's data section. */
+  root: number;
+  /** Byte offset of the child's data section. */
+  child: number;
+  /** Byte offset of the child's first pointer. */
+  childPtrs: number;
+  /** Word index where the tail starts. */
+  tail: number;
+}
+
+export function layoutRootAndChild(
+  rootDataWords: number,
+  childDataWords: number,
+  childPointers: number,
+  tailBytes: number,
+): RootAndChild {
+  const childWord = 2 + rootDataWords;
+  const tail = childWord + childDataWords + childPointers;
+  const words = tail + Math.ceil(tailBytes / 8);
+  const out = new Uint8Array(8 + words * 8);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, words, true); // segment table: one segment (count - 1 = 0) of `words` words
+  const seg: Segment = { view, start: 8, words };
+  writeStructPointer(seg, seg.start, 1, rootDataWords, 1);
+  writeStructPointer(seg, seg.start + (1 + rootDataWords) * 8, childWord, childDataWords, childPointers);
+  const child = seg.start + childWord * 8;
+  return { out, seg, root: seg.start + 8, child, childPtrs: child + childDataWords * 8, tail };
+}
+
+/** Writes `data` as a Data field: its pointer at byte `at`, its bytes at word `word`; nothing (null) when empty. */
+export function writeData(s: Segment, out: Uint8Array, at: number, word: number, data: Uint8Array): void {
+  if (data.length === 0) return; // a null pointer reads as empty Data
+  writeDataPointer(s, at, word, data.length);
+  out.set(data, s.start + word * 8);
+}
+
+/**
+ * The reading side of layoutRootAndChild: a single-segment message whose
+ * root has exactly `rootDataWords` data words and one pointer. Returns the
+ * root, its union's discriminant (a u16 at byte `whichAt` of its data), and
+ * the struct its pointer leads to (null when that pointer is null or not a
+ * plain struct pointer); null for any other shape.
+ */
+export function readRootAndChild(
+  bytes: Uint8Array,
+  rootDataWords: number,
+  whichAt: number,
+): { s: Segment; root: StructRef; which: number; child: StructRef | null } | null {
+  const s = singleSegment(bytes);
+  if (s === null) return null;
+  const root = rootStruct(s);
+  if (root === null || root.dataWords !== rootDataWords || root.pointers !== 1) return null;
+  return { s, root, which: s.view.getUint16(root.data + whichAt, true), child: readStruct(s, pointerAt(root, 0)) };
 }

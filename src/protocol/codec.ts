@@ -13,16 +13,7 @@
 import * as capnp from "capnp-es";
 import { ErrorCode, errorName } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS } from "../limits.js";
-import {
-  pointerAt,
-  readData,
-  readStruct,
-  rootStruct,
-  type Segment,
-  singleSegment,
-  writeDataPointer,
-  writeStructPointer,
-} from "./capnp-words.js";
+import { layoutRootAndChild, pointerAt, readData, readRootAndChild, writeData } from "./capnp-words.js";
 import { Request, Request_Which, Response, Response_Which } from "./gen/piccolo.js";
 
 export { Request_Which as OpKind };
@@ -283,19 +274,16 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
  * 128) and pointers key, value.
  */
 function decodeSimpleRequest(frame: ArrayBuffer, maxValueBytes: number): Operation | null {
-  const s = singleSegment(new Uint8Array(frame));
-  if (s === null) return null;
-  const req = rootStruct(s);
-  if (req === null || req.dataWords !== 2 || req.pointers !== 1) return null;
-  const v = s.view;
-  const kind = v.getUint16(req.data + 8, true);
+  const u = readRootAndChild(new Uint8Array(frame), 2, 8);
+  if (u === null) return null;
+  const { s, root: req, which: kind, child: arg } = u;
   const isWrite = kind === Request_Which.PUT || kind === Request_Which.INSERT || kind === Request_Which.UPDATE;
   if (kind !== Request_Which.GET && !isWrite) return null;
-  const arg = readStruct(s, pointerAt(req, 0));
   if (arg === null || arg.dataWords !== (isWrite ? 3 : 0) || arg.pointers !== (isWrite ? 2 : 1)) return null;
   const key = readData(s, pointerAt(arg, 0));
   const value = isWrite ? readData(s, pointerAt(arg, 1)) : EMPTY;
   if (key === null || value === null) return null;
+  const v = s.view;
   const op = blankOperation(v.getBigUint64(req.data, true), kind);
   op.stale = (v.getUint8(req.data + 10) & 1) !== 0;
   if (!checkKey(op, key)) return op;
@@ -364,36 +352,19 @@ function setValue(
   if (p.value !== null && p.value.length > 0) v._initValue(p.value.length).copyBuffer(p.value);
 }
 
-/**
- * A Response whose union holds a struct, laid out by hand in one segment:
- * the root (Response: 3 data words, id at byte 0, discriminant at byte 8;
- * 1 pointer) at word 1, its pointer at word 4 to the struct at word 5, then
- * `tailBytes` after that struct. The caller fills the struct and the tail.
- */
-function simpleResponse(
-  id: bigint,
-  which: number,
-  dataWords: number,
-  pointers: number,
-  tailBytes: number,
-): { out: Uint8Array; seg: Segment; at: number } {
-  const words = 5 + dataWords + pointers + Math.ceil(tailBytes / 8);
-  const out = new Uint8Array(8 + words * 8);
-  const view = new DataView(out.buffer);
-  view.setUint32(4, words, true); // one segment
-  const seg: Segment = { view, start: 8, words };
-  writeStructPointer(seg, 8, 1, 3, 1);
-  view.setBigUint64(16, id, true);
-  view.setUint16(24, which, true);
-  writeStructPointer(seg, 40, 5, dataWords, pointers);
-  return { out, seg, at: 48 };
+/** A Response (3 data words: id at byte 0, discriminant at 8) holding a struct, laid out by hand. */
+function simpleResponse(id: bigint, which: number, dataWords: number, pointers: number, tailBytes: number) {
+  const r = layoutRootAndChild(3, dataWords, pointers, tailBytes);
+  r.seg.view.setBigUint64(r.root, id, true);
+  r.seg.view.setUint16(r.root + 8, which, true);
+  return r;
 }
 
 /** Written (2 data words: version at byte 0, created at bit 64; no pointers). */
 function encodeWritten(id: bigint, version: number, created: boolean): Uint8Array {
-  const { out, seg, at } = simpleResponse(id, Response_Which.WRITTEN, 2, 0, 0);
-  seg.view.setBigUint64(at, BigInt(version), true);
-  seg.view.setUint8(at + 8, created ? 1 : 0);
+  const { out, seg, child } = simpleResponse(id, Response_Which.WRITTEN, 2, 0, 0);
+  seg.view.setBigUint64(child, BigInt(version), true);
+  seg.view.setUint8(child + 8, created ? 1 : 0);
   return out;
 }
 
@@ -401,16 +372,13 @@ function encodeWritten(id: bigint, version: number, created: boolean): Uint8Arra
 function encodeValue(id: bigint, p: PartResult): Uint8Array {
   const found = p.flag !== 0;
   const value = found && p.value !== null ? p.value : EMPTY;
-  const { out, seg, at } = simpleResponse(id, Response_Which.VALUE, 3, 1, value.length);
+  const { out, seg, child, childPtrs, tail } = simpleResponse(id, Response_Which.VALUE, 3, 1, value.length);
   if (found) {
-    seg.view.setUint8(at, 1);
-    seg.view.setBigUint64(at + 8, BigInt(p.version), true);
-    seg.view.setBigUint64(at + 16, BigInt(p.expireAtMs), true);
+    seg.view.setUint8(child, 1);
+    seg.view.setBigUint64(child + 8, BigInt(p.version), true);
+    seg.view.setBigUint64(child + 16, BigInt(p.expireAtMs), true);
   }
-  if (value.length > 0) {
-    writeDataPointer(seg, at + 24, 9, value.length);
-    out.set(value, at + 32);
-  }
+  writeData(seg, out, childPtrs, tail, value);
   return out;
 }
 
