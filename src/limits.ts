@@ -122,6 +122,15 @@ export const SHUTDOWN_GRACE_MS = 5_000;
  */
 export const WAL_MAX_RECORD_BYTES = 32 * 1024 * 1024;
 
+/**
+ * Ceiling for `--max-value-bytes` in cluster mode: a replicated write is one
+ * Raft entry, and one entry must fit in one WAL record (WAL_MAX_RECORD_BYTES)
+ * with its key and command header. A larger setting is refused at start-up;
+ * otherwise a legitimate large write would make the WAL refuse its round and
+ * stop the member.
+ */
+export const REPLICATED_MAX_VALUE_BYTES = WAL_MAX_RECORD_BYTES - MAX_KEY_BYTES - 64 * 1024;
+
 /** A segment file is closed and a new one started once it reaches this size. */
 export const WAL_SEGMENT_BYTES = 64 * 1024 * 1024;
 
@@ -162,13 +171,27 @@ export const CERIALIZER_PROBE_INTERVAL_MS = 250;
 // ---- node-to-node traffic (src/cluster) ------------------------------------
 
 /**
- * Largest peer frame (one RaftBatch). Appends are capped at 1 MiB of entries
- * each by the Raft core, so batches stay far below this; a snapshot of a
- * large partition is the exception, and is refused with the sender told to
- * chunk it (InstallSnapshot in chunks is issue #7's to do). Over it on
- * receipt: the connection is closed and re-established.
+ * Largest peer frame accepted on receipt. Senders keep Raft batches near
+ * PEER_FRAME_TARGET_BYTES, so only a single message bigger than that, a
+ * snapshot of a large partition, comes near it. Over it on receipt: the
+ * connection is closed and re-established (the sender's Raft retries the
+ * snapshot, which fails again: a partition whose snapshot exceeds this cannot
+ * bring a new replica up to date until snapshots travel in chunks; see
+ * docs/cluster.md, "Limits").
  */
 export const PEER_MAX_FRAME_BYTES = 256 * 1024 * 1024;
 
-/** Raft messages in one peer frame. Over it: the sender splits the batch. */
+/**
+ * Raft messages in one peer frame. A sender splits a larger batch into
+ * several frames (peer-codec.ts, encodeRaftFrames); a receiver refuses a
+ * frame over it as malformed (the connection is dropped).
+ */
 export const PEER_MAX_MESSAGES_PER_FRAME = 4_096;
+
+/**
+ * Bytes a sender puts in one peer frame before it starts the next: a round
+ * of catch-up (64 appends in flight per follower per group, up to 1 MiB
+ * each, for every group of a worker) is sent as many frames of about this
+ * size, not one frame of gigabytes. A single larger message travels alone.
+ */
+export const PEER_FRAME_TARGET_BYTES = 4 * 1024 * 1024;

@@ -23,7 +23,8 @@ import { ConfChangeType } from "../raft/config.js";
 import { MessageType } from "../raft/messages.js";
 import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
 import { blockingFs } from "../wal/fs.js";
-import { Wal } from "../wal/wal.js";
+import { Wal, WalError } from "../wal/wal.js";
+import { InvariantError } from "../assert.js";
 import { MultiRaft, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError } from "./multi-raft.js";
 import { PartitionMachine } from "./partition-machine.js";
 import type { GroupMessage } from "./peer-codec.js";
@@ -444,7 +445,8 @@ export class GroupHost {
         }
       }
     } catch (err) {
-      this.out.fatal("log compaction failed; stopping this member", { err: (err as Error).message });
+      const why = whyFatal(err);
+      this.out.fatal(`${why.message} while compacting a log; stopping this member`, why.detail);
       return;
     } finally {
       this.running = false;
@@ -508,13 +510,33 @@ export class GroupHost {
           this.reportRoutes();
         } while (this.again && !this.closed);
       } catch (err) {
-        // A failed WAL (WAL_FAILED) or a broken invariant: this member cannot go on safely.
-        this.out.fatal("cluster storage failed; stopping this member", { err: (err as Error).message });
+        const why = whyFatal(err);
+        this.out.fatal(`${why.message} in a Raft round; stopping this member`, why.detail);
       } finally {
         this.running = false;
       }
     })();
   }
+}
+
+/**
+ * What stops a member, said plainly for its last log line. A member stops
+ * itself only when it cannot go on safely: its disk failed (the WAL refuses
+ * every write after a failed fsync, decision 0153), or an invariant broke
+ * (state it can no longer trust). Anything else thrown from a round is a bug
+ * of the same weight as a broken invariant, and is named as such; load never
+ * throws here (limits that traffic can reach split, slow down or retry).
+ */
+export function whyFatal(err: unknown): { message: string; detail: object } {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const detail = { err: e.message, stack: e.stack };
+  if (e instanceof WalError && e.code === "WAL_FAILED")
+    return {
+      message: "the write-ahead log failed (WAL_FAILED: the disk or file system refused a write or fsync)",
+      detail,
+    };
+  if (e instanceof InvariantError) return { message: "an invariant broke", detail };
+  return { message: `an unexpected ${e.name} (a bug: treated as a broken invariant)`, detail };
 }
 
 export function errorResult(code: number): Uint8Array {

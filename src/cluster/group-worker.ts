@@ -14,7 +14,7 @@ import { initHash } from "../hash.js";
 import { GroupHost, type HostOptions, type HostOut } from "./group-host.js";
 import { type HostRecord, In, jsonBytes, Out, parseJson, RecordReader, RecordWriter } from "./host-channel.js";
 import type { Control } from "./host-link.js";
-import { type DecodedFrame, decodePeerFrame, encodeRaftBatch } from "./peer-codec.js";
+import { type DecodedFrame, decodePeerFrame, encodeRaftFrames } from "./peer-codec.js";
 
 export interface GroupWorkerData {
   options: HostOptions;
@@ -26,7 +26,9 @@ async function main(data: GroupWorkerData): Promise<void> {
   const out = new RecordWriter(data.notifyRing);
   let input: RecordReader | null = null;
   const hostOut: HostOut = {
-    send: (to, messages) => out.write(Out.Send, to, 0, 0, encodeRaftBatch(messages)),
+    send: (to, messages) => {
+      for (const frame of encodeRaftFrames(messages)) out.write(Out.Send, to, 0, 0, frame);
+    },
     flush: () => out.flush(),
     takeInput: () => input?.poll(),
     route: (r) => out.write(Out.Route, r.group, r.replica ? 1 : 0, r.leader),

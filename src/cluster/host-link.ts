@@ -17,7 +17,7 @@ import {
 } from "./group-host.js";
 import type { GroupWorkerData } from "./group-worker.js";
 import { In, jsonBytes, Out, parseJson, RecordReader, RecordWriter } from "./host-channel.js";
-import { encodeRaftBatch, type GroupMessage } from "./peer-codec.js";
+import { encodeRaftBatch, encodeRaftFrames, type GroupMessage } from "./peer-codec.js";
 
 /** What the IO thread does with what a host says. */
 export interface LinkEvents {
@@ -48,7 +48,9 @@ export class InlineHostLink implements HostLink {
 
   static async open(o: HostOptions, events: LinkEvents): Promise<InlineHostLink> {
     const out: HostOut = {
-      send: (to, messages) => events.sendFrame(to, encodeRaftBatch(messages)),
+      send: (to, messages) => {
+        for (const frame of encodeRaftFrames(messages)) events.sendFrame(to, frame);
+      },
       flush: () => {}, // the WAL does not block this thread: frames leave at the end of the turn
       takeInput: () => {}, // nor does anything wait: what arrives is handled as it arrives
       route: (r) => events.route(r),
@@ -181,6 +183,7 @@ export class WorkerHostLink implements HostLink {
   }
 
   step(messages: GroupMessage[]): void {
+    // A share of one decoded peer frame: within a frame's message limit, and the ring fragments any size.
     this.toWorker.write(In.Step, 0, 0, 0, encodeRaftBatch(messages));
   }
 

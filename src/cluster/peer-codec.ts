@@ -10,7 +10,7 @@
  */
 import * as capnp from "capnp-es";
 import { assert } from "../assert.js";
-import { PEER_MAX_MESSAGES_PER_FRAME } from "../limits.js";
+import { PEER_FRAME_TARGET_BYTES, PEER_MAX_MESSAGES_PER_FRAME } from "../limits.js";
 import {
   isNullPointer,
   layoutRootAndChild,
@@ -225,7 +225,46 @@ function encodeSimpleBatch(messages: readonly GroupMessage[], small: number, app
   return out;
 }
 
-/** One frame with all of `messages` (the caller keeps batches under PEER_MAX_MESSAGES_PER_FRAME). */
+/** About how many bytes a message takes in a frame (exact for records; a snapshot's data plus its struct). */
+function frameBytesOf(x: Message): number {
+  if (isSmall(x)) return SMALL_RECORD_BYTES;
+  let n = APPEND_HEADER_BYTES;
+  for (const e of x.entries) n += pad8(ENTRY_HEADER_BYTES + e.data.length);
+  if (x.snapshot !== null) n += x.snapshot.data.length + 8 * (x.snapshot.meta.voters.length + 32);
+  return n;
+}
+
+/**
+ * `messages` for one peer as frames: one frame in the common case; several
+ * when the batch has more than PEER_MAX_MESSAGES_PER_FRAME messages or more
+ * than PEER_FRAME_TARGET_BYTES of them (a round of catch-up after a restart
+ * or a pause: every group's appends for a follower that fell behind). Frames
+ * keep the messages' order. A sender never refuses its own batch: legitimate
+ * traffic must never stop a member. An empty batch is one empty frame (the
+ * keep-alive ping).
+ */
+export function encodeRaftFrames(messages: readonly GroupMessage[]): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  let from = 0;
+  let bytes = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const size = frameBytesOf(messages[i]!.message);
+    if (i > from && (i - from === PEER_MAX_MESSAGES_PER_FRAME || bytes + size > PEER_FRAME_TARGET_BYTES)) {
+      frames.push(encodeRaftBatch(messages.slice(from, i)));
+      from = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (from === 0) frames.push(encodeRaftBatch(messages));
+  else frames.push(encodeRaftBatch(messages.slice(from)));
+  return frames;
+}
+
+/**
+ * One frame with all of `messages`. Throws when they are more than a frame
+ * may hold: callers with a batch of any size use encodeRaftFrames.
+ */
 export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
   if (messages.length > PEER_MAX_MESSAGES_PER_FRAME)
     throw new PeerProtocolError(

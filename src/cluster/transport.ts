@@ -10,13 +10,18 @@
  *   member list and partition count) and its member id. A peer configured
  *   differently, or claiming to be someone it is not, is refused: the
  *   connection is closed and the refusal logged and counted.
- * - Sends never block. Each peer has a bounded send queue
- *   (PEER_MAX_QUEUED_BYTES); while a peer is unreachable or slow, frames that
- *   do not fit are dropped and counted (stats().dropped). That is Raft's
- *   contract with its network: messages may be lost, and the protocol
- *   retransmits (heartbeats, probes, appends from the match index), so a
- *   dead or slow peer costs bounded memory and never holds up the others.
- *   etcd's rafthttp makes the same choice.
+ * - Sends never block. A frame for a peer that is not connected (down, or
+ *   not yet greeted) is dropped at once, and counted (stats().dropped); a
+ *   connected peer has a bounded send queue (PEER_MAX_QUEUED_BYTES), and
+ *   frames that do not fit while it is slow (or paused) are dropped and
+ *   counted too. That is Raft's contract with its network: messages may be
+ *   lost, and the protocol retransmits (heartbeats, probes, appends from the
+ *   match index), so a dead or slow peer costs bounded memory and never
+ *   holds up the others. etcd's rafthttp makes the same choice. Queuing for
+ *   a dead peer instead (as this transport once did) stores stale traffic
+ *   and delivers it all at once when the peer returns: a member restarted
+ *   after ten seconds received thousands of stale heartbeats per group in
+ *   one burst, and answered them all.
  * - Receiving decodes each frame strictly (src/cluster/peer-codec.ts); a
  *   malformed frame closes that connection (and only it).
  *
@@ -43,6 +48,7 @@ import {
   encodeHello,
   isRaftFrame,
   encodeRaftBatch,
+  encodeRaftFrames,
   type GroupMessage,
   PeerProtocolError,
 } from "./peer-codec.js";
@@ -209,20 +215,31 @@ export class PeerTransport {
   }
 
   /**
-   * Queues one frame with `messages` for a peer. Returns false when the
-   * frame was dropped (queue full, unknown peer, or blocked by a test fault).
+   * Queues `messages` for a peer, as one frame or several (encodeRaftFrames).
+   * Returns false when a frame was dropped (queue full, unknown peer, or
+   * blocked by a test fault): Raft resends what a lost frame carried.
    */
   send(to: number, messages: readonly GroupMessage[]): boolean {
     if (messages.length === 0) return false;
-    return this.sendFrame(to, encodeRaftBatch(messages));
+    let queued = true;
+    for (const frame of encodeRaftFrames(messages)) queued = this.sendFrame(to, frame) && queued;
+    return queued;
   }
 
   /** Queues one encoded frame for a peer; false when dropped (as send()). */
   sendFrame(to: number, frame: Uint8Array): boolean {
     const p = this.peers.get(to);
     if (p === undefined || this.stopped || this.blockedOut.has(to)) return false;
+    if (!p.ready) {
+      // Not connected: whatever this frame says will be stale by the time the peer is back.
+      p.stats.dropped++;
+      return false;
+    }
     // Bytes waiting: ours, and those the socket has taken but the peer has not read (a slow peer).
-    if (p.queuedBytes + (p.socket?.writableLength ?? 0) + frame.length > this.maxQueuedBytes) {
+    // A frame larger than the whole limit (a big partition's snapshot) is taken when nothing waits,
+    // so it goes out alone instead of never: the limit bounds the queue, not one message.
+    const waiting = p.queuedBytes + (p.socket?.writableLength ?? 0);
+    if (waiting > 0 && waiting + frame.length > this.maxQueuedBytes) {
       p.stats.dropped++;
       return false;
     }

@@ -4,7 +4,7 @@
  * on 127.0.0.1:7700 with one shard per core.
  */
 import { availableParallelism } from "node:os";
-import { DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING } from "../limits.js";
+import { DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING, REPLICATED_MAX_VALUE_BYTES } from "../limits.js";
 
 export interface NodeConfig {
   host: string;
@@ -91,16 +91,22 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     return env[SERVER_FLAGS[name].env] ?? SERVER_FLAGS[name].default;
   };
   const shardsRaw = pick("shards");
+  const maxValueBytes = int("max-value-bytes", pick("max-value-bytes"), 1, MAX_VALUE_BYTES_CEILING);
+  const cluster = clusterConfig(pick);
+  if (cluster !== null && maxValueBytes > REPLICATED_MAX_VALUE_BYTES)
+    throw new ConfigError(
+      `--max-value-bytes must be at most ${REPLICATED_MAX_VALUE_BYTES} in cluster mode (a replicated write must fit in one WAL record), got ${maxValueBytes}`,
+    );
   return {
     host: pick("host"),
     port: int("port", pick("port"), 0, 65535),
     shards: shardsRaw === "cores" ? availableParallelism() : int("shards", shardsRaw, 0, 256),
-    maxValueBytes: int("max-value-bytes", pick("max-value-bytes"), 1, MAX_VALUE_BYTES_CEILING),
+    maxValueBytes,
     logLevel: pick("log-level"),
     pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),
     requirePass: pick("requirepass") === "" ? null : pick("requirepass"),
-    cluster: clusterConfig(pick),
+    cluster,
   };
 }
 

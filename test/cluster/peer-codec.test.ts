@@ -9,10 +9,12 @@ import {
   decodePeerFrame,
   encodeHello,
   encodeRaftBatch,
+  encodeRaftFrames,
   type GroupMessage,
   PeerProtocolError,
   SMALL_RECORD_BYTES,
 } from "../../src/cluster/peer-codec.js";
+import { PEER_FRAME_TARGET_BYTES, PEER_MAX_MESSAGES_PER_FRAME } from "../../src/limits.js";
 import { PeerFrame } from "../../src/protocol/gen/piccolo.js";
 import { type Message, MessageType, message } from "../../src/raft/messages.js";
 import { EntryType } from "../../src/raft/types.js";
@@ -83,6 +85,53 @@ describe("peer codec", () => {
       }),
       { numRuns: 300, seed: 42 },
     );
+  });
+
+  it("a batch of any size leaves as frames within the limits, in order (a member never refuses its own traffic)", () => {
+    const decodeAll = (frames: Uint8Array[]) =>
+      frames.flatMap((f) => {
+        const d = decodePeerFrame(buf(f));
+        assert.equal(d.kind, "raft");
+        return d.kind === "raft" ? d.messages : [];
+      });
+    // The batch that once stopped a restarted member: thousands of heartbeat answers for one peer.
+    const answers: GroupMessage[] = Array.from({ length: 9_511 }, (_, i) => ({
+      group: i % 32,
+      message: message({ type: MessageType.HeartbeatResp, from: 2, to: 1, term: 3, context: i }),
+    }));
+    const frames = encodeRaftFrames(answers);
+    assert.equal(frames.length, Math.ceil(9_511 / PEER_MAX_MESSAGES_PER_FRAME));
+    assert.deepEqual(decodeAll(frames), answers);
+    // Catch-up: 64 appends of ~1 MiB each; frames stay near the byte target, none has two past it.
+    const mib = new Uint8Array(1024 * 1024 - 200);
+    const appends: GroupMessage[] = Array.from({ length: 64 }, (_, i) => ({
+      group: i,
+      message: message({
+        type: MessageType.App,
+        from: 1,
+        to: 2,
+        term: 3,
+        index: 10,
+        entries: [{ index: 11, term: 3, type: EntryType.Normal, data: mib }],
+      }),
+    }));
+    const big = encodeRaftFrames(appends);
+    assert.ok(big.length >= 64 / Math.floor(PEER_FRAME_TARGET_BYTES / (1024 * 1024)), `${big.length} frames`);
+    for (const f of big) assert.ok(f.length <= PEER_FRAME_TARGET_BYTES + 4096, `a frame of ${f.length} bytes`);
+    assert.deepEqual(
+      decodeAll(big).map((g) => g.group),
+      appends.map((g) => g.group),
+    );
+    // A single message bigger than the target travels alone; an empty batch is one empty frame (a ping).
+    const huge = {
+      ...appends[0]!,
+      message: {
+        ...appends[0]!.message,
+        entries: [{ index: 11, term: 3, type: EntryType.Normal, data: new Uint8Array(PEER_FRAME_TARGET_BYTES * 2) }],
+      },
+    };
+    assert.equal(encodeRaftFrames([appends[1]!, huge, appends[2]!]).length, 3);
+    assert.deepEqual(decodeAll(encodeRaftFrames([])), []);
   });
 
   it("small messages travel as records; a malformed record closes nothing but is refused", () => {

@@ -3,10 +3,11 @@
 // a misconfigured peer is refused, a dead peer costs bounded memory, and
 // the test-only fault hook partitions members one way or both.
 import assert from "node:assert/strict";
+import { createServer, type Socket } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Member, parseMembers } from "../../src/cluster/placement.js";
-import type { GroupMessage } from "../../src/cluster/peer-codec.js";
+import { encodeHello, type GroupMessage } from "../../src/cluster/peer-codec.js";
 import { clusterIdOf, PeerTransport } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
 import { message } from "../../src/raft/messages.js";
@@ -96,7 +97,7 @@ describe("peer transport", () => {
       await sleep(300);
       assert.equal(a.t.stats()[0]!.connected, false);
       assert.equal(b.t.stats()[0]!.connected, false);
-      assert.equal(a.t.send(2, [msg(1, 1, 2, 1)]), true, "queued, not sent");
+      assert.equal(a.t.send(2, [msg(1, 1, 2, 1)]), false, "dropped: the peer is not connected");
       await sleep(100);
       assert.equal(b.got.length, 0);
     } finally {
@@ -105,25 +106,45 @@ describe("peer transport", () => {
     }
   });
 
-  it("a dead peer costs bounded memory: frames beyond the queue limit are dropped and counted", async () => {
+  it("a dead peer costs nothing: frames for it are dropped and counted, not stored for its return", async () => {
     const ms = await cluster(2);
-    const a = new PeerTransport({
-      self: ms[0]!,
-      members: ms,
-      clusterId: 1n,
-      onMessages: () => {},
-      maxQueuedBytes: 10_000,
-    });
+    const a = new PeerTransport({ self: ms[0]!, members: ms, clusterId: 1n, onMessages: () => {} });
     await a.start();
     try {
+      for (let i = 0; i < 1000; i++) assert.equal(a.send(2, [msg(1, 1, 2, i)]), false);
+      const s = a.stats()[0]!;
+      assert.equal(s.dropped, 1000);
+      assert.equal(s.queuedBytes, 0);
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it("a connected peer that does not read costs bounded memory: frames beyond the queue limit are dropped", async () => {
+    const ms = await cluster(2);
+    const clusterId = clusterIdOf(ms, 64, hash32);
+    // Member 2 is a raw socket that greets as a peer should, then never reads.
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => {
+      sockets.push(s);
+      s.write(encodeHello(clusterId, 2));
+      s.pause();
+    });
+    await new Promise<void>((r) => silent.listen(ms[1]!.port, "127.0.0.1", r));
+    const a = new PeerTransport({ self: ms[0]!, members: ms, clusterId, onMessages: () => {}, maxQueuedBytes: 10_000 });
+    await a.start();
+    try {
+      await until("connected", () => a.isConnected(2));
       let accepted = 0;
       for (let i = 0; i < 1000; i++) if (a.send(2, [msg(1, 1, 2, i)])) accepted++;
       const s = a.stats()[0]!;
-      assert.ok(accepted < 1000 && accepted > 0);
+      assert.ok(accepted < 1000 && accepted > 0, `${accepted} accepted`);
       assert.equal(s.dropped, 1000 - accepted);
       assert.ok(s.queuedBytes <= 10_000);
     } finally {
       await a.stop();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
     }
   });
 
