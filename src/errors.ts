@@ -26,15 +26,24 @@ export const ErrorCode = {
   INVALID_ARGUMENT: 9,
   /** Multi-key request over MAX_BATCH_KEYS. */
   TOO_MANY_KEYS: 10,
-  /** The node is shutting down and takes no new requests. */
+  /** The node is shutting down: the request was not carried out (retry on another member). */
   SHUTTING_DOWN: 11,
-  /** Client side: no answer within the timeout. */
+  /**
+   * The outcome is unknown: no answer within the deadline (client or
+   * server side), or the leader that took a write lost leadership before
+   * it could say whether the write committed. A write may or may not have
+   * been applied, and may still be applied later; a read changed nothing.
+   */
   TIMEOUT: 12,
   /** Client side: the connection is closed or could not be made. */
   CONNECTION_CLOSED: 13,
   /** Authentication required or failed. */
   NOAUTH: 14,
-  /** Cluster: this node does not lead the key's partition (carries a hint). */
+  /**
+   * Cluster: this node does not lead the key's partition (carries a hint).
+   * Nothing was applied. Members forward to the leader themselves, so a
+   * client sees it only from a request that names a member's own role.
+   */
   NOT_LEADER: 15,
   /** An internal error: a bug. The request failed; the node keeps serving. */
   INTERNAL: 16,
@@ -44,6 +53,12 @@ export const ErrorCode = {
   NOT_A_FLOAT: 18,
   /** An increment would overflow, or produce NaN or Infinity. */
   OVERFLOW: 19,
+  /**
+   * Cluster: no leader for the key's partition could be reached before the
+   * request's deadline (an election that did not finish, a majority that is
+   * down or cut off). Nothing was applied: safe to retry.
+   */
+  UNAVAILABLE: 20,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -61,9 +76,16 @@ export class PiccoloError extends Error {
   override name = "PiccoloError";
   readonly code: ErrorCode;
   readonly codeName: string;
-  constructor(code: ErrorCode, message: string) {
+  /**
+   * The request never left this process (the client could not connect, or
+   * was closed): whatever the code, nothing was applied. False when it may
+   * have reached the node.
+   */
+  readonly unsent: boolean;
+  constructor(code: ErrorCode, message: string, unsent = false) {
     super(`${errorName(code)}: ${message}`);
     this.code = code;
     this.codeName = errorName(code);
+    this.unsent = unsent;
   }
 }

@@ -8,7 +8,8 @@
  *
  * The catalogue is the contract: types are never renamed or reused.
  */
-import { ErrorCode, errorName, PiccoloError } from "../errors.js";
+import { errorName, PiccoloError } from "../errors.js";
+import { outcomeOf } from "../outcomes.js";
 import { JsonSchemaError } from "../protocol/json.js";
 
 export const PROBLEM_BASE = "urn:piccolo:problem:";
@@ -35,6 +36,10 @@ export const PROBLEMS = {
   "node-unavailable": { status: 503, title: "The node that owns the key is unreachable" },
   overloaded: { status: 503, title: "Too many requests are in flight to the node" },
   "node-timeout": { status: 504, title: "The node did not answer in time; a write may or may not have been applied" },
+  unavailable: {
+    status: 503,
+    title: "No leader for the key's partition could be reached in time; nothing was applied",
+  },
   "node-error": { status: 502, title: "The node refused the request" },
   internal: { status: 500, title: "Internal error in the gateway" },
 } as const;
@@ -72,37 +77,30 @@ export class Problem extends Error {
 export const RETRY_AFTER_SECONDS = 1;
 
 /**
- * A store error as a problem. Condition failures (NOT_FOUND on a
- * conditional write, ALREADY_EXISTS, VERSION_MISMATCH) are the caller's to
- * map, since whether they mean 404 or 412 depends on the route.
+ * A store error as a problem, by the outcome table (src/outcomes.ts): each
+ * node error code has its problem type, and the body carries the code's
+ * stable name in `code`. Condition failures (NOT_FOUND on a conditional
+ * write, ALREADY_EXISTS, VERSION_MISMATCH) are the caller's to map where
+ * the route gives them another meaning (404 or 412).
+ *
+ * For a write (`write`: the request could change data), every failure whose
+ * outcome is unknown, a timeout, a connection lost with the request in
+ * flight, an internal error, is answered as node-timeout (504, "a write may
+ * or may not have been applied") with `applied: "maybe"`; the others say
+ * `applied: "no"`, so a client knows what is safe to retry. A read changed
+ * nothing either way.
  */
-export function problemFromError(err: unknown): Problem {
+export function problemFromError(err: unknown, write = false): Problem {
   if (err instanceof Problem) return err;
   if (err instanceof JsonSchemaError) return new Problem("invalid-rpc-field", err.message, { field: err.path });
   if (err instanceof PiccoloError) {
-    const code = { code: errorName(err.code) };
-    switch (err.code) {
-      case ErrorCode.NOT_FOUND:
-        return new Problem("not-found", err.message, code);
-      case ErrorCode.ALREADY_EXISTS:
-      case ErrorCode.VERSION_MISMATCH:
-        return new Problem("precondition-failed", err.message, code);
-      case ErrorCode.KEY_TOO_LARGE:
-        return new Problem("invalid-key", err.message, code);
-      case ErrorCode.VALUE_TOO_LARGE:
-        return new Problem("value-too-large", err.message, code);
-      case ErrorCode.INVALID_ARGUMENT:
-      case ErrorCode.TOO_MANY_KEYS:
-      case ErrorCode.UNKNOWN_OPERATION:
-        return new Problem("invalid-argument", err.message, code);
-      case ErrorCode.CONNECTION_CLOSED:
-      case ErrorCode.SHUTTING_DOWN:
-        return new Problem("node-unavailable", err.message, code, { "retry-after": String(RETRY_AFTER_SECONDS) });
-      case ErrorCode.TIMEOUT:
-        return new Problem("node-timeout", err.message, code);
-      default:
-        return new Problem("node-error", err.message, code);
-    }
+    const o = outcomeOf(err.code);
+    const maybe = write && o.applied === "maybe" && !err.unsent;
+    const type = (maybe ? "node-timeout" : o.problem) as ProblemType;
+    const extra = { code: errorName(err.code), ...(write ? { applied: maybe ? "maybe" : "no" } : {}) };
+    const retry: Record<string, string> =
+      PROBLEMS[type].status === 503 ? { "retry-after": String(RETRY_AFTER_SECONDS) } : {};
+    return new Problem(type, err.message, extra, retry);
   }
   return new Problem("internal", "internal error in the gateway; see its log");
 }

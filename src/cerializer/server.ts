@@ -172,7 +172,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   });
 
   app.setErrorHandler((err: FastifyError | Error, req, reply) => {
-    const p = toProblem(err);
+    const p = toProblem(err, req.method !== "GET" && req.method !== "HEAD");
     if (p.status >= 500 && p.type === "internal") req.log.error({ err }, "internal error");
     for (const [k, v] of Object.entries(p.headers)) reply.header(k, v);
     return reply
@@ -222,7 +222,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   };
 }
 
-function toProblem(err: FastifyError | Error): Problem {
+function toProblem(err: FastifyError | Error, write: boolean): Problem {
   if (err instanceof Problem) return err;
   const f = err as FastifyError;
   if (f.validation !== undefined)
@@ -241,5 +241,5 @@ function toProblem(err: FastifyError | Error): Problem {
   if (err instanceof SyntaxError) return new Problem("invalid-json", err.message);
   if (typeof f.statusCode === "number" && f.statusCode >= 400 && f.statusCode < 500)
     return new Problem("invalid-request", err.message);
-  return problemFromError(err);
+  return problemFromError(err, write);
 }

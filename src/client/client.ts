@@ -152,7 +152,7 @@ export class PiccoloClient {
       const s = connect({ host: this.host, port: this.port, noDelay: true });
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new PiccoloError(ErrorCode.CONNECTION_CLOSED, `connect to ${this.host}:${this.port} timed out`));
+        reject(new PiccoloError(ErrorCode.CONNECTION_CLOSED, `connect to ${this.host}:${this.port} timed out`, true));
       }, this.connectTimeoutMs);
       s.once("connect", () => {
         clearTimeout(timer);
@@ -171,7 +171,11 @@ export class PiccoloClient {
       s.once("error", (err) => {
         clearTimeout(timer);
         reject(
-          new PiccoloError(ErrorCode.CONNECTION_CLOSED, `cannot connect to ${this.host}:${this.port}: ${err.message}`),
+          new PiccoloError(
+            ErrorCode.CONNECTION_CLOSED,
+            `cannot connect to ${this.host}:${this.port}: ${err.message}`,
+            true,
+          ),
         );
       });
     }).finally(() => {
@@ -245,7 +249,7 @@ export class PiccoloClient {
 
   /** Sends the request `encode` lays out for an id, and resolves with the response frame. */
   private async callFrame(encode: (id: number) => Uint8Array): Promise<ArrayBuffer> {
-    if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed");
+    if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed", true);
     return this.send(await this.open(), encode);
   }
 

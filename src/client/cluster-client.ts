@@ -164,7 +164,11 @@ export class PiccoloClusterClient {
   private stale(err: unknown): boolean {
     return (
       err instanceof PiccoloError &&
-      (err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.NOT_LEADER)
+      (err.code === ErrorCode.CONNECTION_CLOSED ||
+        err.code === ErrorCode.TIMEOUT ||
+        err.code === ErrorCode.NOT_LEADER ||
+        err.code === ErrorCode.UNAVAILABLE ||
+        err.code === ErrorCode.SHUTTING_DOWN)
     );
   }
 

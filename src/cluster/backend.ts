@@ -9,10 +9,13 @@
  *     serves any key, on every protocol, because forwarding happens below the
  *     protocols, at the shard-command level);
  *   - held while a partition has no known leader (an election), and answered
- *     with NOT_LEADER if none appears before CLUSTER_REQUEST_DEADLINE_MS.
- * A write whose outcome cannot be known (its leader was deposed before it
- * committed) is answered with TIMEOUT: the client must treat it as
- * "possibly applied", as the native client documents.
+ *     with UNAVAILABLE if none is reached before CLUSTER_REQUEST_DEADLINE_MS
+ *     (nothing was applied: safe to retry), or SHUTTING_DOWN if this member
+ *     stops first.
+ * A write whose outcome cannot be known (it was sent to a leader that did
+ * not answer, or its leader was deposed before it committed) is answered
+ * with TIMEOUT: "possibly applied" (src/outcomes.ts). A read never answers
+ * TIMEOUT from here: one that got no answer is retried until the deadline.
  *
  * The Raft groups themselves live on group hosts (src/cluster/group-host.ts),
  * one per shard worker thread (decision 0189), or one on this thread with
@@ -349,7 +352,7 @@ export class ClusterShards implements ShardBackend {
       c.op === Op.STATS || stale
         ? this.hostOf(partition)
             .serve(partition, ServeMode.Local, bytes)
-            .then((o) => (o.kind === "result" ? o.result : errorResult(ErrorCode.NOT_LEADER)))
+            .then((o) => (o.kind === "result" ? o.result : errorResult(ErrorCode.UNAVAILABLE)))
         : this.execute(partition, bytes, write);
     void p.then((result) => {
       this.inFlight--;
@@ -509,7 +512,8 @@ export class ClusterShards implements ShardBackend {
       if (!this.routes[group]!.replica) this.hints.set(group, outcome.leader);
       if (outcome.leader === 0 || outcome.leader === leader) await this.pause();
     }
-    return errorResult(write ? ErrorCode.TIMEOUT : ErrorCode.NOT_LEADER);
+    // Every path that may have proposed the command returned above: this one certainly did not.
+    return errorResult(this.closed ? ErrorCode.SHUTTING_DOWN : ErrorCode.UNAVAILABLE);
   }
 
   /**

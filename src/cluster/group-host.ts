@@ -278,7 +278,8 @@ export class GroupHost {
       const p = this.mr.readIndex(group);
       this.kick();
       const ok = await withDeadline(p, deadline);
-      if (ok === null) return { kind: "result", result: errorResult(ErrorCode.NOT_LEADER) };
+      // No quorum confirmed the leadership in time: nothing was read, and nothing changed.
+      if (ok === null) return { kind: "result", result: errorResult(ErrorCode.UNAVAILABLE) };
       return { kind: "result", result: this.sm.read(group, command, Date.now()) };
     } catch (err) {
       // Not the leader after all, or a leadership transfer is under way: the caller retries.

@@ -4,7 +4,8 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import type { Socket } from "node:net";
-import { ErrorCode } from "../errors.js";
+import { ErrorCode, errorName } from "../errors.js";
+import { outcomeOf } from "../outcomes.js";
 import { MAX_SCAN_COUNT } from "../limits.js";
 import {
   decodeRequest,
@@ -183,6 +184,9 @@ export class NativeRequest extends InFlight {
   onResult(part: number, r: Result, d: Dispatcher): void {
     const op = this.op;
     if (this.parts === null) {
+      // A failure (src/outcomes.ts) is an error whatever the operation: a scan that failed is not "no keys".
+      if (r.status !== ErrorCode.OK && op.kind === OpKind.SCAN)
+        return this.finish(encodeError(op.id, r.status, outcomeOf(r.status).text));
       if (op.kind === OpKind.SCAN) {
         const shardDone = r.num === 0;
         const next = shardDone
@@ -201,6 +205,23 @@ export class NativeRequest extends InFlight {
   private complete(d: Dispatcher): void {
     const op = this.op;
     const parts = this.parts!;
+    const failed = parts.findIndex((p) => p.status !== ErrorCode.OK);
+    if (failed >= 0) {
+      const status = parts[failed]!.status;
+      // Some keys of an mput/mdel written, another failed: the request as a whole is neither done nor
+      // undone, which the caller must hear as "outcome unknown", whatever the failure was.
+      const partly =
+        op.kind !== OpKind.MGET && op.kind !== OpKind.STATS && parts.some((p) => p.status === ErrorCode.OK);
+      if (partly)
+        return this.finish(
+          encodeError(
+            op.id,
+            ErrorCode.TIMEOUT,
+            `partly applied: ${parts.filter((p) => p.status === ErrorCode.OK).length} of ${parts.length} keys written; key ${failed} failed: ${errorName(status)}: ${outcomeOf(status).text}`,
+          ),
+        );
+      return this.finish(encodeError(op.id, status, outcomeOf(status).text));
+    }
     if (op.kind === OpKind.STATS) {
       const rows = parts.map((p, shard) => statsRow(shard, p.value!));
       return this.finish(encodeStats(op.id, rows, Date.now() - d.startedMs, d.connections));

@@ -11,8 +11,9 @@
  * Nothing here knows about sockets or shards.
  */
 import * as capnp from "capnp-es";
-import { ErrorCode, errorName } from "../errors.js";
+import { ErrorCode } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS } from "../limits.js";
+import { outcomeOf } from "../outcomes.js";
 import { layoutRootAndChild, pointerAt, readData, readRootAndChild, writeData } from "./capnp-words.js";
 import { Request, Request_Which, Response, Response_Which } from "./gen/piccolo.js";
 
@@ -331,14 +332,9 @@ export function encodeError(id: bigint, code: number, message: string, version =
   return frameOf(m);
 }
 
-const defaultMessages: Record<number, string> = {
-  [ErrorCode.NOT_FOUND]: "no such key",
-  [ErrorCode.ALREADY_EXISTS]: "key already exists",
-  [ErrorCode.VERSION_MISMATCH]: "version does not match",
-};
-
+/** The message sent with an error code: the outcome table's sentence (src/outcomes.ts). */
 export function messageFor(code: number): string {
-  return defaultMessages[code] ?? errorName(code);
+  return outcomeOf(code).text;
 }
 
 function setValue(

@@ -1,7 +1,7 @@
 /**
  * Argument parsing shared by the Redis commands, with Redis's error texts.
  */
-import { ErrorCode } from "../errors.js";
+import { respErrorText } from "../outcomes.js";
 import { parseInteger } from "../shard/numbers.js";
 
 const dec = new TextDecoder();
@@ -34,18 +34,9 @@ export function int(b: Uint8Array): number | null {
   return Number(n);
 }
 
-/** Redis's reply text for a shard's error code. */
+/** Redis's reply text for a data outcome a handler answers as an error (NOT_AN_INTEGER...; src/outcomes.ts). */
 export function errorText(code: number): string {
-  switch (code) {
-    case ErrorCode.NOT_AN_INTEGER:
-      return E.notInteger;
-    case ErrorCode.NOT_A_FLOAT:
-      return E.notFloat;
-    case ErrorCode.VALUE_TOO_LARGE:
-      return E.tooBig;
-    default:
-      return `ERR ${code}`;
-  }
+  return respErrorText(code, false);
 }
 
 /**

@@ -3,12 +3,22 @@
  * to talk to shards: one() for a single command, many() for a fan-out whose
  * results are gathered in order, everyShard() for node-wide commands.
  * A handler may chain steps: the callback of one() can call one() again.
+ *
+ * Failures never reach a handler. A handler sees only OK and the data
+ * outcomes of its shard op (isDataOutcome: SET NX's "already exists", and
+ * so on), which it gives their Redis shapes. Any other status (a deadline,
+ * no leader, shutting down: src/outcomes.ts) is answered here as an error,
+ * once for the whole command, so no handler can turn a failed read into
+ * nil or a failed write into OK. A write whose outcome is unknown answers
+ * -UNCERTAIN, and so does a command that fails after one of its writes was
+ * applied (a fan-out's other parts, an earlier step of RENAME).
  */
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES } from "../limits.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "../io/dispatch.js";
 import { copyResult } from "../io/native.js";
 import type { PartResult } from "../protocol/codec.js";
-import { type CommandFields, FLAG_STALE_READ, isWrite, type Op, type Result } from "../shard/command.js";
+import { respErrorText } from "../outcomes.js";
+import { type CommandFields, FLAG_STALE_READ, isDataOutcome, isWrite, type Op, type Result } from "../shard/command.js";
 import * as reply from "./reply.js";
 
 export interface RespSession {
@@ -44,6 +54,13 @@ export class RespRequest extends InFlight {
   private parts: PartResult[] | null = null;
   private gathered: ((parts: PartResult[]) => void) | null = null;
   private holding = false;
+  /** The op of the command last set up with cmd(). */
+  private lastOp: Op = 0 as Op;
+  /** The op one()'s continuation waits on; the op of each part of many()/everyShard(). */
+  private continuationOp: Op = 0 as Op;
+  private partOps: Op[] = [];
+  /** A write of this command was applied (an earlier step, or a part of a fan-out). */
+  private applied = false;
   /**
    * This command's reads carry FLAG_STALE_READ: the connection sent READONLY
    * and the command is read-only. (Tied to the Redis command's own flag, not
@@ -77,22 +94,30 @@ export class RespRequest extends InFlight {
     this.finish(reply.error(text));
   }
 
+  /** Answers a failure status (src/outcomes.ts) of a command with op `op`. */
+  private fail(status: number, op: Op): void {
+    this.error(respErrorText(status, isWrite(op), this.applied));
+  }
+
   /** A fresh command; set its fields, then pass it to one()/many(). */
   cmd(op: Op): CommandFields {
     const c = this.d.begin(op, this.nowMs);
     if (this.stale && !isWrite(op)) c.flags = FLAG_STALE_READ;
+    this.lastOp = op;
     return c;
   }
 
   /** Sends the command (already set up with cmd()) for `key`; `then` gets its result. */
   one(key: Uint8Array, then: (r: Result) => void): void {
     this.continuation = then;
+    this.continuationOp = this.lastOp;
     this.d.sendKey(this, 0, key);
   }
 
   /** As one(), to a given shard (SCAN walks shards by number). */
   oneAt(shard: number, key: Uint8Array, then: (r: Result) => void): void {
     this.continuation = then;
+    this.continuationOp = this.lastOp;
     this.d.send(shard, this, 0, key);
   }
 
@@ -102,11 +127,13 @@ export class RespRequest extends InFlight {
    */
   many(n: number, build: (i: number) => Uint8Array, then: (parts: PartResult[]) => void): void {
     this.parts = new Array<PartResult>(n);
+    this.partOps = new Array<Op>(n);
     this.gathered = then;
     // Held open while sending: inline shards answer inside send().
     this.holding = true;
     for (let i = 0; i < n; i++) {
       const key = build(i);
+      this.partOps[i] = this.lastOp;
       this.d.sendKey(this, i, key);
     }
     this.holding = false;
@@ -134,6 +161,7 @@ export class RespRequest extends InFlight {
   everyShard(op: Op, then: (parts: PartResult[]) => void): void {
     const n = this.d.shardCount;
     this.parts = new Array<PartResult>(n);
+    this.partOps = new Array<Op>(n).fill(op);
     this.gathered = then;
     this.holding = true;
     for (let s = 0; s < n; s++) {
@@ -147,7 +175,10 @@ export class RespRequest extends InFlight {
   onResult(part: number, r: Result): void {
     if (this.continuation !== null) {
       const then = this.continuation;
+      const op = this.continuationOp;
       this.continuation = null;
+      if (!isDataOutcome(op, r.status)) return this.fail(r.status, op);
+      if (r.status === 0 && isWrite(op)) this.applied = true;
       then(r);
       return;
     }
@@ -158,8 +189,18 @@ export class RespRequest extends InFlight {
   private complete(): void {
     const then = this.gathered!;
     const parts = this.parts!;
+    const ops = this.partOps;
     this.gathered = null;
     this.parts = null;
+    this.partOps = [];
+    let failed = -1;
+    for (let i = 0; i < parts.length; i++) {
+      const status = parts[i]!.status;
+      if (!isDataOutcome(ops[i]!, status)) {
+        if (failed < 0) failed = i;
+      } else if (status === 0 && isWrite(ops[i]!)) this.applied = true;
+    }
+    if (failed >= 0) return this.fail(parts[failed]!.status, ops[failed]!);
     then(parts);
   }
 

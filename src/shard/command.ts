@@ -47,6 +47,8 @@
  * years.
  */
 
+import { ErrorCode } from "../errors.js";
+
 export const Op = {
   GET: 1,
   PUT: 2,
@@ -79,6 +81,36 @@ export const Op = {
   SWEEP: 19,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
+
+/**
+ * Whether `status` is a data outcome of `op`: an answer about the key that
+ * the command's own semantics give a shape (an insert that found the key, a
+ * compare-and-swap at another version, an increment of a non-number). The
+ * executor (execute.ts) answers only these and OK. Any other status comes
+ * from around the shard (the cluster: a deadline, no leader, shutting down)
+ * and is a failure: every port answers it as an error (src/outcomes.ts),
+ * never in the command's success or "absent" shape.
+ */
+export function isDataOutcome(op: number, status: number): boolean {
+  if (status === ErrorCode.OK) return true;
+  switch (op) {
+    case Op.INSERT:
+      return status === ErrorCode.ALREADY_EXISTS;
+    case Op.UPDATE:
+      return status === ErrorCode.NOT_FOUND;
+    case Op.CAS:
+    case Op.DELETE:
+      return status === ErrorCode.VERSION_MISMATCH;
+    case Op.INCRBY:
+    case Op.INCRBYFLOAT:
+      return status === ErrorCode.NOT_AN_INTEGER || status === ErrorCode.NOT_A_FLOAT || status === ErrorCode.OVERFLOW;
+    case Op.APPEND:
+    case Op.SETRANGE:
+      return status === ErrorCode.VALUE_TOO_LARGE;
+    default:
+      return false;
+  }
+}
 
 /** Whether an op changes the map (and so must go through a log once replicated). */
 export function isWrite(op: number): boolean {

@@ -91,7 +91,7 @@ export function batchRoutes(app: FastifyInstance, g: Gateway): void {
           try {
             return await node.run((c) => apply(c, p), conn);
           } catch (err) {
-            return failure(err);
+            return failure(err, p.op !== "get" && p.op !== "exists");
           }
         }),
       );
@@ -173,7 +173,7 @@ async function apply(c: PiccoloClient, p: Prepared): Promise<Result> {
 }
 
 /** A failed operation as its slot in the results: the problem, flattened. */
-function failure(err: unknown): Result {
+function failure(err: unknown, write: boolean): Result {
   let p: Problem;
   if (err instanceof VersionMismatchError)
     p = new Problem("precondition-failed", err.message, {
@@ -182,6 +182,6 @@ function failure(err: unknown): Result {
     });
   else if (err instanceof PiccoloError && (err.code === ErrorCode.ALREADY_EXISTS || err.code === ErrorCode.NOT_FOUND))
     p = new Problem("precondition-failed", err.message, { code: err.codeName });
-  else p = problemFromError(err);
+  else p = problemFromError(err, write);
   return { ...p.body(), status: p.status };
 }
