@@ -287,6 +287,11 @@ describe("a three-member cluster", () => {
       [["--cluster", list], /needs --node-id/],
       [["--cluster", list, "--node-id", "n9"], /not in --cluster/],
       [["--cluster", "n1=nowhere", "--node-id", "n1"], /not name=host:port/],
+      // A replicated write is one WAL record: a value that cannot fit one would stop the member later.
+      [
+        ["--cluster", list, "--node-id", "n1", "--max-value-bytes", String(64 * 1024 * 1024)],
+        /at most .* in cluster mode/,
+      ],
     ] as [string[], RegExp][]) {
       const r = spawnSync(process.execPath, [CLI, "server", "--port", "0", "--resp-port", "0", ...args], {
         encoding: "utf8",
