@@ -75,9 +75,16 @@ export interface ChaosResult {
   historyFile: string | null;
 }
 
-/** Keys for a run: about 20 client-seconds of operations per key, at least 3. */
-export function defaultKeys(seconds: number, clients: number): number {
-  return Math.max(3, Math.ceil((seconds * clients) / 20));
+/**
+ * Keys for a run: one per 5 s, at least 3. The checker's search is
+ * exponential in the worst case, so each key's history must stay small:
+ * the cluster, not the client count, bounds the throughput (a few hundred
+ * operations a second on a 2-core machine), so this keeps about a thousand
+ * operations per key however long the run. Fewer keys would mean more
+ * concurrent operations per key (more races to catch) and a slower check.
+ */
+export function defaultKeys(seconds: number): number {
+  return Math.max(3, Math.ceil(seconds / 5));
 }
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
@@ -87,7 +94,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const stamp = (line: string) => log(`${(clock() / 1000).toFixed(1)}s ${line}`);
   const protocols = o.protocols ?? PROTOCOLS;
   const clientsPerProtocol = o.clientsPerProtocol ?? DEFAULT_CLIENTS_PER_PROTOCOL;
-  const keys = o.keys ?? defaultKeys(o.seconds, clientsPerProtocol * protocols.length);
+  const keys = o.keys ?? defaultKeys(o.seconds);
   const exits: UnexpectedExit[] = [];
   const failures: string[] = [];
   const failed = () => exits.length > 0 || failures.length > 0;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run chaos -- [--time SECONDS] [--seed S] [--clients N per protocol] [--keys K]
+// npm run chaos -- [--time SECONDS] [--seed S] [--clients N per protocol] [--keys K (default: time / 5, at least 3)]
 //                  [--partitions P (default: the server's, 64)] [--protocols native,resp,http]
 //                  [--max-fault SECONDS (default 15)]
 // Runs the chaos harness (src/chaos/chaos.ts) against a real three-member
@@ -42,8 +42,7 @@ for (const p of protocols)
     console.error(`--protocols takes ${PROTOCOLS.join(", ")}; not ${JSON.stringify(p)}`);
     process.exit(2);
   }
-const keys =
-  values.keys !== undefined ? positive("keys", values.keys) : defaultKeys(seconds, clients * protocols.length);
+const keys = values.keys !== undefined ? positive("keys", values.keys) : defaultKeys(seconds);
 const partitions = values.partitions !== undefined ? positive("partitions", values.partitions) : undefined;
 const maxFaultMs = positive("max-fault", values["max-fault"], false) * 1000;
 
