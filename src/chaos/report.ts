@@ -12,11 +12,11 @@ const VIOLATIONS_SHOWN = 20;
 export function summary(r: ChaosResult): string[] {
   const lines: string[] = [];
   for (const [name, s] of r.protocols) {
-    const timeouts = s.clients.map((c) => `${(c.timeoutMs / 1000).toFixed(1)} s`).join(", ");
+    const timeouts = s.clients.map((c) => `${c.id}: ${(c.timeoutMs / 1000).toFixed(1)} s`).join(", ");
     lines.push(
       `${name.padEnd(6)} ${s.operations} operations: ${s.ok} ok, ${s.unknown} unknown (writes), ` +
         `${s.failedReads} failed reads, ${s.notSent} not sent, ${s.violations} violations ` +
-        `[${s.clients.length} clients, timeouts ${timeouts}]`,
+        `[clients and timeouts ${timeouts}]`,
     );
     const f = [...s.failures].sort((a, b) => b[1] - a[1]).map(([label, n]) => `${label} ${n}`);
     if (f.length > 0) lines.push(`       failures by answer: ${f.join(", ")}`);

@@ -76,8 +76,6 @@ export class Workload {
   readonly dropped = new Set<Operation>();
   readonly violations: Violation[] = [];
   readonly stats = new Map<ProtocolName, ProtocolStats>();
-  /** When each protocol last got an ok answer (clock ms). */
-  readonly lastOkAt = new Map<ProtocolName, number>();
   /** Per key, the (value, version) pairs learned from answers, newest last: what a CAS can name. */
   private readonly versions = new Map<string, [string, number][]>();
   private stopping = false;
@@ -198,7 +196,6 @@ export class Workload {
       return;
     }
     stats.ok++;
-    this.lastOkAt.set(p, op.ret);
     const r = out.reply;
     switch (q.kind) {
       case "read":
