@@ -107,7 +107,7 @@ async function everyMemberServes(
     for (let m = 0; m < (a.name === "http" ? 1 : MEMBERS); m++)
       probes.push(
         (async () => {
-          const c = a.open(m, PROBE_TIMEOUT_MS);
+          const c = a.open(m, PROBE_TIMEOUT_MS, m);
           let last = "";
           try {
             while (Date.now() < deadline) {

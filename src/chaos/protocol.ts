@@ -60,7 +60,13 @@ export interface ProtocolAdapter {
   name: ProtocolName;
   /** The request kinds this protocol can express (RESP has no compare-and-swap on versions). */
   kinds: readonly RequestKind[];
-  open(member: number, timeoutMs: number): StoreClient;
+  /**
+   * `variant` is the client's index among its protocol's clients: an adapter
+   * may vary how it talks by it (RESP: protocol 3 or 2), and `variantName`
+   * says how, for the summary.
+   */
+  open(member: number, timeoutMs: number, variant: number): StoreClient;
+  variantName?(variant: number): string;
 }
 
 export const ok = (reply: Reply): Outcome => ({ kind: "ok", reply });

@@ -12,7 +12,9 @@ const VIOLATIONS_SHOWN = 20;
 export function summary(r: ChaosResult): string[] {
   const lines: string[] = [];
   for (const [name, s] of r.protocols) {
-    const timeouts = s.clients.map((c) => `${c.id}: ${(c.timeoutMs / 1000).toFixed(1)} s`).join(", ");
+    const timeouts = s.clients
+      .map((c) => `${c.id}: ${(c.timeoutMs / 1000).toFixed(1)} s${c.variant === "" ? "" : ` ${c.variant}`}`)
+      .join(", ");
     lines.push(
       `${name.padEnd(6)} ${s.operations} operations: ${s.ok} ok, ${s.unknown} unknown (writes), ` +
         `${s.failedReads} failed reads, ${s.notSent} not sent, ${s.violations} violations ` +

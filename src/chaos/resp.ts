@@ -10,6 +10,8 @@
  *     write's outcome stays unknown. The next operation opens a new
  *     connection.
  *
+ * Half the clients speak RESP3, half RESP2 (respVersion).
+ *
  * Operations: GET (read), SET (write), SET NX (insert: a compare-and-swap
  * from "absent"), DEL (delete). Redis has no compare-and-swap on a version,
  * so RESP clients do none (SET XX, "only if present", is not expressible in
@@ -36,6 +38,16 @@ import {
 
 const CONNECT_TIMEOUT_MS = 1_000;
 
+/**
+ * Clients 0 and 1 speak RESP3 (ioredis's default: HELLO 3 on connect), 2 and
+ * 3 RESP2 (redis-cli's), and so on: each version with a short and a long
+ * timeout (src/chaos/workload.ts alternates those), since the two encode
+ * nil and errors differently.
+ */
+function respVersion(variant: number): 2 | 3 {
+  return Math.floor(variant / 2) % 2 === 0 ? 3 : 2;
+}
+
 function label(err: unknown): string {
   const e = err as Error;
   // ioredis's ReplyError: the server's error reply; its first word is Redis's error prefix.
@@ -53,6 +65,7 @@ class RespClient implements StoreClient {
   constructor(
     private readonly port: number,
     private readonly timeoutMs: number,
+    private readonly protocol: 2 | 3,
   ) {}
 
   private connection(): Promise<Redis> {
@@ -65,6 +78,7 @@ class RespClient implements StoreClient {
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       commandTimeout: this.timeoutMs,
+      protocol: this.protocol,
       retryStrategy: () => null,
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
@@ -132,6 +146,8 @@ export function respAdapter(cluster: ChaosCluster): ProtocolAdapter {
   return {
     name: "resp",
     kinds: ["read", "write", "insert", "delete"],
-    open: (member, timeoutMs) => new RespClient(cluster.members[member]!.respPort, timeoutMs),
+    open: (member, timeoutMs, variant) =>
+      new RespClient(cluster.members[member]!.respPort, timeoutMs, respVersion(variant)),
+    variantName: (variant) => `RESP${respVersion(variant)}`,
   };
 }

@@ -49,7 +49,7 @@ export interface ProtocolStats {
   violations: number;
   /** Failures by label: RESP error prefix, HTTP status and problem type, native error code, client timeout... */
   failures: Map<string, number>;
-  clients: { id: number; timeoutMs: number }[];
+  clients: { id: number; timeoutMs: number; variant: string }[];
 }
 
 export interface Violation {
@@ -103,8 +103,8 @@ export class Workload {
         // Alternate short and long timeouts, so each protocol has both.
         const [lo, hi] = i % 2 === 0 ? SHORT_TIMEOUT_MS : LONG_TIMEOUT_MS;
         const timeoutMs = lo + prng.int(hi - lo + 1);
-        this.stats.get(a.name)!.clients.push({ id, timeoutMs });
-        this.running.push(this.client(a, id++, timeoutMs, prng));
+        this.stats.get(a.name)!.clients.push({ id, timeoutMs, variant: a.variantName?.(i) ?? "" });
+        this.running.push(this.client(a, id++, i, timeoutMs, prng));
       }
   }
 
@@ -148,14 +148,14 @@ export class Workload {
     return { kind: "write", value };
   }
 
-  private async client(a: ProtocolAdapter, id: number, timeoutMs: number, prng: Prng): Promise<void> {
+  private async client(a: ProtocolAdapter, id: number, variant: number, timeoutMs: number, prng: Prng): Promise<void> {
     const stats = this.stats.get(a.name)!;
     const links = new Map<number, StoreClient>();
     let n = 0;
     let member = prng.int(this.o.members);
     while (!this.stopping) {
       let link = links.get(member);
-      if (link === undefined) links.set(member, (link = a.open(member, timeoutMs)));
+      if (link === undefined) links.set(member, (link = a.open(member, timeoutMs, variant)));
       const key = `k${prng.int(this.o.keys)}`;
       const q = this.pickRequest(a, key, `c${id}-${n++}`, prng);
       const op: Operation = { client: id, key, input: inputOf(q), output: null, call: this.o.clock(), ret: 0 };
