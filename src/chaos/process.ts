@@ -101,6 +101,14 @@ export class Supervised {
           resolve(line);
         }
       });
+      p.once("error", (err) => {
+        // The process could not be spawned (or signalled): "exit" may never come.
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (this.proc === p) this.proc = null;
+        reject(new Error(`${this.name} could not be started: ${err.message}`));
+      });
       p.once("exit", (code, signal) => {
         clearTimeout(timer);
         if (this.proc === p) {
