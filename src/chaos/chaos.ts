@@ -1,295 +1,257 @@
 /**
  * The chaos harness: a real three-member cluster (child processes on
- * loopback), clients doing reads, writes and compare-and-swaps on a few keys
- * through random members, and a nemesis that kill -9s and restarts members
- * and pauses them (SIGSTOP/SIGCONT). Every client operation is recorded
- * (invoke, then ok / failed / unknown) and the history is judged by the
- * linearizability checker (src/check/linearizability.ts).
+ * loopback, default flags, 64 partitions unless asked otherwise) with a
+ * Cerializer in front, clients of all three protocols (native, RESP, HTTP
+ * through the Cerializer) working on the same keys, and a nemesis that
+ * kills, stops cleanly, pauses and partitions members for lengths both under
+ * and over every deadline in the system (src/chaos/nemesis.ts). Every client
+ * operation is recorded and the merged history, one register per key, is
+ * judged by the linearizability checker (src/check/linearizability.ts).
+ *
+ * A run fails when any of these happens:
+ *   - the history is not linearizable (or too hard to decide);
+ *   - an answer looked like success but could not be (a violation:
+ *     src/chaos/protocol.ts);
+ *   - a member or the Cerializer exited without the harness causing it, or a
+ *     member would not stop on SIGTERM or start again;
+ *   - after the faults are healed, some member does not answer a read on
+ *     each of its ports (or the gateway on its own) within LIVENESS_TIMEOUT_MS.
  *
  * The deterministic simulator (src/sim/kv-cluster.ts) explores many more
  * interleavings of the same logic; this harness checks the real thing:
- * processes, sockets, the WAL on disk, timers.
- *
- * Network partitions go through the peer transport's test-only fault hook:
- * each member is started with PICCOLO_TEST_FAULT_FILE pointing at a file of
- * its own, and the nemesis writes "block <member> out|in|both" lines there
- * (src/cluster/backend.ts applies them within 50 ms).
+ * processes, sockets, the WAL on disk, timers, every port.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { checkHistory, type Operation, type Value, type Verdict } from "../check/linearizability.js";
-import { PiccoloClient, VersionMismatchError } from "../client/client.js";
+import { checkHistory, type Verdict } from "../check/linearizability.js";
 import { Prng } from "../sim/prng.js";
+import { ChaosCluster, MEMBERS, START_TIMEOUT_MS } from "./cluster.js";
+import { httpAdapter } from "./http.js";
+import { nativeAdapter } from "./native.js";
+import { DEFAULT_MAX_FAULT_MS, emptyFaultCounts, type FaultCounts, runNemesis } from "./nemesis.js";
+import type { UnexpectedExit } from "./process.js";
+import { PROTOCOLS, type ProtocolAdapter, type ProtocolName } from "./protocol.js";
+import { respAdapter } from "./resp.js";
+import { type ProtocolStats, type Violation, Workload } from "./workload.js";
 
-const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+/** After the faults are healed, each protocol must be served again within this. */
+export const LIVENESS_TIMEOUT_MS = 60_000;
+/** Calm time once every member serves, before the clients stop (a member that dies soon after its restart shows). */
+const CALM_MS = 3_000;
+/** The timeout of each liveness probe. */
+const PROBE_TIMEOUT_MS = 2_000;
+export const DEFAULT_CLIENTS_PER_PROTOCOL = 4;
 
 export interface ChaosOptions {
   seed: number;
   /** Seconds of faults (then a calm phase and the check). */
   seconds: number;
-  clients?: number;
+  clientsPerProtocol?: number;
+  /** Keys; default: scaled with time and clients so each key's history stays checkable. */
   keys?: number;
-  /** Where to write the history when the check fails. */
+  /** Partitions per cluster; default: the server's own (64). */
+  partitions?: number;
+  protocols?: readonly ProtocolName[];
+  /** The longest fault (default 15 s). */
+  maxFaultMs?: number;
+  /** Where to write the history when the run fails. */
   historyDir?: string;
   log?: (line: string) => void;
 }
 
 export interface ChaosResult {
-  verdict: Verdict;
-  operations: number;
-  ok: number;
-  unknown: number;
-  kills: number;
-  pauses: number;
-  partitions: number;
+  passed: boolean;
+  /** null when the run failed before the history could be judged. */
+  verdict: Verdict | null;
+  checkMs: number;
+  keys: number;
+  protocols: Map<ProtocolName, ProtocolStats>;
+  violations: Violation[];
+  exits: UnexpectedExit[];
+  /** Other failures: a member that would not stop or start, a protocol not served after healing. */
+  failures: string[];
+  faults: FaultCounts;
+  /** Operations in the checked history. */
+  checked: number;
   historyFile: string | null;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+/**
+ * Keys for a run: one per 5 s, at least 3. The checker's search is
+ * exponential in the worst case, so each key's history must stay small:
+ * the cluster, not the client count, bounds the throughput (a few hundred
+ * operations a second on a 2-core machine), so this keeps about a thousand
+ * operations per key however long the run. Fewer keys would mean more
+ * concurrent operations per key (more races to catch) and a slower check.
+ */
+export function defaultKeys(seconds: number): number {
+  return Math.max(3, Math.ceil(seconds / 5));
 }
 
-interface Member {
-  name: string;
-  clientPort: number;
-  dataDir: string;
-  proc: ChildProcess | null;
-  paused: boolean;
-  faultFile: string;
+/**
+ * After the faults: each member must answer a linearizable read on each of
+ * its ports (and the gateway on its own) within LIVENESS_TIMEOUT_MS. A
+ * member that restarted but cannot catch up, forward or elect shows here.
+ * The probes' reads are not recorded (leaving reads out of a history never
+ * hides a write).
+ */
+async function everyMemberServes(
+  adapters: ProtocolAdapter[],
+  fail: (message: string) => void,
+  failed: () => boolean,
+): Promise<void> {
+  const deadline = Date.now() + LIVENESS_TIMEOUT_MS;
+  const probes: Promise<void>[] = [];
+  for (const a of adapters)
+    for (let m = 0; m < (a.name === "http" ? 1 : MEMBERS); m++)
+      probes.push(
+        (async () => {
+          const c = a.open(m, PROBE_TIMEOUT_MS, m);
+          let last = "";
+          try {
+            while (Date.now() < deadline) {
+              if (failed()) return; // already failed (a member exited): no need to wait for it
+              const out = await c.run("k0", { kind: "read" });
+              if (out.kind === "ok") return;
+              if (out.kind === "violation") return fail(`a liveness probe's ${a.name} read: ${out.detail}`);
+              last = out.label;
+              await new Promise((r) => setTimeout(r, 100));
+            }
+            const where = a.name === "http" ? "the Cerializer" : `n${m + 1}`;
+            fail(`${where} served no ${a.name} read within ${LIVENESS_TIMEOUT_MS} ms of healing (last: ${last})`);
+          } finally {
+            await c.close();
+          }
+        })(),
+      );
+  await Promise.all(probes);
 }
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const log = o.log ?? (() => {});
-  const r = new Prng(o.seed);
-  const root = await mkdtemp(join(tmpdir(), "piccolo-chaos-"));
-  const peer = await Promise.all([freePort(), freePort(), freePort()]);
-  const list = peer.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
-  const members: Member[] = await Promise.all(
-    [0, 1, 2].map(async (i) => ({
-      name: `n${i + 1}`,
-      clientPort: await freePort(),
-      dataDir: join(root, `n${i + 1}`),
-      proc: null,
-      paused: false,
-      faultFile: join(root, `n${i + 1}.faults`),
-    })),
-  );
-  for (const m of members) await writeFile(m.faultFile, "");
-
-  const start = (m: Member) =>
-    new Promise<void>((resolve, reject) => {
-      const p = spawn(
-        process.execPath,
-        [
-          CLI,
-          "server",
-          "--host",
-          "127.0.0.1",
-          "--port",
-          String(m.clientPort),
-          "--resp-port",
-          "0",
-          "--node-id",
-          m.name,
-          "--cluster",
-          list,
-          "--data-dir",
-          m.dataDir,
-          "--partitions",
-          "4",
-        ],
-        { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PICCOLO_TEST_FAULT_FILE: m.faultFile } },
-      );
-      m.proc = p;
-      m.paused = false;
-      let out = "";
-      let err = "";
-      p.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-      const timer = setTimeout(() => reject(new Error(`${m.name} did not start: ${err}`)), 15_000);
-      p.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes("listening on")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      p.once("exit", (code, signal) => {
-        clearTimeout(timer);
-        if (m.proc === p) m.proc = null;
-        if (code !== null && code !== 0 && signal === null) log(`${m.name} exited with ${code}: ${err.slice(-500)}`);
-      });
-    });
-  const kill = async (m: Member) => {
-    const p = m.proc;
-    if (p === null) return;
-    const exited = new Promise((res) => p.once("exit", res));
-    p.kill("SIGKILL");
-    await exited;
-  };
-
-  const history: Operation[] = [];
-  let stopClients = false;
-  let kills = 0;
-  let pauses = 0;
-  let partitions = 0;
   const t0 = performance.now();
-  const now = () => performance.now() - t0;
-
-  const client = async (id: number) => {
-    const seen = new Map<string, Map<string, number>>();
-    let c: PiccoloClient | null = null;
-    let value = 0;
-    while (!stopClients) {
-      const m = members[r.int(3)]!;
-      if (c === null || c.port !== m.clientPort) {
-        await c?.close().catch(() => {});
-        c = new PiccoloClient({ host: "127.0.0.1", port: m.clientPort, timeoutMs: 2_000, connectTimeoutMs: 500 });
-      }
-      const key = `k${r.int(o.keys ?? 3)}`;
-      let versions = seen.get(key);
-      if (versions === undefined) seen.set(key, (versions = new Map()));
-      const roll = r.next();
-      const call = now();
-      try {
-        if (roll < 0.45) {
-          const e = await c.get(key);
-          const v: Value = e === null ? null : e.value.toString();
-          if (e !== null) versions.set(v!, e.version);
-          history.push({
-            client: id,
-            key,
-            input: { kind: "read" },
-            output: { kind: "read", value: v },
-            call,
-            ret: now(),
-          });
-        } else if (roll < 0.85 || versions.size === 0) {
-          const v = `c${id}-${value++}`;
-          const op: Operation = { client: id, key, input: { kind: "write", value: v }, output: null, call, ret: 0 };
-          history.push(op);
-          const version = await c.put(key, v);
-          versions.set(v, version);
-          op.output = { kind: "write" };
-          op.ret = now();
-        } else {
-          const [expected, version] = [...versions.entries()][r.int(versions.size)]!;
-          const v = `c${id}-${value++}`;
-          const op: Operation = {
-            client: id,
-            key,
-            input: { kind: "cas", expected, value: v },
-            output: null,
-            call,
-            ret: 0,
-          };
-          history.push(op);
-          try {
-            versions.set(v, await c.cas(key, v, version));
-            op.output = { kind: "cas", ok: true };
-          } catch (err) {
-            if (!(err instanceof VersionMismatchError)) throw err;
-            op.output = { kind: "cas", ok: false };
-          }
-          op.ret = now();
-        }
-      } catch {
-        // The outcome is unknown (timeout, connection lost, no leader in time):
-        // a write stays in the history with no output; a failed read says nothing.
-        c = null;
-        await new Promise((res) => setTimeout(res, 20));
-      }
-    }
-    await c?.close().catch(() => {});
+  const clock = () => performance.now() - t0;
+  const stamp = (line: string) => log(`${(clock() / 1000).toFixed(1)}s ${line}`);
+  const protocols = o.protocols ?? PROTOCOLS;
+  const clientsPerProtocol = o.clientsPerProtocol ?? DEFAULT_CLIENTS_PER_PROTOCOL;
+  const keys = o.keys ?? defaultKeys(o.seconds);
+  const exits: UnexpectedExit[] = [];
+  const failures: string[] = [];
+  const failed = () => exits.length > 0 || failures.length > 0;
+  const fail = (message: string) => {
+    failures.push(message);
+    stamp(`FAILURE: ${message}`);
   };
 
+  const root = await mkdtemp(join(tmpdir(), "piccolo-chaos-"));
+  const cluster = await ChaosCluster.create({
+    root,
+    partitions: o.partitions,
+    clock,
+    onUnexpectedExit: (e) => {
+      exits.push(e);
+      stamp(`FAILURE: ${e.name} exited by itself (${e.signal ?? `code ${e.code}`}); last stderr:`);
+      for (const l of e.stderr) log(`  ${l}`);
+    },
+  });
   // Interrupted (Ctrl-C, a CI timeout): take the cluster down with us, not leave it running.
   const onSignal = (signal: NodeJS.Signals) => {
-    for (const m of members) {
-      if (m.paused) m.proc?.kill("SIGCONT");
-      m.proc?.kill("SIGKILL");
-    }
+    cluster.killNow();
     process.exit(signal === "SIGINT" ? 130 : 143);
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+
+  const make: Record<ProtocolName, (c: ChaosCluster) => ProtocolAdapter> = {
+    native: nativeAdapter,
+    resp: respAdapter,
+    http: httpAdapter,
+  };
+  const workload = new Workload({
+    adapters: protocols.map((p) => make[p](cluster)),
+    clientsPerProtocol,
+    keys,
+    members: MEMBERS,
+    seed: o.seed,
+    clock,
+  });
+  let faults = emptyFaultCounts();
+  let verdict: Verdict | null = null;
+  let checkMs = 0;
+  let historyFile: string | null = null;
   try {
-    await Promise.all(members.map(start));
-    log(`cluster up: ${list}`);
-    const clients = Array.from({ length: o.clients ?? 4 }, (_, i) => client(i));
-    const end = Date.now() + o.seconds * 1000;
-    while (Date.now() < end) {
-      await new Promise((res) => setTimeout(res, 1000 + r.int(2000)));
-      const m = members[r.int(3)]!;
-      const roll = r.next();
-      if (roll < 0.3) {
-        // Cut m off from the others: both ways, or only what m sends (one way).
-        const oneWay = r.chance(0.5);
-        const others = members.filter((x) => x !== m);
-        const id = (x: Member) => Number(x.name.slice(1));
-        await writeFile(m.faultFile, others.map((x) => `block ${id(x)} ${oneWay ? "out" : "both"}`).join("\n"));
-        if (!oneWay) for (const x of others) await writeFile(x.faultFile, `block ${id(m)} both`);
-        partitions++;
-        log(
-          `${(now() / 1000).toFixed(1)}s partition ${m.name} (${oneWay ? "one way: its sends are lost" : "both ways"})`,
-        );
-        await new Promise((res) => setTimeout(res, 1000 + r.int(2000)));
-        for (const x of members) await writeFile(x.faultFile, "");
-        log(`${(now() / 1000).toFixed(1)}s healed`);
-      } else if (roll < 0.65) {
-        log(`${(now() / 1000).toFixed(1)}s kill -9 ${m.name}`);
-        await kill(m);
-        kills++;
-        await new Promise((res) => setTimeout(res, 500 + r.int(1500)));
-        await start(m);
-        log(`${(now() / 1000).toFixed(1)}s restarted ${m.name}`);
-      } else if (m.proc !== null) {
-        log(`${(now() / 1000).toFixed(1)}s SIGSTOP ${m.name}`);
-        m.proc.kill("SIGSTOP");
-        m.paused = true;
-        pauses++;
-        await new Promise((res) => setTimeout(res, 500 + r.int(1500)));
-        m.proc?.kill("SIGCONT");
-        m.paused = false;
-        log(`${(now() / 1000).toFixed(1)}s SIGCONT ${m.name}`);
-      }
+    try {
+      await cluster.startAll();
+    } catch (err) {
+      fail(`the cluster did not start: ${(err as Error).message}`);
     }
-    // Calm: everyone up and connected, let the clients see a healthy cluster, then stop.
-    for (const m of members) await writeFile(m.faultFile, "");
-    for (const m of members) if (m.proc === null) await start(m);
-    await new Promise((res) => setTimeout(res, 2_000));
-    stopClients = true;
-    await Promise.all(clients);
-    const verdict = checkHistory(history);
-    let historyFile: string | null = null;
-    if (verdict.ok !== true) {
+    if (!failed()) {
+      stamp(`cluster up: ${cluster.memberList}; cerializer on 127.0.0.1:${cluster.httpPort}`);
+      workload.start();
+      faults = await runNemesis({
+        cluster,
+        prng: new Prng(o.seed),
+        endAtMs: Date.now() + o.seconds * 1000,
+        maxFaultMs: o.maxFaultMs ?? DEFAULT_MAX_FAULT_MS,
+        log: stamp,
+        fail,
+        failed,
+      });
+      // Calm: everything healed and running; every protocol must be served again.
+      await cluster.heal();
+      for (const m of cluster.members) m.process.resume();
+      for (const m of cluster.members)
+        if (!m.process.running && !failed())
+          await m.process.start(START_TIMEOUT_MS).catch((err) => fail(`${m.name} did not restart: ${err.message}`));
+      stamp("faults over; every member must now serve reads on every port");
+      const adapters = protocols.map((p) => make[p](cluster));
+      if (!failed()) await everyMemberServes(adapters, fail, failed);
+      if (!failed()) stamp("every member serves");
+      await new Promise((r) => setTimeout(r, CALM_MS));
+    }
+    await workload.stop();
+    const history = workload.checkable();
+    const c0 = performance.now();
+    verdict = checkHistory(history);
+    checkMs = performance.now() - c0;
+    const passed = verdict.ok === true && workload.violations.length === 0 && !failed();
+    if (!passed) {
       historyFile = join(o.historyDir ?? tmpdir(), `piccolo-chaos-${o.seed}-${Date.now()}.json`);
-      await writeFile(historyFile, JSON.stringify({ seed: o.seed, verdict, history }, null, 1));
+      await writeFile(
+        historyFile,
+        JSON.stringify(
+          {
+            seed: o.seed,
+            options: { ...o, log: undefined },
+            verdict,
+            violations: workload.violations,
+            exits,
+            failures,
+            history,
+          },
+          null,
+          1,
+        ),
+      );
     }
     return {
+      passed,
       verdict,
-      operations: history.length,
-      ok: history.filter((h) => h.output !== null).length,
-      unknown: history.filter((h) => h.output === null).length,
-      kills,
-      pauses,
-      partitions,
+      checkMs,
+      keys,
+      protocols: workload.stats,
+      violations: workload.violations,
+      exits,
+      failures,
+      faults,
+      checked: history.length,
       historyFile,
     };
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    for (const m of members) {
-      if (m.paused) m.proc?.kill("SIGCONT");
-      await kill(m);
-    }
+    await cluster.stopAll();
     await rm(root, { recursive: true, force: true });
   }
 }

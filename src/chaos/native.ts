@@ -1,0 +1,111 @@
+/**
+ * The native protocol's adapter: the project's own PiccoloClient, one per
+ * member, with the client's per-call timeout. The client never retries a
+ * write behind our back (src/client/client.ts), and reconnects by itself on
+ * the next call after a connection drops.
+ */
+import { PiccoloClient, VersionMismatchError } from "../client/client.js";
+import { ErrorCode, PiccoloError } from "../errors.js";
+import type { ChaosCluster } from "./cluster.js";
+import {
+  failed,
+  isVersion,
+  ok,
+  type Outcome,
+  type ProtocolAdapter,
+  type Request,
+  type StoreClient,
+  violation,
+} from "./protocol.js";
+
+/** How long a connection may take; a paused member's kernel still accepts, so this rarely fires. */
+const CONNECT_TIMEOUT_MS = 1_000;
+
+/** The client's message without the "CODE: " prefix PiccoloError puts in front. */
+function text(err: PiccoloError): string {
+  const prefix = `${err.codeName}: `;
+  return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+}
+
+function label(err: unknown): string {
+  if (err instanceof PiccoloError) {
+    if (neverSent(err)) return "no connection (not sent)";
+    // The client's own timer, as opposed to the node answering TIMEOUT.
+    if (err.code === ErrorCode.TIMEOUT && text(err).startsWith("no answer within")) return "client timeout";
+    return err.codeName;
+  }
+  return `exception: ${(err as Error).message}`;
+}
+
+/** The client's own words when it could not open a connection: the request was never written. */
+function neverSent(err: unknown): boolean {
+  return (
+    err instanceof PiccoloError &&
+    err.code === ErrorCode.CONNECTION_CLOSED &&
+    (text(err).startsWith("cannot connect to") || /^connect to .* timed out$/.test(text(err)))
+  );
+}
+
+class NativeClient implements StoreClient {
+  private readonly c: PiccoloClient;
+  constructor(port: number, timeoutMs: number) {
+    this.c = new PiccoloClient({ host: "127.0.0.1", port, timeoutMs, connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  }
+
+  async run(key: string, q: Request): Promise<Outcome> {
+    try {
+      switch (q.kind) {
+        case "read": {
+          const e = await this.c.get(key);
+          if (e === null) return ok({ kind: "read", value: null });
+          if (!isVersion(e.version)) return violation(`get answered a value with version ${e.version}`);
+          return ok({ kind: "read", value: e.value.toString(), version: e.version });
+        }
+        case "write": {
+          const w = await this.c.upsert(key, q.value);
+          if (!isVersion(w.version)) return violation(`put answered version ${w.version}`);
+          return ok({ kind: "write", version: w.version, created: w.created });
+        }
+        case "cas":
+          try {
+            const v = await this.c.cas(key, q.value, q.version);
+            if (!isVersion(v)) return violation(`cas answered version ${v}`);
+            return ok({ kind: "cas", ok: true, version: v });
+          } catch (err) {
+            if (err instanceof VersionMismatchError) return ok({ kind: "cas", ok: false });
+            throw err;
+          }
+        case "insert":
+          try {
+            const v = await this.c.insert(key, q.value);
+            if (!isVersion(v)) return violation(`insert answered version ${v}`);
+            return ok({ kind: "cas", ok: true, version: v });
+          } catch (err) {
+            if (err instanceof PiccoloError && err.code === ErrorCode.ALREADY_EXISTS)
+              return ok({ kind: "cas", ok: false });
+            throw err;
+          }
+        case "delete":
+          return ok({ kind: "delete", existed: await this.c.delete(key) });
+      }
+    } catch (err) {
+      // The client's check() throws INTERNAL "unexpected response kind" when the node answered a
+      // request with another request's kind of answer: not an honest error, a lie.
+      if (err instanceof PiccoloError && text(err).startsWith("unexpected response kind"))
+        return violation(`${q.kind}: ${err.message}`);
+      return failed(label(err), !neverSent(err));
+    }
+  }
+
+  close(): Promise<void> {
+    return this.c.close().catch(() => {});
+  }
+}
+
+export function nativeAdapter(cluster: ChaosCluster): ProtocolAdapter {
+  return {
+    name: "native",
+    kinds: ["read", "write", "cas", "insert", "delete"],
+    open: (member, timeoutMs) => new NativeClient(cluster.members[member]!.clientPort, timeoutMs),
+  };
+}
