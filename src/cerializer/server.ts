@@ -39,6 +39,7 @@ import { kvRoutes } from "./routes/kv.js";
 import { opsRoutes } from "./routes/ops.js";
 import { rpcRoutes } from "./routes/rpc.js";
 import { KV_PREFIX } from "./url.js";
+import { listenFailure } from "../start-failure.js";
 
 export interface CerializerOptions {
   /** host:port of each node. */
@@ -207,19 +208,22 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   opsRoutes(app, g);
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
+  const stop = async (): Promise<void> => {
+    g.router.stop();
+    await app.close();
+    await Promise.all(g.router.nodes.map((l) => l.close()));
+  };
   await Promise.all(links.map((l) => l.start()));
   await g.router.start();
-  await app.listen({ host: o.host, port: o.httpPort });
+  try {
+    await app.listen({ host: o.host, port: o.httpPort });
+  } catch (err) {
+    // Nothing half-started stays behind (decision 0195): the caller exits, or tries again.
+    await stop();
+    throw listenFailure(err, `${o.host}:${o.httpPort}`, "the HTTP port, --http-port");
+  }
   const port = (app.server.address() as { port: number }).port;
-  return {
-    app,
-    port,
-    async stop() {
-      g.router.stop();
-      await app.close();
-      await Promise.all(links.map((l) => l.close()));
-    },
-  };
+  return { app, port, stop };
 }
 
 function toProblem(err: FastifyError | Error): Problem {

@@ -1,8 +1,10 @@
 /**
  * `piccolo cerializer`: flags, environment and defaults for the gateway, and
  * its process life (one line on stdout when listening; SIGINT/SIGTERM close
- * it gracefully: in-flight requests finish, new ones get 503).
+ * it gracefully: in-flight requests finish, new ones get 503; a port taken
+ * is one line and exit 71; an uncaught error, a fatal log line and exit 70).
  */
+import { pino } from "pino";
 import { startCerializer } from "../cerializer/server.js";
 import {
   CERIALIZER_CONNECTIONS_PER_NODE,
@@ -13,6 +15,7 @@ import {
   MAX_KEY_BYTES,
 } from "../limits.js";
 import { ConfigError } from "../node/config.js";
+import { installCrashPolicy } from "../node/fatal.js";
 
 export const CERIALIZER_FLAGS = {
   nodes: { env: "PICCOLO_NODES", help: "nodes, host:port[,host:port...]", default: "127.0.0.1:7700" },
@@ -83,6 +86,8 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     });
   if (nodes.length === 0) throw new ConfigError("--nodes: at least one node is needed");
   const password = pick("password");
+  // An error nobody catches stops the gateway with 70, logged with its stack (src/node/fatal.ts).
+  installCrashPolicy(pino({ base: { pid: process.pid, role: "cerializer" } }, pino.destination(2)));
   const gw = await startCerializer({
     nodes,
     host: pick("host"),
