@@ -18,7 +18,11 @@ import { ConfigError } from "../node/config.js";
 import { installCrashPolicy } from "../node/fatal.js";
 
 export const CERIALIZER_FLAGS = {
-  nodes: { env: "PICCOLO_NODES", help: "nodes, host:port[,host:port...]", default: "127.0.0.1:7700" },
+  nodes: {
+    env: "PICCOLO_NODES",
+    help: "nodes, host:port[,host:port...] (with --cluster true: seeds, the members are learned from them)",
+    default: "127.0.0.1:7700",
+  },
   host: { env: "PICCOLO_HTTP_HOST", help: "address to listen on", default: "127.0.0.1" },
   "http-port": { env: "PICCOLO_HTTP_PORT", help: "HTTP port (0: any free port)", default: "8700" },
   "max-key-bytes": { env: "PICCOLO_MAX_KEY_BYTES", help: "longest key", default: String(MAX_KEY_BYTES) },
@@ -50,7 +54,7 @@ export const CERIALIZER_FLAGS = {
   password: { env: "PICCOLO_PASSWORD", help: "AUTH password for nodes run with --requirepass", default: "" },
   cluster: {
     env: "PICCOLO_GATEWAY_CLUSTER",
-    help: "true: the nodes are members of one cluster (any serves any key; fail over between them)",
+    help: "true: the nodes are members of one cluster (any serves any key; the gateway follows its membership)",
     default: "false",
   },
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },

@@ -2,7 +2,7 @@
  * The network IO loop: the main thread's event loop owns every socket.
  *
  * Life of one request (docs/architecture.md has the picture):
- *   socket 'data' -> Connection.onData -> FrameReader (cut frames)
+ *   socket 'data' (Connection) -> NativeConnection.onBytes -> FrameReader (cut frames)
  *   -> decodeRequest (capnp-es, validate) -> Dispatcher.dispatch
  *   -> shard = xxhash32(key) mod N -> command into that shard's request ring
  *   ... at the end of the turn: flush() publishes each ring, one wakeup each
