@@ -18,6 +18,12 @@
 // Logs are prefixed by process. Ctrl-C stops everything cleanly (SIGTERM to
 // each, then waits). Data persists under ./data between runs; delete it to
 // start over. Run `npm run build` first (npm run cluster does).
+//
+// A process that exits before it is listening (a port taken by a node left
+// running from the README's single-node steps, say: it prints why and exits
+// 71) stops the whole script: it says which one, stops the others and exits
+// 1, rather than run half a cluster. Once all are listening, a member that
+// exits is only reported: stopping one is how you try `cluster replace`.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
@@ -27,36 +33,48 @@ const list = members.map((m) => `${m.name}=127.0.0.1:${m.peer}`).join(",");
 const joined = "n4=127.0.0.1:7714";
 const children = [];
 
+/** Processes not yet listening (their "listening on" line not seen). */
+const starting = new Set();
+
 function run(name, args) {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  starting.add(name);
   const prefix = (stream, out) => {
     let rest = "";
     stream.on("data", (d) => {
       const lines = (rest + d.toString()).split("\n");
       rest = lines.pop();
-      for (const l of lines) out.write(`[${name}] ${l}\n`);
+      for (const l of lines) {
+        out.write(`[${name}] ${l}\n`);
+        if (out === process.stdout && / listening on /.test(l) && starting.delete(name) && starting.size === 0)
+          console.log("cluster: every process is listening");
+      }
     });
   };
   prefix(child.stdout, process.stdout);
   prefix(child.stderr, process.stderr);
   child.on("exit", (code, signal) => {
-    if (!stopping) console.log(`[${name}] exited (${signal ?? code})`);
+    if (stopping) return;
+    if (starting.has(name)) {
+      console.error(`[${name}] could not start (exit ${signal ?? code}; its message is above): stopping the others`);
+      stop(1);
+    } else console.log(`[${name}] exited (${signal ?? code})`);
   });
   children.push(child);
 }
 
 let stopping = false;
-function stop() {
+function stop(code = 0) {
   if (stopping) return;
   stopping = true;
   console.log("stopping...");
-  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
-  Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once("exit", r))))).then(() =>
-    process.exit(0),
-  );
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
+  Promise.all(
+    children.map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => c.once("exit", r)))),
+  ).then(() => process.exit(code));
 }
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
+process.on("SIGINT", () => stop(0));
+process.on("SIGTERM", () => stop(0));
 
 for (const m of members)
   run(m.name, [

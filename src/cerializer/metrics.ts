@@ -26,7 +26,8 @@ export class Metrics {
   readonly duration: Histogram<"method" | "route" | "status">;
   readonly stateChanges: Counter<"node" | "state">;
 
-  constructor(nodes: readonly NodeLink[], scrapeTimeoutMs: number) {
+  /** `nodes()`: the links in use at scrape time (a cluster gateway's change as the cluster does). */
+  constructor(nodes: () => readonly NodeLink[], scrapeTimeoutMs: number) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "piccolo_gateway_" });
     this.requests = new Counter({
@@ -54,7 +55,8 @@ export class Metrics {
       labelNames: ["node"],
       registers,
       collect() {
-        for (const n of nodes) this.set({ node: n.address }, n.up ? 1 : 0);
+        this.reset();
+        for (const n of nodes()) this.set({ node: n.address }, n.up ? 1 : 0);
       },
     });
     new Gauge({
@@ -63,14 +65,15 @@ export class Metrics {
       labelNames: ["node"],
       registers,
       collect() {
-        for (const n of nodes) this.set({ node: n.address }, n.inFlight);
+        this.reset();
+        for (const n of nodes()) this.set({ node: n.address }, n.inFlight);
       },
     });
     // The nodes' own numbers, fetched once per scrape for all five gauges.
     let scrape: Promise<{ node: string; shards: Record<string, number>[] }[]> | null = null;
     const nodeStats = () => {
       scrape ??= Promise.all(
-        nodes
+        nodes()
           .filter((n) => n.up)
           .map((n) =>
             withTimeout(
@@ -101,7 +104,7 @@ export class Metrics {
     let clusterScrape: Promise<{ node: string; info: ClusterInfo }[]> | null = null;
     const clusterInfos = () => {
       clusterScrape ??= Promise.all(
-        nodes
+        nodes()
           .filter((n) => n.up)
           .map((n) =>
             withTimeout(

@@ -1,112 +1,130 @@
 /**
  * Which node serves a key: the one place the gateway decides it.
  *
- * Today the nodes given with --nodes are independent stores, and the
- * gateway spreads keys over them by rendezvous (highest-random-weight)
- * hashing: each node scores hash(node, key) and the highest wins. Adding or
- * removing a node moves only the keys that node wins or held, and every
- * gateway with the same node list agrees without talking to the others.
- * With one node (the default) every key goes to it.
+ * Without --cluster, the nodes given with --nodes are independent stores,
+ * and the gateway spreads keys over them by rendezvous (highest-random-
+ * weight) hashing: each node scores hash(node, key) and the highest wins.
+ * Adding or removing a node moves only the keys that node wins or held, and
+ * every gateway with the same node list agrees without talking to the
+ * others. With one node (the default) every key goes to it. A listing walks
+ * the nodes one after another.
  *
- * With --cluster, the nodes are members of one Piccolo cluster (issue #7):
- * every member serves every key (it forwards to the partition's leader), so
- * the same rendezvous order only spreads load, and a key whose first choice
- * is marked down (after the first request that finds it dead) goes to the
- * next member that is up. A listing walks one member, since each
- * member lists the whole keyspace.
- *
- * Better still, in a cluster the router learns the partition map: every
- * CLUSTER_MAP_REFRESH_MS it asks each member for its cluster info (which
- * member it is, each partition's leader) and then sends a key straight to
- * its partition's leader, saving the forwarding hop. A stale map costs only
- * that hop (members forward), so it is refreshed on a timer, not on errors.
- * Nothing else in the gateway knows how keys are placed.
+ * With --cluster, the nodes are seeds of one Piccolo cluster (issue #7), and
+ * the members the gateway talks to are the cluster's own, learned and kept
+ * up to date by cluster-view.ts, with each partition's leader. A key goes
+ * straight to its partition's leader; when that is unknown or down, to the
+ * first member that is up in the same rendezvous order (every member serves
+ * every key: it forwards to the leader). A listing walks one member, since
+ * each member lists the whole keyspace. Nothing else in the gateway knows
+ * how keys are placed.
  */
 import { crc32c } from "@node-rs/crc32";
 import { partitionOf } from "../cluster/placement.js";
 import { initHash } from "../hash.js";
+import { ClusterView, type Readiness } from "./cluster-view.js";
 import type { NodeLink } from "./pool.js";
 
-/** How often a cluster gateway refreshes its partition map. */
-export const CLUSTER_MAP_REFRESH_MS = 1_000;
+export { CLUSTER_MAP_REFRESH_MS } from "./cluster-view.js";
 
 export class Router {
-  private readonly seeds: number[];
-  /** Cluster mode: each partition's leader, as the node link to reach it (null: unknown). */
-  private leaders: (NodeLink | null)[] = [];
-  private refresher: NodeJS.Timeout | null = null;
+  private readonly fixed: readonly NodeLink[];
+  private readonly view: ClusterView | null;
 
   constructor(
-    readonly nodes: readonly NodeLink[],
-    /** The nodes are members of one cluster (any of them serves any key). */
+    nodes: readonly NodeLink[],
+    /** The nodes are members (seeds) of one cluster: any of them serves any key. */
     readonly cluster = false,
+    /** Cluster mode: a link to a member learned from the cluster. */
+    newLink?: (host: string, port: number) => NodeLink,
   ) {
     if (nodes.length === 0) throw new Error("the gateway needs at least one node");
-    this.seeds = nodes.map((n) => crc32c(n.address));
+    this.fixed = nodes;
+    this.view = cluster ? new ClusterView([...nodes], newLink ?? missingFactory) : null;
   }
 
-  /** Cluster mode: learns the partition map now and keeps it fresh. */
+  /** The nodes the gateway talks to now (in a cluster, the members it has learned). */
+  get nodes(): readonly NodeLink[] {
+    return this.view?.links ?? this.fixed;
+  }
+
+  /** Cluster mode: learns the cluster now and keeps it fresh. */
   async start(): Promise<void> {
-    if (!this.cluster) return;
+    if (this.view === null) return;
     await initHash();
-    await this.refresh();
-    this.refresher = setInterval(() => void this.refresh(), CLUSTER_MAP_REFRESH_MS);
-    this.refresher.unref();
+    await this.view.start();
   }
 
   stop(): void {
-    if (this.refresher !== null) clearInterval(this.refresher);
-  }
-
-  private async refresh(): Promise<void> {
-    const byMember = new Map<number, NodeLink>();
-    let partitions: { leader: number }[] | null = null;
-    await Promise.all(
-      this.nodes.map(async (n) => {
-        if (!n.up) return;
-        try {
-          const info = await n.run((c) => c.clusterInfo());
-          byMember.set(info.self, n);
-          // Any member's view of leaders will do; prefer the one with the most known.
-          if (partitions === null || known(info.partitions) > known(partitions)) partitions = info.partitions;
-        } catch {
-          // A member that does not answer keeps its old entries until the next refresh.
-        }
-      }),
-    );
-    const ps = partitions as { leader: number }[] | null;
-    if (ps !== null) this.leaders = ps.map((p) => byMember.get(p.leader) ?? null);
+    this.view?.stop();
   }
 
   /** The node that serves `key`. */
   nodeFor(key: Uint8Array): NodeLink {
-    if (this.nodes.length === 1) return this.nodes[0]!;
-    if (this.cluster && this.leaders.length > 0) {
-      const leader = this.leaders[partitionOf(key, this.leaders.length)];
+    const nodes = this.nodes;
+    if (nodes.length === 1) return nodes[0]!;
+    const leaders = this.view?.leaders ?? [];
+    if (leaders.length > 0) {
+      const leader = leaders[partitionOf(key, leaders.length)];
       if (leader?.up) return leader;
     }
     const buf = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
-    const scored = this.nodes.map((n, i) => ({ n, score: crc32c(buf, this.seeds[i]!) }));
-    scored.sort((a, b) => b.score - a.score);
-    if (this.cluster) return (scored.find((s) => s.n.up) ?? scored[0]!).n;
-    return scored[0]!.n;
+    let best: NodeLink | null = null;
+    let bestScore = -1;
+    for (const n of nodes) {
+      if (this.view !== null && !n.up) continue;
+      const score = crc32c(buf, seedOf(n));
+      if (score > bestScore) {
+        best = n;
+        bestScore = score;
+      }
+    }
+    return best ?? nodes[0]!;
   }
 
-  /** Where a listing starts: the first node, or in a cluster the first member that is up. */
-  firstListNode(): number {
-    if (!this.cluster) return 0;
-    const i = this.nodes.findIndex((n) => n.up);
-    return Math.max(i, 0);
+  /** Any node that is up, for a request without a key (in a cluster any member serves it). */
+  anyNode(): NodeLink {
+    const nodes = this.nodes;
+    return this.view === null ? nodes[0]! : (nodes.find((n) => n.up) ?? nodes[0]!);
   }
 
-  /** The node a listing goes on to once node `i` is done (nodes.length: the end). */
-  nextListNode(i: number): number {
-    return this.cluster ? this.nodes.length : i + 1;
+  /** Listings: node indexes run from 0 to listEnd() (exclusive); a cluster is listed through one member. */
+  listEnd(): number {
+    return this.view === null ? this.fixed.length : 1;
+  }
+
+  /** The node that lists index `i`: the i-th node, or in a cluster a member that is up. */
+  listNode(i: number): NodeLink {
+    return this.view === null ? this.fixed[i]! : this.anyNode();
+  }
+
+  /**
+   * /readyz: without --cluster, every node must be up (each owns keys no other
+   * serves); in a cluster, cluster-view.ts decides.
+   */
+  readiness(): Readiness {
+    if (this.view !== null) return this.view.readiness();
+    const members = this.fixed.map((n) => ({ node: n.address, member: 0, up: n.up, answered: n.up }));
+    const down = this.fixed.filter((n) => !n.up).length;
+    return down === 0
+      ? { ready: true, members, partitions: 0, withoutLeader: [] }
+      : {
+          ready: false,
+          reason: `${down} of ${this.fixed.length} nodes are unreachable`,
+          members,
+          partitions: 0,
+          withoutLeader: [],
+        };
   }
 }
 
-function known(ps: { leader: number }[]): number {
-  let n = 0;
-  for (const p of ps) if (p.leader !== 0) n++;
-  return n;
+/** Each node's rendezvous seed, the hash of its address (computed once per link). */
+const seeds = new WeakMap<NodeLink, number>();
+function seedOf(n: NodeLink): number {
+  let s = seeds.get(n);
+  if (s === undefined) seeds.set(n, (s = crc32c(n.address)));
+  return s;
+}
+
+function missingFactory(): NodeLink {
+  throw new Error("a cluster router needs a link factory to reach members it learns");
 }

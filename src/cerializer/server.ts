@@ -39,6 +39,7 @@ import { kvRoutes } from "./routes/kv.js";
 import { opsRoutes } from "./routes/ops.js";
 import { rpcRoutes } from "./routes/rpc.js";
 import { KV_PREFIX } from "./url.js";
+import { listenFailure } from "../start-failure.js";
 
 export interface CerializerOptions {
   /** host:port of each node. */
@@ -80,24 +81,25 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
     maxBatchOps: o.limits?.maxBatchOps ?? CERIALIZER_MAX_BATCH_OPS,
     maxListLimit: o.limits?.maxListLimit ?? CERIALIZER_MAX_LIST_LIMIT,
   };
-  const links = o.nodes.map(
-    (n) =>
-      new NodeLink({
-        host: n.host,
-        port: n.port,
-        connections: o.connectionsPerNode ?? CERIALIZER_CONNECTIONS_PER_NODE,
-        maxInFlight: o.maxInFlightPerNode ?? CERIALIZER_MAX_IN_FLIGHT_PER_NODE,
-        timeoutMs: o.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS,
-        ...(o.password === undefined ? {} : { password: o.password }),
-        onState: (link, up, reason) => {
-          metrics.stateChanges.inc({ node: link.address, state: up ? "up" : "down" });
-          if (up) logger.warn({ node: link.address }, "node reachable again");
-          else logger.warn({ node: link.address, reason }, "node unreachable; answering 503 and probing");
-        },
-      }),
-  );
-  const metrics = new Metrics(links, 1000);
-  const g: Gateway = { router: new Router(links, o.cluster ?? false), limits, metrics, startedAt: Date.now() };
+  const newLink = (host: string, port: number): NodeLink =>
+    new NodeLink({
+      host,
+      port,
+      connections: o.connectionsPerNode ?? CERIALIZER_CONNECTIONS_PER_NODE,
+      maxInFlight: o.maxInFlightPerNode ?? CERIALIZER_MAX_IN_FLIGHT_PER_NODE,
+      timeoutMs: o.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS,
+      ...(o.password === undefined ? {} : { password: o.password }),
+      onState: (link, up, reason) => {
+        metrics.stateChanges.inc({ node: link.address, state: up ? "up" : "down" });
+        if (up) logger.warn({ node: link.address }, "node reachable again");
+        else logger.warn({ node: link.address, reason }, "node unreachable; answering 503 and probing");
+      },
+    });
+  const links = o.nodes.map((n) => newLink(n.host, n.port));
+  // In a cluster the router learns members beyond --nodes (seeds) and drops those replaced.
+  const router = new Router(links, o.cluster ?? false, newLink);
+  const metrics = new Metrics(() => router.nodes, 1000);
+  const g: Gateway = { router, limits, metrics, startedAt: Date.now() };
 
   // A key in a URL may be up to maxKeyBytes bytes, each percent-encoded as
   // three characters: the request line must fit that.
@@ -207,19 +209,22 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   opsRoutes(app, g);
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
+  const stop = async (): Promise<void> => {
+    g.router.stop();
+    await app.close();
+    await Promise.all(g.router.nodes.map((l) => l.close()));
+  };
   await Promise.all(links.map((l) => l.start()));
   await g.router.start();
-  await app.listen({ host: o.host, port: o.httpPort });
+  try {
+    await app.listen({ host: o.host, port: o.httpPort });
+  } catch (err) {
+    // Nothing half-started stays behind (decision 0195): the caller exits, or tries again.
+    await stop();
+    throw listenFailure(err, `${o.host}:${o.httpPort}`, "the HTTP port, --http-port");
+  }
   const port = (app.server.address() as { port: number }).port;
-  return {
-    app,
-    port,
-    async stop() {
-      g.router.stop();
-      await app.close();
-      await Promise.all(links.map((l) => l.close()));
-    },
-  };
+  return { app, port, stop };
 }
 
 function toProblem(err: FastifyError | Error, write: boolean): Problem {

@@ -1,8 +1,10 @@
 /**
  * `piccolo cerializer`: flags, environment and defaults for the gateway, and
  * its process life (one line on stdout when listening; SIGINT/SIGTERM close
- * it gracefully: in-flight requests finish, new ones get 503).
+ * it gracefully: in-flight requests finish, new ones get 503; a port taken
+ * is one line and exit 71; an uncaught error, a fatal log line and exit 70).
  */
+import { pino } from "pino";
 import { startCerializer } from "../cerializer/server.js";
 import {
   CERIALIZER_CONNECTIONS_PER_NODE,
@@ -13,9 +15,14 @@ import {
   MAX_KEY_BYTES,
 } from "../limits.js";
 import { ConfigError } from "../node/config.js";
+import { installCrashPolicy } from "../node/fatal.js";
 
 export const CERIALIZER_FLAGS = {
-  nodes: { env: "PICCOLO_NODES", help: "nodes, host:port[,host:port...]", default: "127.0.0.1:7700" },
+  nodes: {
+    env: "PICCOLO_NODES",
+    help: "nodes, host:port[,host:port...] (with --cluster true: seeds, the members are learned from them)",
+    default: "127.0.0.1:7700",
+  },
   host: { env: "PICCOLO_HTTP_HOST", help: "address to listen on", default: "127.0.0.1" },
   "http-port": { env: "PICCOLO_HTTP_PORT", help: "HTTP port (0: any free port)", default: "8700" },
   "max-key-bytes": { env: "PICCOLO_MAX_KEY_BYTES", help: "longest key", default: String(MAX_KEY_BYTES) },
@@ -47,7 +54,7 @@ export const CERIALIZER_FLAGS = {
   password: { env: "PICCOLO_PASSWORD", help: "AUTH password for nodes run with --requirepass", default: "" },
   cluster: {
     env: "PICCOLO_GATEWAY_CLUSTER",
-    help: "true: the nodes are members of one cluster (any serves any key; fail over between them)",
+    help: "true: the nodes are members of one cluster (any serves any key; the gateway follows its membership)",
     default: "false",
   },
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
@@ -83,6 +90,8 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     });
   if (nodes.length === 0) throw new ConfigError("--nodes: at least one node is needed");
   const password = pick("password");
+  // An error nobody catches stops the gateway with 70, logged with its stack (src/node/fatal.ts).
+  installCrashPolicy(pino({ base: { pid: process.pid, role: "cerializer" } }, pino.destination(2)));
   const gw = await startCerializer({
     nodes,
     host: pick("host"),

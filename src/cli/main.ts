@@ -13,17 +13,31 @@
  *   3  cannot reach the node, or it did not answer in time
  *   4  a condition failed (insert on an existing key, cas/del version mismatch)
  *   5  the node refused the request (another error; the message says which)
+ *  70  internal error: a bug or a broken invariant stopped the process (the log says which)
+ *  71  could not start: `server` or `cerializer` found a port taken or a data
+ *      directory it cannot use (one line on stderr says which and what to do)
  */
 import { parseArgs } from "node:util";
 import { type ClusterInfo, PiccoloClient } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
+import { EXIT_INTERNAL } from "../node/fatal.js";
 import { runNode } from "../node/main.js";
+import { StartError } from "../start-failure.js";
 import { CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
 import { replaceMember } from "./cluster-replace.js";
 import { gatherStatus, renderStatus } from "./cluster-status.js";
 
-const EXIT = { OK: 0, NOT_FOUND: 1, USAGE: 2, UNREACHABLE: 3, CONDITION: 4, REFUSED: 5 } as const;
+const EXIT = {
+  OK: 0,
+  NOT_FOUND: 1,
+  USAGE: 2,
+  UNREACHABLE: 3,
+  CONDITION: 4,
+  REFUSED: 5,
+  INTERNAL: EXIT_INTERNAL,
+  CANNOT_START: 71,
+} as const;
 
 class UsageError extends Error {}
 
@@ -316,7 +330,10 @@ function usage(): string {
   for (const [name, c] of Object.entries(commands))
     lines.push(`  piccolo ${`${name.replace(/^cluster-/, "cluster ")} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
-  lines.push("exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused");
+  lines.push(
+    "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused,",
+    "            70 internal error, 71 could not start (a port taken, a data directory it cannot use)",
+  );
   return lines.join("\n");
 }
 
@@ -434,30 +451,32 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
+    // Exit now, not when the event loop empties: a server that failed to start must not linger.
+    const fail = (code: number, message: string): never => {
+      process.stderr.write(`piccolo: ${message}\n`);
+      process.exit(code);
+    };
     if (
       err instanceof UsageError ||
       err instanceof ConfigError ||
       (err as Error).name === "PlacementError" ||
       (err as { code?: string }).code?.startsWith?.("ERR_PARSE_ARGS")
-    ) {
-      process.stderr.write(`piccolo: ${(err as Error).message}\n`);
-      process.exitCode = EXIT.USAGE;
-      return;
-    }
+    )
+      fail(EXIT.USAGE, (err as Error).message);
+    if (err instanceof StartError) fail(EXIT.CANNOT_START, err.message);
     if (err instanceof PiccoloError) {
-      process.stderr.write(`piccolo: ${err.message}\n`);
       const c = err.code;
-      process.exitCode =
+      fail(
         c === ErrorCode.CONNECTION_CLOSED || c === ErrorCode.TIMEOUT
           ? EXIT.UNREACHABLE
           : c === ErrorCode.NOT_FOUND
             ? EXIT.NOT_FOUND
             : c === ErrorCode.ALREADY_EXISTS || c === ErrorCode.VERSION_MISMATCH
               ? EXIT.CONDITION
-              : EXIT.REFUSED;
-      return;
+              : EXIT.REFUSED,
+        err.message,
+      );
     }
-    process.stderr.write(`piccolo: ${(err as Error).stack ?? String(err)}\n`);
-    process.exitCode = 70;
+    fail(EXIT.INTERNAL, (err as Error).stack ?? String(err));
   },
 );

@@ -150,7 +150,7 @@ export class WorkerHostLink implements HostLink {
         }
       }
     });
-    worker.on("error", (err) => events.fatal("group worker crashed", { err: String(err) }));
+    worker.on("error", (err) => events.fatal("group worker crashed", { err }));
     worker.on("exit", (code) => {
       if (!this.closing) events.fatal(`group worker exited (code ${code})`);
     });

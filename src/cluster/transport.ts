@@ -42,6 +42,7 @@ import { createServer, type Server, type Socket, connect } from "node:net";
 import type { Logger } from "pino";
 import { PEER_MAX_FRAME_BYTES } from "../limits.js";
 import { FrameReader } from "../protocol/framing.js";
+import { listenFailure } from "../start-failure.js";
 import {
   type DecodedFrame,
   decodePeerFrame,
@@ -159,8 +160,11 @@ export class PeerTransport {
   async start(): Promise<number> {
     this.server = createServer((s) => this.accept(s));
     await new Promise<void>((resolve, reject) => {
-      this.server!.once("error", reject);
-      this.server!.listen(this.o.self.port, this.o.self.host, () => resolve());
+      const { host, port, name } = this.o.self;
+      this.server!.once("error", (err) =>
+        reject(listenFailure(err, `${host}:${port}`, `member ${name}'s peer port, from --cluster`)),
+      );
+      this.server!.listen(port, host, () => resolve());
     });
     for (const p of this.peers.values()) if (this.o.self.id < p.member.id) this.dial(p);
     if (this.o.announce) {

@@ -2,7 +2,7 @@
  * The network IO loop: the main thread's event loop owns every socket.
  *
  * Life of one request (docs/architecture.md has the picture):
- *   socket 'data' -> Connection.onData -> FrameReader (cut frames)
+ *   socket 'data' (Connection) -> NativeConnection.onBytes -> FrameReader (cut frames)
  *   -> decodeRequest (capnp-es, validate) -> Dispatcher.dispatch
  *   -> shard = xxhash32(key) mod N -> command into that shard's request ring
  *   ... at the end of the turn: flush() publishes each ring, one wakeup each
@@ -17,6 +17,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { MAX_CONNECTIONS, maxFrameBytes, SHUTDOWN_GRACE_MS } from "../limits.js";
+import { listenFailure } from "../start-failure.js";
 import type { Connection, ConnectionHost } from "./connection.js";
 import { Dispatcher } from "./dispatch.js";
 import { NativeConnection } from "./native.js";
@@ -62,7 +63,11 @@ export class PiccoloNode implements ConnectionHost {
     this.logger = options.logger;
   }
 
-  /** Starts the shards and the listener; resolves with the bound port. */
+  /**
+   * Starts the shards and the listener; resolves with the bound port. On
+   * failure (a port taken: a StartError) nothing it started is left running:
+   * the process can exit at once instead of idling half-started.
+   */
   async start(): Promise<number> {
     await initRouting();
     const events: ShardEvents = {
@@ -82,17 +87,27 @@ export class PiccoloNode implements ConnectionHost {
           : new ThreadedShards(this.options.shards, events, this.options.pin);
     this.dispatcher.backend = this.backend;
     this.dispatcher.onSentLater = () => this.scheduleTurn();
-    const port = await this.listen(this.options.port, (socket) => new NativeConnection(socket, this));
-    await this.backend.listening?.(`${this.options.host}:${port}`);
-    this.logger.info({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
-    return port;
+    try {
+      const port = await this.listen(
+        this.options.port,
+        (socket) => new NativeConnection(socket, this),
+        "the native port, --port",
+      );
+      await this.backend.listening?.(`${this.options.host}:${port}`);
+      this.logger.info({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
+      return port;
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
   }
 
   /**
    * Opens another listener on the node's host, sharing the shards: the
-   * Redis port (src/resp) uses this. Resolves with the bound port.
+   * Redis port (src/resp) uses this. Resolves with the bound port; a port
+   * that cannot be listened on rejects with a StartError naming `what`.
    */
-  async listen(port: number, open: (socket: Socket) => Connection): Promise<number> {
+  async listen(port: number, open: (socket: Socket) => Connection, what: string): Promise<number> {
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       if (this.stopping || this.connections.size >= MAX_CONNECTIONS) {
         socket.destroy();
@@ -102,9 +117,10 @@ export class PiccoloNode implements ConnectionHost {
       this.dispatcher.connections = this.connections.size;
     });
     await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
+      const failed = (err: Error): void => reject(listenFailure(err, `${this.options.host}:${port}`, what));
+      server.once("error", failed);
       server.listen(port, this.options.host, () => {
-        server.off("error", reject);
+        server.off("error", failed);
         resolve();
       });
     });
@@ -184,7 +200,8 @@ export class PiccoloNode implements ConnectionHost {
       c.flush();
       c.socket.end();
     }
-    await this.backend.close();
+    // (No backend when start() failed before it existed.)
+    await (this.backend as ShardBackend | undefined)?.close();
     this.logger.info("piccolo node stopped");
   }
 }

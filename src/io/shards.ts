@@ -137,7 +137,7 @@ export class ThreadedShards implements ShardBackend {
         this.pinWarned = true;
         events.onLog("warn", `${m.detail}; shard workers run unpinned`, { shard });
       });
-      worker.on("error", (err) => events.onLog("error", "shard worker crashed", { shard, err: String(err) }));
+      worker.on("error", (err) => events.onLog("error", "shard worker crashed", { shard, err }));
       worker.on("exit", (code) => {
         if (!this.closing) {
           // A dead shard would silently lose every key it owns: stop loudly.

@@ -1,19 +1,28 @@
 /**
- * Starting and stopping a node process: logger, IO loop, signals.
+ * Starting and stopping a node process: logger, crash policy, IO loop, signals.
  * SIGINT/SIGTERM stop accepting, finish what is in flight, exit 0.
+ * A start that fails (a port taken, a data directory it cannot use) closes
+ * whatever it had opened and rejects with a StartError: the CLI prints its
+ * one line and exits 71 (src/start-failure.ts). An error nobody catches
+ * later stops the process with 70 (src/node/fatal.ts).
  */
+import { accessSync, constants, mkdirSync } from "node:fs";
 import { pino } from "pino";
 import { ClusterShards } from "../cluster/backend.js";
 import { PlacementError, parseMemberLists } from "../cluster/placement.js";
 import { PiccoloNode } from "../io/server.js";
 import { startResp } from "../resp/listener.js";
+import { StartError } from "../start-failure.js";
 import type { NodeConfig } from "./config.js";
+import { installCrashPolicy } from "./fatal.js";
 
 export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   // Structured logs on stderr, quiet by default (warn): a store should not
   // chatter. `--log-level info` shows start-up, pinning and shutdown.
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  installCrashPolicy(logger);
   const cluster = config.cluster;
+  if (cluster !== null) checkDataDir(cluster.dataDir);
   let backend: ConstructorParameters<typeof PiccoloNode>[0]["backend"];
   if (cluster !== null) {
     const { bootstrap, all: members } = parseMemberLists(cluster.members, cluster.joined);
@@ -40,8 +49,14 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
       );
   }
   const node = new PiccoloNode({ ...config, logger, ...(backend === undefined ? {} : { backend }) });
-  const port = await node.start();
-  const resp = config.respPort === 0 ? 0 : await startResp(node, config.respPort, port, config.requirePass);
+  const port = await node.start(); // cleans up after itself when it fails
+  let resp = 0;
+  try {
+    if (config.respPort !== 0) resp = await startResp(node, config.respPort, port, config.requirePass);
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
   // One line on stdout for people and scripts (tests wait for it).
   const respNote = resp === 0 ? "resp disabled" : `resp on ${config.host}:${resp}`;
   const mode =
@@ -65,4 +80,20 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
   return node;
+}
+
+/**
+ * The data directory exists (or can be made) and this process may read and
+ * write it: checked before any group worker opens its WAL there, so a wrong
+ * path or a read-only disk is one clear line, not a worker's stack.
+ */
+function checkDataDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw new StartError(
+      `cannot start: the data directory ${dir} (--data-dir) cannot be used: ${(err as Error).message}`,
+    );
+  }
 }

@@ -22,12 +22,16 @@ export async function startResp(
     sessions: (): Iterable<RespSession> => sessions,
     stats: { commands: 0, connectionsReceived: 0, rejectedCalls: 0 },
   };
-  host.port = await node.listen(port, (socket) => {
-    const conn = new RespConnection(socket, node, host);
-    sessions.add(conn);
-    host.stats.connectionsReceived++;
-    socket.once("close", () => sessions.delete(conn));
-    return conn;
-  });
+  host.port = await node.listen(
+    port,
+    (socket) => {
+      const conn = new RespConnection(socket, node, host);
+      sessions.add(conn);
+      host.stats.connectionsReceived++;
+      socket.once("close", () => sessions.delete(conn));
+      return conn;
+    },
+    "the Redis port, --resp-port",
+  );
   return host.port;
 }

@@ -14,12 +14,17 @@ export interface RunningGateway {
   stop(): Promise<number | null>;
 }
 
-export async function startGateway(nodePorts: number[], args: string[] = []): Promise<RunningGateway> {
+/** `env` is added to this process's environment (the crash tests' NODE_OPTIONS, for one). */
+export async function startGateway(
+  nodePorts: number[],
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningGateway> {
   const nodes = nodePorts.map((p) => `127.0.0.1:${p}`).join(",");
   const child = spawn(
     process.execPath,
     [CLI, "cerializer", "--host", "127.0.0.1", "--http-port", "0", "--nodes", nodes, ...args],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
   );
   let err = "";
   child.stderr!.on("data", (d: Buffer) => {

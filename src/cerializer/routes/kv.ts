@@ -333,23 +333,24 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         throw new Problem("invalid-argument", `limit must be an integer in [1, ${g.limits.maxListLimit}]`);
       const prefix = queryBytes(req.originalUrl, "prefix") ?? undefined;
       const read = parseConsistency(q.consistency);
-      let [node, cursor] = parseCursor(q.cursor, g.router.nodes.length);
-      if (q.cursor === undefined || q.cursor === "") node = g.router.firstListNode();
+      let [node, cursor] = parseCursor(q.cursor, g.router.listEnd());
       const keys: { key: string; encoding: Encoding }[] = [];
       // A node's page can be sparse (a scan step visits slots, and a prefix
       // filters them), so take a few steps to fill the page, within bounds.
-      for (let steps = 0; steps < 64 && keys.length < limit && node < g.router.nodes.length; steps++) {
-        const page = await g.router.nodes[node]!.run((c) =>
-          c.scan({ ...read, cursor, count: limit - keys.length, ...(prefix === undefined ? {} : { prefix }) }),
-        );
+      for (let steps = 0; steps < 64 && keys.length < limit && node < g.router.listEnd(); steps++) {
+        const page = await g.router
+          .listNode(node)
+          .run((c) =>
+            c.scan({ ...read, cursor, count: limit - keys.length, ...(prefix === undefined ? {} : { prefix }) }),
+          );
         for (const k of page.keys) {
           const e = encodeBytes(k);
           keys.push({ key: e.text, encoding: e.encoding });
         }
         cursor = page.cursor;
-        if (cursor === 0) node = g.router.nextListNode(node);
+        if (cursor === 0) node++;
       }
-      return { keys, cursor: node < g.router.nodes.length ? `${node}.${cursor}` : null };
+      return { keys, cursor: node < g.router.listEnd() ? `${node}.${cursor}` : null };
     },
   );
 }

@@ -1,7 +1,8 @@
 /**
- * Operating the gateway: /healthz (the process is alive), /readyz (every
- * node is reachable: take traffic), /v1/stats (the gateway's and each node's
- * numbers as JSON) and /metrics (Prometheus text format).
+ * Operating the gateway: /healthz (the process is alive), /readyz (it can
+ * serve every key: take traffic; router.ts and cluster-view.ts say when),
+ * /v1/stats (the gateway's and each node's numbers as JSON) and /metrics
+ * (Prometheus text format).
  */
 import type { FastifyInstance } from "fastify";
 import type { Gateway } from "../context.js";
@@ -26,15 +27,27 @@ export function opsRoutes(app: FastifyInstance, g: Gateway): void {
     "/readyz",
     {
       schema: {
-        summary: "Readiness: every node is reachable",
-        description: "200 when the gateway can reach every node, else 503 with each node's state.",
+        summary: "Readiness: the gateway can serve every key",
+        description:
+          "200 when the gateway can serve every key, else 503 saying why, with each node's state. " +
+          "Independent nodes: every node must be reachable. A cluster (--cluster true): some member " +
+          "answers and every partition has a reachable leader (a failover shorter than 5 s does not count).",
         response: { 200: { type: "object", additionalProperties: true }, 503: { $ref: "problem#" } },
       },
     },
     async () => {
+      const r = g.router.readiness();
       const nodes = nodeStates();
-      if (nodes.every((n) => n.up)) return { ready: true, nodes };
-      throw new Problem("node-unavailable", "not every node is reachable", { nodes }, { "retry-after": "1" });
+      const cluster = g.router.cluster
+        ? { members: r.members, partitions: r.partitions, withoutLeader: r.withoutLeader }
+        : undefined;
+      if (r.ready) return { ready: true, nodes, ...(cluster === undefined ? {} : { cluster }) };
+      throw new Problem(
+        "node-unavailable",
+        `not ready: ${r.reason}`,
+        { nodes, ...(cluster === undefined ? {} : { cluster }) },
+        { "retry-after": "1" },
+      );
     },
   );
 

@@ -77,8 +77,8 @@ export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
       // Validates the whole request against the schema (throws naming the field).
       const keys = keysOf(json);
       for (const k of keys) checkKey(k, g.limits.maxKeyBytes);
-      // Keyless operations (ping, stats, scan) go to the first node.
-      const node = keys.length === 0 ? g.router.nodes[0]! : g.router.nodeFor(keys[0]!);
+      // Keyless operations (ping, stats, scan) go to the first node (in a cluster, the first member up).
+      const node = keys.length === 0 ? g.router.anyNode() : g.router.nodeFor(keys[0]!);
       if (!g.router.cluster && keys.some((k) => g.router.nodeFor(k) !== node))
         throw new Problem(
           "invalid-argument",
