@@ -467,7 +467,10 @@ main(process.argv.slice(2)).then(
     if (err instanceof PiccoloError) {
       const c = err.code;
       fail(
-        c === ErrorCode.CONNECTION_CLOSED || c === ErrorCode.TIMEOUT
+        c === ErrorCode.CONNECTION_CLOSED ||
+          c === ErrorCode.TIMEOUT ||
+          c === ErrorCode.UNAVAILABLE ||
+          c === ErrorCode.SHUTTING_DOWN
           ? EXIT.UNREACHABLE
           : c === ErrorCode.NOT_FOUND
             ? EXIT.NOT_FOUND
