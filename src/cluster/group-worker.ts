@@ -11,7 +11,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { initHash } from "../hash.js";
-import { GroupHost, type HostOptions, type HostOut } from "./group-host.js";
+import { GroupHost, type HostOptions, type HostOut, whyFatal } from "./group-host.js";
 import { type HostRecord, In, jsonBytes, Out, parseJson, RecordReader, RecordWriter } from "./host-channel.js";
 import type { Control } from "./host-link.js";
 import { type DecodedFrame, decodePeerFrame, encodeRaftFrames } from "./peer-codec.js";
@@ -53,7 +53,10 @@ async function main(data: GroupWorkerData): Promise<void> {
         void host.serve(r.b, r.c, r.payload.slice()).then(
           (o) =>
             o.kind === "result" ? out.write(Out.Outcome, id, 0, 0, o.result) : out.write(Out.Outcome, id, 1, o.leader),
-          (err: unknown) => hostOut.fatal("serving a request failed", { err: (err as Error).message }),
+          (err: unknown) => {
+            const why = whyFatal(err);
+            hostOut.fatal(`${why.message} while serving a request; stopping this member`, why.detail);
+          },
         );
         return;
       }
