@@ -29,6 +29,7 @@
  */
 import type { ClusterInfo } from "../client/client.js";
 import type { NodeLink } from "./pool.js";
+import { within } from "./within.js";
 
 /** How often a cluster gateway refreshes its view (members, leaders). */
 export const CLUSTER_MAP_REFRESH_MS = 1_000;
@@ -256,21 +257,4 @@ function split(address: string): { host: string; port: number } {
   const m = /^(.+):(\d+)$/.exec(address);
   if (m === null) throw new Error(`"${address}" is not host:port`);
   return { host: m[1]!, port: Number(m[2]) };
-}
-
-/** `p`, or a rejection after `ms` (p itself is left to settle on its own). */
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("no answer in time")), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }

@@ -19,6 +19,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { NodeLink } from "./pool.js";
 import type { ClusterInfo, ClusterStats } from "../client/client.js";
+import { within } from "./within.js";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -76,7 +77,7 @@ export class Metrics {
         nodes()
           .filter((n) => n.up)
           .map((n) =>
-            withTimeout(
+            within(
               n.run((c) => c.stats()),
               scrapeTimeoutMs,
             ).then(
@@ -107,7 +108,7 @@ export class Metrics {
         nodes()
           .filter((n) => n.up)
           .map((n) =>
-            withTimeout(
+            within(
               n.run((c) => c.clusterInfo()),
               scrapeTimeoutMs,
             ).then(
@@ -179,20 +180,4 @@ export class Metrics {
         },
       });
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("timeout")), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }
