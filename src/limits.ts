@@ -73,6 +73,14 @@ export const DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES = 256 * 1024 * 1024;
  */
 export const CLIENT_OUTPUT_STALL_MS = 60_000;
 
+/**
+ * A connection the node closes after a final answer (a protocol error, QUIT)
+ * is half-closed once that answer is written; if the client has not closed
+ * its side this long after, the node drops the connection. Without it a
+ * client that keeps sending (endless bulk data) holds it open forever.
+ */
+export const CLOSE_LINGER_MS = 2_000;
+
 /** How often the node looks for connections stalled as above. */
 export const CLIENT_OUTPUT_CHECK_INTERVAL_MS = 1_000;
 
@@ -267,8 +275,15 @@ export const CERIALIZER_MAX_CONNECTIONS = 10_000;
  */
 export const CERIALIZER_REQUEST_TIMEOUT_MS = 60_000;
 
-/** The time a client has to send a request's headers (Node's headersTimeout). Over it: 408, closed. */
+/**
+ * The time a client has to send a request's headers (Node's headersTimeout),
+ * counted from the connection's start or the end of its previous request: a
+ * connection that sends nothing is closed after it too. Over it: 408, closed.
+ */
 export const CERIALIZER_HEADERS_TIMEOUT_MS = 20_000;
+
+/** How often Node checks the two timeouts above (its default, 30 s, would let them run 30 s late). */
+export const CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
 /**
  * An idle keep-alive connection (no request in progress) is closed after
@@ -329,3 +344,92 @@ export const CLUSTER_MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024;
  * a starved thread costs bounded memory, never a stopped member.
  */
 export const HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES = 64 * 1024 * 1024;
+
+// ---- the memory bound (docs/architecture.md, "Memory per connection") -----
+
+/**
+ * What a connection costs with nothing buffered: its socket's and its
+ * parser's objects (measured 5-7 KiB on Node 20, rounded up). Kernel socket
+ * buffers are the kernel's, not the process's RSS.
+ */
+export const CONNECTION_FIXED_BYTES = 16 * 1024;
+
+/**
+ * The objects of the requests one connection has in flight, at most
+ * MAX_INFLIGHT_PER_CONNECTION plus what one socket read completes (a few
+ * thousand small requests): their request objects, tags and argument views,
+ * under a kilobyte each.
+ */
+export const CONNECTION_REQUESTS_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Memory the process may hold that is garbage not yet collected, and freed
+ * memory the allocator keeps: V8 collects when external memory (our
+ * buffers) grew by 64 MiB since the last collection, and its young
+ * generation is 16 MiB a semi-space; glibc keeps up to 64 MiB of freed
+ * memory before it trims. Node-wide, not per connection.
+ */
+export const GC_SLACK_BYTES = 128 * 1024 * 1024;
+
+/**
+ * The most one client connection costs the node, in bytes: the terms of
+ * docs/architecture.md's "Memory per connection", with V the value limit,
+ * F = maxFrameBytes(V), Q = respMaxQueryBytes(V), H the output limit.
+ *   input, native: a partial frame (F; while its buffer doubles, the old
+ *     half with it: 1.5 F), one whole frame past the backlog's budget (F)
+ *     and its command copied into the shard's backlog (F): 3.5 F;
+ *   input, RESP: the partial command (Q and one read; 1.5x while growing)
+ *     and its copy into the backlog (Q): 2.5 (Q + 64 KiB);
+ *   answers: H, plus the result that crossed it (V), and while an answer is
+ *     encoded its result's reassembled fragments and the encoded copy (2V);
+ *     a multi-key answer just under H is encoded into a second buffer: 2H;
+ *     so 2H + 3V.
+ */
+export function connectionMemoryBoundBytes(
+  protocol: "native" | "resp",
+  maxValueBytes: number,
+  clientOutputLimitBytes: number,
+): number {
+  const input =
+    protocol === "native" ? 3.5 * maxFrameBytes(maxValueBytes) : 2.5 * (respMaxQueryBytes(maxValueBytes) + 64 * 1024);
+  const answers = 2 * clientOutputLimitBytes + 3 * maxValueBytes;
+  return CONNECTION_FIXED_BYTES + CONNECTION_REQUESTS_BYTES + input + answers;
+}
+
+/**
+ * What one shard (single-node mode) holds beside its map: its backlog and
+ * the frames of the requests whose commands wait in it (2B), its two rings,
+ * the worker's reassembly of one fragmented command (its fragments and the
+ * whole: 2F) and the IO thread's of one fragmented result (2V).
+ */
+export function shardMemoryBoundBytes(maxValueBytes: number): number {
+  return 2 * MAX_SHARD_BACKLOG_BYTES + 2 * RING_BYTES + 2 * maxFrameBytes(maxValueBytes) + 2 * maxValueBytes;
+}
+
+/**
+ * The bound on a single node's resident memory (RSS) that
+ * docs/architecture.md states: the process as started (`baselineBytes`,
+ * measured: no client), the maps' content (`dataBytes`), each connection's
+ * bound (an idle one: its fixed cost), each shard's, and GC_SLACK_BYTES.
+ */
+export function nodeMemoryBoundBytes(o: {
+  baselineBytes: number;
+  dataBytes: number;
+  shards: number;
+  /** Connections with nothing buffered and nothing in flight: CONNECTION_FIXED_BYTES each. */
+  idleConnections: number;
+  nativeConnections: number;
+  respConnections: number;
+  maxValueBytes: number;
+  clientOutputLimitBytes: number;
+}): number {
+  return (
+    o.baselineBytes +
+    o.dataBytes +
+    o.idleConnections * CONNECTION_FIXED_BYTES +
+    o.nativeConnections * connectionMemoryBoundBytes("native", o.maxValueBytes, o.clientOutputLimitBytes) +
+    o.respConnections * connectionMemoryBoundBytes("resp", o.maxValueBytes, o.clientOutputLimitBytes) +
+    Math.max(1, o.shards) * shardMemoryBoundBytes(o.maxValueBytes) +
+    GC_SLACK_BYTES
+  );
+}

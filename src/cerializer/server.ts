@@ -30,6 +30,7 @@ import {
   CERIALIZER_MAX_IN_FLIGHT_PER_NODE,
   CERIALIZER_MAX_LIST_LIMIT,
   CERIALIZER_REQUEST_TIMEOUT_MS,
+  CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS,
   DEFAULT_CLIENT_TIMEOUT_MS,
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
@@ -131,6 +132,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
           requestTimeout: requestTimeoutMs,
           headersTimeout: Math.min(CERIALIZER_HEADERS_TIMEOUT_MS, requestTimeoutMs),
           keepAliveTimeout: CERIALIZER_KEEP_ALIVE_TIMEOUT_MS,
+          connectionsCheckingInterval: CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS,
         },
         handler,
       );

@@ -360,6 +360,8 @@ async function main(argv: string[]): Promise<number> {
         port: { type: "string" },
         shards: { type: "string" },
         "max-value-bytes": { type: "string" },
+        "max-connections": { type: "string" },
+        "client-output-limit-bytes": { type: "string" },
         "resp-port": { type: "string" },
         requirepass: { type: "string" },
         "log-level": { type: "string" },

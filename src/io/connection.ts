@@ -33,7 +33,12 @@
  * written. Other connections never notice.
  */
 import type { Socket } from "node:net";
-import { CLIENT_OUTPUT_STALL_MS, MAX_INFLIGHT_PER_CONNECTION, MAX_PENDING_WRITE_BYTES } from "../limits.js";
+import {
+  CLIENT_OUTPUT_STALL_MS,
+  CLOSE_LINGER_MS,
+  MAX_INFLIGHT_PER_CONNECTION,
+  MAX_PENDING_WRITE_BYTES,
+} from "../limits.js";
 import type { LimitLevel } from "../limit-log.js";
 import type { Result } from "../shard/command.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
@@ -256,6 +261,10 @@ export abstract class Connection implements RequestOwner {
     if (close || (this.ending && this.pending === 0)) {
       this.ending = true;
       this.socket.end();
+      // A client that keeps sending after its final answer (endless bulk data)
+      // would hold the half-closed connection forever: drop it after a grace
+      // period in which it can read that answer.
+      setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
       return;
     }
     this.updateReading();

@@ -23,9 +23,13 @@
  * hold more than RESP_MAX_ARGS arguments, nor one argument over
  * `maxBulkBytes` (Redis's proto-max-bulk-len). Each is refused as soon as it
  * is known: a bulk length or an argument count from its header, before the
- * bytes it announces arrive. The buffer is allocated on the first bytes,
- * grows by doubling, and is given back once a command that made it grow past
- * SHRINK_ABOVE_BYTES is done, so an idle connection costs no buffer.
+ * bytes it announces arrive.
+ *
+ * No copy while nothing is buffered: a chunk is parsed where it lies, and
+ * only the part of a command it ends inside is copied into a buffer of our
+ * own, which grows by doubling as the rest of that command arrives and is
+ * dropped once it is empty. So an idle connection costs no buffer, and the
+ * common case (whole commands in a chunk) copies nothing.
  *
  * Protocol errors use Redis's own texts. After one, the stream cannot be
  * resynchronised (we no longer know where a command starts), so the
@@ -39,8 +43,6 @@ const LF = 10;
 
 /** The buffer's first size. */
 const INITIAL_BYTES = 16 * 1024;
-/** A buffer grown past this is dropped once empty (the next bytes start a small one). */
-const SHRINK_ABOVE_BYTES = 256 * 1024;
 /** Socket reads are at most this big (libuv's read size); the buffer's cap allows one on top of a partial command. */
 const CHUNK_BYTES = 64 * 1024;
 
@@ -51,7 +53,9 @@ const OFFSETS_KEPT = 2 * 1024;
 export type RespLimit = "query-buffer" | "args" | "bulk";
 
 export class RespParser {
+  /** The bytes being parsed: our own buffer, or (borrowed) the chunk being pushed, for the push's duration. */
   private buf: Uint8Array = EMPTY;
+  private borrowed = false;
   /** Where the command being parsed starts, and where the buffered bytes end. */
   private start = 0;
   private end = 0;
@@ -82,7 +86,7 @@ export class RespParser {
     return this.end > this.start;
   }
 
-  /** Bytes allocated for the buffer (what this connection's parser costs now). */
+  /** Bytes of the buffer of our own (what this connection's parser holds between pushes). */
   get bufferedBytes(): number {
     return this.buf.length;
   }
@@ -90,8 +94,16 @@ export class RespParser {
   /** Feeds bytes; calls onCommand(args) for every complete command, in order. */
   push(chunk: Uint8Array, onCommand: (args: Uint8Array[]) => void): void {
     if (this.error !== null) return;
-    this.append(chunk);
-    if (this.end - this.start < this.need) return;
+    if (this.start === this.end) {
+      // Nothing buffered (the common case): parse the chunk where it lies, no copy.
+      this.buf = chunk;
+      this.start = 0;
+      this.end = chunk.length;
+      this.borrowed = true;
+    } else {
+      this.append(chunk);
+      if (this.end - this.start < this.need) return;
+    }
     this.need = 0;
     while (this.start < this.end && this.error === null) {
       const next = this.remaining >= 0 || this.buf[this.start] === 42 /* '*' */ ? this.multibulk() : this.inline();
@@ -102,12 +114,26 @@ export class RespParser {
     }
     this.args.length = 0;
     if (this.start === this.end) {
+      // Every command is out: an idle connection keeps no buffer.
       this.start = 0;
       this.end = 0;
-      if (this.buf.length > SHRINK_ABOVE_BYTES) this.buf = EMPTY;
-    } else if (this.error === null && this.end - this.start > this.maxQueryBytes) {
-      this.tooLarge(this.end - this.start);
+      this.buf = EMPTY;
+      this.borrowed = false;
+      return;
     }
+    if (this.borrowed) this.keepRest();
+    if (this.error === null && this.end - this.start > this.maxQueryBytes) this.tooLarge(this.end - this.start);
+  }
+
+  /** The chunk parsed in place ends inside a command: copy that part into a buffer of our own. */
+  private keepRest(): void {
+    const rest = this.end - this.start;
+    const own = new Uint8Array(Math.max(rest, Math.min(Math.max(INITIAL_BYTES, 2 * rest), this.maxQueryBytes)));
+    own.set(this.buf.subarray(this.start, this.end), 0);
+    this.buf = own;
+    this.start = 0;
+    this.end = rest;
+    this.borrowed = false;
   }
 
   private tooLarge(bytes: number): void {
