@@ -50,6 +50,10 @@ export class LimitLog {
     const suppressed = s.suppressed;
     s.lastMs = nowMs;
     s.suppressed = 0;
-    this.sink(level, message, suppressed > 0 ? { limit, ...detail, suppressedSinceLastLine: suppressed } : { limit, ...detail });
+    this.sink(
+      level,
+      message,
+      suppressed > 0 ? { limit, ...detail, suppressedSinceLastLine: suppressed } : { limit, ...detail },
+    );
   }
 }

@@ -433,3 +433,35 @@ export function nodeMemoryBoundBytes(o: {
     GC_SLACK_BYTES
   );
 }
+
+/**
+ * What an HTTP connection to the Cerializer costs with no request in
+ * progress: its socket, Node's HTTP parser and, after a request, the
+ * keep-alive state (measured 5-6 KiB idle, about 18 KiB after a request,
+ * on Node 20; rounded up).
+ */
+export const CERIALIZER_CONNECTION_FIXED_BYTES = 32 * 1024;
+
+/**
+ * The bound on the Cerializer's RSS that docs/cerializer.md states: the
+ * process as started (`baselineBytes`), each connection's fixed cost, and
+ * for each request in progress (Node reads one request at a time per
+ * connection, so at most one per connection) its body (B, the body limit)
+ * with its parsed JSON and the decoded value (up to 3B more: a JSON string
+ * in V8 takes up to twice its bytes) and its answer (the value, its base64
+ * text and the JSON around it: 3V), and GC_SLACK_BYTES.
+ */
+export function cerializerMemoryBoundBytes(o: {
+  baselineBytes: number;
+  connections: number;
+  requestsInProgress: number;
+  maxBodyBytes: number;
+  maxValueBytes: number;
+}): number {
+  return (
+    o.baselineBytes +
+    o.connections * CERIALIZER_CONNECTION_FIXED_BYTES +
+    o.requestsInProgress * (4 * o.maxBodyBytes + 3 * o.maxValueBytes) +
+    GC_SLACK_BYTES
+  );
+}

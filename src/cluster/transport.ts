@@ -450,7 +450,8 @@ export class PeerTransport {
               : "closing a peer connection: a frame exceeds the limit",
             { from: peer?.member.id ?? `${s.remoteAddress}:${s.remotePort}`, message: e.message },
           );
-        else this.o.logger?.warn({ from: peer?.member.id, message: e.message }, "bad peer frame; closing that connection");
+        else
+          this.o.logger?.warn({ from: peer?.member.id, message: e.message }, "bad peer frame; closing that connection");
         s.destroy();
       }
     });

@@ -158,7 +158,10 @@ export abstract class Connection implements RequestOwner {
   charge(bytes: number): void {
     this.queuedBytes += bytes;
     if (this.queuedBytes + this.socket.writableLength > this.host.maxOutputBytes && !this.cut)
-      this.cutOff("client-output-limit", "closing a client connection over its output limit (it does not read its answers)");
+      this.cutOff(
+        "client-output-limit",
+        "closing a client connection over its output limit (it does not read its answers)",
+      );
   }
 
   requestDone(bytes: number): void {

@@ -93,7 +93,9 @@ describe("memory limits on the native port (default flags)", () => {
       maxValueBytes: V,
       clientOutputLimitBytes: DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
     });
-    t.diagnostic(`peak RSS ${mib(peak)} (baseline ${mib(baseline)}), bound ${mib(bound)}; other client served ${served}x`);
+    t.diagnostic(
+      `peak RSS ${mib(peak)} (baseline ${mib(baseline)}), bound ${mib(bound)}; other client served ${served}x`,
+    );
     assert.ok(peak <= bound, `peak RSS ${mib(peak)} is over the stated bound ${mib(bound)}`);
   }
 
@@ -135,7 +137,10 @@ describe("memory limits on the native port (default flags)", () => {
       for (const s of socks) s.write(Buffer.concat([frameHeader(claimed), Buffer.alloc(1024)]));
       await new Promise((r) => setTimeout(r, 1500));
       grewBy = virtualBytes(node.process.pid!) - before;
-      assert.ok(socks.every((s) => !s.destroyed), "a frame under the limit is waited for, not refused");
+      assert.ok(
+        socks.every((s) => !s.destroyed),
+        "a frame under the limit is waited for, not refused",
+      );
       for (const s of socks) s.destroy();
     });
     t.diagnostic(`virtual size grew by ${mib(grewBy)} for ${n} frames claiming ${mib(claimed)} each`);
@@ -152,7 +157,10 @@ describe("memory limits on the native port (default flags)", () => {
       resp = await openMany(node.respPort, n);
       for (const s of resp.slice(0, n / 2)) s.write("PING\r\n");
       await new Promise((r) => setTimeout(r, 2000));
-      assert.ok([...native, ...resp].every((s) => !s.destroyed), "every connection under the cap is kept");
+      assert.ok(
+        [...native, ...resp].every((s) => !s.destroyed),
+        "every connection under the cap is kept",
+      );
     });
     for (const s of [...native, ...resp]) s.destroy();
   });
@@ -176,7 +184,10 @@ describe("the connection cap (--max-connections 300)", () => {
         ),
       );
       assert.ok(closedAll.every(Boolean), "every connection over the cap is closed");
-      assert.ok(held.every((s) => !s.destroyed), "those under it are kept");
+      assert.ok(
+        held.every((s) => !s.destroyed),
+        "those under it are kept",
+      );
       await c.put("k", "v");
       assert.equal((await c.get("k"))?.value.toString(), "v");
       await eventually("the node logs the cap", async () => {

@@ -31,7 +31,10 @@ describe("FrameReader memory", () => {
       reader.push(chunk, (f) => frames.push(f));
       received += chunk.length;
       assert.ok(reader.bufferedBytes >= received, "what arrived fits");
-      assert.ok(reader.bufferedBytes <= 2 * received, `${reader.bufferedBytes} bytes buffered for ${received} received`);
+      assert.ok(
+        reader.bufferedBytes <= 2 * received,
+        `${reader.bufferedBytes} bytes buffered for ${received} received`,
+      );
     }
     assert.equal(frames.length, 0);
     assert.equal(reader.partial, true);

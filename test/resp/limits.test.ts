@@ -50,7 +50,9 @@ async function flood(port: number, head: Buffer | string, unit: Buffer): Promise
   pump();
   await Promise.race([
     c.closed,
-    new Promise((_, reject) => setTimeout(() => reject(new Error("the node did not close the connection in 60 s")), 60_000)),
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error("the node did not close the connection in 60 s")), 60_000),
+    ),
   ]);
   return c.reply();
 }
@@ -95,7 +97,9 @@ describe("memory limits on the Redis port (default flags)", () => {
       maxValueBytes: V,
       clientOutputLimitBytes: DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
     });
-    t.diagnostic(`peak RSS ${mib(peak)} (baseline ${mib(baseline)}), bound ${mib(bound)}; other client served ${served}x`);
+    t.diagnostic(
+      `peak RSS ${mib(peak)} (baseline ${mib(baseline)}), bound ${mib(bound)}; other client served ${served}x`,
+    );
     assert.ok(peak <= bound, `peak RSS ${mib(peak)} is over the stated bound ${mib(bound)}`);
   }
 

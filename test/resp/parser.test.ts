@@ -114,7 +114,8 @@ describe("RESP parser", () => {
       const p = new RespParser(1024, 2048);
       const chunks = typeof input === "string" ? [Buffer.from(input)] : [input];
       // The byte limit: three 900-byte arguments announced; refused when the third header says it cannot fit.
-      if (limit === "query-buffer") chunks.push(Buffer.from(`${"a".repeat(900)}\r\n$900\r\n${"b".repeat(900)}\r\n$900\r\n`));
+      if (limit === "query-buffer")
+        chunks.push(Buffer.from(`${"a".repeat(900)}\r\n$900\r\n${"b".repeat(900)}\r\n$900\r\n`));
       for (const c of chunks) p.push(c, () => assert.fail("no command"));
       assert.match(String(p.error), re, limit);
       assert.equal(p.limit, limit);
