@@ -65,7 +65,8 @@ export const MAX_PENDING_WRITE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES = 256 * 1024 * 1024;
 
 /**
- * The output soft limit over time: a connection over MAX_PENDING_WRITE_BYTES
+ * The output soft limit over time (default of `--client-output-stall-ms`):
+ * a connection over MAX_PENDING_WRITE_BYTES
  * whose client has read nothing of its answers for this long is closed
  * (logged). Redis closes a client that stays over its soft limit for N
  * seconds whether it reads or not; we close only one that makes no progress,

@@ -362,6 +362,7 @@ async function main(argv: string[]): Promise<number> {
         "max-value-bytes": { type: "string" },
         "max-connections": { type: "string" },
         "client-output-limit-bytes": { type: "string" },
+        "client-output-stall-ms": { type: "string" },
         "resp-port": { type: "string" },
         requirepass: { type: "string" },
         "log-level": { type: "string" },

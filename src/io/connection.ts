@@ -23,7 +23,7 @@
  * is closed, as Redis closes a client over its client-output-buffer-limit,
  * once they exceed the hard limit (`--client-output-limit-bytes`), or once
  * they stay over MAX_PENDING_WRITE_BYTES while the client reads nothing for
- * CLIENT_OUTPUT_STALL_MS. Each is a comparison per answer or per check; both
+ * `--client-output-stall-ms` (CLIENT_OUTPUT_STALL_MS). Each is a comparison per answer or per check; both
  * are logged (rate-limited: src/limit-log.ts). docs/architecture.md derives
  * the memory bound per connection from these.
  *
@@ -33,12 +33,7 @@
  * written. Other connections never notice.
  */
 import type { Socket } from "node:net";
-import {
-  CLIENT_OUTPUT_STALL_MS,
-  CLOSE_LINGER_MS,
-  MAX_INFLIGHT_PER_CONNECTION,
-  MAX_PENDING_WRITE_BYTES,
-} from "../limits.js";
+import { CLOSE_LINGER_MS, MAX_INFLIGHT_PER_CONNECTION, MAX_PENDING_WRITE_BYTES } from "../limits.js";
 import type { LimitLevel } from "../limit-log.js";
 import type { Result } from "../shard/command.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
@@ -48,6 +43,8 @@ export interface ConnectionHost {
   readonly maxFrameBytes: number;
   /** The output hard limit (`--client-output-limit-bytes`): past it the connection is closed. */
   readonly maxOutputBytes: number;
+  /** Over the soft limit with nothing read for this long, the connection is closed (`--client-output-stall-ms`). */
+  readonly outputStallMs: number;
   readonly dispatcher: Dispatcher;
   /** Password clients must present (native AUTH, RESP AUTH); null when none. */
   readonly requirePass: string | null;
@@ -193,7 +190,7 @@ export abstract class Connection implements RequestOwner {
   }
 
   /**
-   * The soft limit over time (CLIENT_OUTPUT_STALL_MS), called by the node
+   * The soft limit over time (`--client-output-stall-ms`), called by the node
    * every CLIENT_OUTPUT_CHECK_INTERVAL_MS: over MAX_PENDING_WRITE_BYTES, and
    * not one byte taken by the client since the last check, for that long.
    */
@@ -207,7 +204,7 @@ export abstract class Connection implements RequestOwner {
       return;
     }
     if (this.stalledSinceMs === 0) this.stalledSinceMs = nowMs;
-    else if (nowMs - this.stalledSinceMs >= CLIENT_OUTPUT_STALL_MS)
+    else if (nowMs - this.stalledSinceMs >= this.host.outputStallMs)
       this.cutOff("client-output-stall", "closing a client connection that has read none of its answers", {
         stalledMs: nowMs - this.stalledSinceMs,
       });

@@ -19,6 +19,7 @@ import type { Logger } from "pino";
 import { type LimitLevel, LimitLog } from "../limit-log.js";
 import {
   CLIENT_OUTPUT_CHECK_INTERVAL_MS,
+  CLIENT_OUTPUT_STALL_MS,
   DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
   MAX_CONNECTIONS,
   maxFrameBytes,
@@ -41,6 +42,8 @@ export interface NodeOptions {
   maxConnections?: number;
   /** Bytes of answers one connection may hold before it is closed (`--client-output-limit-bytes`). */
   clientOutputLimitBytes?: number;
+  /** Over the output soft limit with nothing read for this long, a connection is closed (`--client-output-stall-ms`). */
+  clientOutputStallMs?: number;
   /** Pin workers to cores (Linux). */
   pin: boolean;
   /** Password clients must AUTH with, on every protocol; null for none. */
@@ -57,6 +60,7 @@ export class PiccoloNode implements ConnectionHost {
   readonly maxValueBytes: number;
   readonly maxFrameBytes: number;
   readonly maxOutputBytes: number;
+  readonly outputStallMs: number;
   private readonly maxConnections: number;
   readonly requirePass: string | null;
   readonly dispatcher = new Dispatcher();
@@ -76,6 +80,7 @@ export class PiccoloNode implements ConnectionHost {
     this.maxFrameBytes = maxFrameBytes(options.maxValueBytes);
     this.maxOutputBytes = options.clientOutputLimitBytes ?? DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES;
     this.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
+    this.outputStallMs = options.clientOutputStallMs ?? CLIENT_OUTPUT_STALL_MS;
     this.requirePass = options.requirePass;
     this.logger = options.logger;
     this.limits = new LimitLog((level, message, detail) => this.logger[level](detail, message));

@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from "node:os";
 import {
+  CLIENT_OUTPUT_STALL_MS,
   DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
   DEFAULT_MAX_VALUE_BYTES,
   MAX_CONNECTIONS,
@@ -22,6 +23,8 @@ export interface NodeConfig {
   maxConnections: number;
   /** Bytes of answers one client connection may hold before it is closed. */
   clientOutputLimitBytes: number;
+  /** Over the output soft limit with nothing read for this long, a connection is closed. */
+  clientOutputStallMs: number;
   logLevel: string;
   pin: boolean;
   /** Redis protocol port; 0 disables it. */
@@ -63,6 +66,11 @@ export const SERVER_FLAGS = {
     env: "PICCOLO_CLIENT_OUTPUT_LIMIT_BYTES",
     help: "answers one connection may hold unread before it is closed (at least the largest answer)",
     default: String(DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES),
+  },
+  "client-output-stall-ms": {
+    env: "PICCOLO_CLIENT_OUTPUT_STALL_MS",
+    help: "ms a connection over 8 MiB of unread answers may go without reading a byte before it is closed",
+    default: String(CLIENT_OUTPUT_STALL_MS),
   },
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
   "no-pin": { env: "PICCOLO_NO_PIN", help: "do not pin shard workers to cores", default: "" },
@@ -131,6 +139,7 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
       maxFrameBytes(maxValueBytes),
       2 ** 46,
     ),
+    clientOutputStallMs: int("client-output-stall-ms", pick("client-output-stall-ms"), 1_000, 86_400_000),
     logLevel: pick("log-level"),
     pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),

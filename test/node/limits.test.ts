@@ -201,3 +201,52 @@ describe("the connection cap (--max-connections 300)", () => {
     }
   });
 });
+
+describe("the output soft limit over time (--client-output-stall-ms 2000)", () => {
+  it("closes a client over the soft limit that reads nothing, and keeps one that reads slowly", async () => {
+    const node = await startNode(["--client-output-stall-ms", "2000"]);
+    try {
+      const c = await node.client({ timeoutMs: 30_000 });
+      await c.put("big", Buffer.alloc(MiB, 7));
+      const gets = Buffer.from("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(40)); // 40 MiB of answers: over 8 MiB, under 256
+      const open = async () => {
+        const s = connect({ host: "127.0.0.1", port: node.respPort });
+        s.on("error", () => {});
+        await new Promise((r) => s.once("connect", r));
+        const closed = new Promise<void>((r) => s.once("close", () => r()));
+        return { s, closed };
+      };
+      const stalled = await open();
+      stalled.s.pause(); // reads nothing
+      stalled.s.write(gets);
+      const slow = await open();
+      let read = 0;
+      slow.s.on("data", (d: Buffer) => {
+        read += d.length;
+        slow.s.pause(); // one socket read every 200 ms: about 300 KiB/s
+        setTimeout(() => slow.s.resume(), 200);
+      });
+      slow.s.write(gets);
+      await eventually(
+        "the node closes the client that reads nothing",
+        async () => assert.match(node.stderr(), /"limit":"client-output-stall"/),
+        15_000,
+        100,
+      );
+      stalled.s.resume();
+      await Promise.race([
+        stalled.closed,
+        new Promise((_, reject) => setTimeout(() => reject(new Error("still open 10 s after the cut")), 10_000)),
+      ]);
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal(slow.s.destroyed, false, "the slow reader keeps its connection");
+      assert.ok(read > 0 && read < 40 * MiB, "and it was still reading");
+      assert.equal((node.stderr().match(/"limit":"client-output-stall"/g) ?? []).length, 1, "one client was closed");
+      slow.s.destroy();
+      assert.equal((await c.get("big"))?.value.length, MiB, "and everyone else is served");
+      await c.close();
+    } finally {
+      await node.stop();
+    }
+  });
+});
