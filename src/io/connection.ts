@@ -23,9 +23,9 @@
  * is closed, as Redis closes a client over its client-output-buffer-limit,
  * once they exceed the hard limit (`--client-output-limit-bytes`), or once
  * they stay over MAX_PENDING_WRITE_BYTES while the client reads nothing for
- * `--client-output-stall-ms` (CLIENT_OUTPUT_STALL_MS). Each is a comparison per answer or per check; both
- * are logged (rate-limited: src/limit-log.ts). docs/architecture.md derives
- * the memory bound per connection from these.
+ * `--client-output-stall-ms`. Each is a comparison per answer or per check;
+ * both are logged (rate-limited: src/limit-log.ts). docs/architecture.md
+ * derives the memory bound per connection from these.
  *
  * Bad input that the parser can step over gets an error answer and the
  * connection goes on. A stream that cannot be resynchronised gets a final
