@@ -43,13 +43,96 @@ export const MAX_BATCH_KEYS = 10_000;
 export const MAX_INFLIGHT_PER_CONNECTION = 4096;
 
 /**
- * Bytes of answers queued in user space for one socket before we pause reading
- * it (the kernel's send buffer is full and the client is not reading).
+ * The output soft limit: bytes of answers one connection holds in user space
+ * (answers complete in its queue, parts of answers gathered so far, and what
+ * the socket has taken but the kernel has not) before we pause reading it.
+ * Pausing stops new requests; those already in flight still answer, which is
+ * what the hard limit below bounds.
  */
 export const MAX_PENDING_WRITE_BYTES = 8 * 1024 * 1024;
 
-/** Open client connections per node. Over it: new sockets are closed at once. */
+/**
+ * The output hard limit (default of `--client-output-limit-bytes`), Redis's
+ * `client-output-buffer-limit`: once the answers one connection holds (as
+ * above) exceed it, the client is not reading what it asked for, and the
+ * connection is closed at once (logged). A client pipelining requests whose
+ * answers add up to more than this before it reads any of them is closed
+ * too: no single answer may exceed it, so it must stay above the largest
+ * answer a client may ask for. 256 MiB is Redis's own hard limit for
+ * replicas, and the largest answer frame the native client accepts
+ * (maxFrameBytes of 256 MiB values).
+ */
+export const DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The output soft limit over time (default of `--client-output-stall-ms`):
+ * a connection over MAX_PENDING_WRITE_BYTES
+ * whose client has read nothing of its answers for this long is closed
+ * (logged). Redis closes a client that stays over its soft limit for N
+ * seconds whether it reads or not; we close only one that makes no progress,
+ * so a slow reader of a big answer is never cut while it reads.
+ */
+export const CLIENT_OUTPUT_STALL_MS = 60_000;
+
+/**
+ * A connection the node closes after a final answer (a protocol error, QUIT)
+ * is half-closed once that answer is written; if the client has not closed
+ * its side this long after, the node drops the connection. Without it a
+ * client that keeps sending (endless bulk data) holds it open forever.
+ */
+export const CLOSE_LINGER_MS = 2_000;
+
+/** How often the node looks for connections stalled as above. */
+export const CLIENT_OUTPUT_CHECK_INTERVAL_MS = 1_000;
+
+/**
+ * Open client connections per node, on all its ports together (default of
+ * `--max-connections`). Over it: a new socket is closed at once, logged.
+ */
 export const MAX_CONNECTIONS = 10_000;
+
+/**
+ * Bytes of one partly received RESP command (Redis's
+ * `client-query-buffer-limit`, 1 GiB there), at least 64 MiB: an MSET of
+ * four values at the default 16 MiB value limit, and never less than one
+ * value at the configured limit with its key. Over it: "ERR Protocol error:
+ * command too large", the connection is closed, logged. The parser keeps one
+ * partial command at most (complete ones leave at once), so this bounds its
+ * buffer: one chunk more, at most.
+ */
+export function respMaxQueryBytes(maxValueBytes: number): number {
+  return Math.max(RESP_QUERY_BUFFER_BYTES, maxFrameBytes(maxValueBytes));
+}
+
+/** The floor of respMaxQueryBytes. */
+export const RESP_QUERY_BUFFER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Arguments in one RESP command (Redis: 1,048,576). The largest command
+ * Piccolo accepts is an MSET of MAX_BATCH_KEYS pairs (20,001 arguments); the
+ * cap leaves room so that a batch somewhat over the key limit gets that
+ * command's own "too many keys" error and keeps its connection, while an
+ * absurd count is refused from its header alone (each argument costs the
+ * parser 8 bytes of offsets and, once the command is complete, a view of
+ * about 100 bytes: 6.5 MiB at the cap). Over it: "ERR Protocol error:
+ * invalid multibulk length" (Redis's text), the connection is closed.
+ */
+export const RESP_MAX_ARGS = 65_536;
+
+/** Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE). Over it: protocol error, closed. */
+export const RESP_MAX_INLINE_BYTES = 64 * 1024;
+
+/**
+ * How much of a frame the native frame reader allocates from the size its
+ * header claims. A frame larger than this gets a buffer that grows (doubling)
+ * as its bytes arrive, so a header that lies costs what was sent, not what
+ * it claims; a frame up to this size is read into a buffer of its exact size
+ * at once (the common case: no copy while it grows).
+ */
+export const FRAME_INITIAL_BYTES = 64 * 1024;
+
+/** A limit that is hit is logged at once, then at most once per this interval (src/limit-log.ts). */
+export const LIMIT_LOG_INTERVAL_MS = 10_000;
 
 /** Bytes of one SPSC ring's data area (power of two). Full ring: backpressure. */
 export const RING_BYTES = 1 << 20;
@@ -67,6 +150,15 @@ export const RING_RECORD_MAX_BYTES = 64 * 1024;
  * ring drains: backpressure, never a drop.
  */
 export const MAX_SHARD_BACKLOG_COUNT = 16_384;
+
+/**
+ * Bytes the IO loop may hold for one shard in that backlog (commands carry
+ * values: 16,384 puts of 16 MiB would be 256 GiB). Same behaviour as the
+ * count: every socket pauses until the shard catches up. The commands of the
+ * socket reads already under way still join it, so a backlog may pass this
+ * by what one read of each connection completes (see docs/architecture.md).
+ */
+export const MAX_SHARD_BACKLOG_BYTES = 64 * 1024 * 1024;
 
 /**
  * The active expiry sweep (src/shard/sweep.ts). Every EXPIRE_SWEEP_INTERVAL_MS
@@ -168,6 +260,38 @@ export const CERIALIZER_MAX_IN_FLIGHT_PER_NODE = 8_192;
 /** How often a node marked down is probed (ping) to bring it back. */
 export const CERIALIZER_PROBE_INTERVAL_MS = 250;
 
+/**
+ * Open HTTP connections to the gateway (default of `--max-connections`).
+ * Over it: a new connection is closed at once, before a byte is read
+ * (Node's server.maxConnections), logged.
+ */
+export const CERIALIZER_MAX_CONNECTIONS = 10_000;
+
+/**
+ * The time a client has to send one whole request, headers and body
+ * (default of `--request-timeout-ms`; Node's requestTimeout). Over it: 408
+ * and the connection is closed. Without it (Fastify's default is none) a
+ * client sending one byte a minute holds its connection, and its buffers,
+ * forever: slowloris.
+ */
+export const CERIALIZER_REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * The time a client has to send a request's headers (Node's headersTimeout),
+ * counted from the connection's start or the end of its previous request: a
+ * connection that sends nothing is closed after it too. Over it: 408, closed.
+ */
+export const CERIALIZER_HEADERS_TIMEOUT_MS = 20_000;
+
+/** How often Node checks the two timeouts above (its default, 30 s, would let them run 30 s late). */
+export const CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+
+/**
+ * An idle keep-alive connection (no request in progress) is closed after
+ * this long (Node's keepAliveTimeout, at Node's default).
+ */
+export const CERIALIZER_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+
 // ---- node-to-node traffic (src/cluster) ------------------------------------
 
 /**
@@ -195,3 +319,150 @@ export const PEER_MAX_MESSAGES_PER_FRAME = 4_096;
  * size, not one frame of gigabytes. A single larger message travels alone.
  */
 export const PEER_FRAME_TARGET_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Largest frame accepted on a peer connection before that connection's
+ * hello is verified (a hello is under 1 KiB). Anyone can open a connection
+ * to the peer port: until it has proven it belongs to the cluster, it may
+ * not make us buffer a PEER_MAX_FRAME_BYTES frame. Over it: the connection
+ * is closed from the frame's header alone, logged.
+ */
+export const PEER_MAX_HELLO_FRAME_BYTES = 64 * 1024;
+
+/**
+ * Bytes of client commands one cluster member may have in flight (held
+ * while they wait for their partition's leader, a commit or a forwarded
+ * answer), beside the count CLUSTER_MAX_IN_FLIGHT. Over it the IO loop stops
+ * reading client sockets until answers drain, as for the count.
+ */
+export const CLUSTER_MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Bytes of Raft traffic (peer frames to a group worker, frames from it to
+ * the peers) one ring's writer may hold waiting for room. Over it, new Raft
+ * frames for that ring are dropped and counted, as the peer transport drops
+ * what does not fit in PEER_MAX_QUEUED_BYTES: Raft resends what is lost, so
+ * a starved thread costs bounded memory, never a stopped member.
+ */
+export const HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES = 64 * 1024 * 1024;
+
+// ---- the memory bound (docs/architecture.md, "Memory per connection") -----
+
+/**
+ * What a connection costs with nothing buffered: its socket's and its
+ * parser's objects (measured 5-7 KiB on Node 20, rounded up). Kernel socket
+ * buffers are the kernel's, not the process's RSS.
+ */
+export const CONNECTION_FIXED_BYTES = 16 * 1024;
+
+/**
+ * The objects of the requests one connection has in flight, at most
+ * MAX_INFLIGHT_PER_CONNECTION plus what one socket read completes (a few
+ * thousand small requests): their request objects, tags and argument views,
+ * under a kilobyte each.
+ */
+export const CONNECTION_REQUESTS_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Memory the process may hold that is garbage not yet collected, and freed
+ * memory the allocator keeps: V8 collects when external memory (our
+ * buffers) grew by 64 MiB since the last collection, and its young
+ * generation is 16 MiB a semi-space; glibc keeps up to 64 MiB of freed
+ * memory before it trims. Node-wide, not per connection.
+ */
+export const GC_SLACK_BYTES = 128 * 1024 * 1024;
+
+/**
+ * The most one client connection costs the node, in bytes: the terms of
+ * docs/architecture.md's "Memory per connection", with V the value limit,
+ * F = maxFrameBytes(V), Q = respMaxQueryBytes(V), H the output limit.
+ *   input, native: a partial frame (F; while its buffer doubles, the old
+ *     half with it: 1.5 F), one whole frame past the backlog's budget (F)
+ *     and its command copied into the shard's backlog (F): 3.5 F;
+ *   input, RESP: the partial command (Q and one read; 1.5x while growing)
+ *     and its copy into the backlog (Q): 2.5 (Q + 64 KiB);
+ *   answers: H, plus the result that crossed it (V), and while an answer is
+ *     encoded its result's reassembled fragments and the encoded copy (2V);
+ *     a multi-key answer just under H is encoded into a second buffer: 2H;
+ *     so 2H + 3V.
+ */
+export function connectionMemoryBoundBytes(
+  protocol: "native" | "resp",
+  maxValueBytes: number,
+  clientOutputLimitBytes: number,
+): number {
+  const input =
+    protocol === "native" ? 3.5 * maxFrameBytes(maxValueBytes) : 2.5 * (respMaxQueryBytes(maxValueBytes) + 64 * 1024);
+  const answers = 2 * clientOutputLimitBytes + 3 * maxValueBytes;
+  return CONNECTION_FIXED_BYTES + CONNECTION_REQUESTS_BYTES + input + answers;
+}
+
+/**
+ * What one shard (single-node mode) holds beside its map: its backlog and
+ * the frames of the requests whose commands wait in it (2B), its two rings,
+ * the worker's reassembly of one fragmented command (its fragments and the
+ * whole: 2F) and the IO thread's of one fragmented result (2V).
+ */
+export function shardMemoryBoundBytes(maxValueBytes: number): number {
+  return 2 * MAX_SHARD_BACKLOG_BYTES + 2 * RING_BYTES + 2 * maxFrameBytes(maxValueBytes) + 2 * maxValueBytes;
+}
+
+/**
+ * The bound on a single node's resident memory (RSS) that
+ * docs/architecture.md states: the process as started (`baselineBytes`,
+ * measured: no client), the maps' content (`dataBytes`), each connection's
+ * bound (an idle one: its fixed cost), each shard's, and GC_SLACK_BYTES.
+ */
+export function nodeMemoryBoundBytes(o: {
+  baselineBytes: number;
+  dataBytes: number;
+  shards: number;
+  /** Connections with nothing buffered and nothing in flight: CONNECTION_FIXED_BYTES each. */
+  idleConnections: number;
+  nativeConnections: number;
+  respConnections: number;
+  maxValueBytes: number;
+  clientOutputLimitBytes: number;
+}): number {
+  return (
+    o.baselineBytes +
+    o.dataBytes +
+    o.idleConnections * CONNECTION_FIXED_BYTES +
+    o.nativeConnections * connectionMemoryBoundBytes("native", o.maxValueBytes, o.clientOutputLimitBytes) +
+    o.respConnections * connectionMemoryBoundBytes("resp", o.maxValueBytes, o.clientOutputLimitBytes) +
+    Math.max(1, o.shards) * shardMemoryBoundBytes(o.maxValueBytes) +
+    GC_SLACK_BYTES
+  );
+}
+
+/**
+ * What an HTTP connection to the Cerializer costs with no request in
+ * progress: its socket, Node's HTTP parser and, after a request, the
+ * keep-alive state (measured 5-6 KiB idle, about 18 KiB after a request,
+ * on Node 20; rounded up).
+ */
+export const CERIALIZER_CONNECTION_FIXED_BYTES = 32 * 1024;
+
+/**
+ * The bound on the Cerializer's RSS that docs/cerializer.md states: the
+ * process as started (`baselineBytes`), each connection's fixed cost, and
+ * for each request in progress (Node reads one request at a time per
+ * connection, so at most one per connection) its body (B, the body limit)
+ * with its parsed JSON and the decoded value (up to 3B more: a JSON string
+ * in V8 takes up to twice its bytes) and its answer (the value, its base64
+ * text and the JSON around it: 3V), and GC_SLACK_BYTES.
+ */
+export function cerializerMemoryBoundBytes(o: {
+  baselineBytes: number;
+  connections: number;
+  requestsInProgress: number;
+  maxBodyBytes: number;
+  maxValueBytes: number;
+}): number {
+  return (
+    o.baselineBytes +
+    o.connections * CERIALIZER_CONNECTION_FIXED_BYTES +
+    o.requestsInProgress * (4 * o.maxBodyBytes + 3 * o.maxValueBytes) +
+    GC_SLACK_BYTES
+  );
+}

@@ -19,12 +19,18 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import { pino } from "pino";
+import { LimitLog } from "../limit-log.js";
 import {
   CERIALIZER_CONNECTIONS_PER_NODE,
   CERIALIZER_DEFAULT_BODY_BYTES,
+  CERIALIZER_HEADERS_TIMEOUT_MS,
+  CERIALIZER_KEEP_ALIVE_TIMEOUT_MS,
   CERIALIZER_MAX_BATCH_OPS,
+  CERIALIZER_MAX_CONNECTIONS,
   CERIALIZER_MAX_IN_FLIGHT_PER_NODE,
   CERIALIZER_MAX_LIST_LIMIT,
+  CERIALIZER_REQUEST_TIMEOUT_MS,
+  CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS,
   DEFAULT_CLIENT_TIMEOUT_MS,
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
@@ -56,6 +62,10 @@ export interface CerializerOptions {
   password?: string;
   /** The nodes are members of one cluster: any of them serves any key. */
   cluster?: boolean;
+  /** Open HTTP connections; over it a new one is closed at once (logged). */
+  maxConnections?: number;
+  /** The time a client has to send one whole request; over it: 408, closed. */
+  requestTimeoutMs?: number;
   logLevel?: string;
 }
 
@@ -99,17 +109,43 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   // In a cluster the router learns members beyond --nodes (seeds) and drops those replaced.
   const router = new Router(links, o.cluster ?? false, newLink);
   const metrics = new Metrics(() => router.nodes, 1000);
+  const limitLog = new LimitLog((level, message, detail) => logger[level](detail, message));
   const g: Gateway = { router, limits, metrics, startedAt: Date.now() };
 
   // A key in a URL may be up to maxKeyBytes bytes, each percent-encoded as
   // three characters: the request line must fit that.
   const maxHeaderSize = 3 * limits.maxKeyBytes + 32 * 1024;
+  const requestTimeoutMs = o.requestTimeoutMs ?? CERIALIZER_REQUEST_TIMEOUT_MS;
   // (Cast: a pino logger instance widens Fastify's logger type parameter.)
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: limits.maxBodyBytes,
-    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server =>
-      createServer({ maxHeaderSize }, handler),
+    // Memory per connection is bounded by time as much as by bytes: a client
+    // that sends its request slowly (slowloris), or opens connections and
+    // sends nothing, holds a connection slot and its buffers. Fastify sets
+    // these timeouts only on a server it creates itself, so they are set
+    // here, on ours (docs/cerializer.md, "Limits").
+    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
+      const server = createServer(
+        {
+          maxHeaderSize,
+          requestTimeout: requestTimeoutMs,
+          headersTimeout: Math.min(CERIALIZER_HEADERS_TIMEOUT_MS, requestTimeoutMs),
+          keepAliveTimeout: CERIALIZER_KEEP_ALIVE_TIMEOUT_MS,
+          connectionsCheckingInterval: CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS,
+        },
+        handler,
+      );
+      // Past the cap Node closes a new connection before reading it, and says so with 'drop'.
+      server.maxConnections = o.maxConnections ?? CERIALIZER_MAX_CONNECTIONS;
+      server.on("drop", (d?: { remoteAddress?: string; remotePort?: number }) =>
+        limitLog.hit("max-connections", "refusing an HTTP connection: the gateway is at --max-connections", {
+          maxConnections: server.maxConnections,
+          remote: `${d?.remoteAddress}:${d?.remotePort}`,
+        }),
+      );
+      return server;
+    },
     // Keys are bytes: take /v1/kv/<key> out of the raw URL before the router
     // decodes it as UTF-8 (see url.ts); the route reads request.originalUrl.
     rewriteUrl: (req) => {

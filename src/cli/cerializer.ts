@@ -10,6 +10,8 @@ import {
   CERIALIZER_CONNECTIONS_PER_NODE,
   CERIALIZER_DEFAULT_BODY_BYTES,
   CERIALIZER_MAX_BATCH_OPS,
+  CERIALIZER_MAX_CONNECTIONS,
+  CERIALIZER_REQUEST_TIMEOUT_MS,
   DEFAULT_CLIENT_TIMEOUT_MS,
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
@@ -50,6 +52,16 @@ export const CERIALIZER_FLAGS = {
     env: "PICCOLO_TIMEOUT",
     help: "ms to wait for a node's answer (then 504)",
     default: String(DEFAULT_CLIENT_TIMEOUT_MS),
+  },
+  "max-connections": {
+    env: "PICCOLO_HTTP_MAX_CONNECTIONS",
+    help: "open HTTP connections; over it new ones are closed at once",
+    default: String(CERIALIZER_MAX_CONNECTIONS),
+  },
+  "request-timeout-ms": {
+    env: "PICCOLO_HTTP_REQUEST_TIMEOUT_MS",
+    help: "ms a client has to send one whole request (then 408 and close)",
+    default: String(CERIALIZER_REQUEST_TIMEOUT_MS),
   },
   password: { env: "PICCOLO_PASSWORD", help: "AUTH password for nodes run with --requirepass", default: "" },
   cluster: {
@@ -106,6 +118,8 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     timeoutMs: int("timeout", pick("timeout"), 1, 3_600_000),
     ...(password === "" ? {} : { password }),
     cluster: bool("cluster", pick("cluster")),
+    maxConnections: int("max-connections", pick("max-connections"), 1, 1_000_000),
+    requestTimeoutMs: int("request-timeout-ms", pick("request-timeout-ms"), 1_000, 3_600_000),
     logLevel: pick("log-level"),
   });
   const list = nodes.map((n) => `${n.host}:${n.port}`).join(", ");

@@ -27,6 +27,7 @@
 import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
 import { ErrorCode } from "../errors.js";
+import { CLUSTER_MAX_IN_FLIGHT_BYTES } from "../limits.js";
 import { hash32 } from "../hash.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
 import {
@@ -56,7 +57,7 @@ export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
 export const REBALANCE_EVERY_TICKS = 50;
 /** How long a preferred leader must have been connected before it gets its partitions back. */
 export const REBALANCE_SETTLE_MS = 2_000;
-/** Requests in flight on this member before the IO loop stops reading sockets. */
+/** Requests in flight on this member before the IO loop stops reading sockets (and their bytes: limits.ts). */
 export const CLUSTER_MAX_IN_FLIGHT = 16_384;
 
 export interface ClusterOptions {
@@ -107,6 +108,8 @@ export class ClusterShards implements ShardBackend {
   private readonly mutedReplies = new Set<number>();
   private batchEndQueued = false;
   private inFlight = 0;
+  /** Bytes of the encoded commands in flight (each is held until answered). */
+  private inFlightBytes = 0;
   private closed = false;
   private nextForwardId = 1;
   private readonly forwards = new Map<number, { to: number; done: (o: ForwardOutcome | null) => void }>();
@@ -340,6 +343,7 @@ export class ClusterShards implements ShardBackend {
     encodeCommand(bytes, 0, c);
     const tag = c.tag;
     this.inFlight++;
+    this.inFlightBytes += bytes.length;
     const write = isWrite(c.op);
     // A stale read (FLAG_STALE_READ, asked for per request) on a member holding a replica of the
     // partition is served from this replica's map as it is now: no leader, no ReadIndex, so it
@@ -355,13 +359,15 @@ export class ClusterShards implements ShardBackend {
             .then((o) => (o.kind === "result" ? o.result : errorResult(ErrorCode.UNAVAILABLE)))
         : this.execute(partition, bytes, write);
     void p.then((result) => {
+      const wasCongested = this.congested();
       this.inFlight--;
+      this.inFlightBytes -= bytes.length;
       const r = new Result();
       r.decode(result);
       r.tag = tag;
       this.events.onResult(r);
       this.batchEnd();
-      if (this.inFlight === CLUSTER_MAX_IN_FLIGHT - 1) this.events.onDrain();
+      if (wasCongested && !this.congested()) this.events.onDrain();
     });
   }
 
@@ -384,7 +390,7 @@ export class ClusterShards implements ShardBackend {
   }
 
   congested(): boolean {
-    return this.inFlight >= CLUSTER_MAX_IN_FLIGHT;
+    return this.inFlight >= CLUSTER_MAX_IN_FLIGHT || this.inFlightBytes >= CLUSTER_MAX_IN_FLIGHT_BYTES;
   }
 
   async close(): Promise<void> {

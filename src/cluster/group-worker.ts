@@ -23,11 +23,11 @@ export interface GroupWorkerData {
 }
 
 async function main(data: GroupWorkerData): Promise<void> {
-  const out = new RecordWriter(data.notifyRing);
+  const out = new RecordWriter(data.notifyRing, (level, message, detail) => hostOut.log(level, message, detail));
   let input: RecordReader | null = null;
   const hostOut: HostOut = {
     send: (to, messages) => {
-      for (const frame of encodeRaftFrames(messages)) out.write(Out.Send, to, 0, 0, frame);
+      for (const frame of encodeRaftFrames(messages)) out.writeRaft(Out.Send, to, frame);
     },
     flush: () => out.flush(),
     takeInput: () => input?.poll(),

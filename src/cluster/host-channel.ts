@@ -8,13 +8,23 @@
  * never a drop, never a reorder).
  *
  * Limits: each ring is RING_BYTES with records of at most RING_RECORD_MAX_BYTES
- * (larger messages travel as fragments). The writers' backlogs have no cap of
- * their own, because what feeds them is capped upstream: client requests by
- * CLUSTER_MAX_IN_FLIGHT per member (past it the IO loop stops reading
- * sockets), peer frames by the transport (PEER_MAX_FRAME_BYTES per frame, and
- * Raft's own flow control: at most maxInflight appends per follower), and
- * what a worker sends by the same flow control. A backlog that grows means
- * the reader's thread is starved, and the members' proposal latency shows it.
+ * (larger messages travel as fragments). A writer's backlog (what waits for
+ * ring space while the reading thread is busy) is bounded in bytes, record
+ * kind by record kind:
+ *   - Raft traffic (In.Step: peer frames for the worker; Out.Send: frames
+ *     for the peers) is written with writeRaft(), which drops a frame once
+ *     the backlog holds HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES, counted and
+ *     logged: Raft resends what is lost, as it does when the peer transport
+ *     drops past PEER_MAX_QUEUED_BYTES. (Raft's flow control alone would
+ *     allow groups x followers x maxInflight appends of 1 MiB: gigabytes.)
+ *   - Client commands (In.Serve) are capped where they enter: the commands
+ *     in flight on a member, CLUSTER_MAX_IN_FLIGHT_BYTES (past it the IO
+ *     loop stops reading client sockets), and those forwarded by each peer,
+ *     which its own cap bounds the same way.
+ *   - Their answers (Out.Outcome) answer those commands: one each.
+ *   - Control, replies, routes and logs are small and few.
+ * A backlog that grows means the reader's thread is starved, and the
+ * members' proposal latency shows it.
  *
  * A record is a 13-byte header and a payload:
  *
@@ -26,7 +36,8 @@
  *   13     ...  payload
  */
 import { assert } from "../assert.js";
-import { RING_RECORD_MAX_BYTES } from "../limits.js";
+import { LimitLog, type LimitLogSink } from "../limit-log.js";
+import { HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
 
@@ -68,14 +79,42 @@ export class RecordWriter {
   private publishQueued = false;
   private closed = false;
   private readonly stopped = (): boolean => this.closed;
+  private readonly limits: LimitLog;
+  /** Raft frames dropped because the backlog was full (see writeRaft). */
+  droppedRaftFrames = 0;
 
-  constructor(sab: SharedArrayBuffer) {
+  /** `onLimit` logs a limit hit (rate-limited here): the Raft backlog overflowing. */
+  constructor(sab: SharedArrayBuffer, onLimit: LimitLogSink = () => {}) {
     this.w = new MessageWriter(new RingWriter(sab), RING_RECORD_MAX_BYTES);
+    this.limits = new LimitLog(onLimit);
   }
 
   /** Records waiting for ring space (the owner's backpressure signal). */
   get backlogCount(): number {
     return this.w.backlogCount;
+  }
+
+  /** Bytes of the records waiting for ring space. */
+  get backlogBytes(): number {
+    return this.w.backlogBytes;
+  }
+
+  /**
+   * Writes a record of Raft traffic, which Raft may lose: dropped (false)
+   * when the backlog already holds HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES. One
+   * comparison; the drop is counted and logged, rate-limited.
+   */
+  writeRaft(kind: number, a: number, payload: Uint8Array): boolean {
+    if (this.w.backlogBytes >= HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES) {
+      this.droppedRaftFrames++;
+      this.limits.hit("host-channel-raft-backlog", "a thread is not keeping up: dropping Raft frames (Raft resends)", {
+        backlogBytes: this.w.backlogBytes,
+        dropped: this.droppedRaftFrames,
+      });
+      return false;
+    }
+    this.write(kind, a, 0, 0, payload);
+    return true;
   }
 
   write(kind: number, a: number, b: number, c: number, payload: Uint8Array = EMPTY): void {

@@ -112,7 +112,7 @@ export class WorkerHostLink implements HostLink {
     notifyRing: SharedArrayBuffer,
     events: LinkEvents,
   ) {
-    this.toWorker = new RecordWriter(requestRing);
+    this.toWorker = new RecordWriter(requestRing, (level, message, detail) => events.log(level, message, detail));
     this.fromWorker = new RecordReader(notifyRing, (r) => {
       switch (r.kind) {
         case Out.Outcome: {
@@ -184,12 +184,12 @@ export class WorkerHostLink implements HostLink {
 
   step(messages: GroupMessage[]): void {
     // A share of one decoded peer frame: within a frame's message limit, and the ring fragments any size.
-    this.toWorker.write(In.Step, 0, 0, 0, encodeRaftBatch(messages));
+    this.toWorker.writeRaft(In.Step, 0, encodeRaftBatch(messages));
   }
 
   /** A peer's Raft frame as it arrived: the worker decodes it (decision 0189, "pass-through"). */
   stepFrame(from: number, frame: Uint8Array): void {
-    this.toWorker.write(In.Step, from, 0, 0, frame);
+    this.toWorker.writeRaft(In.Step, from, frame);
   }
 
   transfer(group: number, to: number): Promise<string | null> {

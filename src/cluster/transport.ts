@@ -24,6 +24,11 @@
  *   one burst, and answered them all.
  * - Receiving decodes each frame strictly (src/cluster/peer-codec.ts); a
  *   malformed frame closes that connection (and only it).
+ * - Until a connection's hello is verified, its frames may be at most
+ *   PEER_MAX_HELLO_FRAME_BYTES (a hello is under 1 KiB): anyone can reach
+ *   the peer port, and must not make us buffer a PEER_MAX_FRAME_BYTES frame
+ *   before saying who it is. A bigger frame closes the connection from its
+ *   header alone; like every limit hit, it is logged (rate-limited).
  *
  * - A member joined after bootstrap (`--joined`) may be unknown to members
  *   started before it. It *announces* itself: every PEER_ANNOUNCE_EVERY_MS,
@@ -40,7 +45,8 @@
  */
 import { createServer, type Server, type Socket, connect } from "node:net";
 import type { Logger } from "pino";
-import { PEER_MAX_FRAME_BYTES } from "../limits.js";
+import { LimitLog } from "../limit-log.js";
+import { PEER_MAX_FRAME_BYTES, PEER_MAX_HELLO_FRAME_BYTES } from "../limits.js";
 import { FrameReader } from "../protocol/framing.js";
 import { listenFailure } from "../start-failure.js";
 import {
@@ -150,9 +156,11 @@ export class PeerTransport {
   /** Connections accepted whose hello has not arrived yet. */
   private readonly pending = new Set<Socket>();
   private announceTimer: NodeJS.Timeout | null = null;
+  private readonly limits: LimitLog;
 
   constructor(private readonly o: TransportOptions) {
     this.maxQueuedBytes = o.maxQueuedBytes ?? PEER_MAX_QUEUED_BYTES;
+    this.limits = new LimitLog((level, message, detail) => o.logger?.[level](detail, message));
     for (const m of o.members) if (m.id !== o.self.id) this.peers.set(m.id, new Peer(m));
   }
 
@@ -373,7 +381,8 @@ export class PeerTransport {
   }
 
   private readFrames(s: Socket, dialed: Peer | null, helloTimer: NodeJS.Timeout): void {
-    const reader = new FrameReader(PEER_MAX_FRAME_BYTES);
+    // Small frames only until the hello is verified (see the file comment).
+    const reader = new FrameReader(PEER_MAX_HELLO_FRAME_BYTES);
     let peer: Peer | null = null;
     s.on("data", (chunk: Buffer) => {
       reader.push(chunk, (frame) => {
@@ -404,6 +413,7 @@ export class PeerTransport {
               return refuse("this member dials that one, not the reverse");
             clearTimeout(helloTimer);
             peer = claimed;
+            reader.maxFrameBytes = PEER_MAX_FRAME_BYTES;
             claimed.stats.clientAddress = f.clientAddress;
             if (dialed === null) {
               this.pending.delete(s);
@@ -430,7 +440,20 @@ export class PeerTransport {
           s.destroy();
         }
       });
-      if (reader.error !== null) s.destroy();
+      if (reader.error !== null && !s.destroyed) {
+        const e = reader.error;
+        if (e.code === "FRAME_TOO_LARGE")
+          this.limits.hit(
+            peer === null ? "peer-hello-frame-size" : "peer-frame-size",
+            peer === null
+              ? "closing a peer connection: a frame before its hello exceeds the limit"
+              : "closing a peer connection: a frame exceeds the limit",
+            { from: peer?.member.id ?? `${s.remoteAddress}:${s.remotePort}`, message: e.message },
+          );
+        else
+          this.o.logger?.warn({ from: peer?.member.id, message: e.message }, "bad peer frame; closing that connection");
+        s.destroy();
+      }
     });
   }
 

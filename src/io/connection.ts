@@ -9,10 +9,23 @@
  *
  * Backpressure, never drops. The socket stops being read when
  *   - this connection has MAX_INFLIGHT_PER_CONNECTION requests unanswered,
- *   - its unsent answers exceed MAX_PENDING_WRITE_BYTES (a slow reader), or
+ *   - the answers it holds exceed MAX_PENDING_WRITE_BYTES (a slow reader), or
  *   - a shard's ring is congested (the server pauses everyone),
  * and resumes when the condition clears. TCP flow control then slows the
  * client down; nothing is ever discarded.
+ *
+ * The output limit. Pausing stops new requests, not the answers to those
+ * already read: 4,096 GETs in flight of a 1 MiB value are 4 GiB of answers
+ * that will arrive whether the client reads or not. So the connection counts
+ * the bytes of answers it holds (`heldBytes`: answers complete in its queue,
+ * the values of multi-part answers gathered so far, charged as each shard's
+ * result arrives; plus what the socket has taken and the kernel has not) and
+ * is closed, as Redis closes a client over its client-output-buffer-limit,
+ * once they exceed the hard limit (`--client-output-limit-bytes`), or once
+ * they stay over MAX_PENDING_WRITE_BYTES while the client reads nothing for
+ * `--client-output-stall-ms`. Each is a comparison per answer or per check;
+ * both are logged (rate-limited: src/limit-log.ts). docs/architecture.md
+ * derives the memory bound per connection from these.
  *
  * Bad input that the parser can step over gets an error answer and the
  * connection goes on. A stream that cannot be resynchronised gets a final
@@ -20,13 +33,18 @@
  * written. Other connections never notice.
  */
 import type { Socket } from "node:net";
-import { MAX_INFLIGHT_PER_CONNECTION, MAX_PENDING_WRITE_BYTES } from "../limits.js";
+import { CLOSE_LINGER_MS, MAX_INFLIGHT_PER_CONNECTION, MAX_PENDING_WRITE_BYTES } from "../limits.js";
+import type { LimitLevel } from "../limit-log.js";
 import type { Result } from "../shard/command.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 
 export interface ConnectionHost {
   readonly maxValueBytes: number;
   readonly maxFrameBytes: number;
+  /** The output hard limit (`--client-output-limit-bytes`): past it the connection is closed. */
+  readonly maxOutputBytes: number;
+  /** Over the soft limit with nothing read for this long, the connection is closed (`--client-output-stall-ms`). */
+  readonly outputStallMs: number;
   readonly dispatcher: Dispatcher;
   /** Password clients must present (native AUTH, RESP AUTH); null when none. */
   readonly requirePass: string | null;
@@ -38,6 +56,8 @@ export interface ConnectionHost {
   markDirty(conn: Connection): void;
   closed(conn: Connection): void;
   log(level: "debug" | "info" | "warn", message: string, detail?: object): void;
+  /** A limit was hit (`limit` names it): logged, rate-limited per limit (src/limit-log.ts). */
+  limitHit(limit: string, message: string, detail?: object, level?: LimitLevel): void;
 }
 
 /** An answer known before any shard is asked (errors, PING, QUIT). */
@@ -53,6 +73,15 @@ export abstract class Connection implements RequestOwner {
   protected ending = false;
   closed = false;
   private dirty = false;
+  /** Closed by this side for breaking a limit: nothing more is read, answered or counted. */
+  private cut = false;
+  /** Bytes of answers held in the queue (complete, or gathered so far), not yet handed to the socket. */
+  private queuedBytes = 0;
+  /** Bytes handed to the socket so far, and how many had left it (to the kernel) at the last stall check. */
+  private handedBytes = 0;
+  private sentAtCheck = 0;
+  /** When the client was first seen reading nothing while over the soft limit (0: it is not). */
+  private stalledSinceMs = 0;
 
   constructor(
     readonly socket: Socket,
@@ -88,6 +117,11 @@ export abstract class Connection implements RequestOwner {
     return this.queue.length - this.queueHead;
   }
 
+  /** Bytes of answers this connection holds in user space: its queue's and the socket's (see the file comment). */
+  get heldBytes(): number {
+    return this.queuedBytes + this.socket.writableLength;
+  }
+
   /** Appends a request to the answer queue (before starting it: inline shards answer at once). */
   protected enqueue(req: InFlight): void {
     this.queue.push(req);
@@ -100,7 +134,7 @@ export abstract class Connection implements RequestOwner {
       return;
     }
     this.ending = true;
-    this.requestDone();
+    this.requestDone(0);
   }
 
   /** Queues a final answer and closes after the answers before it are written. */
@@ -112,19 +146,77 @@ export abstract class Connection implements RequestOwner {
     req.finish(answer);
   }
 
-  requestDone(): void {
+  /**
+   * A request's answer grew by `bytes` (a shard's result arrived; or, at
+   * finish, the encoded answer replaced what was charged: may be negative).
+   * Past the hard limit the connection is closed: its client asked for more
+   * than it reads.
+   */
+  charge(bytes: number): void {
+    this.queuedBytes += bytes;
+    if (this.queuedBytes + this.socket.writableLength > this.host.maxOutputBytes && !this.cut)
+      this.cutOff(
+        "client-output-limit",
+        "closing a client connection over its output limit (it does not read its answers)",
+      );
+  }
+
+  requestDone(bytes: number): void {
+    this.charge(bytes);
     if (!this.dirty) {
       this.dirty = true;
       this.host.markDirty(this);
     }
   }
 
+  /**
+   * Closes the connection at once for breaking limit `limit`: the socket and
+   * what it holds are dropped now (no final answer: the client is not
+   * reading, or must not be read from any more); answers still to come for
+   * its requests are dropped as they arrive.
+   */
+  protected cutOff(limit: string, message: string, detail: object = {}): void {
+    if (this.cut || this.closed) return;
+    this.cut = true;
+    this.ending = true;
+    this.host.limitHit(limit, message, {
+      remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      heldBytes: this.heldBytes,
+      pending: this.pending,
+      ...detail,
+    });
+    this.socket.destroy();
+    this.requestDone(0); // the next flush drops the queue
+  }
+
+  /**
+   * The soft limit over time (`--client-output-stall-ms`), called by the node
+   * every CLIENT_OUTPUT_CHECK_INTERVAL_MS: over MAX_PENDING_WRITE_BYTES, and
+   * not one byte taken by the client since the last check, for that long.
+   */
+  checkStalled(nowMs: number): void {
+    if (this.cut || this.closed) return;
+    const waiting = this.socket.writableLength;
+    const sent = this.handedBytes - waiting;
+    if (waiting === 0 || sent !== this.sentAtCheck || this.queuedBytes + waiting < MAX_PENDING_WRITE_BYTES) {
+      this.sentAtCheck = sent;
+      this.stalledSinceMs = 0;
+      return;
+    }
+    if (this.stalledSinceMs === 0) this.stalledSinceMs = nowMs;
+    else if (nowMs - this.stalledSinceMs >= this.host.outputStallMs)
+      this.cutOff("client-output-stall", "closing a client connection that has read none of its answers", {
+        stalledMs: nowMs - this.stalledSinceMs,
+      });
+  }
+
   /** Writes the complete prefix of the queue, in order. Called once per IO turn. */
   flush(): void {
     this.dirty = false;
-    if (this.closed) {
+    if (this.closed || this.cut) {
       this.queue.length = 0;
       this.queueHead = 0;
+      this.queuedBytes = 0;
       return;
     }
     const q = this.queue;
@@ -155,6 +247,8 @@ export abstract class Connection implements RequestOwner {
       }
       this.socket.write(out);
     }
+    this.queuedBytes -= bytes;
+    this.handedBytes += bytes;
     for (let j = from; j < i; j++) q[j] = DONE;
     if (i === q.length) {
       q.length = 0;
@@ -167,6 +261,10 @@ export abstract class Connection implements RequestOwner {
     if (close || (this.ending && this.pending === 0)) {
       this.ending = true;
       this.socket.end();
+      // A client that keeps sending after its final answer (endless bulk data)
+      // would hold the half-closed connection forever: drop it after a grace
+      // period in which it can read that answer.
+      setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
       return;
     }
     this.updateReading();
@@ -174,12 +272,12 @@ export abstract class Connection implements RequestOwner {
 
   /** Pauses or resumes reading the socket per the backpressure rules above. */
   updateReading(): void {
-    if (this.closed) return;
+    if (this.closed || this.cut) return;
     const want =
       !this.ending &&
       !this.host.readingBlocked() &&
       this.pending < MAX_INFLIGHT_PER_CONNECTION &&
-      this.socket.writableLength < MAX_PENDING_WRITE_BYTES;
+      this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES;
     if (want === this.reading) return;
     this.reading = want;
     if (want) this.socket.resume();
@@ -190,4 +288,4 @@ export abstract class Connection implements RequestOwner {
 /** Above this many bytes, answers are written one by one instead of copied into one buffer. */
 const COALESCE_MAX_BYTES = 256 * 1024;
 
-const DONE = new Ready({ requestDone() {} });
+const DONE = new Ready({ requestDone() {}, charge() {} });

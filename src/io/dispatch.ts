@@ -20,8 +20,13 @@ import type { ClusterInfo, ShardBackend } from "./shards.js";
 
 /** Whoever is owed the answer: a connection, in practice. */
 export interface RequestOwner {
-  /** A request of this owner is complete (its `out` is set). */
-  requestDone(): void;
+  /**
+   * A request of this owner is complete (its `out` is set); its answer holds
+   * `bytes` more than was charged for it while it was gathered (may be negative).
+   */
+  requestDone(bytes: number): void;
+  /** A request of this owner now holds `bytes` more of its answer (a result's value arrived). */
+  charge(bytes: number): void;
 }
 
 /** One request in flight; each protocol subclasses it. */
@@ -32,6 +37,8 @@ export abstract class InFlight {
   closeAfter = false;
   /** Commands sent and not yet answered. */
   remaining = 0;
+  /** Bytes of answer charged to the owner so far: the values of the results received, then `out`. */
+  charged = 0;
 
   constructor(readonly owner: RequestOwner) {}
 
@@ -41,7 +48,9 @@ export abstract class InFlight {
   finish(out: Uint8Array): void {
     assert(this.out === null, "a request is finished once");
     this.out = out;
-    this.owner.requestDone();
+    const bytes = out.length - this.charged;
+    this.charged = out.length;
+    this.owner.requestDone(bytes);
   }
 }
 
@@ -155,6 +164,13 @@ export class Dispatcher {
     this.free.push(tag);
     req.remaining--;
     assert(req.remaining >= 0, "a request receives each of its parts once");
+    // What the answer will hold, counted as it arrives (the owner's output limit;
+    // connection.ts): a multi-key answer gathers its values before it is complete.
+    const v = r.value;
+    if (v !== null && req.out === null) {
+      req.charged += v.length;
+      req.owner.charge(v.length);
+    }
     const was = this.delivering;
     this.delivering = true;
     try {

@@ -60,6 +60,7 @@ const opOfKind: Partial<Record<number, Op>> = {
 };
 
 const EMPTY = new Uint8Array(0);
+const NO_BYTES: Uint8Array[] = [];
 
 /**
  * A request's `stale` field becomes FLAG_STALE_READ on its read commands;
@@ -181,6 +182,17 @@ export class NativeRequest extends InFlight {
     }
   }
 
+  /**
+   * The operation's keys and values are views into the request's frame: let
+   * the frame go once the answer is made (it may wait in the queue behind a
+   * slower answer; the frame need not wait with it).
+   */
+  override finish(out: Uint8Array): void {
+    super.finish(out);
+    this.op.keys = NO_BYTES;
+    this.op.values = NO_BYTES;
+  }
+
   onResult(part: number, r: Result, d: Dispatcher): void {
     const op = this.op;
     if (this.parts === null) {
@@ -271,7 +283,10 @@ export class NativeConnection extends Connection implements NativeSession {
     });
     const error = this.framer.error;
     if (error !== null) {
-      this.host.log("info", "closing connection on a bad frame", { code: error.code, message: error.message });
+      const detail = { code: error.code, message: error.message };
+      if (error.code === "FRAME_TOO_LARGE")
+        this.host.limitHit("frame-size", "closing a connection over the frame size limit", detail);
+      else this.host.log("info", "closing connection on a bad frame", detail);
       const code = error.code === "FRAME_TOO_LARGE" ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME;
       this.fatal(encodeError(0n, code, error.message));
     }

@@ -16,7 +16,15 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
-import { MAX_CONNECTIONS, maxFrameBytes, SHUTDOWN_GRACE_MS } from "../limits.js";
+import { type LimitLevel, LimitLog } from "../limit-log.js";
+import {
+  CLIENT_OUTPUT_CHECK_INTERVAL_MS,
+  CLIENT_OUTPUT_STALL_MS,
+  DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
+  MAX_CONNECTIONS,
+  maxFrameBytes,
+  SHUTDOWN_GRACE_MS,
+} from "../limits.js";
 import { listenFailure } from "../start-failure.js";
 import type { Connection, ConnectionHost } from "./connection.js";
 import { Dispatcher } from "./dispatch.js";
@@ -30,6 +38,12 @@ export interface NodeOptions {
   /** 0: maps inline on the IO thread; N >= 1: N worker threads. */
   shards: number;
   maxValueBytes: number;
+  /** Open client connections on all ports together (`--max-connections`; MAX_CONNECTIONS when not given). */
+  maxConnections?: number;
+  /** Bytes of answers one connection may hold before it is closed (`--client-output-limit-bytes`). */
+  clientOutputLimitBytes?: number;
+  /** Over the output soft limit with nothing read for this long, a connection is closed (`--client-output-stall-ms`). */
+  clientOutputStallMs?: number;
   /** Pin workers to cores (Linux). */
   pin: boolean;
   /** Password clients must AUTH with, on every protocol; null for none. */
@@ -45,6 +59,9 @@ export interface NodeOptions {
 export class PiccoloNode implements ConnectionHost {
   readonly maxValueBytes: number;
   readonly maxFrameBytes: number;
+  readonly maxOutputBytes: number;
+  readonly outputStallMs: number;
+  private readonly maxConnections: number;
   readonly requirePass: string | null;
   readonly dispatcher = new Dispatcher();
   private backend!: ShardBackend;
@@ -55,12 +72,18 @@ export class PiccoloNode implements ConnectionHost {
   private stopping = false;
   private turnScheduled = false;
   private readonly logger: Logger;
+  private readonly limits: LimitLog;
+  private stallTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: NodeOptions) {
     this.maxValueBytes = options.maxValueBytes;
     this.maxFrameBytes = maxFrameBytes(options.maxValueBytes);
+    this.maxOutputBytes = options.clientOutputLimitBytes ?? DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES;
+    this.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
+    this.outputStallMs = options.clientOutputStallMs ?? CLIENT_OUTPUT_STALL_MS;
     this.requirePass = options.requirePass;
     this.logger = options.logger;
+    this.limits = new LimitLog((level, message, detail) => this.logger[level](detail, message));
   }
 
   /**
@@ -93,6 +116,12 @@ export class PiccoloNode implements ConnectionHost {
         (socket) => new NativeConnection(socket, this),
         "the native port, --port",
       );
+      // The output soft limit over time (connection.ts): a cheap walk, once a second, of a few fields each.
+      this.stallTimer = setInterval(() => {
+        const now = Date.now();
+        for (const c of this.connections) c.checkStalled(now);
+      }, CLIENT_OUTPUT_CHECK_INTERVAL_MS);
+      this.stallTimer.unref();
       await this.backend.listening?.(`${this.options.host}:${port}`);
       this.logger.info({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
       return port;
@@ -109,8 +138,15 @@ export class PiccoloNode implements ConnectionHost {
    */
   async listen(port: number, open: (socket: Socket) => Connection, what: string): Promise<number> {
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      if (this.stopping || this.connections.size >= MAX_CONNECTIONS) {
+      if (this.stopping) {
         socket.destroy();
+        return;
+      }
+      if (this.connections.size >= this.maxConnections) {
+        socket.destroy();
+        this.limitHit("max-connections", "refusing a client connection: the node is at --max-connections", {
+          maxConnections: this.maxConnections,
+        });
         return;
       }
       this.connections.add(open(socket));
@@ -139,7 +175,13 @@ export class PiccoloNode implements ConnectionHost {
     this.scheduleTurn();
     if (!this.blocked && this.backend.congested()) {
       this.blocked = true;
-      this.logger.debug("a shard ring is congested: pausing sockets");
+      // Backpressure, not a refusal: "info" (rate-limited, as every limit).
+      this.limitHit(
+        "backlog",
+        "commands waiting for the shards are at their limit (count or bytes): pausing every client socket",
+        {},
+        "info",
+      );
     }
   }
 
@@ -184,6 +226,10 @@ export class PiccoloNode implements ConnectionHost {
     this.logger[level](detail ?? {}, message);
   }
 
+  limitHit(limit: string, message: string, detail?: object, level?: LimitLevel): void {
+    this.limits.hit(limit, message, detail, level);
+  }
+
   /**
    * Graceful stop: refuse new connections, stop reading new requests, let
    * the ones in flight finish and their answers go out (up to
@@ -192,6 +238,7 @@ export class PiccoloNode implements ConnectionHost {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    if (this.stallTimer !== null) clearInterval(this.stallTimer);
     for (const server of this.servers) server.close();
     for (const c of this.connections) c.updateReading();
     const deadline = Date.now() + SHUTDOWN_GRACE_MS;

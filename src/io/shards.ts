@@ -16,7 +16,7 @@ import { cpus } from "node:os";
 import { Worker } from "node:worker_threads";
 import { assert } from "../assert.js";
 import type { ClusterInfo } from "../protocol/cluster-info.js";
-import { MAX_SHARD_BACKLOG_COUNT, RING_BYTES, RING_RECORD_MAX_BYTES } from "../limits.js";
+import { MAX_SHARD_BACKLOG_BYTES, MAX_SHARD_BACKLOG_COUNT, RING_BYTES, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { createRingBuffer, RingReader, RingWriter } from "../ring/ring.js";
 import { type CommandFields, CommandView, commandBytes, encodeCommand, Result } from "../shard/command.js";
@@ -45,7 +45,7 @@ export interface ShardBackend {
   send(shard: number, command: CommandFields): void;
   /** Publishes what send() wrote, one wakeup per shard. */
   flush(): void;
-  /** True while some shard's backlog is over its limit: stop reading sockets. */
+  /** True while some shard's backlog is over its limits (count or bytes): stop reading sockets. */
   congested(): boolean;
   close(): Promise<void>;
 }
@@ -194,7 +194,8 @@ export class ThreadedShards implements ShardBackend {
 
   congested(): boolean {
     for (const link of this.links) {
-      if (link.requests.backlogCount >= MAX_SHARD_BACKLOG_COUNT) {
+      const w = link.requests;
+      if (w.backlogCount >= MAX_SHARD_BACKLOG_COUNT || w.backlogBytes >= MAX_SHARD_BACKLOG_BYTES) {
         this.wasCongested = true;
         return true;
       }

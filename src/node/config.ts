@@ -4,13 +4,27 @@
  * on 127.0.0.1:7700 with one shard per core.
  */
 import { availableParallelism } from "node:os";
-import { DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING, REPLICATED_MAX_VALUE_BYTES } from "../limits.js";
+import {
+  CLIENT_OUTPUT_STALL_MS,
+  DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
+  DEFAULT_MAX_VALUE_BYTES,
+  MAX_CONNECTIONS,
+  MAX_VALUE_BYTES_CEILING,
+  maxFrameBytes,
+  REPLICATED_MAX_VALUE_BYTES,
+} from "../limits.js";
 
 export interface NodeConfig {
   host: string;
   port: number;
   shards: number;
   maxValueBytes: number;
+  /** Open client connections, all ports together. */
+  maxConnections: number;
+  /** Bytes of answers one client connection may hold before it is closed. */
+  clientOutputLimitBytes: number;
+  /** Over the output soft limit with nothing read for this long, a connection is closed. */
+  clientOutputStallMs: number;
   logLevel: string;
   pin: boolean;
   /** Redis protocol port; 0 disables it. */
@@ -42,6 +56,21 @@ export const SERVER_FLAGS = {
     env: "PICCOLO_MAX_VALUE_BYTES",
     help: "largest value accepted",
     default: String(DEFAULT_MAX_VALUE_BYTES),
+  },
+  "max-connections": {
+    env: "PICCOLO_MAX_CONNECTIONS",
+    help: "open client connections, all ports together; over it new ones are closed",
+    default: String(MAX_CONNECTIONS),
+  },
+  "client-output-limit-bytes": {
+    env: "PICCOLO_CLIENT_OUTPUT_LIMIT_BYTES",
+    help: "answers one connection may hold unread before it is closed (at least the largest answer)",
+    default: String(DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES),
+  },
+  "client-output-stall-ms": {
+    env: "PICCOLO_CLIENT_OUTPUT_STALL_MS",
+    help: "ms a connection over 8 MiB of unread answers may go without reading a byte before it is closed",
+    default: String(CLIENT_OUTPUT_STALL_MS),
   },
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
   "no-pin": { env: "PICCOLO_NO_PIN", help: "do not pin shard workers to cores", default: "" },
@@ -102,6 +131,15 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     port: int("port", pick("port"), 0, 65535),
     shards: shardsRaw === "cores" ? availableParallelism() : int("shards", shardsRaw, 0, 256),
     maxValueBytes,
+    maxConnections: int("max-connections", pick("max-connections"), 1, 1_000_000),
+    // One answer at the value limit must fit, or a GET of such a value could never be answered.
+    clientOutputLimitBytes: int(
+      "client-output-limit-bytes",
+      pick("client-output-limit-bytes"),
+      maxFrameBytes(maxValueBytes),
+      2 ** 46,
+    ),
+    clientOutputStallMs: int("client-output-stall-ms", pick("client-output-stall-ms"), 1_000, 86_400_000),
     logLevel: pick("log-level"),
     pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),

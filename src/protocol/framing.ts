@@ -17,18 +17,32 @@
  * segments, too large) is not: we cannot know where the next frame starts,
  * so the connection gets a final error and is closed.
  *
- * The reader copies each complete frame once, into an ArrayBuffer of its
- * own, which capnp-es then reads in place. Socket chunks are not kept: a
- * partial frame is accumulated into its final buffer as bytes arrive.
+ * The reader copies each complete frame into an ArrayBuffer of its own,
+ * which capnp-es then reads in place. Socket chunks are not kept: a partial
+ * frame is accumulated into its buffer as bytes arrive.
+ *
+ * Memory follows the bytes that arrived, not the size the header claims: a
+ * header is only a claim, and a peer that sends a header saying 200 MiB and
+ * then nothing must not cost 200 MiB. A frame of up to FRAME_INITIAL_BYTES
+ * gets its exact buffer at once (every small request: no copy); a larger one
+ * starts at FRAME_INITIAL_BYTES and doubles as bytes arrive, the last step
+ * landing on the frame's exact size. Growing copies what arrived so far, at
+ * most once more in all (1/2 + 1/4 + ...), and only for frames over 64 KiB.
  */
-import { MAX_FRAME_SEGMENTS } from "../limits.js";
+import { FRAME_INITIAL_BYTES, MAX_FRAME_SEGMENTS } from "../limits.js";
 
 export type FrameError = { code: "FRAME_TOO_LARGE" | "MALFORMED_FRAME"; message: string };
 
 export class FrameReader {
-  private readonly maxFrameBytes: number;
-  /** The frame being assembled, once its size is known. */
+  /**
+   * Largest frame accepted; may be raised while reading (the peer transport
+   * accepts only small frames until a peer's hello is verified).
+   */
+  maxFrameBytes: number;
+  /** The frame being assembled, once its size is known: its buffer holds `filled` bytes so far. */
   private frame: Uint8Array | null = null;
+  /** The frame's full size, from its segment table. */
+  private frameBytes = 0;
   private filled = 0;
   /** Bytes of an incomplete segment table. */
   private head = new Uint8Array(4 + 4 * MAX_FRAME_SEGMENTS + 4);
@@ -48,11 +62,12 @@ export class FrameReader {
         at = this.readTable(chunk, at, onFrame);
         continue;
       }
-      const take = Math.min(this.frame.length - this.filled, chunk.length - at);
+      const take = Math.min(this.frameBytes - this.filled, chunk.length - at);
+      if (this.filled + take > this.frame.length) this.grow(this.filled + take);
       this.frame.set(chunk.subarray(at, at + take), this.filled);
       this.filled += take;
       at += take;
-      if (this.filled === this.frame.length) {
+      if (this.filled === this.frameBytes) {
         const done = this.frame.buffer as ArrayBuffer;
         this.frame = null;
         this.filled = 0;
@@ -64,6 +79,21 @@ export class FrameReader {
   /** True when a frame is partly read (the peer stopped mid-frame at close: a truncated frame). */
   get partial(): boolean {
     return this.frame !== null || this.headFilled > 0;
+  }
+
+  /** Bytes allocated for the frame being assembled (0 between frames): what a partial frame costs. */
+  get bufferedBytes(): number {
+    return this.frame === null ? 0 : this.frame.length;
+  }
+
+  /** Doubles the frame's buffer until `need` bytes fit; the last step is the frame's exact size. */
+  private grow(need: number): void {
+    const old = this.frame!;
+    let size = old.length;
+    while (size < need) size *= 2;
+    const grown = new Uint8Array(Math.min(size, this.frameBytes));
+    grown.set(old.subarray(0, this.filled), 0);
+    this.frame = grown;
   }
 
   private readTable(chunk: Uint8Array, at: number, onFrame: (frame: ArrayBuffer) => void): number {
@@ -103,7 +133,8 @@ export class FrameReader {
       };
       return chunk.length;
     }
-    const frame = new Uint8Array(total);
+    // The exact size when small; else a first piece that grows with the bytes (see the file comment).
+    const frame = new Uint8Array(Math.min(total, Math.max(FRAME_INITIAL_BYTES, tableBytes)));
     frame.set(h.subarray(0, tableBytes), 0);
     this.headFilled = 0;
     if (words === 0) {
@@ -114,6 +145,7 @@ export class FrameReader {
       return at;
     }
     this.frame = frame;
+    this.frameBytes = total;
     this.filled = tableBytes;
     return at;
   }

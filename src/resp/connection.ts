@@ -5,7 +5,7 @@
  */
 import type { Socket } from "node:net";
 import { Connection, type ConnectionHost } from "../io/connection.js";
-import { MAX_KEY_BYTES } from "../limits.js";
+import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
 import { lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
 import * as reply from "./reply.js";
@@ -38,14 +38,21 @@ export class RespConnection extends Connection implements RespSession {
     super(socket, host);
     this.address = `${socket.remoteAddress}:${socket.remotePort}`;
     this.authenticated = resp.requirePass === null;
-    this.parser = new RespParser(Math.max(host.maxValueBytes, MAX_KEY_BYTES));
+    // proto-max-bulk-len: one argument is at most a value (or a key, if the value limit is smaller).
+    this.parser = new RespParser(Math.max(host.maxValueBytes, MAX_KEY_BYTES), respMaxQueryBytes(host.maxValueBytes));
   }
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
     this.parser.push(chunk, (args) => this.command(args, nowMs));
-    if (this.parser.error !== null) {
-      this.host.log("info", "closing RESP connection on a protocol error", { error: this.parser.error });
-      this.fatal(reply.error(this.parser.error));
+    const error = this.parser.error;
+    if (error !== null) {
+      if (this.parser.limit !== null)
+        this.host.limitHit(`resp-${this.parser.limit}`, "closing a RESP connection over a command limit", {
+          remote: this.address,
+          error,
+        });
+      else this.host.log("info", "closing RESP connection on a protocol error", { error });
+      this.fatal(reply.error(error));
     }
   }
 

@@ -5,40 +5,80 @@
  * Clients send either a multibulk array (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`)
  * or an inline command (`PING\r\n`, what telnet and redis-benchmark's
  * PING_INLINE send). Hand-written because it is the hottest code of the
- * Redis port: arguments are views into the parser's buffer (zero-copy), and
- * a partial command is resumed without re-reading bulk data it already has
- * (`need` says how many bytes must be buffered before trying again, so a
- * 16 MiB value arriving in 64 KiB pieces is scanned once, not 256 times).
+ * Redis port: arguments are views into the parser's buffer (zero-copy).
+ *
+ * A partial multibulk is resumed where it stopped, as Redis's
+ * processMultibulkBuffer does: the arguments read so far are kept as offsets
+ * (not re-read when the next bytes come), and `need` says how many bytes must
+ * be buffered before trying again, so a 16 MiB value arriving in 64 KiB
+ * pieces is scanned once, not 256 times, and a command of 60,000 small
+ * arguments arriving in pieces is not re-parsed from its start at each piece.
  *
  * Views stay valid until the next push(): the connection hands each command
  * to its handler synchronously, and handlers copy what they keep.
  *
+ * Memory is bounded (docs/architecture.md, "Memory per connection"): the
+ * buffer holds at most one partial command (complete ones leave at once),
+ * which may not pass `maxQueryBytes` (Redis's client-query-buffer-limit), nor
+ * hold more than RESP_MAX_ARGS arguments, nor one argument over
+ * `maxBulkBytes` (Redis's proto-max-bulk-len). Each is refused as soon as it
+ * is known: a bulk length or an argument count from its header, before the
+ * bytes it announces arrive.
+ *
+ * No copy while nothing is buffered: a chunk is parsed where it lies, and
+ * only the part of a command it ends inside is copied into a buffer of our
+ * own, which grows by doubling as the rest of that command arrives and is
+ * dropped once it is empty. So an idle connection costs no buffer, and the
+ * common case (whole commands in a chunk) copies nothing.
+ *
  * Protocol errors use Redis's own texts. After one, the stream cannot be
  * resynchronised (we no longer know where a command starts), so the
- * connection answers the error and closes, as Redis does.
+ * connection answers the error and closes, as Redis does. `limit` tells the
+ * connection when the error is a memory limit (it logs those as limits).
  */
+import { RESP_MAX_ARGS, RESP_MAX_INLINE_BYTES, RESP_QUERY_BUFFER_BYTES } from "../limits.js";
 
 const CR = 13;
 const LF = 10;
 
-/** Longest inline command line, as Redis's PROTO_INLINE_MAX_SIZE. */
-export const MAX_INLINE_BYTES = 64 * 1024;
-/** Most arguments in one command, as Redis's multibulk limit. */
-export const MAX_RESP_ARGS = 1024 * 1024;
+/** The buffer's first size. */
+const INITIAL_BYTES = 16 * 1024;
+/** Socket reads are at most this big (libuv's read size); the buffer's cap allows one on top of a partial command. */
+const CHUNK_BYTES = 64 * 1024;
+
+const EMPTY = new Uint8Array(0);
+/** The argument offsets' table is kept between commands up to this many entries (two per argument). */
+const OFFSETS_KEPT = 2 * 1024;
+
+export type RespLimit = "query-buffer" | "args" | "bulk";
 
 export class RespParser {
-  private buf: Uint8Array = new Uint8Array(16 * 1024);
+  /** The bytes being parsed: our own buffer, or (borrowed) the chunk being pushed, for the push's duration. */
+  private buf: Uint8Array = EMPTY;
+  private borrowed = false;
+  /** Where the command being parsed starts, and where the buffered bytes end. */
   private start = 0;
   private end = 0;
-  /** Bytes that must be buffered before a parse can make progress. */
+  /** Bytes (from `start`) that must be buffered before a parse can make progress. */
   private need = 0;
   /** Set once the stream is broken: the Redis error text to send before closing. */
   error: string | null = null;
+  /** Set with `error` when the error is a memory limit rather than malformed input. */
+  limit: RespLimit | null = null;
   private readonly maxBulkBytes: number;
+  private readonly maxQueryBytes: number;
   private readonly args: Uint8Array[] = [];
+  /** A multibulk being read: arguments still expected (-1: none under way). */
+  private remaining = -1;
+  /** Where the next argument's header starts, as an offset from `start`. */
+  private scan = 0;
+  /** The arguments read so far: offset from `start` and length, in pairs. */
+  private offsets = new Int32Array(64);
+  private argc = 0;
 
-  constructor(maxBulkBytes: number) {
+  constructor(maxBulkBytes: number, maxQueryBytes = Math.max(RESP_QUERY_BUFFER_BYTES, maxBulkBytes + CHUNK_BYTES)) {
     this.maxBulkBytes = maxBulkBytes;
+    this.maxQueryBytes = maxQueryBytes;
   }
 
   /** True while part of a command is buffered. */
@@ -46,14 +86,27 @@ export class RespParser {
     return this.end > this.start;
   }
 
+  /** Bytes of the buffer of our own (what this connection's parser holds between pushes). */
+  get bufferedBytes(): number {
+    return this.buf.length;
+  }
+
   /** Feeds bytes; calls onCommand(args) for every complete command, in order. */
   push(chunk: Uint8Array, onCommand: (args: Uint8Array[]) => void): void {
     if (this.error !== null) return;
-    this.append(chunk);
-    if (this.end - this.start < this.need) return;
+    if (this.start === this.end) {
+      // Nothing buffered (the common case): parse the chunk where it lies, no copy.
+      this.buf = chunk;
+      this.start = 0;
+      this.end = chunk.length;
+      this.borrowed = true;
+    } else {
+      this.append(chunk);
+      if (this.end - this.start < this.need) return;
+    }
     this.need = 0;
     while (this.start < this.end && this.error === null) {
-      const next = this.buf[this.start] === 42 /* '*' */ ? this.multibulk() : this.inline();
+      const next = this.remaining >= 0 || this.buf[this.start] === 42 /* '*' */ ? this.multibulk() : this.inline();
       if (next < 0) break; // incomplete: wait for more bytes
       this.start = next;
       if (this.args.length > 0) onCommand(this.args);
@@ -61,9 +114,31 @@ export class RespParser {
     }
     this.args.length = 0;
     if (this.start === this.end) {
+      // Every command is out: an idle connection keeps no buffer.
       this.start = 0;
       this.end = 0;
+      this.buf = EMPTY;
+      this.borrowed = false;
+      return;
     }
+    if (this.borrowed) this.keepRest();
+    if (this.error === null && this.end - this.start > this.maxQueryBytes) this.tooLarge(this.end - this.start);
+  }
+
+  /** The chunk parsed in place ends inside a command: copy that part into a buffer of our own. */
+  private keepRest(): void {
+    const rest = this.end - this.start;
+    const own = new Uint8Array(Math.max(rest, Math.min(Math.max(INITIAL_BYTES, 2 * rest), this.maxQueryBytes)));
+    own.set(this.buf.subarray(this.start, this.end), 0);
+    this.buf = own;
+    this.start = 0;
+    this.end = rest;
+    this.borrowed = false;
+  }
+
+  private tooLarge(bytes: number): void {
+    this.error = `ERR Protocol error: command too large (${bytes} bytes; the limit is ${this.maxQueryBytes})`;
+    this.limit = "query-buffer";
   }
 
   private append(chunk: Uint8Array): void {
@@ -73,8 +148,10 @@ export class RespParser {
       if (used + chunk.length <= this.buf.length && this.start > 0) {
         this.buf.copyWithin(0, this.start, this.end);
       } else {
-        let size = this.buf.length;
+        // Doubling, but never past one partial command at the limit and one read on top of it.
+        let size = Math.max(this.buf.length, INITIAL_BYTES);
         while (size < used + chunk.length) size *= 2;
+        size = Math.max(used + chunk.length, Math.min(size, this.maxQueryBytes + CHUNK_BYTES));
         const grown = new Uint8Array(size);
         grown.set(this.buf.subarray(this.start, this.end), 0);
         this.buf = grown;
@@ -86,7 +163,7 @@ export class RespParser {
     this.end += chunk.length;
   }
 
-  /** Reads a decimal number ending in \r\n at `at`; returns [value, next] or null when incomplete. -2: malformed. */
+  /** Reads a decimal number ending in \r\n at `at`; sets lineEnd (-1: incomplete). NaN: malformed. */
   private number(at: number): number {
     const b = this.buf;
     let n = 0;
@@ -112,18 +189,28 @@ export class RespParser {
   }
   private lineEnd = 0;
 
-  /** Parses a multibulk at `start`; returns the offset after it, or -1 when incomplete. */
+  /**
+   * Parses (or resumes) a multibulk at `start`; returns the offset after it,
+   * or -1 when incomplete (the state to resume from is kept).
+   */
   private multibulk(): number {
-    const count = this.number(this.start + 1);
-    if (this.lineEnd < 0) return this.incompleteLine(this.start);
-    if (Number.isNaN(count) || count > MAX_RESP_ARGS) {
-      this.error = "ERR Protocol error: invalid multibulk length";
-      return -1;
+    if (this.remaining < 0) {
+      const count = this.number(this.start + 1);
+      if (this.lineEnd < 0) return this.incompleteLine(this.start);
+      if (Number.isNaN(count) || count > RESP_MAX_ARGS) {
+        this.error = "ERR Protocol error: invalid multibulk length";
+        if (count > RESP_MAX_ARGS) this.limit = "args";
+        return -1;
+      }
+      if (count <= 0) return this.lineEnd; // "*0" and "*-1" are empty: skipped, as Redis does
+      this.remaining = count;
+      this.argc = 0;
+      this.scan = this.lineEnd - this.start;
     }
-    let at = this.lineEnd;
-    if (count <= 0) return at; // "*0" and "*-1" are empty: skipped, as Redis does
     const b = this.buf;
-    for (let i = 0; i < count; i++) {
+    let at = this.start + this.scan;
+    while (this.remaining > 0) {
+      this.scan = at - this.start;
       if (at >= this.end) return -1;
       if (b[at] !== 36 /* '$' */) {
         this.error = `ERR Protocol error: expected '$', got '${String.fromCharCode(b[at]!)}'`;
@@ -133,29 +220,51 @@ export class RespParser {
       if (this.lineEnd < 0) return this.incompleteLine(at);
       if (Number.isNaN(len) || len < 0 || len > this.maxBulkBytes) {
         this.error = "ERR Protocol error: invalid bulk length";
+        if (len > this.maxBulkBytes) this.limit = "bulk";
         return -1;
       }
       const dataAt = this.lineEnd;
       if (dataAt + len + 2 > this.end) {
+        // Known from the header alone: wait for that many bytes, if the command may be that large.
         this.need = dataAt + len + 2 - this.start;
-        this.args.length = 0;
+        if (this.need > this.maxQueryBytes) this.tooLarge(this.need);
         return -1;
       }
       if (b[dataAt + len] !== CR || b[dataAt + len + 1] !== LF) {
         this.error = "ERR Protocol error: expected '\\r\\n' after bulk data";
         return -1;
       }
-      this.args.push(b.subarray(dataAt, dataAt + len));
+      this.keep(dataAt - this.start, len);
+      this.remaining--;
       at = dataAt + len + 2;
     }
+    // Complete: the views, now that the buffer will not move before the handler has run.
+    for (let i = 0; i < this.argc; i++) {
+      const from = this.start + this.offsets[2 * i]!;
+      this.args.push(b.subarray(from, from + this.offsets[2 * i + 1]!));
+    }
+    this.remaining = -1;
+    this.argc = 0;
+    if (this.offsets.length > OFFSETS_KEPT) this.offsets = new Int32Array(OFFSETS_KEPT);
     return at;
+  }
+
+  /** Records one argument (offset from `start`, length). */
+  private keep(offset: number, length: number): void {
+    if (2 * this.argc + 2 > this.offsets.length) {
+      const grown = new Int32Array(Math.min(this.offsets.length * 2, 2 * RESP_MAX_ARGS));
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    this.offsets[2 * this.argc] = offset;
+    this.offsets[2 * this.argc + 1] = length;
+    this.argc++;
   }
 
   private incompleteLine(lineStart: number): number {
     if (this.end - lineStart > 64) {
       this.error = "ERR Protocol error: invalid multibulk length";
     }
-    this.args.length = 0;
     return -1;
   }
 
@@ -170,7 +279,7 @@ export class RespParser {
       }
     }
     if (nl < 0) {
-      if (this.end - this.start > MAX_INLINE_BYTES) this.error = "ERR Protocol error: too big inline request";
+      if (this.end - this.start > RESP_MAX_INLINE_BYTES) this.error = "ERR Protocol error: too big inline request";
       return -1;
     }
     const lineEnd = nl > this.start && b[nl - 1] === CR ? nl - 1 : nl;

@@ -12,8 +12,10 @@
  * now (ring full, or a fragment run in progress) waits in the writer's
  * backlog, a FIFO that pump() drains as the consumer frees space. While the
  * backlog is non-empty every new message joins it, behind the others, so
- * order is kept. The owner watches `backlogCount` to apply backpressure
- * upstream (the IO loop stops reading sockets; see limits.ts).
+ * order is kept. The owner watches `backlogCount` and `backlogBytes` to
+ * apply backpressure upstream (the IO loop stops reading sockets; see
+ * limits.ts), or drops what the protocol above may lose (Raft traffic;
+ * src/cluster/host-channel.ts): the writer itself never refuses a message.
  *
  * The common case, a small message into a ring with room, goes straight into
  * ring memory through tryReserve(): no intermediate buffer at all.
@@ -28,6 +30,8 @@ export class MessageWriter {
   private backlogHead = 0;
   /** Bytes of backlog[backlogHead] already written as fragments. */
   private written = 0;
+  /** Bytes of the messages in the backlog (a message counts whole until its last fragment is in the ring). */
+  private queuedBytes = 0;
   /** A pumpWhenRoom() wait is parked on the ring. */
   private awaitingRoom = false;
 
@@ -40,6 +44,11 @@ export class MessageWriter {
   /** Messages waiting in the backlog (not yet wholly in the ring). */
   get backlogCount(): number {
     return this.backlog.length - this.backlogHead;
+  }
+
+  /** Bytes of the messages waiting in the backlog: the memory the backlog holds. */
+  get backlogBytes(): number {
+    return this.queuedBytes;
   }
 
   /**
@@ -56,6 +65,7 @@ export class MessageWriter {
   /** Queues a whole message; it goes into the ring as room allows. */
   enqueue(message: Uint8Array): void {
     this.backlog.push(message);
+    this.queuedBytes += message.length;
     this.pump();
   }
 
@@ -78,6 +88,7 @@ export class MessageWriter {
         continue;
       }
       this.written = 0;
+      this.queuedBytes -= message.length;
       this.backlog[this.backlogHead++] = EMPTY;
       if (this.backlogHead > 1024 && this.backlogHead * 2 > this.backlog.length) {
         this.backlog.splice(0, this.backlogHead);
@@ -86,6 +97,7 @@ export class MessageWriter {
     }
     this.backlog.length = 0;
     this.backlogHead = 0;
+    assert(this.queuedBytes === 0, "an empty backlog holds no bytes");
     return true;
   }
 

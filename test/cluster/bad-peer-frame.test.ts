@@ -1,5 +1,7 @@
 // A malformed Raft frame from a peer closes that peer's connection and
-// nothing else: the member keeps serving. Checked for both places a Raft
+// nothing else: the member keeps serving. So does a frame bigger than a
+// hello from a connection that has not said hello yet (anyone can reach the
+// peer port: it may not make a member buffer a 256 MiB frame). Checked for both places a Raft
 // frame is decoded: on the IO thread (--shards 0, and members with several
 // group workers) and on the group worker itself (--shards 1 passes frames
 // through undecoded; decision 0189).
@@ -85,4 +87,56 @@ describe("a malformed Raft frame from a peer", () => {
       }
     });
   }
+});
+
+/** A one-segment frame header claiming `bytes` in all. */
+function claim(bytes: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(0, 0);
+  b.writeUInt32LE((bytes - 8) / 8, 4);
+  return b;
+}
+
+describe("a big frame on the peer port", () => {
+  it("before a hello: refused from its header, logged, and the member goes on serving; after a hello: waited for", async () => {
+    const [fakePeer, realPeer] = await Promise.all([freePort(), freePort()]);
+    const list = `n1=127.0.0.1:${fakePeer},n2=127.0.0.1:${realPeer}`;
+    const n2 = await startNode(["--node-id", "n2", "--cluster", list, "--data-dir", join(root, "n2-big")]);
+    try {
+      const open = async () => {
+        const s = connect({ host: "127.0.0.1", port: realPeer });
+        s.on("error", () => {});
+        s.on("data", () => {});
+        const closed = new Promise<void>((resolve) => s.once("close", () => resolve()));
+        await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+        return { s, closed };
+      };
+      // A stranger: a header claiming 1 MiB (over PEER_MAX_HELLO_FRAME_BYTES), and some of it.
+      const stranger = await open();
+      stranger.s.write(Buffer.concat([claim(1024 * 1024), Buffer.alloc(4096)]));
+      await Promise.race([
+        stranger.closed,
+        new Promise((_, reject) => setTimeout(() => reject(new Error("still open after 5 s")), 5000)),
+      ]);
+      await eventually(
+        "the member logs the limit",
+        async () => assert.match(n2.stderr(), /"limit":"peer-hello-frame-size"/),
+        5000,
+      );
+      // The member: after its hello, frames up to PEER_MAX_FRAME_BYTES are waited for, not refused.
+      const id = clusterIdOf(parseMemberLists(list).bootstrap, 64, hash32);
+      const peer = await open();
+      peer.s.write(encodeHello(id, 1, "", "n1", `127.0.0.1:${fakePeer}`));
+      peer.s.write(Buffer.concat([claim(1024 * 1024), Buffer.alloc(4096)]));
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(peer.s.destroyed, false, "a greeted peer may send a big frame");
+      peer.s.destroy();
+      // Still serving clients.
+      const c = await n2.client({ timeoutMs: 3000 });
+      assert.equal((await c.clusterInfo()).self, 2);
+      await c.close();
+    } finally {
+      await n2.stop();
+    }
+  });
 });

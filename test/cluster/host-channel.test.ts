@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type HostRecord, RecordReader, RecordWriter } from "../../src/cluster/host-channel.js";
-import { RING_BYTES } from "../../src/limits.js";
+import { HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES, RING_BYTES } from "../../src/limits.js";
 import { createRingBuffer } from "../../src/ring/ring.js";
 
 describe("host channel records", () => {
@@ -38,5 +38,32 @@ describe("host channel records", () => {
     reader.poll();
     assert.deepEqual(seen, [7, 8]);
     reader.close();
+  });
+
+  it("drops Raft frames once its backlog holds its byte budget (counted, logged once), and never other records", async () => {
+    const sab = createRingBuffer(RING_BYTES);
+    const logs: string[] = [];
+    const writer = new RecordWriter(sab, (_level, message) => logs.push(message));
+    // Nobody reads: the ring fills, then the backlog grows to the budget.
+    const frame = new Uint8Array(1024 * 1024);
+    let accepted = 0;
+    while (writer.writeRaft(2, accepted + 1, frame)) accepted++;
+    assert.ok(writer.backlogBytes >= HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES, "dropping starts at the budget");
+    assert.ok(writer.backlogBytes < HOST_CHANNEL_MAX_RAFT_BACKLOG_BYTES + 2 * frame.length, "and not later");
+    for (let i = 0; i < 10; i++) assert.equal(writer.writeRaft(2, 0, frame), false);
+    assert.equal(writer.droppedRaftFrames, 11);
+    assert.equal(logs.length, 1, "eleven drops in a moment: one log line");
+    writer.write(1, 999_999, 0, 0, new Uint8Array(8)); // a request: never dropped, queued behind the frames
+    // The reader takes everything that was accepted, in order, then the request; the backlog empties.
+    const seen: number[] = [];
+    const reader = new RecordReader(sab, (r) => seen.push(r.a));
+    for (let i = 0; i < 5000 && seen.at(-1) !== 999_999; i++) {
+      reader.poll();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    reader.close();
+    writer.close();
+    assert.deepEqual(seen, [...Array.from({ length: accepted }, (_, i) => i + 1), 999_999]);
+    assert.equal(writer.backlogBytes, 0);
   });
 });

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import RedisParser from "redis-parser";
+import { RESP_MAX_ARGS } from "../../src/limits.js";
 import { RespParser } from "../../src/resp/parser.js";
 
 function encode(args: Uint8Array[]): Buffer {
@@ -77,6 +78,52 @@ describe("RESP parser", () => {
     ];
     for (const [input, re] of cases)
       assert.match(String(ours(Buffer.from(input), []).error), re, JSON.stringify(input.slice(0, 20)));
+  });
+
+  it("holds no buffer between whole commands, and a partial command's buffer grows with its bytes, not its header", () => {
+    const p = new RespParser(16 * 1024 * 1024, 64 * 1024 * 1024);
+    const seen: string[] = [];
+    p.push(Buffer.from("*1\r\n$4\r\nPING\r\n"), (args) => seen.push(Buffer.from(args[0]!).toString()));
+    assert.deepEqual(seen, ["PING"]);
+    assert.equal(p.bufferedBytes, 0, "whole commands are parsed where they lie: no buffer kept");
+    p.push(Buffer.from(`*2\r\n$3\r\nSET\r\n$${16 * 1024 * 1024}\r\n`), () => assert.fail("incomplete"));
+    p.push(Buffer.alloc(1000), () => assert.fail("incomplete"));
+    assert.ok(p.bufferedBytes <= 64 * 1024, `a 16 MiB claim holds ${p.bufferedBytes} bytes, not 16 MiB`);
+  });
+
+  it("resumes a partial multibulk where it stopped: 60,000 arguments in 7-byte pieces", () => {
+    const n = 60_000;
+    const stream = Buffer.concat([Buffer.from(`*${n}\r\n`), Buffer.from("$1\r\nx\r\n".repeat(n))]);
+    const p = new RespParser(1024);
+    let count = -1;
+    const t0 = performance.now();
+    for (let at = 0; at < stream.length; at += 7) p.push(stream.subarray(at, at + 7), (args) => (count = args.length));
+    assert.equal(p.error, null);
+    assert.equal(count, n);
+    // Re-parsing from the start at every piece would be ~60,000 x 30,000 steps; resuming is linear.
+    assert.ok(performance.now() - t0 < 30_000, "generous: linear work finishes in well under a second");
+  });
+
+  it("refuses a command over its byte limit, an argument count over RESP_MAX_ARGS, and a bulk over the value limit, each named", () => {
+    const cases: [string | Buffer, RegExp, string][] = [
+      ["*3\r\n$900\r\n", /command too large \(\d+ bytes; the limit is 2048\)/, "query-buffer"],
+      [`*${RESP_MAX_ARGS + 1}\r\n`, /invalid multibulk length/, "args"],
+      ["*1\r\n$1025\r\n", /invalid bulk length/, "bulk"],
+    ];
+    for (const [input, re, limit] of cases) {
+      const p = new RespParser(1024, 2048);
+      const chunks = typeof input === "string" ? [Buffer.from(input)] : [input];
+      // The byte limit: three 900-byte arguments announced; refused when the third header says it cannot fit.
+      if (limit === "query-buffer")
+        chunks.push(Buffer.from(`${"a".repeat(900)}\r\n$900\r\n${"b".repeat(900)}\r\n$900\r\n`));
+      for (const c of chunks) p.push(c, () => assert.fail("no command"));
+      assert.match(String(p.error), re, limit);
+      assert.equal(p.limit, limit);
+    }
+    // Malformed input is not a limit.
+    const p = new RespParser(1024);
+    p.push(Buffer.from("*x\r\n"), () => {});
+    assert.equal(p.limit, null);
   });
 
   it("never throws on garbage", () => {

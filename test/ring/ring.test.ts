@@ -94,6 +94,32 @@ describe("ring on one thread", () => {
     assert.ok(writer.backlogCount > 0);
     assert.equal(writer.tryReserve(4), -1, "zero-copy path is closed while a backlog waits");
   });
+
+  it("counts the bytes its backlog holds (the shards' and host channels' byte budgets read it)", () => {
+    const sab = createRingBuffer(256);
+    const writer = new MessageWriter(new RingWriter(sab), 64);
+    const reader = new MessageReader(new RingReader(sab));
+    writer.enqueue(new Uint8Array(1000));
+    writer.enqueue(new Uint8Array(300));
+    // A message counts whole until its last fragment is in the ring.
+    assert.equal(writer.backlogBytes, 1300);
+    let whole = 0;
+    for (let i = 0; i < 100 && writer.backlogCount > 0; i++) {
+      for (let m = reader.next(); m !== null; m = reader.next()) {
+        whole++;
+        reader.consume();
+      }
+      reader.ring.release();
+      writer.pump();
+      writer.ring.publish();
+    }
+    for (let m = reader.next(); m !== null; m = reader.next()) {
+      whole++;
+      reader.consume();
+    }
+    assert.equal(whole, 2);
+    assert.equal(writer.backlogBytes, 0);
+  });
 });
 
 interface Outcome {
