@@ -43,6 +43,23 @@ export const MAX_BATCH_KEYS = 10_000;
 export const MAX_INFLIGHT_PER_CONNECTION = 4096;
 
 /**
+ * The dispatch window: how many of one connection's requests may be with
+ * the shards at once is DISPATCH_WINDOW_BYTES divided by the size of its
+ * recent answers, between DISPATCH_WINDOW_MIN and MAX_INFLIGHT_PER_CONNECTION.
+ * Requests read beyond it wait in the connection (its socket paused) until
+ * answers come back. A shard's ring is first come, first served: without the
+ * window, one socket read of 2,000 pipelined GETs of a 1 MiB value put 2 GiB
+ * of answers' work ahead of every other client's next command. With it, a
+ * connection of small answers still pipelines thousands, and one of 1 MiB
+ * answers has 16 at a time in the rings. A new connection starts as if its
+ * answers were DISPATCH_WINDOW_BYTES / 64 bytes (a window of 64) and opens up
+ * as small answers come back, as TCP's slow start does.
+ */
+export const DISPATCH_WINDOW_BYTES = 8 * 1024 * 1024;
+export const DISPATCH_WINDOW_MIN = 16;
+export const DISPATCH_WINDOW_START = 64;
+
+/**
  * The output soft limit: bytes of answers one connection holds in user space
  * (answers complete in its queue, parts of answers gathered so far, and what
  * the socket has taken but the kernel has not) before we pause reading it.

@@ -9,10 +9,22 @@
  *
  * Backpressure, never drops. The socket stops being read when
  *   - this connection has MAX_INFLIGHT_PER_CONNECTION requests unanswered,
+ *   - it holds requests back (the dispatch window, below),
  *   - the answers it holds exceed MAX_PENDING_WRITE_BYTES (a slow reader), or
  *   - a shard's ring is congested (the server pauses everyone),
  * and resumes when the condition clears. TCP flow control then slows the
  * client down; nothing is ever discarded.
+ *
+ * Fairness: the dispatch window. One socket read can hold thousands of
+ * pipelined requests, and a shard serves its ring in order: started at once,
+ * 2,000 GETs of a 1 MiB value would put seconds of work ahead of every other
+ * client's next command. So a connection starts at most `window` requests
+ * at a time, where the window is DISPATCH_WINDOW_BYTES over the size of its
+ * recent answers (limits.ts); requests read beyond it are queued in order but
+ * held, not started, and the socket is paused until answers come back. A
+ * held request's bytes are its own copy (a RESP parser's views do not
+ * outlive the read). Starting is unchanged while within the window: a
+ * comparison per request.
  *
  * The output limit. Pausing stops new requests, not the answers to those
  * already read: 4,096 GETs in flight of a 1 MiB value are 4 GiB of answers
@@ -33,7 +45,14 @@
  * written. Other connections never notice.
  */
 import type { Socket } from "node:net";
-import { CLOSE_LINGER_MS, MAX_INFLIGHT_PER_CONNECTION, MAX_PENDING_WRITE_BYTES } from "../limits.js";
+import {
+  CLOSE_LINGER_MS,
+  DISPATCH_WINDOW_BYTES,
+  DISPATCH_WINDOW_MIN,
+  DISPATCH_WINDOW_START,
+  MAX_INFLIGHT_PER_CONNECTION,
+  MAX_PENDING_WRITE_BYTES,
+} from "../limits.js";
 import type { LimitLevel } from "../limit-log.js";
 import type { Result } from "../shard/command.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
@@ -82,6 +101,14 @@ export abstract class Connection implements RequestOwner {
   private sentAtCheck = 0;
   /** When the client was first seen reading nothing while over the soft limit (0: it is not). */
   private stalledSinceMs = 0;
+  /** Requests in the queue not yet finished, started or held. */
+  private unfinished = 0;
+  /** Requests read but not started (the dispatch window), in order; `heldHead` is the next to start. */
+  private held: InFlight[] = [];
+  private heldHead = 0;
+  /** The recent answers' size, bytes (a moving average), and the dispatch window it gives. */
+  private answerBytes = DISPATCH_WINDOW_BYTES / DISPATCH_WINDOW_START;
+  private window = DISPATCH_WINDOW_START;
 
   constructor(
     readonly socket: Socket,
@@ -117,6 +144,11 @@ export abstract class Connection implements RequestOwner {
     return this.queue.length - this.queueHead;
   }
 
+  /** No answer will be written any more: results for its requests are dropped (dispatch.ts). */
+  get gone(): boolean {
+    return this.closed || this.cut;
+  }
+
   /** Bytes of answers this connection holds in user space: its queue's and the socket's (see the file comment). */
   get heldBytes(): number {
     return this.queuedBytes + this.socket.writableLength;
@@ -125,6 +157,50 @@ export abstract class Connection implements RequestOwner {
   /** Appends a request to the answer queue (before starting it: inline shards answer at once). */
   protected enqueue(req: InFlight): void {
     this.queue.push(req);
+    this.unfinished++;
+  }
+
+  /**
+   * Whether the request just read, before it is enqueued, may start now
+   * (within the dispatch window, nothing held before it, the answers held
+   * under the soft limit); if not, the caller enqueues it and holds it with
+   * hold(), on its own copy of its bytes.
+   */
+  protected mayStart(): boolean {
+    return (
+      this.heldHead === this.held.length &&
+      this.unfinished < this.window &&
+      this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES
+    );
+  }
+
+  /** Keeps an enqueued request back until the window has room; startHeld() starts it then. */
+  protected hold(req: InFlight): void {
+    this.held.push(req);
+  }
+
+  /** Starts a request that was held (its protocol knows how). */
+  protected abstract startHeld(req: InFlight): void;
+
+  /** Starts held requests while the window has room; true when it started any. */
+  private release(): boolean {
+    const from = this.heldHead;
+    while (
+      this.heldHead < this.held.length &&
+      this.unfinished - (this.held.length - this.heldHead) < this.window &&
+      this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES &&
+      !this.cut &&
+      !this.closed
+    ) {
+      const req = this.held[this.heldHead]!;
+      this.held[this.heldHead++] = DONE;
+      this.startHeld(req);
+    }
+    if (this.heldHead === this.held.length && this.heldHead > 0) {
+      this.held.length = 0;
+      this.heldHead = 0;
+    }
+    return this.heldHead !== from;
   }
 
   private onEnd(): void {
@@ -134,13 +210,13 @@ export abstract class Connection implements RequestOwner {
       return;
     }
     this.ending = true;
-    this.requestDone(0);
+    this.markDirty();
   }
 
   /** Queues a final answer and closes after the answers before it are written. */
   protected fatal(answer: Uint8Array): void {
     const req = new Ready(this);
-    this.queue.push(req);
+    this.enqueue(req);
     this.ending = true;
     req.closeAfter = true;
     req.finish(answer);
@@ -161,8 +237,20 @@ export abstract class Connection implements RequestOwner {
       );
   }
 
-  requestDone(bytes: number): void {
+  requestDone(bytes: number, answerBytes: number): void {
+    this.unfinished--;
+    // The window follows the answers' size (a moving average over about eight answers).
+    this.answerBytes += (answerBytes - this.answerBytes) / 8;
+    this.window = Math.min(
+      MAX_INFLIGHT_PER_CONNECTION,
+      Math.max(DISPATCH_WINDOW_MIN, Math.floor(DISPATCH_WINDOW_BYTES / Math.max(this.answerBytes, 1))),
+    );
     this.charge(bytes);
+    this.markDirty();
+  }
+
+  /** Asks for a flush at the end of this turn. */
+  private markDirty(): void {
     if (!this.dirty) {
       this.dirty = true;
       this.host.markDirty(this);
@@ -186,7 +274,7 @@ export abstract class Connection implements RequestOwner {
       ...detail,
     });
     this.socket.destroy();
-    this.requestDone(0); // the next flush drops the queue
+    this.markDirty(); // the next flush drops the queue
   }
 
   /**
@@ -217,6 +305,8 @@ export abstract class Connection implements RequestOwner {
       this.queue.length = 0;
       this.queueHead = 0;
       this.queuedBytes = 0;
+      this.held.length = 0;
+      this.heldHead = 0;
       return;
     }
     const q = this.queue;
@@ -267,6 +357,8 @@ export abstract class Connection implements RequestOwner {
       setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
       return;
     }
+    // Answers went out: held requests may start now (their commands are published at the end of the turn).
+    if (this.heldHead < this.held.length && this.release()) this.host.afterDispatch();
     this.updateReading();
   }
 
@@ -276,6 +368,7 @@ export abstract class Connection implements RequestOwner {
     const want =
       !this.ending &&
       !this.host.readingBlocked() &&
+      this.heldHead === this.held.length &&
       this.pending < MAX_INFLIGHT_PER_CONNECTION &&
       this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES;
     if (want === this.reading) return;
@@ -288,4 +381,4 @@ export abstract class Connection implements RequestOwner {
 /** Above this many bytes, answers are written one by one instead of copied into one buffer. */
 const COALESCE_MAX_BYTES = 256 * 1024;
 
-const DONE = new Ready({ requestDone() {}, charge() {} });
+const DONE = new Ready({ requestDone() {}, charge() {}, gone: true });

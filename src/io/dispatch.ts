@@ -21,12 +21,23 @@ import type { ClusterInfo, ShardBackend } from "./shards.js";
 /** Whoever is owed the answer: a connection, in practice. */
 export interface RequestOwner {
   /**
-   * A request of this owner is complete (its `out` is set); its answer holds
-   * `bytes` more than was charged for it while it was gathered (may be negative).
+   * A request of this owner is complete (its `out` is set, `answerBytes`
+   * long); its answer holds `bytes` more than was charged for it while it was
+   * gathered (may be negative).
    */
-  requestDone(bytes: number): void;
+  requestDone(bytes: number, answerBytes: number): void;
   /** A request of this owner now holds `bytes` more of its answer (a result's value arrived). */
   charge(bytes: number): void;
+  /**
+   * The owner will never write an answer again (closed, or cut off over a
+   * limit). Its requests keep no values from here on and take no further
+   * read-only steps: an MGET of a thousand 1 MiB values from a client cut
+   * at its output limit would otherwise still copy, and then encode, every
+   * value that comes back. A step after a write was applied is still taken
+   * (RENAME's second half, MSETNX's undo): a client leaving must not leave
+   * a command half done.
+   */
+  readonly gone: boolean;
 }
 
 /** One request in flight; each protocol subclasses it. */
@@ -50,7 +61,7 @@ export abstract class InFlight {
     this.out = out;
     const bytes = out.length - this.charged;
     this.charged = out.length;
-    this.owner.requestDone(bytes);
+    this.owner.requestDone(bytes, out.length);
   }
 }
 
@@ -166,8 +177,9 @@ export class Dispatcher {
     assert(req.remaining >= 0, "a request receives each of its parts once");
     // What the answer will hold, counted as it arrives (the owner's output limit;
     // connection.ts): a multi-key answer gathers its values before it is complete.
+    // Nothing is gathered for an owner that is gone (the requests see owner.gone).
     const v = r.value;
-    if (v !== null && req.out === null) {
+    if (v !== null && req.out === null && !req.owner.gone) {
       req.charged += v.length;
       req.owner.charge(v.length);
     }

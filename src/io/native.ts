@@ -77,6 +77,8 @@ export class NativeRequest extends InFlight {
   constructor(
     owner: RequestOwner,
     readonly op: Operation,
+    /** When it was read (its TTLs count from then, even if it waited in the dispatch window). */
+    readonly readMs: number,
   ) {
     super(owner);
   }
@@ -195,6 +197,12 @@ export class NativeRequest extends InFlight {
 
   onResult(part: number, r: Result, d: Dispatcher): void {
     const op = this.op;
+    // Nobody reads the answer (dispatch.ts, RequestOwner.gone); a native request has no later step.
+    if (this.owner.gone) {
+      if (this.remaining === 0 && this.parts === null) this.finish(EMPTY);
+      else if (this.remaining === 0) this.complete(d);
+      return;
+    }
     if (this.parts === null) {
       // A failure (src/outcomes.ts) is an error whatever the operation: a scan that failed is not "no keys".
       if (r.status !== ErrorCode.OK && op.kind === OpKind.SCAN)
@@ -215,6 +223,7 @@ export class NativeRequest extends InFlight {
   }
 
   private complete(d: Dispatcher): void {
+    if (this.owner.gone) return this.finish(EMPTY);
     const op = this.op;
     const parts = this.parts!;
     const failed = parts.findIndex((p) => p.status !== ErrorCode.OK);
@@ -242,15 +251,15 @@ export class NativeRequest extends InFlight {
   }
 }
 
-/** A result that outlives the shard's view of it (the value is copied). */
-export function copyResult(r: Result): PartResult {
+/** A result that outlives the shard's view of it (the value is copied, unless `value` is false). */
+export function copyResult(r: Result, value = true): PartResult {
   return {
     status: r.status,
     flag: r.flag,
     version: r.version,
     expireAtMs: r.expireAtMs,
     num: r.num,
-    value: r.value === null ? null : r.value.slice(),
+    value: r.value === null || !value ? null : r.value.slice(),
   };
 }
 
@@ -277,9 +286,12 @@ export class NativeConnection extends Connection implements NativeSession {
   protected onBytes(chunk: Buffer, nowMs: number): void {
     const d = this.host.dispatcher;
     this.framer.push(chunk, (frame) => {
-      const req = new NativeRequest(this, decodeRequest(frame, this.host.maxValueBytes));
+      // Each frame is its own buffer: a request held past the dispatch window keeps it as it is.
+      const req = new NativeRequest(this, decodeRequest(frame, this.host.maxValueBytes), nowMs);
+      const now = this.mayStart();
       this.enqueue(req);
-      req.start(d, nowMs, this);
+      if (now) req.start(d, nowMs, this);
+      else this.hold(req);
     });
     const error = this.framer.error;
     if (error !== null) {
@@ -290,6 +302,11 @@ export class NativeConnection extends Connection implements NativeSession {
       const code = error.code === "FRAME_TOO_LARGE" ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME;
       this.fatal(encodeError(0n, code, error.message));
     }
+  }
+
+  protected startHeld(req: InFlight): void {
+    const r = req as NativeRequest;
+    r.start(this.host.dispatcher, r.readMs, this);
   }
 
   protected get partial(): boolean {

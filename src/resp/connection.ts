@@ -5,6 +5,7 @@
  */
 import type { Socket } from "node:net";
 import { Connection, type ConnectionHost } from "../io/connection.js";
+import type { InFlight } from "../io/dispatch.js";
 import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
 import { lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
@@ -57,8 +58,28 @@ export class RespConnection extends Connection implements RespSession {
   }
 
   private command(args: Uint8Array[], nowMs: number): void {
-    const req = new RespRequest(this, this, args, nowMs);
+    if (this.mayStart()) {
+      const req = new RespRequest(this, this, args, nowMs);
+      this.enqueue(req);
+      return this.start(req);
+    }
+    // Held past the dispatch window (src/io/connection.ts): the parser's views last only this read.
+    const req = new RespRequest(
+      this,
+      this,
+      args.map((a) => a.slice()),
+      nowMs,
+    );
     this.enqueue(req);
+    this.hold(req);
+  }
+
+  protected startHeld(req: InFlight): void {
+    this.start(req as RespRequest);
+  }
+
+  private start(req: RespRequest): void {
+    const args = req.args;
     this.resp.stats.commands++;
     const spec = lookupBytes(args[0]!);
     if (spec === undefined) {

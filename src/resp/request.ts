@@ -177,12 +177,15 @@ export class RespRequest extends InFlight {
       const then = this.continuation;
       const op = this.continuationOp;
       this.continuation = null;
+      // A client gone before any write of this command: the next step need not be taken.
+      if (this.owner.gone && !this.applied && !isWrite(op)) return;
       if (!isDataOutcome(op, r.status)) return this.fail(r.status, op);
       if (r.status === 0 && isWrite(op)) this.applied = true;
       then(r);
       return;
     }
-    this.parts![part] = copyResult(r);
+    // A gone client's answer is never written: keep the outcome, not the value.
+    this.parts![part] = copyResult(r, !this.owner.gone);
     if (this.remaining === 0 && !this.holding) this.complete();
   }
 
@@ -193,6 +196,7 @@ export class RespRequest extends InFlight {
     this.gathered = null;
     this.parts = null;
     this.partOps = [];
+    if (this.owner.gone && !this.applied && !ops.some((op) => isWrite(op))) return;
     let failed = -1;
     for (let i = 0; i < parts.length; i++) {
       const status = parts[i]!.status;
