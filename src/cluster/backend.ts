@@ -38,7 +38,9 @@ import {
   Op,
   Result,
 } from "../shard/command.js";
-import { errorResult, type HostOptions, type HostStatus, type Route, ServeMode } from "./group-host.js";
+import { realClock } from "./clock.js";
+import { CLUSTER_REQUEST_DEADLINE_MS } from "./deadlines.js";
+import { errorResult, type HostConfig, type HostStatus, type Route, ServeMode, walStorage } from "./group-host.js";
 import { type HostLink, InlineHostLink, type LinkEvents, WorkerHostLink } from "./host-link.js";
 import { loadJoined, mergeMembers, saveJoined } from "./joined.js";
 import { walDirs } from "./layout.js";
@@ -50,8 +52,6 @@ import { clusterIdOf, PeerTransport } from "./transport.js";
 /** A forwarded command that was sent and got no answer (see forward()). */
 const LOST = "lost" as const;
 
-/** How long a request may wait for a leader, a commit, or a forwarded answer. */
-export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
 /** How often (in ticks) a member hands partitions back to their preferred leaders. */
 export const REBALANCE_EVERY_TICKS = 50;
 /** How long a preferred leader must have been connected before it gets its partitions back. */
@@ -152,7 +152,7 @@ export class ClusterShards implements ShardBackend {
         process.exit(70);
       },
     };
-    const hostOptions = (h: number): HostOptions => ({
+    const hostOptions = (h: number): HostConfig => ({
       self: this.o.self.id,
       host: h,
       hosts: count,
@@ -169,7 +169,11 @@ export class ClusterShards implements ShardBackend {
     const opened = await Promise.allSettled(
       Array.from({ length: count }, (_, h) =>
         this.o.shards === 0
-          ? InlineHostLink.open(hostOptions(h), linkEvents)
+          ? InlineHostLink.open(hostOptions(h), linkEvents, {
+              clock: realClock,
+              rand: Math.random,
+              openStorage: walStorage(dirs[h]!),
+            })
           : WorkerHostLink.open(hostOptions(h), linkEvents),
       ),
     );

@@ -11,13 +11,15 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { initHash } from "../hash.js";
-import { GroupHost, type HostOptions, type HostOut } from "./group-host.js";
+import { blockingFs } from "../wal/fs.js";
+import { realClock } from "./clock.js";
+import { GroupHost, type HostConfig, type HostDeps, type HostOut, type HostStorage, walStorage } from "./group-host.js";
 import { type HostRecord, In, jsonBytes, Out, parseJson, RecordReader, RecordWriter } from "./host-channel.js";
 import type { Control } from "./host-link.js";
 import { type DecodedFrame, decodePeerFrame, encodeRaftFrames } from "./peer-codec.js";
 
 export interface GroupWorkerData {
-  options: HostOptions;
+  options: HostConfig;
   requestRing: SharedArrayBuffer;
   notifyRing: SharedArrayBuffer;
 }
@@ -38,8 +40,7 @@ async function main(data: GroupWorkerData): Promise<void> {
   let host: GroupHost;
   try {
     await initHash(); // placement hashes member names (each thread loads its own wasm instance)
-    // This thread serves no sockets: its WAL may block it (src/wal/fs.ts, blockingFs).
-    host = await GroupHost.open({ ...data.options, walIo: "blocking" }, hostOut);
+    host = await GroupHost.open(data.options, hostOut, workerHostDeps(data.options.walDir, out));
   } catch (err) {
     parentPort!.postMessage({ type: "error", error: (err as Error).message });
     return;
@@ -98,6 +99,42 @@ async function main(data: GroupWorkerData): Promise<void> {
   input.start();
   host.start();
   parentPort!.postMessage({ type: "ready" });
+}
+
+/**
+ * The node's clock and randomness, and the host's WAL with blocking file
+ * calls: this thread serves no sockets, so its WAL may block it (src/wal/fs.ts,
+ * blockingFs). Before each blocking write the round's answers are handed
+ * over first (a proposal's answer travels through a few promise reactions,
+ * so this waits for the event loop's next turn, when they have all run), then
+ * published. Otherwise early messages and answers would wait out the fsync,
+ * and the leader's and its followers' fsyncs would no longer overlap.
+ */
+function workerHostDeps(walDir: string, out: RecordWriter): HostDeps {
+  const open = walStorage(walDir, { fs: blockingFs });
+  const handOver = async (): Promise<void> => {
+    await new Promise((r) => setImmediate(r));
+    out.flush();
+  };
+  return {
+    clock: realClock,
+    rand: Math.random,
+    openStorage: async () => {
+      const { storage: wal, groups } = await open();
+      const storage: HostStorage = {
+        persist: async (round, mustSync) => {
+          await handOver();
+          return wal.persist(round, mustSync);
+        },
+        saveCompaction: async (group, snapshot) => {
+          await handOver();
+          return wal.saveCompaction(group, snapshot);
+        },
+        close: () => wal.close(),
+      };
+      return { storage, groups };
+    },
+  };
 }
 
 void main(workerData as GroupWorkerData);

@@ -8,6 +8,8 @@ import { RING_BYTES } from "../limits.js";
 import { createRingBuffer } from "../ring/ring.js";
 import {
   GroupHost,
+  type HostConfig,
+  type HostDeps,
   type HostOptions,
   type HostOut,
   type HostOutcome,
@@ -46,7 +48,7 @@ export interface HostLink {
 export class InlineHostLink implements HostLink {
   private constructor(private readonly host: GroupHost) {}
 
-  static async open(o: HostOptions, events: LinkEvents): Promise<InlineHostLink> {
+  static async open(o: HostOptions, events: LinkEvents, deps: HostDeps): Promise<InlineHostLink> {
     const out: HostOut = {
       send: (to, messages) => {
         for (const frame of encodeRaftFrames(messages)) events.sendFrame(to, frame);
@@ -57,7 +59,7 @@ export class InlineHostLink implements HostLink {
       log: (level, message, detail) => events.log(level, message, detail),
       fatal: (message, detail) => events.fatal(message, detail),
     };
-    const host = await GroupHost.open(o, out);
+    const host = await GroupHost.open(o, out, deps);
     host.start();
     return new InlineHostLink(host);
   }
@@ -156,7 +158,7 @@ export class WorkerHostLink implements HostLink {
     });
   }
 
-  static open(o: HostOptions, events: LinkEvents): Promise<WorkerHostLink> {
+  static open(o: HostConfig, events: LinkEvents): Promise<WorkerHostLink> {
     const requestRing = createRingBuffer(RING_BYTES);
     const notifyRing = createRingBuffer(RING_BYTES);
     const data: GroupWorkerData = { options: o, requestRing, notifyRing };
