@@ -35,6 +35,8 @@ export interface LinkEvents {
 export interface HostLink {
   serve(group: number, mode: ServeMode, command: Uint8Array): Promise<HostOutcome>;
   step(messages: GroupMessage[]): void;
+  /** A peer's Raft frame as it arrived, for a host that decodes frames itself (a group worker). */
+  stepFrame?(from: number, frame: Uint8Array): void;
   transfer(group: number, to: number): Promise<string | null>;
   stepReplace(group: number, remove: number, add: number): Promise<string | null>;
   rebalance(settled: number[]): void;
