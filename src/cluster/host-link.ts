@@ -1,7 +1,8 @@
 /**
  * The IO thread's handle on a group host (src/cluster/group-host.ts): the
  * same calls whether the host runs inline on the IO thread (`--shards 0`) or
- * on a group worker thread behind a pair of rings (decision 0189).
+ * on a group worker thread behind a pair of rings (decision 0189), or, in
+ * the simulator, behind the same rings on the same thread.
  */
 import { Worker } from "node:worker_threads";
 import { RING_BYTES } from "../limits.js";
@@ -101,21 +102,20 @@ export type Control =
   | { op: "status" }
   | { op: "close" };
 
-/** A host on its own thread (src/cluster/group-worker.ts), spoken to over two rings. */
-export class WorkerHostLink implements HostLink {
+/**
+ * A host spoken to over a pair of rings (src/cluster/host-channel.ts): the IO
+ * thread's end. Its other end is a HostServer (src/cluster/host-server.ts),
+ * on a group worker thread in the node (WorkerHostLink below), or on the same
+ * thread in the simulator, which drives both ends' reads itself (poll()).
+ */
+export class ChannelHostLink implements HostLink {
   private readonly toWorker: RecordWriter;
   private readonly fromWorker: RecordReader;
   private nextId = 1;
   private readonly outcomes = new Map<number, (o: HostOutcome) => void>();
   private readonly replies = new Map<number, (v: unknown) => void>();
-  private closing = false;
 
-  private constructor(
-    private readonly worker: Worker,
-    requestRing: SharedArrayBuffer,
-    notifyRing: SharedArrayBuffer,
-    events: LinkEvents,
-  ) {
+  constructor(requestRing: SharedArrayBuffer, notifyRing: SharedArrayBuffer, events: LinkEvents) {
     this.toWorker = new RecordWriter(requestRing);
     this.fromWorker = new RecordReader(notifyRing, (r) => {
       switch (r.kind) {
@@ -154,28 +154,16 @@ export class WorkerHostLink implements HostLink {
         }
       }
     });
-    worker.on("error", (err) => events.fatal("group worker crashed", { err: String(err) }));
-    worker.on("exit", (code) => {
-      if (!this.closing) events.fatal(`group worker exited (code ${code})`);
-    });
   }
 
-  static open(o: HostConfig, events: LinkEvents): Promise<WorkerHostLink> {
-    const requestRing = createRingBuffer(RING_BYTES);
-    const notifyRing = createRingBuffer(RING_BYTES);
-    const data: GroupWorkerData = { options: o, requestRing, notifyRing };
-    const worker = new Worker(new URL("./group-worker.js", import.meta.url), { workerData: data });
-    const link = new WorkerHostLink(worker, requestRing, notifyRing, events);
-    return new Promise((resolve, reject) => {
-      const onMessage = (m: { type: string; error?: string }): void => {
-        worker.off("message", onMessage);
-        if (m.type === "ready") {
-          link.fromWorker.start();
-          resolve(link);
-        } else reject(new Error(m.error ?? "group worker failed to start"));
-      };
-      worker.on("message", onMessage);
-    });
+  /** Reads what the host says as it arrives (Atomics.waitAsync; see RecordReader.start). */
+  start(): void {
+    this.fromWorker.start();
+  }
+
+  /** Reads what the host said so far, now (the simulator's alternative to start()). */
+  poll(): void {
+    this.fromWorker.poll();
   }
 
   serve(group: number, mode: ServeMode, command: Uint8Array): Promise<HostOutcome> {
@@ -217,11 +205,9 @@ export class WorkerHostLink implements HostLink {
   }
 
   async close(): Promise<void> {
-    this.closing = true;
     await this.control({ op: "close" });
     this.fromWorker.close();
     this.toWorker.close();
-    await this.worker.terminate();
   }
 
   private control(c: Control): Promise<unknown> {
@@ -236,5 +222,47 @@ export class WorkerHostLink implements HostLink {
     const id = this.nextId;
     this.nextId = id >= 0xffff_fffe ? 1 : id + 1;
     return id;
+  }
+}
+
+/** A host on its own thread (src/cluster/group-worker.ts), spoken to over two rings. */
+export class WorkerHostLink extends ChannelHostLink {
+  private closing = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    requestRing: SharedArrayBuffer,
+    notifyRing: SharedArrayBuffer,
+    events: LinkEvents,
+  ) {
+    super(requestRing, notifyRing, events);
+    worker.on("error", (err) => events.fatal("group worker crashed", { err: String(err) }));
+    worker.on("exit", (code) => {
+      if (!this.closing) events.fatal(`group worker exited (code ${code})`);
+    });
+  }
+
+  static open(o: HostConfig, events: LinkEvents): Promise<WorkerHostLink> {
+    const requestRing = createRingBuffer(RING_BYTES);
+    const notifyRing = createRingBuffer(RING_BYTES);
+    const data: GroupWorkerData = { options: o, requestRing, notifyRing };
+    const worker = new Worker(new URL("./group-worker.js", import.meta.url), { workerData: data });
+    const link = new WorkerHostLink(worker, requestRing, notifyRing, events);
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: { type: string; error?: string }): void => {
+        worker.off("message", onMessage);
+        if (m.type === "ready") {
+          link.start();
+          resolve(link);
+        } else reject(new Error(m.error ?? "group worker failed to start"));
+      };
+      worker.on("message", onMessage);
+    });
+  }
+
+  override async close(): Promise<void> {
+    this.closing = true;
+    await super.close();
+    await this.worker.terminate();
   }
 }
