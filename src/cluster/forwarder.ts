@@ -83,7 +83,9 @@ export class Forwarder {
       this.forwarded++;
       const outcome = await this.forward(leader, group, command, write, deadline);
       if (outcome === null) {
-        // Never sent (no connection to that member): safe to send elsewhere.
+        // Never sent (no connection to that member): safe to send elsewhere, and that is where the
+        // next try goes (a hint naming a member that is down would otherwise hold every try).
+        if (!route.replica) this.router.forgetHint(group);
         await this.pause();
         continue;
       }

@@ -52,8 +52,20 @@ export class Router {
     return this.hints.get(group);
   }
 
+  /**
+   * A forwarded answer named `group`'s leader (0: the member asked does not
+   * know either). Unknown is not remembered: a hint of 0 would send nothing
+   * anywhere, and no answer would ever come to replace it.
+   */
   learnHint(group: number, leader: number): void {
-    if (!this.routes[group]!.replica) this.hints.set(group, leader);
+    if (this.routes[group]!.replica) return;
+    if (leader === 0) this.hints.delete(group);
+    else this.hints.set(group, leader);
+  }
+
+  /** The hinted leader of `group` cannot be reached: ask someone else next time. */
+  forgetHint(group: number): void {
+    this.hints.delete(group);
   }
 
   /** The partition's leader as far as this member knows (0: unknown). */
