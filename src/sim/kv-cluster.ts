@@ -87,6 +87,8 @@ export interface KvSimResult {
   crashes: number;
   pauses: number;
   partitions: number;
+  /** Leadership transfers an operator asked for and a member accepted. */
+  transfers: number;
   /** Commands members forwarded to another member. */
   forwarded: number;
   /** By the members' current incarnations. */
@@ -97,6 +99,8 @@ export interface KvSimResult {
   events: number;
 }
 
+/** Replicas per partition, as the node's default. */
+const REPLICAS = 3;
 /** Raft's tick, as the node's default (`--tick-ms 20`). */
 const TICK_MS = 20;
 const ELECTION_TICKS = 10;
@@ -154,6 +158,7 @@ export class KvSimulation {
   private crashes = 0;
   private pauses = 0;
   private partitions = 0;
+  private transfers = 0;
   private refused = 0;
   /** Clients issue new operations while this is false. */
   private stopping = false;
@@ -163,7 +168,9 @@ export class KvSimulation {
   constructor(o: KvSimOptions) {
     this.o = {
       seconds: 20,
-      members: 3,
+      // One seed in four has a fourth member, which holds no replica of some partitions and forwards
+      // what it is asked for them to whoever it learns leads them.
+      members: o.seed % 4 === 3 ? 4 : 3,
       partitions: 4,
       keys: 3,
       clients: 4,
@@ -244,6 +251,7 @@ export class KvSimulation {
       crashes: this.crashes,
       pauses: this.pauses,
       partitions: this.partitions,
+      transfers: this.transfers,
       forwarded,
       compactions,
       snapshotsInstalled,
@@ -354,7 +362,7 @@ export class KvSimulation {
         members: this.members,
         bootstrap: this.members,
         partitions: this.o.partitions,
-        replicas: this.o.members,
+        replicas: REPLICAS,
         hosts: this.o.hosts,
         tickMs: TICK_MS,
         compactEntries: COMPACT_ENTRIES,
@@ -407,6 +415,17 @@ export class KvSimulation {
         this.pauses++;
       }
       if (this.net.blocked.size === 0 && r.chance(0.04)) this.partition();
+      const live = this.slots.filter((s) => s.member !== null);
+      if (r.chance(0.02) && live.length > 0) {
+        // An operator moves a partition's leadership (`piccolo cluster transfer-leader`) through any member.
+        const via = r.pick(live).member!;
+        void via.admin.transferLeader(r.int(this.o.partitions), 1 + r.int(this.o.members)).then(
+          (why) => {
+            if (why === null) this.transfers++;
+          },
+          (err: unknown) => this.fail(`a leadership transfer failed: ${(err as Error).stack ?? String(err)}`),
+        );
+      }
       this.sched.after(NEMESIS_EVERY_MS, tick);
     };
     this.sched.after(NEMESIS_EVERY_MS, tick);
