@@ -312,7 +312,7 @@ export class GroupHost {
   /**
    * Rebalancing: hands each partition this member leads but should not (the
    * placement's preferred leader) to the preferred member, if it is among
-   * `settled` (connected for a while; see src/cluster/backend.ts). Raft's
+   * `settled` (connected for a while; see src/cluster/liveness.ts). Raft's
    * leadership transfer, so the handover costs one short pause of that
    * partition's writes, not an election timeout. Only leadership won by an
    * election timeout is moved: that is the drift failures cause. Leadership

@@ -109,7 +109,7 @@ const HEARTBEAT_TICKS = 2;
 const COMPACT_ENTRIES = 40;
 /** How often the nemesis considers a fault (virtual ms). */
 const NEMESIS_EVERY_MS = 200;
-/** How long a healed cluster has before every member must serve reads. */
+/** How long a healed cluster (its last pause over) has before every member must serve reads. */
 const SETTLE_AFTER_HEAL_MS = 4_000;
 /** Client timeouts, one drawn per operation: shorter and longer than the member's 5 s deadline. */
 const CLIENT_TIMEOUTS_MS = [800, 2_500, 7_000, 12_000];
@@ -220,9 +220,9 @@ export class KvSimulation {
     this.nemesis();
     await this.advance(this.o.seconds * 1_000);
     // Heal: every member up, running and connected; then no new operations, and the ones under way finish.
-    this.heal();
     this.stopping = true;
-    await this.advance(SETTLE_AFTER_HEAL_MS);
+    const pausedUntil = this.heal();
+    await this.advance(pausedUntil - this.sched.now + SETTLE_AFTER_HEAL_MS);
     await this.finalReads();
     const end = this.sched.now + Math.max(...CLIENT_TIMEOUTS_MS) + 1_000;
     while (running > 0 && this.sched.now < end) await this.advance(100);
@@ -456,12 +456,15 @@ export class KvSimulation {
     });
   }
 
-  private heal(): void {
+  /** No more faults: partitions heal and every member is started. Returns when the last pause ends. */
+  private heal(): number {
     this.net.blocked.clear();
+    let until = this.sched.now;
     for (const s of this.slots) {
       if (s.member === null) this.boot(s);
-      else s.clock.pausedUntil = Math.min(s.clock.pausedUntil, this.sched.now);
+      else until = Math.max(until, s.clock.pausedUntil);
     }
+    return until;
   }
 
   // ---- clients ------------------------------------------------------------
