@@ -17,34 +17,30 @@
  * (src/sim/network.ts), the disks (src/sim/storage.ts).
  *
  * The world, from one seed:
- *   - members (three by default) with every partition replicated on each,
- *     one or two group hosts each, clocks that run a few percent apart;
+ *   - three members with a replica of every partition each (one seed in
+ *     four adds a fourth, which holds no replica of some partitions), one or
+ *     two group hosts each, clocks that run a few percent apart;
  *   - a network with TCP's promises (in order, at most once, per
  *     connection) that delays frames, loses some, and is partitioned one way
  *     or both now and then;
  *   - disks whose writes take time, and a crash that tears the write in
  *     flight;
  *   - a nemesis that kills members (kill -9) and restarts them from their
- *     disks, pauses them (SIGSTOP) for up to 8 s, past every deadline, and
- *     partitions them;
+ *     disks, pauses them (SIGSTOP) for up to 8 s, past every deadline,
+ *     partitions them, and moves leadership as an operator would;
  *   - clients doing reads, writes and compare-and-swaps on a few keys
  *     through ANY member (a member that does not lead the key's partition
  *     forwards), each with its own timeout, some shorter than the member's
  *     5 s request deadline and some longer.
  *
- * Each client operation is recorded as the node's answer says:
- *   OK (and VERSION_MISMATCH for a swap)   ok, with the result
- *   UNAVAILABLE, SHUTTING_DOWN             not applied: left out of the history
- *   TIMEOUT                                unknown: "possibly applied"
- *   no answer before the client's timeout,
- *   or the member died meanwhile           unknown
- * An answer that says "not applied" for a write that was applied, or a write
- * applied twice, makes the history fail the check. So does a member that
- * stops itself (a broken invariant), a frame the code produced that does not
- * decode, a promise rejected with nobody to handle it, and, after the world
- * heals, a member that cannot serve a read within a few seconds.
+ * Each client operation goes into the history as its answer means
+ * (src/sim/workload.ts), and the history to the linearizability checker. A
+ * member that stops itself (a broken invariant), a frame the code produced
+ * that does not decode, a promise rejected with nobody to handle it, and,
+ * after the world heals, a member that cannot serve a read within its
+ * deadline fail the run too.
  */
-import { checkHistory, type Operation, type Value, type Verdict } from "../check/linearizability.js";
+import { checkHistory, type Verdict } from "../check/linearizability.js";
 import { ChannelHostLink, type HostLink, InlineHostLink } from "../cluster/host-link.js";
 import { GroupHost } from "../cluster/group-host.js";
 import { HostServer } from "../cluster/host-server.js";
@@ -53,11 +49,12 @@ import { type Member, partitionOf } from "../cluster/placement.js";
 import { ErrorCode } from "../errors.js";
 import { RING_BYTES } from "../limits.js";
 import { createRingBuffer, RingReader } from "../ring/ring.js";
-import { type CommandFields, commandBytes, encodeCommand, FLAG_STALE_READ, Op, Result } from "../shard/command.js";
+import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
 import { SimNetwork } from "./network.js";
 import { Prng } from "./prng.js";
 import { SimDiskStorage } from "./storage.js";
 import { Scheduler, SimClock, settle } from "./time.js";
+import { type Answer, CLIENT_TIMEOUTS_MS, Clients, command, type Request } from "./workload.js";
 
 export interface KvSimOptions {
   seed: number;
@@ -111,14 +108,7 @@ const COMPACT_ENTRIES = 40;
 const NEMESIS_EVERY_MS = 200;
 /** How long a healed cluster (its last pause over) has before every member must serve reads. */
 const SETTLE_AFTER_HEAL_MS = 4_000;
-/** Client timeouts, one drawn per operation: shorter and longer than the member's 5 s deadline. */
-const CLIENT_TIMEOUTS_MS = [800, 2_500, 7_000, 12_000];
-
 const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** A request's end as its client saw it. */
-type Answer = { kind: "answer"; result: Uint8Array } | { kind: "timeout" } | { kind: "lost" };
 
 interface Channel {
   link: ChannelHostLink;
@@ -152,14 +142,12 @@ export class KvSimulation {
   private readonly net: SimNetwork;
   private readonly members: Member[];
   private readonly slots: Slot[] = [];
-  private readonly history: Operation[] = [];
+  private readonly clients: Clients;
   private failure: string | null = null;
-  private nextValue = 1;
   private crashes = 0;
   private pauses = 0;
   private partitions = 0;
   private transfers = 0;
-  private refused = 0;
   /** Clients issue new operations while this is false. */
   private stopping = false;
   /** Recent warnings and errors the members logged, for a failure's report. */
@@ -182,6 +170,17 @@ export class KvSimulation {
       ...o,
     };
     this.rng = new Prng(o.seed);
+    this.clients = new Clients(
+      {
+        request: (id, key, request, timeoutMs) => this.request(id, key, request, timeoutMs),
+        sleep: (ms) => this.sleep(ms),
+        now: () => this.sched.now,
+        running: () => !this.stopping && this.failure === null,
+        fail: (what) => this.fail(what),
+      },
+      this.rng,
+      { keys: this.o.keys, members: this.o.members, staleReads: this.o.staleReads },
+    );
     this.net = new SimNetwork(this.sched, this.rng, { lossRate: 0.01, slowRate: 0.02 });
     this.members = Array.from({ length: this.o.members }, (_, i) => ({
       id: i + 1,
@@ -216,7 +215,7 @@ export class KvSimulation {
     for (const s of this.slots) this.boot(s);
     await this.advance(500); // the first elections
     let running = this.o.clients;
-    const clients = Array.from({ length: this.o.clients }, (_, i) => this.client(i).finally(() => running--));
+    const clients = Array.from({ length: this.o.clients }, (_, i) => this.clients.run(i).finally(() => running--));
     this.nemesis();
     await this.advance(this.o.seconds * 1_000);
     // Heal: every member up, running and connected; then no new operations, and the ones under way finish.
@@ -241,13 +240,14 @@ export class KvSimulation {
       }
     }
     this.check();
-    const verdict = checkHistory(this.history);
+    const history = this.clients.history;
+    const verdict = checkHistory(history);
     return {
       verdict,
-      operations: this.history.length,
-      ok: this.history.filter((h) => h.output !== null).length,
-      unknown: this.history.filter((h) => h.output === null).length,
-      refused: this.refused,
+      operations: history.length,
+      ok: history.filter((h) => h.output !== null).length,
+      unknown: history.filter((h) => h.output === null).length,
+      refused: this.clients.refused,
       crashes: this.crashes,
       pauses: this.pauses,
       partitions: this.partitions,
@@ -470,12 +470,7 @@ export class KvSimulation {
   // ---- clients ------------------------------------------------------------
 
   /** Sends one encoded command to member `id`, as a client would over a socket; waits up to `timeoutMs`. */
-  private request(
-    id: number,
-    key: string,
-    fields: Omit<CommandFields, "nowMs" | "key">,
-    timeoutMs: number,
-  ): Promise<Answer> {
+  private request(id: number, key: string, fields: Request, timeoutMs: number): Promise<Answer> {
     const s = this.slots[id - 1]!;
     const member = s.member;
     if (member === null) return Promise.resolve({ kind: "lost" }); // connection refused
@@ -508,102 +503,6 @@ export class KvSimulation {
     return new Promise((resolve) => this.sched.after(ms, resolve));
   }
 
-  /** A client: one operation at a time, each through a member picked at random. */
-  private async client(id: number): Promise<void> {
-    const r = this.rng;
-    // Per key, value -> version, learned from reads and writes. Versions come
-    // from each partition's own counter, so they identify a write only
-    // together with its key.
-    const seen = new Map<string, Map<string, number>>();
-    const versionsOf = (key: string): Map<string, number> => {
-      let m = seen.get(key);
-      if (m === undefined) seen.set(key, (m = new Map()));
-      return m;
-    };
-    while (!this.stopping && this.failure === null) {
-      await this.sleep(r.next() * 20);
-      const key = `k${r.int(this.o.keys)}`;
-      const member = 1 + r.int(this.o.members);
-      const timeoutMs = r.pick(CLIENT_TIMEOUTS_MS);
-      const versions = versionsOf(key);
-      const choice = r.next();
-      const call = this.sched.now;
-      let input: Operation["input"];
-      let answer: Answer;
-      if (choice < 0.4) {
-        input = { kind: "read" };
-        const flags = this.o.staleReads ? FLAG_STALE_READ : 0;
-        answer = await this.request(member, key, { ...base(Op.GET), flags }, timeoutMs);
-      } else if (choice < 0.8 || versions.size === 0) {
-        const value = `v${this.nextValue++}`;
-        input = { kind: "write", value };
-        answer = await this.request(member, key, { ...base(Op.PUT), value: enc.encode(value) }, timeoutMs);
-      } else {
-        const [expected, version] = r.pick([...versions.entries()]);
-        const value = `v${this.nextValue++}`;
-        input = { kind: "cas", expected, value };
-        answer = await this.request(
-          member,
-          key,
-          { ...base(Op.CAS), arg0: version, value: enc.encode(value) },
-          timeoutMs,
-        );
-      }
-      this.record(id, key, input, call, answer, versions);
-    }
-  }
-
-  /** Files one operation in the history as its answer says (see the file comment). */
-  private record(
-    client: number,
-    key: string,
-    input: Operation["input"],
-    call: number,
-    answer: Answer,
-    versions: Map<string, number>,
-  ): void {
-    const unknown = (): void => {
-      this.history.push({ client, key, input, output: null, call, ret: Number.POSITIVE_INFINITY });
-    };
-    if (answer.kind !== "answer") {
-      // A connection refused by a member that is down carried nothing: the request never left.
-      if (answer.kind === "lost" && call === this.sched.now) return;
-      return unknown();
-    }
-    const res = new Result();
-    res.decode(answer.result);
-    const ret = this.sched.now;
-    switch (res.status) {
-      case ErrorCode.OK:
-        break;
-      case ErrorCode.VERSION_MISMATCH:
-        if (input.kind === "cas") break;
-        return this.fail(`a ${input.kind} answered VERSION_MISMATCH`);
-      case ErrorCode.TIMEOUT:
-        // A read that timed out changed nothing and said nothing; a write may have been applied.
-        return input.kind === "read" ? undefined : unknown();
-      case ErrorCode.UNAVAILABLE:
-      case ErrorCode.SHUTTING_DOWN:
-        // Nothing was applied: were that false, the checker will find the write's value with no write.
-        this.refused++;
-        return;
-      default:
-        return this.fail(`a ${input.kind} of ${key} answered status ${res.status}`);
-    }
-    if (input.kind === "read") {
-      const value: Value = res.flag === 1 && res.value !== null ? dec.decode(res.value) : null;
-      if (value !== null) versions.set(value, res.version);
-      this.history.push({ client, key, input, output: { kind: "read", value }, call, ret });
-    } else if (input.kind === "write") {
-      versions.set(input.value as string, res.version);
-      this.history.push({ client, key, input, output: { kind: "write" }, call, ret });
-    } else {
-      const ok = res.status === ErrorCode.OK;
-      if (ok) versions.set(input.value as string, res.version);
-      this.history.push({ client, key, input, output: { kind: "cas", ok }, call, ret });
-    }
-  }
-
   /**
    * After healing, every member serves a read of every key (forwarding to
    * its leader where it is not one) within its request deadline: a member
@@ -617,29 +516,17 @@ export class KvSimulation {
         const key = `k${k}`;
         const call = this.sched.now;
         reads.push(
-          this.request(s.id, key, base(Op.GET), 6_000).then((a) => {
+          this.request(s.id, key, command(Op.GET), 6_000).then((a) => {
             const res = new Result();
             if (a.kind !== "answer" || !res.decode(a.result) || res.status !== ErrorCode.OK)
               return this.fail(
                 `liveness: ${SETTLE_AFTER_HEAL_MS} ms after healing, member ${s.id} could not serve a read of ${key} (${a.kind === "answer" ? `status ${res.status}` : a.kind})`,
               );
-            this.record(-1, key, { kind: "read" }, call, a, new Map());
+            this.clients.record(-1, key, { kind: "read" }, call, a, new Map());
           }),
         );
       }
     const all = Promise.all(reads);
     await this.settled(all);
   }
-}
-
-function base(op: number): Omit<CommandFields, "nowMs" | "key"> {
-  return {
-    op: op as Op,
-    flags: 0,
-    tag: 0,
-    expireAtMs: 0,
-    arg0: 0,
-    arg1: 0,
-    value: null,
-  };
 }
