@@ -60,6 +60,7 @@ export const PEER_BACKOFF_MAX_MS = 2_000;
 export const PEER_HELLO_TIMEOUT_MS = 5_000;
 /** How often a joined member announces itself to lower-id members not connected to it. */
 export const PEER_ANNOUNCE_EVERY_MS = 1_000;
+
 export interface TransportOptions {
   self: Member;
   members: readonly Member[];
