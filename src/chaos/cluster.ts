@@ -8,7 +8,7 @@
  * test-only fault hook: each member is started with PICCOLO_TEST_FAULT_FILE
  * pointing at a file of its own, and the harness writes lines
  * "block <member id> out|in|both" there; the member applies the whole file
- * within 50 ms (src/cluster/backend.ts, watchFaults). An empty file heals.
+ * within 50 ms (src/chaos/peer-faults.ts, installed by src/node/main.ts). An empty file heals.
  */
 import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";

@@ -3,7 +3,7 @@
  * holds to member <new>, by Raft membership changes (decision 0186).
  *
  * For each partition with a replica on <old>, the partition's leader takes
- * one step per request (src/cluster/backend.ts, stepReplace): <new> joins as
+ * one step per request (src/cluster/group-host.ts, stepReplace): <new> joins as
  * a learner and catches up from the log or a snapshot, is promoted to voter,
  * then <old> leaves. Each step must commit before the next is accepted, and
  * leaders change under faults, so this command does not trust any single

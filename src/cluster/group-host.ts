@@ -16,16 +16,27 @@
  *   - the tick (elections, heartbeats), log compaction and the expiry sweep;
  *   - leadership handovers for rebalancing, membership steps for replacement.
  * The same class runs inline and inside src/cluster/group-worker.ts; only the
- * link between it and the IO thread differs (src/cluster/host-link.ts).
+ * link between it and the IO thread differs (src/cluster/host-link.ts). Its
+ * clock, timers, randomness and storage are passed in (HostDeps): the node
+ * passes the real clock and the WAL, the simulator (src/sim/kv-cluster.ts)
+ * virtual time and a simulated disk, and runs this same code.
  */
 import hdr from "hdr-histogram-js";
 import { ConfChangeType } from "../raft/config.js";
 import { MessageType } from "../raft/messages.js";
 import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
-import { blockingFs } from "../wal/fs.js";
-import { Wal, WalError } from "../wal/wal.js";
+import { Wal, WalError, type WalOptions } from "../wal/wal.js";
 import { InvariantError } from "../assert.js";
-import { MultiRaft, NotLeaderError, ProposalDroppedError, ProposalOutcomeUnknownError } from "./multi-raft.js";
+import { type Clock, sleep, withDeadline } from "./clock.js";
+import { HOST_REQUEST_DEADLINE_MS } from "./deadlines.js";
+import {
+  type GroupState,
+  MultiRaft,
+  NotLeaderError,
+  ProposalDroppedError,
+  ProposalOutcomeUnknownError,
+  type RaftStorage,
+} from "./multi-raft.js";
 import { PartitionMachine } from "./partition-machine.js";
 import type { GroupMessage } from "./peer-codec.js";
 import { type PartitionPlacement, place } from "./placement.js";
@@ -33,8 +44,6 @@ import type { Member } from "./placement.js";
 import { ErrorCode } from "../errors.js";
 import type { ClusterStats, FollowerInfo } from "../protocol/cluster-info.js";
 
-/** How long a request served here may wait for its commit or read index. */
-export const HOST_REQUEST_DEADLINE_MS = 4_500;
 /** How often (in ticks) a leader proposes an expiry sweep for each partition it leads. */
 export const SWEEP_EVERY_TICKS = 250;
 /** Keys one sweep command examines at most. */
@@ -67,20 +76,39 @@ export interface HostOptions {
   bootstrap: Member[];
   partitions: number;
   replicas: number;
-  /** This host's WAL directory. */
-  walDir: string;
   tickMs: number;
   compactEntries: number;
   electionTicks: number;
   heartbeatTicks: number;
   /** Idle ticks before a group goes quiet (0: never; src/raft/raft.ts, wake()). */
   quiesceAfterTicks: number;
-  /**
-   * "blocking" on a group worker: the WAL's file calls block the thread
-   * (src/wal/fs.ts, blockingFs); "threadpool" (the default) where the host
-   * shares its thread with sockets (`--shards 0`).
-   */
-  walIo?: "blocking" | "threadpool";
+}
+
+/** A host's options in the node: its WAL is in `walDir`. */
+export interface HostConfig extends HostOptions {
+  walDir: string;
+}
+
+/** The host's durable storage: its WAL in the node, a simulated disk in the simulator. */
+export interface HostStorage extends RaftStorage {
+  close(): Promise<void>;
+}
+
+/** What a host is given rather than reaching for itself (see the file comment). */
+export interface HostDeps {
+  clock: Clock;
+  /** Randomness for Raft's election timeouts. */
+  rand: () => number;
+  /** Opens this host's storage and recovers what it holds for each group. */
+  openStorage(): Promise<{ storage: HostStorage; groups: Map<number, GroupState> }>;
+}
+
+/** The node's storage for a host: its WAL, opened (and recovered) in `dir`. */
+export function walStorage(dir: string, o: WalOptions = {}): HostDeps["openStorage"] {
+  return async () => {
+    const { wal, groups } = await Wal.open(dir, o);
+    return { storage: wal, groups };
+  };
 }
 
 /** What a host says to its IO thread. */
@@ -135,8 +163,9 @@ export class GroupHost {
   private readonly hosted = new Set<number>();
   private readonly sm = new PartitionMachine();
   private mr!: MultiRaft;
-  private wal!: Wal;
-  private ticker: NodeJS.Timeout | null = null;
+  private storage!: HostStorage;
+  private readonly clock: Clock;
+  private ticker: unknown = null;
   private ticks = 0;
   private running = false;
   private again = false;
@@ -152,14 +181,16 @@ export class GroupHost {
   private constructor(
     private readonly o: HostOptions,
     private readonly out: HostOut,
+    private readonly deps: HostDeps,
   ) {
+    this.clock = deps.clock;
     this.placement = place(o.bootstrap, o.partitions, o.replicas);
     for (const p of this.placement)
       if (this.owns(p.partition) && p.replicas.includes(o.self)) this.hosted.add(p.partition);
   }
 
-  static async open(o: HostOptions, out: HostOut): Promise<GroupHost> {
-    const h = new GroupHost(o, out);
+  static async open(o: HostOptions, out: HostOut, deps: HostDeps): Promise<GroupHost> {
+    const h = new GroupHost(o, out, deps);
     await h.openStorage();
     return h;
   }
@@ -170,8 +201,8 @@ export class GroupHost {
   }
 
   private async openStorage(): Promise<void> {
-    const { wal, groups } = await Wal.open(this.o.walDir, this.o.walIo === "blocking" ? { fs: blockingFs } : {});
-    this.wal = wal;
+    const { storage, groups } = await this.deps.openStorage();
+    this.storage = storage;
     // Replicas placed here at bootstrap, and any others this host's WAL holds (replicas a
     // membership change added later; their configuration is in their log or snapshot).
     for (const g of groups.keys()) if (this.owns(g)) this.hosted.add(g);
@@ -185,18 +216,9 @@ export class GroupHost {
           const voters = p.replicas.includes(this.o.self) ? p.replicas : [];
           return { group: g, voters, ...(restore === undefined ? {} : { restore }) };
         }),
-      storage: {
-        persist: async (round, mustSync) => {
-          await this.handOver();
-          return wal.persist(round, mustSync);
-        },
-        saveCompaction: async (group, snapshot) => {
-          await this.handOver();
-          return wal.saveCompaction(group, snapshot);
-        },
-      },
+      storage,
       stateMachine: this.sm,
-      rand: Math.random,
+      rand: this.deps.rand,
       electionTicks: this.o.electionTicks,
       heartbeatTicks: this.o.heartbeatTicks,
       quiesceAfterTicks: this.o.quiesceAfterTicks,
@@ -216,23 +238,10 @@ export class GroupHost {
     this.mr.onPersist = (ms) => this.walUs.recordValue(Math.max(1, Math.round(ms * 1000)));
   }
 
-  /**
-   * Before a blocking WAL write: lets the round's answers reach the IO thread
-   * first (a proposal's answer travels through a few promise reactions, so
-   * this waits for the event loop's next turn, when they have all run), then
-   * publishes. Otherwise early messages and answers would wait out the fsync,
-   * and the leader's and its followers' fsyncs would no longer overlap.
-   */
-  private async handOver(): Promise<void> {
-    if (this.o.walIo !== "blocking") return;
-    await new Promise((r) => setImmediate(r));
-    this.out.flush();
-  }
-
   /** Starts ticking; every hosted group's route is reported now. */
   start(): void {
     this.reportRoutes();
-    this.ticker = setInterval(() => {
+    this.ticker = this.clock.setInterval(() => {
       this.mr.tick();
       this.ticks++;
       if (this.ticks % COMPACT_CHECK_EVERY_TICKS === 0) void this.compactLogs();
@@ -259,28 +268,28 @@ export class GroupHost {
 
   /** Serves one request (an encoded Command) for a partition this host owns. */
   async serve(group: number, mode: number, command: Uint8Array): Promise<HostOutcome> {
-    if (mode === ServeMode.Local) return { kind: "result", result: this.sm.read(group, command, Date.now()) };
+    if (mode === ServeMode.Local) return { kind: "result", result: this.sm.read(group, command, this.clock.now()) };
     if (!this.isReplica(group)) return { kind: "notLeader", leader: 0 };
     if (!this.mr.status(group).isLeader) return { kind: "notLeader", leader: this.mr.leader(group) };
-    const deadline = Date.now() + HOST_REQUEST_DEADLINE_MS;
+    const deadline = this.clock.now() + HOST_REQUEST_DEADLINE_MS;
     try {
       if (mode === ServeMode.Write) {
-        const t0 = performance.now();
+        const t0 = this.clock.preciseMs();
         const proposed = this.mr.propose(group, command);
         // Start a round now: the entry must be written and sent (waiting for the
         // next tick or peer message to do it cost every write up to a tick).
         this.kick();
-        const answer = await withDeadline(proposed, deadline);
+        const answer = await withDeadline(this.clock, proposed, deadline);
         if (answer === null) return { kind: "result", result: errorResult(ErrorCode.TIMEOUT) };
-        this.proposalUs.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+        this.proposalUs.recordValue(Math.max(1, Math.round((this.clock.preciseMs() - t0) * 1000)));
         return { kind: "result", result: answer };
       }
       const p = this.mr.readIndex(group);
       this.kick();
-      const ok = await withDeadline(p, deadline);
+      const ok = await withDeadline(this.clock, p, deadline);
       // No quorum confirmed the leadership in time: nothing was read, and nothing changed.
       if (ok === null) return { kind: "result", result: errorResult(ErrorCode.UNAVAILABLE) };
-      return { kind: "result", result: this.sm.read(group, command, Date.now()) };
+      return { kind: "result", result: this.sm.read(group, command, this.clock.now()) };
     } catch (err) {
       // Not the leader after all, or a leadership transfer is under way: the caller retries.
       if (err instanceof NotLeaderError || err instanceof ProposalDroppedError)
@@ -303,7 +312,7 @@ export class GroupHost {
   /**
    * Rebalancing: hands each partition this member leads but should not (the
    * placement's preferred leader) to the preferred member, if it is among
-   * `settled` (connected for a while; see src/cluster/backend.ts). Raft's
+   * `settled` (connected for a while; see src/cluster/liveness.ts). Raft's
    * leadership transfer, so the handover costs one short pause of that
    * partition's writes, not an election timeout. Only leadership won by an
    * election timeout is moved: that is the drift failures cause. Leadership
@@ -406,9 +415,9 @@ export class GroupHost {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.ticker !== null) clearInterval(this.ticker);
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
-    await this.wal.close();
+    if (this.ticker !== null) this.clock.clearInterval(this.ticker);
+    while (this.running) await sleep(this.clock, 5);
+    await this.storage.close();
   }
 
   /** This member holds a replica of the group that is in its configuration (voter or learner). */
@@ -473,7 +482,7 @@ export class GroupHost {
         op: Op.SWEEP,
         flags: 0,
         tag: 0,
-        nowMs: Date.now(),
+        nowMs: this.clock.now(),
         expireAtMs: 0,
         arg0: SWEEP_SAMPLE,
         arg1: 0,
@@ -546,23 +555,6 @@ export function errorResult(code: number): Uint8Array {
   const out = new Uint8Array(r.byteLength());
   r.encode(out, 0);
   return out;
-}
-
-/** The promise's value, or null once the deadline passes first. */
-export function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | null> {
-  return new Promise<T | null>((resolve, reject) => {
-    const t = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now()));
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }
 
 function newHistogram() {

@@ -1,13 +1,16 @@
 /**
  * The IO thread's handle on a group host (src/cluster/group-host.ts): the
  * same calls whether the host runs inline on the IO thread (`--shards 0`) or
- * on a group worker thread behind a pair of rings (decision 0189).
+ * on a group worker thread behind a pair of rings (decision 0189), or, in
+ * the simulator, behind the same rings on the same thread.
  */
 import { Worker } from "node:worker_threads";
 import { RING_BYTES } from "../limits.js";
 import { createRingBuffer } from "../ring/ring.js";
 import {
   GroupHost,
+  type HostConfig,
+  type HostDeps,
   type HostOptions,
   type HostOut,
   type HostOutcome,
@@ -33,6 +36,8 @@ export interface LinkEvents {
 export interface HostLink {
   serve(group: number, mode: ServeMode, command: Uint8Array): Promise<HostOutcome>;
   step(messages: GroupMessage[]): void;
+  /** A peer's Raft frame as it arrived, for a host that decodes frames itself (a group worker). */
+  stepFrame?(from: number, frame: Uint8Array): void;
   transfer(group: number, to: number): Promise<string | null>;
   stepReplace(group: number, remove: number, add: number): Promise<string | null>;
   rebalance(settled: number[]): void;
@@ -46,7 +51,7 @@ export interface HostLink {
 export class InlineHostLink implements HostLink {
   private constructor(private readonly host: GroupHost) {}
 
-  static async open(o: HostOptions, events: LinkEvents): Promise<InlineHostLink> {
+  static async open(o: HostOptions, events: LinkEvents, deps: HostDeps): Promise<InlineHostLink> {
     const out: HostOut = {
       send: (to, messages) => {
         for (const frame of encodeRaftFrames(messages)) events.sendFrame(to, frame);
@@ -57,7 +62,7 @@ export class InlineHostLink implements HostLink {
       log: (level, message, detail) => events.log(level, message, detail),
       fatal: (message, detail) => events.fatal(message, detail),
     };
-    const host = await GroupHost.open(o, out);
+    const host = await GroupHost.open(o, out, deps);
     host.start();
     return new InlineHostLink(host);
   }
@@ -97,21 +102,20 @@ export type Control =
   | { op: "status" }
   | { op: "close" };
 
-/** A host on its own thread (src/cluster/group-worker.ts), spoken to over two rings. */
-export class WorkerHostLink implements HostLink {
+/**
+ * A host spoken to over a pair of rings (src/cluster/host-channel.ts): the IO
+ * thread's end. Its other end is a HostServer (src/cluster/host-server.ts),
+ * on a group worker thread in the node (WorkerHostLink below), or on the same
+ * thread in the simulator, which drives both ends' reads itself (poll()).
+ */
+export class ChannelHostLink implements HostLink {
   private readonly toWorker: RecordWriter;
   private readonly fromWorker: RecordReader;
   private nextId = 1;
   private readonly outcomes = new Map<number, (o: HostOutcome) => void>();
   private readonly replies = new Map<number, (v: unknown) => void>();
-  private closing = false;
 
-  private constructor(
-    private readonly worker: Worker,
-    requestRing: SharedArrayBuffer,
-    notifyRing: SharedArrayBuffer,
-    events: LinkEvents,
-  ) {
+  constructor(requestRing: SharedArrayBuffer, notifyRing: SharedArrayBuffer, events: LinkEvents) {
     this.toWorker = new RecordWriter(requestRing, (level, message, detail) => events.log(level, message, detail));
     this.fromWorker = new RecordReader(notifyRing, (r) => {
       switch (r.kind) {
@@ -150,28 +154,16 @@ export class WorkerHostLink implements HostLink {
         }
       }
     });
-    worker.on("error", (err) => events.fatal("group worker crashed", { err }));
-    worker.on("exit", (code) => {
-      if (!this.closing) events.fatal(`group worker exited (code ${code})`);
-    });
   }
 
-  static open(o: HostOptions, events: LinkEvents): Promise<WorkerHostLink> {
-    const requestRing = createRingBuffer(RING_BYTES);
-    const notifyRing = createRingBuffer(RING_BYTES);
-    const data: GroupWorkerData = { options: o, requestRing, notifyRing };
-    const worker = new Worker(new URL("./group-worker.js", import.meta.url), { workerData: data });
-    const link = new WorkerHostLink(worker, requestRing, notifyRing, events);
-    return new Promise((resolve, reject) => {
-      const onMessage = (m: { type: string; error?: string }): void => {
-        worker.off("message", onMessage);
-        if (m.type === "ready") {
-          link.fromWorker.start();
-          resolve(link);
-        } else reject(new Error(m.error ?? "group worker failed to start"));
-      };
-      worker.on("message", onMessage);
-    });
+  /** Reads what the host says as it arrives (Atomics.waitAsync; see RecordReader.start). */
+  start(): void {
+    this.fromWorker.start();
+  }
+
+  /** Reads what the host said so far, now (the simulator's alternative to start()). */
+  poll(): void {
+    this.fromWorker.poll();
   }
 
   serve(group: number, mode: ServeMode, command: Uint8Array): Promise<HostOutcome> {
@@ -213,11 +205,9 @@ export class WorkerHostLink implements HostLink {
   }
 
   async close(): Promise<void> {
-    this.closing = true;
     await this.control({ op: "close" });
     this.fromWorker.close();
     this.toWorker.close();
-    await this.worker.terminate();
   }
 
   private control(c: Control): Promise<unknown> {
@@ -232,5 +222,47 @@ export class WorkerHostLink implements HostLink {
     const id = this.nextId;
     this.nextId = id >= 0xffff_fffe ? 1 : id + 1;
     return id;
+  }
+}
+
+/** A host on its own thread (src/cluster/group-worker.ts), spoken to over two rings. */
+export class WorkerHostLink extends ChannelHostLink {
+  private closing = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    requestRing: SharedArrayBuffer,
+    notifyRing: SharedArrayBuffer,
+    events: LinkEvents,
+  ) {
+    super(requestRing, notifyRing, events);
+    worker.on("error", (err) => events.fatal("group worker crashed", { err }));
+    worker.on("exit", (code) => {
+      if (!this.closing) events.fatal(`group worker exited (code ${code})`);
+    });
+  }
+
+  static open(o: HostConfig, events: LinkEvents): Promise<WorkerHostLink> {
+    const requestRing = createRingBuffer(RING_BYTES);
+    const notifyRing = createRingBuffer(RING_BYTES);
+    const data: GroupWorkerData = { options: o, requestRing, notifyRing };
+    const worker = new Worker(new URL("./group-worker.js", import.meta.url), { workerData: data });
+    const link = new WorkerHostLink(worker, requestRing, notifyRing, events);
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: { type: string; error?: string }): void => {
+        worker.off("message", onMessage);
+        if (m.type === "ready") {
+          link.start();
+          resolve(link);
+        } else reject(new Error(m.error ?? "group worker failed to start"));
+      };
+      worker.on("message", onMessage);
+    });
+  }
+
+  override async close(): Promise<void> {
+    this.closing = true;
+    await super.close();
+    await this.worker.terminate();
   }
 }

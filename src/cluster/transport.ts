@@ -37,11 +37,9 @@
  *   does not know it asks `onJoin` (which checks and records it), adds it,
  *   closes the announcing connection and dials it, as the rule says.
  *
- * Test-only fault injection: with `faults: true`, block(peer, direction)
- * drops traffic to and/or from a peer in this transport, which is how the
- * fault harness partitions members, one way or both.
- * Without the flag the method throws: production code cannot partition
- * itself by accident.
+ * This is the node's PeerNetwork (src/cluster/peer-network.ts). The chaos
+ * harness's fault injection is not here: it is a decorator over that
+ * interface (src/chaos/peer-faults.ts), installed only in tests.
  */
 import { createServer, type Server, type Socket, connect } from "node:net";
 import type { Logger } from "pino";
@@ -54,11 +52,11 @@ import {
   decodePeerFrame,
   encodeHello,
   isRaftFrame,
-  encodeRaftBatch,
   encodeRaftFrames,
   type GroupMessage,
   PeerProtocolError,
 } from "./peer-codec.js";
+import type { PeerNetwork } from "./peer-network.js";
 import type { Member } from "./placement.js";
 
 /** Bytes queued for one peer before new frames are dropped. */
@@ -69,8 +67,6 @@ export const PEER_BACKOFF_MAX_MS = 2_000;
 export const PEER_HELLO_TIMEOUT_MS = 5_000;
 /** How often a joined member announces itself to lower-id members not connected to it. */
 export const PEER_ANNOUNCE_EVERY_MS = 1_000;
-/** The keep-alive ping: a Raft frame with no messages. */
-const PING = encodeRaftBatch([]);
 
 export interface TransportOptions {
   self: Member;
@@ -99,8 +95,6 @@ export interface TransportOptions {
   onFrame?: (from: number, frame: Exclude<DecodedFrame, { kind: "hello" | "raft" }>) => void;
   logger?: Logger;
   maxQueuedBytes?: number;
-  /** TEST ONLY: enables block()/unblock(). */
-  faults?: boolean;
 }
 
 export interface PeerStats {
@@ -145,13 +139,10 @@ class Peer {
   }
 }
 
-export class PeerTransport {
+export class PeerTransport implements PeerNetwork {
   private readonly peers = new Map<number, Peer>();
   private server: Server | null = null;
   private stopped = false;
-  /** TEST ONLY: peers whose outgoing / incoming traffic this transport drops. */
-  private readonly blockedOut = new Set<number>();
-  private readonly blockedIn = new Set<number>();
   private readonly maxQueuedBytes: number;
   /** Connections accepted whose hello has not arrived yet. */
   private readonly pending = new Set<Socket>();
@@ -228,8 +219,8 @@ export class PeerTransport {
 
   /**
    * Queues `messages` for a peer, as one frame or several (encodeRaftFrames).
-   * Returns false when a frame was dropped (queue full, unknown peer, or
-   * blocked by a test fault): Raft resends what a lost frame carried.
+   * Returns false when a frame was dropped (queue full, unknown peer, not
+   * connected): Raft resends what a lost frame carried.
    */
   send(to: number, messages: readonly GroupMessage[]): boolean {
     if (messages.length === 0) return false;
@@ -241,7 +232,7 @@ export class PeerTransport {
   /** Queues one encoded frame for a peer; false when dropped (as send()). */
   sendFrame(to: number, frame: Uint8Array): boolean {
     const p = this.peers.get(to);
-    if (p === undefined || this.stopped || this.blockedOut.has(to)) return false;
+    if (p === undefined || this.stopped) return false;
     if (!p.ready) {
       // Not connected: whatever this frame says will be stale by the time the peer is back.
       p.stats.dropped++;
@@ -271,7 +262,7 @@ export class PeerTransport {
   }
 
   /**
-   * Member liveness (src/cluster/backend.ts): whether a frame of any kind
+   * Member liveness (src/cluster/liveness.ts): whether a frame of any kind
    * came from the peer, on a greeted connection, within the last `ms`.
    */
   heardWithin(peer: number, ms: number): boolean {
@@ -280,13 +271,12 @@ export class PeerTransport {
   }
 
   /**
-   * Sends an empty Raft frame to every greeted peer nothing was sent to in the
-   * last `ms`: while all of a member's groups are quiet, this ping is the only
-   * traffic, and what tells the peers it is alive.
+   * Whether a frame was queued for the peer within the last `ms`: member
+   * liveness (src/cluster/liveness.ts) pings the peers it has been silent to.
    */
-  keepAlive(ms: number): void {
-    const now = Date.now();
-    for (const p of this.peers.values()) if (p.ready && now - p.sentAt >= ms) this.sendFrame(p.member.id, PING);
+  sentWithin(peer: number, ms: number): boolean {
+    const p = this.peers.get(peer);
+    return p !== undefined && Date.now() - p.sentAt < ms;
   }
 
   /** A peer sent a frame that could not be decoded (found out later, off this thread): drop its connection. */
@@ -304,22 +294,6 @@ export class PeerTransport {
 
   stats(): PeerStats[] {
     return [...this.peers.values()].map((p) => ({ ...p.stats, connected: p.ready, queuedBytes: p.queuedBytes }));
-  }
-
-  /**
-   * TEST ONLY: drop traffic with `peer`: "out" (what we send it: a one-way
-   * partition), "in" (what it sends us), or "both".
-   */
-  block(peer: number, direction: "out" | "in" | "both" = "both"): void {
-    if (!this.o.faults) throw new Error("fault injection is off (TransportOptions.faults)");
-    if (direction !== "in") this.blockedOut.add(peer);
-    if (direction !== "out") this.blockedIn.add(peer);
-  }
-
-  unblock(peer: number): void {
-    if (!this.o.faults) throw new Error("fault injection is off (TransportOptions.faults)");
-    this.blockedOut.delete(peer);
-    this.blockedIn.delete(peer);
   }
 
   async stop(): Promise<void> {
@@ -430,7 +404,6 @@ export class PeerTransport {
           }
           if (peer === null) throw new PeerProtocolError("Raft traffic before hello");
           peer.stats.receivedFrames++;
-          if (this.blockedIn.has(peer.member.id)) return;
           peer.heardAt = Date.now();
           if (f === null) this.o.onRaftFrame!(peer.member.id, new Uint8Array(frame));
           else if (f.kind === "raft") this.o.onMessages(peer.member.id, f.messages);

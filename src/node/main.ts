@@ -8,6 +8,7 @@
  */
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { pino } from "pino";
+import { PeerFaults } from "../chaos/peer-faults.js";
 import { ClusterShards } from "../cluster/backend.js";
 import { PlacementError, parseMemberLists } from "../cluster/placement.js";
 import { PiccoloNode } from "../io/server.js";
@@ -28,6 +29,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
     const { bootstrap, all: members } = parseMemberLists(cluster.members, cluster.joined);
     const self = members.find((m) => m.name === cluster.nodeId);
     if (self === undefined) throw new PlacementError(`--node-id ${cluster.nodeId} is not in --cluster or --joined`);
+    const faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
     backend = (events) =>
       ClusterShards.start(
         {
@@ -44,6 +46,8 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
           heartbeatTicks: 2,
           quiesceAfterTicks: cluster.quiesceTicks,
           logger,
+          // TEST ONLY: the chaos harness's network faults (src/chaos/peer-faults.ts); never set in production.
+          ...(faultFile === undefined ? {} : { wrapNetwork: (make) => new PeerFaults(faultFile, logger).wrap(make) }),
         },
         events,
       );

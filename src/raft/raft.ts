@@ -268,7 +268,7 @@ export class Raft {
    * quiet heartbeat and its answer (a proposal, a read, a vote request from a
    * replica that was not told to be quiet), and the host must wake it when a
    * member it shares the group with may be gone: the node tracks member
-   * liveness with one cheap ping per peer (src/cluster/backend.ts), so the
+   * liveness with one cheap ping per peer (src/cluster/liveness.ts), so the
    * cost of failure detection is per member, not per group. Woken, a
    * follower waits a whole election timeout for its leader before it
    * campaigns, as after any heartbeat.

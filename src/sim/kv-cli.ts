@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// npm run sim:kv -- [--seeds N] [--seed S] [--first S] [--rounds R] [--planted stale-reads]
-// Runs the replicated-KV simulation (src/sim/kv-cluster.ts) for many seeds and
-// judges every history with the linearizability checker. A failure prints
-// the seed, the checker's explanation, and the command that replays it.
+// npm run sim:kv -- [--seeds N] [--seed S] [--first S] [--seconds T] [--planted stale-reads]
+// Runs the cluster simulator (src/sim/kv-cluster.ts: the node's own cluster
+// code on virtual time, with a simulated network and disks, and faults) for
+// many seeds, and judges every history with the linearizability checker. A
+// failure prints the seed, what went wrong, and the command that replays it.
 import { parseArgs } from "node:util";
 import { initHash } from "../hash.js";
 import { KvSimulation } from "./kv-cluster.js";
@@ -12,7 +13,7 @@ const { values } = parseArgs({
     seeds: { type: "string", default: "100" },
     seed: { type: "string" },
     first: { type: "string", default: "1" },
-    rounds: { type: "string", default: "1500" },
+    seconds: { type: "string", default: "20" },
     planted: { type: "string" },
   },
 });
@@ -26,24 +27,31 @@ const seeds =
     ? [Number(values.seed)]
     : Array.from({ length: Number(values.seeds) }, (_, i) => Number(values.first) + i);
 const t0 = Date.now();
-let operations = 0;
-let unknown = 0;
+const sum = { operations: 0, unknown: 0, refused: 0, crashes: 0, pauses: 0, partitions: 0, forwarded: 0, events: 0 };
 for (const seed of seeds) {
-  const r = await new KvSimulation({
-    seed,
-    rounds: Number(values.rounds),
-    plantedStaleReads: values.planted === "stale-reads",
-  }).run();
-  operations += r.operations;
-  unknown += r.unknown;
+  const replay = `npm run sim:kv -- --seed ${seed} --seconds ${values.seconds}${values.planted ? ` --planted ${values.planted}` : ""}`;
+  let r: Awaited<ReturnType<KvSimulation["run"]>>;
+  try {
+    r = await new KvSimulation({
+      seed,
+      seconds: Number(values.seconds),
+      staleReads: values.planted === "stale-reads",
+    }).run();
+  } catch (err) {
+    console.error(`FAIL ${(err as Error).message}`);
+    if ((err as Error).name !== "SimFailure") console.error((err as Error).stack);
+    console.error(`replay: ${replay}`);
+    process.exit(1);
+  }
+  for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += r[k];
+  if (seeds.length === 1)
+    console.log(JSON.stringify({ ...r, verdict: r.verdict.ok === true ? "linearizable" : r.verdict }, null, 1));
   if (r.verdict.ok !== true) {
     console.error(`FAIL seed ${seed}: ${r.verdict.detail}`);
-    console.error(
-      `replay: npm run sim:kv -- --seed ${seed} --rounds ${values.rounds}${values.planted ? ` --planted ${values.planted}` : ""}`,
-    );
+    console.error(`replay: ${replay}`);
     process.exit(1);
   }
 }
 console.log(
-  `${seeds.length} seeds passed in ${((Date.now() - t0) / 1000).toFixed(1)} s (${operations} client operations checked, ${unknown} with unknown outcomes)`,
+  `${seeds.length} seeds passed in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${sum.operations} client operations checked (${sum.unknown} with unknown outcomes, ${sum.refused} more refused as not applied), ${sum.forwarded} forwarded; ${sum.crashes} crashes, ${sum.pauses} pauses, ${sum.partitions} partitions; ${sum.events} events`,
 );

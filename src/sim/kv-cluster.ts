@@ -1,59 +1,77 @@
 /**
- * A deterministic simulation of the replicated key-value store: three
- * members, each hosting every partition's Raft group (src/cluster/multi-raft.ts)
- * over the partitions' state machine (src/cluster/partition-machine.ts), a
- * simulated network that loses, delays and reorders batches and partitions
- * members, crashes and restarts from storage, and clients doing writes,
- * reads and compare-and-swaps on a few keys. Every client operation is
- * recorded as a history and judged by the linearizability checker
- * (src/check/linearizability.ts).
+ * The cluster simulator: the node's own cluster code, run on virtual time
+ * against a simulated network and disks, with faults, and judged by the
+ * linearizability checker. TigerBeetle's VOPR runs its real replica code the
+ * same way; a failing seed replays exactly.
  *
- * It is the fault test of issue #7 without processes or sockets: the same
- * logic, every interleaving reproducible from a seed. The real-process
- * chaos harness will run the same clients and checker against real nodes.
+ * What runs is the code a member runs (src/cluster/member.ts and everything
+ * below it): the forwarder with its deadlines and its never-twice rule for
+ * writes, the router, membership, member liveness and rebalancing, the group
+ * hosts (src/cluster/group-host.ts) with the real MultiRaft, Raft core and
+ * partition machine, and, on most seeds, the ring protocol between the IO
+ * thread and a group worker (src/cluster/host-link.ts ChannelHostLink and
+ * src/cluster/host-server.ts, both ends on this thread). Peer frames are
+ * encoded and decoded with the node's codec. Only what touches the outside
+ * is simulated, through the interfaces the node passes its real ones
+ * through: the clock and timers (src/sim/time.ts), the peer network
+ * (src/sim/network.ts), the disks (src/sim/storage.ts).
  *
- * Storage is slow on purpose, as the real WAL is awaited: a member's write
- * may complete rounds later, while the member keeps receiving messages and
- * clients keep proposing (no new round starts until it completes, as in the
- * node), a leader's appends leave before its own write, and a crash keeps a
- * random prefix of a write in flight.
+ * The world, from one seed:
+ *   - three members with a replica of every partition each (one seed in
+ *     four adds a fourth, which holds no replica of some partitions), one or
+ *     two group hosts each, clocks that run a few percent apart;
+ *   - a network with TCP's promises (in order, at most once, per
+ *     connection) that delays frames, loses some, and is partitioned one way
+ *     or both now and then;
+ *   - disks whose writes take time, and a crash that tears the write in
+ *     flight;
+ *   - a nemesis that kills members (kill -9) and restarts them from their
+ *     disks, pauses them (SIGSTOP) for up to 8 s, past every deadline,
+ *     partitions them, and moves leadership as an operator would;
+ *   - clients doing reads, writes and compare-and-swaps on a few keys
+ *     through ANY member (a member that does not lead the key's partition
+ *     forwards), each with its own timeout, some shorter than the member's
+ *     5 s request deadline and some longer.
  *
- * Client semantics, as a real client would see them:
- *   resolved               ok, with the result
- *   NotLeaderError         failed, definitely not applied (the op is dropped from the history)
- *   ProposalDroppedError   failed, definitely not applied (dropped too)
- *   ProposalOutcomeUnknownError  unknown, as a timeout
- *   no answer in time      unknown: recorded with no output, "possibly applied"
+ * Each client operation goes into the history as its answer means
+ * (src/sim/workload.ts), and the history to the linearizability checker. A
+ * member that stops itself (a broken invariant), a frame the code produced
+ * that does not decode, a promise rejected with nobody to handle it, and,
+ * after the world heals, a member that cannot serve a read within its
+ * deadline fail the run too.
  */
-import { checkHistory, type Operation, type Value, type Verdict } from "../check/linearizability.js";
-import {
-  type GroupPersist,
-  type GroupState,
-  MemoryStorage,
-  MultiRaft,
-  NotLeaderError,
-  ProposalOutcomeUnknownError,
-  type RaftStorage,
-} from "../cluster/multi-raft.js";
-import { PartitionMachine } from "../cluster/partition-machine.js";
-import type { GroupMessage } from "../cluster/peer-codec.js";
+import { checkHistory, type Verdict } from "../check/linearizability.js";
+import { ChannelHostLink, type HostLink, InlineHostLink } from "../cluster/host-link.js";
+import { GroupHost } from "../cluster/group-host.js";
+import { HostServer } from "../cluster/host-server.js";
+import { ClusterMember, type MemberDeps } from "../cluster/member.js";
+import { type Member, partitionOf } from "../cluster/placement.js";
 import { ErrorCode } from "../errors.js";
-import type { Snapshot } from "../raft/types.js";
+import { RING_BYTES } from "../limits.js";
+import { createRingBuffer, RingReader } from "../ring/ring.js";
 import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
+import { SimNetwork } from "./network.js";
 import { Prng } from "./prng.js";
+import { SimDiskStorage } from "./storage.js";
+import { Scheduler, SimClock, settle } from "./time.js";
+import { type Answer, CLIENT_TIMEOUTS_MS, Clients, command, type Request } from "./workload.js";
 
 export interface KvSimOptions {
   seed: number;
-  rounds?: number;
-  groups?: number;
+  /** Virtual seconds of faults and load (then the world heals and the clients finish). */
+  seconds?: number;
+  members?: number;
+  partitions?: number;
   keys?: number;
   clients?: number;
-  /** Rounds a client waits for an answer before calling the outcome unknown. */
-  clientTimeoutRounds?: number;
-  /** TEST ONLY: serve reads from whichever replica the client asks, without ReadIndex. */
-  plantedStaleReads?: boolean;
-  /** Idle ticks before a group goes quiet (0: never). Default: odd seeds quiesce after 3-8 ticks. */
+  /** Group hosts per member. Default: one or two, from the seed. */
+  hosts?: number;
+  /** "rings": hosts behind the group worker's ring protocol (default, most seeds); "inline": plain calls (`--shards 0`). */
+  link?: "rings" | "inline";
+  /** Idle ticks before a group goes quiet (0: never). Default: odd seeds quiesce after 10 (the node's default). */
   quiesceAfterTicks?: number;
+  /** TEST ONLY: clients ask for stale reads (FLAG_STALE_READ), which may miss acknowledged writes: the checker must catch them. */
+  staleReads?: boolean;
 }
 
 export interface KvSimResult {
@@ -61,371 +79,454 @@ export interface KvSimResult {
   operations: number;
   ok: number;
   unknown: number;
+  /** Answered "not applied" (UNAVAILABLE): left out of the history. */
+  refused: number;
   crashes: number;
+  pauses: number;
   partitions: number;
+  /** Leadership transfers an operator asked for and a member accepted. */
+  transfers: number;
+  /** Commands members forwarded to another member. */
+  forwarded: number;
+  /** By the members' current incarnations. */
   compactions: number;
-  /** By the members' current incarnations (a restart starts counting again). */
   snapshotsInstalled: number;
+  /** Virtual seconds simulated, and events run. */
+  seconds: number;
+  events: number;
 }
 
-const MEMBERS = [1, 2, 3];
+/** Replicas per partition, as the node's default. */
+const REPLICAS = 3;
+/** Raft's tick, as the node's default (`--tick-ms 20`). */
+const TICK_MS = 20;
+const ELECTION_TICKS = 10;
+const HEARTBEAT_TICKS = 2;
+/** Small, so that logs are compacted and members behind catch up by snapshot. */
+const COMPACT_ENTRIES = 40;
+/** How often the nemesis considers a fault (virtual ms). */
+const NEMESIS_EVERY_MS = 200;
+/** How long a healed cluster (its last pause over) has before every member must serve reads. */
+const SETTLE_AFTER_HEAL_MS = 4_000;
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
-interface Member {
+interface Channel {
+  link: ChannelHostLink;
+  server: HostServer;
+  /** Views on the two rings, to see whether records wait in them. */
+  toHost: RingReader;
+  fromHost: RingReader;
+}
+
+/** One member's process: its disks survive it, the rest is its current incarnation. */
+interface Slot {
   id: number;
-  storage: SlowStorage;
-  sm: PartitionMachine;
-  mr: MultiRaft;
-  up: boolean;
-  /** A process() round is under way (its write may be in flight). */
-  busy: boolean;
+  disks: SimDiskStorage[];
+  clock: SimClock;
+  member: ClusterMember | null;
+  channels: Channel[];
+  /** Clients waiting for this incarnation's answers (told "lost" if it dies). */
+  waiting: Set<(a: Answer) => void>;
+  /** Forwarded counts of earlier incarnations. */
+  forwardedBefore: number;
 }
 
-/** How often a write stays in flight for a few rounds. */
-const SLOW_WRITE_CHANCE = 0.3;
-
-/** Memory storage whose writes may complete rounds later; a crash keeps a prefix of those in flight. */
-class SlowStorage implements RaftStorage {
-  readonly mem = new MemoryStorage();
-  private pending: { round: GroupPersist[]; at: number; resolve: () => void }[] = [];
-  constructor(private readonly sim: { round(): number; r: Prng }) {}
-
-  async persist(round: GroupPersist[], mustSync = true): Promise<void> {
-    if (this.sim.r.chance(SLOW_WRITE_CHANCE))
-      return new Promise((resolve) =>
-        this.pending.push({ round, at: this.sim.round() + 1 + this.sim.r.int(4), resolve }),
-      );
-    await this.mem.persist(round, mustSync);
-  }
-
-  saveCompaction(group: number, snapshot: Snapshot): Promise<void> {
-    return this.mem.saveCompaction(group, snapshot);
-  }
-
-  restore(group: number): GroupState | undefined {
-    return this.mem.restore(group);
-  }
-
-  /** Completes the writes due by `now`, in order. */
-  complete(now: number): void {
-    while (this.pending.length > 0 && this.pending[0]!.at <= now) {
-      const w = this.pending.shift()!;
-      void this.mem.persist(w.round); // applies synchronously
-      w.resolve();
-    }
-  }
-
-  /** The process died: of each write in flight, some prefix of its groups reached the disk. */
-  crash(): void {
-    for (const w of this.pending) void this.mem.persist(w.round.slice(0, this.sim.r.int(w.round.length + 1)));
-    this.pending = [];
-  }
-}
-
-interface InFlight {
-  at: number;
-  batch: GroupMessage[];
+export class SimFailure extends Error {
+  override name = "SimFailure";
 }
 
 export class KvSimulation {
-  private readonly r: Prng;
-  private readonly o: Required<Omit<KvSimOptions, "plantedStaleReads">> & { plantedStaleReads: boolean };
-  private readonly members: Member[] = [];
-  private net: InFlight[] = [];
-  private round = 0;
-  /** Pairs that cannot talk: "1-2" blocks both ways. */
-  private readonly cut = new Set<string>();
-  private readonly history: Operation[] = [];
+  private readonly o: Required<Omit<KvSimOptions, "staleReads">> & { staleReads: boolean };
+  private readonly rng: Prng;
+  private readonly sched = new Scheduler();
+  private readonly net: SimNetwork;
+  private readonly members: Member[];
+  private readonly slots: Slot[] = [];
+  private readonly clients: Clients;
+  private failure: string | null = null;
   private crashes = 0;
+  private pauses = 0;
   private partitions = 0;
-  private compactions = 0;
-  private nextValue = 1;
-  /** The member-liveness detector fires at this round (null: nothing pending); see livenessChanged. */
-  private wakeAt: number | null = null;
+  private transfers = 0;
+  /** Clients issue new operations while this is false. */
+  private stopping = false;
+  /** Recent warnings and errors the members logged, for a failure's report. */
+  private readonly logs: string[] = [];
 
   constructor(o: KvSimOptions) {
     this.o = {
-      rounds: 1500,
-      groups: 2,
+      seconds: 20,
+      // One seed in four has a fourth member, which holds no replica of some partitions and forwards
+      // what it is asked for them to whoever it learns leads them.
+      members: o.seed % 4 === 3 ? 4 : 3,
+      partitions: 4,
       keys: 3,
       clients: 4,
-      clientTimeoutRounds: 60,
-      plantedStaleReads: false,
-      // Derived from the seed, not drawn: seeds without quiescence replay as before.
-      quiesceAfterTicks: o.seed % 2 === 1 ? 3 + ((o.seed >>> 1) % 6) : 0,
+      // Derived from the seed, not drawn: the mix is known from the seed alone.
+      hosts: 1 + ((o.seed >>> 1) % 2),
+      link: o.seed % 5 === 0 ? "inline" : "rings",
+      quiesceAfterTicks: o.seed % 2 === 1 ? 10 : 0,
+      staleReads: false,
       ...o,
     };
-    this.r = new Prng(o.seed);
-    const clock = { round: () => this.round, r: this.r };
-    for (const id of MEMBERS) this.members.push(this.boot(id, new SlowStorage(clock)));
-  }
-
-  private boot(id: number, storage: SlowStorage): Member {
-    const sm = new PartitionMachine();
-    const mr = new MultiRaft({
-      member: id,
-      groups: Array.from({ length: this.o.groups }, (_, g) => {
-        const restore = storage.restore(g);
-        return { group: g, voters: MEMBERS, ...(restore === undefined ? {} : { restore }) };
-      }),
-      storage,
-      stateMachine: sm,
-      rand: () => this.r.next(),
-      quiesceAfterTicks: this.o.quiesceAfterTicks,
-    });
-    const m: Member = { id, storage, sm, mr, up: true, busy: false };
-    mr.sendEarly = (out) => this.send(m, out);
-    return m;
-  }
-
-  /** Puts a member's batches on the network (lossy, duplicating, delaying). */
-  private send(from: Member, out: Map<number, GroupMessage[]>): void {
-    if (!from.up || this.members[from.id - 1] !== from) return; // a crashed incarnation says nothing
-    for (const batch of out.values()) {
-      if (this.r.chance(0.05)) continue; // lost
-      const copies = this.r.chance(0.02) ? 2 : 1; // duplicated
-      for (let i = 0; i < copies; i++) this.net.push({ at: this.round + 1 + this.r.int(3), batch });
-    }
-  }
-
-  private failure: unknown = null;
-
-  private command(op: number, key: string, value: string | null, arg0 = 0): Uint8Array {
-    const k = enc.encode(key);
-    const v = value === null ? null : enc.encode(value);
-    const out = new Uint8Array(commandBytes(k.length, v?.length ?? 0));
-    encodeCommand(out, 0, {
-      op: op as never,
-      flags: 0,
-      tag: 0,
-      nowMs: this.round * 10,
-      expireAtMs: 0,
-      arg0,
-      arg1: 0,
-      key: k,
-      value: v,
-    });
-    return out;
-  }
-
-  private groupOf(key: string): number {
-    return Number(key.slice(1)) % this.o.groups;
-  }
-
-  /** One step of the world: deliver due batches, tick and process every live member, maybe a fault. */
-  /**
-   * A crash, restart or partition change: as the node's member liveness does
-   * (src/cluster/backend.ts), wake the quiet groups some rounds later. All
-   * groups here hold every member, so all of them wake.
-   */
-  private livenessChanged(): void {
-    if (this.o.quiesceAfterTicks === 0) return;
-    const at = this.round + 1 + (this.round % 13);
-    if (this.wakeAt === null || at < this.wakeAt) this.wakeAt = at;
-  }
-
-  private async step(faults: boolean): Promise<void> {
-    this.round++;
-    if (this.wakeAt !== null && this.round >= this.wakeAt) {
-      this.wakeAt = null;
-      for (const m of this.members) if (m.up) for (const id of MEMBERS) m.mr.wakeWith(id);
-    }
-    const due = this.net.filter((f) => f.at <= this.round);
-    this.net = this.net.filter((f) => f.at > this.round);
-    for (const f of due) {
-      const m = f.batch[0]!.message;
-      const to = this.members[m.to - 1]!;
-      if (to.up && !this.cut.has(pair(m.from, m.to))) to.mr.step(f.batch);
-    }
-    for (const m of this.members) {
-      if (!m.up) continue;
-      m.storage.complete(this.round);
-      m.mr.tick();
-      if (m.busy) continue; // its round's write is still in flight
-      m.busy = true;
-      if (this.r.chance(0.01)) {
-        // Now and then, between rounds as the node does, compact a group's log into a snapshot:
-        // members behind it then catch up by InstallSnapshot.
-        m.mr.compact(this.r.int(this.o.groups)).then(
-          () => {
-            m.busy = false;
-            this.compactions++;
-          },
-          (err: unknown) => (this.failure ??= err),
-        );
-        continue;
-      }
-      m.mr.process().then(
-        (out) => {
-          m.busy = false;
-          this.send(m, out);
-        },
-        (err: unknown) => (this.failure ??= err),
-      );
-    }
-    // Let rounds whose writes completed run to their end.
-    for (let i = 0; i < 10; i++) await Promise.resolve();
-    if (this.failure !== null) throw this.failure;
-    if (!faults) return;
-    if (this.r.chance(0.01)) {
-      // Partition one member from the others, or heal.
-      if (this.cut.size > 0) this.cut.clear();
-      else {
-        const m = this.r.pick(MEMBERS);
-        for (const o of MEMBERS) if (o !== m) this.cut.add(pair(m, o));
-        this.partitions++;
-      }
-      this.livenessChanged();
-    }
-    if (this.r.chance(0.006)) {
-      const down = this.members.find((m) => !m.up);
-      if (down !== undefined) this.members[down.id - 1] = this.boot(down.id, down.storage);
-      else {
-        const m = this.r.pick(this.members);
-        m.up = false;
-        m.storage.crash();
-        this.crashes++;
-      }
-      this.livenessChanged();
-    }
-  }
-
-  /** A client: one operation at a time against whichever member it guesses leads. */
-  private async client(id: number, until: () => boolean): Promise<void> {
-    // Per key, value -> version, learned from reads and writes. Versions come
-    // from each partition's own counter, so they identify a write only
-    // together with its key.
-    const seen = new Map<string, Map<string, number>>();
-    const versionsOf = (key: string) => {
-      let m = seen.get(key);
-      if (m === undefined) seen.set(key, (m = new Map()));
-      return m;
-    };
-    let guess = this.r.pick(MEMBERS);
-    while (!until()) {
-      const key = `k${this.r.int(this.o.keys)}`;
-      const g = this.groupOf(key);
-      const member = this.members[guess - 1]!;
-      const call = this.round;
-      const kind = this.r.chance(0.4) ? "read" : this.r.chance(0.7) ? "write" : "cas";
-      const versions = versionsOf(key);
-      let settle: Promise<Uint8Array>;
-      let input: Operation["input"];
-      if (!member.up) {
-        guess = this.r.pick(MEMBERS);
-        await this.wait(1);
-        continue;
-      }
-      if (kind === "read") {
-        input = { kind: "read" };
-        const cmd = this.command(Op.GET, key, null);
-        settle = this.o.plantedStaleReads
-          ? Promise.resolve(member.sm.read(g, cmd, this.round * 10))
-          : member.mr.readIndex(g).then(() => member.sm.read(g, cmd, this.round * 10));
-      } else if (kind === "write") {
-        const value = `v${this.nextValue++}`;
-        input = { kind: "write", value };
-        settle = member.mr.propose(g, this.command(Op.PUT, key, value));
-      } else {
-        const known = [...versions.entries()];
-        if (known.length === 0) {
-          await this.wait(1);
-          continue;
-        }
-        const [expected, version] = this.r.pick(known);
-        const value = `v${this.nextValue++}`;
-        input = { kind: "cas", expected, value };
-        settle = member.mr.propose(g, this.command(Op.CAS, key, value, version));
-      }
-      const outcome = await this.await(settle);
-      if (
-        outcome.kind === "timeout" ||
-        (outcome.kind === "failed" && outcome.err instanceof ProposalOutcomeUnknownError)
-      ) {
-        this.history.push({ client: id, key, input, output: null, call, ret: Number.POSITIVE_INFINITY });
-        guess = this.r.pick(MEMBERS);
-        continue;
-      }
-      if (outcome.kind === "failed") {
-        if (outcome.err instanceof NotLeaderError && outcome.err.leader !== 0) guess = outcome.err.leader;
-        else guess = this.r.pick(MEMBERS);
-        await this.wait(1);
-        continue;
-      }
-      const res = new Result();
-      res.decode(outcome.value);
-      const ret = this.round;
-      if (kind === "read") {
-        const value: Value = res.flag === 1 && res.value !== null ? dec.decode(res.value) : null;
-        if (value !== null) versions.set(value, res.version);
-        this.history.push({ client: id, key, input, output: { kind: "read", value }, call, ret });
-      } else if (kind === "write") {
-        if (res.status !== ErrorCode.OK) throw new Error(`a put failed with ${res.status}`);
-        versions.set((input as { value: string }).value, res.version);
-        this.history.push({ client: id, key, input, output: { kind: "write" }, call, ret });
-      } else {
-        const ok = res.status === ErrorCode.OK;
-        if (!ok && res.status !== ErrorCode.VERSION_MISMATCH) throw new Error(`a cas failed with ${res.status}`);
-        if (ok) versions.set((input as { value: string }).value, res.version);
-        this.history.push({ client: id, key, input, output: { kind: "cas", ok }, call, ret });
-      }
-    }
-  }
-
-  private waiters: { at: number; resolve: () => void }[] = [];
-
-  private wait(rounds: number): Promise<void> {
-    return new Promise((resolve) => this.waiters.push({ at: this.round + rounds, resolve }));
-  }
-
-  private async await(
-    p: Promise<Uint8Array>,
-  ): Promise<{ kind: "ok"; value: Uint8Array } | { kind: "failed"; err: unknown } | { kind: "timeout" }> {
-    let outcome: { kind: "ok"; value: Uint8Array } | { kind: "failed"; err: unknown } | null = null;
-    p.then(
-      (value) => (outcome = { kind: "ok", value }),
-      (err: unknown) => (outcome = { kind: "failed", err }),
+    this.rng = new Prng(o.seed);
+    this.clients = new Clients(
+      {
+        request: (id, key, request, timeoutMs) => this.request(id, key, request, timeoutMs),
+        sleep: (ms) => this.sleep(ms),
+        now: () => this.sched.now,
+        running: () => !this.stopping && this.failure === null,
+        fail: (what) => this.fail(what),
+      },
+      this.rng,
+      { keys: this.o.keys, members: this.o.members, staleReads: this.o.staleReads },
     );
-    const deadline = this.round + this.o.clientTimeoutRounds;
-    while (outcome === null && this.round < deadline) await this.wait(1);
-    return outcome ?? { kind: "timeout" };
+    this.net = new SimNetwork(this.sched, this.rng, { lossRate: 0.01, slowRate: 0.02 });
+    this.members = Array.from({ length: this.o.members }, (_, i) => ({
+      id: i + 1,
+      name: `n${i + 1}`,
+      host: "sim",
+      port: i + 1,
+    }));
+    for (const m of this.members)
+      this.slots.push({
+        id: m.id,
+        disks: Array.from({ length: this.o.hosts }, () => new SimDiskStorage(this.rng)),
+        clock: new SimClock(this.sched, 1),
+        member: null,
+        channels: [],
+        waiting: new Set(),
+        forwardedBefore: 0,
+      });
   }
 
   async run(): Promise<KvSimResult> {
-    let clientsStop = false;
-    const clients = Array.from({ length: this.o.clients }, (_, i) => this.client(i, () => clientsStop));
-    // The world advances; clients wake on their rounds.
-    const advance = async (faults: boolean) => {
-      await this.step(faults);
-      const due = this.waiters.filter((w) => w.at <= this.round);
-      this.waiters = this.waiters.filter((w) => w.at > this.round);
-      for (const w of due) w.resolve();
-      // Let clients run until they wait again (they only await world events).
-      for (let i = 0; i < 20; i++) await Promise.resolve();
-    };
-    for (let i = 0; i < this.o.rounds; i++) await advance(true);
-    // Heal: everyone up and connected, then let the clients finish.
-    this.cut.clear();
-    for (const m of this.members) if (!m.up) this.members[m.id - 1] = this.boot(m.id, m.storage);
-    this.livenessChanged();
-    clientsStop = true;
-    for (let i = 0; i < this.o.clientTimeoutRounds * 3 + 200; i++) await advance(false);
+    const onRejection = (err: unknown): void =>
+      this.fail(`a promise was rejected and nobody handled it: ${String(err)}`);
+    process.on("unhandledRejection", onRejection);
+    try {
+      return await this.runWorld();
+    } finally {
+      process.off("unhandledRejection", onRejection);
+    }
+  }
+
+  private async runWorld(): Promise<KvSimResult> {
+    for (const s of this.slots) this.boot(s);
+    await this.advance(500); // the first elections
+    let running = this.o.clients;
+    const clients = Array.from({ length: this.o.clients }, (_, i) => this.clients.run(i).finally(() => running--));
+    this.nemesis();
+    await this.advance(this.o.seconds * 1_000);
+    // Heal: every member up, running and connected; then no new operations, and the ones under way finish.
+    this.stopping = true;
+    const pausedUntil = this.heal();
+    await this.advance(pausedUntil - this.sched.now + SETTLE_AFTER_HEAL_MS);
+    await this.finalReads();
+    const end = this.sched.now + Math.max(...CLIENT_TIMEOUTS_MS) + 1_000;
+    while (running > 0 && this.sched.now < end) await this.advance(100);
+    this.check();
     await Promise.all(clients);
-    const verdict = checkHistory(this.history);
+    let compactions = 0;
+    let snapshotsInstalled = 0;
+    let forwarded = 0;
+    for (const s of this.slots) {
+      forwarded += s.forwardedBefore + (s.member?.forwarder.forwarded ?? 0);
+      const hosts = s.member?.router.hosts ?? [];
+      const statuses = await this.settled(Promise.all(hosts.map((h: HostLink) => h.status())));
+      for (const st of statuses) {
+        compactions += st.compactions;
+        snapshotsInstalled += st.snapshotsInstalled;
+      }
+    }
+    this.check();
+    const history = this.clients.history;
+    const verdict = checkHistory(history);
     return {
       verdict,
-      operations: this.history.length,
-      ok: this.history.filter((h) => h.output !== null).length,
-      unknown: this.history.filter((h) => h.output === null).length,
+      operations: history.length,
+      ok: history.filter((h) => h.output !== null).length,
+      unknown: history.filter((h) => h.output === null).length,
+      refused: this.clients.refused,
       crashes: this.crashes,
+      pauses: this.pauses,
       partitions: this.partitions,
-      compactions: this.compactions,
-      snapshotsInstalled: this.members.reduce((n, m) => n + m.mr.snapshotsInstalled, 0),
+      transfers: this.transfers,
+      forwarded,
+      compactions,
+      snapshotsInstalled,
+      seconds: Math.round(this.sched.now) / 1_000,
+      events: this.sched.ran,
     };
   }
-}
 
-function pair(a: number, b: number): string {
-  return a < b ? `${a}-${b}` : `${b}-${a}`;
+  /** Runs the world for `ms` virtual ms. */
+  private async advance(ms: number): Promise<void> {
+    await this.sched.runUntil(this.sched.now + ms, () => this.between());
+    this.check();
+  }
+
+  /** Resolves `p` while the world runs (for answers that cross a ring). */
+  private async settled<T>(p: Promise<T>): Promise<T> {
+    let done = false;
+    let value: T | undefined;
+    void p.then((v) => {
+      done = true;
+      value = v;
+    });
+    for (let i = 0; i < 1_000 && !done; i++) await this.advance(10);
+    if (!done) this.fail("an answer never came");
+    return value as T;
+  }
+
+  /**
+   * After each event: let every reaction run, and every ring be read, until
+   * nothing is left to do at this instant. A paused member's rings wait.
+   */
+  private async between(): Promise<void> {
+    await settle();
+    for (let pass = 0; pass < 10_000; pass++) {
+      let busy = false;
+      for (const s of this.slots) {
+        if (s.member === null || s.clock.pausedUntil > this.sched.now) continue;
+        for (const c of s.channels) {
+          if (c.toHost.usedBytes() > 0) {
+            c.server.input.poll();
+            busy = true;
+          }
+          if (c.fromHost.usedBytes() > 0) {
+            c.link.poll();
+            busy = true;
+          }
+        }
+      }
+      if (!busy) return;
+      await settle();
+    }
+    this.fail("the rings between a member's threads never went quiet");
+  }
+
+  private fail(what: string): void {
+    this.failure ??= `seed ${this.o.seed}, t=${(this.sched.now / 1_000).toFixed(3)} s: ${what}${
+      this.logs.length > 0 ? `\nlast member logs:\n  ${this.logs.join("\n  ")}` : ""
+    }`;
+  }
+
+  private check(): void {
+    if (this.failure === null && this.net.failure !== null) this.fail(this.net.failure);
+    if (this.failure !== null) throw new SimFailure(this.failure);
+  }
+
+  // ---- members ------------------------------------------------------------
+
+  /** Starts a new incarnation of a member from its disks. */
+  private boot(s: Slot): void {
+    const clock = new SimClock(this.sched, 0.97 + this.rng.next() * 0.06, 1_800_000_000_000 + this.rng.int(1_000));
+    const rand = this.rng.fork();
+    s.clock = clock;
+    s.channels = [];
+    const channels = s.channels;
+    const deps: MemberDeps = {
+      clock,
+      openHost: async (o, events) => {
+        const hostDeps = { clock, rand, openStorage: s.disks[o.host]!.opener(clock) };
+        if (this.o.link === "inline") return InlineHostLink.open(o, events, hostDeps);
+        // The group worker's two rings, both ends on this thread (the simulator reads them: between()).
+        const toHost = createRingBuffer(RING_BYTES);
+        const fromHost = createRingBuffer(RING_BYTES);
+        const server = new HostServer(toHost, fromHost);
+        const host = await GroupHost.open(o, server.hostOut, hostDeps);
+        server.attach(host);
+        host.start();
+        const link = new ChannelHostLink(toHost, fromHost, events);
+        channels.push({ link, server, toHost: new RingReader(toHost), fromHost: new RingReader(fromHost) });
+        return link;
+      },
+      network: (handlers) => this.net.attach(s.id, clock, handlers),
+      recordJoined: () => {},
+      log: (level, message, detail) => {
+        if (level !== "warn" && level !== "error") return;
+        this.logs.push(
+          `t=${(this.sched.now / 1_000).toFixed(3)} member ${s.id} ${level}: ${message} ${JSON.stringify(detail ?? {})}`,
+        );
+        if (this.logs.length > 20) this.logs.shift();
+      },
+      fatal: (message, detail) => {
+        if (!clock.dead) this.fail(`member ${s.id} stopped itself: ${message} ${JSON.stringify(detail ?? {})}`);
+      },
+    };
+    const self = this.members[s.id - 1]!;
+    ClusterMember.open(
+      {
+        self,
+        members: this.members,
+        bootstrap: this.members,
+        partitions: this.o.partitions,
+        replicas: REPLICAS,
+        hosts: this.o.hosts,
+        tickMs: TICK_MS,
+        compactEntries: COMPACT_ENTRIES,
+        electionTicks: ELECTION_TICKS,
+        heartbeatTicks: HEARTBEAT_TICKS,
+        quiesceAfterTicks: this.o.quiesceAfterTicks,
+      },
+      deps,
+    ).then(
+      (member) => {
+        if (clock.dead) return;
+        s.member = member;
+        return member.listening(`sim:${s.id}`);
+      },
+      (err: unknown) => this.fail(`member ${s.id} did not start: ${(err as Error).stack ?? String(err)}`),
+    );
+  }
+
+  /** kill -9: the process and everything in it are gone; its disks keep what they had. */
+  private crash(s: Slot): void {
+    if (s.member === null) return;
+    s.forwardedBefore += s.member.forwarder.forwarded;
+    s.clock.kill();
+    this.net.crash(s.id);
+    for (const d of s.disks) d.crash();
+    s.member = null;
+    s.channels = [];
+    for (const w of s.waiting) w({ kind: "lost" });
+    s.waiting.clear();
+    this.crashes++;
+  }
+
+  /** Faults, one decision every NEMESIS_EVERY_MS while the clients run. */
+  private nemesis(): void {
+    const r = this.rng;
+    const tick = (): void => {
+      if (this.stopping) return;
+      const up = this.slots.filter((s) => s.member !== null);
+      const down = this.slots.filter((s) => s.member === null);
+      if (down.length > 0 && r.chance(0.2)) this.boot(r.pick(down));
+      else if (up.length > 1 && r.chance(down.length === 0 ? 0.03 : 0.005)) {
+        // Half the time, a member in the middle of a disk write (a crash then tears it).
+        const writing = up.filter((s) => s.disks.some((d) => d.writing));
+        this.crash(r.pick(writing.length > 0 && r.chance(0.5) ? writing : up));
+      }
+      if (r.chance(0.03) && up.length > 0) {
+        // SIGSTOP, sometimes for longer than every deadline.
+        const s = r.pick(up);
+        s.clock.pause(r.chance(0.3) ? 5_000 + r.int(3_000) : 50 + r.int(2_000));
+        this.pauses++;
+      }
+      if (this.net.blocked.size === 0 && r.chance(0.04)) this.partition();
+      const live = this.slots.filter((s) => s.member !== null);
+      if (r.chance(0.02) && live.length > 0) {
+        // An operator moves a partition's leadership (`piccolo cluster transfer-leader`) through any member.
+        const via = r.pick(live).member!;
+        void via.admin.transferLeader(r.int(this.o.partitions), 1 + r.int(this.o.members)).then(
+          (why) => {
+            if (why === null) this.transfers++;
+          },
+          (err: unknown) => this.fail(`a leadership transfer failed: ${(err as Error).stack ?? String(err)}`),
+        );
+      }
+      this.sched.after(NEMESIS_EVERY_MS, tick);
+    };
+    this.sched.after(NEMESIS_EVERY_MS, tick);
+  }
+
+  /** A partition: one member cut off both ways, or one way only, or one pair of members. */
+  private partition(): void {
+    const r = this.rng;
+    const ids = this.members.map((m) => m.id);
+    const m = r.pick(ids);
+    const kind = r.int(4);
+    for (const x of ids) {
+      if (x === m) continue;
+      if (kind === 0 || kind === 1) this.net.blocked.add(`${m}>${x}`); // m cannot send
+      if (kind === 0 || kind === 2) this.net.blocked.add(`${x}>${m}`); // m cannot hear
+    }
+    if (kind === 3) {
+      const x = r.pick(ids.filter((i) => i !== m));
+      this.net.blocked.add(`${m}>${x}`);
+      if (r.chance(0.5)) this.net.blocked.add(`${x}>${m}`);
+    }
+    this.partitions++;
+    // Most partitions are short; some outlast every deadline.
+    const id = this.partitions;
+    const ms = r.chance(0.3) ? 4_000 + r.int(6_000) : 200 + r.int(2_800);
+    this.sched.after(ms, () => {
+      if (this.partitions === id) this.net.blocked.clear();
+    });
+  }
+
+  /** No more faults: partitions heal and every member is started. Returns when the last pause ends. */
+  private heal(): number {
+    this.net.blocked.clear();
+    let until = this.sched.now;
+    for (const s of this.slots) {
+      if (s.member === null) this.boot(s);
+      else until = Math.max(until, s.clock.pausedUntil);
+    }
+    return until;
+  }
+
+  // ---- clients ------------------------------------------------------------
+
+  /** Sends one encoded command to member `id`, as a client would over a socket; waits up to `timeoutMs`. */
+  private request(id: number, key: string, fields: Request, timeoutMs: number): Promise<Answer> {
+    const s = this.slots[id - 1]!;
+    const member = s.member;
+    if (member === null) return Promise.resolve({ kind: "lost" }); // connection refused
+    return new Promise<Answer>((resolve) => {
+      let done = false;
+      const finish = (a: Answer): void => {
+        if (done) return;
+        done = true;
+        s.waiting.delete(finish);
+        resolve(a);
+      };
+      s.waiting.add(finish);
+      this.sched.after(timeoutMs, () => finish({ kind: "timeout" }));
+      // The request reaches the member after a socket's latency, and waits there while it is paused.
+      s.clock.event(0.05 + this.rng.next() * 0.5, () => {
+        if (s.member !== member) return;
+        const k = enc.encode(key);
+        const bytes = new Uint8Array(commandBytes(k.length, fields.value?.length ?? 0));
+        encodeCommand(bytes, 0, { ...fields, key: k, nowMs: s.clock.now() });
+        const partition = partitionOf(k, this.o.partitions);
+        member.request(partition, bytes, fields.op, fields.flags).then(
+          (result) => finish({ kind: "answer", result }),
+          (err: unknown) => this.fail(`member ${id} failed a request: ${(err as Error).stack ?? String(err)}`),
+        );
+      });
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.sched.after(ms, resolve));
+  }
+
+  /**
+   * After healing, every member serves a read of every key (forwarding to
+   * its leader where it is not one) within its request deadline: a member
+   * the faults left unable to serve is a failure, even if nothing it said
+   * was wrong. The reads join the history.
+   */
+  private async finalReads(): Promise<void> {
+    const reads: Promise<void>[] = [];
+    for (const s of this.slots)
+      for (let k = 0; k < this.o.keys; k++) {
+        const key = `k${k}`;
+        const call = this.sched.now;
+        reads.push(
+          this.request(s.id, key, command(Op.GET), 6_000).then((a) => {
+            const res = new Result();
+            if (a.kind !== "answer" || !res.decode(a.result) || res.status !== ErrorCode.OK)
+              return this.fail(
+                `liveness: ${SETTLE_AFTER_HEAL_MS} ms after healing, member ${s.id} could not serve a read of ${key} (${a.kind === "answer" ? `status ${res.status}` : a.kind})`,
+              );
+            this.clients.record(-1, key, { kind: "read" }, call, a, new Map());
+          }),
+        );
+      }
+    const all = Promise.all(reads);
+    await this.settled(all);
+  }
 }

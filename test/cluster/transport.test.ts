@@ -1,7 +1,7 @@
 // The peer transport over real loopback sockets: batches arrive in order,
 // a peer that is down is reached once it comes up (reconnect with backoff),
-// a misconfigured peer is refused, a dead peer costs bounded memory, and
-// the test-only fault hook partitions members one way or both.
+// a misconfigured peer is refused, and a dead peer costs bounded memory. (The
+// test-only fault injection is a decorator over the transport: test/chaos/peer-faults.test.ts.)
 import assert from "node:assert/strict";
 import { createServer, type Socket } from "node:net";
 import { describe, it } from "node:test";
@@ -31,14 +31,13 @@ async function until(what: string, f: () => boolean, ms = 10_000): Promise<void>
   }
 }
 
-function start(members: Member[], id: number, opts: { clusterId?: bigint; faults?: boolean } = {}) {
+function start(members: Member[], id: number, opts: { clusterId?: bigint } = {}) {
   const got: { from: number; messages: GroupMessage[] }[] = [];
   const t = new PeerTransport({
     self: members[id - 1]!,
     members,
     clusterId: opts.clusterId ?? clusterIdOf(members, 64, hash32),
     onMessages: (from, messages) => got.push({ from, messages }),
-    faults: opts.faults ?? false,
   });
   return { t, got, ready: t.start() };
 }
@@ -145,42 +144,6 @@ describe("peer transport", () => {
       await a.stop();
       for (const s of sockets) s.destroy();
       await new Promise((r) => silent.close(r));
-    }
-  });
-
-  it("the test-only fault hook partitions one way or both, and heals", async () => {
-    const ms = await cluster(3);
-    const nodes = [start(ms, 1, { faults: true }), start(ms, 2, { faults: true }), start(ms, 3, { faults: true })];
-    await Promise.all(nodes.map((n) => n.ready));
-    const [a, b, c] = nodes as [(typeof nodes)[0], (typeof nodes)[0], (typeof nodes)[0]];
-    try {
-      await until("all connected", () => nodes.every((n) => n.t.stats().every((s) => s.connected)));
-      // One way: a drops what it would send to b; b -> a still flows.
-      a.t.block(2, "out");
-      a.t.send(2, [msg(1, 1, 2, 1)]);
-      b.t.send(1, [msg(1, 2, 1, 1)]);
-      a.t.send(3, [msg(1, 1, 3, 1)]);
-      await until("a and c hear", () => a.got.length === 1 && c.got.length === 1);
-      await sleep(100);
-      assert.equal(b.got.length, 0, "nothing from a reached b");
-      a.t.unblock(2);
-      a.t.send(2, [msg(1, 1, 2, 2)]);
-      await until("healed", () => b.got.length === 1);
-      b.t.send(1, [msg(1, 2, 1, 3)]);
-      await until("b to a", () => a.got.length === 2);
-      // Both ways.
-      a.t.block(3);
-      a.t.send(3, [msg(1, 1, 3, 9)]);
-      c.t.send(1, [msg(1, 3, 1, 9)]);
-      await sleep(150);
-      assert.equal(c.got.length, 1, "nothing new reached c");
-      assert.equal(a.got.length, 2, "a got b's two messages only, nothing from c");
-      a.t.unblock(3);
-      // Without the flag, the hook refuses to exist.
-      const plain = new PeerTransport({ self: ms[0]!, members: ms, clusterId: 1n, onMessages: () => {} });
-      assert.throws(() => plain.block(2), /fault injection is off/);
-    } finally {
-      for (const n of nodes) await n.t.stop();
     }
   });
 });

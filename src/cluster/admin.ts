@@ -1,0 +1,132 @@
+/**
+ * The operator's requests to a member (`piccolo cluster status`,
+ * `transfer-leader`, `replace`) and the admin frames peers send for them:
+ * each goes to the partition's leader, here or over the peer network.
+ */
+import type { ClusterInfo } from "../io/shards.js";
+import type { HostStatus } from "./group-host.js";
+import type { Membership } from "./membership.js";
+import { encodeReplace, encodeTransfer } from "./peer-codec.js";
+import type { PeerNetwork } from "./peer-network.js";
+import type { Router } from "./router.js";
+
+export class Admin {
+  constructor(
+    private readonly self: number,
+    private readonly router: Router,
+    private readonly membership: Membership,
+    private readonly net: PeerNetwork,
+    /** Commands this member forwarded so far (src/cluster/forwarder.ts). */
+    private readonly forwarded: () => number,
+    /** The address this member's clients connect to ("" before the listener is up). */
+    private readonly clientAddress: () => string,
+    private readonly log: (message: string, detail: object) => void,
+  ) {}
+
+  async transferLeader(partition: number, member: number): Promise<string | null> {
+    const r = this.router;
+    if (!r.isPartition(partition)) return `no partition ${partition} (there are ${r.partitions})`;
+    const voters = await this.votersOf(partition);
+    if (!voters.includes(member)) return `member ${member} holds no voting replica of partition ${partition}`;
+    const leader = r.leaderOf(partition);
+    if (leader === member) return null;
+    if (leader === this.self) return r.hostOf(partition).transfer(partition, member);
+    if (leader === 0) return `partition ${partition} has no known leader right now`;
+    if (!this.net.sendFrame(leader, encodeTransfer(partition, member))) return `leader ${leader} is unreachable`;
+    return null;
+  }
+
+  /**
+   * Moving a partition's replica from member `remove` to member `add`
+   * (`piccolo cluster replace`): asks the partition's leader for the next
+   * step (src/cluster/group-host.ts, stepReplace).
+   */
+  async replaceReplica(partition: number, remove: number, add: number): Promise<string | null> {
+    const r = this.router;
+    if (!r.isPartition(partition)) return `no partition ${partition} (there are ${r.partitions})`;
+    if (!this.membership.has(remove)) return `no member ${remove}`;
+    if (!this.membership.has(add))
+      return `no member ${add} (a new member is started with --joined and introduces itself)`;
+    if (remove === add) return "the member to remove and the one to add are the same";
+    const leader = r.leaderOf(partition);
+    if (leader === this.self) return r.hostOf(partition).stepReplace(partition, remove, add);
+    if (leader === 0) return `partition ${partition} has no known leader right now`;
+    if (!this.net.sendFrame(leader, encodeReplace(partition, remove, add))) return `leader ${leader} is unreachable`;
+    return null;
+  }
+
+  /** A peer asks this member, as the partition's leader, to hand leadership to `to`. */
+  onTransfer(group: number, to: number): void {
+    if (this.router.isPartition(group)) void this.router.hostOf(group).transfer(group, to);
+  }
+
+  /** A peer asks this member, as the partition's leader, for the next step of a replacement. */
+  onReplace(group: number, remove: number, add: number): void {
+    if (!this.router.isPartition(group)) return;
+    void this.router
+      .hostOf(group)
+      .stepReplace(group, remove, add)
+      .then((why) => {
+        if (why !== null) this.log("replace step not taken", { partition: group, why });
+      });
+  }
+
+  async clusterInfo(): Promise<ClusterInfo> {
+    const hosts = this.router.hosts;
+    const statuses = await Promise.all(hosts.map((h) => h.status()));
+    const byGroup = new Map(statuses.flatMap((s) => s.groups.map((g) => [g.group, g] as const)));
+    const peers = new Map(this.net.stats().map((s) => [s.member, s]));
+    const sum = (f: (s: HostStatus) => number) => statuses.reduce((a, s) => a + f(s), 0);
+    // Percentiles do not add up across hosts: report the worst host's.
+    const worst = (f: (s: HostStatus) => number) => statuses.reduce((a, s) => Math.max(a, f(s)), 0);
+    return {
+      self: this.self,
+      members: this.membership.all().map((m) => ({
+        id: m.id,
+        name: m.name,
+        peerAddress: `${m.host}:${m.port}`,
+        connected: m.id === this.self || (peers.get(m.id)?.connected ?? false),
+        clientAddress: m.id === this.self ? this.clientAddress() : (peers.get(m.id)?.clientAddress ?? ""),
+      })),
+      partitions: this.router.placement.map((p) => {
+        const g = byGroup.get(p.partition);
+        const s = g?.replica ? g : null;
+        return {
+          partition: p.partition,
+          replicas: s === null ? p.replicas : s.voters,
+          learners: s === null ? [] : s.learners,
+          leader: s?.leader ?? this.router.hint(p.partition) ?? 0,
+          term: s?.term ?? 0,
+          commit: s?.commit ?? 0,
+          applied: s?.applied ?? 0,
+          lastIndex: s?.lastIndex ?? 0,
+          hosted: s !== null,
+          leaderChanges: g?.leaderChanges ?? 0,
+          followers: s?.followers ?? [],
+        };
+      }),
+      stats: {
+        proposals: sum((s) => s.proposals),
+        proposalP50Us: worst((s) => s.proposalP50Us),
+        proposalP99Us: worst((s) => s.proposalP99Us),
+        walWrites: sum((s) => s.walWrites),
+        walP50Us: worst((s) => s.walP50Us),
+        walP99Us: worst((s) => s.walP99Us),
+        forwarded: this.forwarded(),
+        leaderChanges: statuses.reduce((a, s) => a + s.groups.reduce((b, g) => b + g.leaderChanges, 0), 0),
+        elections: sum((s) => s.elections),
+        snapshotsInstalled: sum((s) => s.snapshotsInstalled),
+        quiescedGroups: sum((s) => s.quiescedGroups),
+      },
+    };
+  }
+
+  /** The partition's voters as its replica here knows them, or its bootstrap placement. */
+  private async votersOf(partition: number): Promise<number[]> {
+    if (this.router.route(partition).replica) {
+      const s = (await this.router.hostOf(partition).status()).groups.find((g) => g.group === partition);
+      if (s !== undefined) return s.voters;
+    }
+    return this.router.placement[partition]!.replicas;
+  }
+}

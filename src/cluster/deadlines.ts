@@ -1,0 +1,42 @@
+/**
+ * How long a request may wait, and where. Two deadlines depend on each other,
+ * so they live together here, with their relation asserted at load:
+ *
+ *   client -> member A (CLUSTER_REQUEST_DEADLINE_MS: the request's whole life on A)
+ *               | forward (when A does not lead the partition)
+ *               v
+ *             leader B (HOST_REQUEST_DEADLINE_MS: B's wait for the commit or the read index)
+ *
+ * A write B cannot commit in time is answered TIMEOUT by B ("possibly
+ * applied"); a read it cannot confirm, UNAVAILABLE. B's deadline is shorter
+ * than A's by FORWARD_ALLOWANCE_MS so that B's answer, even a failure, has
+ * time to travel back to A before A gives up on it: then A reports what B
+ * knows instead of an unknown outcome it would have to assume. Were B's
+ * deadline the longer, every write whose commit is slow would reach its
+ * client as "lost in forwarding", and a read A could still retry elsewhere
+ * would be held past A's own deadline.
+ *
+ * A read forwarded to a leader that does not answer within
+ * FORWARD_READ_RETRY_MS is tried again (a read is safe to send twice). A
+ * forwarded write never is: it waits out A's deadline and answers TIMEOUT
+ * (src/cluster/forwarder.ts).
+ */
+import { assert } from "../assert.js";
+
+/** How long a request may wait on the member it reached: for a leader, a commit, or a forwarded answer. */
+export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
+/** How long a request served by a partition's leader may wait for its commit or read index. */
+export const HOST_REQUEST_DEADLINE_MS = 4_500;
+/** Time left for a leader's answer to travel back to the member that forwarded the request. */
+export const FORWARD_ALLOWANCE_MS = 500;
+/** How long a forwarded read waits for its answer before it is sent again (to whoever leads then). */
+export const FORWARD_READ_RETRY_MS = 1_000;
+
+assert(
+  HOST_REQUEST_DEADLINE_MS + FORWARD_ALLOWANCE_MS <= CLUSTER_REQUEST_DEADLINE_MS,
+  "a leader answers a forwarded request before the forwarding member's deadline",
+);
+assert(
+  FORWARD_READ_RETRY_MS < CLUSTER_REQUEST_DEADLINE_MS,
+  "a forwarded read that got no answer has time to be tried again",
+);

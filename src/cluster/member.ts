@@ -1,0 +1,251 @@
+/**
+ * A cluster member, assembled: its group hosts, what it knows of the others
+ * (membership, routes), the request path (forwarder), liveness and
+ * rebalancing, the operator's requests (admin), and the peer network that
+ * connects it to the others. This file only wires them; each part owns one
+ * idea:
+ *
+ *   router.ts      where a partition's requests go (host here, leader, hints)
+ *   membership.ts  the members known, and those that join later
+ *   forwarder.ts   running a command on its leader; never a write twice
+ *   liveness.ts    which peers are alive (quiescence) and where leaders belong
+ *   admin.ts       cluster info, leadership transfer, replica replacement
+ *
+ * Everything a member touches outside itself is passed in (MemberDeps): the
+ * clock and timers, its group hosts (on worker threads, inline, or in the
+ * simulator), the peer network, where joined members are recorded, and what
+ * to do when it must stop. The node passes the real ones
+ * (src/cluster/backend.ts); the simulator (src/sim/kv-cluster.ts) passes
+ * virtual time, simulated disks and a simulated network, and runs this code
+ * and everything below it as it is.
+ */
+import { ErrorCode } from "../errors.js";
+import { FLAG_STALE_READ, isWrite, Op } from "../shard/command.js";
+import { Admin } from "./admin.js";
+import type { Clock } from "./clock.js";
+import { Forwarder } from "./forwarder.js";
+import { errorResult, type HostOptions, ServeMode } from "./group-host.js";
+import type { HostLink, LinkEvents } from "./host-link.js";
+import { Liveness } from "./liveness.js";
+import { Membership } from "./membership.js";
+import type { GroupMessage } from "./peer-codec.js";
+import type { PeerFrame, PeerHandlers, PeerNetwork, PeerNetworkFactory } from "./peer-network.js";
+import type { Member } from "./placement.js";
+import { Router } from "./router.js";
+
+export interface MemberOptions {
+  self: Member;
+  /** Every member known at start: the bootstrap list, then those joined since. */
+  members: readonly Member[];
+  /** The bootstrap list (`--cluster`): placement is computed from it alone. */
+  bootstrap: readonly Member[];
+  partitions: number;
+  replicas: number;
+  /** Group hosts (at least one): host h holds the partitions p with p % hosts === h. */
+  hosts: number;
+  /** Raft's tick (election timeout = electionTicks ticks, randomised up to twice that). */
+  tickMs: number;
+  /** A group's log is compacted into a snapshot once this many entries are applied past the last one. */
+  compactEntries: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  /** Idle ticks before a group goes quiet (0: never; src/raft/raft.ts, wake()). */
+  quiesceAfterTicks: number;
+}
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** What a member is given (see the file comment). */
+export interface MemberDeps {
+  clock: Clock;
+  /** Opens one group host (src/cluster/host-link.ts). */
+  openHost(o: HostOptions, events: LinkEvents): Promise<HostLink>;
+  network: PeerNetworkFactory;
+  /** Records the members joined after bootstrap durably; throws when it cannot. */
+  recordJoined(joined: Member[]): void;
+  log(level: LogLevel, message: string, detail?: object): void;
+  /** Storage failed or an invariant broke: this member cannot go on safely, and must stop. */
+  fatal(message: string, detail?: object): void;
+}
+
+export class ClusterMember {
+  readonly router: Router;
+  readonly membership: Membership;
+  /** Set by open(), once the hosts are (the network and what uses it come after them). */
+  net!: PeerNetwork;
+  forwarder!: Forwarder;
+  liveness!: Liveness;
+  admin!: Admin;
+  /** host:port of this member's client listener (set by listening()). */
+  clientAddress = "";
+
+  private constructor(
+    private readonly o: MemberOptions,
+    private readonly deps: MemberDeps,
+  ) {
+    this.router = new Router(o.self.id, o.bootstrap, o.partitions, o.replicas);
+    this.membership = new Membership(
+      o.self,
+      o.bootstrap.length,
+      o.members,
+      (joined) => deps.recordJoined(joined),
+      (message, detail) => deps.log("warn", message, detail),
+    );
+  }
+
+  static async open(o: MemberOptions, deps: MemberDeps): Promise<ClusterMember> {
+    const m = new ClusterMember(o, deps);
+    try {
+      await m.openHosts();
+    } catch (err) {
+      await Promise.allSettled(m.router.hosts.map((h) => h.close()));
+      throw err;
+    }
+    m.connect();
+    return m;
+  }
+
+  private async openHosts(): Promise<void> {
+    const o = this.o;
+    const events: LinkEvents = {
+      // Hosts start ticking as soon as they are open, before the network exists: what they
+      // send meanwhile is lost, as on any unreliable link (Raft resends).
+      sendFrame: (to, frame) => (this.net as PeerNetwork | undefined)?.sendFrame(to, frame),
+      route: (r) => this.router.setRoute(r),
+      log: (level, message, detail) => this.deps.log(level, message, detail),
+      badFrame: (from, why) => this.net.reject(from, why),
+      fatal: (message, detail) => this.deps.fatal(message, detail),
+    };
+    const opened = await Promise.allSettled(
+      Array.from({ length: o.hosts }, (_, h) =>
+        this.deps.openHost(
+          {
+            self: o.self.id,
+            host: h,
+            hosts: o.hosts,
+            bootstrap: [...o.bootstrap],
+            partitions: o.partitions,
+            replicas: o.replicas,
+            tickMs: o.tickMs,
+            compactEntries: o.compactEntries,
+            electionTicks: o.electionTicks,
+            heartbeatTicks: o.heartbeatTicks,
+            quiesceAfterTicks: o.quiesceAfterTicks,
+          },
+          events,
+        ),
+      ),
+    );
+    for (const r of opened) if (r.status === "fulfilled") this.router.hosts.push(r.value);
+    const failed = opened.find((r) => r.status === "rejected");
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  private connect(): void {
+    const hosts = this.router.hosts;
+    const handlers: PeerHandlers = {
+      onMessages: (_from, messages) => this.stepMessages(messages),
+      onFrame: (from, f) => this.onFrame(from, f),
+      onPeerDown: (peer) => this.forwarder.peerDown(peer),
+      onJoin: (m) => this.membership.learn(m),
+      clientAddress: () => this.clientAddress,
+    };
+    // One group worker: its Raft frames cross the ring as they arrived, decoded once, there.
+    const only = hosts.length === 1 ? hosts[0]! : undefined;
+    if (only?.stepFrame !== undefined) handlers.onRaftFrame = (from, frame) => only.stepFrame!(from, frame);
+    this.net = this.deps.network(handlers);
+    const { clock } = this.deps;
+    const self = this.o.self.id;
+    this.forwarder = new Forwarder(self, this.o.tickMs, clock, this.net, this.router, this.membership);
+    const { tickMs, heartbeatTicks, electionTicks } = this.o;
+    this.liveness = new Liveness(
+      { self, tickMs, heartbeatTicks, electionTicks },
+      clock,
+      this.net,
+      this.membership,
+      hosts,
+    );
+    this.admin = new Admin(
+      self,
+      this.router,
+      this.membership,
+      this.net,
+      () => this.forwarder.forwarded,
+      () => this.clientAddress,
+      (message, detail) => this.deps.log("debug", message, detail),
+    );
+  }
+
+  /**
+   * The node's client listener is up at `clientAddress`: join the cluster.
+   * The peer network starts only now so that every hello can carry the
+   * address clients reach this member at (with --port 0 it is not known
+   * before), which is how `piccolo cluster status` and the cluster client
+   * find every member from one. A wildcard listener (0.0.0.0, ::) is
+   * announced with the host of this member's peer address, which the other
+   * members reach it at by definition.
+   */
+  async listening(clientAddress: string): Promise<void> {
+    const m = /^(.*):(\d+)$/.exec(clientAddress);
+    const wildcard = m !== null && (m[1] === "0.0.0.0" || m[1] === "::" || m[1] === "[::]");
+    this.clientAddress = wildcard ? `${this.o.self.host}:${m[2]}` : clientAddress;
+    await this.net.start();
+    this.liveness.start();
+  }
+
+  /**
+   * Serves one encoded command for `partition`; resolves with the encoded
+   * Result. STATS reads this member's own numbers. A stale read
+   * (FLAG_STALE_READ, asked for per request) on a member holding a replica
+   * is served from this replica's map as it is now: no leader, no
+   * ReadIndex, so it works when no leader is reachable and spreads reads
+   * over replicas, but it may miss writes this replica has not applied yet,
+   * by any amount (docs/cluster.md, "Stale reads"; decision 0188). A member
+   * without a replica forwards it to the leader like any read. Everything
+   * else goes to the partition's leader (src/cluster/forwarder.ts).
+   */
+  request(partition: number, command: Uint8Array, op: number, flags: number): Promise<Uint8Array> {
+    const write = isWrite(op);
+    const stale = (flags & FLAG_STALE_READ) !== 0 && !write && this.router.route(partition).replica;
+    if (op === Op.STATS || stale)
+      return this.router
+        .hostOf(partition)
+        .serve(partition, ServeMode.Local, command)
+        .then((o) => (o.kind === "result" ? o.result : errorResult(ErrorCode.UNAVAILABLE)));
+    return this.forwarder.execute(partition, command, write);
+  }
+
+  async close(): Promise<void> {
+    this.forwarder.close();
+    this.liveness.stop();
+    await this.net.stop();
+    await Promise.all(this.router.hosts.map((h) => h.close()));
+  }
+
+  private onFrame(from: number, f: PeerFrame): void {
+    switch (f.kind) {
+      case "forward":
+        void this.forwarder.serve(from, f.id, f.group, f.write, f.command);
+        return;
+      case "forwardReply":
+        this.forwarder.answered(f.id, f.outcome);
+        return;
+      case "transfer":
+        this.admin.onTransfer(f.group, f.to);
+        return;
+      case "replace":
+        this.admin.onReplace(f.group, f.remove, f.add);
+        return;
+    }
+  }
+
+  /** Splits a peer's Raft messages among the hosts that own their partitions (one call per host). */
+  private stepMessages(messages: GroupMessage[]): void {
+    if (messages.length === 0) return; // a keep-alive ping: its arrival is all it says
+    const hosts = this.router.hosts;
+    if (hosts.length === 1) return hosts[0]!.step(messages);
+    const per: GroupMessage[][] = hosts.map(() => []);
+    for (const m of messages) if (m.group >= 0 && m.group < this.o.partitions) per[m.group % hosts.length]!.push(m);
+    for (let h = 0; h < per.length; h++) if (per[h]!.length > 0) hosts[h]!.step(per[h]!);
+  }
+}
