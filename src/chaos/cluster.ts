@@ -11,10 +11,12 @@
  * within 50 ms (src/chaos/peer-faults.ts, installed by src/node/main.ts). An empty file heals.
  */
 import { writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Supervised, type UnexpectedExit } from "./process.js";
+import { freePort } from "../free-port.js";
+
+export { freePort };
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 
@@ -24,14 +26,6 @@ export const START_TIMEOUT_MS = 45_000;
 export const STOP_GRACE_MS = 20_000;
 /** The member count: a quorum survives one fault at a time. */
 export const MEMBERS = 3;
-
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 export interface Member {
   /** 1-based, as in the member list ("n1" is 1). */

@@ -1,10 +1,12 @@
 // Starting real Piccolo nodes for tests: a child process running the built
 // CLI (`piccolo server`) on a free loopback port, exactly as a user would.
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PiccoloClient } from "../../src/client/client.js";
+import { freePort } from "../../src/free-port.js";
+
+export { freePort };
 
 export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
@@ -19,15 +21,6 @@ export interface RunningNode {
   client(options?: { timeoutMs?: number }): Promise<PiccoloClient>;
   /** SIGTERM, then wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
-}
-
-/** A free loopback port (the OS picks it; a tiny race with other processes is possible). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** A loopback member list of `n` members on free peer ports: "n1=127.0.0.1:p1,n2=...". */
