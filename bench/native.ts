@@ -48,7 +48,19 @@ const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 async function startNode(shards: number): Promise<{ port: number; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [CLI, "server", "--host", "127.0.0.1", "--port", "0", "--resp-port", "0", "--shards", String(shards)],
+    [
+      CLI,
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--resp-port",
+      "0",
+      "--shards",
+      String(shards),
+      "--in-memory",
+    ],
     {
       stdio: ["ignore", "pipe", "inherit"],
     },

@@ -68,7 +68,8 @@ async function startPiccolo(shards: number, name: string): Promise<Target> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [CLI, "server", "--port", "0", "--resp-port", String(port), "--shards", String(shards)],
+    // In memory, as the Redis it is compared with runs without persistence (bench:durable compares the durable node).
+    [CLI, "server", "--port", "0", "--resp-port", String(port), "--shards", String(shards), "--in-memory"],
     {
       stdio: "ignore",
     },

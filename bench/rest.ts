@@ -162,6 +162,7 @@ if (etcdVersion === null) {
 // ---- the two systems -------------------------------------------------------
 
 async function startPiccolo(): Promise<string> {
+  // Durable as it starts by default (fsync everysec), in a fresh directory; etcd is durable too.
   const node = child("piccolo node", process.execPath, [
     CLI,
     "server",
@@ -171,6 +172,8 @@ async function startPiccolo(): Promise<string> {
     "0",
     "--resp-port",
     "0",
+    "--data-dir",
+    mkdtempSync(join(tmpdir(), "piccolo-bench-rest-")),
   ]);
   const port = Number((await waitLine(node, /listening on 127\.0\.0\.1:(\d+)/, "piccolo node"))[1]);
   const gw = child("cerializer", process.execPath, [

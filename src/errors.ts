@@ -59,6 +59,12 @@ export const ErrorCode = {
    * down or cut off). Nothing was applied: safe to retry.
    */
   UNAVAILABLE: 20,
+  /**
+   * The node cannot write its log (a full disk, a failing disk): the write
+   * was refused and nothing was applied. Reads still work; writes resume by
+   * themselves once the disk can be written again.
+   */
+  STORAGE_FAILED: 21,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

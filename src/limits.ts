@@ -249,6 +249,39 @@ export const WAL_BATCH_INTERVAL_MS = 2;
 /** Bytes waiting to be written before append() callers wait (backpressure, not growth). */
 export const WAL_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 
+// ---- a single node's journal (src/journal, docs/durability.md) ------------
+
+/**
+ * Largest journal record. Effects are written out once a batch holds
+ * JOURNAL_WRITE_CHUNK_BYTES, so a record is at most that plus one effect,
+ * and one effect carries at most a key and a value at the value ceiling. On
+ * replay a length above it marks the record as bad (never a 4 GiB allocation).
+ */
+export const JOURNAL_MAX_RECORD_BYTES = MAX_VALUE_BYTES_CEILING + MAX_KEY_BYTES + 2 * 1024 * 1024;
+
+/** A batch's effects are written (not yet fsynced) once they hold this many bytes: bounds the buffer. */
+export const JOURNAL_WRITE_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Default `--snapshot-log-bytes`: a shard starts a snapshot once its log
+ * (the segments after its last snapshot) holds this many bytes AND at least
+ * as many as that snapshot did (Redis's auto-aof-rewrite-min-size 64mb and
+ * auto-aof-rewrite-percentage 100, the same rule).
+ */
+export const DEFAULT_SNAPSHOT_LOG_BYTES = 64 * 1024 * 1024;
+
+/** Keys a snapshot walks between two batches of commands (the pause it adds to a batch). */
+export const SNAPSHOT_STEP_KEYS = 4096;
+
+/** A snapshot whose walk the index rebuilds restarted this often is given up (tried again later). */
+export const SNAPSHOT_MAX_RESTARTS = 8;
+
+/** Under `--fsync everysec`, the longest written data waits for its fsync. */
+export const EVERYSEC_INTERVAL_MS = 1000;
+
+/** A shard whose log failed tries a fresh segment this often; writes resume when it works. */
+export const JOURNAL_RETRY_MS = 5000;
+
 // ---- the Cerializer, the JSON/REST gateway (src/cerializer) ---------------
 
 /**

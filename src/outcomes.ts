@@ -114,6 +114,12 @@ export const OUTCOMES: Record<Name, Outcome> = {
     resp: "CLUSTERDOWN",
     problem: "unavailable",
   },
+  STORAGE_FAILED: {
+    text: "the node cannot write its log (disk full or failing); the write was not applied; reads still work",
+    applied: "no",
+    resp: "MISCONF",
+    problem: "storage-failed",
+  },
 };
 
 const byCode: (Outcome | undefined)[] = [];

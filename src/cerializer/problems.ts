@@ -40,6 +40,10 @@ export const PROBLEMS = {
     status: 503,
     title: "No leader for the key's partition could be reached in time; nothing was applied",
   },
+  "storage-failed": {
+    status: 507,
+    title: "The node cannot write its log (disk full or failing); nothing was applied",
+  },
   "node-error": { status: 502, title: "The node refused the request" },
   internal: { status: 500, title: "Internal error in the gateway" },
 } as const;

@@ -30,7 +30,14 @@ import type { Connection, ConnectionHost } from "./connection.js";
 import { Dispatcher } from "./dispatch.js";
 import { NativeConnection } from "./native.js";
 import { initRouting } from "./route.js";
-import { InlineShards, type ShardBackend, type ShardEvents, ThreadedShards } from "./shards.js";
+import {
+  type Durability,
+  InlineShards,
+  type Recovered,
+  type ShardBackend,
+  type ShardEvents,
+  ThreadedShards,
+} from "./shards.js";
 
 export interface NodeOptions {
   host: string;
@@ -54,6 +61,8 @@ export interface NodeOptions {
    * src/cluster/backend.ts). The IO loop never knows which it talks to.
    */
   backend?: (events: ShardEvents) => Promise<ShardBackend>;
+  /** A single node's persistence: each shard's journal directory and policy (null: in memory only). */
+  durability?: Durability | null;
 }
 
 export class PiccoloNode implements ConnectionHost {
@@ -74,6 +83,8 @@ export class PiccoloNode implements ConnectionHost {
   private readonly logger: Logger;
   private readonly limits: LimitLog;
   private stallTimer: NodeJS.Timeout | null = null;
+  /** What the shards recovered at start-up (null: nothing to recover, e.g. cluster mode). */
+  recovered: Recovered | null = null;
 
   constructor(private readonly options: NodeOptions) {
     this.maxValueBytes = options.maxValueBytes;
@@ -106,11 +117,13 @@ export class PiccoloNode implements ConnectionHost {
       this.options.backend !== undefined
         ? await this.options.backend(events)
         : this.options.shards === 0
-          ? new InlineShards(events)
-          : new ThreadedShards(this.options.shards, events, this.options.pin);
+          ? new InlineShards(events, this.options.durability ?? null)
+          : new ThreadedShards(this.options.shards, events, this.options.pin, this.options.durability ?? null);
     this.dispatcher.backend = this.backend;
     this.dispatcher.onSentLater = () => this.scheduleTurn();
     try {
+      // A durable node serves nothing before every shard has its map back.
+      this.recovered = (await this.backend.ready?.()) ?? null;
       const port = await this.listen(
         this.options.port,
         (socket) => new NativeConnection(socket, this),

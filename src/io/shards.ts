@@ -18,8 +18,21 @@ import { assert } from "../assert.js";
 import type { ClusterInfo } from "../protocol/cluster-info.js";
 import { MAX_SHARD_BACKLOG_BYTES, MAX_SHARD_BACKLOG_COUNT, RING_BYTES, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
+import { executeJournaled } from "../journal/execute.js";
+import { budgetFs, realFs } from "../journal/files.js";
+import { type FsyncPolicy, Journal } from "../journal/journal.js";
 import { createRingBuffer, RingReader, RingWriter } from "../ring/ring.js";
-import { type CommandFields, CommandView, commandBytes, encodeCommand, Result } from "../shard/command.js";
+import type { WorkerMessage } from "../shard/worker.js";
+import { StartError } from "../start-failure.js";
+import { ErrorCode } from "../errors.js";
+import {
+  type CommandFields,
+  CommandView,
+  commandBytes,
+  encodeCommand,
+  RESULT_HEADER_BYTES,
+  Result,
+} from "../shard/command.js";
 import { ShardCore } from "../shard/execute.js";
 import { EXPIRE_SWEEP_INTERVAL_MS } from "../limits.js";
 import { sweepTick } from "../shard/sweep.js";
@@ -41,6 +54,12 @@ export interface ShardBackend {
   transferLeader?(partition: number, member: number): Promise<string | null>;
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
+  /**
+   * Resolves once every shard has its map (a durable node recovers from its
+   * data directory first) with what was recovered; rejects with the reason a
+   * shard could not start (a damaged file: its name and offset).
+   */
+  ready?(): Promise<Recovered>;
   /** Sends one command to shard `shard`. Never drops: a full ring queues it. */
   send(shard: number, command: CommandFields): void;
   /** Publishes what send() wrote, one wakeup per shard. */
@@ -61,18 +80,88 @@ export interface ShardEvents {
   onLog(level: "info" | "warn" | "error", message: string, detail?: object): void;
 }
 
+/** What the shards recovered at start-up, all together. */
+export interface Recovered {
+  keys: number;
+  /** The slowest shard's recovery time: they recover in parallel. */
+  ms: number;
+}
+
+/** A durable node's journal settings, handed to each shard (src/journal/). */
+export interface Durability {
+  shardDir(shard: number): string;
+  fsync: FsyncPolicy;
+  snapshotLogBytes: number;
+}
+
+/** TEST ONLY fault hooks for the journal, from the environment (never set in production). */
+function journalTestHooks(): { diskBudget: number; crashAfterSnapshot: boolean } {
+  return {
+    diskBudget: Number(process.env.PICCOLO_TEST_DISK_BUDGET_BYTES ?? 0) || 0,
+    crashAfterSnapshot: process.env.PICCOLO_TEST_CRASH_AT === "after-snapshot",
+  };
+}
+
 export class InlineShards implements ShardBackend {
   readonly count = 1;
-  private readonly core = new ShardCore();
+  private core: ShardCore;
   private readonly view = new CommandView();
   private readonly result = new Result();
   private scratch = new Uint8Array(64 * 1024);
   private readonly sweepTimer: NodeJS.Timeout;
+  private readonly journal: Journal | null = null;
+  private readonly recovered: Recovered = { keys: 0, ms: 0 };
+  /**
+   * Durable: the turn's answers, encoded, held until the journal's commit
+   * covers them (flush()); the answers of a failed commit become
+   * STORAGE_FAILED. In memory only, answers go out as the commands run.
+   */
+  private held = new Uint8Array(64 * 1024);
+  private heldEnd = 0;
 
-  constructor(private readonly events: ShardEvents) {
-    // The sweep's tick (src/shard/sweep.ts); here it runs on the IO thread.
-    this.sweepTimer = setInterval(() => sweepTick(this.core, Date.now()), EXPIRE_SWEEP_INTERVAL_MS);
+  constructor(
+    private readonly events: ShardEvents,
+    durability: Durability | null = null,
+  ) {
+    if (durability === null) this.core = new ShardCore();
+    else {
+      const t = performance.now();
+      const hooks = journalTestHooks();
+      let journal: Journal;
+      try {
+        ({ journal } = Journal.open({
+          dir: durability.shardDir(0),
+          fsync: durability.fsync,
+          snapshotLogBytes: durability.snapshotLogBytes,
+          fs: hooks.diskBudget > 0 ? budgetFs(realFs, hooks.diskBudget) : realFs,
+          crashAfterSnapshot: hooks.crashAfterSnapshot,
+          log: (level, message, detail) => events.onLog(level, message, detail),
+        }));
+      } catch (err) {
+        throw new StartError(`cannot start: shard 0: ${(err as Error).message}`);
+      }
+      this.journal = journal;
+      this.core = journal.core;
+      sweepTick(this.core, Date.now());
+      this.recovered = { keys: this.core.store.size, ms: performance.now() - t };
+    }
+    // The sweep's tick (src/shard/sweep.ts) and the journal's (everysec, snapshots); here on the IO thread.
+    this.sweepTimer = setInterval(() => this.tick(), EXPIRE_SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();
+  }
+
+  async ready(): Promise<Recovered> {
+    return this.recovered;
+  }
+
+  private tick(): void {
+    sweepTick(this.core, Date.now());
+    const j = this.journal;
+    if (j === null) return;
+    const wasFailed = j.failed !== null;
+    // A snapshot runs in steps, one per tick here (the IO thread must not stall).
+    j.tick(Date.now());
+    if (!wasFailed && j.failed !== null) this.core = j.reload();
   }
 
   send(_shard: number, c: CommandFields): void {
@@ -82,11 +171,54 @@ export class InlineShards implements ShardBackend {
     // baseline pays the same encode cost so the comparison is about the hop.
     encodeCommand(this.scratch, 0, c);
     this.view.wrap(this.scratch.subarray(0, bytes));
-    this.core.execute(this.view, this.result.reset(c.tag));
-    this.events.onResult(this.result);
+    const r = this.result.reset(c.tag);
+    const j = this.journal;
+    if (j === null) {
+      this.core.execute(this.view, r);
+      this.events.onResult(r);
+      return;
+    }
+    if (!executeJournaled(j, this.view, r)) this.failHeld(r);
+    this.core = j.core;
+    const n = r.byteLength();
+    if (this.heldEnd + n > this.held.length) {
+      const grown = new Uint8Array(Math.max(this.held.length * 2, this.heldEnd + n));
+      grown.set(this.held.subarray(0, this.heldEnd));
+      this.held = grown;
+    }
+    r.encode(this.held, this.heldEnd);
+    this.heldEnd += n;
+  }
+
+  /** The journal failed: every held answer (and `r`) becomes STORAGE_FAILED; the map comes back from disk. */
+  private failHeld(r: Result | null): void {
+    for (let at = 0; at < this.heldEnd; ) {
+      this.held[at + 4] = ErrorCode.STORAGE_FAILED;
+      this.held[at + 6] = 0;
+      at += RESULT_HEADER_BYTES + readU32(this.held, at + 32);
+    }
+    if (r !== null) {
+      r.status = ErrorCode.STORAGE_FAILED;
+      r.value = null;
+    }
+    this.core = this.journal!.reload();
   }
 
   flush(): void {
+    const j = this.journal;
+    if (j !== null && this.heldEnd > 0) {
+      if (!j.commit()) this.failHeld(null);
+      const held = this.held;
+      const end = this.heldEnd;
+      this.heldEnd = 0;
+      for (let at = 0; at < end; ) {
+        const n = RESULT_HEADER_BYTES + readU32(held, at + 32);
+        assert(this.result.decode(held.subarray(at, at + n)), "held answers are well formed");
+        this.events.onResult(this.result);
+        at += n;
+      }
+      if (held.length > 8 * 1024 * 1024) this.held = new Uint8Array(64 * 1024);
+    }
     this.events.onBatchEnd();
   }
 
@@ -96,11 +228,19 @@ export class InlineShards implements ShardBackend {
 
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+    this.journal?.close();
   }
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 }
 
 interface ShardLink {
   worker: Worker;
+  /** [0] = 1 asks the worker to stop cleanly (its journal flushed and fsynced). */
+  control: Int32Array;
+  closed: (() => void) | null;
   requests: MessageWriter;
   results: MessageReader;
   waiting: boolean;
@@ -114,21 +254,63 @@ export class ThreadedShards implements ShardBackend {
   private wasCongested = false;
   private pinWarned = false;
 
+  private readonly readyAll: Promise<Recovered>;
+  /** Until every shard is ready, a worker that exits fails the start instead of stopping the node. */
+  private started = false;
+
   constructor(
     count: number,
     private readonly events: ShardEvents,
     pin = true,
+    durability: Durability | null = null,
   ) {
     assert(count >= 1, "threaded backend has at least one shard");
     this.count = count;
     const cores = cpus().length;
+    const hooks = journalTestHooks();
+    const readies: Promise<{ keys: number; ms: number }>[] = [];
     for (let shard = 0; shard < count; shard++) {
       const requestRing = createRingBuffer(RING_BYTES);
       const notifyRing = createRingBuffer(RING_BYTES);
+      const journal =
+        durability === null
+          ? null
+          : {
+              dir: durability.shardDir(shard),
+              fsync: durability.fsync,
+              snapshotLogBytes: durability.snapshotLogBytes,
+              ...hooks,
+            };
+      const control = new SharedArrayBuffer(4);
       const worker = new Worker(new URL("../shard/worker.js", import.meta.url), {
-        workerData: { shard, requestRing, notifyRing, pinCore: pin ? shard % cores : -1 },
+        workerData: { shard, requestRing, notifyRing, pinCore: pin ? shard % cores : -1, journal, control },
       });
-      worker.on("message", (m: { type: string; ok: boolean; detail: string }) => {
+      let readyFn!: (r: { keys: number; ms: number }) => void;
+      let failFn!: (err: Error) => void;
+      readies.push(
+        new Promise((resolve, reject) => {
+          readyFn = resolve;
+          failFn = reject;
+        }),
+      );
+      worker.on("message", (m: WorkerMessage) => {
+        if (m.type === "ready") {
+          if (m.truncatedTail !== null)
+            events.onLog(
+              "warn",
+              "cut a torn write off the end of the log (a crash while writing; never acknowledged)",
+              {
+                shard,
+                ...m.truncatedTail,
+              },
+            );
+          if (m.removed.length > 0)
+            events.onLog("info", "finished a clean-up a crash interrupted", { shard, removed: m.removed });
+          return readyFn({ keys: m.keys, ms: m.ms });
+        }
+        if (m.type === "failed") return failFn(new StartError(`cannot start: shard ${shard}: ${m.message}`));
+        if (m.type === "log") return events.onLog(m.level, m.message, { shard, ...m.detail });
+        if (m.type === "closed") return link.closed?.();
         if (m.type !== "pin") return;
         if (m.ok) return events.onLog("info", m.detail, { shard });
         // Refused pinning is logged once per node, not once per worker: it is
@@ -137,8 +319,12 @@ export class ThreadedShards implements ShardBackend {
         this.pinWarned = true;
         events.onLog("warn", `${m.detail}; shard workers run unpinned`, { shard });
       });
-      worker.on("error", (err) => events.onLog("error", "shard worker crashed", { shard, err }));
+      worker.on("error", (err) => {
+        events.onLog("error", "shard worker crashed", { shard, err });
+        failFn(new StartError(`cannot start: shard ${shard} crashed: ${err.message}`));
+      });
       worker.on("exit", (code) => {
+        if (!this.started) return failFn(new StartError(`cannot start: shard ${shard} exited (code ${code})`));
         if (!this.closing) {
           // A dead shard would silently lose every key it owns: stop loudly.
           events.onLog("error", `shard worker ${shard} exited (code ${code}); the node cannot serve its keys`);
@@ -148,6 +334,8 @@ export class ThreadedShards implements ShardBackend {
       });
       const link: ShardLink = {
         worker,
+        control: new Int32Array(control),
+        closed: null,
         requests: new MessageWriter(new RingWriter(requestRing), RING_RECORD_MAX_BYTES),
         results: new MessageReader(new RingReader(notifyRing)),
         waiting: false,
@@ -155,6 +343,15 @@ export class ThreadedShards implements ShardBackend {
       this.links.push(link);
       this.listen(link);
     }
+    this.readyAll = Promise.all(readies).then((all) => {
+      this.started = true;
+      return { keys: all.reduce((n, r) => n + r.keys, 0), ms: Math.max(...all.map((r) => r.ms)) };
+    });
+    this.readyAll.catch(() => {}); // observed by ready(); a failed start closes the backend
+  }
+
+  ready(): Promise<Recovered> {
+    return this.readyAll;
   }
 
   send(shard: number, c: CommandFields): void {
@@ -239,6 +436,20 @@ export class ThreadedShards implements ShardBackend {
 
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.links.map((l) => l.worker.terminate()));
+    // A clean stop: each worker writes and fsyncs what its journal holds (it looks at
+    // the flag at least every sweep tick), then is terminated; 5 s at most.
+    await Promise.all(
+      this.links.map(async (l) => {
+        if (this.started) {
+          const closed = new Promise<void>((resolve) => {
+            l.closed = resolve;
+            setTimeout(resolve, 5000).unref();
+          });
+          Atomics.store(l.control, 0, 1);
+          await closed;
+        }
+        await l.worker.terminate();
+      }),
+    );
   }
 }

@@ -4,7 +4,9 @@
  * on 127.0.0.1:7700 with one shard per core.
  */
 import { availableParallelism } from "node:os";
+import { FSYNC_POLICIES, type FsyncPolicy } from "../journal/journal.js";
 import {
+  DEFAULT_SNAPSHOT_LOG_BYTES,
   CLIENT_OUTPUT_STALL_MS,
   DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
   DEFAULT_MAX_VALUE_BYTES,
@@ -18,6 +20,10 @@ export interface NodeConfig {
   host: string;
   port: number;
   shards: number;
+  /** Whether --shards (or PICCOLO_SHARDS) was given: a data directory's own count is adopted only when not. */
+  shardsExplicit: boolean;
+  /** A single node's persistence (null: --in-memory, or cluster mode, whose log is Raft's). */
+  durability: { dataDir: string; fsync: FsyncPolicy; snapshotLogBytes: number } | null;
   maxValueBytes: number;
   /** Open client connections, all ports together. */
   maxConnections: number;
@@ -85,7 +91,22 @@ export const SERVER_FLAGS = {
     help: "cluster mode: members added after bootstrap, name=host:peerPort,... (same on every member)",
     default: "",
   },
-  "data-dir": { env: "PICCOLO_DATA_DIR", help: "cluster mode: where the WAL lives", default: "./data/<node-id>" },
+  "data-dir": {
+    env: "PICCOLO_DATA_DIR",
+    help: "where the data lives (a single node: ./data; a cluster member: ./data/<node-id>)",
+    default: "./data",
+  },
+  fsync: {
+    env: "PICCOLO_FSYNC",
+    help: "single node: always (answer after fsync) | everysec (fsync each second) | no (the OS decides)",
+    default: "everysec",
+  },
+  "in-memory": { env: "PICCOLO_IN_MEMORY", help: "single node: keep nothing on disk (a cache)", default: "" },
+  "snapshot-log-bytes": {
+    env: "PICCOLO_SNAPSHOT_LOG_BYTES",
+    help: "single node: snapshot a shard once its log holds this many bytes (and as many as its last snapshot)",
+    default: String(DEFAULT_SNAPSHOT_LOG_BYTES),
+  },
   partitions: { env: "PICCOLO_PARTITIONS", help: "cluster mode: partitions, fixed at bootstrap", default: "64" },
   replicas: { env: "PICCOLO_REPLICAS", help: "cluster mode: replicas per partition", default: "3" },
   "tick-ms": { env: "PICCOLO_TICK_MS", help: "cluster mode: Raft tick (election after 10-20 ticks)", default: "20" },
@@ -120,6 +141,7 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     return env[SERVER_FLAGS[name].env] ?? SERVER_FLAGS[name].default;
   };
   const shardsRaw = pick("shards");
+  const inMemory = flags["in-memory"] === true || env.PICCOLO_IN_MEMORY === "1";
   const maxValueBytes = int("max-value-bytes", pick("max-value-bytes"), 1, MAX_VALUE_BYTES_CEILING);
   const cluster = clusterConfig(pick);
   if (cluster !== null && maxValueBytes > REPLICATED_MAX_VALUE_BYTES)
@@ -130,6 +152,8 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     host: pick("host"),
     port: int("port", pick("port"), 0, 65535),
     shards: shardsRaw === "cores" ? availableParallelism() : int("shards", shardsRaw, 0, 256),
+    shardsExplicit: shardsRaw !== "cores",
+    durability: cluster !== null || inMemory ? null : durabilityConfig(pick),
     maxValueBytes,
     maxConnections: int("max-connections", pick("max-connections"), 1, 1_000_000),
     // One answer at the value limit must fit, or a GET of such a value could never be answered.
@@ -148,6 +172,17 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
   };
 }
 
+function durabilityConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeConfig["durability"] {
+  const fsync = pick("fsync");
+  if (!(FSYNC_POLICIES as readonly string[]).includes(fsync))
+    throw new ConfigError(`--fsync must be one of ${FSYNC_POLICIES.join(", ")}, got "${fsync}"`);
+  return {
+    dataDir: pick("data-dir"),
+    fsync: fsync as FsyncPolicy,
+    snapshotLogBytes: int("snapshot-log-bytes", pick("snapshot-log-bytes"), 4096, 2 ** 46),
+  };
+}
+
 function clusterConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeConfig["cluster"] {
   const members = pick("cluster");
   if (members === "") return null;
@@ -158,7 +193,7 @@ function clusterConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeC
     nodeId,
     members,
     joined: pick("joined"),
-    dataDir: dataDir === "./data/<node-id>" ? `./data/${nodeId}` : dataDir,
+    dataDir: dataDir === "./data" ? `./data/${nodeId}` : dataDir,
     partitions: int("partitions", pick("partitions"), 1, 4096),
     replicas: int("replicas", pick("replicas"), 1, 7),
     tickMs: int("tick-ms", pick("tick-ms"), 1, 10_000),

@@ -11,7 +11,9 @@ import { pino } from "pino";
 import { PeerFaults } from "../chaos/peer-faults.js";
 import { ClusterShards } from "../cluster/backend.js";
 import { PlacementError, parseMemberLists } from "../cluster/placement.js";
+import type { Durability } from "../io/shards.js";
 import { PiccoloNode } from "../io/server.js";
+import { type DataDir, DataDirError, openDataDir } from "../journal/data-dir.js";
 import { startResp } from "../resp/listener.js";
 import { StartError } from "../start-failure.js";
 import type { NodeConfig } from "./config.js";
@@ -52,21 +54,61 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
         events,
       );
   }
-  const node = new PiccoloNode({ ...config, logger, ...(backend === undefined ? {} : { backend }) });
-  const port = await node.start(); // cleans up after itself when it fails
+  // A single node's data directory: locked for this process, its shard count adopted.
+  let dataDir: DataDir | null = null;
+  let durability: Durability | null = null;
+  let shards = config.shards;
+  if (config.durability !== null) {
+    const d = config.durability;
+    checkDataDir(d.dataDir);
+    try {
+      dataDir = openDataDir(d.dataDir, config.shards, config.shardsExplicit);
+    } catch (err) {
+      if (err instanceof DataDirError) throw new StartError(`cannot start: ${err.message}`);
+      throw err;
+    }
+    if (!config.shardsExplicit && dataDir.shards !== config.shards) {
+      logger.info({ dataDir: d.dataDir, shards: dataDir.shards }, "the data directory's shard count is adopted");
+      shards = dataDir.shards;
+    }
+    durability = { shardDir: dataDir.shardDir, fsync: d.fsync, snapshotLogBytes: d.snapshotLogBytes };
+  }
+  const node = new PiccoloNode({
+    ...config,
+    shards,
+    logger,
+    durability,
+    ...(backend === undefined ? {} : { backend }),
+  });
+  let port: number;
+  try {
+    port = await node.start(); // cleans up after itself when it fails
+  } catch (err) {
+    dataDir?.release();
+    throw err;
+  }
+  if (config.durability !== null) {
+    const r = node.recovered ?? { keys: 0, ms: 0 };
+    process.stdout.write(
+      `piccolo data in ${config.durability.dataDir} (fsync ${config.durability.fsync}): recovered ${r.keys} keys in ${Math.round(r.ms)} ms\n`,
+    );
+    logger.info({ dataDir: config.durability.dataDir, keys: r.keys, ms: r.ms, shards }, "recovered");
+  } else if (cluster === null) {
+    process.stdout.write("piccolo data: in memory only (--in-memory): nothing survives a restart\n");
+  }
   let resp = 0;
   try {
-    if (config.respPort !== 0) resp = await startResp(node, config.respPort, port, config.requirePass);
+    if (config.respPort !== 0)
+      resp = await startResp(node, config.respPort, port, config.requirePass, config.durability);
   } catch (err) {
     await node.stop();
+    dataDir?.release();
     throw err;
   }
   // One line on stdout for people and scripts (tests wait for it).
   const respNote = resp === 0 ? "resp disabled" : `resp on ${config.host}:${resp}`;
   const mode =
-    cluster === null
-      ? `shards: ${config.shards}`
-      : `cluster member ${cluster.nodeId}, partitions: ${cluster.partitions}`;
+    cluster === null ? `shards: ${shards}` : `cluster member ${cluster.nodeId}, partitions: ${cluster.partitions}`;
   process.stdout.write(`piccolo listening on ${config.host}:${port} (${mode}), ${respNote}\n`);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -74,7 +116,10 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
     stopping = true;
     logger.info({ signal }, "stopping");
     node.stop().then(
-      () => process.exit(process.exitCode ?? 0),
+      () => {
+        dataDir?.release();
+        process.exit(process.exitCode ?? 0);
+      },
       (err) => {
         logger.error({ err }, "error while stopping");
         process.exit(1);

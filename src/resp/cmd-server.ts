@@ -9,6 +9,7 @@ import { passwordMatches as checkPassword, statsRow } from "../io/native.js";
 import { Op } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
 import { globMatch } from "./glob.js";
+import { persistenceSection } from "./cmd-persistence.js";
 import * as reply from "./reply.js";
 import type { RespRequest, RespSession } from "./request.js";
 
@@ -210,7 +211,7 @@ export function time(q: RespRequest): void {
   q.reply(reply.array([reply.bulk(String(Math.floor(now / 1000))), reply.bulk(String((now % 1000) * 1000 + micros))]));
 }
 
-/** INFO [section...]: server, clients, memory, stats, keyspace (others answer empty). */
+/** INFO [section...]: server, clients, memory, persistence, stats, keyspace (others answer empty). */
 export function info(q: RespRequest): void {
   const want = new Set(q.args.slice(1).map((b) => lower(b)));
   const all = want.size === 0 || want.has("all") || want.has("everything") || want.has("default");
@@ -271,8 +272,16 @@ export function info(q: RespRequest): void {
           `expired_keys:${expired}`,
         ].join("\r\n"),
       );
-    if (show("keyspace")) sections.push(keys > 0 ? `# Keyspace\r\ndb0:keys=${keys},expires=0,avg_ttl=0` : "# Keyspace");
-    q.reply(reply.verbatim(`${sections.join("\r\n\r\n")}\r\n`, q.proto));
+    const finish = (): void => {
+      if (show("keyspace"))
+        sections.push(keys > 0 ? `# Keyspace\r\ndb0:keys=${keys},expires=0,avg_ttl=0` : "# Keyspace");
+      q.reply(reply.verbatim(`${sections.join("\r\n\r\n")}\r\n`, q.proto));
+    };
+    if (!show("persistence")) return finish();
+    persistenceSection(q, (section) => {
+      sections.push(section);
+      finish();
+    });
   });
 }
 

@@ -7,6 +7,7 @@
  * name, -N means at least N.
  */
 import * as k from "./cmd-keys.js";
+import * as ps from "./cmd-persistence.js";
 import * as sv from "./cmd-server.js";
 import * as st from "./cmd-strings.js";
 import * as reply from "./reply.js";
@@ -91,6 +92,17 @@ def("dbsize", 1, "readonly fast", NONE, "server", "Returns the number of keys.",
 def("flushdb", -1, "write", NONE, "server", "Removes all keys.", k.flush);
 def("flushall", -1, "write", NONE, "server", "Removes all keys.", k.flush);
 def("time", 1, "loading stale fast", NONE, "server", "Returns the server time.", sv.time);
+def("save", 1, "admin noscript", NONE, "server", "Snapshots every shard now; answers once they are on disk.", ps.save);
+def("bgsave", -1, "admin noscript", NONE, "server", "Starts a snapshot of every shard.", ps.bgsave);
+def(
+  "lastsave",
+  1,
+  "loading stale fast",
+  NONE,
+  "server",
+  "When the last complete snapshot finished (unix time).",
+  ps.lastsave,
+);
 // strings
 def("get", 2, "readonly fast", ONE, "string", "Returns the string value of a key.", st.get);
 def("set", -3, "write denyoom", ONE, "string", "Sets the string value of a key.", st.set);

@@ -11,12 +11,14 @@ export async function startResp(
   port: number,
   nativePort: number,
   requirePass: string | null,
+  persistence: RespHost["persistence"] = null,
 ): Promise<number> {
   const sessions = new Set<RespConnection>();
   const host: RespHost & { port: number } = {
     dispatcher: node.dispatcher,
     maxValueBytes: node.maxValueBytes,
     requirePass,
+    persistence,
     port,
     nativePort,
     sessions: (): Iterable<RespSession> => sessions,

@@ -44,6 +44,8 @@ export interface RespHost {
   readonly requirePass: string | null;
   port: number;
   readonly nativePort: number;
+  /** A single node's persistence (SAVE, INFO persistence); null when it keeps nothing on disk. */
+  readonly persistence: { dataDir: string; fsync: string } | null;
   /** Every RESP session, for CLIENT LIST and INFO. */
   sessions(): Iterable<RespSession>;
   readonly stats: { commands: number; connectionsReceived: number; rejectedCalls: number };
@@ -157,15 +159,15 @@ export class RespRequest extends InFlight {
     );
   }
 
-  /** Sends command `op` to every shard; `then` gets the results by shard. */
-  everyShard(op: Op, then: (parts: PartResult[]) => void): void {
+  /** Sends command `op` (with `arg0`) to every shard; `then` gets the results by shard. */
+  everyShard(op: Op, then: (parts: PartResult[]) => void, arg0 = 0): void {
     const n = this.d.shardCount;
     this.parts = new Array<PartResult>(n);
     this.partOps = new Array<Op>(n).fill(op);
     this.gathered = then;
     this.holding = true;
     for (let s = 0; s < n; s++) {
-      this.cmd(op);
+      this.cmd(op).arg0 = arg0;
       this.d.send(s, this, s, EMPTY);
     }
     this.holding = false;

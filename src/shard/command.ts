@@ -79,7 +79,29 @@ export const Op = {
    * expired keys are reclaimed on every replica; num: how many were removed.
    */
   SWEEP: 19,
+  /**
+   * A durable shard snapshots its map (src/journal/). arg0 1: SAVE, the
+   * answer comes once the snapshot is durable; 0: BGSAVE, once it started.
+   * num: when the last snapshot finished (ms); flag 1: one is running.
+   */
+  SNAPSHOT: 20,
+  /** A durable shard's journal figures: value = f64s named by PERSISTENCE_FIELDS. */
+  PERSISTENCE: 21,
 } as const;
+
+/** The figures Op.PERSISTENCE answers, in order (src/journal/execute.ts). */
+export const PERSISTENCE_FIELDS = [
+  "logBytes",
+  "snapshotBytes",
+  "lastSaveMs",
+  "saving",
+  "changesSinceSave",
+  "lastSaveOk",
+  "failed",
+  "fsyncs",
+  "fsyncTotalMs",
+  "fsyncMaxMs",
+] as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
 /**
@@ -114,7 +136,15 @@ export function isDataOutcome(op: number, status: number): boolean {
 
 /** Whether an op changes the map (and so must go through a log once replicated). */
 export function isWrite(op: number): boolean {
-  return op !== Op.GET && op !== Op.EXISTS && op !== Op.TTL && op !== Op.SCAN && op !== Op.STATS;
+  return (
+    op !== Op.GET &&
+    op !== Op.EXISTS &&
+    op !== Op.TTL &&
+    op !== Op.SCAN &&
+    op !== Op.STATS &&
+    op !== Op.SNAPSHOT &&
+    op !== Op.PERSISTENCE
+  );
 }
 
 /** put/update: keep the key's current TTL instead of setting expireAtMs. */

@@ -33,6 +33,18 @@ import {
 import { addFloat, addInteger } from "./numbers.js";
 import { ShardStore } from "./store.js";
 
+/**
+ * Where a durable host records what each write did to the map (the shard
+ * journal, src/journal/effects.ts). Called for every change a command makes;
+ * never for a key removed because its TTL ran out, which needs no record.
+ */
+export interface EffectSink {
+  set(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void;
+  del(key: Uint8Array): void;
+  expiry(key: Uint8Array, expiresAtMs: number): void;
+  flush(): void;
+}
+
 export class ShardCore {
   readonly store: ShardStore;
   /** The last version handed out; the next write takes lastVersion + 1. */
@@ -47,6 +59,8 @@ export class ShardCore {
    * not removed, so replicas' maps stay identical (src/cluster/partition-machine.ts).
    */
   readOnly = false;
+  /** The durable host's journal (null: in memory only, or a replicated partition, whose log is Raft's). */
+  effects: EffectSink | null = null;
 
   constructor(store: ShardStore = new ShardStore()) {
     this.store = store;
@@ -72,6 +86,7 @@ export class ShardCore {
     if ((c.flags & FLAG_RETURN_OLD) !== 0 && slot >= 0) r.value = this.store.value(slot).slice();
     const version = ++this.lastVersion;
     this.store.set(c.key, value, version, expireAtMs);
+    this.effects?.set(c.key, value, version, expireAtMs);
     this.writes++;
     r.version = version;
     r.expireAtMs = expireAtMs;
@@ -142,6 +157,7 @@ export class ShardCore {
           r.value = store.value(slot).slice();
         }
         store.deleteSlot(slot);
+        this.effects?.del(c.key);
         this.writes++;
         r.flag = 1;
         return;
@@ -166,9 +182,11 @@ export class ShardCore {
         if (c.expireAtMs <= c.nowMs) {
           // As Redis: a TTL in the past deletes the key now.
           store.deleteSlot(slot);
+          this.effects?.del(c.key);
           return;
         }
         store.setExpiry(slot, c.expireAtMs);
+        this.effects?.expiry(c.key, c.expireAtMs);
         this.current(r, slot);
         return;
       }
@@ -176,6 +194,7 @@ export class ShardCore {
         const slot = this.live(c.key, c.nowMs);
         if (slot < 0 || store.expiresAtMs(slot) === 0) return;
         store.setExpiry(slot, 0);
+        this.effects?.expiry(c.key, 0);
         this.writes++;
         r.flag = 1;
         this.current(r, slot);
@@ -278,9 +297,11 @@ export class ShardCore {
           this.writes++;
           if (c.expireAtMs !== 0 && c.expireAtMs <= c.nowMs) {
             store.deleteSlot(slot);
+            this.effects?.del(c.key);
             return;
           }
           store.setExpiry(slot, c.expireAtMs);
+          this.effects?.expiry(c.key, c.expireAtMs);
         }
         this.current(r, slot);
         return;
@@ -288,6 +309,7 @@ export class ShardCore {
       case Op.FLUSH:
         r.num = store.size;
         store.clear();
+        this.effects?.flush();
         this.writes++;
         return;
       case Op.SWEEP:

@@ -423,6 +423,11 @@ export class ShardStore {
     }
   }
 
+  /** Changes at every rebuild of the index (slot numbers then change): a walk by slot must start over. */
+  get indexEpoch(): number {
+    return this.epoch;
+  }
+
   memoryBytes(): number {
     return (
       this.slots.byteLength +

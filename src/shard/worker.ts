@@ -10,9 +10,23 @@
  * The worker may block, the IO thread may not: when the notify ring is full
  * the worker waits for the IO thread to drain it (Atomics.wait on the ring's
  * tail). The IO thread always drains, so this cannot deadlock.
+ *
+ * Durable (a data directory; src/journal/): the worker first rebuilds its
+ * map from its own directory, then reports ready. Every write records its
+ * effect in the journal, and nothing is published before journal.commit()
+ * (write, and under --fsync always fsync): one commit per published batch
+ * covers every connection's commands in it (group commit). If the commit
+ * fails, the unpublished answers are rewritten to STORAGE_FAILED before
+ * anyone sees them, the map is reloaded from disk (dropping the writes
+ * whose answers were just turned into failures), and writes are refused
+ * until the disk works again; reads go on (docs/durability.md).
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { assert } from "../assert.js";
+import { ErrorCode } from "../errors.js";
+import { budgetFs, realFs } from "../journal/files.js";
+import { executeJournaled } from "../journal/execute.js";
+import { type FsyncPolicy, Journal } from "../journal/journal.js";
 import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
@@ -27,7 +41,25 @@ export interface ShardWorkerData {
   notifyRing: SharedArrayBuffer;
   /** Core to pin to, or -1 to leave the thread unpinned. */
   pinCore: number;
+  /** control[0] = 1: stop (flush and fsync the journal, post "closed", return). */
+  control: SharedArrayBuffer;
+  /** Durable: this shard's journal directory and policy; null keeps the map in memory only. */
+  journal: {
+    dir: string;
+    fsync: FsyncPolicy;
+    snapshotLogBytes: number;
+    diskBudget: number;
+    crashAfterSnapshot: boolean;
+  } | null;
 }
+
+/** Messages a worker posts to the IO thread besides results (which go through the ring). */
+export type WorkerMessage =
+  | { type: "pin"; ok: boolean; detail: string }
+  | { type: "ready"; keys: number; ms: number; truncatedTail: object | null; removed: string[] }
+  | { type: "failed"; message: string }
+  | { type: "closed" }
+  | { type: "log"; level: "info" | "warn" | "error"; message: string; detail?: object };
 
 /** Results between two publishes: bounds the IO thread's wait for the first answers of a long batch. */
 const PUBLISH_EVERY = 64;
@@ -37,19 +69,103 @@ function main(data: ShardWorkerData): void {
   const requests = new MessageReader(new RingReader(data.requestRing));
   const notifyRing = new RingWriter(data.notifyRing);
   const results = new MessageWriter(notifyRing, RING_RECORD_MAX_BYTES);
-  const core = new ShardCore();
+  const post = (m: WorkerMessage): void => parentPort!.postMessage(m);
+  let journal: Journal | null = null;
+  let core: ShardCore;
+  if (data.journal === null) core = new ShardCore();
+  else {
+    const j = data.journal;
+    const t = performance.now();
+    try {
+      const fs = j.diskBudget > 0 ? budgetFs(realFs, j.diskBudget) : realFs;
+      const opened = Journal.open({
+        dir: j.dir,
+        fsync: j.fsync,
+        snapshotLogBytes: j.snapshotLogBytes,
+        fs,
+        crashAfterSnapshot: j.crashAfterSnapshot,
+        log: (level, message, detail) =>
+          post({ type: "log", level, message, ...(detail === undefined ? {} : { detail }) }),
+      });
+      journal = opened.journal;
+      core = journal.core;
+      // Keys whose TTL ran out while the node was down go now, not at their first read.
+      sweepTick(core, Date.now());
+      post({
+        type: "ready",
+        keys: core.store.size,
+        ms: performance.now() - t,
+        truncatedTail: opened.recovery.truncatedTail,
+        removed: opened.recovery.removed,
+      });
+    } catch (err) {
+      post({ type: "failed", message: (err as Error).message });
+      return;
+    }
+  }
+  if (journal === null) post({ type: "ready", keys: 0, ms: 0, truncatedTail: null, removed: [] });
   const command = new CommandView();
   const result = new Result();
   /** When the last sweep tick ran, on the monotonic clock (a wall-clock step must not stop the ticks). */
   let lastTickMs = performance.now();
 
+  /** Ring positions of the results written since the last commit (durable only): rewritten if it fails. */
+  let pending = new Int32Array(1024);
+  let pendingCount = 0;
+
+  /**
+   * The journal failed: no answer written since the last good commit may
+   * leave as written (its write is in memory, not on disk). Each becomes
+   * STORAGE_FAILED, and the map is taken back from disk.
+   */
+  const failPending = (): void => {
+    const bytes = notifyRing.bytes;
+    for (let i = 0; i < pendingCount; i++) {
+      const at = pending[i]!;
+      bytes[at + 4] = ErrorCode.STORAGE_FAILED;
+      bytes[at + 6] = 0; // no value (its bytes stay, unread)
+    }
+    pendingCount = 0;
+    core = journal!.reload();
+  };
+
+  /** The one door out: nothing is published before the journal covers it. */
+  const commit = (): boolean => {
+    if (journal === null) return true;
+    if (journal.commit()) {
+      pendingCount = 0;
+      return true;
+    }
+    failPending();
+    return false;
+  };
+
+  const publish = (): void => {
+    commit();
+    notifyRing.publish();
+  };
+
   const emit = (r: Result): void => {
-    const bytes = r.byteLength();
+    let bytes = r.byteLength();
     for (;;) {
       const at = results.tryReserve(bytes);
       if (at >= 0) {
         r.encode(notifyRing.bytes, at);
+        if (journal !== null) {
+          if (pendingCount === pending.length) {
+            const grown = new Int32Array(pending.length * 2);
+            grown.set(pending);
+            pending = grown;
+          }
+          pending[pendingCount++] = at;
+        }
         return;
+      }
+      // Everything below copies the answer out or publishes: make what is recorded durable first.
+      if (!commit()) {
+        r.status = ErrorCode.STORAGE_FAILED;
+        r.value = null;
+        bytes = r.byteLength();
       }
       if (bytes > RING_RECORD_MAX_BYTES || results.backlogCount > 0) {
         // Too big for one record: copy it out (the value view is only valid
@@ -60,7 +176,7 @@ function main(data: ShardWorkerData): void {
         drainBacklog();
         return;
       }
-      notifyRing.publish();
+      publish();
       notifyRing.waitForRoom(bytes, 1000);
     }
   };
@@ -76,32 +192,64 @@ function main(data: ShardWorkerData): void {
     sweepTick(core, Date.now());
   };
 
+  /** The journal's periodic work (everysec fsync, snapshot steps); true while a snapshot runs. */
+  const journalTick = (): boolean => {
+    if (journal === null) return false;
+    const wasFailed = journal.failed !== null;
+    const saving = journal.tick(Date.now());
+    if (!wasFailed && journal.failed !== null) failPending();
+    return saving;
+  };
+
   const drainBacklog = (): void => {
     while (!results.pump()) {
-      notifyRing.publish();
+      publish();
       notifyRing.waitForRoom(RING_RECORD_MAX_BYTES, 1000);
     }
   };
 
+  // Under --fsync always each publish costs an fsync: publish less often mid-batch.
+  const publishEvery = journal?.policy === "always" ? 1024 : PUBLISH_EVERY;
+  const control = new Int32Array(data.control);
   for (;;) {
+    if (Atomics.load(control, 0) === 1) {
+      if (notifyRing.dirty) publish();
+      journal?.close();
+      post({ type: "closed" });
+      return;
+    }
     let batch = 0;
     for (let m = requests.next(); m !== null; m = requests.next()) {
       assert(command.wrap(m), "the IO thread writes well-formed commands");
-      core.execute(command, result.reset(command.tag));
+      result.reset(command.tag);
+      if (journal === null) core.execute(command, result);
+      else executeDurable(journal);
       emit(result);
       requests.consume();
-      if (++batch % PUBLISH_EVERY === 0) {
+      if (++batch % publishEvery === 0) {
         requests.ring.release();
-        notifyRing.publish();
+        publish();
         sweepIfDue();
       }
     }
     requests.ring.release();
-    if (notifyRing.dirty) notifyRing.publish();
+    if (notifyRing.dirty) publish();
 
     sweepIfDue();
-    // Sleep until the next tick is due, not a whole interval from now.
-    if (batch === 0) requests.ring.wait(Math.max(1, EXPIRE_SWEEP_INTERVAL_MS - (performance.now() - lastTickMs)));
+    const saving = journalTick();
+    if (notifyRing.dirty) publish(); // a SAVE's answer, or answers failed by the tick
+    // Sleep until the next tick is due, not a whole interval from now (not at all while a snapshot runs).
+    if (batch === 0 && !saving)
+      requests.ring.wait(Math.max(1, EXPIRE_SWEEP_INTERVAL_MS - (performance.now() - lastTickMs)));
+  }
+
+  /** One command on a durable shard (src/journal/execute.ts); a journal failure fails every pending answer. */
+  function executeDurable(j: Journal): void {
+    if (!executeJournaled(j, command, result)) {
+      failPending();
+      result.status = ErrorCode.STORAGE_FAILED;
+      result.value = null;
+    }
   }
 }
 

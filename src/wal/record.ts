@@ -109,6 +109,39 @@ export type Record = { group: number } & (
 );
 
 /**
+ * Seals a record built in place: `buf[HEADER_BYTES, end)` holds the payload;
+ * writes the header (length, CRC32C, type) in front of it. For writers that
+ * build records in a reused buffer (the shard journal, src/journal/), so
+ * framing costs no allocation.
+ */
+export function sealFrame(buf: Uint8Array, type: number, end: number): void {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  v.setUint32(0, end - HEADER_BYTES, true);
+  buf[8] = type;
+  v.setUint32(4, crc32c(buf.subarray(8, end)), true);
+}
+
+/**
+ * The frame at `at`, unparsed: its type and where its payload lies. The
+ * same rules as readRecord ("short": the bytes end first; "bad": a length
+ * over the limit or a CRC mismatch); the caller parses the payload.
+ */
+export function readFrame(
+  buf: Uint8Array,
+  at: number,
+  maxRecordBytes: number,
+): { type: number; start: number; end: number } | "short" | "bad" {
+  if (buf.length - at < HEADER_BYTES) return "short";
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const length = v.getUint32(at, true);
+  if (length > maxRecordBytes) return "bad";
+  const end = at + HEADER_BYTES + length;
+  if (end > buf.length) return "short";
+  if (crc32c(buf.subarray(at + 8, end)) !== v.getUint32(at + 4, true)) return "bad";
+  return { type: buf[at + 8]!, start: at + HEADER_BYTES, end };
+}
+
+/**
  * Reads the record at `at`. Returns the record and where the next one
  * starts; "short" when the bytes end before the record does (a torn write,
  * or the end of the file); "bad" when the checksum fails or the payload does
@@ -119,15 +152,11 @@ export function readRecord(
   at: number,
   maxRecordBytes: number,
 ): { record: Record; next: number } | "short" | "bad" {
-  if (buf.length - at < HEADER_BYTES) return "short";
+  const f = readFrame(buf, at, maxRecordBytes);
+  if (f === "short" || f === "bad") return f;
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const length = v.getUint32(at, true);
-  if (length > maxRecordBytes) return "bad";
-  const end = at + HEADER_BYTES + length;
-  if (end > buf.length) return "short";
-  if (crc32c(buf.subarray(at + 8, end)) !== v.getUint32(at + 4, true)) return "bad";
-  const record = parsePayload(buf[at + 8]!, v, at + HEADER_BYTES, end, buf);
-  return record === null ? "bad" : { record, next: end };
+  const record = parsePayload(f.type, v, f.start, f.end, buf);
+  return record === null ? "bad" : { record, next: f.end };
 }
 
 function parsePayload(type: number, v: DataView, at: number, end: number, buf: Uint8Array): Record | null {

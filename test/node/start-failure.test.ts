@@ -87,13 +87,32 @@ after(async () => {
 
 describe("piccolo server that cannot start", () => {
   it("its native port taken: one line naming the port and --port, exit 71 (default shards: workers were started)", async () => {
-    const o = await run(["server", "--host", "127.0.0.1", "--port", String(held.port), "--resp-port", "0"]);
+    const o = await run([
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(held.port),
+      "--resp-port",
+      "0",
+      "--in-memory",
+    ]);
     oneLine(o, new RegExp(`127\\.0\\.0\\.1:${held.port} \\(the native port, --port\\) is already in use`));
   });
 
   it("its Redis port taken: exit 71 naming --resp-port, and its native port is released", async () => {
     const native = await freePort();
-    const o = await run(["server", "--host", "127.0.0.1", "--port", String(native), "--resp-port", String(held.port)]);
+    const o = await run([
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(native),
+      "--resp-port",
+      String(held.port),
+      "--data-dir",
+      join(root, "resp-taken"),
+    ]);
     oneLine(o, new RegExp(`127\\.0\\.0\\.1:${held.port} \\(the Redis port, --resp-port\\) is already in use`));
     await free(native);
   });

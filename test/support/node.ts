@@ -1,6 +1,8 @@
 // Starting real Piccolo nodes for tests: a child process running the built
 // CLI (`piccolo server`) on a free loopback port, exactly as a user would.
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PiccoloClient } from "../../src/client/client.js";
@@ -45,10 +47,20 @@ export function startMember(
 export async function startNode(args: string[] = [], env: Record<string, string> = {}): Promise<RunningNode> {
   // Never the default RESP port: test files run in parallel.
   const resp = args.includes("--resp-port") ? [] : ["--resp-port", String(await freePort())];
-  const child = spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0", ...resp, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
-  });
+  // Durable as users get it, each node in a directory of its own (never ./data: files run in parallel).
+  const ownDir =
+    args.includes("--cluster") || args.includes("--data-dir") || args.includes("--in-memory")
+      ? null
+      : mkdtempSync(join(tmpdir(), "piccolo-test-node-"));
+  const data = ownDir === null ? [] : ["--data-dir", ownDir];
+  const child = spawn(
+    process.execPath,
+    [CLI, "server", "--host", "127.0.0.1", "--port", "0", ...resp, ...data, ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    },
+  );
   let err = "";
   child.stderr!.on("data", (d: Buffer) => {
     err += d.toString();
@@ -83,6 +95,7 @@ export async function startNode(args: string[] = [], env: Record<string, string>
       const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
       const code = await exited;
       clearTimeout(timer);
+      if (ownDir !== null) rmSync(ownDir, { recursive: true, force: true });
       return code;
     },
   };
