@@ -47,6 +47,8 @@ export interface JournalOptions {
   snapshotLogBytes: number;
   fs: JournalFs;
   log: (level: "info" | "warn" | "error", message: string, detail?: object) => void;
+  /** Keys a snapshot walks per tick (default SNAPSHOT_STEP_KEYS; tests make it tiny to interleave). */
+  snapshotStepKeys?: number;
   /** TEST ONLY (PICCOLO_TEST_CRASH_AT=after-snapshot): SIGKILL the process between a snapshot's rename and the clean-up. */
   crashAfterSnapshot?: boolean;
 }
@@ -251,7 +253,7 @@ export class Journal {
       const log = this.logBytes();
       if (log >= this.options.snapshotLogBytes && log >= (this.snapshotFile?.bytes ?? 0)) this.startSnapshot(nowMs);
     }
-    if (this.snapshot !== null) this.snapshotStep(nowMs, SNAPSHOT_STEP_KEYS);
+    if (this.snapshot !== null) this.snapshotStep(nowMs, this.options.snapshotStepKeys ?? SNAPSHOT_STEP_KEYS);
     return this.snapshot !== null;
   }
 

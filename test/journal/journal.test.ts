@@ -1,0 +1,348 @@
+// The shard journal on its own (src/journal/): real files in a temporary
+// directory, driven synchronously as a shard worker drives it. The
+// end-to-end tests (test/durability/) kill real nodes; these reach the cases
+// a process cannot be made to hit on demand: a tear at every byte offset, a
+// bit flip in the middle, a disk that fills mid-batch, a snapshot walked
+// while the map changes under it, seeded.
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import fc from "fast-check";
+import { ErrorCode } from "../../src/errors.js";
+import { budgetFs, realFs } from "../../src/journal/files.js";
+import { type FsyncPolicy, Journal } from "../../src/journal/journal.js";
+import { JournalCorruptError } from "../../src/journal/recover.js";
+import { CommandView, commandBytes, encodeCommand, Op, Result } from "../../src/shard/command.js";
+import type { ShardCore } from "../../src/shard/execute.js";
+
+const roots: string[] = [];
+after(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+function freshDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "piccolo-journal-"));
+  roots.push(d);
+  return join(d, "shard-0");
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const NOW = 1_700_000_000_000;
+
+function open(
+  dir: string,
+  options: { fsync?: FsyncPolicy; snapshotLogBytes?: number; budget?: number; stepKeys?: number } = {},
+) {
+  const logs: string[] = [];
+  const { journal, recovery } = Journal.open({
+    dir,
+    fsync: options.fsync ?? "always",
+    snapshotLogBytes: options.snapshotLogBytes ?? 64 * 1024 * 1024,
+    fs: options.budget === undefined ? realFs : budgetFs(realFs, options.budget),
+    snapshotStepKeys: options.stepKeys ?? 4096,
+    log: (_level, message) => logs.push(message),
+  });
+  return { journal, recovery, logs };
+}
+
+/** Runs one command on the journal's core, as the worker does; returns the result's fields. */
+function run(
+  j: Journal,
+  op: number,
+  key: string,
+  value: string | null = null,
+  extra: { arg0?: number; expireAtMs?: number; nowMs?: number } = {},
+) {
+  const k = enc.encode(key);
+  const v = value === null ? null : enc.encode(value);
+  const fields = {
+    tag: 1,
+    op,
+    flags: 0,
+    nowMs: extra.nowMs ?? NOW,
+    expireAtMs: extra.expireAtMs ?? 0,
+    arg0: extra.arg0 ?? 0,
+    arg1: 0,
+    key: k,
+    value: v,
+  };
+  const bytes = new Uint8Array(commandBytes(k.length, v === null ? 0 : v.length));
+  encodeCommand(bytes, 0, fields as never);
+  const view = new CommandView();
+  assert.ok(view.wrap(bytes));
+  const r = new Result().reset(1);
+  if (j.failed !== null && op !== Op.GET) {
+    r.status = ErrorCode.STORAGE_FAILED;
+    return r;
+  }
+  j.core.execute(view, r);
+  assert.ok(j.afterCommand());
+  return { status: r.status, version: r.version, value: r.value === null ? null : dec.decode(r.value) };
+}
+
+function get(
+  core: ShardCore,
+  key: string,
+  nowMs = NOW,
+): { value: string; version: number; expiresAtMs: number } | null {
+  const slot = core.store.find(enc.encode(key));
+  if (slot < 0) return null;
+  const exp = core.store.expiresAtMs(slot);
+  if (exp !== 0 && exp <= nowMs) return null;
+  return { value: dec.decode(core.store.value(slot)), version: core.store.version(slot), expiresAtMs: exp };
+}
+
+function segments(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((n) => n.endsWith(".wal"))
+    .sort();
+}
+
+describe("the shard journal", () => {
+  it("brings back values, versions, TTLs and deletions after a restart", () => {
+    const dir = freshDir();
+    const a = open(dir);
+    run(a.journal, Op.PUT, "k1", "v1");
+    run(a.journal, Op.PUT, "k1", "v2");
+    run(a.journal, Op.PUT, "k2", "gone");
+    run(a.journal, Op.DELETE, "k2");
+    run(a.journal, Op.PUT, "ttl", "x", { expireAtMs: NOW + 60_000 });
+    run(a.journal, Op.PUT, "short", "x", { expireAtMs: NOW + 10 });
+    run(a.journal, Op.PUT, "persisted", "x", { expireAtMs: NOW + 10 });
+    run(a.journal, Op.PERSIST, "persisted");
+    const before = a.journal.core.lastVersion;
+    assert.ok(a.journal.commit());
+    a.journal.close();
+
+    const b = open(dir);
+    assert.deepEqual(get(b.journal.core, "k1"), { value: "v2", version: 2, expiresAtMs: 0 });
+    assert.equal(get(b.journal.core, "k2"), null);
+    assert.equal(get(b.journal.core, "ttl")?.expiresAtMs, NOW + 60_000);
+    assert.equal(get(b.journal.core, "short", NOW + 11), null, "expired while down: gone");
+    assert.equal(get(b.journal.core, "persisted", NOW + 11)?.expiresAtMs, 0);
+    assert.equal(b.journal.core.lastVersion, before);
+    // The next write takes a version never used before, so a stale CAS cannot succeed.
+    const r = run(b.journal, Op.CAS, "k1", "v3", { arg0: 1 });
+    assert.equal(r.status, ErrorCode.VERSION_MISMATCH);
+    const ok = run(b.journal, Op.CAS, "k1", "v3", { arg0: 2 });
+    assert.equal(ok.status, ErrorCode.OK);
+    assert.ok((ok.version ?? 0) > before);
+    b.journal.close();
+  });
+
+  it("a torn last record, cut at every byte offset: recovery keeps exactly the records before it", () => {
+    const dir = freshDir();
+    const a = open(dir);
+    run(a.journal, Op.PUT, "first", "1");
+    assert.ok(a.journal.commit());
+    run(a.journal, Op.PUT, "second", "2");
+    run(a.journal, Op.PUT, "third", "3");
+    assert.ok(a.journal.commit());
+    a.journal.close();
+    const seg = join(dir, segments(dir)[0]!);
+    const whole = readFileSync(seg);
+    // The first commit's record ends where the second begins: find it by replaying lengths.
+    const firstEnd = 9 + whole.readUInt32LE(0);
+    for (let cut = firstEnd + 1; cut < whole.length; cut++) {
+      rmSync(dir, { recursive: true, force: true });
+      open(dir).journal.close();
+      for (const n of segments(dir)) rmSync(join(dir, n));
+      writeFileSync(seg, whole.subarray(0, cut));
+      const b = open(dir);
+      assert.equal(get(b.journal.core, "first")?.value, "1", `cut at ${cut}`);
+      assert.equal(get(b.journal.core, "second"), null, `cut at ${cut}: the torn batch is all gone`);
+      assert.deepEqual(b.recovery.truncatedTail, { file: seg, offset: firstEnd, bytes: cut - firstEnd });
+      assert.equal(readFileSync(seg).length, firstEnd, "the tear is cut off the file");
+      b.journal.close();
+    }
+  });
+
+  it("a flipped byte with a valid record after it refuses to start, naming the file and offset", () => {
+    const dir = freshDir();
+    const a = open(dir);
+    run(a.journal, Op.PUT, "a", "1");
+    assert.ok(a.journal.commit());
+    run(a.journal, Op.PUT, "b", "2");
+    assert.ok(a.journal.commit());
+    a.journal.close();
+    const seg = join(dir, segments(dir)[0]!);
+    const bytes = readFileSync(seg);
+    bytes[12] ^= 0x01; // inside the first record's payload
+    writeFileSync(seg, bytes);
+    assert.throws(
+      () => open(dir),
+      (err: unknown) =>
+        err instanceof JournalCorruptError &&
+        err.file === seg &&
+        err.offset === 0 &&
+        /valid record after it/.test(err.message),
+    );
+  });
+
+  it("SAVE: a snapshot replaces the log, and a damaged snapshot refuses to start", () => {
+    const dir = freshDir();
+    const a = open(dir);
+    for (let i = 0; i < 500; i++) run(a.journal, Op.PUT, `k${i}`, `v${i}`);
+    assert.ok(a.journal.commit());
+    assert.ok(a.journal.startSnapshot(NOW));
+    assert.ok(a.journal.finishSnapshot(NOW));
+    run(a.journal, Op.PUT, "after", "x");
+    assert.ok(a.journal.commit());
+    assert.equal(segments(dir).length, 1, "the segments the snapshot covers are deleted");
+    a.journal.close();
+    const b = open(dir);
+    assert.equal(b.journal.core.store.size, 501);
+    assert.equal(get(b.journal.core, "k499")?.value, "v499");
+    b.journal.close();
+    const snap = readdirSync(dir).find((n) => n.endsWith(".snap"))!;
+    const bytes = readFileSync(join(dir, snap));
+    bytes[bytes.length - 40] ^= 0x80;
+    writeFileSync(join(dir, snap), bytes);
+    assert.throws(
+      () => open(dir),
+      (err: unknown) => err instanceof JournalCorruptError && err.file === join(dir, snap),
+    );
+  });
+
+  it("a crash between a snapshot's rename and the clean-up: recovery finishes the clean-up and loses nothing", () => {
+    const dir = freshDir();
+    const a = open(dir);
+    for (let i = 0; i < 100; i++) run(a.journal, Op.PUT, `k${i}`, `v${i}`);
+    assert.ok(a.journal.commit());
+    a.journal.close();
+    const oldSegments = segments(dir);
+    // Save copies of the old segments, snapshot, then put them back as if the deletion never ran.
+    const copies = oldSegments.map((n) => [n, readFileSync(join(dir, n))] as const);
+    const b = open(dir);
+    assert.ok(b.journal.startSnapshot(NOW));
+    assert.ok(b.journal.finishSnapshot(NOW));
+    b.journal.close();
+    for (const [n, bytes] of copies) writeFileSync(join(dir, n), bytes);
+    const c = open(dir);
+    assert.equal(c.journal.core.store.size, 100);
+    assert.deepEqual(new Set(c.recovery.removed), new Set(oldSegments));
+    c.journal.close();
+  });
+
+  it("a full disk mid-batch: the batch fails, the map comes back from disk, writes are refused, nothing acknowledged is lost", () => {
+    const dir = freshDir();
+    const a = open(dir, { budget: 4096 });
+    let acknowledged = 0;
+    let failedAt = -1;
+    for (let i = 0; i < 1000 && failedAt < 0; i++) {
+      run(a.journal, Op.PUT, `k${i}`, "x".repeat(100));
+      if (a.journal.commit()) acknowledged = i + 1;
+      else failedAt = i;
+    }
+    assert.ok(failedAt > 0, "the budget ran out");
+    assert.match(a.journal.failed ?? "", /ENOSPC/);
+    // In memory the failed write is there until the host reloads: the worker always does.
+    const core = a.journal.reload();
+    assert.equal(core.store.size, acknowledged, "the reloaded map holds exactly the acknowledged writes");
+    assert.equal(get(core, `k${failedAt}`), null);
+    assert.equal(a.journal.commit(), true, "nothing to commit while writes are refused");
+    a.journal.close();
+    const b = open(dir);
+    assert.equal(b.journal.core.store.size, acknowledged);
+    b.journal.close();
+  });
+
+  it("seeded: random writes, snapshots walked while the map changes, and restarts match a model", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          // Weighted so that snapshots often finish between restarts, with writes walked over mid-snapshot.
+          fc.oneof(
+            {
+              weight: 8,
+              arbitrary: fc.record({
+                t: fc.constant("put" as const),
+                k: fc.integer({ min: 0, max: 40 }),
+                v: fc.string({ maxLength: 30 }),
+              }),
+            },
+            { weight: 4, arbitrary: fc.record({ t: fc.constant("del" as const), k: fc.integer({ min: 0, max: 40 }) }) },
+            {
+              weight: 2,
+              arbitrary: fc.record({
+                t: fc.constant("expire" as const),
+                k: fc.integer({ min: 0, max: 40 }),
+                ms: fc.integer({ min: -5, max: 50 }),
+              }),
+            },
+            { weight: 4, arbitrary: fc.record({ t: fc.constant("commit" as const) }) },
+            { weight: 2, arbitrary: fc.record({ t: fc.constant("snapshot" as const) }) },
+            { weight: 12, arbitrary: fc.record({ t: fc.constant("step" as const) }) },
+            { weight: 1, arbitrary: fc.record({ t: fc.constant("restart" as const) }) },
+            { weight: 1, arbitrary: fc.record({ t: fc.constant("flush" as const) }) },
+          ),
+          { minLength: 100, maxLength: 300 },
+        ),
+        (ops) => {
+          const dir = freshDir();
+          let j = open(dir, { snapshotLogBytes: 4096, stepKeys: 3 }).journal;
+          const model = new Map<string, { v: string; exp: number }>();
+          let committed = new Map(model);
+          let now = NOW;
+          for (const op of ops) {
+            now += 1;
+            if (op.t === "put") {
+              run(j, Op.PUT, `k${op.k}`, op.v, { nowMs: now });
+              model.set(`k${op.k}`, { v: op.v, exp: 0 });
+            } else if (op.t === "del") {
+              run(j, Op.DELETE, `k${op.k}`, null, { nowMs: now });
+              model.delete(`k${op.k}`);
+            } else if (op.t === "expire") {
+              const m = model.get(`k${op.k}`);
+              const live = m !== undefined && (m.exp === 0 || m.exp > now);
+              run(j, Op.EXPIRE, `k${op.k}`, null, { nowMs: now, expireAtMs: now + op.ms });
+              if (live) {
+                if (now + op.ms <= now) model.delete(`k${op.k}`);
+                else m!.exp = now + op.ms;
+              }
+            } else if (op.t === "flush") {
+              run(j, Op.FLUSH, "", null, { nowMs: now });
+              model.clear();
+            } else if (op.t === "commit") {
+              assert.ok(j.commit());
+              committed = new Map([...model].map(([k, v]) => [k, { ...v }]));
+            } else if (op.t === "snapshot") {
+              assert.ok(j.commit());
+              committed = new Map([...model].map(([k, v]) => [k, { ...v }]));
+              j.startSnapshot(now);
+            } else if (op.t === "step") {
+              assert.ok(j.commit());
+              committed = new Map([...model].map(([k, v]) => [k, { ...v }]));
+              j.tick(now);
+            } else {
+              // A crash: what was not committed is gone; what was must all be there.
+              j.effects.clear();
+              j.close();
+              j = open(dir, { snapshotLogBytes: 4096, stepKeys: 3 }).journal;
+              model.clear();
+              for (const [k, v] of committed) model.set(k, { ...v });
+              for (const [k, v] of model) {
+                const got = get(j.core, k, now);
+                if (v.exp !== 0 && v.exp <= now) assert.equal(got, null, k);
+                else assert.equal(got?.value, v.v, k);
+              }
+              let live = 0;
+              for (const v of model.values()) if (v.exp === 0 || v.exp > now) live++;
+              let found = 0;
+              j.core.store.scan(0, 1 << 20, (slot) => {
+                const e = j.core.store.expiresAtMs(slot);
+                if (e === 0 || e > now) found++;
+              });
+              assert.equal(found, live, "no key comes back that was deleted");
+            }
+          }
+          j.close();
+        },
+      ),
+      { seed: 15, numRuns: 60 },
+    );
+  });
+});
