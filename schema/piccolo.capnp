@@ -228,6 +228,15 @@ struct ShardStats {
   reads @3 :UInt64;
   writes @4 :UInt64;
   expired @5 :UInt64;
+  # A single node's journal (docs/durability.md); all zero when it keeps nothing on disk.
+  durable @6 :Bool;
+  logBytes @7 :UInt64;          # the log since the last snapshot
+  snapshotBytes @8 :UInt64;     # the newest snapshot
+  lastSaveMs @9 :UInt64;        # when it finished (ms since the epoch; 0: none yet)
+  fsyncs @10 :UInt64;
+  fsyncTotalUs @11 :UInt64;     # time spent in fsync, in microseconds (average = total / fsyncs)
+  fsyncMaxUs @12 :UInt64;
+  refusingWrites @13 :Bool;     # the log cannot be written (a full or failing disk)
 }
 
 struct ScanResult {

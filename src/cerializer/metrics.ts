@@ -18,7 +18,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { NodeLink } from "./pool.js";
-import type { ClusterInfo, ClusterStats } from "../client/client.js";
+import type { ClusterInfo, ClusterStats, ShardStats } from "../client/client.js";
 import { within } from "./within.js";
 
 export class Metrics {
@@ -167,6 +167,37 @@ export class Metrics {
       ["piccolo_node_writes_total", "writes", "Writes the shard has applied"],
       ["piccolo_node_expired_total", "expired", "Keys the shard has expired"],
     ];
+    // A durable single node's journal, per shard (absent for in-memory nodes and cluster members).
+    const journal: [string, keyof NonNullable<ShardStats["persistence"]>, string][] = [
+      ["piccolo_node_log_bytes", "logBytes", "Bytes in the shard's log since its last snapshot"],
+      ["piccolo_node_snapshot_bytes", "snapshotBytes", "Bytes of the shard's newest snapshot"],
+      ["piccolo_node_last_save_timestamp_seconds", "lastSaveMs", "When the shard's last snapshot finished"],
+      ["piccolo_node_fsyncs_total", "fsyncs", "fsyncs of the shard's log"],
+      ["piccolo_node_fsync_seconds_total", "fsyncTotalMs", "Time spent in fsync of the shard's log"],
+      ["piccolo_node_fsync_max_seconds", "fsyncMaxMs", "Longest fsync of the shard's log"],
+      ["piccolo_node_refusing_writes", "refusingWrites", "1 while the shard's log cannot be written"],
+    ];
+    for (const [name, field, help] of journal)
+      new Gauge({
+        name,
+        help,
+        labelNames: ["node", "shard"],
+        registers,
+        async collect() {
+          this.reset();
+          for (const n of await nodeStats())
+            for (const s of n.shards) {
+              const p = (s as unknown as ShardStats).persistence;
+              if (p === undefined) continue;
+              const v = p[field];
+              const seconds = field === "lastSaveMs" || field === "fsyncTotalMs" || field === "fsyncMaxMs";
+              this.set(
+                { node: n.node, shard: String(s.shard) },
+                typeof v === "boolean" ? Number(v) : seconds ? v / 1000 : v,
+              );
+            }
+        },
+      });
     for (const [name, field, help] of fields)
       new Gauge({
         name,

@@ -304,6 +304,29 @@ const commands: Record<string, Command> = {
             .trimEnd(),
         );
       }
+      if (s.shards.some((t) => t.persistence !== undefined)) {
+        print("shard  log         snapshot    last save             fsyncs      avg fsync   max fsync   writes");
+        for (const t of s.shards) {
+          const p = t.persistence;
+          if (p === undefined) continue;
+          const mib = (n: number) => `${(n / 1048576).toFixed(1)}MiB`;
+          print(
+            [
+              t.shard,
+              mib(p.logBytes),
+              mib(p.snapshotBytes),
+              p.lastSaveMs === 0 ? "never" : new Date(p.lastSaveMs).toISOString().slice(0, 19),
+              p.fsyncs,
+              `${(p.fsyncs === 0 ? 0 : p.fsyncTotalMs / p.fsyncs).toFixed(2)}ms`,
+              `${p.fsyncMaxMs.toFixed(2)}ms`,
+              p.refusingWrites ? "REFUSED (the log cannot be written)" : "ok",
+            ]
+              .map((x, i) => String(x).padEnd(i === 0 ? 7 : i === 3 ? 22 : 12))
+              .join("")
+              .trimEnd(),
+          );
+        }
+      }
       return EXIT.OK;
     },
   },

@@ -494,6 +494,19 @@ export class PiccoloClient {
         reads: Number(t.reads),
         writes: Number(t.writes),
         expired: Number(t.expired),
+        ...(t.durable
+          ? {
+              persistence: {
+                logBytes: Number(t.logBytes),
+                snapshotBytes: Number(t.snapshotBytes),
+                lastSaveMs: Number(t.lastSaveMs),
+                fsyncs: Number(t.fsyncs),
+                fsyncTotalMs: Number(t.fsyncTotalUs) / 1000,
+                fsyncMaxMs: Number(t.fsyncMaxUs) / 1000,
+                refusingWrites: t.refusingWrites,
+              },
+            }
+          : {}),
       })),
     };
   }

@@ -22,7 +22,16 @@ import {
   type ShardStatsRow,
 } from "../protocol/codec.js";
 import { encodeClusterInfo } from "../protocol/cluster-info.js";
-import { FLAG_KEEP_TTL, FLAG_STALE_READ, isWrite, Op, type Result, readF64, unpackKeys } from "../shard/command.js";
+import {
+  FLAG_KEEP_TTL,
+  FLAG_STALE_READ,
+  isWrite,
+  Op,
+  PERSISTENCE_FIELDS,
+  type Result,
+  readF64,
+  unpackKeys,
+} from "../shard/command.js";
 import { FrameReader } from "../protocol/framing.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
@@ -318,8 +327,12 @@ export class NativeConnection extends Connection implements NativeSession {
   }
 }
 
+/**
+ * A shard's STATS answer: five f64s from the core, then, on a durable
+ * node, the journal's figures in PERSISTENCE_FIELDS order (src/journal/execute.ts).
+ */
 export function statsRow(shard: number, b: Uint8Array): ShardStatsRow {
-  return {
+  const row: ShardStatsRow = {
     shard,
     keys: readF64(b, 0),
     memoryBytes: readF64(b, 8),
@@ -327,4 +340,21 @@ export function statsRow(shard: number, b: Uint8Array): ShardStatsRow {
     writes: readF64(b, 24),
     expired: readF64(b, 32),
   };
+  if (b.length >= STATS_BYTES + PERSISTENCE_FIELDS.length * 8) {
+    const f = (name: (typeof PERSISTENCE_FIELDS)[number]) =>
+      readF64(b, STATS_BYTES + PERSISTENCE_FIELDS.indexOf(name) * 8);
+    row.persistence = {
+      logBytes: f("logBytes"),
+      snapshotBytes: f("snapshotBytes"),
+      lastSaveMs: f("lastSaveMs"),
+      fsyncs: f("fsyncs"),
+      fsyncTotalMs: f("fsyncTotalMs"),
+      fsyncMaxMs: f("fsyncMaxMs"),
+      refusingWrites: f("failed") === 1,
+    };
+  }
+  return row;
 }
+
+/** Bytes of the core's own STATS answer (five f64s). */
+const STATS_BYTES = 40;

@@ -24,6 +24,15 @@ export function executeJournaled(j: Journal, c: CommandView, r: Result): boolean
     r.value = persistenceBytes(j);
     return true;
   }
+  if (op === Op.STATS) {
+    // The core's figures, then the journal's: one STATS answers both (src/io/native.ts statsRow).
+    j.core.execute(c, r);
+    const core = r.value!;
+    statsAndFigures.set(core, 0);
+    statsAndFigures.set(persistenceBytes(j), core.length);
+    r.value = statsAndFigures.subarray(0, core.length + figures.length);
+    return true;
+  }
   if (j.failed !== null && isWrite(op)) {
     r.status = ErrorCode.STORAGE_FAILED;
     return true;
@@ -33,6 +42,7 @@ export function executeJournaled(j: Journal, c: CommandView, r: Result): boolean
 }
 
 const figures = new Uint8Array(PERSISTENCE_FIELDS.length * 8);
+const statsAndFigures = new Uint8Array(64 + figures.length);
 
 /** The journal's figures as f64s, in the order of PERSISTENCE_FIELDS (src/shard/command.ts). */
 function persistenceBytes(j: Journal): Uint8Array {

@@ -144,6 +144,10 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
   const inMemory = flags["in-memory"] === true || env.PICCOLO_IN_MEMORY === "1";
   const maxValueBytes = int("max-value-bytes", pick("max-value-bytes"), 1, MAX_VALUE_BYTES_CEILING);
   const cluster = clusterConfig(pick);
+  if (cluster !== null && (typeof flags.fsync === "string" || inMemory))
+    throw new ConfigError(
+      "--fsync and --in-memory are for a single node: a cluster member always fsyncs its Raft log before it answers",
+    );
   if (cluster !== null && maxValueBytes > REPLICATED_MAX_VALUE_BYTES)
     throw new ConfigError(
       `--max-value-bytes must be at most ${REPLICATED_MAX_VALUE_BYTES} in cluster mode (a replicated write must fit in one WAL record), got ${maxValueBytes}`,

@@ -315,6 +315,16 @@ export interface ShardStatsRow {
   reads: number;
   writes: number;
   expired: number;
+  /** The shard's journal, when the node is durable (absent: in memory only). */
+  persistence?: {
+    logBytes: number;
+    snapshotBytes: number;
+    lastSaveMs: number;
+    fsyncs: number;
+    fsyncTotalMs: number;
+    fsyncMaxMs: number;
+    refusingWrites: boolean;
+  };
 }
 
 function frameOf(message: capnp.Message): Uint8Array {
@@ -476,6 +486,17 @@ export function encodeStats(id: bigint, rows: ShardStatsRow[], uptimeMs: number,
     t.reads = BigInt(row.reads);
     t.writes = BigInt(row.writes);
     t.expired = BigInt(row.expired);
+    const p = row.persistence;
+    if (p !== undefined) {
+      t.durable = true;
+      t.logBytes = BigInt(p.logBytes);
+      t.snapshotBytes = BigInt(p.snapshotBytes);
+      t.lastSaveMs = BigInt(Math.floor(p.lastSaveMs));
+      t.fsyncs = BigInt(p.fsyncs);
+      t.fsyncTotalUs = BigInt(Math.round(p.fsyncTotalMs * 1000));
+      t.fsyncMaxUs = BigInt(Math.round(p.fsyncMaxMs * 1000));
+      t.refusingWrites = p.refusingWrites;
+    }
   }
   return frameOf(m);
 }

@@ -2076,7 +2076,7 @@ export class ShardStats extends $.Struct {
   static readonly _capnp = {
     displayName: "ShardStats",
     id: "966d0f3f259dd8c6",
-    size: new $.ObjectSize(48, 0),
+    size: new $.ObjectSize(96, 0),
   };
   get shard(): number {
     return $.utils.getUint32(0, this);
@@ -2108,11 +2108,83 @@ export class ShardStats extends $.Struct {
   set writes(value: bigint) {
     $.utils.setUint64(32, value, this);
   }
+  /**
+* A single node's journal (docs/durability.md); all zero when it keeps nothing on disk.
+*
+*/
   get expired(): bigint {
     return $.utils.getUint64(40, this);
   }
   set expired(value: bigint) {
     $.utils.setUint64(40, value, this);
+  }
+  get durable(): boolean {
+    return $.utils.getBit(32, this);
+  }
+  set durable(value: boolean) {
+    $.utils.setBit(32, value, this);
+  }
+  /**
+* the log since the last snapshot
+*
+*/
+  get logBytes(): bigint {
+    return $.utils.getUint64(48, this);
+  }
+  set logBytes(value: bigint) {
+    $.utils.setUint64(48, value, this);
+  }
+  /**
+* the newest snapshot
+*
+*/
+  get snapshotBytes(): bigint {
+    return $.utils.getUint64(56, this);
+  }
+  set snapshotBytes(value: bigint) {
+    $.utils.setUint64(56, value, this);
+  }
+  /**
+* when it finished (ms since the epoch; 0: none yet)
+*
+*/
+  get lastSaveMs(): bigint {
+    return $.utils.getUint64(64, this);
+  }
+  set lastSaveMs(value: bigint) {
+    $.utils.setUint64(64, value, this);
+  }
+  get fsyncs(): bigint {
+    return $.utils.getUint64(72, this);
+  }
+  set fsyncs(value: bigint) {
+    $.utils.setUint64(72, value, this);
+  }
+  /**
+* time spent in fsync, in microseconds (average = total / fsyncs)
+*
+*/
+  get fsyncTotalUs(): bigint {
+    return $.utils.getUint64(80, this);
+  }
+  set fsyncTotalUs(value: bigint) {
+    $.utils.setUint64(80, value, this);
+  }
+  get fsyncMaxUs(): bigint {
+    return $.utils.getUint64(88, this);
+  }
+  set fsyncMaxUs(value: bigint) {
+    $.utils.setUint64(88, value, this);
+  }
+  /**
+* the log cannot be written (a full or failing disk)
+*
+*/
+  get refusingWrites(): boolean {
+    return $.utils.getBit(33, this);
+  }
+  set refusingWrites(value: boolean) {
+    $.utils.setBit(33, value, this);
   }
   toString(): string { return "ShardStats_" + super.toString(); }
 }

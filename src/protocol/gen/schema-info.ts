@@ -847,6 +847,62 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "uint64"
           }
+        },
+        {
+          "name": "durable",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "logBytes",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "snapshotBytes",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "lastSaveMs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "fsyncs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "fsyncTotalUs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "fsyncMaxUs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "refusingWrites",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
         }
       ]
     },
