@@ -171,9 +171,13 @@ export function client(q: RespRequest): void {
 
 /** The configuration keys clients and redis-benchmark ask for, with Piccolo's answers. */
 function configValues(q: RespRequest): Record<string, string> {
+  // A durable node's journal is Redis's AOF in spirit (docs/durability.md): appendonly yes, its policy.
+  const p = q.session.resp.persistence;
   return {
     save: "",
-    appendonly: "no",
+    appendonly: p === null ? "no" : "yes",
+    appendfsync: p === null ? "no" : p.fsync,
+    dir: p === null ? "" : p.dataDir,
     databases: "1",
     maxmemory: "0",
     "maxmemory-policy": "noeviction",
