@@ -12,10 +12,12 @@ import type { Journal } from "./journal.js";
 export function executeJournaled(j: Journal, c: CommandView, r: Result): boolean {
   const op = c.op;
   if (op === Op.SNAPSHOT) {
-    // arg0 1: SAVE (the snapshot is finished and durable before the answer); 0: BGSAVE (answer once started).
+    // arg0 0: BGSAVE (answer once started); 1: SAVE (the snapshot is finished and durable before the
+    // answer); 2: DEBUG RELOAD (SAVE, then the map rebuilt from the files, as a restart would).
     const wasFailed = j.failed !== null;
     const running = j.startSnapshot(Date.now()) || j.saving;
-    if (!running || (c.arg0 === 1 && !j.finishSnapshot(Date.now()))) r.status = ErrorCode.STORAGE_FAILED;
+    if (!running || (c.arg0 >= 1 && !j.finishSnapshot(Date.now()))) r.status = ErrorCode.STORAGE_FAILED;
+    else if (c.arg0 === 2) j.reload();
     r.num = j.stats().lastSaveMs;
     r.flag = j.saving ? 1 : 0;
     return wasFailed || j.failed === null;

@@ -215,9 +215,10 @@ export class Journal {
   }
 
   /**
-   * After a failure: the map as it is on disk (the writes whose answers
-   * were turned into STORAGE_FAILED are gone from it). The host swaps its
-   * core for this one.
+   * The map as it is on disk, read back as a restart would. After a
+   * failure, the writes whose answers were turned into STORAGE_FAILED are
+   * gone from it; on DEBUG RELOAD it proves the files hold the map. The
+   * host swaps its core for this one.
    */
   reload(): ShardCore {
     const recovery = recoverShard(this.options.fs, this.options.dir);

@@ -41,6 +41,19 @@ export function bgsave(q: RespRequest): void {
   q.everyShard(Op.SNAPSHOT, () => q.reply(reply.simple("Background saving started")), 0);
 }
 
+/**
+ * DEBUG RELOAD: SAVE, then every shard rebuilds its map from its files, as
+ * a restart would (Redis's DEBUG RELOAD saves and reloads its RDB). Tests use
+ * it to check the files hold the map without a process restart. Other DEBUG
+ * subcommands are refused.
+ */
+export function debug(q: RespRequest): void {
+  const sub = new TextDecoder().decode(q.args[1]!).toLowerCase();
+  if (sub !== "reload" || q.args.length !== 2) return q.error("ERR DEBUG: only DEBUG RELOAD is supported by Piccolo");
+  if (inMemory(q)) return;
+  q.everyShard(Op.SNAPSHOT, () => q.reply(reply.OK), 2);
+}
+
 /** LASTSAVE: when the last snapshot of every shard had finished (the oldest of the shards' last ones). */
 export function lastsave(q: RespRequest): void {
   if (inMemory(q)) return;

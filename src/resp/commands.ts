@@ -95,6 +95,15 @@ def("time", 1, "loading stale fast", NONE, "server", "Returns the server time.",
 def("save", 1, "admin noscript", NONE, "server", "Snapshots every shard now; answers once they are on disk.", ps.save);
 def("bgsave", -1, "admin noscript", NONE, "server", "Starts a snapshot of every shard.", ps.bgsave);
 def(
+  "debug",
+  -2,
+  "admin noscript loading stale",
+  NONE,
+  "server",
+  "DEBUG RELOAD: save, then reload every shard from its files.",
+  ps.debug,
+);
+def(
   "lastsave",
   1,
   "loading stale fast",

@@ -80,8 +80,9 @@ export const Op = {
    */
   SWEEP: 19,
   /**
-   * A durable shard snapshots its map (src/journal/). arg0 1: SAVE, the
-   * answer comes once the snapshot is durable; 0: BGSAVE, once it started.
+   * A durable shard snapshots its map (src/journal/). arg0 0: BGSAVE, the
+   * answer comes once it started; 1: SAVE, once the snapshot is durable;
+   * 2: DEBUG RELOAD, SAVE and then the map read back from the files.
    * num: when the last snapshot finished (ms); flag 1: one is running.
    */
   SNAPSHOT: 20,

@@ -223,13 +223,18 @@ function main(data: ShardWorkerData): void {
       assert(command.wrap(m), "the IO thread writes well-formed commands");
       result.reset(command.tag);
       if (journal === null) core.execute(command, result);
-      else executeDurable(journal);
+      else {
+        executeDurable(journal);
+        core = journal.core; // DEBUG RELOAD, or a failure, replaced the map
+      }
       emit(result);
       requests.consume();
       if (++batch % publishEvery === 0) {
         requests.ring.release();
         publish();
         sweepIfDue();
+        // A shard that never runs out of requests still fsyncs each second and moves its snapshot on.
+        journalTick();
       }
     }
     requests.ring.release();
