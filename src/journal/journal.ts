@@ -176,11 +176,17 @@ export class Journal {
    */
   commit(): boolean {
     if (this.failed !== null) return this.effects.empty;
-    return this.guard(() => {
+    if (this.effects.empty && !this.unsynced) return true; // a batch of reads: nothing to do
+    // Inline rather than through guard(): this runs at every publish, and allocates nothing.
+    try {
       this.writeEffects();
       if (this.options.fsync === "always" && this.unsynced) this.sync();
       if (this.segmentBytes >= WAL_SEGMENT_BYTES) this.openNext();
-    });
+      return true;
+    } catch (err) {
+      this.fail(err as Error);
+      return false;
+    }
   }
 
   private guard(work: () => void): boolean {
