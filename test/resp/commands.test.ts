@@ -205,7 +205,9 @@ for (const layout of LAYOUTS) {
       assert.equal(get![0], "get");
       assert.equal(get![1], 2);
       assert.deepEqual(await r.config("GET", "save"), ["save", ""]);
-      assert.deepEqual(await r.config("GET", "appendonly"), ["appendonly", "no"]);
+      // Durable by default (docs/durability.md): the journal is our append-only file.
+      assert.deepEqual(await r.config("GET", "appendonly"), ["appendonly", "yes"]);
+      assert.deepEqual(await r.config("GET", "appendfsync"), ["appendfsync", "everysec"]);
       const info = await r.info();
       for (const section of ["# Server", "# Clients", "# Memory", "# Stats", "# Keyspace"])
         assert.ok(info.includes(section), section);
