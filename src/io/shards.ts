@@ -133,7 +133,7 @@ export class InlineShards implements ShardBackend {
           dir: durability.shardDir(0),
           fsync: durability.fsync,
           snapshotLogBytes: durability.snapshotLogBytes,
-          fs: hooks.diskBudget > 0 ? budgetFs(realFs, hooks.diskBudget) : realFs,
+          fs: hooks.diskBudget > 0 ? budgetFs(realFs, { left: hooks.diskBudget }) : realFs,
           crashAfterSnapshot: hooks.crashAfterSnapshot,
           log: (level, message, detail) => events.onLog(level, message, detail),
         }));

@@ -16,7 +16,7 @@ export function executeJournaled(j: Journal, c: CommandView, r: Result): boolean
     // answer); 2: DEBUG RELOAD (SAVE, then the map rebuilt from the files, as a restart would).
     const wasFailed = j.failed !== null;
     const running = j.startSnapshot(Date.now()) || j.saving;
-    if (!running || (c.arg0 >= 1 && !j.finishSnapshot(Date.now()))) r.status = ErrorCode.STORAGE_FAILED;
+    if (!running || (c.arg0 >= 1 && !j.finishSnapshot())) r.status = ErrorCode.STORAGE_FAILED;
     else if (c.arg0 === 2) j.reload();
     r.num = j.stats().lastSaveMs;
     r.flag = j.saving ? 1 : 0;

@@ -84,9 +84,13 @@ export const realFs: JournalFs = {
  * have been written through this layer (the write that crosses the budget
  * is short: its first bytes reach the file, as on a real full disk).
  * Selected by PICCOLO_TEST_DISK_BUDGET_BYTES; never set in production.
+ * `budget.left` is live: a test raises it to "free space" again.
  */
-export function budgetFs(base: JournalFs, budget: number): JournalFs {
-  let left = budget;
+export interface DiskBudget {
+  left: number;
+}
+
+export function budgetFs(base: JournalFs, budget: DiskBudget): JournalFs {
   const full = (): Error => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
   return {
     ...base,
@@ -94,13 +98,13 @@ export function budgetFs(base: JournalFs, budget: number): JournalFs {
       const f = base.open(path);
       return {
         write(bytes, length) {
-          if (left <= 0) throw full();
-          if (length > left) {
-            f.write(bytes, left);
-            left = 0;
+          if (budget.left <= 0) throw full();
+          if (length > budget.left) {
+            f.write(bytes, budget.left);
+            budget.left = 0;
             throw full();
           }
-          left -= length;
+          budget.left -= length;
           f.write(bytes, length);
         },
         sync: () => f.sync(),

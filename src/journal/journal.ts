@@ -49,6 +49,8 @@ export interface JournalOptions {
   log: (level: "info" | "warn" | "error", message: string, detail?: object) => void;
   /** Keys a snapshot walks per tick (default SNAPSHOT_STEP_KEYS; tests make it tiny to interleave). */
   snapshotStepKeys?: number;
+  /** How long after a failure writes are tried again (JOURNAL_RETRY_MS; tests shorten it). */
+  retryMs?: number;
   /** TEST ONLY (PICCOLO_TEST_CRASH_AT=after-snapshot): SIGKILL the process between a snapshot's rename and the clean-up. */
   crashAfterSnapshot?: boolean;
 }
@@ -108,7 +110,8 @@ export class Journal {
     this.segments = recovery.segments;
     this.replayFrom = recovery.replayFrom;
     this.snapshotFile = recovery.snapshot;
-    this.lastSaveMs = recovery.snapshot?.finishedAtMs ?? 0;
+    // Redis's meaning: with no snapshot yet, the start counts as the last save (LASTSAVE is never 0).
+    this.lastSaveMs = recovery.snapshot?.finishedAtMs ?? Date.now();
     const last = this.segments[this.segments.length - 1];
     this.seq = last === undefined ? Math.max(1, this.replayFrom) - 1 : last.seq;
     // Appends go to a fresh segment: the last one may end where a torn tail was cut.
@@ -247,7 +250,7 @@ export class Journal {
    */
   tick(nowMs: number): boolean {
     if (this.failed !== null) {
-      if (performance.now() - this.failedAtMs >= JOURNAL_RETRY_MS) this.retry();
+      if (performance.now() - this.failedAtMs >= (this.options.retryMs ?? JOURNAL_RETRY_MS)) this.retry();
       return false;
     }
     if (
@@ -260,7 +263,7 @@ export class Journal {
       const log = this.logBytes();
       if (log >= this.options.snapshotLogBytes && log >= (this.snapshotFile?.bytes ?? 0)) this.startSnapshot(nowMs);
     }
-    if (this.snapshot !== null) this.snapshotStep(nowMs, this.options.snapshotStepKeys ?? SNAPSHOT_STEP_KEYS);
+    if (this.snapshot !== null) this.snapshotStep(this.options.snapshotStepKeys ?? SNAPSHOT_STEP_KEYS);
     return this.snapshot !== null;
   }
 
@@ -288,6 +291,19 @@ export class Journal {
         // abandoned
       }
       this.file = null;
+      // The probe segment goes, or every retry would leave one more file behind, and a half-written
+      // probe in a segment that is no longer the last would read as corruption at the next start.
+      const probe = this.segments[this.segments.length - 1];
+      if (probe !== undefined && probe.seq === this.seq) {
+        try {
+          this.options.fs.remove(`${this.options.dir}/${segmentName(this.seq)}`);
+          this.options.fs.syncDir(this.options.dir);
+          this.segments.pop();
+          this.seq--;
+        } catch {
+          // left as it is: the next retry opens the segment after it, and recovery judges it by its bytes
+        }
+      }
       this.options.log("warn", `the log still cannot be written: ${(err as Error).message}`, { dir: this.options.dir });
     }
   }
@@ -304,8 +320,8 @@ export class Journal {
   }
 
   /** Runs the snapshot in progress to its end now (SAVE). False when it failed. */
-  finishSnapshot(nowMs: number): boolean {
-    while (this.snapshot !== null) if (!this.snapshotStep(nowMs, 1 << 20)) return false;
+  finishSnapshot(): boolean {
+    while (this.snapshot !== null) if (!this.snapshotStep(1 << 20)) return false;
     return this.lastSaveOk;
   }
 
@@ -313,7 +329,7 @@ export class Journal {
     return this.snapshot !== null;
   }
 
-  private snapshotStep(nowMs: number, keys: number): boolean {
+  private snapshotStep(keys: number): boolean {
     const w = this.snapshot!;
     return this.guard(() => {
       if (!w.step(keys)) {
@@ -333,12 +349,14 @@ export class Journal {
       // The log must be as durable as the snapshot before older segments go.
       this.writeEffects();
       if (this.unsynced) this.sync();
-      const { name, bytes } = w.finish(nowMs);
+      // One clock reading for the file and for LASTSAVE, so a restart reports the same time.
+      const finishedAtMs = Date.now();
+      const { name, bytes } = w.finish(finishedAtMs);
       this.snapshot = null;
       if (this.options.crashAfterSnapshot === true) process.kill(process.pid, "SIGKILL");
       this.cleanUp(w.seq);
       this.snapshotFile = { name, bytes };
-      this.lastSaveMs = Date.now();
+      this.lastSaveMs = finishedAtMs;
       this.lastSaveOk = true;
       this.options.log("info", "snapshot saved", { dir: this.options.dir, name, bytes, keys: w.keys });
     });

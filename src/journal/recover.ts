@@ -92,7 +92,9 @@ export function recoverShard(fs: JournalFs, dir: string): ShardRecovery {
     } else segs.push(n);
   }
   if (removed.length > 0) fs.syncDir(dir);
-  if (segs.length > 0 && snapshot !== null && segmentSeq(segs[0]!) !== replayFrom)
+  // A snapshot is published only after the segment it names was created and fsynced into the
+  // directory (it holds the writes made while the fuzzy walk ran): without it, writes are lost.
+  if (snapshot !== null && (segs.length === 0 || segmentSeq(segs[0]!) !== replayFrom))
     throw new JournalCorruptError(
       `${dir}/${segmentName(replayFrom)}`,
       0,

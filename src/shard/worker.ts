@@ -77,7 +77,7 @@ function main(data: ShardWorkerData): void {
     const j = data.journal;
     const t = performance.now();
     try {
-      const fs = j.diskBudget > 0 ? budgetFs(realFs, j.diskBudget) : realFs;
+      const fs = j.diskBudget > 0 ? budgetFs(realFs, { left: j.diskBudget }) : realFs;
       const opened = Journal.open({
         dir: j.dir,
         fsync: j.fsync,

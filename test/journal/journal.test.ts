@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { ErrorCode } from "../../src/errors.js";
-import { budgetFs, realFs } from "../../src/journal/files.js";
+import { budgetFs, type DiskBudget, realFs } from "../../src/journal/files.js";
 import { type FsyncPolicy, Journal } from "../../src/journal/journal.js";
 import { JournalCorruptError } from "../../src/journal/recover.js";
 import { CommandView, commandBytes, encodeCommand, Op, Result } from "../../src/shard/command.js";
@@ -34,14 +34,18 @@ const NOW = 1_700_000_000_000;
 
 function open(
   dir: string,
-  options: { fsync?: FsyncPolicy; snapshotLogBytes?: number; budget?: number; stepKeys?: number } = {},
+  options: { fsync?: FsyncPolicy; snapshotLogBytes?: number; budget?: number | DiskBudget; stepKeys?: number } = {},
 ) {
   const logs: string[] = [];
   const { journal, recovery } = Journal.open({
     dir,
     fsync: options.fsync ?? "always",
     snapshotLogBytes: options.snapshotLogBytes ?? 64 * 1024 * 1024,
-    fs: options.budget === undefined ? realFs : budgetFs(realFs, options.budget),
+    fs:
+      options.budget === undefined
+        ? realFs
+        : budgetFs(realFs, typeof options.budget === "number" ? { left: options.budget } : options.budget),
+    retryMs: 0,
     snapshotStepKeys: options.stepKeys ?? 4096,
     log: (_level, message) => logs.push(message),
   });
@@ -188,7 +192,7 @@ describe("the shard journal", () => {
     for (let i = 0; i < 500; i++) run(a.journal, Op.PUT, `k${i}`, `v${i}`);
     assert.ok(a.journal.commit());
     assert.ok(a.journal.startSnapshot(NOW));
-    assert.ok(a.journal.finishSnapshot(NOW));
+    assert.ok(a.journal.finishSnapshot());
     run(a.journal, Op.PUT, "after", "x");
     assert.ok(a.journal.commit());
     assert.equal(segments(dir).length, 1, "the segments the snapshot covers are deleted");
@@ -218,7 +222,7 @@ describe("the shard journal", () => {
     const copies = oldSegments.map((n) => [n, readFileSync(join(dir, n))] as const);
     const b = open(dir);
     assert.ok(b.journal.startSnapshot(NOW));
-    assert.ok(b.journal.finishSnapshot(NOW));
+    assert.ok(b.journal.finishSnapshot());
     b.journal.close();
     for (const [n, bytes] of copies) writeFileSync(join(dir, n), bytes);
     const c = open(dir);
@@ -248,6 +252,58 @@ describe("the shard journal", () => {
     const b = open(dir);
     assert.equal(b.journal.core.store.size, acknowledged);
     b.journal.close();
+  });
+
+  it("a disk full for many retries leaves no probe segments behind; once space returns, writes resume and a restart recovers", () => {
+    const dir = freshDir();
+    const budget: DiskBudget = { left: 4096 };
+    const a = open(dir, { budget });
+    let acknowledged = 0;
+    for (let i = 0; i < 1000 && a.journal.failed === null; i++) {
+      run(a.journal, Op.PUT, `k${i}`, "x".repeat(100));
+      if (a.journal.commit()) acknowledged = i + 1;
+    }
+    assert.ok(a.journal.failed !== null);
+    a.journal.reload();
+    const before = segments(dir);
+    // A probe that fails at its first byte, and one torn half-way through: neither may stay.
+    for (const left of [0, 3, 0, 5]) {
+      budget.left = left;
+      a.journal.tick(NOW);
+      assert.ok(a.journal.failed !== null, "still full");
+    }
+    assert.deepEqual(segments(dir), before, "each failed retry removed its probe segment");
+    budget.left = 1 << 20;
+    a.journal.tick(NOW);
+    assert.equal(a.journal.failed, null, "space came back: writes resume");
+    run(a.journal, Op.PUT, "later", "y");
+    assert.ok(a.journal.commit());
+    a.journal.close();
+    const b = open(dir);
+    assert.equal(b.journal.core.store.size, acknowledged + 1);
+    assert.equal(get(b.journal.core, "later")?.value, "y");
+    b.journal.close();
+  });
+
+  it("a snapshot whose first segment is gone refuses to start, naming the segment; LASTSAVE's time survives a restart", () => {
+    const dir = freshDir();
+    const a = open(dir);
+    const opened = Date.now();
+    assert.ok(a.journal.stats().lastSaveMs >= opened - 1000, "before any snapshot the start counts as a save");
+    for (let i = 0; i < 10; i++) run(a.journal, Op.PUT, `k${i}`, "v");
+    assert.ok(a.journal.commit());
+    assert.ok(a.journal.startSnapshot(NOW));
+    assert.ok(a.journal.finishSnapshot());
+    const saved = a.journal.stats().lastSaveMs;
+    a.journal.close();
+    const b = open(dir);
+    assert.equal(b.journal.stats().lastSaveMs, saved, "the file carries the same time LASTSAVE answered");
+    b.journal.close();
+    for (const n of segments(dir)) rmSync(join(dir, n));
+    assert.throws(
+      () => open(dir),
+      (err: unknown) => err instanceof JournalCorruptError && /0{15}\d\.wal$/.test(err.file) && /missing/.test(err.message),
+    );
   });
 
   it("seeded: random writes, snapshots walked while the map changes, and restarts match a model", () => {
