@@ -302,7 +302,8 @@ describe("the shard journal", () => {
     for (const n of segments(dir)) rmSync(join(dir, n));
     assert.throws(
       () => open(dir),
-      (err: unknown) => err instanceof JournalCorruptError && /0{15}\d\.wal$/.test(err.file) && /missing/.test(err.message),
+      (err: unknown) =>
+        err instanceof JournalCorruptError && /0{15}\d\.wal$/.test(err.file) && /missing/.test(err.message),
     );
   });
 
