@@ -267,7 +267,7 @@ export class PeerTransport implements PeerNetwork {
    */
   heardWithin(peer: number, ms: number): boolean {
     const p = this.peers.get(peer);
-    return p !== undefined && p.ready && Date.now() - p.heardAt < ms;
+    return p?.ready === true && Date.now() - p.heardAt < ms;
   }
 
   /**
