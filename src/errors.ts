@@ -65,6 +65,15 @@ export const ErrorCode = {
    * themselves once the disk can be written again.
    */
   STORAGE_FAILED: 21,
+  /**
+   * A transaction (or an atomic multi-key command) names keys in different
+   * partitions of a cluster, where atomicity spans one partition: nothing
+   * was applied. Keys sharing a hash tag ({user:1}:a, {user:1}:b) are
+   * always in one partition.
+   */
+  CROSS_PARTITION: 22,
+  /** A transaction over TXN_MAX_OPS compares and ops, or TXN_MAX_BYTES of keys and values: nothing was applied. */
+  TXN_TOO_LARGE: 23,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -36,6 +36,28 @@ export const MAX_FRAME_SEGMENTS = 64;
 export const MAX_BATCH_KEYS = 10_000;
 
 /**
+ * A transaction's compares and ops together (etcd's default is 128; MULTI
+ * in Redis is bounded only by memory). Over it: TXN_TOO_LARGE, nothing sent.
+ */
+export const TXN_MAX_OPS = 4096;
+
+/**
+ * A transaction's keys and values together. A shard writes a transaction's
+ * effects as one journal record (that is what makes it atomic on disk), so
+ * this bounds that record too (JOURNAL_MAX_RECORD_BYTES leaves room for it).
+ * Over it: TXN_TOO_LARGE, nothing sent.
+ */
+export const TXN_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Multi-shard transactions in flight at once on a single node: the barrier
+ * slots in shared memory their participants meet on (src/shard/txn-barrier.ts).
+ * At the limit the next transaction waits, in order, on the IO thread for a
+ * slot (src/io/txn.ts); nothing is refused.
+ */
+export const TXN_BARRIER_SLOTS = 1024;
+
+/**
  * Requests one connection may have in flight (read but not yet answered).
  * At the limit the IO loop pauses reading that socket until answers drain:
  * backpressure on a pipelining client, never a drop.

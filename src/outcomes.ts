@@ -120,6 +120,18 @@ export const OUTCOMES: Record<Name, Outcome> = {
     resp: "MISCONF",
     problem: "storage-failed",
   },
+  CROSS_PARTITION: {
+    text: "Keys in request don't hash to the same slot (the transaction's keys are in different partitions; give them one hash tag, as {user:1}:a and {user:1}:b); nothing was applied",
+    applied: "no",
+    resp: "CROSSSLOT",
+    problem: "cross-partition",
+  },
+  TXN_TOO_LARGE: {
+    text: "the transaction is over its limit of ops or bytes; nothing was applied",
+    applied: "no",
+    resp: "ERR",
+    problem: "transaction-too-large",
+  },
 };
 
 const byCode: (Outcome | undefined)[] = [];

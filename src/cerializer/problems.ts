@@ -44,6 +44,11 @@ export const PROBLEMS = {
     status: 507,
     title: "The node cannot write its log (disk full or failing); nothing was applied",
   },
+  "cross-partition": {
+    status: 409,
+    title: "The transaction's keys are in different partitions; give them one hash tag; nothing was applied",
+  },
+  "transaction-too-large": { status: 413, title: "The transaction has more ops or bytes than allowed" },
   "node-error": { status: 502, title: "The node refused the request" },
   internal: { status: 500, title: "Internal error in the gateway" },
 } as const;

@@ -20,7 +20,7 @@
  * shards`, so one worker owns the partition's Raft group, its log and its map.
  */
 import { assert } from "../assert.js";
-import { hash32 } from "../hash.js";
+import { hash32, placementHash } from "../hash.js";
 
 /** Most members a static cluster may list (bounded like everything else). */
 export const MAX_CLUSTER_MEMBERS = 64;
@@ -103,7 +103,7 @@ const enc = new TextEncoder();
  * "shards" are the partitions.
  */
 export function partitionOf(key: Uint8Array, partitions: number): number {
-  return partitions <= 1 ? 0 : hash32(key, 0) % partitions;
+  return partitions <= 1 ? 0 : placementHash(key) % partitions;
 }
 
 export interface PartitionPlacement {

@@ -92,6 +92,39 @@ export class Dispatcher {
     value: null,
   };
 
+  /** The next multi-shard transaction's id (ids only grow, across restarts too: the backend seeds it). */
+  private nextTxnId = 1;
+  /** Multi-shard transactions waiting for a barrier slot, in arrival order. */
+  private readonly txnQueue: ((slot: number, id: number) => void)[] = [];
+
+  /** Whether a transaction may span shards (a single node's workers; not a cluster's partitions). */
+  get crossShardTxns(): boolean {
+    return this.backend.txnSlots !== undefined;
+  }
+
+  /** Runs `send` with a free barrier slot and a fresh transaction id, now or once a slot frees (FIFO). */
+  withTxnSlot(send: (slot: number, id: number) => void): void {
+    const slots = this.backend.txnSlots!;
+    if (this.txnQueue.length === 0) {
+      const slot = slots.acquire();
+      if (slot >= 0) return send(slot, this.takeTxnId());
+    }
+    this.txnQueue.push(send);
+  }
+
+  releaseTxnSlot(slot: number): void {
+    const slots = this.backend.txnSlots!;
+    slots.release(slot);
+    const next = this.txnQueue.shift();
+    if (next !== undefined) next(slots.acquire(), this.takeTxnId());
+  }
+
+  private takeTxnId(): number {
+    const floor = this.backend.txnSlots!.firstId;
+    if (this.nextTxnId < floor) this.nextTxnId = floor;
+    return this.nextTxnId++;
+  }
+
   /** Commands whose results are awaited from shards. */
   get inFlight(): number {
     return this.reqs.length - this.free.length;

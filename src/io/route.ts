@@ -11,15 +11,16 @@
  * table uses a different function, so the low bits it indexes by are not
  * correlated with the shard choice.
  */
-import { hash32, initHash } from "../hash.js";
+import { initHash, placementHash } from "../hash.js";
 
 /** Must be awaited once before shardOf(); the hash is WebAssembly, compiled async. */
 export async function initRouting(): Promise<void> {
   await initHash();
 }
 
+/** Keys with one hash tag ({user:1}:a, {user:1}:b) share a shard (src/hash.ts). */
 export function keyHash(key: Uint8Array): number {
-  return hash32(key, 0);
+  return placementHash(key);
 }
 
 export function shardOf(key: Uint8Array, shards: number): number {

@@ -4,7 +4,7 @@
  * Life of one request (docs/architecture.md has the picture):
  *   socket 'data' (Connection) -> NativeConnection.onBytes -> FrameReader (cut frames)
  *   -> decodeRequest (capnp-es, validate) -> Dispatcher.dispatch
- *   -> shard = xxhash32(key) mod N -> command into that shard's request ring
+ *   -> shard = xxhash32(key, or its {hash tag}) mod N -> command into that shard's request ring
  *   ... at the end of the turn: flush() publishes each ring, one wakeup each
  *   shard worker: execute, result into its notify ring, one wakeup
  *   -> ThreadedShards.drain (waitAsync fired) -> Dispatcher.onResult

@@ -22,7 +22,9 @@ import { executeJournaled } from "../journal/execute.js";
 import { budgetFs, realFs } from "../journal/files.js";
 import { type FsyncPolicy, Journal } from "../journal/journal.js";
 import { createRingBuffer, RingReader, RingWriter } from "../ring/ring.js";
-import type { WorkerMessage } from "../shard/worker.js";
+import type { ShardWorkerData, WorkerMessage } from "../shard/worker.js";
+import { BarrierSlots, createBarrierTable } from "../shard/txn-barrier.js";
+import { txnCompleted } from "../journal/recover.js";
 import { StartError } from "../start-failure.js";
 import { ErrorCode } from "../errors.js";
 import {
@@ -52,6 +54,19 @@ export interface ShardBackend {
   replaceReplica?(partition: number, remove: number, add: number): Promise<string | null>;
   /** Cluster mode only: asks the partition's leader to hand over to `member`; an error message, or null. */
   transferLeader?(partition: number, member: number): Promise<string | null>;
+  /**
+   * Transactions across shards (a single node with worker threads): the
+   * barrier slots their participants meet on (src/shard/txn-barrier.ts).
+   * Absent: every transaction must stay on one shard (a cluster's
+   * partitions; inline mode has one shard anyway).
+   */
+  txnSlots?: {
+    /** A free slot, reset; -1 when every slot is in use. */
+    acquire(): number;
+    release(slot: number): void;
+    /** Ids above every id the shards' journals hold (known once ready() resolved). */
+    readonly firstId: number;
+  };
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
   /**
@@ -141,6 +156,12 @@ export class InlineShards implements ShardBackend {
         throw new StartError(`cannot start: shard 0: ${(err as Error).message}`);
       }
       this.journal = journal;
+      // One shard: a transaction part in doubt (from a directory a threaded node wrote) is decided by its own record.
+      const doubt = journal.inDoubt;
+      if (doubt !== null)
+        journal.resolveInDoubt(
+          txnCompleted(doubt.id, doubt.participants, (s) => (s === 0 ? journal.lastTxn : { id: 0, state: "applied" })),
+        );
       this.core = journal.core;
       sweepTick(this.core, Date.now());
       this.recovered = { keys: this.core.store.size, ms: performance.now() - t };
@@ -248,6 +269,9 @@ interface ShardLink {
 
 export class ThreadedShards implements ShardBackend {
   readonly count: number;
+  readonly txnSlots?: ShardBackend["txnSlots"];
+  /** Above every transaction id the shards' journals hold (set once every shard recovered). */
+  private firstTxnId = 1;
   private readonly links: ShardLink[] = [];
   private readonly result = new Result();
   private closing = false;
@@ -269,6 +293,40 @@ export class ThreadedShards implements ShardBackend {
     const cores = cpus().length;
     const hooks = journalTestHooks();
     const readies: Promise<{ keys: number; ms: number }>[] = [];
+    const barrierTable = createBarrierTable();
+    if (count > 1) {
+      const slots = new BarrierSlots(barrierTable);
+      const self = this;
+      this.txnSlots = {
+        acquire: () => slots.acquire(),
+        release: (slot) => slots.release(slot),
+        get firstId() {
+          return self.firstTxnId;
+        },
+      };
+    }
+    // What each shard's journal says of its last multi-shard transaction, to decide the parts in doubt.
+    const recovered: (Extract<WorkerMessage, { type: "recovered" }> | undefined)[] = new Array(count);
+    let recoveredCount = 0;
+    const onRecovered = (shard: number, m: Extract<WorkerMessage, { type: "recovered" }>): void => {
+      recovered[shard] = m;
+      if (++recoveredCount < count) return;
+      const lastTxnOf = (s: number) => recovered[s]?.lastTxn ?? { id: 0, state: "applied" };
+      for (const [s, r] of recovered.entries()) {
+        this.firstTxnId = Math.max(this.firstTxnId, r!.lastTxn.id + 1);
+        if (r!.inDoubt === null) continue;
+        const done = txnCompleted(r!.inDoubt.id, r!.inDoubt.participants, lastTxnOf);
+        events.onLog(
+          "warn",
+          done
+            ? "a transaction cut short by a crash had been written by every participant: applied"
+            : "a transaction cut short by a crash had not been written by every participant: dropped",
+          { shard: s, txn: r!.inDoubt.id, participants: r!.inDoubt.participants },
+        );
+        Atomics.store(this.links[s]!.control, 1, done ? 1 : 2);
+        Atomics.notify(this.links[s]!.control, 1);
+      }
+    };
     for (let shard = 0; shard < count; shard++) {
       const requestRing = createRingBuffer(RING_BYTES);
       const notifyRing = createRingBuffer(RING_BYTES);
@@ -281,9 +339,17 @@ export class ThreadedShards implements ShardBackend {
               snapshotLogBytes: durability.snapshotLogBytes,
               ...hooks,
             };
-      const control = new SharedArrayBuffer(4);
+      const control = new SharedArrayBuffer(8);
       const worker = new Worker(new URL("../shard/worker.js", import.meta.url), {
-        workerData: { shard, requestRing, notifyRing, pinCore: pin ? shard % cores : -1, journal, control },
+        workerData: {
+          shard,
+          requestRing,
+          notifyRing,
+          pinCore: pin ? shard % cores : -1,
+          journal,
+          control,
+          txnBarrier: barrierTable,
+        } satisfies ShardWorkerData,
       });
       let readyFn!: (r: { keys: number; ms: number }) => void;
       let failFn!: (err: Error) => void;
@@ -294,6 +360,7 @@ export class ThreadedShards implements ShardBackend {
         }),
       );
       worker.on("message", (m: WorkerMessage) => {
+        if (m.type === "recovered") return onRecovered(shard, m);
         if (m.type === "ready") {
           if (m.truncatedTail !== null)
             events.onLog(

@@ -4,7 +4,7 @@
  *
  *   data/
  *     LOCK           the pid of the process that owns the directory
- *     piccolo.json   {"format": 1, "shards": N}: written once, at creation
+ *     piccolo.json   {"format": 2, "shards": N}: written once, at creation
  *     shard-0/ ...   one journal per shard worker (src/journal/journal.ts)
  *
  * LOCK. Two processes appending to the same logs would interleave records
@@ -24,7 +24,13 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { realFs } from "./files.js";
 
-export const DATA_FORMAT = 1;
+/**
+ * 2 (2026-12-03): keys are placed by their hash tag (src/hash.ts), and the
+ * journal holds transaction records. A format-1 directory (written the day
+ * before, by the first durable build) is refused: a key with braces in it
+ * may sit in a shard it no longer routes to.
+ */
+export const DATA_FORMAT = 2;
 
 export class DataDirError extends Error {
   override name = "DataDirError";
@@ -99,6 +105,10 @@ export function openDataDir(dir: string, shards: number, explicit: boolean): Dat
           `${manifestPath} is not valid JSON (${(err as Error).message}); it says how many shards wrote this directory`,
         );
       }
+      if (m.format === 1)
+        throw new DataDirError(
+          `${manifestPath}: format 1, written by a build before keys were placed by their hash tag; this build reads format ${DATA_FORMAT}. Move the directory aside (or export its keys with SCAN and GET through that build) and start on an empty one`,
+        );
       if (m.format !== DATA_FORMAT || !Number.isInteger(m.shards) || (m.shards as number) < 1)
         throw new DataDirError(
           `${manifestPath}: format ${String(m.format)} with shards ${String(m.shards)} is not one this build reads (format ${DATA_FORMAT})`,

@@ -40,6 +40,16 @@ export const JournalRecord = {
   SNAP_KEYS: 18,
   /** A snapshot's last record: f64 keys, f64 last version, f64 finish time. Without it the file is incomplete. */
   SNAP_END: 19,
+  /**
+   * A multi-shard transaction's part on this shard (docs/transactions.md):
+   * f64 txn id, u32 participants, u16 shard each (padded to 4 bytes), then
+   * effects as in EFFECTS. Applied on replay once a record follows it that
+   * is not its TXN_ABORT; as the log's last record it is "in doubt", and
+   * start-up asks the other participants (src/journal/recover.ts).
+   */
+  TXN_PART: 20,
+  /** The part just before it is void (another participant could not write its part): f64 txn id. */
+  TXN_ABORT: 21,
 } as const;
 
 const SET = 1;
@@ -55,8 +65,26 @@ export class EffectBuffer {
   /** Effects since the last take(). */
   count = 0;
 
+  /** The buffer holds a transaction part's prefix (startPart). */
+  part = false;
+
   get empty(): boolean {
-    return this.count === 0;
+    return this.count === 0 && !this.part;
+  }
+
+  /** Begins a TXN_PART record's payload (the buffer must be empty): the id and the participants. */
+  startPart(id: number, participants: readonly number[]): void {
+    assert(this.empty, "a transaction part is a record of its own");
+    this.room(12 + participants.length * 2 + 4);
+    writeF64(this.buf, this.end, id);
+    this.end += 8;
+    this.u32(participants.length);
+    for (const p of participants) {
+      this.buf[this.end++] = p & 0xff;
+      this.buf[this.end++] = p >>> 8;
+    }
+    while ((this.end - HEADER_BYTES) % 4 !== 0) this.buf[this.end++] = 0;
+    this.part = true;
   }
 
   /** Payload bytes so far. */
@@ -126,8 +154,8 @@ export class EffectBuffer {
 
   /** Frames what was recorded as one EFFECTS record; returns its bytes (a view, valid until the next effect). */
   seal(): Uint8Array {
-    assert(this.count > 0, "only a batch with effects is sealed");
-    sealFrame(this.buf, JournalRecord.EFFECTS, this.end);
+    assert(!this.empty, "only a batch with effects, or a transaction part, is sealed");
+    sealFrame(this.buf, this.part ? JournalRecord.TXN_PART : JournalRecord.EFFECTS, this.end);
     return this.buf.subarray(0, this.end);
   }
 
@@ -135,9 +163,27 @@ export class EffectBuffer {
   clear(): void {
     this.end = HEADER_BYTES;
     this.count = 0;
+    this.part = false;
     // A batch with a huge value grew the buffer; do not keep it forever.
     if (this.buf.length > 8 * 1024 * 1024) this.buf = new Uint8Array(64 * 1024);
   }
+}
+
+/** A TXN_PART payload's prefix: the id, the participants, and where its effects start; null if it does not parse. */
+export function readPartPrefix(
+  b: Uint8Array,
+  start: number,
+  end: number,
+): { id: number; participants: number[]; effects: number } | null {
+  if (start + 12 > end) return null;
+  const id = readF64(b, start);
+  const n = u32(b, start + 8);
+  let at = start + 12 + n * 2;
+  while ((at - start) % 4 !== 0) at++;
+  if (at > end) return null;
+  const participants: number[] = [];
+  for (let i = 0; i < n; i++) participants.push(b[start + 12 + i * 2]! | (b[start + 13 + i * 2]! << 8));
+  return { id, participants, effects: at };
 }
 
 function u32(b: Uint8Array, at: number): number {

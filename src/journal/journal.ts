@@ -29,11 +29,12 @@ import {
   SNAPSHOT_STEP_KEYS,
   WAL_SEGMENT_BYTES,
 } from "../limits.js";
+import { writeF64 } from "../shard/command.js";
 import type { ShardCore } from "../shard/execute.js";
 import { HEADER_BYTES, sealFrame } from "../wal/record.js";
 import { EffectBuffer, JournalRecord } from "./effects.js";
 import type { JournalFile, JournalFs } from "./files.js";
-import { recoverShard, type ShardRecovery, segmentName } from "./recover.js";
+import { type InDoubtPart, recoverShard, type ShardRecovery, segmentName } from "./recover.js";
 import { SnapshotWriter, snapshotName } from "./snapshot.js";
 
 export type FsyncPolicy = "always" | "everysec" | "no";
@@ -88,6 +89,12 @@ export class Journal {
   private lastSyncMs = performance.now();
   private snapshot: SnapshotWriter | null = null;
   private snapshotFile: { name: string; bytes: number } | null;
+  /** This shard's last multi-shard transaction and its state (recover.ts). */
+  lastTxn: ShardRecovery["lastTxn"];
+  /** The part written and not yet confirmed by every participant (0: none): a reload now drops it. */
+  private pendingPart = 0;
+  /** At start-up, a part that only the other shards can decide (resolveInDoubt). */
+  inDoubt: InDoubtPart | null;
   private lastSaveMs: number;
   private lastSaveOk = true;
   private changesSinceSave = 0;
@@ -110,6 +117,8 @@ export class Journal {
     this.segments = recovery.segments;
     this.replayFrom = recovery.replayFrom;
     this.snapshotFile = recovery.snapshot;
+    this.lastTxn = recovery.lastTxn;
+    this.inDoubt = recovery.inDoubt;
     // Redis's meaning: with no snapshot yet, the start counts as the last save (LASTSAVE is never 0).
     this.lastSaveMs = recovery.snapshot?.finishedAtMs ?? Date.now();
     const last = this.segments[this.segments.length - 1];
@@ -230,7 +239,13 @@ export class Journal {
    * host swaps its core for this one.
    */
   reload(): ShardCore {
-    const recovery = recoverShard(this.options.fs, this.options.dir);
+    // Only this shard's own last part can be in doubt here, and the journal knows its fate: one
+    // still pending when the failure came was not written everywhere; any other was confirmed.
+    const recovery = recoverShard(this.options.fs, this.options.dir, (id) =>
+      id === this.pendingPart ? "drop" : "apply",
+    );
+    this.pendingPart = 0;
+    this.lastTxn = recovery.lastTxn;
     this.segments.length = 0;
     this.segments.push(...recovery.segments);
     this.seq = Math.max(this.seq, recovery.segments[recovery.segments.length - 1]?.seq ?? 0);
@@ -314,7 +329,14 @@ export class Journal {
     return this.guard(() => {
       this.writeEffects();
       this.openNext(); // seals (and fsyncs) the current segment: the snapshot replays from the new one
-      this.snapshot = new SnapshotWriter(this.options.fs, this.options.dir, this.seq, this.core, nowMs);
+      this.snapshot = new SnapshotWriter(
+        this.options.fs,
+        this.options.dir,
+        this.seq,
+        this.core,
+        nowMs,
+        this.lastTxn.id,
+      );
       this.changesSinceSave = 0;
     });
   }
@@ -389,6 +411,79 @@ export class Journal {
       fsyncTotalMs: this.fsyncTotalMs,
       fsyncMaxMs: this.fsyncMaxMs,
     };
+  }
+
+  /**
+   * Start-up: the other shards said whether the part in doubt completed
+   * (txnCompleted in recover.ts). Applied, or cut off the log.
+   */
+  resolveInDoubt(completed: boolean): void {
+    const part = this.inDoubt;
+    if (part === null) return;
+    this.inDoubt = null;
+    if (completed) part.apply();
+    else part.drop();
+    this.lastTxn = { id: part.id, state: completed ? "applied" : "aborted" };
+  }
+
+  /**
+   * A multi-shard transaction's part begins (docs/transactions.md): what
+   * earlier commands recorded is written as a record of its own, and the
+   * part's effects, recorded next, become one TXN_PART record. False when
+   * the journal failed (or had: the part cannot be written).
+   */
+  beginPart(id: number, participants: readonly number[]): boolean {
+    if (this.failed !== null) return false;
+    if (!this.guard(() => this.writeEffects())) return false;
+    this.effects.startPart(id, participants);
+    this.pendingPart = id;
+    return true;
+  }
+
+  /**
+   * Writes the part and, unless the policy is `no`, fsyncs it: every
+   * participant's part must be on disk before any of them goes on, or a
+   * power loss could keep one part and lose another. False when that failed
+   * (the journal has failed; the host reloads, which drops the part).
+   */
+  sealPart(): boolean {
+    return this.guard(() => {
+      this.writeEffects();
+      if (this.options.fsync !== "no" && this.unsynced) this.sync();
+    });
+  }
+
+  /** Every participant wrote its part: it stands. */
+  confirmPart(id: number): void {
+    this.pendingPart = 0;
+    this.lastTxn = { id, state: "applied" };
+  }
+
+  /**
+   * Another participant could not write its part: this one is voided by a
+   * TXN_ABORT record, and the map is read back from disk without it. False
+   * when the abort could not be written (the journal has failed; the
+   * host's reload drops the part).
+   */
+  abortPart(id: number): boolean {
+    const ok = this.guard(() => {
+      const rec = new Uint8Array(HEADER_BYTES + 8);
+      writeF64(rec, HEADER_BYTES, id);
+      sealFrame(rec, JournalRecord.TXN_ABORT, rec.length);
+      this.file!.write(rec, rec.length);
+      this.segmentBytes += rec.length;
+      this.segments[this.segments.length - 1]!.bytes += rec.length;
+      this.unsynced = true;
+      if (this.options.fsync !== "no") this.sync();
+    });
+    if (!ok) return false;
+    this.pendingPart = 0;
+    this.lastTxn = { id, state: "aborted" };
+    // A snapshot walking the old map is abandoned with it (it starts again later).
+    this.snapshot?.abandon();
+    this.snapshot = null;
+    this.reload();
+    return true;
   }
 
   /** A clean stop: everything written and fsynced, whatever the policy. */

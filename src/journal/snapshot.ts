@@ -6,7 +6,7 @@
  * replay after loading it. Records use the WAL's framing (length, CRC32C,
  * type; src/wal/record.ts):
  *
- *   SNAP_HEAD  u64 seq, f64 startedAtMs
+ *   SNAP_HEAD  u64 seq, f64 startedAtMs, f64 the last transaction id this shard had seen
  *   SNAP_KEYS  u32 count, then per key: u32 keyBytes, u32 valueBytes,
  *              f64 version, f64 expiresAtMs, key, value   (many of these)
  *   SNAP_END   f64 keys written, f64 the shard's last version, f64 finishedAtMs
@@ -73,15 +73,17 @@ export class SnapshotWriter {
     readonly seq: number,
     private readonly core: ShardCore,
     readonly startedAtMs: number,
+    lastTxnId: number,
   ) {
     this.tmp = `${dir}/${snapshotName(seq)}.tmp`;
     fs.remove(this.tmp);
     this.file = fs.open(this.tmp);
     this.epoch = core.store.indexEpoch;
-    const head = new Uint8Array(HEADER_BYTES + 16);
+    const head = new Uint8Array(HEADER_BYTES + 24);
     const v = new DataView(head.buffer);
     putU64(v, HEADER_BYTES, seq);
     writeF64(head, HEADER_BYTES + 8, startedAtMs);
+    writeF64(head, HEADER_BYTES + 16, lastTxnId);
     sealFrame(head, JournalRecord.SNAP_HEAD, head.length);
     this.file.write(head, head.length);
     this.headBytes = this.bytes = head.length;
@@ -192,12 +194,13 @@ export function loadSnapshot(
   buf: Uint8Array,
   core: ShardCore,
   maxRecordBytes: number,
-): { seq: number; finishedAtMs: number; keys: number } | SnapshotDamage {
+): { seq: number; finishedAtMs: number; keys: number; lastTxnId: number } | SnapshotDamage {
   const head = readFrame(buf, 0, maxRecordBytes);
-  if (head === "short" || head === "bad" || head.type !== JournalRecord.SNAP_HEAD || head.end - head.start !== 16)
+  if (head === "short" || head === "bad" || head.type !== JournalRecord.SNAP_HEAD || head.end - head.start !== 24)
     return { offset: 0, why: "the header record is missing or damaged" };
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const seq = getU64(v, head.start);
+  const lastTxnId = readF64(buf, head.start + 16);
   const store = core.store;
   let at = head.end;
   for (;;) {
@@ -209,7 +212,7 @@ export function loadSnapshot(
       if (f.end !== buf.length) return { offset: f.end, why: "bytes after the END record" };
       const last = readF64(buf, f.start + 8);
       if (last > core.lastVersion) core.lastVersion = last;
-      return { seq, finishedAtMs: readF64(buf, f.start + 16), keys: readF64(buf, f.start) };
+      return { seq, finishedAtMs: readF64(buf, f.start + 16), keys: readF64(buf, f.start), lastTxnId };
     }
     if (f.type !== JournalRecord.SNAP_KEYS || f.end - f.start < 4) return { offset: at, why: "an unknown record type" };
     const count = v.getUint32(f.start, true);

@@ -88,6 +88,12 @@ export const Op = {
   SNAPSHOT: 20,
   /** A durable shard's journal figures: value = f64s named by PERSISTENCE_FIELDS. */
   PERSISTENCE: 21,
+  /**
+   * A transaction's part on this shard (src/shard/txn.ts): value = the part;
+   * arg0 = its barrier slot when it has several participants (-1: alone).
+   * flag 1: the success branch ran; value: the branch's results.
+   */
+  TXN: 22,
 } as const;
 
 /** The figures Op.PERSISTENCE answers, in order (src/journal/execute.ts). */

@@ -31,6 +31,7 @@ import {
   writeF64,
 } from "./command.js";
 import { addFloat, addInteger } from "./numbers.js";
+import { executeTxnAlone } from "./txn.js";
 import { ShardStore } from "./store.js";
 
 /**
@@ -96,6 +97,18 @@ export class ShardCore {
   private current(r: Result, slot: number): void {
     r.version = this.store.version(slot);
     r.expireAtMs = this.store.expiresAtMs(slot);
+  }
+
+  /**
+   * A key's state for a transaction's compare at `nowMs`: version 0 and no
+   * value when it is absent or expired. Removes nothing (a compare is a read).
+   */
+  peek(key: Uint8Array, nowMs: number): { version: number; value: Uint8Array | null } {
+    const slot = this.store.find(key);
+    if (slot < 0) return ABSENT;
+    const exp = this.store.expiresAtMs(slot);
+    if (exp !== 0 && exp <= nowMs) return ABSENT;
+    return { version: this.store.version(slot), value: this.store.value(slot) };
   }
 
   /** Applies one command, filling `r` (already reset with the command's tag). */
@@ -312,6 +325,10 @@ export class ShardCore {
         this.effects?.flush();
         this.writes++;
         return;
+      case Op.TXN:
+        // A part with one participant; a worker runs parts with several itself (txn-barrier.ts).
+        executeTxnAlone(this, c, r);
+        return;
       case Op.SWEEP:
         r.num = this.sweep(c.nowMs, Math.max(0, Math.min(c.arg0, 1_000_000)));
         return;
@@ -346,3 +363,5 @@ function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
   for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
   return true;
 }
+
+const ABSENT = { version: 0, value: null };

@@ -30,7 +30,9 @@ import { type FsyncPolicy, Journal } from "../journal/journal.js";
 import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
-import { CommandView, Result } from "./command.js";
+import { CommandView, Op, Result } from "./command.js";
+import { Barrier } from "./txn-barrier.js";
+import { runBranch, TXN_FAILURE_READS_ONLY, TXN_SUCCESS_READS_ONLY, TxnPart } from "./txn.js";
 import { ShardCore } from "./execute.js";
 import { pinCurrentThread } from "./pin.js";
 import { sweepTick } from "./sweep.js";
@@ -41,8 +43,14 @@ export interface ShardWorkerData {
   notifyRing: SharedArrayBuffer;
   /** Core to pin to, or -1 to leave the thread unpinned. */
   pinCore: number;
-  /** control[0] = 1: stop (flush and fsync the journal, post "closed", return). */
+  /**
+   * control[0] = 1: stop (flush and fsync the journal, post "closed", return).
+   * control[1]: start-up's verdict on this shard's transaction part in
+   * doubt, 1 completed, 2 not (the IO thread asked every shard).
+   */
   control: SharedArrayBuffer;
+  /** The barrier slots multi-shard transactions meet on (src/shard/txn-barrier.ts). */
+  txnBarrier: SharedArrayBuffer;
   /** Durable: this shard's journal directory and policy; null keeps the map in memory only. */
   journal: {
     dir: string;
@@ -56,6 +64,11 @@ export interface ShardWorkerData {
 /** Messages a worker posts to the IO thread besides results (which go through the ring). */
 export type WorkerMessage =
   | { type: "pin"; ok: boolean; detail: string }
+  | {
+      type: "recovered";
+      lastTxn: { id: number; state: string };
+      inDoubt: { id: number; participants: number[] } | null;
+    }
   | { type: "ready"; keys: number; ms: number; truncatedTail: object | null; removed: string[] }
   | { type: "failed"; message: string }
   | { type: "closed" }
@@ -88,6 +101,18 @@ function main(data: ShardWorkerData): void {
           post({ type: "log", level, message, ...(detail === undefined ? {} : { detail }) }),
       });
       journal = opened.journal;
+      const doubt = journal.inDoubt;
+      post({
+        type: "recovered",
+        lastTxn: journal.lastTxn,
+        inDoubt: doubt === null ? null : { id: doubt.id, participants: doubt.participants },
+      });
+      if (doubt !== null) {
+        // Only the other shards know whether every part of it was written: the IO thread asks them.
+        const control = new Int32Array(data.control);
+        while (Atomics.load(control, 1) === 0) Atomics.wait(control, 1, 0, 1000);
+        journal.resolveInDoubt(Atomics.load(control, 1) === 1);
+      }
       core = journal.core;
       // Keys whose TTL ran out while the node was down go now, not at their first read.
       sweepTick(core, Date.now());
@@ -103,7 +128,12 @@ function main(data: ShardWorkerData): void {
       return;
     }
   }
-  if (journal === null) post({ type: "ready", keys: 0, ms: 0, truncatedTail: null, removed: [] });
+  if (journal === null) {
+    post({ type: "recovered", lastTxn: { id: 0, state: "applied" }, inDoubt: null });
+    post({ type: "ready", keys: 0, ms: 0, truncatedTail: null, removed: [] });
+  }
+  const barrier = new Barrier(data.txnBarrier, (message) => post({ type: "log", level: "warn", message }));
+  const txnPart = new TxnPart();
   const command = new CommandView();
   const result = new Result();
   /** When the last sweep tick ran, on the monotonic clock (a wall-clock step must not stop the ticks). */
@@ -222,7 +252,8 @@ function main(data: ShardWorkerData): void {
     for (let m = requests.next(); m !== null; m = requests.next()) {
       assert(command.wrap(m), "the IO thread writes well-formed commands");
       result.reset(command.tag);
-      if (journal === null) core.execute(command, result);
+      if (command.op === Op.TXN && command.arg0 >= 0) executeShared();
+      else if (journal === null) core.execute(command, result);
       else {
         executeDurable(journal);
         core = journal.core; // DEBUG RELOAD, or a failure, replaced the map
@@ -246,6 +277,48 @@ function main(data: ShardWorkerData): void {
     // Sleep until the next tick is due, not a whole interval from now (not at all while a snapshot runs).
     if (batch === 0 && !saving)
       requests.ring.wait(Math.max(1, EXPIRE_SWEEP_INTERVAL_MS - (performance.now() - lastTickMs)));
+  }
+
+  /**
+   * A transaction's part with other participants (docs/transactions.md):
+   * meet them to learn the verdict of all compares, run the chosen branch,
+   * and, if it writes on a durable shard, write the part as one record and
+   * meet them again; if any participant could not write its part, every
+   * part is voided before anyone goes on, and the answer is STORAGE_FAILED.
+   */
+  function executeShared(): void {
+    // Answers already written leave now: the wait below is for other shards, not for their clients.
+    if (notifyRing.dirty) publish();
+    assert(txnPart.wrap(command.value), "the IO thread writes well-formed transaction parts");
+    const slot = command.arg0;
+    const n = command.arg1;
+    const success = barrier.vote(slot, n, txnPart.allHold(core, command.nowMs));
+    result.flag = success ? 1 : 0;
+    const readsOnly = (command.flags & (success ? TXN_SUCCESS_READS_ONLY : TXN_FAILURE_READS_ONLY)) !== 0;
+    if (journal === null || readsOnly) {
+      result.value = runBranch(txnPart, success, (v, r) => core.execute(v, r));
+      return;
+    }
+    const j = journal;
+    const wasFailed = j.failed !== null;
+    let value: Uint8Array | null = null;
+    let written = j.beginPart(txnPart.id, txnPart.participants);
+    if (written) {
+      value = runBranch(txnPart, success, (v, r) => j.core.execute(v, r));
+      written = j.sealPart();
+    }
+    if (barrier.written(slot, n, written)) {
+      j.confirmPart(txnPart.id);
+      result.value = value;
+      return;
+    }
+    // Some part is not on disk: void ours (an abort record, the map read back without it), or, if
+    // ours is what failed, take the map back from disk, which drops our part.
+    if (written ? !j.abortPart(txnPart.id) : !wasFailed) failPending();
+    core = j.core;
+    barrier.aborted(slot, n);
+    result.status = ErrorCode.STORAGE_FAILED;
+    result.value = null;
   }
 
   /** One command on a durable shard (src/journal/execute.ts); a journal failure fails every pending answer. */

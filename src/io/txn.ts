@@ -1,0 +1,198 @@
+/**
+ * Transactions on the IO thread: a transaction split into one part per
+ * shard it touches, sent to all of them in one step, and the parts' answers
+ * merged back into one outcome (docs/transactions.md).
+ *
+ * Sending every part in one synchronous step is what orders transactions:
+ * the IO thread is the only producer of every request ring, so if A's parts
+ * are written before B's, every shard that holds both meets A first. Two
+ * transactions can therefore never wait for each other in opposite orders
+ * at the shards' barrier (src/shard/txn-barrier.ts): the IO thread is the
+ * sequencer, as in Calvin, or in Dragonfly's transaction queue.
+ *
+ * A transaction with parts on several shards needs one barrier slot (a few
+ * shared integers the participants meet on); slots are few and fixed, and
+ * a transaction that finds none waits here, in order, for one to free.
+ */
+import { ErrorCode } from "../errors.js";
+import { MAX_KEY_BYTES, TXN_MAX_BYTES, TXN_MAX_OPS } from "../limits.js";
+import type { PartResult } from "../protocol/codec.js";
+import { isWrite, Op } from "../shard/command.js";
+import {
+  encodeTxnPart,
+  isTxnOp,
+  TXN_FAILURE_READS_ONLY,
+  TXN_SUCCESS_READS_ONLY,
+  type TxnCompare,
+  type TxnOp,
+  type TxnPartSpec,
+  unpackResults,
+} from "../shard/txn.js";
+import type { Dispatcher, InFlight } from "./dispatch.js";
+
+export type { TxnCompare, TxnOp } from "../shard/txn.js";
+export { CompareRelation, CompareTarget } from "../shard/txn.js";
+
+export interface TxnSpec {
+  compares: TxnCompare[];
+  success: TxnOp[];
+  failure: TxnOp[];
+}
+
+export interface TxnOutcome {
+  /** OK, or the failure that stopped the whole transaction (nothing of it was applied, or: see applied). */
+  status: number;
+  /** Every compare held: the success branch ran (else the failure branch). */
+  succeeded: boolean;
+  /** The chosen branch's results, in the branch's order. */
+  results: PartResult[];
+}
+
+/** Why a transaction cannot be sent; null when it can. */
+export function checkTxn(spec: TxnSpec, maxValueBytes: number): { code: ErrorCode; message: string } | null {
+  const ops = spec.compares.length + spec.success.length + spec.failure.length;
+  if (ops > TXN_MAX_OPS)
+    return { code: ErrorCode.TXN_TOO_LARGE, message: `${ops} compares and ops; the limit is ${TXN_MAX_OPS}` };
+  let bytes = 0;
+  for (const c of spec.compares) {
+    if (c.key.length === 0 || c.key.length > MAX_KEY_BYTES)
+      return { code: ErrorCode.KEY_TOO_LARGE, message: "a compare's key is empty or too large" };
+    bytes += c.key.length + (c.value?.length ?? 0);
+  }
+  for (const o of [...spec.success, ...spec.failure]) {
+    if (!isTxnOp(o.op))
+      return { code: ErrorCode.INVALID_ARGUMENT, message: `op ${o.op} cannot be part of a transaction` };
+    if (o.op !== Op.FLUSH && (o.key.length === 0 || o.key.length > MAX_KEY_BYTES))
+      return { code: ErrorCode.KEY_TOO_LARGE, message: "an op's key is empty or too large" };
+    if ((o.value?.length ?? 0) > maxValueBytes)
+      return { code: ErrorCode.VALUE_TOO_LARGE, message: "an op's value is over the node's --max-value-bytes" };
+    bytes += o.key.length + (o.value?.length ?? 0);
+  }
+  if (bytes > TXN_MAX_BYTES)
+    return {
+      code: ErrorCode.TXN_TOO_LARGE,
+      message: `${bytes} bytes of keys and values; the limit is ${TXN_MAX_BYTES}`,
+    };
+  return null;
+}
+
+/**
+ * One transaction in flight for a request: its parts' answers gathered,
+ * then merged. The request's onResult hands every result of the parts here
+ * (part = the index of the participant).
+ */
+export class TxnGather {
+  private readonly parts: (PartResult | null)[];
+  private received = 0;
+  /** The barrier slot (several participants), released once every part answered. */
+  slot = -1;
+
+  constructor(
+    readonly participants: readonly number[],
+    private readonly then: (o: TxnOutcome) => void,
+  ) {
+    this.parts = new Array<PartResult | null>(participants.length).fill(null);
+  }
+
+  onPart(part: number, status: number, flag: number, value: Uint8Array | null, d: Dispatcher): void {
+    this.parts[part] = {
+      status,
+      flag,
+      version: 0,
+      expireAtMs: 0,
+      num: 0,
+      value: value === null ? null : value.slice(),
+    };
+    if (++this.received < this.parts.length) return;
+    if (this.slot >= 0) d.releaseTxnSlot(this.slot);
+    this.then(this.merge());
+  }
+
+  private merge(): TxnOutcome {
+    for (const p of this.parts)
+      if (p!.status !== ErrorCode.OK) return { status: p!.status, succeeded: false, results: [] };
+    const succeeded = this.parts[0]!.flag === 1;
+    const results: PartResult[] = [];
+    for (const p of this.parts) {
+      if ((p!.flag === 1) !== succeeded) return { status: ErrorCode.INTERNAL, succeeded: false, results: [] }; // the barrier gives one verdict
+      for (const r of unpackResults(p!.value ?? new Uint8Array(0))) {
+        const at = r.tag;
+        const prior = results[at];
+        // FLUSH runs on every participant: its answers are alike, the first stands.
+        if (prior === undefined)
+          results[at] = {
+            status: r.status,
+            flag: r.flag,
+            version: r.version,
+            expireAtMs: r.expireAtMs,
+            num: r.num,
+            value: r.value === null ? null : r.value.slice(),
+          };
+      }
+    }
+    return { status: ErrorCode.OK, succeeded, results };
+  }
+}
+
+/**
+ * Splits `spec` by shard and sends every part for `req` (parts numbered by
+ * participant). Returns the gather the request must feed its results to, or
+ * the reason it was refused (nothing sent).
+ */
+export function sendTxn(
+  d: Dispatcher,
+  req: InFlight,
+  spec: TxnSpec,
+  nowMs: number,
+  then: (o: TxnOutcome) => void,
+): TxnGather | { code: ErrorCode; message: string } {
+  const byShard = new Map<number, TxnPartSpec>();
+  const partFor = (shard: number): TxnPartSpec => {
+    let p = byShard.get(shard);
+    if (p === undefined) {
+      p = { id: 0, participants: [], compares: [], success: [], failure: [] };
+      byShard.set(shard, p);
+    }
+    return p;
+  };
+  for (const c of spec.compares) (partFor(d.shardOf(c.key)).compares as TxnCompare[]).push(c);
+  for (const [branch, ops] of [
+    ["success", spec.success],
+    ["failure", spec.failure],
+  ] as const) {
+    for (const [index, op] of ops.entries()) {
+      const shards = op.op === Op.FLUSH ? Array.from({ length: d.shardCount }, (_, s) => s) : [d.shardOf(op.key)];
+      for (const s of shards) (partFor(s)[branch] as { index: number; op: TxnOp }[]).push({ index, op });
+    }
+  }
+  if (byShard.size === 0) partFor(0); // nothing to compare or do: one empty part answers "succeeded"
+  const participants = [...byShard.keys()].sort((a, b) => a - b);
+  if (participants.length > 1 && !d.crossShardTxns)
+    return {
+      code: ErrorCode.CROSS_PARTITION,
+      message: `the transaction's keys are in ${participants.length} partitions; give them one hash tag, as {user:1}:a and {user:1}:b`,
+    };
+  const readsOnly = (ops: TxnOp[]): boolean => ops.every((o) => !isWrite(o.op));
+  const flags =
+    (readsOnly(spec.success) ? TXN_SUCCESS_READS_ONLY : 0) | (readsOnly(spec.failure) ? TXN_FAILURE_READS_ONLY : 0);
+  const gather = new TxnGather(participants, then);
+  const send = (slot: number, id: number): void => {
+    gather.slot = slot;
+    for (const [i, shard] of participants.entries()) {
+      const part = byShard.get(shard)!;
+      part.id = id;
+      part.participants = participants.length > 1 ? participants : [];
+      const c = d.begin(Op.TXN, nowMs);
+      c.flags = flags;
+      c.arg0 = slot;
+      c.arg1 = participants.length;
+      c.value = encodeTxnPart(part, nowMs);
+      d.send(shard, req, i, EMPTY);
+    }
+  };
+  if (participants.length === 1) send(-1, 0);
+  else d.withTxnSlot(send);
+  return gather;
+}
+
+const EMPTY = new Uint8Array(0);

@@ -1,0 +1,335 @@
+/**
+ * A transaction's part on one shard: compares on this shard's keys, then one
+ * of two branches of ordinary shard commands (docs/transactions.md).
+ *
+ * The IO thread splits a transaction by shard (src/io/txn.ts) and sends each
+ * participant one Op.TXN command whose value is its part:
+ *
+ *   u32 compares, u32 success ops, u32 failure ops, u32 participants,
+ *   f64 txn id (0 when the transaction has one participant),
+ *   then per participant u16 shard, padded to 4 bytes,
+ *   then each compare:  u8 target, u8 relation, u16 0, u32 keyBytes,
+ *                       u32 valueBytes, u32 0, f64 number, key, value
+ *   then each op:       u32 bytes, an encoded command (command.ts) whose tag
+ *                       is the op's index in its branch (the transaction's
+ *                       own numbering, so results merge back in order)
+ *
+ * The shard evaluates its compares, learns the transaction's verdict (its
+ * own when it is the only participant; all participants' together otherwise:
+ * src/shard/txn-barrier.ts), runs the chosen branch in order, and answers
+ * one result: flag 1 when the success branch ran, value = the branch's
+ * results, each `u32 bytes, encoded Result`.
+ *
+ * Pure: no threads, no files. The worker adds the barrier and the journal;
+ * a replicated partition applies a one-participant part from its Raft log.
+ */
+import { ErrorCode } from "../errors.js";
+import {
+  CommandView,
+  commandBytes,
+  encodeCommand,
+  type CommandFields,
+  isWrite,
+  Op,
+  readF64,
+  readU32,
+  Result,
+  writeF64,
+  writeU32,
+} from "./command.js";
+import type { ShardCore } from "./execute.js";
+
+/** Op.TXN's flags: the success (failure) branch writes nothing on any participant, so it needs no journal record. */
+export const TXN_SUCCESS_READS_ONLY = 1;
+export const TXN_FAILURE_READS_ONLY = 2;
+
+/** What a compare looks at. */
+export const CompareTarget = {
+  /** The key's version; 0 when it is absent (so `version = 0` means "does not exist"). */
+  VERSION: 1,
+  /** The key's value, byte for byte (lexicographic for < and >); false for an absent key. */
+  VALUE: 2,
+} as const;
+
+export const CompareRelation = { EQUAL: 1, NOT_EQUAL: 2, LESS: 3, GREATER: 4 } as const;
+
+export interface TxnCompare {
+  key: Uint8Array;
+  target: number;
+  relation: number;
+  /** VERSION: the version compared against. */
+  number: number;
+  /** VALUE: the value compared against. */
+  value: Uint8Array | null;
+}
+
+/** One op of a branch: a shard command (only ops that touch one key, or FLUSH/SCAN-free keyless ones). */
+export type TxnOp = Omit<CommandFields, "tag" | "nowMs">;
+
+export interface TxnPartSpec {
+  id: number;
+  participants: readonly number[];
+  compares: readonly TxnCompare[];
+  success: readonly { index: number; op: TxnOp }[];
+  failure: readonly { index: number; op: TxnOp }[];
+}
+
+/** Ops a transaction may carry: the ones that act on one key, and FLUSH. */
+export function isTxnOp(op: number): boolean {
+  return (
+    op === Op.GET ||
+    op === Op.PUT ||
+    op === Op.INSERT ||
+    op === Op.UPDATE ||
+    op === Op.CAS ||
+    op === Op.DELETE ||
+    op === Op.EXISTS ||
+    op === Op.EXPIRE ||
+    op === Op.PERSIST ||
+    op === Op.TTL ||
+    op === Op.INCRBY ||
+    op === Op.INCRBYFLOAT ||
+    op === Op.APPEND ||
+    op === Op.SETRANGE ||
+    op === Op.GETEX ||
+    op === Op.FLUSH
+  );
+}
+
+const COMPARE_HEADER_BYTES = 24;
+
+function headerBytes(participants: number): number {
+  return 24 + ((participants * 2 + 3) & ~3);
+}
+
+export function txnPartBytes(p: TxnPartSpec): number {
+  let n = headerBytes(p.participants.length);
+  for (const c of p.compares) n += COMPARE_HEADER_BYTES + c.key.length + (c.value?.length ?? 0);
+  for (const o of [...p.success, ...p.failure]) n += 4 + commandBytes(o.op.key.length, o.op.value?.length ?? 0);
+  return n;
+}
+
+const scratch: CommandFields = {
+  op: Op.GET,
+  flags: 0,
+  tag: 0,
+  nowMs: 0,
+  expireAtMs: 0,
+  arg0: 0,
+  arg1: 0,
+  key: new Uint8Array(0),
+  value: null,
+};
+
+/** Encodes a part; every op gets the transaction's `nowMs`. */
+export function encodeTxnPart(p: TxnPartSpec, nowMs: number): Uint8Array {
+  const out = new Uint8Array(txnPartBytes(p));
+  writeU32(out, 0, p.compares.length);
+  writeU32(out, 4, p.success.length);
+  writeU32(out, 8, p.failure.length);
+  writeU32(out, 12, p.participants.length);
+  writeF64(out, 16, p.id);
+  for (const [i, s] of p.participants.entries()) {
+    out[24 + i * 2] = s & 0xff;
+    out[25 + i * 2] = s >>> 8;
+  }
+  let at = headerBytes(p.participants.length);
+  for (const c of p.compares) {
+    const v = c.value ?? EMPTY;
+    out[at] = c.target;
+    out[at + 1] = c.relation;
+    writeU32(out, at + 4, c.key.length);
+    writeU32(out, at + 8, v.length);
+    writeF64(out, at + 16, c.number);
+    out.set(c.key, at + COMPARE_HEADER_BYTES);
+    out.set(v, at + COMPARE_HEADER_BYTES + c.key.length);
+    at += COMPARE_HEADER_BYTES + c.key.length + v.length;
+  }
+  for (const o of [...p.success, ...p.failure]) {
+    const bytes = commandBytes(o.op.key.length, o.op.value?.length ?? 0);
+    writeU32(out, at, bytes);
+    Object.assign(scratch, o.op);
+    scratch.tag = o.index;
+    scratch.nowMs = nowMs;
+    encodeCommand(out, at + 4, scratch);
+    at += 4 + bytes;
+  }
+  return out;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A decoded part: views into the command's value bytes. */
+export class TxnPart {
+  compares = 0;
+  success = 0;
+  failure = 0;
+  id = 0;
+  participants: number[] = [];
+  /** Byte offsets of each compare, then of each op (success ops first). */
+  private compareAt: number[] = [];
+  private opAt: number[] = [];
+  bytes: Uint8Array = EMPTY;
+
+  /** False when the bytes are not a well-formed part. */
+  wrap(b: Uint8Array): boolean {
+    if (b.length < 24) return false;
+    this.bytes = b;
+    this.compares = readU32(b, 0);
+    this.success = readU32(b, 4);
+    this.failure = readU32(b, 8);
+    const n = readU32(b, 12);
+    this.id = readF64(b, 16);
+    if (n > 0xffff || headerBytes(n) > b.length) return false;
+    this.participants = [];
+    for (let i = 0; i < n; i++) this.participants.push(b[24 + i * 2]! | (b[25 + i * 2]! << 8));
+    let at = headerBytes(n);
+    this.compareAt = [];
+    for (let i = 0; i < this.compares; i++) {
+      if (at + COMPARE_HEADER_BYTES > b.length) return false;
+      this.compareAt.push(at);
+      at += COMPARE_HEADER_BYTES + readU32(b, at + 4) + readU32(b, at + 8);
+    }
+    this.opAt = [];
+    for (let i = 0; i < this.success + this.failure; i++) {
+      if (at + 4 > b.length) return false;
+      this.opAt.push(at + 4);
+      at += 4 + readU32(b, at);
+    }
+    return at === b.length;
+  }
+
+  /** The bytes of op `i` of the success (i < success) or failure branch, as one encoded command. */
+  op(branchSuccess: boolean, i: number): Uint8Array {
+    const at = this.opAt[branchSuccess ? i : this.success + i]!;
+    return this.bytes.subarray(at, at + readU32(this.bytes, at - 4));
+  }
+
+  /** Whether compare `i` holds on `core` at `nowMs` (a read: an expired key reads as absent). */
+  holds(core: ShardCore, i: number, nowMs: number): boolean {
+    const b = this.bytes;
+    const at = this.compareAt[i]!;
+    const target = b[at]!;
+    const relation = b[at + 1]!;
+    const keyBytes = readU32(b, at + 4);
+    const key = b.subarray(at + COMPARE_HEADER_BYTES, at + COMPARE_HEADER_BYTES + keyBytes);
+    const state = core.peek(key, nowMs);
+    if (target === CompareTarget.VERSION) return relate(relation, Math.sign(state.version - readF64(b, at + 16)));
+    if (target === CompareTarget.VALUE) {
+      if (state.value === null) return false;
+      const start = at + COMPARE_HEADER_BYTES + keyBytes;
+      return relate(relation, compareBytes(state.value, b.subarray(start, start + readU32(b, at + 8))));
+    }
+    return false;
+  }
+
+  /** Every compare holds. */
+  allHold(core: ShardCore, nowMs: number): boolean {
+    for (let i = 0; i < this.compares; i++) if (!this.holds(core, i, nowMs)) return false;
+    return true;
+  }
+
+  /** Every key the part's branch `success` writes (what an abort must restore), and no others. */
+  writtenKeys(success: boolean): Uint8Array[] {
+    const keys: Uint8Array[] = [];
+    const view = new CommandView();
+    const n = success ? this.success : this.failure;
+    for (let i = 0; i < n; i++) {
+      view.wrap(this.op(success, i));
+      if (isWrite(view.op) && view.op !== Op.FLUSH) keys.push(view.key);
+    }
+    return keys;
+  }
+
+  /** Whether branch `success` holds a FLUSH (an abort cannot restore a whole map from before-images). */
+  flushes(success: boolean): boolean {
+    const view = new CommandView();
+    const n = success ? this.success : this.failure;
+    for (let i = 0; i < n; i++) {
+      view.wrap(this.op(success, i));
+      if (view.op === Op.FLUSH) return true;
+    }
+    return false;
+  }
+}
+
+function relate(relation: number, sign: number): boolean {
+  switch (relation) {
+    case CompareRelation.EQUAL:
+      return sign === 0;
+    case CompareRelation.NOT_EQUAL:
+      return sign !== 0;
+    case CompareRelation.LESS:
+      return sign < 0;
+    case CompareRelation.GREATER:
+      return sign > 0;
+    default:
+      return false;
+  }
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return Math.sign(a.length - b.length);
+}
+
+/**
+ * Runs branch `success` of `part` on `core`, each op through `run` (the
+ * host's way to execute: the journal's, or the core's own), and returns the
+ * branch's results packed as the Op.TXN result's value.
+ */
+export function runBranch(part: TxnPart, success: boolean, run: (c: CommandView, r: Result) => void): Uint8Array {
+  const n = success ? part.success : part.failure;
+  const view = new CommandView();
+  const r = new Result();
+  const encoded: Uint8Array[] = [];
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    view.wrap(part.op(success, i));
+    r.reset(view.tag);
+    run(view, r);
+    const bytes = new Uint8Array(r.byteLength());
+    r.encode(bytes, 0);
+    encoded.push(bytes);
+    size += 4 + bytes.length;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const e of encoded) {
+    writeU32(out, at, e.length);
+    out.set(e, at + 4);
+    at += 4 + e.length;
+  }
+  return out;
+}
+
+/** Unpacks a part's results: each result's value is a view into `b`. */
+export function unpackResults(b: Uint8Array): Result[] {
+  const out: Result[] = [];
+  let at = 0;
+  while (at + 4 <= b.length) {
+    const n = readU32(b, at);
+    const r = new Result();
+    r.decode(b.subarray(at + 4, at + 4 + n));
+    out.push(r);
+    at += 4 + n;
+  }
+  return out;
+}
+
+/**
+ * A one-participant part, start to end, on a core without a journal (a
+ * replicated partition applying its log, an in-memory shard): compares,
+ * then the branch they chose. `r` gets flag 1 when the success branch ran.
+ */
+export function executeTxnAlone(core: ShardCore, c: CommandView, r: Result): void {
+  const part = new TxnPart();
+  if (!part.wrap(c.value)) {
+    r.status = ErrorCode.INVALID_ARGUMENT;
+    return;
+  }
+  const success = part.allHold(core, c.nowMs);
+  r.flag = success ? 1 : 0;
+  r.value = runBranch(part, success, (v, res) => core.execute(v, res));
+}
