@@ -74,6 +74,13 @@ export const ErrorCode = {
   CROSS_PARTITION: 22,
   /** A transaction over TXN_MAX_OPS compares and ops, or TXN_MAX_BYTES of keys and values: nothing was applied. */
   TXN_TOO_LARGE: 23,
+  /**
+   * A watch asked to resume from a position older than the change history
+   * kept (or from another run of the node): changes may have been missed.
+   * Read the keys again, then watch from the current position the error
+   * carries.
+   */
+  COMPACTED: 24,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

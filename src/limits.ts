@@ -538,3 +538,24 @@ export function cerializerMemoryBoundBytes(o: {
     GC_SLACK_BYTES
   );
 }
+
+/**
+ * The change history each shard keeps for watchers (src/shard/history.ts),
+ * `--watch-history-bytes`. A watcher that falls further behind than this
+ * (or resumes from a position older than it) gets COMPACTED with the oldest
+ * position still kept. At 100-byte changes, 16 MiB is about 160,000 changes
+ * per shard.
+ */
+export const DEFAULT_WATCH_HISTORY_BYTES = 16 * 1024 * 1024;
+
+/** Values up to this size travel with their change; a larger one is left out (the event gives its size). */
+export const WATCH_VALUE_MAX_BYTES = 64 * 1024;
+
+/** Bytes of changes one Op.WATCH answer carries at most (at least one change). */
+export const WATCH_READ_MAX_BYTES = 1024 * 1024;
+
+/** A parked watch read (nothing new) is answered empty after this long; the watcher asks again if it is still there. */
+export const WATCH_PARK_MS = 10_000;
+
+/** Parked watch reads one shard holds; past it the oldest is answered empty at once (its watcher asks again). */
+export const WATCH_MAX_PARKED = 16_384;

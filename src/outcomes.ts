@@ -132,6 +132,12 @@ export const OUTCOMES: Record<Name, Outcome> = {
     resp: "ERR",
     problem: "transaction-too-large",
   },
+  COMPACTED: {
+    text: "the watch position is older than the change history kept; read the keys again and watch from the current position",
+    applied: "no",
+    resp: "ERR",
+    problem: "compacted",
+  },
 };
 
 const byCode: (Outcome | undefined)[] = [];

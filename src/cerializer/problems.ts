@@ -49,6 +49,7 @@ export const PROBLEMS = {
     title: "The transaction's keys are in different partitions; give them one hash tag; nothing was applied",
   },
   "transaction-too-large": { status: 413, title: "The transaction has more ops or bytes than allowed" },
+  compacted: { status: 410, title: "The watch position is older than the change history kept" },
   "node-error": { status: 502, title: "The node refused the request" },
   internal: { status: 500, title: "Internal error in the gateway" },
 } as const;

@@ -32,12 +32,15 @@ import {
   CommandView,
   commandBytes,
   encodeCommand,
+  Op,
   RESULT_HEADER_BYTES,
   Result,
 } from "../shard/command.js";
 import { ShardCore } from "../shard/execute.js";
-import { EXPIRE_SWEEP_INTERVAL_MS } from "../limits.js";
+import { DEFAULT_WATCH_HISTORY_BYTES, EXPIRE_SWEEP_INTERVAL_MS } from "../limits.js";
 import { sweepTick } from "../shard/sweep.js";
+import { History } from "../shard/history.js";
+import { WatchReads } from "../shard/watch-reads.js";
 
 export type { ClusterInfo } from "../protocol/cluster-info.js";
 
@@ -133,11 +136,19 @@ export class InlineShards implements ShardBackend {
    */
   private held = new Uint8Array(64 * 1024);
   private heldEnd = 0;
+  private readonly history: History;
+  private readonly watchReads: WatchReads;
+  /** The history's last seq at the last good commit: what a failed commit takes back. */
+  private committedSeq = 0;
+  private waking = false;
 
   constructor(
     private readonly events: ShardEvents,
     durability: Durability | null = null,
+    watchHistoryBytes = DEFAULT_WATCH_HISTORY_BYTES,
   ) {
+    this.history = new History(watchHistoryBytes);
+    this.watchReads = new WatchReads(this.history);
     if (durability === null) this.core = new ShardCore();
     else {
       const t = performance.now();
@@ -166,6 +177,7 @@ export class InlineShards implements ShardBackend {
       sweepTick(this.core, Date.now());
       this.recovered = { keys: this.core.store.size, ms: performance.now() - t };
     }
+    this.core.changes = this.history;
     // The sweep's tick (src/shard/sweep.ts) and the journal's (everysec, snapshots); here on the IO thread.
     this.sweepTimer = setInterval(() => this.tick(), EXPIRE_SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();
@@ -178,11 +190,26 @@ export class InlineShards implements ShardBackend {
   private tick(): void {
     sweepTick(this.core, Date.now());
     const j = this.journal;
-    if (j === null) return;
+    if (j === null) return this.wakeWatchers();
+    if (j.commit()) this.committedSeq = this.history.lastSeq;
+    else this.failHeld(null);
+    this.wakeWatchers();
     const wasFailed = j.failed !== null;
     // A snapshot runs in steps, one per tick here (the IO thread must not stall).
     j.tick(Date.now());
-    if (!wasFailed && j.failed !== null) this.core = j.reload();
+    if (!wasFailed && j.failed !== null) this.failHeld(null);
+  }
+
+  /** Parked watch reads with news, or whose time ran out (after the commit: only durable changes). */
+  private wakeWatchers(): void {
+    if (this.waking || !this.watchReads.due(Date.now())) return;
+    this.waking = true;
+    try {
+      this.watchReads.wake(Date.now(), (r) => this.events.onResult(r));
+    } finally {
+      this.waking = false;
+    }
+    this.events.onBatchEnd();
   }
 
   send(_shard: number, c: CommandFields): void {
@@ -194,13 +221,20 @@ export class InlineShards implements ShardBackend {
     this.view.wrap(this.scratch.subarray(0, bytes));
     const r = this.result.reset(c.tag);
     const j = this.journal;
+    if (c.op === Op.WATCH) {
+      if (!this.watchReads.read(this.view, r, Date.now())) return; // parked: answered by wakeWatchers()
+    } else if (j === null) this.core.execute(this.view, r);
+    else {
+      if (!executeJournaled(j, this.view, r)) this.failHeld(r);
+      if (this.core !== j.core) {
+        this.core = j.core;
+        this.core.changes = this.history;
+      }
+    }
     if (j === null) {
-      this.core.execute(this.view, r);
       this.events.onResult(r);
       return;
     }
-    if (!executeJournaled(j, this.view, r)) this.failHeld(r);
-    this.core = j.core;
     const n = r.byteLength();
     if (this.heldEnd + n > this.held.length) {
       const grown = new Uint8Array(Math.max(this.held.length * 2, this.heldEnd + n));
@@ -222,13 +256,16 @@ export class InlineShards implements ShardBackend {
       r.status = ErrorCode.STORAGE_FAILED;
       r.value = null;
     }
+    this.watchReads.rollback(this.committedSeq);
     this.core = this.journal!.reload();
+    this.core.changes = this.history;
   }
 
   flush(): void {
     const j = this.journal;
     if (j !== null && this.heldEnd > 0) {
-      if (!j.commit()) this.failHeld(null);
+      if (j.commit()) this.committedSeq = this.history.lastSeq;
+      else this.failHeld(null);
       const held = this.held;
       const end = this.heldEnd;
       this.heldEnd = 0;
@@ -240,6 +277,7 @@ export class InlineShards implements ShardBackend {
       }
       if (held.length > 8 * 1024 * 1024) this.held = new Uint8Array(64 * 1024);
     }
+    if (j === null || this.heldEnd === 0) this.wakeWatchers();
     this.events.onBatchEnd();
   }
 
@@ -287,6 +325,7 @@ export class ThreadedShards implements ShardBackend {
     private readonly events: ShardEvents,
     pin = true,
     durability: Durability | null = null,
+    watchHistoryBytes = DEFAULT_WATCH_HISTORY_BYTES,
   ) {
     assert(count >= 1, "threaded backend has at least one shard");
     this.count = count;
@@ -349,6 +388,7 @@ export class ThreadedShards implements ShardBackend {
           journal,
           control,
           txnBarrier: barrierTable,
+          watchHistoryBytes,
         } satisfies ShardWorkerData,
       });
       let readyFn!: (r: { keys: number; ms: number }) => void;

@@ -94,6 +94,15 @@ export const Op = {
    * flag 1: the success branch ran; value: the branch's results.
    */
   TXN: 22,
+  /**
+   * The shard's changes after position arg0 whose key starts with `key`
+   * (WATCH_EXACT: equals it), at most arg1 bytes (src/shard/history.ts).
+   * value: the change records; num: the position to read on from; version:
+   * the oldest position kept. COMPACTED when arg0 is older than that. With
+   * nothing new the read is parked until a change or WATCH_PARK_MS
+   * (WATCH_NO_PARK: answered empty at once).
+   */
+  WATCH: 23,
 } as const;
 
 /** The figures Op.PERSISTENCE answers, in order (src/journal/execute.ts). */
@@ -136,6 +145,8 @@ export function isDataOutcome(op: number, status: number): boolean {
     case Op.APPEND:
     case Op.SETRANGE:
       return status === ErrorCode.VALUE_TOO_LARGE;
+    case Op.WATCH:
+      return status === ErrorCode.COMPACTED;
     default:
       return false;
   }
@@ -150,7 +161,8 @@ export function isWrite(op: number): boolean {
     op !== Op.SCAN &&
     op !== Op.STATS &&
     op !== Op.SNAPSHOT &&
-    op !== Op.PERSISTENCE
+    op !== Op.PERSISTENCE &&
+    op !== Op.WATCH
   );
 }
 
@@ -168,6 +180,11 @@ export const FLAG_SET_EXPIRY = 4;
  * where a read may be served, not what it does. Ignored on writes.
  */
 export const FLAG_STALE_READ = 8;
+
+/** watch: the key is the whole key watched, not a prefix. */
+export const WATCH_EXACT = 1;
+/** watch: answer at once even when there is nothing new. */
+export const WATCH_NO_PARK = 2;
 
 /** expire: conditions in arg1, as Redis 7's EXPIRE options. */
 export const EXPIRE_NX = 1;

@@ -46,6 +46,11 @@ export interface EffectSink {
   flush(): void;
 }
 
+/** Where changes go for watchers: the map's effects, and keys removed because their TTL ran out. */
+export interface ChangeSink extends EffectSink {
+  expired(key: Uint8Array): void;
+}
+
 export class ShardCore {
   readonly store: ShardStore;
   /** The last version handed out; the next write takes lastVersion + 1. */
@@ -62,6 +67,23 @@ export class ShardCore {
   readOnly = false;
   /** The durable host's journal (null: in memory only, or a replicated partition, whose log is Raft's). */
   effects: EffectSink | null = null;
+  /** The shard's change history for watchers (src/shard/history.ts); null: nobody can watch. */
+  changes: ChangeSink | null = null;
+
+  private noteSet(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
+    this.effects?.set(key, value, version, expiresAtMs);
+    this.changes?.set(key, value, version, expiresAtMs);
+  }
+
+  private noteDel(key: Uint8Array): void {
+    this.effects?.del(key);
+    this.changes?.del(key);
+  }
+
+  private noteExpiry(key: Uint8Array, expiresAtMs: number): void {
+    this.effects?.expiry(key, expiresAtMs);
+    this.changes?.expiry(key, expiresAtMs);
+  }
 
   constructor(store: ShardStore = new ShardStore()) {
     this.store = store;
@@ -74,6 +96,7 @@ export class ShardCore {
     const exp = this.store.expiresAtMs(slot);
     if (exp !== 0 && exp <= nowMs) {
       if (this.readOnly) return -1;
+      this.changes?.expired(key);
       this.store.deleteSlot(slot);
       this.expired++;
       return -1;
@@ -87,7 +110,7 @@ export class ShardCore {
     if ((c.flags & FLAG_RETURN_OLD) !== 0 && slot >= 0) r.value = this.store.value(slot).slice();
     const version = ++this.lastVersion;
     this.store.set(c.key, value, version, expireAtMs);
-    this.effects?.set(c.key, value, version, expireAtMs);
+    this.noteSet(c.key, value, version, expireAtMs);
     this.writes++;
     r.version = version;
     r.expireAtMs = expireAtMs;
@@ -170,7 +193,7 @@ export class ShardCore {
           r.value = store.value(slot).slice();
         }
         store.deleteSlot(slot);
-        this.effects?.del(c.key);
+        this.noteDel(c.key);
         this.writes++;
         r.flag = 1;
         return;
@@ -195,11 +218,11 @@ export class ShardCore {
         if (c.expireAtMs <= c.nowMs) {
           // As Redis: a TTL in the past deletes the key now.
           store.deleteSlot(slot);
-          this.effects?.del(c.key);
+          this.noteDel(c.key);
           return;
         }
         store.setExpiry(slot, c.expireAtMs);
-        this.effects?.expiry(c.key, c.expireAtMs);
+        this.noteExpiry(c.key, c.expireAtMs);
         this.current(r, slot);
         return;
       }
@@ -207,7 +230,7 @@ export class ShardCore {
         const slot = this.live(c.key, c.nowMs);
         if (slot < 0 || store.expiresAtMs(slot) === 0) return;
         store.setExpiry(slot, 0);
-        this.effects?.expiry(c.key, 0);
+        this.noteExpiry(c.key, 0);
         this.writes++;
         r.flag = 1;
         this.current(r, slot);
@@ -310,11 +333,11 @@ export class ShardCore {
           this.writes++;
           if (c.expireAtMs !== 0 && c.expireAtMs <= c.nowMs) {
             store.deleteSlot(slot);
-            this.effects?.del(c.key);
+            this.noteDel(c.key);
             return;
           }
           store.setExpiry(slot, c.expireAtMs);
-          this.effects?.expiry(c.key, c.expireAtMs);
+          this.noteExpiry(c.key, c.expireAtMs);
         }
         this.current(r, slot);
         return;
@@ -323,6 +346,7 @@ export class ShardCore {
         r.num = store.size;
         store.clear();
         this.effects?.flush();
+        this.changes?.flush();
         this.writes++;
         return;
       case Op.TXN:
@@ -340,7 +364,12 @@ export class ShardCore {
 
   /** The active expiry sweep: reclaims memory of keys nobody reads again. */
   sweep(nowMs: number, maxExamined: number): number {
-    const removed = this.store.sweepExpired(nowMs, maxExamined);
+    const changes = this.changes;
+    const removed = this.store.sweepExpired(
+      nowMs,
+      maxExamined,
+      changes === null ? undefined : (slot) => changes.expired(this.store.key(slot)),
+    );
     assert(removed >= 0 && removed <= maxExamined, "sweep removes at most what it examines");
     this.expired += removed;
     return removed;

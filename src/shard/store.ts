@@ -453,7 +453,7 @@ export class ShardStore {
    * travel (2 * ttlKeys while keys are being added), and when ttlKeys <=
    * maxExamined, one call examines every key.
    */
-  sweepExpired(nowMs: number, maxExamined: number): number {
+  sweepExpired(nowMs: number, maxExamined: number, onExpired?: (slot: number) => void): number {
     let removed = 0;
     const n = Math.min(maxExamined, this.ttlCount);
     for (let i = 0; i < n; i++) {
@@ -461,6 +461,7 @@ export class ShardStore {
       const slot = this.ttlSlots[this.ttlCursor]!;
       const exp = this.expiresAtMs(slot);
       if (exp <= nowMs) {
+        onExpired?.(slot);
         this.deleteSlot(slot);
         removed++;
       }

@@ -31,7 +31,9 @@ import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
 import { CommandView, Op, Result } from "./command.js";
+import { History } from "./history.js";
 import { Barrier } from "./txn-barrier.js";
+import { WatchReads } from "./watch-reads.js";
 import { runBranch, TXN_FAILURE_READS_ONLY, TXN_SUCCESS_READS_ONLY, TxnPart } from "./txn.js";
 import { ShardCore } from "./execute.js";
 import { pinCurrentThread } from "./pin.js";
@@ -51,6 +53,8 @@ export interface ShardWorkerData {
   control: SharedArrayBuffer;
   /** The barrier slots multi-shard transactions meet on (src/shard/txn-barrier.ts). */
   txnBarrier: SharedArrayBuffer;
+  /** Bytes of change history kept for watchers (src/shard/history.ts). */
+  watchHistoryBytes: number;
   /** Durable: this shard's journal directory and policy; null keeps the map in memory only. */
   journal: {
     dir: string;
@@ -134,6 +138,12 @@ function main(data: ShardWorkerData): void {
   }
   const barrier = new Barrier(data.txnBarrier, (message) => post({ type: "log", level: "warn", message }));
   const txnPart = new TxnPart();
+  // Changes for watchers: recorded from here on (what recovery rebuilt is the starting state, not changes).
+  const history = new History(data.watchHistoryBytes);
+  const watchReads = new WatchReads(history);
+  core.changes = history;
+  /** The history's last seq at the last good commit: what a failed commit takes back. */
+  let committedSeq = 0;
   const command = new CommandView();
   const result = new Result();
   /** When the last sweep tick ran, on the monotonic clock (a wall-clock step must not stop the ticks). */
@@ -149,6 +159,7 @@ function main(data: ShardWorkerData): void {
    * STORAGE_FAILED, and the map is taken back from disk.
    */
   const failPending = (): void => {
+    watchReads.rollback(committedSeq);
     const bytes = notifyRing.bytes;
     for (let i = 0; i < pendingCount; i++) {
       const at = pending[i]!;
@@ -157,6 +168,7 @@ function main(data: ShardWorkerData): void {
     }
     pendingCount = 0;
     core = journal!.reload();
+    core.changes = history;
   };
 
   /** The one door out: nothing is published before the journal covers it. */
@@ -164,6 +176,7 @@ function main(data: ShardWorkerData): void {
     if (journal === null) return true;
     if (journal.commit()) {
       pendingCount = 0;
+      committedSeq = history.lastSeq;
       return true;
     }
     failPending();
@@ -173,6 +186,14 @@ function main(data: ShardWorkerData): void {
   const publish = (): void => {
     commit();
     notifyRing.publish();
+  };
+
+  /** Parked watch reads with news (only committed changes: the commit comes first), or whose time ran out. */
+  const wakeWatchers = (): void => {
+    const now = Date.now();
+    if (!watchReads.due(now)) return;
+    if (journal !== null && !commit()) return; // failed: its changes were taken back; the next wake looks again
+    watchReads.wake(now, emit);
   };
 
   const emit = (r: Result): void => {
@@ -252,16 +273,25 @@ function main(data: ShardWorkerData): void {
     for (let m = requests.next(); m !== null; m = requests.next()) {
       assert(command.wrap(m), "the IO thread writes well-formed commands");
       result.reset(command.tag);
-      if (command.op === Op.TXN && command.arg0 >= 0) executeShared();
+      if (command.op === Op.WATCH) {
+        if (!watchReads.read(command, result, Date.now())) {
+          requests.consume(); // parked: answered by wakeWatchers() later
+          continue;
+        }
+      } else if (command.op === Op.TXN && command.arg0 >= 0) executeShared();
       else if (journal === null) core.execute(command, result);
       else {
         executeDurable(journal);
-        core = journal.core; // DEBUG RELOAD, or a failure, replaced the map
+        if (core !== journal.core) {
+          core = journal.core; // DEBUG RELOAD, or a failure, replaced the map
+          core.changes = history;
+        }
       }
       emit(result);
       requests.consume();
       if (++batch % publishEvery === 0) {
         requests.ring.release();
+        wakeWatchers();
         publish();
         sweepIfDue();
         // A shard that never runs out of requests still fsyncs each second and moves its snapshot on.
@@ -269,9 +299,11 @@ function main(data: ShardWorkerData): void {
       }
     }
     requests.ring.release();
+    wakeWatchers();
     if (notifyRing.dirty) publish();
 
     sweepIfDue();
+    wakeWatchers(); // keys the sweep expired
     const saving = journalTick();
     if (notifyRing.dirty) publish(); // a SAVE's answer, or answers failed by the tick
     // Sleep until the next tick is due, not a whole interval from now (not at all while a snapshot runs).
@@ -301,6 +333,7 @@ function main(data: ShardWorkerData): void {
     }
     const j = journal;
     const wasFailed = j.failed !== null;
+    const seqBefore = history.lastSeq;
     let value: Uint8Array | null = null;
     let written = j.beginPart(txnPart.id, txnPart.participants);
     if (written) {
@@ -314,8 +347,12 @@ function main(data: ShardWorkerData): void {
     }
     // Some part is not on disk: void ours (an abort record, the map read back without it), or, if
     // ours is what failed, take the map back from disk, which drops our part.
-    if (written ? !j.abortPart(txnPart.id) : !wasFailed) failPending();
+    if (written) {
+      watchReads.rollback(seqBefore);
+      if (!j.abortPart(txnPart.id)) failPending();
+    } else if (!wasFailed) failPending();
     core = j.core;
+    core.changes = history;
     barrier.aborted(slot, n);
     result.status = ErrorCode.STORAGE_FAILED;
     result.value = null;

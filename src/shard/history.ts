@@ -1,0 +1,240 @@
+/**
+ * A shard's recent changes, in order, for watchers (docs/watch.md).
+ *
+ * Every change the shard makes to its map (a put, a delete, a TTL set or
+ * cleared, a key that expired, a flush) is appended here with the next
+ * sequence number of this shard. A watcher reads "the changes after seq N
+ * whose key starts with P" (Op.WATCH); one that reads nothing new is parked
+ * (held by the worker, answered when a change arrives or after
+ * WATCH_PARK_MS), so a watch costs nothing while nothing changes.
+ *
+ * Bounded by bytes (`--watch-history-bytes` per shard): the oldest changes
+ * go first. A watcher asking for changes that are gone gets COMPACTED and
+ * the oldest position still kept, as etcd answers a watch on a compacted
+ * revision. Values up to WATCH_VALUE_MAX_BYTES are kept with their change;
+ * a larger one is not (the event says so; the watcher reads the key).
+ *
+ * Storage: fixed-size chunks (one allocation per chunk, none per change),
+ * each with the offsets of its records, so finding seq N is a walk over
+ * chunks plus an index. A record:
+ *   u8 type, u8 hasValue, u16 0, u32 keyBytes, u32 valueBytes, u32 0,
+ *   f64 seq, f64 version, f64 expiresAtMs, key, value
+ * which is also the layout Op.WATCH answers with (a run of records).
+ */
+import { WATCH_VALUE_MAX_BYTES } from "../limits.js";
+import { readF64, readU32, writeF64, writeU32 } from "./command.js";
+import type { EffectSink } from "./execute.js";
+
+export const ChangeType = { PUT: 1, DELETE: 2, EXPIRE: 3, EXPIRED: 4, FLUSH: 5 } as const;
+export type ChangeType = (typeof ChangeType)[keyof typeof ChangeType];
+
+export const CHANGE_HEADER_BYTES = 40;
+const CHUNK_BYTES = 256 * 1024;
+
+class Chunk {
+  readonly bytes: Uint8Array;
+  end = 0;
+  firstSeq: number;
+  count = 0;
+  offsets = new Int32Array(1024);
+
+  constructor(size: number, firstSeq: number) {
+    this.bytes = new Uint8Array(size);
+    this.firstSeq = firstSeq;
+  }
+
+  add(at: number): void {
+    if (this.count === this.offsets.length) {
+      const grown = new Int32Array(this.offsets.length * 2);
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    this.offsets[this.count++] = at;
+  }
+}
+
+/** One decoded change (a view into the history's or an answer's bytes). */
+export interface Change {
+  type: ChangeType;
+  seq: number;
+  version: number;
+  expiresAtMs: number;
+  key: Uint8Array;
+  /** null: no value (a delete), or one over WATCH_VALUE_MAX_BYTES (valueBytes says how big). */
+  value: Uint8Array | null;
+  valueBytes: number;
+}
+
+export class History implements EffectSink {
+  private chunks: Chunk[] = [];
+  private bytes = 0;
+  /** The seq of the last change recorded (0: none yet). */
+  lastSeq = 0;
+  /** The version of the change being recorded next (set by the core for puts). */
+  constructor(private readonly maxBytes: number) {}
+
+  /** The oldest seq still kept (lastSeq + 1 when empty): reading after oldest - 1 or later loses nothing. */
+  get oldestSeq(): number {
+    return this.chunks.length === 0 ? this.lastSeq + 1 : this.chunks[0]!.firstSeq;
+  }
+
+  get heldBytes(): number {
+    return this.bytes;
+  }
+
+  set(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
+    this.record(ChangeType.PUT, key, value, version, expiresAtMs);
+  }
+
+  del(key: Uint8Array): void {
+    this.record(ChangeType.DELETE, key, null, 0, 0);
+  }
+
+  expiry(key: Uint8Array, expiresAtMs: number): void {
+    this.record(ChangeType.EXPIRE, key, null, 0, expiresAtMs);
+  }
+
+  flush(): void {
+    this.record(ChangeType.FLUSH, EMPTY, null, 0, 0);
+  }
+
+  /** A key removed because its TTL ran out (on access, or by the sweep). */
+  expired(key: Uint8Array): void {
+    this.record(ChangeType.EXPIRED, key, null, 0, 0);
+  }
+
+  private record(
+    type: ChangeType,
+    key: Uint8Array,
+    value: Uint8Array | null,
+    version: number,
+    expiresAtMs: number,
+  ): void {
+    const kept = value !== null && value.length <= WATCH_VALUE_MAX_BYTES ? value : null;
+    const size = CHANGE_HEADER_BYTES + key.length + (kept?.length ?? 0);
+    const seq = ++this.lastSeq;
+    let chunk = this.chunks[this.chunks.length - 1];
+    if (chunk === undefined || chunk.end + size > chunk.bytes.length) {
+      chunk = new Chunk(Math.max(CHUNK_BYTES, size), seq);
+      this.chunks.push(chunk);
+      this.bytes += chunk.bytes.length;
+      while (this.bytes > this.maxBytes && this.chunks.length > 1) this.bytes -= this.chunks.shift()!.bytes.length;
+    }
+    const b = chunk.bytes;
+    const at = chunk.end;
+    b[at] = type;
+    b[at + 1] = kept === null ? 0 : 1;
+    b[at + 2] = 0;
+    b[at + 3] = 0;
+    writeU32(b, at + 4, key.length);
+    writeU32(b, at + 8, value?.length ?? 0);
+    writeU32(b, at + 12, 0);
+    writeF64(b, at + 16, seq);
+    writeF64(b, at + 24, version);
+    writeF64(b, at + 32, expiresAtMs);
+    b.set(key, at + CHANGE_HEADER_BYTES);
+    if (kept !== null) b.set(kept, at + CHANGE_HEADER_BYTES + key.length);
+    chunk.end = at + size;
+    chunk.add(at);
+  }
+
+  /**
+   * Forgets the changes after `seq`: their writes were taken back (the
+   * journal failed before they were durable, or a transaction's part was
+   * voided), so no watcher may see them. Nobody has: changes leave the
+   * shard only in the publish that follows the journal's commit.
+   */
+  rollback(seq: number): void {
+    if (seq >= this.lastSeq) return;
+    while (this.chunks.length > 0 && this.chunks[this.chunks.length - 1]!.firstSeq > seq) {
+      this.bytes -= this.chunks.pop()!.bytes.length;
+    }
+    const last = this.chunks[this.chunks.length - 1];
+    if (last !== undefined) {
+      const keep = seq - last.firstSeq + 1;
+      if (keep < last.count) {
+        last.end = last.offsets[keep]!;
+        last.count = keep;
+      }
+    }
+    this.lastSeq = seq;
+  }
+
+  /**
+   * Copies the changes after `after` whose key starts with `prefix` (or,
+   * `exact`, equals it; a FLUSH matches every watcher) into one answer, at
+   * most about `maxBytes` (at least one change), and says where to read on
+   * from. Null when `after` is older than what is kept (compacted).
+   */
+  read(
+    after: number,
+    prefix: Uint8Array,
+    exact: boolean,
+    maxBytes: number,
+  ): { bytes: Uint8Array; next: number; count: number } | null {
+    if (after + 1 < this.oldestSeq) return null;
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    let next = after;
+    let count = 0;
+    for (const chunk of this.chunks) {
+      if (chunk.firstSeq + chunk.count - 1 <= after) continue;
+      const from = Math.max(0, after + 1 - chunk.firstSeq);
+      for (let i = from; i < chunk.count; i++) {
+        const at = chunk.offsets[i]!;
+        const end = i + 1 < chunk.count ? chunk.offsets[i + 1]! : chunk.end;
+        const rec = chunk.bytes.subarray(at, end);
+        if (size + rec.length > maxBytes && count > 0) return { bytes: concat(parts, size), next, count };
+        next = chunk.firstSeq + i;
+        if (!matches(rec, prefix, exact)) continue;
+        parts.push(rec);
+        size += rec.length;
+        count++;
+      }
+    }
+    return { bytes: concat(parts, size), next: Math.max(next, this.lastSeq), count };
+  }
+}
+
+function matches(rec: Uint8Array, prefix: Uint8Array, exact: boolean): boolean {
+  if (rec[0] === ChangeType.FLUSH) return true;
+  const kl = readU32(rec, 4);
+  if (exact ? kl !== prefix.length : kl < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (rec[CHANGE_HEADER_BYTES + i] !== prefix[i]) return false;
+  return true;
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Decodes a run of change records (an Op.WATCH answer); values and keys are views into `b`. */
+export function decodeChanges(b: Uint8Array): Change[] {
+  const out: Change[] = [];
+  let at = 0;
+  while (at + CHANGE_HEADER_BYTES <= b.length) {
+    const kl = readU32(b, at + 4);
+    const vl = readU32(b, at + 8);
+    const has = b[at + 1] === 1;
+    const k = at + CHANGE_HEADER_BYTES;
+    out.push({
+      type: b[at] as ChangeType,
+      seq: readF64(b, at + 16),
+      version: readF64(b, at + 24),
+      expiresAtMs: readF64(b, at + 32),
+      key: b.subarray(k, k + kl),
+      value: has ? b.subarray(k + kl, k + kl + vl) : null,
+      valueBytes: vl,
+    });
+    at = k + kl + (has ? vl : 0);
+  }
+  return out;
+}
