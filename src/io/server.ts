@@ -63,6 +63,8 @@ export interface NodeOptions {
   backend?: (events: ShardEvents) => Promise<ShardBackend>;
   /** A single node's persistence: each shard's journal directory and policy (null: in memory only). */
   durability?: Durability | null;
+  /** Bytes of change history each shard keeps for watchers (`--watch-history-bytes`). */
+  watchHistoryBytes?: number;
 }
 
 export class PiccoloNode implements ConnectionHost {
@@ -117,8 +119,14 @@ export class PiccoloNode implements ConnectionHost {
       this.options.backend !== undefined
         ? await this.options.backend(events)
         : this.options.shards === 0
-          ? new InlineShards(events, this.options.durability ?? null)
-          : new ThreadedShards(this.options.shards, events, this.options.pin, this.options.durability ?? null);
+          ? new InlineShards(events, this.options.durability ?? null, this.options.watchHistoryBytes)
+          : new ThreadedShards(
+              this.options.shards,
+              events,
+              this.options.pin,
+              this.options.durability ?? null,
+              this.options.watchHistoryBytes,
+            );
     this.dispatcher.backend = this.backend;
     this.dispatcher.onSentLater = () => this.scheduleTurn();
     try {

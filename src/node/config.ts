@@ -13,6 +13,7 @@ import {
   MAX_CONNECTIONS,
   MAX_VALUE_BYTES_CEILING,
   maxFrameBytes,
+  DEFAULT_WATCH_HISTORY_BYTES,
   REPLICATED_MAX_VALUE_BYTES,
 } from "../limits.js";
 
@@ -33,6 +34,8 @@ export interface NodeConfig {
   clientOutputStallMs: number;
   logLevel: string;
   pin: boolean;
+  /** Bytes of change history each shard keeps for watchers (docs/watch.md). */
+  watchHistoryBytes: number;
   /** Redis protocol port; 0 disables it. */
   respPort: number;
   /** Password for AUTH (default user); null: no authentication. */
@@ -107,6 +110,11 @@ export const SERVER_FLAGS = {
     help: "single node: snapshot a shard once its log holds this many bytes (and as many as its last snapshot)",
     default: String(DEFAULT_SNAPSHOT_LOG_BYTES),
   },
+  "watch-history-bytes": {
+    env: "PICCOLO_WATCH_HISTORY_BYTES",
+    help: "changes each shard keeps for watchers to resume from, in bytes (older positions answer COMPACTED)",
+    default: String(DEFAULT_WATCH_HISTORY_BYTES),
+  },
   partitions: { env: "PICCOLO_PARTITIONS", help: "cluster mode: partitions, fixed at bootstrap", default: "64" },
   replicas: { env: "PICCOLO_REPLICAS", help: "cluster mode: replicas per partition", default: "3" },
   "tick-ms": { env: "PICCOLO_TICK_MS", help: "cluster mode: Raft tick (election after 10-20 ticks)", default: "20" },
@@ -170,6 +178,7 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     clientOutputStallMs: int("client-output-stall-ms", pick("client-output-stall-ms"), 1_000, 86_400_000),
     logLevel: pick("log-level"),
     pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
+    watchHistoryBytes: int("watch-history-bytes", pick("watch-history-bytes"), 256 * 1024, 2 ** 40),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),
     requirePass: pick("requirepass") === "" ? null : pick("requirepass"),
     cluster,

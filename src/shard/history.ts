@@ -34,22 +34,46 @@ const CHUNK_BYTES = 256 * 1024;
 class Chunk {
   readonly bytes: Uint8Array;
   end = 0;
-  firstSeq: number;
   count = 0;
   offsets = new Int32Array(1024);
+  /** Each record's seq: consecutive on a single node, with gaps in a cluster (seqs follow log indexes). */
+  seqs = new Float64Array(1024);
 
-  constructor(size: number, firstSeq: number) {
+  constructor(size: number) {
     this.bytes = new Uint8Array(size);
-    this.firstSeq = firstSeq;
   }
 
-  add(at: number): void {
+  get firstSeq(): number {
+    return this.seqs[0]!;
+  }
+
+  get lastSeq(): number {
+    return this.seqs[this.count - 1]!;
+  }
+
+  add(at: number, seq: number): void {
     if (this.count === this.offsets.length) {
-      const grown = new Int32Array(this.offsets.length * 2);
-      grown.set(this.offsets);
-      this.offsets = grown;
+      const offsets = new Int32Array(this.offsets.length * 2);
+      offsets.set(this.offsets);
+      this.offsets = offsets;
+      const seqs = new Float64Array(this.seqs.length * 2);
+      seqs.set(this.seqs);
+      this.seqs = seqs;
     }
-    this.offsets[this.count++] = at;
+    this.offsets[this.count] = at;
+    this.seqs[this.count++] = seq;
+  }
+
+  /** The index of the first record with seq > `after` (count when none). */
+  firstAfter(after: number): number {
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seqs[mid]! <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 }
 
@@ -70,12 +94,23 @@ export class History implements EffectSink {
   private bytes = 0;
   /** The seq of the last change recorded (0: none yet). */
   lastSeq = 0;
-  /** The version of the change being recorded next (set by the core for puts). */
+  /** The seq of the newest change dropped to stay within the bytes (0: none): reading after it loses nothing. */
+  private droppedThrough = 0;
+
   constructor(private readonly maxBytes: number) {}
 
-  /** The oldest seq still kept (lastSeq + 1 when empty): reading after oldest - 1 or later loses nothing. */
+  /** The oldest position a reader may resume from without missing a change. */
   get oldestSeq(): number {
-    return this.chunks.length === 0 ? this.lastSeq + 1 : this.chunks[0]!.firstSeq;
+    return this.droppedThrough;
+  }
+
+  /**
+   * The next change's seq will be above `seq` (a cluster's partition numbers
+   * the changes of log entry i from i * 65536 + 1, so positions are log
+   * positions, the same on every replica).
+   */
+  skipTo(seq: number): void {
+    if (seq > this.lastSeq) this.lastSeq = seq;
   }
 
   get heldBytes(): number {
@@ -115,10 +150,14 @@ export class History implements EffectSink {
     const seq = ++this.lastSeq;
     let chunk = this.chunks[this.chunks.length - 1];
     if (chunk === undefined || chunk.end + size > chunk.bytes.length) {
-      chunk = new Chunk(Math.max(CHUNK_BYTES, size), seq);
+      chunk = new Chunk(Math.max(CHUNK_BYTES, size));
       this.chunks.push(chunk);
       this.bytes += chunk.bytes.length;
-      while (this.bytes > this.maxBytes && this.chunks.length > 1) this.bytes -= this.chunks.shift()!.bytes.length;
+      while (this.bytes > this.maxBytes && this.chunks.length > 1) {
+        const dropped = this.chunks.shift()!;
+        this.bytes -= dropped.bytes.length;
+        if (dropped.count > 0) this.droppedThrough = dropped.lastSeq;
+      }
     }
     const b = chunk.bytes;
     const at = chunk.end;
@@ -135,7 +174,7 @@ export class History implements EffectSink {
     b.set(key, at + CHANGE_HEADER_BYTES);
     if (kept !== null) b.set(kept, at + CHANGE_HEADER_BYTES + key.length);
     chunk.end = at + size;
-    chunk.add(at);
+    chunk.add(at, seq);
   }
 
   /**
@@ -146,16 +185,17 @@ export class History implements EffectSink {
    */
   rollback(seq: number): void {
     if (seq >= this.lastSeq) return;
-    while (this.chunks.length > 0 && this.chunks[this.chunks.length - 1]!.firstSeq > seq) {
-      this.bytes -= this.chunks.pop()!.bytes.length;
-    }
-    const last = this.chunks[this.chunks.length - 1];
-    if (last !== undefined) {
-      const keep = seq - last.firstSeq + 1;
-      if (keep < last.count) {
-        last.end = last.offsets[keep]!;
-        last.count = keep;
+    while (this.chunks.length > 0) {
+      const last = this.chunks[this.chunks.length - 1]!;
+      const keep = last.firstAfter(seq);
+      if (keep > 0) {
+        if (keep < last.count) {
+          last.end = last.offsets[keep]!;
+          last.count = keep;
+        }
+        break;
       }
+      this.bytes -= this.chunks.pop()!.bytes.length;
     }
     this.lastSeq = seq;
   }
@@ -172,20 +212,19 @@ export class History implements EffectSink {
     exact: boolean,
     maxBytes: number,
   ): { bytes: Uint8Array; next: number; count: number } | null {
-    if (after + 1 < this.oldestSeq) return null;
+    if (after < this.droppedThrough) return null;
     const parts: Uint8Array[] = [];
     let size = 0;
     let next = after;
     let count = 0;
     for (const chunk of this.chunks) {
-      if (chunk.firstSeq + chunk.count - 1 <= after) continue;
-      const from = Math.max(0, after + 1 - chunk.firstSeq);
-      for (let i = from; i < chunk.count; i++) {
+      if (chunk.count === 0 || chunk.lastSeq <= after) continue;
+      for (let i = chunk.firstAfter(after); i < chunk.count; i++) {
         const at = chunk.offsets[i]!;
         const end = i + 1 < chunk.count ? chunk.offsets[i + 1]! : chunk.end;
         const rec = chunk.bytes.subarray(at, end);
         if (size + rec.length > maxBytes && count > 0) return { bytes: concat(parts, size), next, count };
-        next = chunk.firstSeq + i;
+        next = chunk.seqs[i]!;
         if (!matches(rec, prefix, exact)) continue;
         parts.push(rec);
         size += rec.length;
