@@ -21,7 +21,7 @@
  * adopts the directory's N; one started with another N is refused, with
  * what to do (decision 0223).
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { realFs } from "./files.js";
 
 /**
@@ -119,6 +119,14 @@ export function openDataDir(dir: string, shards: number, explicit: boolean): Dat
           `the data directory ${dir} was written by ${onDisk} shard${onDisk === 1 ? "" : "s"}, and --shards asks for ${shards}: keys are placed by shard, so start without --shards (it adopts ${onDisk}) or with --shards ${onDisk}`,
         );
     } else {
+      // No manifest, but shard journals: the manifest was lost (or deleted). Starting as a new directory
+      // would place keys by a shard count the journals may not have been written with, and serve with
+      // keys missing; refuse and say how to put the manifest back.
+      const shardDirs = readdirSync(dir).filter((n) => /^shard-\d+$/.test(n));
+      if (shardDirs.length > 0)
+        throw new DataDirError(
+          `${dir} holds shard journals (${shardDirs.length} shard director${shardDirs.length === 1 ? "y" : "ies"}) but no piccolo.json, which says how many shards wrote them; if ${shardDirs.length} shards wrote it, recreate it as {"format": ${DATA_FORMAT}, "shards": ${shardDirs.length}}, or move the directory aside to start empty`,
+        );
       const tmp = `${manifestPath}.tmp`;
       writeFileSync(tmp, `${JSON.stringify({ format: DATA_FORMAT, shards: layout })}\n`);
       const f = realFs.open(tmp);
