@@ -38,6 +38,7 @@ struct Request {
     clusterInfo @18 :Void;  # the cluster as this member sees it (cluster mode only)
     transferLeader @19 :TransferLeader;  # hand a partition's leadership to a member
     replaceReplica @20 :ReplaceReplica;  # one step of moving a partition's replica to another member
+    txn @22 :Txn;           # compares, then one of two branches of ops, all or nothing (docs/protocol.md, "Txn")
   }
   stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
                             # out-of-date answer, so in a cluster any member holding a replica of
@@ -120,6 +121,60 @@ struct Scan {
   prefix @2 :Data;          # only keys that start with these bytes
 }
 
+# A transaction, etcd's Txn: if every compare holds, the success ops run,
+# else the failure ops; either way as one step, atomic and isolated. On a
+# single node the keys may be anywhere; in a cluster they must all be in one
+# partition (give them one hash tag: {user:1}:a, {user:1}:b), else
+# CROSS_PARTITION. At most 4,096 compares and ops together and 16 MiB of keys
+# and values (TXN_TOO_LARGE).
+struct Txn {
+  compares @0 :List(TxnCompare);   # all must hold (an empty list holds)
+  success @1 :List(TxnOp);
+  failure @2 :List(TxnOp);
+}
+
+struct TxnCompare {
+  key @0 :Data;
+  target @1 :CompareTarget;
+  relation @2 :CompareRelation;
+  version @3 :UInt64;       # target version: compared with the key's version (0: absent)
+  value @4 :Data;           # target value: compared with the key's value, bytewise (an absent key never matches)
+}
+
+enum CompareTarget {
+  version @0;
+  value @1;
+}
+
+enum CompareRelation {
+  equal @0;
+  notEqual @1;
+  less @2;
+  greater @3;
+}
+
+struct TxnOp {
+  union {
+    put @0 :Write;          # ttlMs, expireAtMs and keepTtl as a put's
+    delete @1 :Key;
+    get @2 :Key;
+  }
+}
+
+# The chosen branch's results, one per op in its order.
+struct TxnResult {
+  succeeded @0 :Bool;       # every compare held: the success branch ran
+  results @1 :List(TxnOpResult);
+}
+
+struct TxnOpResult {
+  union {
+    put @0 :Written;
+    delete @1 :Bool;        # whether the key existed
+    get @2 :Value;
+  }
+}
+
 struct Response {
   id @0 :UInt64;
   union {
@@ -138,6 +193,7 @@ struct Response {
     scan @13 :ScanResult;
     ok @14 :Void;           # auth
     cluster @15 :ClusterInfo;
+    txn @16 :TxnResult;
   }
 }
 

@@ -44,6 +44,7 @@ import { batchRoutes } from "./routes/batch.js";
 import { kvRoutes } from "./routes/kv.js";
 import { opsRoutes } from "./routes/ops.js";
 import { rpcRoutes } from "./routes/rpc.js";
+import { txnRoutes } from "./routes/txn.js";
 import { KV_PREFIX } from "./url.js";
 import { listenFailure } from "../start-failure.js";
 
@@ -77,7 +78,7 @@ export interface Cerializer {
 }
 
 /** Routes that take JSON bodies only (the others take any bytes as a value). */
-const JSON_ONLY = new Set(["/v1/batch", "/v1/rpc"]);
+const JSON_ONLY = new Set(["/v1/batch", "/v1/rpc", "/v1/txn"]);
 
 export async function startCerializer(o: CerializerOptions): Promise<Cerializer> {
   const logger = pino(
@@ -242,6 +243,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   kvRoutes(app, g);
   batchRoutes(app, g);
   rpcRoutes(app, g);
+  txnRoutes(app, g);
   opsRoutes(app, g);
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 

@@ -20,7 +20,15 @@ import { DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_VALUE_BYTES, maxFrameBytes } fro
 import { type ClusterInfo, decodeClusterInfo } from "../protocol/cluster-info.js";
 import type { ShardStatsRow } from "../protocol/codec.js";
 import { FrameReader } from "../protocol/framing.js";
-import { Request, Request_Which, Response, Response_Which } from "../protocol/gen/piccolo.js";
+import {
+  CompareRelation,
+  CompareTarget,
+  Request,
+  Request_Which,
+  Response,
+  Response_Which,
+  TxnOpResult_Which,
+} from "../protocol/gen/piccolo.js";
 import {
   encodeGetRequest,
   encodeWriteRequest,
@@ -94,6 +102,65 @@ export class VersionMismatchError extends PiccoloError {
   ) {
     super(ErrorCode.VERSION_MISMATCH, message);
   }
+}
+
+/** How a compare relates the key's version or value to the one given. */
+export type TxnRelation = "equal" | "notEqual" | "less" | "greater";
+
+/**
+ * One compare of a transaction: the key's version (0 when the key is
+ * absent, so `{ version: 0 }` means "does not exist"), or its value, byte
+ * for byte (an absent key matches no value compare). The target is the
+ * field given, or `target` when both are.
+ */
+export interface TxnCompare {
+  key: Bytes;
+  target?: "version" | "value";
+  /** Default "equal". */
+  relation?: TxnRelation;
+  version?: number;
+  value?: Bytes;
+}
+
+/** One op of a transaction's branch. */
+export type TxnOp =
+  | ({ op: "put"; key: Bytes; value: Bytes } & WriteOptions)
+  | { op: "delete"; key: Bytes }
+  | { op: "get"; key: Bytes };
+
+export interface TxnRequest {
+  /** All must hold for the success branch to run (none: it runs). */
+  compare?: TxnCompare[];
+  success?: TxnOp[];
+  failure?: TxnOp[];
+}
+
+/** One op's result, in its branch's order. */
+export type TxnOpResult =
+  | { op: "put"; version: number; created: boolean }
+  | { op: "delete"; existed: boolean }
+  | { op: "get"; found: boolean; value: Buffer | null; version: number; expireAtMs: number };
+
+export interface TxnResult {
+  /** Every compare held, and the success branch ran (else the failure branch did). */
+  succeeded: boolean;
+  results: TxnOpResult[];
+}
+
+const RELATIONS: Record<TxnRelation, CompareRelation> = {
+  equal: CompareRelation.EQUAL,
+  notEqual: CompareRelation.NOT_EQUAL,
+  less: CompareRelation.LESS,
+  greater: CompareRelation.GREATER,
+};
+
+/** Every key a transaction names (compares and both branches). */
+export function txnKeys(t: TxnRequest): Bytes[] {
+  return [
+    ...(t.compare ?? []).map((c) => c.key),
+    ...(t.success ?? []).map((o) => o.key),
+    ...(t.failure ?? []).map((o) => o.key),
+  ];
 }
 
 interface Pending {
@@ -508,6 +575,81 @@ export class PiccoloClient {
             }
           : {}),
       })),
+    };
+  }
+
+  /**
+   * A transaction: if every compare holds, the success ops run, else the
+   * failure ops, all as one step, atomic and isolated (docs/protocol.md,
+   * "Txn"). Resolves with which branch ran and its ops' results in order.
+   * In a cluster every key must be in one partition (one hash tag, as
+   * `{user:1}:a` and `{user:1}:b`), else CROSS_PARTITION; over 4,096
+   * compares and ops or 16 MiB of keys and values, TXN_TOO_LARGE.
+   */
+  async txn(t: TxnRequest): Promise<TxnResult> {
+    const compares = t.compare ?? [];
+    const branches = [t.success ?? [], t.failure ?? []] as const;
+    for (const [i, c] of compares.entries()) {
+      const target = c.target ?? (c.value !== undefined ? "value" : "version");
+      if (target === "version" ? c.version === undefined : c.value === undefined)
+        throw new PiccoloError(
+          ErrorCode.INVALID_ARGUMENT,
+          `compare ${i}: a ${target} compare needs its ${target}`,
+          true,
+        );
+      if (c.relation !== undefined && RELATIONS[c.relation] === undefined)
+        throw new PiccoloError(ErrorCode.INVALID_ARGUMENT, `compare ${i}: unknown relation ${c.relation}`, true);
+    }
+    const res = await this.call((r) => {
+      const x = r._initTxn();
+      const list = x._initCompares(compares.length);
+      compares.forEach((c, i) => {
+        const w = list[i]!;
+        setData((n) => w._initKey(n), c.key);
+        const byValue = (c.target ?? (c.value !== undefined ? "value" : "version")) === "value";
+        w.target = byValue ? CompareTarget.VALUE : CompareTarget.VERSION;
+        w.relation = RELATIONS[c.relation ?? "equal"];
+        if (byValue) setData((n) => w._initValue(n), c.value!);
+        else w.version = BigInt(c.version!);
+      });
+      for (const [b, ops] of branches.entries()) {
+        const out = b === 0 ? x._initSuccess(ops.length) : x._initFailure(ops.length);
+        ops.forEach((o, i) => {
+          const w = out[i]!;
+          if (o.op === "put") {
+            const p = w._initPut();
+            setData((n) => p._initKey(n), o.key);
+            setData((n) => p._initValue(n), o.value);
+            p.ttlMs = BigInt(o.ttlMs ?? 0);
+            p.expireAtMs = BigInt(o.expireAtMs ?? 0);
+            p.keepTtl = o.keepTtl ?? false;
+          } else if (o.op === "delete") setData((n) => w._initDelete()._initKey(n), o.key);
+          else if (o.op === "get") setData((n) => w._initGet()._initKey(n), o.key);
+          else throw new PiccoloError(ErrorCode.INVALID_ARGUMENT, `unknown op ${(o as { op: string }).op}`, true);
+        });
+      }
+    });
+    const x = PiccoloClient.check(res, Response_Which.TXN).txn;
+    return {
+      succeeded: x.succeeded,
+      results: Array.from(x.results, (r): TxnOpResult => {
+        switch (r.which()) {
+          case TxnOpResult_Which.PUT:
+            return { op: "put", version: Number(r.put.version), created: r.put.created };
+          case TxnOpResult_Which.DELETE:
+            return { op: "delete", existed: r.delete };
+          default: {
+            const v = r.get;
+            return {
+              op: "get",
+              found: v.found,
+              value: v.found ? Buffer.from(v.value.toUint8Array()) : null,
+              version: Number(v.version),
+              expireAtMs: Number(v.expireAtMs),
+            };
+          }
+        }
+      }),
     };
   }
 

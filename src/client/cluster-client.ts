@@ -25,7 +25,16 @@
 import { partitionOf } from "../cluster/placement.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { initHash } from "../hash.js";
-import { type Bytes, type Entry, PiccoloClient, type ReadOptions, type WriteOptions } from "./client.js";
+import {
+  type Bytes,
+  type Entry,
+  PiccoloClient,
+  type ReadOptions,
+  type TxnRequest,
+  type TxnResult,
+  txnKeys,
+  type WriteOptions,
+} from "./client.js";
 
 export interface ClusterClientOptions {
   /** Client addresses of members ("host:port"): one is enough, the others are learned from it; more help when some are down at start. */
@@ -224,6 +233,30 @@ export class PiccoloClusterClient {
 
   delete(key: Bytes, options: { ifVersion?: number } = {}): Promise<boolean> {
     return this.write(key, (c) => c.delete(key, options));
+  }
+
+  /**
+   * A transaction, sent to the leader of its keys' partition. Keys in more
+   * than one partition are refused here, before anything is sent
+   * (CROSS_PARTITION, as the member would answer): give them one hash tag.
+   * Never retried, as a write.
+   */
+  txn(t: TxnRequest): Promise<TxnResult> {
+    const keys = txnKeys(t).map((k) => (typeof k === "string" ? Buffer.from(k, "utf8") : k));
+    const n = this.leaders.length;
+    if (n > 0 && keys.length > 0) {
+      const parts = new Set(keys.map((k) => partitionOf(k, n)));
+      if (parts.size > 1)
+        return Promise.reject(
+          new PiccoloError(
+            ErrorCode.CROSS_PARTITION,
+            `the transaction's keys are in ${parts.size} partitions; give them one hash tag, as {user:1}:a and {user:1}:b`,
+            true,
+          ),
+        );
+    }
+    if (keys.length === 0) return this.any().txn(t);
+    return this.write(keys[0]!, (c) => c.txn(t));
   }
 
   /** Operations without a single key go to any member (it forwards per key). */

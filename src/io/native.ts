@@ -16,6 +16,7 @@ import {
   encodeScan,
   encodeSingle,
   encodeStats,
+  encodeTxn,
   OpKind,
   type Operation,
   type PartResult,
@@ -35,6 +36,7 @@ import {
 import { FrameReader } from "../protocol/framing.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
+import { sendTxn, type TxnGather, type TxnOutcome } from "./txn.js";
 
 export interface NativeSession {
   authenticated: boolean;
@@ -82,6 +84,10 @@ function staleFlag(op: Operation, cmdOp: Op): number {
 export class NativeRequest extends InFlight {
   private parts: PartResult[] | null = null;
   private scanShard = 0;
+  /** txn: the gather its parts' results feed (src/io/txn.ts). */
+  private gather: TxnGather | null = null;
+  /** txn: results that came back before sendTxn returned its gather (inline shards answer during send). */
+  private early: { part: number; status: number; flag: number; value: Uint8Array | null }[] | null = null;
 
   constructor(
     owner: RequestOwner,
@@ -155,6 +161,8 @@ export class NativeRequest extends InFlight {
         if (this.remaining === 0) this.complete(d);
         return;
       }
+      case OpKind.TXN:
+        return this.startTxn(d, nowMs);
       case OpKind.STATS: {
         const n = d.shardCount;
         this.parts = new Array<PartResult>(n);
@@ -194,6 +202,61 @@ export class NativeRequest extends InFlight {
   }
 
   /**
+   * Sends the transaction's parts; its answer comes from the gather's merged
+   * outcome. A put's relative TTL counts from the request's start, as a
+   * plain put's does (an absolute expireAtMs wins, as there).
+   */
+  private startTxn(d: Dispatcher, nowMs: number): void {
+    const op = this.op;
+    const t = op.txn!;
+    for (const [ops, ttls] of [
+      [t.success, t.successTtlMs],
+      [t.failure, t.failureTtlMs],
+    ] as const)
+      for (const [i, o] of ops.entries()) if (o.expireAtMs === 0 && ttls[i]! > 0) o.expireAtMs = nowMs + ttls[i]!;
+    this.early = [];
+    const g = sendTxn(d, this, { compares: t.compares, success: t.success, failure: t.failure }, nowMs, (o) =>
+      this.txnDone(o),
+    );
+    const early = this.early;
+    this.early = null;
+    if ("code" in g) return this.finish(encodeError(op.id, g.code, g.message));
+    this.gather = g;
+    for (const e of early) g.onPart(e.part, e.status, e.flag, e.value, d);
+  }
+
+  private txnDone(o: TxnOutcome): void {
+    const op = this.op;
+    if (this.owner.gone) return this.finish(EMPTY);
+    if (o.status !== ErrorCode.OK) return this.finish(encodeError(op.id, o.status, outcomeOf(o.status).text));
+    const branch = o.succeeded ? op.txn!.success : op.txn!.failure;
+    const name = o.succeeded ? "success" : "failure";
+    for (let i = 0; i < branch.length; i++) {
+      const r = o.results[i];
+      if (r === undefined)
+        return this.finish(encodeError(op.id, ErrorCode.INTERNAL, `no result for ${name} op ${i} of the transaction`));
+      // Get, put and delete have no failure of their own: a status here is the node's, and the branch ran
+      // (an earlier op's write may stand): the outcome as a whole is unknown.
+      if (r.status !== ErrorCode.OK)
+        return this.finish(
+          encodeError(
+            op.id,
+            ErrorCode.TIMEOUT,
+            `partly applied: ${name} op ${i} of the transaction failed: ${errorName(r.status)}: ${outcomeOf(r.status).text}`,
+          ),
+        );
+    }
+    this.finish(
+      encodeTxn(
+        op.id,
+        o.succeeded,
+        branch.map((b) => b.op),
+        o.results,
+      ),
+    );
+  }
+
+  /**
    * The operation's keys and values are views into the request's frame: let
    * the frame go once the answer is made (it may wait in the queue behind a
    * slower answer; the frame need not wait with it).
@@ -202,10 +265,17 @@ export class NativeRequest extends InFlight {
     super.finish(out);
     this.op.keys = NO_BYTES;
     this.op.values = NO_BYTES;
+    this.op.txn = null;
   }
 
   onResult(part: number, r: Result, d: Dispatcher): void {
     const op = this.op;
+    // A transaction's parts always feed its gather, owner gone or not: the gather frees its barrier slot.
+    if (this.gather !== null) return this.gather.onPart(part, r.status, r.flag, r.value, d);
+    if (this.early !== null) {
+      this.early.push({ part, status: r.status, flag: r.flag, value: r.value === null ? null : r.value.slice() });
+      return;
+    }
     // Nobody reads the answer (dispatch.ts, RequestOwner.gone); a native request has no later step.
     if (this.owner.gone) {
       if (this.remaining === 0 && this.parts === null) this.finish(EMPTY);

@@ -12,10 +12,21 @@
  */
 import * as capnp from "capnp-es";
 import { ErrorCode } from "../errors.js";
-import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS } from "../limits.js";
+import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS, TXN_MAX_BYTES, TXN_MAX_OPS } from "../limits.js";
 import { outcomeOf } from "../outcomes.js";
+import { FLAG_KEEP_TTL, Op } from "../shard/command.js";
+import { CompareRelation, CompareTarget, type TxnCompare, type TxnOp } from "../shard/txn.js";
 import { layoutRootAndChild, pointerAt, readData, readRootAndChild, writeData } from "./capnp-words.js";
-import { Request, Request_Which, Response, Response_Which } from "./gen/piccolo.js";
+import {
+  CompareRelation as WireRelation,
+  CompareTarget as WireTarget,
+  Request,
+  Request_Which,
+  Response,
+  Response_Which,
+  type Txn,
+  TxnOp_Which,
+} from "./gen/piccolo.js";
 
 export { Request_Which as OpKind };
 
@@ -39,9 +50,25 @@ export interface Operation {
   /** auth: the password and user. */
   password: string;
   user: string;
+  /** txn: the transaction, its keys and values views into the frame. */
+  txn: DecodedTxn | null;
   /** Set when the request cannot be served; the IO loop answers with it. */
   errorCode: number;
   errorMessage: string;
+}
+
+/**
+ * A decoded Txn request: compares and ops as shard commands (Op.GET, Op.PUT,
+ * Op.DELETE), ready for src/io/txn.ts once the puts' relative TTLs are made
+ * absolute at the request's start (`successTtlMs`, `failureTtlMs`: per op,
+ * 0 for none).
+ */
+export interface DecodedTxn {
+  compares: TxnCompare[];
+  success: TxnOp[];
+  failure: TxnOp[];
+  successTtlMs: number[];
+  failureTtlMs: number[];
 }
 
 const EMPTY = new Uint8Array(0);
@@ -61,6 +88,7 @@ function blankOperation(id: bigint, kind: Request_Which): Operation {
     stale: false,
     password: "",
     user: "",
+    txn: null,
     errorCode: 0,
     errorMessage: "",
   };
@@ -246,6 +274,8 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
         op.count = s.count;
         return op;
       }
+      case Request_Which.TXN:
+        return decodeTxn(op, req.txn, maxValueBytes);
       default:
         return fail(op, ErrorCode.UNKNOWN_OPERATION, `unknown operation ${kind} (a newer client?)`);
     }
@@ -256,6 +286,95 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
       `not a valid Request: ${(err as Error).message}`,
     );
   }
+}
+
+const TARGETS: Record<number, number> = {
+  [WireTarget.VERSION]: CompareTarget.VERSION,
+  [WireTarget.VALUE]: CompareTarget.VALUE,
+};
+const RELATIONS: Record<number, number> = {
+  [WireRelation.EQUAL]: CompareRelation.EQUAL,
+  [WireRelation.NOT_EQUAL]: CompareRelation.NOT_EQUAL,
+  [WireRelation.LESS]: CompareRelation.LESS,
+  [WireRelation.GREATER]: CompareRelation.GREATER,
+};
+
+/**
+ * A Txn request, validated as the single-key requests are (keys, values,
+ * TTLs), and against the transaction's own limits: TXN_MAX_OPS compares and
+ * ops together, TXN_MAX_BYTES of keys and values (TXN_TOO_LARGE). The count
+ * is checked first, from the lists' lengths alone.
+ */
+function decodeTxn(op: Operation, t: Txn, maxValueBytes: number): Operation {
+  const compares = t.compares;
+  const branches = [t.success, t.failure] as const;
+  const count = compares.length + branches[0].length + branches[1].length;
+  if (count > TXN_MAX_OPS)
+    return fail(op, ErrorCode.TXN_TOO_LARGE, `${count} compares and ops; the limit is ${TXN_MAX_OPS}`);
+  let bytes = 0;
+  const tooLarge = (): Operation =>
+    fail(op, ErrorCode.TXN_TOO_LARGE, `over ${TXN_MAX_BYTES} bytes of keys and values; the limit is ${TXN_MAX_BYTES}`);
+  const out: DecodedTxn = { compares: [], success: [], failure: [], successTtlMs: [], failureTtlMs: [] };
+  for (let i = 0; i < compares.length; i++) {
+    const c = compares[i]!;
+    const key = data(c.key);
+    if (!checkKey(op, key)) return prefixError(op, `compare ${i}`);
+    const target = TARGETS[c.target];
+    const relation = RELATIONS[c.relation];
+    if (target === undefined) return fail(op, ErrorCode.INVALID_ARGUMENT, `compare ${i}: unknown target ${c.target}`);
+    if (relation === undefined)
+      return fail(op, ErrorCode.INVALID_ARGUMENT, `compare ${i}: unknown relation ${c.relation}`);
+    const value = target === CompareTarget.VALUE ? data(c.value) : null;
+    if (value !== null && !checkValue(op, value, maxValueBytes)) return prefixError(op, `compare ${i}`);
+    bytes += key.length + (value?.length ?? 0);
+    if (bytes > TXN_MAX_BYTES) return tooLarge();
+    out.compares.push({ key, target, relation, number: Number(c.version), value });
+  }
+  for (const [b, list] of branches.entries()) {
+    const name = b === 0 ? "success" : "failure";
+    const ops = b === 0 ? out.success : out.failure;
+    const ttls = b === 0 ? out.successTtlMs : out.failureTtlMs;
+    for (let i = 0; i < list.length; i++) {
+      const o = list[i]!;
+      const which = o.which();
+      const at = `${name} op ${i}`;
+      let key: Uint8Array;
+      let value: Uint8Array | null = null;
+      let cmd: Op;
+      let flags = 0;
+      let ttlMs = 0;
+      let expireAtMs = 0;
+      if (which === TxnOp_Which.PUT) {
+        const w = o.put;
+        key = data(w.key);
+        value = data(w.value);
+        if (!checkKey(op, key) || !checkValue(op, value, maxValueBytes) || !checkTime(op, w.ttlMs, w.expireAtMs))
+          return prefixError(op, at);
+        cmd = Op.PUT;
+        ttlMs = op.ttlMs;
+        expireAtMs = op.expireAtMs;
+        op.ttlMs = 0;
+        op.expireAtMs = 0;
+        if (w.keepTtl) flags = FLAG_KEEP_TTL;
+      } else if (which === TxnOp_Which.DELETE || which === TxnOp_Which.GET) {
+        key = data(which === TxnOp_Which.GET ? o.get.key : o.delete.key);
+        if (!checkKey(op, key)) return prefixError(op, at);
+        cmd = which === TxnOp_Which.GET ? Op.GET : Op.DELETE;
+      } else return fail(op, ErrorCode.UNKNOWN_OPERATION, `${at}: unknown op ${which} (a newer client?)`);
+      bytes += key.length + (value?.length ?? 0);
+      if (bytes > TXN_MAX_BYTES) return tooLarge();
+      ops.push({ op: cmd, flags, expireAtMs, arg0: 0, arg1: 0, key, value });
+      ttls.push(ttlMs);
+    }
+  }
+  op.txn = out;
+  return op;
+}
+
+/** Names the part of a transaction a validation error is about. */
+function prefixError(op: Operation, at: string): Operation {
+  op.errorMessage = `${at}: ${op.errorMessage}`;
+  return op;
 }
 
 /**
@@ -497,6 +616,31 @@ export function encodeStats(id: bigint, rows: ShardStatsRow[], uptimeMs: number,
       t.fsyncMaxUs = BigInt(Math.round(p.fsyncMaxMs * 1000));
       t.refusingWrites = p.refusingWrites;
     }
+  }
+  return frameOf(m);
+}
+
+/**
+ * A transaction's answer: whether the success branch ran, and each op of the
+ * branch that ran, in order, by its shard command (`ops[i]`: Op.GET, Op.PUT,
+ * Op.DELETE) and its result. A put's flag is 1 when it replaced a key.
+ */
+export function encodeTxn(id: bigint, succeeded: boolean, ops: readonly number[], results: PartResult[]): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const t = r._initTxn();
+  t.succeeded = succeeded;
+  const list = t._initResults(ops.length);
+  for (let i = 0; i < ops.length; i++) {
+    const p = results[i]!;
+    const item = list[i]!;
+    if (ops[i] === Op.PUT) {
+      const w = item._initPut();
+      w.version = BigInt(p.version);
+      w.created = p.flag === 0;
+    } else if (ops[i] === Op.DELETE) item.delete = p.flag === 1;
+    else setValue(item._initGet(), p);
   }
   return frameOf(m);
 }

@@ -226,6 +226,7 @@ describe("Cerializer operations routes", () => {
       "get /v1/kv",
       "post /v1/batch",
       "post /v1/rpc",
+      "post /v1/txn",
       "get /v1/stats",
       "get /healthz",
       "get /readyz",

@@ -7,6 +7,8 @@
  * (they travel on one connection to the one shard that owns the key);
  * operations on different keys run concurrently. A batch that is malformed
  * or over the length limit is refused whole, before anything is applied.
+ * The answer says so itself (`"atomic": false`); all-or-nothing is POST
+ * /v1/txn (routes/txn.ts).
  */
 import type { FastifyInstance } from "fastify";
 import { VersionMismatchError } from "../../client/client.js";
@@ -53,12 +55,14 @@ export function batchRoutes(app: FastifyInstance, g: Gateway): void {
         summary: "Run many operations",
         description:
           `Up to ${g.limits.maxBatchOps} operations; results come back in order, each with its own status. ` +
-          "Not atomic: each operation is applied on its own, same-key operations in the order given.",
+          "Not atomic: each operation is applied on its own, same-key operations in the order given, and a " +
+          "failure leaves the others applied (the answer says `atomic: false`). For all or nothing, use POST /v1/txn.",
         body: { type: "array", items: opSchema },
         response: {
           200: {
             type: "object",
             properties: {
+              atomic: { type: "boolean", description: "always false: each operation was applied on its own" },
               results: {
                 type: "array",
                 items: { type: "object", additionalProperties: true, properties: { status: { type: "integer" } } },
@@ -95,7 +99,7 @@ export function batchRoutes(app: FastifyInstance, g: Gateway): void {
           }
         }),
       );
-      return { results };
+      return { atomic: false, results };
     },
   );
 }

@@ -28,21 +28,28 @@ type Dyn = Record<string, unknown>;
 /**
  * Checks the request against the schema (by building it once) and returns
  * the keys it names, read back through the schema's own encoding of them:
- * the `key` of the operation, or of each element of its `keys`/`entries`.
+ * every `key` field inside the operation, at any depth (the key of a get,
+ * of each element of an mget's `keys` or an mput's `entries`, of each
+ * compare and op of a txn).
  */
 function keysOf(json: Record<string, unknown>): Uint8Array[] {
   const req = new capnp.Message().initRoot(Request);
   fillStruct(requestInfo, req as unknown as Dyn, json, "", ["id"]);
   const view = structToJson(requestInfo, req as unknown as Dyn);
   const member = memberNames.find((m) => m in view)!;
-  const body = view[member] as Dyn | null;
-  if (body === null || typeof body !== "object") return [];
-  const list = (body.keys ?? body.entries) as Dyn[] | undefined;
-  const keys = (body.key !== undefined ? [body.key] : (list ?? []).map((e) => e.key)) as (
-    | { text: string }
-    | { base64: string }
-  )[];
-  return keys.map((k) => ("text" in k ? Buffer.from(k.text, "utf8") : Buffer.from(k.base64, "base64")));
+  const keys: Uint8Array[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) for (const item of v) walk(item);
+    else if (v !== null && typeof v === "object")
+      for (const [name, field] of Object.entries(v as Dyn)) {
+        if (name === "key" && field !== null && typeof field === "object") {
+          const k = field as { text: string } | { base64: string };
+          keys.push("text" in k ? Buffer.from(k.text, "utf8") : Buffer.from(k.base64, "base64"));
+        } else walk(field);
+      }
+  };
+  walk(view[member]);
+  return keys;
 }
 
 export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
@@ -80,10 +87,12 @@ export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
       // Keyless operations (ping, stats, scan) go to the first node (in a cluster, the first member up).
       const node = keys.length === 0 ? g.router.anyNode() : g.router.nodeFor(keys[0]!);
       if (!g.router.cluster && keys.some((k) => g.router.nodeFor(k) !== node))
-        throw new Problem(
-          "invalid-argument",
-          "the keys of this request live on different nodes; send them as a POST /v1/batch instead",
-        );
+        throw "txn" in json
+          ? new Problem("cross-partition", "the transaction's keys are on different nodes; nothing was applied")
+          : new Problem(
+              "invalid-argument",
+              "the keys of this request live on different nodes; send them as a POST /v1/batch instead",
+            );
       const res: Response = await node.run((c) =>
         c.raw((r) => fillStruct(requestInfo, r as unknown as Dyn, json, "", ["id"])),
       );

@@ -57,7 +57,12 @@ export const Request_Which = {
 * one step of moving a partition's replica to another member
 *
 */
-  REPLACE_REPLICA: 19
+  REPLACE_REPLICA: 19,
+  /**
+* compares, then one of two branches of ops, all or nothing (docs/protocol.md, "Txn")
+*
+*/
+  TXN: 20
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -81,6 +86,7 @@ export class Request extends $.Struct {
   static readonly CLUSTER_INFO = Request_Which.CLUSTER_INFO;
   static readonly TRANSFER_LEADER = Request_Which.TRANSFER_LEADER;
   static readonly REPLACE_REPLICA = Request_Which.REPLACE_REPLICA;
+  static readonly TXN = Request_Which.TXN;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -569,6 +575,35 @@ export class Request extends $.Struct {
   }
   set replaceReplica(value: ReplaceReplica) {
     $.utils.setUint16(8, 19, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptTxn(value: $.Orphan<Txn>): void {
+    $.utils.setUint16(8, 20, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownTxn(): $.Orphan<Txn> {
+    return $.utils.disown(this.txn);
+  }
+  /**
+* compares, then one of two branches of ops, all or nothing (docs/protocol.md, "Txn")
+*
+*/
+  get txn(): Txn {
+    $.utils.testWhich("txn", $.utils.getUint16(8, this), 20, this);
+    return $.utils.getStruct(0, Txn, this);
+  }
+  _hasTxn(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initTxn(): Txn {
+    $.utils.setUint16(8, 20, this);
+    return $.utils.initStructAt(0, Txn, this);
+  }
+  get _isTxn(): boolean {
+    return $.utils.getUint16(8, this) === 20;
+  }
+  set txn(value: Txn) {
+    $.utils.setUint16(8, 20, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   /**
@@ -1080,6 +1115,386 @@ export class Scan extends $.Struct {
   }
   toString(): string { return "Scan_" + super.toString(); }
 }
+export class Txn extends $.Struct {
+  static readonly _capnp = {
+    displayName: "Txn",
+    id: "90134e6b3cb17832",
+    size: new $.ObjectSize(0, 3),
+  };
+  static _Compares: $.ListCtor<TxnCompare>;
+  static _Success: $.ListCtor<TxnOp>;
+  static _Failure: $.ListCtor<TxnOp>;
+  _adoptCompares(value: $.Orphan<$.List<TxnCompare>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownCompares(): $.Orphan<$.List<TxnCompare>> {
+    return $.utils.disown(this.compares);
+  }
+  /**
+* all must hold (an empty list holds)
+*
+*/
+  get compares(): $.List<TxnCompare> {
+    return $.utils.getList(0, Txn._Compares, this);
+  }
+  _hasCompares(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initCompares(length: number): $.List<TxnCompare> {
+    return $.utils.initList(0, Txn._Compares, length, this);
+  }
+  set compares(value: $.List<TxnCompare>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptSuccess(value: $.Orphan<$.List<TxnOp>>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownSuccess(): $.Orphan<$.List<TxnOp>> {
+    return $.utils.disown(this.success);
+  }
+  get success(): $.List<TxnOp> {
+    return $.utils.getList(1, Txn._Success, this);
+  }
+  _hasSuccess(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initSuccess(length: number): $.List<TxnOp> {
+    return $.utils.initList(1, Txn._Success, length, this);
+  }
+  set success(value: $.List<TxnOp>) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  _adoptFailure(value: $.Orphan<$.List<TxnOp>>): void {
+    $.utils.adopt(value, $.utils.getPointer(2, this));
+  }
+  _disownFailure(): $.Orphan<$.List<TxnOp>> {
+    return $.utils.disown(this.failure);
+  }
+  get failure(): $.List<TxnOp> {
+    return $.utils.getList(2, Txn._Failure, this);
+  }
+  _hasFailure(): boolean {
+    return !$.utils.isNull($.utils.getPointer(2, this));
+  }
+  _initFailure(length: number): $.List<TxnOp> {
+    return $.utils.initList(2, Txn._Failure, length, this);
+  }
+  set failure(value: $.List<TxnOp>) {
+    $.utils.copyFrom(value, $.utils.getPointer(2, this));
+  }
+  toString(): string { return "Txn_" + super.toString(); }
+}
+export class TxnCompare extends $.Struct {
+  static readonly _capnp = {
+    displayName: "TxnCompare",
+    id: "b97504820e911c51",
+    size: new $.ObjectSize(16, 2),
+  };
+  _adoptKey(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownKey(): $.Orphan<$.Data> {
+    return $.utils.disown(this.key);
+  }
+  get key(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasKey(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initKey(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set key(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  get target(): CompareTarget {
+    return $.utils.getUint16(0, this) as CompareTarget;
+  }
+  set target(value: CompareTarget) {
+    $.utils.setUint16(0, value, this);
+  }
+  get relation(): CompareRelation {
+    return $.utils.getUint16(2, this) as CompareRelation;
+  }
+  set relation(value: CompareRelation) {
+    $.utils.setUint16(2, value, this);
+  }
+  /**
+* target version: compared with the key's version (0: absent)
+*
+*/
+  get version(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set version(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  _adoptValue(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownValue(): $.Orphan<$.Data> {
+    return $.utils.disown(this.value);
+  }
+  /**
+* target value: compared with the key's value, bytewise (an absent key never matches)
+*
+*/
+  get value(): $.Data {
+    return $.utils.getData(1, this);
+  }
+  _hasValue(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initValue(length: number): $.Data {
+    return $.utils.initData(1, length, this);
+  }
+  set value(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  toString(): string { return "TxnCompare_" + super.toString(); }
+}
+export const CompareTarget = {
+  VERSION: 0,
+  VALUE: 1
+} as const;
+export type CompareTarget = (typeof CompareTarget)[keyof typeof CompareTarget];
+export const CompareRelation = {
+  EQUAL: 0,
+  NOT_EQUAL: 1,
+  LESS: 2,
+  GREATER: 3
+} as const;
+export type CompareRelation = (typeof CompareRelation)[keyof typeof CompareRelation];
+export const TxnOp_Which = {
+  /**
+* ttlMs, expireAtMs and keepTtl as a put's
+*
+*/
+  PUT: 0,
+  DELETE: 1,
+  GET: 2
+} as const;
+export type TxnOp_Which = (typeof TxnOp_Which)[keyof typeof TxnOp_Which];
+export class TxnOp extends $.Struct {
+  static readonly PUT = TxnOp_Which.PUT;
+  static readonly DELETE = TxnOp_Which.DELETE;
+  static readonly GET = TxnOp_Which.GET;
+  static readonly _capnp = {
+    displayName: "TxnOp",
+    id: "b4ca011c2e72e065",
+    size: new $.ObjectSize(8, 1),
+  };
+  _adoptPut(value: $.Orphan<Write>): void {
+    $.utils.setUint16(0, 0, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownPut(): $.Orphan<Write> {
+    return $.utils.disown(this.put);
+  }
+  /**
+* ttlMs, expireAtMs and keepTtl as a put's
+*
+*/
+  get put(): Write {
+    $.utils.testWhich("put", $.utils.getUint16(0, this), 0, this);
+    return $.utils.getStruct(0, Write, this);
+  }
+  _hasPut(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initPut(): Write {
+    $.utils.setUint16(0, 0, this);
+    return $.utils.initStructAt(0, Write, this);
+  }
+  get _isPut(): boolean {
+    return $.utils.getUint16(0, this) === 0;
+  }
+  set put(value: Write) {
+    $.utils.setUint16(0, 0, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptDelete(value: $.Orphan<Key>): void {
+    $.utils.setUint16(0, 1, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownDelete(): $.Orphan<Key> {
+    return $.utils.disown(this.delete);
+  }
+  get delete(): Key {
+    $.utils.testWhich("delete", $.utils.getUint16(0, this), 1, this);
+    return $.utils.getStruct(0, Key, this);
+  }
+  _hasDelete(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initDelete(): Key {
+    $.utils.setUint16(0, 1, this);
+    return $.utils.initStructAt(0, Key, this);
+  }
+  get _isDelete(): boolean {
+    return $.utils.getUint16(0, this) === 1;
+  }
+  set delete(value: Key) {
+    $.utils.setUint16(0, 1, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptGet(value: $.Orphan<Key>): void {
+    $.utils.setUint16(0, 2, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownGet(): $.Orphan<Key> {
+    return $.utils.disown(this.get);
+  }
+  get get(): Key {
+    $.utils.testWhich("get", $.utils.getUint16(0, this), 2, this);
+    return $.utils.getStruct(0, Key, this);
+  }
+  _hasGet(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initGet(): Key {
+    $.utils.setUint16(0, 2, this);
+    return $.utils.initStructAt(0, Key, this);
+  }
+  get _isGet(): boolean {
+    return $.utils.getUint16(0, this) === 2;
+  }
+  set get(value: Key) {
+    $.utils.setUint16(0, 2, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "TxnOp_" + super.toString(); }
+  which(): TxnOp_Which {
+    return $.utils.getUint16(0, this) as TxnOp_Which;
+  }
+}
+export class TxnResult extends $.Struct {
+  static readonly _capnp = {
+    displayName: "TxnResult",
+    id: "e82d5f3bf8cdf05f",
+    size: new $.ObjectSize(8, 1),
+  };
+  static _Results: $.ListCtor<TxnOpResult>;
+  /**
+* every compare held: the success branch ran
+*
+*/
+  get succeeded(): boolean {
+    return $.utils.getBit(0, this);
+  }
+  set succeeded(value: boolean) {
+    $.utils.setBit(0, value, this);
+  }
+  _adoptResults(value: $.Orphan<$.List<TxnOpResult>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownResults(): $.Orphan<$.List<TxnOpResult>> {
+    return $.utils.disown(this.results);
+  }
+  get results(): $.List<TxnOpResult> {
+    return $.utils.getList(0, TxnResult._Results, this);
+  }
+  _hasResults(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initResults(length: number): $.List<TxnOpResult> {
+    return $.utils.initList(0, TxnResult._Results, length, this);
+  }
+  set results(value: $.List<TxnOpResult>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "TxnResult_" + super.toString(); }
+}
+export const TxnOpResult_Which = {
+  PUT: 0,
+  /**
+* whether the key existed
+*
+*/
+  DELETE: 1,
+  GET: 2
+} as const;
+export type TxnOpResult_Which = (typeof TxnOpResult_Which)[keyof typeof TxnOpResult_Which];
+export class TxnOpResult extends $.Struct {
+  static readonly PUT = TxnOpResult_Which.PUT;
+  static readonly DELETE = TxnOpResult_Which.DELETE;
+  static readonly GET = TxnOpResult_Which.GET;
+  static readonly _capnp = {
+    displayName: "TxnOpResult",
+    id: "ec39d663c5ebfd99",
+    size: new $.ObjectSize(8, 1),
+  };
+  _adoptPut(value: $.Orphan<Written>): void {
+    $.utils.setUint16(0, 0, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownPut(): $.Orphan<Written> {
+    return $.utils.disown(this.put);
+  }
+  get put(): Written {
+    $.utils.testWhich("put", $.utils.getUint16(0, this), 0, this);
+    return $.utils.getStruct(0, Written, this);
+  }
+  _hasPut(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initPut(): Written {
+    $.utils.setUint16(0, 0, this);
+    return $.utils.initStructAt(0, Written, this);
+  }
+  get _isPut(): boolean {
+    return $.utils.getUint16(0, this) === 0;
+  }
+  set put(value: Written) {
+    $.utils.setUint16(0, 0, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  /**
+* whether the key existed
+*
+*/
+  get delete(): boolean {
+    $.utils.testWhich("delete", $.utils.getUint16(0, this), 1, this);
+    return $.utils.getBit(16, this);
+  }
+  get _isDelete(): boolean {
+    return $.utils.getUint16(0, this) === 1;
+  }
+  set delete(value: boolean) {
+    $.utils.setUint16(0, 1, this);
+    $.utils.setBit(16, value, this);
+  }
+  _adoptGet(value: $.Orphan<Value>): void {
+    $.utils.setUint16(0, 2, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownGet(): $.Orphan<Value> {
+    return $.utils.disown(this.get);
+  }
+  get get(): Value {
+    $.utils.testWhich("get", $.utils.getUint16(0, this), 2, this);
+    return $.utils.getStruct(0, Value, this);
+  }
+  _hasGet(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initGet(): Value {
+    $.utils.setUint16(0, 2, this);
+    return $.utils.initStructAt(0, Value, this);
+  }
+  get _isGet(): boolean {
+    return $.utils.getUint16(0, this) === 2;
+  }
+  set get(value: Value) {
+    $.utils.setUint16(0, 2, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "TxnOpResult_" + super.toString(); }
+  which(): TxnOpResult_Which {
+    return $.utils.getUint16(0, this) as TxnOpResult_Which;
+  }
+}
 export const Response_Which = {
   ERROR: 0,
   PONG: 1,
@@ -1127,7 +1542,8 @@ export const Response_Which = {
 *
 */
   OK: 13,
-  CLUSTER: 14
+  CLUSTER: 14,
+  TXN: 15
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1146,6 +1562,7 @@ export class Response extends $.Struct {
   static readonly SCAN = Response_Which.SCAN;
   static readonly OK = Response_Which.OK;
   static readonly CLUSTER = Response_Which.CLUSTER;
+  static readonly TXN = Response_Which.TXN;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -1465,6 +1882,31 @@ export class Response extends $.Struct {
   }
   set cluster(value: ClusterInfo) {
     $.utils.setUint16(8, 14, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptTxn(value: $.Orphan<TxnResult>): void {
+    $.utils.setUint16(8, 15, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownTxn(): $.Orphan<TxnResult> {
+    return $.utils.disown(this.txn);
+  }
+  get txn(): TxnResult {
+    $.utils.testWhich("txn", $.utils.getUint16(8, this), 15, this);
+    return $.utils.getStruct(0, TxnResult, this);
+  }
+  _hasTxn(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initTxn(): TxnResult {
+    $.utils.setUint16(8, 15, this);
+    return $.utils.initStructAt(0, TxnResult, this);
+  }
+  get _isTxn(): boolean {
+    return $.utils.getUint16(8, this) === 15;
+  }
+  set txn(value: TxnResult) {
+    $.utils.setUint16(8, 15, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   toString(): string { return "Response_" + super.toString(); }
@@ -2980,6 +3422,10 @@ export class RaftSnapshot extends $.Struct {
 }
 Keys._Keys = $.CompositeList(Key);
 MultiPut._Entries = $.CompositeList(KeyValue);
+Txn._Compares = $.CompositeList(TxnCompare);
+Txn._Success = $.CompositeList(TxnOp);
+Txn._Failure = $.CompositeList(TxnOp);
+TxnResult._Results = $.CompositeList(TxnOpResult);
 Response._Values = $.CompositeList(Value);
 ClusterInfo._Members = $.CompositeList(ClusterMember);
 ClusterInfo._Partitions = $.CompositeList(PartitionInfo);

@@ -281,9 +281,48 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "90134e6b3cb17832": {
+      "name": "Txn",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "compares",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "b97504820e911c51"
+            }
+          }
+        },
+        {
+          "name": "success",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "b4ca011c2e72e065"
+            }
+          }
+        },
+        {
+          "name": "failure",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "b4ca011c2e72e065"
+            }
+          }
+        }
+      ]
+    },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 20,
+      "unionMembers": 21,
       "fields": [
         {
           "name": "id",
@@ -455,6 +494,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "bool"
           }
+        },
+        {
+          "name": "txn",
+          "discriminant": 20,
+          "type": {
+            "kind": "struct",
+            "struct": "90134e6b3cb17832"
+          }
         }
       ]
     },
@@ -478,22 +525,31 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
-    "e15d4e9023b65d0e": {
-      "name": "Error",
+    "b97504820e911c51": {
+      "name": "TxnCompare",
       "unionMembers": 0,
       "fields": [
         {
-          "name": "code",
+          "name": "key",
           "discriminant": null,
           "type": {
-            "kind": "uint16"
+            "kind": "data"
           }
         },
         {
-          "name": "message",
+          "name": "target",
           "discriminant": null,
           "type": {
-            "kind": "text"
+            "kind": "enum",
+            "enum": "8cbb3fd677e0a4de"
+          }
+        },
+        {
+          "name": "relation",
+          "discriminant": null,
+          "type": {
+            "kind": "enum",
+            "enum": "c519028c634377d2"
           }
         },
         {
@@ -501,6 +557,116 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "uint64"
+          }
+        },
+        {
+          "name": "value",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        }
+      ]
+    },
+    "b4ca011c2e72e065": {
+      "name": "TxnOp",
+      "unionMembers": 3,
+      "fields": [
+        {
+          "name": "put",
+          "discriminant": 0,
+          "type": {
+            "kind": "struct",
+            "struct": "c82aa54aec35adce"
+          }
+        },
+        {
+          "name": "delete",
+          "discriminant": 1,
+          "type": {
+            "kind": "struct",
+            "struct": "e4c4b49e5f7c45bf"
+          }
+        },
+        {
+          "name": "get",
+          "discriminant": 2,
+          "type": {
+            "kind": "struct",
+            "struct": "e4c4b49e5f7c45bf"
+          }
+        }
+      ]
+    },
+    "ec39d663c5ebfd99": {
+      "name": "TxnOpResult",
+      "unionMembers": 3,
+      "fields": [
+        {
+          "name": "put",
+          "discriminant": 0,
+          "type": {
+            "kind": "struct",
+            "struct": "83ca794b07812f51"
+          }
+        },
+        {
+          "name": "delete",
+          "discriminant": 1,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "get",
+          "discriminant": 2,
+          "type": {
+            "kind": "struct",
+            "struct": "ed2d36d028ed6ee5"
+          }
+        }
+      ]
+    },
+    "e82d5f3bf8cdf05f": {
+      "name": "TxnResult",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "succeeded",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "results",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "ec39d663c5ebfd99"
+            }
+          }
+        }
+      ]
+    },
+    "83ca794b07812f51": {
+      "name": "Written",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "version",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "created",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
           }
         }
       ]
@@ -539,22 +705,29 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
-    "83ca794b07812f51": {
-      "name": "Written",
+    "e15d4e9023b65d0e": {
+      "name": "Error",
       "unionMembers": 0,
       "fields": [
+        {
+          "name": "code",
+          "discriminant": null,
+          "type": {
+            "kind": "uint16"
+          }
+        },
+        {
+          "name": "message",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
         {
           "name": "version",
           "discriminant": null,
           "type": {
             "kind": "uint64"
-          }
-        },
-        {
-          "name": "created",
-          "discriminant": null,
-          "type": {
-            "kind": "bool"
           }
         }
       ]
@@ -672,7 +845,7 @@ export const schemaInfo: SchemaInfo = {
     },
     "f45e392d1c2141f9": {
       "name": "Response",
-      "unionMembers": 15,
+      "unionMembers": 16,
       "fields": [
         {
           "name": "id",
@@ -798,6 +971,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "840c26df86ebeb2e"
+          }
+        },
+        {
+          "name": "txn",
+          "discriminant": 15,
+          "type": {
+            "kind": "struct",
+            "struct": "e82d5f3bf8cdf05f"
           }
         }
       ]
@@ -1575,11 +1756,16 @@ export const schemaInfo: SchemaInfo = {
     "Auth": "dc18393bbe42389c",
     "TransferLeader": "b7cf62191ed1f3d3",
     "ReplaceReplica": "e2a8fc8f0151f1ef",
+    "Txn": "90134e6b3cb17832",
     "Request": "f6bb44128c5ce356",
     "KeyValue": "d9ea87bd3f0eb504",
-    "Error": "e15d4e9023b65d0e",
-    "Value": "ed2d36d028ed6ee5",
+    "TxnCompare": "b97504820e911c51",
+    "TxnOp": "b4ca011c2e72e065",
+    "TxnOpResult": "ec39d663c5ebfd99",
+    "TxnResult": "e82d5f3bf8cdf05f",
     "Written": "83ca794b07812f51",
+    "Value": "ed2d36d028ed6ee5",
+    "Error": "e15d4e9023b65d0e",
     "Ttl": "ee0f5f457fb958bf",
     "Stats": "d850fa4a85b2b609",
     "ScanResult": "9521326ec4e4bfa5",
