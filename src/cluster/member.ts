@@ -20,7 +20,7 @@
  * and everything below it as it is.
  */
 import { ErrorCode } from "../errors.js";
-import { FLAG_STALE_READ, isWrite, Op } from "../shard/command.js";
+import { FLAG_STALE_READ, isWriteCommand, Op } from "../shard/command.js";
 import { Admin } from "./admin.js";
 import type { Clock } from "./clock.js";
 import { Forwarder } from "./forwarder.js";
@@ -205,7 +205,7 @@ export class ClusterMember {
    * else goes to the partition's leader (src/cluster/forwarder.ts).
    */
   request(partition: number, command: Uint8Array, op: number, flags: number): Promise<Uint8Array> {
-    const write = isWrite(op);
+    const write = isWriteCommand(op, flags);
     const stale = (flags & FLAG_STALE_READ) !== 0 && !write && this.router.route(partition).replica;
     if (op === Op.STATS || stale)
       return this.router

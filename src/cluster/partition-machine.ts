@@ -23,7 +23,7 @@
  */
 import { ErrorCode } from "../errors.js";
 import type { Entry, Snapshot } from "../raft/types.js";
-import { CommandView, isWrite, readF64, Result, writeF64 } from "../shard/command.js";
+import { CommandView, isWriteCommand, readF64, Result, writeF64 } from "../shard/command.js";
 import { ShardCore } from "../shard/execute.js";
 import type { StateMachine } from "./multi-raft.js";
 
@@ -83,7 +83,7 @@ export class PartitionMachine implements StateMachine {
   read(group: number, command: Uint8Array, nowMs: number): Uint8Array {
     const p = this.part(group);
     const r = this.result.reset(0);
-    if (!this.view.wrap(command) || isWrite(this.view.op)) {
+    if (!this.view.wrap(command) || isWriteCommand(this.view.op, this.view.flags)) {
       r.status = ErrorCode.INVALID_ARGUMENT;
       return encode(r);
     }

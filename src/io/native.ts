@@ -87,7 +87,6 @@ export class NativeRequest extends InFlight {
   /** txn: the gather its parts' results feed (src/io/txn.ts). */
   private gather: TxnGather | null = null;
   /** txn: results that came back before sendTxn returned its gather (inline shards answer during send). */
-  private early: { part: number; status: number; flag: number; value: Uint8Array | null }[] | null = null;
 
   constructor(
     owner: RequestOwner,
@@ -214,15 +213,17 @@ export class NativeRequest extends InFlight {
       [t.failure, t.failureTtlMs],
     ] as const)
       for (const [i, o] of ops.entries()) if (o.expireAtMs === 0 && ttls[i]! > 0) o.expireAtMs = nowMs + ttls[i]!;
-    this.early = [];
-    const g = sendTxn(d, this, { compares: t.compares, success: t.success, failure: t.failure }, nowMs, (o) =>
-      this.txnDone(o),
+    const g = sendTxn(
+      d,
+      this,
+      { compares: t.compares, success: t.success, failure: t.failure },
+      nowMs,
+      (o) => this.txnDone(o),
+      (gather) => {
+        this.gather = gather;
+      },
     );
-    const early = this.early;
-    this.early = null;
     if ("code" in g) return this.finish(encodeError(op.id, g.code, g.message));
-    this.gather = g;
-    for (const e of early) g.onPart(e.part, e.status, e.flag, e.value, d);
   }
 
   private txnDone(o: TxnOutcome): void {
@@ -272,10 +273,6 @@ export class NativeRequest extends InFlight {
     const op = this.op;
     // A transaction's parts always feed its gather, owner gone or not: the gather frees its barrier slot.
     if (this.gather !== null) return this.gather.onPart(part, r.status, r.flag, r.value, d);
-    if (this.early !== null) {
-      this.early.push({ part, status: r.status, flag: r.flag, value: r.value === null ? null : r.value.slice() });
-      return;
-    }
     // Nobody reads the answer (dispatch.ts, RequestOwner.gone); a native request has no later step.
     if (this.owner.gone) {
       if (this.remaining === 0 && this.parts === null) this.finish(EMPTY);

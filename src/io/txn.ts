@@ -145,6 +145,11 @@ export function sendTxn(
   spec: TxnSpec,
   nowMs: number,
   then: (o: TxnOutcome) => void,
+  /**
+   * Called with the gather before the first part is sent: inline shards
+   * answer inside send(), so the request must know its gather by then.
+   */
+  register: (g: TxnGather) => void = () => {},
 ): TxnGather | { code: ErrorCode; message: string } {
   const byShard = new Map<number, TxnPartSpec>();
   const partFor = (shard: number): TxnPartSpec => {
@@ -176,6 +181,7 @@ export function sendTxn(
   const flags =
     (readsOnly(spec.success) ? TXN_SUCCESS_READS_ONLY : 0) | (readsOnly(spec.failure) ? TXN_FAILURE_READS_ONLY : 0);
   const gather = new TxnGather(participants, then);
+  register(gather);
   const send = (slot: number, id: number): void => {
     gather.slot = slot;
     for (const [i, shard] of participants.entries()) {

@@ -166,6 +166,23 @@ export function isWrite(op: number): boolean {
   );
 }
 
+/** txn: the success (failure) branch writes nothing on any participant (src/shard/txn.ts). */
+export const TXN_SUCCESS_READS_ONLY = 1;
+export const TXN_FAILURE_READS_ONLY = 2;
+
+/**
+ * Whether a command, with its flags, may change the map: a transaction
+ * whose branches both only read is a read (served by ReadIndex in a
+ * cluster, not through the log).
+ */
+export function isWriteCommand(op: number, flags: number): boolean {
+  if (op === Op.TXN)
+    return (
+      (flags & (TXN_SUCCESS_READS_ONLY | TXN_FAILURE_READS_ONLY)) !== (TXN_SUCCESS_READS_ONLY | TXN_FAILURE_READS_ONLY)
+    );
+  return isWrite(op);
+}
+
 /** put/update: keep the key's current TTL instead of setting expireAtMs. */
 export const FLAG_KEEP_TTL = 1;
 /** put/insert/update/delete: the result's value is the key's value before the command (GETSET, GETDEL, SET GET). */

@@ -40,8 +40,7 @@ import {
 import type { ShardCore } from "./execute.js";
 
 /** Op.TXN's flags: the success (failure) branch writes nothing on any participant, so it needs no journal record. */
-export const TXN_SUCCESS_READS_ONLY = 1;
-export const TXN_FAILURE_READS_ONLY = 2;
+export { TXN_FAILURE_READS_ONLY, TXN_SUCCESS_READS_ONLY } from "./command.js";
 
 /** What a compare looks at. */
 export const CompareTarget = {
