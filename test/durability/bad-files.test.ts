@@ -31,6 +31,7 @@ import {
   tempRoot,
 } from "../support/durable.js";
 import { HEADER_BYTES } from "../../src/wal/record.js";
+import { eventually } from "../support/eventually.js";
 
 const roots: string[] = [];
 function newRoot(): string {
@@ -84,7 +85,10 @@ describe("a torn tail", () => {
     truncateSync(seg, lastAt + Math.floor((size - lastAt) / 2)); // the write the process died in
 
     node = await startDurable(dir);
-    assert.match(node.stderr(), /cut a torn write off the end of the log/, node.stderr());
+    // stderr is its own pipe: the warning may arrive after the "listening" line on stdout.
+    await eventually("the torn tail is logged", async () =>
+      assert.match(node.stderr(), /cut a torn write off the end of the log/, node.stderr()),
+    );
     assert.ok(node.stderr().includes(seg), `the warning names ${seg}: ${node.stderr()}`);
     assert.match(node.stderr(), new RegExp(`"offset":\\s*${lastAt}\\b`), node.stderr());
     assert.equal(fileSize(seg), lastAt, "the segment was cut exactly where the torn record began");
@@ -100,9 +104,9 @@ describe("a torn tail", () => {
     await c.close();
     assert.equal(await node.stop(), 0);
     node = await startDurable(dir);
-    assert.doesNotMatch(node.stderr(), /torn/);
     assert.equal(node.recoveredKeys, 60 - torn.length + 1);
     await node.stop();
+    assert.doesNotMatch(node.stderr(), /torn/, "all of its stderr, once it has exited");
   });
 });
 
@@ -238,7 +242,9 @@ describe("a crash between a snapshot and the clean-up of what it replaces", () =
     );
 
     node = await startDurable(dir, ["--log-level", "info"]);
-    assert.match(node.stderr(), /finished a clean-up a crash interrupted/, node.stderr());
+    await eventually("the finished clean-up is logged", async () =>
+      assert.match(node.stderr(), /finished a clean-up a crash interrupted/, node.stderr()),
+    );
     const after = journalFiles(shard);
     assert.deepEqual(after.snapshots, [snapshots[1]]);
     assert.ok(
