@@ -227,10 +227,9 @@ describe("the data directory's shard count", () => {
 });
 
 describe("a data directory that lost its piccolo.json", () => {
-  // KNOWN FAILING (a bug in src/journal/data-dir.ts, reported with issue #15's tests): with no manifest,
-  // openDataDir takes the directory as new and writes the configured count, although shard-N
-  // directories full of journals are there; keys are then looked up in the wrong shard, and a
-  // shard beyond the new count is not even read.
+  // Found by this test: with no manifest, openDataDir took the directory as new and wrote the
+  // configured count although shard-N directories full of journals were there, and keys were then
+  // looked up in the wrong shard. It now refuses, saying how to recreate the manifest.
   it("is refused, or opened with the count its shard directories show: never served with keys missing", async () => {
     const dir = dataDir();
     const node = await startDurable(dir, ["--shards", "3"]);

@@ -60,9 +60,10 @@ async function start(shards: number, durability: Durability | null): Promise<Nod
     txn(spec) {
       return new Promise((resolve, reject) => {
         const req = new TxnReq(owner);
-        const g = sendTxn(d, req, spec, Date.now(), resolve);
+        const g = sendTxn(d, req, spec, Date.now(), resolve, (gather) => {
+          req.gather = gather;
+        });
         if ("code" in g) return reject(new Error(g.message));
-        req.gather = g;
         backend.flush();
       });
     },
