@@ -39,6 +39,9 @@ struct Request {
     transferLeader @19 :TransferLeader;  # hand a partition's leadership to a member
     replaceReplica @20 :ReplaceReplica;  # one step of moving a partition's replica to another member
     txn @22 :Txn;           # compares, then one of two branches of ops, all or nothing (docs/protocol.md, "Txn")
+    watch @23 :Watch;       # a stream: every change to a key or under a prefix (docs/watch.md); answered
+                            # by a WatchEvents with created set, then more WatchEvents with this id
+    cancelWatch @24 :CancelWatch; # stops a watch of this connection; answered ok
   }
   stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
                             # out-of-date answer, so in a cluster any member holding a replica of
@@ -194,7 +197,51 @@ struct Response {
     ok @14 :Void;           # auth
     cluster @15 :ClusterInfo;
     txn @16 :TxnResult;
+    watch @17 :WatchEvents;  # watch: each frame of the stream, with the watch request's id
   }
+}
+
+# A watch: every change to `key` (or, with prefix, to every key starting
+# with it), resumable. `from` is a position a WatchEvents gave ("" starts
+# now); one older than the node keeps ends the watch with COMPACTED and the
+# current position. At most 256 watches per connection.
+struct Watch {
+  key @0 :Data;
+  prefix @1 :Bool;
+  from @2 :Text;
+}
+
+struct CancelWatch {
+  id @0 :UInt64;            # the id of the watch request
+}
+
+# One frame of a watch's stream. The first has created set (and no events);
+# the last, if the node ends the watch, has endCode set (COMPACTED: read the
+# keys again and watch from `position`).
+struct WatchEvents {
+  position @0 :Text;        # the watch's position after these events: resume from it
+  created @1 :Bool;
+  events @2 :List(WatchEvent);
+  endCode @3 :UInt16;       # 0 while the watch goes on
+  endMessage @4 :Text;
+}
+
+struct WatchEvent {
+  kind @0 :ChangeKind;
+  key @1 :Data;             # empty for flush
+  value @2 :Data;           # put: the new value, if hasValue
+  hasValue @3 :Bool;        # false for a put whose value is over 64 KiB (valueBytes says its size)
+  valueBytes @4 :UInt32;
+  version @5 :UInt64;       # put: the key's new version
+  expireAtMs @6 :UInt64;    # put, expire: the key's expiry (0: none)
+}
+
+enum ChangeKind {
+  put @0;
+  delete @1;
+  expire @2;                # the key's TTL was set or cleared
+  expired @3;               # the key's TTL ran out: it is gone
+  flush @4;                 # every key is gone
 }
 
 struct ClusterInfo {

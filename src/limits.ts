@@ -557,5 +557,8 @@ export const WATCH_READ_MAX_BYTES = 1024 * 1024;
 /** A parked watch read (nothing new) is answered empty after this long; the watcher asks again if it is still there. */
 export const WATCH_PARK_MS = 10_000;
 
+/** Watches open on one native connection at once. Over it: INVALID_ARGUMENT, the watch is not opened. */
+export const WATCH_MAX_PER_CONNECTION = 256;
+
 /** Parked watch reads one shard holds; past it the oldest is answered empty at once (its watcher asks again). */
 export const WATCH_MAX_PARKED = 16_384;

@@ -396,6 +396,7 @@ async function main(argv: string[]): Promise<number> {
         fsync: { type: "string" },
         "in-memory": { type: "boolean" },
         "snapshot-log-bytes": { type: "string" },
+        "watch-history-bytes": { type: "string" },
         joined: { type: "string" },
         partitions: { type: "string" },
         replicas: { type: "string" },

@@ -21,6 +21,7 @@ import { type ClusterInfo, decodeClusterInfo } from "../protocol/cluster-info.js
 import type { ShardStatsRow } from "../protocol/codec.js";
 import { FrameReader } from "../protocol/framing.js";
 import {
+  ChangeKind,
   CompareRelation,
   CompareTarget,
   Request,
@@ -163,6 +164,113 @@ export function txnKeys(t: TxnRequest): Bytes[] {
   ];
 }
 
+/** A change a watch delivers (docs/watch.md). */
+export interface WatchEvent {
+  kind: "put" | "delete" | "expire" | "expired" | "flush";
+  key: Buffer;
+  /** put: the new value; null for other kinds, or a value over 64 KiB (see valueBytes). */
+  value: Buffer | null;
+  valueBytes: number;
+  /** put: the key's new version. */
+  version: number;
+  /** put, expire: the key's expiry (0: none). */
+  expireAtMs: number;
+  /** The watch's position after this event: resume from it to get what follows, nothing twice. */
+  position: string;
+}
+
+export interface WatchOptions {
+  /** Watch every key that starts with `key` (else the one key). */
+  prefix?: boolean;
+  /** Resume after this position (a WatchEvent's, or Watcher.position); default: from now. */
+  from?: string;
+  /**
+   * Events held for a reader that has not taken them, before the client
+   * stops reading its connection (the node then holds back too: a watcher
+   * that does not read is never buffered for without bound). Default 10,000.
+   */
+  maxBuffered?: number;
+}
+
+const CHANGE_KIND_NAMES: Record<number, WatchEvent["kind"]> = {
+  [ChangeKind.PUT]: "put",
+  [ChangeKind.DELETE]: "delete",
+  [ChangeKind.EXPIRE]: "expire",
+  [ChangeKind.EXPIRED]: "expired",
+  [ChangeKind.FLUSH]: "flush",
+};
+
+/**
+ * An open watch: iterate it (`for await (const e of watcher)`) for its
+ * events. The iteration ends after cancel(); it throws PiccoloError when
+ * the watch ends otherwise: COMPACTED (it fell behind the history the node
+ * keeps: read the keys again and watch from `position`), or
+ * CONNECTION_CLOSED (resume from `position` on a new connection).
+ */
+export class Watcher implements AsyncIterable<WatchEvent> {
+  /** Where the watch is: after the last event delivered to the iterator (or the start). */
+  position: string;
+  private readonly queue: WatchEvent[] = [];
+  private ended: PiccoloError | null = null;
+  private cancelled = false;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    position: string,
+    private readonly stopFn: () => Promise<void>,
+    private readonly flow: (buffered: number) => void,
+  ) {
+    this.position = position;
+  }
+
+  /** @internal */
+  push(events: WatchEvent[]): void {
+    this.queue.push(...events);
+    this.flow(this.queue.length);
+    this.wake?.();
+  }
+
+  /** @internal The watch ended (the node's end frame, or the connection). */
+  end(err: PiccoloError | null, position: string): void {
+    if (this.ended !== null || this.cancelled) return;
+    this.ended = err ?? new PiccoloError(ErrorCode.CONNECTION_CLOSED, "the watch ended");
+    if (position !== "" && this.queue.length === 0) this.position = position;
+    this.endPosition = position;
+    this.wake?.();
+  }
+
+  private endPosition = "";
+
+  /** Stops the watch; the iteration ends once the events already received are taken. */
+  async cancel(): Promise<void> {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.wake?.();
+    if (this.ended === null) await this.stopFn();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<WatchEvent> {
+    for (;;) {
+      const e = this.queue.shift();
+      if (e !== undefined) {
+        this.flow(this.queue.length);
+        this.position = e.position;
+        yield e;
+        continue;
+      }
+      if (this.cancelled) return;
+      if (this.ended !== null) {
+        if (this.endPosition !== "") this.position = this.endPosition;
+        throw this.ended;
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = null;
+    }
+  }
+}
+
 interface Pending {
   /** With the response frame, its own buffer. */
   resolve: (frame: ArrayBuffer) => void;
@@ -188,6 +296,10 @@ export class PiccoloClient {
   private socket: Socket | null = null;
   private connecting: Promise<Socket> | null = null;
   private readonly pending = new Map<number, Pending>();
+  /** Open watches' frame handlers, by the watch request's id (every frame of the stream has it). */
+  private readonly streams = new Map<number, (frame: ArrayBuffer | null) => void>();
+  /** Watches holding more events than their reader took: the socket is paused while any does. */
+  private readonly backedUp = new Set<number>();
   private nextId = 1;
   private corked = false;
   private closedByUser = false;
@@ -281,6 +393,8 @@ export class PiccoloClient {
         return;
       }
     }
+    const stream = this.streams.get(id);
+    if (stream !== undefined) return stream(frame);
     const p = this.pending.get(id);
     if (p === undefined) {
       const res = id === 0 ? decodeResponse(frame) : null;
@@ -302,6 +416,7 @@ export class PiccoloClient {
   }
 
   private failAll(err: Error): void {
+    for (const stream of [...this.streams.values()]) stream(null);
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       this.pending.delete(id);
@@ -693,6 +808,107 @@ export class PiccoloClient {
       r.clusterInfo = true;
     });
     return decodeClusterInfo(PiccoloClient.check(res, Response_Which.CLUSTER).cluster);
+  }
+
+  /**
+   * Watches `key` (with `prefix`, every key starting with it): resolves once
+   * the node has set the watch up, with a Watcher to iterate. Events come in
+   * each key's order; a watch resumed `from` a position gets exactly what
+   * followed it (docs/watch.md).
+   */
+  async watch(key: Bytes, options: WatchOptions = {}): Promise<Watcher> {
+    if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed", true);
+    const socket = await this.open();
+    const id = this.nextId++;
+    const maxBuffered = options.maxBuffered ?? 10_000;
+    const frame = capnpRequest((r) => {
+      const w = r._initWatch();
+      setData((n) => w._initKey(n), key);
+      w.prefix = options.prefix === true;
+      w.from = options.from ?? "";
+    })(id);
+    return new Promise<Watcher>((resolve, reject) => {
+      let watcher: Watcher | null = null;
+      const flow = (buffered: number): void => {
+        // Stop reading while this reader is behind; read again once it took half.
+        if (buffered >= maxBuffered) this.backedUp.add(id);
+        else if (buffered <= maxBuffered / 2) this.backedUp.delete(id);
+        if (this.backedUp.size > 0) socket.pause();
+        else socket.resume();
+      };
+      const done = (): void => {
+        this.streams.delete(id);
+        this.backedUp.delete(id);
+        if (this.backedUp.size === 0) socket.resume();
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new PiccoloError(ErrorCode.TIMEOUT, `the watch was not set up within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.streams.set(id, (f) => {
+        if (f === null) {
+          clearTimeout(timer);
+          done();
+          const err = new PiccoloError(
+            ErrorCode.CONNECTION_CLOSED,
+            "connection closed; resume from the watcher's position",
+          );
+          if (watcher === null) reject(err);
+          else watcher.end(err, "");
+          return;
+        }
+        const res = decodeResponse(f);
+        if (res.which() === Response_Which.ERROR) {
+          clearTimeout(timer);
+          done();
+          const e = res.error;
+          const err = new PiccoloError(e.code as ErrorCode, e.message);
+          if (watcher === null) reject(err);
+          else watcher.end(err, "");
+          return;
+        }
+        const w = res.watch;
+        if (watcher === null) {
+          clearTimeout(timer);
+          if (w.endCode !== 0) {
+            done();
+            const err = new PiccoloError(w.endCode as ErrorCode, w.endMessage);
+            (err as PiccoloError & { position?: string }).position = w.position;
+            return reject(err);
+          }
+          watcher = new Watcher(
+            w.position,
+            async () => {
+              done();
+              const ok = await this.call((r) => {
+                r._initCancelWatch().id = BigInt(id);
+              });
+              if (ok.which() === Response_Which.ERROR && ok.error.code !== ErrorCode.INVALID_ARGUMENT)
+                throw new PiccoloError(ok.error.code as ErrorCode, ok.error.message);
+            },
+            flow,
+          );
+          resolve(watcher);
+        }
+        const events: WatchEvent[] = [];
+        for (const e of w.events)
+          events.push({
+            kind: CHANGE_KIND_NAMES[e.kind] ?? "put",
+            key: Buffer.from(e.key.toUint8Array()),
+            value: e.hasValue ? Buffer.from(e.value.toUint8Array()) : null,
+            valueBytes: e.valueBytes,
+            version: Number(e.version),
+            expireAtMs: Number(e.expireAtMs),
+            position: w.position,
+          });
+        if (events.length > 0) watcher.push(events);
+        if (w.endCode !== 0) {
+          done();
+          watcher.end(new PiccoloError(w.endCode as ErrorCode, w.endMessage), w.position);
+        }
+      });
+      socket.write(frame);
+    });
   }
 
   /** Closes the connection; calls in flight fail with CONNECTION_CLOSED. */

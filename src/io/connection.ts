@@ -154,6 +154,23 @@ export abstract class Connection implements RequestOwner {
     return this.queuedBytes + this.socket.writableLength;
   }
 
+  /**
+   * An answer no request waits for (a watch's next frame): queued after the
+   * answers before it and counted against this connection's output limits
+   * like any answer. Dropped when the connection is gone or ending.
+   */
+  push(answer: Uint8Array): void {
+    if (this.gone || this.ending) return;
+    const req = new Ready(this);
+    this.enqueue(req);
+    req.finish(answer);
+  }
+
+  /** Whether pushing more now keeps this connection under its soft output limit (a watch's backpressure). */
+  get canTakeMore(): boolean {
+    return !this.gone && !this.ending && this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES;
+  }
+
   /** Appends a request to the answer queue (before starting it: inline shards answer at once). */
   protected enqueue(req: InFlight): void {
     this.queue.push(req);

@@ -6,12 +6,13 @@ import { timingSafeEqual } from "node:crypto";
 import type { Socket } from "node:net";
 import { ErrorCode, errorName } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
-import { MAX_SCAN_COUNT } from "../limits.js";
+import { MAX_SCAN_COUNT, WATCH_MAX_PER_CONNECTION } from "../limits.js";
 import {
   decodeRequest,
   encodeError,
   encodeMulti,
   encodeOk,
+  encodeWatchEvents,
   encodePong,
   encodeScan,
   encodeSingle,
@@ -37,10 +38,16 @@ import { FrameReader } from "../protocol/framing.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 import { sendTxn, type TxnGather, type TxnOutcome } from "./txn.js";
+import { looksLikePosition, parsePosition, Watch, type WatchSink } from "./watch.js";
 
 export interface NativeSession {
   authenticated: boolean;
   readonly requirePass: string | null;
+  /** This connection's open watches, by their request's id. */
+  readonly watches: Map<bigint, Watch>;
+  /** A frame no request waits for (a watch's next frame). */
+  push(frame: Uint8Array): void;
+  readonly canTakeMore: boolean;
 }
 
 /** Constant-time comparison, so response timing does not leak the password. */
@@ -162,6 +169,16 @@ export class NativeRequest extends InFlight {
       }
       case OpKind.TXN:
         return this.startTxn(d, nowMs);
+      case OpKind.WATCH:
+        return this.startWatch(d, session);
+      case OpKind.CANCEL_WATCH: {
+        const w = session.watches.get(BigInt(op.version));
+        if (w === undefined)
+          return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, `no open watch has id ${op.version}`));
+        w.cancel();
+        session.watches.delete(BigInt(op.version));
+        return this.finish(encodeOk(op.id));
+      }
       case OpKind.STATS: {
         const n = d.shardCount;
         this.parts = new Array<PartResult>(n);
@@ -198,6 +215,72 @@ export class NativeRequest extends InFlight {
         return d.sendKey(this, 0, op.keys[0]!);
       }
     }
+  }
+
+  /**
+   * A watch (docs/watch.md): this request's answer is the stream's first
+   * frame (created); every later frame is pushed with the same id, after
+   * the answers queued before it. The watch asks its shards for more only
+   * while the connection is under its soft output limit.
+   */
+  private startWatch(d: Dispatcher, session: NativeSession): void {
+    const op = this.op;
+    if (session.watches.has(op.id))
+      return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, `a watch with id ${op.id} is already open`));
+    if (session.watches.size >= WATCH_MAX_PER_CONNECTION)
+      return this.finish(
+        encodeError(
+          op.id,
+          ErrorCode.INVALID_ARGUMENT,
+          `${WATCH_MAX_PER_CONNECTION} watches are open on this connection`,
+        ),
+      );
+    const run = d.startedMs.toString(36);
+    let from: number[] | null = null;
+    if (op.from !== "") {
+      if (!looksLikePosition(op.from))
+        return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, `from: "${op.from}" is not a position`));
+      from = parsePosition(op.from, run, d.shardCount);
+      if (from === null)
+        return this.finish(
+          encodeWatchEvents(
+            op.id,
+            "",
+            [],
+            true,
+            ErrorCode.COMPACTED,
+            "the position is from another run of the node (or another layout): read the keys again, then watch from now",
+          ),
+        );
+    }
+    let created = false;
+    const id = op.id;
+    const self = this;
+    const sink: WatchSink = {
+      get ready() {
+        return session.canTakeMore;
+      },
+      created(position) {
+        if (created) return;
+        created = true;
+        self.finish(encodeWatchEvents(id, position, [], true));
+      },
+      changes(changes, position) {
+        sink.created(position);
+        session.push(encodeWatchEvents(id, position, changes));
+      },
+      ended(code, message, position) {
+        session.watches.delete(id);
+        if (!created) {
+          created = true;
+          return self.finish(encodeWatchEvents(id, position, [], true, code, message));
+        }
+        session.push(encodeWatchEvents(id, position, [], false, code, message));
+      },
+    };
+    const w = new Watch(this.owner, d, op.keys[0]!, !op.prefix, from, sink);
+    session.watches.set(id, w);
+    w.start();
   }
 
   /**
@@ -349,6 +432,7 @@ export function copyResult(r: Result, value = true): PartResult {
  */
 export class NativeConnection extends Connection implements NativeSession {
   private readonly framer: FrameReader;
+  readonly watches = new Map<bigint, Watch>();
   authenticated: boolean;
   readonly requirePass: string | null;
 

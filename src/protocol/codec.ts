@@ -26,7 +26,9 @@ import {
   Response_Which,
   type Txn,
   TxnOp_Which,
+  ChangeKind,
 } from "./gen/piccolo.js";
+import { type Change, ChangeType } from "../shard/history.js";
 
 export { Request_Which as OpKind };
 
@@ -52,6 +54,10 @@ export interface Operation {
   user: string;
   /** txn: the transaction, its keys and values views into the frame. */
   txn: DecodedTxn | null;
+  /** watch: the position to resume from ("" from now); keys[0] is the key or the prefix. */
+  from: string;
+  /** watch: keys[0] is a prefix (else one whole key). */
+  prefix: boolean;
   /** Set when the request cannot be served; the IO loop answers with it. */
   errorCode: number;
   errorMessage: string;
@@ -89,6 +95,8 @@ function blankOperation(id: bigint, kind: Request_Which): Operation {
     password: "",
     user: "",
     txn: null,
+    from: "",
+    prefix: false,
     errorCode: 0,
     errorMessage: "",
   };
@@ -276,6 +284,23 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
       }
       case Request_Which.TXN:
         return decodeTxn(op, req.txn, maxValueBytes);
+      case Request_Which.WATCH: {
+        const w = req.watch;
+        const key = data(w.key);
+        op.prefix = w.prefix;
+        // A prefix may be empty (every key); a whole key follows the key rules.
+        if (op.prefix ? key.length > MAX_KEY_BYTES : !checkKey(op, key)) {
+          if (op.errorCode === 0) fail(op, ErrorCode.KEY_TOO_LARGE, "prefix exceeds the key limit");
+          return op;
+        }
+        op.keys.push(key);
+        op.from = w.from;
+        if (op.from.length > 64 * 1024) return fail(op, ErrorCode.INVALID_ARGUMENT, "from: not a position");
+        return op;
+      }
+      case Request_Which.CANCEL_WATCH:
+        op.version = Number(req.cancelWatch.id);
+        return op;
       default:
         return fail(op, ErrorCode.UNKNOWN_OPERATION, `unknown operation ${kind} (a newer client?)`);
     }
@@ -641,6 +666,50 @@ export function encodeTxn(id: bigint, succeeded: boolean, ops: readonly number[]
       w.created = p.flag === 0;
     } else if (ops[i] === Op.DELETE) item.delete = p.flag === 1;
     else setValue(item._initGet(), p);
+  }
+  return frameOf(m);
+}
+
+const CHANGE_KINDS: Record<number, ChangeKind> = {
+  [ChangeType.PUT]: ChangeKind.PUT,
+  [ChangeType.DELETE]: ChangeKind.DELETE,
+  [ChangeType.EXPIRE]: ChangeKind.EXPIRE,
+  [ChangeType.EXPIRED]: ChangeKind.EXPIRED,
+  [ChangeType.FLUSH]: ChangeKind.FLUSH,
+};
+
+/**
+ * One frame of a watch's stream (docs/watch.md): the changes, the position
+ * after them; `created` for the first; `endCode` (with `endMessage`) for a
+ * watch the node ends.
+ */
+export function encodeWatchEvents(
+  id: bigint,
+  position: string,
+  changes: readonly Change[],
+  created = false,
+  endCode = 0,
+  endMessage = "",
+): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const w = r._initWatch();
+  w.position = position;
+  w.created = created;
+  w.endCode = endCode;
+  if (endMessage !== "") w.endMessage = endMessage;
+  const list = w._initEvents(changes.length);
+  for (let i = 0; i < changes.length; i++) {
+    const c = changes[i]!;
+    const e = list[i]!;
+    e.kind = CHANGE_KINDS[c.type]!;
+    if (c.key.length > 0) e._initKey(c.key.length).copyBuffer(c.key);
+    e.hasValue = c.value !== null;
+    if (c.value !== null && c.value.length > 0) e._initValue(c.value.length).copyBuffer(c.value);
+    e.valueBytes = c.valueBytes;
+    e.version = BigInt(c.version);
+    e.expireAtMs = BigInt(c.expiresAtMs);
   }
   return frameOf(m);
 }

@@ -62,7 +62,18 @@ export const Request_Which = {
 * compares, then one of two branches of ops, all or nothing (docs/protocol.md, "Txn")
 *
 */
-  TXN: 20
+  TXN: 20,
+  /**
+* a stream: every change to a key or under a prefix (docs/watch.md); answered
+* by a WatchEvents with created set, then more WatchEvents with this id
+*
+*/
+  WATCH: 21,
+  /**
+* stops a watch of this connection; answered ok
+*
+*/
+  CANCEL_WATCH: 22
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -87,6 +98,8 @@ export class Request extends $.Struct {
   static readonly TRANSFER_LEADER = Request_Which.TRANSFER_LEADER;
   static readonly REPLACE_REPLICA = Request_Which.REPLACE_REPLICA;
   static readonly TXN = Request_Which.TXN;
+  static readonly WATCH = Request_Which.WATCH;
+  static readonly CANCEL_WATCH = Request_Which.CANCEL_WATCH;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -604,6 +617,65 @@ export class Request extends $.Struct {
   }
   set txn(value: Txn) {
     $.utils.setUint16(8, 20, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptWatch(value: $.Orphan<Watch>): void {
+    $.utils.setUint16(8, 21, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownWatch(): $.Orphan<Watch> {
+    return $.utils.disown(this.watch);
+  }
+  /**
+* a stream: every change to a key or under a prefix (docs/watch.md); answered
+* by a WatchEvents with created set, then more WatchEvents with this id
+*
+*/
+  get watch(): Watch {
+    $.utils.testWhich("watch", $.utils.getUint16(8, this), 21, this);
+    return $.utils.getStruct(0, Watch, this);
+  }
+  _hasWatch(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initWatch(): Watch {
+    $.utils.setUint16(8, 21, this);
+    return $.utils.initStructAt(0, Watch, this);
+  }
+  get _isWatch(): boolean {
+    return $.utils.getUint16(8, this) === 21;
+  }
+  set watch(value: Watch) {
+    $.utils.setUint16(8, 21, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptCancelWatch(value: $.Orphan<CancelWatch>): void {
+    $.utils.setUint16(8, 22, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownCancelWatch(): $.Orphan<CancelWatch> {
+    return $.utils.disown(this.cancelWatch);
+  }
+  /**
+* stops a watch of this connection; answered ok
+*
+*/
+  get cancelWatch(): CancelWatch {
+    $.utils.testWhich("cancelWatch", $.utils.getUint16(8, this), 22, this);
+    return $.utils.getStruct(0, CancelWatch, this);
+  }
+  _hasCancelWatch(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initCancelWatch(): CancelWatch {
+    $.utils.setUint16(8, 22, this);
+    return $.utils.initStructAt(0, CancelWatch, this);
+  }
+  get _isCancelWatch(): boolean {
+    return $.utils.getUint16(8, this) === 22;
+  }
+  set cancelWatch(value: CancelWatch) {
+    $.utils.setUint16(8, 22, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   /**
@@ -1543,7 +1615,12 @@ export const Response_Which = {
 */
   OK: 13,
   CLUSTER: 14,
-  TXN: 15
+  TXN: 15,
+  /**
+* watch: each frame of the stream, with the watch request's id
+*
+*/
+  WATCH: 16
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1563,6 +1640,7 @@ export class Response extends $.Struct {
   static readonly OK = Response_Which.OK;
   static readonly CLUSTER = Response_Which.CLUSTER;
   static readonly TXN = Response_Which.TXN;
+  static readonly WATCH = Response_Which.WATCH;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -1909,11 +1987,269 @@ export class Response extends $.Struct {
     $.utils.setUint16(8, 15, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptWatch(value: $.Orphan<WatchEvents>): void {
+    $.utils.setUint16(8, 16, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownWatch(): $.Orphan<WatchEvents> {
+    return $.utils.disown(this.watch);
+  }
+  /**
+* watch: each frame of the stream, with the watch request's id
+*
+*/
+  get watch(): WatchEvents {
+    $.utils.testWhich("watch", $.utils.getUint16(8, this), 16, this);
+    return $.utils.getStruct(0, WatchEvents, this);
+  }
+  _hasWatch(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initWatch(): WatchEvents {
+    $.utils.setUint16(8, 16, this);
+    return $.utils.initStructAt(0, WatchEvents, this);
+  }
+  get _isWatch(): boolean {
+    return $.utils.getUint16(8, this) === 16;
+  }
+  set watch(value: WatchEvents) {
+    $.utils.setUint16(8, 16, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Response_" + super.toString(); }
   which(): Response_Which {
     return $.utils.getUint16(8, this) as Response_Which;
   }
 }
+export class Watch extends $.Struct {
+  static readonly _capnp = {
+    displayName: "Watch",
+    id: "ad9dae28c7fdc29a",
+    size: new $.ObjectSize(8, 2),
+  };
+  _adoptKey(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownKey(): $.Orphan<$.Data> {
+    return $.utils.disown(this.key);
+  }
+  get key(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasKey(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initKey(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set key(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  get prefix(): boolean {
+    return $.utils.getBit(0, this);
+  }
+  set prefix(value: boolean) {
+    $.utils.setBit(0, value, this);
+  }
+  get from(): string {
+    return $.utils.getText(1, this);
+  }
+  set from(value: string) {
+    $.utils.setText(1, value, this);
+  }
+  toString(): string { return "Watch_" + super.toString(); }
+}
+export class CancelWatch extends $.Struct {
+  static readonly _capnp = {
+    displayName: "CancelWatch",
+    id: "9633b1a94458577f",
+    size: new $.ObjectSize(8, 0),
+  };
+  /**
+* the id of the watch request
+*
+*/
+  get id(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set id(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  toString(): string { return "CancelWatch_" + super.toString(); }
+}
+export class WatchEvents extends $.Struct {
+  static readonly _capnp = {
+    displayName: "WatchEvents",
+    id: "a0224fdd7fe27f4a",
+    size: new $.ObjectSize(8, 3),
+  };
+  static _Events: $.ListCtor<WatchEvent>;
+  /**
+* the watch's position after these events: resume from it
+*
+*/
+  get position(): string {
+    return $.utils.getText(0, this);
+  }
+  set position(value: string) {
+    $.utils.setText(0, value, this);
+  }
+  get created(): boolean {
+    return $.utils.getBit(0, this);
+  }
+  set created(value: boolean) {
+    $.utils.setBit(0, value, this);
+  }
+  _adoptEvents(value: $.Orphan<$.List<WatchEvent>>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownEvents(): $.Orphan<$.List<WatchEvent>> {
+    return $.utils.disown(this.events);
+  }
+  get events(): $.List<WatchEvent> {
+    return $.utils.getList(1, WatchEvents._Events, this);
+  }
+  _hasEvents(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initEvents(length: number): $.List<WatchEvent> {
+    return $.utils.initList(1, WatchEvents._Events, length, this);
+  }
+  set events(value: $.List<WatchEvent>) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  /**
+* 0 while the watch goes on
+*
+*/
+  get endCode(): number {
+    return $.utils.getUint16(2, this);
+  }
+  set endCode(value: number) {
+    $.utils.setUint16(2, value, this);
+  }
+  get endMessage(): string {
+    return $.utils.getText(2, this);
+  }
+  set endMessage(value: string) {
+    $.utils.setText(2, value, this);
+  }
+  toString(): string { return "WatchEvents_" + super.toString(); }
+}
+export class WatchEvent extends $.Struct {
+  static readonly _capnp = {
+    displayName: "WatchEvent",
+    id: "db3ac64f45abd61c",
+    size: new $.ObjectSize(24, 2),
+  };
+  get kind(): ChangeKind {
+    return $.utils.getUint16(0, this) as ChangeKind;
+  }
+  set kind(value: ChangeKind) {
+    $.utils.setUint16(0, value, this);
+  }
+  _adoptKey(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownKey(): $.Orphan<$.Data> {
+    return $.utils.disown(this.key);
+  }
+  /**
+* empty for flush
+*
+*/
+  get key(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasKey(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initKey(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set key(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptValue(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownValue(): $.Orphan<$.Data> {
+    return $.utils.disown(this.value);
+  }
+  /**
+* put: the new value, if hasValue
+*
+*/
+  get value(): $.Data {
+    return $.utils.getData(1, this);
+  }
+  _hasValue(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initValue(length: number): $.Data {
+    return $.utils.initData(1, length, this);
+  }
+  set value(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  /**
+* false for a put whose value is over 64 KiB (valueBytes says its size)
+*
+*/
+  get hasValue(): boolean {
+    return $.utils.getBit(16, this);
+  }
+  set hasValue(value: boolean) {
+    $.utils.setBit(16, value, this);
+  }
+  get valueBytes(): number {
+    return $.utils.getUint32(4, this);
+  }
+  set valueBytes(value: number) {
+    $.utils.setUint32(4, value, this);
+  }
+  /**
+* put: the key's new version
+*
+*/
+  get version(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set version(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  /**
+* put, expire: the key's expiry (0: none)
+*
+*/
+  get expireAtMs(): bigint {
+    return $.utils.getUint64(16, this);
+  }
+  set expireAtMs(value: bigint) {
+    $.utils.setUint64(16, value, this);
+  }
+  toString(): string { return "WatchEvent_" + super.toString(); }
+}
+export const ChangeKind = {
+  PUT: 0,
+  DELETE: 1,
+  /**
+* the key's TTL was set or cleared
+*
+*/
+  EXPIRE: 2,
+  /**
+* the key's TTL ran out: it is gone
+*
+*/
+  EXPIRED: 3,
+  /**
+* every key is gone
+*
+*/
+  FLUSH: 4
+} as const;
+export type ChangeKind = (typeof ChangeKind)[keyof typeof ChangeKind];
 export class ClusterInfo extends $.Struct {
   static readonly _capnp = {
     displayName: "ClusterInfo",
@@ -3427,6 +3763,7 @@ Txn._Success = $.CompositeList(TxnOp);
 Txn._Failure = $.CompositeList(TxnOp);
 TxnResult._Results = $.CompositeList(TxnOpResult);
 Response._Values = $.CompositeList(Value);
+WatchEvents._Events = $.CompositeList(WatchEvent);
 ClusterInfo._Members = $.CompositeList(ClusterMember);
 ClusterInfo._Partitions = $.CompositeList(PartitionInfo);
 PartitionInfo._Followers = $.CompositeList(FollowerInfo);

@@ -320,9 +320,49 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "ad9dae28c7fdc29a": {
+      "name": "Watch",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "key",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "prefix",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "from",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        }
+      ]
+    },
+    "9633b1a94458577f": {
+      "name": "CancelWatch",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "id",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        }
+      ]
+    },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 21,
+      "unionMembers": 23,
       "fields": [
         {
           "name": "id",
@@ -501,6 +541,22 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "90134e6b3cb17832"
+          }
+        },
+        {
+          "name": "watch",
+          "discriminant": 21,
+          "type": {
+            "kind": "struct",
+            "struct": "ad9dae28c7fdc29a"
+          }
+        },
+        {
+          "name": "cancelWatch",
+          "discriminant": 22,
+          "type": {
+            "kind": "struct",
+            "struct": "9633b1a94458577f"
           }
         }
       ]
@@ -843,9 +899,54 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "a0224fdd7fe27f4a": {
+      "name": "WatchEvents",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "position",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "created",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "events",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "db3ac64f45abd61c"
+            }
+          }
+        },
+        {
+          "name": "endCode",
+          "discriminant": null,
+          "type": {
+            "kind": "uint16"
+          }
+        },
+        {
+          "name": "endMessage",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        }
+      ]
+    },
     "f45e392d1c2141f9": {
       "name": "Response",
-      "unionMembers": 16,
+      "unionMembers": 17,
       "fields": [
         {
           "name": "id",
@@ -979,6 +1080,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "e82d5f3bf8cdf05f"
+          }
+        },
+        {
+          "name": "watch",
+          "discriminant": 16,
+          "type": {
+            "kind": "struct",
+            "struct": "a0224fdd7fe27f4a"
           }
         }
       ]
@@ -1348,6 +1457,62 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "bool"
+          }
+        }
+      ]
+    },
+    "db3ac64f45abd61c": {
+      "name": "WatchEvent",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "kind",
+          "discriminant": null,
+          "type": {
+            "kind": "enum",
+            "enum": "d22f2aea8017f3bf"
+          }
+        },
+        {
+          "name": "key",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "value",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "hasValue",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "valueBytes",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "version",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "expireAtMs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
           }
         }
       ]
@@ -1757,6 +1922,8 @@ export const schemaInfo: SchemaInfo = {
     "TransferLeader": "b7cf62191ed1f3d3",
     "ReplaceReplica": "e2a8fc8f0151f1ef",
     "Txn": "90134e6b3cb17832",
+    "Watch": "ad9dae28c7fdc29a",
+    "CancelWatch": "9633b1a94458577f",
     "Request": "f6bb44128c5ce356",
     "KeyValue": "d9ea87bd3f0eb504",
     "TxnCompare": "b97504820e911c51",
@@ -1770,12 +1937,14 @@ export const schemaInfo: SchemaInfo = {
     "Stats": "d850fa4a85b2b609",
     "ScanResult": "9521326ec4e4bfa5",
     "ClusterInfo": "840c26df86ebeb2e",
+    "WatchEvents": "a0224fdd7fe27f4a",
     "Response": "f45e392d1c2141f9",
     "ShardStats": "966d0f3f259dd8c6",
     "ClusterMember": "ecd0327043e28b4d",
     "PartitionInfo": "fb92f7d44baabfaf",
     "ClusterStats": "dc7263a55ef2be9a",
     "FollowerInfo": "f15c3e8a6df8bd77",
+    "WatchEvent": "db3ac64f45abd61c",
     "PeerHello": "e3a692cdf740f619",
     "RaftBatch": "d5da6e500189095e",
     "Forward": "eac1fec5c400bca0",
