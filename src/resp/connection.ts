@@ -10,7 +10,8 @@ import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
 import { lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
 import * as reply from "./reply.js";
-import { type RespHost, RespRequest, type RespSession } from "./request.js";
+import { enqueue, NOT_QUEUED } from "./multi.js";
+import { type MultiState, type RespHost, RespRequest, type RespSession, type WatchState } from "./request.js";
 
 let nextClientId = 1;
 
@@ -26,7 +27,8 @@ export class RespConnection extends Connection implements RespSession {
   readonly id = nextClientId++;
   readonly createdMs = Date.now();
   lastCommand = "NULL";
-  refusedMulti = false;
+  multi: MultiState | null = null;
+  watch: WatchState | null = null;
   staleReads = false;
   readonly address: string;
   private readonly parser: RespParser;
@@ -84,6 +86,7 @@ export class RespConnection extends Connection implements RespSession {
     const spec = lookupBytes(args[0]!);
     if (spec === undefined) {
       this.resp.stats.rejectedCalls++;
+      if (this.multi !== null) this.multi.dirty = true;
       const shown = args
         .slice(1, 21)
         .map((a) => `'${dec.decode(a.subarray(0, 128))}' `)
@@ -98,14 +101,12 @@ export class RespConnection extends Connection implements RespSession {
       this.resp.stats.rejectedCalls++;
       return req.error("NOAUTH Authentication required.");
     }
-    if (this.refusedMulti && name !== "exec" && name !== "discard" && name !== "quit" && name !== "reset") {
-      this.resp.stats.rejectedCalls++;
-      return req.error("ERR command not executed: inside a MULTI that Piccolo refused (send EXEC or DISCARD)");
-    }
     if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
       this.resp.stats.rejectedCalls++;
+      if (this.multi !== null) this.multi.dirty = true;
       return req.error(`ERR wrong number of arguments for '${name}' command`);
     }
+    if (this.multi !== null && !NOT_QUEUED.has(name)) return enqueue(req, name);
     req.stale = this.staleReads && spec.readOnly;
     spec.run(req);
   }
