@@ -15,6 +15,13 @@ import { type MultiState, type RespHost, RespRequest, type RespSession, type Wat
 
 let nextClientId = 1;
 
+/**
+ * Commands that take more than one step before they write (a read, then a
+ * transaction; EXEC waiting for its WATCH's reads): the connection starts
+ * nothing after one of them until it answers.
+ */
+const BARRIERS = new Set(["exec", "rename", "renamenx", "copy"]);
+
 const dec = new TextDecoder();
 
 /** Commands allowed before AUTH when a password is required (as Redis). */
@@ -32,6 +39,13 @@ export class RespConnection extends Connection implements RespSession {
   staleReads = false;
   readonly address: string;
   private readonly parser: RespParser;
+  /**
+   * A command still under way that the commands after it must not overtake
+   * (BARRIERS); they are queued for their answers' order but not started
+   * until it answers, so a pipelined GET after RENAME or EXEC sees its writes.
+   */
+  private barrier: RespRequest | null = null;
+  private afterBarrier: RespRequest[] = [];
 
   constructor(
     socket: Socket,
@@ -60,7 +74,7 @@ export class RespConnection extends Connection implements RespSession {
   }
 
   private command(args: Uint8Array[], nowMs: number): void {
-    if (this.mayStart()) {
+    if (this.mayStart() && this.barrier === null) {
       const req = new RespRequest(this, this, args, nowMs);
       this.enqueue(req);
       return this.start(req);
@@ -73,11 +87,21 @@ export class RespConnection extends Connection implements RespSession {
       nowMs,
     );
     this.enqueue(req);
-    this.hold(req);
+    if (this.barrier !== null) this.afterBarrier.push(req);
+    else this.hold(req);
   }
 
   protected startHeld(req: InFlight): void {
-    this.start(req as RespRequest);
+    if (this.barrier !== null) this.afterBarrier.push(req as RespRequest);
+    else this.start(req as RespRequest);
+  }
+
+  /** The barrier answered: start what waited for it, in order, until the next barrier. */
+  private releaseBarrier(): void {
+    this.barrier = null;
+    let i = 0;
+    while (i < this.afterBarrier.length && this.barrier === null) this.start(this.afterBarrier[i++]!);
+    this.afterBarrier.splice(0, i);
   }
 
   private start(req: RespRequest): void {
@@ -109,6 +133,10 @@ export class RespConnection extends Connection implements RespSession {
     if (this.multi !== null && !NOT_QUEUED.has(name)) return enqueue(req, name);
     req.stale = this.staleReads && spec.readOnly;
     spec.run(req);
+    if (req.out === null && BARRIERS.has(name)) {
+      this.barrier = req;
+      req.afterFinish = () => this.releaseBarrier();
+    }
   }
 
   protected get partial(): boolean {

@@ -209,11 +209,28 @@ for (const layout of LAYOUTS) {
       assert.equal(await r.multi().get("u:k").exec(), null);
     });
 
-    it("WATCH, MULTI and EXEC pipelined in one write: EXEC waits for WATCH's reads", async () => {
+    it("pipelined after WATCH/EXEC or RENAME, a command sees their writes (it is not started before they answer)", async () => {
       await r.set("p:k", "1");
-      const out = await r.pipeline().watch("p:k").call("multi").incr("p:k").call("exec").exec();
-      assert.deepEqual(out![3], [null, [2]]);
-      assert.equal(await r.get("p:k"), "2");
+      const out = await r.pipeline().watch("p:k").call("multi").incr("p:k").call("exec").get("p:k").exec();
+      assert.deepEqual(out![3], [null, [2]], "EXEC waited for WATCH's read and ran");
+      assert.deepEqual(out![4], [null, "2"], "the GET after EXEC saw its write");
+      const moved = await r
+        .pipeline()
+        .set("p:src", "v")
+        .rename("p:src", "p:dst")
+        .get("p:dst")
+        .exists("p:src")
+        .copy("p:dst", "p:copy")
+        .get("p:copy")
+        .exec();
+      assert.deepEqual(moved, [
+        [null, "OK"],
+        [null, "OK"],
+        [null, "v"],
+        [null, 0],
+        [null, 1],
+        [null, "v"],
+      ]);
     });
 
     it("a failed WATCH transaction answers a null array: *-1 in RESP2, _ in RESP3", async () => {
