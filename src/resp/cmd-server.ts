@@ -144,7 +144,7 @@ function validName(name: string): boolean {
 
 function clientLine(s: RespSession, nowMs: number): string {
   const age = Math.floor((nowMs - s.createdMs) / 1000);
-  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=${s.staleReads ? "r" : "N"} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
+  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=${s.multi !== null ? "x" : s.staleReads ? "r" : "N"} db=0 sub=0 psub=0 ssub=0 multi=${s.multi === null ? -1 : s.multi.queued.length} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
 }
 
 export function client(q: RespRequest): void {

@@ -203,6 +203,17 @@ for (const layout of LAYOUTS) {
       await r.call("discard");
       await other.set("u:k", "4");
       assert.deepEqual(await r.multi().get("u:k").exec(), [[null, "4"]]);
+      // An expiry change is not a change of the key's version (docs/resp.md: a difference from Redis)...
+      await r.watch("u:k");
+      await other.expire("u:k", 100);
+      assert.deepEqual(await r.multi().get("u:k").exec(), [[null, "4"]]);
+      // ...but a watched key that expires before EXEC reads as absent: EXEC fails (as Redis 7).
+      await r.watch("u:k");
+      await other.pexpire("u:k", 50);
+      await new Promise((res) => setTimeout(res, 120));
+      assert.equal(await r.multi().set("u:k", "again").exec(), null);
+      assert.equal(await r.exists("u:k"), 0);
+      await r.set("u:k", "4");
       // The connection's own writes after WATCH count too (as Redis).
       await r.watch("u:k");
       await r.set("u:k", "5");
