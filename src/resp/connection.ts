@@ -87,8 +87,8 @@ export class RespConnection extends Connection implements RespSession {
       nowMs,
     );
     this.enqueue(req);
-    if (this.barrier !== null) this.afterBarrier.push(req);
-    else this.hold(req);
+    // Held in order by the base (even behind a barrier: requests it still holds are older); startHeld() defers it past the barrier.
+    this.hold(req);
   }
 
   protected startHeld(req: InFlight): void {

@@ -242,6 +242,12 @@ for (const layout of LAYOUTS) {
         [null, 1],
         [null, "v"],
       ]);
+      // Past the dispatch window (64 to start with): requests held by the connection keep their order too.
+      const p = r.pipeline().set("p:a", "v");
+      for (let i = 0; i < 400; i++) p.rename("p:a", "p:b").get("p:b").rename("p:b", "p:a").get("p:a");
+      const many = (await p.exec())!.slice(1);
+      const wrong = many.filter(([e, v], i) => e !== null || v !== (i % 2 === 0 ? "OK" : "v"));
+      assert.deepEqual(wrong, [], "every GET after a RENAME in the pipeline found the key");
     });
 
     it("a failed WATCH transaction answers a null array: *-1 in RESP2, _ in RESP3", async () => {
