@@ -1,7 +1,9 @@
 /**
  * Argument parsing shared by the Redis commands, with Redis's error texts.
  */
+import { CompareRelation, CompareTarget, type TxnCompare, type TxnOp } from "../io/txn.js";
 import { respErrorText } from "../outcomes.js";
+import type { Op } from "../shard/command.js";
 import { parseInteger } from "../shard/numbers.js";
 
 const dec = new TextDecoder();
@@ -62,4 +64,20 @@ export function expiryOption(
   else atMs = n; // pxat
   if (!Number.isSafeInteger(atMs)) return invalid;
   return { atMs };
+}
+
+/** A transaction's op: command `code` on `key` (copies nothing: pass copies). */
+export function op(code: Op, key: Uint8Array, value: Uint8Array | null, expireAtMs: number): TxnOp {
+  return { op: code, flags: 0, expireAtMs, arg0: 0, arg1: 0, key, value };
+}
+
+/** A transaction's compare: `key`'s version is `version` (0: the key is absent). */
+export function versionIs(key: Uint8Array, version: number): TxnCompare {
+  return { key, target: CompareTarget.VERSION, relation: CompareRelation.EQUAL, number: version, value: null };
+}
+
+export function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

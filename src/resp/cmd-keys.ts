@@ -1,11 +1,12 @@
 /**
- * Redis keyspace commands: DEL, EXISTS, TYPE, RENAME, the EXPIRE family,
+ * Redis keyspace commands: DEL, EXISTS, TYPE, RENAME, RENAMENX, COPY, the EXPIRE family,
  * TTL, SCAN, KEYS, DBSIZE, FLUSHDB.
  */
 import { SCAN_SHARD_SPAN, statsRow } from "../io/native.js";
 import { MAX_SCAN_COUNT } from "../limits.js";
-import { EXPIRE_GT, EXPIRE_LT, EXPIRE_NX, EXPIRE_XX, FLAG_RETURN_OLD, Op, unpackKeys } from "../shard/command.js";
-import { E, int, lower, text } from "./args.js";
+import { EXPIRE_GT, EXPIRE_LT, EXPIRE_NX, EXPIRE_XX, Op, unpackKeys } from "../shard/command.js";
+import type { TxnCompare, TxnOp } from "../io/txn.js";
+import { E, int, lower, op, sameKey, text, versionIs } from "./args.js";
 import { globMatch, literalPrefix } from "./glob.js";
 import * as reply from "./reply.js";
 import type { RespRequest } from "./request.js";
@@ -26,23 +27,65 @@ export function type(q: RespRequest): void {
   q.one(key, (r) => q.reply(reply.simple(r.flag === 1 ? "string" : "none")));
 }
 
+/** Attempts of RENAME, RENAMENX and COPY whose source keeps changing under them. */
+export const MOVE_ATTEMPTS = 32;
+
 /**
- * RENAME src dst: take the value out of src (GETDEL, keeping its TTL), then
- * write it at dst. Two steps, possibly on two shards: between them neither
- * key exists. Not atomic, unlike Redis (docs/resp.md says so).
+ * RENAME, RENAMENX and COPY, atomic: read the source (value, version, TTL),
+ * then one transaction that applies only if the source still has that
+ * version (and, for NX, the destination is absent): delete the source
+ * (not for COPY), write the destination with the source's TTL. Both keys
+ * change at once, on one shard or two; a reader never sees both or neither.
+ * A concurrent write of the source makes the compare fail: read again, at
+ * most MOVE_ATTEMPTS times. In a cluster both keys must be in one partition
+ * (CROSSSLOT otherwise, as Redis Cluster).
  */
-export function rename(q: RespRequest): void {
-  const src = q.args[1]!;
+function move(q: RespRequest, keep: boolean, nx: boolean, done: (moved: boolean) => void): void {
+  const src = q.args[1]!.slice();
   const dst = q.args[2]!.slice();
   if (!q.keyOk(src) || !q.keyOk(dst)) return;
-  q.cmd(Op.DELETE).flags = FLAG_RETURN_OLD;
-  q.one(src, (r) => {
-    if (r.flag !== 1) return q.error(E.noSuchKey);
-    const c = q.cmd(Op.PUT);
-    c.value = r.value!.slice();
-    c.expireAtMs = r.expireAtMs;
-    q.one(dst, () => q.reply(reply.OK));
-  });
+  const attempt = (n: number): void => {
+    q.cmd(Op.GET);
+    q.one(src, (r) => {
+      if (r.flag !== 1) return keep ? q.reply(reply.integer(0)) : q.error(E.noSuchKey);
+      if (sameKey(src, dst)) return done(!nx);
+      const compares: TxnCompare[] = [versionIs(src, r.version)];
+      if (nx) compares.push(versionIs(dst, 0));
+      const success: TxnOp[] = keep ? [] : [op(Op.DELETE, src, null, 0)];
+      success.push(op(Op.PUT, dst, r.value!.slice(), r.expireAtMs));
+      q.txn({ compares, success, failure: nx ? [op(Op.EXISTS, dst, null, 0)] : [] }, (o) => {
+        if (o.succeeded) return done(true);
+        if (nx && o.results[0]!.flag === 1) return done(false);
+        if (n + 1 >= MOVE_ATTEMPTS)
+          return q.error(`ERR the source key changed ${MOVE_ATTEMPTS} times while it was read; nothing was applied`);
+        attempt(n + 1);
+      });
+    });
+  };
+  attempt(0);
+}
+
+/** RENAME src dst: atomic (see move()); a source that does not exist is an error. */
+export const rename = (q: RespRequest) => move(q, false, false, () => q.reply(reply.OK));
+
+/** RENAMENX src dst: 1 when renamed, 0 when dst exists. */
+export const renamenx = (q: RespRequest) => move(q, false, true, (moved) => q.reply(reply.integer(moved ? 1 : 0)));
+
+/** COPY src dst [DB 0] [REPLACE]: 1 when copied, 0 when src is absent or dst exists (without REPLACE). */
+export function copy(q: RespRequest): void {
+  const a = q.args;
+  let replace = false;
+  for (let i = 3; i < a.length; i++) {
+    const opt = lower(a[i]!);
+    if (opt === "replace") replace = true;
+    else if (opt === "db" && i + 1 < a.length) {
+      const db = int(a[++i]!);
+      if (db === null) return q.error(E.notInteger);
+      if (db !== 0) return q.error("ERR DB index is out of range");
+    } else return q.error(E.syntax);
+  }
+  if (sameKey(a[1]!, a[2]!)) return q.error("ERR source and destination objects are the same");
+  move(q, true, !replace, (moved) => q.reply(reply.integer(moved ? 1 : 0)));
 }
 
 /** EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT key time [NX|XX|GT|LT] */

@@ -1,7 +1,7 @@
 /**
  * Connection and server commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT,
- * RESET, CLIENT, READONLY, READWRITE, CONFIG, INFO, TIME, and the transaction
- * commands we refuse.
+ * RESET, CLIENT, READONLY, READWRITE, CONFIG, INFO, TIME. The transaction
+ * commands are in multi.ts.
  * COMMAND lives in commands.ts beside the table it describes.
  */
 import { memoryUsage } from "node:process";
@@ -10,6 +10,7 @@ import { Op } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
 import { globMatch } from "./glob.js";
 import { persistenceSection } from "./cmd-persistence.js";
+import { clearTransaction } from "./multi.js";
 import * as reply from "./reply.js";
 import type { RespRequest, RespSession } from "./request.js";
 
@@ -108,7 +109,7 @@ export function reset(q: RespRequest): void {
   const s = q.session;
   s.proto = 2;
   s.name = "";
-  s.refusedMulti = false;
+  clearTransaction(s); // as Redis: RESET discards MULTI and forgets WATCH
   s.staleReads = false; // as Redis: RESET puts the connection back in READWRITE mode
   s.authenticated = s.resp.requirePass === null;
   q.reply(reply.simple("RESET"));
@@ -143,7 +144,7 @@ function validName(name: string): boolean {
 
 function clientLine(s: RespSession, nowMs: number): string {
   const age = Math.floor((nowMs - s.createdMs) / 1000);
-  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=${s.staleReads ? "r" : "N"} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
+  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=${s.multi !== null ? "x" : s.staleReads ? "r" : "N"} db=0 sub=0 psub=0 ssub=0 multi=${s.multi === null ? -1 : s.multi.queued.length} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
 }
 
 export function client(q: RespRequest): void {
@@ -287,34 +288,4 @@ export function info(q: RespRequest): void {
       finish();
     });
   });
-}
-
-/**
- * Transactions are not supported, and refusing MULTI is not enough: a client
- * that pipelines MULTI, SET, EXEC would see MULTI fail and SET applied.
- * So MULTI is refused *and* opens a refused block: every command up to EXEC
- * or DISCARD is answered with an error and not executed, and EXEC answers
- * EXECABORT, as Redis does for a transaction with an error in it. Nothing
- * of the transaction is applied.
- */
-export function multi(q: RespRequest): void {
-  q.session.refusedMulti = true;
-  q.error("ERR MULTI is not supported by Piccolo: commands up to EXEC or DISCARD will not be executed");
-}
-
-export function exec(q: RespRequest): void {
-  if (!q.session.refusedMulti) return q.error("ERR EXEC without MULTI");
-  q.session.refusedMulti = false;
-  q.error("EXECABORT Transaction discarded: Piccolo does not support transactions");
-}
-
-export function discard(q: RespRequest): void {
-  if (!q.session.refusedMulti) return q.error("ERR DISCARD without MULTI");
-  q.session.refusedMulti = false;
-  q.reply(reply.OK);
-}
-
-/** WATCH, UNWATCH: refused; no state. */
-export function watch(q: RespRequest): void {
-  q.error(`ERR ${text(q.args[0]!).toUpperCase()} is not supported: Piccolo has no transactions (see docs/resp.md)`);
 }

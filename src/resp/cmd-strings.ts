@@ -5,7 +5,8 @@
 import { ErrorCode } from "../errors.js";
 import { MAX_BATCH_KEYS } from "../limits.js";
 import { FLAG_KEEP_TTL, FLAG_RETURN_OLD, FLAG_SET_EXPIRY, Op } from "../shard/command.js";
-import { E, errorText, expiryOption, int, lower } from "./args.js";
+import type { TxnOp } from "../io/txn.js";
+import { E, errorText, expiryOption, int, lower, op, versionIs } from "./args.js";
 import * as reply from "./reply.js";
 import type { RespRequest } from "./request.js";
 
@@ -135,52 +136,30 @@ function pairs(q: RespRequest, name: string): Uint8Array[] | null {
   return a;
 }
 
-/** MSET: every key is written; each atomically, the batch not (see docs/resp.md). */
-export function mset(q: RespRequest): void {
-  const a = pairs(q, "mset");
-  if (a === null) return;
-  q.many(
-    (a.length - 1) / 2,
-    (i) => {
-      q.cmd(Op.PUT).value = a[2 + 2 * i]!;
-      return a[1 + 2 * i]!;
-    },
-    () => q.reply(reply.OK),
-  );
+/** The PUTs of MSET/MSETNX's pairs, in order (a key given twice: the last value stays, as Redis). */
+function puts(a: Uint8Array[]): TxnOp[] {
+  const ops: TxnOp[] = [];
+  for (let i = 1; i < a.length; i += 2) ops.push(op(Op.PUT, a[i]!.slice(), a[i + 1]!.slice(), 0));
+  return ops;
 }
 
 /**
- * MSETNX, all or nothing across shards: insert every key only if absent;
- * if any insert finds its key taken, undo the inserts that succeeded (a
- * delete at exactly the version we wrote, so a newer write by someone else
- * is never undone) and answer 0. Readers may glimpse some keys during the
- * attempt; the outcome is all set or none (docs/resp.md).
+ * MSET: one transaction of PUTs, so all keys are set at once, across shards
+ * (in a cluster, they must share a partition: CROSSSLOT otherwise).
  */
+export function mset(q: RespRequest): void {
+  const a = pairs(q, "mset");
+  if (a === null) return;
+  q.txn({ compares: [], success: puts(a), failure: [] }, () => q.reply(reply.OK));
+}
+
+/** MSETNX: one transaction: if every key is absent, set them all (1), else none (0). */
 export function msetnx(q: RespRequest): void {
   const a = pairs(q, "msetnx");
   if (a === null) return;
-  const n = (a.length - 1) / 2;
-  const keys = Array.from({ length: n }, (_, i) => a[1 + 2 * i]!.slice());
-  q.many(
-    n,
-    (i) => {
-      q.cmd(Op.INSERT).value = a[2 + 2 * i]!;
-      return keys[i]!;
-    },
-    (parts) => {
-      if (parts.every((p) => p.status === ErrorCode.OK)) return q.reply(reply.integer(1));
-      const undo = parts.flatMap((p, i) => (p.status === ErrorCode.OK ? [{ key: keys[i]!, version: p.version }] : []));
-      if (undo.length === 0) return q.reply(reply.integer(0));
-      q.many(
-        undo.length,
-        (i) => {
-          q.cmd(Op.DELETE).arg0 = undo[i]!.version;
-          return undo[i]!.key;
-        },
-        () => q.reply(reply.integer(0)),
-      );
-    },
-  );
+  const success = puts(a);
+  const compares = success.map((o) => versionIs(o.key, 0));
+  q.txn({ compares, success, failure: [] }, (o) => q.reply(reply.integer(o.succeeded ? 1 : 0)));
 }
 
 function incrBy(q: RespRequest, key: Uint8Array, delta: Uint8Array): void {

@@ -8,6 +8,7 @@
  */
 import * as k from "./cmd-keys.js";
 import * as ps from "./cmd-persistence.js";
+import * as mt from "./multi.js";
 import * as sv from "./cmd-server.js";
 import * as st from "./cmd-strings.js";
 import * as reply from "./reply.js";
@@ -122,7 +123,7 @@ def("getset", 3, "write denyoom fast", ONE, "string", "Sets a value and returns 
 def("getdel", 2, "write fast", ONE, "string", "Returns the value and deletes the key.", st.getdel);
 def("getex", -2, "write fast", ONE, "string", "Returns the value and sets its expiry.", st.getex);
 def("mget", -2, "readonly fast", ALL, "string", "Returns the values of keys.", st.mget);
-def("mset", -3, "write denyoom", [1, -1, 2], "string", "Sets many keys (each atomic, not all).", st.mset);
+def("mset", -3, "write denyoom", [1, -1, 2], "string", "Sets many keys, atomically.", st.mset);
 def(
   "msetnx",
   -3,
@@ -146,7 +147,9 @@ def("del", -2, "write", ALL, "generic", "Deletes keys.", k.del);
 def("unlink", -2, "write fast", ALL, "generic", "Deletes keys.", k.del);
 def("exists", -2, "readonly fast", ALL, "generic", "Counts existing keys.", k.exists);
 def("type", 2, "readonly fast", ONE, "generic", "Returns the type of a key (always string).", k.type);
-def("rename", 3, "write", [1, 2, 1], "generic", "Renames a key (not atomic across shards).", k.rename);
+def("rename", 3, "write", [1, 2, 1], "generic", "Renames a key, atomically.", k.rename);
+def("renamenx", 3, "write fast", [1, 2, 1], "generic", "Renames a key only if the new name is free.", k.renamenx);
+def("copy", -3, "write denyoom", [1, 2, 1], "generic", "Copies a key (DB 0 only).", k.copy);
 def("expire", -3, "write fast", ONE, "generic", "Sets an expiry in seconds.", k.expire);
 def("pexpire", -3, "write fast", ONE, "generic", "Sets an expiry in milliseconds.", k.pexpire);
 def("expireat", -3, "write fast", ONE, "generic", "Sets an expiry as a Unix time in seconds.", k.expireat);
@@ -156,12 +159,28 @@ def("pttl", 2, "readonly fast", ONE, "generic", "Returns the time to live in mil
 def("persist", 2, "write fast", ONE, "generic", "Removes the expiry.", k.persist);
 def("scan", -2, "readonly", NONE, "generic", "Iterates over keys.", k.scan);
 def("keys", 2, "readonly", NONE, "generic", "Returns all keys matching a pattern.", k.keys);
-// transactions: refused cleanly (see cmd-server.ts)
-def("multi", 1, "noscript loading stale fast", NONE, "transactions", "Not supported: refused.", sv.multi);
-def("exec", 1, "noscript loading stale", NONE, "transactions", "Not supported: aborts.", sv.exec);
-def("discard", 1, "noscript loading stale fast", NONE, "transactions", "Leaves a refused MULTI.", sv.discard);
-def("watch", -2, "noscript loading stale fast", ALL, "transactions", "Not supported.", sv.watch);
-def("unwatch", 1, "noscript loading stale fast", NONE, "transactions", "Not supported.", sv.watch);
+// transactions (multi.ts)
+def("multi", 1, "noscript loading stale fast", NONE, "transactions", "Starts a transaction.", mt.multi);
+def(
+  "exec",
+  1,
+  "noscript loading stale",
+  NONE,
+  "transactions",
+  "Runs the queued commands as one atomic transaction.",
+  mt.exec,
+);
+def("discard", 1, "noscript loading stale fast", NONE, "transactions", "Discards the queued commands.", mt.discard);
+def(
+  "watch",
+  -2,
+  "noscript loading stale fast",
+  ALL,
+  "transactions",
+  "EXEC runs only if these keys are unchanged.",
+  mt.watch,
+);
+def("unwatch", 1, "noscript loading stale fast", NONE, "transactions", "Forgets the watched keys.", mt.unwatch);
 
 export function lookup(name: string): CommandSpec | undefined {
   return table.get(name);

@@ -10,9 +10,17 @@ import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
 import { lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
 import * as reply from "./reply.js";
-import { type RespHost, RespRequest, type RespSession } from "./request.js";
+import { enqueue, NOT_QUEUED } from "./multi.js";
+import { type MultiState, type RespHost, RespRequest, type RespSession, type WatchState } from "./request.js";
 
 let nextClientId = 1;
+
+/**
+ * Commands that take more than one step before they write (a read, then a
+ * transaction; EXEC waiting for its WATCH's reads): the connection starts
+ * nothing after one of them until it answers.
+ */
+const BARRIERS = new Set(["exec", "rename", "renamenx", "copy"]);
 
 const dec = new TextDecoder();
 
@@ -26,10 +34,18 @@ export class RespConnection extends Connection implements RespSession {
   readonly id = nextClientId++;
   readonly createdMs = Date.now();
   lastCommand = "NULL";
-  refusedMulti = false;
+  multi: MultiState | null = null;
+  watch: WatchState | null = null;
   staleReads = false;
   readonly address: string;
   private readonly parser: RespParser;
+  /**
+   * A command still under way that the commands after it must not overtake
+   * (BARRIERS); they are queued for their answers' order but not started
+   * until it answers, so a pipelined GET after RENAME or EXEC sees its writes.
+   */
+  private barrier: RespRequest | null = null;
+  private afterBarrier: RespRequest[] = [];
 
   constructor(
     socket: Socket,
@@ -58,7 +74,7 @@ export class RespConnection extends Connection implements RespSession {
   }
 
   private command(args: Uint8Array[], nowMs: number): void {
-    if (this.mayStart()) {
+    if (this.mayStart() && this.barrier === null) {
       const req = new RespRequest(this, this, args, nowMs);
       this.enqueue(req);
       return this.start(req);
@@ -71,11 +87,21 @@ export class RespConnection extends Connection implements RespSession {
       nowMs,
     );
     this.enqueue(req);
+    // Held in order by the base (even behind a barrier: requests it still holds are older); startHeld() defers it past the barrier.
     this.hold(req);
   }
 
   protected startHeld(req: InFlight): void {
-    this.start(req as RespRequest);
+    if (this.barrier !== null) this.afterBarrier.push(req as RespRequest);
+    else this.start(req as RespRequest);
+  }
+
+  /** The barrier answered: start what waited for it, in order, until the next barrier. */
+  private releaseBarrier(): void {
+    this.barrier = null;
+    let i = 0;
+    while (i < this.afterBarrier.length && this.barrier === null) this.start(this.afterBarrier[i++]!);
+    this.afterBarrier.splice(0, i);
   }
 
   private start(req: RespRequest): void {
@@ -84,6 +110,7 @@ export class RespConnection extends Connection implements RespSession {
     const spec = lookupBytes(args[0]!);
     if (spec === undefined) {
       this.resp.stats.rejectedCalls++;
+      if (this.multi !== null) this.multi.dirty = true;
       const shown = args
         .slice(1, 21)
         .map((a) => `'${dec.decode(a.subarray(0, 128))}' `)
@@ -98,16 +125,18 @@ export class RespConnection extends Connection implements RespSession {
       this.resp.stats.rejectedCalls++;
       return req.error("NOAUTH Authentication required.");
     }
-    if (this.refusedMulti && name !== "exec" && name !== "discard" && name !== "quit" && name !== "reset") {
-      this.resp.stats.rejectedCalls++;
-      return req.error("ERR command not executed: inside a MULTI that Piccolo refused (send EXEC or DISCARD)");
-    }
     if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
       this.resp.stats.rejectedCalls++;
+      if (this.multi !== null) this.multi.dirty = true;
       return req.error(`ERR wrong number of arguments for '${name}' command`);
     }
+    if (this.multi !== null && !NOT_QUEUED.has(name)) return enqueue(req, name);
     req.stale = this.staleReads && spec.readOnly;
     spec.run(req);
+    if (req.out === null && BARRIERS.has(name)) {
+      this.barrier = req;
+      req.afterFinish = () => this.releaseBarrier();
+    }
   }
 
   protected get partial(): boolean {

@@ -13,13 +13,32 @@
  * -UNCERTAIN, and so does a command that fails after one of its writes was
  * applied (a fan-out's other parts, an earlier step of RENAME).
  */
+import { ErrorCode } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES } from "../limits.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "../io/dispatch.js";
 import { copyResult } from "../io/native.js";
+import { checkTxn, sendTxn, type TxnGather, type TxnOutcome, type TxnSpec } from "../io/txn.js";
 import type { PartResult } from "../protocol/codec.js";
 import { respErrorText } from "../outcomes.js";
 import { type CommandFields, FLAG_STALE_READ, isDataOutcome, isWrite, type Op, type Result } from "../shard/command.js";
 import * as reply from "./reply.js";
+
+/** MULTI's queue (src/resp/multi.ts): the commands queued since MULTI, copied. */
+export interface MultiState {
+  queued: Uint8Array[][];
+  /** Bytes of the queued commands' arguments (bounded by TXN_MAX_BYTES). */
+  bytes: number;
+  /** A command was refused while queueing: EXEC answers EXECABORT. */
+  dirty: boolean;
+}
+
+/** WATCH's keys and the versions they had (-1: the read failed, so EXEC will not run). */
+export interface WatchState {
+  keys: Map<string, { key: Uint8Array; version: number }>;
+  /** WATCH reads not yet answered: EXEC waits for them. */
+  pending: number;
+  waiters: (() => void)[];
+}
 
 export interface RespSession {
   /** RESP version spoken on this connection. */
@@ -29,8 +48,10 @@ export interface RespSession {
   readonly id: number;
   readonly createdMs: number;
   lastCommand: string;
-  /** Inside a refused MULTI: commands are answered with errors until EXEC or DISCARD. */
-  refusedMulti: boolean;
+  /** After MULTI, until EXEC or DISCARD: commands are queued (src/resp/multi.ts). */
+  multi: MultiState | null;
+  /** After WATCH, until EXEC, DISCARD, UNWATCH or RESET. */
+  watch: WatchState | null;
   /** After READONLY (until READWRITE or RESET): read-only commands may be served stale. */
   staleReads: boolean;
   readonly address: string;
@@ -70,6 +91,12 @@ export class RespRequest extends InFlight {
    * has one, must see the current value.)
    */
   stale = false;
+  /** The transaction this request waits on (txn()). */
+  private gather: TxnGather | null = null;
+  /** Results that arrived while the transaction was being sent (an inline shard answers inside send()). */
+  private early: { part: number; status: number; flag: number; value: Uint8Array | null }[] | null = null;
+  /** Whether this request only records what it would send (a command queued by MULTI: multi.ts). */
+  readonly capturing: boolean = false;
 
   constructor(
     owner: RequestOwner,
@@ -86,6 +113,16 @@ export class RespRequest extends InFlight {
 
   get proto(): reply.Proto {
     return this.session.proto;
+  }
+
+  /** Called once the answer is made (WATCH: an EXEC may wait for it). */
+  afterFinish: (() => void) | null = null;
+
+  override finish(out: Uint8Array): void {
+    super.finish(out);
+    const f = this.afterFinish;
+    this.afterFinish = null;
+    f?.();
   }
 
   reply(bytes: Uint8Array): void {
@@ -174,7 +211,40 @@ export class RespRequest extends InFlight {
     if (this.remaining === 0) this.complete();
   }
 
-  onResult(part: number, r: Result): void {
+  /**
+   * Runs `spec` as one transaction (src/io/txn.ts): atomic and isolated
+   * across this node's shards; in a cluster all its keys must be in one
+   * partition, else CROSSSLOT and nothing is applied. `then` gets the
+   * outcome when the transaction ran (either branch); a failure (refused,
+   * timed out...) is answered here, as for one().
+   */
+  txn(spec: TxnSpec, then: (o: TxnOutcome) => void): void {
+    const writes = spec.success.some((o) => isWrite(o.op)) || spec.failure.some((o) => isWrite(o.op));
+    const bad = checkTxn(spec, this.session.resp.maxValueBytes);
+    if (bad !== null) return this.error(respErrorText(bad.code, writes, this.applied));
+    this.early = [];
+    const g = sendTxn(this.d, this, spec, this.nowMs, (o) => {
+      this.gather = null;
+      if (o.status !== ErrorCode.OK) {
+        if (this.owner.gone && !this.applied && !writes) return;
+        return this.error(respErrorText(o.status, writes, this.applied));
+      }
+      if ((o.succeeded ? spec.success : spec.failure).some((op) => isWrite(op.op))) this.applied = true;
+      then(o);
+    });
+    const early = this.early;
+    this.early = null;
+    if ("code" in g) return this.error(respErrorText(g.code, writes, this.applied));
+    this.gather = g;
+    for (const e of early) g.onPart(e.part, e.status, e.flag, e.value, this.d);
+  }
+
+  onResult(part: number, r: Result, d: Dispatcher): void {
+    if (this.early !== null) {
+      this.early.push({ part, status: r.status, flag: r.flag, value: r.value === null ? null : r.value.slice() });
+      return;
+    }
+    if (this.gather !== null) return this.gather.onPart(part, r.status, r.flag, r.value, d);
     if (this.continuation !== null) {
       const then = this.continuation;
       const op = this.continuationOp;
