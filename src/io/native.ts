@@ -93,7 +93,6 @@ export class NativeRequest extends InFlight {
   private scanShard = 0;
   /** txn: the gather its parts' results feed (src/io/txn.ts). */
   private gather: TxnGather | null = null;
-  /** txn: results that came back before sendTxn returned its gather (inline shards answer during send). */
 
   constructor(
     owner: RequestOwner,

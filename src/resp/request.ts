@@ -94,7 +94,6 @@ export class RespRequest extends InFlight {
   /** The transaction this request waits on (txn()). */
   private gather: TxnGather | null = null;
   /** Results that arrived while the transaction was being sent (an inline shard answers inside send()). */
-  private early: { part: number; status: number; flag: number; value: Uint8Array | null }[] | null = null;
   /** Whether this request only records what it would send (a command queued by MULTI: multi.ts). */
   readonly capturing: boolean = false;
 
@@ -222,28 +221,29 @@ export class RespRequest extends InFlight {
     const writes = spec.success.some((o) => isWrite(o.op)) || spec.failure.some((o) => isWrite(o.op));
     const bad = checkTxn(spec, this.session.resp.maxValueBytes);
     if (bad !== null) return this.error(respErrorText(bad.code, writes, this.applied));
-    this.early = [];
-    const g = sendTxn(this.d, this, spec, this.nowMs, (o) => {
-      this.gather = null;
-      if (o.status !== ErrorCode.OK) {
-        if (this.owner.gone && !this.applied && !writes) return;
-        return this.error(respErrorText(o.status, writes, this.applied));
-      }
-      if ((o.succeeded ? spec.success : spec.failure).some((op) => isWrite(op.op))) this.applied = true;
-      then(o);
-    });
-    const early = this.early;
-    this.early = null;
+    const g = sendTxn(
+      this.d,
+      this,
+      spec,
+      this.nowMs,
+      (o) => {
+        this.gather = null;
+        if (o.status !== ErrorCode.OK) {
+          if (this.owner.gone && !this.applied && !writes) return;
+          return this.error(respErrorText(o.status, writes, this.applied));
+        }
+        if ((o.succeeded ? spec.success : spec.failure).some((op) => isWrite(op.op))) this.applied = true;
+        then(o);
+      },
+      // Before any part is sent: inline shards answer inside send().
+      (gather) => {
+        this.gather = gather;
+      },
+    );
     if ("code" in g) return this.error(respErrorText(g.code, writes, this.applied));
-    this.gather = g;
-    for (const e of early) g.onPart(e.part, e.status, e.flag, e.value, this.d);
   }
 
   onResult(part: number, r: Result, d: Dispatcher): void {
-    if (this.early !== null) {
-      this.early.push({ part, status: r.status, flag: r.flag, value: r.value === null ? null : r.value.slice() });
-      return;
-    }
     if (this.gather !== null) return this.gather.onPart(part, r.status, r.flag, r.value, d);
     if (this.continuation !== null) {
       const then = this.continuation;
