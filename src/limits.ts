@@ -548,6 +548,13 @@ export function cerializerMemoryBoundBytes(o: {
  */
 export const DEFAULT_WATCH_HISTORY_BYTES = 16 * 1024 * 1024;
 
+/**
+ * The change history each partition of a cluster member keeps for watchers
+ * (a member holds a replica of many partitions: 64 of them hold 32 MiB at
+ * most). A watcher further behind on a partition gets COMPACTED.
+ */
+export const CLUSTER_WATCH_HISTORY_BYTES = 512 * 1024;
+
 /** Values up to this size travel with their change; a larger one is left out (the event gives its size). */
 export const WATCH_VALUE_MAX_BYTES = 64 * 1024;
 

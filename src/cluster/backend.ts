@@ -61,11 +61,18 @@ export class ClusterShards implements ShardBackend {
   /** Bytes of the encoded commands in flight (each is held until answered). */
   private inFlightBytes = 0;
 
+  /** Watch positions are log positions, the same on every member: the cluster's id names their "run". */
+  readonly watchRun: string;
+  /** A replica answers a watch read at once (nothing parks): the IO thread's Watch polls. */
+  readonly watchParks = false;
+
   private constructor(
     private readonly member: ClusterMember,
     private readonly events: ShardEvents,
+    clusterId: bigint,
   ) {
     this.count = member.router.partitions;
+    this.watchRun = clusterId.toString(36);
   }
 
   static async start(o: ClusterOptions, events: ShardEvents): Promise<ClusterShards> {
@@ -115,7 +122,7 @@ export class ClusterShards implements ShardBackend {
         },
       },
     );
-    return new ClusterShards(member, events);
+    return new ClusterShards(member, events, clusterIdOf(o.bootstrap, o.partitions, hash32));
   }
 
   /** The node's client listener is up at `clientAddress`: join the cluster (src/cluster/member.ts). */

@@ -206,7 +206,9 @@ export class ClusterMember {
    */
   request(partition: number, command: Uint8Array, op: number, flags: number): Promise<Uint8Array> {
     const write = isWriteCommand(op, flags);
-    const stale = (flags & FLAG_STALE_READ) !== 0 && !write && this.router.route(partition).replica;
+    // A watch read is served by any replica: its positions are log positions (docs/watch.md).
+    const stale =
+      ((flags & FLAG_STALE_READ) !== 0 || op === Op.WATCH) && !write && this.router.route(partition).replica;
     if (op === Op.STATS || stale)
       return this.router
         .hostOf(partition)

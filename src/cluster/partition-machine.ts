@@ -23,12 +23,22 @@
  */
 import { ErrorCode } from "../errors.js";
 import type { Entry, Snapshot } from "../raft/types.js";
-import { CommandView, isWriteCommand, readF64, Result, writeF64 } from "../shard/command.js";
+import { CLUSTER_WATCH_HISTORY_BYTES } from "../limits.js";
+import { CommandView, isWriteCommand, Op, readF64, Result, writeF64 } from "../shard/command.js";
+import { History } from "../shard/history.js";
+import { answerWatchNow } from "../shard/watch-reads.js";
 import { ShardCore } from "../shard/execute.js";
 import type { StateMachine } from "./multi-raft.js";
 
 interface Partition {
   core: ShardCore;
+  /**
+   * The partition's changes for watchers (docs/watch.md, "In a cluster"):
+   * the changes of log entry i are numbered from i * 65536 + 1, so a
+   * position is a log position, the same on every replica, and a watcher
+   * can resume on any member that has applied that far.
+   */
+  history: History;
   /** The log's clock: the highest nowMs applied. */
   clockMs: number;
   /** A command has ever set an expiry here (so an expiry sweep may find work). */
@@ -37,6 +47,9 @@ interface Partition {
 
 const MAGIC = 0x4d535050; // "PPSM"
 
+/** Change numbers per log entry: a transaction has at most TXN_MAX_OPS changes, a flush one. */
+const CHANGES_PER_ENTRY = 65536;
+
 export class PartitionMachine implements StateMachine {
   private readonly parts = new Map<number, Partition>();
   private readonly view = new CommandView();
@@ -44,7 +57,11 @@ export class PartitionMachine implements StateMachine {
 
   private part(group: number): Partition {
     let p = this.parts.get(group);
-    if (p === undefined) this.parts.set(group, (p = { core: new ShardCore(), clockMs: 0, ttlSeen: false }));
+    if (p === undefined) {
+      p = { core: new ShardCore(), history: new History(CLUSTER_WATCH_HISTORY_BYTES), clockMs: 0, ttlSeen: false };
+      p.core.changes = p.history;
+      this.parts.set(group, p);
+    }
     return p;
   }
 
@@ -71,6 +88,7 @@ export class PartitionMachine implements StateMachine {
     if (c.nowMs < p.clockMs) c.nowMs = p.clockMs;
     p.clockMs = c.nowMs;
     if (c.expireAtMs > 0) p.ttlSeen = true;
+    p.history.skipTo(entry.index * CHANGES_PER_ENTRY);
     p.core.execute(c, r);
     return encode(r);
   }
@@ -89,6 +107,11 @@ export class PartitionMachine implements StateMachine {
     }
     const c = this.view;
     r.tag = c.tag;
+    if (c.op === Op.WATCH) {
+      // From this replica's history: any replica serves a watch (positions are log positions).
+      answerWatchNow(p.history, c, r);
+      return encode(r);
+    }
     c.nowMs = Math.max(nowMs, p.clockMs);
     p.core.readOnly = true;
     try {
@@ -154,7 +177,11 @@ export class PartitionMachine implements StateMachine {
       }
       if (at !== b.length) throw new Error(`partition ${group}: snapshot has ${b.length - at} trailing bytes`);
     }
-    this.parts.set(group, { core, clockMs, ttlSeen });
+    // The changes before the snapshot are not known here: a watcher resuming from before it is COMPACTED.
+    const history = new History(CLUSTER_WATCH_HISTORY_BYTES);
+    history.resetAt(snapshot.meta.index * CHANGES_PER_ENTRY);
+    core.changes = history;
+    this.parts.set(group, { core, history, clockMs, ttlSeen });
   }
 }
 

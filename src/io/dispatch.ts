@@ -97,6 +97,16 @@ export class Dispatcher {
   /** Multi-shard transactions waiting for a barrier slot, in arrival order. */
   private readonly txnQueue: ((slot: number, id: number) => void)[] = [];
 
+  /** The "run" a watch position belongs to (src/io/watch.ts). */
+  get watchRun(): string {
+    return this.backend.watchRun ?? this.startedMs.toString(36);
+  }
+
+  /** Whether shards park watch reads that find nothing new (else a watch polls). */
+  get watchParks(): boolean {
+    return this.backend.watchParks ?? true;
+  }
+
   /** Whether a transaction may span shards (a single node's workers; not a cluster's partitions). */
   get crossShardTxns(): boolean {
     return this.backend.txnSlots !== undefined;

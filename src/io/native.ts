@@ -234,7 +234,7 @@ export class NativeRequest extends InFlight {
           `${WATCH_MAX_PER_CONNECTION} watches are open on this connection`,
         ),
       );
-    const run = d.startedMs.toString(36);
+    const run = d.watchRun;
     let from: number[] | null = null;
     if (op.from !== "") {
       if (!looksLikePosition(op.from))

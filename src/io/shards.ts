@@ -70,6 +70,10 @@ export interface ShardBackend {
     /** Ids above every id the shards' journals hold (known once ready() resolved). */
     readonly firstId: number;
   };
+  /** Names the numbering of watch positions (default: the node's start time, the history being in memory). */
+  readonly watchRun?: string;
+  /** Whether a watch read with nothing new waits at the shard (default true); else the Watch polls. */
+  readonly watchParks?: boolean;
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
   /**

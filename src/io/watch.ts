@@ -10,6 +10,9 @@
  * one number per shard, plus the run of the node that numbered them (the
  * history lives in memory: after a restart, an old position is COMPACTED).
  * As a token: `<run>.<seq>,<seq>,...` (one seq per shard, in shard order).
+ * In a cluster the "shards" are partitions, a seq is a log position (the
+ * same on every replica) and the run is the cluster's id: a watcher can
+ * resume on any member.
  * A key watched alone needs its own shard only; a prefix covers all shards.
  *
  * Backpressure. A shard's answer is read only when the sink can take it
@@ -38,6 +41,8 @@ export interface WatchSink {
 
 /** How long a paused watch waits before it looks at its sink again. */
 const PAUSE_RECHECK_MS = 20;
+/** Where shards do not park reads (a cluster), how long a watch waits after an empty answer. */
+const WATCH_POLL_MS = 100;
 /** After a failed read (a shard refusing, the node stopping), the watch asks again this much later. */
 const RETRY_MS = 200;
 
@@ -84,7 +89,7 @@ export class Watch extends InFlight {
   }
 
   get run(): string {
-    return this.d.startedMs.toString(36);
+    return this.d.watchRun;
   }
 
   position(): string {
@@ -107,7 +112,7 @@ export class Watch extends InFlight {
     // -1: "from now": the shard answers its current position at once.
     c.arg0 = from;
     c.arg1 = WATCH_READ_MAX_BYTES;
-    c.flags = (this.exact ? WATCH_EXACT : 0) | (from < 0 ? WATCH_NO_PARK : 0);
+    c.flags = (this.exact ? WATCH_EXACT : 0) | (from < 0 || !this.d.watchParks ? WATCH_NO_PARK : 0);
     this.waiting[shard] = true;
     this.d.send(shard, this, shard, this.key);
   }
@@ -129,16 +134,21 @@ export class Watch extends InFlight {
       this.later(() => this.ask(shard), RETRY_MS);
       return;
     }
+    const wasNew = this.cursor[shard]! < 0;
+    let got = false;
     if (r.value !== null) {
       const changes = decodeChanges(r.value);
       this.cursor[shard] = r.num;
-      if (changes.length > 0) this.sink.changes(changes, this.position());
+      got = changes.length > 0;
+      if (got) this.sink.changes(changes, this.position());
     } else if (this.cursor[shard]! < 0 || r.num > this.cursor[shard]!) this.cursor[shard] = r.num;
     if (!this.createdSent && this.shards.every((s) => this.cursor[s]! >= 0)) {
       this.createdSent = true;
       this.sink.created(this.position());
     }
-    this.askWhenReady(shard);
+    // Where reads do not park (a cluster's replicas), an empty answer waits a little before asking again.
+    if (!got && !wasNew && !this.d.watchParks) this.later(() => this.askWhenReady(shard), WATCH_POLL_MS);
+    else this.askWhenReady(shard);
   }
 
   private askWhenReady(shard: number): void {

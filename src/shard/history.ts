@@ -97,7 +97,23 @@ export class History implements EffectSink {
   /** The seq of the newest change dropped to stay within the bytes (0: none): reading after it loses nothing. */
   private droppedThrough = 0;
 
-  constructor(private readonly maxBytes: number) {}
+  /** Chunk size: a quarter of the limit, at most CHUNK_BYTES (a cluster's partitions keep small histories). */
+  private readonly chunkBytes: number;
+
+  constructor(private readonly maxBytes: number) {
+    this.chunkBytes = Math.max(4096, Math.min(CHUNK_BYTES, Math.floor(maxBytes / 4)));
+  }
+
+  /**
+   * Starts over at `seq` with nothing kept (a replica's map replaced by a
+   * snapshot: the changes before it are not known here).
+   */
+  resetAt(seq: number): void {
+    this.chunks = [];
+    this.bytes = 0;
+    this.lastSeq = seq;
+    this.droppedThrough = seq;
+  }
 
   /** The oldest position a reader may resume from without missing a change. */
   get oldestSeq(): number {
@@ -150,7 +166,7 @@ export class History implements EffectSink {
     const seq = ++this.lastSeq;
     let chunk = this.chunks[this.chunks.length - 1];
     if (chunk === undefined || chunk.end + size > chunk.bytes.length) {
-      chunk = new Chunk(Math.max(CHUNK_BYTES, size));
+      chunk = new Chunk(Math.max(this.chunkBytes, size));
       this.chunks.push(chunk);
       this.bytes += chunk.bytes.length;
       while (this.bytes > this.maxBytes && this.chunks.length > 1) {

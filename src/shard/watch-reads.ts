@@ -76,27 +76,7 @@ export class WatchReads {
    * Otherwise r.num is where to wait from.
    */
   private answer(after: number, prefix: Uint8Array, exact: boolean, maxBytes: number, r: Result): boolean {
-    const h = this.history;
-    if (after > h.lastSeq) {
-      // A position this shard never handed out (another run's): as compacted.
-      r.status = ErrorCode.COMPACTED;
-      r.num = h.lastSeq;
-      r.version = h.oldestSeq;
-      return true;
-    }
-    const got = h.read(after, prefix, exact, maxBytes);
-    if (got === null) {
-      r.status = ErrorCode.COMPACTED;
-      r.num = h.lastSeq;
-      r.version = h.oldestSeq;
-      return true;
-    }
-    r.num = got.next;
-    r.version = h.oldestSeq;
-    if (got.count === 0) return false;
-    r.flag = 1;
-    r.value = got.bytes;
-    return true;
+    return answerFromHistory(this.history, after, prefix, exact, maxBytes, r, true);
   }
 
   /**
@@ -152,4 +132,52 @@ export class WatchReads {
     // Parked in arrival order, each for WATCH_PARK_MS: the first is the first due.
     return this.history.lastSeq !== this.seenSeq || nowMs >= this.parked[0]!.untilMs;
   }
+}
+
+/**
+ * Fills `r` with the changes of `h` after `after` matching the prefix; true
+ * when it found any, or the position is compacted: an answer to send now.
+ * Otherwise r.num is where to wait from. A position beyond the last change
+ * is one this history never handed out: on a single node another run's
+ * (`futureIsCompacted`); on a cluster replica, one a faster replica handed
+ * out, which this one has not applied yet (nothing new here, yet).
+ */
+export function answerFromHistory(
+  h: History,
+  after: number,
+  prefix: Uint8Array,
+  exact: boolean,
+  maxBytes: number,
+  r: Result,
+  futureIsCompacted: boolean,
+): boolean {
+  r.version = h.oldestSeq;
+  if (after > h.lastSeq) {
+    r.num = futureIsCompacted ? h.lastSeq : after;
+    if (!futureIsCompacted) return false;
+    r.status = ErrorCode.COMPACTED;
+    return true;
+  }
+  const got = h.read(after, prefix, exact, maxBytes);
+  if (got === null) {
+    r.status = ErrorCode.COMPACTED;
+    r.num = h.lastSeq;
+    return true;
+  }
+  r.num = got.next;
+  if (got.count === 0) return false;
+  r.flag = 1;
+  r.value = got.bytes;
+  return true;
+}
+
+/** An Op.WATCH answered at once, never parked (a cluster replica's partitions: src/cluster/partition-machine.ts). */
+export function answerWatchNow(h: History, c: CommandView, r: Result): void {
+  if (c.arg0 < 0) {
+    r.num = h.lastSeq;
+    r.version = h.oldestSeq;
+    return;
+  }
+  const maxBytes = c.arg1 > 0 ? Math.min(c.arg1, WATCH_READ_MAX_BYTES) : WATCH_READ_MAX_BYTES;
+  answerFromHistory(h, c.arg0, c.key, (c.flags & WATCH_EXACT) !== 0, maxBytes, r, false);
 }
