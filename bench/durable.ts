@@ -335,6 +335,7 @@ function runBenchmark(s: Server, config: (typeof configs)[number], round: number
 const commandLine = `node dist/bench/durable.js ${process.argv.slice(2).join(" ")}`.trim();
 const cells: Cell[] = [];
 const throughputDirs: Record<string, number> = {};
+const throughputInfo: Record<string, Record<string, string>> = {};
 let throughputSeconds = 0;
 if (!o["skip-throughput"]) {
   const t0 = performance.now();
@@ -357,7 +358,10 @@ if (!o["skip-throughput"]) {
         });
     }
     progressDone();
-    for (const s of servers) throughputDirs[s.name] = dirBytes(s.dir);
+    for (const s of servers) {
+      throughputDirs[s.name] = dirBytes(s.dir);
+      throughputInfo[s.name] = await info(s.port); // Piccolo's fsync count and times; Redis's AOF sizes
+    }
   } finally {
     for (const s of servers) {
       s.child.kill("SIGTERM");
@@ -579,6 +583,16 @@ if (rows.length > 0) {
     ),
   );
 }
+for (const [name, f] of Object.entries(throughputInfo))
+  if (f.piccolo_fsyncs !== undefined) {
+    // Every SET of every round: GETs write nothing and commit no fsync.
+    const sets = rounds * configs.reduce((n, c) => n + Math.round(c.n * scale), 0);
+    const perFsync = sets / Number(f.piccolo_fsyncs);
+    console.log(
+      `${name}: ${f.piccolo_fsyncs} fsyncs for ${sets} SETs (${perFsync.toFixed(1)} per fsync, all shards),` +
+        ` mean ${f.piccolo_fsync_avg_ms} ms, max ${f.piccolo_fsync_max_ms} ms; data dir ${(throughputDirs[name]! / 1e6).toFixed(1)} MB`,
+    );
+  }
 if (recRows.length > 0) {
   console.log(
     `\nrecovery of ${recoveryKeys} keys (16-byte keys, 64-byte values; fsync everysec), median of ${rounds} rounds:` +
@@ -607,6 +621,7 @@ writeFileSync(
       throughputSeconds,
       recoverySeconds,
       throughputDirBytes: throughputDirs,
+      throughputInfoPersistence: throughputInfo,
       summary,
       recovery: recSummary,
       cells,
