@@ -77,6 +77,12 @@ for (const tool of ["redis-server", "redis-cli", "redis-benchmark"]) {
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const base = mkdtempSync(join(String(o.dir), "piccolo-bench-durable-"));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// On a failure keep the servers' logs (they sit beside the data directories) and nothing else.
+process.on("exit", (code) => {
+  if (code === 0) return;
+  for (const e of readdirSync(base)) if (!e.endsWith(".log")) rmSync(join(base, e), { recursive: true, force: true });
+  console.error(`bench:durable failed; the servers' logs are in ${base}`);
+});
 
 type Policy = "always" | "everysec";
 type Kind = "redis" | "piccolo";
@@ -200,27 +206,25 @@ function commandOnce(port: number, commands: string[][], timeoutMs = 600_000): P
 /**
  * From the server's spawn until it answers PING with PONG and DBSIZE with
  * `keys` (connection refused and -LOADING are retried every 5 ms). Returns
- * milliseconds since the spawn.
+ * milliseconds since the spawn; gives up `limitMs` after the call.
  */
 async function waitReady(s: Server, keys: number, limitMs = 600_000): Promise<number> {
+  const deadline = performance.now() + limitMs;
   let last = "";
-  while (performance.now() - s.spawnedAt < limitMs) {
+  for (;;) {
     if (s.child.exitCode !== null || s.child.signalCode !== null)
       throw new Error(`${s.name} exited (${s.child.exitCode ?? s.child.signalCode}); see ${s.log}`);
     try {
-      const [ping, size] = await commandOnce(
-        s.port,
-        [["PING"], ["DBSIZE"]],
-        Math.max(1, limitMs - (performance.now() - s.spawnedAt)),
-      );
+      const [ping, size] = await commandOnce(s.port, [["PING"], ["DBSIZE"]], Math.max(1, deadline - performance.now()));
       if (ping === "+PONG" && size === `:${keys}`) return performance.now() - s.spawnedAt;
       last = `${ping} ${size}`;
     } catch (err) {
       last = (err as Error).message;
     }
+    if (performance.now() >= deadline)
+      throw new Error(`${s.name} on ${s.port} not ready with ${keys} keys after ${limitMs} ms (last: ${last})`);
     await sleep(5);
   }
-  throw new Error(`${s.name} on ${s.port} not ready with ${keys} keys after ${limitMs} ms (last: ${last})`);
 }
 
 async function info(port: number): Promise<Record<string, string>> {
@@ -438,7 +442,7 @@ if (!o["skip-recovery"]) {
         const l = load(s, file);
         rec.loadMs = l.ms;
         rec.loadErrors = l.errors;
-        await waitReady(s, recoveryKeys, 10_000);
+        await waitReady(s, recoveryKeys, 60_000);
         const restart = async (name: string, stopMs?: number) => {
           const bytes = dirBytes(dir);
           progress(`recovery round ${round}/${rounds} ${kind}: restart after ${name} (${bytes} bytes)`);
