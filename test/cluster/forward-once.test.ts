@@ -30,11 +30,14 @@ before(async () => {
   const list = await memberList();
   for (let i = 0; i < 3; i++) await writeFile(faultFile(i), "");
   const args = ["--partitions", String(PARTITIONS), "--tick-ms", "20"];
-  nodes.push(
-    ...(await Promise.all(
-      [0, 1, 2].map((i) => startMember(list, root, i, args, { PICCOLO_TEST_FAULT_FILE: faultFile(i) })),
-    )),
+  // allSettled: if one member cannot start, the others are still stopped by after() (they would
+  // otherwise keep this file's process alive until its timeout).
+  const started = await Promise.allSettled(
+    [0, 1, 2].map((i) => startMember(list, root, i, args, { PICCOLO_TEST_FAULT_FILE: faultFile(i) })),
   );
+  for (const s of started) if (s.status === "fulfilled") nodes.push(s.value);
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   for (const n of nodes) clients.push(await n.client({ timeoutMs: 10_000 }));
 });
 after(async () => {
