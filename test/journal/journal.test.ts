@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { ErrorCode } from "../../src/errors.js";
-import { budgetFs, type DiskBudget, realFs } from "../../src/journal/files.js";
+import { budgetFs, type DiskBudget, type JournalFs, realFs } from "../../src/journal/files.js";
 import { type FsyncPolicy, Journal } from "../../src/journal/journal.js";
 import { JournalCorruptError } from "../../src/journal/recover.js";
 import { CommandView, commandBytes, encodeCommand, Op, Result } from "../../src/shard/command.js";
@@ -229,6 +229,58 @@ describe("the shard journal", () => {
     assert.equal(c.journal.core.store.size, 100);
     assert.deepEqual(new Set(c.recovery.removed), new Set(oldSegments));
     c.journal.close();
+  });
+
+  it("a failed fsync (EIO) under always: the batch is refused, never retried on that file, the map comes back from disk, writes resume on a new segment", () => {
+    const dir = freshDir();
+    let failSyncs = 0;
+    const eioFs: JournalFs = {
+      ...realFs,
+      open(path) {
+        const f = realFs.open(path);
+        return {
+          ...f,
+          sync() {
+            if (failSyncs > 0) {
+              failSyncs--;
+              throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+            }
+            f.sync();
+          },
+        };
+      },
+    };
+    const logs: string[] = [];
+    const { journal: j } = Journal.open({
+      dir,
+      fsync: "always",
+      snapshotLogBytes: 64 * 1024 * 1024,
+      fs: eioFs,
+      retryMs: 0,
+      log: (_level, message) => logs.push(message),
+    });
+    run(j, Op.PUT, "kept", "1");
+    assert.ok(j.commit(), "acknowledged");
+    failSyncs = 1;
+    run(j, Op.PUT, "lost", "2");
+    assert.equal(j.commit(), false, "the fsync failed: the answer becomes STORAGE_FAILED");
+    assert.match(j.failed ?? "", /EIO/);
+    const core = j.reload();
+    assert.equal(get(core, "kept")?.value, "1");
+    // The write reached the page cache, so the reloaded map may hold it; what matters is that it was never
+    // acknowledged and writes are refused until a fresh segment takes an fsync.
+    assert.equal(run(j, Op.PUT, "refused", "3").status, ErrorCode.STORAGE_FAILED);
+    j.tick(NOW); // retryMs 0: a fresh segment, a probe, an fsync
+    assert.equal(j.failed, null, "writes resume");
+    run(j, Op.PUT, "after", "4");
+    assert.ok(j.commit());
+    j.close();
+    const b = open(dir);
+    assert.equal(get(b.journal.core, "kept")?.value, "1");
+    assert.equal(get(b.journal.core, "after")?.value, "4");
+    assert.equal(get(b.journal.core, "refused"), null);
+    b.journal.close();
+    assert.ok(logs.some((m) => /cannot write the log/.test(m)));
   });
 
   it("a full disk mid-batch: the batch fails, the map comes back from disk, writes are refused, nothing acknowledged is lost", () => {
