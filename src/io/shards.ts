@@ -151,7 +151,7 @@ export class InlineShards implements ShardBackend {
     durability: Durability | null = null,
     watchHistoryBytes = DEFAULT_WATCH_HISTORY_BYTES,
   ) {
-    this.history = new History(watchHistoryBytes);
+    this.history = new History(watchHistoryBytes, false);
     this.watchReads = new WatchReads(this.history);
     if (durability === null) this.core = new ShardCore();
     else {
@@ -281,7 +281,7 @@ export class InlineShards implements ShardBackend {
       }
       if (held.length > 8 * 1024 * 1024) this.held = new Uint8Array(64 * 1024);
     }
-    if (j === null || this.heldEnd === 0) this.wakeWatchers();
+    this.wakeWatchers();
     this.events.onBatchEnd();
   }
 

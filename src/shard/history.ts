@@ -100,8 +100,26 @@ export class History implements EffectSink {
   /** Chunk size: a quarter of the limit, at most CHUNK_BYTES (a cluster's partitions keep small histories). */
   private readonly chunkBytes: number;
 
-  constructor(private readonly maxBytes: number) {
+  /**
+   * Whether changes are kept. A single node's shards start without (a node
+   * nobody watches pays nothing: no memory, no copies) and keep them from
+   * the first watch read on; positions from before that are COMPACTED. A
+   * cluster's partitions keep them always, so any replica can serve a
+   * watcher that fails over to it.
+   */
+  private keeping: boolean;
+
+  constructor(
+    private readonly maxBytes: number,
+    keepFromStart = true,
+  ) {
     this.chunkBytes = Math.max(4096, Math.min(CHUNK_BYTES, Math.floor(maxBytes / 4)));
+    this.keeping = keepFromStart;
+  }
+
+  /** Keeps changes from now on (the first watch arrived). */
+  keep(): void {
+    this.keeping = true;
   }
 
   /**
@@ -161,9 +179,14 @@ export class History implements EffectSink {
     version: number,
     expiresAtMs: number,
   ): void {
+    const seq = ++this.lastSeq;
+    if (!this.keeping) {
+      // Nobody has watched yet: only the numbering goes on, and everything so far counts as dropped.
+      this.droppedThrough = seq;
+      return;
+    }
     const kept = value !== null && value.length <= WATCH_VALUE_MAX_BYTES ? value : null;
     const size = CHANGE_HEADER_BYTES + key.length + (kept?.length ?? 0);
-    const seq = ++this.lastSeq;
     let chunk = this.chunks[this.chunks.length - 1];
     if (chunk === undefined || chunk.end + size > chunk.bytes.length) {
       chunk = new Chunk(Math.max(this.chunkBytes, size));

@@ -42,6 +42,7 @@ export class WatchReads {
    * when it was parked (no answer yet: the host writes nothing for it).
    */
   read(c: CommandView, r: Result, nowMs: number): boolean {
+    this.history.keep();
     const exact = (c.flags & WATCH_EXACT) !== 0;
     if (c.arg0 < 0) {
       // "From now": the position after the last change, nothing else.

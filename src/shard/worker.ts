@@ -139,7 +139,7 @@ function main(data: ShardWorkerData): void {
   const barrier = new Barrier(data.txnBarrier, (message) => post({ type: "log", level: "warn", message }));
   const txnPart = new TxnPart();
   // Changes for watchers: recorded from here on (what recovery rebuilt is the starting state, not changes).
-  const history = new History(data.watchHistoryBytes);
+  const history = new History(data.watchHistoryBytes, false);
   const watchReads = new WatchReads(history);
   core.changes = history;
   /** The history's last seq at the last good commit: what a failed commit takes back. */

@@ -140,9 +140,10 @@ describe("native watch: limits", () => {
       const c = await node.client();
       const slowClient = await node.client();
       const slow = await slowClient.watch("", { prefix: true, maxBuffered: 100 });
-      const big = "v".repeat(1000);
-      // ~4 MB of changes: far more than the reader's 100 events and the shards' 256 KiB histories.
-      for (let i = 0; i < 4000; i += 100)
+      const big = "v".repeat(4000);
+      // 24 MB of changes: more than the reader's 100 events, the connection's 8 MiB soft output limit
+      // (past it the node stops asking the shards for more) and the shards' 256 KiB histories together.
+      for (let i = 0; i < 6000; i += 100)
         await Promise.all(Array.from({ length: 100 }, (_, j) => c.put(`fill:${i + j}`, big)));
       let count = 0;
       const err = await rejectsWith(
@@ -151,11 +152,11 @@ describe("native watch: limits", () => {
         })(),
         ErrorCode.COMPACTED,
       );
-      assert.ok(count < 4000, `it could not have received every change (got ${count})`);
+      assert.ok(count < 6000, `it could not have received every change (got ${count})`);
       assert.match(err.message, /fell behind/);
       assert.ok(slow.position.length > 0, "the current position to resume from, after reading the keys again");
       // The node kept serving everyone else meanwhile.
-      assert.equal((await c.get("fill:3999"))!.value.length, 1000);
+      assert.equal((await c.get("fill:5999"))!.value.length, 4000);
       await c.close();
       await slowClient.close();
     } finally {
