@@ -309,6 +309,9 @@ export function info(q: RespRequest): void {
           `total_commands_processed:${r.stats.commands}`,
           `rejected_calls:${r.stats.rejectedCalls}`,
           `expired_keys:${expired}`,
+          `pubsub_channels:${r.pubsub.channelCount}`,
+          `pubsub_patterns:${r.pubsub.patternCount}`,
+          `piccolo_keyspace_notification_restarts:${r.pubsub.restarts}`,
         ].join("\r\n"),
       );
     const finish = (): void => {

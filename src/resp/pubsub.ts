@@ -22,6 +22,7 @@
  */
 import type { Dispatcher, RequestOwner } from "../io/dispatch.js";
 import { Watch, type WatchSink } from "../io/watch.js";
+import { WATCH_PARK_MS } from "../limits.js";
 import { type Change, ChangeType } from "../shard/history.js";
 import { lower, text } from "./args.js";
 import { globMatch, literalPrefix } from "./glob.js";
@@ -150,6 +151,8 @@ export class PubSubHub {
   private keyspaceListeners = 0;
   private flags = 0;
   private watch: Watch | null = null;
+  /** Stops a watch no longer wanted (updateWatch). */
+  private stopTimer: ReturnType<typeof setTimeout> | null = null;
   /** The watch's owner: never gone, charged nothing (a watch's results are not answers). */
   private readonly owner: RequestOwner = { gone: false, charge() {}, requestDone() {} };
   /** Times the keyspace watch ended and was started again from now (notifications were lost). */
@@ -170,9 +173,8 @@ export class PubSubHub {
     this.updateWatch();
   }
 
-  /** Whether the keyspace watch runs (for the tests and INFO). */
-  get watching(): boolean {
-    return this.watch !== null;
+  get channelCount(): number {
+    return this.channels.size;
   }
 
   get patternCount(): number {
@@ -288,14 +290,30 @@ export class PubSubHub {
     return n;
   }
 
-  /** Starts the keyspace watch when it is wanted and not running, stops it when it runs and is not wanted. */
+  /**
+   * Starts the keyspace watch when it is wanted and not running. One no
+   * longer wanted is stopped after WATCH_PARK_MS, not at once: a cancelled
+   * watch's parked reads stay at the shards until they time out, so a
+   * client subscribing and unsubscribing in a loop would otherwise park a
+   * read per shard each time. Changes it reads meanwhile reach nobody
+   * (notify() checks the flags; publish() finds no subscriber).
+   */
   updateWatch(): void {
     const want =
       (this.flags & (NOTIFY.K | NOTIFY.E)) !== 0 && (this.flags & NOTIFY_PRODUCED) !== 0 && this.keyspaceListeners > 0;
-    if (want && this.watch === null) this.startWatch();
-    else if (!want && this.watch !== null) {
-      this.watch.cancel();
-      this.watch = null;
+    if (want) {
+      if (this.stopTimer !== null) {
+        clearTimeout(this.stopTimer);
+        this.stopTimer = null;
+      }
+      if (this.watch === null) this.startWatch();
+    } else if (this.watch !== null && this.stopTimer === null) {
+      this.stopTimer = setTimeout(() => {
+        this.stopTimer = null;
+        this.watch?.cancel();
+        this.watch = null;
+      }, WATCH_PARK_MS);
+      this.stopTimer.unref();
     }
   }
 

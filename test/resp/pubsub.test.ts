@@ -255,6 +255,11 @@ for (const layout of SUITES) {
       assert.deepEqual(await pub.pubsub("NUMSUB", "ps:x", "ps:y", "ps:none"), ["ps:x", 2, "ps:y", 1, "ps:none", 0]);
       assert.deepEqual(await pub.pubsub("NUMSUB"), []);
       assert.equal(await pub.pubsub("NUMPAT"), 1, "one pattern, however many subscribe to it");
+      await eventually("INFO counts the channels and patterns", async () => {
+        const info = await pub.info("stats");
+        assert.match(info, /\r\npubsub_channels:2\r\n/);
+        assert.match(info, /\r\npubsub_patterns:1\r\n/);
+      });
       b.close();
       await eventually("b's subscriptions are gone", async () =>
         assert.deepEqual(await pub.pubsub("NUMSUB", "ps:x", "ps:y"), ["ps:x", 1, "ps:y", 1]),
