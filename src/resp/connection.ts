@@ -145,7 +145,7 @@ export class RespConnection extends Connection implements RespSession {
       if (this.multi !== null) this.multi.dirty = true;
       return req.error(`ERR wrong number of arguments for '${name}' command`);
     }
-    if (this.proto === 2 && !WHILE_SUBSCRIBED.has(name) && subscribed(this)) {
+    if (this.proto === 2 && subscribed(this) && !WHILE_SUBSCRIBED.has(name)) {
       this.resp.stats.rejectedCalls++;
       return req.error(
         `ERR Can't execute '${name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,

@@ -6,12 +6,15 @@
 // narrower flags; off by default), and a subscriber that does not read cut
 // off by the client output limit while another keeps receiving.
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { eventually } from "../support/eventually.js";
-import { LAYOUTS, type RunningNode, startNode } from "../support/node.js";
+import { LAYOUTS, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
 import { redisClient } from "./support.js";
 
 /** A RESP value as the raw client reads it: a push (RESP3 `>`) is marked as one. */
@@ -486,5 +489,73 @@ describe("pub/sub: a subscriber that does not read", () => {
     good.disconnect();
     pub.disconnect();
     slow.close();
+  });
+});
+
+describe("keyspace notifications: the watch falls behind the history", () => {
+  let node: RunningNode;
+  before(async () => {
+    // The smallest history (256 KiB a shard): one MSET of large values passes it in one batch.
+    node = await startNode(["--shards", "2", "--watch-history-bytes", "262144"]);
+  });
+  after(async () => {
+    await node.stop();
+  });
+
+  it("starts again from now: what happened in between is not sent, later changes are", async () => {
+    const pub = redisClient({ port: node.respPort });
+    const sub = await Raw.open(node.respPort);
+    assert.equal(await pub.config("SET", "notify-keyspace-events", "KA"), "OK");
+    assert.deepEqual(await sub.call("PSUBSCRIBE", "__keyspace@0__:*"), ["psubscribe", "__keyspace@0__:*", 1]);
+    const restarts = async () =>
+      Number(/piccolo_keyspace_notification_restarts:(\d+)/.exec(await pub.info("stats"))![1]);
+    assert.equal(await restarts(), 0);
+    const big = Buffer.alloc(60_000, 1);
+    const args: (string | Buffer)[] = [];
+    for (let i = 0; i < 40; i++) args.push(`big:${i}`, big);
+    assert.equal(await pub.mset(...args), "OK");
+    await eventually("the watch was restarted", async () => assert.equal(await restarts(), 1));
+    await pub.set("after", "1");
+    const got: Value[] = [];
+    for (;;) {
+      const v = await sub.next();
+      got.push(v);
+      if ((v as string[])[2] === "__keyspace@0__:after") break;
+    }
+    assert.ok(got.length < 41, `${got.length - 1} of the 40 big keys' events were sent: the watch fell behind`);
+    assert.deepEqual(got[got.length - 1], ["pmessage", "__keyspace@0__:*", "__keyspace@0__:after", "set"]);
+    pub.disconnect();
+    sub.close();
+  });
+});
+
+describe("pub/sub in a cluster: member-local", () => {
+  let root: string;
+  const nodes: RunningNode[] = [];
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "piccolo-resp-pubsub-"));
+    const list = await memberList();
+    nodes.push(...(await Promise.all([0, 1, 2].map((i) => startMember(list, root, i, ["--tick-ms", "20"])))));
+  });
+  after(async () => {
+    for (const n of nodes) await n.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("PUBLISH reaches the member's own subscribers only; keyspace notifications are refused", async () => {
+    const sub = await Raw.open(nodes[0]!.respPort);
+    const p0 = redisClient({ port: nodes[0]!.respPort });
+    const p1 = redisClient({ port: nodes[1]!.respPort });
+    assert.deepEqual(await sub.call("SUBSCRIBE", "news"), ["subscribe", "news", 1]);
+    assert.equal(await p1.publish("news", "from n2"), 0, "not fanned out across members (not done)");
+    assert.equal(await p0.publish("news", "from n1"), 1);
+    assert.deepEqual(await sub.next(), ["message", "news", "from n1"]);
+    assert.deepEqual(await sub.drain(200), []);
+    await assert.rejects(p0.config("SET", "notify-keyspace-events", "KEA"), /not supported on a cluster member/);
+    assert.equal(await p0.config("SET", "notify-keyspace-events", ""), "OK");
+    assert.deepEqual(await p0.config("GET", "notify-keyspace-events"), ["notify-keyspace-events", ""]);
+    sub.close();
+    p0.disconnect();
+    p1.disconnect();
   });
 });
