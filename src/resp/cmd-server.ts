@@ -10,6 +10,7 @@ import { Op } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
 import { globMatch } from "./glob.js";
 import { persistenceSection } from "./cmd-persistence.js";
+import { notifyFlagsText, parseNotifyFlags, subscribed } from "./pubsub.js";
 import { clearTransaction } from "./multi.js";
 import * as reply from "./reply.js";
 import type { RespRequest, RespSession } from "./request.js";
@@ -20,6 +21,9 @@ const enc = new TextEncoder();
 
 export function ping(q: RespRequest): void {
   if (q.args.length > 2) return q.error("ERR wrong number of arguments for 'ping' command");
+  // A subscribed RESP2 connection gets PING's answer in the shape of a message (as Redis).
+  if (q.proto === 2 && subscribed(q.session))
+    return q.reply(reply.array([reply.bulk("pong"), reply.bulk(q.args.length === 2 ? q.args[1]! : "")]));
   q.reply(q.args.length === 2 ? reply.bulk(q.args[1]!) : reply.PONG);
 }
 
@@ -111,6 +115,7 @@ export function reset(q: RespRequest): void {
   s.name = "";
   clearTransaction(s); // as Redis: RESET discards MULTI and forgets WATCH
   s.staleReads = false; // as Redis: RESET puts the connection back in READWRITE mode
+  s.resp.pubsub.drop(s); // as Redis: RESET leaves every channel and pattern
   s.authenticated = s.resp.requirePass === null;
   q.reply(reply.simple("RESET"));
 }
@@ -144,7 +149,7 @@ function validName(name: string): boolean {
 
 function clientLine(s: RespSession, nowMs: number): string {
   const age = Math.floor((nowMs - s.createdMs) / 1000);
-  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=${s.multi !== null ? "x" : s.staleReads ? "r" : "N"} db=0 sub=0 psub=0 ssub=0 multi=${s.multi === null ? -1 : s.multi.queued.length} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
+  return `id=${s.id} addr=${s.address} laddr=127.0.0.1:${s.resp.port} fd=-1 name=${s.name} age=${age} idle=0 flags=${s.multi !== null ? "x" : subscribed(s) ? "P" : s.staleReads ? "r" : "N"} db=0 sub=${s.subscriptions.channels.size} psub=${s.subscriptions.patterns.size} ssub=0 multi=${s.multi === null ? -1 : s.multi.queued.length} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 tot-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 events=r cmd=${s.lastCommand} user=default redir=-1 resp=${s.proto} lib-name= lib-ver=`;
 }
 
 export function client(q: RespRequest): void {
@@ -186,6 +191,7 @@ function configValues(q: RespRequest): Record<string, string> {
     "proto-max-bulk-len": String(q.session.resp.maxValueBytes),
     requirepass: "",
     timeout: "0",
+    "notify-keyspace-events": notifyFlagsText(q.session.resp.pubsub.notifyFlags),
   };
 }
 
@@ -206,8 +212,36 @@ export function config(q: RespRequest): void {
     }
     return q.reply(reply.map(entries, q.proto));
   }
+  if (sub === "set" && a.length >= 4 && a.length % 2 === 0) return configSet(q);
   if (sub === "resetstat" && a.length === 2) return q.reply(reply.OK);
   q.error(`ERR unknown subcommand or wrong number of arguments for '${text(a[1]!)}'. Try CONFIG HELP.`);
+}
+
+/**
+ * CONFIG SET name value [name value ...]: notify-keyspace-events only (keyspace
+ * notifications, pubsub.ts); every pair is checked before any is applied.
+ */
+function configSet(q: RespRequest): void {
+  const a = q.args;
+  const hub = q.session.resp.pubsub;
+  let flags: number | null = null;
+  for (let i = 2; i < a.length; i += 2) {
+    const name = lower(a[i]!);
+    if (name !== "notify-keyspace-events")
+      return q.error(`ERR Unknown option or number of arguments for CONFIG SET - '${text(a[i]!)}'`);
+    flags = parseNotifyFlags(text(a[i + 1]!));
+    if (flags === null)
+      return q.error(
+        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+      );
+    // A cluster's watches are not built yet (docs/watch.md): a member would see only some partitions' changes.
+    if (flags !== 0 && q.d.backend.clusterInfo !== undefined)
+      return q.error(
+        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - keyspace notifications are not supported on a cluster member yet (docs/resp.md)",
+      );
+  }
+  hub.setNotifyFlags(flags!);
+  q.reply(reply.OK);
 }
 
 export function time(q: RespRequest): void {
@@ -275,6 +309,9 @@ export function info(q: RespRequest): void {
           `total_commands_processed:${r.stats.commands}`,
           `rejected_calls:${r.stats.rejectedCalls}`,
           `expired_keys:${expired}`,
+          `pubsub_channels:${r.pubsub.channelCount}`,
+          `pubsub_patterns:${r.pubsub.patternCount}`,
+          `piccolo_keyspace_notification_restarts:${r.pubsub.restarts}`,
         ].join("\r\n"),
       );
     const finish = (): void => {

@@ -9,6 +9,7 @@
 import * as k from "./cmd-keys.js";
 import * as ps from "./cmd-persistence.js";
 import * as mt from "./multi.js";
+import * as pb from "./pubsub.js";
 import * as sv from "./cmd-server.js";
 import * as st from "./cmd-strings.js";
 import * as reply from "./reply.js";
@@ -181,6 +182,46 @@ def(
   mt.watch,
 );
 def("unwatch", 1, "noscript loading stale fast", NONE, "transactions", "Forgets the watched keys.", mt.unwatch);
+
+// pub/sub (pubsub.ts): node-local fan-out
+def(
+  "subscribe",
+  -2,
+  "pubsub noscript loading stale",
+  NONE,
+  "pubsub",
+  "Listens for messages on channels.",
+  pb.subscribe,
+);
+def(
+  "psubscribe",
+  -2,
+  "pubsub noscript loading stale",
+  NONE,
+  "pubsub",
+  "Listens for messages on channels matching patterns.",
+  pb.psubscribe,
+);
+def("unsubscribe", -1, "pubsub noscript loading stale", NONE, "pubsub", "Stops listening on channels.", pb.unsubscribe);
+def(
+  "punsubscribe",
+  -1,
+  "pubsub noscript loading stale",
+  NONE,
+  "pubsub",
+  "Stops listening on patterns.",
+  pb.punsubscribe,
+);
+def(
+  "publish",
+  3,
+  "pubsub loading stale fast",
+  NONE,
+  "pubsub",
+  "Posts a message to a channel (this node's subscribers).",
+  pb.publish,
+);
+def("pubsub", -2, "pubsub loading stale", NONE, "pubsub", "PUBSUB CHANNELS|NUMSUB|NUMPAT.", pb.pubsub);
 
 export function lookup(name: string): CommandSpec | undefined {
   return table.get(name);

@@ -9,6 +9,7 @@ import type { InFlight } from "../io/dispatch.js";
 import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
 import { lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
+import { subscribed } from "./pubsub.js";
 import * as reply from "./reply.js";
 import { enqueue, NOT_QUEUED } from "./multi.js";
 import { type MultiState, type RespHost, RespRequest, type RespSession, type WatchState } from "./request.js";
@@ -27,6 +28,19 @@ const dec = new TextDecoder();
 /** Commands allowed before AUTH when a password is required (as Redis). */
 const BEFORE_AUTH = new Set(["auth", "hello", "quit", "reset"]);
 
+/** What a RESP2 connection may send while subscribed (as Redis; RESP3 may send anything). */
+const WHILE_SUBSCRIBED = new Set([
+  "subscribe",
+  "psubscribe",
+  "unsubscribe",
+  "punsubscribe",
+  "ssubscribe",
+  "sunsubscribe",
+  "ping",
+  "quit",
+  "reset",
+]);
+
 export class RespConnection extends Connection implements RespSession {
   proto: reply.Proto = 2;
   authenticated: boolean;
@@ -37,6 +51,7 @@ export class RespConnection extends Connection implements RespSession {
   multi: MultiState | null = null;
   watch: WatchState | null = null;
   staleReads = false;
+  readonly subscriptions = { channels: new Set<string>(), patterns: new Set<string>() };
   readonly address: string;
   private readonly parser: RespParser;
   /**
@@ -129,6 +144,12 @@ export class RespConnection extends Connection implements RespSession {
       this.resp.stats.rejectedCalls++;
       if (this.multi !== null) this.multi.dirty = true;
       return req.error(`ERR wrong number of arguments for '${name}' command`);
+    }
+    if (this.proto === 2 && subscribed(this) && !WHILE_SUBSCRIBED.has(name)) {
+      this.resp.stats.rejectedCalls++;
+      return req.error(
+        `ERR Can't execute '${name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,
+      );
     }
     if (this.multi !== null && !NOT_QUEUED.has(name)) return enqueue(req, name);
     req.stale = this.staleReads && spec.readOnly;

@@ -4,6 +4,7 @@
  */
 import type { PiccoloNode } from "../io/server.js";
 import { RespConnection } from "./connection.js";
+import { PubSubHub } from "./pubsub.js";
 import type { RespHost, RespSession } from "./request.js";
 
 export async function startResp(
@@ -22,6 +23,7 @@ export async function startResp(
     port,
     nativePort,
     sessions: (): Iterable<RespSession> => sessions,
+    pubsub: new PubSubHub(node.dispatcher, (level, message, detail) => node.log(level, message, detail)),
     stats: { commands: 0, connectionsReceived: 0, rejectedCalls: 0 },
   };
   host.port = await node.listen(
@@ -30,7 +32,10 @@ export async function startResp(
       const conn = new RespConnection(socket, node, host);
       sessions.add(conn);
       host.stats.connectionsReceived++;
-      socket.once("close", () => sessions.delete(conn));
+      socket.once("close", () => {
+        sessions.delete(conn);
+        host.pubsub.drop(conn);
+      });
       return conn;
     },
     "the Redis port, --resp-port",

@@ -128,3 +128,12 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * An out-of-band message (pub/sub): RESP3's push type (`>`), which a
+ * client tells apart from command replies; a plain array in RESP2.
+ */
+export function push(items: Uint8Array[], proto: Proto): Uint8Array {
+  if (proto === 2) return array(items);
+  return concat([enc.encode(`>${items.length}\r\n`), ...items]);
+}

@@ -21,6 +21,7 @@ import { checkTxn, sendTxn, type TxnGather, type TxnOutcome, type TxnSpec } from
 import type { PartResult } from "../protocol/codec.js";
 import { respErrorText } from "../outcomes.js";
 import { type CommandFields, FLAG_STALE_READ, isDataOutcome, isWrite, type Op, type Result } from "../shard/command.js";
+import type { PubSubHub } from "./pubsub.js";
 import * as reply from "./reply.js";
 
 /** MULTI's queue (src/resp/multi.ts): the commands queued since MULTI, copied. */
@@ -56,6 +57,12 @@ export interface RespSession {
   staleReads: boolean;
   readonly address: string;
   readonly resp: RespHost;
+  /** Pub/sub (pubsub.ts): the channels and patterns this connection is subscribed to, as latin1 strings of their bytes. */
+  readonly subscriptions: { channels: Set<string>; patterns: Set<string> };
+  /** An out-of-band message (pub/sub), queued after the answers before it and counted against the output limits. */
+  push(frame: Uint8Array): void;
+  /** The connection is closed or cut off: nothing pushed reaches it. */
+  readonly gone: boolean;
 }
 
 /** What the commands need from the node. */
@@ -69,6 +76,8 @@ export interface RespHost {
   readonly persistence: { dataDir: string; fsync: string } | null;
   /** Every RESP session, for CLIENT LIST and INFO. */
   sessions(): Iterable<RespSession>;
+  /** Channels, patterns and keyspace notifications (pubsub.ts). */
+  readonly pubsub: PubSubHub;
   readonly stats: { commands: number; connectionsReceived: number; rejectedCalls: number };
 }
 
