@@ -234,11 +234,6 @@ function configSet(q: RespRequest): void {
       return q.error(
         "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
       );
-    // A cluster's watches are not built yet (docs/watch.md): a member would see only some partitions' changes.
-    if (flags !== 0 && q.d.backend.clusterInfo !== undefined)
-      return q.error(
-        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - keyspace notifications are not supported on a cluster member yet (docs/resp.md)",
-      );
   }
   hub.setNotifyFlags(flags!);
   q.reply(reply.OK);
