@@ -68,7 +68,12 @@ export async function startNode(args: string[] = [], env: Record<string, string>
   let respPort = 0;
   const port = await new Promise<number>((resolve, reject) => {
     let out = "";
-    const timer = setTimeout(() => reject(new Error(`node did not start in 15s; stderr:\n${err}`)), 15_000);
+    // On a timeout the child is killed: left running, its pipes would keep the test file alive until its
+    // 10-minute limit (a loaded machine's slow start then cost a whole file, not one test).
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`node did not start in 30s; stderr:\n${err}`));
+    }, 30_000);
     child.stdout!.on("data", (d: Buffer) => {
       out += d.toString();
       const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
