@@ -80,8 +80,12 @@ const maxFaultMs = positive("max-fault", values["max-fault"], false) * 1000;
 console.log(
   `chaos: seed ${seed}, ${seconds} s of faults (up to ${maxFaultMs / 1000} s each), ` +
     `${partitions ?? "default (64)"} partitions, ${clients} clients per protocol (${protocols.join(", ")}), ` +
-    `workloads ${workloads.join(", ")}: ${workloads.includes("register") ? `${keys} keys` : ""}` +
-    `${workloads.includes("bank") ? ` ${accounts} accounts` : ""}`,
+    `workloads ${[
+      workloads.includes("register") ? `register (${keys} keys)` : "",
+      workloads.includes("bank") ? `bank (${accounts} accounts)` : "",
+    ]
+      .filter((w) => w !== "")
+      .join(", ")}`,
 );
 const r = await runChaos({
   seed,
