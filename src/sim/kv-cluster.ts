@@ -31,7 +31,9 @@
  *   - clients doing reads, writes and compare-and-swaps on a few keys
  *     through ANY member (a member that does not lead the key's partition
  *     forwards), each with its own timeout, some shorter than the member's
- *     5 s request deadline and some longer.
+ *     5 s request deadline and some longer (or, with `workload: "bank"`,
+ *     transfers and audits as transactions over accounts under one hash
+ *     tag: src/sim/bank.ts).
  *
  * Each client operation goes into the history as its answer means
  * (src/sim/workload.ts), and the history to the linearizability checker. A
