@@ -25,7 +25,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkHistory, type Verdict } from "../check/linearizability.js";
+import { PiccoloClient } from "../client/client.js";
 import { Prng } from "../sim/prng.js";
+import { BankWorkload, type BankResult, DEFAULT_ACCOUNTS, initialiseAccounts } from "./bank.js";
 import { ChaosCluster, MEMBERS, START_TIMEOUT_MS } from "./cluster.js";
 import { httpAdapter } from "./http.js";
 import { nativeAdapter } from "./native.js";
@@ -43,6 +45,15 @@ const CALM_MS = 3_000;
 const PROBE_TIMEOUT_MS = 2_000;
 export const DEFAULT_CLIENTS_PER_PROTOCOL = 4;
 
+/**
+ * register: single-key reads, writes, compare-and-swaps, inserts and
+ * deletes, judged by the linearizability checker (src/chaos/workload.ts);
+ * bank: transfers and audits in transactions, judged by the total
+ * (src/chaos/bank.ts). Both may run at once, each with its own clients.
+ */
+export type WorkloadName = "register" | "bank";
+export const WORKLOADS: readonly WorkloadName[] = ["register", "bank"];
+
 export interface ChaosOptions {
   seed: number;
   /** Seconds of faults (then a calm phase and the check). */
@@ -53,6 +64,10 @@ export interface ChaosOptions {
   /** Partitions per cluster; default: the server's own (64). */
   partitions?: number;
   protocols?: readonly ProtocolName[];
+  /** Default: register only. */
+  workloads?: readonly WorkloadName[];
+  /** The bank workload's accounts (default DEFAULT_ACCOUNTS). */
+  accounts?: number;
   /** The longest fault (default 15 s). */
   maxFaultMs?: number;
   /** Where to write the history when the run fails. */
@@ -62,7 +77,8 @@ export interface ChaosOptions {
 
 export interface ChaosResult {
   passed: boolean;
-  /** null when the run failed before the history could be judged. */
+  workloads: readonly WorkloadName[];
+  /** null when the run failed before the history could be judged, or ran no register workload. */
   verdict: Verdict | null;
   checkMs: number;
   keys: number;
@@ -72,6 +88,8 @@ export interface ChaosResult {
   /** Other failures: a member that would not stop or start, a protocol not served after healing. */
   failures: string[];
   faults: FaultCounts;
+  /** The bank workload's outcome; null when it did not run. */
+  bank: BankResult | null;
   /** Operations in the checked history. */
   checked: number;
   historyFile: string | null;
@@ -136,6 +154,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const protocols = o.protocols ?? PROTOCOLS;
   const clientsPerProtocol = o.clientsPerProtocol ?? DEFAULT_CLIENTS_PER_PROTOCOL;
   const keys = o.keys ?? defaultKeys(o.seconds);
+  const workloads = o.workloads ?? ["register"];
   const exits: UnexpectedExit[] = [];
   const failures: string[] = [];
   const failed = () => exits.length > 0 || failures.length > 0;
@@ -168,14 +187,26 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     resp: respAdapter,
     http: httpAdapter,
   };
-  const workload = new Workload({
-    adapters: protocols.map((p) => make[p](cluster)),
-    clientsPerProtocol,
-    keys,
-    members: MEMBERS,
-    seed: o.seed,
-    clock,
-  });
+  const workload = workloads.includes("register")
+    ? new Workload({
+        adapters: protocols.map((p) => make[p](cluster)),
+        clientsPerProtocol,
+        keys,
+        members: MEMBERS,
+        seed: o.seed,
+        clock,
+      })
+    : null;
+  const bank = workloads.includes("bank")
+    ? new BankWorkload({
+        adapters: protocols.map((p) => make[p](cluster)),
+        clientsPerProtocol,
+        accounts: o.accounts ?? DEFAULT_ACCOUNTS,
+        members: MEMBERS,
+        seed: o.seed,
+        clock,
+      })
+    : null;
   let faults = emptyFaultCounts();
   let verdict: Verdict | null = null;
   let checkMs = 0;
@@ -188,7 +219,21 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     }
     if (!failed()) {
       stamp(`cluster up: ${cluster.memberList}; cerializer on 127.0.0.1:${cluster.httpPort}`);
-      workload.start();
+      if (bank !== null) {
+        const c = new PiccoloClient({ host: "127.0.0.1", port: cluster.members[0]!.clientPort, timeoutMs: 5_000 });
+        try {
+          await initialiseAccounts(bank.keys, (t) => c.txn(t), LIVENESS_TIMEOUT_MS);
+          stamp(`bank: ${bank.keys.length} accounts created, ${bank.total} in all`);
+        } catch (err) {
+          fail(`bank: ${(err as Error).message}`);
+        } finally {
+          await c.close().catch(() => {});
+        }
+      }
+    }
+    if (!failed()) {
+      workload?.start();
+      bank?.start();
       faults = await runNemesis({
         cluster,
         prng: new Prng(o.seed),
@@ -210,12 +255,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       if (!failed()) stamp("every member serves");
       await new Promise((r) => setTimeout(r, CALM_MS));
     }
-    await workload.stop();
-    const history = workload.checkable();
+    await Promise.all([workload?.stop(), bank?.stop()]);
+    if (bank !== null && !failed()) {
+      // Every transfer has ended (applied or not): the total must be whole, seen through every port.
+      await bank.finalAudit(LIVENESS_TIMEOUT_MS, PROBE_TIMEOUT_MS, fail);
+      if (!failed()) stamp(`bank: the final audits add up to ${bank.total} on every port`);
+    }
+    const history = workload?.checkable() ?? [];
     const c0 = performance.now();
-    verdict = checkHistory(history);
+    verdict = workload === null ? null : checkHistory(history);
     checkMs = performance.now() - c0;
-    const passed = verdict.ok === true && workload.violations.length === 0 && !failed();
+    const violations = workload?.violations ?? [];
+    const passed =
+      (verdict === null || verdict.ok === true) &&
+      violations.length === 0 &&
+      (bank === null || bank.problems.length === 0) &&
+      !failed();
     if (!passed) {
       historyFile = join(o.historyDir ?? tmpdir(), `piccolo-chaos-${o.seed}-${Date.now()}.json`);
       await writeFile(
@@ -225,7 +280,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
             seed: o.seed,
             options: { ...o, log: undefined },
             verdict,
-            violations: workload.violations,
+            violations,
+            bankProblems: bank?.problems ?? [],
             exits,
             failures,
             history,
@@ -237,14 +293,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     }
     return {
       passed,
+      workloads,
       verdict,
       checkMs,
       keys,
-      protocols: workload.stats,
-      violations: workload.violations,
+      protocols: workload?.stats ?? new Map(),
+      violations,
       exits,
       failures,
       faults,
+      bank: bank?.result() ?? null,
       checked: history.length,
       historyFile,
     };

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // npm run chaos -- [--time SECONDS] [--seed S] [--clients N per protocol] [--keys K (default: time / 5, at least 3)]
 //                  [--partitions P (default: the server's, 64)] [--protocols native,resp,http]
-//                  [--max-fault SECONDS (default 15)]
+//                  [--max-fault SECONDS (default 15)] [--workload register|bank|register,bank (default register)]
+//                  [--accounts N (bank; default 8)]
 // Runs the chaos harness (src/chaos/chaos.ts) against a real three-member
 // cluster and a Cerializer, and checks the merged history of every protocol
 // for linearizability. On failure it prints what failed, the seed, the file
 // holding the history, and the command that reruns it; the exit code is 1.
 import { parseArgs } from "node:util";
-import { DEFAULT_CLIENTS_PER_PROTOCOL, defaultKeys, runChaos } from "./chaos.js";
+import { DEFAULT_ACCOUNTS } from "./bank.js";
+import { DEFAULT_CLIENTS_PER_PROTOCOL, defaultKeys, runChaos, WORKLOADS, type WorkloadName } from "./chaos.js";
 import { DEFAULT_MAX_FAULT_MS } from "./nemesis.js";
 import { PROTOCOLS, type ProtocolName } from "./protocol.js";
 import { summary } from "./report.js";
@@ -21,8 +23,26 @@ const { values } = parseArgs({
     partitions: { type: "string" },
     protocols: { type: "string", default: PROTOCOLS.join(",") },
     "max-fault": { type: "string", default: String(DEFAULT_MAX_FAULT_MS / 1000) },
+    workload: { type: "string", default: "register" },
+    accounts: { type: "string", default: String(DEFAULT_ACCOUNTS) },
+    help: { type: "boolean", short: "h" },
   },
 });
+
+if (values.help) {
+  console.log(`npm run chaos -- [options]
+  --time SECONDS        seconds of faults (default 60)
+  --seed S              the run's seed (default: random)
+  --clients N           clients per protocol, per workload (default ${DEFAULT_CLIENTS_PER_PROTOCOL})
+  --keys K              register keys (default: time / 5, at least 3)
+  --partitions P        partitions (default: the server's, 64)
+  --protocols LIST      of ${PROTOCOLS.join(",")} (default all)
+  --max-fault SECONDS   the longest fault (default ${DEFAULT_MAX_FAULT_MS / 1000})
+  --workload LIST       of ${WORKLOADS.join(",")} (default register): register is checked for
+                        linearizability, bank for a constant total (transactions)
+  --accounts N          bank accounts, under one hash tag (default ${DEFAULT_ACCOUNTS})`);
+  process.exit(0);
+}
 
 function positive(name: string, text: string, integer = true): number {
   const n = Number(text);
@@ -42,13 +62,30 @@ for (const p of protocols)
     console.error(`--protocols takes ${PROTOCOLS.join(", ")}; not ${JSON.stringify(p)}`);
     process.exit(2);
   }
+const workloads = values.workload.split(",").map((w) => w.trim()) as WorkloadName[];
+for (const w of workloads)
+  if (!WORKLOADS.includes(w)) {
+    console.error(`--workload takes ${WORKLOADS.join(", ")}; not ${JSON.stringify(w)}`);
+    process.exit(2);
+  }
+const accounts = positive("accounts", values.accounts);
+if (accounts < 2) {
+  console.error("--accounts must be at least 2 (a transfer needs two accounts)");
+  process.exit(2);
+}
 const keys = values.keys !== undefined ? positive("keys", values.keys) : defaultKeys(seconds);
 const partitions = values.partitions !== undefined ? positive("partitions", values.partitions) : undefined;
 const maxFaultMs = positive("max-fault", values["max-fault"], false) * 1000;
 
 console.log(
   `chaos: seed ${seed}, ${seconds} s of faults (up to ${maxFaultMs / 1000} s each), ` +
-    `${partitions ?? "default (64)"} partitions, ${clients} clients per protocol (${protocols.join(", ")}), ${keys} keys`,
+    `${partitions ?? "default (64)"} partitions, ${clients} clients per protocol (${protocols.join(", ")}), ` +
+    `workloads ${[
+      workloads.includes("register") ? `register (${keys} keys)` : "",
+      workloads.includes("bank") ? `bank (${accounts} accounts)` : "",
+    ]
+      .filter((w) => w !== "")
+      .join(", ")}`,
 );
 const r = await runChaos({
   seed,
@@ -57,6 +94,8 @@ const r = await runChaos({
   keys,
   ...(partitions === undefined ? {} : { partitions }),
   protocols,
+  workloads,
+  accounts,
   maxFaultMs,
   historyDir: process.cwd(),
   log: (line) => console.log(line),
@@ -71,6 +110,8 @@ if (!r.passed) {
     partitions !== undefined ? `--partitions ${partitions}` : "",
     values.protocols !== PROTOCOLS.join(",") ? `--protocols ${values.protocols}` : "",
     maxFaultMs !== DEFAULT_MAX_FAULT_MS ? `--max-fault ${maxFaultMs / 1000}` : "",
+    values.workload !== "register" ? `--workload ${values.workload}` : "",
+    accounts !== DEFAULT_ACCOUNTS ? `--accounts ${accounts}` : "",
   ].filter((f) => f !== "");
   console.error(`FAIL (seed ${seed})`);
   if (r.historyFile !== null) console.error(`history: ${r.historyFile}`);

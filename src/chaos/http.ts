@@ -18,6 +18,8 @@
  */
 import type { ChaosCluster } from "./cluster.js";
 import {
+  type AuditOutcome,
+  type BankClient,
   failed,
   isVersion,
   ok,
@@ -25,6 +27,7 @@ import {
   type ProtocolAdapter,
   type Request,
   type StoreClient,
+  type TransferOutcome,
   violation,
 } from "./protocol.js";
 
@@ -162,10 +165,113 @@ class HttpClient implements StoreClient {
   async close(): Promise<void> {}
 }
 
+/** The gets of a /v1/txn answer: values and versions (0: absent), or what is wrong with it. */
+function txnGets(
+  what: string,
+  keys: readonly string[],
+  a: Answer,
+): { values: (string | null)[]; versions: number[] } | string {
+  const b = a.status === 200 ? json(a) : null;
+  if (b === null || b.succeeded !== true || !Array.isArray(b.results) || b.results.length !== keys.length)
+    return show(what, a);
+  const values: (string | null)[] = [];
+  const versions: number[] = [];
+  for (const r of b.results as Record<string, unknown>[]) {
+    if (typeof r !== "object" || r === null || r.op !== "get" || typeof r.found !== "boolean") return show(what, a);
+    if (!r.found) {
+      values.push(null);
+      versions.push(0);
+      continue;
+    }
+    if (typeof r.value !== "string" || r.encoding !== "utf8" || !isVersion(r.version)) return show(what, a);
+    values.push(r.value);
+    versions.push(r.version);
+  }
+  return { values, versions };
+}
+
+/** POST /v1/txn (docs/cerializer.md): a transaction of gets to read, version compares to write. */
+class HttpBankClient implements BankClient {
+  constructor(
+    private readonly base: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  private async post(body: unknown): Promise<Answer> {
+    const res = await fetch(`${this.base}/v1/txn`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    const text = await res.text();
+    return { status: res.status, etag: null, contentType: res.headers.get("content-type") ?? "", text };
+  }
+
+  /** The answer, or how the request failed (a refused connection: never sent). */
+  private async send(body: unknown): Promise<Answer | { failed: string; sent: boolean }> {
+    try {
+      const a = await this.post(body);
+      if (a.status >= 500) return { failed: `${a.status} ${problemType(a) ?? "(no problem type)"}`, sent: true };
+      return a;
+    } catch (err) {
+      const refused = (err as { cause?: { code?: string } }).cause?.code === "ECONNREFUSED";
+      return { failed: refused ? "no connection (not sent)" : label(err), sent: !refused };
+    }
+  }
+
+  async audit(keys: readonly string[]): Promise<AuditOutcome> {
+    const a = await this.send({ success: keys.map((key) => ({ op: "get", key })) });
+    if ("failed" in a) return failed(a.failed, a.sent);
+    const g = txnGets("audit", keys, a);
+    return typeof g === "string" ? violation(g) : { kind: "ok", values: g.values };
+  }
+
+  async transfer(
+    x: string,
+    y: string,
+    plan: (vx: string | null, vy: string | null) => [string, string] | null,
+  ): Promise<TransferOutcome> {
+    const r = await this.send({
+      success: [
+        { op: "get", key: x },
+        { op: "get", key: y },
+      ],
+    });
+    if ("failed" in r) return { kind: "failed", phase: "read", label: r.failed, sent: r.sent };
+    const read = txnGets("transfer's read", [x, y], r);
+    if (typeof read === "string") return violation(read);
+    const next = plan(read.values[0]!, read.values[1]!);
+    if (next === null) return { kind: "skipped" };
+    const a = await this.send({
+      compare: [
+        { key: x, version: read.versions[0] },
+        { key: y, version: read.versions[1] },
+      ],
+      success: [
+        { op: "put", key: x, value: next[0] },
+        { op: "put", key: y, value: next[1] },
+      ],
+    });
+    if ("failed" in a) return { kind: "failed", phase: "commit", label: a.failed, sent: a.sent };
+    const b = a.status === 200 ? json(a) : null;
+    if (b === null || typeof b.succeeded !== "boolean" || !Array.isArray(b.results))
+      return violation(show("transfer", a));
+    if (!b.succeeded) return b.results.length === 0 ? { kind: "conflict" } : violation(show("transfer", a));
+    const puts = b.results as Record<string, unknown>[];
+    if (puts.length !== 2 || puts.some((p) => p?.op !== "put" || !isVersion(p.version) || p.created !== false))
+      return violation(show("transfer", a));
+    return { kind: "committed" };
+  }
+
+  async close(): Promise<void> {}
+}
+
 export function httpAdapter(cluster: ChaosCluster): ProtocolAdapter {
   return {
     name: "http",
     kinds: ["read", "write", "cas", "insert", "delete"],
     open: (_member, timeoutMs) => new HttpClient(`http://127.0.0.1:${cluster.httpPort}`, timeoutMs),
+    openBank: (_member, timeoutMs) => new HttpBankClient(`http://127.0.0.1:${cluster.httpPort}`, timeoutMs),
   };
 }

@@ -4,10 +4,12 @@
  * write behind our back (src/client/client.ts), and reconnects by itself on
  * the next call after a connection drops.
  */
-import { PiccoloClient, VersionMismatchError } from "../client/client.js";
+import { PiccoloClient, type TxnResult, VersionMismatchError } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import type { ChaosCluster } from "./cluster.js";
 import {
+  type AuditOutcome,
+  type BankClient,
   failed,
   isVersion,
   ok,
@@ -15,6 +17,7 @@ import {
   type ProtocolAdapter,
   type Request,
   type StoreClient,
+  type TransferOutcome,
   violation,
 } from "./protocol.js";
 
@@ -102,10 +105,106 @@ class NativeClient implements StoreClient {
   }
 }
 
+/** A read-only transaction's gets, as values and versions (0: absent), or what is wrong with them. */
+function gets(
+  what: string,
+  keys: readonly string[],
+  t: TxnResult,
+): { values: (string | null)[]; versions: number[] } | string {
+  if (t.succeeded !== true || t.results.length !== keys.length)
+    return `${what}: a transaction of ${keys.length} gets and no compares answered succeeded=${t.succeeded} with ${t.results.length} results`;
+  const values: (string | null)[] = [];
+  const versions: number[] = [];
+  for (const [i, r] of t.results.entries()) {
+    if (r.op !== "get") return `${what}: result ${i} is a ${r.op}, not a get`;
+    if (r.found && (r.value === null || !isVersion(r.version)))
+      return `${what}: get ${keys[i]} found with value ${r.value === null ? "null" : "bytes"} and version ${r.version}`;
+    values.push(r.found ? r.value!.toString() : null);
+    versions.push(r.found ? r.version : 0);
+  }
+  return { values, versions };
+}
+
+/** The client's "unexpected response kind": the node answered with another request's kind of answer, a lie. */
+function lie(err: unknown): boolean {
+  return err instanceof PiccoloError && text(err).startsWith("unexpected response kind");
+}
+
+/** Native transactions: a transaction of gets to read, version compares to write (docs/transactions.md). */
+class NativeBankClient implements BankClient {
+  private readonly c: PiccoloClient;
+  constructor(port: number, timeoutMs: number) {
+    this.c = new PiccoloClient({ host: "127.0.0.1", port, timeoutMs, connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  }
+
+  async audit(keys: readonly string[]): Promise<AuditOutcome> {
+    try {
+      const g = gets("audit", keys, await this.c.txn({ success: keys.map((key) => ({ op: "get" as const, key })) }));
+      return typeof g === "string" ? violation(g) : { kind: "ok", values: g.values };
+    } catch (err) {
+      if (lie(err)) return violation(`audit: ${(err as Error).message}`);
+      return failed(label(err), !neverSent(err));
+    }
+  }
+
+  async transfer(
+    a: string,
+    b: string,
+    plan: (va: string | null, vb: string | null) => [string, string] | null,
+  ): Promise<TransferOutcome> {
+    let read: ReturnType<typeof gets>;
+    try {
+      read = gets(
+        "transfer's read",
+        [a, b],
+        await this.c.txn({
+          success: [
+            { op: "get", key: a },
+            { op: "get", key: b },
+          ],
+        }),
+      );
+    } catch (err) {
+      if (lie(err)) return violation(`transfer's read: ${(err as Error).message}`);
+      return { kind: "failed", phase: "read", label: label(err), sent: !neverSent(err) };
+    }
+    if (typeof read === "string") return violation(read);
+    const next = plan(read.values[0]!, read.values[1]!);
+    if (next === null) return { kind: "skipped" };
+    try {
+      const w = await this.c.txn({
+        compare: [
+          { key: a, version: read.versions[0]! },
+          { key: b, version: read.versions[1]! },
+        ],
+        success: [
+          { op: "put", key: a, value: next[0] },
+          { op: "put", key: b, value: next[1] },
+        ],
+      });
+      if (!w.succeeded)
+        return w.results.length === 0
+          ? { kind: "conflict" }
+          : violation(`transfer: the failure branch is empty, yet it answered ${w.results.length} results`);
+      if (w.results.length !== 2 || w.results.some((r) => r.op !== "put" || !isVersion(r.version) || r.created))
+        return violation(`transfer: two puts answered ${JSON.stringify(w.results)}`);
+      return { kind: "committed" };
+    } catch (err) {
+      if (lie(err)) return violation(`transfer: ${(err as Error).message}`);
+      return { kind: "failed", phase: "commit", label: label(err), sent: !neverSent(err) };
+    }
+  }
+
+  close(): Promise<void> {
+    return this.c.close().catch(() => {});
+  }
+}
+
 export function nativeAdapter(cluster: ChaosCluster): ProtocolAdapter {
   return {
     name: "native",
     kinds: ["read", "write", "cas", "insert", "delete"],
     open: (member, timeoutMs) => new NativeClient(cluster.members[member]!.clientPort, timeoutMs),
+    openBank: (member, timeoutMs) => new NativeBankClient(cluster.members[member]!.clientPort, timeoutMs),
   };
 }

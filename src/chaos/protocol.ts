@@ -66,12 +66,58 @@ export interface ProtocolAdapter {
    * says how, for the summary.
    */
   open(member: number, timeoutMs: number, variant: number): StoreClient;
+  /** A client of the bank workload (src/chaos/bank.ts): transactions over several accounts. */
+  openBank(member: number, timeoutMs: number, variant: number): BankClient;
   variantName?(variant: number): string;
 }
 
+/**
+ * The bank workload's client (src/chaos/bank.ts): accounts are keys under
+ * one hash tag, so every transaction is in one partition.
+ *
+ *   audit     reads every account in one read-only transaction (native and
+ *             HTTP: a transaction of gets; RESP: MULTI, GET..., EXEC) and
+ *             answers the values in order (null: absent);
+ *   transfer  reads two accounts with what makes the write conditional on
+ *             them (native and HTTP: a read-only transaction giving values
+ *             and versions; RESP: WATCH, then MGET), asks `plan` for their
+ *             new values (null: nothing to move), and writes both in one
+ *             transaction that holds only if neither changed since the read
+ *             (version compares; RESP: MULTI, SET, SET, EXEC under the WATCH).
+ */
+export interface BankClient {
+  audit(keys: readonly string[]): Promise<AuditOutcome>;
+  transfer(
+    a: string,
+    b: string,
+    plan: (va: string | null, vb: string | null) => [string, string] | null,
+  ): Promise<TransferOutcome>;
+  close(): Promise<void>;
+}
+
+export type AuditOutcome =
+  | { kind: "ok"; values: (string | null)[] }
+  | { kind: "failed"; label: string; sent: boolean }
+  | { kind: "violation"; detail: string };
+
+export type TransferOutcome =
+  /** Both writes applied. */
+  | { kind: "committed" }
+  /** A compare (or WATCH) failed: nothing applied. */
+  | { kind: "conflict" }
+  /** plan() asked for nothing: no write was sent. */
+  | { kind: "skipped" }
+  /** `phase` read: nothing was written; commit: the transfer may or may not have been applied (unless !sent). */
+  | { kind: "failed"; phase: "read" | "commit"; label: string; sent: boolean }
+  | { kind: "violation"; detail: string };
+
 export const ok = (reply: Reply): Outcome => ({ kind: "ok", reply });
-export const failed = (label: string, sent = true): Outcome => ({ kind: "failed", label, sent });
-export const violation = (detail: string): Outcome => ({ kind: "violation", detail });
+export const failed = (label: string, sent = true): { kind: "failed"; label: string; sent: boolean } => ({
+  kind: "failed",
+  label,
+  sent,
+});
+export const violation = (detail: string): { kind: "violation"; detail: string } => ({ kind: "violation", detail });
 
 /** A positive safe integer: a version as the store hands them out. */
 export function isVersion(v: unknown): v is number {

@@ -3,6 +3,7 @@
  * did and how every answer was classified, the faults by kind and length,
  * the checker's verdict, and on failure everything needed to look into it.
  */
+import type { BankResult } from "./bank.js";
 import type { ChaosResult } from "./chaos.js";
 import { FAULT_KINDS, LENGTH_CLASSES } from "./nemesis.js";
 
@@ -29,8 +30,10 @@ export function summary(r: ChaosResult): string[] {
     return `${k} ${total} (${LENGTH_CLASSES.map((cls) => `${c[cls]} ${cls}`).join(", ")})`;
   });
   lines.push(`faults: ${kinds.join("; ")}`);
+  if (r.bank !== null) lines.push(...bankSummary(r.bank));
   const v = r.verdict;
-  if (v === null) lines.push("check: not run");
+  if (!r.workloads.includes("register")) lines.push("check: no register workload (linearizability not checked)");
+  else if (v === null) lines.push("check: not run");
   else if (v.ok === true)
     lines.push(
       `check: ${r.checked} operations on ${v.keys} keys (${r.keys} in use): linearizable (${(r.checkMs / 1000).toFixed(1)} s)`,
@@ -54,5 +57,31 @@ export function summary(r: ChaosResult): string[] {
   }
   for (const f of r.failures) lines.push(`FAILURE: ${f}`);
   lines.push(`verdict: ${r.passed ? "PASS" : "FAIL"}`);
+  return lines;
+}
+
+/** The bank workload's lines: per protocol, transfers and audits by outcome; the final audits; every problem. */
+export function bankSummary(b: BankResult): string[] {
+  const lines: string[] = [`bank: ${b.accounts} accounts under one hash tag, ${b.total} in all`];
+  for (const [name, s] of b.stats) {
+    const clients = s.clients
+      .map((c) => `${c.id}: ${(c.timeoutMs / 1000).toFixed(1)} s${c.variant === "" ? "" : ` ${c.variant}`}`)
+      .join(", ");
+    lines.push(
+      `${name.padEnd(6)} ${s.transfers} transfers: ${s.committed} committed, ${s.conflicts} conflicts, ` +
+        `${s.skipped} skipped (payer empty), ${s.unknown} unknown, ${s.readFailed} failed reads; ` +
+        `${s.audits} audits: ${s.auditsOk} ok, ${s.auditsFailed} failed; ${s.notSent} not sent; ` +
+        `${s.problems} problems [clients and timeouts ${clients}]`,
+    );
+    const f = [...s.failures].sort((a, c) => c[1] - a[1]).map(([label, n]) => `${label} ${n}`);
+    if (f.length > 0) lines.push(`       failures by answer: ${f.join(", ")}`);
+  }
+  lines.push(`bank: final audits that added up: ${b.finalAudits.ok} of ${b.finalAudits.asked}`);
+  for (const x of b.problems.slice(0, VIOLATIONS_SHOWN))
+    lines.push(
+      `BANK PROBLEM at ${x.atS.toFixed(1)}s, ${x.protocol} client ${x.client === -1 ? "(final audit)" : x.client}, ${x.what}: ${x.detail}`,
+    );
+  if (b.problems.length > VIOLATIONS_SHOWN)
+    lines.push(`... ${b.problems.length - VIOLATIONS_SHOWN} more bank problems in the history file`);
   return lines;
 }

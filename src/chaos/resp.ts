@@ -27,12 +27,15 @@ import { Redis } from "ioredis";
 import { assert } from "../assert.js";
 import type { ChaosCluster } from "./cluster.js";
 import {
+  type AuditOutcome,
+  type BankClient,
   failed,
   ok,
   type Outcome,
   type ProtocolAdapter,
   type Request,
   type StoreClient,
+  type TransferOutcome,
   violation,
 } from "./protocol.js";
 
@@ -58,8 +61,9 @@ function label(err: unknown): string {
 
 const show = (v: unknown) => JSON.stringify(v) ?? String(v);
 
-class RespClient implements StoreClient {
-  private redis: Redis | null = null;
+/** One ioredis connection at a time, opened on demand. */
+class RespConnection {
+  protected redis: Redis | null = null;
   private ready: Promise<Redis> | null = null;
 
   constructor(
@@ -68,7 +72,7 @@ class RespClient implements StoreClient {
     private readonly protocol: 2 | 3,
   ) {}
 
-  private connection(): Promise<Redis> {
+  protected connection(): Promise<Redis> {
     if (this.redis !== null && this.redis.status === "ready") return Promise.resolve(this.redis);
     if (this.ready !== null) return this.ready;
     this.redis?.disconnect();
@@ -98,6 +102,13 @@ class RespClient implements StoreClient {
     return this.ready;
   }
 
+  async close(): Promise<void> {
+    this.redis?.disconnect();
+    this.redis = null;
+  }
+}
+
+class RespClient extends RespConnection implements StoreClient {
   async run(key: string, q: Request): Promise<Outcome> {
     assert(q.kind !== "cas", "RESP clients are never given a compare-and-swap on a version");
     let r: Redis;
@@ -135,10 +146,102 @@ class RespClient implements StoreClient {
       return failed(label(err));
     }
   }
+}
 
-  async close(): Promise<void> {
-    this.redis?.disconnect();
-    this.redis = null;
+/**
+ * The bank workload over RESP, as a Redis application does it: an audit is
+ * MULTI, GET of every account, EXEC; a transfer is WATCH of both accounts,
+ * MGET of both, then MULTI, SET, SET, EXEC (a null EXEC: a watched key
+ * changed, nothing applied), or UNWATCH when there is nothing to move. After
+ * any failure the connection is dropped, so no WATCH or MULTI state from a
+ * sequence cut short is left on the next one (ioredis, as set up here, never
+ * reconnects or resends by itself).
+ */
+class RespBankClient extends RespConnection implements BankClient {
+  private fail(phase: "read" | "commit", err: unknown): TransferOutcome {
+    void this.close();
+    return { kind: "failed", phase, label: label(err), sent: true };
+  }
+
+  async audit(keys: readonly string[]): Promise<AuditOutcome> {
+    let r: Redis;
+    try {
+      r = await this.connection();
+    } catch (err) {
+      return failed(`no connection (not sent): ${(err as Error).message}`, false);
+    }
+    let res: unknown;
+    try {
+      const m = r.multi();
+      for (const k of keys) m.get(k);
+      res = await m.exec();
+    } catch (err) {
+      void this.close();
+      return failed(label(err));
+    }
+    if (!Array.isArray(res) || res.length !== keys.length)
+      return violation(`MULTI, ${keys.length} GETs, EXEC (no WATCH) answered ${show(res)}`);
+    const values: (string | null)[] = [];
+    for (const [i, [err, v]] of (res as [Error | null, unknown][]).entries()) {
+      if (err !== null) {
+        void this.close();
+        return failed(`EXEC element: ${label(err)}`);
+      }
+      if (v !== null && typeof v !== "string") return violation(`GET ${keys[i]} inside EXEC answered ${show(v)}`);
+      values.push(v);
+    }
+    return { kind: "ok", values };
+  }
+
+  async transfer(
+    a: string,
+    b: string,
+    plan: (va: string | null, vb: string | null) => [string, string] | null,
+  ): Promise<TransferOutcome> {
+    let r: Redis;
+    try {
+      r = await this.connection();
+    } catch (err) {
+      return {
+        kind: "failed",
+        phase: "read",
+        label: `no connection (not sent): ${(err as Error).message}`,
+        sent: false,
+      };
+    }
+    let read: unknown;
+    try {
+      const w: unknown = await r.watch(a, b);
+      if (w !== "OK") return violation(`WATCH ${a} ${b} answered ${show(w)}`);
+      read = await r.mget(a, b);
+    } catch (err) {
+      return this.fail("read", err);
+    }
+    if (!Array.isArray(read) || read.length !== 2 || read.some((v) => v !== null && typeof v !== "string"))
+      return violation(`MGET ${a} ${b} answered ${show(read)}`);
+    const next = plan(read[0] as string | null, read[1] as string | null);
+    if (next === null) {
+      try {
+        await r.unwatch();
+      } catch {
+        void this.close();
+      }
+      return { kind: "skipped" };
+    }
+    let res: unknown;
+    try {
+      res = await r.multi().set(a, next[0]).set(b, next[1]).exec();
+    } catch (err) {
+      return this.fail("commit", err);
+    }
+    if (res === null) return { kind: "conflict" };
+    if (!Array.isArray(res) || res.length !== 2) return violation(`MULTI, SET, SET, EXEC answered ${show(res)}`);
+    const errors = (res as [Error | null, unknown][]).filter(([e]) => e !== null);
+    // EXEC is one transaction: a SET inside it that fails leaves the outcome unknown (and the audits judge it).
+    if (errors.length > 0) return this.fail("commit", errors[0]![0]);
+    if ((res as [Error | null, unknown][]).some(([, v]) => v !== "OK"))
+      return violation(`MULTI, SET, SET, EXEC answered ${show(res)} (a plain SET answers OK)`);
+    return { kind: "committed" };
   }
 }
 
@@ -148,6 +251,8 @@ export function respAdapter(cluster: ChaosCluster): ProtocolAdapter {
     kinds: ["read", "write", "insert", "delete"],
     open: (member, timeoutMs, variant) =>
       new RespClient(cluster.members[member]!.respPort, timeoutMs, respVersion(variant)),
+    openBank: (member, timeoutMs, variant) =>
+      new RespBankClient(cluster.members[member]!.respPort, timeoutMs, respVersion(variant)),
     variantName: (variant) => `RESP${respVersion(variant)}`,
   };
 }

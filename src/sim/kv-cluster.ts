@@ -31,7 +31,9 @@
  *   - clients doing reads, writes and compare-and-swaps on a few keys
  *     through ANY member (a member that does not lead the key's partition
  *     forwards), each with its own timeout, some shorter than the member's
- *     5 s request deadline and some longer.
+ *     5 s request deadline and some longer (or, with `workload: "bank"`,
+ *     transfers and audits as transactions over accounts under one hash
+ *     tag: src/sim/bank.ts).
  *
  * Each client operation goes into the history as its answer means
  * (src/sim/workload.ts), and the history to the linearizability checker. A
@@ -50,6 +52,8 @@ import { ErrorCode } from "../errors.js";
 import { RING_BYTES } from "../limits.js";
 import { createRingBuffer, RingReader } from "../ring/ring.js";
 import { commandBytes, encodeCommand, Op, Result } from "../shard/command.js";
+import { encodeTxnPart, type TxnPartSpec } from "../shard/txn.js";
+import { BANK_ACCOUNTS, type BankCounts, BankClients } from "./bank.js";
 import { SimNetwork } from "./network.js";
 import { Prng } from "./prng.js";
 import { SimDiskStorage } from "./storage.js";
@@ -72,6 +76,17 @@ export interface KvSimOptions {
   quiesceAfterTicks?: number;
   /** TEST ONLY: clients ask for stale reads (FLAG_STALE_READ), which may miss acknowledged writes: the checker must catch them. */
   staleReads?: boolean;
+  /**
+   * register (default): reads, writes and compare-and-swaps on a few keys,
+   * judged by the linearizability checker; bank: transfers and audits in
+   * transactions over accounts under one hash tag, judged by their total
+   * (src/sim/bank.ts).
+   */
+  workload?: "register" | "bank";
+  /** The bank workload's accounts (default BANK_ACCOUNTS). */
+  accounts?: number;
+  /** TEST ONLY: bank transfers are sent without their compares (lost updates): the audits must catch it. */
+  blindTransfers?: boolean;
 }
 
 export interface KvSimResult {
@@ -94,6 +109,8 @@ export interface KvSimResult {
   /** Virtual seconds simulated, and events run. */
   seconds: number;
   events: number;
+  /** The bank workload's counts; null for the register workload. */
+  bank: BankCounts | null;
 }
 
 /** Replicas per partition, as the node's default. */
@@ -109,6 +126,7 @@ const NEMESIS_EVERY_MS = 200;
 /** How long a healed cluster (its last pause over) has before every member must serve reads. */
 const SETTLE_AFTER_HEAL_MS = 4_000;
 const enc = new TextEncoder();
+const NO_KEY = new Uint8Array(0);
 
 interface Channel {
   link: ChannelHostLink;
@@ -136,7 +154,11 @@ export class SimFailure extends Error {
 }
 
 export class KvSimulation {
-  private readonly o: Required<Omit<KvSimOptions, "staleReads">> & { staleReads: boolean };
+  private readonly o: Required<Omit<KvSimOptions, "staleReads" | "blindTransfers">> & {
+    staleReads: boolean;
+    blindTransfers: boolean;
+  };
+  private readonly bank: BankClients | null;
   private readonly rng: Prng;
   private readonly sched = new Scheduler();
   private readonly net: SimNetwork;
@@ -167,6 +189,9 @@ export class KvSimulation {
       link: o.seed % 5 === 0 ? "inline" : "rings",
       quiesceAfterTicks: o.seed % 2 === 1 ? 10 : 0,
       staleReads: false,
+      blindTransfers: false,
+      workload: "register",
+      accounts: BANK_ACCOUNTS,
       ...o,
     };
     this.rng = new Prng(o.seed);
@@ -181,6 +206,21 @@ export class KvSimulation {
       this.rng,
       { keys: this.o.keys, members: this.o.members, staleReads: this.o.staleReads },
     );
+    this.bank =
+      this.o.workload === "bank"
+        ? new BankClients(
+            {
+              txn: (id, key, flags, part, timeoutMs) =>
+                this.request(id, key, { ...command(Op.TXN), flags, arg0: -1, arg1: 1 }, timeoutMs, part),
+              sleep: (ms) => this.sleep(ms),
+              now: () => this.sched.now,
+              running: () => !this.stopping && this.failure === null,
+              fail: (what) => this.fail(what),
+            },
+            this.rng,
+            { members: this.o.members, accounts: this.o.accounts, blind: this.o.blindTransfers },
+          )
+        : null;
     this.net = new SimNetwork(this.sched, this.rng, { lossRate: 0.01, slowRate: 0.02 });
     this.members = Array.from({ length: this.o.members }, (_, i) => ({
       id: i + 1,
@@ -214,8 +254,12 @@ export class KvSimulation {
   private async runWorld(): Promise<KvSimResult> {
     for (const s of this.slots) this.boot(s);
     await this.advance(500); // the first elections
+    if (this.bank !== null && !(await this.settled(this.bank.create()))) this.check();
     let running = this.o.clients;
-    const clients = Array.from({ length: this.o.clients }, (_, i) => this.clients.run(i).finally(() => running--));
+    const bank = this.bank;
+    const clients = Array.from({ length: this.o.clients }, (_, i) =>
+      (bank === null ? this.clients.run(i) : bank.run(i)).finally(() => running--),
+    );
     this.nemesis();
     await this.advance(this.o.seconds * 1_000);
     // Heal: every member up, running and connected; then no new operations, and the ones under way finish.
@@ -242,12 +286,13 @@ export class KvSimulation {
     this.check();
     const history = this.clients.history;
     const verdict = checkHistory(history);
+    const b = this.bank?.counts ?? null;
     return {
       verdict,
-      operations: history.length,
-      ok: history.filter((h) => h.output !== null).length,
-      unknown: history.filter((h) => h.output === null).length,
-      refused: this.clients.refused,
+      operations: b === null ? history.length : b.transfers + b.audits,
+      ok: b === null ? history.filter((h) => h.output !== null).length : b.committed + b.conflicts + b.auditsOk,
+      unknown: b === null ? history.filter((h) => h.output === null).length : b.unknown,
+      refused: b === null ? this.clients.refused : b.refused,
       crashes: this.crashes,
       pauses: this.pauses,
       partitions: this.partitions,
@@ -257,6 +302,7 @@ export class KvSimulation {
       snapshotsInstalled,
       seconds: Math.round(this.sched.now) / 1_000,
       events: this.sched.ran,
+      bank: b === null ? null : { ...b },
     };
   }
 
@@ -469,8 +515,14 @@ export class KvSimulation {
 
   // ---- clients ------------------------------------------------------------
 
-  /** Sends one encoded command to member `id`, as a client would over a socket; waits up to `timeoutMs`. */
-  private request(id: number, key: string, fields: Request, timeoutMs: number): Promise<Answer> {
+  /**
+   * Sends one encoded command to member `id`, as a client would over a
+   * socket; waits up to `timeoutMs`. With `txn`, the command is an Op.TXN
+   * carrying that one-participant part (encoded when the request arrives, as
+   * the IO thread stamps its time) and no key of its own, routed to `key`'s
+   * partition.
+   */
+  private request(id: number, key: string, fields: Request, timeoutMs: number, txn?: TxnPartSpec): Promise<Answer> {
     const s = this.slots[id - 1]!;
     const member = s.member;
     if (member === null) return Promise.resolve({ kind: "lost" }); // connection refused
@@ -488,8 +540,11 @@ export class KvSimulation {
       s.clock.event(0.05 + this.rng.next() * 0.5, () => {
         if (s.member !== member) return;
         const k = enc.encode(key);
-        const bytes = new Uint8Array(commandBytes(k.length, fields.value?.length ?? 0));
-        encodeCommand(bytes, 0, { ...fields, key: k, nowMs: s.clock.now() });
+        const nowMs = s.clock.now();
+        const value = txn === undefined ? fields.value : encodeTxnPart(txn, nowMs);
+        const commandKey = txn === undefined ? k : NO_KEY;
+        const bytes = new Uint8Array(commandBytes(commandKey.length, value?.length ?? 0));
+        encodeCommand(bytes, 0, { ...fields, key: commandKey, value, nowMs });
         const partition = partitionOf(k, this.o.partitions);
         member.request(partition, bytes, fields.op, fields.flags).then(
           (result) => finish({ kind: "answer", result }),
@@ -511,6 +566,21 @@ export class KvSimulation {
    */
   private async finalReads(): Promise<void> {
     const reads: Promise<void>[] = [];
+    const bank = this.bank;
+    if (bank !== null) {
+      // Every member serves an audit, and it adds up (an audit that does not fails the run itself).
+      for (const s of this.slots)
+        reads.push(
+          bank.audit(s.id, 6_000, `the final audit through member ${s.id}`).then((answered) => {
+            if (!answered)
+              this.fail(
+                `liveness: ${SETTLE_AFTER_HEAL_MS} ms after healing, member ${s.id} could not serve an audit of the accounts`,
+              );
+          }),
+        );
+      await this.settled(Promise.all(reads));
+      return;
+    }
     for (const s of this.slots)
       for (let k = 0; k < this.o.keys; k++) {
         const key = `k${k}`;
