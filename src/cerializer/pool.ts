@@ -53,14 +53,15 @@ export class NodeLink {
    * A connection of its own, outside the pool: a watch stream's. The client
    * stops reading a connection while any of its watches' readers is behind,
    * which would hold up every request sharing it; and a node takes at most
-   * WATCH_MAX_PER_CONNECTION watches a connection. The caller closes it.
+   * WATCH_MAX_PER_CONNECTION watches a connection. `extraTimeoutMs` is added
+   * to the gateway's timeout toward the node. The caller closes it.
    */
-  newClient(): PiccoloClient {
+  newClient(extraTimeoutMs = 0): PiccoloClient {
     const o = this.o;
     return new PiccoloClient({
       host: o.host,
       port: o.port,
-      timeoutMs: o.timeoutMs,
+      timeoutMs: o.timeoutMs + extraTimeoutMs,
       connectTimeoutMs: Math.min(o.timeoutMs, 1000),
       ...(o.password === undefined ? {} : { password: o.password }),
     });

@@ -9,7 +9,8 @@
  *
  * The stream (text/event-stream):
  *
- *   id: <position>                 first, the position the watch starts at (no event)
+ *   id: <position>                 first, the position the watch starts at (no event): the one
+ *                                  resumed from, or the node's "now"
  *   data: {"kind":"put","key":..}  one event per change, in each key's order
  *   id: <position>                 after the last change of each batch from the node
  *   : keepalive                    a comment every --watch-keepalive-ms while idle
@@ -42,6 +43,7 @@ import type { ServerResponse } from "node:http";
 import type { FastifyInstance } from "fastify";
 import type { PiccoloClient, WatchEvent, Watcher } from "../../client/client.js";
 import { ErrorCode, errorName, PiccoloError } from "../../errors.js";
+import { WATCH_PARK_MS } from "../../limits.js";
 import type { Gateway } from "../context.js";
 import { Problem, RETRY_AFTER_SECONDS } from "../problems.js";
 import { checkKey, queryBytes } from "../url.js";
@@ -100,7 +102,7 @@ class Stream {
   ) {}
 
   /** Writes the head and pumps events until the watch ends or the client goes. */
-  start(keepaliveMs: number): void {
+  start(keepaliveMs: number, startId: string): void {
     const res = this.res;
     res.on("close", () => this.finish());
     res.on("drain", () => this.wakeDrain());
@@ -114,7 +116,7 @@ class Stream {
     this.keepalive = setInterval(() => {
       if (!this.closed && !res.writableNeedDrain) res.write(": keepalive\n\n");
     }, keepaliveMs);
-    void this.send(`retry: ${RETRY_MS}\nid: ${this.watcher.position}\n\n`).then(() => this.pump());
+    void this.send(`retry: ${RETRY_MS}\nid: ${startId}\n\n`).then(() => this.pump());
   }
 
   /** Ends the stream from the gateway's side (shutdown): an error event, then closed. */
@@ -281,7 +283,10 @@ export function watchRoutes(app: FastifyInstance, g: Gateway, o: WatchRouteOptio
         released = true;
       };
       const link = key !== null ? g.router.nodeFor(key) : g.router.nodes[0]!;
-      const client = link.newClient();
+      // A watch resumed from a position is set up once every shard it covers has answered, and a shard
+      // with nothing new answers only when a change comes or its read's park ends (WATCH_PARK_MS):
+      // the setup may take that long (docs/cerializer.md, "Watch streams").
+      const client = link.newClient(WATCH_PARK_MS);
       let gone = false;
       reply.raw.once("close", () => {
         gone = true;
@@ -320,7 +325,10 @@ export function watchRoutes(app: FastifyInstance, g: Gateway, o: WatchRouteOptio
       });
       streams.add(s);
       reply.hijack();
-      s.start(o.keepaliveMs);
+      // A resumed stream starts at the position it resumed from: the node's set-up answer may give the
+      // position after the first batch of changes already (src/io/native.ts), which would skip that
+      // batch for a client cut off before the batch's own id.
+      s.start(o.keepaliveMs, from ?? watcher.position);
       return reply;
     },
   );
