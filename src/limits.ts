@@ -364,6 +364,20 @@ export const CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS = 1_000;
  */
 export const CERIALIZER_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 
+/**
+ * Open watch streams (GET /v1/watch, Server-Sent Events) per gateway
+ * (default of `--max-watches`). Each holds a node connection of its own.
+ * Over it: 503 too-many-watches with Retry-After.
+ */
+export const CERIALIZER_MAX_WATCHES = 1_000;
+
+/**
+ * A watch stream with nothing to send writes a comment line this often
+ * (default of `--watch-keepalive-ms`), so proxies and load balancers that
+ * close idle connections keep it open.
+ */
+export const CERIALIZER_WATCH_KEEPALIVE_MS = 15_000;
+
 // ---- node-to-node traffic (src/cluster) ------------------------------------
 
 /**

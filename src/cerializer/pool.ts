@@ -46,17 +46,25 @@ export class NodeLink {
 
   constructor(private readonly o: NodeLinkOptions) {
     this.address = `${o.host}:${o.port}`;
-    this.clients = Array.from(
-      { length: o.connections },
-      () =>
-        new PiccoloClient({
-          host: o.host,
-          port: o.port,
-          timeoutMs: o.timeoutMs,
-          connectTimeoutMs: Math.min(o.timeoutMs, 1000),
-          ...(o.password === undefined ? {} : { password: o.password }),
-        }),
-    );
+    this.clients = Array.from({ length: o.connections }, () => this.newClient());
+  }
+
+  /**
+   * A connection of its own, outside the pool: a watch stream's. The client
+   * stops reading a connection while any of its watches' readers is behind,
+   * which would hold up every request sharing it; and a node takes at most
+   * WATCH_MAX_PER_CONNECTION watches a connection. `extraTimeoutMs` is added
+   * to the gateway's timeout toward the node. The caller closes it.
+   */
+  newClient(extraTimeoutMs = 0): PiccoloClient {
+    const o = this.o;
+    return new PiccoloClient({
+      host: o.host,
+      port: o.port,
+      timeoutMs: o.timeoutMs + extraTimeoutMs,
+      connectTimeoutMs: Math.min(o.timeoutMs, 1000),
+      ...(o.password === undefined ? {} : { password: o.password }),
+    });
   }
 
   /** Connects at start-up; a node that does not answer starts out down and is probed. */

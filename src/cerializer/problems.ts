@@ -50,6 +50,8 @@ export const PROBLEMS = {
   },
   "transaction-too-large": { status: 413, title: "The transaction has more ops or bytes than allowed" },
   compacted: { status: 410, title: "The watch position is older than the change history kept" },
+  "too-many-watches": { status: 503, title: "The gateway has as many watch streams open as --max-watches allows" },
+  "not-implemented": { status: 501, title: "The gateway does not serve this request in its configuration" },
   "node-error": { status: 502, title: "The node refused the request" },
   internal: { status: 500, title: "Internal error in the gateway" },
 } as const;

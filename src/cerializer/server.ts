@@ -31,6 +31,8 @@ import {
   CERIALIZER_MAX_LIST_LIMIT,
   CERIALIZER_REQUEST_TIMEOUT_MS,
   CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS,
+  CERIALIZER_MAX_WATCHES,
+  CERIALIZER_WATCH_KEEPALIVE_MS,
   DEFAULT_CLIENT_TIMEOUT_MS,
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
@@ -45,6 +47,7 @@ import { kvRoutes } from "./routes/kv.js";
 import { opsRoutes } from "./routes/ops.js";
 import { rpcRoutes } from "./routes/rpc.js";
 import { txnRoutes } from "./routes/txn.js";
+import { watchRoutes } from "./routes/watch.js";
 import { KV_PREFIX } from "./url.js";
 import { listenFailure } from "../start-failure.js";
 
@@ -67,6 +70,10 @@ export interface CerializerOptions {
   maxConnections?: number;
   /** The time a client has to send one whole request; over it: 408, closed. */
   requestTimeoutMs?: number;
+  /** Open watch streams (GET /v1/watch); over it 503 too-many-watches. */
+  maxWatches?: number;
+  /** A keepalive comment on an idle watch stream this often. */
+  watchKeepaliveMs?: number;
   logLevel?: string;
 }
 
@@ -245,6 +252,10 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   rpcRoutes(app, g);
   txnRoutes(app, g);
   opsRoutes(app, g);
+  watchRoutes(app, g, {
+    maxWatches: o.maxWatches ?? CERIALIZER_MAX_WATCHES,
+    keepaliveMs: o.watchKeepaliveMs ?? CERIALIZER_WATCH_KEEPALIVE_MS,
+  });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
   const stop = async (): Promise<void> => {

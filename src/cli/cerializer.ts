@@ -11,7 +11,9 @@ import {
   CERIALIZER_DEFAULT_BODY_BYTES,
   CERIALIZER_MAX_BATCH_OPS,
   CERIALIZER_MAX_CONNECTIONS,
+  CERIALIZER_MAX_WATCHES,
   CERIALIZER_REQUEST_TIMEOUT_MS,
+  CERIALIZER_WATCH_KEEPALIVE_MS,
   DEFAULT_CLIENT_TIMEOUT_MS,
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
@@ -62,6 +64,16 @@ export const CERIALIZER_FLAGS = {
     env: "PICCOLO_HTTP_REQUEST_TIMEOUT_MS",
     help: "ms a client has to send one whole request (then 408 and close)",
     default: String(CERIALIZER_REQUEST_TIMEOUT_MS),
+  },
+  "max-watches": {
+    env: "PICCOLO_MAX_WATCHES",
+    help: "open watch streams (GET /v1/watch), each with a node connection of its own; over it 503",
+    default: String(CERIALIZER_MAX_WATCHES),
+  },
+  "watch-keepalive-ms": {
+    env: "PICCOLO_WATCH_KEEPALIVE_MS",
+    help: "ms between keepalive comments on an idle watch stream",
+    default: String(CERIALIZER_WATCH_KEEPALIVE_MS),
   },
   password: { env: "PICCOLO_PASSWORD", help: "AUTH password for nodes run with --requirepass", default: "" },
   cluster: {
@@ -120,6 +132,8 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     cluster: bool("cluster", pick("cluster")),
     maxConnections: int("max-connections", pick("max-connections"), 1, 1_000_000),
     requestTimeoutMs: int("request-timeout-ms", pick("request-timeout-ms"), 1_000, 3_600_000),
+    maxWatches: int("max-watches", pick("max-watches"), 0, 1_000_000),
+    watchKeepaliveMs: int("watch-keepalive-ms", pick("watch-keepalive-ms"), 10, 3_600_000),
     logLevel: pick("log-level"),
   });
   const list = nodes.map((n) => `${n.host}:${n.port}`).join(", ");

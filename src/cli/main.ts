@@ -13,12 +13,13 @@
  *   3  cannot reach the node, or it did not answer in time
  *   4  a condition failed (insert on an existing key, cas/del version mismatch)
  *   5  the node refused the request (another error; the message says which)
+ *   6  a watch fell behind the changes the node keeps (COMPACTED; the message gives the position)
  *  70  internal error: a bug or a broken invariant stopped the process (the log says which)
  *  71  could not start: `server` or `cerializer` found a port taken or a data
  *      directory it cannot use (one line on stderr says which and what to do)
  */
 import { parseArgs } from "node:util";
-import { type ClusterInfo, PiccoloClient } from "../client/client.js";
+import { type ClusterInfo, PiccoloClient, type WatchEvent } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
 import { EXIT_INTERNAL } from "../node/fatal.js";
@@ -35,6 +36,7 @@ const EXIT = {
   UNREACHABLE: 3,
   CONDITION: 4,
   REFUSED: 5,
+  COMPACTED: 6,
   INTERNAL: EXIT_INTERNAL,
   CANNOT_START: 71,
 } as const;
@@ -83,6 +85,15 @@ function findMember(info: ClusterInfo, x: string): ClusterInfo["members"][number
   const m = info.members.find((y) => y.name === x || String(y.id) === x);
   if (m === undefined) throw new UsageError(`no member ${x} (members: ${info.members.map((y) => y.name).join(", ")})`);
   return m;
+}
+
+/** One line of `piccolo watch`: <position> <kind> <key> [<value> | <N bytes> | expireAtMs=<ms>]. */
+function watchLine(e: WatchEvent): string {
+  const parts = [e.position, e.kind];
+  if (e.kind !== "flush") parts.push(e.key.toString("utf8"));
+  if (e.kind === "put") parts.push(e.value === null ? `<${e.valueBytes} bytes>` : e.value.toString("utf8"));
+  if (e.kind === "expire") parts.push(`expireAtMs=${e.expireAtMs}`);
+  return parts.join(" ");
 }
 
 const commands: Record<string, Command> = {
@@ -276,6 +287,53 @@ const commands: Record<string, Command> = {
       return EXIT.OK;
     },
   },
+  watch: {
+    args: "<key>",
+    help: "print every change to a key (with --prefix, to every key under it) until Ctrl-C (exit 6 if cut off)",
+    options: {
+      prefix: { type: "boolean", help: 'watch every key starting with <key> (may be "": all keys)' },
+      from: { type: "string", help: "resume after this position (the first word of a line printed before)" },
+    },
+    async run(c, args, o) {
+      need(args, 1, "one key (or, with --prefix, a prefix)");
+      const from = typeof o.from === "string" ? o.from : undefined;
+      let watcher: Awaited<ReturnType<PiccoloClient["watch"]>>;
+      try {
+        watcher = await c.watch(args[0]!, { prefix: o.prefix === true, ...(from === undefined ? {} : { from }) });
+      } catch (err) {
+        if (err instanceof PiccoloError && err.code === ErrorCode.COMPACTED) {
+          const at = (err as PiccoloError & { position?: string }).position ?? "";
+          process.stderr.write(
+            `piccolo: ${err.message}\n` +
+              `the node no longer keeps the changes after ${from}; read the keys again, then watch ${at === "" ? "from now" : `--from ${at}`}\n`,
+          );
+          return EXIT.COMPACTED;
+        }
+        throw err;
+      }
+      const stop = () => void watcher.cancel();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      try {
+        for await (const e of watcher) print(watchLine(e));
+        return EXIT.OK;
+      } catch (err) {
+        if (err instanceof PiccoloError && err.code === ErrorCode.COMPACTED) {
+          process.stderr.write(
+            `piccolo: the watch fell behind the changes the node keeps and was cut off (${err.message})\n` +
+              `changes were missed; read the keys again, then watch --from ${watcher.position}\n`,
+          );
+          return EXIT.COMPACTED;
+        }
+        if (err instanceof PiccoloError)
+          process.stderr.write(`piccolo: the watch ended; resume with --from ${watcher.position}\n`);
+        throw err;
+      } finally {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+      }
+    },
+  },
   keys: {
     args: "[prefix]",
     help: "list keys (optionally only those starting with prefix)",
@@ -354,7 +412,7 @@ function usage(): string {
     lines.push(`  piccolo ${`${name.replace(/^cluster-/, "cluster ")} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
   lines.push(
-    "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused,",
+    "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused, 6 watch cut off,",
     "            70 internal error, 71 could not start (a port taken, a data directory it cannot use)",
   );
   return lines.join("\n");
