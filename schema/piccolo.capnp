@@ -224,6 +224,8 @@ struct WatchEvents {
   events @2 :List(WatchEvent);
   endCode @3 :UInt16;       # 0 while the watch goes on
   endMessage @4 :Text;
+  shard @5 :UInt32;         # the shard (partition) the events come from: the position after event i
+                            # is `position` with this shard's number replaced by event i's seq
 }
 
 struct WatchEvent {
@@ -234,6 +236,7 @@ struct WatchEvent {
   valueBytes @4 :UInt32;
   version @5 :UInt64;       # put: the key's new version
   expireAtMs @6 :UInt64;    # put, expire: the key's expiry (0: none)
+  seq @7 :UInt64;           # the change's number on its shard (see WatchEvents.shard)
 }
 
 enum ChangeKind {

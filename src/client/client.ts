@@ -891,6 +891,14 @@ export class PiccoloClient {
           resolve(watcher);
         }
         const events: WatchEvent[] = [];
+        // The position after each event: the frame's, with its shard's number at the event's own.
+        const dot = w.position.indexOf(".");
+        const seqs = dot < 0 ? [] : w.position.slice(dot + 1).split(",");
+        const positionAfter = (seq: bigint): string => {
+          if (w.shard >= seqs.length) return w.position;
+          seqs[w.shard] = seq.toString();
+          return `${w.position.slice(0, dot)}.${seqs.join(",")}`;
+        };
         for (const e of w.events)
           events.push({
             kind: CHANGE_KIND_NAMES[e.kind] ?? "put",
@@ -899,7 +907,7 @@ export class PiccoloClient {
             valueBytes: e.valueBytes,
             version: Number(e.version),
             expireAtMs: Number(e.expireAtMs),
-            position: w.position,
+            position: positionAfter(e.seq),
           });
         if (events.length > 0) watcher.push(events);
         if (w.endCode !== 0) {

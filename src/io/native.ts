@@ -264,9 +264,8 @@ export class NativeRequest extends InFlight {
         created = true;
         self.finish(encodeWatchEvents(id, position, [], true));
       },
-      changes(changes, position) {
-        sink.created(position);
-        session.push(encodeWatchEvents(id, position, changes));
+      changes(changes, position, shard) {
+        session.push(encodeWatchEvents(id, position, changes, false, 0, "", shard));
       },
       ended(code, message, position) {
         session.watches.delete(id);

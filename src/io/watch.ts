@@ -29,8 +29,12 @@ import { type Change, decodeChanges } from "../shard/history.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 
 export interface WatchSink {
-  /** Changes of one shard, in its order; `position` is the watch's position after them. */
-  changes(changes: Change[], position: string): void;
+  /**
+   * Changes of shard `shard`, in its order; `position` is the watch's
+   * position after them (the position after change i is `position` with
+   * shard `shard`'s seq replaced by change i's seq).
+   */
+  changes(changes: Change[], position: string, shard: number): void;
   /** The watch is established (every shard answered once); `position` is where it starts. */
   created(position: string): void;
   /** The watch ended and will deliver nothing more (COMPACTED with the current position, or a failure). */
@@ -68,8 +72,18 @@ export class Watch extends InFlight {
   private readonly cursor: number[];
   private readonly shards: number[];
   private readonly waiting: boolean[];
+  /** Per shard: asked at least once (a shard's first read never parks: the watch is set up at once). */
+  private readonly asked: boolean[];
   private createdSent = false;
   private done = false;
+  /**
+   * Cut off COMPACTED: every other shard is asked where it is now (part
+   * shardCount + shard), so the position the watch ends with is a current
+   * one on every shard, not only on the one that answered COMPACTED.
+   */
+  private ending: { code: number; message: string; now: number[]; left: number } | null = null;
+  /** A resumed watch's first answers, by shard, until every shard has answered once (start()). */
+  private firstRound: Map<number, { value: Uint8Array | null; num: number }> | null = null;
 
   constructor(
     owner: RequestOwner,
@@ -86,6 +100,7 @@ export class Watch extends InFlight {
     this.cursor = from ?? new Array<number>(n).fill(-1);
     this.shards = exact ? [d.shardOf(key)] : Array.from({ length: n }, (_, s) => s);
     this.waiting = new Array<boolean>(n).fill(false);
+    this.asked = new Array<boolean>(n).fill(false);
   }
 
   get run(): string {
@@ -97,6 +112,8 @@ export class Watch extends InFlight {
   }
 
   start(): void {
+    // Resumed from a position: set up once every shard's first read (never parked) came back.
+    if (this.shards.every((s) => this.cursor[s]! >= 0)) this.firstRound = new Map();
     for (const s of this.shards) this.ask(s);
   }
 
@@ -109,24 +126,39 @@ export class Watch extends InFlight {
     if (this.done || this.owner.gone) return;
     const c = this.d.begin(Op.WATCH, Date.now());
     const from = this.cursor[shard]!;
-    // -1: "from now": the shard answers its current position at once.
+    // -1: "from now": the shard answers its current position at once. A first read never parks, so a
+    // watch resumed during a quiet spell is set up at once, not after WATCH_PARK_MS.
     c.arg0 = from;
     c.arg1 = WATCH_READ_MAX_BYTES;
-    c.flags = (this.exact ? WATCH_EXACT : 0) | (from < 0 || !this.d.watchParks ? WATCH_NO_PARK : 0);
+    const park = this.asked[shard]! && from >= 0 && this.d.watchParks;
+    c.flags = (this.exact ? WATCH_EXACT : 0) | (park ? 0 : WATCH_NO_PARK);
+    this.asked[shard] = true;
     this.waiting[shard] = true;
     this.d.send(shard, this, shard, this.key);
   }
 
-  onResult(shard: number, r: Result): void {
+  /** Asks `shard` where it is now (the end of a watch cut off COMPACTED). */
+  private askNow(shard: number): void {
+    const c = this.d.begin(Op.WATCH, Date.now());
+    c.arg0 = -1;
+    c.flags = WATCH_NO_PARK;
+    this.d.send(shard, this, this.d.shardCount + shard, this.key);
+  }
+
+  onResult(part: number, r: Result): void {
+    const n = this.d.shardCount;
+    if (part >= n) return this.onNow(part - n, r);
+    const shard = part;
     this.waiting[shard] = false;
-    if (this.done || this.owner.gone) return;
+    if (this.done || this.owner.gone || this.ending !== null) return;
     if (r.status === ErrorCode.COMPACTED) {
-      this.cursor[shard] = r.num;
-      this.end(
-        ErrorCode.COMPACTED,
-        `the watch fell behind, or resumed from a position older than the history kept (shard ${shard} keeps changes from ${r.version}); read the keys again and watch from the position given`,
-        true,
-      );
+      const message = `the watch fell behind, or resumed from a position older than the history kept (shard ${shard} keeps changes from ${r.version}); read the keys again and watch from the position given`;
+      const others = this.shards.filter((s) => s !== shard);
+      this.ending = { code: ErrorCode.COMPACTED, message, now: [...this.cursor], left: others.length };
+      this.ending.now[shard] = r.num;
+      if (others.length === 0) return this.finishEnding();
+      for (const s of others) this.askNow(s);
+      this.d.onSentLater();
       return;
     }
     if (r.status !== ErrorCode.OK) {
@@ -134,14 +166,35 @@ export class Watch extends InFlight {
       this.later(() => this.ask(shard), RETRY_MS);
       return;
     }
+    if (this.firstRound !== null) {
+      // A resumed watch: every shard's first answer is held until all came back, so a position nobody
+      // keeps any more fails the watch's set-up (COMPACTED above) rather than a stream already open.
+      this.firstRound.set(shard, { value: r.value === null ? null : r.value.slice(), num: r.num });
+      if (this.firstRound.size < this.shards.length) return;
+      const first = this.firstRound;
+      this.firstRound = null;
+      this.createdSent = true;
+      this.sink.created(this.position());
+      for (const s of this.shards) {
+        const f = first.get(s)!;
+        this.accept(s, f.value, f.num);
+      }
+      return;
+    }
+    this.accept(shard, r.value, r.num);
+  }
+
+  /** Takes a shard's answer: its changes to the sink, its position, and the next read. */
+  private accept(shard: number, value: Uint8Array | null, num: number): void {
+    if (this.done || this.owner.gone) return;
     const wasNew = this.cursor[shard]! < 0;
     let got = false;
-    if (r.value !== null) {
-      const changes = decodeChanges(r.value);
-      this.cursor[shard] = r.num;
+    if (value !== null) {
+      const changes = decodeChanges(value);
+      this.cursor[shard] = num;
       got = changes.length > 0;
-      if (got) this.sink.changes(changes, this.position());
-    } else if (this.cursor[shard]! < 0 || r.num > this.cursor[shard]!) this.cursor[shard] = r.num;
+      if (got) this.sink.changes(changes, this.position(), shard);
+    } else if (this.cursor[shard]! < 0 || num > this.cursor[shard]!) this.cursor[shard] = num;
     if (!this.createdSent && this.shards.every((s) => this.cursor[s]! >= 0)) {
       this.createdSent = true;
       this.sink.created(this.position());
@@ -165,9 +218,20 @@ export class Watch extends InFlight {
     t.unref();
   }
 
-  private end(code: number, message: string, withPosition: boolean): void {
+  private onNow(shard: number, r: Result): void {
+    const e = this.ending;
+    if (e === null || this.done) return;
+    // A shard that cannot say (the node stopping): its last known position stands.
+    if (r.status === ErrorCode.OK) e.now[shard] = r.num;
+    if (--e.left === 0) this.finishEnding();
+  }
+
+  private finishEnding(): void {
+    const e = this.ending!;
+    for (const [s, seq] of e.now.entries()) this.cursor[s] = seq;
     this.cancel();
-    this.sink.ended(code, message, withPosition ? this.position() : "");
+    if (this.owner.gone) return;
+    this.sink.ended(e.code, e.message, this.position());
   }
 }
 

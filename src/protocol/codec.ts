@@ -690,6 +690,7 @@ export function encodeWatchEvents(
   created = false,
   endCode = 0,
   endMessage = "",
+  shard = 0,
 ): Uint8Array {
   const m = new capnp.Message();
   const r = m.initRoot(Response);
@@ -698,6 +699,7 @@ export function encodeWatchEvents(
   w.position = position;
   w.created = created;
   w.endCode = endCode;
+  w.shard = shard;
   if (endMessage !== "") w.endMessage = endMessage;
   const list = w._initEvents(changes.length);
   for (let i = 0; i < changes.length; i++) {
@@ -710,6 +712,7 @@ export function encodeWatchEvents(
     e.valueBytes = c.valueBytes;
     e.version = BigInt(c.version);
     e.expireAtMs = BigInt(c.expiresAtMs);
+    e.seq = BigInt(c.seq);
   }
   return frameOf(m);
 }

@@ -104,6 +104,29 @@ for (const layout of [...LAYOUTS, { name: "default layout", args: [] as string[]
       await again.close();
     });
 
+    it("each event's own position: resuming from the middle of a batch gets the rest of it, once; a resumed watch is set up at once", async () => {
+      const w = await c.watch("mid:", { prefix: true });
+      // Pipelined: the node answers many of them in one frame.
+      await Promise.all(Array.from({ length: 40 }, (_, i) => c.put(`mid:${i % 4}`, `v${i}`)));
+      const first = await take(w, 40);
+      await w.cancel();
+      const cut = first[13]!;
+      // A quiet node: every shard's read finds nothing new. Set up within a 3 s client timeout all the same.
+      const quick = await node.client({ timeoutMs: 3000 });
+      const resumed = await quick.watch("mid:", { prefix: true, from: cut.position });
+      const rest = await take(resumed, 26);
+      assert.deepEqual(
+        rest.map((e) => `${e.key.toString()}=${e.value!.toString()}`).sort(),
+        first
+          .slice(14)
+          .map((e) => `${e.key.toString()}=${e.value!.toString()}`)
+          .sort(),
+        "exactly the events after the 14th",
+      );
+      await resumed.cancel();
+      await quick.close();
+    });
+
     it("one key alone; cancel ends the iteration; other calls on the connection go on", async () => {
       const w = await c.watch("solo");
       await c.put("solo-not", "x");
@@ -154,7 +177,14 @@ describe("native watch: limits", () => {
       );
       assert.ok(count < 6000, `it could not have received every change (got ${count})`);
       assert.match(err.message, /fell behind/);
-      assert.ok(slow.position.length > 0, "the current position to resume from, after reading the keys again");
+      // What a watcher does next: watch from now, then read the keys again (the position it ended with
+      // was current on every shard when the watch ended, but a slow reader sees it late).
+      assert.match(slow.position, /^[0-9a-z]+\.\d+,\d+$/);
+      const again = await c.watch("", { prefix: true });
+      await c.put("after-cut", "x");
+      const [next] = await take(again, 1);
+      assert.equal(next!.key.toString(), "after-cut");
+      await again.cancel();
       // The node kept serving everyone else meanwhile.
       assert.equal((await c.get("fill:5999"))!.value.length, 4000);
       await c.close();

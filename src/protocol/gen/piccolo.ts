@@ -2134,13 +2134,24 @@ export class WatchEvents extends $.Struct {
   set endMessage(value: string) {
     $.utils.setText(2, value, this);
   }
+  /**
+* the shard (partition) the events come from: the position after event i
+* is `position` with this shard's number replaced by event i's seq
+*
+*/
+  get shard(): number {
+    return $.utils.getUint32(4, this);
+  }
+  set shard(value: number) {
+    $.utils.setUint32(4, value, this);
+  }
   toString(): string { return "WatchEvents_" + super.toString(); }
 }
 export class WatchEvent extends $.Struct {
   static readonly _capnp = {
     displayName: "WatchEvent",
     id: "db3ac64f45abd61c",
-    size: new $.ObjectSize(24, 2),
+    size: new $.ObjectSize(32, 2),
   };
   get kind(): ChangeKind {
     return $.utils.getUint16(0, this) as ChangeKind;
@@ -2227,6 +2238,16 @@ export class WatchEvent extends $.Struct {
   }
   set expireAtMs(value: bigint) {
     $.utils.setUint64(16, value, this);
+  }
+  /**
+* the change's number on its shard (see WatchEvents.shard)
+*
+*/
+  get seq(): bigint {
+    return $.utils.getUint64(24, this);
+  }
+  set seq(value: bigint) {
+    $.utils.setUint64(24, value, this);
   }
   toString(): string { return "WatchEvent_" + super.toString(); }
 }

@@ -941,6 +941,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "text"
           }
+        },
+        {
+          "name": "shard",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
         }
       ]
     },
@@ -1510,6 +1517,13 @@ export const schemaInfo: SchemaInfo = {
         },
         {
           "name": "expireAtMs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "seq",
           "discriminant": null,
           "type": {
             "kind": "uint64"
