@@ -39,7 +39,7 @@
 //   node dist/bench/txn-watch.js [--quick] [--rounds 3] [--seconds 10]
 //     [--clients 16] [--accounts 1000] [--watchers 1,100,1000]
 //     [--watch-seconds 5] [--events-per-sec 10000] [--max-put-rate 500]
-//     [--idle 1000,10000] [--only txn,watch,idle]
+//     [--idle 1000,10000] [--only txn,watch,idle] [--replot]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -67,6 +67,7 @@ const { values: o } = parseArgs({
     "max-put-rate": { type: "string", default: "500" },
     idle: { type: "string" },
     only: { type: "string", default: "txn,watch,idle" },
+    replot: { type: "boolean", default: false },
     out: { type: "string", default: "bench/results" },
   },
 });
@@ -782,89 +783,98 @@ process.on("SIGINT", () => {
   process.exit(130);
 });
 
-try {
-  if (opts.only.has("txn") || opts.only.has("watch")) {
-    const piccolo = await startPiccolo();
-    const redis = await startRedis();
-    const etcd = haveEtcd ? await startEtcd() : null;
-    try {
-      if (opts.only.has("txn")) {
-        const contenders = [
-          piccoloNative(piccolo),
-          redisLike("piccolo resp multi/exec", piccolo.respPort),
-          redisLike("redis multi/exec", redis.port),
-          ...(etcd ? [etcdTxn(etcd)] : []),
-        ];
-        // Separate key spaces: the native and RESP runs share a node, so each loads before its run.
-        const total = opts.rounds * contenders.length;
-        let done = 0;
-        for (let round = 1; round <= opts.rounds; round++) {
-          for (const t of rotate(contenders, round - 1)) {
-            progress(`transfers: round ${round}/${opts.rounds} ${t.name} (${++done}/${total})`);
-            await t.load();
-            txnCells.push(await runTransfers(t, round));
-          }
-        }
-        progressDone();
-      }
-      if (opts.only.has("watch")) {
-        const contenders = [piccoloFanout(piccolo), redisFanout(redis), ...(etcd ? [etcdFanout(etcd)] : [])];
-        const total = opts.rounds * contenders.length * opts.watchers.length;
-        let done = 0;
-        for (let round = 1; round <= opts.rounds; round++) {
-          for (const watchers of opts.watchers) {
+const file = quick ? "txn-watch-quick" : "txn-watch";
+if (o.replot) {
+  // Tables and charts again from the JSON of an earlier run, nothing measured.
+  const j = JSON.parse(readFileSync(`${opts.out}/${file}.json`, "utf8"));
+  txnCells.push(...j.transfers.cells);
+  fanCells.push(...j.fanout.cells);
+  idleCells.push(...j.idle);
+  Object.assign(opts, { ...j.options, only: new Set(j.options.only) });
+} else
+  try {
+    if (opts.only.has("txn") || opts.only.has("watch")) {
+      const piccolo = await startPiccolo();
+      const redis = await startRedis();
+      const etcd = haveEtcd ? await startEtcd() : null;
+      try {
+        if (opts.only.has("txn")) {
+          const contenders = [
+            piccoloNative(piccolo),
+            redisLike("piccolo resp multi/exec", piccolo.respPort),
+            redisLike("redis multi/exec", redis.port),
+            ...(etcd ? [etcdTxn(etcd)] : []),
+          ];
+          // Separate key spaces: the native and RESP runs share a node, so each loads before its run.
+          const total = opts.rounds * contenders.length;
+          let done = 0;
+          for (let round = 1; round <= opts.rounds; round++) {
             for (const t of rotate(contenders, round - 1)) {
-              progress(`fan-out: round ${round}/${opts.rounds} ${watchers} watchers ${t.name} (${++done}/${total})`);
-              fanCells.push(await runFanout(t, watchers, round));
+              progress(`transfers: round ${round}/${opts.rounds} ${t.name} (${++done}/${total})`);
+              await t.load();
+              txnCells.push(await runTransfers(t, round));
             }
           }
+          progressDone();
         }
-        progressDone();
+        if (opts.only.has("watch")) {
+          const contenders = [piccoloFanout(piccolo), redisFanout(redis), ...(etcd ? [etcdFanout(etcd)] : [])];
+          const total = opts.rounds * contenders.length * opts.watchers.length;
+          let done = 0;
+          for (let round = 1; round <= opts.rounds; round++) {
+            for (const watchers of opts.watchers) {
+              for (const t of rotate(contenders, round - 1)) {
+                progress(`fan-out: round ${round}/${opts.rounds} ${watchers} watchers ${t.name} (${++done}/${total})`);
+                fanCells.push(await runFanout(t, watchers, round));
+              }
+            }
+          }
+          progressDone();
+        }
+      } finally {
+        await stop(piccolo);
+        await stop(redis);
+        if (etcd) await stop(etcd);
       }
-    } finally {
-      await stop(piccolo);
-      await stop(redis);
-      if (etcd) await stop(etcd);
     }
-  }
 
-  if (opts.only.has("idle")) {
-    const piccolo = await startPiccolo();
-    try {
-      idleCells.push(
-        ...(await runIdle("piccolo", piccolo, async () => {
-          const c = await PiccoloClient.connect({ port: piccolo.port, timeoutMs: 60_000 });
-          return {
-            watch: (p: string) => c.watch(p, { prefix: true }),
-            close: () => c.close(),
-          };
-        })),
-      );
-    } finally {
-      await stop(piccolo);
-    }
-    if (haveEtcd) {
-      const etcd = await startEtcd();
+    if (opts.only.has("idle")) {
+      const piccolo = await startPiccolo();
       try {
         idleCells.push(
-          ...(await runIdle("etcd", etcd, async () => {
-            const c = new Etcd3!({ hosts: etcd.url });
+          ...(await runIdle("piccolo", piccolo, async () => {
+            const c = await PiccoloClient.connect({ port: piccolo.port, timeoutMs: 60_000 });
             return {
-              watch: (p: string) => c.watch().prefix(p).create(),
-              close: async () => c.close(),
+              watch: (p: string) => c.watch(p, { prefix: true }),
+              close: () => c.close(),
             };
           })),
         );
       } finally {
-        await stop(etcd);
+        await stop(piccolo);
       }
+      if (haveEtcd) {
+        const etcd = await startEtcd();
+        try {
+          idleCells.push(
+            ...(await runIdle("etcd", etcd, async () => {
+              const c = new Etcd3!({ hosts: etcd.url });
+              return {
+                watch: (p: string) => c.watch().prefix(p).create(),
+                close: async () => c.close(),
+              };
+            })),
+          );
+        } finally {
+          await stop(etcd);
+        }
+      }
+      progressDone();
     }
-    progressDone();
+  } finally {
+    for (const c of children) c.kill("SIGTERM");
+    for (const f of cleanups) f();
   }
-} finally {
-  for (const c of children) c.kill("SIGTERM");
-  for (const f of cleanups) f();
-}
 
 // ---- report --------------------------------------------------------------------
 
@@ -970,22 +980,22 @@ if (idleCells.length > 0) {
 }
 
 mkdirSync(opts.out, { recursive: true });
-const file = quick ? "txn-watch-quick" : "txn-watch";
-writeFileSync(
-  `${opts.out}/${file}.json`,
-  `${JSON.stringify(
-    {
-      machine: machine(),
-      options: { ...opts, only: [...opts.only] },
-      etcd: haveEtcd ? etcdVersion.stdout.split("\n")[0] : etcdMissing,
-      transfers: { summary: txnSummary, cells: txnCells },
-      fanout: { summary: fanSummary, cells: fanCells },
-      idle: idleCells,
-    },
-    null,
-    2,
-  )}\n`,
-);
+if (!o.replot)
+  writeFileSync(
+    `${opts.out}/${file}.json`,
+    `${JSON.stringify(
+      {
+        machine: machine(),
+        options: { ...opts, only: [...opts.only] },
+        etcd: haveEtcd ? etcdVersion.stdout.split("\n")[0] : etcdMissing,
+        transfers: { summary: txnSummary, cells: txnCells },
+        fanout: { summary: fanSummary, cells: fanCells },
+        idle: idleCells,
+      },
+      null,
+      2,
+    )}\n`,
+  );
 writeFileSync(
   `${opts.out}/${file}.svg`,
   barChart(
@@ -1002,11 +1012,11 @@ writeFileSync(
 writeFileSync(
   `${opts.out}/${file}-fanout.svg`,
   barChart(
-    "Watch fan-out: delivery latency p50, put acknowledged -> event received (µs)",
+    "Watch delivery latency p50 (µs; p99 above)",
     "µs",
     fanSummary.map((s) => ({
       group: `${s.watchers} watchers`,
-      series: s.contender,
+      series: s.contender.split(" ")[0]!,
       value: s.p50ms * 1000,
       note: `p99 ${f0(s.p99ms * 1000)}`,
     })),
