@@ -24,6 +24,11 @@
 //   3. Idle watchers: a fresh Piccolo node (and etcd), RSS before and after
 //      opening 1,000 and 10,000 idle prefix watchers (250 per connection),
 //      and the server's CPU use while they sit idle.
+//   4. Transfers on 3-member clusters: Piccolo (PiccoloClusterClient, each
+//      transaction to its partition's leader) and etcd, both durable on disk;
+//      accounts in groups of 10 sharing a hash tag, transfers within a group
+//      (a cluster's transaction must stay in one partition); reads are two
+//      linearizable gets for Piccolo, a read-only Txn for etcd.
 //
 // Piccolo runs in memory (--in-memory) and Redis without persistence; etcd
 // cannot run without its WAL, so its data dir is on /dev/shm (tmpfs: its
@@ -39,7 +44,7 @@
 //   node dist/bench/txn-watch.js [--quick] [--rounds 3] [--seconds 10]
 //     [--clients 16] [--accounts 1000] [--watchers 1,100,1000]
 //     [--watch-seconds 5] [--events-per-sec 10000] [--max-put-rate 500]
-//     [--idle 1000,10000] [--only txn,watch,idle] [--replot]
+//     [--idle 1000,10000] [--only txn,watch,idle,cluster] [--replot]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -51,6 +56,7 @@ import { parseArgs } from "node:util";
 import * as hdr from "hdr-histogram-js";
 import { Redis } from "ioredis";
 import { PiccoloClient, type Watcher } from "../src/client/client.js";
+import { PiccoloClusterClient } from "../src/client/cluster-client.js";
 import { freePort } from "./lib/ports.js";
 import { barChart, machine, median, progress, progressDone, table } from "./lib/report.js";
 
@@ -66,7 +72,7 @@ const { values: o } = parseArgs({
     "events-per-sec": { type: "string", default: "10000" },
     "max-put-rate": { type: "string", default: "500" },
     idle: { type: "string" },
-    only: { type: "string", default: "txn,watch,idle" },
+    only: { type: "string", default: "txn,watch,idle,cluster" },
     replot: { type: "boolean", default: false },
     out: { type: "string", default: "bench/results" },
   },
@@ -114,7 +120,7 @@ interface EtcdClient {
   watch(): { prefix(p: string): { create(): Promise<EtcdWatcher> } };
   close(): void;
 }
-type EtcdCtor = new (options: { hosts: string }) => EtcdClient;
+type EtcdCtor = new (options: { hosts: string | string[] }) => EtcdClient;
 
 let Etcd3: EtcdCtor | null = null;
 let etcdMissing = "";
@@ -254,7 +260,14 @@ interface TxnContender {
   load(): Promise<void>;
   /** The sum of every balance. */
   total(): Promise<number>;
+  /** Account i's key (default account(i)). */
+  key?: (i: number) => string;
+  /** Transfers stay within groups of 10 accounts (a cluster's transaction must stay in one partition). */
+  grouped?: boolean;
 }
+
+/** In a cluster: accounts in groups of 10 sharing a hash tag, so each group is in one partition. */
+const groupedAccount = (i: number) => `{g${Math.floor(i / 10)}}${account(i)}`;
 
 function piccoloNative(s: Server): TxnContender {
   const keys = Array.from({ length: opts.accounts }, (_, i) => account(i));
@@ -334,13 +347,13 @@ function redisLike(name: string, port: number): TxnContender {
   };
 }
 
-function etcdTxn(s: Server): TxnContender {
-  const keys = Array.from({ length: opts.accounts }, (_, i) => Buffer.from(account(i)));
+function etcdTxn(s: Server, name = "etcd txn", key = account): TxnContender {
+  const keys = Array.from({ length: opts.accounts }, (_, i) => Buffer.from(key(i)));
   // One client (one gRPC channel, HTTP/2 streams multiplexed), as etcd's clients are used.
   let shared: EtcdClient | null = null;
   let users = 0;
   const client = () => {
-    shared ??= new Etcd3!({ hosts: s.url });
+    shared ??= new Etcd3!({ hosts: s.url.split(",") });
     users++;
     return shared;
   };
@@ -351,7 +364,9 @@ function etcdTxn(s: Server): TxnContender {
     }
   };
   return {
-    name: "etcd txn",
+    name,
+    key,
+    grouped: key !== account,
     async connect() {
       const c = client();
       return {
@@ -399,6 +414,138 @@ function etcdTxn(s: Server): TxnContender {
   };
 }
 
+/** A 3-member cluster through PiccoloClusterClient: each transaction goes to its partition's leader. */
+function piccoloCluster(members: string[]): TxnContender {
+  const keys = Array.from({ length: opts.accounts }, (_, i) => groupedAccount(i));
+  const connect = () => PiccoloClusterClient.connect({ members, timeoutMs: 30_000 });
+  return {
+    name: "piccolo cluster txn",
+    key: groupedAccount,
+    grouped: true,
+    async connect() {
+      const c = await connect();
+      return {
+        async attempt(a, b) {
+          // Two linearizable reads (ReadIndex on the leader), then the transaction: one Raft entry.
+          const [ea, eb] = await Promise.all([c.get(a), c.get(b)]);
+          const r = await c.txn({
+            compare: [
+              { key: a, version: ea!.version },
+              { key: b, version: eb!.version },
+            ],
+            success: [
+              { op: "put", key: a, value: String(Number(ea!.value) - 1) },
+              { op: "put", key: b, value: String(Number(eb!.value) + 1) },
+            ],
+          });
+          return r.succeeded;
+        },
+        close: () => c.close(),
+      };
+    },
+    async load() {
+      const c = await connect();
+      for (const k of keys) await c.put(k, String(INITIAL_BALANCE));
+      await c.close();
+    },
+    async total() {
+      const c = await connect();
+      let sum = 0;
+      for (let i = 0; i < keys.length; i += 50)
+        sum += (await Promise.all(keys.slice(i, i + 50).map((k) => c.get(k)))).reduce(
+          (s, e) => s + Number(e!.value),
+          0,
+        );
+      await c.close();
+      return sum;
+    },
+  };
+}
+
+async function startPiccoloCluster(root: string): Promise<{ members: string[]; children: ChildProcess[] }> {
+  const peers = [await freePort(), await freePort(), await freePort()];
+  const list = peers.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const kids = ports.map((port, i) =>
+    track(
+      spawn(
+        process.execPath,
+        [CLI, "server", "--host", "127.0.0.1", "--port", String(port), "--resp-port", "0"].concat([
+          "--node-id",
+          `n${i + 1}`,
+          "--cluster",
+          list,
+          "--data-dir",
+          join(root, `p${i + 1}`),
+        ]),
+        { stdio: "ignore" },
+      ),
+    ),
+  );
+  const members = ports.map((p) => `127.0.0.1:${p}`);
+  // Up once a write through a cluster client goes through (every partition has a leader by then, or soon).
+  for (let i = 0; i < 300; i++) {
+    try {
+      const c = await PiccoloClusterClient.connect({ members, timeoutMs: 2000 });
+      try {
+        for (let g = 0; g < opts.accounts / 10; g++) await c.put(`{g${g}}probe`, "x");
+        return { members, children: kids };
+      } finally {
+        await c.close();
+      }
+    } catch {
+      await sleep(200);
+    }
+  }
+  throw new Error("the piccolo cluster did not start");
+}
+
+async function startEtcdCluster(root: string): Promise<{ url: string; children: ChildProcess[] }> {
+  const ms = [];
+  for (let i = 0; i < 3; i++)
+    ms.push({
+      name: `e${i + 1}`,
+      client: `http://127.0.0.1:${await freePort()}`,
+      peer: `http://127.0.0.1:${await freePort()}`,
+    });
+  const initial = ms.map((m) => `${m.name}=${m.peer}`).join(",");
+  const kids = ms.map((m) =>
+    track(
+      spawn(
+        "etcd",
+        [
+          `--name=${m.name}`,
+          `--data-dir=${join(root, m.name)}`,
+          `--listen-client-urls=${m.client}`,
+          `--advertise-client-urls=${m.client}`,
+          `--listen-peer-urls=${m.peer}`,
+          `--initial-advertise-peer-urls=${m.peer}`,
+          `--initial-cluster=${initial}`,
+          "--initial-cluster-token=piccolo-bench",
+          "--logger=zap",
+          "--log-level=error",
+        ],
+        { stdio: ["ignore", "ignore", "inherit"] },
+      ),
+    ),
+  );
+  const url = ms.map((m) => m.client).join(",");
+  const c = new Etcd3!({ hosts: url.split(",") });
+  try {
+    for (let i = 0; i < 300; i++) {
+      try {
+        await c.kv.put({ key: Buffer.from("probe"), value: Buffer.from("x") });
+        return { url, children: kids };
+      } catch {
+        await sleep(200);
+      }
+    }
+  } finally {
+    c.close();
+  }
+  throw new Error("the etcd cluster did not start");
+}
+
 interface TxnCell {
   contender: string;
   round: number;
@@ -429,14 +576,17 @@ async function runTransfers(t: TxnContender, round: number): Promise<TxnCell> {
   let firstError: unknown = null;
   const loops = conns.map(async (c) => {
     while (!stopping) {
-      const a = Math.floor(Math.random() * opts.accounts);
-      let b = Math.floor(Math.random() * (opts.accounts - 1));
+      const span = t.grouped ? 10 : opts.accounts;
+      const base = t.grouped ? 10 * Math.floor(Math.random() * (opts.accounts / 10)) : 0;
+      const a = Math.floor(Math.random() * span);
+      let b = Math.floor(Math.random() * (span - 1));
       if (b >= a) b++;
+      const key = t.key ?? account;
       const t0 = performance.now();
       let rec = recording;
       for (;;) {
         try {
-          const ok = await c.attempt(account(a), account(b));
+          const ok = await c.attempt(key(base + a), key(base + b));
           if (recording) attempts++;
           else rec = false;
           if (ok) break;
@@ -838,6 +988,46 @@ if (o.replot) {
       }
     }
 
+    if (opts.only.has("cluster")) {
+      // Both durable on disk: Piccolo fsyncs its Raft logs, etcd its WAL.
+      const root = mkdtempSync(join(tmpdir(), "piccolo-bench-cluster-"));
+      cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+      progress("cluster: starting 3 Piccolo members and 3 etcd members");
+      const pc = await startPiccoloCluster(root);
+      const ec = haveEtcd ? await startEtcdCluster(root) : null;
+      try {
+        const contenders = [
+          piccoloCluster(pc.members),
+          ...(ec
+            ? [
+                etcdTxn(
+                  { child: ec.children[0]!, port: 0, respPort: 0, url: ec.url },
+                  "etcd cluster txn",
+                  groupedAccount,
+                ),
+              ]
+            : []),
+        ];
+        const total = opts.rounds * contenders.length;
+        let done = 0;
+        for (let round = 1; round <= opts.rounds; round++) {
+          for (const t of rotate(contenders, round - 1)) {
+            progress(`cluster transfers: round ${round}/${opts.rounds} ${t.name} (${++done}/${total})`);
+            await t.load();
+            txnCells.push(await runTransfers(t, round));
+          }
+        }
+        progressDone();
+      } finally {
+        for (const k of [...pc.children, ...(ec?.children ?? [])]) {
+          if (k.exitCode === null) {
+            k.kill("SIGTERM");
+            await new Promise((r) => k.once("exit", r));
+          }
+        }
+      }
+    }
+
     if (opts.only.has("idle")) {
       const piccolo = await startPiccolo();
       try {
@@ -1023,3 +1213,5 @@ writeFileSync(
   ),
 );
 console.log(`\nwrote ${opts.out}/${file}.json, ${file}.svg and ${file}-fanout.svg`);
+// A gRPC channel of etcd3 may keep retrying a stopped etcd in the background: do not wait for it.
+process.exit(0);
