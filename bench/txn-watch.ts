@@ -35,10 +35,9 @@
 // fsyncs cost nothing) when that exists. Every load generator runs in this
 // one Node process, on the same cores as the servers.
 //
-// etcd is Debian's etcd-server; its client is the npm package etcd3, loaded
-// at run time (npm install --no-save etcd3, or NODE_PATH pointing at a
-// node_modules that has it). Without etcd or etcd3 the etcd rows are left
-// out and the run says so. Writes bench/results/txn-watch.json, txn-watch.svg
+// etcd is Debian's etcd-server (apt-get install -y etcd-server); its client
+// is the npm package etcd3 (a devDependency), loaded at run time. Without
+// etcd the etcd rows are left out and the run says so. Writes bench/results/txn-watch.json, txn-watch.svg
 // (transfers/s) and txn-watch-fanout.svg (delivery latency).
 //
 //   node dist/bench/txn-watch.js [--quick] [--rounds 3] [--seconds 10]
