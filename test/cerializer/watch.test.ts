@@ -13,7 +13,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { PiccoloClient } from "../../src/client/client.js";
 import { P, problem, type RunningGateway, startGateway } from "../support/cerializer.js";
 import { eventually } from "../support/eventually.js";
-import { type RunningNode, startNode } from "../support/node.js";
+import { memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 interface SseEvent {
   event: string;
@@ -485,5 +488,48 @@ describe("Cerializer /v1/watch behind several independent nodes", () => {
       await a.stop();
       await b.stop();
     }
+  });
+});
+
+describe("Cerializer /v1/watch in front of a three-member cluster (64 partitions)", () => {
+  let root: string;
+  const nodes: RunningNode[] = [];
+  let gw: RunningGateway;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "piccolo-gw-watch-cluster-"));
+    const list = await memberList();
+    for (let i = 0; i < 3; i++) nodes.push(await startMember(list, root, i));
+    gw = await startGateway(
+      nodes.map((n) => n.port),
+      ["--cluster", "true"],
+    );
+  });
+  after(async () => {
+    await gw?.stop();
+    for (const n of nodes) await n.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("a prefix stream spans every partition; resumed with Last-Event-ID it misses nothing and repeats nothing", async () => {
+    const c = await nodes[1]!.client({ timeoutMs: 8000 });
+    await eventually("the cluster serves", () => c.put("warm", "up"));
+    const first = await openSse(`${gw.url}/v1/watch?prefix=${encodeURIComponent("cw:")}`);
+    assert.equal(first.status, 200);
+    await eventually("the stream's first id", async () => assert.ok(first.lastId !== ""));
+    for (let i = 0; i < 12; i++) await c.put(`cw:${i}`, `a${i}`);
+    const seen = await first.until(12);
+    assert.deepEqual(seen.map(summary).sort(), Array.from({ length: 12 }, (_, i) => `put cw:${i}=a${i}`).sort());
+    await eventually("an id after the batch", async () => assert.ok(first.idAfterLast));
+    const lastId = first.lastId;
+    first.close();
+    for (let i = 0; i < 12; i++) await c.put(`cw:${i}`, `b${i}`);
+    const again = await openSse(`${gw.url}/v1/watch?prefix=${encodeURIComponent("cw:")}`, { "last-event-id": lastId });
+    assert.equal(again.status, 200);
+    const rest = await again.until(12);
+    assert.deepEqual(rest.map(summary).sort(), Array.from({ length: 12 }, (_, i) => `put cw:${i}=b${i}`).sort());
+    await sleep(300);
+    assert.equal(again.events.length, 12, "nothing twice");
+    again.close();
+    await c.close();
   });
 });

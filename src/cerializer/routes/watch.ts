@@ -33,8 +33,9 @@
  * Each stream has a node connection of its own (pool.ts, newClient), so a
  * slow reader never holds up anyone else's requests.
  *
- * Not served (501 not-implemented): a gateway in front of a cluster
- * (watches on cluster members are not built yet), and a prefix watch
+ * In front of a cluster, any member that is up serves the stream (positions
+ * are log positions, the same on every member). Not served (501
+ * not-implemented): a prefix watch
  * behind several independent nodes (each numbers its positions apart; the
  * stream would have to merge them). A key watch behind several nodes goes
  * to the node that owns the key.
@@ -222,7 +223,7 @@ export function watchRoutes(app: FastifyInstance, g: Gateway, o: WatchRouteOptio
           "Last-Event-ID (it wins over ?from=) or ?from=: nothing missed, nothing repeated. `event: compacted` " +
           "{position, message}: the watch fell behind the history the node keeps (read the keys again, watch from " +
           "`position`); `event: error`: the node's connection failed (reconnect with Last-Event-ID). A position " +
-          "already compacted when the stream opens answers 410. Not served behind a cluster, nor a prefix behind " +
+          "already compacted when the stream opens answers 410. Not served for a prefix behind " +
           `several independent nodes (501). At most --max-watches streams (503).`,
         querystring: {
           type: "object",
@@ -258,12 +259,7 @@ export function watchRoutes(app: FastifyInstance, g: Gateway, o: WatchRouteOptio
       let from: string | undefined;
       if (typeof lastEventId === "string" && lastEventId !== "") from = checkPosition(lastEventId, "Last-Event-ID");
       else if (q.from !== undefined && q.from !== "") from = checkPosition(q.from, "from");
-      if (g.router.cluster)
-        throw new Problem(
-          "not-implemented",
-          "watches are not served in front of a cluster yet (docs/watch.md, 'Not done yet'); watch a single node",
-        );
-      if (prefix !== null && g.router.nodes.length > 1)
+      if (!g.router.cluster && prefix !== null && g.router.nodes.length > 1)
         throw new Problem(
           "not-implemented",
           `a prefix watch behind ${g.router.nodes.length} independent nodes is not served (each numbers its positions ` +
@@ -282,7 +278,9 @@ export function watchRoutes(app: FastifyInstance, g: Gateway, o: WatchRouteOptio
         if (!released) reserved--;
         released = true;
       };
-      const link = key !== null ? g.router.nodeFor(key) : g.router.nodes[0]!;
+      // In a cluster any member serves any watch, and positions mean the same on every member (they are
+      // log positions): a stream that fails reconnects with Last-Event-ID to whichever member is up.
+      const link = g.router.cluster ? g.router.anyNode() : key !== null ? g.router.nodeFor(key) : g.router.nodes[0]!;
       // A watch resumed from a position is set up once every shard it covers has answered, and a shard
       // with nothing new answers only when a change comes or its read's park ends (WATCH_PARK_MS):
       // the setup may take that long (docs/cerializer.md, "Watch streams").
