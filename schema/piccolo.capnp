@@ -366,7 +366,16 @@ struct PeerFrame {
     forwardReply @3 :ForwardReply;
     transfer @4 :TransferLeader;  # to the partition's leader: hand leadership over
     replace @5 :ReplaceReplica;   # to the partition's leader: take the next membership step
+    publish @6 :Publish;    # a Redis PUBLISH, for this member's own subscribers (every member gets it)
   }
+}
+
+# Redis pub/sub across a cluster: the member a client PUBLISHes to sends the
+# message to every other member, each delivering it to its own subscribers,
+# as Redis Cluster's bus does. Fire-and-forget, like Redis's pub/sub.
+struct Publish {
+  channel @0 :Data;
+  message @1 :Data;
 }
 
 # A shard command (src/shard/command.ts) sent to the member believed to lead

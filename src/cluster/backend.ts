@@ -120,9 +120,15 @@ export class ClusterShards implements ShardBackend {
           events.onLog("error", message, detail);
           process.exit(70);
         },
+        onPublish: (channel, message) => events.onPeerPublish?.(channel, message),
       },
     );
     return new ClusterShards(member, events, clusterIdOf(o.bootstrap, o.partitions, hash32));
+  }
+
+  /** A Redis PUBLISH: relayed to every other member's subscribers (src/cluster/member.ts). */
+  publish(channel: Uint8Array, message: Uint8Array): void {
+    this.member.publish(channel, message);
   }
 
   /** The node's client listener is up at `clientAddress`: join the cluster (src/cluster/member.ts). */

@@ -28,7 +28,7 @@ import { errorResult, type HostOptions, ServeMode } from "./group-host.js";
 import type { HostLink, LinkEvents } from "./host-link.js";
 import { Liveness } from "./liveness.js";
 import { Membership } from "./membership.js";
-import type { GroupMessage } from "./peer-codec.js";
+import { encodePublish, type GroupMessage } from "./peer-codec.js";
 import type { PeerFrame, PeerHandlers, PeerNetwork, PeerNetworkFactory } from "./peer-network.js";
 import type { Member } from "./placement.js";
 import { Router } from "./router.js";
@@ -66,6 +66,8 @@ export interface MemberDeps {
   log(level: LogLevel, message: string, detail?: object): void;
   /** Storage failed or an invariant broke: this member cannot go on safely, and must stop. */
   fatal(message: string, detail?: object): void;
+  /** Another member relayed a Redis PUBLISH: deliver it to this member's own subscribers. */
+  onPublish?(channel: Uint8Array, message: Uint8Array): void;
 }
 
 export class ClusterMember {
@@ -238,7 +240,20 @@ export class ClusterMember {
       case "replace":
         this.admin.onReplace(f.group, f.remove, f.add);
         return;
+      case "publish":
+        this.deps.onPublish?.(f.channel, f.message);
+        return;
     }
+  }
+
+  /**
+   * A Redis PUBLISH on this member: every other member gets it for its own
+   * subscribers (as Redis Cluster's bus relays it). Fire-and-forget: a
+   * member that is unreachable now misses it, as Redis's pub/sub would.
+   */
+  publish(channel: Uint8Array, message: Uint8Array): void {
+    const frame = encodePublish(channel, message);
+    for (const peer of this.net.stats()) if (peer.member !== this.o.self.id) this.net.sendFrame(peer.member, frame);
   }
 
   /** Splits a peer's Raft messages among the hosts that own their partitions (one call per host). */

@@ -51,7 +51,17 @@ export type DecodedFrame =
   | ({ kind: "forward" } & ForwardRequest)
   | { kind: "forwardReply"; id: number; outcome: ForwardOutcome }
   | { kind: "transfer"; group: number; to: number }
-  | { kind: "replace"; group: number; remove: number; add: number };
+  | { kind: "replace"; group: number; remove: number; add: number }
+  | { kind: "publish"; channel: Uint8Array; message: Uint8Array };
+
+/** A Redis PUBLISH for another member's subscribers. */
+export function encodePublish(channel: Uint8Array, message: Uint8Array): Uint8Array {
+  const m = new capnp.Message();
+  const p = m.initRoot(PeerFrame)._initPublish();
+  if (channel.length > 0) p._initChannel(channel.length).copyBuffer(channel);
+  if (message.length > 0) p._initMessage(message.length).copyBuffer(message);
+  return frameOf(m);
+}
 
 export function encodeTransfer(group: number, to: number): Uint8Array {
   const m = new capnp.Message();
@@ -581,6 +591,12 @@ export function decodePeerFrame(frame: ArrayBuffer | Uint8Array): DecodedFrame {
           group: root.replace.partition,
           remove: root.replace.remove,
           add: root.replace.add,
+        };
+      case PeerFrame_Which.PUBLISH:
+        return {
+          kind: "publish",
+          channel: root.publish.channel.toUint8Array().slice(),
+          message: root.publish.message.toUint8Array().slice(),
         };
       default:
         throw new PeerProtocolError(`unknown peer frame kind ${root.which()}`);

@@ -75,6 +75,8 @@ export class PiccoloNode implements ConnectionHost {
   private readonly maxConnections: number;
   readonly requirePass: string | null;
   readonly dispatcher = new Dispatcher();
+  /** Cluster mode: where a Redis PUBLISH relayed by another member goes (the Redis port's pub/sub hub). */
+  onPeerPublish: ((channel: Uint8Array, message: Uint8Array) => void) | null = null;
   private backend!: ShardBackend;
   private readonly servers: Server[] = [];
   private readonly connections = new Set<Connection>();
@@ -114,6 +116,7 @@ export class PiccoloNode implements ConnectionHost {
         for (const c of this.connections) c.updateReading();
       },
       onLog: (level, message, detail) => this.logger[level](detail ?? {}, message),
+      onPeerPublish: (channel, message) => this.onPeerPublish?.(channel, message),
     };
     this.backend =
       this.options.backend !== undefined

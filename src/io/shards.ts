@@ -74,6 +74,8 @@ export interface ShardBackend {
   readonly watchRun?: string;
   /** Whether a watch read with nothing new waits at the shard (default true); else the Watch polls. */
   readonly watchParks?: boolean;
+  /** Cluster mode only: relays a Redis PUBLISH to every other member (their subscribers get it). */
+  publish?(channel: Uint8Array, message: Uint8Array): void;
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
   /**
@@ -98,6 +100,8 @@ export interface ShardEvents {
   onBatchEnd(): void;
   /** Called when a congested backend has room again. */
   onDrain(): void;
+  /** Cluster mode: another member relayed a Redis PUBLISH for this member's subscribers. */
+  onPeerPublish?(channel: Uint8Array, message: Uint8Array): void;
   /** A worker said something worth logging (pinning outcome, crash). */
   onLog(level: "info" | "warn" | "error", message: string, detail?: object): void;
 }

@@ -26,6 +26,10 @@ export async function startResp(
     pubsub: new PubSubHub(node.dispatcher, (level, message, detail) => node.log(level, message, detail)),
     stats: { commands: 0, connectionsReceived: 0, rejectedCalls: 0 },
   };
+  // A PUBLISH made on another member of the cluster reaches this member's subscribers too.
+  node.onPeerPublish = (channel, message) => {
+    host.pubsub.publish(channel, message);
+  };
   host.port = await node.listen(
     port,
     (socket) => {

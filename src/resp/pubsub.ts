@@ -10,7 +10,8 @@
  * answers and counted against its output limits like any answer, so a
  * subscriber that does not read is closed by the client output limits
  * (docs/architecture.md, "Memory per connection") while the others go on.
- * In a cluster, PUBLISH reaches the member's own subscribers only.
+ * In a cluster, PUBLISH is relayed to every other member (a peer frame),
+ * each delivering it to its own subscribers.
  *
  * Keyspace notifications (`CONFIG SET notify-keyspace-events`): while they
  * are on and some channel or pattern that a notification may reach has a
@@ -426,8 +427,13 @@ export function punsubscribe(q: RespRequest): void {
   q.reply(reply.concat(out));
 }
 
-/** PUBLISH channel message: the number of receivers on this node (this member, in a cluster). */
+/**
+ * PUBLISH channel message: delivered to this node's subscribers, and in a
+ * cluster relayed to every other member's (as Redis Cluster does). The
+ * answer counts this member's receivers only, as Redis Cluster's does.
+ */
 export function publish(q: RespRequest): void {
+  q.d.backend.publish?.(q.args[1]!, q.args[2]!);
   q.reply(reply.integer(q.session.resp.pubsub.publish(q.args[1]!, q.args[2]!)));
 }
 

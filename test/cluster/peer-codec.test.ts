@@ -8,6 +8,7 @@ import fc from "fast-check";
 import {
   decodePeerFrame,
   encodeHello,
+  encodePublish,
   encodeRaftBatch,
   encodeRaftFrames,
   type GroupMessage,
@@ -252,6 +253,17 @@ describe("peer codec", () => {
     assert.equal((decodePeerFrame(buf(encodeHello(1n, 2))) as { clientAddress: string }).clientAddress, "");
     assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, "no port here"))), PeerProtocolError);
     assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, `${"h".repeat(400)}:1`))), PeerProtocolError);
+  });
+
+  it("a relayed PUBLISH carries its channel and message, byte for byte (empty ones too)", () => {
+    const ch = new Uint8Array([0, 1, 255, 104, 105]);
+    const msg = new Uint8Array(70_000).fill(7);
+    assert.deepEqual(decodePeerFrame(buf(encodePublish(ch, msg))), { kind: "publish", channel: ch, message: msg });
+    assert.deepEqual(decodePeerFrame(buf(encodePublish(new Uint8Array(0), new Uint8Array(0)))), {
+      kind: "publish",
+      channel: new Uint8Array(0),
+      message: new Uint8Array(0),
+    });
   });
 
   it("refuses malformed frames with PeerProtocolError", () => {

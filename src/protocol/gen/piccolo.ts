@@ -3046,7 +3046,12 @@ export const PeerFrame_Which = {
 * to the partition's leader: take the next membership step
 *
 */
-  REPLACE: 5
+  REPLACE: 5,
+  /**
+* a Redis PUBLISH, for this member's own subscribers (every member gets it)
+*
+*/
+  PUBLISH: 6
 } as const;
 export type PeerFrame_Which = (typeof PeerFrame_Which)[keyof typeof PeerFrame_Which];
 export class PeerFrame extends $.Struct {
@@ -3056,6 +3061,7 @@ export class PeerFrame extends $.Struct {
   static readonly FORWARD_REPLY = PeerFrame_Which.FORWARD_REPLY;
   static readonly TRANSFER = PeerFrame_Which.TRANSFER;
   static readonly REPLACE = PeerFrame_Which.REPLACE;
+  static readonly PUBLISH = PeerFrame_Which.PUBLISH;
   static readonly _capnp = {
     displayName: "PeerFrame",
     id: "fd5641711157afea",
@@ -3227,10 +3233,83 @@ export class PeerFrame extends $.Struct {
     $.utils.setUint16(0, 5, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptPublish(value: $.Orphan<Publish>): void {
+    $.utils.setUint16(0, 6, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownPublish(): $.Orphan<Publish> {
+    return $.utils.disown(this.publish);
+  }
+  /**
+* a Redis PUBLISH, for this member's own subscribers (every member gets it)
+*
+*/
+  get publish(): Publish {
+    $.utils.testWhich("publish", $.utils.getUint16(0, this), 6, this);
+    return $.utils.getStruct(0, Publish, this);
+  }
+  _hasPublish(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initPublish(): Publish {
+    $.utils.setUint16(0, 6, this);
+    return $.utils.initStructAt(0, Publish, this);
+  }
+  get _isPublish(): boolean {
+    return $.utils.getUint16(0, this) === 6;
+  }
+  set publish(value: Publish) {
+    $.utils.setUint16(0, 6, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "PeerFrame_" + super.toString(); }
   which(): PeerFrame_Which {
     return $.utils.getUint16(0, this) as PeerFrame_Which;
   }
+}
+export class Publish extends $.Struct {
+  static readonly _capnp = {
+    displayName: "Publish",
+    id: "b74f3ab69ca6fbdc",
+    size: new $.ObjectSize(0, 2),
+  };
+  _adoptChannel(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownChannel(): $.Orphan<$.Data> {
+    return $.utils.disown(this.channel);
+  }
+  get channel(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasChannel(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initChannel(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set channel(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptMessage(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownMessage(): $.Orphan<$.Data> {
+    return $.utils.disown(this.message);
+  }
+  get message(): $.Data {
+    return $.utils.getData(1, this);
+  }
+  _hasMessage(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initMessage(length: number): $.Data {
+    return $.utils.initData(1, length, this);
+  }
+  set message(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  toString(): string { return "Publish_" + super.toString(); }
 }
 export class Forward extends $.Struct {
   static readonly _capnp = {

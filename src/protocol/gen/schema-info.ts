@@ -1671,9 +1671,29 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "b74f3ab69ca6fbdc": {
+      "name": "Publish",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "channel",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "message",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        }
+      ]
+    },
     "fd5641711157afea": {
       "name": "PeerFrame",
-      "unionMembers": 6,
+      "unionMembers": 7,
       "fields": [
         {
           "name": "hello",
@@ -1721,6 +1741,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "e2a8fc8f0151f1ef"
+          }
+        },
+        {
+          "name": "publish",
+          "discriminant": 6,
+          "type": {
+            "kind": "struct",
+            "struct": "b74f3ab69ca6fbdc"
           }
         }
       ]
@@ -1963,6 +1991,7 @@ export const schemaInfo: SchemaInfo = {
     "RaftBatch": "d5da6e500189095e",
     "Forward": "eac1fec5c400bca0",
     "ForwardReply": "bde79b3d68b4514f",
+    "Publish": "b74f3ab69ca6fbdc",
     "PeerFrame": "fd5641711157afea",
     "RaftMessage": "bdf36bc92bfac36a",
     "RaftEntry": "99168320bc1013b9",
