@@ -8,8 +8,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { WatchEvent, Watcher } from "../../src/client/client.js";
 import { eventually } from "../support/eventually.js";
+import { take } from "../support/watch.js";
 import { memberList, type RunningNode, startMember } from "../support/node.js";
 
 let root: string;
@@ -30,23 +30,6 @@ after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-async function take(w: Watcher, n: number, ms = 20_000): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = [];
-  const it = w[Symbol.asyncIterator]();
-  const timer = setTimeout(() => void w.cancel(), ms);
-  try {
-    while (out.length < n) {
-      const r = await it.next();
-      if (r.done) break;
-      out.push(r.value);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  assert.equal(out.length, n, `expected ${n} events within ${ms} ms`);
-  return out;
-}
-
 describe("watches in a three-member cluster (64 partitions)", () => {
   it("a prefix watch on one member sees writes made through another, in each key's order", async () => {
     const watcherClient = await nodes[0]!.client({ timeoutMs: 8000 });
@@ -55,7 +38,7 @@ describe("watches in a three-member cluster (64 partitions)", () => {
     const w = await watcherClient.watch("w1:", { prefix: true });
     for (let i = 0; i < 30; i++) await writer.put(`w1:${i % 6}`, `v${i}`);
     await writer.delete("w1:0");
-    const events = await take(w, 31);
+    const events = await take(w, 31, 20_000);
     for (let k = 0; k < 6; k++) {
       const puts = events
         .filter((e) => e.key.toString() === `w1:${k}` && e.kind === "put")
@@ -80,7 +63,7 @@ describe("watches in a three-member cluster (64 partitions)", () => {
     const first = await nodes[0]!.client({ timeoutMs: 8000 });
     const w = await first.watch("w2:", { prefix: true });
     for (let i = 0; i < 10; i++) await writer.put(`w2:${i}`, `a${i}`);
-    await take(w, 10);
+    await take(w, 10, 20_000);
     const position = w.position;
     nodes[0]!.process.kill("SIGKILL");
     await nodes[0]!.stop();
@@ -88,14 +71,14 @@ describe("watches in a three-member cluster (64 partitions)", () => {
     for (let i = 0; i < 10; i++) await eventually(`put w2:${i}`, () => writer.put(`w2:${i}`, `b${i}`));
     const second = await nodes[2]!.client({ timeoutMs: 8000 });
     const resumed = await second.watch("w2:", { prefix: true, from: position });
-    const missed = await take(resumed, 10);
+    const missed = await take(resumed, 10, 20_000);
     assert.deepEqual(
       missed.map((e) => `${e.key.toString()}=${e.value!.toString()}`).sort(),
       Array.from({ length: 10 }, (_, i) => `w2:${i}=b${i}`).sort(),
       "exactly the writes made while the watcher was away",
     );
     await writer.put("w2:live", "x");
-    const [live] = await take(resumed, 1);
+    const [live] = await take(resumed, 1, 20_000);
     assert.equal(live!.key.toString(), "w2:live");
     await resumed.cancel();
     await second.close();

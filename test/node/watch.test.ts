@@ -8,25 +8,7 @@ import { after, before, describe, it } from "node:test";
 import type { PiccoloClient, WatchEvent, Watcher } from "../../src/client/client.js";
 import { ErrorCode, PiccoloError } from "../../src/errors.js";
 import { LAYOUTS, type RunningNode, startNode } from "../support/node.js";
-
-/** Takes `n` events from the watcher (failing after `ms`). */
-async function take(w: Watcher, n: number, ms = 10_000): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = [];
-  if (n === 0) return out;
-  const it = w[Symbol.asyncIterator]();
-  const deadline = setTimeout(() => void w.cancel(), ms);
-  try {
-    while (out.length < n) {
-      const r = await it.next();
-      if (r.done) break;
-      out.push(r.value);
-    }
-  } finally {
-    clearTimeout(deadline);
-  }
-  assert.equal(out.length, n, `expected ${n} events within ${ms} ms`);
-  return out;
-}
+import { take } from "../support/watch.js";
 
 async function rejectsWith(p: Promise<unknown>, code: number): Promise<PiccoloError> {
   try {
