@@ -118,7 +118,8 @@ export class TxnGather {
       for (const r of unpackResults(p!.value ?? new Uint8Array(0))) {
         const at = r.tag;
         const prior = results[at];
-        // FLUSH runs on every participant: its answers are alike, the first stands.
+        // FLUSH runs on every participant: its answers are alike, the first stands. A value is a view
+        // into the part's bytes, which onPart copied already: it is this outcome's own.
         if (prior === undefined)
           results[at] = {
             status: r.status,
@@ -126,7 +127,7 @@ export class TxnGather {
             version: r.version,
             expireAtMs: r.expireAtMs,
             num: r.num,
-            value: r.value === null ? null : r.value.slice(),
+            value: r.value,
           };
       }
     }
