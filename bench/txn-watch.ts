@@ -277,17 +277,7 @@ function piccoloNative(s: Server): TxnContender {
       return {
         async attempt(a, b) {
           const [ea, eb] = await c.mget([a, b]);
-          const r = await c.txn({
-            compare: [
-              { key: a, version: ea!.version },
-              { key: b, version: eb!.version },
-            ],
-            success: [
-              { op: "put", key: a, value: String(Number(ea!.value) - 1) },
-              { op: "put", key: b, value: String(Number(eb!.value) + 1) },
-            ],
-          });
-          return r.succeeded;
+          return moveOne(c, a, b, ea!, eb!);
         },
         close: () => c.close(),
       };
@@ -427,17 +417,7 @@ function piccoloCluster(members: string[]): TxnContender {
         async attempt(a, b) {
           // Two linearizable reads (ReadIndex on the leader), then the transaction: one Raft entry.
           const [ea, eb] = await Promise.all([c.get(a), c.get(b)]);
-          const r = await c.txn({
-            compare: [
-              { key: a, version: ea!.version },
-              { key: b, version: eb!.version },
-            ],
-            success: [
-              { op: "put", key: a, value: String(Number(ea!.value) - 1) },
-              { op: "put", key: b, value: String(Number(eb!.value) + 1) },
-            ],
-          });
-          return r.succeeded;
+          return moveOne(c, a, b, ea!, eb!);
         },
         close: () => c.close(),
       };
@@ -1214,3 +1194,24 @@ writeFileSync(
 console.log(`\nwrote ${opts.out}/${file}.json, ${file}.svg and ${file}-fanout.svg`);
 // A gRPC channel of etcd3 may keep retrying a stopped etcd in the background: do not wait for it.
 process.exit(0);
+
+/** The transfer itself: one from a to b, if neither changed since they were read (version compares). */
+async function moveOne(
+  c: { txn: PiccoloClient["txn"] },
+  a: string,
+  b: string,
+  ea: { value: Buffer; version: number },
+  eb: { value: Buffer; version: number },
+): Promise<boolean> {
+  const r = await c.txn({
+    compare: [
+      { key: a, version: ea.version },
+      { key: b, version: eb.version },
+    ],
+    success: [
+      { op: "put", key: a, value: String(Number(ea.value) - 1) },
+      { op: "put", key: b, value: String(Number(eb.value) + 1) },
+    ],
+  });
+  return r.succeeded;
+}
