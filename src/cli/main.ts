@@ -434,35 +434,15 @@ async function main(argv: string[]): Promise<number> {
     return name === undefined ? EXIT.USAGE : EXIT.OK;
   }
   if (name === "server") {
+    // Every server flag takes a value, but the two switches.
+    const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+      help: { type: "boolean", short: "h" },
+    };
+    for (const k of Object.keys(SERVER_FLAGS))
+      options[k] = { type: k === "no-pin" || k === "in-memory" ? "boolean" : "string" };
     const { values } = parseArgs({
       args: rest,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        shards: { type: "string" },
-        "max-value-bytes": { type: "string" },
-        "max-connections": { type: "string" },
-        "client-output-limit-bytes": { type: "string" },
-        "client-output-stall-ms": { type: "string" },
-        "resp-port": { type: "string" },
-        requirepass: { type: "string" },
-        "log-level": { type: "string" },
-        "no-pin": { type: "boolean" },
-        "node-id": { type: "string" },
-        cluster: { type: "string" },
-        "data-dir": { type: "string" },
-        fsync: { type: "string" },
-        "in-memory": { type: "boolean" },
-        "snapshot-log-bytes": { type: "string" },
-        "watch-history-bytes": { type: "string" },
-        joined: { type: "string" },
-        partitions: { type: "string" },
-        replicas: { type: "string" },
-        "tick-ms": { type: "string" },
-        "compact-entries": { type: "string" },
-        "quiesce-ticks": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+      options,
       strict: true,
     });
     if (values.help) {

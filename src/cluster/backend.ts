@@ -8,6 +8,7 @@
  * transport, and `process.exit` for a member that must stop. What a member
  * does is in src/cluster/member.ts and the files it names.
  */
+import type { TlsOptions } from "node:tls";
 import { CLUSTER_MAX_IN_FLIGHT_BYTES } from "../limits.js";
 import type { Logger } from "pino";
 import { hash32 } from "../hash.js";
@@ -46,6 +47,10 @@ export interface ClusterOptions {
   /** Idle ticks before a group goes quiet (0: never; src/raft/raft.ts, wake()). */
   quiesceAfterTicks: number;
   logger: Logger;
+  /** Mutual TLS on the peer port (src/security/tls-files.ts, peerOptions); null: plaintext. */
+  peerTls: TlsOptions | null;
+  /** The secret every member proves it holds in its hello (docs/security.md); null: none. */
+  clusterSecret: string | null;
   /**
    * TEST ONLY: wraps the peer network (the chaos harness's fault injection,
    * src/chaos/peer-faults.ts, installed by src/node/main.ts only when

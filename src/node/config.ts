@@ -4,6 +4,8 @@
  * on 127.0.0.1:7700 with one shard per core.
  */
 import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import { ConfigError } from "../config-error.js";
 import { FSYNC_POLICIES, type FsyncPolicy } from "../journal/journal.js";
 import {
   DEFAULT_SNAPSHOT_LOG_BYTES,
@@ -16,6 +18,11 @@ import {
   DEFAULT_WATCH_HISTORY_BYTES,
   REPLICATED_MAX_VALUE_BYTES,
 } from "../limits.js";
+import { readSecretFile } from "../security/secrets.js";
+import { CLIENT_CERT_POLICIES, type ClientCertPolicy, readContext, type TlsFiles } from "../security/tls-files.js";
+
+/** The shortest cluster secret accepted: 16 bytes, 128 bits if random. */
+export const MIN_CLUSTER_SECRET_BYTES = 16;
 
 export interface NodeConfig {
   host: string;
@@ -38,8 +45,20 @@ export interface NodeConfig {
   watchHistoryBytes: number;
   /** Redis protocol port; 0 disables it. */
   respPort: number;
-  /** Password for AUTH (default user); null: no authentication. */
+  /** The default user's password (--requirepass, its file or env); null: the default user needs none. */
   requirePass: string | null;
+  /** Where users are kept (ACL SETUSER saves there); null: in memory only (an in-memory node without --aclfile). */
+  aclFile: string | null;
+  /** Refuse clients from other machines while the default user has no password (Redis's protected mode). */
+  protectedMode: boolean;
+  /** TLS on the client ports (null: plaintext); with `tlsCluster`, on the peer port too. */
+  tls: TlsFiles | null;
+  /** Cluster mode: members speak mutual TLS with `tls`'s files. */
+  tlsCluster: boolean;
+  /** Cluster mode: the secret every member proves it holds in its hello (null: none). */
+  clusterSecret: string | null;
+  /** Warnings to log once the logger exists (a secret on the command line, a secret file others can read). */
+  warnings: string[];
   /** Cluster mode (null: a single node). */
   cluster: {
     nodeId: string;
@@ -60,7 +79,52 @@ export const SERVER_FLAGS = {
   port: { env: "PICCOLO_PORT", help: "native protocol port (0: any free port)", default: "7700" },
   shards: { env: "PICCOLO_SHARDS", help: "shard worker threads; 0 runs the maps on the IO thread", default: "cores" },
   "resp-port": { env: "PICCOLO_RESP_PORT", help: "Redis protocol (RESP) port; 0 disables it", default: "6380" },
-  requirepass: { env: "PICCOLO_REQUIREPASS", help: "password clients must AUTH with (RESP)", default: "" },
+  requirepass: {
+    env: "PICCOLO_REQUIREPASS",
+    help: "the default user's password (visible in ps as a flag: prefer --requirepass-file or the env)",
+    default: "",
+  },
+  "requirepass-file": {
+    env: "PICCOLO_REQUIREPASS_FILE",
+    help: "file holding the default user's password",
+    default: "",
+  },
+  aclfile: {
+    env: "PICCOLO_ACLFILE",
+    help: "users file (Redis ACL lines); default <data-dir>/users.acl, none for --in-memory",
+    default: "",
+  },
+  "protected-mode": {
+    env: "PICCOLO_PROTECTED_MODE",
+    help: "yes: while the default user has no password, refuse clients that are not on this machine",
+    default: "yes",
+  },
+  "tls-cert-file": {
+    env: "PICCOLO_TLS_CERT_FILE",
+    help: "TLS certificate (PEM): every port speaks TLS only",
+    default: "",
+  },
+  "tls-key-file": { env: "PICCOLO_TLS_KEY_FILE", help: "TLS private key (PEM)", default: "" },
+  "tls-ca-cert-file": {
+    env: "PICCOLO_TLS_CA_CERT_FILE",
+    help: "CA (PEM) that signs client and member certificates",
+    default: "",
+  },
+  "tls-auth-clients": {
+    env: "PICCOLO_TLS_AUTH_CLIENTS",
+    help: "yes|no|optional: whether clients must present a certificate signed by the CA",
+    default: "no",
+  },
+  "tls-cluster": {
+    env: "PICCOLO_TLS_CLUSTER",
+    help: "yes|no: members speak mutual TLS on the peer port (default yes when TLS is on)",
+    default: "yes",
+  },
+  "cluster-secret-file": {
+    env: "PICCOLO_CLUSTER_SECRET_FILE",
+    help: "cluster mode: file holding the secret every member proves it holds (or env PICCOLO_CLUSTER_SECRET)",
+    default: "",
+  },
   "max-value-bytes": {
     env: "PICCOLO_MAX_VALUE_BYTES",
     help: "largest value accepted",
@@ -130,9 +194,7 @@ export const SERVER_FLAGS = {
   },
 } as const;
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
+export { ConfigError };
 
 function int(name: string, raw: string, min: number, max: number): number {
   const n = Number(raw);
@@ -180,8 +242,83 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
     watchHistoryBytes: int("watch-history-bytes", pick("watch-history-bytes"), 256 * 1024, 2 ** 40),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),
-    requirePass: pick("requirepass") === "" ? null : pick("requirepass"),
+    ...securityConfig(pick, env, cluster, inMemory),
     cluster,
+  };
+}
+
+function yesNo(name: string, raw: string): boolean {
+  if (raw !== "yes" && raw !== "no") throw new ConfigError(`--${name} must be yes or no, got "${raw}"`);
+  return raw === "yes";
+}
+
+/** TLS, the default user's password, users, the cluster secret (docs/security.md). */
+function securityConfig(
+  pick: (name: keyof typeof SERVER_FLAGS) => string,
+  env: NodeJS.ProcessEnv,
+  cluster: NodeConfig["cluster"],
+  inMemory: boolean,
+): Pick<NodeConfig, "requirePass" | "aclFile" | "protectedMode" | "tls" | "tlsCluster" | "clusterSecret" | "warnings"> {
+  const warnings: string[] = [];
+  const secret = (
+    flag: "requirepass" | "cluster-secret-file",
+    fileFlag: keyof typeof SERVER_FLAGS,
+    envName: string,
+  ) => {
+    const file = pick(fileFlag);
+    if (file !== "") {
+      const s = readSecretFile(file, fileFlag);
+      if (s.warning !== null) warnings.push(s.warning);
+      return s.value;
+    }
+    if (flag === "requirepass" && pick("requirepass") !== "") {
+      if (env.PICCOLO_REQUIREPASS === undefined || env.PICCOLO_REQUIREPASS !== pick("requirepass"))
+        warnings.push("--requirepass shows the password to every user of this machine (ps): prefer --requirepass-file");
+      return pick("requirepass");
+    }
+    const v = env[envName];
+    return v === undefined || v === "" ? null : v;
+  };
+  const certFile = pick("tls-cert-file");
+  const keyFile = pick("tls-key-file");
+  const caFile = pick("tls-ca-cert-file");
+  const authClients = pick("tls-auth-clients");
+  if (!(CLIENT_CERT_POLICIES as readonly string[]).includes(authClients))
+    throw new ConfigError(`--tls-auth-clients must be one of ${CLIENT_CERT_POLICIES.join(", ")}, got "${authClients}"`);
+  if ((certFile === "") !== (keyFile === ""))
+    throw new ConfigError("--tls-cert-file and --tls-key-file go together: give both, or neither");
+  if (certFile === "" && caFile !== "")
+    throw new ConfigError("--tls-ca-cert-file needs --tls-cert-file and --tls-key-file (TLS is off without them)");
+  if (authClients !== "no" && caFile === "")
+    throw new ConfigError(
+      `--tls-auth-clients ${authClients} needs --tls-ca-cert-file: the CA client certificates are checked against`,
+    );
+  const tls: TlsFiles | null =
+    certFile === ""
+      ? null
+      : { certFile, keyFile, caFile: caFile === "" ? null : caFile, authClients: authClients as ClientCertPolicy };
+  // Read now, so a missing file is a clear line at start, not a failed handshake later.
+  if (tls !== null) readContext(tls);
+  const tlsCluster = tls !== null && cluster !== null && yesNo("tls-cluster", pick("tls-cluster"));
+  if (tlsCluster && tls!.caFile === null)
+    throw new ConfigError("--tls-cluster needs --tls-ca-cert-file: the CA that signs every member's certificate");
+  const clusterSecret = secret("cluster-secret-file", "cluster-secret-file", "PICCOLO_CLUSTER_SECRET");
+  if (clusterSecret !== null && cluster === null)
+    throw new ConfigError("--cluster-secret-file is for cluster mode (--cluster)");
+  if (clusterSecret !== null && Buffer.byteLength(clusterSecret) < MIN_CLUSTER_SECRET_BYTES)
+    throw new ConfigError(
+      `the cluster secret must be at least ${MIN_CLUSTER_SECRET_BYTES} bytes (openssl rand -hex 32 > secret makes a good one)`,
+    );
+  const aclFile = pick("aclfile");
+  const dataDir = cluster?.dataDir ?? pick("data-dir");
+  return {
+    requirePass: secret("requirepass", "requirepass-file", "PICCOLO_REQUIREPASS"),
+    aclFile: aclFile !== "" ? aclFile : inMemory && cluster === null ? null : join(dataDir, "users.acl"),
+    protectedMode: yesNo("protected-mode", pick("protected-mode")),
+    tls,
+    tlsCluster,
+    clusterSecret,
+    warnings,
   };
 }
 

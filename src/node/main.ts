@@ -15,6 +15,7 @@ import type { Durability } from "../io/shards.js";
 import { PiccoloNode } from "../io/server.js";
 import { type DataDir, DataDirError, openDataDir } from "../journal/data-dir.js";
 import { startResp } from "../resp/listener.js";
+import { peerOptions } from "../security/tls-files.js";
 import { StartError } from "../start-failure.js";
 import type { NodeConfig } from "./config.js";
 import { installCrashPolicy } from "./fatal.js";
@@ -48,6 +49,8 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
           heartbeatTicks: 2,
           quiesceAfterTicks: cluster.quiesceTicks,
           logger,
+          peerTls: config.tlsCluster && config.tls !== null ? peerOptions(config.tls) : null,
+          clusterSecret: config.clusterSecret,
           // TEST ONLY: the chaos harness's network faults (src/chaos/peer-faults.ts); never set in production.
           ...(faultFile === undefined ? {} : { wrapNetwork: (make) => new PeerFaults(faultFile, logger).wrap(make) }),
         },
