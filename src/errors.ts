@@ -81,6 +81,17 @@ export const ErrorCode = {
    * carries.
    */
   COMPACTED: 24,
+  /**
+   * The authenticated user may not run this operation, or not on this key
+   * (its ACL: docs/security.md). Nothing was applied.
+   */
+  NOPERM: 25,
+  /**
+   * Protected mode: the node has no password for its default user and the
+   * client is not on this machine, so nothing is served to it; the message
+   * says how to fix it (docs/security.md). The connection is closed.
+   */
+  DENIED: 26,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

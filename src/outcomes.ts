@@ -82,7 +82,7 @@ export const OUTCOMES: Record<Name, Outcome> = {
     resp: "ERR",
     problem: "node-unavailable",
   },
-  NOAUTH: { text: "Authentication required.", applied: "no", resp: "NOAUTH", problem: "node-error" },
+  NOAUTH: { text: "Authentication required.", applied: "no", resp: "NOAUTH", problem: "unauthorized" },
   NOT_LEADER: {
     text: "this member does not lead the key's partition; nothing was applied: retry",
     applied: "no",
@@ -137,6 +137,18 @@ export const OUTCOMES: Record<Name, Outcome> = {
     applied: "no",
     resp: "ERR",
     problem: "compacted",
+  },
+  NOPERM: {
+    text: "this user has no permissions to run this command or to access one of its keys",
+    applied: "no",
+    resp: "NOPERM",
+    problem: "forbidden",
+  },
+  DENIED: {
+    text: "Piccolo is running in protected mode: no password is set for the default user, so only clients on this machine are served. Set one (--requirepass-file, or ACL SETUSER default on >password), or bind to 127.0.0.1, or start with --protected-mode no if every client that can reach this port is trusted",
+    applied: "no",
+    resp: "DENIED",
+    problem: "forbidden",
   },
 };
 

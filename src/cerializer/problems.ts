@@ -53,6 +53,8 @@ export const PROBLEMS = {
   "too-many-watches": { status: 503, title: "The gateway has as many watch streams open as --max-watches allows" },
   "not-implemented": { status: 501, title: "The gateway does not serve this request in its configuration" },
   "node-error": { status: 502, title: "The node refused the request" },
+  unauthorized: { status: 401, title: "Credentials are missing or wrong" },
+  forbidden: { status: 403, title: "The user may not do this" },
   internal: { status: 500, title: "Internal error in the gateway" },
 } as const;
 

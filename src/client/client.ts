@@ -14,6 +14,7 @@
  * Keys and values are bytes; strings are taken as UTF-8.
  */
 import { connect, type Socket } from "node:net";
+import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import * as capnp from "capnp-es";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { DEFAULT_CLIENT_TIMEOUT_MS, DEFAULT_MAX_VALUE_BYTES, maxFrameBytes } from "../limits.js";
@@ -48,8 +49,17 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** How long to wait for a connection to be made. */
   connectTimeoutMs?: number;
-  /** Sent (AUTH) first on every connection, when the node runs with --requirepass. */
+  /** Sent (AUTH) first on every connection, when the node requires a password. */
   password?: string;
+  /** The user `password` belongs to (ACL users: docs/security.md); default "default". */
+  user?: string;
+  /**
+   * Speak TLS (the node runs with --tls-cert-file): node:tls's connection
+   * options, e.g. `{ ca: readFileSync("ca.crt") }` to trust the node's CA,
+   * plus `cert` and `key` when it asks for client certificates.
+   * The node's certificate must name the host dialed.
+   */
+  tls?: ConnectionOptions;
 }
 
 export interface Entry {
@@ -293,6 +303,8 @@ export class PiccoloClient {
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly password: string | undefined;
+  private readonly user: string | undefined;
+  private readonly tls: ConnectionOptions | undefined;
   private socket: Socket | null = null;
   private connecting: Promise<Socket> | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -310,6 +322,8 @@ export class PiccoloClient {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
     this.password = options.password;
+    this.user = options.user;
+    this.tls = options.tls;
   }
 
   /** Creates a client and makes sure the node answers. */
@@ -328,12 +342,16 @@ export class PiccoloClient {
     if (this.socket !== null && !this.socket.destroyed) return Promise.resolve(this.socket);
     if (this.connecting !== null) return this.connecting;
     this.connecting = new Promise<Socket>((resolve, reject) => {
-      const s = connect({ host: this.host, port: this.port, noDelay: true });
+      const s =
+        this.tls === undefined
+          ? connect({ host: this.host, port: this.port, noDelay: true })
+          : tlsConnect({ ...this.tls, host: this.host, port: this.port }).setNoDelay(true);
       const timer = setTimeout(() => {
         s.destroy();
         reject(new PiccoloError(ErrorCode.CONNECTION_CLOSED, `connect to ${this.host}:${this.port} timed out`, true));
       }, this.connectTimeoutMs);
-      s.once("connect", () => {
+      // A TLS socket may carry requests once its handshake is done (and the node's certificate checked).
+      s.once(this.tls === undefined ? "connect" : "secureConnect", () => {
         clearTimeout(timer);
         this.attach(s);
         // AUTH goes first on the wire, ahead of any call waiting for this
@@ -342,7 +360,9 @@ export class PiccoloClient {
           void this.send(
             s,
             capnpRequest((r) => {
-              r._initAuth().password = this.password!;
+              const a = r._initAuth();
+              a.password = this.password!;
+              if (this.user !== undefined) a.user = this.user;
             }),
           ).catch(() => {});
         resolve(s);
@@ -479,11 +499,13 @@ export class PiccoloClient {
     return res;
   }
 
-  /** Authenticates this connection (the `password` option does it on every connection by itself). */
-  async auth(password: string): Promise<void> {
+  /** Authenticates this connection as `user` (default "default"); the `password` option does it on every connection by itself. */
+  async auth(password: string, user?: string): Promise<void> {
     PiccoloClient.check(
       await this.call((r) => {
-        r._initAuth().password = password;
+        const a = r._initAuth();
+        a.password = password;
+        if (user !== undefined) a.user = user;
       }),
       Response_Which.OK,
     );
