@@ -39,6 +39,13 @@
  * both are logged (rate-limited: src/limit-log.ts). docs/architecture.md
  * derives the memory bound per connection from these.
  *
+ * Barriers. A request whose effect the requests after it must see before
+ * they start (an AUTH being checked, which decides whether they may run; a
+ * Redis EXEC or RENAME, whose writes a pipelined GET must see) is made a
+ * barrier: requests read after it are queued for their answers' order but
+ * not started until it answers, then started in order up to the next
+ * barrier.
+ *
  * Bad input that the parser can step over gets an error answer and the
  * connection goes on. A stream that cannot be resynchronised gets a final
  * error answer (fatal()) and is closed after the answers before it are
@@ -55,6 +62,8 @@ import {
 } from "../limits.js";
 import type { LimitLevel } from "../limit-log.js";
 import type { Result } from "../shard/command.js";
+import type { User } from "../security/users.js";
+import type { Authenticator } from "./auth.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 
 export interface ConnectionHost {
@@ -65,8 +74,8 @@ export interface ConnectionHost {
   /** Over the soft limit with nothing read for this long, the connection is closed (`--client-output-stall-ms`). */
   readonly outputStallMs: number;
   readonly dispatcher: Dispatcher;
-  /** Password clients must present (native AUTH, RESP AUTH); null when none. */
-  readonly requirePass: string | null;
+  /** Users, AUTH and protected mode (auth.ts). */
+  readonly auth: Authenticator;
   /** Paused by shard congestion or shutdown. */
   readingBlocked(): boolean;
   /** Commands were sent: publish the rings at the end of this turn, watch congestion. */
@@ -109,11 +118,17 @@ export abstract class Connection implements RequestOwner {
   /** The recent answers' size, bytes (a moving average), and the dispatch window it gives. */
   private answerBytes = DISPATCH_WINDOW_BYTES / DISPATCH_WINDOW_START;
   private window = DISPATCH_WINDOW_START;
+  /** A started request the ones after it must not overtake (see the file comment), and those waiting for it. */
+  private barrier: InFlight | null = null;
+  private afterBarrier: InFlight[] = [];
+  /** Who this connection is: the default user when it needs no password, else null until AUTH. */
+  user: User | null;
 
   constructor(
     readonly socket: Socket,
     protected readonly host: ConnectionHost,
   ) {
+    this.user = host.auth.users.initialUser();
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => {
       if (this.ending) return;
@@ -142,6 +157,11 @@ export abstract class Connection implements RequestOwner {
   /** Requests received and not yet answered. */
   get pending(): number {
     return this.queue.length - this.queueHead;
+  }
+
+  /** The client's IP address. */
+  get remoteIp(): string | undefined {
+    return this.socket.remoteAddress;
   }
 
   /** No answer will be written any more: results for its requests are dropped (dispatch.ts). */
@@ -185,6 +205,7 @@ export abstract class Connection implements RequestOwner {
    */
   protected mayStart(): boolean {
     return (
+      this.barrier === null &&
       this.heldHead === this.held.length &&
       this.unfinished < this.window &&
       this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES
@@ -199,9 +220,30 @@ export abstract class Connection implements RequestOwner {
   /** Starts a request that was held (its protocol knows how). */
   protected abstract startHeld(req: InFlight): void;
 
+  /** Makes `req` (started, not answered yet) a barrier: requests after it start once it answers. */
+  protected barrierOn(req: InFlight): void {
+    this.barrier = req;
+    req.afterFinish = this.releaseBarrier;
+  }
+
+  private startOrWait(req: InFlight): void {
+    if (this.barrier !== null) this.afterBarrier.push(req);
+    else this.startHeld(req);
+  }
+
+  /** The barrier answered: start what waited for it, in order, until the next barrier. */
+  private readonly releaseBarrier = (): void => {
+    this.barrier = null;
+    let i = 0;
+    while (i < this.afterBarrier.length && this.barrier === null && !this.gone) this.startHeld(this.afterBarrier[i++]!);
+    this.afterBarrier.splice(0, i);
+    // Commands may have been sent outside a socket read (an AUTH checked on the thread pool): publish them.
+    if (i > 0) this.host.afterDispatch();
+  };
+
   /** Starts held requests while the window has room; true when it started any. */
   private release(): boolean {
-    const from = this.heldHead;
+    let started = false;
     while (
       this.heldHead < this.held.length &&
       this.unfinished - (this.held.length - this.heldHead) < this.window &&
@@ -211,13 +253,14 @@ export abstract class Connection implements RequestOwner {
     ) {
       const req = this.held[this.heldHead]!;
       this.held[this.heldHead++] = DONE;
-      this.startHeld(req);
+      this.startOrWait(req);
+      started = true;
     }
     if (this.heldHead === this.held.length && this.heldHead > 0) {
       this.held.length = 0;
       this.heldHead = 0;
     }
-    return this.heldHead !== from;
+    return started;
   }
 
   private onEnd(): void {

@@ -50,6 +50,8 @@ export abstract class InFlight {
   remaining = 0;
   /** Bytes of answer charged to the owner so far: the values of the results received, then `out`. */
   charged = 0;
+  /** Called once the answer is made (a barrier's release; an EXEC waiting for its WATCH's reads). */
+  afterFinish: (() => void) | null = null;
 
   constructor(readonly owner: RequestOwner) {}
 
@@ -62,6 +64,11 @@ export abstract class InFlight {
     const bytes = out.length - this.charged;
     this.charged = out.length;
     this.owner.requestDone(bytes, out.length);
+    const f = this.afterFinish;
+    if (f !== null) {
+      this.afterFinish = null;
+      f();
+    }
   }
 }
 

@@ -2,7 +2,6 @@
  * The native protocol's requests: a decoded Cap'n Proto Operation in, shard
  * commands out, a Cap'n Proto Response back.
  */
-import { timingSafeEqual } from "node:crypto";
 import type { Socket } from "node:net";
 import { ErrorCode, errorName } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
@@ -35,14 +34,26 @@ import {
   unpackKeys,
 } from "../shard/command.js";
 import { FrameReader } from "../protocol/framing.js";
+import {
+  ALL_PERMS,
+  mayAccess,
+  mayRun,
+  mayWatchPrefix,
+  NOPERM_KEY,
+  nopermCommand,
+  Perm,
+  type User,
+} from "../security/users.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 import { sendTxn, type TxnGather, type TxnOutcome } from "./txn.js";
 import { looksLikePosition, parsePosition, Watch, type WatchSink } from "./watch.js";
 
 export interface NativeSession {
-  authenticated: boolean;
-  readonly requirePass: string | null;
+  /** Who the connection is (null: not authenticated yet). */
+  readonly user: User | null;
+  /** Checks an AUTH (asynchronously: requests after it wait), then answers it. */
+  startAuth(req: NativeRequest): void;
   /** This connection's open watches, by their request's id. */
   readonly watches: Map<bigint, Watch>;
   /** A frame no request waits for (a watch's next frame). */
@@ -50,12 +61,55 @@ export interface NativeSession {
   readonly canTakeMore: boolean;
 }
 
-/** Constant-time comparison, so response timing does not leak the password. */
-export function passwordMatches(want: string, user: string, password: string | Uint8Array): boolean {
-  if (user !== "" && user !== "default") return false;
-  const a = Buffer.from(password);
-  const b = Buffer.from(want);
-  return a.length === b.length && timingSafeEqual(a, b);
+const { READ, WRITE, ADMIN } = Perm;
+
+/** "get", "transferLeader"...: an operation's name in NOPERM's text. */
+const kindName: Record<number, string> = {};
+for (const [name, kind] of Object.entries(OpKind))
+  kindName[kind] = name.toLowerCase().replace(/_(.)/g, (_m, c: string) => c.toUpperCase());
+
+/** The permission each operation needs (src/security/users.ts); a transaction's depends on its ops (txnPerm). */
+const permOfKind: Partial<Record<number, number>> = {
+  [OpKind.GET]: READ,
+  [OpKind.EXISTS]: READ,
+  [OpKind.TTL]: READ,
+  [OpKind.MGET]: READ,
+  [OpKind.SCAN]: READ,
+  [OpKind.WATCH]: READ,
+  [OpKind.PUT]: WRITE,
+  [OpKind.INSERT]: WRITE,
+  [OpKind.UPDATE]: WRITE,
+  [OpKind.CAS]: WRITE,
+  [OpKind.DELETE]: WRITE,
+  [OpKind.EXPIRE]: WRITE,
+  [OpKind.PERSIST]: WRITE,
+  [OpKind.MPUT]: WRITE,
+  [OpKind.MDEL]: WRITE,
+  [OpKind.TRANSFER_LEADER]: ADMIN,
+  [OpKind.REPLACE_REPLICA]: ADMIN,
+};
+
+/**
+ * Why `user` may not run `op`, in Redis's words, or null when it may: the
+ * operation's category, then each key against the user's patterns (a watch
+ * of a prefix: the whole prefix must be within one pattern).
+ */
+export function nativeRefusal(user: User, op: Operation): string | null {
+  let need = permOfKind[op.kind] ?? 0;
+  const t = op.txn;
+  if (t !== null) {
+    if (t.compares.length > 0) need |= READ;
+    for (const o of [...t.success, ...t.failure]) need |= isWrite(o.op) ? WRITE : READ;
+  }
+  if (!mayRun(user, need)) return nopermCommand(user, kindName[op.kind] ?? String(op.kind));
+  if (user.keys === null) return null;
+  if (op.kind === OpKind.WATCH && op.prefix) return mayWatchPrefix(user, op.keys[0]!) ? null : NOPERM_KEY;
+  for (const k of op.keys) if (!mayAccess(user, k)) return NOPERM_KEY;
+  if (t !== null) {
+    for (const c of t.compares) if (!mayAccess(user, c.key)) return NOPERM_KEY;
+    for (const o of [...t.success, ...t.failure]) if (!mayAccess(user, o.key)) return NOPERM_KEY;
+  }
+  return null;
 }
 
 /** Scan cursors name the shard in their high part: shard * 2^32 + the shard's own cursor. */
@@ -107,15 +161,14 @@ export class NativeRequest extends InFlight {
   start(d: Dispatcher, nowMs: number, session: NativeSession): void {
     const op = this.op;
     if (op.errorCode !== 0) return this.finish(encodeError(op.id, op.errorCode, op.errorMessage));
-    if (op.kind === OpKind.AUTH) {
-      if (session.requirePass === null)
-        return this.finish(encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "no password is configured on this node"));
-      if (!passwordMatches(session.requirePass, op.user, op.password))
-        return this.finish(encodeError(op.id, ErrorCode.NOAUTH, "invalid username-password pair"));
-      session.authenticated = true;
-      return this.finish(encodeOk(op.id));
+    if (op.kind === OpKind.AUTH) return session.startAuth(this);
+    const user = session.user;
+    if (user === null || user.deleted)
+      return this.finish(encodeError(op.id, ErrorCode.NOAUTH, "authentication required"));
+    if (user.perms !== ALL_PERMS || user.keys !== null) {
+      const refusal = nativeRefusal(user, op);
+      if (refusal !== null) return this.finish(encodeError(op.id, ErrorCode.NOPERM, refusal));
     }
-    if (!session.authenticated) return this.finish(encodeError(op.id, ErrorCode.NOAUTH, "authentication required"));
     const expireAtMs = op.expireAtMs > 0 ? op.expireAtMs : op.ttlMs > 0 ? nowMs + op.ttlMs : 0;
     switch (op.kind) {
       case OpKind.PING:
@@ -431,14 +484,34 @@ export function copyResult(r: Result, value = true): PartResult {
 export class NativeConnection extends Connection implements NativeSession {
   private readonly framer: FrameReader;
   readonly watches = new Map<bigint, Watch>();
-  authenticated: boolean;
-  readonly requirePass: string | null;
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
     this.framer = new FrameReader(host.maxFrameBytes);
-    this.requirePass = host.requirePass;
-    this.authenticated = host.requirePass === null;
+    if (host.auth.refuses(socket.remoteAddress)) {
+      host.limitHit("protected-mode", "refused a client from another machine: protected mode", {
+        remote: socket.remoteAddress,
+      });
+      this.fatal(encodeError(0n, ErrorCode.DENIED, outcomeOf(ErrorCode.DENIED).text));
+    }
+  }
+
+  startAuth(req: NativeRequest): void {
+    const op = req.op;
+    const name = op.user === "" ? "default" : op.user;
+    const users = this.host.auth.users;
+    if (name === "default" && !users.authRequired)
+      return req.finish(
+        encodeError(op.id, ErrorCode.INVALID_ARGUMENT, "no password is configured for the default user"),
+      );
+    // The requests after it wait for the answer: whether they may run depends on it.
+    this.barrierOn(req);
+    void this.host.auth.check(name, Buffer.from(op.password), this.socket.remoteAddress, "native").then((u) => {
+      if (u === null)
+        return req.finish(encodeError(op.id, ErrorCode.NOAUTH, "invalid username-password pair or user is disabled"));
+      this.user = u;
+      req.finish(encodeOk(op.id));
+    });
   }
 
   protected onBytes(chunk: Buffer, nowMs: number): void {

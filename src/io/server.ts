@@ -15,6 +15,7 @@
  * promises that settle on this same event loop.
  */
 import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import { type LimitLevel, LimitLog } from "../limit-log.js";
 import {
@@ -26,6 +27,9 @@ import {
   SHUTDOWN_GRACE_MS,
 } from "../limits.js";
 import { listenFailure } from "../start-failure.js";
+import type { Users } from "../security/users.js";
+import { clientPortOptions, type TlsFiles } from "../security/tls-files.js";
+import { Authenticator } from "./auth.js";
 import type { Connection, ConnectionHost } from "./connection.js";
 import { Dispatcher } from "./dispatch.js";
 import { NativeConnection } from "./native.js";
@@ -53,8 +57,12 @@ export interface NodeOptions {
   clientOutputStallMs?: number;
   /** Pin workers to cores (Linux). */
   pin: boolean;
-  /** Password clients must AUTH with, on every protocol; null for none. */
-  requirePass: string | null;
+  /** The node's users (src/security/users.ts): who may connect and what each may do, on every port. */
+  users: Users;
+  /** Refuse clients from other machines while the default user has no password (`--protected-mode`). */
+  protectedMode: boolean;
+  /** TLS on every client port (null: plaintext); a TLS port takes no plaintext. */
+  tls: TlsFiles | null;
   logger: Logger;
   /**
    * Builds another backend instead of the local shards (cluster mode:
@@ -73,12 +81,14 @@ export class PiccoloNode implements ConnectionHost {
   readonly maxOutputBytes: number;
   readonly outputStallMs: number;
   private readonly maxConnections: number;
-  readonly requirePass: string | null;
+  readonly auth: Authenticator;
   readonly dispatcher = new Dispatcher();
   /** Cluster mode: where a Redis PUBLISH relayed by another member goes (the Redis port's pub/sub hub). */
   onPeerPublish: ((channel: Uint8Array, message: Uint8Array) => void) | null = null;
   private backend!: ShardBackend;
   private readonly servers: Server[] = [];
+  /** The TLS listeners, whose certificate reloadTls() replaces. */
+  private readonly tlsServers: ReturnType<typeof createTlsServer>[] = [];
   private readonly connections = new Set<Connection>();
   private dirty: Connection[] = [];
   private blocked = false;
@@ -96,9 +106,9 @@ export class PiccoloNode implements ConnectionHost {
     this.maxOutputBytes = options.clientOutputLimitBytes ?? DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES;
     this.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
     this.outputStallMs = options.clientOutputStallMs ?? CLIENT_OUTPUT_STALL_MS;
-    this.requirePass = options.requirePass;
     this.logger = options.logger;
     this.limits = new LimitLog((level, message, detail) => this.logger[level](detail, message));
+    this.auth = new Authenticator(options.users, options.host, options.protectedMode, this);
   }
 
   /**
@@ -161,7 +171,7 @@ export class PiccoloNode implements ConnectionHost {
    * that cannot be listened on rejects with a StartError naming `what`.
    */
   async listen(port: number, open: (socket: Socket) => Connection, what: string): Promise<number> {
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    const accept = (socket: Socket): void => {
       if (this.stopping) {
         socket.destroy();
         return;
@@ -175,7 +185,23 @@ export class PiccoloNode implements ConnectionHost {
       }
       this.connections.add(open(socket));
       this.dispatcher.connections = this.connections.size;
-    });
+    };
+    // With TLS, a connection is handed over once its handshake is done; one that never finishes it
+    // is dropped after TLS_HANDSHAKE_TIMEOUT_MS. A plaintext client gets no answer: its bytes are not a handshake.
+    const server =
+      this.options.tls === null
+        ? createServer({ allowHalfOpen: true, noDelay: true }, accept)
+        : createTlsServer(
+            { ...clientPortOptions(this.options.tls), allowHalfOpen: true, noDelay: true },
+            (socket: TLSSocket) => accept(socket),
+          ).on("tlsClientError", (err, socket) =>
+            this.limitHit("tls-handshake", "a client's TLS handshake failed (plaintext, a wrong CA, no certificate?)", {
+              port: what,
+              remote: socket.remoteAddress,
+              err: err.message,
+            }),
+          );
+    if (this.options.tls !== null) this.tlsServers.push(server as ReturnType<typeof createTlsServer>);
     await new Promise<void>((resolve, reject) => {
       const failed = (err: Error): void => reject(listenFailure(err, `${this.options.host}:${port}`, what));
       server.once("error", failed);
@@ -187,6 +213,17 @@ export class PiccoloNode implements ConnectionHost {
     this.servers.push(server);
     const address = server.address();
     return typeof address === "object" && address !== null ? address.port : port;
+  }
+
+  /**
+   * Re-reads the certificate, key and CA files (SIGHUP): new connections get
+   * the new certificate, open ones keep theirs. A file that cannot be read
+   * leaves the old certificate in place and throws.
+   */
+  reloadTls(): void {
+    if (this.options.tls === null) return;
+    const options = clientPortOptions(this.options.tls);
+    for (const s of this.tlsServers) s.setSecureContext(options);
   }
 
   // ConnectionHost

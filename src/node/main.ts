@@ -7,6 +7,7 @@
  * later stops the process with 70 (src/node/fatal.ts).
  */
 import { accessSync, constants, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { pino } from "pino";
 import { PeerFaults } from "../chaos/peer-faults.js";
 import { ClusterShards } from "../cluster/backend.js";
@@ -16,6 +17,7 @@ import { PiccoloNode } from "../io/server.js";
 import { type DataDir, DataDirError, openDataDir } from "../journal/data-dir.js";
 import { startResp } from "../resp/listener.js";
 import { peerOptions } from "../security/tls-files.js";
+import { Users } from "../security/users.js";
 import { StartError } from "../start-failure.js";
 import type { NodeConfig } from "./config.js";
 import { installCrashPolicy } from "./fatal.js";
@@ -76,8 +78,19 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
     }
     durability = { shardDir: dataDir.shardDir, fsync: d.fsync, snapshotLogBytes: d.snapshotLogBytes };
   }
+  for (const w of config.warnings) logger.warn(w);
+  // Users: the file beside the data (or --aclfile), the default user's password from --requirepass and friends.
+  let users: Users;
+  try {
+    if (config.aclFile !== null) mkdirSync(dirname(config.aclFile), { recursive: true });
+    users = await Users.open(config.aclFile, config.requirePass);
+  } catch (err) {
+    dataDir?.release();
+    throw new StartError(`cannot start: the users file ${config.aclFile} (--aclfile): ${(err as Error).message}`);
+  }
   const node = new PiccoloNode({
     ...config,
+    users,
     shards,
     logger,
     durability,
@@ -101,8 +114,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   }
   let resp = 0;
   try {
-    if (config.respPort !== 0)
-      resp = await startResp(node, config.respPort, port, config.requirePass, config.durability);
+    if (config.respPort !== 0) resp = await startResp(node, config.respPort, port, config.durability);
   } catch (err) {
     await node.stop();
     dataDir?.release();
@@ -112,7 +124,14 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   const respNote = resp === 0 ? "resp disabled" : `resp on ${config.host}:${resp}`;
   const mode =
     cluster === null ? `shards: ${shards}` : `cluster member ${cluster.nodeId}, partitions: ${cluster.partitions}`;
-  process.stdout.write(`piccolo listening on ${config.host}:${port} (${mode}), ${respNote}\n`);
+  process.stdout.write(
+    `piccolo listening on ${config.host}:${port} (${mode}${config.tls === null ? "" : ", TLS"}), ${respNote}\n`,
+  );
+  if (node.auth.protecting)
+    logger.warn(
+      { host: config.host },
+      "protected mode: the default user has no password, so clients from other machines are refused; set one with --requirepass-file (or ACL SETUSER default on >password), or --protected-mode no if every client that can reach this address is trusted",
+    );
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -129,6 +148,15 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
       },
     );
   };
+  // SIGHUP: re-read the TLS files (a renewed certificate), as nginx and etcd do; open connections keep theirs.
+  process.on("SIGHUP", () => {
+    try {
+      node.reloadTls();
+      logger.info("TLS certificate reloaded");
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, "TLS certificate reload failed: the old one stays in use");
+    }
+  });
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
   return node;

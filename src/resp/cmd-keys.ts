@@ -7,7 +7,7 @@ import { MAX_SCAN_COUNT } from "../limits.js";
 import { EXPIRE_GT, EXPIRE_LT, EXPIRE_NX, EXPIRE_XX, Op, unpackKeys } from "../shard/command.js";
 import type { TxnCompare, TxnOp } from "../io/txn.js";
 import { E, int, lower, op, sameKey, text, versionIs } from "./args.js";
-import { globMatch, literalPrefix } from "./glob.js";
+import { globMatch, literalPrefix } from "../glob.js";
 import * as reply from "./reply.js";
 import type { RespRequest } from "./request.js";
 

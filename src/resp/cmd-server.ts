@@ -5,10 +5,10 @@
  * COMMAND lives in commands.ts beside the table it describes.
  */
 import { memoryUsage } from "node:process";
-import { passwordMatches as checkPassword, statsRow } from "../io/native.js";
+import { statsRow } from "../io/native.js";
 import { Op } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
-import { globMatch } from "./glob.js";
+import { globMatch } from "../glob.js";
 import { persistenceSection } from "./cmd-persistence.js";
 import { notifyFlagsText, parseNotifyFlags, subscribed } from "./pubsub.js";
 import { clearTransaction } from "./multi.js";
@@ -29,24 +29,30 @@ export function ping(q: RespRequest): void {
 
 export const echo = (q: RespRequest) => q.reply(reply.bulk(q.args[1]!));
 
-function passwordMatches(q: RespRequest, user: string, pass: Uint8Array): boolean {
-  const want = q.session.resp.requirePass;
-  return want !== null && user === "default" && checkPassword(want, user, pass);
+/**
+ * Checks `user`'s `password` (on the thread pool: the connection's later
+ * commands wait, as AUTH and HELLO are barriers in connection.ts), then
+ * runs `then` as that user, or answers WRONGPASS after the failure's delay.
+ */
+function authenticate(q: RespRequest, user: string, password: Uint8Array, then: () => void): void {
+  const s = q.session;
+  // The argument is a view into this read's buffer: copied before the wait.
+  void s.resp.auth.check(user, Buffer.from(password), s.remoteIp, "resp").then((u) => {
+    if (u === null) return q.error("WRONGPASS invalid username-password pair or user is disabled.");
+    s.user = u;
+    then();
+  });
 }
 
-/** AUTH [username] password: only the default user exists. */
+/** AUTH [username] password */
 export function auth(q: RespRequest): void {
   const a = q.args;
   if (a.length > 3) return q.error(E.syntax);
-  if (q.session.resp.requirePass === null)
+  if (a.length === 2 && !q.session.resp.auth.users.authRequired)
     return q.error(
       "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
     );
-  const user = a.length === 3 ? text(a[1]!) : "default";
-  if (!passwordMatches(q, user, a[a.length - 1]!))
-    return q.error("WRONGPASS invalid username-password pair or user is disabled.");
-  q.session.authenticated = true;
-  q.reply(reply.OK);
+  authenticate(q, a.length === 3 ? text(a[1]!) : "default", a[a.length - 1]!, () => q.reply(reply.OK));
 }
 
 /** HELLO [protover [AUTH username password] [SETNAME clientname]] */
@@ -63,38 +69,41 @@ export function hello(q: RespRequest): void {
     i = 2;
   }
   let name: string | null = null;
+  let credentials: [string, Uint8Array] | null = null;
   for (; i < a.length; i++) {
     const opt = lower(a[i]!);
     if (opt === "auth" && i + 2 < a.length) {
-      if (s.resp.requirePass === null || !passwordMatches(q, text(a[i + 1]!), a[i + 2]!))
-        return q.error("WRONGPASS invalid username-password pair or user is disabled.");
-      s.authenticated = true;
+      credentials = [text(a[i + 1]!), a[i + 2]!];
       i += 2;
     } else if (opt === "setname" && i + 1 < a.length) {
       name = text(a[++i]!);
       if (!validName(name)) return q.error(BAD_NAME);
     } else return q.error(`ERR Syntax error in HELLO option '${text(a[i]!)}'`);
   }
-  if (!s.authenticated)
+  const answer = (): void => {
+    s.proto = proto;
+    if (name !== null) s.name = name;
+    q.reply(
+      reply.map(
+        [
+          [reply.bulk("server"), reply.bulk("redis")],
+          [reply.bulk("version"), reply.bulk(REDIS_COMPAT_VERSION)],
+          [reply.bulk("proto"), reply.integer(proto)],
+          [reply.bulk("id"), reply.integer(s.id)],
+          [reply.bulk("mode"), reply.bulk("standalone")],
+          [reply.bulk("role"), reply.bulk("master")],
+          [reply.bulk("modules"), reply.array([])],
+        ],
+        proto,
+      ),
+    );
+  };
+  if (credentials !== null) return authenticate(q, credentials[0], credentials[1], answer);
+  if (s.user === null)
     return q.error(
       "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
     );
-  s.proto = proto;
-  if (name !== null) s.name = name;
-  q.reply(
-    reply.map(
-      [
-        [reply.bulk("server"), reply.bulk("redis")],
-        [reply.bulk("version"), reply.bulk(REDIS_COMPAT_VERSION)],
-        [reply.bulk("proto"), reply.integer(proto)],
-        [reply.bulk("id"), reply.integer(s.id)],
-        [reply.bulk("mode"), reply.bulk("standalone")],
-        [reply.bulk("role"), reply.bulk("master")],
-        [reply.bulk("modules"), reply.array([])],
-      ],
-      proto,
-    ),
-  );
+  answer();
 }
 
 export function select(q: RespRequest): void {
@@ -116,7 +125,7 @@ export function reset(q: RespRequest): void {
   clearTransaction(s); // as Redis: RESET discards MULTI and forgets WATCH
   s.staleReads = false; // as Redis: RESET puts the connection back in READWRITE mode
   s.resp.pubsub.drop(s); // as Redis: RESET leaves every channel and pattern
-  s.authenticated = s.resp.requirePass === null;
+  s.user = s.resp.auth.users.initialUser(); // as Redis: RESET authenticates as the default user
   q.reply(reply.simple("RESET"));
 }
 

@@ -6,6 +6,8 @@
  * Arity follows Redis: N means exactly N arguments counting the command
  * name, -N means at least N.
  */
+import { Perm } from "../security/users.js";
+import * as ac from "./cmd-acl.js";
 import * as k from "./cmd-keys.js";
 import * as ps from "./cmd-persistence.js";
 import * as mt from "./multi.js";
@@ -21,6 +23,8 @@ export interface CommandSpec {
   flags: string[];
   /** The "readonly" flag, as a field: checked on every command after READONLY. */
   readOnly: boolean;
+  /** The permission a user needs to run it (Perm bits from src/security/users.ts; 0: any authenticated user). */
+  perm: number;
   firstKey: number;
   lastKey: number;
   step: number;
@@ -40,11 +44,15 @@ function def(
   summary: string,
   run: (q: RespRequest) => void,
 ): void {
+  const f = flags === "" ? [] : flags.split(" ");
   table.set(name, {
     name,
     arity,
-    flags: flags === "" ? [] : flags.split(" "),
-    readOnly: flags.split(" ").includes("readonly"),
+    flags: f,
+    readOnly: f.includes("readonly"),
+    perm:
+      PERM_OF[name] ??
+      (f.includes("admin") ? Perm.ADMIN : f.includes("write") ? Perm.WRITE : f.includes("readonly") ? Perm.READ : 0),
     firstKey: keys[0],
     lastKey: keys[1],
     step: keys[2],
@@ -53,6 +61,21 @@ function def(
     run,
   });
 }
+
+/**
+ * Permissions not read off the flags: a flush empties every key, so it is an
+ * admin's (as the Cerializer's and the native protocol's admin operations);
+ * publishing writes and subscribing reads; CLIENT is a connection command
+ * (CLIENT LIST, which shows every client, checks admin itself).
+ */
+const PERM_OF: Record<string, number> = {
+  flushdb: Perm.ADMIN | Perm.WRITE,
+  flushall: Perm.ADMIN | Perm.WRITE,
+  publish: Perm.WRITE,
+  subscribe: Perm.READ,
+  psubscribe: Perm.READ,
+  client: 0,
+};
 
 const NONE: [number, number, number] = [0, 0, 0];
 const ONE: [number, number, number] = [1, 1, 1];
@@ -74,6 +97,15 @@ def(
   "connection",
   "CLIENT SETNAME|GETNAME|ID|INFO|LIST.",
   sv.client,
+);
+def(
+  "acl",
+  -2,
+  "noscript loading stale",
+  NONE,
+  "server",
+  "ACL WHOAMI|LIST|USERS|GETUSER|SETUSER|DELUSER|CAT|LOAD|SAVE (all but WHOAMI need admin).",
+  ac.acl,
 );
 // cluster: stale reads (docs/cluster.md, "Stale reads")
 def(
@@ -222,6 +254,11 @@ def(
   pb.publish,
 );
 def("pubsub", -2, "pubsub loading stale", NONE, "pubsub", "PUBSUB CHANNELS|NUMSUB|NUMPAT.", pb.pubsub);
+
+/** Every command, in table order (ACL CAT). */
+export function allCommands(): CommandSpec[] {
+  return [...table.values()];
+}
 
 export function lookup(name: string): CommandSpec | undefined {
   return table.get(name);

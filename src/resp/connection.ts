@@ -7,7 +7,10 @@ import type { Socket } from "node:net";
 import { Connection, type ConnectionHost } from "../io/connection.js";
 import type { InFlight } from "../io/dispatch.js";
 import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
-import { lookupBytes } from "./commands.js";
+import { ErrorCode } from "../errors.js";
+import { outcomeOf } from "../outcomes.js";
+import { ALL_PERMS, mayAccess, mayRun, NOPERM_KEY, nopermCommand, Perm, type User } from "../security/users.js";
+import { type CommandSpec, lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
 import { subscribed } from "./pubsub.js";
 import * as reply from "./reply.js";
@@ -21,7 +24,7 @@ let nextClientId = 1;
  * transaction; EXEC waiting for its WATCH's reads): the connection starts
  * nothing after one of them until it answers.
  */
-const BARRIERS = new Set(["exec", "rename", "renamenx", "copy"]);
+const BARRIERS = new Set(["exec", "rename", "renamenx", "copy", "auth", "hello", "acl"]);
 
 const dec = new TextDecoder();
 
@@ -41,9 +44,25 @@ const WHILE_SUBSCRIBED = new Set([
   "reset",
 ]);
 
+/**
+ * Why `user` may not run this command, in Redis's words, or null when it
+ * may: its category (commands.ts), then each key at the table's key
+ * positions against the user's patterns. (KEYS and SCAN list names without
+ * the patterns applied, as in Redis: docs/security.md.)
+ */
+function respRefusal(user: User, spec: CommandSpec, args: Uint8Array[]): string | null {
+  let need = spec.perm;
+  // CLIENT LIST shows every client's address and command: an admin's (as in Redis).
+  if (spec.name === "client" && args.length >= 2 && dec.decode(args[1]!).toLowerCase() === "list") need = Perm.ADMIN;
+  if (!mayRun(user, need)) return nopermCommand(user, spec.name);
+  if (user.keys === null || spec.firstKey === 0) return null;
+  const last = spec.lastKey < 0 ? args.length + spec.lastKey : Math.min(spec.lastKey, args.length - 1);
+  for (let i = spec.firstKey; i <= last; i += spec.step) if (!mayAccess(user, args[i]!)) return NOPERM_KEY;
+  return null;
+}
+
 export class RespConnection extends Connection implements RespSession {
   proto: reply.Proto = 2;
-  authenticated: boolean;
   name = "";
   readonly id = nextClientId++;
   readonly createdMs = Date.now();
@@ -54,14 +73,6 @@ export class RespConnection extends Connection implements RespSession {
   readonly subscriptions = { channels: new Set<string>(), patterns: new Set<string>() };
   readonly address: string;
   private readonly parser: RespParser;
-  /**
-   * A command still under way that the commands after it must not overtake
-   * (BARRIERS); they are queued for their answers' order but not started
-   * until it answers, so a pipelined GET after RENAME or EXEC sees its writes.
-   */
-  private barrier: RespRequest | null = null;
-  private afterBarrier: RespRequest[] = [];
-
   constructor(
     socket: Socket,
     host: ConnectionHost,
@@ -69,7 +80,12 @@ export class RespConnection extends Connection implements RespSession {
   ) {
     super(socket, host);
     this.address = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.authenticated = resp.requirePass === null;
+    if (host.auth.refuses(socket.remoteAddress)) {
+      host.limitHit("protected-mode", "refused a client from another machine: protected mode", {
+        remote: socket.remoteAddress,
+      });
+      this.fatal(reply.error(`DENIED ${outcomeOf(ErrorCode.DENIED).text}`));
+    }
     // proto-max-bulk-len: one argument is at most a value (or a key, if the value limit is smaller).
     this.parser = new RespParser(Math.max(host.maxValueBytes, MAX_KEY_BYTES), respMaxQueryBytes(host.maxValueBytes));
   }
@@ -89,7 +105,7 @@ export class RespConnection extends Connection implements RespSession {
   }
 
   private command(args: Uint8Array[], nowMs: number): void {
-    if (this.mayStart() && this.barrier === null) {
+    if (this.mayStart()) {
       const req = new RespRequest(this, this, args, nowMs);
       this.enqueue(req);
       return this.start(req);
@@ -102,21 +118,12 @@ export class RespConnection extends Connection implements RespSession {
       nowMs,
     );
     this.enqueue(req);
-    // Held in order by the base (even behind a barrier: requests it still holds are older); startHeld() defers it past the barrier.
+    // Held in order by the base (past the dispatch window, or behind a barrier).
     this.hold(req);
   }
 
   protected startHeld(req: InFlight): void {
-    if (this.barrier !== null) this.afterBarrier.push(req as RespRequest);
-    else this.start(req as RespRequest);
-  }
-
-  /** The barrier answered: start what waited for it, in order, until the next barrier. */
-  private releaseBarrier(): void {
-    this.barrier = null;
-    let i = 0;
-    while (i < this.afterBarrier.length && this.barrier === null) this.start(this.afterBarrier[i++]!);
-    this.afterBarrier.splice(0, i);
+    this.start(req as RespRequest);
   }
 
   private start(req: RespRequest): void {
@@ -136,9 +143,18 @@ export class RespConnection extends Connection implements RespSession {
     }
     const name = spec.name;
     this.lastCommand = name;
-    if (!this.authenticated && !BEFORE_AUTH.has(name)) {
+    const user = this.user;
+    if ((user === null || user.deleted) && !BEFORE_AUTH.has(name)) {
       this.resp.stats.rejectedCalls++;
       return req.error("NOAUTH Authentication required.");
+    }
+    if (user !== null && (user.perms !== ALL_PERMS || user.keys !== null)) {
+      const refusal = respRefusal(user, spec, args);
+      if (refusal !== null) {
+        this.resp.stats.rejectedCalls++;
+        if (this.multi !== null) this.multi.dirty = true;
+        return req.error(`NOPERM ${refusal}`);
+      }
     }
     if ((spec.arity > 0 && args.length !== spec.arity) || (spec.arity < 0 && args.length < -spec.arity)) {
       this.resp.stats.rejectedCalls++;
@@ -154,10 +170,8 @@ export class RespConnection extends Connection implements RespSession {
     if (this.multi !== null && !NOT_QUEUED.has(name)) return enqueue(req, name);
     req.stale = this.staleReads && spec.readOnly;
     spec.run(req);
-    if (req.out === null && BARRIERS.has(name)) {
-      this.barrier = req;
-      req.afterFinish = () => this.releaseBarrier();
-    }
+    // A pipelined GET after RENAME or EXEC must see its writes.
+    if (req.out === null && BARRIERS.has(name)) this.barrierOn(req);
   }
 
   protected get partial(): boolean {

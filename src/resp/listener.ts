@@ -11,14 +11,13 @@ export async function startResp(
   node: PiccoloNode,
   port: number,
   nativePort: number,
-  requirePass: string | null,
   persistence: RespHost["persistence"] = null,
 ): Promise<number> {
   const sessions = new Set<RespConnection>();
   const host: RespHost & { port: number } = {
     dispatcher: node.dispatcher,
     maxValueBytes: node.maxValueBytes,
-    requirePass,
+    auth: node.auth,
     persistence,
     port,
     nativePort,

@@ -26,7 +26,7 @@ import { Watch, type WatchSink } from "../io/watch.js";
 import { WATCH_PARK_MS } from "../limits.js";
 import { type Change, ChangeType } from "../shard/history.js";
 import { lower, text } from "./args.js";
-import { globMatch, literalPrefix } from "./glob.js";
+import { globMatch, literalPrefix } from "../glob.js";
 import * as reply from "./reply.js";
 import type { RespRequest, RespSession } from "./request.js";
 

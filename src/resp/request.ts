@@ -13,6 +13,8 @@
  * -UNCERTAIN, and so does a command that fails after one of its writes was
  * applied (a fan-out's other parts, an earlier step of RENAME).
  */
+import type { Authenticator } from "../io/auth.js";
+import type { User } from "../security/users.js";
 import { ErrorCode } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES } from "../limits.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "../io/dispatch.js";
@@ -44,7 +46,10 @@ export interface WatchState {
 export interface RespSession {
   /** RESP version spoken on this connection. */
   proto: reply.Proto;
-  authenticated: boolean;
+  /** Who the connection is (null: not authenticated yet; src/security/users.ts). */
+  user: User | null;
+  /** The client's IP address (failed AUTHs are slowed per address). */
+  readonly remoteIp: string | undefined;
   name: string;
   readonly id: number;
   readonly createdMs: number;
@@ -69,7 +74,8 @@ export interface RespSession {
 export interface RespHost {
   readonly dispatcher: Dispatcher;
   readonly maxValueBytes: number;
-  readonly requirePass: string | null;
+  /** Users, AUTH and its throttle (src/io/auth.ts). */
+  readonly auth: Authenticator;
   port: number;
   readonly nativePort: number;
   /** A single node's persistence (SAVE, INFO persistence); null when it keeps nothing on disk. */
@@ -121,16 +127,6 @@ export class RespRequest extends InFlight {
 
   get proto(): reply.Proto {
     return this.session.proto;
-  }
-
-  /** Called once the answer is made (WATCH: an EXEC may wait for it). */
-  afterFinish: (() => void) | null = null;
-
-  override finish(out: Uint8Array): void {
-    super.finish(out);
-    const f = this.afterFinish;
-    this.afterFinish = null;
-    f?.();
   }
 
   reply(bytes: Uint8Array): void {

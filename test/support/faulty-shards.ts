@@ -8,6 +8,7 @@
 // backend is the node's documented extension point (NodeOptions.backend,
 // which cluster mode uses), and it answers asynchronously, as the cluster
 // does.
+import { Users } from "../../src/security/users.js";
 import { pino } from "pino";
 import { PiccoloNode } from "../../src/io/server.js";
 import { InlineShards, type ShardBackend, type ShardEvents } from "../../src/io/shards.js";
@@ -76,7 +77,9 @@ export async function startFaultyNode(): Promise<FaultyNode> {
     shards: 0,
     maxValueBytes: DEFAULT_MAX_VALUE_BYTES,
     pin: false,
-    requirePass: null,
+    users: await Users.open(null, null),
+    protectedMode: true,
+    tls: null,
     logger: pino({ level: "silent" }),
     backend: async (events) => {
       shards = new FaultyShards(events);
@@ -84,6 +87,6 @@ export async function startFaultyNode(): Promise<FaultyNode> {
     },
   });
   const port = await node.start();
-  const respPort = await startResp(node, 0, port, null);
+  const respPort = await startResp(node, 0, port);
   return { node, shards, port, respPort, stop: () => node.stop() };
 }
