@@ -13,7 +13,9 @@ import { CLUSTER_MAX_IN_FLIGHT_BYTES } from "../limits.js";
 import type { Logger } from "pino";
 import { hash32 } from "../hash.js";
 import type { ClusterInfo, ShardBackend, ShardEvents } from "../io/shards.js";
+import { isLoopbackHost } from "../security/peer-auth.js";
 import { type CommandFields, commandBytes, encodeCommand, Result } from "../shard/command.js";
+import { StartError } from "../start-failure.js";
 import { realClock } from "./clock.js";
 import { walStorage } from "./group-host.js";
 import { InlineHostLink, WorkerHostLink } from "./host-link.js";
@@ -52,11 +54,37 @@ export interface ClusterOptions {
   /** The secret every member proves it holds in its hello (docs/security.md); null: none. */
   clusterSecret: string | null;
   /**
+   * Run a cluster whose members are not all on loopback with neither
+   * `peerTls` nor `clusterSecret` (an unauthenticated peer port reachable
+   * from other machines). Refused at start unless set (checkPeerProtection).
+   */
+  allowUnauthenticatedPeers?: boolean;
+  /**
    * TEST ONLY: wraps the peer network (the chaos harness's fault injection,
    * src/chaos/peer-faults.ts, installed by src/node/main.ts only when
    * PICCOLO_TEST_FAULT_FILE is set). Absent in production.
    */
   wrapNetwork?: (make: PeerNetworkFactory) => PeerNetworkFactory;
+}
+
+/**
+ * Safe by default (decision 0262): a peer port reachable from other
+ * machines without TLS or a secret lets anyone who reaches it forward
+ * commands, move leaders and join. Members all on this machine's loopback
+ * (the tests, `npm run cluster`) need neither: nobody else can reach them.
+ * Anything else must say how its peers prove who they are, or opt out
+ * explicitly; the message names the flags that fix it.
+ */
+function checkPeerProtection(o: ClusterOptions, members: readonly Member[]): void {
+  if (o.peerTls !== null || o.clusterSecret !== null || o.allowUnauthenticatedPeers === true) return;
+  const remote = members.find((m) => !isLoopbackHost(m.host));
+  if (remote === undefined) return;
+  throw new StartError(
+    `cannot start: member ${remote.name} is at ${remote.host}:${remote.port}, off this machine's loopback, and the peer port ` +
+      "would take anyone who reaches it; give every member the same secret with --cluster-secret-file FILE " +
+      "(or PICCOLO_CLUSTER_SECRET; `openssl rand -hex 32 > FILE` makes one), or mutual TLS with --tls-cert-file, " +
+      "--tls-key-file and --tls-ca-cert-file (--tls-cluster yes, the default with them); docs/security.md",
+  );
 }
 
 export class ClusterShards implements ShardBackend {
@@ -82,6 +110,7 @@ export class ClusterShards implements ShardBackend {
 
   static async start(o: ClusterOptions, events: ShardEvents): Promise<ClusterShards> {
     const members = mergeMembers(o.members, await loadJoined(o.dataDir));
+    checkPeerProtection(o, members);
     const hosts = Math.max(1, o.shards);
     const dirs = walDirs(o.dataDir, hosts);
     const transport: PeerNetworkFactory = (handlers) =>
@@ -91,6 +120,8 @@ export class ClusterShards implements ShardBackend {
         announce: o.self.id > o.bootstrap.length,
         clusterId: clusterIdOf(o.bootstrap, o.partitions, hash32),
         logger: o.logger,
+        tls: o.peerTls,
+        secret: o.clusterSecret,
         ...handlers,
       });
     const member = await ClusterMember.open(

@@ -17,11 +17,15 @@ import {
   pointerAt,
   readData,
   readRootAndChild,
+  rootStruct,
+  singleSegment,
   writeDataPointer,
+  writeStructPointer,
 } from "../protocol/capnp-words.js";
 import { PeerFrame, PeerFrame_Which, type RaftMessage } from "../protocol/gen/piccolo.js";
 import { type Message, MessageType } from "../raft/messages.js";
 import { type Entry, EntryType, type Snapshot } from "../raft/types.js";
+import { PEER_NONCE_BYTES, PEER_PROOF_BYTES } from "../security/peer-auth.js";
 
 export class PeerProtocolError extends Error {
   override name = "PeerProtocolError";
@@ -122,6 +126,105 @@ export function encodeHello(
   h.name = name;
   h.peerAddress = peerAddress;
   return frameOf(m);
+}
+
+/**
+ * The authentication step's frames (src/cluster/peer-handshake.ts), the
+ * first each side sends and the only ones read before it passes. They are
+ * not PeerFrames: the connection's state says what comes next, so they need
+ * no union, and a stranger's bytes never reach capnp-es before the step is
+ * passed. Each is a single-segment Cap'n Proto message (so FrameReader cuts
+ * and bounds it like any other) whose root struct has data words only:
+ *
+ *   word 0   u32 AUTH_MAGIC   u8 version (PEER_AUTH_VERSION)   u8 step   u8 flags   u8 zero
+ *   challenge (step 1, 5 data words): words 1-4 the sender's nonce; flags bit 0: it holds a cluster secret
+ *   proof     (step 2, 7 data words): word 1 u32 member, u32 zero; word 2 u64 cluster id; words 3-6 the HMAC
+ *
+ * A peer of an older version sends a PeerFrame hello instead (1 data word,
+ * 1 pointer): decodeAuthFrame says so, so the log names the real problem.
+ */
+export const PEER_AUTH_VERSION = 1;
+/** "auth", little-endian: a word no PeerFrame's root begins with (its first u16 is the union's tag, 0-6). */
+const AUTH_MAGIC = 0x68747561;
+const AUTH_CHALLENGE = 1;
+const AUTH_PROOF = 2;
+const CHALLENGE_DATA_WORDS = 1 + PEER_NONCE_BYTES / 8;
+const PROOF_DATA_WORDS = 3 + PEER_PROOF_BYTES / 8;
+/** Largest authentication frame: segment table (8 bytes), root pointer, the proof's data words. */
+export const PEER_AUTH_FRAME_BYTES = 8 + 8 + PROOF_DATA_WORDS * 8;
+
+export type AuthFrame =
+  | { kind: "challenge"; nonce: Uint8Array; hasSecret: boolean }
+  | { kind: "proof"; member: number; clusterId: bigint; proof: Uint8Array };
+
+/** A zeroed single-segment message with a data-only root of `dataWords`; returns it and its data's byte offset. */
+function authLayout(dataWords: number, step: number, flags: number): { out: Uint8Array; view: DataView; data: number } {
+  const words = 1 + dataWords;
+  const out = new Uint8Array(8 + words * 8);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, words, true); // one segment of `words` words
+  writeStructPointer({ view, start: 8, words }, 8, 1, dataWords, 0);
+  const data = 16;
+  view.setUint32(data, AUTH_MAGIC, true);
+  view.setUint8(data + 4, PEER_AUTH_VERSION);
+  view.setUint8(data + 5, step);
+  view.setUint8(data + 6, flags);
+  return { out, view, data };
+}
+
+export function encodeChallenge(nonce: Uint8Array, hasSecret: boolean): Uint8Array {
+  assert(nonce.length === PEER_NONCE_BYTES, "a challenge carries a whole nonce");
+  const { out, data } = authLayout(CHALLENGE_DATA_WORDS, AUTH_CHALLENGE, hasSecret ? 1 : 0);
+  out.set(nonce, data + 8);
+  return out;
+}
+
+export function encodeProof(member: number, clusterId: bigint, proof: Uint8Array): Uint8Array {
+  assert(proof.length === PEER_PROOF_BYTES, "a proof is one whole HMAC");
+  const { out, view, data } = authLayout(PROOF_DATA_WORDS, AUTH_PROOF, 0);
+  view.setUint32(data + 8, member, true);
+  view.setBigUint64(data + 16, BigInt.asUintN(64, clusterId), true);
+  out.set(proof, data + 24);
+  return out;
+}
+
+/** Decodes an authentication frame (see above); anything else is a PeerProtocolError saying what it was. */
+export function decodeAuthFrame(frame: Uint8Array): AuthFrame {
+  const s = singleSegment(frame);
+  const root = s === null ? null : rootStruct(s);
+  if (s === null || root === null) throw new PeerProtocolError("not an authentication frame");
+  const v = s.view;
+  if (root.pointers === 1 && root.dataWords === 1 && v.getUint16(root.data, true) === PeerFrame_Which.HELLO)
+    throw new PeerProtocolError("a hello without the authentication step first (a member of an older version?)");
+  if (root.pointers !== 0 || root.dataWords < 1 || v.getUint32(root.data, true) !== AUTH_MAGIC)
+    throw new PeerProtocolError("not an authentication frame");
+  const version = v.getUint8(root.data + 4);
+  if (version !== PEER_AUTH_VERSION)
+    throw new PeerProtocolError(
+      `peer authentication version ${version}; this member speaks version ${PEER_AUTH_VERSION}`,
+    );
+  const step = v.getUint8(root.data + 5);
+  const flags = v.getUint8(root.data + 6);
+  if (v.getUint8(root.data + 7) !== 0) throw new PeerProtocolError("bad padding in an authentication frame");
+  if (step === AUTH_CHALLENGE && root.dataWords === CHALLENGE_DATA_WORDS && flags <= 1)
+    return {
+      kind: "challenge",
+      nonce: frame.slice(root.data + 8, root.data + 8 + PEER_NONCE_BYTES),
+      hasSecret: flags === 1,
+    };
+  if (
+    step === AUTH_PROOF &&
+    root.dataWords === PROOF_DATA_WORDS &&
+    flags === 0 &&
+    v.getUint32(root.data + 12, true) === 0
+  )
+    return {
+      kind: "proof",
+      member: v.getUint32(root.data + 8, true),
+      clusterId: v.getBigUint64(root.data + 16, true),
+      proof: frame.slice(root.data + 24, root.data + 24 + PEER_PROOF_BYTES),
+    };
+  throw new PeerProtocolError(`a malformed authentication frame (step ${step}, ${root.dataWords} data words)`);
 }
 
 function setData(init: (n: number) => capnp.Data, b: Uint8Array): void {

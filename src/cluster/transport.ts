@@ -6,10 +6,24 @@
  *   use the one connection. The dialer reconnects with exponential backoff
  *   (PEER_BACKOFF_MIN_MS doubling to PEER_BACKOFF_MAX_MS) for as long as the
  *   transport runs.
- * - Each side's first frame is a hello with the cluster id (a hash of the
- *   member list and partition count) and its member id. A peer configured
- *   differently, or claiming to be someone it is not, is refused: the
- *   connection is closed and the refusal logged and counted.
+ * - With --tls-cluster (`tls`), the connection is mutual TLS: the listener
+ *   and the dialer both present a certificate and take only one the
+ *   cluster's CA signed, and the member at the other end must be named by
+ *   it (its CN or a DNS name): the dialer checks the accepting member's
+ *   certificate before sending anything; the acceptor checks the dialer's
+ *   against the member its hello claims. Addresses are not checked (member
+ *   lists hold IPs as often as names): the identity that matters is the
+ *   member's. No plaintext is accepted on a TLS peer port.
+ * - Each side's first frame is a challenge: the authentication step
+ *   (src/cluster/peer-handshake.ts, decision 0262), where both sides prove
+ *   they hold the cluster secret, when there is one, without sending it.
+ *   Frames are limited to PEER_AUTH_FRAME_BYTES until it is passed.
+ * - Then a hello from each side (the dialer first; the acceptor answers once
+ *   it has checked it) with the cluster id (a hash of the member list and
+ *   partition count) and its member id. A peer configured differently, or
+ *   claiming to be someone it is not (another member than it proved, or its
+ *   certificate names), is refused: the connection is closed and the refusal
+ *   logged and counted.
  * - Sends never block. A frame for a peer that is not connected (down, or
  *   not yet greeted) is dropped at once, and counted (stats().dropped); a
  *   connected peer has a bounded send queue (PEER_MAX_QUEUED_BYTES), and
@@ -28,12 +42,15 @@
  *   PEER_MAX_HELLO_FRAME_BYTES (a hello is under 1 KiB): anyone can reach
  *   the peer port, and must not make us buffer a PEER_MAX_FRAME_BYTES frame
  *   before saying who it is. A bigger frame closes the connection from its
- *   header alone; like every limit hit, it is logged (rate-limited).
+ *   header alone; like every limit hit, it is logged (rate-limited), and so
+ *   are refusals in the authentication step and TLS handshakes that fail
+ *   (a stranger in a loop must not flood the log).
  *
  * - A member joined after bootstrap (`--joined`) may be unknown to members
  *   started before it. It *announces* itself: every PEER_ANNOUNCE_EVERY_MS,
  *   to each lower-id member that has not connected to it, it opens a
- *   connection and says hello with its name and peer address. A member that
+ *   connection, passes the authentication step as a dialer, and says hello
+ *   with its name and peer address. A member that
  *   does not know it asks `onJoin` (which checks and records it), adds it,
  *   closes the announcing connection and dials it, as the rule says.
  *
@@ -41,11 +58,21 @@
  * harness's fault injection is not here: it is a decorator over that
  * interface (src/chaos/peer-faults.ts), installed only in tests.
  */
-import { createServer, type Server, type Socket, connect } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import {
+  createSecureContext,
+  type SecureContext,
+  type TLSSocket,
+  type TlsOptions,
+  connect as tlsConnect,
+  createServer as tlsCreateServer,
+} from "node:tls";
 import type { Logger } from "pino";
 import { LimitLog } from "../limit-log.js";
 import { PEER_MAX_FRAME_BYTES, PEER_MAX_HELLO_FRAME_BYTES } from "../limits.js";
 import { FrameReader } from "../protocol/framing.js";
+import type { PeerRole } from "../security/peer-auth.js";
+import { certificateNames } from "../security/tls-files.js";
 import { listenFailure } from "../start-failure.js";
 import {
   type DecodedFrame,
@@ -54,8 +81,10 @@ import {
   isRaftFrame,
   encodeRaftFrames,
   type GroupMessage,
+  PEER_AUTH_FRAME_BYTES,
   PeerProtocolError,
 } from "./peer-codec.js";
+import { Handshake, PeerRefused } from "./peer-handshake.js";
 import type { PeerNetwork } from "./peer-network.js";
 import type { Member } from "./placement.js";
 
@@ -95,6 +124,10 @@ export interface TransportOptions {
   onFrame?: (from: number, frame: Exclude<DecodedFrame, { kind: "hello" | "raft" }>) => void;
   logger?: Logger;
   maxQueuedBytes?: number;
+  /** Mutual TLS on the peer port (src/security/tls-files.ts, peerOptions); absent or null: plaintext. */
+  tls?: TlsOptions | null;
+  /** The cluster secret each side proves it holds (src/cluster/peer-handshake.ts); absent or null: none. */
+  secret?: string | null;
 }
 
 export interface PeerStats {
@@ -148,16 +181,29 @@ export class PeerTransport implements PeerNetwork {
   private readonly pending = new Set<Socket>();
   private announceTimer: NodeJS.Timeout | null = null;
   private readonly limits: LimitLog;
+  private readonly tls: TlsOptions | null;
+  /** With TLS: the dialer's certificate, key and CA, made once for every connection this member opens. */
+  private readonly dialContext: SecureContext | null;
+  private readonly secret: Uint8Array | null;
 
   constructor(private readonly o: TransportOptions) {
     this.maxQueuedBytes = o.maxQueuedBytes ?? PEER_MAX_QUEUED_BYTES;
+    this.tls = o.tls ?? null;
+    this.dialContext = this.tls === null ? null : createSecureContext(this.tls);
+    this.secret = o.secret === undefined || o.secret === null ? null : new TextEncoder().encode(o.secret);
     this.limits = new LimitLog((level, message, detail) => o.logger?.[level](detail, message));
     for (const m of o.members) if (m.id !== o.self.id) this.peers.set(m.id, new Peer(m));
   }
 
   /** Listens on the member's own address and dials the peers it should dial. Resolves with the port. */
   async start(): Promise<number> {
-    this.server = createServer((s) => this.accept(s));
+    if (this.tls === null) this.server = createServer((s) => this.accept(s));
+    else {
+      // "secureConnection": the handshake is done and the dialer's certificate checked against the CA.
+      const server = tlsCreateServer(this.tls, (s) => this.accept(s));
+      server.on("tlsClientError", (err, s) => this.tlsFailed(err, `${s.remoteAddress}:${s.remotePort}`, null));
+      this.server = server;
+    }
     await new Promise<void>((resolve, reject) => {
       const { host, port, name } = this.o.self;
       this.server!.once("error", (err) =>
@@ -180,15 +226,97 @@ export class PeerTransport implements PeerNetwork {
     return [...this.peers.values()].map((p) => p.member);
   }
 
-  /** A one-shot connection that says hello and expects to be closed (see the file comment). */
+  /**
+   * A one-shot connection that passes the authentication step, says hello
+   * and expects to be closed (see the file comment).
+   */
   private announceTo(p: Peer): void {
     if (this.stopped) return;
-    const s = connect({ host: p.member.host, port: p.member.port, noDelay: true });
-    s.on("error", () => {});
-    s.on("data", () => {});
-    s.once("connect", () => s.write(this.hello()));
+    const s = this.connectTo(p);
     const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
     s.once("close", () => clearTimeout(timer));
+    s.once(this.tls === null ? "connect" : "secureConnect", () => {
+      if (!this.dialedIsNamed(s, p)) return;
+      this.readFrames(s, p, timer, this.handshake(s, "dialer"), true);
+    });
+  }
+
+  /**
+   * A connection to `p`'s peer port: TCP, or TLS with our certificate. The
+   * usual check of the server's name against the host dialed is replaced by
+   * dialedIsNamed(): member lists hold IPs as often as names, and what must
+   * match is the member. A dial that has not connected (and, with TLS,
+   * finished its handshake) within PEER_HELLO_TIMEOUT_MS is given up and
+   * retried. A TLS handshake that fails is logged (rate-limited): a
+   * certificate from another CA is a configuration error someone must see.
+   */
+  private connectTo(p: Peer): Socket {
+    const { host, port, name } = p.member;
+    let s: Socket;
+    if (this.tls === null) s = connect({ host, port, noDelay: true });
+    else {
+      s = tlsConnect({
+        secureContext: this.dialContext!,
+        host,
+        port,
+        servername: name,
+        rejectUnauthorized: true,
+        checkServerIdentity: () => undefined,
+      });
+      s.setNoDelay(true);
+      let tcpUp = false;
+      let secured = false;
+      s.once("connect", () => {
+        tcpUp = true;
+      });
+      s.once("secureConnect", () => {
+        secured = true;
+      });
+      // A refused connection (the peer is down) is not worth a line; a handshake that fails is.
+      s.on("error", (err) => {
+        if (tcpUp && !secured) this.tlsFailed(err, `${host}:${port}`, name);
+      });
+    }
+    s.on("error", () => {});
+    s.setTimeout(PEER_HELLO_TIMEOUT_MS, () => s.destroy());
+    s.once(this.tls === null ? "connect" : "secureConnect", () => s.setTimeout(0));
+    return s;
+  }
+
+  /** With TLS: whether the certificate of the member dialed names it; when not, refused (logged) and closed. */
+  private dialedIsNamed(s: Socket, p: Peer): boolean {
+    if (this.tls === null) return true;
+    const names = certificateNames(s as TLSSocket);
+    if (names.includes(p.member.name)) return true;
+    p.stats.refused++;
+    this.limits.hit("peer-refused-tls-name", `peer refused: its certificate does not name member ${p.member.name}`, {
+      to: p.member.name,
+      address: `${p.member.host}:${p.member.port}`,
+      certificateNames: names,
+    });
+    s.destroy();
+    return false;
+  }
+
+  /** A TLS handshake on the peer port failed (either side): log it, rate-limited. */
+  private tlsFailed(err: Error, address: string, member: string | null): void {
+    const code = (err as NodeJS.ErrnoException).code ?? "";
+    // A plaintext dialer's first bytes are not a TLS record; OpenSSL says "wrong version number" or "http request".
+    const plaintext = /WRONG_VERSION_NUMBER|HTTP_REQUEST|UNKNOWN_PROTOCOL/.test(code);
+    this.limits.hit(
+      plaintext ? "peer-refused-plaintext" : member === null ? "peer-refused-tls-accept" : "peer-refused-tls-dial",
+      plaintext
+        ? "peer refused: not TLS on a TLS peer port (a member without --tls-cluster?)"
+        : "peer refused: TLS handshake failed (a certificate the cluster's CA did not sign?)",
+      member === null ? { from: address, code, err: err.message } : { to: member, address, code, err: err.message },
+    );
+  }
+
+  /** The authentication step for a new connection, its challenge sent at once. */
+  private handshake(s: Socket, role: PeerRole): Handshake {
+    const hs = new Handshake({ role, self: this.o.self.id, clusterId: this.o.clusterId, secret: this.secret });
+    s.write(hs.challenge());
+    return hs;
   }
 
   private hello(): Uint8Array {
@@ -309,12 +437,10 @@ export class PeerTransport implements PeerNetwork {
 
   private dial(p: Peer): void {
     if (this.stopped) return;
-    const s = connect({ host: p.member.host, port: p.member.port, noDelay: true });
-    s.once("connect", () => {
-      p.backoffMs = PEER_BACKOFF_MIN_MS;
-      this.attach(s, p);
-    });
-    s.once("error", () => {});
+    const s = this.connectTo(p);
+    // The backoff is reset when the peer is greeted, not on connect: a peer that refuses us (another
+    // secret, another member list) would otherwise be redialled every PEER_BACKOFF_MIN_MS for ever.
+    s.once(this.tls === null ? "connect" : "secureConnect", () => this.attach(s, p));
     s.once("close", () => {
       if (p.socket === s || p.socket === null) this.detach(p, s);
       this.redial(p);
@@ -331,7 +457,7 @@ export class PeerTransport implements PeerNetwork {
     p.backoffMs = Math.min(p.backoffMs * 2, PEER_BACKOFF_MAX_MS);
   }
 
-  /** An incoming connection: who it is, we learn from its hello. */
+  /** An incoming connection (with TLS: its handshake done): who it is, we learn from its proof and hello. */
   private accept(s: Socket): void {
     s.setNoDelay(true);
     this.pending.add(s);
@@ -339,29 +465,64 @@ export class PeerTransport implements PeerNetwork {
     s.once("close", () => this.pending.delete(s));
     const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
     s.once("close", () => clearTimeout(timer));
-    this.readFrames(s, null, timer);
+    this.readFrames(s, null, timer, this.handshake(s, "acceptor"), false);
   }
 
-  /** A dialed connection is ours for `p`: say hello, then read. */
+  /** A dialed connection is ours for `p`: check its certificate, send our challenge, then read. */
   private attach(s: Socket, p: Peer): void {
-    s.on("error", () => {});
     p.socket?.destroy();
     p.socket = s;
     p.ready = false;
-    s.write(this.hello());
+    if (!this.dialedIsNamed(s, p)) return;
     const timer = setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS);
     s.once("close", () => clearTimeout(timer));
-    this.readFrames(s, p, timer);
+    this.readFrames(s, p, timer, this.handshake(s, "dialer"), false);
   }
 
-  private readFrames(s: Socket, dialed: Peer | null, helloTimer: NodeJS.Timeout): void {
-    // Small frames only until the hello is verified (see the file comment).
-    const reader = new FrameReader(PEER_MAX_HELLO_FRAME_BYTES);
+  /** A peer refused in the authentication step: logged (rate-limited per reason), counted, closed. */
+  private refuseAuth(s: Socket, e: PeerRefused, dialed: Peer | null): void {
+    const claimed = e.member === null ? dialed : (this.peers.get(e.member) ?? null);
+    if (claimed !== null) claimed.stats.refused++;
+    this.limits.hit(`peer-refused-${e.reason}`, `peer refused: ${e.message}`, {
+      from: `${s.remoteAddress}:${s.remotePort}`,
+      ...(dialed === null ? {} : { dialed: dialed.member.name }),
+      ...(e.member === null ? {} : { claims: e.member }),
+    });
+    s.destroy();
+  }
+
+  /**
+   * Reads a connection's frames: the authentication step (`hs`), the hello,
+   * then traffic. `announce`: a one-shot announcing connection, which says
+   * hello once through and reads nothing after.
+   */
+  private readFrames(
+    s: Socket,
+    dialed: Peer | null,
+    helloTimer: NodeJS.Timeout,
+    hs: Handshake,
+    announce: boolean,
+  ): void {
+    // Tiny frames only until the authentication step is passed, small ones until the hello is verified
+    // (see the file comment).
+    const reader = new FrameReader(PEER_AUTH_FRAME_BYTES);
     let peer: Peer | null = null;
     s.on("data", (chunk: Buffer) => {
       reader.push(chunk, (frame) => {
         if (s.destroyed) return;
         try {
+          if (!hs.through) {
+            const reply = hs.take(new Uint8Array(frame));
+            if (reply !== null) s.write(reply);
+            if (hs.through) {
+              reader.maxFrameBytes = PEER_MAX_HELLO_FRAME_BYTES;
+              // The dialer says hello first, and only to a peer that passed: nothing about this member
+              // (its id, its addresses) goes to one that did not.
+              if (dialed !== null) s.write(this.hello());
+            }
+            return;
+          }
+          if (announce) return; // the announced-to member closes this connection once it has read our hello
           // A Raft frame for a caller that decodes them elsewhere is passed on whole (null here).
           const passThrough = peer !== null && this.o.onRaftFrame !== undefined && isRaftFrame(frame);
           const f = passThrough ? null : decodePeerFrame(frame);
@@ -374,6 +535,11 @@ export class PeerTransport implements PeerNetwork {
               s.destroy();
             };
             if (f.clusterId !== this.o.clusterId) return refuse("cluster id differs (another member list?)");
+            if (hs.proven !== null && hs.proven !== f.member)
+              return refuse(`proved to be member ${hs.proven}, hello says ${f.member}`);
+            // With TLS, the acceptor checks that the dialer's certificate names the member it says it is
+            // (the dialer checked ours before its first byte, in dialedIsNamed).
+            if (dialed === null && !this.certificateNames(s, claimed?.member.name ?? f.name, f.member)) return;
             if (claimed === undefined) {
               // A member joined after bootstrap introducing itself: learn it, then dial it as the rule says.
               if (dialed === null && this.learn(f)) return s.destroy();
@@ -386,6 +552,7 @@ export class PeerTransport implements PeerNetwork {
             if (dialed === null && this.o.self.id < f.member)
               return refuse("this member dials that one, not the reverse");
             clearTimeout(helloTimer);
+            claimed.backoffMs = PEER_BACKOFF_MIN_MS;
             peer = claimed;
             reader.maxFrameBytes = PEER_MAX_FRAME_BYTES;
             claimed.stats.clientAddress = f.clientAddress;
@@ -409,6 +576,7 @@ export class PeerTransport implements PeerNetwork {
           else if (f.kind === "raft") this.o.onMessages(peer.member.id, f.messages);
           else this.o.onFrame?.(peer.member.id, f);
         } catch (err) {
+          if (err instanceof PeerRefused) return this.refuseAuth(s, err, dialed);
           this.o.logger?.warn({ err: (err as Error).message }, "bad peer frame; closing that connection");
           s.destroy();
         }
@@ -423,11 +591,38 @@ export class PeerTransport implements PeerNetwork {
               : "closing a peer connection: a frame exceeds the limit",
             { from: peer?.member.id ?? `${s.remoteAddress}:${s.remotePort}`, message: e.message },
           );
+        else if (!hs.through && this.tls === null && chunk[0] === 0x16 && chunk[1] === 0x03)
+          // A TLS record (a handshake, version 3.x) where a challenge was expected.
+          this.limits.hit(
+            "peer-refused-tls-on-plaintext",
+            "peer refused: a TLS handshake on a plaintext peer port (--tls-cluster on that member only?)",
+            { from: `${s.remoteAddress}:${s.remotePort}` },
+          );
         else
           this.o.logger?.warn({ from: peer?.member.id, message: e.message }, "bad peer frame; closing that connection");
         s.destroy();
       }
     });
+  }
+
+  /**
+   * With TLS, on an accepted connection: whether the dialer's certificate
+   * names `name`, the member it says it is (`id`); when not, refused (logged)
+   * and closed. Always true without TLS.
+   */
+  private certificateNames(s: Socket, name: string, id: number): boolean {
+    if (this.tls === null) return true;
+    const names = certificateNames(s as TLSSocket);
+    if (names.includes(name)) return true;
+    const claimed = this.peers.get(id);
+    if (claimed) claimed.stats.refused++;
+    this.limits.hit("peer-refused-tls-name", `peer refused: its certificate does not name member ${name}`, {
+      from: `${s.remoteAddress}:${s.remotePort}`,
+      claims: id,
+      certificateNames: names,
+    });
+    s.destroy();
+    return false;
   }
 
   private detach(p: Peer, s: Socket): void {

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as capnp from "capnp-es";
-import { encodeHello } from "../../src/cluster/peer-codec.js";
+import { encodeChallenge, encodeHello } from "../../src/cluster/peer-codec.js";
 import { parseMemberLists } from "../../src/cluster/placement.js";
 import { clusterIdOf } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
@@ -57,6 +57,8 @@ describe("a malformed Raft frame from a peer", () => {
         s.on("error", () => {});
         s.on("data", () => {}); // n2's hello and Raft traffic
         await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+        // The authentication step without a cluster secret (a challenge), then the hello.
+        s.write(encodeChallenge(new Uint8Array(32), false));
         s.write(encodeHello(id, 1, "", "n1", `127.0.0.1:${fakePeer}`));
         // An empty batch is a valid keep-alive: the connection stays up after it.
         const empty = new capnp.Message();
@@ -126,6 +128,7 @@ describe("a big frame on the peer port", () => {
       // The member: after its hello, frames up to PEER_MAX_FRAME_BYTES are waited for, not refused.
       const id = clusterIdOf(parseMemberLists(list).bootstrap, 64, hash32);
       const peer = await open();
+      peer.s.write(encodeChallenge(new Uint8Array(32), false));
       peer.s.write(encodeHello(id, 1, "", "n1", `127.0.0.1:${fakePeer}`));
       peer.s.write(Buffer.concat([claim(1024 * 1024), Buffer.alloc(4096)]));
       await new Promise((r) => setTimeout(r, 500));

@@ -7,7 +7,7 @@ import { createServer, type Socket } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Member, parseMembers } from "../../src/cluster/placement.js";
-import { encodeHello, type GroupMessage } from "../../src/cluster/peer-codec.js";
+import { encodeChallenge, encodeHello, type GroupMessage } from "../../src/cluster/peer-codec.js";
 import { clusterIdOf, PeerTransport } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
 import { message } from "../../src/raft/messages.js";
@@ -122,10 +122,12 @@ describe("peer transport", () => {
   it("a connected peer that does not read costs bounded memory: frames beyond the queue limit are dropped", async () => {
     const ms = await cluster(2);
     const clusterId = clusterIdOf(ms, 64, hash32);
-    // Member 2 is a raw socket that greets as a peer should, then never reads.
+    // Member 2 is a raw socket that greets as a peer without a cluster secret should (its challenge,
+    // then its hello), then never reads.
     const sockets: Socket[] = [];
     const silent = createServer((s) => {
       sockets.push(s);
+      s.write(encodeChallenge(new Uint8Array(32), false));
       s.write(encodeHello(clusterId, 2));
       s.pause();
     });
