@@ -18,8 +18,8 @@
  *   peer's proof checks out. The hello that follows must then be from the
  *   member proven (the transport checks).
  *
- * Until the step is passed, frames may be at most PEER_AUTH_FRAME_BYTES (88
- * bytes), and nothing is decoded but these two kinds: a stranger without the
+ * Until the step is passed, frames may be at most PEER_MAX_AUTH_STEP_FRAME_BYTES
+ * (1 KiB), and nothing is decoded but these two kinds: a stranger without the
  * secret costs a socket, a nonce and a small buffer, and never reaches the
  * hello's decoding, let alone Raft or forwarding. The two nonces make every
  * proof good for one connection only (replay); the role in the MAC keeps a

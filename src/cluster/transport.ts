@@ -17,7 +17,7 @@
  * - Each side's first frame is a challenge: the authentication step
  *   (src/cluster/peer-handshake.ts, decision 0262), where both sides prove
  *   they hold the cluster secret, when there is one, without sending it.
- *   Frames are limited to PEER_AUTH_FRAME_BYTES until it is passed.
+ *   Frames are limited to PEER_MAX_AUTH_STEP_FRAME_BYTES until it is passed.
  * - Then a hello from each side (the dialer first; the acceptor answers once
  *   it has checked it) with the cluster id (a hash of the member list and
  *   partition count) and its member id. A peer configured differently, or
@@ -81,7 +81,7 @@ import {
   isRaftFrame,
   encodeRaftFrames,
   type GroupMessage,
-  PEER_AUTH_FRAME_BYTES,
+  PEER_MAX_AUTH_STEP_FRAME_BYTES,
   PeerProtocolError,
 } from "./peer-codec.js";
 import { Handshake, PeerRefused } from "./peer-handshake.js";
@@ -505,7 +505,7 @@ export class PeerTransport implements PeerNetwork {
   ): void {
     // Tiny frames only until the authentication step is passed, small ones until the hello is verified
     // (see the file comment).
-    const reader = new FrameReader(PEER_AUTH_FRAME_BYTES);
+    const reader = new FrameReader(PEER_MAX_AUTH_STEP_FRAME_BYTES);
     let peer: Peer | null = null;
     s.on("data", (chunk: Buffer) => {
       reader.push(chunk, (frame) => {

@@ -1,0 +1,228 @@
+// Members prove they hold the cluster secret (decision 0262), with real
+// member processes on loopback: a cluster with --cluster-secret-file serves
+// as one without; a stranger on the peer port (garbage, a hello without the
+// step, a forged proof, no secret at all) is cut off and logged while the
+// cluster goes on serving; a member started with another secret cannot join
+// (its peers log why) and every request through it fails, never succeeds;
+// and a member list off loopback with neither a secret nor TLS does not start.
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  decodeAuthFrame,
+  encodeChallenge,
+  encodeHello,
+  encodeProof,
+  PEER_AUTH_FRAME_BYTES,
+} from "../../src/cluster/peer-codec.js";
+import { parseMemberLists } from "../../src/cluster/placement.js";
+import { clusterIdOf } from "../../src/cluster/transport.js";
+import { hash32, initHash } from "../../src/hash.js";
+import { FrameReader } from "../../src/protocol/framing.js";
+import { peerNonce } from "../../src/security/peer-auth.js";
+import { eventually } from "../support/eventually.js";
+import { memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+
+let root: string;
+before(async () => {
+  await initHash();
+  root = await mkdtemp(join(tmpdir(), "piccolo-peer-security-"));
+});
+after(() => rm(root, { recursive: true, force: true }));
+
+/** A secret file readable by its owner alone, as docs/security.md says to make it. */
+function secretFile(name: string, value: string): string {
+  const path = join(root, name);
+  writeFileSync(path, `${value}\n`, { mode: 0o600 });
+  return path;
+}
+
+function peerPort(list: string, name: string): number {
+  return parseMemberLists(list).all.find((m) => m.name === name)!.port;
+}
+
+/** A raw connection to a peer port, reading frames as a member would (auth-sized first). */
+async function raw(port: number): Promise<{ s: Socket; frames: Uint8Array[]; closed: Promise<void> }> {
+  const s = connect({ host: "127.0.0.1", port });
+  s.on("error", () => {});
+  const frames: Uint8Array[] = [];
+  const reader = new FrameReader(1 << 20);
+  s.on("data", (c: Buffer) => reader.push(c, (f) => frames.push(new Uint8Array(f))));
+  const closed = new Promise<void>((resolve) => s.once("close", () => resolve()));
+  await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+  return { s, frames, closed };
+}
+
+async function closedWithin(c: { closed: Promise<void> }, ms: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    c.closed,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: connection still open after ${ms} ms`)), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+async function logged(n: RunningNode, what: RegExp): Promise<void> {
+  // The logger writes asynchronously: the line may follow the close by a moment.
+  await eventually(`the member logs ${what}`, async () => assert.match(n.stderr(), what), 5_000);
+}
+
+/** A write through `writer` then a read of it through `reader` (another member): the cluster serves. */
+async function serves(writer: RunningNode, reader: RunningNode, key: string): Promise<void> {
+  const w = await writer.client({ timeoutMs: 8_000 });
+  const r = await reader.client({ timeoutMs: 8_000 });
+  try {
+    await eventually(`put ${key}`, () => w.put(key, `value of ${key}`), 20_000);
+    assert.equal((await r.get(key))?.value.toString(), `value of ${key}`);
+  } finally {
+    await w.close();
+    await r.close();
+  }
+}
+
+describe("a cluster with a secret", () => {
+  let list: string;
+  const nodes: RunningNode[] = [];
+  before(async () => {
+    list = await memberList(3);
+    const secret = secretFile("secret", "a cluster secret of more than sixteen bytes");
+    nodes.push(
+      ...(await Promise.all(
+        [0, 1, 2].map((i) =>
+          startMember(list, root, i, ["--cluster-secret-file", secret, "--tick-ms", "20", "--log-level", "warn"]),
+        ),
+      )),
+    );
+  });
+  after(async () => {
+    for (const n of nodes) await n.stop();
+  });
+
+  it("serves with the default 64 partitions: written through one member, read through another", {
+    timeout: 60_000,
+  }, async () => {
+    await serves(nodes[0]!, nodes[1]!, "with-a-secret");
+    await serves(nodes[2]!, nodes[0]!, "and-again");
+    for (const n of nodes) assert.doesNotMatch(n.stderr(), /peer refused/, "members refuse nobody of their own");
+  });
+
+  it("cuts off a stranger on the peer port, logs why, and goes on serving", { timeout: 60_000 }, async () => {
+    const port = peerPort(list, "n2");
+    const id = clusterIdOf(parseMemberLists(list).bootstrap, 64, hash32);
+
+    // Garbage: not even a frame.
+    const garbage = await raw(port);
+    garbage.s.write("GET / HTTP/1.1\r\nHost: piccolo\r\n\r\n");
+    await closedWithin(garbage, 5_000, "garbage");
+    await logged(nodes[1]!, /bad peer frame; closing that connection/);
+
+    // A hello straight away, as a member of an older version (or a stranger who read the schema) would.
+    const hello = await raw(port);
+    hello.s.write(encodeHello(id, 1, "", "n1", "127.0.0.1:1"));
+    await closedWithin(hello, 5_000, "a hello first");
+    await logged(nodes[1]!, /peer refused: a hello without the authentication step first/);
+
+    // The step, with a forged proof claiming to be n1.
+    const forged = await raw(port);
+    forged.s.write(encodeChallenge(peerNonce(), true));
+    await eventually("the member's challenge and proof", async () => assert.ok(forged.frames.length >= 2));
+    const challenge = decodeAuthFrame(forged.frames[0]!);
+    assert.equal(challenge.kind, "challenge");
+    assert.equal((challenge as { hasSecret: boolean }).hasSecret, true);
+    assert.ok(forged.frames[0]!.length <= PEER_AUTH_FRAME_BYTES);
+    assert.equal(decodeAuthFrame(forged.frames[1]!).kind, "proof", "a proof answers a challenge");
+    forged.s.write(encodeProof(1, id, new Uint8Array(32).fill(7)));
+    forged.s.write(encodeHello(id, 1, "", "n1", "127.0.0.1:1")); // never read
+    await closedWithin(forged, 5_000, "a forged proof");
+    await logged(nodes[1]!, /"claims":1,"msg":"peer refused: failed the cluster secret check"/);
+    assert.equal(forged.frames.length, 2, "nothing but the step's frames reached the stranger: no hello");
+
+    // No secret at all.
+    const none = await raw(port);
+    none.s.write(encodeChallenge(peerNonce(), false));
+    await closedWithin(none, 5_000, "no secret");
+    await logged(nodes[1]!, /peer refused: the peer has no cluster secret and this member has one/);
+
+    // A frame bigger than the step's, before it: refused from its header.
+    const big = await raw(port);
+    const header = Buffer.alloc(8);
+    header.writeUInt32LE(0, 0);
+    header.writeUInt32LE(1024, 4); // one segment of 1,024 words: 8 KiB, over PEER_MAX_AUTH_STEP_FRAME_BYTES
+    big.s.write(header);
+    await closedWithin(big, 5_000, "a big frame before the step");
+    await logged(nodes[1]!, /"limit":"peer-hello-frame-size"/);
+
+    await serves(nodes[0]!, nodes[1]!, "after-the-strangers");
+    await serves(nodes[1]!, nodes[2]!, "after-the-strangers-2");
+  });
+});
+
+describe("a member with another secret", () => {
+  it("cannot join: its peers log the failed check, the two others serve, requests through it fail", {
+    timeout: 90_000,
+  }, async () => {
+    const list = await memberList(3);
+    const good = secretFile("good", "the cluster's own secret, 16+ bytes");
+    const bad = secretFile("bad", "somebody else's secret, 16+ bytes");
+    const dir = join(root, "wrong");
+    const args = ["--partitions", "8", "--tick-ms", "20", "--log-level", "warn"];
+    const nodes = await Promise.all([
+      startMember(list, dir, 0, ["--cluster-secret-file", good, ...args]),
+      startMember(list, dir, 1, ["--cluster-secret-file", good, ...args]),
+      startMember(list, dir, 2, ["--cluster-secret-file", bad, ...args]),
+    ]);
+    const [n1, n2, n3] = nodes as [RunningNode, RunningNode, RunningNode];
+    try {
+      await serves(n1, n2, "two-of-three");
+      // n1 and n2 dial n3 (lower ids dial): both check its proof, and it checks theirs.
+      await logged(n1, /peer refused: failed the cluster secret check/);
+      await logged(n2, /peer refused: failed the cluster secret check/);
+      await logged(n3, /peer refused: failed the cluster secret check/);
+      const c = await n3.client({ timeoutMs: 15_000 });
+      try {
+        for (const key of ["through-n3", "two-of-three"]) {
+          await assert.rejects(c.put(key, "must not be acknowledged"), `a write of ${key} through n3 fails`);
+          await assert.rejects(c.get(key), `a read of ${key} through n3 fails`);
+        }
+      } finally {
+        await c.close();
+      }
+      await serves(n2, n1, "still-two-of-three");
+    } finally {
+      for (const n of nodes) await n.stop();
+    }
+  });
+});
+
+describe("a member list off loopback", () => {
+  it("does not start without a secret or TLS, and says which flags fix it; starts with a secret", {
+    timeout: 60_000,
+  }, async () => {
+    const list = (await memberList(2)).replace(/n2=127\.0\.0\.1:/, "n2=192.0.2.1:"); // TEST-NET-1: nobody there
+    await assert.rejects(
+      startMember(list, join(root, "off-loopback"), 0),
+      (err: Error) =>
+        /exited with 71/.test(err.message) &&
+        /member n2 is at 192\.0\.2\.1:\d+, off this machine's loopback/.test(err.message) &&
+        /--cluster-secret-file/.test(err.message) &&
+        /--tls-cert-file/.test(err.message),
+    );
+    const n1 = await startNode([
+      "--node-id",
+      "n1",
+      "--cluster",
+      list,
+      "--data-dir",
+      join(root, "off-loopback-secret"),
+      "--cluster-secret-file",
+      secretFile("off-loopback-secret-file", "a secret for a cluster across machines"),
+    ]);
+    await n1.stop();
+  });
+});
