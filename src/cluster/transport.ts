@@ -539,7 +539,7 @@ export class PeerTransport implements PeerNetwork {
               return refuse(`proved to be member ${hs.proven}, hello says ${f.member}`);
             // With TLS, the acceptor checks that the dialer's certificate names the member it says it is
             // (the dialer checked ours before its first byte, in dialedIsNamed).
-            if (dialed === null && !this.certificateNames(s, claimed?.member.name ?? f.name, f.member)) return;
+            if (dialed === null && !this.acceptedIsNamed(s, claimed?.member.name ?? f.name, f.member)) return;
             if (claimed === undefined) {
               // A member joined after bootstrap introducing itself: learn it, then dial it as the rule says.
               if (dialed === null && this.learn(f)) return s.destroy();
@@ -610,7 +610,7 @@ export class PeerTransport implements PeerNetwork {
    * names `name`, the member it says it is (`id`); when not, refused (logged)
    * and closed. Always true without TLS.
    */
-  private certificateNames(s: Socket, name: string, id: number): boolean {
+  private acceptedIsNamed(s: Socket, name: string, id: number): boolean {
     if (this.tls === null) return true;
     const names = certificateNames(s as TLSSocket);
     if (names.includes(name)) return true;
