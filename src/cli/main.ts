@@ -18,12 +18,15 @@
  *  71  could not start: `server` or `cerializer` found a port taken or a data
  *      directory it cannot use (one line on stderr says which and what to do)
  */
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
 import { parseArgs } from "node:util";
 import { type ClusterInfo, PiccoloClient, type WatchEvent } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
 import { EXIT_INTERNAL } from "../node/fatal.js";
 import { runNode } from "../node/main.js";
+import { readSecretFile } from "../security/secrets.js";
 import { StartError } from "../start-failure.js";
 import { CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
 import { replaceMember } from "./cluster-replace.js";
@@ -400,6 +403,25 @@ const commands: Record<string, Command> = {
   },
 };
 
+/** The client's TLS options from --tls, --cacert, --cert, --key (as redis-cli names them); undefined: plaintext. */
+function clientTls(values: Record<string, unknown>): ConnectionOptions | undefined {
+  const file = (flag: string): Buffer | undefined => {
+    const path = values[flag] as string | undefined;
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new UsageError(`--${flag} ${path} cannot be read: ${(err as Error).message}`);
+    }
+  };
+  const ca = file("cacert");
+  const cert = file("cert");
+  const key = file("key");
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError("--cert and --key go together");
+  if (values.tls !== true && ca === undefined && cert === undefined) return undefined;
+  return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert, key }) };
+}
+
 function usage(): string {
   const lines = [
     "piccolo: a distributed key:value store",
@@ -478,6 +500,12 @@ async function main(argv: string[]): Promise<number> {
     server: { type: "string" },
     timeout: { type: "string" },
     password: { type: "string" },
+    "password-file": { type: "string" },
+    user: { type: "string" },
+    tls: { type: "boolean" },
+    cacert: { type: "string" },
+    cert: { type: "string" },
+    key: { type: "string" },
     help: { type: "boolean", short: "h" },
   };
   for (const [k, v] of Object.entries(command.options ?? {})) options[k] = { type: v.type };
@@ -486,7 +514,11 @@ async function main(argv: string[]): Promise<number> {
     print(`usage: piccolo ${name} ${command.args}\n\n${command.help}\n\nflags:`);
     print("  --server host:port   node to talk to (default 127.0.0.1:7700, env PICCOLO_SERVER)");
     print("  --timeout ms         give up after this long (default 5000)");
-    print("  --password pw        AUTH first (env PICCOLO_PASSWORD), for nodes run with --requirepass");
+    print("  --user name          the user to AUTH as (env PICCOLO_USER; default: default)");
+    print("  --password-file f    AUTH first with the password in file f (or env PICCOLO_PASSWORD)");
+    print("  --password pw        the same, given inline (shows in ps: prefer the file or the env)");
+    print("  --tls                speak TLS (also implied by --cacert); --cacert f: the CA to trust");
+    print("  --cert f --key f     a client certificate, for nodes run with --tls-auth-clients yes");
     for (const [k, v] of Object.entries(command.options ?? {})) print(`  --${k.padEnd(19)}${v.help}`);
     return EXIT.OK;
   }
@@ -494,11 +526,24 @@ async function main(argv: string[]): Promise<number> {
   const m = /^(.+):(\d+)$/.exec(server);
   if (m === null) throw new UsageError(`--server must be host:port, got "${server}"`);
   const timeoutMs = ms(values, "timeout") ?? 5000;
-  const password = (values.password as string | undefined) ?? process.env.PICCOLO_PASSWORD;
+  const passwordFile = values["password-file"] as string | undefined;
+  const password =
+    passwordFile !== undefined
+      ? readSecretFile(passwordFile, "password-file").value
+      : ((values.password as string | undefined) ?? process.env.PICCOLO_PASSWORD);
+  const user = (values.user as string | undefined) ?? process.env.PICCOLO_USER;
+  const tls = clientTls(values);
   const connect = (address: string) => {
     const a = /^(.+):(\d+)$/.exec(address);
     if (a === null) throw new UsageError(`"${address}" is not host:port`);
-    return new PiccoloClient({ host: a[1]!, port: Number(a[2]), timeoutMs, ...(password ? { password } : {}) });
+    return new PiccoloClient({
+      host: a[1]!,
+      port: Number(a[2]),
+      timeoutMs,
+      ...(password ? { password } : {}),
+      ...(user ? { user } : {}),
+      ...(tls === undefined ? {} : { tls }),
+    });
   };
   const client = connect(server);
   try {

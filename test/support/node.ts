@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PiccoloClient } from "../../src/client/client.js";
+import { type ClientOptions, PiccoloClient } from "../../src/client/client.js";
 import { freePort } from "../../src/free-port.js";
 
 export { freePort };
@@ -20,7 +20,7 @@ export interface RunningNode {
   /** Everything the node wrote to stderr (its logs). */
   stderr(): string;
   /** A new client connected to this node. */
-  client(options?: { timeoutMs?: number }): Promise<PiccoloClient>;
+  client(options?: ClientOptions): Promise<PiccoloClient>;
   /** SIGTERM, then wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
