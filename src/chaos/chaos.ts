@@ -72,6 +72,8 @@ export interface ChaosOptions {
   maxFaultMs?: number;
   /** Where to write the history when the run fails. */
   historyDir?: string;
+  /** TLS everywhere, a cluster secret and a password (src/chaos/cluster.ts). */
+  secure?: boolean;
   log?: (line: string) => void;
 }
 
@@ -167,6 +169,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const cluster = await ChaosCluster.create({
     root,
     partitions: o.partitions,
+    secure: o.secure === true,
     clock,
     onUnexpectedExit: (e) => {
       exits.push(e);
@@ -220,7 +223,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     if (!failed()) {
       stamp(`cluster up: ${cluster.memberList}; cerializer on 127.0.0.1:${cluster.httpPort}`);
       if (bank !== null) {
-        const c = new PiccoloClient({ host: "127.0.0.1", port: cluster.members[0]!.clientPort, timeoutMs: 5_000 });
+        const c = new PiccoloClient({
+          host: "127.0.0.1",
+          port: cluster.members[0]!.clientPort,
+          timeoutMs: 5_000,
+          ...cluster.clientOptions(),
+        });
         try {
           await initialiseAccounts(bank.keys, (t) => c.txn(t), LIVENESS_TIMEOUT_MS);
           stamp(`bank: ${bank.keys.length} accounts created, ${bank.total} in all`);

@@ -2,7 +2,7 @@
 // npm run chaos -- [--time SECONDS] [--seed S] [--clients N per protocol] [--keys K (default: time / 5, at least 3)]
 //                  [--partitions P (default: the server's, 64)] [--protocols native,resp,http]
 //                  [--max-fault SECONDS (default 15)] [--workload register|bank|register,bank (default register)]
-//                  [--accounts N (bank; default 8)]
+//                  [--accounts N (bank; default 8)] [--tls]
 // Runs the chaos harness (src/chaos/chaos.ts) against a real three-member
 // cluster and a Cerializer, and checks the merged history of every protocol
 // for linearizability. On failure it prints what failed, the seed, the file
@@ -25,6 +25,7 @@ const { values } = parseArgs({
     "max-fault": { type: "string", default: String(DEFAULT_MAX_FAULT_MS / 1000) },
     workload: { type: "string", default: "register" },
     accounts: { type: "string", default: String(DEFAULT_ACCOUNTS) },
+    tls: { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -40,7 +41,9 @@ if (values.help) {
   --max-fault SECONDS   the longest fault (default ${DEFAULT_MAX_FAULT_MS / 1000})
   --workload LIST       of ${WORKLOADS.join(",")} (default register): register is checked for
                         linearizability, bank for a constant total (transactions)
-  --accounts N          bank accounts, under one hash tag (default ${DEFAULT_ACCOUNTS})`);
+  --accounts N          bank accounts, under one hash tag (default ${DEFAULT_ACCOUNTS})
+  --tls                 secured as docs/security.md sets a cluster up: TLS on every port (members
+                        speak mutual TLS), a cluster secret, a password, the gateway over HTTPS`);
   process.exit(0);
 }
 
@@ -98,6 +101,7 @@ const r = await runChaos({
   accounts,
   maxFaultMs,
   historyDir: process.cwd(),
+  secure: values.tls,
   log: (line) => console.log(line),
 });
 for (const line of summary(r)) console.log(line);
@@ -112,6 +116,7 @@ if (!r.passed) {
     maxFaultMs !== DEFAULT_MAX_FAULT_MS ? `--max-fault ${maxFaultMs / 1000}` : "",
     values.workload !== "register" ? `--workload ${values.workload}` : "",
     accounts !== DEFAULT_ACCOUNTS ? `--accounts ${accounts}` : "",
+    values.tls ? "--tls" : "",
   ].filter((f) => f !== "");
   console.error(`FAIL (seed ${seed})`);
   if (r.historyFile !== null) console.error(`history: ${r.historyFile}`);

@@ -9,7 +9,17 @@
  * pointing at a file of its own, and the harness writes lines
  * "block <member id> out|in|both" there; the member applies the whole file
  * within 50 ms (src/chaos/peer-faults.ts, installed by src/node/main.ts). An empty file heals.
+ *
+ * With `secure` (`npm run chaos -- --tls`) everything runs as a locked-down
+ * deployment would (docs/security.md): certificates from scripts/make-certs.sh,
+ * every port TLS only, members speaking mutual TLS and proving the cluster
+ * secret, the default user with a password, and every client (native,
+ * Redis, HTTP through the gateway over HTTPS) trusting the CA and
+ * authenticating.
  */
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +29,19 @@ import { freePort } from "../free-port.js";
 export { freePort };
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+const MAKE_CERTS = fileURLToPath(new URL("../../../scripts/make-certs.sh", import.meta.url));
+
+/** A secure run's credentials, for the clients. */
+export interface ChaosSecurity {
+  /** The CA every port's certificate is signed by (PEM), and its file. */
+  ca: Buffer;
+  caFile: string;
+  /** The default user's password (also in `passwordFile`). */
+  password: string;
+  passwordFile: string;
+  /** The directory of the certificates (NAME.crt, NAME.key). */
+  certDir: string;
+}
 
 /** How long a member or the gateway may take to print its "listening" line (WAL replay included). */
 export const START_TIMEOUT_MS = 45_000;
@@ -43,6 +66,8 @@ export interface ClusterOptions {
   partitions: number | undefined;
   onUnexpectedExit: (e: UnexpectedExit) => void;
   clock: () => number;
+  /** TLS on every port, a cluster secret and a password (see the file comment). */
+  secure?: boolean;
 }
 
 export class ChaosCluster {
@@ -55,6 +80,7 @@ export class ChaosCluster {
     members: Member[],
     gateway: Supervised,
     readonly memberList: string,
+    readonly security: ChaosSecurity | null,
   ) {
     this.members = members;
     this.gateway = gateway;
@@ -64,6 +90,22 @@ export class ChaosCluster {
     const ports = async () => Promise.all(Array.from({ length: MEMBERS }, freePort));
     const [peer, client, resp] = [await ports(), await ports(), await ports()];
     const list = peer.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(",");
+    const security = o.secure === true ? await secure(o.root) : null;
+    const memberSecurity = (name: string): string[] =>
+      security === null
+        ? []
+        : [
+            "--tls-cert-file",
+            join(security.certDir, `${name}.crt`),
+            "--tls-key-file",
+            join(security.certDir, `${name}.key`),
+            "--tls-ca-cert-file",
+            security.caFile,
+            "--cluster-secret-file",
+            join(o.root, "cluster.secret"),
+            "--requirepass-file",
+            security.passwordFile,
+          ];
     const members: Member[] = [];
     for (let i = 0; i < MEMBERS; i++) {
       const name = `n${i + 1}`;
@@ -85,6 +127,7 @@ export class ChaosCluster {
         "--data-dir",
         join(o.root, name),
         ...(o.partitions === undefined ? [] : ["--partitions", String(o.partitions)]),
+        ...memberSecurity(name),
       ];
       members.push({
         id: i + 1,
@@ -113,20 +156,38 @@ export class ChaosCluster {
           "true",
           "--nodes",
           members.map((m) => `127.0.0.1:${m.clientPort}`).join(","),
+          ...(security === null
+            ? []
+            : [
+                "--tls-cert-file",
+                join(security.certDir, "cerializer.crt"),
+                "--tls-key-file",
+                join(security.certDir, "cerializer.key"),
+                "--node-tls-ca-cert-file",
+                security.caFile,
+                "--password-file",
+                security.passwordFile,
+              ]),
         ],
         env: { ...process.env },
-        ready: /cerializer listening on http:\/\/[^:]+:\d+/,
+        ready: /cerializer listening on https?:\/\/[^:]+:\d+/,
       },
       o.onUnexpectedExit,
       o.clock,
     );
-    return new ChaosCluster(members, gateway, list);
+    return new ChaosCluster(members, gateway, list, security);
+  }
+
+  /** A native client's options for this run: the CA and the password when secure. */
+  clientOptions(): { tls?: { ca: Buffer }; password?: string } {
+    const s = this.security;
+    return s === null ? {} : { tls: { ca: s.ca }, password: s.password };
   }
 
   async startAll(): Promise<void> {
     await Promise.all(this.members.map((m) => m.process.start(START_TIMEOUT_MS)));
     const line = await this.gateway.start(START_TIMEOUT_MS);
-    this.httpPort = Number(/http:\/\/[^:]+:(\d+)/.exec(line)![1]);
+    this.httpPort = Number(/https?:\/\/[^:]+:(\d+)/.exec(line)![1]);
   }
 
   /** Cuts `m` off from the others: both ways, or only what `m` sends ("one way"). */
@@ -150,4 +211,17 @@ export class ChaosCluster {
     this.gateway.killNow();
     for (const m of this.members) m.process.killNow();
   }
+}
+
+/** Certificates for n1..n3 and the gateway, a cluster secret and a password, under `root` (mode 600). */
+async function secure(root: string): Promise<ChaosSecurity> {
+  const certDir = join(root, "certs");
+  const names = Array.from({ length: MEMBERS }, (_, i) => `n${i + 1}`);
+  execFileSync("bash", [MAKE_CERTS, certDir, ...names, "cerializer"], { stdio: ["ignore", "ignore", "inherit"] });
+  const password = randomBytes(18).toString("base64url");
+  const passwordFile = join(root, "default.pass");
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  await writeFile(join(root, "cluster.secret"), `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+  const caFile = join(certDir, "ca.crt");
+  return { ca: readFileSync(caFile), caFile, password, passwordFile, certDir };
 }

@@ -16,6 +16,7 @@
  * the summary). Any other status, or a 2xx missing what it must carry, is a
  * violation: the harness sends only valid requests.
  */
+import { Agent, fetch as undiciFetch } from "undici";
 import type { ChaosCluster } from "./cluster.js";
 import {
   type AuditOutcome,
@@ -73,17 +74,42 @@ function label(err: unknown): string {
   return `connection: ${e.cause?.code ?? e.cause?.message ?? e.message}`;
 }
 
+/**
+ * How the adapters reach the gateway: its URL, the fetch to use and the
+ * headers every request carries. A secure run (src/chaos/cluster.ts) goes
+ * over HTTPS trusting the run's CA (undici's fetch with an Agent holding it:
+ * Node 20's global fetch cannot be given a CA) and authenticates as the
+ * default user with HTTP Basic.
+ */
+export interface GatewayLink {
+  base: string;
+  fetch: (url: string, init: RequestInit) => Promise<Response>;
+  headers: Record<string, string>;
+}
+
+function gatewayLink(cluster: ChaosCluster): GatewayLink {
+  const s = cluster.security;
+  if (s === null) return { base: `http://127.0.0.1:${cluster.httpPort}`, fetch, headers: {} };
+  const dispatcher = new Agent({ connect: { ca: s.ca } });
+  return {
+    base: `https://127.0.0.1:${cluster.httpPort}`,
+    fetch: (url, init) =>
+      undiciFetch(url, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher }) as unknown as Promise<Response>,
+    headers: { authorization: `Basic ${Buffer.from(`default:${s.password}`).toString("base64")}` },
+  };
+}
+
 class HttpClient implements StoreClient {
   constructor(
-    private readonly base: string,
+    private readonly link: GatewayLink,
     private readonly timeoutMs: number,
   ) {}
 
   private async send(method: string, key: string, headers: Record<string, string>, body?: string): Promise<Answer> {
     const signal = AbortSignal.timeout(this.timeoutMs);
-    const res = await fetch(`${this.base}/v1/kv/${encodeURIComponent(key)}`, {
+    const res = await this.link.fetch(`${this.link.base}/v1/kv/${encodeURIComponent(key)}`, {
       method,
-      headers,
+      headers: { ...this.link.headers, ...headers },
       ...(body === undefined ? {} : { body }),
       signal,
     });
@@ -193,14 +219,14 @@ function txnGets(
 /** POST /v1/txn (docs/cerializer.md): a transaction of gets to read, version compares to write. */
 class HttpBankClient implements BankClient {
   constructor(
-    private readonly base: string,
+    private readonly link: GatewayLink,
     private readonly timeoutMs: number,
   ) {}
 
   private async post(body: unknown): Promise<Answer> {
-    const res = await fetch(`${this.base}/v1/txn`, {
+    const res = await this.link.fetch(`${this.link.base}/v1/txn`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { ...this.link.headers, "content-type": "application/json" },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(this.timeoutMs),
     });
@@ -271,7 +297,7 @@ export function httpAdapter(cluster: ChaosCluster): ProtocolAdapter {
   return {
     name: "http",
     kinds: ["read", "write", "cas", "insert", "delete"],
-    open: (_member, timeoutMs) => new HttpClient(`http://127.0.0.1:${cluster.httpPort}`, timeoutMs),
-    openBank: (_member, timeoutMs) => new HttpBankClient(`http://127.0.0.1:${cluster.httpPort}`, timeoutMs),
+    open: (_member, timeoutMs) => new HttpClient(gatewayLink(cluster), timeoutMs),
+    openBank: (_member, timeoutMs) => new HttpBankClient(gatewayLink(cluster), timeoutMs),
   };
 }

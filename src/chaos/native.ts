@@ -4,7 +4,7 @@
  * write behind our back (src/client/client.ts), and reconnects by itself on
  * the next call after a connection drops.
  */
-import { PiccoloClient, type TxnResult, VersionMismatchError } from "../client/client.js";
+import { type ClientOptions, PiccoloClient, type TxnResult, VersionMismatchError } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import type { ChaosCluster } from "./cluster.js";
 import {
@@ -51,8 +51,14 @@ function neverSent(err: unknown): boolean {
 
 class NativeClient implements StoreClient {
   private readonly c: PiccoloClient;
-  constructor(port: number, timeoutMs: number) {
-    this.c = new PiccoloClient({ host: "127.0.0.1", port, timeoutMs, connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  constructor(port: number, timeoutMs: number, options: ClientOptions) {
+    this.c = new PiccoloClient({
+      host: "127.0.0.1",
+      port,
+      timeoutMs,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      ...options,
+    });
   }
 
   async run(key: string, q: Request): Promise<Outcome> {
@@ -133,8 +139,14 @@ function lie(err: unknown): boolean {
 /** Native transactions: a transaction of gets to read, version compares to write (docs/transactions.md). */
 class NativeBankClient implements BankClient {
   private readonly c: PiccoloClient;
-  constructor(port: number, timeoutMs: number) {
-    this.c = new PiccoloClient({ host: "127.0.0.1", port, timeoutMs, connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  constructor(port: number, timeoutMs: number, options: ClientOptions) {
+    this.c = new PiccoloClient({
+      host: "127.0.0.1",
+      port,
+      timeoutMs,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      ...options,
+    });
   }
 
   async audit(keys: readonly string[]): Promise<AuditOutcome> {
@@ -204,7 +216,9 @@ export function nativeAdapter(cluster: ChaosCluster): ProtocolAdapter {
   return {
     name: "native",
     kinds: ["read", "write", "cas", "insert", "delete"],
-    open: (member, timeoutMs) => new NativeClient(cluster.members[member]!.clientPort, timeoutMs),
-    openBank: (member, timeoutMs) => new NativeBankClient(cluster.members[member]!.clientPort, timeoutMs),
+    open: (member, timeoutMs) =>
+      new NativeClient(cluster.members[member]!.clientPort, timeoutMs, cluster.clientOptions()),
+    openBank: (member, timeoutMs) =>
+      new NativeBankClient(cluster.members[member]!.clientPort, timeoutMs, cluster.clientOptions()),
   };
 }

@@ -25,7 +25,7 @@
  */
 import { Redis } from "ioredis";
 import { assert } from "../assert.js";
-import type { ChaosCluster } from "./cluster.js";
+import type { ChaosCluster, ChaosSecurity } from "./cluster.js";
 import {
   type AuditOutcome,
   type BankClient,
@@ -70,6 +70,8 @@ class RespConnection {
     private readonly port: number,
     private readonly timeoutMs: number,
     private readonly protocol: 2 | 3,
+    /** A secure run: TLS with the run's CA, AUTH with its password. */
+    private readonly security: ChaosSecurity | null,
   ) {}
 
   protected connection(): Promise<Redis> {
@@ -90,6 +92,7 @@ class RespConnection {
       enableReadyCheck: false,
       disableClientInfo: true,
       reconnectOnError: null,
+      ...(this.security === null ? {} : { tls: { ca: this.security.ca }, password: this.security.password }),
     });
     r.on("error", () => {}); // every failure reaches the command that met it
     this.redis = r;
@@ -250,9 +253,9 @@ export function respAdapter(cluster: ChaosCluster): ProtocolAdapter {
     name: "resp",
     kinds: ["read", "write", "insert", "delete"],
     open: (member, timeoutMs, variant) =>
-      new RespClient(cluster.members[member]!.respPort, timeoutMs, respVersion(variant)),
+      new RespClient(cluster.members[member]!.respPort, timeoutMs, respVersion(variant), cluster.security),
     openBank: (member, timeoutMs, variant) =>
-      new RespBankClient(cluster.members[member]!.respPort, timeoutMs, respVersion(variant)),
+      new RespBankClient(cluster.members[member]!.respPort, timeoutMs, respVersion(variant), cluster.security),
     variantName: (variant) => `RESP${respVersion(variant)}`,
   };
 }
