@@ -121,7 +121,7 @@ export class ClusterView {
       this.links.map(async (link) => {
         if (!link.up || this.asking.has(link)) return;
         this.asking.add(link);
-        const asked = link.run((c) => c.clusterInfo());
+        const asked = link.run("gateway", (c) => c.clusterInfo());
         void asked.then(
           () => {
             this.asking.delete(link);

@@ -78,7 +78,7 @@ export class Metrics {
           .filter((n) => n.up)
           .map((n) =>
             within(
-              n.run((c) => c.stats()),
+              n.run("gateway", (c) => c.stats()),
               scrapeTimeoutMs,
             ).then(
               (s) => ({ node: n.address, shards: s.shards as unknown as Record<string, number>[] }),
@@ -109,7 +109,7 @@ export class Metrics {
           .filter((n) => n.up)
           .map((n) =>
             within(
-              n.run((c) => c.clusterInfo()),
+              n.run("gateway", (c) => c.clusterInfo()),
               scrapeTimeoutMs,
             ).then(
               (info) => ({ node: n.address, info }),

@@ -55,6 +55,7 @@ export const PROBLEMS = {
   "node-error": { status: 502, title: "The node refused the request" },
   unauthorized: { status: 401, title: "Credentials are missing or wrong" },
   forbidden: { status: 403, title: "The user may not do this" },
+  "too-many-tokens": { status: 503, title: "The gateway holds as many bearer tokens as it keeps" },
   internal: { status: 500, title: "Internal error in the gateway" },
 } as const;
 

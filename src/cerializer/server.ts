@@ -9,16 +9,26 @@
  *     -> PiccoloClient (Cap'n Proto over TCP) -> node -> back the same way.
  * Every failure on the way becomes an RFC 9457 problem (problems.ts).
  *
+ * Before the route, auth.ts decides who the caller is (Basic credentials,
+ * a bearer token, or nobody), and every node request of the route is sent
+ * on connections authenticated as that caller: the node checks what the
+ * caller may do, the gateway does not (docs/decisions/0263). With
+ * --tls-cert-file the port speaks HTTPS only; with --node-tls-ca-cert-file
+ * every connection to a node is TLS.
+ *
  * Fastify was chosen for its schema-first routes: one JSON schema per route
  * validates input (with Ajv), drives fast serialisation of output, and is
  * what @fastify/swagger turns into the OpenAPI document at /openapi.json
  * (docs/decisions/0070-fastify-for-the-cerializer.md).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { ConnectionOptions } from "node:tls";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import { pino } from "pino";
+import { ErrorCode, PiccoloError } from "../errors.js";
 import { LimitLog } from "../limit-log.js";
 import {
   CERIALIZER_CONNECTIONS_PER_NODE,
@@ -37,10 +47,15 @@ import {
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
 } from "../limits.js";
+import { clientPortOptions, readContext, type TlsFiles } from "../security/tls-files.js";
+import { Gatekeeper, OPEN_ROUTES } from "./auth.js";
+import { CALLER_REVERIFY_MS, CERIALIZER_MAX_CALLERS, Callers } from "./callers.js";
 import type { Gateway, GatewayLimits } from "./context.js";
+import { BASIC_CHALLENGE } from "./credentials.js";
 import { Metrics } from "./metrics.js";
 import { NodeLink } from "./pool.js";
 import { PROBLEM_BASE, Problem, problemFromError } from "./problems.js";
+import { authRoutes } from "./routes/auth.js";
 import { Router } from "./router.js";
 import { batchRoutes } from "./routes/batch.js";
 import { kvRoutes } from "./routes/kv.js";
@@ -48,6 +63,8 @@ import { opsRoutes } from "./routes/ops.js";
 import { rpcRoutes } from "./routes/rpc.js";
 import { txnRoutes } from "./routes/txn.js";
 import { watchRoutes } from "./routes/watch.js";
+import { AuthThrottle, THROTTLE_DEFAULTS } from "./throttle.js";
+import { DEFAULT_TOKEN_TTL_SECONDS, Tokens } from "./tokens.js";
 import { KV_PREFIX } from "./url.js";
 import { listenFailure } from "../start-failure.js";
 
@@ -62,8 +79,25 @@ export interface CerializerOptions {
   maxInFlightPerNode?: number;
   /** Per-request deadline toward the node; over it: 504. */
   timeoutMs?: number;
-  /** AUTH password for nodes run with --requirepass. */
+  /**
+   * The gateway's own identity toward the nodes (--user, --password-file):
+   * used for its own traffic only (probes, the cluster view's polling),
+   * never for an HTTP caller's request.
+   */
+  user?: string;
   password?: string;
+  /** HTTPS (--tls-cert-file ...): the port then speaks TLS only. */
+  tls?: TlsFiles;
+  /** TLS toward the nodes (--node-tls-*): the CA to trust, and a client certificate if they ask for one. */
+  nodeTls?: ConnectionOptions;
+  /** Lifetime of a bearer token from POST /v1/auth/token. */
+  tokenTtlSeconds?: number;
+  /** Refuse requests without credentials from other machines when bound to a non-loopback host (default true). */
+  protectedMode?: boolean;
+  /** Credential sets kept with connections of their own (LRU). */
+  maxCallers?: number;
+  /** The delay before the 401 of a first failed authentication from an address; doubled per failure. */
+  authFailureDelayMs?: number;
   /** The nodes are members of one cluster: any of them serves any key. */
   cluster?: boolean;
   /** Open HTTP connections; over it a new one is closed at once (logged). */
@@ -81,6 +115,10 @@ export interface Cerializer {
   app: FastifyInstance;
   /** The HTTP port once listening. */
   port: number;
+  /** "https" with --tls-cert-file. */
+  scheme: "http" | "https";
+  /** Reads the certificate and key files again for new connections (SIGHUP); throws if they cannot be read. */
+  reloadTls(): void;
   stop(): Promise<void>;
 }
 
@@ -107,6 +145,8 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
       maxInFlight: o.maxInFlightPerNode ?? CERIALIZER_MAX_IN_FLIGHT_PER_NODE,
       timeoutMs: o.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS,
       ...(o.password === undefined ? {} : { password: o.password }),
+      ...(o.user === undefined ? {} : { user: o.user }),
+      ...(o.nodeTls === undefined ? {} : { tls: o.nodeTls }),
       onState: (link, up, reason) => {
         metrics.stateChanges.inc({ node: link.address, state: up ? "up" : "down" });
         if (up) logger.warn({ node: link.address }, "node reachable again");
@@ -119,6 +159,29 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   const metrics = new Metrics(() => router.nodes, 1000);
   const limitLog = new LimitLog((level, message, detail) => logger[level](detail, message));
   const g: Gateway = { router, limits, metrics, startedAt: Date.now() };
+
+  const callers = new Callers({
+    maxCallers: o.maxCallers ?? CERIALIZER_MAX_CALLERS,
+    reverifyMs: CALLER_REVERIFY_MS,
+    verify: (user, password) => verifyWithNode(router, user, password),
+    onEvict: (identity) => {
+      for (const l of router.nodes) l.dropCaller(identity.id);
+    },
+  });
+  const baseDelayMs = o.authFailureDelayMs ?? THROTTLE_DEFAULTS.baseDelayMs;
+  const gatekeeper = new Gatekeeper({
+    callers,
+    tokens: new Tokens(o.tokenTtlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS),
+    throttle: new AuthThrottle({
+      ...THROTTLE_DEFAULTS,
+      baseDelayMs,
+      maxDelayMs: Math.max(baseDelayMs, THROTTLE_DEFAULTS.maxDelayMs),
+    }),
+    protectedMode: o.protectedMode ?? true,
+    boundHost: o.host,
+    limitLog,
+  });
+  const tokens = gatekeeper.tokens;
 
   // A key in a URL may be up to maxKeyBytes bytes, each percent-encoded as
   // three characters: the request line must fit that.
@@ -134,16 +197,27 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
     // these timeouts only on a server it creates itself, so they are set
     // here, on ours (docs/cerializer.md, "Limits").
     serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
-      const server = createServer(
-        {
-          maxHeaderSize,
-          requestTimeout: requestTimeoutMs,
-          headersTimeout: Math.min(CERIALIZER_HEADERS_TIMEOUT_MS, requestTimeoutMs),
-          keepAliveTimeout: CERIALIZER_KEEP_ALIVE_TIMEOUT_MS,
-          connectionsCheckingInterval: CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS,
-        },
-        handler,
-      );
+      const httpOptions = {
+        maxHeaderSize,
+        requestTimeout: requestTimeoutMs,
+        headersTimeout: Math.min(CERIALIZER_HEADERS_TIMEOUT_MS, requestTimeoutMs),
+        keepAliveTimeout: CERIALIZER_KEEP_ALIVE_TIMEOUT_MS,
+        connectionsCheckingInterval: CERIALIZER_TIMEOUT_CHECK_INTERVAL_MS,
+      };
+      // With a certificate the port speaks TLS only: a plaintext request fails the handshake and is closed.
+      const server =
+        o.tls === undefined
+          ? createServer(httpOptions, handler)
+          : createHttpsServer({ ...clientPortOptions(o.tls), ...httpOptions }, handler);
+      if (o.tls !== undefined)
+        server.on("tlsClientError", (err: Error, socket: { remoteAddress?: string }) =>
+          limitLog.hit(
+            "tls-handshake",
+            "a TLS handshake failed (a plaintext client, an untrusted certificate, a stall)",
+            { remote: socket.remoteAddress, error: err.message },
+            "info",
+          ),
+        );
       // Past the cap Node closes a new connection before reading it, and says so with 'drop'.
       server.maxConnections = o.maxConnections ?? CERIALIZER_MAX_CONNECTIONS;
       server.on("drop", (d?: { remoteAddress?: string; remotePort?: number }) =>
@@ -171,6 +245,16 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
       void (reply as unknown as FastifyReply).code(p.status).type("application/problem+json").send(p.body());
     },
   }) as unknown as FastifyInstance;
+
+  // Who calls, before anything else: a refused request is never parsed further.
+  app.decorateRequest("caller", "anonymous");
+  app.decorateRequest("bearer", null);
+  app.addHook("onRequest", async (req) => {
+    req.bearer = null;
+    req.caller = "anonymous";
+    if (OPEN_ROUTES.has(req.routeOptions.url ?? "")) return;
+    req.caller = await gatekeeper.callerOf(req);
+  });
 
   app.addSchema({
     $id: "problem",
@@ -221,6 +305,12 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
     const p = toProblem(err, req.method !== "GET" && req.method !== "HEAD");
     if (p.status >= 500 && p.type === "internal") req.log.error({ err }, "internal error");
     for (const [k, v] of Object.entries(p.headers)) reply.header(k, v);
+    if (p.status === 401) {
+      // The node refused the caller (NOAUTH): anonymous when its default user needs a password, or
+      // credentials no longer good (changed since they were checked): check them again next time.
+      if (!("www-authenticate" in p.headers)) reply.header("www-authenticate", BASIC_CHALLENGE);
+      if (typeof req.caller !== "string") callers.forget(req.caller);
+    }
     return reply
       .code(p.status)
       .type("application/problem+json")
@@ -247,6 +337,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
     return reply.code(p.status).type("application/problem+json").send(p.body());
   });
 
+  authRoutes(app, tokens);
   kvRoutes(app, g);
   batchRoutes(app, g);
   rpcRoutes(app, g);
@@ -273,7 +364,33 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
     throw listenFailure(err, `${o.host}:${o.httpPort}`, "the HTTP port, --http-port");
   }
   const port = (app.server.address() as { port: number }).port;
-  return { app, port, stop };
+  const reloadTls = (): void => {
+    if (o.tls === undefined) return;
+    (app.server as unknown as HttpsServer).setSecureContext(readContext(o.tls));
+  };
+  return { app, port, scheme: o.tls === undefined ? "http" : "https", reloadTls, stop };
+}
+
+/**
+ * Asks a node whether it accepts `user`/`password`: an AUTH on a connection
+ * of its own (no AUTH sent at connect), closed after. A refusal is 401; a
+ * node that cannot be reached is the usual 503/504.
+ */
+async function verifyWithNode(router: Router, user: string, password: string): Promise<void> {
+  const link = router.anyNode();
+  const c = link.newClient(0, "anonymous");
+  try {
+    await link.run("anonymous", (x) => x.auth(password, user), c);
+  } catch (err) {
+    if (
+      err instanceof PiccoloError &&
+      (err.code === ErrorCode.NOAUTH || err.code === ErrorCode.INVALID_ARGUMENT || err.code === ErrorCode.NOPERM)
+    )
+      throw new Problem("unauthorized", `the node refused the credentials of user "${user}"`);
+    throw err;
+  } finally {
+    void c.close();
+  }
 }
 
 function toProblem(err: FastifyError | Error, write: boolean): Problem {

@@ -2,9 +2,13 @@
  * `piccolo cerializer`: flags, environment and defaults for the gateway, and
  * its process life (one line on stdout when listening; SIGINT/SIGTERM close
  * it gracefully: in-flight requests finish, new ones get 503; a port taken
- * is one line and exit 71; an uncaught error, a fatal log line and exit 70).
+ * is one line and exit 71; an uncaught error, a fatal log line and exit 70;
+ * SIGHUP reads the HTTPS certificate and key again).
  */
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
 import { pino } from "pino";
+import { CERIALIZER_MAX_CALLERS } from "../cerializer/callers.js";
 import { startCerializer } from "../cerializer/server.js";
 import {
   CERIALIZER_CONNECTIONS_PER_NODE,
@@ -18,8 +22,12 @@ import {
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_BYTES,
 } from "../limits.js";
-import { ConfigError } from "../node/config.js";
+import { ConfigError } from "../config-error.js";
 import { installCrashPolicy } from "../node/fatal.js";
+import { readSecretFile } from "../security/secrets.js";
+import { CLIENT_CERT_POLICIES, type ClientCertPolicy, readContext, type TlsFiles } from "../security/tls-files.js";
+import { THROTTLE_DEFAULTS } from "../cerializer/throttle.js";
+import { DEFAULT_TOKEN_TTL_SECONDS } from "../cerializer/tokens.js";
 
 export const CERIALIZER_FLAGS = {
   nodes: {
@@ -75,7 +83,68 @@ export const CERIALIZER_FLAGS = {
     help: "ms between keepalive comments on an idle watch stream",
     default: String(CERIALIZER_WATCH_KEEPALIVE_MS),
   },
-  password: { env: "PICCOLO_PASSWORD", help: "AUTH password for nodes run with --requirepass", default: "" },
+  user: {
+    env: "PICCOLO_USER",
+    help: "the gateway's own user on the nodes, for its own traffic only (probes, cluster polling); never lent to callers",
+    default: "default",
+  },
+  "password-file": {
+    env: "PICCOLO_PASSWORD_FILE",
+    help: "file holding the gateway's own password (or env PICCOLO_PASSWORD)",
+    default: "",
+  },
+  password: {
+    env: "PICCOLO_PASSWORD",
+    help: "the gateway's own password (visible in ps as a flag: prefer --password-file or the env)",
+    default: "",
+  },
+  "tls-cert-file": {
+    env: "PICCOLO_HTTP_TLS_CERT_FILE",
+    help: "certificate (PEM): the HTTP port speaks HTTPS only",
+    default: "",
+  },
+  "tls-key-file": { env: "PICCOLO_HTTP_TLS_KEY_FILE", help: "private key (PEM) of --tls-cert-file", default: "" },
+  "tls-ca-cert-file": {
+    env: "PICCOLO_HTTP_TLS_CA_CERT_FILE",
+    help: "CA (PEM) that signs HTTPS client certificates",
+    default: "",
+  },
+  "tls-auth-clients": {
+    env: "PICCOLO_HTTP_TLS_AUTH_CLIENTS",
+    help: "yes|no|optional: whether HTTPS clients must present a certificate signed by --tls-ca-cert-file",
+    default: "no",
+  },
+  "node-tls-ca-cert-file": {
+    env: "PICCOLO_NODE_TLS_CA_CERT_FILE",
+    help: "CA (PEM) to trust for the nodes' certificates: every connection to a node speaks TLS",
+    default: "",
+  },
+  "node-tls-cert-file": {
+    env: "PICCOLO_NODE_TLS_CERT_FILE",
+    help: "client certificate (PEM) for nodes run with --tls-auth-clients yes",
+    default: "",
+  },
+  "node-tls-key-file": { env: "PICCOLO_NODE_TLS_KEY_FILE", help: "private key of --node-tls-cert-file", default: "" },
+  "token-ttl-seconds": {
+    env: "PICCOLO_TOKEN_TTL_SECONDS",
+    help: "lifetime of a bearer token from POST /v1/auth/token",
+    default: String(DEFAULT_TOKEN_TTL_SECONDS),
+  },
+  "protected-mode": {
+    env: "PICCOLO_HTTP_PROTECTED_MODE",
+    help: "yes: bound to a non-loopback host, refuse requests without credentials from other machines",
+    default: "yes",
+  },
+  "max-callers": {
+    env: "PICCOLO_MAX_CALLERS",
+    help: "credential sets kept with node connections of their own (least recently used evicted)",
+    default: String(CERIALIZER_MAX_CALLERS),
+  },
+  "auth-failure-delay-ms": {
+    env: "PICCOLO_AUTH_FAILURE_DELAY_MS",
+    help: `delay before a first failed authentication's 401, doubled per failure from the same address (to ${THROTTLE_DEFAULTS.maxDelayMs} ms or this)`,
+    default: String(THROTTLE_DEFAULTS.baseDelayMs),
+  },
   cluster: {
     env: "PICCOLO_GATEWAY_CLUSTER",
     help: "true: the nodes are members of one cluster (any serves any key; the gateway follows its membership)",
@@ -88,6 +157,66 @@ function bool(name: string, raw: string): boolean {
   if (raw === "true" || raw === "1") return true;
   if (raw === "false" || raw === "0") return false;
   throw new ConfigError(`--${name} must be true or false, got "${raw}"`);
+}
+
+function yesNo(name: string, raw: string): boolean {
+  if (raw !== "yes" && raw !== "no") throw new ConfigError(`--${name} must be yes or no, got "${raw}"`);
+  return raw === "yes";
+}
+
+/** --tls-*: HTTPS on the gateway's port (null: plain HTTP). The files are read now, so a bad one fails the start. */
+function httpsFiles(pick: (name: keyof typeof CERIALIZER_FLAGS) => string): TlsFiles | null {
+  const certFile = pick("tls-cert-file");
+  const keyFile = pick("tls-key-file");
+  const caFile = pick("tls-ca-cert-file");
+  const authClients = pick("tls-auth-clients");
+  if (!(CLIENT_CERT_POLICIES as readonly string[]).includes(authClients))
+    throw new ConfigError(`--tls-auth-clients must be one of ${CLIENT_CERT_POLICIES.join(", ")}, got "${authClients}"`);
+  if ((certFile === "") !== (keyFile === ""))
+    throw new ConfigError("--tls-cert-file and --tls-key-file go together: give both, or neither");
+  if (certFile === "" && caFile !== "")
+    throw new ConfigError("--tls-ca-cert-file needs --tls-cert-file and --tls-key-file (HTTPS is off without them)");
+  if (authClients !== "no" && caFile === "")
+    throw new ConfigError(
+      `--tls-auth-clients ${authClients} needs --tls-ca-cert-file: the CA client certificates are checked against`,
+    );
+  if (certFile === "") return null;
+  const files: TlsFiles = {
+    certFile,
+    keyFile,
+    caFile: caFile === "" ? null : caFile,
+    authClients: authClients as ClientCertPolicy,
+  };
+  readContext(files);
+  return files;
+}
+
+/** --node-tls-*: TLS toward the nodes (null: plaintext). */
+function nodeTls(pick: (name: keyof typeof CERIALIZER_FLAGS) => string): ConnectionOptions | null {
+  const caFile = pick("node-tls-ca-cert-file");
+  const certFile = pick("node-tls-cert-file");
+  const keyFile = pick("node-tls-key-file");
+  if ((certFile === "") !== (keyFile === ""))
+    throw new ConfigError("--node-tls-cert-file and --node-tls-key-file go together: give both, or neither");
+  if (caFile === "") {
+    if (certFile !== "")
+      throw new ConfigError(
+        "--node-tls-cert-file needs --node-tls-ca-cert-file (TLS toward the nodes is off without it)",
+      );
+    return null;
+  }
+  const read = (path: string, flag: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`--${flag} ${path} cannot be read: ${(err as Error).message}`);
+    }
+  };
+  return {
+    ca: read(caFile, "node-tls-ca-cert-file"),
+    ...(certFile === "" ? {} : { cert: read(certFile, "node-tls-cert-file"), key: read(keyFile, "node-tls-key-file") }),
+    minVersion: "TLSv1.2",
+  };
 }
 
 function int(name: string, raw: string, min: number, max: number): number {
@@ -113,9 +242,24 @@ export async function runCerializer(flags: Record<string, string | boolean | und
       return { host: m[1]!, port: Number(m[2]) };
     });
   if (nodes.length === 0) throw new ConfigError("--nodes: at least one node is needed");
-  const password = pick("password");
+  const warnings: string[] = [];
+  let password = "";
+  if (pick("password-file") !== "") {
+    const secret = readSecretFile(pick("password-file"), "password-file");
+    if (secret.warning !== null) warnings.push(secret.warning);
+    password = secret.value;
+  } else {
+    password = pick("password");
+    if (typeof flags.password === "string" && flags.password !== "")
+      warnings.push("--password shows the password to every user of this machine (ps): prefer --password-file");
+  }
+  const user = pick("user");
+  const tls = httpsFiles(pick);
+  const toNodes = nodeTls(pick);
+  const log = pino({ base: { pid: process.pid, role: "cerializer" } }, pino.destination(2));
+  for (const w of warnings) log.warn(w);
   // An error nobody catches stops the gateway with 70, logged with its stack (src/node/fatal.ts).
-  installCrashPolicy(pino({ base: { pid: process.pid, role: "cerializer" } }, pino.destination(2)));
+  installCrashPolicy(log);
   const gw = await startCerializer({
     nodes,
     host: pick("host"),
@@ -128,7 +272,13 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     },
     connectionsPerNode: int("connections", pick("connections"), 1, 64),
     timeoutMs: int("timeout", pick("timeout"), 1, 3_600_000),
-    ...(password === "" ? {} : { password }),
+    ...(password === "" ? {} : { password, ...(user === "" ? {} : { user }) }),
+    ...(tls === null ? {} : { tls }),
+    ...(toNodes === null ? {} : { nodeTls: toNodes }),
+    tokenTtlSeconds: int("token-ttl-seconds", pick("token-ttl-seconds"), 1, 30 * 24 * 3600),
+    protectedMode: yesNo("protected-mode", pick("protected-mode")),
+    maxCallers: int("max-callers", pick("max-callers"), 1, 100_000),
+    authFailureDelayMs: int("auth-failure-delay-ms", pick("auth-failure-delay-ms"), 1, 60_000),
     cluster: bool("cluster", pick("cluster")),
     maxConnections: int("max-connections", pick("max-connections"), 1, 1_000_000),
     requestTimeoutMs: int("request-timeout-ms", pick("request-timeout-ms"), 1_000, 3_600_000),
@@ -137,7 +287,17 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     logLevel: pick("log-level"),
   });
   const list = nodes.map((n) => `${n.host}:${n.port}`).join(", ");
-  process.stdout.write(`cerializer listening on http://${pick("host")}:${gw.port} (nodes: ${list})\n`);
+  const toward = toNodes === null ? "" : " over TLS";
+  process.stdout.write(`cerializer listening on ${gw.scheme}://${pick("host")}:${gw.port} (nodes${toward}: ${list})\n`);
+  // SIGHUP: a renewed certificate is taken for new connections, without a restart; a bad file keeps the old one.
+  process.on("SIGHUP", () => {
+    try {
+      gw.reloadTls();
+      if (tls !== null) log.warn({ cert: tls.certFile }, "SIGHUP: reloaded the HTTPS certificate and key");
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "SIGHUP: could not reload the HTTPS certificate; keeping the old one");
+    }
+  });
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -91,9 +91,9 @@ export function batchRoutes(app: FastifyInstance, g: Gateway): void {
         prepared.map(async (p): Promise<Result> => {
           const node = g.router.nodeFor(p.key);
           let conn = conns.get(node);
-          if (conn === undefined) conns.set(node, (conn = node.pick()));
+          if (conn === undefined) conns.set(node, (conn = node.pick(req.caller)));
           try {
-            return await node.run((c) => apply(c, p), conn);
+            return await node.run(req.caller, (c) => apply(c, p), conn);
           } catch (err) {
             return failure(err, p.op !== "get" && p.op !== "exists");
           }

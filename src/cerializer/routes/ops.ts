@@ -59,12 +59,12 @@ export function opsRoutes(app: FastifyInstance, g: Gateway): void {
         response: { 200: { type: "object", additionalProperties: true } },
       },
     },
-    async () => {
+    async (req) => {
       const nodes = await Promise.all(
         g.router.nodes.map(async (n) => {
           const base = { node: n.address, up: n.up, inFlight: n.inFlight };
           try {
-            return { ...base, stats: await n.run((c) => c.stats()) };
+            return { ...base, stats: await n.run(req.caller, (c) => c.stats()) };
           } catch (err) {
             return { ...base, stats: null, error: problemFromError(err).detail };
           }

@@ -9,7 +9,10 @@
  *
  * Two fields are the gateway's, not the caller's: `id` (the gateway numbers
  * requests on its shared connections; a caller's id is echoed back) and
- * `auth` (the gateway authenticates its own connections with --password).
+ * `auth` (the gateway sends each caller's requests on connections
+ * authenticated as that caller, from its Authorization header: auth.ts).
+ * An admin operation (transferLeader, replaceReplica) runs only if the
+ * node lets the caller's user run it; else 403 forbidden (NOPERM).
  */
 import * as capnp from "capnp-es";
 import type { FastifyInstance } from "fastify";
@@ -71,9 +74,13 @@ export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
     async (req) => {
       const json = req.body as Record<string, unknown>;
       if ("auth" in json)
-        throw new Problem("invalid-rpc-field", "auth: the gateway authenticates its own connections (--password)", {
-          field: "auth",
-        });
+        throw new Problem(
+          "invalid-rpc-field",
+          "auth: the gateway authenticates each caller from its Authorization header (Basic or Bearer)",
+          {
+            field: "auth",
+          },
+        );
       const id = json.id;
       if (
         id !== undefined &&
@@ -93,7 +100,7 @@ export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
               "invalid-argument",
               "the keys of this request live on different nodes; send them as a POST /v1/batch instead",
             );
-      const res: Response = await node.run((c) =>
+      const res: Response = await node.run(req.caller, (c) =>
         c.raw((r) => fillStruct(requestInfo, r as unknown as Dyn, json, "", ["id"])),
       );
       const out = structToJson(responseInfo, res as unknown as Dyn);

@@ -161,7 +161,7 @@ export function txnRoutes(app: FastifyInstance, g: Gateway): void {
         );
       const writes = [...t.success, ...t.failure].some((o) => o.op !== "get");
       try {
-        const r = await node.run((c) => c.txn(t));
+        const r = await node.run(req.caller, (c) => c.txn(t));
         return { succeeded: r.succeeded, results: r.results.map(resultJson) };
       } catch (err) {
         throw problemFromError(err, writes);

@@ -284,7 +284,7 @@ export function watchRoutes(app: FastifyInstance, g: Gateway, o: WatchRouteOptio
       // A watch resumed from a position is set up once every shard it covers has answered, and a shard
       // with nothing new answers only when a change comes or its read's park ends (WATCH_PARK_MS):
       // the setup may take that long (docs/cerializer.md, "Watch streams").
-      const client = link.newClient(WATCH_PARK_MS);
+      const client = link.newClient(WATCH_PARK_MS, req.caller);
       let gone = false;
       reply.raw.once("close", () => {
         gone = true;
@@ -292,6 +292,7 @@ export function watchRoutes(app: FastifyInstance, g: Gateway, o: WatchRouteOptio
       let watcher: Watcher;
       try {
         watcher = await link.run(
+          req.caller,
           (c) =>
             c.watch(key ?? prefix!, {
               prefix: prefix !== null,
