@@ -5,7 +5,10 @@
  * node answers, and the Response comes back as JSON the same way
  * ({"id": 0, "value": {"found": true, ...}}). A store error is part of the
  * Response ({"error": {...}}), so the HTTP status is 200 whenever the node
- * answered; 4xx/5xx mean the request never reached it.
+ * answered; 4xx/5xx mean the request never reached it. Except a refusal of
+ * the caller (NOAUTH, NOPERM, DENIED): that is HTTP's to say, 401 or 403
+ * problem+json as on every other route, so a client, a proxy or a log
+ * tells a forbidden admin call from a store error without reading bodies.
  *
  * Two fields are the gateway's, not the caller's: `id` (the gateway numbers
  * requests on its shared connections; a caller's id is echoed back) and
@@ -16,7 +19,8 @@
  */
 import * as capnp from "capnp-es";
 import type { FastifyInstance } from "fastify";
-import { Request, type Response } from "../../protocol/gen/piccolo.js";
+import { ErrorCode, PiccoloError } from "../../errors.js";
+import { Request, type Response, Response_Which } from "../../protocol/gen/piccolo.js";
 import { fillStruct, JsonSchemaError, structInfo, structToJson } from "../../protocol/json.js";
 import type { Gateway } from "../context.js";
 import { Problem } from "../problems.js";
@@ -27,6 +31,9 @@ const responseInfo = structInfo("Response");
 const memberNames = requestInfo.fields.filter((f) => f.discriminant !== null).map((f) => f.name);
 
 type Dyn = Record<string, unknown>;
+
+/** Error codes that refuse the caller rather than report on the store: answered as 401/403 problems. */
+const REFUSALS: ReadonlySet<number> = new Set([ErrorCode.NOAUTH, ErrorCode.NOPERM, ErrorCode.DENIED]);
 
 /**
  * Checks the request against the schema (by building it once) and returns
@@ -103,6 +110,8 @@ export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
       const res: Response = await node.run(req.caller, (c) =>
         c.raw((r) => fillStruct(requestInfo, r as unknown as Dyn, json, "", ["id"])),
       );
+      if (res.which() === Response_Which.ERROR && REFUSALS.has(res.error.code))
+        throw new PiccoloError(res.error.code as ErrorCode, res.error.message);
       const out = structToJson(responseInfo, res as unknown as Dyn);
       out.id = id ?? 0;
       return out;
