@@ -354,18 +354,34 @@ export class PiccoloClient {
       s.once(this.tls === undefined ? "connect" : "secureConnect", () => {
         clearTimeout(timer);
         this.attach(s);
-        // AUTH goes first on the wire, ahead of any call waiting for this
-        // connection; if it fails, those calls fail with NOAUTH.
-        if (this.password !== undefined)
-          void this.send(
-            s,
-            capnpRequest((r) => {
-              const a = r._initAuth();
-              a.password = this.password!;
-              if (this.user !== undefined) a.user = this.user;
-            }),
-          ).catch(() => {});
-        resolve(s);
+        if (this.password === undefined) return resolve(s);
+        // AUTH first, and nothing else until it is answered: a failed AUTH
+        // leaves a connection as it was (the default user, on a node whose
+        // default user needs no password), and calls pipelined behind it would
+        // run as that user. So the connection is handed out only once AUTH
+        // succeeded; if it fails, it is closed and the waiting calls fail.
+        this.send(
+          s,
+          capnpRequest((r) => {
+            const a = r._initAuth();
+            a.password = this.password!;
+            if (this.user !== undefined) a.user = this.user;
+          }),
+        ).then(
+          (res) => {
+            try {
+              PiccoloClient.check(decodeResponse(res), Response_Which.OK);
+              resolve(s);
+            } catch (err) {
+              s.destroy();
+              reject(err);
+            }
+          },
+          (err: unknown) => {
+            s.destroy();
+            reject(err);
+          },
+        );
       });
       s.once("error", (err) => {
         clearTimeout(timer);
