@@ -4,7 +4,7 @@
  * write behind our back (src/client/client.ts), and reconnects by itself on
  * the next call after a connection drops.
  */
-import { type ClientOptions, PiccoloClient, type TxnResult, VersionMismatchError } from "../client/client.js";
+import { PiccoloClient, type TxnResult, VersionMismatchError } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import type { ChaosCluster } from "./cluster.js";
 import {
@@ -50,16 +50,7 @@ function neverSent(err: unknown): boolean {
 }
 
 class NativeClient implements StoreClient {
-  private readonly c: PiccoloClient;
-  constructor(port: number, timeoutMs: number, options: ClientOptions) {
-    this.c = new PiccoloClient({
-      host: "127.0.0.1",
-      port,
-      timeoutMs,
-      connectTimeoutMs: CONNECT_TIMEOUT_MS,
-      ...options,
-    });
-  }
+  constructor(private readonly c: PiccoloClient) {}
 
   async run(key: string, q: Request): Promise<Outcome> {
     try {
@@ -138,16 +129,7 @@ function lie(err: unknown): boolean {
 
 /** Native transactions: a transaction of gets to read, version compares to write (docs/transactions.md). */
 class NativeBankClient implements BankClient {
-  private readonly c: PiccoloClient;
-  constructor(port: number, timeoutMs: number, options: ClientOptions) {
-    this.c = new PiccoloClient({
-      host: "127.0.0.1",
-      port,
-      timeoutMs,
-      connectTimeoutMs: CONNECT_TIMEOUT_MS,
-      ...options,
-    });
-  }
+  constructor(private readonly c: PiccoloClient) {}
 
   async audit(keys: readonly string[]): Promise<AuditOutcome> {
     try {
@@ -212,13 +194,22 @@ class NativeBankClient implements BankClient {
   }
 }
 
+/** A client of `member` (with the run's CA and password when it is secure). */
+function connectTo(cluster: ChaosCluster, member: number, timeoutMs: number): PiccoloClient {
+  return new PiccoloClient({
+    host: "127.0.0.1",
+    port: cluster.members[member]!.clientPort,
+    timeoutMs,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    ...cluster.clientOptions(),
+  });
+}
+
 export function nativeAdapter(cluster: ChaosCluster): ProtocolAdapter {
   return {
     name: "native",
     kinds: ["read", "write", "cas", "insert", "delete"],
-    open: (member, timeoutMs) =>
-      new NativeClient(cluster.members[member]!.clientPort, timeoutMs, cluster.clientOptions()),
-    openBank: (member, timeoutMs) =>
-      new NativeBankClient(cluster.members[member]!.clientPort, timeoutMs, cluster.clientOptions()),
+    open: (member, timeoutMs) => new NativeClient(connectTo(cluster, member, timeoutMs)),
+    openBank: (member, timeoutMs) => new NativeBankClient(connectTo(cluster, member, timeoutMs)),
   };
 }

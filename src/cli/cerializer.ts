@@ -5,7 +5,6 @@
  * is one line and exit 71; an uncaught error, a fatal log line and exit 70;
  * SIGHUP reads the HTTPS certificate and key again).
  */
-import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import { pino } from "pino";
 import { CERIALIZER_MAX_CALLERS } from "../cerializer/callers.js";
@@ -25,7 +24,7 @@ import {
 import { ConfigError } from "../config-error.js";
 import { installCrashPolicy } from "../node/fatal.js";
 import { readSecretFile } from "../security/secrets.js";
-import { CLIENT_CERT_POLICIES, type ClientCertPolicy, readContext, type TlsFiles } from "../security/tls-files.js";
+import { readPem, type TlsFiles, tlsFilesFromFlags } from "../security/tls-files.js";
 import { THROTTLE_DEFAULTS } from "../cerializer/throttle.js";
 import { DEFAULT_TOKEN_TTL_SECONDS } from "../cerializer/tokens.js";
 
@@ -166,29 +165,12 @@ function yesNo(name: string, raw: string): boolean {
 
 /** --tls-*: HTTPS on the gateway's port (null: plain HTTP). The files are read now, so a bad one fails the start. */
 function httpsFiles(pick: (name: keyof typeof CERIALIZER_FLAGS) => string): TlsFiles | null {
-  const certFile = pick("tls-cert-file");
-  const keyFile = pick("tls-key-file");
-  const caFile = pick("tls-ca-cert-file");
-  const authClients = pick("tls-auth-clients");
-  if (!(CLIENT_CERT_POLICIES as readonly string[]).includes(authClients))
-    throw new ConfigError(`--tls-auth-clients must be one of ${CLIENT_CERT_POLICIES.join(", ")}, got "${authClients}"`);
-  if ((certFile === "") !== (keyFile === ""))
-    throw new ConfigError("--tls-cert-file and --tls-key-file go together: give both, or neither");
-  if (certFile === "" && caFile !== "")
-    throw new ConfigError("--tls-ca-cert-file needs --tls-cert-file and --tls-key-file (HTTPS is off without them)");
-  if (authClients !== "no" && caFile === "")
-    throw new ConfigError(
-      `--tls-auth-clients ${authClients} needs --tls-ca-cert-file: the CA client certificates are checked against`,
-    );
-  if (certFile === "") return null;
-  const files: TlsFiles = {
-    certFile,
-    keyFile,
-    caFile: caFile === "" ? null : caFile,
-    authClients: authClients as ClientCertPolicy,
-  };
-  readContext(files);
-  return files;
+  return tlsFilesFromFlags(
+    pick("tls-cert-file"),
+    pick("tls-key-file"),
+    pick("tls-ca-cert-file"),
+    pick("tls-auth-clients"),
+  );
 }
 
 /** --node-tls-*: TLS toward the nodes (null: plaintext). */
@@ -205,16 +187,11 @@ function nodeTls(pick: (name: keyof typeof CERIALIZER_FLAGS) => string): Connect
       );
     return null;
   }
-  const read = (path: string, flag: string): Buffer => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`--${flag} ${path} cannot be read: ${(err as Error).message}`);
-    }
-  };
   return {
-    ca: read(caFile, "node-tls-ca-cert-file"),
-    ...(certFile === "" ? {} : { cert: read(certFile, "node-tls-cert-file"), key: read(keyFile, "node-tls-key-file") }),
+    ca: readPem(caFile, "node-tls-ca-cert-file"),
+    ...(certFile === ""
+      ? {}
+      : { cert: readPem(certFile, "node-tls-cert-file"), key: readPem(keyFile, "node-tls-key-file") }),
     minVersion: "TLSv1.2",
   };
 }

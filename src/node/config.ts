@@ -19,7 +19,7 @@ import {
   REPLICATED_MAX_VALUE_BYTES,
 } from "../limits.js";
 import { readSecretFile } from "../security/secrets.js";
-import { CLIENT_CERT_POLICIES, type ClientCertPolicy, readContext, type TlsFiles } from "../security/tls-files.js";
+import { type TlsFiles, tlsFilesFromFlags } from "../security/tls-files.js";
 
 /** The shortest cluster secret accepted: 16 bytes, 128 bits if random. */
 export const MIN_CLUSTER_SECRET_BYTES = 16;
@@ -279,26 +279,12 @@ function securityConfig(
     const v = env[envName];
     return v === undefined || v === "" ? null : v;
   };
-  const certFile = pick("tls-cert-file");
-  const keyFile = pick("tls-key-file");
-  const caFile = pick("tls-ca-cert-file");
-  const authClients = pick("tls-auth-clients");
-  if (!(CLIENT_CERT_POLICIES as readonly string[]).includes(authClients))
-    throw new ConfigError(`--tls-auth-clients must be one of ${CLIENT_CERT_POLICIES.join(", ")}, got "${authClients}"`);
-  if ((certFile === "") !== (keyFile === ""))
-    throw new ConfigError("--tls-cert-file and --tls-key-file go together: give both, or neither");
-  if (certFile === "" && caFile !== "")
-    throw new ConfigError("--tls-ca-cert-file needs --tls-cert-file and --tls-key-file (TLS is off without them)");
-  if (authClients !== "no" && caFile === "")
-    throw new ConfigError(
-      `--tls-auth-clients ${authClients} needs --tls-ca-cert-file: the CA client certificates are checked against`,
-    );
-  const tls: TlsFiles | null =
-    certFile === ""
-      ? null
-      : { certFile, keyFile, caFile: caFile === "" ? null : caFile, authClients: authClients as ClientCertPolicy };
-  // Read now, so a missing file is a clear line at start, not a failed handshake later.
-  if (tls !== null) readContext(tls);
+  const tls = tlsFilesFromFlags(
+    pick("tls-cert-file"),
+    pick("tls-key-file"),
+    pick("tls-ca-cert-file"),
+    pick("tls-auth-clients"),
+  );
   const tlsCluster = tls !== null && cluster !== null && yesNo("tls-cluster", pick("tls-cluster"));
   if (tlsCluster && tls!.caFile === null)
     throw new ConfigError("--tls-cluster needs --tls-ca-cert-file: the CA that signs every member's certificate");

@@ -29,21 +29,55 @@ export interface TlsFiles {
 /** Longest a TLS handshake may take before the socket is dropped (a stalled handshake holds a socket and a little memory). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** Reads the files into the context options; a missing or unreadable file is a ConfigError naming its flag. */
+/** A PEM file's bytes; a missing or unreadable file is a ConfigError naming its flag. */
+export function readPem(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`--${flag} ${path} cannot be read: ${(err as Error).message}`);
+  }
+}
+
+/** Reads the files into the context options (readPem's errors). */
 export function readContext(files: TlsFiles): SecureContextOptions {
-  const read = (path: string, flag: string): Buffer => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`--${flag} ${path} cannot be read: ${(err as Error).message}`);
-    }
-  };
   return {
-    cert: read(files.certFile, "tls-cert-file"),
-    key: read(files.keyFile, "tls-key-file"),
-    ...(files.caFile === null ? {} : { ca: read(files.caFile, "tls-ca-cert-file") }),
+    cert: readPem(files.certFile, "tls-cert-file"),
+    key: readPem(files.keyFile, "tls-key-file"),
+    ...(files.caFile === null ? {} : { ca: readPem(files.caFile, "tls-ca-cert-file") }),
     minVersion: "TLSv1.2",
   };
+}
+
+/**
+ * The listener's TLS files from the four flags' values ("" when not given),
+ * checked together, and read now so a missing file is one clear line at
+ * start, not a failed handshake later; null when TLS is off.
+ */
+export function tlsFilesFromFlags(
+  certFile: string,
+  keyFile: string,
+  caFile: string,
+  authClients: string,
+): TlsFiles | null {
+  if (!(CLIENT_CERT_POLICIES as readonly string[]).includes(authClients))
+    throw new ConfigError(`--tls-auth-clients must be one of ${CLIENT_CERT_POLICIES.join(", ")}, got "${authClients}"`);
+  if ((certFile === "") !== (keyFile === ""))
+    throw new ConfigError("--tls-cert-file and --tls-key-file go together: give both, or neither");
+  if (certFile === "" && caFile !== "")
+    throw new ConfigError("--tls-ca-cert-file needs --tls-cert-file and --tls-key-file (TLS is off without them)");
+  if (authClients !== "no" && caFile === "")
+    throw new ConfigError(
+      `--tls-auth-clients ${authClients} needs --tls-ca-cert-file: the CA client certificates are checked against`,
+    );
+  if (certFile === "") return null;
+  const files: TlsFiles = {
+    certFile,
+    keyFile,
+    caFile: caFile === "" ? null : caFile,
+    authClients: authClients as ClientCertPolicy,
+  };
+  readContext(files);
+  return files;
 }
 
 /** A client port's listener options: the certificate, and client certificates per the policy. */

@@ -1,73 +1,21 @@
 // For the security tests (security*.test.ts): a real Cerializer that may
 // speak HTTPS, and requests to it with node:https and a chosen CA (Node 20's
 // fetch cannot be given a CA without the undici package). Plain-HTTP
-// gateways use test/support/cerializer.ts as every other suite does.
-import { type ChildProcess, spawn } from "node:child_process";
+// Both start through test/support/cerializer.ts, which reads either start line.
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLI } from "../support/node.js";
+import { type RunningGateway, startGateway } from "../support/cerializer.js";
 
-export interface SecureGateway {
-  port: number;
-  /** "http" or "https", as the start line said. */
-  scheme: string;
-  process: ChildProcess;
-  stderr(): string;
-  stop(): Promise<number | null>;
-}
-
-/** Starts `piccolo cerializer` on a free loopback port; resolves once its start line names the port. */
-export async function startSecureGateway(
+/** A gateway that may speak HTTPS: test/support/cerializer.ts's, which reads either start line. */
+export type SecureGateway = RunningGateway;
+export const startSecureGateway = (
   nodes: string[],
   args: string[] = [],
   env: Record<string, string> = {},
-): Promise<SecureGateway> {
-  const child = spawn(
-    process.execPath,
-    [CLI, "cerializer", "--host", "127.0.0.1", "--http-port", "0", "--nodes", nodes.join(","), ...args],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
-  );
-  let err = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  const { scheme, port } = await new Promise<{ scheme: string; port: number }>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`gateway did not start in 30s; stderr:\n${err}`));
-    }, 30_000);
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /cerializer listening on (https?):\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ scheme: m[1]!, port: Number(m[2]) });
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gateway exited with ${code} before listening; stderr:\n${err}`));
-    });
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return {
-    port,
-    scheme,
-    process: child,
-    stderr: () => err,
-    async stop() {
-      if (child.exitCode === null) child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-  };
-}
+): Promise<SecureGateway> => startGateway(nodes, args, env);
 
 export interface Answer {
   status: number;

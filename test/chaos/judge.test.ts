@@ -40,7 +40,7 @@ describe("chaos judges: RESP", () => {
   const ask = async (reply: string, q: Request, variant: number): Promise<Outcome> => {
     const port = await (server.listening ? (server.address() as { port: number }).port : listen(server));
     next = reply;
-    const c = respAdapter({ members: [{ respPort: port }] } as unknown as ChaosCluster).open(0, 2_000, variant);
+    const c = respAdapter({ members: [{ respPort: port }], security: null } as unknown as ChaosCluster).open(0, 2_000, variant);
     try {
       return await c.run("k", q);
     } finally {
@@ -85,7 +85,7 @@ describe("chaos judges: RESP", () => {
   it("a reply that never comes: a failure (client timeout), not an answer", async () => {
     const port = await (server.listening ? (server.address() as { port: number }).port : listen(server));
     next = ""; // say nothing
-    const c = respAdapter({ members: [{ respPort: port }] } as unknown as ChaosCluster).open(0, 200, 0);
+    const c = respAdapter({ members: [{ respPort: port }], security: null } as unknown as ChaosCluster).open(0, 200, 0);
     const out = await c.run("k", { kind: "write", value: "v" });
     await c.close();
     assert.deepEqual(out, { kind: "failed", label: "client timeout", sent: true });
@@ -174,7 +174,7 @@ describe("chaos judges: HTTP", () => {
     it(`${name}: ${kind}`, async () => {
       const port = await (server.listening ? (server.address() as { port: number }).port : listen(server));
       next = answer;
-      const c = httpAdapter({ httpPort: port } as unknown as ChaosCluster).open(0, 2_000, 0);
+      const c = httpAdapter({ httpPort: port, security: null } as unknown as ChaosCluster).open(0, 2_000, 0);
       const out = await c.run("k", q);
       assert.equal(out.kind, kind, JSON.stringify(out));
     });

@@ -13,25 +13,11 @@ import { pino } from "pino";
 import { PeerFaults } from "../../src/chaos/peer-faults.js";
 import { encodeForward, encodeForwardReply, encodeRaftBatch, type GroupMessage } from "../../src/cluster/peer-codec.js";
 import type { PeerFrame, PeerHandlers, PeerNetwork } from "../../src/cluster/peer-network.js";
-import { type Member, parseMembers } from "../../src/cluster/placement.js";
+import type { Member } from "../../src/cluster/placement.js";
 import { clusterIdOf, PeerTransport } from "../../src/cluster/transport.js";
-import { hash32, initHash } from "../../src/hash.js";
+import { hash32 } from "../../src/hash.js";
 import { message } from "../../src/raft/messages.js";
-import { freePort } from "../support/node.js";
-
-async function cluster(n: number): Promise<Member[]> {
-  await initHash();
-  const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
-  return parseMembers(ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(","));
-}
-
-async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) assert.fail(`timed out: ${what}`);
-    await sleep(10);
-  }
-}
+import { loopbackMembers, until } from "../support/members.js";
 
 function raft(group: number, from: number, to: number, term: number): Uint8Array {
   const m: GroupMessage = { group, message: message({ type: 7, from, to, term }) };
@@ -62,7 +48,7 @@ function start(members: Member[], id: number, faultFile = "/nonexistent") {
 
 describe("peer faults (test only)", () => {
   it("partition one way or both, and heal", async () => {
-    const ms = await cluster(3);
+    const ms = await loopbackMembers(3);
     const nodes = [start(ms, 1), start(ms, 2), start(ms, 3)];
     await Promise.all(nodes.map((n) => n.ready));
     const [a, b, c] = nodes as [(typeof nodes)[0], (typeof nodes)[0], (typeof nodes)[0]];
@@ -96,7 +82,7 @@ describe("peer faults (test only)", () => {
   });
 
   it("mute-replies drops only the answers to what that peer forwarded", async () => {
-    const ms = await cluster(2);
+    const ms = await loopbackMembers(2);
     const a = start(ms, 1);
     const b = start(ms, 2);
     await Promise.all([a.ready, b.ready]);
@@ -124,7 +110,7 @@ describe("peer faults (test only)", () => {
     const dir = await mkdtemp(join(tmpdir(), "piccolo-peer-faults-"));
     const file = join(dir, "faults");
     await writeFile(file, "block 2 both\n");
-    const ms = await cluster(2);
+    const ms = await loopbackMembers(2);
     const a = start(ms, 1, file);
     const b = start(ms, 2);
     await Promise.all([a.ready, b.ready]);

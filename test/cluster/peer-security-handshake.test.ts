@@ -14,12 +14,12 @@ import {
   PEER_AUTH_FRAME_BYTES,
 } from "../../src/cluster/peer-codec.js";
 import { Handshake, PeerRefused } from "../../src/cluster/peer-handshake.js";
-import { type Member, parseMembers } from "../../src/cluster/placement.js";
+import type { Member } from "../../src/cluster/placement.js";
 import { clusterIdOf, PeerTransport } from "../../src/cluster/transport.js";
-import { hash32, initHash } from "../../src/hash.js";
+import { hash32 } from "../../src/hash.js";
 import { message } from "../../src/raft/messages.js";
 import { isLoopbackHost, peerNonce } from "../../src/security/peer-auth.js";
-import { freePort } from "../support/node.js";
+import { loopbackMembers, until } from "../support/members.js";
 
 const SECRET = new TextEncoder().encode("correct horse battery staple");
 const OTHER = new TextEncoder().encode("another cluster's secret, 32 b.");
@@ -164,20 +164,6 @@ function recordedNonce(h: Handshake): Uint8Array {
   return (decodeAuthFrame(h.challenge()) as { nonce: Uint8Array }).nonce;
 }
 
-async function cluster(n: number): Promise<Member[]> {
-  await initHash();
-  const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
-  return parseMembers(ports.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(","));
-}
-
-async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) assert.fail(`timed out: ${what}`);
-    await sleep(10);
-  }
-}
-
 describe("two transports with a cluster secret", () => {
   const start = (ms: Member[], id: number, secret: string) => {
     const got: number[] = [];
@@ -192,7 +178,7 @@ describe("two transports with a cluster secret", () => {
   };
 
   it("connect and carry traffic with the same secret", { timeout: 30_000 }, async () => {
-    const ms = await cluster(2);
+    const ms = await loopbackMembers(2);
     const a = start(ms, 1, "the same secret, 16+ bytes");
     const b = start(ms, 2, "the same secret, 16+ bytes");
     await Promise.all([a.ready, b.ready]);
@@ -209,7 +195,7 @@ describe("two transports with a cluster secret", () => {
   it("never connect with different secrets: nothing is delivered, refusals are counted, redials back off", {
     timeout: 30_000,
   }, async () => {
-    const ms = await cluster(2);
+    const ms = await loopbackMembers(2);
     const a = start(ms, 1, "the first secret, 16+ bytes");
     const b = start(ms, 2, "the second secret, 16+ bytes");
     await Promise.all([a.ready, b.ready]);

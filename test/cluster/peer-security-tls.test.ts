@@ -14,15 +14,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect as tlsConnect, createServer as tlsCreateServer } from "node:tls";
-import { PiccoloClient } from "../../src/client/client.js";
 import { encodeChallenge, encodeHello } from "../../src/cluster/peer-codec.js";
 import { parseMemberLists } from "../../src/cluster/placement.js";
 import { clusterIdOf } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
 import { peerNonce } from "../../src/security/peer-auth.js";
 import { type Certs, makeCerts, tlsFlags } from "../support/certs.js";
-import { eventually } from "../support/eventually.js";
 import { memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { closedWithin, logged, peerPort, serves } from "./peer-security-support.js";
 
 let root: string;
 let certs: Certs;
@@ -40,68 +39,19 @@ after(async () => {
   await rm(foreign.dir, { recursive: true, force: true });
 });
 
-function peerPort(list: string, name: string): number {
-  return parseMemberLists(list).all.find((m) => m.name === name)!.port;
-}
-
 /** node:tls options presenting `name`'s certificate from `from`, trusting our CA. */
 function tlsAs(from: Certs, name: string) {
   const c = from.cert(name);
   return { cert: readFileSync(c.cert), key: readFileSync(c.key), ca: readFileSync(certs.ca) };
 }
 
-/**
- * A native client of `n`. The same flags turn TLS on for the client ports
- * (another part of issue #17): whether this build does is found out by
- * trying a TLS handshake, so the test checks the peer port either way.
- */
-async function clientOf(n: RunningNode): Promise<PiccoloClient> {
-  const speaksTls = await new Promise<boolean>((resolve) => {
-    const s = tlsConnect({ host: "127.0.0.1", port: n.port, ...tlsAs(certs, "n1") });
-    const timer = setTimeout(() => done(false), 3_000);
-    const done = (v: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(v);
-    };
-    s.once("secureConnect", () => done(true));
-    s.once("error", () => done(false));
-    s.once("close", () => done(false));
-  });
-  return PiccoloClient.connect({
-    host: "127.0.0.1",
-    port: n.port,
-    timeoutMs: 8_000,
-    ...(speaksTls ? { tls: tlsAs(certs, "n1") } : {}),
-  });
-}
+/** A native client's options for these nodes: their client ports speak TLS with the same files. */
+const clientTls = () => ({ tls: tlsAs(certs, "n1") });
 
-async function serves(writer: RunningNode, reader: RunningNode, key: string): Promise<void> {
-  const w = await clientOf(writer);
-  const r = await clientOf(reader);
-  try {
-    await eventually(`put ${key}`, () => w.put(key, `value of ${key}`), 20_000);
-    assert.equal((await r.get(key))?.value.toString(), `value of ${key}`);
-  } finally {
-    await w.close();
-    await r.close();
-  }
-}
-
-async function logged(n: RunningNode, what: RegExp): Promise<void> {
-  await eventually(`the member logs ${what}`, async () => assert.match(n.stderr(), what), 8_000);
-}
-
-async function closedWithin(s: Socket, ms: number, what: string): Promise<void> {
-  if (s.destroyed) return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    new Promise<void>((resolve) => s.once("close", () => resolve())),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: connection still open after ${ms} ms`)), ms);
-    }),
-  ]);
-  clearTimeout(timer);
+/** The socket closes within `ms` (at once when it already has). */
+function socketClosedWithin(s: Socket, ms: number, what: string): Promise<void> {
+  if (s.destroyed) return Promise.resolve();
+  return closedWithin(new Promise<void>((resolve) => s.once("close", () => resolve())), ms, what);
 }
 
 describe("a cluster over mutual TLS", () => {
@@ -122,8 +72,8 @@ describe("a cluster over mutual TLS", () => {
   });
 
   it("serves: written through one member, read through another", { timeout: 60_000 }, async () => {
-    await serves(nodes[0]!, nodes[2]!, "over-tls");
-    await serves(nodes[1]!, nodes[0]!, "over-tls-2");
+    await serves(nodes[0]!, nodes[2]!, "over-tls", clientTls());
+    await serves(nodes[1]!, nodes[0]!, "over-tls-2", clientTls());
     for (const n of nodes) assert.doesNotMatch(n.stderr(), /peer refused/, "members refuse nobody of their own");
   });
 
@@ -131,7 +81,7 @@ describe("a cluster over mutual TLS", () => {
     const s = tlsConnect({ host: "127.0.0.1", port: peerPort(list, "n3"), ...tlsAs(foreign, "n1") });
     s.on("error", () => {});
     s.on("data", () => {}); // with TLS 1.3 the client may finish first; the member's alert and close follow
-    await closedWithin(s, 5_000, "another CA");
+    await socketClosedWithin(s, 5_000, "another CA");
     await logged(nodes[2]!, /"limit":"peer-refused-tls-accept".*"msg":"peer refused: TLS handshake failed/);
   });
 
@@ -145,7 +95,7 @@ describe("a cluster over mutual TLS", () => {
     const id = clusterIdOf(parseMemberLists(list).bootstrap, 64, hash32);
     s.write(encodeChallenge(peerNonce(), false));
     s.write(encodeHello(id, 1, "", "n1", `127.0.0.1:${peerPort(list, "n1")}`));
-    await closedWithin(s, 5_000, "a certificate naming n2, a hello saying n1");
+    await socketClosedWithin(s, 5_000, "a certificate naming n2, a hello saying n1");
     await logged(
       nodes[2]!,
       /"claims":1,"certificateNames":\["n2".*"msg":"peer refused: its certificate does not name member n1"/,
@@ -159,12 +109,12 @@ describe("a cluster over mutual TLS", () => {
     s.on("data", () => {});
     await new Promise<void>((resolve) => s.once("connect", () => resolve()));
     s.write(encodeChallenge(peerNonce(), false));
-    await closedWithin(s, 5_000, "plaintext");
+    await socketClosedWithin(s, 5_000, "plaintext");
     await logged(nodes[1]!, /peer refused: not TLS on a TLS peer port/);
   });
 
   it("still serves after all of them", { timeout: 60_000 }, async () => {
-    await serves(nodes[2]!, nodes[1]!, "after-the-strangers");
+    await serves(nodes[2]!, nodes[1]!, "after-the-strangers", clientTls());
   });
 });
 

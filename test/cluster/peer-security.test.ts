@@ -26,6 +26,7 @@ import { FrameReader } from "../../src/protocol/framing.js";
 import { peerNonce } from "../../src/security/peer-auth.js";
 import { eventually } from "../support/eventually.js";
 import { memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { closedWithin, logged, peerPort, serves } from "./peer-security-support.js";
 
 let root: string;
 before(async () => {
@@ -41,10 +42,6 @@ function secretFile(name: string, value: string): string {
   return path;
 }
 
-function peerPort(list: string, name: string): number {
-  return parseMemberLists(list).all.find((m) => m.name === name)!.port;
-}
-
 /** A raw connection to a peer port, reading frames as a member would (auth-sized first). */
 async function raw(port: number): Promise<{ s: Socket; frames: Uint8Array[]; closed: Promise<void> }> {
   const s = connect({ host: "127.0.0.1", port });
@@ -55,35 +52,6 @@ async function raw(port: number): Promise<{ s: Socket; frames: Uint8Array[]; clo
   const closed = new Promise<void>((resolve) => s.once("close", () => resolve()));
   await new Promise<void>((resolve) => s.once("connect", () => resolve()));
   return { s, frames, closed };
-}
-
-async function closedWithin(c: { closed: Promise<void> }, ms: number, what: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    c.closed,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: connection still open after ${ms} ms`)), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-}
-
-async function logged(n: RunningNode, what: RegExp): Promise<void> {
-  // The logger writes asynchronously: the line may follow the close by a moment.
-  await eventually(`the member logs ${what}`, async () => assert.match(n.stderr(), what), 5_000);
-}
-
-/** A write through `writer` then a read of it through `reader` (another member): the cluster serves. */
-async function serves(writer: RunningNode, reader: RunningNode, key: string): Promise<void> {
-  const w = await writer.client({ timeoutMs: 8_000 });
-  const r = await reader.client({ timeoutMs: 8_000 });
-  try {
-    await eventually(`put ${key}`, () => w.put(key, `value of ${key}`), 20_000);
-    assert.equal((await r.get(key))?.value.toString(), `value of ${key}`);
-  } finally {
-    await w.close();
-    await r.close();
-  }
 }
 
 describe("a cluster with a secret", () => {
@@ -119,13 +87,13 @@ describe("a cluster with a secret", () => {
     // Garbage: not even a frame.
     const garbage = await raw(port);
     garbage.s.write("GET / HTTP/1.1\r\nHost: piccolo\r\n\r\n");
-    await closedWithin(garbage, 5_000, "garbage");
+    await closedWithin(garbage.closed, 5_000, "garbage");
     await logged(nodes[1]!, /bad peer frame; closing that connection/);
 
     // A hello straight away, as a member of an older version (or a stranger who read the schema) would.
     const hello = await raw(port);
     hello.s.write(encodeHello(id, 1, "", "n1", "127.0.0.1:1"));
-    await closedWithin(hello, 5_000, "a hello first");
+    await closedWithin(hello.closed, 5_000, "a hello first");
     await logged(nodes[1]!, /peer refused: a hello without the authentication step first/);
 
     // The step, with a forged proof claiming to be n1.
@@ -139,14 +107,14 @@ describe("a cluster with a secret", () => {
     assert.equal(decodeAuthFrame(forged.frames[1]!).kind, "proof", "a proof answers a challenge");
     forged.s.write(encodeProof(1, id, new Uint8Array(32).fill(7)));
     forged.s.write(encodeHello(id, 1, "", "n1", "127.0.0.1:1")); // never read
-    await closedWithin(forged, 5_000, "a forged proof");
+    await closedWithin(forged.closed, 5_000, "a forged proof");
     await logged(nodes[1]!, /"claims":1,"msg":"peer refused: failed the cluster secret check"/);
     assert.equal(forged.frames.length, 2, "nothing but the step's frames reached the stranger: no hello");
 
     // No secret at all.
     const none = await raw(port);
     none.s.write(encodeChallenge(peerNonce(), false));
-    await closedWithin(none, 5_000, "no secret");
+    await closedWithin(none.closed, 5_000, "no secret");
     await logged(nodes[1]!, /peer refused: the peer has no cluster secret and this member has one/);
 
     // A frame bigger than the step's, before it: refused from its header.
@@ -155,7 +123,7 @@ describe("a cluster with a secret", () => {
     header.writeUInt32LE(0, 0);
     header.writeUInt32LE(1024, 4); // one segment of 1,024 words: 8 KiB, over PEER_MAX_AUTH_STEP_FRAME_BYTES
     big.s.write(header);
-    await closedWithin(big, 5_000, "a big frame before the step");
+    await closedWithin(big.closed, 5_000, "a big frame before the step");
     await logged(nodes[1]!, /"limit":"peer-hello-frame-size"/);
 
     await serves(nodes[0]!, nodes[1]!, "after-the-strangers");

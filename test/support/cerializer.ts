@@ -5,7 +5,9 @@ import { CLI } from "./node.js";
 
 export interface RunningGateway {
   port: number;
-  /** http://127.0.0.1:<port> */
+  /** "http", or "https" for a gateway run with --tls-cert-file (its start line says which). */
+  scheme: string;
+  /** http://127.0.0.1:<port> (or https://) */
   url: string;
   process: ChildProcess;
   stderr(): string;
@@ -14,23 +16,26 @@ export interface RunningGateway {
   stop(): Promise<number | null>;
 }
 
-/** `env` is added to this process's environment (the crash tests' NODE_OPTIONS, for one). */
+/**
+ * `nodes`: the nodes' ports on 127.0.0.1, or host:port addresses. `env` is
+ * added to this process's environment (the crash tests' NODE_OPTIONS, for one).
+ */
 export async function startGateway(
-  nodePorts: number[],
+  nodes: (number | string)[],
   args: string[] = [],
   env: Record<string, string> = {},
 ): Promise<RunningGateway> {
-  const nodes = nodePorts.map((p) => `127.0.0.1:${p}`).join(",");
+  const list = nodes.map((n) => (typeof n === "number" ? `127.0.0.1:${n}` : n)).join(",");
   const child = spawn(
     process.execPath,
-    [CLI, "cerializer", "--host", "127.0.0.1", "--http-port", "0", "--nodes", nodes, ...args],
+    [CLI, "cerializer", "--host", "127.0.0.1", "--http-port", "0", "--nodes", list, ...args],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
   );
   let err = "";
   child.stderr!.on("data", (d: Buffer) => {
     err += d.toString();
   });
-  const port = await new Promise<number>((resolve, reject) => {
+  const { scheme, port } = await new Promise<{ scheme: string; port: number }>((resolve, reject) => {
     let out = "";
     // On a timeout the child is killed: left running, its pipes would keep the test file alive until its
     // 10-minute limit (a loaded machine's slow start then cost a whole file, not one test).
@@ -40,10 +45,10 @@ export async function startGateway(
     }, 30_000);
     child.stdout!.on("data", (d: Buffer) => {
       out += d.toString();
-      const m = /cerializer listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      const m = /cerializer listening on (https?):\/\/127\.0\.0\.1:(\d+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(Number(m[1]));
+        resolve({ scheme: m[1]!, port: Number(m[2]) });
       }
     });
     child.once("exit", (code) => {
@@ -52,9 +57,10 @@ export async function startGateway(
     });
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${scheme}://127.0.0.1:${port}`;
   return {
     port,
+    scheme,
     url,
     process: child,
     stderr: () => err,
