@@ -75,7 +75,10 @@ export interface ClusterOptions {
  * Anything else must say how its peers prove who they are, or opt out
  * explicitly; the message names the flags that fix it.
  */
-function checkPeerProtection(o: ClusterOptions, members: readonly Member[]): void {
+export function checkPeerProtection(
+  o: Pick<ClusterOptions, "peerTls" | "clusterSecret" | "allowUnauthenticatedPeers">,
+  members: readonly Member[],
+): void {
   if (o.peerTls !== null || o.clusterSecret !== null || o.allowUnauthenticatedPeers === true) return;
   const remote = members.find((m) => !isLoopbackHost(m.host));
   if (remote === undefined) return;

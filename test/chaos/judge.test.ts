@@ -40,7 +40,11 @@ describe("chaos judges: RESP", () => {
   const ask = async (reply: string, q: Request, variant: number): Promise<Outcome> => {
     const port = await (server.listening ? (server.address() as { port: number }).port : listen(server));
     next = reply;
-    const c = respAdapter({ members: [{ respPort: port }], security: null } as unknown as ChaosCluster).open(0, 2_000, variant);
+    const c = respAdapter({ members: [{ respPort: port }], security: null } as unknown as ChaosCluster).open(
+      0,
+      2_000,
+      variant,
+    );
     try {
       return await c.run("k", q);
     } finally {

@@ -20,7 +20,7 @@ import { clusterIdOf } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
 import { peerNonce } from "../../src/security/peer-auth.js";
 import { type Certs, makeCerts, tlsFlags } from "../support/certs.js";
-import { memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { memberList, type RunningNode, startMember } from "../support/node.js";
 import { closedWithin, logged, peerPort, serves } from "./peer-security-support.js";
 
 let root: string;
@@ -151,19 +151,5 @@ describe("a member dialing over TLS", () => {
       await n1.stop();
       await fake.close();
     }
-  });
-
-  it("a member list off loopback starts with TLS and no secret", { timeout: 60_000 }, async () => {
-    const list = (await memberList(2)).replace(/n2=127\.0\.0\.1:/, "n2=192.0.2.1:");
-    const n1 = await startNode([
-      "--node-id",
-      "n1",
-      "--cluster",
-      list,
-      "--data-dir",
-      join(root, "off-loopback"),
-      ...tlsFlags(certs, "n1"),
-    ]);
-    await n1.stop();
   });
 });
