@@ -12,12 +12,11 @@
 // bench/results/redis.json and redis.svg.
 //
 //   node dist/bench/redis.js [--rounds 3] [--quick]
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { freePort } from "./lib/ports.js";
 import { barChart, machine, median, progress, progressDone, table } from "./lib/report.js";
+import { type RespServer, redisBenchmark, requireTools, startPiccoloResp, startRedis } from "./lib/resp.js";
 
 const { values: o } = parseArgs({
   options: {
@@ -29,54 +28,11 @@ const { values: o } = parseArgs({
 const rounds = Number(o.rounds);
 const scale = o.quick ? 0.25 : 1;
 
-for (const tool of ["redis-server", "redis-benchmark"]) {
-  if (spawnSync(tool, ["--version"]).status !== 0) {
-    console.error(`bench:redis needs ${tool}: apt-get install -y redis-server redis-tools (nothing was installed)`);
-    process.exit(2);
-  }
-}
+requireTools("bench:redis", ["redis-server", "redis-cli", "redis-benchmark"]);
 
-const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
-
-async function waitPing(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const r = spawnSync("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "ping"], { encoding: "utf8" });
-    if (r.stdout?.includes("PONG")) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing answers on ${port}`);
-}
-
-interface Target {
-  name: string;
-  port: number;
-  child: ChildProcess;
-}
-
-async function startRedis(): Promise<Target> {
-  const port = await freePort();
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    { stdio: "ignore" },
-  );
-  await waitPing(port);
-  return { name: "redis", port, child };
-}
-
-async function startPiccolo(shards: number, name: string): Promise<Target> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    // In memory, as the Redis it is compared with runs without persistence (bench:durable compares the durable node).
-    [CLI, "server", "--port", "0", "--resp-port", String(port), "--shards", String(shards), "--in-memory"],
-    {
-      stdio: "ignore",
-    },
-  );
-  await waitPing(port);
-  return { name, port, child };
-}
+// In memory, as the Redis it is compared with runs without persistence (bench:durable compares the durable node).
+const startPiccolo = (shards: number, name: string) =>
+  startPiccoloResp(name, ["--shards", String(shards), "--in-memory"]);
 
 const configs = [
   { name: "c50 P1", args: ["-c", "50", "-P", "1"], n: 100_000 },
@@ -94,44 +50,27 @@ interface Cell {
   p99ms: number;
 }
 
-function runBenchmark(t: Target, config: (typeof configs)[number], round: number): Cell[] {
+function runBenchmark(t: RespServer, config: (typeof configs)[number], round: number): Cell[] {
   const n = Math.round(config.n * scale);
-  const r = spawnSync(
-    "redis-benchmark",
-    [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(t.port),
-      "-t",
-      "set,get,incr,mset",
-      "-d",
-      "64",
-      "-r",
-      "100000",
-      "-n",
-      String(n),
-      "--csv",
-      ...config.args,
-    ],
-    { encoding: "utf8", timeout: 600_000 },
-  );
-  const cells: Cell[] = [];
-  for (const line of r.stdout.split("\n")) {
-    const f = line.split(",").map((x) => x.replace(/"/g, ""));
-    if (f.length < 8 || f[0] === "test") continue;
-    const test = f[0]!.split(" ")[0]!;
-    cells.push({
-      target: t.name,
-      config: config.name,
-      test,
-      round,
-      rps: Number(f[1]),
-      p50ms: Number(f[4]),
-      p99ms: Number(f[6]),
-    });
-  }
-  return cells;
+  return redisBenchmark(t, [
+    "-t",
+    "set,get,incr,mset",
+    "-d",
+    "64",
+    "-r",
+    "100000",
+    "-n",
+    String(n),
+    ...config.args,
+  ]).map((l) => ({
+    target: t.name,
+    config: config.name,
+    test: l.test,
+    round,
+    rps: l.rps,
+    p50ms: l.p50ms,
+    p99ms: l.p99ms,
+  }));
 }
 
 const defaultShards = availableParallelism();

@@ -1,5 +1,6 @@
 // Shared pieces of the benchmarks: medians, a progress line, a plain-text
 // table, and a small SVG bar chart written by hand (no charting dependency).
+import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 
 export function median(xs: number[]): number {
@@ -10,6 +11,12 @@ export function median(xs: number[]): number {
 
 export function machine(): { cpu: string; cores: number; node: string; date: string } {
   return { cpu: cpus()[0]?.model ?? "?", cores: cpus().length, node: process.version, date: new Date().toISOString() };
+}
+
+/** The short commit of the working tree's HEAD (what the results were measured on), or "?" outside git. */
+export function gitCommit(): string {
+  const r = spawnSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : "?";
 }
 
 /** One line of progress on stderr, rewritten in place on a terminal. */
