@@ -280,50 +280,68 @@ interface Stats {
   rps: number;
   p50ms: number;
   p99ms: number;
+  /** req/s of each round, in round order */
   rounds: number[];
 }
-function stats(cs: { rps: number; p50ms: number; p99ms: number }[]): Stats {
+type Measured = { round: number; rps: number; p50ms: number; p99ms: number };
+function stats(cs: Measured[]): Stats {
   return {
     rps: cs.length ? median(cs.map((c) => c.rps)) : Number.NaN,
     p50ms: cs.length ? median(cs.map((c) => c.p50ms)) : Number.NaN,
     p99ms: cs.length ? median(cs.map((c) => c.p99ms)) : Number.NaN,
-    rounds: cs.map((c) => c.rps),
+    rounds: [...cs].sort((x, y) => x.round - y.round).map((c) => c.rps),
   };
 }
-let latDigits = 3; // redis-benchmark's precision; autocannon's (hdr, µs) are shown to 2
-const lat = (s: Stats) => `${fmt(s.p50ms, latDigits)} / ${fmt(s.p99ms, latDigits)}`;
+
+interface Ratios {
+  /** Piccolo TLS / other TLS */
+  tls: number;
+  /** Piccolo / other, plaintext */
+  plain: number;
+  /** other's TLS req/s / its plaintext req/s */
+  otherTlsCost: number;
+  /** Piccolo's TLS req/s / its plaintext req/s */
+  piccoloTlsCost: number;
+}
+interface Row {
+  group: string;
+  test: string;
+  other: { tls: Stats; plain: Stats };
+  piccolo: { tls: Stats; plain: Stats };
+  /** Of the medians. */
+  ratios: Ratios;
+  /** The same within each round (the four ran back to back in it). */
+  byRound: Ratios[];
+}
+const ratiosOf = (o: { tls: number; plain: number }, p: { tls: number; plain: number }): Ratios => ({
+  tls: p.tls / o.tls,
+  plain: p.plain / o.plain,
+  otherTlsCost: o.tls / o.plain,
+  piccoloTlsCost: p.tls / p.plain,
+});
 
 /**
  * One row per (config, test): the four contenders' medians, the Piccolo/other ratio with TLS and without,
- * and each one's TLS req/s over its plaintext req/s (the cost of TLS: 1.00 is free).
+ * and each one's TLS req/s over its plaintext req/s (the cost of TLS: 1.00 is free); the same ratios by round.
  */
 function summarize(
-  other: string,
+  other: "redis" | "etcd",
   keys: { group: string; test: string }[],
-  pick: (
-    system: string,
-    tlsOn: boolean,
-    group: string,
-    test: string,
-  ) => { rps: number; p50ms: number; p99ms: number }[],
+  pick: (system: string, tlsOn: boolean, group: string, test: string) => Measured[],
+  latDigits: number,
 ) {
-  const summary = keys.map(({ group, test }) => {
+  const summary: Row[] = keys.map(({ group, test }) => {
     const s = (system: string, tlsOn: boolean) => stats(pick(system, tlsOn, group, test));
-    const r = {
-      group,
-      test,
-      [`${other} TLS`]: s(other, true),
-      "piccolo TLS": s("piccolo", true),
-      [other]: s(other, false),
-      piccolo: s("piccolo", false),
-    } as Record<string, Stats> & { group: string; test: string };
-    const ratios = {
-      ratioTls: r["piccolo TLS"]!.rps / r[`${other} TLS`]!.rps,
-      ratioPlain: r.piccolo!.rps / r[other]!.rps,
-      [`${other}TlsCost`]: r[`${other} TLS`]!.rps / r[other]!.rps,
-      piccoloTlsCost: r["piccolo TLS"]!.rps / r.piccolo!.rps,
-    };
-    return { ...r, ...ratios } as typeof r & Record<string, number>;
+    const o = { tls: s(other, true), plain: s(other, false) };
+    const p = { tls: s("piccolo", true), plain: s("piccolo", false) };
+    const byRound = o.tls.rounds.map((_, i) =>
+      ratiosOf(
+        { tls: o.tls.rounds[i]!, plain: o.plain.rounds[i]! },
+        { tls: p.tls.rounds[i]!, plain: p.plain.rounds[i]! },
+      ),
+    );
+    const ratios = ratiosOf({ tls: o.tls.rps, plain: o.plain.rps }, { tls: p.tls.rps, plain: p.plain.rps });
+    return { group, test, other: o, piccolo: p, ratios, byRound };
   });
   const O = other === "redis" ? "Redis" : "etcd";
   const header = [
@@ -341,15 +359,16 @@ function summarize(
   const rows = summary.map((x) => [
     x.group,
     x.test,
-    int(x[`${other} TLS`]!.rps),
-    int(x["piccolo TLS"]!.rps),
-    fmt(x.ratioTls as number),
-    int(x[other]!.rps),
-    int(x.piccolo!.rps),
-    fmt(x.ratioPlain as number),
-    fmt(x[`${other}TlsCost`] as number),
-    fmt(x.piccoloTlsCost as number),
+    int(x.other.tls.rps),
+    int(x.piccolo.tls.rps),
+    fmt(x.ratios.tls),
+    int(x.other.plain.rps),
+    int(x.piccolo.plain.rps),
+    fmt(x.ratios.plain),
+    fmt(x.ratios.otherTlsCost),
+    fmt(x.ratios.piccoloTlsCost),
   ]);
+  const lat = (s: Stats) => `${fmt(s.p50ms, latDigits)} / ${fmt(s.p99ms, latDigits)}`;
   const latHeader = [
     "config",
     "test",
@@ -361,22 +380,40 @@ function summarize(
   const latRows = summary.map((x) => [
     x.group,
     x.test,
-    lat(x[`${other} TLS`]!),
-    lat(x["piccolo TLS"]!),
-    lat(x[other]!),
-    lat(x.piccolo!),
+    lat(x.other.tls),
+    lat(x.piccolo.tls),
+    lat(x.other.plain),
+    lat(x.piccolo.plain),
   ]);
-  return { summary, header, rows, latHeader, latRows };
+  const each = (x: Row, f: (r: Ratios) => number) => x.byRound.map((r) => fmt(f(r))).join(" ");
+  const roundHeader = ["config", "test", "ratio TLS", "ratio plain", `${O} TLS/plain`, "Piccolo TLS/plain"];
+  const roundRows = summary.map((x) => [
+    x.group,
+    x.test,
+    each(x, (r) => r.tls),
+    each(x, (r) => r.plain),
+    each(x, (r) => r.otherTlsCost),
+    each(x, (r) => r.piccoloTlsCost),
+  ]);
+  return { summary, header, rows, latHeader, latRows, roundHeader, roundRows };
 }
 
 const respKeys = respConfigs.flatMap((c) => respTests.map((test) => ({ group: c.name, test })));
-const resp = summarize("redis", respKeys, (system, tlsOn, group, test) =>
-  respCells.filter((c) => c.system === system && c.tls === tlsOn && c.config === group && c.test === test),
+// redis-benchmark's latencies have 3 decimals; autocannon's (hdr, µs) are shown to 2.
+const resp = summarize(
+  "redis",
+  respKeys,
+  (system, tlsOn, group, test) =>
+    respCells.filter((c) => c.system === system && c.tls === tlsOn && c.config === group && c.test === test),
+  3,
 );
-latDigits = 2;
 const httpKeys = workloads.map((w) => ({ group: `c${connections}`, test: w }));
-const http = summarize("etcd", httpKeys, (system, tlsOn, _group, test) =>
-  httpCells.filter((c) => c.system === system && c.tls === tlsOn && c.cell.workload === test).map((c) => c.cell),
+const http = summarize(
+  "etcd",
+  httpKeys,
+  (system, tlsOn, _group, test) =>
+    httpCells.filter((c) => c.system === system && c.tls === tlsOn && c.cell.workload === test).map((c) => c.cell),
+  2,
 );
 
 const respRounds = respCells.map((c) => [
@@ -442,11 +479,13 @@ if (respCells.length) {
   console.log(`\n${respSetup}\n`);
   console.log(table(resp.header, resp.rows));
   console.log(`\n${table(resp.latHeader, resp.latRows)}`);
+  console.log(`\nthe same ratios in each round:\n\n${table(resp.roundHeader, resp.roundRows)}`);
 }
 if (httpCells.length) {
   console.log(`\n${httpSetup}\n`);
   console.log(table(http.header, http.rows));
   console.log(`\n${table(http.latHeader, http.latRows)}`);
+  console.log(`\nthe same ratios in each round:\n\n${table(http.roundHeader, http.roundRows)}`);
   console.log(`\nnon-2xx and errors, all HTTP runs: ${httpBad}`);
 }
 console.log(`\nnegotiated: ${hs.join("; ") || "nothing (no TLS run)"}`);
@@ -478,16 +517,22 @@ writeFileSync(
   )}\n`,
 );
 
-const chartSeries = (other: string) => [`${other}`, `${other} TLS`, "piccolo", "piccolo TLS"];
-const bars = (s: ReturnType<typeof summarize>["summary"], other: string) =>
+const bars = (s: Row[], other: string) =>
   s.flatMap((x) =>
-    chartSeries(other)
-      .filter((k) => Number.isFinite(x[k]!.rps))
-      .map((k) => ({
+    (
+      [
+        [other, x.other.plain],
+        [`${other} TLS`, x.other.tls],
+        ["piccolo", x.piccolo.plain],
+        ["piccolo TLS", x.piccolo.tls],
+      ] as const
+    )
+      .filter(([, st]) => Number.isFinite(st.rps))
+      .map(([series, st]) => ({
         group: `${x.test} ${x.group}`,
-        series: k,
-        value: x[k]!.rps,
-        note: `p99 ${fmt(x[k]!.p99ms)}`,
+        series,
+        value: st.rps,
+        note: `p99 ${fmt(st.p99ms)}`,
       })),
   );
 const charts: string[] = [];
@@ -527,6 +572,10 @@ writeFileSync(
           "",
           markdownTable(resp.latHeader, resp.latRows),
           "",
+          "The same ratios in each round (the four targets ran back to back in it):",
+          "",
+          markdownTable(resp.roundHeader, resp.roundRows),
+          "",
           "![RESP requests/s](tls.svg)",
           "",
         ]
@@ -540,6 +589,10 @@ writeFileSync(
           markdownTable(http.header, http.rows),
           "",
           markdownTable(http.latHeader, http.latRows),
+          "",
+          "The same ratios in each round (the four targets ran back to back in it):",
+          "",
+          markdownTable(http.roundHeader, http.roundRows),
           "",
           `Non-2xx answers and errors over all HTTP runs: ${httpBad}.`,
           "",
