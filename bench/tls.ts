@@ -466,6 +466,9 @@ const notes = [
         "autocannon is given the CA but always connects with rejectUnauthorized false (its own code): the " +
           "handshake and encryption are the same, the chain is not checked; the preload and read-backs " +
           "(node:https) check it. Its latencies are measured in the same Node process that generates the load.",
+        "etcd fsyncs its WAL before answering a put (batched across concurrent puts); the Piccolo node, as it " +
+          "starts by default, writes its journal before answering and fsyncs it each second (--fsync everysec): " +
+          "the PUT ratio compares a weaker promise with a stronger one, with TLS and without alike (bench:rest).",
       ]
     : []),
   `All processes share this machine (${m.cores} cores; load average ${loadAtStart.join(" ")} at the start, ` +

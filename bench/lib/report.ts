@@ -62,7 +62,8 @@ export function barChart(title: string, unit: string, bars: Bar[]): string {
   const barW = 28;
   const gap = 24;
   const groupW = series.length * barW + gap;
-  const width = 80 + groups.length * groupW + 20;
+  // Wide enough for the bars and for the legend (one entry per series, 120 px each).
+  const width = Math.max(80 + groups.length * groupW + 20, 80 + series.length * 120 + 20);
   const height = 320;
   const plotH = 220;
   const top = 50;
