@@ -562,7 +562,8 @@ writeFileSync(
   [
     "# bench:tls: what TLS costs, Piccolo against Redis and etcd",
     "",
-    `\`${command}\` (\`npm run bench:tls\`), ${started.toISOString()}, commit ${commit}; ${m.cpu}, ${m.cores} ` +
+    `\`${command}\` (after \`npm run build\`; \`npm run bench:tls\` runs the defaults), ${started.toISOString()}, ` +
+      `commit ${commit}; ${m.cpu}, ${m.cores} ` +
       `cores, Node ${process.version}.`,
     "",
     ...(respCells.length
