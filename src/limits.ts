@@ -416,6 +416,23 @@ export const PEER_FRAME_TARGET_BYTES = 4 * 1024 * 1024;
 export const PEER_MAX_HELLO_FRAME_BYTES = 64 * 1024;
 
 /**
+ * Largest frame read before the authentication step is passed (decision
+ * 0262): a hello fits (well under 1 KiB), so a member of an older version,
+ * which sends its hello first, is named as such in the log rather than as
+ * an oversized frame. A stranger costs at most this much buffer.
+ */
+export const PEER_MAX_AUTH_STEP_FRAME_BYTES = 1024;
+
+/**
+ * Accepted peer connections that have not yet said who they are (the
+ * authentication step and the hello, each within PEER_HELLO_TIMEOUT_MS).
+ * Members need a handful (one per peer, a few while reconnecting); over
+ * this many, a new one is closed at once, logged: a stranger opening
+ * connections in a loop holds at most this many sockets and small buffers.
+ */
+export const PEER_MAX_UNAUTHENTICATED_CONNECTIONS = 256;
+
+/**
  * Bytes of client commands one cluster member may have in flight (held
  * while they wait for their partition's leader, a commit or a forwarded
  * answer), beside the count CLUSTER_MAX_IN_FLIGHT. Over it the IO loop stops

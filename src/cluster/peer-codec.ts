@@ -152,13 +152,6 @@ const CHALLENGE_DATA_WORDS = 1 + PEER_NONCE_BYTES / 8;
 const PROOF_DATA_WORDS = 3 + PEER_PROOF_BYTES / 8;
 /** Largest authentication frame: segment table (8 bytes), root pointer, the proof's data words (72 bytes). */
 export const PEER_AUTH_FRAME_BYTES = 8 + 8 + PROOF_DATA_WORDS * 8;
-/**
- * Largest frame read before the authentication step is passed: a hello
- * fits (well under 1 KiB), so a member of an older version, which sends its
- * hello first, is named as such in the log rather than as an oversized
- * frame. A stranger costs at most this much buffer.
- */
-export const PEER_MAX_AUTH_STEP_FRAME_BYTES = 1024;
 
 export type AuthFrame =
   | { kind: "challenge"; nonce: Uint8Array; hasSecret: boolean }

@@ -69,7 +69,12 @@ import {
 } from "node:tls";
 import type { Logger } from "pino";
 import { LimitLog } from "../limit-log.js";
-import { PEER_MAX_FRAME_BYTES, PEER_MAX_HELLO_FRAME_BYTES } from "../limits.js";
+import {
+  PEER_MAX_AUTH_STEP_FRAME_BYTES,
+  PEER_MAX_FRAME_BYTES,
+  PEER_MAX_HELLO_FRAME_BYTES,
+  PEER_MAX_UNAUTHENTICATED_CONNECTIONS,
+} from "../limits.js";
 import { FrameReader } from "../protocol/framing.js";
 import type { PeerRole } from "../security/peer-auth.js";
 import { certificateNames } from "../security/tls-files.js";
@@ -81,7 +86,6 @@ import {
   isRaftFrame,
   encodeRaftFrames,
   type GroupMessage,
-  PEER_MAX_AUTH_STEP_FRAME_BYTES,
   PeerProtocolError,
 } from "./peer-codec.js";
 import { Handshake, PeerRefused } from "./peer-handshake.js";
@@ -459,6 +463,18 @@ export class PeerTransport implements PeerNetwork {
 
   /** An incoming connection (with TLS: its handshake done): who it is, we learn from its proof and hello. */
   private accept(s: Socket): void {
+    if (this.pending.size >= PEER_MAX_UNAUTHENTICATED_CONNECTIONS) {
+      this.limits.hit(
+        "peer-unauthenticated-connections",
+        "peer refused: too many connections that have not said who they are",
+        {
+          from: `${s.remoteAddress}:${s.remotePort}`,
+          max: PEER_MAX_UNAUTHENTICATED_CONNECTIONS,
+        },
+      );
+      s.destroy();
+      return;
+    }
     s.setNoDelay(true);
     this.pending.add(s);
     s.on("error", () => {});

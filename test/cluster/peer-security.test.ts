@@ -24,6 +24,7 @@ import { parseMemberLists } from "../../src/cluster/placement.js";
 import { clusterIdOf } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
 import { FrameReader } from "../../src/protocol/framing.js";
+import { PEER_MAX_UNAUTHENTICATED_CONNECTIONS } from "../../src/limits.js";
 import { peerNonce } from "../../src/security/peer-auth.js";
 import { eventually } from "../support/eventually.js";
 import { memberList, type RunningNode, startMember } from "../support/node.js";
@@ -126,6 +127,18 @@ describe("a cluster with a secret", () => {
     big.s.write(header);
     await closedWithin(big.closed, 5_000, "a big frame before the step");
     await logged(nodes[1]!, /"limit":"peer-hello-frame-size"/);
+
+    // Connections that never say who they are, more than PEER_MAX_UNAUTHENTICATED_CONNECTIONS:
+    // the ones over the cap are closed at once; the members still reach each other.
+    const silent = await Promise.all(
+      Array.from({ length: PEER_MAX_UNAUTHENTICATED_CONNECTIONS + 20 }, () => raw(port)),
+    );
+    let closed = 0;
+    for (const c of silent) void c.closed.then(() => closed++);
+    await eventually("connections over the cap closed", async () => assert.ok(closed >= 20, `${closed} closed`));
+    await logged(nodes[1]!, /peer refused: too many connections that have not said who they are/);
+    await serves(nodes[0]!, nodes[1]!, "while-strangers-wait");
+    for (const c of silent) c.s.destroy();
 
     await serves(nodes[0]!, nodes[1]!, "after-the-strangers");
     await serves(nodes[1]!, nodes[2]!, "after-the-strangers-2");
