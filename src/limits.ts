@@ -242,6 +242,14 @@ export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000;
 /** Graceful shutdown: how long in-flight requests may take before we exit anyway. */
 export const SHUTDOWN_GRACE_MS = 5_000;
 
+/**
+ * A cluster member stopping gracefully (SIGTERM) first hands the partitions
+ * it leads to caught-up peers, for at most this long (src/cluster/admin.ts,
+ * handOffLeadership); one whose followers are all down or behind is left
+ * to an election after the stop.
+ */
+export const LEADERSHIP_HANDOFF_MS = 10_000;
+
 // ---- write-ahead log (src/wal) --------------------------------------------
 
 /**

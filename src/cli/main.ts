@@ -29,6 +29,7 @@ import { runNode } from "../node/main.js";
 import { readSecretFile } from "../security/secrets.js";
 import { StartError } from "../start-failure.js";
 import { CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
+import { drainMember } from "./cluster-drain.js";
 import { replaceMember } from "./cluster-replace.js";
 import { gatherStatus, renderStatus } from "./cluster-status.js";
 
@@ -149,6 +150,23 @@ const commands: Record<string, Command> = {
         );
       if (r.unfinished.length > 0) return EXIT.REFUSED;
       print(`${from.name} replaced by ${to.name} in ${r.moved.length} partitions`);
+      return EXIT.OK;
+    },
+  },
+  // invoked as `piccolo cluster drain <member>`
+  "cluster-drain": {
+    args: "<member>",
+    help: "hand every partition a member leads to caught-up followers, without stopping it (SIGTERM does this first)",
+    options: { wait: { type: "string", help: "give up after this many milliseconds (default 30000)" } },
+    async run(c, args, o, connect) {
+      need(args, 1, "the member to drain");
+      const m = findMember(await c.clusterInfo(), args[0]!);
+      const r = await drainMember(c, connect, m.id, ms(o, "wait") ?? 30_000, print);
+      if (r.left.length > 0) {
+        process.stderr.write(`${m.name} still leads partitions ${r.left.join(",")}: no caught-up follower took them\n`);
+        return EXIT.REFUSED;
+      }
+      print(`${m.name} leads no partition (${r.led} handed over)`);
       return EXIT.OK;
     },
   },

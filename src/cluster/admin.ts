@@ -10,6 +10,9 @@ import { encodeReplace, encodeTransfer } from "./peer-codec.js";
 import type { PeerNetwork } from "./peer-network.js";
 import type { Router } from "./router.js";
 
+/** How often handOffLeadership() looks again at what this member still leads. */
+const DRAIN_STEP_MS = 100;
+
 export class Admin {
   constructor(
     private readonly self: number,
@@ -119,6 +122,32 @@ export class Admin {
         quiescedGroups: sum((s) => s.quiescedGroups),
       },
     };
+  }
+
+  /**
+   * Hands every partition this member leads to a follower that is caught up
+   * (the smallest lag among the active voters), by Raft's leadership
+   * transfer: each costs its partition one short pause of writes, not an
+   * election timeout. Asks again every DRAIN_STEP_MS until this member leads
+   * nothing or `timeoutMs` passes (a partition whose followers are all down
+   * or behind stays: its writes must go on somewhere). Resolves with how
+   * many partitions it led at the start and how many it still leads.
+   */
+  async handOffLeadership(timeoutMs: number): Promise<{ led: number; left: number }> {
+    const deadline = Date.now() + timeoutMs;
+    let led = -1;
+    for (;;) {
+      const mine = (await this.clusterInfo()).partitions.filter((p) => p.hosted && p.leader === this.self);
+      if (led < 0) led = mine.length;
+      if (mine.length === 0 || Date.now() >= deadline) return { led, left: mine.length };
+      for (const p of mine) {
+        const target = p.followers
+          .filter((f) => f.active && !f.learner && p.replicas.includes(f.member))
+          .sort((a, b) => a.lag - b.lag)[0];
+        if (target !== undefined) this.router.hostOf(p.partition).transfer(p.partition, target.member);
+      }
+      await new Promise((r) => setTimeout(r, DRAIN_STEP_MS));
+    }
   }
 
   /** The partition's voters as its replica here knows them, or its bootstrap placement. */

@@ -220,6 +220,10 @@ export class ClusterShards implements ShardBackend {
     return this.member.close();
   }
 
+  handOffLeadership(timeoutMs: number): Promise<{ led: number; left: number }> {
+    return this.member.admin.handOffLeadership(timeoutMs);
+  }
+
   transferLeader(partition: number, member: number): Promise<string | null> {
     return this.member.admin.transferLeader(partition, member);
   }

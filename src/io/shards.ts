@@ -58,6 +58,12 @@ export interface ShardBackend {
   /** Cluster mode only: asks the partition's leader to hand over to `member`; an error message, or null. */
   transferLeader?(partition: number, member: number): Promise<string | null>;
   /**
+   * Cluster mode, before a graceful stop: hand this member's leaderships to
+   * caught-up peers (src/cluster/admin.ts, handOffLeadership), so clients see a short
+   * pause instead of an election timeout. Serving goes on meanwhile.
+   */
+  handOffLeadership?(timeoutMs: number): Promise<{ led: number; left: number }>;
+  /**
    * Transactions across shards (a single node with worker threads): the
    * barrier slots their participants meet on (src/shard/txn-barrier.ts).
    * Absent: every transaction must stay on one shard (a cluster's

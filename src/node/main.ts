@@ -137,16 +137,20 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping");
-    node.stop().then(
-      () => {
-        dataDir?.release();
-        process.exit(process.exitCode ?? 0);
-      },
-      (err) => {
-        logger.error({ err }, "error while stopping");
-        process.exit(1);
-      },
-    );
+    node
+      .handOffLeadership()
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "handing leadership over failed"))
+      .then(() => node.stop())
+      .then(
+        () => {
+          dataDir?.release();
+          process.exit(process.exitCode ?? 0);
+        },
+        (err) => {
+          logger.error({ err }, "error while stopping");
+          process.exit(1);
+        },
+      );
   };
   // SIGHUP: re-read the TLS files (a renewed certificate), as nginx and etcd do; open connections keep theirs.
   process.on("SIGHUP", () => {

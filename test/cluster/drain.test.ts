@@ -1,0 +1,117 @@
+// Handing leadership over before a member stops, on a real three-member
+// cluster with the defaults users get (64 partitions):
+// - `piccolo cluster drain n1` leaves n1 leading nothing while it keeps
+//   serving (its clients' requests are forwarded to the new leaders);
+// - SIGTERM on a member that leads partitions hands them over first, logs
+//   it, and exits 0; right after it has exited, the others already lead
+//   every partition (no partition waits for an election timeout), and a
+//   write to every partition succeeds through them.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { ClusterInfo } from "../../src/client/client.js";
+import { initHash } from "../../src/hash.js";
+import { partitionOf } from "../../src/cluster/placement.js";
+import { eventually } from "../support/eventually.js";
+import { CLI, memberList, type RunningNode, startMember } from "../support/node.js";
+
+let root: string;
+let list: string;
+const nodes: RunningNode[] = [];
+
+function cli(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120_000 });
+}
+
+async function info(n: RunningNode): Promise<ClusterInfo> {
+  const c = await n.client({ timeoutMs: 8_000 });
+  try {
+    return await c.clusterInfo();
+  } finally {
+    await c.close();
+  }
+}
+
+/** One key per partition (of `partitions`), found by hashing candidates. */
+function keyPerPartition(partitions: number): string[] {
+  const keys = new Array<string>(partitions);
+  let found = 0;
+  for (let i = 0; found < partitions; i++) {
+    const k = `drain:${i}`;
+    const p = partitionOf(new TextEncoder().encode(k), partitions);
+    if (keys[p] === undefined) {
+      keys[p] = k;
+      found++;
+    }
+  }
+  return keys;
+}
+
+before(async () => {
+  await initHash();
+  root = await mkdtemp(join(tmpdir(), "piccolo-drain-"));
+  list = await memberList(3);
+  nodes.push(...(await Promise.all([0, 1, 2].map((i) => startMember(list, root, i, ["--log-level", "info"])))));
+  // Every partition has a leader before the test starts.
+  await eventually(
+    "every partition has a leader",
+    async () => assert.ok((await info(nodes[1]!)).partitions.every((p) => p.leader !== 0)),
+    30_000,
+  );
+});
+
+after(async () => {
+  for (const n of nodes) await n.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("handing leadership over", { timeout: 180_000 }, () => {
+  it("piccolo cluster drain n1: n1 leads nothing and still serves", async () => {
+    const server = `127.0.0.1:${nodes[1]!.port}`;
+    const r = cli("cluster", "drain", "n1", "--server", server);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /n1 leads no partition \(\d+ handed over\)/);
+    const after = await info(nodes[1]!);
+    assert.equal(after.partitions.filter((p) => p.leader === 1).length, 0);
+    const c = await nodes[0]!.client({ timeoutMs: 8_000 });
+    await c.put("drain:through-n1", "v");
+    assert.equal((await c.get("drain:through-n1"))!.value.toString(), "v");
+    await c.close();
+    assert.equal(cli("cluster", "drain", "n9", "--server", server).status, 2, "an unknown member is a usage error");
+  });
+
+  it("SIGTERM hands n2's partitions over before it exits 0; the others lead everything at once", async () => {
+    const n2 = nodes[1]!;
+    await eventually(
+      "n2 leads some partitions",
+      async () => {
+        // Hand n2 some partitions (it may lead none after the drain test's moves).
+        const i = await info(n2);
+        if (i.partitions.some((p) => p.leader === 2)) return;
+        const c = await n2.client({ timeoutMs: 8_000 });
+        try {
+          for (const p of i.partitions.slice(0, 8)) await c.transferLeader(p.partition, 2).catch(() => {});
+        } finally {
+          await c.close();
+        }
+        throw new Error("asked n2 to lead some partitions");
+      },
+      30_000,
+    );
+    const led = (await info(n2)).partitions.filter((p) => p.leader === 2).length;
+    assert.ok(led > 0);
+    assert.equal(await n2.stop(), 0, "a graceful stop exits 0");
+    assert.match(n2.stderr(), /"left":0[^\n]*"msg":"leadership handed over before stopping"/);
+    // Right after the exit, n3 already knows a live leader for every partition: none waits for an election.
+    const now = await info(nodes[2]!);
+    const stale = now.partitions.filter((p) => p.leader === 2 || p.leader === 0).map((p) => p.partition);
+    assert.deepEqual(stale, [], `partitions still led by the stopped member (or by nobody): ${stale.join(",")}`);
+    const c = await nodes[2]!.client({ timeoutMs: 8_000 });
+    for (const k of keyPerPartition(now.partitions.length)) await c.put(k, "after");
+    await c.close();
+    nodes[1] = await startMember(list, root, 1, ["--log-level", "info"]);
+  });
+});
