@@ -23,12 +23,20 @@ import type { ConnectionOptions } from "node:tls";
 import { parseArgs } from "node:util";
 import { type ClusterInfo, PiccoloClient, type WatchEvent } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
-import { ConfigError, resolveConfig, SERVER_FLAGS } from "../node/config.js";
+import {
+  ConfigError,
+  readServerConfigFile,
+  resolveConfig,
+  SERVER_CONFIG_ENV,
+  SERVER_FLAGS,
+  SERVER_SWITCHES,
+} from "../node/config.js";
+import { configPath } from "../node/config-file.js";
 import { EXIT_INTERNAL } from "../node/fatal.js";
 import { runNode } from "../node/main.js";
 import { readSecretFile } from "../security/secrets.js";
 import { StartError } from "../start-failure.js";
-import { CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
+import { CERIALIZER_CONFIG_ENV, CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
 import { drainMember } from "./cluster-drain.js";
 import { replaceMember } from "./cluster-replace.js";
 import { gatherStatus, renderStatus } from "./cluster-status.js";
@@ -459,9 +467,15 @@ function usage(): string {
 }
 
 function serverHelp(): string {
-  const lines = ["usage: piccolo server [flags]", "", "Starts a node. Flags (environment variable, default):"];
+  const lines = [
+    "usage: piccolo server [--config FILE] [flags]",
+    "",
+    "Starts a node. Flags (environment variable, default):",
+    `  --${"config".padEnd(18)} a TOML file with any of the flags below as keys (${SERVER_CONFIG_ENV}; examples/)`,
+  ];
   for (const [name, f] of Object.entries(SERVER_FLAGS))
     lines.push(`  --${name.padEnd(18)} ${f.help} (${f.env}${f.default ? `, default ${f.default}` : ""})`);
+  lines.push("", "Precedence: a flag, then its environment variable, then the config file, then the default.");
   return lines.join("\n");
 }
 
@@ -477,9 +491,10 @@ async function main(argv: string[]): Promise<number> {
     // Every server flag takes a value, but the two switches.
     const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
       help: { type: "boolean", short: "h" },
+      config: { type: "string" },
     };
-    for (const k of Object.keys(SERVER_FLAGS))
-      options[k] = { type: k === "no-pin" || k === "in-memory" ? "boolean" : "string" };
+    const switches: readonly string[] = SERVER_SWITCHES;
+    for (const k of Object.keys(SERVER_FLAGS)) options[k] = { type: switches.includes(k) ? "boolean" : "string" };
     const { values } = parseArgs({
       args: rest,
       options,
@@ -489,23 +504,26 @@ async function main(argv: string[]): Promise<number> {
       print(serverHelp());
       return EXIT.OK;
     }
-    await runNode(resolveConfig(values));
+    const file = configPath(values, process.env, SERVER_CONFIG_ENV);
+    await runNode(resolveConfig(values, process.env, file === null ? null : readServerConfigFile(file)));
     return -1; // keep running
   }
   if (name === "cerializer") {
     const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
       help: { type: "boolean", short: "h" },
     };
-    for (const k of Object.keys(CERIALIZER_FLAGS)) options[k] = { type: "string" };
+    for (const k of [...Object.keys(CERIALIZER_FLAGS), "config"]) options[k] = { type: "string" };
     const { values } = parseArgs({ args: rest, options, strict: true });
     if (values.help) {
       const lines = [
-        "usage: piccolo cerializer [flags]",
+        "usage: piccolo cerializer [--config FILE] [flags]",
         "",
         "Starts the JSON/REST gateway. Flags (environment variable, default):",
+        `  --${"config".padEnd(20)} a TOML file with any of the flags below as keys (${CERIALIZER_CONFIG_ENV})`,
       ];
       for (const [k, f] of Object.entries(CERIALIZER_FLAGS))
         lines.push(`  --${k.padEnd(20)} ${f.help} (${f.env}, default ${f.default})`);
+      lines.push("", "Precedence: a flag, then its environment variable, then the config file, then the default.");
       print(lines.join("\n"));
       return EXIT.OK;
     }

@@ -1,11 +1,13 @@
 /**
  * The node's configuration: flags, then environment variables, then the
+ * config file if one is given (--config, src/node/config-file.ts), then the
  * embedded defaults. No file is needed: `piccolo server` alone starts a node
  * on 127.0.0.1:7700 with one shard per core.
  */
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../config-error.js";
+import { attribute, type ConfigFile, type FlagValues, layered, readConfigFile, type Source } from "./config-file.js";
 import { FSYNC_POLICIES, type FsyncPolicy } from "../journal/journal.js";
 import {
   DEFAULT_SNAPSHOT_LOG_BYTES,
@@ -196,6 +198,21 @@ export const SERVER_FLAGS = {
 
 export { ConfigError };
 
+/** The flags that take no value (`--in-memory`; `in-memory = true` in a config file). */
+export const SERVER_SWITCHES = ["no-pin", "in-memory"] as const;
+
+/** Where `piccolo server` looks for its config file when --config is not given. */
+export const SERVER_CONFIG_ENV = "PICCOLO_CONFIG";
+
+/** Reads and checks a config file for `piccolo server` (src/node/config-file.ts). */
+export function readServerConfigFile(path: string): ConfigFile {
+  return readConfigFile(path, SERVER_FLAGS, {
+    command: "piccolo server",
+    switches: SERVER_SWITCHES,
+    inlineSecrets: ["requirepass"],
+  });
+}
+
 function int(name: string, raw: string, min: number, max: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max)
@@ -203,18 +220,28 @@ function int(name: string, raw: string, min: number, max: number): number {
   return n;
 }
 
-/** Resolves flag values (strings, as parsed) against env and defaults, and validates. */
-export function resolveConfig(flags: Record<string, string | boolean | undefined>, env = process.env): NodeConfig {
-  const pick = (name: keyof typeof SERVER_FLAGS): string => {
-    const v = flags[name];
-    if (typeof v === "string") return v;
-    return env[SERVER_FLAGS[name].env] ?? SERVER_FLAGS[name].default;
-  };
+/**
+ * Resolves flag values (strings, as parsed) against env, the config file and
+ * defaults, and validates. A value refused names its flag, and where it came
+ * from when that was not a flag (the file's line, the environment variable).
+ */
+export function resolveConfig(flags: FlagValues, env = process.env, file: ConfigFile | null = null): NodeConfig {
+  const layers = layered(SERVER_FLAGS, flags, env, file);
+  return attribute(SERVER_FLAGS, layers, file, () => resolveLayers(layers, env, file));
+}
+
+function resolveLayers(
+  layers: ReturnType<typeof layered>,
+  env: NodeJS.ProcessEnv,
+  file: ConfigFile | null,
+): NodeConfig {
+  const pick = (name: keyof typeof SERVER_FLAGS): string => layers.pick(name);
   const shardsRaw = pick("shards");
-  const inMemory = flags["in-memory"] === true || env.PICCOLO_IN_MEMORY === "1";
+  const inMemory = layers.on("in-memory");
+  const fsyncSet = layers.source("fsync") === "flag" || layers.source("fsync") === "file";
   const maxValueBytes = int("max-value-bytes", pick("max-value-bytes"), 1, MAX_VALUE_BYTES_CEILING);
   const cluster = clusterConfig(pick);
-  if (cluster !== null && (typeof flags.fsync === "string" || inMemory))
+  if (cluster !== null && (fsyncSet || inMemory))
     throw new ConfigError(
       "--fsync and --in-memory are for a single node: a cluster member always fsyncs its Raft log before it answers",
     );
@@ -239,10 +266,10 @@ export function resolveConfig(flags: Record<string, string | boolean | undefined
     ),
     clientOutputStallMs: int("client-output-stall-ms", pick("client-output-stall-ms"), 1_000, 86_400_000),
     logLevel: pick("log-level"),
-    pin: !(flags["no-pin"] === true || env.PICCOLO_NO_PIN === "1"),
+    pin: !layers.on("no-pin"),
     watchHistoryBytes: int("watch-history-bytes", pick("watch-history-bytes"), 256 * 1024, 2 ** 40),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),
-    ...securityConfig(pick, env, cluster, inMemory),
+    ...securityConfig(pick, layers.source, env, cluster, inMemory, file?.warnings ?? []),
     cluster,
   };
 }
@@ -255,11 +282,13 @@ function yesNo(name: string, raw: string): boolean {
 /** TLS, the default user's password, users, the cluster secret (docs/security.md). */
 function securityConfig(
   pick: (name: keyof typeof SERVER_FLAGS) => string,
+  source: (name: keyof typeof SERVER_FLAGS) => Source,
   env: NodeJS.ProcessEnv,
   cluster: NodeConfig["cluster"],
   inMemory: boolean,
+  fileWarnings: string[],
 ): Pick<NodeConfig, "requirePass" | "aclFile" | "protectedMode" | "tls" | "tlsCluster" | "clusterSecret" | "warnings"> {
-  const warnings: string[] = [];
+  const warnings: string[] = [...fileWarnings];
   const secret = (
     flag: "requirepass" | "cluster-secret-file",
     fileFlag: keyof typeof SERVER_FLAGS,
@@ -272,7 +301,8 @@ function securityConfig(
       return s.value;
     }
     if (flag === "requirepass" && pick("requirepass") !== "") {
-      if (env.PICCOLO_REQUIREPASS === undefined || env.PICCOLO_REQUIREPASS !== pick("requirepass"))
+      // Only a flag shows in ps; the env does not, and a config file's readers are its own warning (config-file.ts).
+      if (source("requirepass") === "flag")
         warnings.push("--requirepass shows the password to every user of this machine (ps): prefer --requirepass-file");
       return pick("requirepass");
     }
