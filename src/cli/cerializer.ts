@@ -1,5 +1,6 @@
 /**
- * `piccolo cerializer`: flags, environment and defaults for the gateway, and
+ * `piccolo cerializer`: flags, environment, config file (--config, as the
+ * server's: src/node/config-file.ts) and defaults for the gateway, and
  * its process life (one line on stdout when listening; SIGINT/SIGTERM close
  * it gracefully: in-flight requests finish, new ones get 503; a port taken
  * is one line and exit 71; an uncaught error, a fatal log line and exit 70;
@@ -23,6 +24,7 @@ import {
 } from "../limits.js";
 import { ConfigError } from "../config-error.js";
 import { installCrashPolicy } from "../node/fatal.js";
+import { attribute, configPath, type FlagValues, layered, readConfigFile } from "../node/config-file.js";
 import { readSecretFile } from "../security/secrets.js";
 import { readPem, type TlsFiles, tlsFilesFromFlags } from "../security/tls-files.js";
 import { THROTTLE_DEFAULTS } from "../cerializer/throttle.js";
@@ -152,6 +154,13 @@ export const CERIALIZER_FLAGS = {
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
 } as const;
 
+/**
+ * Where `piccolo cerializer` looks for its config file when --config is not
+ * given. Not the server's PICCOLO_CONFIG: a gateway started in a node's
+ * environment would read the node's file and refuse its keys.
+ */
+export const CERIALIZER_CONFIG_ENV = "PICCOLO_CERIALIZER_CONFIG";
+
 function bool(name: string, raw: string): boolean {
   if (raw === "true" || raw === "1") return true;
   if (raw === "false" || raw === "0") return false;
@@ -203,12 +212,11 @@ function int(name: string, raw: string, min: number, max: number): number {
   return n;
 }
 
-export async function runCerializer(flags: Record<string, string | boolean | undefined>, env = process.env) {
-  const pick = (name: keyof typeof CERIALIZER_FLAGS): string => {
-    const v = flags[name];
-    if (typeof v === "string") return v;
-    return env[CERIALIZER_FLAGS[name].env] ?? CERIALIZER_FLAGS[name].default;
-  };
+/**
+ * Every setting but the host and log level, validated: a bad one throws a
+ * ConfigError naming its flag before anything is started.
+ */
+function resolveOptions(pick: (name: keyof typeof CERIALIZER_FLAGS) => string, flags: FlagValues) {
   const nodes = pick("nodes")
     .split(",")
     .map((s) => s.trim())
@@ -230,37 +238,58 @@ export async function runCerializer(flags: Record<string, string | boolean | und
     if (typeof flags.password === "string" && flags.password !== "")
       warnings.push("--password shows the password to every user of this machine (ps): prefer --password-file");
   }
-  const user = pick("user");
-  const tls = httpsFiles(pick);
-  const toNodes = nodeTls(pick);
+  return {
+    nodes,
+    warnings,
+    password,
+    user: pick("user"),
+    tls: httpsFiles(pick),
+    toNodes: nodeTls(pick),
+    options: {
+      httpPort: int("http-port", pick("http-port"), 0, 65535),
+      limits: {
+        maxKeyBytes: int("max-key-bytes", pick("max-key-bytes"), 1, MAX_KEY_BYTES),
+        maxValueBytes: int("max-value-bytes", pick("max-value-bytes"), 0, 256 * 1024 * 1024),
+        maxBodyBytes: int("max-body-bytes", pick("max-body-bytes"), 1024, 1024 * 1024 * 1024),
+        maxBatchOps: int("max-batch-ops", pick("max-batch-ops"), 1, 100_000),
+      },
+      connectionsPerNode: int("connections", pick("connections"), 1, 64),
+      timeoutMs: int("timeout", pick("timeout"), 1, 3_600_000),
+      tokenTtlSeconds: int("token-ttl-seconds", pick("token-ttl-seconds"), 1, 30 * 24 * 3600),
+      protectedMode: yesNo("protected-mode", pick("protected-mode")),
+      maxCallers: int("max-callers", pick("max-callers"), 1, 100_000),
+      authFailureDelayMs: int("auth-failure-delay-ms", pick("auth-failure-delay-ms"), 1, 60_000),
+      cluster: bool("cluster", pick("cluster")),
+      maxConnections: int("max-connections", pick("max-connections"), 1, 1_000_000),
+      requestTimeoutMs: int("request-timeout-ms", pick("request-timeout-ms"), 1_000, 3_600_000),
+      maxWatches: int("max-watches", pick("max-watches"), 0, 1_000_000),
+      watchKeepaliveMs: int("watch-keepalive-ms", pick("watch-keepalive-ms"), 10, 3_600_000),
+    },
+  };
+}
+
+export async function runCerializer(flags: FlagValues, env = process.env) {
+  const path = configPath(flags, env, CERIALIZER_CONFIG_ENV);
+  const file =
+    path === null
+      ? null
+      : readConfigFile(path, CERIALIZER_FLAGS, { command: "piccolo cerializer", inlineSecrets: ["password"] });
+  const layers = layered(CERIALIZER_FLAGS, flags, env, file);
+  const pick = (name: keyof typeof CERIALIZER_FLAGS): string => layers.pick(name);
+  // A value refused names its flag and, from the file or the environment, where it was set.
+  const resolved = attribute(CERIALIZER_FLAGS, layers, file, () => resolveOptions(pick, flags));
+  const { nodes, password, user, tls, toNodes } = resolved;
   const log = pino({ base: { pid: process.pid, role: "cerializer" } }, pino.destination(2));
-  for (const w of warnings) log.warn(w);
+  for (const w of [...(file?.warnings ?? []), ...resolved.warnings]) log.warn(w);
   // An error nobody catches stops the gateway with 70, logged with its stack (src/node/fatal.ts).
   installCrashPolicy(log);
   const gw = await startCerializer({
     nodes,
     host: pick("host"),
-    httpPort: int("http-port", pick("http-port"), 0, 65535),
-    limits: {
-      maxKeyBytes: int("max-key-bytes", pick("max-key-bytes"), 1, MAX_KEY_BYTES),
-      maxValueBytes: int("max-value-bytes", pick("max-value-bytes"), 0, 256 * 1024 * 1024),
-      maxBodyBytes: int("max-body-bytes", pick("max-body-bytes"), 1024, 1024 * 1024 * 1024),
-      maxBatchOps: int("max-batch-ops", pick("max-batch-ops"), 1, 100_000),
-    },
-    connectionsPerNode: int("connections", pick("connections"), 1, 64),
-    timeoutMs: int("timeout", pick("timeout"), 1, 3_600_000),
+    ...resolved.options,
     ...(password === "" ? {} : { password, ...(user === "" ? {} : { user }) }),
     ...(tls === null ? {} : { tls }),
     ...(toNodes === null ? {} : { nodeTls: toNodes }),
-    tokenTtlSeconds: int("token-ttl-seconds", pick("token-ttl-seconds"), 1, 30 * 24 * 3600),
-    protectedMode: yesNo("protected-mode", pick("protected-mode")),
-    maxCallers: int("max-callers", pick("max-callers"), 1, 100_000),
-    authFailureDelayMs: int("auth-failure-delay-ms", pick("auth-failure-delay-ms"), 1, 60_000),
-    cluster: bool("cluster", pick("cluster")),
-    maxConnections: int("max-connections", pick("max-connections"), 1, 1_000_000),
-    requestTimeoutMs: int("request-timeout-ms", pick("request-timeout-ms"), 1_000, 3_600_000),
-    maxWatches: int("max-watches", pick("max-watches"), 0, 1_000_000),
-    watchKeepaliveMs: int("watch-keepalive-ms", pick("watch-keepalive-ms"), 10, 3_600_000),
     logLevel: pick("log-level"),
   });
   const list = nodes.map((n) => `${n.host}:${n.port}`).join(", ");
