@@ -243,6 +243,14 @@ export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000;
 export const SHUTDOWN_GRACE_MS = 5_000;
 
 /**
+ * A stopping node closes its clients' sockets once no request has come for
+ * SHUTDOWN_QUIET_MS (they were answered SHUTTING_DOWN and went elsewhere),
+ * or after SHUTDOWN_QUIET_MAX_MS whatever they do (src/io/server.ts, stop).
+ */
+export const SHUTDOWN_QUIET_MS = 100;
+export const SHUTDOWN_QUIET_MAX_MS = 2_000;
+
+/**
  * A cluster member stopping gracefully (SIGTERM) first hands the partitions
  * it leads to caught-up peers, for at most this long (src/cluster/admin.ts,
  * handOffLeadership); one whose followers are all down or behind is left

@@ -286,6 +286,8 @@ interface Pending {
   resolve: (frame: ArrayBuffer) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
+  /** The connection it was sent on: when that one closes, it can get no answer. */
+  socket: Socket;
 }
 
 function bytes(b: Bytes): Uint8Array {
@@ -310,6 +312,8 @@ export class PiccoloClient {
   private readonly pending = new Map<number, Pending>();
   /** Open watches' frame handlers, by the watch request's id (every frame of the stream has it). */
   private readonly streams = new Map<number, (frame: ArrayBuffer | null) => void>();
+  /** The connection each open watch streams on. */
+  private readonly streamSockets = new Map<number, Socket>();
   /** Watches holding more events than their reader took: the socket is paused while any does. */
   private readonly backedUp = new Set<number>();
   private nextId = 1;
@@ -404,7 +408,7 @@ export class PiccoloClient {
     // The node never sends a frame larger than one value plus envelope.
     const framer = new FrameReader(maxFrameBytes(256 * 1024 * 1024));
     s.on("data", (chunk: Buffer) => {
-      framer.push(chunk, (frame) => this.onFrame(frame));
+      framer.push(chunk, (frame) => this.onFrame(frame, s));
       if (framer.error !== null) s.destroy(new Error(framer.error.message));
     });
     s.on("error", () => {});
@@ -415,11 +419,11 @@ export class PiccoloClient {
     });
     s.on("close", () => {
       if (this.socket === s) this.socket = null;
-      this.failAll(new PiccoloError(ErrorCode.CONNECTION_CLOSED, "connection closed"));
+      this.failAll(new PiccoloError(ErrorCode.CONNECTION_CLOSED, "connection closed"), s);
     });
   }
 
-  private onFrame(frame: ArrayBuffer): void {
+  private onFrame(frame: ArrayBuffer, s: Socket): void {
     let id = responseId(frame); // by hand for the usual shape (src/client/hot-wire.ts)
     if (id === null || id === 0) {
       try {
@@ -434,6 +438,12 @@ export class PiccoloClient {
     const p = this.pending.get(id);
     if (p === undefined) {
       const res = id === 0 ? decodeResponse(frame) : null;
+      if (res !== null && res.which() === Response_Which.ERROR && res.error.code === ErrorCode.SHUTTING_DOWN) {
+        // The member is stopping (a "go away", as HTTP/2's): it answers what was sent on this connection
+        // and closes it once quiet. New calls go on a new connection; this one is only read to its end.
+        if (this.socket === s) this.socket = null;
+        return;
+      }
       if (res !== null && res.which() === Response_Which.ERROR) {
         // A connection-level error: the node closes this connection after it.
         // Fail what is in flight with the node's reason and drop the socket
@@ -451,9 +461,12 @@ export class PiccoloClient {
     p.resolve(frame);
   }
 
-  private failAll(err: Error): void {
-    for (const stream of [...this.streams.values()]) stream(null);
+  /** Fails the calls waiting on `socket` (every call when none is named) and ends the open watches. */
+  private failAll(err: Error, socket?: Socket): void {
+    for (const [id, stream] of [...this.streams])
+      if (socket === undefined || this.streamSockets.get(id) === socket) stream(null);
     for (const [id, p] of this.pending) {
+      if (socket !== undefined && p.socket !== socket) continue;
       clearTimeout(p.timer);
       this.pending.delete(id);
       p.reject(err);
@@ -479,7 +492,7 @@ export class PiccoloClient {
         this.pending.delete(id);
         reject(new PiccoloError(ErrorCode.TIMEOUT, `no answer within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, socket });
     });
     if (!this.corked) {
       this.corked = true;
@@ -876,6 +889,7 @@ export class PiccoloClient {
       };
       const done = (): void => {
         this.streams.delete(id);
+        this.streamSockets.delete(id);
         this.backedUp.delete(id);
         if (this.backedUp.size === 0) socket.resume();
       };
@@ -883,6 +897,7 @@ export class PiccoloClient {
         done();
         reject(new PiccoloError(ErrorCode.TIMEOUT, `the watch was not set up within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
+      this.streamSockets.set(id, socket);
       this.streams.set(id, (f) => {
         if (f === null) {
           clearTimeout(timer);

@@ -11,8 +11,11 @@
  *
  * Outcomes are the plain client's: a write whose connection dropped or timed
  * out may or may not have been applied and is never retried behind your back.
- * Reads (get, exists, ttl) are retried once on another member, since
- * retrying a read cannot change anything.
+ * A write the member certainly did not carry out (SHUTTING_DOWN: it is
+ * stopping; NOT_LEADER, UNAVAILABLE; or a request that never left this
+ * process) is retried once on another member, as is any read: retrying
+ * either cannot apply anything twice. So a member stopped gracefully (a
+ * rolling restart) costs this client's callers nothing but a little latency.
  *
  * A read with `{ stale: true }` goes to one of the partition's replicas
  * instead of its leader, which answers from its own copy (docs/cluster.md,
@@ -181,12 +184,36 @@ export class PiccoloClusterClient {
     );
   }
 
+  /** Certainly not carried out: safe to send again (see the top). */
+  private notApplied(err: unknown): boolean {
+    return (
+      err instanceof PiccoloError &&
+      (err.code === ErrorCode.SHUTTING_DOWN ||
+        err.code === ErrorCode.NOT_LEADER ||
+        err.code === ErrorCode.UNAVAILABLE ||
+        (err.code === ErrorCode.CONNECTION_CLOSED && err.unsent))
+    );
+  }
+
   private async write<T>(key: Bytes, f: (c: PiccoloClient) => Promise<T>): Promise<T> {
+    const first = this.route(key);
     try {
-      return await f(this.route(key));
+      return await f(first);
     } catch (err) {
       if (this.stale(err)) void this.refresh();
-      throw err;
+      if (!this.notApplied(err)) throw err;
+      // Each other member once (one of them may be the one stopping or starting), while nothing was applied.
+      let last = err;
+      for (const other of this.clients) {
+        if (other === first) continue;
+        try {
+          return await f(other);
+        } catch (e) {
+          if (!this.notApplied(e)) throw e;
+          last = e;
+        }
+      }
+      throw last;
     }
   }
 

@@ -76,8 +76,10 @@ export interface ConnectionHost {
   readonly dispatcher: Dispatcher;
   /** Users, AUTH and protected mode (auth.ts). */
   readonly auth: Authenticator;
-  /** Paused by shard congestion or shutdown. */
+  /** Paused by shard congestion. */
   readingBlocked(): boolean;
+  /** The node is stopping: requests read from now on are answered SHUTTING_DOWN, not carried out. */
+  readonly stopping: boolean;
   /** Commands were sent: publish the rings at the end of this turn, watch congestion. */
   afterDispatch(): void;
   /** This connection has answers ready to write at the end of the turn. */
@@ -185,6 +187,13 @@ export abstract class Connection implements RequestOwner {
     this.enqueue(req);
     req.finish(answer);
   }
+
+  /**
+   * The node is stopping: tell the client, where the protocol can, to send
+   * nothing more on this connection (the native protocol's "go away"; RESP
+   * has no such message, so its clients learn from the SHUTDOWN answers).
+   */
+  goAway(): void {}
 
   /** Whether pushing more now keeps this connection under its soft output limit (a watch's backpressure). */
   get canTakeMore(): boolean {

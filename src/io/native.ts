@@ -52,6 +52,8 @@ import { looksLikePosition, parsePosition, Watch, type WatchSink } from "./watch
 export interface NativeSession {
   /** Who the connection is (null: not authenticated yet). */
   readonly user: User | null;
+  /** The node is stopping: requests are answered SHUTTING_DOWN. */
+  readonly stopping: boolean;
   /** Checks an AUTH (asynchronously: requests after it wait), then answers it. */
   startAuth(req: NativeRequest): void;
   /** This connection's open watches, by their request's id. */
@@ -161,6 +163,8 @@ export class NativeRequest extends InFlight {
   start(d: Dispatcher, nowMs: number, session: NativeSession): void {
     const op = this.op;
     if (op.errorCode !== 0) return this.finish(encodeError(op.id, op.errorCode, op.errorMessage));
+    if (session.stopping)
+      return this.finish(encodeError(op.id, ErrorCode.SHUTTING_DOWN, outcomeOf(ErrorCode.SHUTTING_DOWN).text));
     if (op.kind === OpKind.AUTH) return session.startAuth(this);
     const user = session.user;
     if (user === null || user.deleted)
@@ -494,6 +498,17 @@ export class NativeConnection extends Connection implements NativeSession {
       });
       this.fatal(encodeError(0n, ErrorCode.DENIED, outcomeOf(ErrorCode.DENIED).text));
     }
+  }
+
+  get stopping(): boolean {
+    return this.host.stopping;
+  }
+
+  /** An error with id 0 and SHUTTING_DOWN: the client opens a new connection for what it sends next (client.ts). */
+  override goAway(): void {
+    this.push(
+      encodeError(0n, ErrorCode.SHUTTING_DOWN, "this member is stopping: send nothing more on this connection"),
+    );
   }
 
   startAuth(req: NativeRequest): void {

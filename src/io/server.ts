@@ -23,6 +23,8 @@ import {
   CLIENT_OUTPUT_STALL_MS,
   DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
   LEADERSHIP_HANDOFF_MS,
+  SHUTDOWN_QUIET_MAX_MS,
+  SHUTDOWN_QUIET_MS,
   MAX_CONNECTIONS,
   maxFrameBytes,
   SHUTDOWN_GRACE_MS,
@@ -93,7 +95,9 @@ export class PiccoloNode implements ConnectionHost {
   private readonly connections = new Set<Connection>();
   private dirty: Connection[] = [];
   private blocked = false;
-  private stopping = false;
+  private _stopping = false;
+  /** When a request was last read (a stop waits for the clients to go quiet before closing: stop()). */
+  private lastReadMs = 0;
   private turnScheduled = false;
   private readonly logger: Logger;
   private readonly limits: LimitLog;
@@ -173,7 +177,7 @@ export class PiccoloNode implements ConnectionHost {
    */
   async listen(port: number, open: (socket: Socket) => Connection, what: string): Promise<number> {
     const accept = (socket: Socket): void => {
-      if (this.stopping) {
+      if (this._stopping) {
         socket.destroy();
         return;
       }
@@ -229,11 +233,23 @@ export class PiccoloNode implements ConnectionHost {
 
   // ConnectionHost
 
+  /**
+   * Paused by shard congestion. Not by a stop: a stopping node goes on
+   * reading, and answers what it reads SHUTTING_DOWN (nothing carried out,
+   * retry on another member) rather than leaving it unread, which the
+   * client could only take as an unknown outcome once the socket closes.
+   */
   readingBlocked(): boolean {
-    return this.blocked || this.stopping;
+    return this.blocked;
+  }
+
+  /** The node is stopping: new requests are answered SHUTTING_DOWN. */
+  get stopping(): boolean {
+    return this._stopping;
   }
 
   afterDispatch(): void {
+    this.lastReadMs = Date.now();
     this.scheduleTurn();
     if (!this.blocked && this.backend.congested()) {
       this.blocked = true;
@@ -300,7 +316,7 @@ export class PiccoloNode implements ConnectionHost {
    * how many were handed over and how long it took.
    */
   async handOffLeadership(): Promise<void> {
-    if (this.backend?.handOffLeadership === undefined || this.stopping) return;
+    if (this.backend?.handOffLeadership === undefined || this._stopping) return;
     const t0 = Date.now();
     const r = await this.backend.handOffLeadership(LEADERSHIP_HANDOFF_MS);
     const detail = { led: r.led, handedOver: r.led - r.left, left: r.left, ms: Date.now() - t0 };
@@ -310,18 +326,29 @@ export class PiccoloNode implements ConnectionHost {
   }
 
   /**
-   * Graceful stop: refuse new connections, stop reading new requests, let
-   * the ones in flight finish and their answers go out (up to
-   * SHUTDOWN_GRACE_MS), then close sockets and stop the shard workers.
+   * Graceful stop: refuse new connections; answer every request read from
+   * now on SHUTTING_DOWN (not carried out); let the ones in flight finish
+   * and their answers go out (up to SHUTDOWN_GRACE_MS); then wait until no
+   * request has come for SHUTDOWN_QUIET_MS (clients that were told to go
+   * elsewhere stop sending; at most SHUTDOWN_QUIET_MAX_MS), so that a
+   * request is rarely in the air when the socket closes (its client could
+   * only call its outcome unknown); then close the sockets and stop the
+   * shard workers.
    */
   async stop(): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
+    if (this._stopping) return;
+    this._stopping = true;
     if (this.stallTimer !== null) clearInterval(this.stallTimer);
     for (const server of this.servers) server.close();
-    for (const c of this.connections) c.updateReading();
+    for (const c of this.connections) {
+      c.goAway();
+      c.updateReading();
+    }
     const deadline = Date.now() + SHUTDOWN_GRACE_MS;
     while (this.dispatcher.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    const quietBy = Date.now() + SHUTDOWN_QUIET_MAX_MS;
+    while (Date.now() - this.lastReadMs < SHUTDOWN_QUIET_MS && Date.now() < quietBy && this.connections.size > 0)
+      await new Promise((r) => setTimeout(r, 10));
     for (const c of this.connections) {
       c.flush();
       c.socket.end();

@@ -10,6 +10,7 @@ import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
 import { ErrorCode } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
 import { ALL_PERMS, mayAccess, mayRun, NOPERM_KEY, nopermCommand, Perm, type User } from "../security/users.js";
+import { errorText } from "./args.js";
 import { type CommandSpec, lookupBytes } from "./commands.js";
 import { RespParser } from "./parser.js";
 import { subscribed } from "./pubsub.js";
@@ -127,6 +128,8 @@ export class RespConnection extends Connection implements RespSession {
   }
 
   private start(req: RespRequest): void {
+    // A stopping node carries nothing out any more, and says so (nothing applied: retry elsewhere).
+    if (this.host.stopping) return req.error(errorText(ErrorCode.SHUTTING_DOWN));
     const args = req.args;
     this.resp.stats.commands++;
     const spec = lookupBytes(args[0]!);
