@@ -17,7 +17,9 @@
 
  * Writes are never retried here: after a dropped connection the gateway
  * cannot know whether the node applied the write, so it says so (503/504)
- * and lets the caller decide, as the native client does.
+ * and lets the caller decide, as the native client does. (In a cluster, a
+ * request certainly not carried out is sent to another member by the
+ * router: router.ts, runForKey.)
  *
  * Whose connections. The node is the one authority on users and what they
  * may do (docs/decisions/0263-gateway-authentication.md), so every request

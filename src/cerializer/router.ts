@@ -22,7 +22,10 @@ import { crc32c } from "@node-rs/crc32";
 import { partitionOf } from "../cluster/placement.js";
 import { initHash } from "../hash.js";
 import { ClusterView, type Readiness } from "./cluster-view.js";
-import type { NodeLink } from "./pool.js";
+import type { PiccoloClient } from "../client/client.js";
+import { ErrorCode, PiccoloError } from "../errors.js";
+import type { Caller, NodeLink } from "./pool.js";
+import { Problem } from "./problems.js";
 
 export { CLUSTER_MAP_REFRESH_MS } from "./cluster-view.js";
 
@@ -81,6 +84,36 @@ export class Router {
     return best ?? nodes[0]!;
   }
 
+  /**
+   * Runs `f` for `key` on the node that serves it (pool.ts, NodeLink.run).
+   * In a cluster, a request that member certainly did not carry out (it is
+   * stopping: SHUTTING_DOWN; it is down or the request never left: an
+   * unsent CONNECTION_CLOSED or node-unavailable; NOT_LEADER) is sent to
+   * each other member that is up, once: any member serves any key, and
+   * nothing can be applied twice. So a member's graceful restart costs the
+   * gateway's callers nothing but latency. Anything else (a timeout, a
+   * connection lost with the request on it) is answered as it is.
+   */
+  async runForKey<T>(key: Uint8Array, as: Caller, f: (c: PiccoloClient) => Promise<T>): Promise<T> {
+    const first = this.nodeFor(key);
+    try {
+      return await first.run(as, f);
+    } catch (err) {
+      if (this.view === null || !notCarriedOut(err)) throw err;
+      let last = err;
+      for (const other of this.nodes) {
+        if (other === first || !other.up) continue;
+        try {
+          return await other.run(as, f);
+        } catch (e) {
+          if (!notCarriedOut(e)) throw e;
+          last = e;
+        }
+      }
+      throw last;
+    }
+  }
+
   /** Any node that is up, for a request without a key (in a cluster any member serves it). */
   anyNode(): NodeLink {
     const nodes = this.nodes;
@@ -127,4 +160,15 @@ function seedOf(n: NodeLink): number {
 
 function missingFactory(): NodeLink {
   throw new Error("a cluster router needs a link factory to reach members it learns");
+}
+
+/** An error after which the request was certainly not carried out (runForKey). */
+function notCarriedOut(err: unknown): boolean {
+  if (err instanceof Problem) return err.type === "node-unavailable";
+  return (
+    err instanceof PiccoloError &&
+    (err.code === ErrorCode.SHUTTING_DOWN ||
+      err.code === ErrorCode.NOT_LEADER ||
+      (err.code === ErrorCode.CONNECTION_CLOSED && err.unsent))
+  );
 }

@@ -9,7 +9,7 @@
  *   GET    /v1/kv         a page of keys: ?prefix=&cursor=&limit=&consistency=
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { type Entry, VersionMismatchError } from "../../client/client.js";
+import { type Entry, type PiccoloClient, VersionMismatchError } from "../../client/client.js";
 import { ErrorCode, PiccoloError } from "../../errors.js";
 import { consistencyParam, parseConsistency } from "../consistency.js";
 import type { Gateway } from "../context.js";
@@ -130,7 +130,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
       const key = keyOf(req, g);
       const cond = parseCondition(req.headers["if-none-match"], "If-None-Match");
       const read = parseConsistency((req.query as Record<string, unknown>).consistency);
-      const e = await g.router.nodeFor(key).run(req.caller, (c) => c.get(key, read));
+      const e = await g.router.runForKey(key, req.caller, (c) => c.get(key, read));
       if (e === null) throw new Problem("not-found", `no key ${JSON.stringify(encodeBytes(key).text)}`);
       reply.header("etag", etag(e.version));
       if (cond !== null && cond !== "weak" && (cond.kind === "any" || cond.version === e.version))
@@ -219,21 +219,21 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
           },
         );
       const opts = ttlMs === undefined ? {} : { ttlMs };
-      const node = g.router.nodeFor(key);
+      const run = <T>(f: (c: PiccoloClient) => Promise<T>) => g.router.runForKey(key, req.caller, f);
       let version: number;
       let created: boolean;
       try {
         if (ifNoneMatch !== null) {
-          version = await node.run(req.caller, (c) => c.insert(key, value, opts));
+          version = await run((c) => c.insert(key, value, opts));
           created = true;
         } else if (ifMatch?.kind === "any") {
-          version = await node.run(req.caller, (c) => c.update(key, value, opts));
+          version = await run((c) => c.update(key, value, opts));
           created = false;
         } else if (ifMatch?.kind === "version") {
-          version = await node.run(req.caller, (c) => c.cas(key, value, ifMatch.version, opts));
+          version = await run((c) => c.cas(key, value, ifMatch.version, opts));
           created = false;
         } else {
-          ({ version, created } = await node.run(req.caller, (c) => c.upsert(key, value, opts)));
+          ({ version, created } = await run((c) => c.upsert(key, value, opts)));
         }
       } catch (err) {
         if (err instanceof VersionMismatchError)
@@ -274,7 +274,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
       const ifVersion = ifMatch?.kind === "version" ? ifMatch.version : 0;
       let deleted: boolean;
       try {
-        deleted = await g.router.nodeFor(key).run(req.caller, (c) => c.delete(key, { ifVersion }));
+        deleted = await g.router.runForKey(key, req.caller, (c) => c.delete(key, { ifVersion }));
       } catch (err) {
         if (err instanceof VersionMismatchError) {
           if (err.currentVersion === 0) throw new Problem("not-found", "no such key");
