@@ -21,7 +21,7 @@
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import { parseArgs } from "node:util";
-import { type ClusterInfo, PiccoloClient, type WatchEvent } from "../client/client.js";
+import { type ClusterInfo, PiccoloClient, VersionMismatchError, type WatchEvent } from "../client/client.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import {
   ConfigError,
@@ -54,6 +54,22 @@ const EXIT = {
 } as const;
 
 class UsageError extends Error {}
+
+/** The version in package.json, two folders above this file's (dist/src/cli/ or src/cli/). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/**
+ * Where a `cluster` command looks when neither --server nor PICCOLO_SERVER says:
+ * the single node's default port, then the members `npm run cluster` starts
+ * (scripts/cluster.mjs: client ports 7701-7703). The first that answers as a
+ * cluster member is used.
+ */
+const CLUSTER_DEFAULT_SERVERS = ["127.0.0.1:7700", "127.0.0.1:7701", "127.0.0.1:7702", "127.0.0.1:7703"];
 
 interface Command {
   args: string;
@@ -97,6 +113,16 @@ function findMember(info: ClusterInfo, x: string): ClusterInfo["members"][number
   const m = info.members.find((y) => y.name === x || String(y.id) === x);
   if (m === undefined) throw new UsageError(`no member ${x} (members: ${info.members.map((y) => y.name).join(", ")})`);
   return m;
+}
+
+/** Exit 4 with the key's current version, as HTTP's 412 reports it, so a script can retry at once. */
+function versionMismatch(key: string, expected: number, err: VersionMismatchError): number {
+  process.stderr.write(
+    err.currentVersion === 0
+      ? `piccolo: VERSION_MISMATCH: ${key} does not exist (expected version ${expected})\n`
+      : `piccolo: VERSION_MISMATCH: ${key} is at version ${err.currentVersion} (expected ${expected})\n`,
+  );
+  return EXIT.CONDITION;
 }
 
 /** One line of `piccolo watch`: <position> <kind> <key> [<value> | <N bytes> | expireAtMs=<ms>]. */
@@ -249,7 +275,12 @@ const commands: Record<string, Command> = {
       need(args, 3, "a key, an expected version and a value");
       const v = Number(args[1]);
       if (!Number.isInteger(v) || v < 0) throw new UsageError("expected-version must be a non-negative integer");
-      print(`OK version=${await c.cas(args[0]!, args[2]!, v, writeOptions(o))}`);
+      try {
+        print(`OK version=${await c.cas(args[0]!, args[2]!, v, writeOptions(o))}`);
+      } catch (err) {
+        if (err instanceof VersionMismatchError) return versionMismatch(args[0]!, v, err);
+        throw err;
+      }
       return EXIT.OK;
     },
   },
@@ -260,7 +291,14 @@ const commands: Record<string, Command> = {
     async run(c, args, o) {
       need(args, 1, "one key");
       const ifVersion = ms(o, "if-version");
-      const removed = await c.delete(args[0]!, ifVersion === undefined ? {} : { ifVersion });
+      let removed: boolean;
+      try {
+        removed = await c.delete(args[0]!, ifVersion === undefined ? {} : { ifVersion });
+      } catch (err) {
+        if (err instanceof VersionMismatchError && ifVersion !== undefined)
+          return versionMismatch(args[0]!, ifVersion, err);
+        throw err;
+      }
       print(removed ? "deleted" : "(not found)");
       return removed ? EXIT.OK : EXIT.NOT_FOUND;
     },
@@ -459,6 +497,7 @@ function usage(): string {
   for (const [name, c] of Object.entries(commands))
     lines.push(`  piccolo ${`${name.replace(/^cluster-/, "cluster ")} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
+  lines.push("  piccolo --version                        print the version", "");
   lines.push(
     "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused, 6 watch cut off,",
     "            70 internal error, 71 could not start (a port taken, a data directory it cannot use)",
@@ -483,6 +522,10 @@ async function main(argv: string[]): Promise<number> {
   // `piccolo cluster status` is the command "cluster-status".
   const args = argv[0] === "cluster" && argv[1] !== undefined ? [`cluster-${argv[1]}`, ...argv.slice(2)] : argv;
   const [name, ...rest] = args;
+  if (name === "--version" || name === "-v" || name === "version") {
+    print(packageVersion());
+    return EXIT.OK;
+  }
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     print(usage());
     return name === undefined ? EXIT.USAGE : EXIT.OK;
@@ -548,7 +591,11 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
   if (values.help) {
     print(`usage: piccolo ${name} ${command.args}\n\n${command.help}\n\nflags:`);
-    print("  --server host:port   node to talk to (default 127.0.0.1:7700, env PICCOLO_SERVER)");
+    print(
+      name.startsWith("cluster-")
+        ? "  --server host:port   a member to ask (env PICCOLO_SERVER; default: the first of 127.0.0.1:7700-7703 that is one)"
+        : "  --server host:port   node to talk to (default 127.0.0.1:7700, env PICCOLO_SERVER)",
+    );
     print("  --timeout ms         give up after this long (default 5000)");
     print("  --user name          the user to AUTH as (env PICCOLO_USER; default: default)");
     print("  --password-file f    AUTH first with the password in file f (or env PICCOLO_PASSWORD)");
@@ -558,7 +605,8 @@ async function main(argv: string[]): Promise<number> {
     for (const [k, v] of Object.entries(command.options ?? {})) print(`  --${k.padEnd(19)}${v.help}`);
     return EXIT.OK;
   }
-  const server = (values.server as string | undefined) ?? process.env.PICCOLO_SERVER ?? "127.0.0.1:7700";
+  const given = (values.server as string | undefined) ?? process.env.PICCOLO_SERVER;
+  const server = given ?? "127.0.0.1:7700";
   const m = /^(.+):(\d+)$/.exec(server);
   if (m === null) throw new UsageError(`--server must be host:port, got "${server}"`);
   const timeoutMs = ms(values, "timeout") ?? 5000;
@@ -581,12 +629,41 @@ async function main(argv: string[]): Promise<number> {
       ...(tls === undefined ? {} : { tls }),
     });
   };
-  const client = connect(server);
+  const client =
+    given === undefined && name.startsWith("cluster-") ? await findClusterMember(connect) : connect(server);
   try {
     return await command.run(client, positionals, values, connect);
   } finally {
     await client.close();
   }
+}
+
+/**
+ * A cluster command without --server: the first of CLUSTER_DEFAULT_SERVERS
+ * that answers as a cluster member. If none does, the most telling error: a
+ * node's refusal (not a member, NOAUTH) over "nothing listens there".
+ */
+async function findClusterMember(connect: (address: string) => PiccoloClient): Promise<PiccoloClient> {
+  let refusal: PiccoloError | null = null;
+  for (const address of CLUSTER_DEFAULT_SERVERS) {
+    const c = connect(address);
+    try {
+      await c.clusterInfo();
+      if (address !== CLUSTER_DEFAULT_SERVERS[0])
+        process.stderr.write(`piccolo: no --server given; using the cluster member at ${address}\n`);
+      return c;
+    } catch (err) {
+      await c.close();
+      if (!(err instanceof PiccoloError)) throw err;
+      const unreachable = err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT;
+      if (!unreachable && refusal === null) refusal = err;
+    }
+  }
+  if (refusal !== null) throw refusal;
+  throw new PiccoloError(
+    ErrorCode.CONNECTION_CLOSED,
+    `no cluster member answers at ${CLUSTER_DEFAULT_SERVERS.join(", ")} (the defaults, and npm run cluster's members); give --server host:port`,
+  );
 }
 
 // `piccolo keys | head` closes our stdout early: that is the reader's choice, not an error.
