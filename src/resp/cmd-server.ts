@@ -264,11 +264,13 @@ export function info(q: RespRequest): void {
     let keys = 0;
     let memory = 0;
     let expired = 0;
+    let expires = 0;
     for (const [shard, p] of parts.entries()) {
       const row = statsRow(shard, p.value!);
       keys += row.keys;
       memory += row.memoryBytes;
       expired += row.expired;
+      expires += p.num; // keys with a TTL (src/shard/execute.ts, STATS)
     }
     const sections: string[] = [];
     const uptime = Math.floor((Date.now() - r.dispatcher.startedMs) / 1000);
@@ -320,7 +322,7 @@ export function info(q: RespRequest): void {
       );
     const finish = (): void => {
       if (show("keyspace"))
-        sections.push(keys > 0 ? `# Keyspace\r\ndb0:keys=${keys},expires=0,avg_ttl=0` : "# Keyspace");
+        sections.push(keys > 0 ? `# Keyspace\r\ndb0:keys=${keys},expires=${expires},avg_ttl=0` : "# Keyspace");
       q.reply(reply.verbatim(`${sections.join("\r\n\r\n")}\r\n`, q.proto));
     };
     if (!show("persistence")) return finish();

@@ -271,6 +271,9 @@ export class ShardCore {
         writeF64(b, 24, this.writes);
         writeF64(b, 32, this.expired);
         r.value = b;
+        // Keys with a TTL (Redis's INFO keyspace `expires=`), in num rather than a sixth f64: the
+        // journal appends its figures right after these five (src/io/native.ts statsRow).
+        r.num = store.ttlKeys;
         return;
       }
       case Op.INCRBY:
