@@ -5,7 +5,11 @@
 //   n1      7701         6381        7711       ./data/n1
 //   n2      7702         6382        7712       ./data/n2
 //   n3      7703         6383        7713       ./data/n3
-//   Cerializer on http://127.0.0.1:8700 in front of all three (--cluster true)
+//   Cerializer on http://127.0.0.1:8700 in front of all three (--cluster true),
+//   started once the three listen
+//
+// `piccolo cluster ...` without --server looks on 7700, then on these client
+// ports (src/cli/main.ts, CLUSTER_DEFAULT_SERVERS): keep the two in step.
 //
 // To try replacing a member: stop one (say n2), start a fourth, n4 (client
 // 7704, Redis 6384, peer 7714), which introduces itself to the others, and
@@ -46,8 +50,7 @@ function run(name, args) {
       rest = lines.pop();
       for (const l of lines) {
         out.write(`[${name}] ${l}\n`);
-        if (out === process.stdout && / listening on /.test(l) && starting.delete(name) && starting.size === 0)
-          console.log("cluster: every process is listening");
+        if (out === process.stdout && / listening on /.test(l) && starting.delete(name)) listening(name);
       }
     });
   };
@@ -62,6 +65,27 @@ function run(name, args) {
   });
   children.push(child);
 }
+
+/**
+ * The Cerializer starts once every member listens: started beside them, it
+ * found none yet and logged each as unreachable before the first probe.
+ */
+function listening(name) {
+  if (name !== "cerializer" && members.every((m) => !starting.has(m.name)) && !cerializerStarted) {
+    cerializerStarted = true;
+    run("cerializer", [
+      "cerializer",
+      "--nodes",
+      members.map((m) => `127.0.0.1:${m.port}`).join(","),
+      "--cluster",
+      "true",
+      "--http-port",
+      "8700",
+    ]);
+  }
+  if (starting.size === 0 && cerializerStarted) console.log("cluster: every process is listening");
+}
+let cerializerStarted = false;
 
 let stopping = false;
 function stop(code = 0) {
@@ -95,18 +119,10 @@ for (const m of members)
     "--log-level",
     "info",
   ]);
-run("cerializer", [
-  "cerializer",
-  "--nodes",
-  members.map((m) => `127.0.0.1:${m.port}`).join(","),
-  "--cluster",
-  "true",
-  "--http-port",
-  "8700",
-]);
 console.log(
   "cluster: npx piccolo put k v --server 127.0.0.1:7702; redis-cli -p 6383 get k; curl localhost:8700/v1/kv/k",
 );
+console.log("cluster: npx piccolo cluster status (finds these members without --server)");
 console.log(
   `to add a member n4: node dist/src/cli/main.js server --port 7704 --resp-port 6384 --node-id n4 --cluster ${list} --joined ${joined} --data-dir ./data/n4`,
 );
