@@ -161,6 +161,14 @@ async function step(name, fn) {
 
 const dir = mkdtempSync(join(tmpdir(), "piccolo-pack-install-"));
 let node = null;
+// Stopped from outside (the test's deadline, Ctrl-C): leave no node running and no folder behind.
+for (const signal of ["SIGTERM", "SIGINT"])
+  process.once(signal, async () => {
+    console.error(`pack-install: stopped by ${signal}`);
+    if (node !== null) await node.stop();
+    if (!keep) rmSync(dir, { recursive: true, force: true });
+    process.exit(1);
+  });
 try {
   const tarball = await step(`npm pack${build ? "" : " --ignore-scripts"}`, async () => {
     const args = ["pack", "--json", "--pack-destination", dir, ...(build ? [] : ["--ignore-scripts"])];

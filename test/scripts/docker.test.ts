@@ -187,6 +187,8 @@ describe("with Docker", () => {
   const daemon = spawnSync("docker", ["info"], { encoding: "utf8" }).status === 0;
   const composePlugin = spawnSync("docker", ["compose", "version"], { encoding: "utf8" }).status === 0;
 
+  // A cold build can take longer than the suite's 3 minutes per test (scripts/test-watchdog.mjs):
+  // run this file alone with PICCOLO_TEST_TIMEOUT_MS=900000 the first time.
   it("builds the image and runs the cluster", { timeout: 15 * 60_000 }, (t) => {
     if (!daemon || !composePlugin)
       return t.skip(`no Docker here (daemon: ${daemon ? "yes" : "no"}, compose: ${composePlugin ? "yes" : "no"})`);
