@@ -162,7 +162,8 @@ export class PiccoloNode implements ConnectionHost {
       }, CLIENT_OUTPUT_CHECK_INTERVAL_MS);
       this.stallTimer.unref();
       await this.backend.listening?.(`${this.options.host}:${port}`);
-      this.logger.info({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
+      // The start line people read is the one on stdout (src/node/main.ts); this is for a debug log's timeline.
+      this.logger.debug({ host: this.options.host, port, shards: this.options.shards }, "piccolo node listening");
       return port;
     } catch (err) {
       await this.stop();
