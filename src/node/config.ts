@@ -47,6 +47,8 @@ export interface NodeConfig {
   watchHistoryBytes: number;
   /** Redis protocol port; 0 disables it. */
   respPort: number;
+  /** HTTP port for /metrics, /healthz and /readyz (src/node/metrics.ts); 0: off, the default. */
+  metricsPort: number;
   /** The default user's password (--requirepass, its file or env); null: the default user needs none. */
   requirePass: string | null;
   /** Where users are kept (ACL SETUSER saves there); null: in memory only (an in-memory node without --aclfile). */
@@ -81,6 +83,11 @@ export const SERVER_FLAGS = {
   port: { env: "PICCOLO_PORT", help: "native protocol port (0: any free port)", default: "7700" },
   shards: { env: "PICCOLO_SHARDS", help: "shard worker threads; 0 runs the maps on the IO thread", default: "cores" },
   "resp-port": { env: "PICCOLO_RESP_PORT", help: "Redis protocol (RESP) port; 0 disables it", default: "6380" },
+  "metrics-port": {
+    env: "PICCOLO_METRICS_PORT",
+    help: "HTTP port on --host serving /metrics (Prometheus), /healthz and /readyz; 0: off (no port opened)",
+    default: "0",
+  },
   requirepass: {
     env: "PICCOLO_REQUIREPASS",
     help: "the default user's password (visible in ps as a flag: prefer --requirepass-file or the env)",
@@ -269,6 +276,7 @@ function resolveLayers(
     pin: !layers.on("no-pin"),
     watchHistoryBytes: int("watch-history-bytes", pick("watch-history-bytes"), 256 * 1024, 2 ** 40),
     respPort: int("resp-port", pick("resp-port"), 0, 65535),
+    metricsPort: int("metrics-port", pick("metrics-port"), 0, 65535),
     ...securityConfig(pick, layers.source, env, cluster, inMemory, file?.warnings ?? []),
     cluster,
   };

@@ -21,6 +21,7 @@ import { Users } from "../security/users.js";
 import { StartError } from "../start-failure.js";
 import type { NodeConfig } from "./config.js";
 import { installCrashPolicy } from "./fatal.js";
+import { type MetricsServer, startMetricsServer } from "./metrics.js";
 
 export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   // Structured logs on stderr, quiet by default (warn): a store should not
@@ -113,13 +114,28 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
     process.stdout.write("piccolo data: in memory only (--in-memory): nothing survives a restart\n");
   }
   let resp = 0;
+  // --metrics-port (off unless given): opened once the node has recovered and listens, so /readyz can say so.
+  let metrics: MetricsServer | null = null;
   try {
     if (config.respPort !== 0) resp = await startResp(node, config.respPort, port, config.durability);
+    if (config.metricsPort !== 0)
+      metrics = await startMetricsServer(node, {
+        host: config.host,
+        port: config.metricsPort,
+        tls: config.tls,
+        cluster: cluster !== null,
+        durable: config.durability !== null,
+        logger,
+      });
   } catch (err) {
     await node.stop();
     dataDir?.release();
     throw err;
   }
+  if (metrics !== null)
+    process.stdout.write(
+      `piccolo metrics on ${config.tls === null ? "http" : "https"}://${config.host}:${metrics.port}/metrics (and /healthz, /readyz)\n`,
+    );
   // One line on stdout for people and scripts (tests wait for it).
   const respNote = resp === 0 ? "resp disabled" : `resp on ${config.host}:${resp}`;
   const mode =
@@ -141,6 +157,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
       .handOffLeadership()
       .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "handing leadership over failed"))
       .then(() => node.stop())
+      .then(() => metrics?.close())
       .then(
         () => {
           dataDir?.release();
