@@ -1,0 +1,232 @@
+// A node's own metrics and health (--metrics-port, src/node/metrics.ts), on real processes on 127.0.0.1:
+// /metrics in Prometheus text with the documented names, the keys gauge following writes, /healthz, /readyz,
+// 404 elsewhere; no port opened without the flag; a cluster member's partition metrics and readiness.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CLI, freePort, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+
+async function get(port: number, path: string): Promise<{ status: number; type: string; body: string }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: r.status, type: r.headers.get("content-type") ?? "", body: await r.text() };
+}
+
+/** The sample values of `name` in Prometheus text, by their label set. */
+function samples(text: string, name: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^([a-z0-9_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (m !== null && m[1] === name) out.set(m[2] ?? "", Number(m[3]));
+  }
+  return out;
+}
+
+function sum(text: string, name: string): number {
+  let s = 0;
+  for (const v of samples(text, name).values()) s += v;
+  return s;
+}
+
+async function eventually(what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await f().catch(() => false)) return;
+    await sleep(100);
+  }
+  assert.fail(`timed out: ${what}`);
+}
+
+/** TCP ports process `pid` listens on (Linux: its socket inodes in /proc/net/tcp*); null elsewhere. */
+function listeningPorts(pid: number): number[] | null {
+  if (process.platform !== "linux") return null;
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m !== null) inodes.add(m[1]!);
+    } catch {}
+  }
+  const ports: number[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"])
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && f[3] === "0A" && inodes.has(f[9]!)) ports.push(Number.parseInt(f[1]!.split(":")[1]!, 16));
+    }
+  return ports.sort((a, b) => a - b);
+}
+
+describe("a single node with --metrics-port", () => {
+  let node: RunningNode;
+  let port: number;
+  before(async () => {
+    port = await freePort();
+    node = await startNode(["--shards", "2", "--resp-port", "0", "--metrics-port", String(port)]);
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  it("serves Prometheus text with the node's metrics", async () => {
+    const r = await get(port, "/metrics");
+    assert.equal(r.status, 200);
+    assert.match(r.type, /^text\/plain/);
+    for (const name of [
+      "process_cpu_seconds_total",
+      "process_resident_memory_bytes",
+      "nodejs_eventloop_lag_seconds",
+      "piccolo_connections",
+      "piccolo_keys",
+      "piccolo_memory_bytes",
+      "piccolo_reads_total",
+      "piccolo_writes_total",
+      "piccolo_expired_total",
+      "piccolo_fsyncs_total",
+      "piccolo_fsync_seconds_total",
+      "piccolo_fsync_max_seconds",
+    ])
+      assert.ok(samples(r.body, name).size > 0, `${name} has a sample`);
+    assert.deepEqual([...samples(r.body, "piccolo_keys").keys()].sort(), ['{shard="0"}', '{shard="1"}']);
+    assert.match(r.body, /# TYPE piccolo_writes_total counter/);
+    assert.match(r.body, /# TYPE piccolo_keys gauge/);
+    assert.equal(samples(r.body, "piccolo_raft_proposals_total").size, 0, "no Raft metrics on a single node");
+  });
+
+  it("the keys gauge, the writes counter and the connections gauge follow the clients", async () => {
+    const before = await get(port, "/metrics");
+    const c = await node.client();
+    try {
+      for (let i = 0; i < 20; i++) await c.put(`metrics-key-${i}`, "v");
+      const r = await get(port, "/metrics");
+      assert.equal(sum(r.body, "piccolo_keys") - sum(before.body, "piccolo_keys"), 20);
+      assert.ok(sum(r.body, "piccolo_writes_total") - sum(before.body, "piccolo_writes_total") >= 20);
+      assert.equal(sum(r.body, "piccolo_connections"), 1);
+      assert.doesNotMatch(r.body, /metrics-key/, "no key is ever shown");
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("/healthz and /readyz answer 200; another path 404, another method 405", async () => {
+    assert.equal((await get(port, "/healthz")).status, 200);
+    const ready = await get(port, "/readyz");
+    assert.equal(ready.status, 200);
+    assert.deepEqual(JSON.parse(ready.body), { ready: true });
+    assert.equal((await get(port, "/")).status, 404);
+    assert.equal((await get(port, "/v1/kv/x")).status, 404);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/metrics`, { method: "POST" })).status, 405);
+  });
+
+  it("listens on one more port than the same node without the flag", () => {
+    const ports = listeningPorts(node.process.pid!);
+    if (ports === null) return;
+    assert.deepEqual(
+      ports,
+      [node.port, port].sort((a, b) => a - b),
+    );
+  });
+});
+
+describe("without --metrics-port", () => {
+  it("no metrics port is opened, and the help says it is off by default", async () => {
+    const help = execFileSync(process.execPath, [CLI, "server", "--help"], { encoding: "utf8" });
+    assert.match(help, /--metrics-port[\s\S]*0: off/);
+    const node = await startNode(["--in-memory", "--shards", "0", "--resp-port", "0"]);
+    try {
+      const ports = listeningPorts(node.process.pid!);
+      if (ports !== null) assert.deepEqual(ports, [node.port]);
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
+describe("a cluster member with --metrics-port (3 members, 64 partitions)", () => {
+  let root: string;
+  const nodes: RunningNode[] = [];
+  const ports: number[] = [];
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "piccolo-metrics-cluster-"));
+    const list = await memberList();
+    for (let i = 0; i < 3; i++) {
+      ports.push(await freePort());
+      nodes.push(await startMember(list, root, i, ["--metrics-port", String(ports[i])]));
+    }
+  });
+  after(async () => {
+    for (const n of nodes) await n.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("/readyz is 200 once every partition has a leader", async () => {
+    for (const p of ports)
+      await eventually(`member on ${p} ready`, async () => (await get(p, "/readyz")).status === 200);
+  });
+
+  it("/metrics has the member's Raft and per-partition metrics", async () => {
+    const c = await nodes[0]!.client();
+    try {
+      for (let i = 0; i < 10; i++) await c.put(`cluster-metrics-${i}`, "v");
+    } finally {
+      await c.close();
+    }
+    const led = new Set<string>();
+    for (const p of ports) {
+      const r = await get(p, "/metrics");
+      assert.equal(r.status, 200);
+      for (const name of [
+        "piccolo_raft_proposals_total",
+        "piccolo_raft_elections_total",
+        "piccolo_raft_leader_changes_total",
+        "piccolo_raft_proposal_p99_seconds",
+        "piccolo_wal_write_p99_seconds",
+        "piccolo_forwarded_total",
+      ])
+        assert.equal(samples(r.body, name).size, 1, `${name} on the member at ${p}`);
+      for (const name of [
+        "piccolo_partition_commit_index",
+        "piccolo_partition_applied_index",
+        "piccolo_partition_is_leader",
+      ])
+        assert.equal(samples(r.body, name).size, 64, `${name}: one per partition`);
+      const leads = [...samples(r.body, "piccolo_partition_is_leader")].filter(([, v]) => v === 1).map(([k]) => k);
+      for (const k of leads) led.add(k);
+      // Each partition it leads has two followers, each with a lag.
+      assert.equal(samples(r.body, "piccolo_partition_follower_lag").size, 2 * leads.length);
+      if (leads.length > 0)
+        assert.match(r.body, /piccolo_partition_follower_lag\{partition="\d+",follower="n[123]"\} \d+/);
+    }
+    // Leadership settles (and is rebalanced) after start-up: scraped again until the views agree.
+    await eventually("every partition led by one of the members", async () => {
+      const union = new Set<string>();
+      for (const p of ports)
+        for (const [k, v] of samples((await get(p, "/metrics")).body, "piccolo_partition_is_leader"))
+          if (v === 1) union.add(k);
+      return union.size === 64;
+    });
+    assert.ok(led.size > 0);
+  });
+});
+
+describe("a cluster member alone (its peers not started)", () => {
+  it("/readyz is 503 with the reason: no partition has a leader", async () => {
+    const root = await mkdtemp(join(tmpdir(), "piccolo-metrics-alone-"));
+    const port = await freePort();
+    const node = await startMember(await memberList(), root, 0, ["--partitions", "8", "--metrics-port", String(port)]);
+    try {
+      const r = await get(port, "/readyz");
+      assert.equal(r.status, 503);
+      const body = JSON.parse(r.body) as { ready: boolean; reason: string; partitions: number[] };
+      assert.equal(body.ready, false);
+      assert.match(body.reason, /8 of 8 partitions have no known leader/);
+      assert.equal((await get(port, "/healthz")).status, 200, "alive all the same");
+    } finally {
+      await node.stop();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
