@@ -60,6 +60,12 @@ function listeningPorts(pid: number): number[] | null {
   return ports.sort((a, b) => a - b);
 }
 
+/** Every metric name the node and the member suites saw (# HELP lines): the dashboard may use only these. */
+const seen = new Set<string>();
+function see(text: string): void {
+  for (const m of text.matchAll(/^# HELP (\S+)/gm)) seen.add(m[1]!);
+}
+
 describe("a single node with --metrics-port", () => {
   let node: RunningNode;
   let port: number;
@@ -75,6 +81,7 @@ describe("a single node with --metrics-port", () => {
     const r = await get(port, "/metrics");
     assert.equal(r.status, 200);
     assert.match(r.type, /^text\/plain/);
+    see(r.body);
     for (const name of [
       "process_cpu_seconds_total",
       "process_resident_memory_bytes",
@@ -178,6 +185,7 @@ describe("a cluster member with --metrics-port (3 members, 64 partitions)", () =
     for (const p of ports) {
       const r = await get(p, "/metrics");
       assert.equal(r.status, 200);
+      see(r.body);
       for (const name of [
         "piccolo_raft_proposals_total",
         "piccolo_raft_elections_total",
@@ -228,5 +236,15 @@ describe("a cluster member alone (its peers not started)", () => {
       await node.stop();
       await rm(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe("examples/grafana/piccolo.json", () => {
+  it("uses only metric names the node exposes", () => {
+    const dashboard = readFileSync(new URL("../../../examples/grafana/piccolo.json", import.meta.url), "utf8");
+    const used = new Set([...dashboard.matchAll(/\b((?:piccolo|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!));
+    assert.ok(used.size >= 10);
+    assert.ok(seen.size > 0, "the suites above ran");
+    for (const name of used) assert.ok(seen.has(name), `${name} is exposed by a node`);
   });
 });
