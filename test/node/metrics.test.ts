@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { get as httpsGet } from "node:https";
+import { makeCerts, tlsFlags } from "../support/certs.js";
 import { CLI, freePort, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
 
 async function get(port: number, path: string): Promise<{ status: number; type: string; body: string }> {
@@ -246,5 +248,38 @@ describe("examples/grafana/piccolo.json", () => {
     assert.ok(used.size >= 10);
     assert.ok(seen.size > 0, "the suites above ran");
     for (const name of used) assert.ok(seen.has(name), `${name} is exposed by a node`);
+  });
+});
+
+describe("with TLS on (--tls-cert-file)", () => {
+  it("the metrics port speaks HTTPS with the same certificate, and not plaintext", async () => {
+    const certs = makeCerts("node");
+    const port = await freePort();
+    const node = await startNode([
+      "--in-memory",
+      "--shards",
+      "0",
+      "--resp-port",
+      "0",
+      "--metrics-port",
+      String(port),
+      ...tlsFlags(certs, "node"),
+    ]);
+    try {
+      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        httpsGet({ host: "127.0.0.1", port, path: "/metrics", ca: readFileSync(certs.ca) }, (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (d: string) => (body += d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        }).on("error", reject);
+      });
+      assert.equal(r.status, 200);
+      assert.ok(samples(r.body, "piccolo_keys").size > 0);
+      await assert.rejects(get(port, "/healthz"), "plaintext is not answered");
+    } finally {
+      await node.stop();
+      await rm(certs.dir, { recursive: true, force: true });
+    }
   });
 });
