@@ -2,7 +2,8 @@
 // /metrics in Prometheus text with the documented names, the keys gauge following writes, /healthz, /readyz,
 // 404 elsewhere; no port opened without the flag; a cluster member's partition metrics and readiness.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -280,6 +281,38 @@ describe("with TLS on (--tls-cert-file)", () => {
     } finally {
       await node.stop();
       await rm(certs.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("--metrics-port taken", () => {
+  it("the start stops with exit 71 and one line naming --metrics-port", async () => {
+    const held = createServer();
+    await new Promise<void>((r) => held.listen(0, "127.0.0.1", r));
+    const taken = (held.address() as { port: number }).port;
+    try {
+      const args = ["server", "--host", "127.0.0.1", "--port", "0", "--resp-port", "0", "--in-memory"];
+      const child = spawn(process.execPath, [CLI, ...args, "--metrics-port", String(taken)], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let err = "";
+      let out = "";
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const code = await new Promise<number | null>((r) => child.once("exit", r));
+      clearTimeout(timer);
+      await sleep(50);
+      assert.equal(code, 71, err);
+      assert.match(
+        err.trim(),
+        new RegExp(
+          `^piccolo: cannot start: 127\\.0\\.0\\.1:${taken} \\(the metrics port, --metrics-port\\) is already in use[^\\n]*$`,
+        ),
+      );
+      assert.doesNotMatch(out, /listening on/);
+    } finally {
+      held.close();
     }
   });
 });
