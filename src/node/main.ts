@@ -173,6 +173,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   process.on("SIGHUP", () => {
     try {
       node.reloadTls();
+      metrics?.reloadTls();
       logger.info("TLS certificate reloaded");
     } catch (err) {
       logger.error({ err: (err as Error).message }, "TLS certificate reload failed: the old one stays in use");

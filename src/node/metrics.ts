@@ -287,6 +287,8 @@ export async function notReady(node: PiccoloNode, cluster: boolean): Promise<obj
 
 export interface MetricsServer {
   port: number;
+  /** Re-reads the TLS files (SIGHUP), as the client ports do; a file that cannot be read throws. */
+  reloadTls(): void;
   close(): Promise<void>;
 }
 
@@ -328,8 +330,9 @@ export async function startMetricsServer(
       },
     );
   };
-  const server: Server =
-    options.tls === null ? createHttpServer(handle) : createHttpsServer(clientPortOptions(options.tls), handle);
+  const tls = options.tls;
+  const https = tls === null ? null : createHttpsServer(clientPortOptions(tls), handle);
+  const server: Server = https ?? createHttpServer(handle);
   await new Promise<void>((resolve, reject) => {
     const failed = (err: Error): void =>
       reject(listenFailure(err, `${options.host}:${options.port}`, "the metrics port, --metrics-port"));
@@ -343,6 +346,9 @@ export async function startMetricsServer(
   const port = typeof address === "object" && address !== null ? address.port : options.port;
   return {
     port,
+    reloadTls: () => {
+      if (https !== null && tls !== null) https.setSecureContext(clientPortOptions(tls));
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -253,7 +253,7 @@ describe("examples/grafana/piccolo.json", () => {
 });
 
 describe("with TLS on (--tls-cert-file)", () => {
-  it("the metrics port speaks HTTPS with the same certificate, and not plaintext", async () => {
+  it("the metrics port speaks HTTPS with the same certificate (renewed on SIGHUP), and not plaintext", async () => {
     const certs = makeCerts("node");
     const port = await freePort();
     const node = await startNode([
@@ -267,16 +267,26 @@ describe("with TLS on (--tls-cert-file)", () => {
       ...tlsFlags(certs, "node"),
     ]);
     try {
-      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        httpsGet({ host: "127.0.0.1", port, path: "/metrics", ca: readFileSync(certs.ca) }, (res) => {
-          let body = "";
-          res.setEncoding("utf8");
-          res.on("data", (d: string) => (body += d));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-        }).on("error", reject);
-      });
+      const scrape = (ca: string) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          httpsGet({ host: "127.0.0.1", port, path: "/metrics", ca: readFileSync(ca), agent: false }, (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => (body += d));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+          }).on("error", reject);
+        });
+      const r = await scrape(certs.ca);
       assert.equal(r.status, 200);
       assert.ok(samples(r.body, "piccolo_keys").size > 0);
+      // A renewed certificate (here from another CA) is taken on SIGHUP, as on the client ports.
+      const renewed = makeCerts("node");
+      copyFileSync(renewed.cert("node").cert, certs.cert("node").cert);
+      copyFileSync(renewed.cert("node").key, certs.cert("node").key);
+      node.process.kill("SIGHUP");
+      await eventually("the renewed certificate served", async () => (await scrape(renewed.ca)).status === 200);
+      await assert.rejects(scrape(certs.ca), "the old CA no longer verifies it");
+      await rm(renewed.dir, { recursive: true, force: true });
       await assert.rejects(get(port, "/healthz"), "plaintext is not answered");
     } finally {
       await node.stop();
