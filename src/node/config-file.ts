@@ -16,7 +16,7 @@
  * by the same checks a flag goes through; `attribute` then adds where the
  * value came from (the file's line, or the environment variable).
  */
-import { readFileSync, statSync } from "node:fs";
+import { readGuardedFile } from "../security/secrets.js";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError } from "../config-error.js";
 
@@ -151,14 +151,7 @@ export function readConfigFile(
   table: FlagTable,
   options: { command: string; switches?: readonly string[]; inlineSecrets?: readonly string[] },
 ): ConfigFile {
-  let text: string;
-  let mode: number;
-  try {
-    text = readFileSync(path, "utf8");
-    mode = statSync(path).mode;
-  } catch (err) {
-    throw new ConfigError(`the config file ${path} cannot be read: ${(err as Error).message}`);
-  }
+  const { text, mode } = readGuardedFile(path, `the config file ${path}`);
   let doc: Record<string, unknown>;
   try {
     doc = parse(text) as Record<string, unknown>;

@@ -15,16 +15,21 @@ export interface Secret {
   warning: string | null;
 }
 
+/**
+ * A file that may hold secrets: its text and its mode (who else may read
+ * it); one that cannot be read is a ConfigError naming it as `what`.
+ */
+export function readGuardedFile(path: string, what: string): { text: string; mode: number } {
+  try {
+    return { text: readFileSync(path, "utf8"), mode: statSync(path).mode };
+  } catch (err) {
+    throw new ConfigError(`${what} cannot be read: ${(err as Error).message}`);
+  }
+}
+
 /** Reads a secret file; `flag` names it in errors. An empty file is refused: an empty secret guards nothing. */
 export function readSecretFile(path: string, flag: string): Secret {
-  let text: string;
-  let mode: number;
-  try {
-    text = readFileSync(path, "utf8");
-    mode = statSync(path).mode;
-  } catch (err) {
-    throw new ConfigError(`--${flag} ${path} cannot be read: ${(err as Error).message}`);
-  }
+  const { text, mode } = readGuardedFile(path, `--${flag} ${path}`);
   const value = text.replace(/\r?\n$/, "");
   if (value === "") throw new ConfigError(`--${flag} ${path} is empty`);
   return {
