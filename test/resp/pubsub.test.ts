@@ -536,6 +536,21 @@ describe("pub/sub in a cluster", () => {
     root = await mkdtemp(join(tmpdir(), "piccolo-resp-pubsub-"));
     const list = await memberList();
     nodes.push(...(await Promise.all([0, 1, 2].map((i) => startMember(list, root, i, ["--tick-ms", "20"])))));
+    // A PUBLISH is relayed to the members connected at that moment (best effort, as Redis Cluster's bus):
+    // the test starts once every member has authenticated and greeted every other.
+    for (const n of nodes)
+      await eventually(
+        "every member connected to every other",
+        async () => {
+          const c = await n.client({ timeoutMs: 5_000 });
+          try {
+            assert.ok((await c.clusterInfo()).members.every((m) => m.connected));
+          } finally {
+            await c.close();
+          }
+        },
+        30_000,
+      );
   });
   after(async () => {
     for (const n of nodes) await n.stop();
