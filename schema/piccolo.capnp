@@ -42,6 +42,8 @@ struct Request {
     watch @23 :Watch;       # a stream: every change to a key or under a prefix (docs/watch.md); answered
                             # by a WatchEvents with created set, then more WatchEvents with this id
     cancelWatch @24 :CancelWatch; # stops a watch of this connection; answered ok
+    backup @25 :Void;       # a stream: the node's (or cluster's) backup file (docs/backup.md); answered
+                            # by BackupChunk frames with this id, the last with `last` set (admin only)
   }
   stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
                             # out-of-date answer, so in a cluster any member holding a replica of
@@ -198,7 +200,16 @@ struct Response {
     cluster @15 :ClusterInfo;
     txn @16 :TxnResult;
     watch @17 :WatchEvents;  # watch: each frame of the stream, with the watch request's id
+    backup @18 :BackupChunk; # backup: each frame of the stream, with the backup request's id
   }
+}
+
+# One frame of a backup stream: the file's next bytes, in order. An error
+# frame with the same id ends the stream early (the file is then incomplete:
+# discard it).
+struct BackupChunk {
+  data @0 :Data;
+  last @1 :Bool;            # the file is complete (its own checksum, at its end, says so too)
 }
 
 # A watch: every change to `key` (or, with prefix, to every key starting

@@ -92,6 +92,11 @@ export const ErrorCode = {
    * says how to fix it (docs/security.md). The connection is closed.
    */
   DENIED: 26,
+  /**
+   * The node is already doing this kind of work and does one at a time (a
+   * backup: BACKUP_MAX_RUNNING). Nothing was done; try again when it ends.
+   */
+  BUSY: 27,
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

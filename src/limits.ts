@@ -320,6 +320,40 @@ export const EVERYSEC_INTERVAL_MS = 1000;
 /** A shard whose log failed tries a fresh segment this often; writes resume when it works. */
 export const JOURNAL_RETRY_MS = 5000;
 
+// ---- backups (src/journal/backup.ts, src/io/backup.ts, src/backup/) -------
+
+/**
+ * Backups a node streams at once. A second `piccolo backup` while one runs
+ * is refused with BUSY ("a backup is already running"): each holds a part
+ * file per shard on disk and walks every map, and two would only slow each
+ * other down.
+ */
+export const BACKUP_MAX_RUNNING = 1;
+
+/** Bytes of backup data per response frame of the stream. */
+export const BACKUP_FRAME_BYTES = 1024 * 1024;
+
+/** How often the IO thread asks the shards whether their walks have ended. */
+export const BACKUP_POLL_MS = 20;
+
+/** With --shards 0 a backup walks on the IO thread for at most this long per turn, then serves clients. */
+export const BACKUP_INLINE_SLICE_MS = 5;
+
+/**
+ * A backup that makes no progress this long is given up (its client stopped
+ * reading, or the shards stopped answering): its parts are deleted. While a
+ * client is slow but reading, the stream simply waits for it.
+ */
+export const BACKUP_STALL_MS = 60_000;
+
+/**
+ * A cluster backup reads each partition whole, in one answer, as Raft's
+ * snapshots are sent whole (docs/cluster.md, "Chunked InstallSnapshot"): a
+ * partition larger than this is refused with TOO_LARGE rather than held in
+ * memory. 64 partitions of this size are 16 GiB of data.
+ */
+export const BACKUP_MAX_PARTITION_BYTES = 256 * 1024 * 1024;
+
 // ---- the Cerializer, the JSON/REST gateway (src/cerializer) ---------------
 
 /**

@@ -150,6 +150,12 @@ export const OUTCOMES: Record<Name, Outcome> = {
     resp: "DENIED",
     problem: "forbidden",
   },
+  BUSY: {
+    text: "the node is already running one operation of this kind (a backup) and runs one at a time; nothing was done: try again when it ends",
+    applied: "no",
+    resp: "BUSY",
+    problem: "busy",
+  },
 };
 
 const byCode: (Outcome | undefined)[] = [];

@@ -49,6 +49,7 @@ export const PROBLEMS = {
     title: "The transaction's keys are in different partitions; give them one hash tag; nothing was applied",
   },
   "transaction-too-large": { status: 413, title: "The transaction has more ops or bytes than allowed" },
+  busy: { status: 409, title: "The node is already running one operation of this kind (a backup)" },
   compacted: { status: 410, title: "The watch position is older than the change history kept" },
   "too-many-watches": { status: 503, title: "The gateway has as many watch streams open as --max-watches allows" },
   "not-implemented": { status: 501, title: "The gateway does not serve this request in its configuration" },

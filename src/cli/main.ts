@@ -19,6 +19,7 @@
  *      directory it cannot use (one line on stderr says which and what to do)
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import type { ConnectionOptions } from "node:tls";
 import { parseArgs } from "node:util";
 import { type ClusterInfo, PiccoloClient, VersionMismatchError, type WatchEvent } from "../client/client.js";
@@ -36,7 +37,10 @@ import { EXIT_INTERNAL } from "../node/fatal.js";
 import { runNode } from "../node/main.js";
 import { readSecretFile } from "../security/secrets.js";
 import { StartError } from "../start-failure.js";
+import { packageVersion } from "../version.js";
 import { CERIALIZER_CONFIG_ENV, CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
+import { backupToFile, describeConsistency, readBackupFile, restoreBackup } from "./backup.js";
+import { BackupFileError } from "../backup/format.js";
 import { drainMember } from "./cluster-drain.js";
 import { replaceMember } from "./cluster-replace.js";
 import { gatherStatus, renderStatus } from "./cluster-status.js";
@@ -49,19 +53,13 @@ const EXIT = {
   CONDITION: 4,
   REFUSED: 5,
   COMPACTED: 6,
+  /** A backup file is damaged, incomplete or not one (restore, backup's own check). */
+  BAD_FILE: 7,
   INTERNAL: EXIT_INTERNAL,
   CANNOT_START: 71,
 } as const;
 
 class UsageError extends Error {}
-
-/** The version in package.json, two folders above this file's (dist/src/cli/ or src/cli/). */
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 /**
  * Where a `cluster` command looks when neither --server nor PICCOLO_SERVER says:
@@ -455,6 +453,20 @@ const commands: Record<string, Command> = {
       return EXIT.OK;
     },
   },
+  backup: {
+    args: "FILE",
+    help: "write a backup of the node (or of the whole cluster, through any member) to FILE",
+    async run(c, args) {
+      const file = args[0];
+      if (file === undefined || args.length > 1) throw new UsageError("usage: piccolo backup FILE");
+      const r = await backupToFile(c, file);
+      print(
+        `backup of ${r.kind === "node" ? `a node (${r.sections} shards)` : `a cluster (${r.sections} partitions)`} written to ${file}: ${r.bytes} bytes in ${(r.ms / 1000).toFixed(2)} s, sha256 ${r.sha256}`,
+      );
+      print(`consistency: ${describeConsistency(r.kind, r.consistency)}`);
+      return EXIT.OK;
+    },
+  },
   ping: {
     args: "",
     help: "check that the node answers",
@@ -497,9 +509,12 @@ function usage(): string {
   for (const [name, c] of Object.entries(commands))
     lines.push(`  piccolo ${`${name.replace(/^cluster-/, "cluster ")} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
+  lines.push(
+    `  piccolo ${"restore FILE --data-dir DIR".padEnd(36)} make a data directory from a backup (--check: only check it)`,
+  );
   lines.push("  piccolo --version                        print the version", "");
   lines.push(
-    "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused, 6 watch cut off,",
+    "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused, 6 watch cut off, 7 bad backup file,",
     "            70 internal error, 71 could not start (a port taken, a data directory it cannot use)",
   );
   return lines.join("\n");
@@ -573,6 +588,7 @@ async function main(argv: string[]): Promise<number> {
     await runCerializer(values);
     return -1; // keep running
   }
+  if (name === "restore") return restore(rest);
   const command = commands[name];
   if (command === undefined) throw new UsageError(`unknown command "${name}" (see piccolo --help)`);
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
@@ -638,6 +654,76 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** `piccolo restore FILE --data-dir DIR [--shards N]`, or `--check` (src/cli/backup.ts). */
+async function restore(rest: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: {
+      "data-dir": { type: "string" },
+      shards: { type: "string" },
+      check: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const help = [
+    "usage: piccolo restore FILE --data-dir DIR [--shards N]",
+    "       piccolo restore FILE --check",
+    "",
+    "Checks a backup file (every record's CRC, the SHA-256 of the whole) and writes a new data",
+    "directory from it, for `piccolo server --data-dir DIR`. DIR must not exist or be empty.",
+    "A cluster's backup restores into a single node's directory too.",
+    "",
+    "  --data-dir DIR   the directory to create",
+    "  --shards N       the shard workers it is laid out for (default: this machine's cores, as piccolo server)",
+    "  --check          only check the file and describe it; write nothing",
+  ].join("\n");
+  if (values.help) {
+    print(help);
+    return EXIT.OK;
+  }
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) throw new UsageError(help);
+  try {
+    if (values.check) {
+      const s = readBackupFile(file);
+      print(
+        `${file}: a whole backup (format ${s.head.format}, written by piccolo ${s.head.writer} at ${new Date(s.head.createdAtMs).toISOString()})`,
+      );
+      print(
+        `  ${s.head.kind === "node" ? `a node, ${s.head.sections} shards` : `a cluster, ${s.head.sections} partitions`}; ${s.bytes} bytes; sha256 ${s.sha256}`,
+      );
+      print(`  consistency: ${describeConsistency(s.head.kind, s.head.consistency)}`);
+      return EXIT.OK;
+    }
+    const dir = values["data-dir"];
+    if (dir === undefined) throw new UsageError("restore needs --data-dir DIR (or --check)");
+    const shardsRaw = values.shards ?? "cores";
+    const shards = shardsRaw === "cores" ? availableParallelism() : Number(shardsRaw);
+    if (!Number.isInteger(shards) || shards < 0 || shards > 256)
+      throw new UsageError(`--shards: not a shard count: ${shardsRaw}`);
+    const r = await restoreBackup(file, dir, shards);
+    print(
+      `restored ${r.keys} keys into ${dir} (${r.shards} shard${r.shards === 1 ? "" : "s"}) in ${(r.ms / 1000).toFixed(2)} s${r.expired > 0 ? `; ${r.expired} keys whose TTL had run out were left out` : ""}`,
+    );
+    print(`start it: piccolo server --data-dir ${dir}`);
+    return EXIT.OK;
+  } catch (err) {
+    if (err instanceof BackupFileError) {
+      process.stderr.write(`piccolo: ${file} is refused: ${err.message}\n`);
+      return EXIT.BAD_FILE;
+    }
+    if (err instanceof UsageError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "EACCES" || code === "EISDIR" || /not empty/.test((err as Error).message)) {
+      process.stderr.write(`piccolo: ${(err as Error).message}\n`);
+      return EXIT.REFUSED;
+    }
+    throw err;
+  }
+}
+
 /**
  * A cluster command without --server: the first of CLUSTER_DEFAULT_SERVERS
  * that answers as a cluster member. If none does, the most telling error: a
@@ -690,6 +776,7 @@ main(process.argv.slice(2)).then(
     )
       fail(EXIT.USAGE, (err as Error).message);
     if (err instanceof StartError) fail(EXIT.CANNOT_START, err.message);
+    if (err instanceof BackupFileError) fail(EXIT.BAD_FILE, `the backup received is refused: ${err.message}`);
     if (err instanceof PiccoloError) {
       const c = err.code;
       fail(

@@ -972,6 +972,84 @@ export class PiccoloClient {
     });
   }
 
+  /**
+   * Streams the node's backup file (docs/backup.md) to `write`, chunk by
+   * chunk, in order; resolves once the node sent the file's last byte
+   * (admin only). The socket is not read while `write` is busy, so a slow
+   * disk slows the node's stream down instead of filling this process's
+   * memory. Rejects with the node's error (BUSY while another backup runs),
+   * or TIMEOUT when nothing arrives for `idleMs` (the node sends a frame at
+   * least every second while it works). A rejected backup's bytes so far
+   * are not a backup: discard them.
+   */
+  async backup(
+    write: (chunk: Uint8Array) => Promise<void> | void,
+    options: { idleMs?: number } = {},
+  ): Promise<{ bytes: number }> {
+    if (this.closedByUser) throw new PiccoloError(ErrorCode.CONNECTION_CLOSED, "client is closed", true);
+    const socket = await this.open();
+    const id = this.nextId++;
+    const idleMs = options.idleMs ?? Math.max(this.timeoutMs, 30_000);
+    const frame = capnpRequest((r) => {
+      r.backup = true;
+    })(id);
+    return new Promise((resolve, reject) => {
+      let bytes = 0;
+      let settled = false;
+      let chain: Promise<void> = Promise.resolve();
+      let timer: NodeJS.Timeout;
+      const arm = (): void => {
+        clearTimeout(timer);
+        timer = setTimeout(
+          () => end(new PiccoloError(ErrorCode.TIMEOUT, `the backup stream was silent for ${idleMs} ms`)),
+          idleMs,
+        );
+      };
+      const end = (err: Error | null): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.streams.delete(id);
+        this.streamSockets.delete(id);
+        socket.resume();
+        if (err !== null) reject(err);
+        else resolve({ bytes });
+      };
+      arm();
+      this.streamSockets.set(id, socket);
+      this.streams.set(id, (f) => {
+        if (f === null)
+          return end(new PiccoloError(ErrorCode.CONNECTION_CLOSED, "connection closed during the backup"));
+        const res = decodeResponse(f);
+        if (res.which() === Response_Which.ERROR) {
+          const e = res.error;
+          return void chain.then(() => end(new PiccoloError(e.code as ErrorCode, e.message)));
+        }
+        const b = res.backup;
+        const data = b.data.length > 0 ? new Uint8Array(b.data.toUint8Array()) : new Uint8Array(0);
+        const last = b.last;
+        arm();
+        socket.pause(); // until this chunk is written: the node waits for us through TCP
+        chain = chain
+          .then(async () => {
+            if (settled) return;
+            if (data.length > 0) await write(data);
+            bytes += data.length;
+            if (last) end(null);
+            else {
+              arm();
+              socket.resume();
+            }
+          })
+          .catch((err: unknown) => {
+            end(err as Error);
+            socket.destroy(); // the node stops when the connection goes
+          });
+      });
+      socket.write(frame);
+    });
+  }
+
   /** Closes the connection; calls in flight fail with CONNECTION_CLOSED. */
   async close(): Promise<void> {
     this.closedByUser = true;

@@ -101,6 +101,8 @@ export class ClusterShards implements ShardBackend {
   readonly watchRun: string;
   /** A replica answers a watch read at once (nothing parks): the IO thread's Watch polls. */
   readonly watchParks = false;
+  /** A backup reads each partition whole from its leader (src/io/backup.ts). */
+  readonly backup = { kind: "partitions" } as const;
 
   private constructor(
     private readonly member: ClusterMember,

@@ -23,7 +23,7 @@
  */
 import { ErrorCode } from "../errors.js";
 import type { Entry, Snapshot } from "../raft/types.js";
-import { CLUSTER_WATCH_HISTORY_BYTES } from "../limits.js";
+import { BACKUP_MAX_PARTITION_BYTES, CLUSTER_WATCH_HISTORY_BYTES } from "../limits.js";
 import { CommandView, isWriteCommand, Op, readF64, Result, writeF64 } from "../shard/command.js";
 import { History } from "../shard/history.js";
 import { answerWatchNow } from "../shard/watch-reads.js";
@@ -110,6 +110,18 @@ export class PartitionMachine implements StateMachine {
     if (c.op === Op.WATCH) {
       // From this replica's history: any replica serves a watch (positions are log positions).
       answerWatchNow(p.history, c, r);
+      return encode(r);
+    }
+    if (c.op === Op.DUMP) {
+      // A backup's read of the whole partition (src/io/backup.ts): the leader serves it after ReadIndex,
+      // so it is the partition at one linearizable point. Read whole, as a Raft snapshot is.
+      if (p.core.store.memoryBytes() > BACKUP_MAX_PARTITION_BYTES) {
+        r.status = ErrorCode.VALUE_TOO_LARGE;
+        return encode(r);
+      }
+      r.value = this.snapshot(group);
+      r.num = p.clockMs;
+      r.version = p.core.lastVersion;
       return encode(r);
     }
     c.nowMs = Math.max(nowMs, p.clockMs);

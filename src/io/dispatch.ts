@@ -15,6 +15,7 @@
  */
 import { assert } from "../assert.js";
 import { type CommandFields, Op, type Result } from "../shard/command.js";
+import type { BackupSource } from "./backup.js";
 import { shardOf } from "./route.js";
 import type { ClusterInfo, ShardBackend } from "./shards.js";
 
@@ -78,6 +79,8 @@ export class Dispatcher {
   onSentLater: () => void = () => {};
   readonly startedMs = Date.now();
   connections = 0;
+  /** Backups streaming now (src/io/backup.ts; at most BACKUP_MAX_RUNNING). */
+  backupsRunning = 0;
   /** In-flight table: tag -> request and part. Freed tags are reused (free list). */
   private reqs: (InFlight | null)[] = [];
   private partOf: Int32Array = new Int32Array(1024);
@@ -112,6 +115,11 @@ export class Dispatcher {
   /** Whether shards park watch reads that find nothing new (else a watch polls). */
   get watchParks(): boolean {
     return this.backend.watchParks ?? true;
+  }
+
+  /** How this node is backed up (src/io/backup.ts). */
+  get backupSource(): BackupSource {
+    return this.backend.backup ?? { kind: "partitions" };
   }
 
   /** Whether a transaction may span shards (a single node's workers; not a cluster's partitions). */

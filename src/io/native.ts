@@ -12,6 +12,7 @@ import {
   encodeMulti,
   encodeOk,
   encodeWatchEvents,
+  encodeBackupChunk,
   encodePong,
   encodeScan,
   encodeSingle,
@@ -48,6 +49,8 @@ import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 import { sendTxn, type TxnGather, type TxnOutcome } from "./txn.js";
 import { looksLikePosition, parsePosition, Watch, type WatchSink } from "./watch.js";
+import { startBackup } from "./backup.js";
+import { packageVersion } from "../version.js";
 
 export interface NativeSession {
   /** Who the connection is (null: not authenticated yet). */
@@ -61,6 +64,9 @@ export interface NativeSession {
   /** A frame no request waits for (a watch's next frame). */
   push(frame: Uint8Array): void;
   readonly canTakeMore: boolean;
+  /** The connection is closed or cut off: nothing more reaches its client. */
+  readonly gone: boolean;
+  log(level: "info" | "warn", message: string, detail?: object): void;
 }
 
 const { READ, WRITE, ADMIN } = Perm;
@@ -89,6 +95,8 @@ const permOfKind: Partial<Record<number, number>> = {
   [OpKind.MDEL]: WRITE,
   [OpKind.TRANSFER_LEADER]: ADMIN,
   [OpKind.REPLACE_REPLICA]: ADMIN,
+  // Every key and value of the node, whatever the user's key patterns: an operator's tool.
+  [OpKind.BACKUP]: ADMIN,
 };
 
 /**
@@ -227,6 +235,8 @@ export class NativeRequest extends InFlight {
         return this.startTxn(d, nowMs);
       case OpKind.WATCH:
         return this.startWatch(d, session);
+      case OpKind.BACKUP:
+        return this.startBackup(d, session);
       case OpKind.CANCEL_WATCH: {
         const w = session.watches.get(BigInt(op.version));
         if (w === undefined)
@@ -336,6 +346,39 @@ export class NativeRequest extends InFlight {
     const w = new Watch(this.owner, d, op.keys[0]!, !op.prefix, from, sink);
     session.watches.set(id, w);
     w.start();
+  }
+
+  /**
+   * A backup stream (src/io/backup.ts): this request's answer is the
+   * stream's first frame; later frames are pushed with the same id, only
+   * while the connection is under its soft output limit.
+   */
+  private startBackup(d: Dispatcher, session: NativeSession): void {
+    const id = this.op.id;
+    let first = true;
+    const self = this;
+    const frame = (f: Uint8Array): void => {
+      if (first) {
+        first = false;
+        self.finish(f);
+      } else session.push(f);
+    };
+    startBackup(
+      d,
+      d.backupSource,
+      {
+        get ready() {
+          return session.canTakeMore;
+        },
+        get gone() {
+          return session.gone || session.stopping;
+        },
+        send: (data, last) => frame(encodeBackupChunk(id, data, last)),
+        fail: (code, message) => frame(encodeError(id, code, message)),
+      },
+      packageVersion(),
+      (level, message, detail) => session.log(level, message, detail),
+    );
   }
 
   /**
@@ -502,6 +545,10 @@ export class NativeConnection extends Connection implements NativeSession {
 
   get stopping(): boolean {
     return this.host.stopping;
+  }
+
+  log(level: "info" | "warn", message: string, detail?: object): void {
+    this.host.log(level, message, detail);
   }
 
   /** An error with id 0 and SHUTTING_DOWN: the client opens a new connection for what it sends next (client.ts). */

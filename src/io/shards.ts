@@ -13,11 +13,14 @@
  * per batch however many commands the batch holds.
  */
 import { cpus } from "node:os";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { assert } from "../assert.js";
 import type { ClusterInfo } from "../protocol/cluster-info.js";
 import { MAX_SHARD_BACKLOG_BYTES, MAX_SHARD_BACKLOG_COUNT, RING_BYTES, RING_RECORD_MAX_BYTES } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
+import { type BackupSlot, backupTick, executeBackupStep } from "../journal/backup.js";
 import { executeJournaled } from "../journal/execute.js";
 import { budgetFs, realFs } from "../journal/files.js";
 import { type FsyncPolicy, Journal } from "../journal/journal.js";
@@ -37,12 +40,30 @@ import {
   Result,
 } from "../shard/command.js";
 import { ShardCore } from "../shard/execute.js";
-import { DEFAULT_WATCH_HISTORY_BYTES, EXPIRE_SWEEP_INTERVAL_MS } from "../limits.js";
+import {
+  BACKUP_INLINE_SLICE_MS,
+  DEFAULT_WATCH_HISTORY_BYTES,
+  EXPIRE_SWEEP_INTERVAL_MS,
+  SNAPSHOT_STEP_KEYS,
+} from "../limits.js";
 import { sweepTick } from "../shard/sweep.js";
 import { History } from "../shard/history.js";
 import { WatchReads } from "../shard/watch-reads.js";
+import type { BackupSource } from "./backup.js";
 
 export type { ClusterInfo } from "../protocol/cluster-info.js";
+
+/**
+ * Where a single node's backup keeps its part files while it runs: beside
+ * the data (the data directory's backup-tmp/, same disk, removed when the
+ * backup ends or at the next one), or for a node in memory the system's
+ * temporary directory.
+ */
+export function backupDir(durability: Durability | null): string {
+  return durability === null
+    ? join(tmpdir(), `piccolo-backup-${process.pid}`)
+    : join(dirname(durability.shardDir(0)), "backup-tmp");
+}
 
 export interface ShardBackend {
   /** Cluster mode only: the partition map and each partition's state here. */
@@ -84,6 +105,8 @@ export interface ShardBackend {
   publish?(channel: Uint8Array, message: Uint8Array): void;
   /** Number of shards (at least 1; inline mode has 1). */
   readonly count: number;
+  /** How a backup reads this backend (src/io/backup.ts): shards walked into part files in `dir`, or partitions read whole. */
+  readonly backup?: BackupSource;
   /**
    * Resolves once every shard has its map (a durable node recovers from its
    * data directory first) with what was recovered; rejects with the reason a
@@ -136,6 +159,7 @@ function journalTestHooks(): { diskBudget: number; crashAfterSnapshot: boolean }
 
 export class InlineShards implements ShardBackend {
   readonly count = 1;
+  readonly backup: BackupSource;
   private core: ShardCore;
   private readonly view = new CommandView();
   private readonly result = new Result();
@@ -155,6 +179,9 @@ export class InlineShards implements ShardBackend {
   /** The history's last seq at the last good commit: what a failed commit takes back. */
   private committedSeq = 0;
   private waking = false;
+  /** A node backup's part (src/journal/backup.ts), while one runs. */
+  private readonly backupPart: BackupSlot = { backup: null };
+  private walking = false;
 
   constructor(
     private readonly events: ShardEvents,
@@ -163,6 +190,7 @@ export class InlineShards implements ShardBackend {
   ) {
     this.history = new History(watchHistoryBytes, false);
     this.watchReads = new WatchReads(this.history);
+    this.backup = { kind: "shards", dir: backupDir(durability) };
     if (durability === null) this.core = new ShardCore();
     else {
       const t = performance.now();
@@ -237,8 +265,16 @@ export class InlineShards implements ShardBackend {
     const j = this.journal;
     if (c.op === Op.WATCH) {
       if (!this.watchReads.read(this.view, r, Date.now())) return; // parked: answered by wakeWatchers()
-    } else if (j === null) this.core.execute(this.view, r);
-    else {
+    } else if (c.op === Op.BACKUP) {
+      executeBackupStep(this.backupPart, this.view, r, this.core, j, realFs);
+      if (this.backupPart.backup !== null && !this.walking) {
+        this.walking = true;
+        setImmediate(this.walkBackup);
+      }
+    } else if (j === null) {
+      this.core.execute(this.view, r);
+      this.backupPart.backup?.commit(false);
+    } else {
       if (!executeJournaled(j, this.view, r)) this.failHeld(r);
       if (this.core !== j.core) {
         this.core = j.core;
@@ -258,6 +294,17 @@ export class InlineShards implements ShardBackend {
     r.encode(this.held, this.heldEnd);
     this.heldEnd += n;
   }
+
+  /**
+   * A backup's walk on the IO thread: steps of SNAPSHOT_STEP_KEYS for at
+   * most BACKUP_INLINE_SLICE_MS per turn, so clients are served between them.
+   */
+  private readonly walkBackup = (): void => {
+    const until = performance.now() + BACKUP_INLINE_SLICE_MS;
+    while (backupTick(this.backupPart, this.core, SNAPSHOT_STEP_KEYS))
+      if (performance.now() >= until) return void setImmediate(this.walkBackup);
+    this.walking = false;
+  };
 
   /** The journal failed: every held answer (and `r`) becomes STORAGE_FAILED; the map comes back from disk. */
   private failHeld(r: Result | null): void {
@@ -301,6 +348,7 @@ export class InlineShards implements ShardBackend {
 
   async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+    this.backupPart.backup?.abandon();
     this.journal?.close();
   }
 }
@@ -321,6 +369,7 @@ interface ShardLink {
 
 export class ThreadedShards implements ShardBackend {
   readonly count: number;
+  readonly backup: BackupSource;
   readonly txnSlots?: ShardBackend["txnSlots"];
   /** Above every transaction id the shards' journals hold (set once every shard recovered). */
   private firstTxnId = 1;
@@ -343,6 +392,7 @@ export class ThreadedShards implements ShardBackend {
   ) {
     assert(count >= 1, "threaded backend has at least one shard");
     this.count = count;
+    this.backup = { kind: "shards", dir: backupDir(durability) };
     const cores = cpus().length;
     const hooks = journalTestHooks();
     const readies: Promise<{ keys: number; ms: number }>[] = [];

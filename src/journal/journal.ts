@@ -93,6 +93,8 @@ export class Journal {
   lastTxn: ShardRecovery["lastTxn"];
   /** The part written and not yet confirmed by every participant (0: none): a reload now drops it. */
   private pendingPart = 0;
+  /** A backup in progress (backup.ts): every record of effects written to the log is handed to it too. */
+  tap: ((record: Uint8Array) => void) | null = null;
   /** At start-up, a part that only the other shards can decide (resolveInDoubt). */
   inDoubt: InDoubtPart | null;
   private lastSaveMs: number;
@@ -164,6 +166,7 @@ export class Journal {
     const rec = this.effects.seal();
     const n = this.effects.count;
     this.file!.write(rec, rec.length);
+    this.tap?.(rec);
     this.segmentBytes += rec.length;
     this.segments[this.segments.length - 1]!.bytes += rec.length;
     this.changesSinceSave += n;

@@ -301,6 +301,8 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
       case Request_Which.CANCEL_WATCH:
         op.version = Number(req.cancelWatch.id);
         return op;
+      case Request_Which.BACKUP:
+        return op;
       default:
         return fail(op, ErrorCode.UNKNOWN_OPERATION, `unknown operation ${kind} (a newer client?)`);
     }
@@ -563,6 +565,17 @@ export function encodeSingle(id: bigint, kind: Request_Which, p: PartResult): Ui
     default:
       return encodeError(id, ErrorCode.INTERNAL, `no single-key encoding for operation ${kind}`);
   }
+  return frameOf(m);
+}
+
+/** One frame of a backup stream (src/io/backup.ts). */
+export function encodeBackupChunk(id: bigint, data: Uint8Array, last: boolean): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const b = r._initBackup();
+  if (data.length > 0) b._initData(data.length).copyBuffer(data);
+  b.last = last;
   return frameOf(m);
 }
 

@@ -103,6 +103,19 @@ export const Op = {
    * (WATCH_NO_PARK: answered empty at once).
    */
   WATCH: 23,
+  /**
+   * A node backup's steps on a shard (src/journal/backup.ts; arg0: BackupStep):
+   * start walking into the part file named by value, report whether the walk
+   * ended (flag 1), cut (num: the part's bytes), abort. A failed step answers
+   * INTERNAL or STORAGE_FAILED with the reason as its value.
+   */
+  BACKUP: 24,
+  /**
+   * A replicated partition's whole map, read at one linearizable point (the
+   * leader after ReadIndex): value = the partition's snapshot bytes
+   * (src/cluster/partition-machine.ts), num: the log's clock.
+   */
+  DUMP: 25,
 } as const;
 
 /** The figures Op.PERSISTENCE answers, in order (src/journal/execute.ts). */
@@ -162,7 +175,9 @@ export function isWrite(op: number): boolean {
     op !== Op.STATS &&
     op !== Op.SNAPSHOT &&
     op !== Op.PERSISTENCE &&
-    op !== Op.WATCH
+    op !== Op.WATCH &&
+    op !== Op.BACKUP &&
+    op !== Op.DUMP
   );
 }
 

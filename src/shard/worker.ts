@@ -25,9 +25,10 @@ import { parentPort, workerData } from "node:worker_threads";
 import { assert } from "../assert.js";
 import { ErrorCode } from "../errors.js";
 import { budgetFs, realFs } from "../journal/files.js";
+import { type BackupSlot, backupTick, executeBackupStep } from "../journal/backup.js";
 import { executeJournaled } from "../journal/execute.js";
 import { type FsyncPolicy, Journal } from "../journal/journal.js";
-import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES } from "../limits.js";
+import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES, SNAPSHOT_STEP_KEYS } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
 import { CommandView, Op, Result } from "./command.js";
@@ -146,6 +147,8 @@ function main(data: ShardWorkerData): void {
   let committedSeq = 0;
   const command = new CommandView();
   const result = new Result();
+  /** A node backup's part on this shard (src/journal/backup.ts), while one runs. */
+  const backup: BackupSlot = { backup: null };
   /** When the last sweep tick ran, on the monotonic clock (a wall-clock step must not stop the ticks). */
   let lastTickMs = performance.now();
 
@@ -266,6 +269,7 @@ function main(data: ShardWorkerData): void {
     if (Atomics.load(control, 0) === 1) {
       if (notifyRing.dirty) publish();
       journal?.close();
+      backup.backup?.abandon();
       post({ type: "closed" });
       return;
     }
@@ -279,8 +283,11 @@ function main(data: ShardWorkerData): void {
           continue;
         }
       } else if (command.op === Op.TXN && command.arg0 >= 0) executeShared();
-      else if (journal === null) core.execute(command, result);
-      else {
+      else if (command.op === Op.BACKUP) executeBackupStep(backup, command, result, core, journal, realFs);
+      else if (journal === null) {
+        core.execute(command, result);
+        backup.backup?.commit(false); // in memory, a backup's effects are written every 1 MiB
+      } else {
         executeDurable(journal);
         if (core !== journal.core) {
           core = journal.core; // DEBUG RELOAD, or a failure, replaced the map
@@ -296,6 +303,7 @@ function main(data: ShardWorkerData): void {
         sweepIfDue();
         // A shard that never runs out of requests still fsyncs each second and moves its snapshot on.
         journalTick();
+        backupTick(backup, core, SNAPSHOT_STEP_KEYS);
       }
     }
     requests.ring.release();
@@ -305,9 +313,10 @@ function main(data: ShardWorkerData): void {
     sweepIfDue();
     wakeWatchers(); // keys the sweep expired
     const saving = journalTick();
+    const walking = backupTick(backup, core, SNAPSHOT_STEP_KEYS);
     if (notifyRing.dirty) publish(); // a SAVE's answer, or answers failed by the tick
-    // Sleep until the next tick is due, not a whole interval from now (not at all while a snapshot runs).
-    if (batch === 0 && !saving)
+    // Sleep until the next tick is due, not a whole interval from now (not at all while a snapshot or backup walks).
+    if (batch === 0 && !saving && !walking)
       requests.ring.wait(Math.max(1, EXPIRE_SWEEP_INTERVAL_MS - (performance.now() - lastTickMs)));
   }
 

@@ -88,6 +88,15 @@ export function rpcRoutes(app: FastifyInstance, g: Gateway): void {
             field: "auth",
           },
         );
+      // Streams answer with many frames; /v1/rpc answers one. Each has its own route or tool.
+      for (const [member, instead] of [
+        ["watch", "GET /v1/watch?key=... or ?prefix=... (server-sent events)"],
+        ["backup", "`piccolo backup FILE`, which streams the backup to a file (docs/backup.md)"],
+      ] as const)
+        if (member in json)
+          throw new Problem("invalid-rpc-field", `${member}: a stream, which /v1/rpc does not carry; use ${instead}`, {
+            field: member,
+          });
       const id = json.id;
       if (
         id !== undefined &&

@@ -73,7 +73,13 @@ export const Request_Which = {
 * stops a watch of this connection; answered ok
 *
 */
-  CANCEL_WATCH: 22
+  CANCEL_WATCH: 22,
+  /**
+* a stream: the node's (or cluster's) backup file (docs/backup.md); answered
+* by BackupChunk frames with this id, the last with `last` set (admin only)
+*
+*/
+  BACKUP: 23
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -100,6 +106,7 @@ export class Request extends $.Struct {
   static readonly TXN = Request_Which.TXN;
   static readonly WATCH = Request_Which.WATCH;
   static readonly CANCEL_WATCH = Request_Which.CANCEL_WATCH;
+  static readonly BACKUP = Request_Which.BACKUP;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -677,6 +684,12 @@ export class Request extends $.Struct {
   set cancelWatch(value: CancelWatch) {
     $.utils.setUint16(8, 22, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  get _isBackup(): boolean {
+    return $.utils.getUint16(8, this) === 23;
+  }
+  set backup(_: true) {
+    $.utils.setUint16(8, 23, this);
   }
   /**
 * reads only (get, exists, ttl, mget, scan): the caller accepts an
@@ -1620,7 +1633,12 @@ export const Response_Which = {
 * watch: each frame of the stream, with the watch request's id
 *
 */
-  WATCH: 16
+  WATCH: 16,
+  /**
+* backup: each frame of the stream, with the backup request's id
+*
+*/
+  BACKUP: 17
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1641,6 +1659,7 @@ export class Response extends $.Struct {
   static readonly CLUSTER = Response_Which.CLUSTER;
   static readonly TXN = Response_Which.TXN;
   static readonly WATCH = Response_Which.WATCH;
+  static readonly BACKUP = Response_Which.BACKUP;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -2016,10 +2035,75 @@ export class Response extends $.Struct {
     $.utils.setUint16(8, 16, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptBackup(value: $.Orphan<BackupChunk>): void {
+    $.utils.setUint16(8, 17, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownBackup(): $.Orphan<BackupChunk> {
+    return $.utils.disown(this.backup);
+  }
+  /**
+* backup: each frame of the stream, with the backup request's id
+*
+*/
+  get backup(): BackupChunk {
+    $.utils.testWhich("backup", $.utils.getUint16(8, this), 17, this);
+    return $.utils.getStruct(0, BackupChunk, this);
+  }
+  _hasBackup(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initBackup(): BackupChunk {
+    $.utils.setUint16(8, 17, this);
+    return $.utils.initStructAt(0, BackupChunk, this);
+  }
+  get _isBackup(): boolean {
+    return $.utils.getUint16(8, this) === 17;
+  }
+  set backup(value: BackupChunk) {
+    $.utils.setUint16(8, 17, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Response_" + super.toString(); }
   which(): Response_Which {
     return $.utils.getUint16(8, this) as Response_Which;
   }
+}
+export class BackupChunk extends $.Struct {
+  static readonly _capnp = {
+    displayName: "BackupChunk",
+    id: "98c510e9ff23bd72",
+    size: new $.ObjectSize(8, 1),
+  };
+  _adoptData(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownData(): $.Orphan<$.Data> {
+    return $.utils.disown(this.data);
+  }
+  get data(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasData(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initData(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set data(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  /**
+* the file is complete (its own checksum, at its end, says so too)
+*
+*/
+  get last(): boolean {
+    return $.utils.getBit(0, this);
+  }
+  set last(value: boolean) {
+    $.utils.setBit(0, value, this);
+  }
+  toString(): string { return "BackupChunk_" + super.toString(); }
 }
 export class Watch extends $.Struct {
   static readonly _capnp = {

@@ -362,7 +362,7 @@ export const schemaInfo: SchemaInfo = {
     },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 23,
+      "unionMembers": 24,
       "fields": [
         {
           "name": "id",
@@ -557,6 +557,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "9633b1a94458577f"
+          }
+        },
+        {
+          "name": "backup",
+          "discriminant": 23,
+          "type": {
+            "kind": "void"
           }
         }
       ]
@@ -951,9 +958,29 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "98c510e9ff23bd72": {
+      "name": "BackupChunk",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "data",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "last",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        }
+      ]
+    },
     "f45e392d1c2141f9": {
       "name": "Response",
-      "unionMembers": 17,
+      "unionMembers": 18,
       "fields": [
         {
           "name": "id",
@@ -1095,6 +1122,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "a0224fdd7fe27f4a"
+          }
+        },
+        {
+          "name": "backup",
+          "discriminant": 17,
+          "type": {
+            "kind": "struct",
+            "struct": "98c510e9ff23bd72"
           }
         }
       ]
@@ -1980,6 +2015,7 @@ export const schemaInfo: SchemaInfo = {
     "ScanResult": "9521326ec4e4bfa5",
     "ClusterInfo": "840c26df86ebeb2e",
     "WatchEvents": "a0224fdd7fe27f4a",
+    "BackupChunk": "98c510e9ff23bd72",
     "Response": "f45e392d1c2141f9",
     "ShardStats": "966d0f3f259dd8c6",
     "ClusterMember": "ecd0327043e28b4d",

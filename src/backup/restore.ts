@@ -1,0 +1,198 @@
+/**
+ * `piccolo restore FILE --data-dir DIR`: a backup file (format.ts) made
+ * into a single node's data directory, which `piccolo server --data-dir DIR`
+ * then starts from (docs/backup.md).
+ *
+ * 1. The file is read once, whole, checking every record and its SHA-256.
+ *    Each section is replayed into a map of its own as it is read: a
+ *    shard's records in order (keys walked, effects, transaction parts: the
+ *    same rules as the journal's recovery), a partition's map as it is.
+ * 2. Only once the checksum at the end holds are the keys placed in the
+ *    target layout (`shards` maps by the same hash the node routes by, so
+ *    a backup restores into any shard count, and a cluster's backup into
+ *    a single node), and written as each shard's snapshot (the journal's
+ *    own snapshot format, src/journal/snapshot.ts) beside an empty log
+ *    segment, under a temporary name that is renamed to DIR at the end: an
+ *    interrupted restore leaves no directory a node would start from.
+ *
+ * Kept: every key's value, version and absolute expiry. Every shard's
+ * version counter starts above the highest version in the backup, so a
+ * version is never handed out twice. Keys whose TTL ran out before the
+ * restore are left out (counted).
+ *
+ * Memory: the restore holds every key once (in the target maps) plus one
+ * section being replayed; about what the node itself will hold.
+ */
+import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { applyEffects, JournalRecord, readPartPrefix } from "../journal/effects.js";
+import { DATA_FORMAT } from "../journal/data-dir.js";
+import { realFs } from "../journal/files.js";
+import { segmentName } from "../journal/recover.js";
+import { SnapshotWriter } from "../journal/snapshot.js";
+import { initHash } from "../hash.js";
+import { shardOf } from "../io/route.js";
+import { readF64 } from "../shard/command.js";
+import { ShardCore } from "../shard/execute.js";
+import { BackupFileError, BackupRecord, type BackupSummary, readBackupFile } from "./format.js";
+
+export interface RestoreReport {
+  summary: BackupSummary;
+  keys: number;
+  /** Keys whose TTL had run out by the restore: not written. */
+  expired: number;
+  shards: number;
+  maxVersion: number;
+  ms: number;
+}
+
+/** Reads the whole file, checking it; the keys, by section, are replayed into maps. */
+export function loadBackup(path: string): { summary: BackupSummary; sections: ShardCore[]; maxVersion: number } {
+  const sections: ShardCore[] = [];
+  let core: ShardCore | null = null;
+  /** A transaction part waiting for the next record: applied unless that is its TXN_ABORT. */
+  let part: { id: number; effects: Uint8Array } | null = null;
+  let maxVersion = 0;
+  const settlePart = (abortId: number | null): void => {
+    if (part === null) return;
+    if (abortId !== part.id) applyOrThrow(core!, part.effects, 0, part.effects.length, -1);
+    part = null;
+  };
+  const summary = readBackupFile(path, {
+    section() {
+      core = new ShardCore();
+      sections.push(core);
+    },
+    data(type, payload, offset) {
+      const c = core!;
+      if (type === JournalRecord.TXN_ABORT) {
+        settlePart(readF64(payload, 0));
+        return;
+      }
+      settlePart(null);
+      if (type === JournalRecord.SNAP_KEYS) loadKeys(c, payload, 4, payload.length, readU32(payload, 0), offset);
+      else if (type === JournalRecord.EFFECTS) applyOrThrow(c, payload, 0, payload.length, offset);
+      else if (type === JournalRecord.TXN_PART) {
+        const prefix = readPartPrefix(payload, 0, payload.length)!;
+        part = { id: prefix.id, effects: payload.slice(prefix.effects) };
+      } else if (type === BackupRecord.PARTITION) loadPartition(c, payload, offset);
+    },
+    partEnd(_section, end) {
+      settlePart(null);
+      const c = core!;
+      if (end.lastVersion > c.lastVersion) c.lastVersion = end.lastVersion;
+      if (c.lastVersion > maxVersion) maxVersion = c.lastVersion;
+      core = null;
+    },
+  });
+  return { summary, sections, maxVersion };
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+}
+
+function applyOrThrow(core: ShardCore, b: Uint8Array, start: number, end: number, offset: number): void {
+  if (!applyEffects(core, b, start, end)) throw new BackupFileError(offset, "a record of writes does not parse");
+}
+
+/** Keys in the layout of a snapshot's SNAP_KEYS and a partition's snapshot: u32 key, u32 value, f64 version, f64 expiry, key, value. */
+function loadKeys(core: ShardCore, b: Uint8Array, start: number, end: number, count: number, offset: number): void {
+  let p = start;
+  for (let i = 0; i < count; i++) {
+    if (p + 24 > end) throw new BackupFileError(offset, "a key runs past its record");
+    const kl = readU32(b, p);
+    const vl = readU32(b, p + 4);
+    if (p + 24 + kl + vl > end) throw new BackupFileError(offset, "a key runs past its record");
+    const version = readF64(b, p + 8);
+    core.store.set(
+      b.subarray(p + 24, p + 24 + kl),
+      b.subarray(p + 24 + kl, p + 24 + kl + vl),
+      version,
+      readF64(b, p + 16),
+    );
+    if (version > core.lastVersion) core.lastVersion = version;
+    p += 24 + kl + vl;
+  }
+  if (p !== end) throw new BackupFileError(offset, "a record's key count does not match its bytes");
+}
+
+/** A partition's snapshot (src/cluster/partition-machine.ts): magic, f64 last version, f64 clock, u32 count, keys. */
+function loadPartition(core: ShardCore, b: Uint8Array, offset: number): void {
+  if (b.length < 24 || readU32(b, 0) !== 0x4d535050) throw new BackupFileError(offset, "not a partition's map");
+  const last = readF64(b, 4);
+  if (last > core.lastVersion) core.lastVersion = last;
+  loadKeys(core, b, 24, b.length, readU32(b, 20), offset);
+}
+
+/**
+ * Restores the backup at `file` into a new data directory `dir` laid out
+ * for `shards` shard workers (the node's --shards; 0 is one shard on disk).
+ * Refuses a directory that exists and is not empty.
+ */
+export async function restoreBackup(
+  file: string,
+  dir: string,
+  shards: number,
+  nowMs = Date.now(),
+): Promise<RestoreReport> {
+  const t0 = performance.now();
+  await initHash(); // keys are placed by the hash the node routes by
+  if (existsSync(dir) && readdirSync(dir).length > 0)
+    throw new Error(
+      `${dir} exists and is not empty: a restore writes a new data directory (move it aside, or name another)`,
+    );
+  const { summary, sections, maxVersion } = loadBackup(file);
+  const layout = Math.max(1, shards);
+  const targets = Array.from({ length: layout }, () => new ShardCore());
+  let keys = 0;
+  let expired = 0;
+  for (let i = 0; i < sections.length; i++) {
+    const store = sections[i]!.store;
+    let cursor = 0;
+    do
+      cursor = store.scan(cursor, 65536, (slot) => {
+        const expiresAt = store.expiresAtMs(slot);
+        if (expiresAt !== 0 && expiresAt <= nowMs) {
+          expired++;
+          return;
+        }
+        const key = store.key(slot);
+        targets[shardOf(key, layout)]!.store.set(key, store.value(slot), store.version(slot), expiresAt);
+        keys++;
+      });
+    while (cursor !== 0);
+    sections[i] = new ShardCore(); // this section's map can go now
+  }
+  const tmp = `${dir}.restoring`;
+  rmSync(tmp, { recursive: true, force: true });
+  realFs.mkdir(tmp);
+  try {
+    for (let s = 0; s < layout; s++) {
+      const core = targets[s]!;
+      core.lastVersion = maxVersion; // no version from the backup is handed out again, on any shard
+      const shardDir = `${tmp}/shard-${s}`;
+      realFs.mkdir(shardDir);
+      // The snapshot names segment 1 as the first to replay after it: recovery requires it to exist.
+      const seg = realFs.open(`${shardDir}/${segmentName(1)}`);
+      seg.sync();
+      seg.close();
+      const w = new SnapshotWriter(realFs, shardDir, 1, core, nowMs, 0);
+      while (!w.step(1 << 20));
+      w.finish(nowMs);
+      targets[s] = new ShardCore();
+    }
+    writeFileSync(`${tmp}/piccolo.json`, `${JSON.stringify({ format: DATA_FORMAT, shards: layout })}\n`);
+    const m = realFs.open(`${tmp}/piccolo.json`);
+    m.sync();
+    m.close();
+    realFs.syncDir(tmp);
+    if (existsSync(dir)) rmSync(dir, { recursive: true }); // empty (checked above)
+    renameSync(tmp, dir);
+    realFs.syncDir(dirname(dir));
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  return { summary, keys, expired, shards: layout, maxVersion, ms: performance.now() - t0 };
+}
