@@ -44,6 +44,8 @@ struct Request {
     cancelWatch @24 :CancelWatch; # stops a watch of this connection; answered ok
     backup @25 :Void;       # a stream: the node's (or cluster's) backup file (docs/backup.md); answered
                             # by BackupChunk frames with this id, the last with `last` set (admin only)
+    restoreKeys @26 :RestoreKeys; # keys with the versions and expiry a backup holds (`piccolo restore
+                            # --server`; admin only): answered `versions`
   }
   stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
                             # out-of-date answer, so in a cluster any member holding a replica of
@@ -113,6 +115,21 @@ struct Expire {
 struct MultiPut {
   entries @0 :List(KeyValue);
   ttlMs @1 :UInt64;
+}
+
+# Keys as a backup holds them: each is set whole, with its own version (the
+# shard's or partition's version counter is raised to it, so versions never
+# repeat) and absolute expiry (0: none). Per key, as mput is; not atomic as a
+# whole.
+struct RestoreKeys {
+  entries @0 :List(RestoreEntry);
+}
+
+struct RestoreEntry {
+  key @0 :Data;
+  value @1 :Data;
+  version @2 :UInt64;       # at least 1
+  expireAtMs @3 :UInt64;
 }
 
 struct KeyValue {

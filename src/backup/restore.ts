@@ -23,6 +23,7 @@
  * Memory: the restore holds every key once (in the target maps) plus one
  * section being replayed; about what the node itself will hold.
  */
+import type { PiccoloClient } from "../client/client.js";
 import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { applyEffects, JournalRecord, readPartPrefix } from "../journal/effects.js";
@@ -139,7 +140,7 @@ export async function restoreBackup(
   const t0 = performance.now();
   await initHash(); // keys are placed by the hash the node routes by
   if (existsSync(dir) && readdirSync(dir).length > 0)
-    throw new Error(
+    throw new RestoreRefused(
       `${dir} exists and is not empty: a restore writes a new data directory (move it aside, or name another)`,
     );
   const { summary, sections, maxVersion } = loadBackup(file);
@@ -195,4 +196,89 @@ export async function restoreBackup(
     throw err;
   }
   return { summary, keys, expired, shards: layout, maxVersion, ms: performance.now() - t0 };
+}
+
+/** Entries per restoreKeys request, and requests in flight, when restoring through a running node. */
+const RESTORE_BATCH_KEYS = 1000;
+const RESTORE_IN_FLIGHT = 8;
+
+/**
+ * `piccolo restore FILE --server HOST:PORT`: the backup's keys written into
+ * a running node or cluster (any member) with their versions and expiry
+ * (restoreKeys, admin only). The file is checked whole first. Refuses a
+ * target that holds keys unless `force` (the backup's keys then overwrite
+ * theirs, and the others stay). Each key is restored on its own, as mput
+ * writes: a restore cut short leaves some keys restored; run it again.
+ */
+export async function restoreToServer(
+  file: string,
+  client: PiccoloClient,
+  force: boolean,
+  nowMs = Date.now(),
+): Promise<Omit<RestoreReport, "shards">> {
+  const t0 = performance.now();
+  if (!force) {
+    let cursor = 0;
+    do {
+      const page = await client.scan({ cursor, count: 100 });
+      if (page.keys.length > 0)
+        throw new RestoreRefused(
+          "the target already holds keys: restore into an empty node or cluster, or give --force to write the backup's keys over it",
+        );
+      cursor = page.cursor;
+    } while (cursor !== 0);
+  }
+  const { summary, sections, maxVersion } = loadBackup(file);
+  let keys = 0;
+  let expired = 0;
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown = null;
+  let batch: { key: Uint8Array; value: Uint8Array; version: number; expireAtMs: number }[] = [];
+  const send = async (): Promise<void> => {
+    const entries = batch;
+    batch = [];
+    const p = client.restoreKeys(entries).then(
+      () => {
+        keys += entries.length;
+      },
+      (err: unknown) => {
+        failure ??= err;
+      },
+    );
+    const tracked = p.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    if (inFlight.size >= RESTORE_IN_FLIGHT) await Promise.race(inFlight);
+  };
+  for (let i = 0; i < sections.length && failure === null; i++) {
+    const store = sections[i]!.store;
+    const slots: number[] = [];
+    let cursor = 0;
+    do cursor = store.scan(cursor, 65536, (slot) => slots.push(slot));
+    while (cursor !== 0);
+    for (const slot of slots) {
+      const expireAtMs = store.expiresAtMs(slot);
+      if (expireAtMs !== 0 && expireAtMs <= nowMs) {
+        expired++;
+        continue;
+      }
+      batch.push({
+        key: store.key(slot).slice(),
+        value: store.value(slot).slice(),
+        version: store.version(slot),
+        expireAtMs,
+      });
+      if (batch.length === RESTORE_BATCH_KEYS) await send();
+      if (failure !== null) break;
+    }
+    sections[i] = new ShardCore();
+  }
+  if (batch.length > 0 && failure === null) await send();
+  await Promise.all(inFlight);
+  if (failure !== null) throw failure;
+  return { summary, keys, expired, maxVersion, ms: performance.now() - t0 };
+}
+
+/** The target of a restore cannot take it as it is (not empty). */
+export class RestoreRefused extends Error {
+  override name = "RestoreRefused";
 }

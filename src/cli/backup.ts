@@ -12,7 +12,7 @@
 import { closeSync, fdatasyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import type { PiccoloClient } from "../client/client.js";
 import { readBackupFile } from "../backup/format.js";
-import { restoreBackup } from "../backup/restore.js";
+import { restoreBackup, restoreToServer } from "../backup/restore.js";
 
 export interface BackupReport {
   bytes: number;
@@ -61,4 +61,4 @@ export function describeConsistency(kind: string, consistency: string): string {
     : `each partition at its own linearizable point (${kind === "cluster" ? "taken one after another" : consistency})`;
 }
 
-export { readBackupFile, restoreBackup };
+export { readBackupFile, restoreBackup, restoreToServer };

@@ -39,7 +39,8 @@ import { readSecretFile } from "../security/secrets.js";
 import { StartError } from "../start-failure.js";
 import { packageVersion } from "../version.js";
 import { CERIALIZER_CONFIG_ENV, CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
-import { backupToFile, describeConsistency, readBackupFile, restoreBackup } from "./backup.js";
+import { backupToFile, describeConsistency, readBackupFile, restoreBackup, restoreToServer } from "./backup.js";
+import { RestoreRefused } from "../backup/restore.js";
 import { BackupFileError } from "../backup/format.js";
 import { drainMember } from "./cluster-drain.js";
 import { replaceMember } from "./cluster-replace.js";
@@ -467,6 +468,72 @@ const commands: Record<string, Command> = {
       return EXIT.OK;
     },
   },
+  restore: {
+    args: "FILE (--data-dir DIR | --server H:P | --check)",
+    help: "restore a backup: into a new data directory, or a running node or cluster; --check only checks it",
+    options: {
+      "data-dir": { type: "string", help: "write a new data directory for `piccolo server --data-dir DIR`" },
+      shards: { type: "string", help: "with --data-dir: the shard workers it is laid out for (default: the cores)" },
+      check: { type: "boolean", help: "only check the file (every record's CRC, the SHA-256) and describe it" },
+      force: { type: "boolean", help: "with --server: restore over keys the target already holds" },
+    },
+    async run(c, args, o) {
+      const file = args[0];
+      if (file === undefined || args.length > 1)
+        throw new UsageError("usage: piccolo restore FILE (--data-dir DIR | --server H:P | --check)");
+      const dir = o["data-dir"] as string | undefined;
+      try {
+        if (o.check === true) {
+          const s = readBackupFile(file);
+          print(
+            `${file}: a whole backup (format ${s.head.format}, written by piccolo ${s.head.writer} at ${new Date(s.head.createdAtMs).toISOString()})`,
+          );
+          print(
+            `  ${s.head.kind === "node" ? `a node, ${s.head.sections} shards` : `a cluster, ${s.head.sections} partitions`}; ${s.bytes} bytes; sha256 ${s.sha256}`,
+          );
+          print(`  consistency: ${describeConsistency(s.head.kind, s.head.consistency)}`);
+          return EXIT.OK;
+        }
+        const left = (n: number) => (n > 0 ? `; ${n} keys whose TTL had run out were left out` : "");
+        if (dir !== undefined) {
+          const shardsRaw = (o.shards as string | undefined) ?? "cores";
+          const shards = shardsRaw === "cores" ? availableParallelism() : Number(shardsRaw);
+          if (!Number.isInteger(shards) || shards < 0 || shards > 256)
+            throw new UsageError(`--shards: not a shard count: ${shardsRaw}`);
+          const r = await restoreBackup(file, dir, shards);
+          print(
+            `restored ${r.keys} keys into ${dir} (${r.shards} shard${r.shards === 1 ? "" : "s"}) in ${(r.ms / 1000).toFixed(2)} s${left(r.expired)}`,
+          );
+          print(`start it: piccolo server --data-dir ${dir}`);
+          return EXIT.OK;
+        }
+        if (o.server === undefined && process.env.PICCOLO_SERVER === undefined)
+          throw new UsageError(
+            "restore needs --data-dir DIR, --server HOST:PORT (a running node or cluster) or --check",
+          );
+        const r = await restoreToServer(file, c, o.force === true);
+        print(
+          `restored ${r.keys} keys in ${(r.ms / 1000).toFixed(2)} s, with their versions and expiry${left(r.expired)}`,
+        );
+        return EXIT.OK;
+      } catch (err) {
+        if (err instanceof BackupFileError) {
+          process.stderr.write(`piccolo: ${file} is refused: ${err.message}\n`);
+          return EXIT.BAD_FILE;
+        }
+        if (err instanceof RestoreRefused) {
+          process.stderr.write(`piccolo: ${err.message}\n`);
+          return EXIT.REFUSED;
+        }
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "EACCES" || code === "EISDIR") {
+          process.stderr.write(`piccolo: ${(err as Error).message}\n`);
+          return EXIT.REFUSED;
+        }
+        throw err;
+      }
+    },
+  },
   ping: {
     args: "",
     help: "check that the node answers",
@@ -509,9 +576,6 @@ function usage(): string {
   for (const [name, c] of Object.entries(commands))
     lines.push(`  piccolo ${`${name.replace(/^cluster-/, "cluster ")} ${c.args}`.padEnd(36)} ${c.help}`);
   lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
-  lines.push(
-    `  piccolo ${"restore FILE --data-dir DIR".padEnd(36)} make a data directory from a backup (--check: only check it)`,
-  );
   lines.push("  piccolo --version                        print the version", "");
   lines.push(
     "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused, 6 watch cut off, 7 bad backup file,",
@@ -588,7 +652,6 @@ async function main(argv: string[]): Promise<number> {
     await runCerializer(values);
     return -1; // keep running
   }
-  if (name === "restore") return restore(rest);
   const command = commands[name];
   if (command === undefined) throw new UsageError(`unknown command "${name}" (see piccolo --help)`);
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
@@ -651,76 +714,6 @@ async function main(argv: string[]): Promise<number> {
     return await command.run(client, positionals, values, connect);
   } finally {
     await client.close();
-  }
-}
-
-/** `piccolo restore FILE --data-dir DIR [--shards N]`, or `--check` (src/cli/backup.ts). */
-async function restore(rest: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: rest,
-    options: {
-      "data-dir": { type: "string" },
-      shards: { type: "string" },
-      check: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  const help = [
-    "usage: piccolo restore FILE --data-dir DIR [--shards N]",
-    "       piccolo restore FILE --check",
-    "",
-    "Checks a backup file (every record's CRC, the SHA-256 of the whole) and writes a new data",
-    "directory from it, for `piccolo server --data-dir DIR`. DIR must not exist or be empty.",
-    "A cluster's backup restores into a single node's directory too.",
-    "",
-    "  --data-dir DIR   the directory to create",
-    "  --shards N       the shard workers it is laid out for (default: this machine's cores, as piccolo server)",
-    "  --check          only check the file and describe it; write nothing",
-  ].join("\n");
-  if (values.help) {
-    print(help);
-    return EXIT.OK;
-  }
-  const file = positionals[0];
-  if (file === undefined || positionals.length > 1) throw new UsageError(help);
-  try {
-    if (values.check) {
-      const s = readBackupFile(file);
-      print(
-        `${file}: a whole backup (format ${s.head.format}, written by piccolo ${s.head.writer} at ${new Date(s.head.createdAtMs).toISOString()})`,
-      );
-      print(
-        `  ${s.head.kind === "node" ? `a node, ${s.head.sections} shards` : `a cluster, ${s.head.sections} partitions`}; ${s.bytes} bytes; sha256 ${s.sha256}`,
-      );
-      print(`  consistency: ${describeConsistency(s.head.kind, s.head.consistency)}`);
-      return EXIT.OK;
-    }
-    const dir = values["data-dir"];
-    if (dir === undefined) throw new UsageError("restore needs --data-dir DIR (or --check)");
-    const shardsRaw = values.shards ?? "cores";
-    const shards = shardsRaw === "cores" ? availableParallelism() : Number(shardsRaw);
-    if (!Number.isInteger(shards) || shards < 0 || shards > 256)
-      throw new UsageError(`--shards: not a shard count: ${shardsRaw}`);
-    const r = await restoreBackup(file, dir, shards);
-    print(
-      `restored ${r.keys} keys into ${dir} (${r.shards} shard${r.shards === 1 ? "" : "s"}) in ${(r.ms / 1000).toFixed(2)} s${r.expired > 0 ? `; ${r.expired} keys whose TTL had run out were left out` : ""}`,
-    );
-    print(`start it: piccolo server --data-dir ${dir}`);
-    return EXIT.OK;
-  } catch (err) {
-    if (err instanceof BackupFileError) {
-      process.stderr.write(`piccolo: ${file} is refused: ${err.message}\n`);
-      return EXIT.BAD_FILE;
-    }
-    if (err instanceof UsageError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "EACCES" || code === "EISDIR" || /not empty/.test((err as Error).message)) {
-      process.stderr.write(`piccolo: ${(err as Error).message}\n`);
-      return EXIT.REFUSED;
-    }
-    throw err;
   }
 }
 

@@ -676,6 +676,25 @@ export class PiccoloClient {
     return Array.from(PiccoloClient.check(res, Response_Which.VERSIONS).versions, (v) => Number(v));
   }
 
+  /**
+   * Sets keys whole, with the versions and absolute expiry a backup holds
+   * (`piccolo restore --server`, docs/backup.md; admin only). Per key, as
+   * mput; resolves with the versions set.
+   */
+  async restoreKeys(entries: { key: Bytes; value: Bytes; version: number; expireAtMs: number }[]): Promise<number[]> {
+    const res = await this.call((r) => {
+      const list = r._initRestoreKeys()._initEntries(entries.length);
+      entries.forEach((e, i) => {
+        const item = list[i]!;
+        setData((n) => item._initKey(n), e.key);
+        setData((n) => item._initValue(n), e.value);
+        item.version = BigInt(e.version);
+        item.expireAtMs = BigInt(e.expireAtMs);
+      });
+    });
+    return Array.from(PiccoloClient.check(res, Response_Which.VERSIONS).versions, (v) => Number(v));
+  }
+
   /** Deletes many keys; resolves with how many existed. */
   async mdel(keys: Bytes[]): Promise<number> {
     const res = await this.call((r) => {

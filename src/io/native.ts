@@ -97,6 +97,8 @@ const permOfKind: Partial<Record<number, number>> = {
   [OpKind.REPLACE_REPLICA]: ADMIN,
   // Every key and value of the node, whatever the user's key patterns: an operator's tool.
   [OpKind.BACKUP]: ADMIN,
+  // Sets versions: misused, it could make a compare-and-swap succeed against a version it never read.
+  [OpKind.RESTORE_KEYS]: ADMIN,
 };
 
 /**
@@ -139,10 +141,12 @@ const opOfKind: Partial<Record<number, Op>> = {
   [OpKind.MGET]: Op.GET,
   [OpKind.MPUT]: Op.PUT,
   [OpKind.MDEL]: Op.DELETE,
+  [OpKind.RESTORE_KEYS]: Op.RESTORE,
 };
 
 const EMPTY = new Uint8Array(0);
 const NO_BYTES: Uint8Array[] = [];
+const NO_NUMBERS: number[] = [];
 
 /**
  * A request's `stale` field becomes FLAG_STALE_READ on its read commands;
@@ -212,7 +216,8 @@ export class NativeRequest extends InFlight {
       }
       case OpKind.MGET:
       case OpKind.MPUT:
-      case OpKind.MDEL: {
+      case OpKind.MDEL:
+      case OpKind.RESTORE_KEYS: {
         const k = op.keys.length;
         this.parts = new Array<PartResult>(k);
         const cmdOp = opOfKind[op.kind]!;
@@ -225,6 +230,11 @@ export class NativeRequest extends InFlight {
           c.flags = staleFlag(op, cmdOp);
           c.expireAtMs = expireAtMs;
           if (cmdOp === Op.PUT) c.value = op.values[i]!;
+          if (cmdOp === Op.RESTORE) {
+            c.value = op.values[i]!;
+            c.arg0 = op.versions[i]!;
+            c.expireAtMs = op.expiries[i]!;
+          }
           d.sendKey(this, i, op.keys[i]!);
         }
         this.remaining--;
@@ -447,6 +457,8 @@ export class NativeRequest extends InFlight {
     super.finish(out);
     this.op.keys = NO_BYTES;
     this.op.values = NO_BYTES;
+    this.op.versions = NO_NUMBERS;
+    this.op.expiries = NO_NUMBERS;
     this.op.txn = null;
   }
 

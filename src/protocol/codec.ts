@@ -58,6 +58,9 @@ export interface Operation {
   from: string;
   /** watch: keys[0] is a prefix (else one whole key). */
   prefix: boolean;
+  /** restoreKeys: each entry's version and absolute expiry (keys and values as for mput). */
+  versions: number[];
+  expiries: number[];
   /** Set when the request cannot be served; the IO loop answers with it. */
   errorCode: number;
   errorMessage: string;
@@ -97,6 +100,8 @@ function blankOperation(id: bigint, kind: Request_Which): Operation {
     txn: null,
     from: "",
     prefix: false,
+    versions: [],
+    expiries: [],
     errorCode: 0,
     errorMessage: "",
   };
@@ -303,6 +308,27 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
         return op;
       case Request_Which.BACKUP:
         return op;
+      case Request_Which.RESTORE_KEYS: {
+        const entries = req.restoreKeys.entries;
+        if (entries.length === 0) return fail(op, ErrorCode.INVALID_ARGUMENT, "entry list is empty");
+        if (entries.length > MAX_BATCH_KEYS)
+          return fail(op, ErrorCode.TOO_MANY_KEYS, `${entries.length} entries exceed the limit of ${MAX_BATCH_KEYS}`);
+        for (let i = 0; i < entries.length; i++) {
+          const e = entries[i]!;
+          const key = data(e.key);
+          const value = data(e.value);
+          if (!checkKey(op, key) || !checkValue(op, value, maxValueBytes) || !checkTime(op, 0n, e.expireAtMs))
+            return op;
+          const version = Number(e.version);
+          if (!Number.isSafeInteger(version) || version < 1)
+            return fail(op, ErrorCode.INVALID_ARGUMENT, `entry ${i}: a version must be at least 1`);
+          op.keys.push(key);
+          op.values.push(value);
+          op.versions.push(version);
+          op.expiries.push(Number(e.expireAtMs));
+        }
+        return op;
+      }
       default:
         return fail(op, ErrorCode.UNKNOWN_OPERATION, `unknown operation ${kind} (a newer client?)`);
     }
@@ -604,7 +630,7 @@ export function encodeMulti(id: bigint, kind: Request_Which, parts: PartResult[]
   if (kind === Request_Which.MGET) {
     const list = r._initValues(parts.length);
     for (let i = 0; i < parts.length; i++) setValue(list[i]!, parts[i]!);
-  } else if (kind === Request_Which.MPUT) {
+  } else if (kind === Request_Which.MPUT || kind === Request_Which.RESTORE_KEYS) {
     const list = r._initVersions(parts.length);
     for (let i = 0; i < parts.length; i++) list.set(i, BigInt(parts[i]!.version));
   } else {

@@ -116,6 +116,12 @@ export const Op = {
    * (src/cluster/partition-machine.ts), num: the log's clock.
    */
   DUMP: 25,
+  /**
+   * Sets a key whole, as a backup holds it (`piccolo restore --server`):
+   * value, version = arg0 (at least 1), expiry = expireAtMs. The version
+   * counter is raised to it, so later writes get higher versions.
+   */
+  RESTORE: 26,
 } as const;
 
 /** The figures Op.PERSISTENCE answers, in order (src/journal/execute.ts). */

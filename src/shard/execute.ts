@@ -150,6 +150,22 @@ export class ShardCore {
       case Op.PUT:
         this.write(c, r, this.live(c.key, c.nowMs));
         return;
+      case Op.RESTORE: {
+        const version = c.arg0;
+        if (!Number.isSafeInteger(version) || version < 1) {
+          r.status = ErrorCode.INVALID_ARGUMENT;
+          return;
+        }
+        const existed = store.find(c.key) >= 0;
+        store.set(c.key, c.value, version, c.expireAtMs);
+        this.noteSet(c.key, c.value, version, c.expireAtMs);
+        if (version > this.lastVersion) this.lastVersion = version;
+        this.writes++;
+        r.version = version;
+        r.expireAtMs = c.expireAtMs;
+        r.flag = existed ? 1 : 0;
+        return;
+      }
       case Op.INSERT: {
         const slot = this.live(c.key, c.nowMs);
         if (slot >= 0) {

@@ -402,5 +402,37 @@ describe("backup of a cluster", () => {
     await s.close();
     await single.stop();
     for (const m of members.slice(0, 2)) await m.stop();
+
+    // ...and into a new cluster, through one of its members, versions and expiry kept.
+    const r2 = root();
+    const list2 = await memberList(3);
+    const fresh = await Promise.all([0, 1, 2].map((i) => startMember(list2, r2, i)));
+    const into = await eventually(
+      "the new cluster takes a restore",
+      async () => {
+        const res = await cli(["restore", file, "--server", `127.0.0.1:${fresh[2]!.port}`, "--timeout", "15000"]);
+        if (res.code !== 0) throw new Error(res.stderr);
+        return res.stdout;
+      },
+      30_000,
+      500,
+    );
+    assert.match(into, /restored 3002 keys in .* with their versions and expiry/);
+    const f = await fresh[0]!.client({ timeoutMs: 15_000 });
+    const again = await f.mget(["ck0", "ck1234", "ck2999", "probe", "ttl"]);
+    for (const [n, k] of ["ck0", "ck1234", "ck2999", "probe"].entries()) {
+      assert.equal(again[n]?.value.toString(), k === "probe" ? "p" : `value-${k}`);
+      assert.equal(again[n]?.version, versions.get(k), `${k}'s version in the new cluster`);
+    }
+    assert.ok((again[4]?.expireAtMs ?? 0) > Date.now(), "the expiry came along");
+    // The partition's counter was raised: a compare-and-swap at the restored version succeeds, above it.
+    const v = versions.get("ck1234")!;
+    assert.ok((await f.cas("ck1234", "next", v)) > v);
+    // Not into a cluster that holds keys, unless asked.
+    const refused = await cli(["restore", file, "--server", `127.0.0.1:${fresh[1]!.port}`]);
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.match(refused.stderr, /already holds keys/);
+    await f.close();
+    for (const m of fresh) await m.stop();
   });
 });

@@ -79,7 +79,13 @@ export const Request_Which = {
 * by BackupChunk frames with this id, the last with `last` set (admin only)
 *
 */
-  BACKUP: 23
+  BACKUP: 23,
+  /**
+* keys with the versions and expiry a backup holds (`piccolo restore
+* --server`; admin only): answered `versions`
+*
+*/
+  RESTORE_KEYS: 24
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -107,6 +113,7 @@ export class Request extends $.Struct {
   static readonly WATCH = Request_Which.WATCH;
   static readonly CANCEL_WATCH = Request_Which.CANCEL_WATCH;
   static readonly BACKUP = Request_Which.BACKUP;
+  static readonly RESTORE_KEYS = Request_Which.RESTORE_KEYS;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -691,6 +698,36 @@ export class Request extends $.Struct {
   set backup(_: true) {
     $.utils.setUint16(8, 23, this);
   }
+  _adoptRestoreKeys(value: $.Orphan<RestoreKeys>): void {
+    $.utils.setUint16(8, 24, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownRestoreKeys(): $.Orphan<RestoreKeys> {
+    return $.utils.disown(this.restoreKeys);
+  }
+  /**
+* keys with the versions and expiry a backup holds (`piccolo restore
+* --server`; admin only): answered `versions`
+*
+*/
+  get restoreKeys(): RestoreKeys {
+    $.utils.testWhich("restoreKeys", $.utils.getUint16(8, this), 24, this);
+    return $.utils.getStruct(0, RestoreKeys, this);
+  }
+  _hasRestoreKeys(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initRestoreKeys(): RestoreKeys {
+    $.utils.setUint16(8, 24, this);
+    return $.utils.initStructAt(0, RestoreKeys, this);
+  }
+  get _isRestoreKeys(): boolean {
+    return $.utils.getUint16(8, this) === 24;
+  }
+  set restoreKeys(value: RestoreKeys) {
+    $.utils.setUint16(8, 24, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   /**
 * reads only (get, exists, ttl, mget, scan): the caller accepts an
 * out-of-date answer, so in a cluster any member holding a replica of
@@ -1105,6 +1142,93 @@ export class MultiPut extends $.Struct {
     $.utils.setUint64(0, value, this);
   }
   toString(): string { return "MultiPut_" + super.toString(); }
+}
+export class RestoreKeys extends $.Struct {
+  static readonly _capnp = {
+    displayName: "RestoreKeys",
+    id: "b1068ef8336be4b4",
+    size: new $.ObjectSize(0, 1),
+  };
+  static _Entries: $.ListCtor<RestoreEntry>;
+  _adoptEntries(value: $.Orphan<$.List<RestoreEntry>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownEntries(): $.Orphan<$.List<RestoreEntry>> {
+    return $.utils.disown(this.entries);
+  }
+  get entries(): $.List<RestoreEntry> {
+    return $.utils.getList(0, RestoreKeys._Entries, this);
+  }
+  _hasEntries(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initEntries(length: number): $.List<RestoreEntry> {
+    return $.utils.initList(0, RestoreKeys._Entries, length, this);
+  }
+  set entries(value: $.List<RestoreEntry>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  toString(): string { return "RestoreKeys_" + super.toString(); }
+}
+export class RestoreEntry extends $.Struct {
+  static readonly _capnp = {
+    displayName: "RestoreEntry",
+    id: "e2cb27cdcd2c5088",
+    size: new $.ObjectSize(16, 2),
+  };
+  _adoptKey(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownKey(): $.Orphan<$.Data> {
+    return $.utils.disown(this.key);
+  }
+  get key(): $.Data {
+    return $.utils.getData(0, this);
+  }
+  _hasKey(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initKey(length: number): $.Data {
+    return $.utils.initData(0, length, this);
+  }
+  set key(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  _adoptValue(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(1, this));
+  }
+  _disownValue(): $.Orphan<$.Data> {
+    return $.utils.disown(this.value);
+  }
+  get value(): $.Data {
+    return $.utils.getData(1, this);
+  }
+  _hasValue(): boolean {
+    return !$.utils.isNull($.utils.getPointer(1, this));
+  }
+  _initValue(length: number): $.Data {
+    return $.utils.initData(1, length, this);
+  }
+  set value(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(1, this));
+  }
+  /**
+* at least 1
+*
+*/
+  get version(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set version(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  get expireAtMs(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set expireAtMs(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  toString(): string { return "RestoreEntry_" + super.toString(); }
 }
 export class KeyValue extends $.Struct {
   static readonly _capnp = {
@@ -3942,6 +4066,7 @@ export class RaftSnapshot extends $.Struct {
 }
 Keys._Keys = $.CompositeList(Key);
 MultiPut._Entries = $.CompositeList(KeyValue);
+RestoreKeys._Entries = $.CompositeList(RestoreEntry);
 Txn._Compares = $.CompositeList(TxnCompare);
 Txn._Success = $.CompositeList(TxnOp);
 Txn._Failure = $.CompositeList(TxnOp);

@@ -360,9 +360,26 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "b1068ef8336be4b4": {
+      "name": "RestoreKeys",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "entries",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "e2cb27cdcd2c5088"
+            }
+          }
+        }
+      ]
+    },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 24,
+      "unionMembers": 25,
       "fields": [
         {
           "name": "id",
@@ -565,6 +582,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "void"
           }
+        },
+        {
+          "name": "restoreKeys",
+          "discriminant": 24,
+          "type": {
+            "kind": "struct",
+            "struct": "b1068ef8336be4b4"
+          }
         }
       ]
     },
@@ -657,6 +682,40 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "e4c4b49e5f7c45bf"
+          }
+        }
+      ]
+    },
+    "e2cb27cdcd2c5088": {
+      "name": "RestoreEntry",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "key",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "value",
+          "discriminant": null,
+          "type": {
+            "kind": "data"
+          }
+        },
+        {
+          "name": "version",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "expireAtMs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
           }
         }
       ]
@@ -2001,10 +2060,12 @@ export const schemaInfo: SchemaInfo = {
     "Txn": "90134e6b3cb17832",
     "Watch": "ad9dae28c7fdc29a",
     "CancelWatch": "9633b1a94458577f",
+    "RestoreKeys": "b1068ef8336be4b4",
     "Request": "f6bb44128c5ce356",
     "KeyValue": "d9ea87bd3f0eb504",
     "TxnCompare": "b97504820e911c51",
     "TxnOp": "b4ca011c2e72e065",
+    "RestoreEntry": "e2cb27cdcd2c5088",
     "TxnOpResult": "ec39d663c5ebfd99",
     "TxnResult": "e82d5f3bf8cdf05f",
     "Written": "83ca794b07812f51",
