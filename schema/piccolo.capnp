@@ -46,6 +46,7 @@ struct Request {
                             # by BackupChunk frames with this id, the last with `last` set (admin only)
     restoreKeys @26 :RestoreKeys; # keys with the versions and expiry a backup holds (`piccolo restore
                             # --server`; admin only): answered `versions`
+    forgetMember @27 :ForgetMember; # drop a member that holds no replica from this member's address book
   }
   stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
                             # out-of-date answer, so in a cluster any member holding a replica of
@@ -69,6 +70,16 @@ struct ReplaceReplica {
 struct TransferLeader {
   partition @0 :UInt32;
   member @1 :UInt32;        # the member id to lead it (it must hold a replica)
+}
+
+# Forgets a member for good (`piccolo cluster forget`; docs/cluster.md,
+# "Forgetting a member"): the answering member drops it from its address
+# book, records that durably, refuses its connections from then on and tells
+# its peers in every hello. Refused (INVALID_ARGUMENT) while a partition this
+# member holds still lists it as a voter or learner, or when it is the
+# answering member itself. Idempotent: a member already forgotten is OK.
+struct ForgetMember {
+  member @0 :UInt32;        # the member id to forget
 }
 
 struct Auth {
@@ -280,6 +291,7 @@ struct ClusterInfo {
   members @1 :List(ClusterMember);
   partitions @2 :List(PartitionInfo);
   stats @3 :ClusterStats;   # the answering member's counters since it started
+  forgotten @4 :List(ClusterMember); # members this one has forgotten (id and name only; not in `members`)
 }
 
 struct ClusterStats {
@@ -433,6 +445,14 @@ struct PeerHello {
   name @3 :Text;            # the sender's member name, and
   peerAddress @4 :Text;     # its peer host:port: how a member joined after bootstrap (--joined)
                             # introduces itself to members that do not list it yet
+  forgotten @5 :List(ForgottenMember); # every member the sender has forgotten (`piccolo cluster
+                            # forget`): the receiver forgets them too, and a receiver that finds
+                            # itself here stops (it is no longer a member)
+}
+
+struct ForgottenMember {
+  id @0 :UInt32;
+  name @1 :Text;
 }
 
 struct RaftBatch {

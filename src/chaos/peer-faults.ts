@@ -74,6 +74,9 @@ export class PeerFaults {
       onPeerDown: (peer) => h.onPeerDown(peer),
       onJoin: (m) => h.onJoin(m),
       clientAddress: () => h.clientAddress(),
+      forgotten: () => h.forgotten(),
+      onForgotten: (m, from) => h.onForgotten(m, from),
+      onSelfForgotten: (by, list) => h.onSelfForgotten(by, list),
     };
     const raw = h.onRaftFrame;
     if (raw !== undefined)
@@ -95,6 +98,7 @@ export class PeerFaults {
       heardWithin: (peer, ms) => !this.blockedIn.has(peer) && inner.heardWithin(peer, ms),
       sentWithin: (peer, ms) => inner.sentWithin(peer, ms),
       reject: (peer, why) => inner.reject(peer, why),
+      forget: (peer) => inner.forget(peer),
       stats: () => inner.stats(),
       start: async () => {
         const started = await inner.start();

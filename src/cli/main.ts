@@ -43,6 +43,7 @@ import { backupToFile, describeConsistency, readBackupFile, restoreBackup, resto
 import { RestoreRefused } from "../backup/restore.js";
 import { BackupFileError } from "../backup/format.js";
 import { drainMember } from "./cluster-drain.js";
+import { forgetMember } from "./cluster-forget.js";
 import { replaceMember } from "./cluster-replace.js";
 import { gatherStatus, renderStatus } from "./cluster-status.js";
 
@@ -184,6 +185,42 @@ const commands: Record<string, Command> = {
       if (r.unfinished.length > 0) return EXIT.REFUSED;
       print(`${from.name} replaced by ${to.name} in ${r.moved.length} partitions`);
       return EXIT.OK;
+    },
+  },
+  // invoked as `piccolo cluster forget <member>`
+  "cluster-forget": {
+    args: "<member>",
+    help: "every member drops a member that holds no replica (after `cluster replace`) from its address book, for good",
+    async run(c, args, _o, connect) {
+      need(args, 1, "the member to forget");
+      const info = await c.clusterInfo();
+      const gone = info.forgotten.find((f) => f.name === args[0] || String(f.id) === args[0]);
+      const m = gone ?? findMember(info, args[0]!);
+      if (m.id === info.self)
+        throw new UsageError(`${m.name} is the member asked (--server): ask another member to forget it`);
+      const r = await forgetMember(c, connect, m.id);
+      if (r.holds.length > 0) {
+        process.stderr.write(
+          `piccolo: ${m.name} still holds a replica or learner of partitions ${r.holds.join(",")}: ` +
+            `move them first with \`piccolo cluster replace ${m.name} <new member>\`; nothing was changed\n`,
+        );
+        return EXIT.REFUSED;
+      }
+      if (r.unknown.length > 0) {
+        process.stderr.write(
+          `piccolo: the configuration of partitions ${r.unknown.join(",")} could not be read (no leader answered, ` +
+            "and the member asked holds no replica of them); nothing was changed: try again, or ask a member that holds them\n",
+        );
+        return EXIT.UNREACHABLE;
+      }
+      for (const x of r.refused) process.stderr.write(`piccolo: ${x.member} refused: ${x.why}\n`);
+      if (r.told.length > 0) print(`${m.name} forgotten by ${r.told.join(", ")}`);
+      if (r.unreached.length > 0)
+        print(
+          `not reached: ${r.unreached.join(", ")} (each learns it from the first member it greets when back; ` +
+            "or run this again)",
+        );
+      return r.refused.length > 0 ? EXIT.REFUSED : EXIT.OK;
     },
   },
   // invoked as `piccolo cluster drain <member>`

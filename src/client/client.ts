@@ -872,6 +872,22 @@ export class PiccoloClient {
     );
   }
 
+  /**
+   * Asks the connected member to forget member `member` (an id) for good:
+   * it drops it from its address book, records that, refuses its
+   * connections and tells its peers (`piccolo cluster forget` asks every
+   * member). Refused (INVALID_ARGUMENT) while a partition the member holds
+   * lists `member` as a voter or learner. Idempotent.
+   */
+  async forgetMember(member: number): Promise<void> {
+    PiccoloClient.check(
+      await this.call((r) => {
+        r._initForgetMember().member = member;
+      }),
+      Response_Which.OK,
+    );
+  }
+
   /** The cluster as the connected member sees it (cluster mode; else INVALID_ARGUMENT). */
   async clusterInfo(): Promise<ClusterInfo> {
     const res = await this.call((r) => {

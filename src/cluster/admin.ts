@@ -4,6 +4,7 @@
  * each goes to the partition's leader, here or over the peer network.
  */
 import type { ClusterInfo } from "../io/shards.js";
+import type { LogLevel } from "./member.js";
 import type { HostStatus } from "./group-host.js";
 import type { Membership } from "./membership.js";
 import { encodeReplace, encodeTransfer } from "./peer-codec.js";
@@ -23,7 +24,7 @@ export class Admin {
     private readonly forwarded: () => number,
     /** The address this member's clients connect to ("" before the listener is up). */
     private readonly clientAddress: () => string,
-    private readonly log: (message: string, detail: object) => void,
+    private readonly log: (level: LogLevel, message: string, detail: object) => void,
   ) {}
 
   async transferLeader(partition: number, member: number): Promise<string | null> {
@@ -58,6 +59,42 @@ export class Admin {
     return null;
   }
 
+  /**
+   * Forgets member `id` for good (`piccolo cluster forget`; decision 0214):
+   * refused while a partition this member holds lists it as a voter or a
+   * learner (it would take a copy with it: `piccolo cluster replace` moves
+   * it first), and for this member itself. Otherwise recorded durably,
+   * dropped from the address book, and dropped by the network (refused from
+   * now on, named in every hello so the other members learn it too).
+   * Idempotent: a member already forgotten is null (done). Only this
+   * member's replicas are checked here: `piccolo cluster forget` checks
+   * every partition's leader before asking any member.
+   */
+  async forgetMember(id: number): Promise<string | null> {
+    if (id === this.self) return "a member cannot forget itself: ask another member";
+    const m = this.membership.get(id);
+    if (m === undefined) return this.membership.forgotten().some((f) => f.id === id) ? null : `no member ${id}`;
+    const statuses = await Promise.all(this.router.hosts.map((h) => h.status()));
+    const held = statuses
+      .flatMap((s) => s.groups)
+      .filter((g) => g.replica && (g.voters.includes(id) || g.learners.includes(id)))
+      .map((g) => g.group)
+      .sort((a, b) => a - b);
+    if (held.length > 0)
+      return (
+        `member ${m.name} still holds a replica or learner of partitions ${held.join(",")}: ` +
+        `move them first with \`piccolo cluster replace ${m.name} <new member>\``
+      );
+    try {
+      this.membership.forget(m);
+    } catch (err) {
+      return `could not record it: ${(err as Error).message}`;
+    }
+    this.net.forget(id);
+    this.log("info", "forgot a member (piccolo cluster forget)", { member: m.name, id });
+    return null;
+  }
+
   /** A peer asks this member, as the partition's leader, to hand leadership to `to`. */
   onTransfer(group: number, to: number): void {
     if (this.router.isPartition(group)) void this.router.hostOf(group).transfer(group, to);
@@ -70,7 +107,7 @@ export class Admin {
       .hostOf(group)
       .stepReplace(group, remove, add)
       .then((why) => {
-        if (why !== null) this.log("replace step not taken", { partition: group, why });
+        if (why !== null) this.log("debug", "replace step not taken", { partition: group, why });
       });
   }
 
@@ -84,6 +121,7 @@ export class Admin {
     const worst = (f: (s: HostStatus) => number) => statuses.reduce((a, s) => Math.max(a, f(s)), 0);
     return {
       self: this.self,
+      forgotten: this.membership.forgotten().map((f) => ({ id: f.id, name: f.name })),
       members: this.membership.all().map((m) => ({
         id: m.id,
         name: m.name,

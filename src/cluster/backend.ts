@@ -8,6 +8,7 @@
  * transport, and `process.exit` for a member that must stop. What a member
  * does is in src/cluster/member.ts and the files it names.
  */
+import { join } from "node:path";
 import type { TlsOptions } from "node:tls";
 import { CLUSTER_MAX_IN_FLIGHT_BYTES } from "../limits.js";
 import type { Logger } from "pino";
@@ -19,12 +20,19 @@ import { StartError } from "../start-failure.js";
 import { realClock } from "./clock.js";
 import { walStorage } from "./group-host.js";
 import { InlineHostLink, WorkerHostLink } from "./host-link.js";
-import { loadJoined, mergeMembers, saveJoined } from "./joined.js";
+import { loadForgotten, loadJoined, mergeMembers, removeForgotten, saveForgotten, saveJoined } from "./joined.js";
 import { walDirs } from "./layout.js";
 import { ClusterMember } from "./member.js";
 import type { PeerNetworkFactory } from "./peer-network.js";
-import type { Member } from "./placement.js";
+import { isForgotten, type Member } from "./placement.js";
 import { clusterIdOf, PeerTransport } from "./transport.js";
+
+/**
+ * The exit code of a member that learns it was forgotten by the cluster
+ * (`piccolo cluster forget`): not a bug (70) nor a failed start (71), and a
+ * supervisor that restarts it gets 71 (the data directory says so).
+ */
+export const EXIT_FORGOTTEN = 72;
 
 /** Requests in flight on this member before the IO loop stops reading sockets (and their bytes: limits.ts). */
 export const CLUSTER_MAX_IN_FLIGHT = 16_384;
@@ -114,7 +122,15 @@ export class ClusterShards implements ShardBackend {
   }
 
   static async start(o: ClusterOptions, events: ShardEvents): Promise<ClusterShards> {
-    const members = mergeMembers(o.members, await loadJoined(o.dataDir));
+    const forgotten = await loadForgotten(o.dataDir);
+    if (isForgotten(forgotten, o.self))
+      throw new StartError(
+        `cannot start: member ${o.self.name} (id ${o.self.id}) was forgotten by the cluster (piccolo cluster forget; ` +
+          `recorded in ${join(o.dataDir, "forgotten.json")}): it is no longer a member. Its data is stale: delete the ` +
+          'data directory; a new member needs a name and an id never used before (docs/cluster.md, "Forgetting a member")',
+      );
+    // Forgotten members win over the flags (--cluster is given again on every restart) and joined.json.
+    const members = removeForgotten(mergeMembers(o.members, await loadJoined(o.dataDir)), forgotten);
     checkPeerProtection(o, members);
     const hosts = Math.max(1, o.shards);
     const dirs = walDirs(o.dataDir, hosts);
@@ -133,6 +149,7 @@ export class ClusterShards implements ShardBackend {
       {
         self: o.self,
         members,
+        forgotten,
         bootstrap: o.bootstrap,
         partitions: o.partitions,
         replicas: o.replicas,
@@ -155,6 +172,12 @@ export class ClusterShards implements ShardBackend {
             : WorkerHostLink.open({ ...h, walDir: dirs[h.host]! }, linkEvents),
         network: o.wrapNetwork === undefined ? transport : o.wrapNetwork(transport),
         recordJoined: (joined) => saveJoined(o.dataDir, joined),
+        recordForgotten: (list) => saveForgotten(o.dataDir, list),
+        removed: (message, detail) => {
+          // Forgotten by the cluster: like etcd's removed member, stop rather than serve stale data.
+          events.onLog("error", message, detail);
+          process.exit(EXIT_FORGOTTEN);
+        },
         log: (level, message, detail) => o.logger[level](detail ?? {}, message),
         fatal: (message, detail) => {
           // A failed WAL (WAL_FAILED) or a broken invariant: this member cannot go on safely.
@@ -228,6 +251,10 @@ export class ClusterShards implements ShardBackend {
 
   transferLeader(partition: number, member: number): Promise<string | null> {
     return this.member.admin.transferLeader(partition, member);
+  }
+
+  forgetMember(member: number): Promise<string | null> {
+    return this.member.admin.forgetMember(member);
   }
 
   replaceReplica(partition: number, remove: number, add: number): Promise<string | null> {

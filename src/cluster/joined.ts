@@ -13,7 +13,7 @@
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type Member, PlacementError } from "./placement.js";
+import { type ForgottenMember, isForgotten, type Member, PlacementError } from "./placement.js";
 
 const FILE = "joined.json";
 
@@ -41,15 +41,65 @@ export async function loadJoined(dataDir: string): Promise<Member[]> {
 }
 
 export function saveJoined(dataDir: string, members: readonly Member[]): void {
-  const tmp = join(dataDir, `${FILE}.tmp`);
+  saveWhole(dataDir, FILE, members);
+}
+
+/** Written whole to a temporary name, fsynced, renamed over the old file: a crash leaves either version. */
+function saveWhole(dataDir: string, file: string, value: unknown): void {
+  const tmp = join(dataDir, `${file}.tmp`);
   const fd = openSync(tmp, "w");
   try {
-    writeSync(fd, `${JSON.stringify(members, null, 1)}\n`);
+    writeSync(fd, `${JSON.stringify(value, null, 1)}\n`);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, join(dataDir, FILE));
+  renameSync(tmp, join(dataDir, file));
+  // The rename itself is durable only once the directory is: without this, a power cut could bring
+  // the old file back, and with it a forgotten member.
+  const dir = openSync(dataDir, "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+const FORGOTTEN_FILE = "forgotten.json";
+
+/**
+ * Members forgotten for good (`piccolo cluster forget`), in
+ * `<data-dir>/forgotten.json`, written as joined.json is. This list wins
+ * over the flags and over joined.json: a forgotten member of the bootstrap
+ * list (`--cluster`, given again on every restart) stays forgotten
+ * (removeForgotten).
+ */
+export async function loadForgotten(dataDir: string): Promise<ForgottenMember[]> {
+  const path = join(dataDir, FORGOTTEN_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  const parsed = JSON.parse(text) as unknown;
+  if (!Array.isArray(parsed)) throw new PlacementError(`${path} is not a list of members`);
+  return parsed.map((x: unknown) => {
+    const m = x as ForgottenMember;
+    if (typeof m?.name !== "string" || !Number.isInteger(m.id))
+      throw new PlacementError(`${path}: ${JSON.stringify(x)} is not a forgotten member`);
+    return { id: m.id, name: m.name };
+  });
+}
+
+export function saveForgotten(dataDir: string, forgotten: readonly ForgottenMember[]): void {
+  saveWhole(dataDir, FORGOTTEN_FILE, forgotten);
+}
+
+/** The members not forgotten (by id or name: see isForgotten). */
+export function removeForgotten(members: readonly Member[], forgotten: readonly ForgottenMember[]): Member[] {
+  return members.filter((m) => !isForgotten(forgotten, m));
 }
 
 /** The flags' members plus those learned before; a disagreement is a configuration error. */

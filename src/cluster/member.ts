@@ -30,13 +30,15 @@ import { Liveness } from "./liveness.js";
 import { Membership } from "./membership.js";
 import { encodePublish, type GroupMessage } from "./peer-codec.js";
 import type { PeerFrame, PeerHandlers, PeerNetwork, PeerNetworkFactory } from "./peer-network.js";
-import type { Member } from "./placement.js";
+import type { ForgottenMember, Member } from "./placement.js";
 import { Router } from "./router.js";
 
 export interface MemberOptions {
   self: Member;
   /** Every member known at start: the bootstrap list, then those joined since. */
   members: readonly Member[];
+  /** Members forgotten before this start (they are left out of `members`' address book whatever it says). */
+  forgotten?: readonly ForgottenMember[];
   /** The bootstrap list (`--cluster`): placement is computed from it alone. */
   bootstrap: readonly Member[];
   partitions: number;
@@ -63,6 +65,14 @@ export interface MemberDeps {
   network: PeerNetworkFactory;
   /** Records the members joined after bootstrap durably; throws when it cannot. */
   recordJoined(joined: Member[]): void;
+  /** Records the forgotten members (the whole list) durably; throws when it cannot. */
+  recordForgotten?(forgotten: ForgottenMember[]): void;
+  /**
+   * A peer says this member was forgotten (`piccolo cluster forget`): it is
+   * no longer a member and must stop (the forgotten list, this member in it,
+   * is recorded first, so a restart refuses too). Absent: only logged.
+   */
+  removed?(message: string, detail: object): void;
   log(level: LogLevel, message: string, detail?: object): void;
   /** Storage failed or an invariant broke: this member cannot go on safely, and must stop. */
   fatal(message: string, detail?: object): void;
@@ -92,6 +102,8 @@ export class ClusterMember {
       o.members,
       (joined) => deps.recordJoined(joined),
       (message, detail) => deps.log("warn", message, detail),
+      o.forgotten ?? [],
+      (forgotten) => deps.recordForgotten?.(forgotten),
     );
   }
 
@@ -151,6 +163,9 @@ export class ClusterMember {
       onPeerDown: (peer) => this.forwarder.peerDown(peer),
       onJoin: (m) => this.membership.learn(m),
       clientAddress: () => this.clientAddress,
+      forgotten: () => this.membership.forgotten(),
+      onForgotten: (m, from) => this.forgottenByPeer(m, from),
+      onSelfForgotten: (by, list) => this.selfForgotten(by, list),
     };
     // One group worker: its Raft frames cross the ring as they arrived, decoded once, there.
     const only = hosts.length === 1 ? hosts[0]! : undefined;
@@ -174,8 +189,49 @@ export class ClusterMember {
       this.net,
       () => this.forwarder.forwarded,
       () => this.clientAddress,
-      (message, detail) => this.deps.log("debug", message, detail),
+      (level, message, detail) => this.deps.log(level, message, detail),
     );
+  }
+
+  /**
+   * A peer's hello says it forgot member `m`: forget it here too, without
+   * this member's own check of its replicas (src/cluster/admin.ts,
+   * forgetMember). The member that took the operator's request made that
+   * check, against its replicas and the partitions' leaders; a member
+   * hearing of it in a hello has usually just come back, and its own
+   * replicas' configurations are the stale ones (decision 0214).
+   */
+  private forgottenByPeer(m: ForgottenMember, from: number): void {
+    try {
+      this.membership.forget(m);
+    } catch (err) {
+      // Not recorded, so not done: the next hello from any peer says it again.
+      this.deps.log("warn", "could not record a forgotten member", { member: m.name, err: (err as Error).message });
+      return;
+    }
+    this.net.forget(m.id);
+    this.deps.log("info", "forgot a member, as a peer said (piccolo cluster forget)", {
+      member: m.name,
+      id: m.id,
+      from,
+    });
+  }
+
+  /** A peer says this member was forgotten: record it (a restart then refuses to start), and stop. */
+  private selfForgotten(by: number, list: readonly ForgottenMember[]): void {
+    for (const f of list)
+      try {
+        this.membership.forget(f);
+      } catch {
+        // Stopping matters more than the record; without it a restart is refused by the peers instead.
+      }
+    const message =
+      "this member was forgotten by the cluster (piccolo cluster forget): it is no longer a member and stops; " +
+      "its data is stale: delete its data directory. A new member needs a name and an id never used before " +
+      '(docs/cluster.md, "Forgetting a member")';
+    const detail = { self: this.o.self.name, id: this.o.self.id, toldBy: by };
+    if (this.deps.removed !== undefined) this.deps.removed(message, detail);
+    else this.deps.log("error", message, detail);
   }
 
   /**

@@ -25,6 +25,7 @@ import {
 import { PeerFrame, PeerFrame_Which, type RaftMessage } from "../protocol/gen/piccolo.js";
 import { type Message, MessageType } from "../raft/messages.js";
 import { type Entry, EntryType, type Snapshot } from "../raft/types.js";
+import { type ForgottenMember, MAX_CLUSTER_MEMBERS } from "./placement.js";
 import { PEER_NONCE_BYTES, PEER_PROOF_BYTES } from "../security/peer-auth.js";
 
 export class PeerProtocolError extends Error {
@@ -50,7 +51,16 @@ export type ForwardOutcome =
   | { kind: "failed"; reason: string };
 
 export type DecodedFrame =
-  | { kind: "hello"; clusterId: bigint; member: number; clientAddress: string; name: string; peerAddress: string }
+  | {
+      kind: "hello";
+      clusterId: bigint;
+      member: number;
+      clientAddress: string;
+      name: string;
+      peerAddress: string;
+      /** Every member the sender has forgotten (`piccolo cluster forget`). */
+      forgotten: ForgottenMember[];
+    }
   | { kind: "raft"; messages: GroupMessage[] }
   | ({ kind: "forward" } & ForwardRequest)
   | { kind: "forwardReply"; id: number; outcome: ForwardOutcome }
@@ -117,6 +127,7 @@ export function encodeHello(
   clientAddress = "",
   name = "",
   peerAddress = "",
+  forgotten: readonly ForgottenMember[] = [],
 ): Uint8Array {
   const m = new capnp.Message();
   const h = m.initRoot(PeerFrame)._initHello();
@@ -125,6 +136,14 @@ export function encodeHello(
   h.clientAddress = clientAddress;
   h.name = name;
   h.peerAddress = peerAddress;
+  if (forgotten.length > 0) {
+    const list = h._initForgotten(forgotten.length);
+    forgotten.forEach((f, i) => {
+      const x = list.get(i);
+      x.id = f.id;
+      x.name = f.name;
+    });
+  }
   return frameOf(m);
 }
 
@@ -578,6 +597,24 @@ function decodeMessage(r: RaftMessage): GroupMessage {
 }
 
 /** A member name as in the member list, or empty when it did not say. */
+/**
+ * A hello's forgotten members: each a member id and a name. At most
+ * MAX_CLUSTER_MEMBERS (ids are never reused, so there cannot be more).
+ */
+function checkedForgotten(list: { length: number; get(i: number): { id: number; name: string } }): ForgottenMember[] {
+  if (list.length > MAX_CLUSTER_MEMBERS)
+    throw new PeerProtocolError(`${list.length} forgotten members in a hello; at most ${MAX_CLUSTER_MEMBERS}`);
+  const out: ForgottenMember[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const f = list.get(i);
+    if (f.id < 1 || f.id > MAX_CLUSTER_MEMBERS) throw new PeerProtocolError(`forgotten member id ${f.id}`);
+    const name = checkedName(f.name);
+    if (name === "") throw new PeerProtocolError("a forgotten member without a name");
+    out.push({ id: f.id, name });
+  }
+  return out;
+}
+
 function checkedName(n: string): string {
   if (n === "" || /^[A-Za-z0-9_-]{1,64}$/.test(n)) return n;
   throw new PeerProtocolError(`"${n.slice(0, 64)}" is not a member name`);
@@ -652,6 +689,7 @@ export function decodePeerFrame(frame: ArrayBuffer | Uint8Array): DecodedFrame {
           clientAddress: checkedAddress(root.hello.clientAddress),
           name: checkedName(root.hello.name),
           peerAddress: checkedAddress(root.hello.peerAddress),
+          forgotten: checkedForgotten(root.hello.forgotten),
         };
       case PeerFrame_Which.RAFT: {
         const raft = root.raft;

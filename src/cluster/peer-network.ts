@@ -12,7 +12,7 @@
  * installed only when a test asks for it: production code has no test branch.
  */
 import type { DecodedFrame, GroupMessage } from "./peer-codec.js";
-import type { Member } from "./placement.js";
+import type { ForgottenMember, Member } from "./placement.js";
 
 /** A frame that is neither a hello (the transport's own) nor Raft traffic (the hosts'). */
 export type PeerFrame = Exclude<DecodedFrame, { kind: "hello" | "raft" }>;
@@ -29,6 +29,12 @@ export interface PeerNetwork {
   sentWithin(peer: number, ms: number): boolean;
   /** `peer` sent a frame that did not decode (found out off this thread): drop its connection. */
   reject(peer: number, why: string): void;
+  /**
+   * Drops `peer` for good (`piccolo cluster forget`): never dialed again,
+   * refused when it connects; on a live connection it is told first (a
+   * last hello naming it), so a forgotten member still running stops.
+   */
+  forget(peer: number): void;
   /** Each peer's connection state and the client address it announced. */
   stats(): readonly { member: number; connected: boolean; clientAddress: string }[];
   start(): Promise<unknown>;
@@ -49,6 +55,12 @@ export interface PeerHandlers {
   onJoin(m: Member): boolean;
   /** The address this member's clients connect to, announced in every hello ("" until known). */
   clientAddress(): string;
+  /** The members this one has forgotten: sent in every hello, and refused when they connect. */
+  forgotten(): readonly ForgottenMember[];
+  /** A peer's hello names a member this one has not forgotten: forget it too (recorded durably). */
+  onForgotten(m: ForgottenMember, from: number): void;
+  /** A peer's hello names this member as forgotten: it is no longer a member, and must stop. */
+  onSelfForgotten(by: number, forgotten: readonly ForgottenMember[]): void;
 }
 
 /** Makes a member's network, given what the network should tell it. */

@@ -40,6 +40,20 @@ export interface Member {
   port: number;
 }
 
+/**
+ * A member forgotten for good (`piccolo cluster forget`): its id and name are
+ * never used again by this cluster (docs/cluster.md, "Forgetting a member").
+ */
+export interface ForgottenMember {
+  id: number;
+  name: string;
+}
+
+/** Whether `m` is forgotten: by its id or by its name (either, reused, would be mistaken for it). */
+export function isForgotten(forgotten: readonly ForgottenMember[], m: { id: number; name: string }): boolean {
+  return forgotten.some((f) => f.id === m.id || f.name === m.name);
+}
+
 export class PlacementError extends Error {
   override name = "PlacementError";
 }

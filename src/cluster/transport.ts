@@ -54,6 +54,15 @@
  *   does not know it asks `onJoin` (which checks and records it), adds it,
  *   closes the announcing connection and dials it, as the rule says.
  *
+ * - A member forgotten for good (`piccolo cluster forget`) is dropped: never
+ *   dialed again, and refused when it connects, after the authentication
+ *   step: the refusing member answers with its own hello, whose forgotten
+ *   list names it, then closes. Every hello carries that list, so members
+ *   that were down when the operator forgot someone learn it from the
+ *   first peer they greet (`onForgotten`), and a forgotten member that
+ *   comes back learns that it is one (`onSelfForgotten`: it stops).
+ *   Decision 0214.
+ *
  * This is the node's PeerNetwork (src/cluster/peer-network.ts). The chaos
  * harness's fault injection is not here: it is a decorator over that
  * interface (src/chaos/peer-faults.ts), installed only in tests.
@@ -90,7 +99,7 @@ import {
 } from "./peer-codec.js";
 import { Handshake, PeerRefused } from "./peer-handshake.js";
 import type { PeerNetwork } from "./peer-network.js";
-import type { Member } from "./placement.js";
+import { type ForgottenMember, isForgotten, type Member } from "./placement.js";
 
 /** Bytes queued for one peer before new frames are dropped. */
 export const PEER_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
@@ -124,6 +133,12 @@ export interface TransportOptions {
   onRaftFrame?: (from: number, frame: Uint8Array) => void;
   /** Called when a peer's connection is lost (pending requests to it will not be answered). */
   onPeerDown?: (peer: number) => void;
+  /** Members forgotten for good: listed in every hello, refused when they connect (decision 0214). */
+  forgotten?: () => readonly ForgottenMember[];
+  /** A peer's hello names a member not in `forgotten()`: forget it too. */
+  onForgotten?: (m: ForgottenMember, from: number) => void;
+  /** A peer of this cluster says this member is forgotten: it is no longer a member. */
+  onSelfForgotten?: (by: number, forgotten: readonly ForgottenMember[]) => void;
   /** Called with every other frame (forwarded requests and their replies). */
   onFrame?: (from: number, frame: Exclude<DecodedFrame, { kind: "hello" | "raft" }>) => void;
   logger?: Logger;
@@ -330,7 +345,77 @@ export class PeerTransport implements PeerNetwork {
       this.o.clientAddress?.() ?? "",
       this.o.self.name,
       `${this.o.self.host}:${this.o.self.port}`,
+      this.forgotten(),
     );
+  }
+
+  private forgotten(): readonly ForgottenMember[] {
+    return this.o.forgotten?.() ?? [];
+  }
+
+  /** A hello (from a member proven to be of this cluster) names this member as forgotten. */
+  private namesSelf(f: Extract<DecodedFrame, { kind: "hello" }>): boolean {
+    return isForgotten(f.forgotten, this.o.self);
+  }
+
+  /** This member was forgotten, as peer `by` says: tell the member (it stops), close the connection. */
+  private selfForgotten(s: Socket, f: Extract<DecodedFrame, { kind: "hello" }>): void {
+    s.destroy();
+    this.o.onSelfForgotten?.(f.member, f.forgotten);
+  }
+
+  /**
+   * A forgotten member connected: it gets our hello, which names it, so it
+   * learns why (and stops), then the connection closes. Logged,
+   * rate-limited: a forgotten member left running would otherwise redial
+   * into the log every two seconds.
+   */
+  private refuseForgotten(s: Socket, f: Extract<DecodedFrame, { kind: "hello" }>): void {
+    this.limits.hit("peer-refused-forgotten", "peer refused: a forgotten member (piccolo cluster forget) connected", {
+      from: `${s.remoteAddress}:${s.remotePort}`,
+      member: f.member,
+      name: f.name,
+    });
+    this.closeWith(s, this.hello());
+  }
+
+  /** Writes `frame`, then closes: gracefully (so the peer reads it), forcibly if it has not after a while. */
+  private closeWith(s: Socket, frame: Uint8Array): void {
+    s.end(frame);
+    setTimeout(() => s.destroy(), PEER_HELLO_TIMEOUT_MS).unref();
+  }
+
+  /** The members a peer's hello says it has forgotten and this member has not: forget them too. */
+  private adoptForgotten(f: Extract<DecodedFrame, { kind: "hello" }>): void {
+    if (this.o.onForgotten === undefined) return;
+    const known = this.forgotten();
+    for (const m of f.forgotten) {
+      if (m.id === f.member) continue; // a member cannot have forgotten itself: nonsense, ignored
+      if (known.some((k) => k.id === m.id && k.name === m.name)) continue;
+      this.o.onForgotten(m, f.member);
+    }
+  }
+
+  /**
+   * Drops `peer` for good (see the file comment). On a live connection the
+   * peer is told first: a last hello whose forgotten list names it (a
+   * second hello is otherwise a protocol error; this one means "you were
+   * forgotten"), then the connection is closed.
+   */
+  forget(peer: number): void {
+    const p = this.peers.get(peer);
+    if (p === undefined) return;
+    this.peers.delete(peer);
+    if (p.timer !== null) clearTimeout(p.timer);
+    p.timer = null;
+    const s = p.socket;
+    if (s === null) return;
+    const live = p.ready && !s.destroyed;
+    p.ready = false;
+    p.queue = [];
+    p.queuedBytes = 0;
+    if (live) this.closeWith(s, this.hello());
+    else s.destroy();
   }
 
   /** A hello from a member not in our list: learn it if it fits, then dial it. */
@@ -339,6 +424,7 @@ export class PeerTransport implements PeerNetwork {
       return false;
     const a = /^(.+):(\d+)$/.exec(f.peerAddress)!;
     const m: Member = { name: f.name, id: f.member, host: a[1]!, port: Number(a[2]) };
+    if (isForgotten(this.forgotten(), m)) return false;
     const all = [this.o.self, ...this.members()];
     if (all.some((x) => x.id === m.id || x.name === m.name || (x.host === m.host && x.port === m.port))) return false;
     if (!this.o.onJoin(m)) return false;
@@ -439,8 +525,13 @@ export class PeerTransport implements PeerNetwork {
     await new Promise<void>((resolve) => (this.server === null ? resolve() : this.server.close(() => resolve())));
   }
 
+  /** Whether `p` is still a peer (not forgotten since: src/cluster/transport.ts, forget). */
+  private current(p: Peer): boolean {
+    return this.peers.get(p.member.id) === p;
+  }
+
   private dial(p: Peer): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.current(p)) return;
     const s = this.connectTo(p);
     // The backoff is reset when the peer is greeted, not on connect: a peer that refuses us (another
     // secret, another member list) would otherwise be redialled every PEER_BACKOFF_MIN_MS for ever.
@@ -452,7 +543,7 @@ export class PeerTransport implements PeerNetwork {
   }
 
   private redial(p: Peer): void {
-    if (this.stopped || p.timer !== null) return;
+    if (this.stopped || p.timer !== null || !this.current(p)) return;
     p.stats.reconnects++;
     p.timer = setTimeout(() => {
       p.timer = null;
@@ -538,12 +629,27 @@ export class PeerTransport implements PeerNetwork {
             }
             return;
           }
-          if (announce) return; // the announced-to member closes this connection once it has read our hello
+          if (announce) {
+            // The announced-to member closes this connection once it has read our hello; if it has
+            // forgotten us, it says so in a hello first.
+            const a = decodePeerFrame(frame);
+            if (
+              a.kind === "hello" &&
+              a.clusterId === this.o.clusterId &&
+              (hs.proven === null || hs.proven === a.member)
+            )
+              if (this.namesSelf(a)) this.selfForgotten(s, a);
+            return;
+          }
           // A Raft frame for a caller that decodes them elsewhere is passed on whole (null here).
           const passThrough = peer !== null && this.o.onRaftFrame !== undefined && isRaftFrame(frame);
           const f = passThrough ? null : decodePeerFrame(frame);
           if (f?.kind === "hello") {
-            if (peer !== null) throw new PeerProtocolError("a second hello on one connection");
+            if (peer !== null) {
+              // A peer that has just forgotten this member says so in a last hello (forget()).
+              if (f.member === peer.member.id && this.namesSelf(f)) return this.selfForgotten(s, f);
+              throw new PeerProtocolError("a second hello on one connection");
+            }
             const claimed = this.peers.get(f.member);
             const refuse = (why: string) => {
               if (claimed) claimed.stats.refused++;
@@ -556,6 +662,9 @@ export class PeerTransport implements PeerNetwork {
             // With TLS, the acceptor checks that the dialer's certificate names the member it says it is
             // (the dialer checked ours before its first byte, in dialedIsNamed).
             if (dialed === null && !this.acceptedIsNamed(s, claimed?.member.name ?? f.name, f.member)) return;
+            // A proven member of this cluster says this member was forgotten: it is no longer one.
+            if (this.namesSelf(f)) return this.selfForgotten(s, f);
+            if (isForgotten(this.forgotten(), { id: f.member, name: f.name })) return this.refuseForgotten(s, f);
             if (claimed === undefined) {
               // A member joined after bootstrap introducing itself: learn it, then dial it as the rule says.
               if (dialed === null && this.learn(f)) return s.destroy();
@@ -583,6 +692,8 @@ export class PeerTransport implements PeerNetwork {
             claimed.heardAt = Date.now();
             claimed.stats.connected = true;
             this.flush(claimed);
+            // Last: forgetting a member may close connections (never this one: the sender is not forgotten).
+            this.adoptForgotten(f);
             return;
           }
           if (peer === null) throw new PeerProtocolError("Raft traffic before hello");

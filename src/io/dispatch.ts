@@ -159,7 +159,13 @@ export class Dispatcher {
     return this.backend.count;
   }
 
-  /** Starts a leadership transfer; an error message, or null when it was started. */
+  /** Forgets a member for good (src/cluster/admin.ts, forgetMember); an error message, or null. */
+  async forgetMember(member: number): Promise<string | null> {
+    if (this.backend.forgetMember === undefined) return "this node is not a cluster member";
+    return this.backend.forgetMember(member);
+  }
+
+  /** Takes the next step of moving a partition's replica; an error message, or null when it was asked. */
   async replaceReplica(partition: number, remove: number, add: number): Promise<string | null> {
     if (this.backend.replaceReplica === undefined) return "this node is not a cluster member";
     return this.backend.replaceReplica(partition, remove, add);

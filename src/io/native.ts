@@ -99,6 +99,7 @@ const permOfKind: Partial<Record<number, number>> = {
   [OpKind.BACKUP]: ADMIN,
   // Sets versions: misused, it could make a compare-and-swap succeed against a version it never read.
   [OpKind.RESTORE_KEYS]: ADMIN,
+  [OpKind.FORGET_MEMBER]: ADMIN,
 };
 
 /**
@@ -191,11 +192,14 @@ export class NativeRequest extends InFlight {
         return this.finish(encodePong(op.id));
       // Cluster requests: answered once the member's group hosts have (they may run on other threads).
       case OpKind.TRANSFER_LEADER:
-      case OpKind.REPLACE_REPLICA: {
+      case OpKind.REPLACE_REPLICA:
+      case OpKind.FORGET_MEMBER: {
         const done =
           op.kind === OpKind.TRANSFER_LEADER
             ? d.transferLeader(op.count, op.version)
-            : d.replaceReplica(op.count, op.cursor, op.version);
+            : op.kind === OpKind.REPLACE_REPLICA
+              ? d.replaceReplica(op.count, op.cursor, op.version)
+              : d.forgetMember(op.version);
         void done.then(
           (err) => this.finish(err === null ? encodeOk(op.id) : encodeError(op.id, ErrorCode.INVALID_ARGUMENT, err)),
           (err: unknown) => this.finish(encodeError(op.id, ErrorCode.INTERNAL, (err as Error).message)),

@@ -76,6 +76,11 @@ export interface ShardBackend {
    * message, or null.
    */
   replaceReplica?(partition: number, remove: number, add: number): Promise<string | null>;
+  /**
+   * Cluster mode only: forgets member `member` for good (it holds no replica
+   * any more): an error message, or null (also when already forgotten).
+   */
+  forgetMember?(member: number): Promise<string | null>;
   /** Cluster mode only: asks the partition's leader to hand over to `member`; an error message, or null. */
   transferLeader?(partition: number, member: number): Promise<string | null>;
   /**

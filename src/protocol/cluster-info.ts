@@ -74,6 +74,8 @@ export interface ClusterInfo {
   /** The answering member's id. */
   self: number;
   members: ClusterMemberInfo[];
+  /** Members the answering member has forgotten (`piccolo cluster forget`): not in `members`. */
+  forgotten: { id: number; name: string }[];
   partitions: PartitionInfo[];
   stats: ClusterStats;
 }
@@ -107,6 +109,12 @@ export function encodeClusterInfo(id: bigint, info: ClusterInfo): Uint8Array {
     w.peerAddress = x.peerAddress;
     w.connected = x.connected;
     w.clientAddress = x.clientAddress;
+  });
+  const fs = c._initForgotten(info.forgotten.length);
+  info.forgotten.forEach((x, i) => {
+    const w = fs.get(i);
+    w.id = x.id;
+    w.name = x.name;
   });
   const ps = c._initPartitions(info.partitions.length);
   info.partitions.forEach((x, i) => {
@@ -152,6 +160,7 @@ export function decodeClusterInfo(c: ClusterInfoReader): ClusterInfo {
       connected: m.connected,
       clientAddress: m.clientAddress,
     })),
+    forgotten: Array.from(c.forgotten, (m) => ({ id: m.id, name: m.name })),
     partitions: Array.from(c.partitions, (p) => ({
       partition: p.partition,
       replicas: Array.from(p.replicas),

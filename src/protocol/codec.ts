@@ -41,7 +41,10 @@ export interface Operation {
   ttlMs: number;
   expireAtMs: number;
   keepTtl: boolean;
-  /** cas: expected version; delete: ifVersion (0 = unconditional); transferLeader, replaceReplica: the member to lead / to add. */
+  /**
+   * cas: expected version; delete: ifVersion (0 = unconditional); transferLeader, replaceReplica: the member to
+   * lead / to add; forgetMember: the member to forget.
+   */
   version: number;
   /** scan: the cursor; replaceReplica: the member to remove. */
   cursor: number;
@@ -187,6 +190,9 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
         op.version = t.add;
         return op;
       }
+      case Request_Which.FORGET_MEMBER:
+        op.version = req.forgetMember.member;
+        return op;
       case Request_Which.AUTH: {
         const a = req.auth;
         op.password = a.password;

@@ -93,6 +93,8 @@ export class SimNetwork {
       reject: (peer, why) => {
         this.failure ??= `member ${id} rejected a frame from member ${peer}: ${why}`;
       },
+      // The simulator's members are never forgotten (its nemesis does not run `cluster forget`).
+      forget: () => {},
       stats: () =>
         [...this.endpoints.keys()]
           .filter((m) => m !== id)

@@ -38,6 +38,9 @@ function start(members: Member[], id: number, faultFile = "/nonexistent") {
     onPeerDown: () => {},
     onJoin: () => false,
     clientAddress: () => "",
+    forgotten: () => [],
+    onForgotten: () => {},
+    onSelfForgotten: () => {},
   };
   const make = faults.wrap(
     (h) => new PeerTransport({ self: members[id - 1]!, members, clusterId: clusterIdOf(members, 64, hash32), ...h }),

@@ -247,7 +247,24 @@ describe("peer codec", () => {
         clientAddress: "10.0.0.7:7700",
         name: "n3",
         peerAddress: "10.0.0.7:7713",
+        forgotten: [],
       },
+    );
+    const gone = [
+      { id: 2, name: "n2" },
+      { id: 5, name: "n5" },
+    ];
+    assert.deepEqual(
+      (decodePeerFrame(buf(encodeHello(1n, 3, "", "n3", "h:1", gone))) as { forgotten: unknown }).forgotten,
+      gone,
+    );
+    assert.throws(
+      () => decodePeerFrame(buf(encodeHello(1n, 3, "", "n3", "h:1", [{ id: 0, name: "n0" }]))),
+      PeerProtocolError,
+    );
+    assert.throws(
+      () => decodePeerFrame(buf(encodeHello(1n, 3, "", "n3", "h:1", [{ id: 2, name: "" }]))),
+      PeerProtocolError,
     );
     assert.throws(() => decodePeerFrame(buf(encodeHello(1n, 2, "", "bad name!", "h:1"))), PeerProtocolError);
     assert.equal((decodePeerFrame(buf(encodeHello(1n, 2))) as { clientAddress: string }).clientAddress, "");

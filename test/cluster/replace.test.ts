@@ -6,8 +6,15 @@
 // that n4 really holds the data and votes: kill n1 too, and every
 // acknowledged write is still served by n3 and n4 alone; and n3, restarted
 // with its old flags, still knows n4 (it recorded it).
+//
+// Then `piccolo cluster forget n2` (decision 0214): refused for n3, which still
+// holds replicas; with n3 stopped, n1 and n4 forget n2 at once and n3 learns it
+// from their hellos when it is back; twice is fine; n2, started again with its
+// old data and flags, is refused and stops (exit 72), and cannot start again
+// (71); n3, restarted with the --cluster list that names n2, still has it
+// forgotten.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,8 +30,8 @@ let bootstrap: string;
 let joined: string;
 const nodes: (RunningNode | null)[] = [null, null, null, null];
 
-async function startMember(i: number): Promise<RunningNode> {
-  const n = await startNode([
+function memberArgs(i: number): string[] {
+  return [
     "--node-id",
     `n${i + 1}`,
     "--cluster",
@@ -40,9 +47,41 @@ async function startMember(i: number): Promise<RunningNode> {
     // Small, so some partitions' logs are compacted and n4 must catch up by snapshot.
     "--compact-entries",
     "15",
-  ]);
+  ];
+}
+
+async function startMember(i: number): Promise<RunningNode> {
+  const n = await startNode(memberArgs(i));
   nodes[i] = n;
   return n;
+}
+
+/** Runs member i's server until it exits by itself (within 30 s): its exit code and its log. */
+async function runUntilExit(i: number): Promise<{ code: number | null; stderr: string }> {
+  const resp = await freePort();
+  const child = spawn(
+    process.execPath,
+    [CLI, "server", "--host", "127.0.0.1", "--port", "0", "--resp-port", String(resp), ...memberArgs(i)],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+  clearTimeout(timer);
+  return { code, stderr };
+}
+
+async function membersOf(i: number): Promise<{ members: string[]; forgotten: string[] }> {
+  const c = await nodes[i]!.client();
+  try {
+    const info = await c.clusterInfo();
+    return { members: info.members.map((m) => m.name), forgotten: info.forgotten.map((f) => `${f.name}:${f.id}`) };
+  } finally {
+    await c.close();
+  }
 }
 
 function cli(...args: string[]) {
@@ -132,6 +171,56 @@ describe("replacing a dead member through membership change", () => {
     assert.ok(mine.stats.snapshotsInstalled > 0, `snapshots installed on n4: ${mine.stats.snapshotsInstalled}`);
   });
 
+  it("cluster forget refuses n3, which still holds replicas, and changes nothing", async () => {
+    const r = cli("cluster", "forget", "n3", "--server", `127.0.0.1:${nodes[0]!.port}`);
+    assert.equal(r.status, 5, `${r.stdout}\n${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /n3 still holds a replica or learner of partitions 0,1,2,3,4,5,6,7: move them first with `piccolo cluster replace n3 <new member>`; nothing was changed/,
+    );
+    // Asked directly, a member refuses too: its own replicas list n3.
+    const c = await nodes[3]!.client();
+    await assert.rejects(c.forgetMember(3), /member n3 still holds a replica or learner of partitions/);
+    await c.close();
+    for (const i of [0, 3]) assert.deepEqual((await membersOf(i)).members, ["n1", "n2", "n3", "n4"]);
+  });
+
+  it("forget n2 with n3 down: n1 and n4 at once, n3 from their hellos when back; twice is fine", async () => {
+    await nodes[2]!.stop();
+    nodes[2] = null;
+    const server = `127.0.0.1:${nodes[0]!.port}`;
+    const r = cli("cluster", "forget", "n2", "--server", server);
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /n2 forgotten by n1, n4/);
+    assert.match(r.stdout, /not reached: n3/);
+    for (const i of [0, 3])
+      assert.deepEqual(await membersOf(i), { members: ["n1", "n3", "n4"], forgotten: ["n2:2"] }, `n${i + 1}`);
+    const again = cli("cluster", "forget", "n2", "--server", server);
+    assert.equal(again.status, 0, `${again.stdout}\n${again.stderr}`);
+    assert.match(again.stdout, /n2 forgotten by n1, n4/);
+    await startMember(2);
+    await within("n3 learns n2 is forgotten", async () =>
+      assert.deepEqual(await membersOf(2), { members: ["n1", "n3", "n4"], forgotten: ["n2:2"] }),
+    );
+    for (const i of [0, 2, 3]) {
+      const st = cli("cluster", "status", "--server", `127.0.0.1:${nodes[i]!.port}`);
+      assert.equal(st.status, 0, st.stderr);
+      assert.doesNotMatch(st.stdout, /^\s+n2\s/m, `status on n${i + 1}`);
+    }
+  });
+
+  it("n2, started again with its old data and flags, is refused and stops (72); then cannot start (71)", async () => {
+    const back = await runUntilExit(1);
+    assert.equal(back.code, 72, back.stderr);
+    assert.match(back.stderr, /this member was forgotten by the cluster \(piccolo cluster forget\)/);
+    await within("n3 logs the refusal", async () =>
+      assert.match(nodes[2]!.stderr(), /peer refused: a forgotten member \(piccolo cluster forget\) connected/),
+    );
+    const again = await runUntilExit(1);
+    assert.equal(again.code, 71, again.stderr);
+    assert.match(again.stderr, /cannot start: member n2 \(id 2\) was forgotten by the cluster/);
+  });
+
   it("then kill -9 n1 as well: n3 and n4 alone serve every acknowledged write, and take new ones", async () => {
     nodes[0]!.process.kill("SIGKILL");
     await nodes[0]!.stop();
@@ -148,6 +237,8 @@ describe("replacing a dead member through membership change", () => {
     await startMember(3);
     await nodes[2]!.stop();
     await startMember(2); // no --joined: it knows n4 from its data directory
+    // Its --cluster names n2; forgotten.json wins.
+    assert.deepEqual(await membersOf(2), { members: ["n1", "n3", "n4"], forgotten: ["n2:2"] });
     const c = await nodes[2]!.client({ timeoutMs: 8000 });
     assert.equal((await within("get after n4 restarts", () => c.get("after")))?.value.toString(), "both");
     for (const [k, v] of acked) assert.equal((await c.get(k))?.value.toString(), v);

@@ -131,6 +131,7 @@ describe("ACL users on a single node", { timeout: 180_000 }, () => {
     await assert.rejects(alice.put("app:1", "x"), code(ErrorCode.NOPERM));
     await assert.rejects(alice.get("other"), code(ErrorCode.NOPERM));
     await assert.rejects(alice.transferLeader(0, 1), code(ErrorCode.NOPERM));
+    await assert.rejects(alice.forgetMember(2), code(ErrorCode.NOPERM));
     await assert.rejects(alice.txn({ success: [{ op: "put", key: "app:2", value: "v" }] }), code(ErrorCode.NOPERM));
     await alice.close();
     const wrong = new PiccoloClient({ port: node.port, user: "alice", password: "nope" });

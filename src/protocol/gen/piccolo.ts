@@ -85,7 +85,12 @@ export const Request_Which = {
 * --server`; admin only): answered `versions`
 *
 */
-  RESTORE_KEYS: 24
+  RESTORE_KEYS: 24,
+  /**
+* drop a member that holds no replica from this member's address book
+*
+*/
+  FORGET_MEMBER: 25
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -114,6 +119,7 @@ export class Request extends $.Struct {
   static readonly CANCEL_WATCH = Request_Which.CANCEL_WATCH;
   static readonly BACKUP = Request_Which.BACKUP;
   static readonly RESTORE_KEYS = Request_Which.RESTORE_KEYS;
+  static readonly FORGET_MEMBER = Request_Which.FORGET_MEMBER;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -728,6 +734,35 @@ export class Request extends $.Struct {
     $.utils.setUint16(8, 24, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptForgetMember(value: $.Orphan<ForgetMember>): void {
+    $.utils.setUint16(8, 25, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownForgetMember(): $.Orphan<ForgetMember> {
+    return $.utils.disown(this.forgetMember);
+  }
+  /**
+* drop a member that holds no replica from this member's address book
+*
+*/
+  get forgetMember(): ForgetMember {
+    $.utils.testWhich("forgetMember", $.utils.getUint16(8, this), 25, this);
+    return $.utils.getStruct(0, ForgetMember, this);
+  }
+  _hasForgetMember(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initForgetMember(): ForgetMember {
+    $.utils.setUint16(8, 25, this);
+    return $.utils.initStructAt(0, ForgetMember, this);
+  }
+  get _isForgetMember(): boolean {
+    return $.utils.getUint16(8, this) === 25;
+  }
+  set forgetMember(value: ForgetMember) {
+    $.utils.setUint16(8, 25, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   /**
 * reads only (get, exists, ttl, mget, scan): the caller accepts an
 * out-of-date answer, so in a cluster any member holding a replica of
@@ -805,6 +840,24 @@ export class TransferLeader extends $.Struct {
     $.utils.setUint32(4, value, this);
   }
   toString(): string { return "TransferLeader_" + super.toString(); }
+}
+export class ForgetMember extends $.Struct {
+  static readonly _capnp = {
+    displayName: "ForgetMember",
+    id: "d1d1385b5fc24475",
+    size: new $.ObjectSize(8, 0),
+  };
+  /**
+* the member id to forget
+*
+*/
+  get member(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set member(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  toString(): string { return "ForgetMember_" + super.toString(); }
 }
 export class Auth extends $.Struct {
   static readonly _capnp = {
@@ -2483,10 +2536,11 @@ export class ClusterInfo extends $.Struct {
   static readonly _capnp = {
     displayName: "ClusterInfo",
     id: "840c26df86ebeb2e",
-    size: new $.ObjectSize(8, 3),
+    size: new $.ObjectSize(8, 4),
   };
   static _Members: $.ListCtor<ClusterMember>;
   static _Partitions: $.ListCtor<PartitionInfo>;
+  static _Forgotten: $.ListCtor<ClusterMember>;
   /**
 * the answering member's id
 *
@@ -2554,6 +2608,28 @@ export class ClusterInfo extends $.Struct {
   }
   set stats(value: ClusterStats) {
     $.utils.copyFrom(value, $.utils.getPointer(2, this));
+  }
+  _adoptForgotten(value: $.Orphan<$.List<ClusterMember>>): void {
+    $.utils.adopt(value, $.utils.getPointer(3, this));
+  }
+  _disownForgotten(): $.Orphan<$.List<ClusterMember>> {
+    return $.utils.disown(this.forgotten);
+  }
+  /**
+* members this one has forgotten (id and name only; not in `members`)
+*
+*/
+  get forgotten(): $.List<ClusterMember> {
+    return $.utils.getList(3, ClusterInfo._Forgotten, this);
+  }
+  _hasForgotten(): boolean {
+    return !$.utils.isNull($.utils.getPointer(3, this));
+  }
+  _initForgotten(length: number): $.List<ClusterMember> {
+    return $.utils.initList(3, ClusterInfo._Forgotten, length, this);
+  }
+  set forgotten(value: $.List<ClusterMember>) {
+    $.utils.copyFrom(value, $.utils.getPointer(3, this));
   }
   toString(): string { return "ClusterInfo_" + super.toString(); }
 }
@@ -3668,8 +3744,9 @@ export class PeerHello extends $.Struct {
   static readonly _capnp = {
     displayName: "PeerHello",
     id: "e3a692cdf740f619",
-    size: new $.ObjectSize(16, 3),
+    size: new $.ObjectSize(16, 4),
   };
+  static _Forgotten: $.ListCtor<ForgottenMember>;
   /**
 * hash of the member list and partition count: peers
 * configured differently refuse each other
@@ -3722,7 +3799,51 @@ export class PeerHello extends $.Struct {
   set peerAddress(value: string) {
     $.utils.setText(2, value, this);
   }
+  _adoptForgotten(value: $.Orphan<$.List<ForgottenMember>>): void {
+    $.utils.adopt(value, $.utils.getPointer(3, this));
+  }
+  _disownForgotten(): $.Orphan<$.List<ForgottenMember>> {
+    return $.utils.disown(this.forgotten);
+  }
+  /**
+* every member the sender has forgotten (`piccolo cluster
+* forget`): the receiver forgets them too, and a receiver that finds
+* itself here stops (it is no longer a member)
+*
+*/
+  get forgotten(): $.List<ForgottenMember> {
+    return $.utils.getList(3, PeerHello._Forgotten, this);
+  }
+  _hasForgotten(): boolean {
+    return !$.utils.isNull($.utils.getPointer(3, this));
+  }
+  _initForgotten(length: number): $.List<ForgottenMember> {
+    return $.utils.initList(3, PeerHello._Forgotten, length, this);
+  }
+  set forgotten(value: $.List<ForgottenMember>) {
+    $.utils.copyFrom(value, $.utils.getPointer(3, this));
+  }
   toString(): string { return "PeerHello_" + super.toString(); }
+}
+export class ForgottenMember extends $.Struct {
+  static readonly _capnp = {
+    displayName: "ForgottenMember",
+    id: "fd553da947856cfd",
+    size: new $.ObjectSize(8, 1),
+  };
+  get id(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set id(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  get name(): string {
+    return $.utils.getText(0, this);
+  }
+  set name(value: string) {
+    $.utils.setText(0, value, this);
+  }
+  toString(): string { return "ForgottenMember_" + super.toString(); }
 }
 export class RaftBatch extends $.Struct {
   static readonly _capnp = {
@@ -4075,8 +4196,10 @@ Response._Values = $.CompositeList(Value);
 WatchEvents._Events = $.CompositeList(WatchEvent);
 ClusterInfo._Members = $.CompositeList(ClusterMember);
 ClusterInfo._Partitions = $.CompositeList(PartitionInfo);
+ClusterInfo._Forgotten = $.CompositeList(ClusterMember);
 PartitionInfo._Followers = $.CompositeList(FollowerInfo);
 Stats._Shards = $.CompositeList(ShardStats);
 ScanResult._Keys = $.CompositeList(Key);
+PeerHello._Forgotten = $.CompositeList(ForgottenMember);
 RaftBatch._Messages = $.CompositeList(RaftMessage);
 RaftMessage._Entries = $.CompositeList(RaftEntry);

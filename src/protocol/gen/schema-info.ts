@@ -377,9 +377,22 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "d1d1385b5fc24475": {
+      "name": "ForgetMember",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "member",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        }
+      ]
+    },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 25,
+      "unionMembers": 26,
       "fields": [
         {
           "name": "id",
@@ -589,6 +602,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "b1068ef8336be4b4"
+          }
+        },
+        {
+          "name": "forgetMember",
+          "discriminant": 25,
+          "type": {
+            "kind": "struct",
+            "struct": "d1d1385b5fc24475"
           }
         }
       ]
@@ -961,6 +982,17 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "dc7263a55ef2be9a"
+          }
+        },
+        {
+          "name": "forgotten",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "ecd0327043e28b4d"
+            }
           }
         }
       ]
@@ -1663,6 +1695,17 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "text"
           }
+        },
+        {
+          "name": "forgotten",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "fd553da947856cfd"
+            }
+          }
         }
       ]
     },
@@ -1843,6 +1886,26 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "b74f3ab69ca6fbdc"
+          }
+        }
+      ]
+    },
+    "fd553da947856cfd": {
+      "name": "ForgottenMember",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "id",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "name",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
           }
         }
       ]
@@ -2061,6 +2124,7 @@ export const schemaInfo: SchemaInfo = {
     "Watch": "ad9dae28c7fdc29a",
     "CancelWatch": "9633b1a94458577f",
     "RestoreKeys": "b1068ef8336be4b4",
+    "ForgetMember": "d1d1385b5fc24475",
     "Request": "f6bb44128c5ce356",
     "KeyValue": "d9ea87bd3f0eb504",
     "TxnCompare": "b97504820e911c51",
@@ -2090,6 +2154,7 @@ export const schemaInfo: SchemaInfo = {
     "ForwardReply": "bde79b3d68b4514f",
     "Publish": "b74f3ab69ca6fbdc",
     "PeerFrame": "fd5641711157afea",
+    "ForgottenMember": "fd553da947856cfd",
     "RaftMessage": "bdf36bc92bfac36a",
     "RaftEntry": "99168320bc1013b9",
     "RaftSnapshot": "d57763f5c5c80e20"
