@@ -17,6 +17,7 @@
  *  70  internal error: a bug or a broken invariant stopped the process (the log says which)
  *  71  could not start: `server` or `cerializer` found a port taken or a data
  *      directory it cannot use (one line on stderr says which and what to do)
+ *  72  a cluster member stopped because the cluster forgot it (`piccolo cluster forget`)
  */
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -190,7 +191,7 @@ const commands: Record<string, Command> = {
   // invoked as `piccolo cluster forget <member>`
   "cluster-forget": {
     args: "<member>",
-    help: "every member drops a member that holds no replica (after `cluster replace`) from its address book, for good",
+    help: "every member drops <member> from its address book for good and refuses it from then on (it must hold no replica: `cluster replace` it first)",
     async run(c, args, _o, connect) {
       need(args, 1, "the member to forget");
       const info = await c.clusterInfo();
@@ -616,7 +617,8 @@ function usage(): string {
   lines.push("  piccolo --version                        print the version", "");
   lines.push(
     "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused, 6 watch cut off, 7 bad backup file,",
-    "            70 internal error, 71 could not start (a port taken, a data directory it cannot use)",
+    "            70 internal error, 71 could not start (a port taken, a data directory it cannot use),",
+    "            72 a cluster member the cluster has forgotten (piccolo cluster forget)",
   );
   return lines.join("\n");
 }
