@@ -1,12 +1,13 @@
 // The peer transport over real loopback sockets: batches arrive in order,
 // a peer that is down is reached once it comes up (reconnect with backoff),
-// a misconfigured peer is refused, and a dead peer costs bounded memory. (The
+// a misconfigured peer is refused, a dead peer costs bounded memory, and a
+// forgotten peer is told, refused and never dialed again, the fact spreading by hello. (The
 // test-only fault injection is a decorator over the transport: test/chaos/peer-faults.test.ts.)
 import assert from "node:assert/strict";
 import { createServer, type Socket } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Member, parseMembers } from "../../src/cluster/placement.js";
+import { type ForgottenMember, type Member, parseMembers } from "../../src/cluster/placement.js";
 import { encodeChallenge, encodeHello, type GroupMessage } from "../../src/cluster/peer-codec.js";
 import { clusterIdOf, PeerTransport } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
@@ -29,6 +30,27 @@ async function until(what: string, f: () => boolean, ms = 10_000): Promise<void>
     if (Date.now() > end) assert.fail(`timed out: ${what}`);
     await sleep(10);
   }
+}
+
+/** A transport with a forgotten list kept as a member keeps it (src/cluster/member.ts). */
+function startForgetting(members: Member[], id: number) {
+  const forgotten: ForgottenMember[] = [];
+  const toldBy: number[] = [];
+  const learned: { member: string; from: number }[] = [];
+  const t: PeerTransport = new PeerTransport({
+    self: members[id - 1]!,
+    members,
+    clusterId: clusterIdOf(members, 64, hash32),
+    onMessages: () => {},
+    forgotten: () => forgotten,
+    onForgotten: (m, from) => {
+      forgotten.push(m);
+      learned.push({ member: m.name, from });
+      t.forget(m.id);
+    },
+    onSelfForgotten: (by) => toldBy.push(by),
+  });
+  return { t, forgotten, toldBy, learned, ready: t.start() };
 }
 
 function start(members: Member[], id: number, opts: { clusterId?: bigint } = {}) {
@@ -146,6 +168,38 @@ describe("peer transport", () => {
       await a.stop();
       for (const s of sockets) s.destroy();
       await new Promise((r) => silent.close(r));
+    }
+  });
+  it("a forgotten peer is told on its live connection, never dialed again, refused, and the others learn it by hello", async () => {
+    const ms = await cluster(3);
+    const [a, b] = [startForgetting(ms, 1), startForgetting(ms, 2)];
+    let c = startForgetting(ms, 3);
+    await Promise.all([a.ready, b.ready, c.ready]);
+    const up = (x: { t: PeerTransport }, peer: number) =>
+      x.t.stats().find((p) => p.member === peer)?.connected === true;
+    try {
+      await until("all connected", () => up(a, 2) && up(a, 3) && up(b, 3));
+      // n3 is down while n1 forgets n2.
+      await c.t.stop();
+      a.forgotten.push({ id: 2, name: "n2" });
+      a.t.forget(2);
+      // n2, connected to n1, gets n1's last hello naming it.
+      await until("n2 told by n1", () => b.toldBy.includes(1));
+      assert.deepEqual(
+        a.t.stats().map((p) => p.member),
+        [3],
+      );
+      // n3 comes back: n1's hello tells it.
+      c = startForgetting(ms, 3);
+      await c.ready;
+      await until("n3 learns it from n1", () => c.learned.length > 0);
+      assert.deepEqual(c.learned, [{ member: "n2", from: 1 }]);
+      assert.ok(!c.t.stats().some((p) => p.member === 2));
+      // n2 (still running here) dials n3, which refuses it with a hello naming it.
+      await until("n2 told by n3", () => b.toldBy.includes(3));
+      assert.ok(!up(a, 2) && !up(c, 2));
+    } finally {
+      await Promise.all([a.t.stop(), b.t.stop(), c.t.stop()]);
     }
   });
 });
