@@ -370,11 +370,10 @@ export class NativeRequest extends InFlight {
   private startBackup(d: Dispatcher, session: NativeSession): void {
     const id = this.op.id;
     let first = true;
-    const self = this;
     const frame = (f: Uint8Array): void => {
       if (first) {
         first = false;
-        self.finish(f);
+        this.finish(f);
       } else session.push(f);
     };
     startBackup(
