@@ -178,23 +178,23 @@ export function nodeRegistry(node: PiccoloNode, options: { cluster: boolean; dur
   if (options.cluster) {
     type S = keyof ClusterInfo["stats"];
     const stats: [string, S, string, "gauge" | "counter", number][] = [
-      ["piccolo_raft_proposals_total", "proposals", "Writes this member led to commit and apply", "counter", 1],
-      ["piccolo_raft_elections_total", "elections", "Elections this member's replicas started", "counter", 1],
-      ["piccolo_raft_leader_changes_total", "leaderChanges", "Leader changes this member has seen", "counter", 1],
-      ["piccolo_raft_proposal_p50_seconds", "proposalP50Us", "Proposal to applied, median", "gauge", 1e-6],
-      ["piccolo_raft_proposal_p99_seconds", "proposalP99Us", "Proposal to applied, 99th percentile", "gauge", 1e-6],
-      ["piccolo_wal_writes_total", "walWrites", "WAL write rounds (one fsync each when needed)", "counter", 1],
-      ["piccolo_wal_write_p50_seconds", "walP50Us", "WAL round latency (write and fsync), median", "gauge", 1e-6],
-      ["piccolo_wal_write_p99_seconds", "walP99Us", "WAL round latency, 99th percentile", "gauge", 1e-6],
-      ["piccolo_forwarded_total", "forwarded", "Commands forwarded to a partition's leader", "counter", 1],
+      ["piccolo_cluster_proposals_total", "proposals", "Writes this member led to commit and apply", "counter", 1],
+      ["piccolo_cluster_elections_total", "elections", "Elections this member's replicas started", "counter", 1],
+      ["piccolo_cluster_leader_changes_total", "leaderChanges", "Leader changes this member has seen", "counter", 1],
+      ["piccolo_cluster_proposal_p50_seconds", "proposalP50Us", "Proposal to applied, median", "gauge", 1e-6],
+      ["piccolo_cluster_proposal_p99_seconds", "proposalP99Us", "Proposal to applied, 99th percentile", "gauge", 1e-6],
+      ["piccolo_cluster_wal_rounds_total", "walWrites", "WAL write rounds (one fsync each when needed)", "counter", 1],
+      ["piccolo_cluster_wal_p50_seconds", "walP50Us", "WAL round latency (write and fsync), median", "gauge", 1e-6],
+      ["piccolo_cluster_wal_p99_seconds", "walP99Us", "WAL round latency, 99th percentile", "gauge", 1e-6],
+      ["piccolo_cluster_forwarded_total", "forwarded", "Commands forwarded to a partition's leader", "counter", 1],
       [
-        "piccolo_raft_snapshots_installed_total",
+        "piccolo_cluster_snapshots_installed_total",
         "snapshotsInstalled",
         "Snapshots from a leader installed here",
         "counter",
         1,
       ],
-      ["piccolo_raft_quiesced_groups", "quiescedGroups", "Hosted Raft groups quiet right now (idle)", "gauge", 1],
+      ["piccolo_cluster_quiesced_groups", "quiescedGroups", "Hosted Raft groups quiet right now (idle)", "gauge", 1],
     ];
     for (const [name, field, help, type, scale] of stats)
       metric(type, name, help, [], registers, async (set) => {

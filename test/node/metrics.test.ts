@@ -103,7 +103,7 @@ describe("a single node with --metrics-port", () => {
     assert.deepEqual([...samples(r.body, "piccolo_keys").keys()].sort(), ['{shard="0"}', '{shard="1"}']);
     assert.match(r.body, /# TYPE piccolo_writes_total counter/);
     assert.match(r.body, /# TYPE piccolo_keys gauge/);
-    assert.equal(samples(r.body, "piccolo_raft_proposals_total").size, 0, "no Raft metrics on a single node");
+    assert.equal(samples(r.body, "piccolo_cluster_proposals_total").size, 0, "no Raft metrics on a single node");
   });
 
   it("the keys gauge, the writes counter and the connections gauge follow the clients", async () => {
@@ -190,12 +190,12 @@ describe("a cluster member with --metrics-port (3 members, 64 partitions)", () =
       assert.equal(r.status, 200);
       see(r.body);
       for (const name of [
-        "piccolo_raft_proposals_total",
-        "piccolo_raft_elections_total",
-        "piccolo_raft_leader_changes_total",
-        "piccolo_raft_proposal_p99_seconds",
-        "piccolo_wal_write_p99_seconds",
-        "piccolo_forwarded_total",
+        "piccolo_cluster_proposals_total",
+        "piccolo_cluster_elections_total",
+        "piccolo_cluster_leader_changes_total",
+        "piccolo_cluster_proposal_p99_seconds",
+        "piccolo_cluster_wal_p99_seconds",
+        "piccolo_cluster_forwarded_total",
       ])
         assert.equal(samples(r.body, name).size, 1, `${name} on the member at ${p}`);
       for (const name of [
