@@ -481,6 +481,7 @@ struct RaftMessage {
   snapshot @12 :RaftSnapshot;   # set only for type Snap
   transfer @13 :Bool;
   quiesce @14 :Bool;            # Heartbeat: the group goes quiet (src/raft/raft.ts, Quiescence)
+  handoff @15 :Bool;            # TimeoutNow: a stopping leader's hand-off, not a placement (src/raft/messages.ts)
 }
 
 struct RaftEntry {

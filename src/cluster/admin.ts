@@ -182,7 +182,8 @@ export class Admin {
         const target = p.followers
           .filter((f) => f.active && !f.learner && p.replicas.includes(f.member))
           .sort((a, b) => a.lag - b.lag)[0];
-        if (target !== undefined) this.router.hostOf(p.partition).transfer(p.partition, target.member);
+        // A hand-off, not a placement: once this member is back, rebalancing returns its preferred partitions.
+        if (target !== undefined) this.router.hostOf(p.partition).transfer(p.partition, target.member, true);
       }
       await new Promise((r) => setTimeout(r, DRAIN_STEP_MS));
     }

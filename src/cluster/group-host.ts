@@ -300,11 +300,15 @@ export class GroupHost {
     }
   }
 
-  /** As the group's leader, hands leadership to `to`; an error message, or null. */
-  transfer(group: number, to: number): string | null {
+  /**
+   * As the group's leader, hands leadership to `to`; an error message, or
+   * null. `handoff`: this member is stopping, so the new leadership is not a
+   * placement to keep (rebalance moves it back once this member returns).
+   */
+  transfer(group: number, to: number, handoff = false): string | null {
     if (!this.isReplica(group)) return `partition ${group} is not hosted here`;
     if (!this.mr.status(group).isLeader) return `not the leader of partition ${group}`;
-    if (!this.mr.transferLeadership(group, to)) return "the transfer could not start";
+    if (!this.mr.transferLeadership(group, to, handoff)) return "the transfer could not start";
     this.kick();
     return null;
   }

@@ -38,7 +38,7 @@ export interface HostLink {
   step(messages: GroupMessage[]): void;
   /** A peer's Raft frame as it arrived, for a host that decodes frames itself (a group worker). */
   stepFrame?(from: number, frame: Uint8Array): void;
-  transfer(group: number, to: number): Promise<string | null>;
+  transfer(group: number, to: number, handoff?: boolean): Promise<string | null>;
   stepReplace(group: number, remove: number, add: number): Promise<string | null>;
   rebalance(settled: number[]): void;
   /** `member` may have failed or came back: wake the quiet groups it is in. */
@@ -73,8 +73,8 @@ export class InlineHostLink implements HostLink {
   step(messages: GroupMessage[]): void {
     this.host.step(messages);
   }
-  async transfer(group: number, to: number): Promise<string | null> {
-    return this.host.transfer(group, to);
+  async transfer(group: number, to: number, handoff = false): Promise<string | null> {
+    return this.host.transfer(group, to, handoff);
   }
   async stepReplace(group: number, remove: number, add: number): Promise<string | null> {
     return this.host.stepReplace(group, remove, add);
@@ -95,7 +95,7 @@ export class InlineHostLink implements HostLink {
 
 /** Control requests to a group worker (JSON: rare, small). */
 export type Control =
-  | { op: "transfer"; group: number; to: number }
+  | { op: "transfer"; group: number; to: number; handoff?: boolean }
   | { op: "replace"; group: number; remove: number; add: number }
   | { op: "rebalance"; settled: number[] }
   | { op: "wake"; member: number }
@@ -184,8 +184,8 @@ export class ChannelHostLink implements HostLink {
     this.toWorker.writeRaft(In.Step, from, frame);
   }
 
-  transfer(group: number, to: number): Promise<string | null> {
-    return this.control({ op: "transfer", group, to }) as Promise<string | null>;
+  transfer(group: number, to: number, handoff = false): Promise<string | null> {
+    return this.control({ op: "transfer", group, to, handoff }) as Promise<string | null>;
   }
 
   stepReplace(group: number, remove: number, add: number): Promise<string | null> {

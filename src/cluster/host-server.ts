@@ -80,7 +80,7 @@ export class HostServer {
         };
         switch (c.op) {
           case "transfer":
-            return reply(host.transfer(c.group, c.to));
+            return reply(host.transfer(c.group, c.to, c.handoff === true));
           case "replace":
             return reply(host.stepReplace(c.group, c.remove, c.add));
           case "rebalance":

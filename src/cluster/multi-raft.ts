@@ -345,10 +345,10 @@ export class MultiRaft {
    * once). Proposals are refused while it is under way. Returns false when
    * this replica does not lead the group or the transfer cannot start.
    */
-  transferLeadership(group: number, to: number): boolean {
+  transferLeadership(group: number, to: number, handoff = false): boolean {
     const g = this.groups.get(group);
     if (g === undefined || g.raft.leader !== this.member) return false;
-    return g.raft.transferLeadership(to).ok;
+    return g.raft.transferLeadership(to, handoff).ok;
   }
 
   /**

@@ -274,7 +274,10 @@ function setData(init: (n: number) => capnp.Data, b: Uint8Array): void {
  *  24 data, then zero padding to a multiple of 8
  *
  * A message with a snapshot (rare, large) stays a Cap'n Proto struct in
- * `messages`.
+ * `messages`, and so does a stopping leader's hand-off (a TimeoutNow with
+ * `handoff`, rare too): a member of the build before that field reads the
+ * struct without it (an ordinary transfer) where it would refuse an unknown
+ * flag bit in a record.
  */
 export const SMALL_RECORD_BYTES = 64;
 const APPEND_HEADER_BYTES = SMALL_RECORD_BYTES + 8;
@@ -283,11 +286,11 @@ const ENTRY_HEADER_BYTES = 24;
 const pad8 = (n: number): number => (n + 7) & ~7;
 
 function isSmall(x: Message): boolean {
-  return x.entries.length === 0 && x.snapshot === null;
+  return x.entries.length === 0 && x.snapshot === null && !x.handoff;
 }
 
 function isAppend(x: Message): boolean {
-  return x.entries.length > 0 && x.snapshot === null;
+  return x.entries.length > 0 && x.snapshot === null && !x.handoff;
 }
 
 function writeHeader(v: DataView, at: number, group: number, x: Message): void {
@@ -429,7 +432,7 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
   const list = batch._initMessages(snapshots);
   let i = 0;
   for (const { group, message: x } of messages) {
-    if (x.snapshot === null) continue;
+    if (isSmall(x) || isAppend(x)) continue;
     const r = list.get(i++);
     r.group = group;
     r.type = x.type;
@@ -444,6 +447,7 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
     r.context = BigInt(x.context);
     r.transfer = x.transfer;
     r.quiesce = x.quiesce;
+    r.handoff = x.handoff;
     if (x.entries.length > 0) {
       const es = r._initEntries(x.entries.length);
       x.entries.forEach((e, j) => {
@@ -454,14 +458,16 @@ export function encodeRaftBatch(messages: readonly GroupMessage[]): Uint8Array {
         setData((n) => w._initData(n), e.data);
       });
     }
+    const snap = x.snapshot;
+    if (snap === null) continue; // a hand-off: no snapshot
     const s = r._initSnapshot();
-    s.index = BigInt(x.snapshot.meta.index);
-    s.term = BigInt(x.snapshot.meta.term);
-    const v = s._initVoters(x.snapshot.meta.voters.length);
-    for (const [j, id] of x.snapshot.meta.voters.entries()) v.set(j, id);
-    const l = s._initLearners(x.snapshot.meta.learners.length);
-    for (const [j, id] of x.snapshot.meta.learners.entries()) l.set(j, id);
-    setData((n) => s._initData(n), x.snapshot.data);
+    s.index = BigInt(snap.meta.index);
+    s.term = BigInt(snap.meta.term);
+    const v = s._initVoters(snap.meta.voters.length);
+    for (const [j, id] of snap.meta.voters.entries()) v.set(j, id);
+    const l = s._initLearners(snap.meta.learners.length);
+    for (const [j, id] of snap.meta.learners.entries()) l.set(j, id);
+    setData((n) => s._initData(n), snap.data);
   }
   return frameOf(m);
 }
@@ -496,6 +502,7 @@ function readHeader(v: DataView, at: number): GroupMessage {
       snapshot: null,
       transfer: (flags & 2) !== 0,
       quiesce: (flags & 4) !== 0,
+      handoff: false,
     },
   };
 }
@@ -592,6 +599,7 @@ function decodeMessage(r: RaftMessage): GroupMessage {
       snapshot,
       transfer: r.transfer,
       quiesce: r.quiesce,
+      handoff: r.handoff,
     },
   };
 }

@@ -48,6 +48,13 @@ export interface Message {
   /** Vote/PreVote: the campaign is a leadership transfer, so it may interrupt a live leader. */
   transfer: boolean;
   /**
+   * TimeoutNow: the transfer is a hand-off by a leader that is stopping, not
+   * a placement to keep. The new leader's leadership then counts as won by
+   * an election (Raft.byTransfer false), so a host moves it back to the
+   * preferred leader once that one returns (src/cluster/group-host.ts, rebalance).
+   */
+  handoff: boolean;
+  /**
    * Heartbeat: the leader goes quiet (quiescence): the group is idle and every
    * replica holds the whole log, so the follower may stop its election timer
    * until something wakes the group (src/raft/raft.ts, "Quiescence").
@@ -66,6 +73,7 @@ export function message(fields: Partial<Message> & Pick<Message, "type" | "to" |
     context: 0,
     snapshot: null,
     transfer: false,
+    handoff: false,
     quiesce: false,
     ...fields,
   };

@@ -150,6 +150,8 @@ export class Raft {
   private pendingSnapshot: Snapshot | null = null;
   /** A leadership transfer in progress: the replica that should take over (0: none). */
   leadTransferee: ReplicaId = 0;
+  /** The transfer in progress is a stopping leader's hand-off (Message.handoff), not a placement. */
+  private transferIsHandoff = false;
 
   /** Elections this replica started (became a candidate; pre-votes that went nowhere do not count). */
   campaigns = 0;
@@ -354,13 +356,14 @@ export class Raft {
    * (TimeoutNow). The transferee's votes carry a flag that lets them through
    * the other replicas' leader lease. Abandoned after an election timeout.
    */
-  transferLeadership(to: ReplicaId): ProposeResult {
+  transferLeadership(to: ReplicaId, handoff = false): ProposeResult {
     this.wake();
     if (this.role !== Role.Leader) return { ok: false, leader: this.leader, reason: "not-leader" };
     if (to === this.id) return { ok: true, index: this.log.lastIndex(), term: this.term };
     if (!isVoter(this.config, to))
       return { ok: false, leader: this.id, reason: "invalid", detail: `replica ${to} is not a voter` };
     this.leadTransferee = to;
+    this.transferIsHandoff = handoff;
     this.electionElapsed = 0;
     const pr = this.progress.get(to)!;
     if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
@@ -617,10 +620,10 @@ export class Raft {
     }
   }
 
-  private becomeCandidate(transfer = false): void {
+  private becomeCandidate(transfer = false, deliberate = transfer): void {
     this.setTerm(this.term + 1);
     this.campaigns++;
-    this.byTransfer = transfer;
+    this.byTransfer = deliberate;
     this.vote = this.id;
     this.role = Role.Candidate;
     this.leader = 0;
@@ -696,8 +699,10 @@ export class Raft {
     }
     if (m.type === MessageType.TimeoutNow && m.from === this.leader && isVoter(this.config, this.id)) {
       // Leadership transfer: campaign now, skipping pre-vote (the leader is
-      // not partitioned away; it asked) with votes that pass leases.
-      this.becomeCandidate(true);
+      // not partitioned away; it asked) with votes that pass leases. A stopping
+      // leader's hand-off is not a placement: the leadership it gives counts as
+      // drift, which the host may undo when the old leader returns.
+      this.becomeCandidate(true, !m.handoff);
     }
   }
 
@@ -890,7 +895,9 @@ export class Raft {
   }
 
   private sendTimeoutNow(to: ReplicaId): void {
-    this.send(message({ type: MessageType.TimeoutNow, to, from: this.id, term: this.term }));
+    this.send(
+      message({ type: MessageType.TimeoutNow, to, from: this.id, term: this.term, handoff: this.transferIsHandoff }),
+    );
   }
 
   private broadcastAppend(): void {

@@ -259,6 +259,7 @@ describe("multi-Raft on one worker", () => {
           snapshot: null,
           transfer: false,
           quiesce: false,
+          handoff: false,
         },
       },
     ]);

@@ -168,6 +168,24 @@ describe("Raft leadership transfer", () => {
     assert.ok(net.node(1).propose(enc.encode("ok again")).ok);
   });
 
+  it("marks a deliberate transfer's leadership as placed, a stopping leader's hand-off as drift", () => {
+    const net = new Net(3);
+    net.elect(1);
+    commitAll(net, 1, ["a"]);
+    assert.ok(net.node(1).transferLeadership(3).ok);
+    net.settle();
+    assert.deepEqual(net.leaders(), [3]);
+    assert.equal(net.node(3).byTransfer, true, "an operator's transfer is a placement the host keeps");
+    assert.ok(net.node(3).transferLeadership(2, true).ok);
+    net.settle();
+    assert.deepEqual(net.leaders(), [2]);
+    assert.equal(net.node(2).byTransfer, false, "a hand-off counts as drift: the host may move it back");
+    // The flag lives on the transfer, not on the leader: the next deliberate transfer is a placement again.
+    assert.ok(net.node(2).transferLeadership(1).ok);
+    net.settle();
+    assert.equal(net.node(1).byTransfer, true);
+  });
+
   it("refuses to transfer to a non-voter", () => {
     const net = new Net(3);
     net.elect(1);

@@ -4061,6 +4061,16 @@ export class RaftMessage extends $.Struct {
   set quiesce(value: boolean) {
     $.utils.setBit(42, value, this);
   }
+  /**
+* TimeoutNow: a stopping leader's hand-off, not a placement (src/raft/messages.ts)
+*
+*/
+  get handoff(): boolean {
+    return $.utils.getBit(43, this);
+  }
+  set handoff(value: boolean) {
+    $.utils.setBit(43, value, this);
+  }
   toString(): string { return "RaftMessage_" + super.toString(); }
 }
 export class RaftEntry extends $.Struct {

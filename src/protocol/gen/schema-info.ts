@@ -2023,6 +2023,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "bool"
           }
+        },
+        {
+          "name": "handoff",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
         }
       ]
     },
