@@ -39,7 +39,6 @@ import { runNode } from "../node/main.js";
 import { readSecretFile } from "../security/secrets.js";
 import { StartError } from "../start-failure.js";
 import { packageVersion } from "../version.js";
-import { CERIALIZER_CONFIG_ENV, CERIALIZER_FLAGS, runCerializer } from "./cerializer.js";
 import { backupToFile, describeConsistency, readBackupFile, restoreBackup, restoreToServer } from "./backup.js";
 import { RestoreRefused } from "../backup/restore.js";
 import { BackupFileError } from "../backup/format.js";
@@ -670,6 +669,9 @@ async function main(argv: string[]): Promise<number> {
     return -1; // keep running
   }
   if (name === "cerializer") {
+    // The gateway's code (fastify, Swagger) is loaded only to run the gateway: every other command, and
+    // `piccolo server` above all, starts without it.
+    const { CERIALIZER_CONFIG_ENV, CERIALIZER_FLAGS, runCerializer } = await import("./cerializer.js");
     const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
       help: { type: "boolean", short: "h" },
     };

@@ -9,8 +9,6 @@
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { pino } from "pino";
-import { PeerFaults } from "../chaos/peer-faults.js";
-import { ClusterShards } from "../cluster/backend.js";
 import { PlacementError, parseMemberLists } from "../cluster/placement.js";
 import type { Durability } from "../io/shards.js";
 import { PiccoloNode } from "../io/server.js";
@@ -21,7 +19,7 @@ import { Users } from "../security/users.js";
 import { StartError } from "../start-failure.js";
 import type { NodeConfig } from "./config.js";
 import { installCrashPolicy } from "./fatal.js";
-import { type MetricsServer, startMetricsServer } from "./metrics.js";
+import type { MetricsServer } from "./metrics.js";
 
 export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   // Structured logs on stderr, quiet by default (warn): a store should not
@@ -36,6 +34,10 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
     const self = members.find((m) => m.name === cluster.nodeId);
     if (self === undefined) throw new PlacementError(`--node-id ${cluster.nodeId} is not in --cluster or --joined`);
     const faultFile = process.env.PICCOLO_TEST_FAULT_FILE;
+    // Loaded only for a cluster member (and the metrics server only with --metrics-port, the test faults
+    // only when set): a single node's process does not carry their code (docs/decisions/0282).
+    const { ClusterShards } = await import("../cluster/backend.js");
+    const { PeerFaults } = faultFile === undefined ? { PeerFaults: null } : await import("../chaos/peer-faults.js");
     backend = (events) =>
       ClusterShards.start(
         {
@@ -55,7 +57,9 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
           peerTls: config.tlsCluster && config.tls !== null ? peerOptions(config.tls) : null,
           clusterSecret: config.clusterSecret,
           // TEST ONLY: the chaos harness's network faults (src/chaos/peer-faults.ts); never set in production.
-          ...(faultFile === undefined ? {} : { wrapNetwork: (make) => new PeerFaults(faultFile, logger).wrap(make) }),
+          ...(faultFile === undefined || PeerFaults === null
+            ? {}
+            : { wrapNetwork: (make) => new PeerFaults(faultFile, logger).wrap(make) }),
         },
         events,
       );
@@ -119,7 +123,7 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
   try {
     if (config.respPort !== 0) resp = await startResp(node, config.respPort, port, config.durability);
     if (config.metricsPort !== 0)
-      metrics = await startMetricsServer(node, {
+      metrics = await (await import("./metrics.js")).startMetricsServer(node, {
         host: config.host,
         port: config.metricsPort,
         tls: config.tls,
