@@ -37,7 +37,6 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
-  createWriteStream,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -47,12 +46,12 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { freePort } from "./lib/ports.js";
+import { pipeLoad, respCommands, respInfo, writeSetLoader } from "./lib/resp.js";
 import { barChart, machine, median, progress, progressDone, table } from "./lib/report.js";
 
 const { values: o } = parseArgs({
@@ -149,64 +148,6 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /**
- * Sends commands on one connection and collects one reply per command (simple
- * strings, errors, integers, bulk strings; enough for PING, DBSIZE, INFO, SAVE).
- */
-function commandOnce(port: number, commands: string[][], timeoutMs = 600_000): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, "127.0.0.1");
-    let buf = Buffer.alloc(0);
-    const replies: string[] = [];
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no answer on ${port} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    sock.on("close", () => {
-      clearTimeout(timer);
-      reject(new Error(`connection to ${port} closed after ${replies.length} replies`)); // no-op once resolved
-    });
-    sock.on("connect", () => {
-      sock.write(
-        commands
-          .map((c) => `*${c.length}\r\n${c.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`)
-          .join(""),
-      );
-    });
-    sock.on("data", (d) => {
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        const eol = buf.indexOf("\r\n");
-        if (eol < 0) break;
-        const head = buf.subarray(0, eol).toString();
-        if (head[0] === "$") {
-          const len = Number(head.slice(1));
-          if (len < 0) {
-            replies.push("");
-            buf = buf.subarray(eol + 2);
-            continue;
-          }
-          if (buf.length < eol + 2 + len + 2) break;
-          replies.push(buf.subarray(eol + 2, eol + 2 + len).toString());
-          buf = buf.subarray(eol + 2 + len + 2);
-        } else {
-          replies.push(head);
-          buf = buf.subarray(eol + 2);
-        }
-      }
-      if (replies.length >= commands.length) {
-        clearTimeout(timer);
-        sock.end();
-        resolve(replies);
-      }
-    });
-  });
-}
-
-/**
  * From the server's spawn until it answers PING with PONG and DBSIZE with
  * `keys` (connection refused and -LOADING are retried every 5 ms). Returns
  * milliseconds since the spawn and the keys it holds; gives up `limitMs`
@@ -229,7 +170,11 @@ async function waitReady(
     if (s.child.exitCode !== null || s.child.signalCode !== null)
       throw new Error(`${s.name} exited (${s.child.exitCode ?? s.child.signalCode}); see ${s.log}`);
     try {
-      const [ping, size] = await commandOnce(s.port, [["PING"], ["DBSIZE"]], Math.max(1, deadline - performance.now()));
+      const [ping, size] = await respCommands(
+        s.port,
+        [["PING"], ["DBSIZE"]],
+        Math.max(1, deadline - performance.now()),
+      );
       const now = performance.now();
       if (ping === "+PONG" && size === `:${keys}`) return { ms: now - s.spawnedAt, keys };
       if (ping === "+PONG" && /^:\d+$/.test(size ?? "") && settleMs > 0) {
@@ -246,15 +191,7 @@ async function waitReady(
   }
 }
 
-async function info(port: number): Promise<Record<string, string>> {
-  const [text] = await commandOnce(port, [["INFO", "persistence"]]);
-  const fields: Record<string, string> = {};
-  for (const line of (text ?? "").split("\r\n")) {
-    const i = line.indexOf(":");
-    if (i > 0) fields[line.slice(0, i)] = line.slice(i + 1);
-  }
-  return fields;
-}
+const info = (port: number) => respInfo(port, "persistence");
 
 /** Until no AOF rewrite or snapshot is running (or scheduled). */
 async function quiesce(s: Server): Promise<void> {
@@ -271,7 +208,7 @@ async function quiesce(s: Server): Promise<void> {
 async function stopClean(s: Server): Promise<number> {
   const t0 = performance.now();
   if (s.kind === "redis") {
-    await commandOnce(s.port, [["SHUTDOWN"]]).catch(() => undefined); // the connection closes instead of a reply
+    await respCommands(s.port, [["SHUTDOWN"]]).catch(() => undefined); // the connection closes instead of a reply
   } else s.child.kill("SIGTERM");
   await exited(s.child);
   return performance.now() - t0;
@@ -396,38 +333,13 @@ if (!o["skip-throughput"]) {
 
 // ------------------------------------------------------------------ recovery
 
-/** Writes `n` SETs of key:%012d to a 64-byte value, as RESP, to a file for redis-cli --pipe. */
-async function loaderFile(n: number): Promise<string> {
-  const path = join(base, `load-${n}.resp`);
-  const out = createWriteStream(path);
-  const pad = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-  for (let i = 0; i < n; ) {
-    let chunk = "";
-    for (let j = 0; j < 10_000 && i < n; j++, i++) {
-      const id = String(i).padStart(12, "0");
-      const value = `v${id}${pad}`.slice(0, 64); // 64 bytes, distinct per key
-      chunk += `*3\r\n$3\r\nSET\r\n$16\r\nkey:${id}\r\n$64\r\n${value}\r\n`;
-    }
-    if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
-  }
-  await new Promise<void>((r, j) => out.end((err?: Error | null) => (err ? j(err) : r())));
-  return path;
-}
-
-/** redis-cli --pipe of the loader file; returns ms and the replies and errors it counted. */
+/** redis-cli --pipe of the loader file into a server; throws when redis-cli says nothing countable. */
 function load(s: Server, file: string): { ms: number; replies: number; errors: number } {
-  const fd = openSync(file, "r");
-  const t0 = performance.now();
-  const r = spawnSync("redis-cli", ["-h", "127.0.0.1", "-p", String(s.port), "--pipe"], {
-    stdio: [fd, "pipe", "pipe"],
-    encoding: "utf8",
-    timeout: 900_000,
-  });
-  const ms = performance.now() - t0;
-  closeSync(fd);
-  const m = /errors: (\d+), replies: (\d+)/.exec(r.stdout ?? "");
-  if (!m) throw new Error(`redis-cli --pipe into ${s.name}: ${r.stdout} ${r.stderr}`);
-  return { ms, errors: Number(m[1]), replies: Number(m[2]) };
+  try {
+    return pipeLoad(s.port, file);
+  } catch (err) {
+    throw new Error(`${s.name}: ${(err as Error).message}`);
+  }
 }
 
 interface Recovery {
@@ -447,7 +359,7 @@ let recoverySeconds = 0;
 if (!o["skip-recovery"]) {
   const t0 = performance.now();
   progress(`recovery: writing ${recoveryKeys} SETs for redis-cli --pipe`);
-  const file = await loaderFile(recoveryKeys);
+  const file = await writeSetLoader(join(base, `load-${recoveryKeys}.resp`), recoveryKeys);
   for (let round = 1; round <= rounds; round++) {
     const kinds: Kind[] = round % 2 === 1 ? ["redis", "piccolo"] : ["piccolo", "redis"];
     for (const [position, kind] of kinds.entries()) {
@@ -489,9 +401,9 @@ if (!o["skip-recovery"]) {
         await restart("kill -9");
         await restart("clean stop", await stopClean(s));
         if (kind === "redis") {
-          await commandOnce(port, [["BGREWRITEAOF"]]);
+          await respCommands(port, [["BGREWRITEAOF"]]);
           await sleep(50);
-        } else await commandOnce(port, [["SAVE"]]);
+        } else await respCommands(port, [["SAVE"]]);
         await quiesce(s);
         await restart("compacted", await stopClean(s));
         await stopClean(s);

@@ -2,7 +2,7 @@
 // or installed when running as root, or missing (the benchmark then runs its
 // Piccolo half alone and says so); started on free loopback ports with its
 // data in a temp dir, over HTTP or HTTPS, its JSON gateway's path detected.
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,16 +48,23 @@ export interface EtcdTls {
 
 /**
  * Starts etcd (clients over https when `tls` is given; the peer URL stays plain http, one member has no
- * peers); answers its client URL and the gateway's path prefix (/v3, or /v3beta on 3.3).
+ * peers); answers its client URL, the gateway's path prefix (/v3, or /v3beta on 3.3), its process and its
+ * data directory: a new temp dir, or `o.dataDir` (one `etcdctl snapshot restore` wrote, say; the caller
+ * removes it). `o.args` are added to its flags.
  */
 export async function startEtcd(
   procs: Procs,
   bin: string,
   version: string,
   tls?: EtcdTls,
-): Promise<{ base: string; prefix: string }> {
-  const dir = mkdtempSync(join(tmpdir(), "piccolo-bench-etcd-"));
-  procs.onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  o: { args?: string[]; dataDir?: string } = {},
+): Promise<{ base: string; prefix: string; child: ChildProcess; dir: string }> {
+  let dir = o.dataDir;
+  if (dir === undefined) {
+    const tmp = mkdtempSync(join(tmpdir(), "piccolo-bench-etcd-"));
+    procs.onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
+    dir = tmp;
+  }
   const c = `${tls ? "https" : "http"}://127.0.0.1:${await freePort()}`;
   const p = `http://127.0.0.1:${await freePort()}`;
   const [major = 0, minor = 0] = version.split(".").map(Number);
@@ -77,6 +84,7 @@ export async function startEtcd(
       "--initial-cluster-state=new",
       ...(tls ? [`--cert-file=${tls.certFile}`, `--key-file=${tls.keyFile}`] : []),
       ...quiet,
+      ...(o.args ?? []),
     ],
     tail,
   );
@@ -91,7 +99,7 @@ export async function startEtcd(
           path: `${prefix}/kv/range`,
           body: JSON.stringify({ key: b64("probe") }),
         });
-        if (r.status === 200) return { base: c, prefix };
+        if (r.status === 200) return { base: c, prefix, child: proc, dir };
       } catch (err) {
         last = (err as Error).message;
         break; // not listening yet

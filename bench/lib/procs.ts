@@ -74,11 +74,14 @@ export function procs(bench: string, what: string): Procs {
   };
 }
 
-/** Waits for a line on a child's stdout matching `re` (20 s at most). */
-export function waitLine(c: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
+/** Waits for a line on a child's stdout matching `re` (20 s at most, or `timeoutMs`). */
+export function waitLine(c: ChildProcess, re: RegExp, what: string, timeoutMs = 20_000): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let out = "";
-    const timer = setTimeout(() => reject(new Error(`${what} did not start within 20 s: ${out}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`${what} did not start within ${timeoutMs / 1000} s: ${out}`)),
+      timeoutMs,
+    );
     c.stdout!.on("data", (d: Buffer) => {
       out += d.toString();
       const m = re.exec(out);
