@@ -318,6 +318,31 @@ function window(samples: LoadSample[], from: number, to: number) {
   };
 }
 
+interface UnderLoad {
+  /** The backup's own time under the load. */
+  ms: number;
+  before: ReturnType<typeof window>;
+  during: ReturnType<typeof window>;
+}
+
+/** `backup` while setLoad runs against `port`: 3 s of load alone (the first 0.5 s not counted), the backup, 1 s after it. */
+async function underLoad(port: number, backup: () => Promise<unknown>): Promise<UnderLoad> {
+  let end!: () => void;
+  const stop = new Promise<void>((res) => {
+    end = res;
+  });
+  const loading = setLoad(port, keys, loadRate, loadConnections, stop);
+  const loadStart = performance.now();
+  await sleep(3000);
+  const b0 = performance.now();
+  await backup();
+  const b1 = performance.now();
+  await sleep(1000);
+  end();
+  const samples = await loading;
+  return { ms: b1 - b0, before: window(samples, loadStart + 500, b0), during: window(samples, b0, b1) };
+}
+
 // ---------------------------------------------------------------- contenders
 
 type Name = "piccolo" | "redis" | "etcd";
@@ -331,12 +356,7 @@ interface Round {
     restoreMs: number;
     startMs: number;
     startSelfMs: number;
-    underLoad: {
-      backupMs: number;
-      backupBytes: number;
-      before: ReturnType<typeof window>;
-      during: ReturnType<typeof window>;
-    };
+    underLoad: UnderLoad;
   };
   redis?: {
     bgsaveMs: number;
@@ -345,6 +365,8 @@ interface Round {
     cliRdbMs: number;
     cliRdbBytes: number;
     startMs: number;
+    bgsaveUnderLoad: UnderLoad;
+    cliRdbUnderLoad: UnderLoad;
   };
   etcd?: { saveMs: number; saveBytes: number; restoreMs: number; startMs: number };
 }
@@ -425,24 +447,12 @@ async function runPiccolo(r: Round): Promise<void> {
   await P.stop(node.child);
   rmSync(dir, { recursive: true, force: true });
 
-  // The same backup while a steady load of SETs runs: 3 s of load alone, the backup, 1 s after it.
   progress(`round ${r.round}: piccolo backup under ${loadRate} SETs/s`);
-  let end!: () => void;
-  const stop = new Promise<void>((res) => {
-    end = res;
-  });
-  const loading = setLoad(piccolo.respPort, keys, loadRate, loadConnections, stop);
-  const loadStart = performance.now();
-  await sleep(3000);
-  const b0 = performance.now();
   const lfile = join(base, `piccolo-${r.round}-load.backup`);
-  const lb = await timed(process.execPath, [CLI, "backup", lfile, "--server", server]);
-  const b1 = performance.now();
-  const loadBytes = bytesOf(lfile);
+  const loaded = await underLoad(piccolo.respPort, () =>
+    timed(process.execPath, [CLI, "backup", lfile, "--server", server]),
+  );
   rmSync(lfile, { force: true });
-  await sleep(1000);
-  end();
-  const samples = await loading;
   r.piccolo = {
     backupMs: b.ms,
     backupSelfMs: self ? Number(self[1]) * 1000 : Number.NaN,
@@ -450,18 +460,13 @@ async function runPiccolo(r: Round): Promise<void> {
     restoreMs: rs.ms,
     startMs: node.readyMs,
     startSelfMs: node.selfMs,
-    underLoad: {
-      backupMs: lb.ms,
-      backupBytes: loadBytes,
-      before: window(samples, loadStart + 500, b0),
-      during: window(samples, b0, b1),
-    },
+    underLoad: loaded,
   };
   await waitDbsize(piccolo.respPort, keys, performance.now(), "piccolo after the load");
 }
 
-async function runRedis(r: Round): Promise<void> {
-  progress(`round ${r.round}: redis BGSAVE`);
+/** BGSAVE, from the command until INFO says it is done (polled every 10 ms); and Redis's own seconds. */
+async function bgsave(): Promise<{ ms: number; selfSec: number }> {
   await quiesceRedis(redis.port);
   const before = await respInfo(redis.port, "persistence");
   const t0 = performance.now();
@@ -475,8 +480,14 @@ async function runRedis(r: Round): Promise<void> {
     if (performance.now() - t0 > 600_000) throw new Error("redis BGSAVE: not done after 600 s");
     await sleep(10);
   }
-  const bgsaveMs = performance.now() - t0;
+  const ms = performance.now() - t0;
   if (f.rdb_last_bgsave_status !== "ok") throw new Error(`redis BGSAVE: ${f.rdb_last_bgsave_status}`);
+  return { ms, selfSec: Number(f.rdb_last_bgsave_time_sec) };
+}
+
+async function runRedis(r: Round): Promise<void> {
+  progress(`round ${r.round}: redis BGSAVE`);
+  const bg = await bgsave();
   const rdb = join(redisDir, "dump.rdb");
   const rdbBytes = bytesOf(rdb);
 
@@ -509,13 +520,23 @@ async function runRedis(r: Round): Promise<void> {
   await checkValues(port, keys, "redis restored");
   await P.stop(child);
   rmSync(dir, { recursive: true, force: true });
+
+  progress(`round ${r.round}: redis BGSAVE and redis-cli --rdb under ${loadRate} SETs/s`);
+  const bgsaveUnderLoad = await underLoad(redis.port, bgsave);
+  await quiesceRedis(redis.port);
+  const cliRdbUnderLoad = await underLoad(redis.port, () =>
+    timed("redis-cli", ["-h", "127.0.0.1", "-p", String(redis.port), "--rdb", cliFile]),
+  );
+  rmSync(cliFile, { force: true });
   r.redis = {
-    bgsaveMs,
-    bgsaveSelfSec: Number(f.rdb_last_bgsave_time_sec),
+    bgsaveMs: bg.ms,
+    bgsaveSelfSec: bg.selfSec,
     rdbBytes,
     cliRdbMs: c.ms,
     cliRdbBytes,
     startMs,
+    bgsaveUnderLoad,
+    cliRdbUnderLoad,
   };
 }
 
@@ -665,46 +686,45 @@ const roundRows = results.map((r) => [
   s(r.etcd?.restoreMs ?? NaN),
   s(r.etcd?.startMs ?? NaN),
 ]);
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
+const loaded: [string, (r: Round) => UnderLoad | undefined, (r: Round) => number | undefined][] = [
+  ["piccolo backup", (r) => r.piccolo?.underLoad, (r) => r.piccolo?.backupMs],
+  ["redis BGSAVE", (r) => r.redis?.bgsaveUnderLoad, (r) => r.redis?.bgsaveMs],
+  ["redis-cli --rdb", (r) => r.redis?.cliRdbUnderLoad, (r) => r.redis?.cliRdbMs],
+];
 const loadHeader = [
-  "round",
-  "backup s (alone / under load)",
-  "SETs/s before",
-  "SETs/s during",
+  "backup",
+  "s alone / under load",
+  "SETs/s before / during",
   "p50 ms before / during",
   "p99 ms before / during",
-  "max ms before / during",
+  "max ms during",
+  "p99 ms during, by round",
 ];
-const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
-const loadRows = results.map((r) => {
-  const u = r.piccolo!.underLoad;
+const ul: Record<string, Record<string, number>> = {};
+const loadRows = loaded.map(([name, u, alone]) => {
+  const x = {
+    aloneMs: med(alone),
+    ms: med((r) => u(r)?.ms),
+    beforeRps: med((r) => u(r)?.before.rps),
+    duringRps: med((r) => u(r)?.during.rps),
+    beforeP50: med((r) => u(r)?.before.p50ms),
+    duringP50: med((r) => u(r)?.during.p50ms),
+    beforeP99: med((r) => u(r)?.before.p99ms),
+    duringP99: med((r) => u(r)?.during.p99ms),
+    duringMax: med((r) => u(r)?.during.maxMs),
+  };
+  ul[name] = x;
   return [
-    r.round,
-    `${s(r.piccolo!.backupMs)} / ${s(u.backupMs)}`,
-    Math.round(u.before.rps),
-    Math.round(u.during.rps),
-    `${f2(u.before.p50ms)} / ${f2(u.during.p50ms)}`,
-    `${f2(u.before.p99ms)} / ${f2(u.during.p99ms)}`,
-    `${f2(u.before.maxMs)} / ${f2(u.during.maxMs)}`,
+    name,
+    `${s(x.aloneMs)} / ${s(x.ms)}`,
+    `${Math.round(x.beforeRps)} / ${Math.round(x.duringRps)}`,
+    `${f2(x.beforeP50)} / ${f2(x.duringP50)}`,
+    `${f2(x.beforeP99)} / ${f2(x.duringP99)}`,
+    f2(x.duringMax),
+    results.map((r) => f2(u(r)?.during.p99ms ?? Number.NaN)).join(" "),
   ];
 });
-const ul = {
-  backupMs: med((r) => r.piccolo?.underLoad.backupMs),
-  beforeRps: med((r) => r.piccolo?.underLoad.before.rps),
-  duringRps: med((r) => r.piccolo?.underLoad.during.rps),
-  beforeP99: med((r) => r.piccolo?.underLoad.before.p99ms),
-  duringP99: med((r) => r.piccolo?.underLoad.during.p99ms),
-  beforeP50: med((r) => r.piccolo?.underLoad.before.p50ms),
-  duringP50: med((r) => r.piccolo?.underLoad.during.p50ms),
-};
-loadRows.push([
-  "median",
-  `${s(m.pBackup)} / ${s(ul.backupMs)}`,
-  Math.round(ul.beforeRps),
-  Math.round(ul.duringRps),
-  `${f2(ul.beforeP50)} / ${f2(ul.duringP50)}`,
-  `${f2(ul.beforeP99)} / ${f2(ul.duringP99)}`,
-  "",
-]);
 
 const setup =
   `${keys} keys (16-byte keys, 64-byte values${etcdKeys === keys ? "" : `; etcd ${etcdKeys} keys`}), median of ${rounds} rounds` +
@@ -715,14 +735,14 @@ const notes = [
   "`piccolo backup` fsyncs its file and then reads it back whole to check every record and the SHA-256 before it renames it into place; `redis-cli --rdb` and `etcdctl snapshot save` (which checks the snapshot's hash) are timed as they come.",
   "Restore: `piccolo restore` checks the file again and writes a data directory (a snapshot per shard); Redis restores by copying dump.rdb into a data directory (not timed); `etcdctl snapshot restore` writes a member's data directory.",
   "Start: from spawn until DBSIZE answers every key (Piccolo, Redis: polled every 10 ms; etcd: its gateway probed every 100 ms, then a count-only range).",
-  `Under load: ${loadRate} SETs/s of loaded keys on ${loadConnections} connections (each SET timed from when it was due), 3 s before the backup and during it; the load runs in the benchmark's own process, on the same 2 cores.`,
+  `Under load: ${loadRate} SETs/s of loaded keys (their own values) on ${loadConnections} connections, each SET timed from when it was due (a stall shows in the SETs queued behind it); "before" is the 2.5 s of load just before the backup, "during" from its start to its end (the CLI's wall clock; BGSAVE until INFO says done); medians over rounds. The load runs in the benchmark's own process and the backup's client on the same 2 cores as the server.`,
   `Load average ${loadAtStart} at the start, ${loadAtEnd} at the end.`,
 ];
 
 console.log(`\n${setup}\n`);
 console.log(table(header, rows));
 console.log(`\nper round (s):\n\n${table(roundHeader, roundRows)}`);
-console.log(`\npiccolo backup under a steady load of SETs:\n\n${table(loadHeader, loadRows)}`);
+console.log(`\nbackups under a steady load of ${loadRate} SETs/s (medians):\n\n${table(loadHeader, loadRows)}`);
 console.log(
   `\nload: ${Object.entries(loads)
     .map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`)
@@ -798,7 +818,7 @@ writeFileSync(
     "",
     markdownTable(roundHeader, roundRows),
     "",
-    `Piccolo's backup under a steady load of ${loadRate} SETs/s:`,
+    `Backups under a steady load of ${loadRate} SETs/s (medians over rounds):`,
     "",
     markdownTable(loadHeader, loadRows),
     "",
