@@ -323,6 +323,8 @@ interface UnderLoad {
   ms: number;
   before: ReturnType<typeof window>;
   during: ReturnType<typeof window>;
+  /** SETs answered and their longest time, by 100 ms from 0.5 s before the backup to 1 s after it (ms since its start). */
+  timeline: { atMs: number; sets: number; maxMs: number }[];
 }
 
 /** `backup` while setLoad runs against `port`: 3 s of load alone (the first 0.5 s not counted), the backup, 1 s after it. */
@@ -340,7 +342,16 @@ async function underLoad(port: number, backup: () => Promise<unknown>): Promise<
   await sleep(1000);
   end();
   const samples = await loading;
-  return { ms: b1 - b0, before: window(samples, loadStart + 500, b0), during: window(samples, b0, b1) };
+  const timeline: UnderLoad["timeline"] = [];
+  for (let t = b0 - 500; t < b1 + 1000; t += 100) {
+    const w = window(samples, t, t + 100);
+    timeline.push({
+      atMs: Math.round(t - b0),
+      sets: w.sets,
+      maxMs: Number.isFinite(w.maxMs) ? Math.round(w.maxMs) : 0,
+    });
+  }
+  return { ms: b1 - b0, before: window(samples, loadStart + 500, b0), during: window(samples, b0, b1), timeline };
 }
 
 // ---------------------------------------------------------------- contenders
