@@ -27,12 +27,15 @@
 //   Redis:   BGSAVE (from the command until INFO says the save is done; the
 //            dump.rdb's bytes), `redis-cli --rdb FILE` (wall clock; bytes),
 //            and redis-server started over a copy of the dump.rdb until
-//            DBSIZE answers every key.
+//            DBSIZE answers every key (and 3 values read back); then BGSAVE
+//            and `redis-cli --rdb` each under the same steady load.
 //   etcd:    `etcdctl snapshot save FILE` (wall clock; bytes), `etcdctl
 //            snapshot restore FILE --data-dir NEW` (wall clock), and etcd
 //            started over NEW until its gateway answers (probed every
 //            100 ms) and counts every key.
-// Reported: medians over rounds, the Piccolo/Redis and Piccolo/etcd ratios.
+// Reported: medians over rounds, the Piccolo/Redis and Piccolo/etcd ratios;
+// the JSON also holds every round and, for each backup under load, the SETs
+// answered and their longest time by 100 ms around it.
 // Writes bench/results/backup.json, backup.md, backup.svg (seconds) and
 // backup-size.svg (MB).
 //
