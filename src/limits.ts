@@ -330,8 +330,13 @@ export const JOURNAL_RETRY_MS = 5000;
  */
 export const BACKUP_MAX_RUNNING = 1;
 
-/** Bytes of backup data per response frame of the stream. */
-export const BACKUP_FRAME_BYTES = 1024 * 1024;
+/**
+ * Bytes of backup data per response frame of the stream. Small enough that
+ * the IO thread serves other clients between frames every fraction of a
+ * millisecond (each frame is one copy and a hash update), large enough that
+ * 1M keys are a few hundred frames.
+ */
+export const BACKUP_FRAME_BYTES = 256 * 1024;
 
 /** How often the IO thread asks the shards whether their walks have ended. */
 export const BACKUP_POLL_MS = 20;

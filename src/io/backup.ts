@@ -62,7 +62,7 @@ export interface BackupSink {
   readonly ready: boolean;
   /** The client is gone, or the node is stopping: stop. */
   readonly gone: boolean;
-  /** The next bytes of the file; `last` when it is complete. */
+  /** The next bytes of the file (copied before send returns); `last` when it is complete. */
   send(data: Uint8Array, last: boolean): void;
   /** The backup failed: the file is incomplete. */
   fail(code: number, message: string): void;
@@ -174,11 +174,16 @@ class Stream {
     }
   }
 
-  /** Sends what is buffered (an empty frame keeps a quiet stream alive while the shards walk). */
+  /**
+   * Sends what is buffered (an empty frame keeps a quiet stream alive while
+   * the shards walk), then yields: the clients the IO thread serves get a
+   * turn between any two frames of a backup.
+   */
   async flush(last: boolean): Promise<void> {
     await this.writable();
-    this.sink.send(this.buf.slice(0, this.fill), last);
+    this.sink.send(this.buf.subarray(0, this.fill), last); // the frame is a copy
     this.fill = 0;
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   async end(sections: number): Promise<void> {

@@ -600,15 +600,16 @@ export function encodeSingle(id: bigint, kind: Request_Which, p: PartResult): Ui
   return frameOf(m);
 }
 
-/** One frame of a backup stream (src/io/backup.ts). */
+/**
+ * One frame of a backup stream (src/io/backup.ts), laid out by hand:
+ * BackupChunk has 1 data word (last at bit 0) and 1 pointer (data). Through
+ * capnp-es a 1 MiB frame cost the IO thread about 5 ms; this is one copy.
+ */
 export function encodeBackupChunk(id: bigint, data: Uint8Array, last: boolean): Uint8Array {
-  const m = new capnp.Message();
-  const r = m.initRoot(Response);
-  r.id = id;
-  const b = r._initBackup();
-  if (data.length > 0) b._initData(data.length).copyBuffer(data);
-  b.last = last;
-  return frameOf(m);
+  const { out, seg, child, childPtrs, tail } = simpleResponse(id, Response_Which.BACKUP, 1, 1, data.length);
+  if (last) seg.view.setUint8(child, 1);
+  writeData(seg, out, childPtrs, tail, data);
+  return out;
 }
 
 export function encodeOk(id: bigint): Uint8Array {
