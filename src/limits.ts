@@ -251,6 +251,35 @@ export const SHUTDOWN_QUIET_MS = 100;
 export const SHUTDOWN_QUIET_MAX_MS = 2_000;
 
 /**
+ * A Redis client has no "go away" and its library resends, on a new
+ * connection, every command that got no answer (decision 0274). So a
+ * stopping node goes on serving each Redis connection until it finds it
+ * idle (every command read answered, none half-received, no MULTI or WATCH
+ * open), then half-closes it there; it waits for that at most this long,
+ * then stops reading them whatever they do (src/resp/connection.ts).
+ */
+export const SHUTDOWN_RESP_IDLE_MAX_MS = 2_000;
+
+/**
+ * How long a stopping node waits for the answers to the commands it read
+ * from Redis clients before it closes their connections anyway (logged as
+ * an error: their libraries may send those commands again). A cluster
+ * command answers within CLUSTER_REQUEST_DEADLINE_MS per step, and takes at
+ * most two steps (RENAME, COPY: a read, then a transaction): this bound is
+ * above that (asserted in src/cluster/deadlines.ts), so only a bug reaches it.
+ */
+export const SHUTDOWN_RESP_ANSWER_MAX_MS = 12_000;
+
+/**
+ * A stopping node half-closes its clients' sockets (FIN after the last
+ * answer), then waits this long at most for each client to close its side
+ * before it exits, reading and dropping whatever arrives meanwhile: a
+ * socket closed with unread bytes sends a reset, which can make the client
+ * lose answers already sent to it.
+ */
+export const SHUTDOWN_CLOSE_MAX_MS = 1_000;
+
+/**
  * A cluster member stopping gracefully (SIGTERM) first hands the partitions
  * it leads to caught-up peers, for at most this long (src/cluster/admin.ts,
  * handOffLeadership); one whose followers are all down or behind is left

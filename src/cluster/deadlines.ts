@@ -22,6 +22,7 @@
  * (src/cluster/forwarder.ts).
  */
 import { assert } from "../assert.js";
+import { SHUTDOWN_RESP_ANSWER_MAX_MS } from "../limits.js";
 
 /** How long a request may wait on the member it reached: for a leader, a commit, or a forwarded answer. */
 export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
@@ -39,4 +40,8 @@ assert(
 assert(
   FORWARD_READ_RETRY_MS < CLUSTER_REQUEST_DEADLINE_MS,
   "a forwarded read that got no answer has time to be tried again",
+);
+assert(
+  2 * CLUSTER_REQUEST_DEADLINE_MS < SHUTDOWN_RESP_ANSWER_MAX_MS,
+  "a stopping member waits long enough for a two-step Redis command's answer",
 );

@@ -105,6 +105,15 @@ export abstract class Connection implements RequestOwner {
   private dirty = false;
   /** Closed by this side for breaking a limit: nothing more is read, answered or counted. */
   private cut = false;
+  /**
+   * Ending on a stop: the socket is read, and what arrives dropped, until the
+   * client closes its side (endForStop). A socket closed with unread bytes
+   * in the kernel sends a reset instead of a FIN, and a reset can make the
+   * client's kernel throw away answers it had received but its program had
+   * not read yet. What is dropped was never carried out, so a client that
+   * sends it again (a Redis library does) applies it once.
+   */
+  private dropInput = false;
   /** Bytes of answers held in the queue (complete, or gathered so far), not yet handed to the socket. */
   private queuedBytes = 0;
   /** Bytes handed to the socket so far, and how many had left it (to the kernel) at the last stall check. */
@@ -190,10 +199,71 @@ export abstract class Connection implements RequestOwner {
 
   /**
    * The node is stopping: tell the client, where the protocol can, to send
-   * nothing more on this connection (the native protocol's "go away"; RESP
-   * has no such message, so its clients learn from the SHUTDOWN answers).
+   * nothing more on this connection (the native protocol's "go away"). RESP
+   * has no such message: a Redis connection is served until it is idle and
+   * closed there instead (src/resp/connection.ts).
    */
   goAway(): void {}
+
+  /**
+   * After goAway(): still carrying out what it reads, waiting for a moment
+   * to close (a Redis connection; the stop waits for these, bounded).
+   */
+  get servingWhileStopping(): boolean {
+    return false;
+  }
+
+  /** The stop's wait for an idle moment is over (SHUTDOWN_RESP_IDLE_MAX_MS): take no more requests. */
+  stopServing(): void {}
+
+  /**
+   * Requests read whose answers the stop must wait for before closing: a
+   * Redis client sends an unanswered command again on its next connection,
+   * so closing before its answer could apply it twice. (A native client is
+   * never sent away with a request unanswered but the ones read before the
+   * stop, which the grace period covers; one it loses is an unknown outcome
+   * to it, never resent blindly.)
+   */
+  get owedAnswers(): number {
+    return 0;
+  }
+
+  /**
+   * The last step of a stop: writes what is answered, half-closes (a FIN
+   * after the last answer, so the client reads every answer before it
+   * sees the close), and reads and drops what arrives until the client
+   * closes its side (see dropInput). Requests still unanswered stay so.
+   */
+  endForStop(): void {
+    if (this.gone) return;
+    this.flush();
+    this.endGently();
+  }
+
+  /**
+   * Reads nothing more as requests: half-closes once every request read is
+   * answered (now, if they are), reading and dropping what arrives meanwhile
+   * and after (see dropInput).
+   */
+  protected endGently(): void {
+    if (this.gone) return;
+    this.ending = true;
+    this.dropInput = true;
+    if (this.pending === 0) this.endSocket();
+    else this.updateReading();
+  }
+
+  /**
+   * Half-closes, once. A client that keeps sending after its final answer
+   * (endless bulk data) would hold the half-closed connection forever: it
+   * is dropped after a grace period in which it can read that answer.
+   */
+  private endSocket(): void {
+    if (this.socket.writableEnded) return;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+    this.updateReading();
+  }
 
   /** Whether pushing more now keeps this connection under its soft output limit (a watch's backpressure). */
   get canTakeMore(): boolean {
@@ -419,11 +489,7 @@ export abstract class Connection implements RequestOwner {
     this.queueHead = i;
     if (close || (this.ending && this.pending === 0)) {
       this.ending = true;
-      this.socket.end();
-      // A client that keeps sending after its final answer (endless bulk data)
-      // would hold the half-closed connection forever: drop it after a grace
-      // period in which it can read that answer.
-      setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+      this.endSocket();
       return;
     }
     // Answers went out: held requests may start now (their commands are published at the end of the turn).
@@ -435,11 +501,12 @@ export abstract class Connection implements RequestOwner {
   updateReading(): void {
     if (this.closed || this.cut) return;
     const want =
-      !this.ending &&
-      !this.host.readingBlocked() &&
-      this.heldHead === this.held.length &&
-      this.pending < MAX_INFLIGHT_PER_CONNECTION &&
-      this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES;
+      this.dropInput ||
+      (!this.ending &&
+        !this.host.readingBlocked() &&
+        this.heldHead === this.held.length &&
+        this.pending < MAX_INFLIGHT_PER_CONNECTION &&
+        this.queuedBytes + this.socket.writableLength < MAX_PENDING_WRITE_BYTES);
     if (want === this.reading) return;
     this.reading = want;
     if (want) this.socket.resume();

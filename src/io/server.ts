@@ -23,11 +23,14 @@ import {
   CLIENT_OUTPUT_STALL_MS,
   DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
   LEADERSHIP_HANDOFF_MS,
-  SHUTDOWN_QUIET_MAX_MS,
-  SHUTDOWN_QUIET_MS,
   MAX_CONNECTIONS,
   maxFrameBytes,
+  SHUTDOWN_CLOSE_MAX_MS,
   SHUTDOWN_GRACE_MS,
+  SHUTDOWN_QUIET_MAX_MS,
+  SHUTDOWN_QUIET_MS,
+  SHUTDOWN_RESP_ANSWER_MAX_MS,
+  SHUTDOWN_RESP_IDLE_MAX_MS,
 } from "../limits.js";
 import { listenFailure } from "../start-failure.js";
 import type { Users } from "../security/users.js";
@@ -236,15 +239,16 @@ export class PiccoloNode implements ConnectionHost {
 
   /**
    * Paused by shard congestion. Not by a stop: a stopping node goes on
-   * reading, and answers what it reads SHUTTING_DOWN (nothing carried out,
-   * retry on another member) rather than leaving it unread, which the
-   * client could only take as an unknown outcome once the socket closes.
+   * reading native connections, and answers what it reads SHUTTING_DOWN
+   * (nothing carried out, retry on another member) rather than leaving it
+   * unread, which the client could only take as an unknown outcome once the
+   * socket closes; Redis connections it serves until they are idle (stop()).
    */
   readingBlocked(): boolean {
     return this.blocked;
   }
 
-  /** The node is stopping: new requests are answered SHUTTING_DOWN. */
+  /** The node is stopping: new native requests are answered SHUTTING_DOWN (stop()). */
   get stopping(): boolean {
     return this._stopping;
   }
@@ -327,35 +331,73 @@ export class PiccoloNode implements ConnectionHost {
   }
 
   /**
-   * Graceful stop: refuse new connections; answer every request read from
-   * now on SHUTTING_DOWN (not carried out); let the ones in flight finish
-   * and their answers go out (up to SHUTDOWN_GRACE_MS); then wait until no
-   * request has come for SHUTDOWN_QUIET_MS (clients that were told to go
-   * elsewhere stop sending; at most SHUTDOWN_QUIET_MAX_MS), so that a
-   * request is rarely in the air when the socket closes (its client could
-   * only call its outcome unknown); then close the sockets and stop the
-   * shard workers.
+   * Graceful stop (docs/cluster.md, "Stopping, restarting and upgrading a
+   * member"; decisions 0272 and 0274):
+   *
+   * 1. Refuse new connections. Native connections get a "go away" and what
+   *    they read from now on is answered SHUTTING_DOWN (not carried out:
+   *    their clients retry elsewhere). Redis connections, whose clients have
+   *    no "go away" but send again what got no answer, are served as usual
+   *    until each is idle and half-closed there; after SHUTDOWN_RESP_IDLE_MAX_MS
+   *    they read nothing more (stopServing).
+   * 2. Wait for the answers: native requests in flight for up to
+   *    SHUTDOWN_GRACE_MS from the start; every command read from a Redis
+   *    client, for up to SHUTDOWN_RESP_ANSWER_MAX_MS (above any command's
+   *    deadlines: closing before its answer could make its client apply it
+   *    twice).
+   * 3. Wait until no request has come for SHUTDOWN_QUIET_MS (clients told to
+   *    go elsewhere stop sending; at most SHUTDOWN_QUIET_MAX_MS), so that a
+   *    native request is rarely in the air when the socket closes (its
+   *    client could only call its outcome unknown).
+   * 4. Half-close every socket after its last answer, and wait for the
+   *    clients to close their side (at most SHUTDOWN_CLOSE_MAX_MS), reading
+   *    and dropping what they send meanwhile, so that no reset loses an
+   *    answer; then stop the shard workers.
    */
   async stop(): Promise<void> {
     if (this._stopping) return;
     this._stopping = true;
+    const t0 = Date.now();
     if (this.stallTimer !== null) clearInterval(this.stallTimer);
     for (const server of this.servers) server.close();
     for (const c of this.connections) {
       c.goAway();
       c.updateReading();
     }
-    const deadline = Date.now() + SHUTDOWN_GRACE_MS;
-    while (this.dispatcher.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(() => !this.any((c) => c.servingWhileStopping), SHUTDOWN_RESP_IDLE_MAX_MS, 5);
+    for (const c of this.connections) c.stopServing();
+    const graceBy = t0 + SHUTDOWN_GRACE_MS;
+    await waitUntil(
+      () => (this.dispatcher.inFlight === 0 || Date.now() >= graceBy) && !this.any((c) => c.owedAnswers > 0),
+      SHUTDOWN_RESP_ANSWER_MAX_MS,
+      5,
+    );
+    let owed = 0;
+    for (const c of this.connections) owed += c.owedAnswers;
+    if (owed > 0)
+      this.logger.error(
+        { owed, waitedMs: SHUTDOWN_RESP_ANSWER_MAX_MS },
+        "closing Redis connections with commands still unanswered: their clients may send them again",
+      );
     const quietBy = Date.now() + SHUTDOWN_QUIET_MAX_MS;
     while (Date.now() - this.lastReadMs < SHUTDOWN_QUIET_MS && Date.now() < quietBy && this.connections.size > 0)
       await new Promise((r) => setTimeout(r, 10));
-    for (const c of this.connections) {
-      c.flush();
-      c.socket.end();
-    }
+    for (const c of this.connections) c.endForStop();
+    await waitUntil(() => this.connections.size === 0, SHUTDOWN_CLOSE_MAX_MS, 5);
+    this.logger.debug({ ms: Date.now() - t0, open: this.connections.size }, "client connections closed");
     // (No backend when start() failed before it existed.)
     await (this.backend as ShardBackend | undefined)?.close();
     this.logger.info("piccolo node stopped");
   }
+
+  private any(f: (c: Connection) => boolean): boolean {
+    for (const c of this.connections) if (f(c)) return true;
+    return false;
+  }
+}
+
+/** Resolves once `done()` holds, checking every `everyMs`, or after `maxMs` whatever it says. */
+async function waitUntil(done: () => boolean, maxMs: number, everyMs: number): Promise<void> {
+  const by = Date.now() + maxMs;
+  while (!done() && Date.now() < by) await new Promise((r) => setTimeout(r, everyMs));
 }

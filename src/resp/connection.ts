@@ -74,6 +74,17 @@ export class RespConnection extends Connection implements RespSession {
   readonly subscriptions = { channels: new Set<string>(), patterns: new Set<string>() };
   readonly address: string;
   private readonly parser: RespParser;
+  /**
+   * The node is stopping (goAway): this connection is served as usual until
+   * it is idle, and half-closed there (leaveIfIdle). Decision 0274 says why.
+   */
+  private leaving = false;
+  /**
+   * The stop stopped waiting (SHUTDOWN_RESP_IDLE_MAX_MS) while this
+   * connection had a MULTI or a WATCH open: what it reads from then on is
+   * answered SHUTDOWN, not carried out, until the node closes it.
+   */
+  private refusing = false;
   constructor(
     socket: Socket,
     host: ConnectionHost,
@@ -123,13 +134,70 @@ export class RespConnection extends Connection implements RespSession {
     this.hold(req);
   }
 
+  /**
+   * The node is stopping. Redis has no "go away", and a Redis library sends
+   * every command that got no answer again on its next connection (ioredis:
+   * autoResendUnfulfilledCommands; the user, with redis-cli). So nothing read
+   * is refused or left unanswered: the connection goes on as usual until it
+   * is idle, then half-closes; the client reconnects, and what it sends
+   * after the close (never read, never carried out) it sends again there.
+   */
+  override goAway(): void {
+    this.leaving = true;
+    this.leaveIfIdle();
+  }
+
+  override get servingWhileStopping(): boolean {
+    return this.leaving && !this.ending && !this.refusing && !this.gone;
+  }
+
+  /**
+   * The stop waited long enough for an idle moment (a client that pipelines
+   * without pause, or holds a transaction open). Without a transaction open:
+   * read nothing more, answer what was read, half-close. With one: refuse
+   * (SHUTDOWN) what comes, rather than close and let the client send its
+   * EXEC again on a new connection, where the MULTI or the WATCH before it
+   * no longer exists (an EXEC run without the WATCH it relied on).
+   */
+  override stopServing(): void {
+    if (!this.servingWhileStopping) return;
+    if (this.multi !== null || this.watch !== null) this.refusing = true;
+    else this.endGently();
+  }
+
+  override get owedAnswers(): number {
+    return this.gone ? 0 : this.pending;
+  }
+
+  override flush(): void {
+    super.flush();
+    if (this.leaving) this.leaveIfIdle();
+  }
+
+  /**
+   * Half-closes if nothing read is unanswered, no command is half-received
+   * (the rest of it, or of the pipeline it is in, is on its way: closing
+   * now would cut a pipeline in two) and no transaction is open (MULTI, or
+   * a WATCH whose EXEC is to come).
+   */
+  private leaveIfIdle(): void {
+    if (
+      this.servingWhileStopping &&
+      this.pending === 0 &&
+      !this.parser.partial &&
+      this.multi === null &&
+      this.watch === null
+    )
+      this.endGently();
+  }
+
   protected startHeld(req: InFlight): void {
     this.start(req as RespRequest);
   }
 
   private start(req: RespRequest): void {
-    // A stopping node carries nothing out any more, and says so (nothing applied: retry elsewhere).
-    if (this.host.stopping) return req.error(errorText(ErrorCode.SHUTTING_DOWN));
+    // Only past the stop's wait, with a transaction open (stopServing): nothing applied, and said so.
+    if (this.refusing) return req.error(errorText(ErrorCode.SHUTTING_DOWN));
     const args = req.args;
     this.resp.stats.commands++;
     const spec = lookupBytes(args[0]!);
