@@ -114,10 +114,12 @@ export const DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES = 256 * 1024 * 1024;
 export const CLIENT_OUTPUT_STALL_MS = 60_000;
 
 /**
- * A connection the node closes after a final answer (a protocol error, QUIT)
- * is half-closed once that answer is written; if the client has not closed
- * its side this long after, the node drops the connection. Without it a
- * client that keeps sending (endless bulk data) holds it open forever.
+ * A connection the node closes after a final answer (a protocol error, QUIT,
+ * a stop) is half-closed once that answer is written; if the client has not
+ * closed its side this long after, and has taken none of the answers still
+ * buffered meanwhile, the node drops the connection (src/io/connection.ts,
+ * endSocket). Without it a client that keeps sending (endless bulk data)
+ * holds it open forever.
  */
 export const CLOSE_LINGER_MS = 2_000;
 
@@ -272,10 +274,12 @@ export const SHUTDOWN_RESP_ANSWER_MAX_MS = 12_000;
 
 /**
  * A stopping node half-closes its clients' sockets (FIN after the last
- * answer), then waits this long at most for each client to close its side
- * before it exits, reading and dropping whatever arrives meanwhile: a
- * socket closed with unread bytes sends a reset, which can make the client
- * lose answers already sent to it.
+ * answer), then waits for each client to close its side before it exits,
+ * reading and dropping whatever arrives meanwhile: a socket closed with
+ * unread bytes sends a reset, which can make the client lose answers
+ * already sent to it. It waits this long at most once every answer has
+ * left the process; while some have not, as long as the clients take them
+ * (src/io/server.ts, waitForClients).
  */
 export const SHUTDOWN_CLOSE_MAX_MS = 1_000;
 

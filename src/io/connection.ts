@@ -114,6 +114,12 @@ export abstract class Connection implements RequestOwner {
    * sends it again (a Redis library does) applies it once.
    */
   private dropInput = false;
+  /**
+   * Bytes read and dropped after the end (see dropInput). A client that
+   * still sends after the node's FIN has not read up to it: a stop waits
+   * for it (src/io/server.ts, waitForClients).
+   */
+  droppedBytes = 0;
   /** Bytes of answers held in the queue (complete, or gathered so far), not yet handed to the socket. */
   private queuedBytes = 0;
   /** Bytes handed to the socket so far, and how many had left it (to the kernel) at the last stall check. */
@@ -142,7 +148,10 @@ export abstract class Connection implements RequestOwner {
     this.user = host.auth.users.initialUser();
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => {
-      if (this.ending) return;
+      if (this.ending) {
+        this.droppedBytes += chunk.length;
+        return;
+      }
       this.onBytes(chunk, Date.now());
       this.host.afterDispatch();
       this.updateReading();
@@ -255,14 +264,30 @@ export abstract class Connection implements RequestOwner {
 
   /**
    * Half-closes, once. A client that keeps sending after its final answer
-   * (endless bulk data) would hold the half-closed connection forever: it
-   * is dropped after a grace period in which it can read that answer.
+   * (endless bulk data), or never closes, would hold the half-closed
+   * connection forever: it is dropped after a grace period in which it can
+   * read its answers, CLOSE_LINGER_MS, extended as long as it goes on
+   * taking them (the answers still in the socket's buffer shrink). A stop
+   * can leave megabytes of answers there for a pipelining client; dropped
+   * unread, they would be commands applied and never answered. On a stop
+   * (dropInput) it is also extended while the client still sends: it has
+   * not read up to the FIN yet, and a reset would drop what the kernel
+   * still holds for it; the stop's own bound ends that (waitForClients).
    */
   private endSocket(): void {
     if (this.socket.writableEnded) return;
     this.socket.end();
-    setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+    this.lingerFrom(unsent(this.socket), this.droppedBytes);
     this.updateReading();
+  }
+
+  private lingerFrom(before: Unsent, dropped: number): void {
+    setTimeout(() => {
+      const now = unsent(this.socket);
+      if ((now.buffered > 0 && taken(before, now)) || (this.dropInput && this.droppedBytes > dropped))
+        this.lingerFrom(now, this.droppedBytes);
+      else this.socket.destroy();
+    }, CLOSE_LINGER_MS).unref();
   }
 
   /** Whether pushing more now keeps this connection under its soft output limit (a watch's backpressure). */
@@ -512,6 +537,29 @@ export abstract class Connection implements RequestOwner {
     if (want) this.socket.resume();
     else this.socket.pause();
   }
+}
+
+/**
+ * What a socket still has to hand to the kernel. `buffered` (its
+ * `writableLength`) drops only when a whole write completes, and a corked
+ * batch of answers is one write of megabytes; `queued`, the handle's
+ * `writeQueueSize` (libuv's count, which Node keeps on its TCP and TLS
+ * handles: not a documented API), drops as the kernel takes each part of
+ * the write under way.
+ */
+export interface Unsent {
+  buffered: number;
+  queued: number;
+}
+
+export function unsent(socket: Socket): Unsent {
+  const handle = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle;
+  return { buffered: socket.writableLength, queued: handle?.writeQueueSize ?? 0 };
+}
+
+/** Whether the client took some of it between the two looks (a new write under way raises `queued`: not taken). */
+export function taken(before: Unsent, now: Unsent): boolean {
+  return now.buffered < before.buffered || now.queued < before.queued;
 }
 
 /** Above this many bytes, answers are written one by one instead of copied into one buffer. */

@@ -20,6 +20,7 @@ import type { Logger } from "pino";
 import { type LimitLevel, LimitLog } from "../limit-log.js";
 import {
   CLIENT_OUTPUT_CHECK_INTERVAL_MS,
+  CLOSE_LINGER_MS,
   CLIENT_OUTPUT_STALL_MS,
   DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES,
   LEADERSHIP_HANDOFF_MS,
@@ -36,7 +37,7 @@ import { listenFailure } from "../start-failure.js";
 import type { Users } from "../security/users.js";
 import { clientPortOptions, type TlsFiles } from "../security/tls-files.js";
 import { Authenticator } from "./auth.js";
-import type { Connection, ConnectionHost } from "./connection.js";
+import { type Connection, type ConnectionHost, taken, type Unsent, unsent } from "./connection.js";
 import { Dispatcher } from "./dispatch.js";
 import { NativeConnection } from "./native.js";
 import { initRouting } from "./route.js";
@@ -383,11 +384,56 @@ export class PiccoloNode implements ConnectionHost {
     while (Date.now() - this.lastReadMs < SHUTDOWN_QUIET_MS && Date.now() < quietBy && this.connections.size > 0)
       await new Promise((r) => setTimeout(r, 10));
     for (const c of this.connections) c.endForStop();
-    await waitUntil(() => this.connections.size === 0, SHUTDOWN_CLOSE_MAX_MS, 5);
+    await this.waitForClients();
     this.logger.debug({ ms: Date.now() - t0, open: this.connections.size }, "client connections closed");
     // (No backend when start() failed before it existed.)
     await (this.backend as ShardBackend | undefined)?.close();
     this.logger.info("piccolo node stopped");
+  }
+
+  /**
+   * The last wait of a stop, once every socket is half-closed: until each
+   * client has closed its side, which it does once it has read every
+   * answer and the FIN after them. Answers still in the process's buffers
+   * would die with it, and those in the kernel's would be dropped too if
+   * the client's next bytes met a closed socket (a reset): a pipelining
+   * client can have megabytes of them, for commands carried out. So the
+   * wait goes on as long as the clients move (take answers, or still send,
+   * not having read up to the FIN yet): it ends when they are all closed,
+   * when nothing has moved for SHUTDOWN_CLOSE_MAX_MS (CLOSE_LINGER_MS
+   * while answers are in the process's buffers: a client that reads
+   * nothing), or at SHUTDOWN_RESP_ANSWER_MAX_MS.
+   */
+  private async waitForClients(): Promise<void> {
+    const by = Date.now() + SHUTDOWN_RESP_ANSWER_MAX_MS;
+    let before: Unsent = { buffered: 0, queued: 0 };
+    let open = -1;
+    let dropped = -1;
+    let movedMs = Date.now();
+    for (;;) {
+      const now: Unsent = { buffered: 0, queued: 0 };
+      let droppedNow = 0;
+      for (const c of this.connections) {
+        const u = unsent(c.socket);
+        now.buffered += u.buffered;
+        now.queued += u.queued;
+        droppedNow += c.droppedBytes;
+      }
+      const t = Date.now();
+      if (taken(before, now) || this.connections.size !== open || droppedNow !== dropped) movedMs = t;
+      before = now;
+      open = this.connections.size;
+      dropped = droppedNow;
+      if (open === 0 || t >= by || t - movedMs >= (now.buffered > 0 ? CLOSE_LINGER_MS : SHUTDOWN_CLOSE_MAX_MS)) {
+        if (now.buffered > 0)
+          this.logger.warn(
+            { connections: open, unsentBytes: now.buffered },
+            "stopping with answers a client has not read: its commands were carried out, but it will not get their answers",
+          );
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   private any(f: (c: Connection) => boolean): boolean {

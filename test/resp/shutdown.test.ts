@@ -56,7 +56,8 @@ class Raw {
   }
 
   private push(r: Reply): void {
-    this.replies.push(r);
+    // A big value is kept as its length.
+    this.replies.push(typeof r === "string" && r.length > 1_000 ? r.length : r);
     for (const w of this.waiters.splice(0)) w();
   }
 
@@ -66,6 +67,27 @@ class Raw {
 
   writeRaw(b: Buffer): boolean {
     return this.ended ? false : this.socket.write(b);
+  }
+
+  /** Reads one chunk (64 KiB at most), then nothing for `ms`. */
+  async readSlowly(ms: number): Promise<void> {
+    const chunk = new Promise<void>((r) => {
+      const done = (): void => {
+        this.socket.off("data", done);
+        this.socket.off("close", done);
+        r();
+      };
+      this.socket.on("data", done);
+      this.socket.on("close", done);
+    });
+    this.socket.resume();
+    await chunk;
+    this.socket.pause();
+    await sleep(ms);
+  }
+
+  get destroyed(): boolean {
+    return this.socket.destroyed;
   }
 
   get writable(): boolean {
@@ -267,5 +289,66 @@ describe("a node stopping with Redis clients on it", { timeout: 60_000 }, () => 
     assert.equal(c.error, null);
     assert.ok(c.ended, "the node's FIN came");
     assert.ok(seen.subscriber.endedMs < 1_000, `closed ${seen.subscriber.endedMs} ms after SIGTERM`);
+  });
+});
+
+// A client that pipelines 80 INCRs and GETs of a 256 KiB value, 20 MiB of answers, and reads them slowly
+// (64 KiB at a time): when the node closes the connection, more answers than the kernel's buffers hold
+// wait in the node's, for commands it carried out. The node must neither exit nor drop the connection
+// before the client has them all.
+describe("a node stopping while a Redis client reads its answers slowly", { timeout: 60_000 }, () => {
+  const PAIRS = 80;
+  let slowDir: string;
+  let slowNode: RunningNode;
+  let conn: Raw;
+  let exitCode: number | null = null;
+  let stopMs = 0;
+  let applied: string | null = null;
+
+  before(async () => {
+    slowDir = await mkdtemp(join(tmpdir(), "piccolo-resp-slow-"));
+    slowNode = await startNode(["--data-dir", slowDir]);
+    const port = slowNode.respPort;
+    const setter = new Raw(port);
+    setter.send("SET", "big", "x".repeat(256 * 1024));
+    await setter.replyCount(1);
+    conn = new Raw(port);
+    conn.writeRaw(
+      Buffer.concat(Array.from({ length: PAIRS }, () => [encode(["INCR", "slow"]), encode(["GET", "big"])]).flat()),
+    );
+    const reading = (async () => {
+      while (!conn.destroyed) await conn.readSlowly(10);
+    })();
+    await conn.replyCount(1);
+    const t0 = Date.now();
+    exitCode = await slowNode.stop();
+    stopMs = Date.now() - t0;
+    await Promise.all([reading, conn.closed]);
+    slowNode = await startNode(["--data-dir", slowDir, "--resp-port", String(port)]);
+    const reader = new Raw(port);
+    reader.send("GET", "slow");
+    await reader.replyCount(1);
+    applied = reader.replies[0] as string | null;
+  });
+
+  after(async () => {
+    await slowNode?.stop();
+    await rm(slowDir, { recursive: true, force: true });
+  });
+
+  it("gives it every answer before exiting, then closes with a FIN", () => {
+    assert.equal(exitCode, 0, slowNode.stderr());
+    assert.equal(conn.error, null, "no socket error (a reset) before the node's FIN");
+    assert.ok(conn.ended, "the node's FIN came");
+    assert.equal(conn.replies.length, 2 * PAIRS, `every answer came (the stop took ${stopMs} ms)`);
+    assertCounting(
+      conn.replies.filter((_, i) => i % 2 === 0),
+      "slow",
+    );
+    assert.ok(
+      conn.replies.every((r, i) => i % 2 === 0 || r === 256 * 1024),
+      "every GET answered the value",
+    );
+    assert.equal(applied, String(PAIRS));
   });
 });
