@@ -137,7 +137,7 @@ export class RespConnection extends Connection implements RespSession {
   /**
    * The node is stopping. Redis has no "go away", and a Redis library sends
    * every command that got no answer again on its next connection (ioredis:
-   * autoResendUnfulfilledCommands; the user, with redis-cli). So nothing read
+   * autoResendUnfulfilledCommands, on by default). So nothing read
    * is refused or left unanswered: the connection goes on as usual until it
    * is idle, then half-closes; the client reconnects, and what it sends
    * after the close (never read, never carried out) it sends again there.
