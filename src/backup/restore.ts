@@ -28,6 +28,7 @@ import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from "node
 import { dirname } from "node:path";
 import { applyEffects, JournalRecord, readPartPrefix } from "../journal/effects.js";
 import { DATA_FORMAT } from "../journal/data-dir.js";
+import { readKeys } from "../journal/key-chunks.js";
 import { realFs } from "../journal/files.js";
 import { segmentName } from "../journal/recover.js";
 import { SnapshotWriter } from "../journal/snapshot.js";
@@ -97,25 +98,13 @@ function applyOrThrow(core: ShardCore, b: Uint8Array, start: number, end: number
   if (!applyEffects(core, b, start, end)) throw new BackupFileError(offset, "a record of writes does not parse");
 }
 
-/** Keys in the layout of a snapshot's SNAP_KEYS and a partition's snapshot: u32 key, u32 value, f64 version, f64 expiry, key, value. */
+/** Keys in the layout of a snapshot's SNAP_KEYS (and of a partition's snapshot, after its head). */
 function loadKeys(core: ShardCore, b: Uint8Array, start: number, end: number, count: number, offset: number): void {
-  let p = start;
-  for (let i = 0; i < count; i++) {
-    if (p + 24 > end) throw new BackupFileError(offset, "a key runs past its record");
-    const kl = readU32(b, p);
-    const vl = readU32(b, p + 4);
-    if (p + 24 + kl + vl > end) throw new BackupFileError(offset, "a key runs past its record");
-    const version = readF64(b, p + 8);
-    core.store.set(
-      b.subarray(p + 24, p + 24 + kl),
-      b.subarray(p + 24 + kl, p + 24 + kl + vl),
-      version,
-      readF64(b, p + 16),
-    );
+  const bad = readKeys(b, start, end, count, (key, value, version, expiresAtMs) => {
+    core.store.set(key, value, version, expiresAtMs);
     if (version > core.lastVersion) core.lastVersion = version;
-    p += 24 + kl + vl;
-  }
-  if (p !== end) throw new BackupFileError(offset, "a record's key count does not match its bytes");
+  });
+  if (bad !== null) throw new BackupFileError(offset, bad);
 }
 
 /** A partition's snapshot (src/cluster/partition-machine.ts): magic, f64 last version, f64 clock, u32 count, keys. */

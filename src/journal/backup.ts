@@ -44,15 +44,16 @@ import { SNAPSHOT_MAX_RESTARTS } from "../limits.js";
 import { type CommandView, type Result, writeF64 } from "../shard/command.js";
 import type { ShardCore } from "../shard/execute.js";
 import { HEADER_BYTES, sealFrame } from "../wal/record.js";
-import { EffectBuffer, JournalRecord } from "./effects.js";
+import { EffectBuffer } from "./effects.js";
+import { KeyChunks } from "./key-chunks.js";
 import type { JournalFile, JournalFs } from "./files.js";
 import type { Journal } from "./journal.js";
 
 /** The record that ends a part: f64 keys walked, f64 the shard's last version, f64 the cut's time, f64 walk restarts. */
 export const PART_END = 37;
 
-/** A SNAP_KEYS record is written once it holds this many bytes. */
-const CHUNK_BYTES = 1024 * 1024;
+/** In memory, a backup's own effects are written once they hold this many bytes (the journal's rule). */
+const EFFECTS_CHUNK_BYTES = 1024 * 1024;
 
 /** Op.BACKUP's arg0 (src/shard/command.ts). */
 export const BackupStep = {
@@ -68,9 +69,7 @@ export const BackupStep = {
 
 export class ShardBackup {
   private readonly file: JournalFile;
-  private chunk = new Uint8Array(CHUNK_BYTES + 64 * 1024);
-  private end = HEADER_BYTES + 4;
-  private inChunk = 0;
+  private readonly chunks = new KeyChunks((record, length) => this.write(record, length));
   private cursor = 0;
   private epoch: number;
   /** The walk has seen every slot once (after its last restart). */
@@ -106,7 +105,7 @@ export class ShardBackup {
   /** A sealed record of the shard's writes (the journal's, or our own in memory), in the order they happened. */
   private record(rec: Uint8Array): void {
     if (this.failure !== null) return;
-    if (this.inChunk > 0) this.writeChunk(); // keys walked before this write come first
+    this.chunks.flush(); // keys walked before this write come first
     this.write(rec, rec.length);
   }
 
@@ -122,7 +121,7 @@ export class ShardBackup {
   /** In memory: the batch's effects go to the part (the host calls this before answers leave, and per command). */
   commit(force: boolean): void {
     const e = this.ownEffects;
-    if (e === null || e.empty || (!force && e.bytes < CHUNK_BYTES)) return;
+    if (e === null || e.empty || (!force && e.bytes < EFFECTS_CHUNK_BYTES)) return;
     this.record(e.seal());
     e.clear();
   }
@@ -144,10 +143,11 @@ export class ShardBackup {
         return false;
       }
     }
-    this.cursor = store.scan(this.cursor, maxKeys, (slot) =>
-      this.add(store.key(slot), store.value(slot), store.version(slot), store.expiresAtMs(slot)),
-    );
-    if (this.inChunk > 0) this.writeChunk(); // an effect may come next: keep the order on disk
+    this.cursor = store.scan(this.cursor, maxKeys, (slot) => {
+      this.chunks.add(store.key(slot), store.value(slot), store.version(slot), store.expiresAtMs(slot));
+      this.keysWalked++;
+    });
+    this.chunks.flush(); // an effect may come next: keep the order on disk
     if (this.cursor === 0) this.walked = true;
     return !this.walked;
   }
@@ -162,39 +162,6 @@ export class ShardBackup {
       return false;
     }
     return true;
-  }
-
-  private add(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
-    const need = 24 + key.length + value.length;
-    if (this.end + need > this.chunk.length) {
-      if (this.inChunk > 0) this.writeChunk();
-      if (this.end + need > this.chunk.length) {
-        const grown = new Uint8Array(this.end + need);
-        grown.set(this.chunk.subarray(0, this.end));
-        this.chunk = grown;
-      }
-    }
-    const b = this.chunk;
-    const v = new DataView(b.buffer);
-    v.setUint32(this.end, key.length, true);
-    v.setUint32(this.end + 4, value.length, true);
-    writeF64(b, this.end + 8, version);
-    writeF64(b, this.end + 16, expiresAtMs);
-    b.set(key, this.end + 24);
-    b.set(value, this.end + 24 + key.length);
-    this.end += need;
-    this.inChunk++;
-    this.keysWalked++;
-    if (this.end >= CHUNK_BYTES) this.writeChunk();
-  }
-
-  private writeChunk(): void {
-    new DataView(this.chunk.buffer).setUint32(HEADER_BYTES, this.inChunk, true);
-    sealFrame(this.chunk, JournalRecord.SNAP_KEYS, this.end);
-    this.write(this.chunk, this.end);
-    this.end = HEADER_BYTES + 4;
-    this.inChunk = 0;
-    if (this.chunk.length > 4 * CHUNK_BYTES) this.chunk = new Uint8Array(CHUNK_BYTES + 64 * 1024);
   }
 
   /**

@@ -33,10 +33,8 @@ import { readF64, writeF64 } from "../shard/command.js";
 import type { ShardCore } from "../shard/execute.js";
 import { getU64, HEADER_BYTES, putU64, readFrame, sealFrame } from "../wal/record.js";
 import { JournalRecord } from "./effects.js";
+import { KeyChunks, readKeys } from "./key-chunks.js";
 import type { JournalFile, JournalFs } from "./files.js";
-
-/** A SNAP_KEYS record is written once it holds this many bytes. */
-const CHUNK_BYTES = 1024 * 1024;
 
 export function snapshotName(seq: number): string {
   return `snap-${String(seq).padStart(16, "0")}.snap`;
@@ -53,9 +51,10 @@ export function snapshotSeq(name: string): number {
 export class SnapshotWriter {
   private readonly file: JournalFile;
   private readonly tmp: string;
-  private chunk = new Uint8Array(CHUNK_BYTES + 64 * 1024);
-  private end = HEADER_BYTES + 4;
-  private inChunk = 0;
+  private readonly chunks = new KeyChunks((record, length) => {
+    this.file.write(record, length);
+    this.bytes += length;
+  });
   private cursor = 0;
   private epoch: number;
   private headBytes = 0;
@@ -102,53 +101,19 @@ export class SnapshotWriter {
       this.bytes = this.headBytes;
       this.keys = 0;
       this.cursor = 0;
-      this.end = HEADER_BYTES + 4;
-      this.inChunk = 0;
+      this.chunks.discard();
       this.restarts++;
     }
-    this.cursor = store.scan(this.cursor, maxKeys, (slot) =>
-      this.add(store.key(slot), store.value(slot), store.version(slot), store.expiresAtMs(slot)),
-    );
+    this.cursor = store.scan(this.cursor, maxKeys, (slot) => {
+      this.chunks.add(store.key(slot), store.value(slot), store.version(slot), store.expiresAtMs(slot));
+      this.keys++;
+    });
     return this.cursor === 0;
-  }
-
-  private add(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
-    const need = 24 + key.length + value.length;
-    if (this.end + need > this.chunk.length) {
-      if (this.inChunk > 0) this.writeChunk();
-      if (this.end + need > this.chunk.length) {
-        const grown = new Uint8Array(this.end + need);
-        grown.set(this.chunk.subarray(0, this.end));
-        this.chunk = grown;
-      }
-    }
-    const b = this.chunk;
-    const v = new DataView(b.buffer);
-    v.setUint32(this.end, key.length, true);
-    v.setUint32(this.end + 4, value.length, true);
-    writeF64(b, this.end + 8, version);
-    writeF64(b, this.end + 16, expiresAtMs);
-    b.set(key, this.end + 24);
-    b.set(value, this.end + 24 + key.length);
-    this.end += need;
-    this.inChunk++;
-    this.keys++;
-    if (this.end >= CHUNK_BYTES) this.writeChunk();
-  }
-
-  private writeChunk(): void {
-    new DataView(this.chunk.buffer).setUint32(HEADER_BYTES, this.inChunk, true);
-    sealFrame(this.chunk, JournalRecord.SNAP_KEYS, this.end);
-    this.file.write(this.chunk, this.end);
-    this.bytes += this.end;
-    this.end = HEADER_BYTES + 4;
-    this.inChunk = 0;
-    if (this.chunk.length > 4 * CHUNK_BYTES) this.chunk = new Uint8Array(CHUNK_BYTES + 64 * 1024);
   }
 
   /** Writes the END record, makes the file durable and publishes it under its real name. */
   finish(finishedAtMs: number): { name: string; bytes: number } {
-    if (this.inChunk > 0) this.writeChunk();
+    this.chunks.flush();
     const tail = new Uint8Array(HEADER_BYTES + 24);
     writeF64(tail, HEADER_BYTES, this.keys);
     writeF64(tail, HEADER_BYTES + 8, this.core.lastVersion);
@@ -215,24 +180,11 @@ export function loadSnapshot(
       return { seq, finishedAtMs: readF64(buf, f.start + 16), keys: readF64(buf, f.start), lastTxnId };
     }
     if (f.type !== JournalRecord.SNAP_KEYS || f.end - f.start < 4) return { offset: at, why: "an unknown record type" };
-    const count = v.getUint32(f.start, true);
-    let p = f.start + 4;
-    for (let i = 0; i < count; i++) {
-      if (p + 24 > f.end) return { offset: at, why: "a key record runs past its chunk" };
-      const kl = v.getUint32(p, true);
-      const vl = v.getUint32(p + 4, true);
-      if (p + 24 + kl + vl > f.end) return { offset: at, why: "a key record runs past its chunk" };
-      const version = readF64(buf, p + 8);
-      store.set(
-        buf.subarray(p + 24, p + 24 + kl),
-        buf.subarray(p + 24 + kl, p + 24 + kl + vl),
-        version,
-        readF64(buf, p + 16),
-      );
+    const bad = readKeys(buf, f.start + 4, f.end, v.getUint32(f.start, true), (key, value, version, expiresAtMs) => {
+      store.set(key, value, version, expiresAtMs);
       if (version > core.lastVersion) core.lastVersion = version;
-      p += 24 + kl + vl;
-    }
-    if (p !== f.end) return { offset: at, why: "a chunk's count does not match its bytes" };
+    });
+    if (bad !== null) return { offset: at, why: bad };
     at = f.end;
   }
 }
