@@ -26,9 +26,11 @@
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { JournalRecord, readPartPrefix } from "../journal/effects.js";
-import { PART_END } from "../journal/backup.js";
+import { PART_END, type PartEnd, partEndRecord } from "../journal/backup.js";
 import { readF64, writeF64 } from "../shard/command.js";
 import { HEADER_BYTES, readFrame, sealFrame } from "../wal/record.js";
+
+export { type PartEnd, partEndRecord };
 
 export const BACKUP_MAGIC = "piccolo backup";
 /** Bumped when the file changes in a way an older reader would misread; a reader refuses formats it does not know. */
@@ -75,13 +77,6 @@ export interface SectionHead {
   kind: "shard" | "partition";
 }
 
-export interface PartEnd {
-  keysWalked: number;
-  lastVersion: number;
-  cutAtMs: number;
-  restarts: number;
-}
-
 const utf8 = new TextEncoder();
 
 /** One framed record. */
@@ -94,15 +89,6 @@ export function record(type: number, payload: Uint8Array): Uint8Array {
 
 export function jsonRecord(type: number, value: object): Uint8Array {
   return record(type, utf8.encode(JSON.stringify(value)));
-}
-
-export function partEndRecord(end: PartEnd): Uint8Array {
-  const p = new Uint8Array(32);
-  writeF64(p, 0, end.keysWalked);
-  writeF64(p, 8, end.lastVersion);
-  writeF64(p, 16, end.cutAtMs);
-  writeF64(p, 24, end.restarts);
-  return record(PART_END, p);
 }
 
 /** The END record for a file of `bytes` bytes (so far) and `sections` sections, hashed by `hash`. */

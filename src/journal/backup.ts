@@ -52,6 +52,24 @@ import type { Journal } from "./journal.js";
 /** The record that ends a part: f64 keys walked, f64 the shard's last version, f64 the cut's time, f64 walk restarts. */
 export const PART_END = 37;
 
+export interface PartEnd {
+  keysWalked: number;
+  lastVersion: number;
+  cutAtMs: number;
+  restarts: number;
+}
+
+/** A PART_END record, framed (a shard's part here; a cluster partition's section in src/io/backup.ts). */
+export function partEndRecord(end: PartEnd): Uint8Array {
+  const r = new Uint8Array(HEADER_BYTES + 32);
+  writeF64(r, HEADER_BYTES, end.keysWalked);
+  writeF64(r, HEADER_BYTES + 8, end.lastVersion);
+  writeF64(r, HEADER_BYTES + 16, end.cutAtMs);
+  writeF64(r, HEADER_BYTES + 24, end.restarts);
+  sealFrame(r, PART_END, r.length);
+  return r;
+}
+
 /** In memory, a backup's own effects are written once they hold this many bytes (the journal's rule). */
 const EFFECTS_CHUNK_BYTES = 1024 * 1024;
 
@@ -181,12 +199,12 @@ export class ShardBackup {
       const e = this.journal.effects;
       if (!e.empty) this.record(e.seal());
     } else this.commit(true);
-    const tail = new Uint8Array(HEADER_BYTES + 32);
-    writeF64(tail, HEADER_BYTES, this.keysWalked);
-    writeF64(tail, HEADER_BYTES + 8, this.core.lastVersion);
-    writeF64(tail, HEADER_BYTES + 16, nowMs);
-    writeF64(tail, HEADER_BYTES + 24, this.restarts);
-    sealFrame(tail, PART_END, tail.length);
+    const tail = partEndRecord({
+      keysWalked: this.keysWalked,
+      lastVersion: this.core.lastVersion,
+      cutAtMs: nowMs,
+      restarts: this.restarts,
+    });
     this.write(tail, tail.length);
     this.close();
     return this.failure === null ? this.bytes : null;
