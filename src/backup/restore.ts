@@ -32,6 +32,7 @@ import { readKeys } from "../journal/key-chunks.js";
 import { realFs } from "../journal/files.js";
 import { segmentName } from "../journal/recover.js";
 import { SnapshotWriter } from "../journal/snapshot.js";
+import { loadPartitionSnapshot } from "../cluster/partition-machine.js";
 import { initHash } from "../hash.js";
 import { shardOf } from "../io/route.js";
 import { readF64 } from "../shard/command.js";
@@ -98,7 +99,7 @@ function applyOrThrow(core: ShardCore, b: Uint8Array, start: number, end: number
   if (!applyEffects(core, b, start, end)) throw new BackupFileError(offset, "a record of writes does not parse");
 }
 
-/** Keys in the layout of a snapshot's SNAP_KEYS (and of a partition's snapshot, after its head). */
+/** Keys in the layout of a snapshot's SNAP_KEYS. */
 function loadKeys(core: ShardCore, b: Uint8Array, start: number, end: number, count: number, offset: number): void {
   const bad = readKeys(b, start, end, count, (key, value, version, expiresAtMs) => {
     core.store.set(key, value, version, expiresAtMs);
@@ -107,12 +108,10 @@ function loadKeys(core: ShardCore, b: Uint8Array, start: number, end: number, co
   if (bad !== null) throw new BackupFileError(offset, bad);
 }
 
-/** A partition's snapshot (src/cluster/partition-machine.ts): magic, f64 last version, f64 clock, u32 count, keys. */
+/** A partition's map, as its Raft snapshot lays it out (src/cluster/partition-machine.ts). */
 function loadPartition(core: ShardCore, b: Uint8Array, offset: number): void {
-  if (b.length < 24 || readU32(b, 0) !== 0x4d535050) throw new BackupFileError(offset, "not a partition's map");
-  const last = readF64(b, 4);
-  if (last > core.lastVersion) core.lastVersion = last;
-  loadKeys(core, b, 24, b.length, readU32(b, 20), offset);
+  const loaded = loadPartitionSnapshot(b, core);
+  if (typeof loaded === "string") throw new BackupFileError(offset, loaded);
 }
 
 /**

@@ -28,6 +28,7 @@ import { CommandView, isWriteCommand, Op, readF64, Result, writeF64 } from "../s
 import { History } from "../shard/history.js";
 import { answerWatchNow } from "../shard/watch-reads.js";
 import { ShardCore } from "../shard/execute.js";
+import { readKeys } from "../journal/key-chunks.js";
 import type { StateMachine } from "./multi-raft.js";
 
 interface Partition {
@@ -170,24 +171,9 @@ export class PartitionMachine implements StateMachine {
     let clockMs = 0;
     let ttlSeen = false;
     if (b.length > 0) {
-      const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-      if (b.length < 24 || v.getUint32(0, true) !== MAGIC)
-        throw new Error(`partition ${group}: not a partition snapshot`);
-      core.lastVersion = readF64(b, 4);
-      clockMs = readF64(b, 12);
-      const count = v.getUint32(20, true);
-      let at = 24;
-      for (let i = 0; i < count; i++) {
-        const kl = v.getUint32(at, true);
-        const vl = v.getUint32(at + 4, true);
-        const key = b.slice(at + 24, at + 24 + kl);
-        const value = b.subarray(at + 24 + kl, at + 24 + kl + vl);
-        const expiresAt = readF64(b, at + 16);
-        if (expiresAt !== 0) ttlSeen = true;
-        core.store.set(key, value, readF64(b, at + 8), expiresAt);
-        at += 24 + kl + vl;
-      }
-      if (at !== b.length) throw new Error(`partition ${group}: snapshot has ${b.length - at} trailing bytes`);
+      const loaded = loadPartitionSnapshot(b, core);
+      if (typeof loaded === "string") throw new Error(`partition ${group}: ${loaded}`);
+      ({ clockMs, ttlSeen } = loaded);
     }
     // The changes before the snapshot are not known here: a watcher resuming from before it is COMPACTED.
     const history = new History(CLUSTER_WATCH_HISTORY_BYTES);
@@ -195,6 +181,34 @@ export class PartitionMachine implements StateMachine {
     core.changes = history;
     this.parts.set(group, { core, history, clockMs, ttlSeen });
   }
+}
+
+/** Keys in a partition's snapshot (snapshot()'s layout), or 0 when it is not one. */
+export function partitionSnapshotKeys(b: Uint8Array): number {
+  if (b.length < 24) return 0;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return v.getUint32(0, true) === MAGIC ? v.getUint32(20, true) : 0;
+}
+
+/**
+ * Loads a partition's snapshot (snapshot()'s layout: magic, f64 last version,
+ * f64 clock, u32 count, then keys as SNAP_KEYS lays them out) into `core`:
+ * a follower installing it, and `piccolo restore` reading a cluster's
+ * backup. Returns the log's clock and whether any key has an expiry, or
+ * what is wrong with the bytes.
+ */
+export function loadPartitionSnapshot(b: Uint8Array, core: ShardCore): { clockMs: number; ttlSeen: boolean } | string {
+  if (b.length < 24 || new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0, true) !== MAGIC)
+    return "not a partition snapshot";
+  const last = readF64(b, 4);
+  if (last > core.lastVersion) core.lastVersion = last;
+  let ttlSeen = false;
+  const bad = readKeys(b, 24, b.length, partitionSnapshotKeys(b), (key, value, version, expiresAtMs) => {
+    if (expiresAtMs !== 0) ttlSeen = true;
+    core.store.set(key, value, version, expiresAtMs);
+    if (version > core.lastVersion) core.lastVersion = version;
+  });
+  return bad ?? { clockMs: readF64(b, 12), ttlSeen };
 }
 
 function encode(r: Result): Uint8Array {

@@ -41,6 +41,7 @@ import {
   partEndRecord,
   record,
 } from "../backup/format.js";
+import { partitionSnapshotKeys } from "../cluster/partition-machine.js";
 import { ErrorCode, errorName } from "../errors.js";
 import { BackupStep } from "../journal/backup.js";
 import {
@@ -300,7 +301,7 @@ async function backupPartitions(d: Dispatcher, out: Stream, writer: string): Pro
       );
     if (r!.status !== ErrorCode.OK || r!.value === null) throw failureOf(`partition ${p}`, r!);
     const snap = r!.value;
-    const count = snap.length >= 24 ? new DataView(snap.buffer, snap.byteOffset).getUint32(20, true) : 0;
+    const count = partitionSnapshotKeys(snap);
     keys += count;
     await out.write(jsonRecord(BackupRecord.SECTION, { section: p, kind: "partition", partition: p }));
     await out.write(record(BackupRecord.PARTITION, snap));
