@@ -32,6 +32,7 @@ import {
   SERVER_CONFIG_ENV,
   SERVER_FLAGS,
   SERVER_SWITCHES,
+  defaultShards,
 } from "../node/config.js";
 import { configPath } from "../node/config-file.js";
 import { EXIT_INTERNAL } from "../node/fatal.js";
@@ -510,7 +511,7 @@ const commands: Record<string, Command> = {
     help: "restore a backup: into a new data directory, or a running node or cluster; --check only checks it",
     options: {
       "data-dir": { type: "string", help: "write a new data directory for `piccolo server --data-dir DIR`" },
-      shards: { type: "string", help: "with --data-dir: the shard workers it is laid out for (default: the cores)" },
+      shards: { type: "string", help: "with --data-dir: the shard workers it is laid out for (default: auto, as piccolo server)" },
       check: { type: "boolean", help: "only check the file (every record's CRC, the SHA-256) and describe it" },
       force: { type: "boolean", help: "with --server: restore over keys the target already holds" },
     },
@@ -533,8 +534,9 @@ const commands: Record<string, Command> = {
         }
         const left = (n: number) => (n > 0 ? `; ${n} keys whose TTL had run out were left out` : "");
         if (dir !== undefined) {
-          const shardsRaw = (o.shards as string | undefined) ?? "cores";
-          const shards = shardsRaw === "cores" ? availableParallelism() : Number(shardsRaw);
+          const shardsRaw = (o.shards as string | undefined) ?? "auto";
+          const shards =
+            shardsRaw === "auto" ? defaultShards() : shardsRaw === "cores" ? availableParallelism() : Number(shardsRaw);
           if (!Number.isInteger(shards) || shards < 0 || shards > 256)
             throw new UsageError(`--shards: not a shard count: ${shardsRaw}`);
           const r = await restoreBackup(file, dir, shards);

@@ -58,7 +58,7 @@ export interface ConfigFile {
 export function keyType(table: FlagTable, name: string, switches: readonly string[]): KeyType {
   if (switches.includes(name)) return "switch";
   const d = table[name]!.default;
-  if (/^\d+$/.test(d) || d === "cores") return "integer";
+  if (/^\d+$/.test(d) || d === "auto") return "integer";
   if (d === "yes" || d === "no") return "yes-no";
   if (d === "true" || d === "false") return "true-false";
   return "string";

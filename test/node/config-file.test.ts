@@ -218,7 +218,7 @@ describe("reading a file: what is refused, and how it is named", () => {
     ] as const) {
       for (const [name, f] of Object.entries(table)) {
         const t = keyType(table, name, switches);
-        if (t === "integer") assert.match(f.default, /^(\d+|cores)$/, name);
+        if (t === "integer") assert.match(f.default, /^(\d+|auto)$/, name);
         if (t === "switch") assert.equal(f.default, "", name);
         assert.equal(closestFlag(table, name.replaceAll("-", "_")), name);
       }

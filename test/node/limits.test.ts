@@ -6,7 +6,7 @@
 // keeps being served.
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
-import { availableParallelism } from "node:os";
+import { defaultShards } from "../../src/node/config.js";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as capnp from "capnp-es";
@@ -90,7 +90,7 @@ describe("memory limits on the native port (default flags)", () => {
     const bound = nodeMemoryBoundBytes({
       baselineBytes: baseline,
       dataBytes: 2 * MiB,
-      shards: availableParallelism(),
+      shards: defaultShards(),
       idleConnections: active.idle ?? 0,
       nativeConnections: 1 + (active.native ?? 0), // the other client, and the misbehaving ones
       respConnections: active.resp ?? 0,

@@ -6,7 +6,7 @@
 // bound docs/architecture.md states (nodeMemoryBoundBytes in src/limits.ts).
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
-import { availableParallelism } from "node:os";
+import { defaultShards } from "../../src/node/config.js";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
@@ -95,7 +95,7 @@ describe("memory limits on the Redis port (default flags)", () => {
     const bound = nodeMemoryBoundBytes({
       baselineBytes: baseline,
       dataBytes: 2 * MiB,
-      shards: availableParallelism(),
+      shards: defaultShards(),
       idleConnections: 0,
       nativeConnections: 0,
       respConnections: 2, // the misbehaving client and the other one
