@@ -327,6 +327,24 @@ export class CommandView {
     this.value = b.subarray(COMMAND_HEADER_BYTES + keyBytes, b.length);
     return true;
   }
+
+  /**
+   * The same command read from its fields instead of its bytes (the maps on
+   * the IO thread, --shards 0: no ring between, so nothing to encode). The
+   * key and value stay the caller's views, valid until it returns.
+   */
+  of(c: CommandFields): this {
+    this.op = c.op;
+    this.flags = c.flags;
+    this.tag = c.tag;
+    this.nowMs = c.nowMs;
+    this.expireAtMs = c.expireAtMs;
+    this.arg0 = c.arg0;
+    this.arg1 = c.arg1;
+    this.key = c.key;
+    this.value = c.value ?? EMPTY;
+    return this;
+  }
 }
 
 const EMPTY = new Uint8Array(0);
