@@ -32,7 +32,7 @@ import { respErrorText } from "../outcomes.js";
 import { isDataOutcome, isWrite, Op, Result } from "../shard/command.js";
 import { lookupBytes } from "./commands.js";
 import * as reply from "./reply.js";
-import { RespRequest, type RespSession, type WatchState } from "./request.js";
+import { type Continuation, RespRequest, type RespSession, type WatchState } from "./request.js";
 
 /** Commands that may be queued after MULTI: one step on their keys (or none at all). */
 const IN_MULTI = new Set([
@@ -149,10 +149,10 @@ export class CaptureRequest extends RespRequest {
     return false;
   }
 
-  override one(key: Uint8Array, then: (r: Result) => void): void {
+  override one(key: Uint8Array, then: Continuation): void {
     const ops = [this.op(key)];
     this.record(ops, (results) => {
-      if (!this.failed(ops, results)) then(Object.assign(new Result(), results[0]!));
+      if (!this.failed(ops, results)) then(Object.assign(new Result(), results[0]!), this);
     });
   }
 

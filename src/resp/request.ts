@@ -87,8 +87,11 @@ export interface RespHost {
   readonly stats: { commands: number; connectionsReceived: number; rejectedCalls: number };
 }
 
+/** The next step of a command: its shard's result, and the request itself. */
+export type Continuation = (r: Result, q: RespRequest) => void;
+
 export class RespRequest extends InFlight {
-  private continuation: ((r: Result) => void) | null = null;
+  private continuation: Continuation | null = null;
   private parts: PartResult[] | null = null;
   private gathered: ((parts: PartResult[]) => void) | null = null;
   private holding = false;
@@ -96,7 +99,7 @@ export class RespRequest extends InFlight {
   private lastOp: Op = 0 as Op;
   /** The op one()'s continuation waits on; the op of each part of many()/everyShard(). */
   private continuationOp: Op = 0 as Op;
-  private partOps: Op[] = [];
+  private partOps: Op[] | null = null;
   /** A write of this command was applied (an earlier step, or a part of a fan-out). */
   private applied = false;
   /**
@@ -150,15 +153,19 @@ export class RespRequest extends InFlight {
     return c;
   }
 
-  /** Sends the command (already set up with cmd()) for `key`; `then` gets its result. */
-  one(key: Uint8Array, then: (r: Result) => void): void {
+  /**
+   * Sends the command (already set up with cmd()) for `key`; `then` gets its
+   * result (and this request: a hot command's step can be one function for
+   * every request, not a closure made per request).
+   */
+  one(key: Uint8Array, then: Continuation): void {
     this.continuation = then;
     this.continuationOp = this.lastOp;
     this.d.sendKey(this, 0, key);
   }
 
   /** As one(), to a given shard (SCAN walks shards by number). */
-  oneAt(shard: number, key: Uint8Array, then: (r: Result) => void): void {
+  oneAt(shard: number, key: Uint8Array, then: Continuation): void {
     this.continuation = then;
     this.continuationOp = this.lastOp;
     this.d.send(shard, this, 0, key);
@@ -176,7 +183,7 @@ export class RespRequest extends InFlight {
     this.holding = true;
     for (let i = 0; i < n; i++) {
       const key = build(i);
-      this.partOps[i] = this.lastOp;
+      this.partOps![i] = this.lastOp;
       this.d.sendKey(this, i, key);
     }
     this.holding = false;
@@ -258,7 +265,7 @@ export class RespRequest extends InFlight {
       if (this.owner.gone && !this.applied && !isWrite(op)) return;
       if (!isDataOutcome(op, r.status)) return this.fail(r.status, op);
       if (r.status === 0 && isWrite(op)) this.applied = true;
-      then(r);
+      then(r, this);
       return;
     }
     // A gone client's answer is never written: keep the outcome, not the value.
@@ -269,10 +276,10 @@ export class RespRequest extends InFlight {
   private complete(): void {
     const then = this.gathered!;
     const parts = this.parts!;
-    const ops = this.partOps;
+    const ops = this.partOps!;
     this.gathered = null;
     this.parts = null;
-    this.partOps = [];
+    this.partOps = null;
     if (this.owner.gone && !this.applied && !ops.some((op) => isWrite(op))) return;
     let failed = -1;
     for (let i = 0; i < parts.length; i++) {
