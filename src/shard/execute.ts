@@ -109,7 +109,8 @@ export class ShardCore {
     // The old value must be copied out before the store reuses its memory.
     if ((c.flags & FLAG_RETURN_OLD) !== 0 && slot >= 0) r.value = this.store.value(slot).slice();
     const version = ++this.lastVersion;
-    this.store.set(c.key, value, version, expireAtMs);
+    if (slot >= 0) this.store.overwrite(slot, c.key, value, version, expireAtMs);
+    else this.store.set(c.key, value, version, expireAtMs);
     this.noteSet(c.key, value, version, expireAtMs);
     this.writes++;
     r.version = version;

@@ -337,6 +337,27 @@ export class ShardStore {
     this.rU8.set(value, at + HEADER_BYTES + key.length);
   }
 
+  /**
+   * Replaces the record of the live key at `slot` (as find() returned it,
+   * nothing changed since): in place when it keeps its size class. A write
+   * that knows its slot already (a SET after its lookup) skips a second probe.
+   */
+  overwrite(slot: number, key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
+    const s = this.slots[slot]!;
+    assert(s !== EMPTY && s !== TOMBSTONE, "overwrite names a live record");
+    const bytes = HEADER_BYTES + key.length + value.length;
+    // Listed for the sweep iff its expiry is not 0: the record's header says so without a look
+    // at the list's position array (a cache miss per write on a large map).
+    const hadExpiry = this.expiresAtMs(slot) !== 0;
+    if (!this.fits(s, bytes)) {
+      const fresh = this.allocate(bytes);
+      this.release(s);
+      this.slots[slot] = fresh;
+    }
+    this.write(this.slots[slot]!, key, value, version, expiresAtMs);
+    if (hadExpiry || expiresAtMs !== 0) this.trackExpiry(slot, expiresAtMs);
+  }
+
   set(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): number {
     assert(key.length > 0, "keys are not empty (validated by the protocols)");
     const bytes = HEADER_BYTES + key.length + value.length;
@@ -352,14 +373,7 @@ export class ShardStore {
         continue;
       }
       if (this.hashes[i] === hash && this.keyEquals(i, key)) {
-        // Overwrite: in place when the record keeps its size class.
-        if (!this.fits(s, bytes)) {
-          const fresh = this.allocate(bytes);
-          this.release(s);
-          slots[i] = fresh;
-        }
-        this.write(slots[i]!, key, value, version, expiresAtMs);
-        this.trackExpiry(i, expiresAtMs);
+        this.overwrite(i, key, value, version, expiresAtMs);
         return i;
       }
     }
