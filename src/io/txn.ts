@@ -21,6 +21,8 @@ import { isWrite, Op } from "../shard/command.js";
 import {
   encodeTxnPart,
   isTxnOp,
+  setTxnPartId,
+  TXN_NO_RESULTS,
   TXN_FAILURE_READS_ONLY,
   TXN_SUCCESS_READS_ONLY,
   type TxnCompare,
@@ -37,6 +39,8 @@ export interface TxnSpec {
   compares: TxnCompare[];
   success: TxnOp[];
   failure: TxnOp[];
+  /** Only the verdict is wanted, not each op's result (MSET): the outcome's results are empty. */
+  verdictOnly?: boolean;
 }
 
 export interface TxnOutcome {
@@ -180,21 +184,28 @@ export function sendTxn(
     };
   const readsOnly = (ops: TxnOp[]): boolean => ops.every((o) => !isWrite(o.op));
   const flags =
-    (readsOnly(spec.success) ? TXN_SUCCESS_READS_ONLY : 0) | (readsOnly(spec.failure) ? TXN_FAILURE_READS_ONLY : 0);
+    (readsOnly(spec.success) ? TXN_SUCCESS_READS_ONLY : 0) |
+    (readsOnly(spec.failure) ? TXN_FAILURE_READS_ONLY : 0) |
+    (spec.verdictOnly === true ? TXN_NO_RESULTS : 0);
+  // Encoded now, into bytes of their own: the spec's keys and values may be views that do
+  // not outlive this call (a RESP parser's), and a transaction may wait for a barrier slot.
+  const encoded = participants.map((shard) => {
+    const part = byShard.get(shard)!;
+    part.participants = participants.length > 1 ? participants : [];
+    return encodeTxnPart(part, nowMs);
+  });
   const gather = new TxnGather(participants, then);
   register(gather);
   const send = (slot: number, id: number): void => {
     gather.slot = slot;
-    for (const [i, shard] of participants.entries()) {
-      const part = byShard.get(shard)!;
-      part.id = id;
-      part.participants = participants.length > 1 ? participants : [];
+    for (let i = 0; i < participants.length; i++) {
+      setTxnPartId(encoded[i]!, id);
       const c = d.begin(Op.TXN, nowMs);
       c.flags = flags;
       c.arg0 = slot;
       c.arg1 = participants.length;
-      c.value = encodeTxnPart(part, nowMs);
-      d.send(shard, req, i, EMPTY);
+      c.value = encoded[i]!;
+      d.send(participants[i]!, req, i, EMPTY);
     }
   };
   if (participants.length === 1) send(-1, 0);

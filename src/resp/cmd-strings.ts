@@ -140,10 +140,14 @@ function pairs(q: RespRequest, name: string): Uint8Array[] | null {
   return a;
 }
 
-/** The PUTs of MSET/MSETNX's pairs, in order (a key given twice: the last value stays, as Redis). */
+/**
+ * The PUTs of MSET/MSETNX's pairs, in order (a key given twice: the last
+ * value stays, as Redis). Views, not copies: the transaction is encoded
+ * before the request returns (sendTxn), and MULTI copies what it queues.
+ */
 function puts(a: Uint8Array[]): TxnOp[] {
   const ops: TxnOp[] = [];
-  for (let i = 1; i < a.length; i += 2) ops.push(op(Op.PUT, a[i]!.slice(), a[i + 1]!.slice(), 0));
+  for (let i = 1; i < a.length; i += 2) ops.push(op(Op.PUT, a[i]!, a[i + 1]!, 0));
   return ops;
 }
 
@@ -154,7 +158,7 @@ function puts(a: Uint8Array[]): TxnOp[] {
 export function mset(q: RespRequest): void {
   const a = pairs(q, "mset");
   if (a === null) return;
-  q.txn({ compares: [], success: puts(a), failure: [] }, () => q.reply(reply.OK));
+  q.txn({ compares: [], success: puts(a), failure: [], verdictOnly: true }, () => q.reply(reply.OK));
 }
 
 /** MSETNX: one transaction: if every key is absent, set them all (1), else none (0). */
@@ -163,7 +167,9 @@ export function msetnx(q: RespRequest): void {
   if (a === null) return;
   const success = puts(a);
   const compares = success.map((o) => versionIs(o.key, 0));
-  q.txn({ compares, success, failure: [] }, (o) => q.reply(reply.integer(o.succeeded ? 1 : 0)));
+  q.txn({ compares, success, failure: [], verdictOnly: true }, (o) =>
+    q.reply(reply.integer(o.succeeded ? 1 : 0)),
+  );
 }
 
 function incrBy(q: RespRequest, key: Uint8Array, delta: Uint8Array): void {

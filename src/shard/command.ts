@@ -190,6 +190,12 @@ export function isWrite(op: number): boolean {
 /** txn: the success (failure) branch writes nothing on any participant (src/shard/txn.ts). */
 export const TXN_SUCCESS_READS_ONLY = 1;
 export const TXN_FAILURE_READS_ONLY = 2;
+/**
+ * txn: the caller needs only the verdict, not each op's result (MSET,
+ * MSETNX): the branch runs as ever, its results are not packed, and the
+ * part answers with an empty value.
+ */
+export const TXN_NO_RESULTS = 4;
 
 /**
  * Whether a command, with its flags, may change the map: a transaction

@@ -34,13 +34,14 @@ import {
   readF64,
   readU32,
   Result,
+  TXN_NO_RESULTS,
   writeF64,
   writeU32,
 } from "./command.js";
 import type { ShardCore } from "./execute.js";
 
 /** Op.TXN's flags: the success (failure) branch writes nothing on any participant, so it needs no journal record. */
-export { TXN_FAILURE_READS_ONLY, TXN_SUCCESS_READS_ONLY } from "./command.js";
+export { TXN_FAILURE_READS_ONLY, TXN_NO_RESULTS, TXN_SUCCESS_READS_ONLY } from "./command.js";
 
 /** What a compare looks at. */
 export const CompareTarget = {
@@ -120,6 +121,13 @@ const scratch: CommandFields = {
   value: null,
 };
 
+/** Where an encoded part holds its transaction id (set once a multi-shard transaction gets one: setTxnPartId). */
+const ID_AT = 16;
+
+export function setTxnPartId(encoded: Uint8Array, id: number): void {
+  writeF64(encoded, ID_AT, id);
+}
+
 /** Encodes a part; every op gets the transaction's `nowMs`. */
 export function encodeTxnPart(p: TxnPartSpec, nowMs: number): Uint8Array {
   const out = new Uint8Array(txnPartBytes(p));
@@ -127,7 +135,7 @@ export function encodeTxnPart(p: TxnPartSpec, nowMs: number): Uint8Array {
   writeU32(out, 4, p.success.length);
   writeU32(out, 8, p.failure.length);
   writeU32(out, 12, p.participants.length);
-  writeF64(out, 16, p.id);
+  writeF64(out, ID_AT, p.id);
   for (const [i, s] of p.participants.entries()) {
     out[24 + i * 2] = s & 0xff;
     out[25 + i * 2] = s >>> 8;
@@ -278,10 +286,23 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * host's way to execute: the journal's, or the core's own), and returns the
  * branch's results packed as the Op.TXN result's value.
  */
-export function runBranch(part: TxnPart, success: boolean, run: (c: CommandView, r: Result) => void): Uint8Array {
+export function runBranch(
+  part: TxnPart,
+  success: boolean,
+  run: (c: CommandView, r: Result) => void,
+  flags = 0,
+): Uint8Array {
   const n = success ? part.success : part.failure;
   const view = new CommandView();
   const r = new Result();
+  if ((flags & TXN_NO_RESULTS) !== 0) {
+    for (let i = 0; i < n; i++) {
+      view.wrap(part.op(success, i));
+      r.reset(view.tag);
+      run(view, r);
+    }
+    return NO_RESULTS;
+  }
   const encoded: Uint8Array[] = [];
   let size = 0;
   for (let i = 0; i < n; i++) {
@@ -330,5 +351,7 @@ export function executeTxnAlone(core: ShardCore, c: CommandView, r: Result): voi
   }
   const success = part.allHold(core, c.nowMs);
   r.flag = success ? 1 : 0;
-  r.value = runBranch(part, success, (v, res) => core.execute(v, res));
+  r.value = runBranch(part, success, (v, res) => core.execute(v, res), c.flags);
 }
+
+const NO_RESULTS = new Uint8Array(0);

@@ -337,7 +337,7 @@ function main(data: ShardWorkerData): void {
     result.flag = success ? 1 : 0;
     const readsOnly = (command.flags & (success ? TXN_SUCCESS_READS_ONLY : TXN_FAILURE_READS_ONLY)) !== 0;
     if (journal === null || readsOnly) {
-      result.value = runBranch(txnPart, success, (v, r) => core.execute(v, r));
+      result.value = runBranch(txnPart, success, (v, r) => core.execute(v, r), command.flags);
       return;
     }
     const j = journal;
@@ -346,7 +346,7 @@ function main(data: ShardWorkerData): void {
     let value: Uint8Array | null = null;
     let written = j.beginPart(txnPart.id, txnPart.participants);
     if (written) {
-      value = runBranch(txnPart, success, (v, r) => j.core.execute(v, r));
+      value = runBranch(txnPart, success, (v, r) => j.core.execute(v, r), command.flags);
       written = j.sealPart();
     }
     if (barrier.written(slot, n, written)) {
