@@ -33,6 +33,10 @@ export function parseFloat64(b: Uint8Array): number | null {
 
 /** The new value text, or an ErrorCode. A missing key counts as 0. */
 export function addInteger(current: Uint8Array | null, delta: Uint8Array): Uint8Array | number {
+  // The common case (a counter, INCR's "1") in doubles: both at most 15 digits, so the sum is exact.
+  const small = smallInteger(delta);
+  const base = current === null ? 0 : smallInteger(current);
+  if (small !== undefined && base !== undefined) return integerBytes(base + small);
   const d = parseInteger(delta);
   if (d === null) return ErrorCode.NOT_AN_INTEGER;
   const v = current === null ? 0n : parseInteger(current);
@@ -40,6 +44,46 @@ export function addInteger(current: Uint8Array | null, delta: Uint8Array): Uint8
   const sum = v + d;
   if (sum < MIN || sum > MAX) return ErrorCode.OVERFLOW;
   return encoder.encode(sum.toString());
+}
+
+/**
+ * A strict decimal integer of at most 15 digits (exact in a double), read
+ * byte by byte; undefined for anything else, which parseInteger then
+ * decides (longer numbers, and every malformed one: its error is there).
+ */
+function smallInteger(b: Uint8Array): number | undefined {
+  const n = b.length;
+  let i = 0;
+  let negative = false;
+  if (n > 0 && b[0] === 45 /* - */) {
+    negative = true;
+    i = 1;
+  }
+  const digits = n - i;
+  if (digits === 0 || digits > 15) return undefined;
+  if (b[i] === 48 /* 0 */ && (digits > 1 || negative)) return undefined; // leading zeros, "-0": rejected there
+  let v = 0;
+  for (; i < n; i++) {
+    const c = b[i]! - 48;
+    if (c < 0 || c > 9) return undefined;
+    v = v * 10 + c;
+  }
+  return negative ? -v : v;
+}
+
+/** A safe integer's decimal text, written digit by digit. */
+function integerBytes(v: number): Uint8Array {
+  const negative = v < 0;
+  let m = negative ? -v : v;
+  let digits = 1;
+  for (let t = m; t >= 10; t = Math.floor(t / 10)) digits++;
+  const out = new Uint8Array(digits + (negative ? 1 : 0));
+  if (negative) out[0] = 45;
+  for (let at = out.length - 1; at >= (negative ? 1 : 0); at--) {
+    out[at] = 48 + (m % 10);
+    m = Math.floor(m / 10);
+  }
+  return out;
 }
 
 /** Formats like Redis's human float output: no exponent, no trailing zeros. */
