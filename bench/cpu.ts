@@ -1,0 +1,185 @@
+// npm run bench:cpu: what each request costs the server, in CPU time, beside
+// Redis: the figure a profile-driven change moves, and one that a shared,
+// noisy machine disturbs far less than throughput (a busy neighbour slows
+// every request down, but the work each request needs stays the same).
+//
+// For each workload, a fresh server (Redis without persistence, and each
+// Piccolo given with --piccolo) gets a warm-up run of redis-benchmark, then
+// the measured run; the server's user and system CPU time (/proc/PID/stat,
+// all its threads) over the measured run, divided by its requests, is the
+// cost per request. Targets alternate order round by round; the table shows
+// medians and the Piccolo/Redis ratio of the totals.
+//
+//   node dist/bench/cpu.js [--rounds 3] [--quick]
+//     [--piccolo "label=DIR:args"]...   a built checkout DIR (its dist/ is used) and its server flags;
+//                                       default: this checkout, in memory with the default layout
+//
+// Linux only (/proc). Needs redis-server and redis-tools (it installs nothing).
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { freePort } from "./lib/ports.js";
+import { barChart, gitCommit, machine, median, progress, progressDone, table } from "./lib/report.js";
+import { requireTools, waitPing } from "./lib/resp.js";
+
+const { values: o } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "3" },
+    quick: { type: "boolean", default: false },
+    piccolo: { type: "string", multiple: true, default: [] },
+    out: { type: "string", default: "bench/results" },
+  },
+});
+const rounds = Number(o.rounds);
+const scale = o.quick ? 0.2 : 1;
+requireTools("bench:cpu", ["redis-server", "redis-cli", "redis-benchmark"]);
+
+/** This checkout's root (dist/bench/cpu.js is two levels below it). */
+const here = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+interface Target {
+  name: string;
+  start(port: number): ChildProcess;
+}
+
+const redis: Target = {
+  name: "redis",
+  start: (port) =>
+    spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdio: "ignore",
+    }),
+};
+
+function piccolo(spec: string): Target {
+  const eq = spec.indexOf("=");
+  const name = eq > 0 ? spec.slice(0, eq) : spec;
+  const rest = eq > 0 ? spec.slice(eq + 1) : "";
+  const colon = rest.indexOf(":");
+  const root = resolve(colon >= 0 ? rest.slice(0, colon) : rest || here);
+  const args = (colon >= 0 ? rest.slice(colon + 1) : "--in-memory").split(" ").filter((a) => a !== "");
+  const cli = join(root, "dist/src/cli/main.js");
+  return {
+    name,
+    start: (port) =>
+      spawn(process.execPath, [cli, "server", "--port", "0", "--resp-port", String(port), ...args], {
+        stdio: "ignore",
+      }),
+  };
+}
+
+const targets = [redis, ...(o.piccolo.length > 0 ? o.piccolo.map(piccolo) : [piccolo(`piccolo=${here}:--in-memory`)])];
+
+const workloads = [
+  { name: "SET P16", test: "set", args: ["-c", "50", "-P", "16"], n: 2_000_000 },
+  { name: "GET P16", test: "get", args: ["-c", "50", "-P", "16"], n: 2_000_000 },
+  { name: "INCR P16", test: "incr", args: ["-c", "50", "-P", "16"], n: 2_000_000 },
+  { name: "MSET P16", test: "mset", args: ["-c", "50", "-P", "16"], n: 400_000 },
+  { name: "SET P1", test: "set", args: ["-c", "50", "-P", "1"], n: 300_000 },
+  { name: "GET P1", test: "get", args: ["-c", "50", "-P", "1"], n: 300_000 },
+];
+
+/** User and system CPU seconds of a process so far, all threads (fields 14 and 15 of /proc/PID/stat). */
+function cpuSeconds(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const tick = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+  return { user: Number(f[11]) / tick, sys: Number(f[12]) / tick };
+}
+
+function benchmark(port: number, test: string, args: string[], n: number): void {
+  const r = spawnSync(
+    "redis-benchmark",
+    ["-h", "127.0.0.1", "-p", String(port), "-t", test, "-d", "64", "-r", "100000", "-n", String(n), ...args, "-q"],
+    { encoding: "utf8", timeout: 600_000 },
+  );
+  if (r.status !== 0) throw new Error(`redis-benchmark failed: ${r.stderr}`);
+}
+
+interface Cell {
+  target: string;
+  workload: string;
+  round: number;
+  userUs: number;
+  sysUs: number;
+}
+
+const cells: Cell[] = [];
+const total = rounds * workloads.length * targets.length;
+let done = 0;
+for (let round = 1; round <= rounds; round++) {
+  const order = round % 2 === 1 ? targets : [...targets].reverse();
+  for (const w of workloads) {
+    const n = Math.round(w.n * scale);
+    for (const t of order) {
+      progress(`round ${round}/${rounds} ${w.name} ${t.name} (${++done}/${total})`);
+      const port = await freePort();
+      const child = t.start(port);
+      try {
+        await waitPing(port);
+        // SET first, so GET and INCR find keys (as redis-benchmark's default order does); then a warm-up.
+        if (w.test !== "set") benchmark(port, "set", ["-c", "50", "-P", "16"], Math.round(200_000 * scale));
+        benchmark(port, w.test, w.args, Math.round(n / 5));
+        const before = cpuSeconds(child.pid!);
+        benchmark(port, w.test, w.args, n);
+        const after = cpuSeconds(child.pid!);
+        cells.push({
+          target: t.name,
+          workload: w.name,
+          round,
+          userUs: ((after.user - before.user) * 1e6) / n,
+          sysUs: ((after.sys - before.sys) * 1e6) / n,
+        });
+      } finally {
+        child.kill("SIGKILL");
+      }
+    }
+  }
+}
+progressDone();
+
+const rows: (string | number)[][] = [];
+for (const w of workloads) {
+  const of = (t: string) => cells.filter((c) => c.target === t && c.workload === w.name);
+  const totalUs = (t: string) => median(of(t).map((c) => c.userUs + c.sysUs));
+  const row: (string | number)[] = [w.name];
+  for (const t of targets) {
+    const cs = of(t.name);
+    row.push(`${median(cs.map((c) => c.userUs)).toFixed(2)} + ${median(cs.map((c) => c.sysUs)).toFixed(2)}`);
+    if (t !== redis) row.push((totalUs(t.name) / totalUs("redis")).toFixed(2));
+  }
+  rows.push(row);
+}
+const header = ["workload"];
+for (const t of targets) header.push(`${t.name} user+sys us`, ...(t === redis ? [] : ["x redis"]));
+console.log(
+  `\nserver CPU per request (median of ${rounds} rounds; redis-benchmark -d 64 -r 100000; ratio of user+sys)\n`,
+);
+console.log(table(header, rows));
+
+mkdirSync(String(o.out), { recursive: true });
+const commit = gitCommit();
+writeFileSync(
+  `${o.out}/cpu.json`,
+  `${JSON.stringify({ machine: machine(), commit, rounds, scale, targets: targets.map((t) => t.name), cells }, null, 2)}\n`,
+);
+writeFileSync(
+  `${o.out}/cpu.svg`,
+  barChart(
+    "Server CPU per request (us, user+sys, lower is better)",
+    "us",
+    workloads.flatMap((w) =>
+      targets.map((t) => ({
+        group: w.name,
+        series: t.name,
+        value: Number(
+          median(
+            cells.filter((c) => c.target === t.name && c.workload === w.name).map((c) => c.userUs + c.sysUs),
+          ).toFixed(2),
+        ),
+      })),
+    ),
+  ),
+);
+console.log(`\nwrote ${o.out}/cpu.json and cpu.svg (commit ${commit})`);
