@@ -511,7 +511,10 @@ const commands: Record<string, Command> = {
     help: "restore a backup: into a new data directory, or a running node or cluster; --check only checks it",
     options: {
       "data-dir": { type: "string", help: "write a new data directory for `piccolo server --data-dir DIR`" },
-      shards: { type: "string", help: "with --data-dir: the shard workers it is laid out for (default: auto, as piccolo server)" },
+      shards: {
+        type: "string",
+        help: "with --data-dir: the shard workers it is laid out for (default: auto, as piccolo server)",
+      },
       check: { type: "boolean", help: "only check the file (every record's CRC, the SHA-256) and describe it" },
       force: { type: "boolean", help: "with --server: restore over keys the target already holds" },
     },

@@ -22,8 +22,7 @@ export function get(q: RespRequest): void {
 
 // The hottest steps, one function each for every request (no closure per command).
 const gotten = (r: Result, q: RespRequest): void => q.reply(r.flag === 1 ? reply.bulk(r.value!) : reply.nil(q.proto));
-const written = (r: Result, q: RespRequest): void =>
-  q.reply(r.status === ErrorCode.OK ? reply.OK : reply.nil(q.proto));
+const written = (r: Result, q: RespRequest): void => q.reply(r.status === ErrorCode.OK ? reply.OK : reply.nil(q.proto));
 const oldValue = (r: Result, q: RespRequest): void => q.reply(reply.bulkOrNil(r.value, q.proto));
 
 /** SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL] */
@@ -167,9 +166,7 @@ export function msetnx(q: RespRequest): void {
   if (a === null) return;
   const success = puts(a);
   const compares = success.map((o) => versionIs(o.key, 0));
-  q.txn({ compares, success, failure: [], verdictOnly: true }, (o) =>
-    q.reply(reply.integer(o.succeeded ? 1 : 0)),
-  );
+  q.txn({ compares, success, failure: [], verdictOnly: true }, (o) => q.reply(reply.integer(o.succeeded ? 1 : 0)));
 }
 
 function incrBy(q: RespRequest, key: Uint8Array, delta: Uint8Array): void {

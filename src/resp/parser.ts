@@ -98,7 +98,8 @@ export class RespParser {
       // Nothing buffered (the common case): parse the chunk where it lies, no copy. A socket's
       // Buffer is seen as a plain Uint8Array: each argument is a subarray of it, and a Buffer's
       // subarray goes through its species constructor (a JS call and a FastBuffer per argument).
-      this.buf = chunk.constructor === Uint8Array ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+      this.buf =
+        chunk.constructor === Uint8Array ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
       this.start = 0;
       this.end = chunk.length;
       this.borrowed = true;
