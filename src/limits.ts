@@ -378,6 +378,14 @@ export const BACKUP_POLL_MS = 20;
 export const BACKUP_INLINE_SLICE_MS = 5;
 
 /**
+ * With --shards 0 a snapshot walks on the IO thread in steps of
+ * SNAPSHOT_STEP_KEYS for at most this long per turn, then serves clients,
+ * and goes on at the next turn: a 1M-key map is saved in about a second of
+ * turns, not in 250 sweep ticks (25 s, while the log kept growing).
+ */
+export const SNAPSHOT_INLINE_SLICE_MS = 2;
+
+/**
  * A backup that makes no progress this long is given up (its client stopped
  * reading, or the shards stopped answering): its parts are deleted. While a
  * client is slow but reading, the stream simply waits for it.

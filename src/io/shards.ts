@@ -43,6 +43,7 @@ import { ShardCore } from "../shard/execute.js";
 import {
   BACKUP_INLINE_SLICE_MS,
   DEFAULT_WATCH_HISTORY_BYTES,
+  SNAPSHOT_INLINE_SLICE_MS,
   EXPIRE_SWEEP_INTERVAL_MS,
   SNAPSHOT_STEP_KEYS,
 } from "../limits.js";
@@ -240,11 +241,31 @@ export class InlineShards implements ShardBackend {
     if (j.commit()) this.committedSeq = this.history.lastSeq;
     else this.failHeld(null);
     this.wakeWatchers();
-    const wasFailed = j.failed !== null;
-    // A snapshot runs in steps, one per tick here (the IO thread must not stall).
-    j.tick(Date.now());
-    if (!wasFailed && j.failed !== null) this.failHeld(null);
+    // A snapshot runs in steps between turns (the IO thread must not stall): walkSnapshot.
+    if (this.journalTick() && !this.saving) {
+      this.saving = true;
+      setImmediate(this.walkSnapshot);
+    }
   }
+
+  /** The journal's periodic work (the everysec fsync, a snapshot's next step); true while a snapshot runs. */
+  private journalTick(): boolean {
+    const j = this.journal!;
+    const wasFailed = j.failed !== null;
+    const saving = j.tick(Date.now());
+    if (!wasFailed && j.failed !== null) this.failHeld(null);
+    return saving;
+  }
+
+  private saving = false;
+
+  /** A snapshot's walk: steps for at most SNAPSHOT_INLINE_SLICE_MS per turn, clients served between. */
+  private readonly walkSnapshot = (): void => {
+    const until = performance.now() + SNAPSHOT_INLINE_SLICE_MS;
+    while (!this.closed && this.journalTick())
+      if (performance.now() >= until) return void setImmediate(this.walkSnapshot);
+    this.saving = false;
+  };
 
   /** Parked watch reads with news, or whose time ran out (after the commit: only durable changes). */
   private wakeWatchers(): void {
@@ -347,10 +368,14 @@ export class InlineShards implements ShardBackend {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.sweepTimer);
     this.backupPart.backup?.abandon();
     this.journal?.close();
   }
+
+  /** Closed: a snapshot's walk stops where it is (the journal's close ends it). */
+  private closed = false;
 }
 
 function readU32(b: Uint8Array, at: number): number {
