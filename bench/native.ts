@@ -17,7 +17,7 @@
 //   node dist/bench/native.js [--layouts 0,1,2] [--rounds 3] [--quick] [--threads N] [--skip-sink]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { nativeLoad } from "./lib/native-load.js";
+import { DEFAULT_THREADS, nativeLoad } from "./lib/native-load.js";
 import { CLI } from "./lib/piccolo.js";
 import { freePort } from "./lib/ports.js";
 import { procs, waitLine } from "./lib/procs.js";
@@ -160,7 +160,7 @@ const summary = targets.flatMap((t) =>
 );
 console.log(
   `\n${BENCH}: native protocol, -d ${VALUE_BYTES} -r ${KEYSPACE}, median of ${rounds} rounds; generator: ` +
-    `bench/lib/native-load.ts, ${threads ?? "one per core"} threads\n`,
+    `bench/lib/native-load.ts, ${threads ?? DEFAULT_THREADS} threads\n`,
 );
 console.log(
   table(
@@ -194,7 +194,7 @@ const out = String(o.out);
 mkdirSync(out, { recursive: true });
 writeFileSync(
   `${out}/native.json`,
-  `${JSON.stringify({ machine: machine(), commit: gitCommit(), rounds, scale, threads: threads ?? "cores", summary, runs }, null, 2)}\n`,
+  `${JSON.stringify({ machine: machine(), commit: gitCommit(), rounds, scale, threads: threads ?? DEFAULT_THREADS, summary, runs }, null, 2)}\n`,
 );
 writeFileSync(
   `${out}/native.svg`,

@@ -1,17 +1,19 @@
-// A load generator for Piccolo's native protocol that is not the bottleneck:
-// redis-benchmark's model (-c connections, -P requests per batch, -n requests
-// in all, random keys key:%012d below -r, values of -d bytes) run by worker
-// threads, one per core by default, each with its share of the connections
-// (bench/lib/native-load-worker.ts writes pre-laid-out frames and only cuts
-// the answers apart). The capnp-es client, which bench:native used before,
-// spent more CPU per request than the node it measured.
+// A load generator for Piccolo's native protocol, built not to be the
+// bottleneck: redis-benchmark's model (-c connections, -P requests per batch,
+// -n requests in all, random keys key:%012d below -r, values of -d bytes) run
+// by worker threads (one per two cores by default: DEFAULT_THREADS), each
+// with its share of the connections (bench/lib/native-load-worker.ts writes
+// pre-laid-out frames and only cuts the answers apart). The capnp-es client,
+// which bench:native used before, spent more CPU per request than the node it
+// measured.
 //
-// To show it is not the bottleneck, each run reports what the generator
-// itself used: its threads' event-loop utilisation and the process's CPU
-// time over the run (`cpuCores`: 1.0 is one core busy throughout). A thread
-// whose event loop is far from 1 was waiting for the node, not the other way
-// round. `--self-test` in bench/native.ts runs it against a trivial endpoint
-// for its ceiling on this machine.
+// Whether it is the bottleneck is measured, not assumed: each run reports
+// what the generator itself used, its threads' event-loop utilisation (far
+// from 1: the thread waited for the node) and the process's CPU time over the
+// run, per request and in cores (bench:redis sets it beside redis-benchmark's
+// own, from /usr/bin/time, on the same node and workload); bench:native also
+// runs it against a trivial endpoint (bench/lib/native-sink.ts), which shows
+// its ceiling on the machine.
 import { availableParallelism } from "node:os";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
@@ -32,7 +34,7 @@ export interface NativeLoadOptions {
   /** -d */
   valueBytes: number;
   test: "put" | "get";
-  /** Worker threads (default: one per core, never more than connections). */
+  /** Worker threads (default: DEFAULT_THREADS; never more than connections). */
   threads?: number;
   seed?: number;
 }
@@ -55,13 +57,23 @@ export interface NativeLoadResult {
 
 const WORKER = new URL("./native-load-worker.js", import.meta.url);
 
+/**
+ * One thread per two cores: the other half is the server's. Measured on the 2-core machine of
+ * docs/benchmarks.md (bench:native --quick --layouts 0, 2026-12-03), one thread against two: 22 against
+ * 34 us of CPU per request at -c 50 -P 1 and 3.3 against 5.4 at -P 16, and the node served 1.4x more
+ * (27,092 against 19,170 SETs/s at -P 1; 168,267 against 123,301 at -P 16): a second thread wakes for
+ * fewer answers each time and takes its CPU from the node it measures. redis-benchmark too runs one
+ * thread unless told otherwise.
+ */
+export const DEFAULT_THREADS = Math.max(1, Math.floor(availableParallelism() / 2));
+
 /** Splits `total` into `parts` shares as even as integers allow (the first ones one larger). */
 function shares(total: number, parts: number): number[] {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 }
 
 export async function nativeLoad(o: NativeLoadOptions): Promise<NativeLoadResult> {
-  const threads = Math.max(1, Math.min(o.threads ?? availableParallelism(), o.connections));
+  const threads = Math.max(1, Math.min(o.threads ?? DEFAULT_THREADS, o.connections));
   const conns = shares(o.connections, threads);
   // Requests in proportion to connections, so every thread's lanes run about as long.
   const reqs = conns.map((c) => Math.floor((o.requests * c) / o.connections));
