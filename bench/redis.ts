@@ -24,7 +24,8 @@
 // Reports per cell the median ops/s of the rounds, the Piccolo/Redis ratio (of the medians, and within
 // each round), p50/p99 from redis-benchmark, for -c 1 the p50 ratio (Piccolo/Redis: that is the goal
 // there), and whether the goal is met; the native figures beside the Redis-protocol ones of the same
-// node. Writes bench/results/redis.json and redis.svg.
+// node. Writes bench/results/redis.json, redis.svg (the pairs and the native figures) and
+// redis-layouts.svg.
 //
 //   node dist/bench/redis.js [--rounds 3] [--quick] [--layouts 0,1,2] [--skip-native]
 //     [--native-threads N (default: one per two cores)] [--dir /tmp]
@@ -498,20 +499,30 @@ writeFileSync(
     2,
   )}\n`,
 );
-const series = (r: Row) => (r.pair === "layout" ? r.piccolo.replace("piccolo --in-memory ", "") : `${r.pair}`);
+// Two charts, each within the chart's five colours: the pairs with the native figures, and the layouts.
+const bar = (r: Row, series: string) => ({ group: `${r.test} ${r.workload}`, series, value: r.ratio * 100 });
+const title = (what: string) =>
+  `${what}: Piccolo's ops/s as % of Redis's, median of ${rounds} rounds (goal at c50: >= 100; at c1 the goal is on p50)`;
 writeFileSync(
   `${o.out}/redis.svg`,
-  barChart(
-    `Piccolo's ops/s as % of Redis's, median of ${rounds} rounds (goal at c50: >= 100; at c1 the goal is on p50, see the table)`,
-    "% of Redis's ops/s",
-    [
-      ...rows.map((r) => ({ group: `${r.test} ${r.workload}`, series: series(r), value: r.ratio * 100 })),
-      ...nativeRows.map((r) => ({
-        group: `${r.test} ${r.workload}`,
-        series: `native, ${r.piccolo === piccoloMem.s.name ? "in memory" : "durable"}`,
-        value: r.vsRedis * 100,
-      })),
-    ],
-  ),
+  barChart(title("Pairs"), "% of Redis's ops/s", [
+    ...rows.filter((r) => r.pair !== "layout").map((r) => bar(r, `RESP, ${r.pair}`)),
+    ...nativeRows.map((r) => ({
+      group: `${r.test} ${r.workload}`,
+      series: `native, ${r.piccolo === piccoloMem.s.name ? "in memory" : "durable"}`,
+      value: r.vsRedis * 100,
+    })),
+  ]),
 );
-console.log(`\nwrote ${o.out}/redis.json and redis.svg`);
+if (layouts.length > 0)
+  writeFileSync(
+    `${o.out}/redis-layouts.svg`,
+    barChart(
+      title("Layouts, in memory"),
+      "% of Redis's ops/s",
+      rows
+        .filter((r) => r.pair !== "durable")
+        .map((r) => bar(r, r.pair === "layout" ? r.piccolo.replace("piccolo --in-memory ", "") : "default")),
+    ),
+  );
+console.log(`\nwrote ${o.out}/redis.json, redis.svg${layouts.length > 0 ? " and redis-layouts.svg" : ""}`);
