@@ -55,7 +55,16 @@ import { CLI } from "./lib/piccolo.js";
 import { freePort } from "./lib/ports.js";
 import { procs, sleep, waitLine } from "./lib/procs.js";
 import { barChart, gitCommit, machine, markdownTable, median, progress, progressDone, table } from "./lib/report.js";
-import { keyValue, pipeLoad, requireTools, respCommands, respInfo, startRedis, writeSetLoader } from "./lib/resp.js";
+import {
+  keyValue,
+  pipeLoad,
+  redisServerArgs,
+  requireTools,
+  respCommands,
+  respInfo,
+  startRedis,
+  writeSetLoader,
+} from "./lib/resp.js";
 
 const BENCH = "bench:backup";
 const { values: o } = parseArgs({
@@ -403,19 +412,12 @@ const piccolo = await startPiccolo("piccolo", join(base, "piccolo-data"), 0);
 progress(`redis: loading ${keys} keys`);
 const redisDir = join(base, "redis-data");
 mkdirSync(redisDir);
-const redisArgs = [
-  "--dir",
-  redisDir,
-  "--appendonly",
-  "yes",
-  "--appendfsync",
-  "everysec",
-  "--save",
-  "",
-  "--repl-diskless-sync-delay",
-  "0",
-];
-const redis = await startRedis({ procs: P, args: redisArgs });
+const redis = await startRedis({
+  procs: P,
+  dir: redisDir,
+  appendfsync: "everysec",
+  args: ["--repl-diskless-sync-delay", "0"],
+});
 const redisVersion = (await respInfo(redis.port, "server")).redis_version ?? "?";
 {
   const l = pipeLoad(redis.port, loader);
@@ -517,18 +519,7 @@ async function runRedis(r: Round): Promise<void> {
   copyFileSync(rdb, join(dir, "dump.rdb"));
   const port = await freePort();
   const s0 = performance.now();
-  const child = P.child(`redis restored (round ${r.round})`, "redis-server", [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--dir",
-    dir,
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-  ]);
+  const child = P.child(`redis restored (round ${r.round})`, "redis-server", redisServerArgs({ port, dir }));
   child.stdout!.resume();
   const startMs = await waitDbsize(port, keys, s0, "redis restored");
   await checkValues(port, keys, "redis restored");

@@ -51,7 +51,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { freePort } from "./lib/ports.js";
-import { pipeLoad, respCommands, respInfo, writeSetLoader } from "./lib/resp.js";
+import { pipeLoad, redisServerArgs, requireTools, respCommands, respInfo, writeSetLoader } from "./lib/resp.js";
 import { barChart, machine, median, progress, progressDone, table } from "./lib/report.js";
 
 const { values: o } = parseArgs({
@@ -69,12 +69,7 @@ const rounds = Number(o.rounds);
 const scale = o.quick ? 0.1 : 1;
 const recoveryKeys = o.keys !== undefined ? Number(o.keys) : o.quick ? 100_000 : 1_000_000;
 
-for (const tool of ["redis-server", "redis-cli", "redis-benchmark"]) {
-  if (spawnSync(tool, ["--version"]).status !== 0) {
-    console.error(`bench:durable needs ${tool}: apt-get install -y redis-server redis-tools (nothing was installed)`);
-    process.exit(2);
-  }
-}
+requireTools("bench:durable", ["redis-server", "redis-cli", "redis-benchmark"]);
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const base = mkdtempSync(join(String(o.dir), "piccolo-bench-durable-"));
@@ -108,20 +103,7 @@ async function start(kind: Kind, policy: Policy, dir: string, port = 0, tag = "s
   const fd = openSync(log, "w");
   const args =
     kind === "redis"
-      ? [
-          "--port",
-          String(p),
-          "--bind",
-          "127.0.0.1",
-          "--dir",
-          dir,
-          "--save",
-          "",
-          "--appendonly",
-          "yes",
-          "--appendfsync",
-          policy,
-        ]
+      ? redisServerArgs({ port: p, dir, appendfsync: policy })
       : [
           CLI,
           "server",

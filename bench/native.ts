@@ -1,221 +1,209 @@
-// npm run bench:native: the native protocol under a pipelined mixed load,
-// against --shards 0 (maps on the IO thread), 1 and 2, alternated round by
-// round so machine noise hits every layout alike. Prints ops/s and p50/p99
-// latency (HDR histogram), the ratio to --shards 0, and writes
+// npm run bench:native: issue #19's workloads (bench/lib/workloads.ts: SET as
+// put, GET as get, at -c 50 -P 1, -c 50 -P 16 and -c 1) over the native
+// protocol, through bench/lib/native-load.ts (worker threads writing
+// pre-laid-out frames: redis-benchmark's model, not the capnp-es client),
+// against Piccolo in memory with --shards 0 (maps on the IO thread), 1 and 2,
+// and against a trivial endpoint (bench/lib/native-sink.ts) that shows what
+// the generator reaches when the server costs next to nothing. The order of
+// the targets is reversed every round, so noise hits them alike. Prints
+// ops/s, p50/p99 (HDR histogram, from each batch's write as redis-benchmark
+// measures), the ratio to --shards 0, and what the generator itself used
+// (CPU per request, cores, event-loop utilisation); writes
 // bench/results/native.json and native.svg.
 //
-//   node dist/bench/native.js [--connections 16] [--pipeline 16] [--keys 100000]
-//     [--value-bytes 64] [--read-ratio 0.8] [--duration-ms 5000] [--warmup-ms 1000]
-//     [--rounds 3] [--layouts 0,1,2]
+// bench:redis runs the same generator beside redis-benchmark on the same
+// nodes, for the native-against-RESP comparison of issue #19.
 //
-// The load generator runs in this process and shares the machine's cores
-// with the node: on 2 cores that caps what the threaded layouts can show.
-import { type ChildProcess, spawn } from "node:child_process";
+//   node dist/bench/native.js [--layouts 0,1,2] [--rounds 3] [--quick] [--threads N] [--skip-sink]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import * as hdr from "hdr-histogram-js";
-import { PiccoloClient } from "../src/client/client.js";
-import { barChart, machine, median, progress, progressDone, table } from "./lib/report.js";
+import { DEFAULT_THREADS, nativeLoad } from "./lib/native-load.js";
+import { CLI } from "./lib/piccolo.js";
+import { freePort } from "./lib/ports.js";
+import { procs, waitLine } from "./lib/procs.js";
+import { barChart, gitCommit, machine, median, progress, progressDone, table } from "./lib/report.js";
+import { KEYSPACE, NATIVE_TEST, VALUE_BYTES, WORKLOADS } from "./lib/workloads.js";
 
+const BENCH = "bench:native";
 const { values: o } = parseArgs({
   options: {
-    connections: { type: "string", default: "16" },
-    pipeline: { type: "string", default: "16" },
-    keys: { type: "string", default: "100000" },
-    "value-bytes": { type: "string", default: "64" },
-    "read-ratio": { type: "string", default: "0.8" },
-    "duration-ms": { type: "string", default: "5000" },
-    "warmup-ms": { type: "string", default: "1000" },
-    rounds: { type: "string", default: "3" },
     layouts: { type: "string", default: "0,1,2" },
+    rounds: { type: "string" },
+    quick: { type: "boolean", default: false },
+    threads: { type: "string" },
+    "skip-sink": { type: "boolean", default: false },
     out: { type: "string", default: "bench/results" },
   },
 });
-const opts = {
-  connections: Number(o.connections),
-  pipeline: Number(o.pipeline),
-  keys: Number(o.keys),
-  valueBytes: Number(o["value-bytes"]),
-  readRatio: Number(o["read-ratio"]),
-  durationMs: Number(o["duration-ms"]),
-  warmupMs: Number(o["warmup-ms"]),
-  rounds: Number(o.rounds),
-  layouts: String(o.layouts).split(",").map(Number),
-  out: String(o.out),
-};
-const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+const rounds = Number(o.rounds ?? (o.quick ? 2 : 3));
+const scale = o.quick ? 0.1 : 1;
+const threads = o.threads === undefined ? undefined : Number(o.threads);
+const P = procs(BENCH, "the nodes");
 
-async function startNode(shards: number): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "server",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--resp-port",
-      "0",
-      "--shards",
-      String(shards),
-      "--in-memory",
-    ],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d;
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once("exit", (code) => reject(new Error(`node exited ${code}`)));
-  });
-  return { port, child };
+interface Target {
+  name: string;
+  port: number;
 }
+const targets: Target[] = [];
+progress("starting the nodes");
+if (!o["skip-sink"]) {
+  const port = await freePort();
+  const c = P.child("sink", process.execPath, [
+    new URL("./lib/native-sink.js", import.meta.url).pathname,
+    "--port",
+    String(port),
+    "--value-bytes",
+    String(VALUE_BYTES),
+  ]);
+  await waitLine(c, /sink listening/, "sink");
+  targets.push({ name: "trivial endpoint", port });
+}
+for (const shards of String(o.layouts)
+  .split(",")
+  .filter((s) => s.trim() !== "")
+  .map(Number)) {
+  const port = await freePort();
+  const c = P.child(`--shards ${shards}`, process.execPath, [
+    CLI,
+    "server",
+    "--port",
+    String(port),
+    "--resp-port",
+    "0",
+    "--shards",
+    String(shards),
+    "--in-memory",
+  ]);
+  await waitLine(c, /listening on/, `piccolo --shards ${shards}`);
+  c.stdout!.resume();
+  targets.push({ name: `--shards ${shards}`, port });
+}
+progressDone();
 
-const key = (i: number) => `key:${String(i).padStart(12, "0")}`;
-
-interface RunResult {
-  shards: number;
+interface Run {
+  target: string;
+  workload: string;
+  test: string;
   round: number;
-  opsPerSec: number;
-  p50us: number;
-  p99us: number;
+  rps: number;
+  p50ms: number;
+  p99ms: number;
   errors: number;
+  cpuUsPerRequest: number;
+  cpuCores: number;
+  elu: number[];
 }
-
-async function runOnce(shards: number, round: number, label: string): Promise<RunResult> {
-  const { port, child } = await startNode(shards);
-  const clients = await Promise.all(
-    Array.from({ length: opts.connections }, () => PiccoloClient.connect({ port, timeoutMs: 30_000 })),
-  );
-  const value = Buffer.alloc(opts.valueBytes, 120);
-  // Preload the key space so reads hit.
-  for (let i = 0; i < opts.keys; i += 1000) {
-    const batch: [string, Buffer][] = [];
-    for (let j = i; j < Math.min(opts.keys, i + 1000); j++) batch.push([key(j), value]);
-    await clients[j0(i)]!.mput(batch);
-  }
-  const histogram = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 60_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
-  let ops = 0;
-  let errors = 0;
-  let recording = false;
-  let stop = false;
-  let seed = 12345 + round;
-  const rand = () => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed / 0x7fffffff;
-  };
-  const one = async (c: PiccoloClient) => {
-    const k = key(Math.floor(rand() * opts.keys));
-    const t0 = process.hrtime.bigint();
-    try {
-      if (rand() < opts.readRatio) await c.get(k);
-      else await c.put(k, value);
-    } catch {
-      errors++;
+const runs: Run[] = [];
+const total = rounds * targets.length * WORKLOADS.length;
+let done = 0;
+for (let round = 1; round <= rounds; round++) {
+  const order = round % 2 === 1 ? targets : [...targets].reverse();
+  for (const w of WORKLOADS)
+    for (const t of order) {
+      progress(`round ${round}/${rounds} ${w.name} ${t.name} (${++done}/${total})`);
+      for (const test of w.tests) {
+        const op = NATIVE_TEST[test];
+        if (op === undefined) continue;
+        const r = await nativeLoad({
+          port: t.port,
+          connections: w.connections,
+          pipeline: w.pipeline,
+          requests: Math.round((w.requestsFor?.[test] ?? w.requests) * scale),
+          keyspace: KEYSPACE,
+          valueBytes: VALUE_BYTES,
+          test: op,
+          ...(threads === undefined ? {} : { threads }),
+          seed: round,
+        });
+        runs.push({
+          target: t.name,
+          workload: w.name,
+          test,
+          round,
+          rps: r.rps,
+          p50ms: r.p50ms,
+          p99ms: r.p99ms,
+          errors: r.errors,
+          cpuUsPerRequest: (r.cpuCores * r.elapsedMs * 1000) / r.requests,
+          cpuCores: r.cpuCores,
+          elu: r.elu,
+        });
+      }
     }
-    if (recording) {
-      histogram.recordValue(Number(process.hrtime.bigint() - t0) / 1000);
-      ops++;
-    }
-  };
-  const lane = async (c: PiccoloClient) => {
-    while (!stop) await one(c);
-  };
-  const lanes = clients.flatMap((c) => Array.from({ length: opts.pipeline }, () => lane(c)));
-  await new Promise((r) => setTimeout(r, opts.warmupMs));
-  recording = true;
-  const t0 = Date.now();
-  const ticker = setInterval(() => {
-    const s = (Date.now() - t0) / 1000;
-    const bar = "#".repeat(Math.round((s * 1000 * 20) / opts.durationMs)).padEnd(20, ".");
-    progress(`${label} [${bar}] ${Math.round(ops / Math.max(s, 0.001) / 1000)}k ops/s`);
-  }, 250);
-  await new Promise((r) => setTimeout(r, opts.durationMs));
-  const elapsed = (Date.now() - t0) / 1000;
-  recording = false;
-  stop = true;
-  clearInterval(ticker);
-  await Promise.all(lanes);
-  await Promise.all(clients.map((c) => c.close()));
-  child.kill("SIGTERM");
-  await new Promise((r) => child.once("exit", r));
-  progress(`${label} done: ${Math.round(ops / elapsed)} ops/s`);
-  progressDone();
-  return {
-    shards,
-    round,
-    opsPerSec: ops / elapsed,
-    p50us: histogram.getValueAtPercentile(50),
-    p99us: histogram.getValueAtPercentile(99),
-    errors,
-  };
 }
+progressDone();
+P.cleanup();
 
-function j0(i: number): number {
-  return Math.floor(i / 1000) % opts.connections;
-}
-
-const runs: RunResult[] = [];
-for (let round = 1; round <= opts.rounds; round++) {
-  for (const shards of opts.layouts) {
-    runs.push(await runOnce(shards, round, `round ${round}/${opts.rounds} shards=${shards}`));
-  }
-}
-
-const summary = opts.layouts.map((shards) => {
-  const mine = runs.filter((r) => r.shards === shards);
-  return {
-    shards,
-    opsPerSec: median(mine.map((r) => r.opsPerSec)),
-    p50us: median(mine.map((r) => r.p50us)),
-    p99us: median(mine.map((r) => r.p99us)),
-    errors: mine.reduce((n, r) => n + r.errors, 0),
-  };
-});
-const base = summary.find((s) => s.shards === 0)?.opsPerSec ?? summary[0]!.opsPerSec;
+const summary = targets.flatMap((t) =>
+  WORKLOADS.flatMap((w) =>
+    w.tests
+      .filter((test) => NATIVE_TEST[test] !== undefined)
+      .map((test) => {
+        const mine = runs.filter((r) => r.target === t.name && r.workload === w.name && r.test === test);
+        const base = runs.filter((r) => r.target === "--shards 0" && r.workload === w.name && r.test === test);
+        const rps = median(mine.map((r) => r.rps));
+        return {
+          target: t.name,
+          workload: w.name,
+          test,
+          rps,
+          vsShards0: base.length > 0 ? rps / median(base.map((r) => r.rps)) : null,
+          p50ms: median(mine.map((r) => r.p50ms)),
+          p99ms: median(mine.map((r) => r.p99ms)),
+          cpuUsPerRequest: median(mine.map((r) => r.cpuUsPerRequest)),
+          cpuCores: median(mine.map((r) => r.cpuCores)),
+          eluMax: Math.max(...mine.flatMap((r) => r.elu)),
+          errors: mine.reduce((n, r) => n + r.errors, 0),
+        };
+      }),
+  ),
+);
 console.log(
-  `\nnative protocol: ${opts.connections} connections x ${opts.pipeline} in flight, ${opts.keys} keys, ` +
-    `${opts.valueBytes}-byte values, ${Math.round(opts.readRatio * 100)}% reads, median of ${opts.rounds} rounds\n`,
+  `\n${BENCH}: native protocol, -d ${VALUE_BYTES} -r ${KEYSPACE}, median of ${rounds} rounds; generator: ` +
+    `bench/lib/native-load.ts, ${threads ?? DEFAULT_THREADS} threads\n`,
 );
 console.log(
   table(
-    ["layout", "ops/s", "p50", "p99", "vs --shards 0", "errors"],
+    [
+      "target",
+      "workload",
+      "test",
+      "ops/s",
+      "p50/p99 ms",
+      "vs --shards 0",
+      "gen CPU us/req",
+      "gen cores",
+      "max ELU",
+      "errors",
+    ],
     summary.map((s) => [
-      `--shards ${s.shards}`,
-      Math.round(s.opsPerSec),
-      `${(s.p50us / 1000).toFixed(2)} ms`,
-      `${(s.p99us / 1000).toFixed(2)} ms`,
-      (s.opsPerSec / base).toFixed(2),
+      s.target,
+      s.workload,
+      s.test,
+      Math.round(s.rps),
+      `${s.p50ms.toFixed(3)}/${s.p99ms.toFixed(3)}`,
+      s.vsShards0 === null ? "-" : s.vsShards0.toFixed(2),
+      s.cpuUsPerRequest.toFixed(1),
+      s.cpuCores.toFixed(2),
+      s.eluMax.toFixed(2),
       s.errors,
     ]),
   ),
 );
-mkdirSync(opts.out, { recursive: true });
+const out = String(o.out);
+mkdirSync(out, { recursive: true });
 writeFileSync(
-  `${opts.out}/native.json`,
-  `${JSON.stringify({ machine: machine(), options: opts, runs, summary }, null, 2)}\n`,
+  `${out}/native.json`,
+  `${JSON.stringify({ machine: machine(), commit: gitCommit(), rounds, scale, threads: threads ?? DEFAULT_THREADS, summary, runs }, null, 2)}\n`,
 );
 writeFileSync(
-  `${opts.out}/native.svg`,
+  `${out}/native.svg`,
   barChart(
-    "Piccolo native protocol: ops/s by shard layout (median)",
+    "Piccolo native protocol (bench/lib/native-load.ts): ops/s by layout, median",
     "ops/s",
-    summary.map((s) => ({
-      group: `--shards ${s.shards}`,
-      series: "ops/s",
-      value: s.opsPerSec,
-      note: `p99 ${(s.p99us / 1000).toFixed(1)}ms`,
-    })),
+    summary
+      .filter((s) => s.target !== "trivial endpoint")
+      .map((s) => ({ group: `${s.test} ${s.workload}`, series: s.target, value: s.rps })),
   ),
 );
-console.log(`\nwrote ${opts.out}/native.json and native.svg`);
+console.log(`\nwrote ${out}/native.json and native.svg`);

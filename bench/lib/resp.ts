@@ -7,7 +7,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, createWriteStream, openSync } from "node:fs";
 import { connect } from "node:net";
 import { freePort } from "./ports.js";
-import type { Procs } from "./procs.js";
+import { type Procs, waitLine } from "./procs.js";
 
 /** Says which tool is missing and exits 2 (nothing is installed). */
 export function requireTools(bench: string, tools: string[]): void {
@@ -47,31 +47,35 @@ export interface RespServer {
   port: number;
   child: ChildProcess;
   tls?: ServerTls;
+  /** The program and its arguments, as started (for reports). */
+  command: string[];
+  /** Piccolo only: its native (Cap'n Proto) port. */
+  nativePort?: number;
+  /** Piccolo only, when started through `procs`: the shard workers it says it runs. */
+  shards?: number;
 }
 
 /** Spawns through `procs` when given (killed with the benchmark); without, the caller kills it. */
 function spawnServer(procs: Procs | undefined, name: string, cmd: string, args: string[]): ChildProcess {
   if (!procs) return spawn(cmd, args, { stdio: "ignore" });
-  const c = procs.child(name, cmd, args, []);
-  c.stdout!.resume();
-  return c;
+  return procs.child(name, cmd, args, []);
 }
 
+/** Redis's appendfsync policies; Piccolo's --fsync has the same three. */
+export type Appendfsync = "always" | "everysec" | "no";
+
 /**
- * redis-server without persistence; with `tls`, on a TLS port only (no client certificates asked); `args`
- * come last (a later directive wins: `--appendonly yes` turns persistence on).
+ * redis-server's flags for a loopback port: without persistence (`--save "" --appendonly no`), or with
+ * `appendfsync` an AOF (`--appendonly yes --appendfsync P --save ""`, no RDB snapshots); `dir` is where its
+ * files go. With `tls`, a TLS port only (no client certificates asked).
  */
-export async function startRedis(
-  o: { name?: string; tls?: ServerTls; procs?: Procs; args?: string[] } = {},
-): Promise<RespServer> {
-  const port = await freePort();
-  const name = o.name ?? "redis";
+export function redisServerArgs(o: { port: number; tls?: ServerTls; dir?: string; appendfsync?: Appendfsync }) {
   const listen = o.tls
     ? [
         "--port",
         "0",
         "--tls-port",
-        String(port),
+        String(o.port),
         "--tls-cert-file",
         o.tls.certFile,
         "--tls-key-file",
@@ -81,26 +85,40 @@ export async function startRedis(
         "--tls-auth-clients",
         "no",
       ]
-    : ["--port", String(port)];
-  const child = spawnServer(o.procs, name, "redis-server", [
+    : ["--port", String(o.port)];
+  return [
     ...listen,
     "--bind",
     "127.0.0.1",
+    ...(o.dir === undefined ? [] : ["--dir", o.dir]),
     "--save",
     "",
-    "--appendonly",
-    "no",
-    ...(o.args ?? []),
-  ]);
+    ...(o.appendfsync === undefined ? ["--appendonly", "no"] : ["--appendonly", "yes", "--appendfsync", o.appendfsync]),
+  ];
+}
+
+/**
+ * redis-server on a free port (redisServerArgs: without persistence unless `appendfsync`); `args` come last
+ * (a later directive wins).
+ */
+export async function startRedis(
+  o: { name?: string; tls?: ServerTls; procs?: Procs; dir?: string; appendfsync?: Appendfsync; args?: string[] } = {},
+): Promise<RespServer> {
+  const port = await freePort();
+  const name = o.name ?? "redis";
+  const args = [...redisServerArgs({ ...o, port }), ...(o.args ?? [])];
+  const child = spawnServer(o.procs, name, "redis-server", args);
+  child.stdout?.resume();
   await waitPing(port, o.tls);
-  return { name, port, child, ...(o.tls ? { tls: o.tls } : {}) };
+  return { name, port, child, command: ["redis-server", ...args], ...(o.tls ? { tls: o.tls } : {}) };
 }
 
 const CLI = new URL("../../src/cli/main.js", import.meta.url).pathname;
 
 /**
- * `piccolo server --port 0 --resp-port P ...args` (the native port on any free port); with `tls`, every
- * client port speaks TLS only (--tls-cert-file, --tls-key-file, --tls-ca-cert-file).
+ * `piccolo server --port N --resp-port P ...args` (both on free ports); with `tls`, every client port
+ * speaks TLS only (--tls-cert-file, --tls-key-file, --tls-ca-cert-file). Through `procs`, also reads the
+ * shard count from the node's "listening" line.
  */
 export async function startPiccoloResp(
   name: string,
@@ -108,21 +126,31 @@ export async function startPiccoloResp(
   o: { tls?: ServerTls; procs?: Procs } = {},
 ): Promise<RespServer> {
   const port = await freePort();
+  const nativePort = await freePort();
   const tlsArgs = o.tls
     ? ["--tls-cert-file", o.tls.certFile, "--tls-key-file", o.tls.keyFile, "--tls-ca-cert-file", o.tls.caFile]
     : [];
-  const child = spawnServer(o.procs, name, process.execPath, [
-    CLI,
-    "server",
-    "--port",
-    "0",
-    "--resp-port",
-    String(port),
-    ...tlsArgs,
-    ...args,
-  ]);
+  const argv = [CLI, "server", "--port", String(nativePort), "--resp-port", String(port), ...tlsArgs, ...args];
+  const child = spawnServer(o.procs, name, process.execPath, argv);
+  const listening = child.stdout
+    ? waitLine(child, /listening on \S+ \(shards: (\d+)\)/, name, 60_000).then(
+        (m) => Number(m[1]),
+        () => undefined,
+      )
+    : undefined;
+  child.stdout?.resume();
   await waitPing(port, o.tls);
-  return { name, port, child, ...(o.tls ? { tls: o.tls } : {}) };
+  // The line comes before the node serves; a node that printed another waits no longer than this.
+  const shards = await Promise.race([listening, new Promise<undefined>((r) => setTimeout(() => r(undefined), 2000))]);
+  return {
+    name,
+    port,
+    child,
+    command: [process.execPath, ...argv],
+    nativePort,
+    ...(shards === undefined ? {} : { shards }),
+    ...(o.tls ? { tls: o.tls } : {}),
+  };
 }
 
 /** One line of redis-benchmark --csv (Redis 7: rps, then latencies in ms). */
@@ -139,11 +167,28 @@ export interface BenchmarkLine {
 
 /** redis-benchmark -h 127.0.0.1 -p PORT [--tls --cacert CA] --csv ...args; one entry per test. */
 export function redisBenchmark(s: { port: number; tls?: ServerTls }, args: string[]): BenchmarkLine[] {
-  const r = spawnSync(
-    "redis-benchmark",
-    ["-h", "127.0.0.1", "-p", String(s.port), ...clientTlsArgs(s.tls), "--csv", ...args],
-    { encoding: "utf8", timeout: 600_000 },
-  );
+  return redisBenchmarkRun(s, args).lines;
+}
+
+const TIME = "/usr/bin/time";
+const hasTime = spawnSync(TIME, ["-f", "%e", "true"]).status === 0;
+
+/**
+ * redisBenchmark, and what redis-benchmark itself used: its wall-clock and CPU (user + system) time in ms,
+ * from /usr/bin/time (cpuMs null without it). A load generator's CPU is the share of the machine it takes
+ * from the server it measures.
+ */
+export function redisBenchmarkRun(
+  s: { port: number; tls?: ServerTls },
+  args: string[],
+): { lines: BenchmarkLine[]; wallMs: number; cpuMs: number | null } {
+  const argv = ["-h", "127.0.0.1", "-p", String(s.port), ...clientTlsArgs(s.tls), "--csv", ...args];
+  const t0 = performance.now();
+  const r = hasTime
+    ? spawnSync(TIME, ["-f", "time: %U %S", "redis-benchmark", ...argv], { encoding: "utf8", timeout: 600_000 })
+    : spawnSync("redis-benchmark", argv, { encoding: "utf8", timeout: 600_000 });
+  const wallMs = performance.now() - t0;
+  const t = /time: ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr ?? "");
   const lines: BenchmarkLine[] = [];
   for (const line of (r.stdout ?? "").split("\n")) {
     const f = line.split(",").map((x) => x.replace(/"/g, ""));
@@ -158,7 +203,7 @@ export function redisBenchmark(s: { port: number; tls?: ServerTls }, args: strin
       maxMs: Number(f[7]),
     });
   }
-  return lines;
+  return { lines, wallMs, cpuMs: t ? (Number(t[1]) + Number(t[2])) * 1000 : null };
 }
 
 /**
