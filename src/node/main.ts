@@ -77,7 +77,9 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
       if (err instanceof DataDirError) throw new StartError(`cannot start: ${err.message}`);
       throw err;
     }
-    if (!config.shardsExplicit && dataDir.shards !== config.shards) {
+    // --shards 0 (the maps on the IO thread) is one shard on disk: a directory of one shard keeps the
+    // layout asked for, 0 or 1; one of more shards is adopted.
+    if (!config.shardsExplicit && dataDir.shards !== Math.max(1, config.shards)) {
       logger.info({ dataDir: d.dataDir, shards: dataDir.shards }, "the data directory's shard count is adopted");
       shards = dataDir.shards;
     }

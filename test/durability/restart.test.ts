@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { VersionMismatchError } from "../../src/client/client.js";
+import { defaultShards } from "../../src/node/config.js";
 import { type DurableNode, failedStart, killAll, removeDir, startDurable, tempRoot } from "../support/durable.js";
 
 const roots: string[] = [];
@@ -212,7 +213,7 @@ describe("the data directory's shard count", () => {
       assert.match(f.stderr, /start without --shards \(it adopts 3\) or with --shards 3/);
     }
 
-    node = await startDurable(dir); // default --shards (this machine's cores): adopts the directory's 3
+    node = await startDurable(dir); // default --shards (auto): adopts the directory's 3
     assert.match(node.stdout(), /\(shards: 3\)/, node.stdout());
     assert.equal(node.recoveredKeys, 300);
     const c = await node.client();
@@ -222,6 +223,32 @@ describe("the data directory's shard count", () => {
     await c.close();
     node = await restart(node, ["--shards", "3"]); // the same count given explicitly is accepted
     assert.equal(node.recoveredKeys, 300);
+    await node.stop();
+  });
+});
+
+describe("the default layout (--shards auto)", () => {
+  // Found by bench:redis: a fresh directory written with --shards 0 records one shard (the maps on the
+  // IO thread are one shard on disk), and the next start without --shards "adopted" that one shard as
+  // one worker thread: the node as npm start starts it ran a layout nobody chose, twice as slow for one
+  // client. A directory of one shard now keeps the layout asked for.
+  it("is the same on a fresh directory and on every restart of it", async () => {
+    const dir = dataDir();
+    const want = defaultShards();
+    let node = await startDurable(dir);
+    assert.match(node.stdout(), new RegExp(`\\(shards: ${want}\\)`), node.stdout());
+    await node.redis().set("layout", "kept");
+    node = await restart(node);
+    assert.match(node.stdout(), new RegExp(`\\(shards: ${want}\\)`), node.stdout());
+    assert.doesNotMatch(node.stderr(), /shard count is adopted/);
+    assert.equal(await node.redis().get("layout"), "kept");
+    // Asked for explicitly, the other one-shard layout opens the same directory.
+    const other = want === 0 ? "1" : want === 1 ? "0" : null;
+    if (other !== null) {
+      node = await restart(node, ["--shards", other]);
+      assert.match(node.stdout(), new RegExp(`\\(shards: ${other}\\)`), node.stdout());
+      assert.equal(await node.redis().get("layout"), "kept");
+    }
     await node.stop();
   });
 });
