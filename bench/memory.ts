@@ -1,121 +1,312 @@
-// npm run bench:memory: bytes per key for 1M keys of 16 bytes with 64-byte
-// values, in one ShardStore and, when redis-server is installed, in Redis on
-// the same machine (used_memory and RSS), side by side.
+// npm run bench:memory: what a user sees. The memory of a whole process, as
+// the operating system counts it, holding 1,000,000 keys of 16 bytes
+// (key:%012d) with 64-byte values, loaded over the wire with
+// `redis-cli --pipe`, for
+//   redis-server without persistence (--save "" --appendonly no),
+//   `piccolo server` as `npm start` starts it (durable: a temporary
+//   --data-dir, every other flag at its default but the two free ports),
+//   `piccolo server --in-memory`, and --in-memory with --shards 0, 1 and 2
+//   (the layouts a default may choose between).
+// One process runs at a time. For each: VmRSS of the whole process (every
+// thread; /proc/PID/status) before the first key and after the load (once the
+// process has been idle for --settle-ms), its peak (VmHWM), bytes per key,
+// and the ratio of Piccolo's RSS to Redis's used_memory_rss (INFO memory,
+// also kept with used_memory). Rounds (--rounds, default 2) alternate the
+// order the targets start in; the figures are medians.
 //
-//   node --expose-gc dist/bench/memory.js [--keys N]
-import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
-import { createConnection } from "node:net";
+// A second table is the store's own accounting: one ShardStore in this
+// process, its pages and index per key (store.memoryBytes()), beside Redis's
+// used_memory per key: what each program counts for the data, without the
+// runtime around it.
+//
+// Needs redis-server and redis-tools (it installs nothing). Writes
+// bench/results/memory.json and memory.svg.
+//
+//   node --expose-gc dist/bench/memory.js [--rounds 2] [--keys N] [--settle-ms 3000] [--only name,name]
+import { type ChildProcess, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { ShardStore } from "../src/shard/store.js";
 import { freePort } from "./lib/ports.js";
+import { procs, sleep, waitLine } from "./lib/procs.js";
+import { barChart, gitCommit, machine, median, progress, progressDone, table } from "./lib/report.js";
+import { keyValue, pipeLoad, requireTools, respCommands, respInfo, waitPing, writeSetLoader } from "./lib/resp.js";
 
-const keysArg = process.argv.indexOf("--keys");
-const N = keysArg > 0 ? Number(process.argv[keysArg + 1]) : 1_000_000;
+const { values: o } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "2" },
+    keys: { type: "string", default: "1000000" },
+    "settle-ms": { type: "string", default: "3000" },
+    only: { type: "string", default: "" },
+    out: { type: "string", default: "bench/results" },
+  },
+});
+const rounds = Number(o.rounds);
+const N = Number(o.keys);
+const settleMs = Number(o["settle-ms"]);
 const VALUE_BYTES = 64;
+const MB = 1024 * 1024;
 
-function key(i: number): Buffer {
-  // 16 bytes: "key:" + 12 digits
-  return Buffer.from(`key:${String(i).padStart(12, "0")}`);
+requireTools("bench:memory", ["redis-server", "redis-cli"]);
+
+const P = procs("bench:memory", "the servers");
+const work = mkdtempSync(join(tmpdir(), "piccolo-membench-"));
+P.onCleanup(() => rmSync(work, { recursive: true, force: true }));
+
+interface Target {
+  name: string;
+  /** Starts the process; answers it, its RESP port once it answers PING, and (Piccolo) the shards it reported. */
+  start(): Promise<{ child: ChildProcess; port: number; shards: number | null }>;
+  redis: boolean;
 }
 
-const gc = (globalThis as { gc?: () => void }).gc;
-function settle(): void {
-  for (let i = 0; i < 3; i++) gc?.();
+const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+
+/** `node dist/src/cli/main.js server` with free ports and `args`, as `npm start` runs it. */
+function piccolo(name: string, args: string[], durable: boolean): Target {
+  return {
+    name,
+    redis: false,
+    async start() {
+      const port = await freePort();
+      const respPort = await freePort();
+      const dir = durable ? mkdtempSync(join(work, "data-")) : null;
+      const child = P.child(
+        name,
+        process.execPath,
+        [
+          CLI,
+          "server",
+          "--port",
+          String(port),
+          "--resp-port",
+          String(respPort),
+          ...(dir === null ? [] : ["--data-dir", dir]),
+          ...args,
+        ],
+        [],
+      );
+      const m = await waitLine(child, /piccolo listening on \S+ \(shards: (\d+)/, name);
+      await waitPing(respPort);
+      return { child, port: respPort, shards: Number(m[1]) };
+    },
+  };
 }
 
-async function measurePiccolo() {
-  settle();
-  const before = process.memoryUsage();
+const redisTarget: Target = {
+  name: "redis",
+  redis: true,
+  async start() {
+    const port = await freePort();
+    const child = P.child(
+      "redis",
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      [],
+    );
+    child.stdout!.resume();
+    await waitPing(port);
+    return { child, port, shards: null };
+  },
+};
+
+const allTargets: Target[] = [
+  redisTarget,
+  piccolo("piccolo (npm start: durable)", [], true),
+  piccolo("piccolo --in-memory", ["--in-memory"], false),
+  piccolo("piccolo --in-memory --shards 0", ["--in-memory", "--shards", "0"], false),
+  piccolo("piccolo --in-memory --shards 1", ["--in-memory", "--shards", "1"], false),
+  piccolo("piccolo --in-memory --shards 2", ["--in-memory", "--shards", "2"], false),
+];
+const only = o.only === "" ? [] : o.only.split(",");
+const targets = allTargets.filter((t) => t.redis || only.length === 0 || only.some((x) => t.name.includes(x)));
+
+/** VmRSS and VmHWM of a process, all its threads: what `ps` and `top` show as RES. */
+function status(pid: number): { rss: number; hwm: number } {
+  const s = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(s)?.[1] ?? Number.NaN) * 1024;
+  return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
+}
+
+interface Sample {
+  target: string;
+  round: number;
+  /** The layout the node reported ("shards: N"), for Piccolo. */
+  shards: number | null;
+  baselineRss: number;
+  afterRss: number;
+  peakRss: number;
+  bytesPerKey: number;
+  loadMs: number;
+  usedMemory?: number;
+  usedMemoryBaseline?: number;
+  usedMemoryRss?: number;
+}
+
+async function measure(t: Target, round: number, loader: string): Promise<Sample> {
+  const { child, port, shards } = await t.start();
+  const pid = child.pid!;
+  await sleep(settleMs); // start-up garbage collected, lazy work done: the idle process a user meets
+  const before = status(pid);
+  const usedBefore = t.redis ? Number((await respInfo(port, "memory")).used_memory) : undefined;
+  const load = pipeLoad(port, loader);
+  if (load.errors !== 0 || load.replies !== N)
+    throw new Error(`${t.name}: redis-cli --pipe: ${load.replies} replies, ${load.errors} errors (want ${N}, 0)`);
+  const [dbsize] = await respCommands(port, [["DBSIZE"]]);
+  if (dbsize !== `:${N}`) throw new Error(`${t.name}: DBSIZE ${dbsize} after loading ${N} keys`);
+  await sleep(settleMs);
+  const after = status(pid);
+  const mem = t.redis ? await respInfo(port, "memory") : null;
+  await P.stop(child);
+  return {
+    target: t.name,
+    round,
+    shards,
+    baselineRss: before.rss,
+    afterRss: after.rss,
+    peakRss: after.hwm,
+    bytesPerKey: (after.rss - before.rss) / N,
+    loadMs: load.ms,
+    ...(mem === null
+      ? {}
+      : {
+          usedMemory: Number(mem.used_memory),
+          usedMemoryBaseline: usedBefore,
+          usedMemoryRss: Number(mem.used_memory_rss),
+        }),
+  };
+}
+
+/** The store's own accounting: one ShardStore in this process, no runtime around it. */
+function storeFigures() {
+  const gc = (globalThis as { gc?: () => void }).gc;
   const store = new ShardStore();
-  const value = randomBytes(VALUE_BYTES);
   const t0 = performance.now();
-  for (let i = 0; i < N; i++) store.set(key(i), value, i + 1, 0);
+  for (let i = 0; i < N; i++) {
+    const { key, value } = keyValue(i);
+    store.set(Buffer.from(key), Buffer.from(value), i + 1, 0);
+  }
   const loadMs = performance.now() - t0;
-  settle();
-  const after = process.memoryUsage();
-  const t1 = performance.now();
+  gc?.();
   let found = 0;
-  for (let i = 0; i < N; i++) if (store.find(key(i)) >= 0) found++;
+  const t1 = performance.now();
+  for (let i = 0; i < N; i++) if (store.find(Buffer.from(keyValue(i).key)) >= 0) found++;
   const findMs = performance.now() - t1;
-  if (found !== N) throw new Error(`lost keys: ${N - found}`);
-  const external = after.external + after.arrayBuffers - (before.external + before.arrayBuffers);
+  if (found !== N) throw new Error(`the store lost ${N - found} keys`);
   return {
     memoryBytes: store.memoryBytes(),
     bytesPerKey: store.memoryBytes() / N,
-    rssBytesPerKey: (after.rss - before.rss) / N,
-    heapAndBuffersPerKey: (after.heapUsed - before.heapUsed + external) / N,
     loadNsPerKey: (loadMs * 1e6) / N,
     findNsPerKey: (findMs * 1e6) / N,
   };
 }
 
-function redisCommand(port: number, args: string[]): string {
-  const r = spawnSync("redis-cli", ["-h", "127.0.0.1", "-p", String(port), ...args], { encoding: "utf8" });
-  return r.stdout;
-}
-
-async function measureRedis() {
-  if (spawnSync("redis-server", ["--version"]).status !== 0) return null;
-  const port = await freePort();
-  const server = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    {
-      stdio: "ignore",
-    },
-  );
-  try {
-    for (let i = 0; i < 50 && !redisCommand(port, ["ping"]).includes("PONG"); i++)
-      await new Promise((r) => setTimeout(r, 100));
-    const info = (s: string, field: string) => Number(new RegExp(`${field}:(\\d+)`).exec(s)?.[1] ?? Number.NaN);
-    const base = redisCommand(port, ["info", "memory"]);
-    const value = randomBytes(VALUE_BYTES);
-    // Pipelined RESP writer: SET key value, in batches.
-    const socket = createConnection({ host: "127.0.0.1", port });
-    await new Promise((r) => socket.once("connect", r));
-    let replies = 0;
-    socket.on("data", (d: Buffer) => {
-      for (const b of d) if (b === 10) replies++;
-    });
-    const head = Buffer.from(`*3\r\n$3\r\nSET\r\n$16\r\n`);
-    const mid = Buffer.from(`\r\n$${VALUE_BYTES}\r\n`);
-    const tail = Buffer.from("\r\n");
-    for (let i = 0; i < N; i += 10_000) {
-      const parts: Buffer[] = [];
-      for (let j = i; j < Math.min(N, i + 10_000); j++) parts.push(head, key(j), mid, value, tail);
-      if (!socket.write(Buffer.concat(parts))) await new Promise((r) => socket.once("drain", r));
-      while (replies < i - 50_000) await new Promise((r) => setTimeout(r, 5));
+const loader = await writeSetLoader(join(work, "load.resp"), N);
+const samples: Sample[] = [];
+try {
+  const total = rounds * targets.length;
+  for (let round = 1; round <= rounds; round++) {
+    const order = round % 2 === 1 ? targets : [...targets].reverse();
+    for (const t of order) {
+      progress(`round ${round}/${rounds}: ${t.name} (${samples.length + 1}/${total})`);
+      samples.push(await measure(t, round, loader));
     }
-    while (replies < N) await new Promise((r) => setTimeout(r, 10));
-    socket.destroy();
-    const after = redisCommand(port, ["info", "memory"]);
-    return {
-      usedMemoryBytes: info(after, "used_memory"),
-      bytesPerKey: (info(after, "used_memory") - info(base, "used_memory")) / N,
-      rssBytes: info(after, "used_memory_rss"),
-      rssBytesPerKey: (info(after, "used_memory_rss") - info(base, "used_memory_rss")) / N,
-      version: /redis_version:(\S+)/.exec(redisCommand(port, ["info", "server"]))?.[1] ?? "?",
-    };
-  } finally {
-    server.kill();
   }
+  progressDone();
+} finally {
+  P.cleanup();
 }
+const store = storeFigures();
 
-const piccolo = await measurePiccolo();
-const redis = await measureRedis();
-const f = (n: number) => n.toFixed(1);
-console.log(`${N.toLocaleString()} keys of 16 bytes, ${VALUE_BYTES}-byte values\n`);
-console.log("                          bytes/key (store)   bytes/key (RSS growth)");
-console.log(`piccolo ShardStore        ${f(piccolo.bytesPerKey).padEnd(20)}${f(piccolo.rssBytesPerKey)}`);
-if (redis) {
-  console.log(
-    `redis ${redis.version.padEnd(20)}${f(redis.bytesPerKey).padEnd(20)}${f(redis.rssBytesPerKey)}   (used_memory)`,
-  );
-  console.log(`\npiccolo / redis: ${(piccolo.bytesPerKey / redis.bytesPerKey).toFixed(2)} (store vs used_memory)`);
-} else console.log("\nredis-server not found: install the Debian package redis-server to compare.");
-console.log(`\nload ${f(piccolo.loadNsPerKey)} ns/key, find ${f(piccolo.findNsPerKey)} ns/key (one thread, no IO)`);
-writeFileSync(
-  "bench/results/memory.json",
-  `${JSON.stringify({ date: new Date().toISOString(), keys: N, valueBytes: VALUE_BYTES, node: process.version, piccolo, redis }, null, 2)}\n`,
+const mb = (b: number) => (b / MB).toFixed(1);
+const med = (name: string, f: (s: Sample) => number) => median(samples.filter((s) => s.target === name).map(f));
+const redisRss = med("redis", (s) => s.usedMemoryRss!);
+const summary = targets.map((t) => ({
+  target: t.name,
+  shards: samples.find((s) => s.target === t.name)?.shards ?? null,
+  baselineRss: med(t.name, (s) => s.baselineRss),
+  afterRss: med(t.name, (s) => s.afterRss),
+  peakRss: med(t.name, (s) => s.peakRss),
+  bytesPerKey: med(t.name, (s) => s.bytesPerKey),
+  loadMs: med(t.name, (s) => s.loadMs),
+  ratioToRedisRss: med(t.name, (s) => s.afterRss) / redisRss,
+}));
+
+console.log(
+  `\n${N.toLocaleString("en")} keys of 16 bytes with ${VALUE_BYTES}-byte values, loaded with redis-cli --pipe; ` +
+    `RSS of the whole process (VmRSS), median of ${rounds} rounds\n`,
 );
+console.log(
+  table(
+    ["target", "RSS before (MB)", "RSS after (MB)", "peak (MB)", "bytes/key", "load (s)", "RSS / Redis RSS"],
+    summary.map((s) => [
+      s.target,
+      mb(s.baselineRss),
+      mb(s.afterRss),
+      mb(s.peakRss),
+      s.bytesPerKey.toFixed(1),
+      (s.loadMs / 1000).toFixed(2),
+      s.ratioToRedisRss.toFixed(2),
+    ]),
+  ),
+);
+const redisUsed = med("redis", (s) => s.usedMemory!);
+const redisUsedPerKey = med("redis", (s) => (s.usedMemory! - s.usedMemoryBaseline!) / N);
+console.log(
+  `\nredis INFO memory after the load: used_memory ${mb(redisUsed)} MB (${redisUsedPerKey.toFixed(1)} B/key), ` +
+    `used_memory_rss ${mb(redisRss)} MB`,
+);
+console.log("\nThe data alone: each program's own accounting\n");
+console.log(
+  table(
+    ["", "bytes/key", "total (MB)"],
+    [
+      ["piccolo ShardStore (pages + index)", store.bytesPerKey.toFixed(1), mb(store.memoryBytes)],
+      ["redis used_memory growth", redisUsedPerKey.toFixed(1), mb(redisUsedPerKey * N)],
+    ],
+  ),
+);
+console.log(
+  `\nstore/redis: ${(store.bytesPerKey / redisUsedPerKey).toFixed(2)}; store load ${store.loadNsPerKey.toFixed(0)} ns/key, ` +
+    `find ${store.findNsPerKey.toFixed(0)} ns/key (one thread, no IO)`,
+);
+
+const version = spawnSync("redis-server", ["--version"], { encoding: "utf8" }).stdout.match(/v=(\S+)/)?.[1] ?? "?";
+mkdirSync(o.out, { recursive: true });
+writeFileSync(
+  `${o.out}/memory.json`,
+  `${JSON.stringify(
+    {
+      machine: machine(),
+      commit: gitCommit(),
+      redis: version,
+      keys: N,
+      valueBytes: VALUE_BYTES,
+      rounds,
+      settleMs,
+      summary,
+      redisUsedMemoryPerKey: redisUsedPerKey,
+      store,
+      samples,
+    },
+    null,
+    2,
+  )}\n`,
+);
+writeFileSync(
+  `${o.out}/memory.svg`,
+  barChart(
+    `RSS of the whole process, ${N.toLocaleString("en")} keys (16 B keys, 64 B values)`,
+    "MB",
+    summary.flatMap((s) => {
+      const group = s.target.replace("piccolo ", "").replace("(npm start: durable)", "npm start");
+      return [
+        { group, series: "before any key", value: s.baselineRss / MB },
+        { group, series: "after the load", value: s.afterRss / MB },
+      ];
+    }),
+  ),
+);
+console.log(`\nwrote ${o.out}/memory.json and memory.svg`);
