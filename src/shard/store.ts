@@ -29,7 +29,11 @@
  * sweep walks this list, never the whole index: its pace depends on how
  * many keys have a TTL, not on how many keys or empty slots there are
  * (Redis keeps its `expires` dict for the same reason). Cost: 4 bytes per
- * index slot and 4 per key with a TTL.
+ * index slot and 4 per key with a TTL, and only while some key has a TTL:
+ * `ttlPos` is allocated by the first TTL and dropped by the first rebuild
+ * (or clear) that finds none, so a store without TTLs (a cache loaded with
+ * plain SETs) does not pay 4 bytes per slot for a list it never uses:
+ * 8 MB of 130 at 1M keys (decision 0291).
  *
  * A "slot" in this API is a position in the index. Views returned by key()
  * and value() point into page memory and are valid until the next mutation.
@@ -53,6 +57,9 @@ const TOMBSTONE = 0x7fffffff;
 /** Slot values: EMPTY, TOMBSTONE, slab handle + 1 (>= 1), or -(large index + 1). */
 
 const MAX_LOAD = 0.75;
+
+/** `ttlPos` while no key has a TTL: no per-slot positions are kept (see "Expiry list"). */
+const NO_TTL_POS = new Int32Array(0);
 
 // Size classes: 8-byte steps to 256 bytes, then ~12.5% steps to the slab limit.
 const CLASS_SIZES: number[] = [];
@@ -112,8 +119,11 @@ export class ShardStore {
   /** Slots of the keys with a TTL, [0, ttlCount); see "Expiry list" above. */
   private ttlSlots = new Int32Array(64);
   private ttlCount = 0;
-  /** Per index slot: its position in ttlSlots + 1, or 0 when the key has no TTL. */
-  private ttlPos: Int32Array;
+  /**
+   * Per index slot: its position in ttlSlots + 1, or 0 when the key has no TTL.
+   * Empty (NO_TTL_POS) while no key has a TTL; else as long as `slots`.
+   */
+  private ttlPos: Int32Array = NO_TTL_POS;
   /** The sweep's next position in ttlSlots; it walks downwards (see sweepExpired). */
   private ttlCursor = -1;
 
@@ -133,7 +143,6 @@ export class ShardStore {
     while (capacity * MAX_LOAD < (options.initialCapacity ?? 0)) capacity *= 2;
     this.slots = new Int32Array(capacity);
     this.hashes = new Uint32Array(capacity);
-    this.ttlPos = new Int32Array(capacity);
     this.mask = capacity - 1;
   }
 
@@ -297,9 +306,9 @@ export class ShardStore {
 
   /** Keeps the expiry list in step with a slot's expiry: listed iff it is not 0. */
   private trackExpiry(slot: number, expiresAtMs: number): void {
-    const listed = this.ttlPos[slot] !== 0;
     if (expiresAtMs !== 0) {
-      if (listed) return;
+      if (this.ttlPos === NO_TTL_POS) this.ttlPos = new Int32Array(this.slots.length);
+      if (this.ttlPos[slot] !== 0) return;
       if (this.ttlCount === this.ttlSlots.length) {
         const grown = new Int32Array(this.ttlSlots.length * 2);
         grown.set(this.ttlSlots);
@@ -307,7 +316,7 @@ export class ShardStore {
       }
       this.ttlSlots[this.ttlCount++] = slot;
       this.ttlPos[slot] = this.ttlCount;
-    } else if (listed) {
+    } else if (this.ttlCount !== 0 && this.ttlPos[slot] !== 0) {
       this.unlist(slot);
     }
   }
@@ -396,7 +405,7 @@ export class ShardStore {
     const s = this.slots[slot]!;
     assert(s !== EMPTY && s !== TOMBSTONE, "deleteSlot names a live record");
     this.release(s);
-    if (this.ttlPos[slot] !== 0) this.unlist(slot);
+    if (this.ttlCount !== 0 && this.ttlPos[slot] !== 0) this.unlist(slot);
     this.slots[slot] = TOMBSTONE;
     this.count--;
     this.tombstones++;
@@ -416,7 +425,8 @@ export class ShardStore {
     if (this.count + 1 > capacity * MAX_LOAD * 0.5) capacity *= 2;
     this.slots = new Int32Array(capacity);
     this.hashes = new Uint32Array(capacity);
-    this.ttlPos = new Int32Array(capacity);
+    // No key with a TTL: the positions go (and come back with the next TTL).
+    this.ttlPos = this.ttlCount === 0 ? NO_TTL_POS : new Int32Array(capacity);
     this.mask = capacity - 1;
     this.tombstones = 0;
     this.epoch++;
@@ -429,7 +439,7 @@ export class ShardStore {
       this.slots[i] = s;
       this.hashes[i] = hash;
       // The expiry list keeps its order (and the sweep its place in it); only slot numbers change.
-      const pos = oldTtlPos[j]!;
+      const pos = this.ttlCount === 0 ? 0 : oldTtlPos[j]!;
       if (pos !== 0) {
         this.ttlSlots[pos - 1] = i;
         this.ttlPos[i] = pos;
@@ -510,7 +520,7 @@ export class ShardStore {
   clear(): void {
     this.slots = new Int32Array(1024);
     this.hashes = new Uint32Array(1024);
-    this.ttlPos = new Int32Array(1024);
+    this.ttlPos = NO_TTL_POS;
     this.ttlSlots = new Int32Array(64);
     this.ttlCount = 0;
     this.ttlCursor = -1;

@@ -141,4 +141,29 @@ describe("ShardStore", () => {
     assert.equal(store.version(slot), 5);
     assert.equal(store.size, 1);
   });
+
+  it("keeps expiry positions only while some key has a TTL (4 bytes per index slot)", () => {
+    // memoryBytes() = whole 1 MiB pages + the index (under 1 MiB here): slots and hashes, 8 bytes per
+    // slot, the expiry positions, 4 per slot while kept, and the expiry list, 64 entries of 4 bytes.
+    const indexBytes = () => store.memoryBytes() % (1024 * 1024);
+    const store = new ShardStore();
+    const value = new Uint8Array(64);
+    const fill = (from: number, to: number) => {
+      for (let i = from; i < to; i++) store.set(Buffer.from(`k:${i}`), value, 1, 0);
+    };
+    fill(0, 10_000); // 16,384 slots: 10,000 keys keep it at most 3/4 full
+    assert.equal(indexBytes(), 16_384 * 8 + 256, "no TTL: no positions");
+    store.setExpiry(store.find(Buffer.from("k:7")), 1_000);
+    assert.equal(indexBytes(), 16_384 * 12 + 256, "the first TTL brings 4 bytes per slot");
+    fill(10_000, 20_000); // rebuilt at 32,768 slots, the key with a TTL still listed
+    assert.equal(indexBytes(), 32_768 * 12 + 256);
+    assert.equal(store.ttlKeys, 1);
+    assert.equal(store.sweepExpired(2_000, 10), 1, "the sweep still finds it after the rebuild");
+    assert.equal(store.find(Buffer.from("k:7")), -1);
+    fill(20_000, 30_000); // rebuilt at 65,536 slots with no key left with a TTL: the positions go
+    assert.equal(indexBytes(), 65_536 * 8 + 256);
+    store.setExpiry(store.find(Buffer.from("k:8")), 1_000);
+    assert.equal(indexBytes(), 65_536 * 12 + 256, "and come back with the next TTL");
+    assert.equal(store.sweepExpired(2_000, 10), 1);
+  });
 });
