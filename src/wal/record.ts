@@ -29,7 +29,7 @@
  *               up to it are gone. With replacesLog (a snapshot received from
  *               the leader), every entry before the record is gone too.
  */
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "./crc32c.js";
 import type { Entry, EntryType, HardState } from "../raft/types.js";
 
 export const RecordType = { Entries: 1, HardState: 2, Snapshot: 3 } as const;

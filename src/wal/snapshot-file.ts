@@ -7,7 +7,7 @@
  *   u32 magic "PSNP" | u32 crc32c of everything after it |
  *   u64 index | u64 term | u16 voters | u16 learners | u32 ids... | data
  */
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "./crc32c.js";
 import type { Snapshot } from "../raft/types.js";
 import { getU64, putU64 } from "./record.js";
 
