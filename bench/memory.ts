@@ -6,7 +6,9 @@
 //   `piccolo server` as `npm start` starts it (durable: a temporary
 //   --data-dir, every other flag at its default but the two free ports),
 //   `piccolo server --in-memory`, and --in-memory with --shards 0, 1 and 2
-//   (the layouts a default may choose between).
+//   (the layouts a default may choose between), and, as a reference that is
+//   not how the node starts, --shards 0 under `node --max-semi-space-size=4`
+//   (what capping V8's young generation would give; decision 0293).
 // One process runs at a time. For each: VmRSS of the whole process (every
 // thread; /proc/PID/status) before the first key and after the load (once the
 // process has been idle for --settle-ms), its peak (VmHWM), bytes per key,
@@ -64,8 +66,8 @@ interface Target {
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 
-/** `node dist/src/cli/main.js server` with free ports and `args`, as `npm start` runs it. */
-function piccolo(name: string, args: string[], durable: boolean): Target {
+/** `node [nodeArgs] dist/src/cli/main.js server` with free ports and `args`, as `npm start` runs it. */
+function piccolo(name: string, args: string[], durable: boolean, nodeArgs: string[] = []): Target {
   return {
     name,
     redis: false,
@@ -77,6 +79,7 @@ function piccolo(name: string, args: string[], durable: boolean): Target {
         name,
         process.execPath,
         [
+          ...nodeArgs,
           CLI,
           "server",
           "--port",
@@ -119,6 +122,10 @@ const allTargets: Target[] = [
   piccolo("piccolo --in-memory --shards 0", ["--in-memory", "--shards", "0"], false),
   piccolo("piccolo --in-memory --shards 1", ["--in-memory", "--shards", "1"], false),
   piccolo("piccolo --in-memory --shards 2", ["--in-memory", "--shards", "2"], false),
+  // Not how the node starts: what capping V8's young generation would give (decision 0293).
+  piccolo("node --max-semi-space-size=4, --in-memory --shards 0", ["--in-memory", "--shards", "0"], false, [
+    "--max-semi-space-size=4",
+  ]),
 ];
 const only = o.only === "" ? [] : o.only.split(",");
 const targets = allTargets.filter((t) => t.redis || only.length === 0 || only.some((x) => t.name.includes(x)));
@@ -301,7 +308,10 @@ writeFileSync(
     `RSS of the whole process, ${N.toLocaleString("en")} keys (16 B keys, 64 B values)`,
     "MB",
     summary.flatMap((s) => {
-      const group = s.target.replace("piccolo ", "").replace("(npm start: durable)", "npm start");
+      const group = s.target
+        .replace("piccolo ", "")
+        .replace("(npm start: durable)", "npm start")
+        .replace("node --max-semi-space-size=4, --in-memory --shards 0", "--shards 0, semi 4");
       return [
         { group, series: "before any key", value: s.baselineRss / MB },
         { group, series: "after the load", value: s.afterRss / MB },
