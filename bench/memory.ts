@@ -247,7 +247,7 @@ console.log(
 );
 console.log(
   table(
-    ["target", "RSS before (MB)", "RSS after (MB)", "peak (MB)", "bytes/key", "load (s)", "RSS / Redis RSS"],
+    ["target", "RSS before (MiB)", "RSS after (MiB)", "peak (MiB)", "bytes/key", "load (s)", "RSS / Redis RSS"],
     summary.map((s) => [
       s.target,
       mb(s.baselineRss),
@@ -262,13 +262,13 @@ console.log(
 const redisUsed = med("redis", (s) => s.usedMemory!);
 const redisUsedPerKey = med("redis", (s) => (s.usedMemory! - s.usedMemoryBaseline!) / N);
 console.log(
-  `\nredis INFO memory after the load: used_memory ${mb(redisUsed)} MB (${redisUsedPerKey.toFixed(1)} B/key), ` +
-    `used_memory_rss ${mb(redisRss)} MB`,
+  `\nredis INFO memory after the load: used_memory ${mb(redisUsed)} MiB (${redisUsedPerKey.toFixed(1)} B/key), ` +
+    `used_memory_rss ${mb(redisRss)} MiB`,
 );
 console.log("\nThe data alone: each program's own accounting\n");
 console.log(
   table(
-    ["", "bytes/key", "total (MB)"],
+    ["", "bytes/key", "total (MiB)"],
     [
       ["piccolo ShardStore (pages + index)", store.bytesPerKey.toFixed(1), mb(store.memoryBytes)],
       ["redis used_memory growth", redisUsedPerKey.toFixed(1), mb(redisUsedPerKey * N)],
@@ -306,12 +306,13 @@ writeFileSync(
   `${o.out}/memory.svg`,
   barChart(
     `RSS of the whole process, ${N.toLocaleString("en")} keys (16 B keys, 64 B values)`,
-    "MB",
+    "MiB",
     summary.flatMap((s) => {
       const group = s.target
-        .replace("piccolo ", "")
-        .replace("(npm start: durable)", "npm start")
-        .replace("node --max-semi-space-size=4, --in-memory --shards 0", "--shards 0, semi 4");
+        .replace("node --max-semi-space-size=4, --in-memory --shards 0", "shards 0, semi 4")
+        .replace("piccolo (npm start: durable)", "npm start")
+        .replace("piccolo --in-memory --shards ", "shards ")
+        .replace("piccolo --in-memory", "in-memory");
       return [
         { group, series: "before any key", value: s.baselineRss / MB },
         { group, series: "after the load", value: s.afterRss / MB },
