@@ -3,6 +3,7 @@
  * commands out, a Cap'n Proto Response back.
  */
 import type { Socket } from "node:net";
+import { smallBytes } from "../small-bytes.js";
 import { ErrorCode, errorName } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
 import { MAX_SCAN_COUNT, WATCH_MAX_PER_CONNECTION } from "../limits.js";
@@ -549,7 +550,7 @@ export class NativeConnection extends Connection implements NativeSession {
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
-    this.framer = new FrameReader(host.maxFrameBytes);
+    this.framer = new FrameReader(host.maxFrameBytes, smallBytes);
     if (host.auth.refuses(socket.remoteAddress)) {
       host.limitHit("protected-mode", "refused a client from another machine: protected mode", {
         remote: socket.remoteAddress,
@@ -593,8 +594,8 @@ export class NativeConnection extends Connection implements NativeSession {
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
     const d = this.host.dispatcher;
-    this.framer.push(chunk, (frame) => {
-      // Each frame is its own buffer: a request held past the dispatch window keeps it as it is.
+    this.framer.pushViews(chunk, (frame) => {
+      // A frame is never reused (a small one is carved from a shared block: src/small-bytes.ts), so a request held past the dispatch window keeps it as it is.
       const req = new NativeRequest(this, decodeRequest(frame, this.host.maxValueBytes), nowMs);
       const now = this.mayStart();
       this.enqueue(req);

@@ -146,12 +146,14 @@ export function layoutRootAndChild(
   childDataWords: number,
   childPointers: number,
   tailBytes: number,
+  /** Where the frame's zeroed bytes come from (the node's answers: src/small-bytes.ts). */
+  alloc: (bytes: number) => Uint8Array = (n) => new Uint8Array(n),
 ): RootAndChild {
   const childWord = 2 + rootDataWords;
   const tail = childWord + childDataWords + childPointers;
   const words = tail + Math.ceil(tailBytes / 8);
-  const out = new Uint8Array(8 + words * 8);
-  const view = new DataView(out.buffer);
+  const out = alloc(8 + words * 8);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   view.setUint32(4, words, true); // segment table: one segment (count - 1 = 0) of `words` words
   const seg: Segment = { view, start: 8, words };
   writeStructPointer(seg, seg.start, 1, rootDataWords, 1);

@@ -16,6 +16,7 @@ import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS, TXN_MAX_BYTES, TXN_MAX_OPS }
 import { outcomeOf } from "../outcomes.js";
 import { FLAG_KEEP_TTL, Op } from "../shard/command.js";
 import { CompareRelation, CompareTarget, type TxnCompare, type TxnOp } from "../shard/txn.js";
+import { smallBytes } from "../small-bytes.js";
 import { layoutRootAndChild, pointerAt, readData, readRootAndChild, writeData } from "./capnp-words.js";
 import {
   CompareRelation as WireRelation,
@@ -159,8 +160,16 @@ function data(d: capnp.Data): Uint8Array {
  * back as an Operation with errorCode MALFORMED_FRAME (id 0 when even the id
  * could not be read).
  */
-export function decodeRequest(frame: ArrayBuffer, maxValueBytes: number): Operation {
-  return decodeSimpleRequest(frame, maxValueBytes) ?? decodeRequestGeneric(frame, maxValueBytes);
+export function decodeRequest(frame: ArrayBuffer | Uint8Array, maxValueBytes: number): Operation {
+  const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+  return decodeSimpleRequest(bytes, maxValueBytes) ?? decodeRequestGeneric(ownBuffer(bytes), maxValueBytes);
+}
+
+/** The frame as an ArrayBuffer of its own, for capnp-es (a view carved from a shared block is copied). */
+function ownBuffer(frame: Uint8Array): ArrayBuffer {
+  return frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength
+    ? (frame.buffer as ArrayBuffer)
+    : (frame.slice().buffer as ArrayBuffer);
 }
 
 /** decodeRequest through capnp-es alone, for every request (exported so tests can hold the hand path to it). */
@@ -452,8 +461,8 @@ function prefixError(op: Operation, at: string): Operation {
  * Write has 3 data words (ttlMs at byte 0, expireAtMs at 8, keepTtl at bit
  * 128) and pointers key, value.
  */
-function decodeSimpleRequest(frame: ArrayBuffer, maxValueBytes: number): Operation | null {
-  const u = readRootAndChild(new Uint8Array(frame), 2, 8);
+function decodeSimpleRequest(frame: Uint8Array, maxValueBytes: number): Operation | null {
+  const u = readRootAndChild(frame, 2, 8);
   if (u === null) return null;
   const { s, root: req, which: kind, child: arg } = u;
   const isWrite = kind === Request_Which.PUT || kind === Request_Which.INSERT || kind === Request_Which.UPDATE;
@@ -538,7 +547,7 @@ function setValue(
 
 /** A Response (3 data words: id at byte 0, discriminant at 8) holding a struct, laid out by hand. */
 function simpleResponse(id: bigint, which: number, dataWords: number, pointers: number, tailBytes: number) {
-  const r = layoutRootAndChild(3, dataWords, pointers, tailBytes);
+  const r = layoutRootAndChild(3, dataWords, pointers, tailBytes, smallBytes);
   r.seg.view.setBigUint64(r.root, id, true);
   r.seg.view.setUint16(r.root + 8, which, true);
   return r;

@@ -18,7 +18,9 @@
  * so the connection gets a final error and is closed.
  *
  * The reader copies each complete frame into an ArrayBuffer of its own,
- * which capnp-es then reads in place. Socket chunks are not kept: a partial
+ * which capnp-es then reads in place; or, for a reader given an allocator
+ * (the node's client connections: src/small-bytes.ts), small frames into
+ * bytes carved from a shared block, delivered as views (pushViews). Socket chunks are not kept: a partial
  * frame is accumulated into its buffer as bytes arrive.
  *
  * Memory follows the bytes that arrived, not the size the header claims: a
@@ -29,6 +31,7 @@
  * landing on the frame's exact size. Growing copies what arrived so far, at
  * most once more in all (1/2 + 1/4 + ...), and only for frames over 64 KiB.
  */
+import { assert } from "../assert.js";
 import { FRAME_INITIAL_BYTES, MAX_FRAME_SEGMENTS } from "../limits.js";
 
 export type FrameError = { code: "FRAME_TOO_LARGE" | "MALFORMED_FRAME"; message: string };
@@ -50,12 +53,25 @@ export class FrameReader {
   /** Set once the stream is unrecoverable; nothing more is read. */
   error: FrameError | null = null;
 
-  constructor(maxFrameBytes: number) {
+  constructor(
+    maxFrameBytes: number,
+    /** Where a frame's bytes come from; without one, each frame is an ArrayBuffer of its own. */
+    private readonly alloc: ((bytes: number) => Uint8Array) | null = null,
+  ) {
     this.maxFrameBytes = maxFrameBytes;
   }
 
-  /** Feeds bytes in; calls onFrame for each complete frame, in order. */
+  /** Feeds bytes in; calls onFrame for each complete frame, in order, each its own ArrayBuffer. */
   push(chunk: Uint8Array, onFrame: (frame: ArrayBuffer) => void): void {
+    assert(this.alloc === null, "a reader with an allocator delivers views: pushViews");
+    this.pushViews(chunk, (frame) => onFrame(frame.buffer as ArrayBuffer));
+  }
+
+  /** Feeds bytes in; calls onFrame for each complete frame, in order, as a view (valid as long as it is kept). */
+  pushViews(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): void {
+    // A socket's Buffer seen as a plain Uint8Array: its subarrays below are then plain too (a Buffer's go
+    // through its species constructor, a JS call per frame).
+    if (chunk.constructor !== Uint8Array) chunk = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
     let at = 0;
     while (at < chunk.length && this.error === null) {
       if (this.frame === null) {
@@ -68,7 +84,7 @@ export class FrameReader {
       this.filled += take;
       at += take;
       if (this.filled === this.frameBytes) {
-        const done = this.frame.buffer as ArrayBuffer;
+        const done = this.frame;
         this.frame = null;
         this.filled = 0;
         onFrame(done);
@@ -96,7 +112,7 @@ export class FrameReader {
     this.frame = grown;
   }
 
-  private readTable(chunk: Uint8Array, at: number, onFrame: (frame: ArrayBuffer) => void): number {
+  private readTable(chunk: Uint8Array, at: number, onFrame: (frame: Uint8Array) => void): number {
     // Gather the first word, then the whole table, into `head`.
     const need = (n: number): boolean => {
       const take = Math.min(n - this.headFilled, chunk.length - at);
@@ -134,14 +150,15 @@ export class FrameReader {
       return chunk.length;
     }
     // The exact size when small; else a first piece that grows with the bytes (see the file comment).
-    const frame = new Uint8Array(Math.min(total, Math.max(FRAME_INITIAL_BYTES, tableBytes)));
+    const size = Math.min(total, Math.max(FRAME_INITIAL_BYTES, tableBytes));
+    const frame = this.alloc !== null && size === total ? this.alloc(size) : new Uint8Array(size);
     frame.set(h.subarray(0, tableBytes), 0);
     this.headFilled = 0;
     if (words === 0) {
       // A well-formed table with no content: we know where the next frame
       // starts, so this is a bad *message*, not a lost stream. Deliver it;
       // the decoder answers MALFORMED_FRAME and the connection goes on.
-      onFrame(frame.buffer as ArrayBuffer);
+      onFrame(frame);
       return at;
     }
     this.frame = frame;

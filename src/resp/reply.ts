@@ -4,6 +4,8 @@
  * Constant replies are encoded once.
  */
 
+import { smallBytes } from "../small-bytes.js";
+
 const enc = new TextEncoder();
 
 export type Proto = 2 | 3;
@@ -33,29 +35,8 @@ export function integer(n: number | bigint): Uint8Array {
   return enc.encode(`:${n}\r\n`);
 }
 
-/**
- * Small replies are carved out of shared 64 KiB blocks, as Buffer.allocUnsafe
- * does from its pool: a Uint8Array of more than 64 bytes made on its own
- * gets memory of its own outside the heap (a malloc, and a finalizer for
- * the GC), which at hundreds of thousands of GET answers a second was a
- * sixth of the IO thread's time in the collector. A block is dropped, not
- * reused, once full: the answers still queued keep it alive until written.
- */
-const BLOCK_BYTES = 64 * 1024;
-const FROM_BLOCK_MAX = 4 * 1024;
-let block = new ArrayBuffer(BLOCK_BYTES);
-let blockAt = 0;
-
-function replyBytes(n: number): Uint8Array {
-  if (n > FROM_BLOCK_MAX) return new Uint8Array(n);
-  if (blockAt + n > BLOCK_BYTES) {
-    block = new ArrayBuffer(BLOCK_BYTES);
-    blockAt = 0;
-  }
-  const out = new Uint8Array(block, blockAt, n);
-  blockAt += (n + 7) & ~7;
-  return out;
-}
+/** Small replies are carved from shared blocks (src/small-bytes.ts says why, and what bounds it). */
+const replyBytes = smallBytes;
 
 /** An integer whose decimal text we already have (INCR results: exact to 64 bits). */
 export function integerText(digits: Uint8Array): Uint8Array {
