@@ -157,7 +157,13 @@ export abstract class Connection implements RequestOwner {
       this.updateReading();
     });
     socket.on("end", () => this.onEnd());
-    socket.on("drain", () => this.updateReading());
+    socket.on("drain", () => {
+      // The client read what held requests back (the soft limit): start them now. Their answers may be
+      // made inside the start (the maps on the IO thread answer at once), so no later answer would come
+      // to do it, and the connection would wait forever (found with --shards 0 and 1 MiB values).
+      if (this.heldHead < this.held.length && this.release()) this.host.afterDispatch();
+      this.updateReading();
+    });
     socket.on("error", (err) => host.log("debug", "socket error", { err: err.message }));
     socket.on("close", () => {
       this.closed = true;
