@@ -179,6 +179,9 @@ export class InlineShards implements ShardBackend {
    */
   private held = new Uint8Array(64 * 1024);
   private heldEnd = 0;
+  /** The other buffer: answers held while the held ones are handed out (deliverHeld). */
+  private spareHeld = new Uint8Array(64 * 1024);
+  private deliveringHeld = false;
   private readonly history: History;
   private readonly watchReads: WatchReads;
   /** The history's last seq at the last good commit: what a failed commit takes back. */
@@ -314,6 +317,8 @@ export class InlineShards implements ShardBackend {
     }
     r.encode(this.held, this.heldEnd);
     this.heldEnd += n;
+    // Bounded as a worker's notify ring bounds its answers: past RING_BYTES, commit and deliver now.
+    if (this.heldEnd > RING_BYTES) this.deliverHeld();
   }
 
   /**
@@ -344,23 +349,39 @@ export class InlineShards implements ShardBackend {
   }
 
   flush(): void {
-    const j = this.journal;
-    if (j !== null && this.heldEnd > 0) {
-      if (j.commit()) this.committedSeq = this.history.lastSeq;
-      else this.failHeld(null);
-      const held = this.held;
-      const end = this.heldEnd;
-      this.heldEnd = 0;
-      for (let at = 0; at < end; ) {
-        const n = RESULT_HEADER_BYTES + readU32(held, at + 32);
-        assert(this.result.decode(held.subarray(at, at + n)), "held answers are well formed");
-        this.events.onResult(this.result);
-        at += n;
-      }
-      if (held.length > 8 * 1024 * 1024) this.held = new Uint8Array(64 * 1024);
-    }
+    if (this.journal !== null && this.heldEnd > 0) this.deliverHeld();
     this.wakeWatchers();
     this.events.onBatchEnd();
+  }
+
+  /**
+   * Commits, then hands the held answers out in order. An answer handed out
+   * may send more commands (a command's next step), whose answers are held
+   * anew: into the other buffer, never over those still being handed out,
+   * and taken by the next round of the loop.
+   */
+  private deliverHeld(): void {
+    if (this.deliveringHeld) return; // the loop below takes what is held meanwhile
+    this.deliveringHeld = true;
+    try {
+      while (this.heldEnd > 0) {
+        if (this.journal!.commit()) this.committedSeq = this.history.lastSeq;
+        else this.failHeld(null);
+        const held = this.held;
+        const end = this.heldEnd;
+        this.held = this.spareHeld;
+        this.spareHeld = held.length > 8 * 1024 * 1024 ? new Uint8Array(64 * 1024) : held;
+        this.heldEnd = 0;
+        for (let at = 0; at < end; ) {
+          const n = RESULT_HEADER_BYTES + readU32(held, at + 32);
+          assert(this.result.decode(held.subarray(at, at + n)), "held answers are well formed");
+          this.events.onResult(this.result);
+          at += n;
+        }
+      }
+    } finally {
+      this.deliveringHeld = false;
+    }
   }
 
   congested(): boolean {
