@@ -163,6 +163,16 @@ function journalTestHooks(): { diskBudget: number; crashAfterSnapshot: boolean }
   };
 }
 
+/** What a shard's recovery repaired, logged the same way whichever thread recovered it. */
+function logRecovery(events: ShardEvents, shard: number, truncatedTail: object | null, removed: string[]): void {
+  if (truncatedTail !== null)
+    events.onLog("warn", "cut a torn write off the end of the log (a crash while writing; never acknowledged)", {
+      shard,
+      ...truncatedTail,
+    });
+  if (removed.length > 0) events.onLog("info", "finished a clean-up a crash interrupted", { shard, removed });
+}
+
 export class InlineShards implements ShardBackend {
   readonly count = 1;
   readonly backup: BackupSource;
@@ -205,7 +215,8 @@ export class InlineShards implements ShardBackend {
       const hooks = journalTestHooks();
       let journal: Journal;
       try {
-        ({ journal } = Journal.open({
+        let recovery: { truncatedTail: object | null; removed: string[] };
+        ({ journal, recovery } = Journal.open({
           dir: durability.shardDir(0),
           fsync: durability.fsync,
           snapshotLogBytes: durability.snapshotLogBytes,
@@ -213,6 +224,7 @@ export class InlineShards implements ShardBackend {
           crashAfterSnapshot: hooks.crashAfterSnapshot,
           log: (level, message, detail) => events.onLog(level, message, detail),
         }));
+        logRecovery(events, 0, recovery.truncatedTail, recovery.removed);
       } catch (err) {
         throw new StartError(`cannot start: shard 0: ${(err as Error).message}`);
       }
@@ -512,17 +524,7 @@ export class ThreadedShards implements ShardBackend {
       worker.on("message", (m: WorkerMessage) => {
         if (m.type === "recovered") return onRecovered(shard, m);
         if (m.type === "ready") {
-          if (m.truncatedTail !== null)
-            events.onLog(
-              "warn",
-              "cut a torn write off the end of the log (a crash while writing; never acknowledged)",
-              {
-                shard,
-                ...m.truncatedTail,
-              },
-            );
-          if (m.removed.length > 0)
-            events.onLog("info", "finished a clean-up a crash interrupted", { shard, removed: m.removed });
+          logRecovery(events, shard, m.truncatedTail, m.removed);
           return readyFn({ keys: m.keys, ms: m.ms });
         }
         if (m.type === "failed") return failFn(new StartError(`cannot start: shard ${shard}: ${m.message}`));
