@@ -38,6 +38,7 @@ import {
   Op,
   RESULT_HEADER_BYTES,
   Result,
+  readU32,
 } from "../shard/command.js";
 import { ShardCore } from "../shard/execute.js";
 import {
@@ -409,10 +410,6 @@ export class InlineShards implements ShardBackend {
 
   /** Closed: a snapshot's walk stops where it is (the journal's close ends it). */
   private closed = false;
-}
-
-function readU32(b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 }
 
 interface ShardLink {
