@@ -20,7 +20,6 @@
  *  72  a cluster member stopped because the cluster forgot it (`piccolo cluster forget`)
  */
 import { readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import type { ConnectionOptions } from "node:tls";
 import { parseArgs } from "node:util";
 import { type ClusterInfo, PiccoloClient, VersionMismatchError, type WatchEvent } from "../client/client.js";
@@ -32,7 +31,7 @@ import {
   SERVER_CONFIG_ENV,
   SERVER_FLAGS,
   SERVER_SWITCHES,
-  defaultShards,
+  shardCount,
 } from "../node/config.js";
 import { configPath } from "../node/config-file.js";
 import { EXIT_INTERNAL } from "../node/fatal.js";
@@ -539,7 +538,7 @@ const commands: Record<string, Command> = {
         if (dir !== undefined) {
           const shardsRaw = (o.shards as string | undefined) ?? "auto";
           const shards =
-            shardsRaw === "auto" ? defaultShards() : shardsRaw === "cores" ? availableParallelism() : Number(shardsRaw);
+            shardsRaw === "auto" || shardsRaw === "cores" ? shardCount(shardsRaw, false) : Number(shardsRaw);
           if (!Number.isInteger(shards) || shards < 0 || shards > 256)
             throw new UsageError(`--shards: not a shard count: ${shardsRaw}`);
           const r = await restoreBackup(file, dir, shards);
