@@ -245,11 +245,10 @@ export const DEFAULT_CLIENT_TIMEOUT_MS = 5_000;
 export const SHUTDOWN_GRACE_MS = 5_000;
 
 /**
- * A stopping node closes its clients' sockets once no request has come for
- * SHUTDOWN_QUIET_MS (they were answered SHUTTING_DOWN and went elsewhere),
- * or after SHUTDOWN_QUIET_MAX_MS whatever they do (src/io/server.ts, stop).
+ * A stopping node closes a native client's socket once the client has
+ * ended its side in answer to the "go away" (it sends nothing more), or
+ * after SHUTDOWN_QUIET_MAX_MS whatever it does (src/io/server.ts, stop).
  */
-export const SHUTDOWN_QUIET_MS = 100;
 export const SHUTDOWN_QUIET_MAX_MS = 2_000;
 
 /**

@@ -440,8 +440,13 @@ export class PiccoloClient {
       const res = id === 0 ? decodeResponse(frame) : null;
       if (res !== null && res.which() === Response_Which.ERROR && res.error.code === ErrorCode.SHUTTING_DOWN) {
         // The member is stopping (a "go away", as HTTP/2's): it answers what was sent on this connection
-        // and closes it once quiet. New calls go on a new connection; this one is only read to its end.
+        // and closes it. New calls go on a new connection; this one is only read to its end. Ending our
+        // side tells the member that nothing more is coming after what it has read: it closes the
+        // connection then, instead of guessing from a quiet moment, so no request of ours is in the air
+        // when it does (one it never read would be an unknown outcome here). end() sends what is
+        // written first.
         if (this.socket === s) this.socket = null;
+        s.end();
         return;
       }
       if (res !== null && res.which() === Response_Which.ERROR) {

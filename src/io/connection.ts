@@ -228,6 +228,16 @@ export abstract class Connection implements RequestOwner {
     return false;
   }
 
+  /**
+   * After goAway(): the client may still send requests the stop must read
+   * and answer (SHUTTING_DOWN), because it has not yet said it sends
+   * nothing more (a native client ends its side on the "go away"). The stop
+   * waits for these before it half-closes, bounded by SHUTDOWN_QUIET_MAX_MS.
+   */
+  get mayStillSend(): boolean {
+    return false;
+  }
+
   /** The stop's wait for an idle moment is over (SHUTDOWN_RESP_IDLE_MAX_MS): take no more requests. */
   stopServing(): void {}
 

@@ -547,6 +547,8 @@ export function copyResult(r: Result, value = true): PartResult {
 export class NativeConnection extends Connection implements NativeSession {
   private readonly framer: FrameReader;
   readonly watches = new Map<bigint, Watch>();
+  /** goAway() was sent: see mayStillSend. */
+  private toldToGoAway = false;
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
@@ -569,9 +571,15 @@ export class NativeConnection extends Connection implements NativeSession {
 
   /** An error with id 0 and SHUTTING_DOWN: the client opens a new connection for what it sends next (client.ts). */
   override goAway(): void {
+    this.toldToGoAway = true;
     this.push(
       encodeError(0n, ErrorCode.SHUTTING_DOWN, "this member is stopping: send nothing more on this connection"),
     );
+  }
+
+  /** Told to go away, and the client has not ended its side yet (client.ts ends it on the "go away"). */
+  override get mayStillSend(): boolean {
+    return this.toldToGoAway && !this.gone && !this.socket.readableEnded;
   }
 
   startAuth(req: NativeRequest): void {

@@ -29,7 +29,6 @@ import {
   SHUTDOWN_CLOSE_MAX_MS,
   SHUTDOWN_GRACE_MS,
   SHUTDOWN_QUIET_MAX_MS,
-  SHUTDOWN_QUIET_MS,
   SHUTDOWN_RESP_ANSWER_MAX_MS,
   SHUTDOWN_RESP_IDLE_MAX_MS,
 } from "../limits.js";
@@ -100,8 +99,6 @@ export class PiccoloNode implements ConnectionHost {
   private dirty: Connection[] = [];
   private blocked = false;
   private _stopping = false;
-  /** When a request was last read (a stop waits for the clients to go quiet before closing: stop()). */
-  private lastReadMs = 0;
   private turnScheduled = false;
   private readonly logger: Logger;
   private readonly limits: LimitLog;
@@ -255,7 +252,6 @@ export class PiccoloNode implements ConnectionHost {
   }
 
   afterDispatch(): void {
-    this.lastReadMs = Date.now();
     this.scheduleTurn();
     if (!this.blocked && this.backend.congested()) {
       this.blocked = true;
@@ -346,10 +342,12 @@ export class PiccoloNode implements ConnectionHost {
    *    client, for up to SHUTDOWN_RESP_ANSWER_MAX_MS (above any command's
    *    deadlines: closing before its answer could make its client apply it
    *    twice).
-   * 3. Wait until no request has come for SHUTDOWN_QUIET_MS (clients told to
-   *    go elsewhere stop sending; at most SHUTDOWN_QUIET_MAX_MS), so that a
-   *    native request is rarely in the air when the socket closes (its
-   *    client could only call its outcome unknown).
+   * 3. Wait until every native client told to go away has ended its side
+   *    (at most SHUTDOWN_QUIET_MAX_MS): it sends nothing after that, so no
+   *    request of its is in the air when the socket closes (one the member
+   *    never read would be an unknown outcome to its client). What arrives
+   *    meanwhile is answered SHUTTING_DOWN. A quiet moment is no such proof:
+   *    a client whose event loop stalls sends its requests late.
    * 4. Half-close every socket after its last answer, and wait for the
    *    clients to close their side (at most SHUTDOWN_CLOSE_MAX_MS), reading
    *    and dropping what they send meanwhile, so that no reset loses an
@@ -380,9 +378,7 @@ export class PiccoloNode implements ConnectionHost {
         { owed, waitedMs: SHUTDOWN_RESP_ANSWER_MAX_MS },
         "closing Redis connections with commands still unanswered: their clients may send them again",
       );
-    const quietBy = Date.now() + SHUTDOWN_QUIET_MAX_MS;
-    while (Date.now() - this.lastReadMs < SHUTDOWN_QUIET_MS && Date.now() < quietBy && this.connections.size > 0)
-      await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => !this.any((c) => c.mayStillSend), SHUTDOWN_QUIET_MAX_MS, 5);
     for (const c of this.connections) c.endForStop();
     await this.waitForClients();
     this.logger.debug({ ms: Date.now() - t0, open: this.connections.size }, "client connections closed");
