@@ -34,8 +34,12 @@ declare module "fastify" {
   }
 }
 
-/** Routes a load balancer probes without credentials; they never reach a node. */
-export const OPEN_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz"]);
+/**
+ * Routes served without credentials; they never reach a node: what a load
+ * balancer probes, and the web console's files (no data: the console's own
+ * API requests carry the user's credentials).
+ */
+export const OPEN_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/ui", "/ui/", "/ui/:file"]);
 
 export interface GatekeeperOptions {
   callers: Callers;

@@ -3,6 +3,7 @@
  * metrics. Built once in server.ts and handed to each route module.
  */
 import type { Metrics } from "./metrics.js";
+import type { RecentRequests } from "./recent.js";
 import type { Router } from "./router.js";
 
 export interface GatewayLimits {
@@ -20,5 +21,7 @@ export interface Gateway {
   router: Router;
   limits: GatewayLimits;
   metrics: Metrics;
+  /** Data requests over the last whole second (GET /v1/stats, the console's Live chart). */
+  recent: RecentRequests;
   startedAt: number;
 }

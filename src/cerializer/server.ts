@@ -54,10 +54,13 @@ import type { Gateway, GatewayLimits } from "./context.js";
 import { BASIC_CHALLENGE } from "./credentials.js";
 import { Metrics } from "./metrics.js";
 import { NodeLink } from "./pool.js";
+import { isDataRoute, RecentRequests } from "./recent.js";
 import { PROBLEM_BASE, Problem, problemFromError } from "./problems.js";
 import { authRoutes } from "./routes/auth.js";
 import { Router } from "./router.js";
 import { batchRoutes } from "./routes/batch.js";
+import { clusterRoutes } from "./routes/cluster.js";
+import { consoleRoutes } from "./routes/console.js";
 import { kvRoutes } from "./routes/kv.js";
 import { opsRoutes } from "./routes/ops.js";
 import { rpcRoutes } from "./routes/rpc.js";
@@ -158,7 +161,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   const router = new Router(links, o.cluster ?? false, newLink);
   const metrics = new Metrics(() => router.nodes, 1000);
   const limitLog = new LimitLog((level, message, detail) => logger[level](detail, message));
-  const g: Gateway = { router, limits, metrics, startedAt: Date.now() };
+  const g: Gateway = { router, limits, metrics, recent: new RecentRequests(), startedAt: Date.now() };
 
   const callers = new Callers({
     maxCallers: o.maxCallers ?? CERIALIZER_MAX_CALLERS,
@@ -299,6 +302,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
     const labels = { method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) };
     metrics.requests.inc(labels);
     metrics.duration.observe(labels, reply.elapsedTime / 1000);
+    if (isDataRoute(labels.route)) g.recent.record(reply.elapsedTime, reply.statusCode >= 500);
   });
 
   app.setErrorHandler((err: FastifyError | Error, req, reply) => {
@@ -343,6 +347,8 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
   rpcRoutes(app, g);
   txnRoutes(app, g);
   opsRoutes(app, g);
+  clusterRoutes(app, g);
+  consoleRoutes(app);
   watchRoutes(app, g, {
     maxWatches: o.maxWatches ?? CERIALIZER_MAX_WATCHES,
     keepaliveMs: o.watchKeepaliveMs ?? CERIALIZER_WATCH_KEEPALIVE_MS,

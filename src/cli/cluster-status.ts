@@ -10,30 +10,9 @@
  * without follower lag.
  */
 import type { ClusterInfo, PiccoloClient } from "../client/client.js";
-import type { ClusterStats, PartitionInfo } from "../protocol/cluster-info.js";
+import { type ClusterStatus, mergeStatus } from "../client/cluster-status.js";
 
-export interface MemberStatus {
-  id: number;
-  name: string;
-  peerAddress: string;
-  clientAddress: string;
-  /** The member in --server has a live peer connection to it. */
-  connected: boolean;
-  /** It answered this command's cluster-info request. */
-  answered: boolean;
-  /** Its own counters, when it answered. */
-  stats: ClusterStats | null;
-}
-
-export interface ClusterStatus {
-  /** The member in --server. */
-  self: number;
-  members: MemberStatus[];
-  /** Each partition as its leader sees it (or, when the leader did not answer, as `self` does). */
-  partitions: (PartitionInfo & { seenBy: number })[];
-  /** The --server member's counters (kept at the top for scripts written against older versions). */
-  stats: ClusterStats;
-}
+export type { ClusterStatus, MemberStatus } from "../client/cluster-status.js";
 
 /** Asks `first`, then every member it knows the client address of. */
 export async function gatherStatus(
@@ -57,24 +36,7 @@ export async function gatherStatus(
         }
       }),
   );
-  return {
-    self: mine.self,
-    members: mine.members.map((m) => ({
-      id: m.id,
-      name: m.name,
-      peerAddress: m.peerAddress,
-      clientAddress: m.clientAddress,
-      connected: m.connected,
-      answered: views.has(m.id),
-      stats: views.get(m.id)?.stats ?? null,
-    })),
-    partitions: mine.partitions.map((p) => {
-      // The leader's own answer, if it still claims the partition.
-      const lv = views.get(p.leader)?.partitions[p.partition];
-      return lv !== undefined && lv.leader === p.leader ? { ...lv, seenBy: p.leader } : { ...p, seenBy: mine.self };
-    }),
-    stats: mine.stats,
-  };
+  return mergeStatus(mine, views);
 }
 
 /** The status as text for a terminal. */

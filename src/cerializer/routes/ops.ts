@@ -70,7 +70,10 @@ export function opsRoutes(app: FastifyInstance, g: Gateway): void {
           }
         }),
       );
-      return { gateway: { uptimeMs: Date.now() - g.startedAt, pid: process.pid }, nodes };
+      return {
+        gateway: { uptimeMs: Date.now() - g.startedAt, pid: process.pid, lastSecond: g.recent.lastSecond() },
+        nodes,
+      };
     },
   );
 

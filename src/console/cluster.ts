@@ -1,0 +1,277 @@
+/**
+ * Cluster: the members and whether each answers, and every partition's
+ * leader, term, commit and apply positions and each follower's lag, as a
+ * grid with a column per member: a person sees at a glance which member is
+ * down (its cells red), which partitions lag (amber) and who leads what.
+ *
+ * It asks GET /v1/cluster once a second (the gateway asks every member, with
+ * a 1 s deadline each, src/cerializer/routes/cluster.ts): a member killed
+ * fails its link at once, so it turns red within about a second, two at most.
+ *
+ * Leadership transfer and member replace are admin actions: each asks for a
+ * confirmation, and the node refuses a user without admin permission (403,
+ * shown in words), as it does on every port.
+ */
+import { html } from "htm/preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { postJson } from "./api.js";
+import { ApiError, apiJson } from "./api.js";
+import { ErrorBox } from "./ui.js";
+
+const POLL_MS = 1_000;
+/** A follower this many entries behind its leader is shown as lagging. */
+const LAG_WARN_ENTRIES = 1_000;
+
+interface Member {
+  id: number;
+  name: string;
+  clientAddress: string;
+  peerAddress: string;
+  answered: boolean;
+  connected: boolean;
+}
+interface Follower {
+  member: number;
+  lag: number;
+  state: string;
+  active: boolean;
+  learner: boolean;
+}
+interface Partition {
+  partition: number;
+  leader: number;
+  term: number;
+  commit: number;
+  applied: number;
+  replicas: number[];
+  learners: number[];
+  followers: Follower[];
+  seenBy: number;
+}
+interface Status {
+  self: number;
+  members: Member[];
+  partitions: Partition[];
+}
+
+export function ClusterView() {
+  const [status, setStatus] = useState<Status | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [updatedAt, setUpdatedAt] = useState(0);
+  const [notCluster, setNotCluster] = useState(false);
+  const poke = useRef<() => void>(() => {});
+
+  useEffect(() => {
+    let live = true;
+    let timer = 0;
+    const poll = async () => {
+      const started = Date.now();
+      try {
+        const s = await apiJson<Status>("/v1/cluster");
+        if (!live) return;
+        setStatus(s);
+        setError(null);
+        setUpdatedAt(Date.now());
+      } catch (e) {
+        if (!live) return;
+        if (e instanceof ApiError && e.status === 501) setNotCluster(true);
+        setError((e as Error).message);
+      }
+      if (live) timer = window.setTimeout(poll, Math.max(0, POLL_MS - (Date.now() - started)));
+    };
+    poke.current = () => {
+      window.clearTimeout(timer);
+      void poll();
+    };
+    void poll();
+    return () => {
+      live = false;
+      window.clearTimeout(timer);
+    };
+  }, []);
+
+  if (notCluster)
+    return html`<p class="muted">This gateway is in front of a single node, not a cluster: there are no members or
+      partitions to show. (Start it with <code>--cluster true</code> in front of cluster members.)</p>
+      <${ErrorBox} error=${error} />`;
+  if (status === null)
+    return html`<${ErrorBox} error=${error} />${error === null ? html`<p class="muted">Asking the members…</p>` : null}`;
+
+  const byId = new Map(status.members.map((m) => [m.id, m]));
+  const name = (id: number) => byId.get(id)?.name ?? (id === 0 ? "none" : `#${id}`);
+  const down = status.members.filter((m) => !m.answered);
+  const leaderless = status.partitions.filter((p) => p.leader === 0 || !byId.get(p.leader)?.answered);
+  const lagging = status.partitions.filter((p) => p.followers.some((f) => f.lag >= LAG_WARN_ENTRIES || !f.active));
+  return html`
+    <section aria-label="Members">
+      <h2>Members</h2>
+      <${ErrorBox} error=${error} />
+      <p class="muted" aria-live="polite">
+        ${status.partitions.length} partitions ·
+        ${down.length === 0 ? " every member answers" : ` down: ${down.map((m) => m.name).join(", ")}`} ·
+        ${leaderless.length === 0 ? " every partition has a leader" : ` ${leaderless.length} without a reachable leader`} ·
+        ${lagging.length === 0 ? " no follower lagging" : ` ${lagging.length} with a lagging follower`} · updated
+        ${new Date(updatedAt).toLocaleTimeString()}
+      </p>
+      <table class="members">
+        <thead><tr><th>Member</th><th>Id</th><th>Client address</th><th>Peer address</th><th>State</th><th>Leads</th></tr></thead>
+        <tbody>
+          ${status.members.map(
+            (m) => html`<tr data-testid=${`member-${m.name}`} class=${m.answered ? "" : "down"}>
+              <td>${m.name}</td><td>${m.id}</td><td>${m.clientAddress || "?"}</td><td>${m.peerAddress}</td>
+              <td data-testid="member-state"><span class=${m.answered ? "badge up" : "badge down"}>${m.answered ? "up" : "down"}</span></td>
+              <td>${status.partitions.filter((p) => p.leader === m.id).length}</td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>
+    </section>
+    <section aria-label="Partitions">
+      <h2>Partitions</h2>
+      <p class="muted legend">
+        <span class="cell leader">L</span> leader · <span class="cell">12</span> follower, entries behind ·
+        <span class="cell lag">1.2k</span> lagging or silent · <span class="cell down">×</span> member down ·
+        <span class="cell learner">+</span> learner
+      </p>
+      <div class="grid-wrap" tabindex="0" aria-label="Partition grid">
+        <table class="grid" data-testid="partition-grid">
+          <thead>
+            <tr><th>Partition</th><th>Leader</th><th>Term</th><th>Commit</th><th>Applied</th>
+              ${status.members.map((m) => html`<th class=${m.answered ? "" : "down"}>${m.name}</th>`)}</tr>
+          </thead>
+          <tbody>
+            ${status.partitions.map(
+              (p) => html`<tr>
+                <td>${p.partition}</td><td>${name(p.leader)}</td><td>${p.term}</td><td>${p.commit}</td><td>${p.applied}</td>
+                ${status.members.map((m) => html`<${Cell} p=${p} m=${m} />`)}
+              </tr>`,
+            )}
+          </tbody>
+        </table>
+      </div>
+    </section>
+    <${AdminActions} status=${status} refresh=${() => poke.current()} />
+  `;
+}
+
+function Cell(props: { p: Partition; m: Member }) {
+  const { p, m } = props;
+  const voter = p.replicas.includes(m.id);
+  const learner = p.learners.includes(m.id);
+  if (!voter && !learner) return html`<td class="cell none" title="no replica here"></td>`;
+  const f = p.followers.find((x) => x.member === m.id);
+  const where = `partition ${p.partition} on ${m.name}`;
+  if (!m.answered) return html`<td class="cell down" data-state="down" title=${`${where}: member down`}>×</td>`;
+  if (p.leader === m.id)
+    return html`<td class="cell leader" data-state="leader" title=${`${where}: leader, term ${p.term}`}>L</td>`;
+  if (f === undefined)
+    return html`<td class=${learner ? "cell learner" : "cell"} data-state="replica" title=${`${where}: replica (lag unknown: its leader did not answer)`}>${learner ? "+" : "·"}</td>`;
+  const lagging = f.lag >= LAG_WARN_ENTRIES || !f.active;
+  const text = f.lag >= 1000 ? `${(f.lag / 1000).toFixed(1)}k` : String(f.lag);
+  return html`<td class=${`cell${lagging ? " lag" : ""}${learner ? " learner" : ""}`} data-state=${lagging ? "lagging" : "follower"}
+    title=${`${where}: ${learner ? "learner" : "follower"}, ${f.lag} entries behind, ${f.state}${f.active ? "" : ", silent"}`}
+    >${learner ? "+" : ""}${text}</td>`;
+}
+
+type Pending =
+  | { kind: "transfer"; partition: number; member: number }
+  | { kind: "replace"; old: number; new: number }
+  | null;
+
+function AdminActions(props: { status: Status; refresh: () => void }) {
+  const { status } = props;
+  const members = status.members;
+  const [partition, setPartition] = useState("0");
+  const [target, setTarget] = useState(String(members[0]?.id ?? 1));
+  const [oldM, setOldM] = useState(String(members[0]?.id ?? 1));
+  const [newM, setNewM] = useState(String(members[1]?.id ?? 2));
+  const [confirm, setConfirm] = useState<Pending>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const name = (id: number) => members.find((m) => m.id === id)?.name ?? `#${id}`;
+
+  const run = async () => {
+    if (confirm === null) return;
+    const c = confirm;
+    setConfirm(null);
+    setBusy(true);
+    setError(null);
+    setNotice(null);
+    try {
+      if (c.kind === "transfer") {
+        await postJson("/v1/cluster/transfer-leader", { partition: c.partition, member: c.member });
+        setNotice(
+          `Asked partition ${c.partition}'s leader to hand over to ${name(c.member)}; the grid shows it within a second or two.`,
+        );
+      } else {
+        let r = await postJson<{ partitions: number[]; pending: number[]; skipped: number[] }>("/v1/cluster/replace", {
+          old: c.old,
+          new: c.new,
+        });
+        const total = r.partitions.length;
+        const deadline = Date.now() + 5 * 60_000;
+        while (r.pending.length > 0 && Date.now() < deadline) {
+          setNotice(
+            `Replacing ${name(c.old)} with ${name(c.new)}: ${total - r.pending.length}/${total} partitions moved…`,
+          );
+          await new Promise((res) => setTimeout(res, 1000));
+          r = await postJson("/v1/cluster/replace", { old: c.old, new: c.new, partitions: r.partitions });
+        }
+        setNotice(
+          r.pending.length === 0
+            ? `Replaced: ${total} partitions moved from ${name(c.old)} to ${name(c.new)}${r.skipped.length > 0 ? ` (${r.skipped.length} skipped: ${name(c.new)} already votes there)` : ""}.`
+            : `Stopped after 5 minutes with ${r.pending.length} partitions not moved (${r.pending.join(", ")}); run it again to go on.`,
+        );
+      }
+      props.refresh();
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const memberOptions = members.map((m) => html`<option value=${String(m.id)}>${m.name}</option>`);
+  return html`<section aria-label="Admin actions" class="admin">
+    <h2>Admin actions</h2>
+    <p class="muted">These need a user with admin permission: the node refuses anyone else, and the refusal is shown here.</p>
+    <form class="row" onSubmit=${(e: Event) => {
+      e.preventDefault();
+      setConfirm({ kind: "transfer", partition: Number(partition), member: Number(target) });
+    }}>
+      <label for="xfer-p">Hand partition</label>
+      <select id="xfer-p" value=${partition} onChange=${(e: Event) => setPartition((e.target as HTMLSelectElement).value)}>
+        ${status.partitions.map((p) => html`<option value=${String(p.partition)}>${p.partition}</option>`)}
+      </select>
+      <label for="xfer-m">to</label>
+      <select id="xfer-m" value=${target} onChange=${(e: Event) => setTarget((e.target as HTMLSelectElement).value)}>${memberOptions}</select>
+      <button type="submit" disabled=${busy}>Transfer leadership…</button>
+    </form>
+    <form class="row" onSubmit=${(e: Event) => {
+      e.preventDefault();
+      setConfirm({ kind: "replace", old: Number(oldM), new: Number(newM) });
+    }}>
+      <label for="rep-old">Replace member</label>
+      <select id="rep-old" value=${oldM} onChange=${(e: Event) => setOldM((e.target as HTMLSelectElement).value)}>${memberOptions}</select>
+      <label for="rep-new">with</label>
+      <select id="rep-new" value=${newM} onChange=${(e: Event) => setNewM((e.target as HTMLSelectElement).value)}>${memberOptions}</select>
+      <button type="submit" disabled=${busy}>Replace…</button>
+    </form>
+    ${
+      confirm === null
+        ? null
+        : html`<div class="confirm" role="alertdialog" aria-label="Confirm">
+            <p>${
+              confirm.kind === "transfer"
+                ? `Hand partition ${confirm.partition}'s leadership to ${name(confirm.member)}?`
+                : `Move every replica ${name(confirm.old)} holds to ${name(confirm.new)}? Each partition changes membership in steps; this can take a minute.`
+            }</p>
+            <button type="button" class="danger" onClick=${run}>Yes, do it</button>
+            <button type="button" onClick=${() => setConfirm(null)}>Cancel</button>
+          </div>`
+    }
+    <${ErrorBox} error=${error} />
+    ${notice !== null ? html`<p class="notice" role="status">${notice}</p>` : null}
+  </section>`;
+}

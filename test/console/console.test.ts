@@ -1,0 +1,313 @@
+// The web console in a real browser (Debian's chromium, playwright-core), in
+// front of a real three-member cluster (64 partitions, the default) and its
+// gateway, all on 127.0.0.1. One browser and one cluster for the whole file
+// (the suite's time budget): the stories run in order, the member killed last.
+//
+//   Keys     create a key, edit it, lose a compare-and-swap race to another
+//            client and see the conflict with the newer value, delete it;
+//            keyboard only; a large value truncated with its size; an API
+//            error shown in words.
+//   Hostile  keys and values with markup, script, control bytes, bidi
+//            overrides and invalid UTF-8 show as text and run nothing.
+//   Live     a watch shows a change another client makes; the load charts draw.
+//   Cluster  64 partitions in the grid; leadership handed over through the
+//            admin action; a member killed turns red within 2 s.
+// Throughout: no request to any host but the gateway, no console errors.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Browser, Page } from "playwright-core";
+import { type GuardedPage, guardedPage, launchBrowser, NO_CHROMIUM } from "../support/browser.js";
+import { type RunningGateway, startGateway } from "../support/cerializer.js";
+import { memberList, type RunningNode, startMember } from "../support/node.js";
+
+// The page's own globals, for the functions run in it (this file compiles without the DOM's types).
+declare const document: { body: unknown; activeElement: { textContent: string | null } | null };
+declare const window: { __xss?: number };
+declare function getComputedStyle(el: unknown): { backgroundColor: string };
+
+let root = "";
+const nodes: RunningNode[] = [];
+let gw: RunningGateway;
+let browser: Browser | null = null;
+let g: GuardedPage;
+let page: Page;
+
+before(async () => {
+  browser = await launchBrowser();
+  if (browser === null) return;
+  root = await mkdtemp(join(tmpdir(), "piccolo-console-"));
+  const list = await memberList();
+  nodes.push(...(await Promise.all([0, 1, 2].map((i) => startMember(list, root, i)))));
+  gw = await startGateway(
+    nodes.map((n) => n.port),
+    ["--cluster", "true", "--max-key-bytes", "64"],
+  );
+  g = await guardedPage(browser, gw.url);
+  page = g.page;
+  // Every partition has a leader before the stories start (a write to each would wait otherwise).
+  await eventually("the gateway is ready", async () => (await gw.fetch("/readyz")).status === 200, 30_000);
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  await Promise.all(nodes.map((n) => n.stop()));
+  if (root !== "") await rm(root, { recursive: true, force: true });
+});
+
+async function eventually(what: string, f: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await f().catch(() => false)) return;
+    await sleep(50);
+  }
+  assert.fail(`timed out: ${what}`);
+}
+
+async function put(key: string | Buffer, value: string | Buffer, headers: Record<string, string> = {}) {
+  const path = Buffer.from(key)
+    .toString("hex")
+    .replace(/../g, (h) => `%${h}`);
+  const r = await gw.fetch(`/v1/kv/${path}`, { method: "PUT", body: value, headers });
+  const body = (await r.json()) as { version: number };
+  assert.ok(r.status === 200 || r.status === 201, `PUT answered ${r.status}`);
+  return body.version;
+}
+
+const text = async (testId: string) => (await page.getByTestId(testId).textContent()) ?? "";
+/** A table row's cells, joined by a space. */
+const cells = async (row: ReturnType<Page["locator"]>) => (await row.locator("td").allTextContents()).join(" ");
+
+describe("the web console", () => {
+  it("Keys: create, edit, lose a CAS race and see the newer value, delete", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    await page.goto(`${gw.url}/ui#/keys`);
+    await page.getByRole("button", { name: "New key" }).click();
+    await page.getByLabel("Key", { exact: true }).fill("console:greeting");
+    await page.getByLabel("Value").fill('{"hello":"world"}');
+    await page.getByRole("button", { name: "Create" }).click();
+    // Created, and opened: JSON pretty-printed, version 1-ish, no TTL.
+    await page.getByTestId("key-name").filter({ hasText: "console:greeting" }).waitFor();
+    assert.equal(await text("value"), '{\n  "hello": "world"\n}');
+    assert.equal(await text("ttl"), "none");
+    const v1 = Number(await text("version"));
+    assert.ok(v1 > 0);
+    const stored = await gw.fetch("/v1/kv/console:greeting");
+    assert.equal(await stored.text(), '{"hello":"world"}', "the gateway holds what the console wrote");
+
+    // Creating it again is refused in words: it exists.
+    await page.goto(`${gw.url}/ui#/keys/+new`);
+    await page.getByLabel("Key", { exact: true }).fill("console:greeting");
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.getByText("A key with that name already exists: nothing was written.").waitFor();
+
+    // Edit: a compare-and-swap on the version shown.
+    await page.goto(`${gw.url}/ui#/keys/console:greeting`);
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.locator("#editor").fill("edited once");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByTestId("notice").filter({ hasText: "Saved" }).waitFor();
+    const v2 = Number(await text("version"));
+    assert.ok(v2 > v1, "a new version");
+    assert.equal(await (await gw.fetch("/v1/kv/console:greeting")).text(), "edited once");
+
+    // Another client writes while the console edits: the console's save loses the race.
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.locator("#editor").fill("the console's edit");
+    const theirs = await put("console:greeting", "another client's value");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByTestId("conflict").waitFor();
+    assert.equal(Number(await text("conflict-version")), theirs);
+    assert.match(await text("conflict"), /another client's value/);
+    assert.equal(await page.locator("#editor").inputValue(), "the console's edit", "the edit is kept");
+    assert.equal(
+      await (await gw.fetch("/v1/kv/console:greeting")).text(),
+      "another client's value",
+      "nothing was overwritten",
+    );
+    // The user decides to save over the newer version: that CAS wins.
+    await page.getByRole("button", { name: `Save mine over version ${theirs}` }).click();
+    await page.getByTestId("notice").filter({ hasText: "Saved" }).waitFor();
+    assert.equal(await (await gw.fetch("/v1/kv/console:greeting")).text(), "the console's edit");
+
+    // TTL: set, then clear.
+    await page.getByLabel("TTL (seconds)").fill("600");
+    await page.getByRole("button", { name: "Set TTL" }).click();
+    await page.getByTestId("notice").filter({ hasText: "TTL set" }).waitFor();
+    assert.match(await text("ttl"), /^(600|599|598) s$|^10 min$/);
+    await page.getByRole("button", { name: "Clear TTL" }).click();
+    await page.getByTestId("notice").filter({ hasText: "TTL cleared" }).waitFor();
+    assert.equal(await text("ttl"), "none");
+    assert.equal((await gw.fetch("/v1/kv/console:greeting")).headers.get("x-piccolo-ttl-ms"), null);
+
+    // Delete, behind a confirmation.
+    await page.getByRole("button", { name: "Delete…" }).click();
+    await page.getByRole("alertdialog").getByRole("button", { name: "Delete" }).click();
+    await page.getByTestId("notice").filter({ hasText: "Deleted." }).waitFor();
+    assert.equal((await gw.fetch("/v1/kv/console:greeting")).status, 404);
+
+    // The API's refusals were the ones provoked: 412 (exists, the race), 404 (read after the delete).
+    for (const f of g.failed) assert.match(f, /^(412 PUT|404 GET) /, f);
+  });
+
+  it("Keys: the keyboard alone lists and opens a key; a large value is shown truncated with its size", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    await put("kb:big", Buffer.alloc(200_000, "x"));
+    await page.goto(`${gw.url}/ui#/keys`);
+    await page.locator("#prefix").focus();
+    await page.keyboard.type("kb:");
+    await page.keyboard.press("Enter");
+    await page.getByTestId("key-list").getByText("kb:big").waitFor();
+    // Tab from the search box to the key's link, then Enter opens it.
+    for (let i = 0; i < 12; i++) {
+      await page.keyboard.press("Tab");
+      if ((await page.evaluate(() => document.activeElement?.textContent)) === "kb:big") break;
+    }
+    assert.equal(
+      await page.evaluate(() => document.activeElement?.textContent),
+      "kb:big",
+      "the key is reachable by Tab",
+    );
+    await page.keyboard.press("Enter");
+    await page.getByTestId("key-name").filter({ hasText: "kb:big" }).waitFor();
+    assert.match(await text("truncated"), /Showing the first 64\.0 KiB of 195\.3 KiB \(200000 bytes\)/);
+    assert.equal((await text("value")).length, 64 * 1024);
+  });
+
+  it("an API error is shown in words", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    // The gateway runs with --max-key-bytes 64: a longer key is refused with 400 invalid-key.
+    await page.goto(`${gw.url}/ui#/keys/+new`);
+    await page.getByLabel("Key", { exact: true }).fill("k".repeat(100));
+    await page.getByRole("button", { name: "Create" }).click();
+    const e = await text("error");
+    assert.match(e, /^400 /);
+    assert.match(e, /the key is 100 bytes; the limit is 64/);
+  });
+
+  it("hostile keys and values are shown as text and run nothing", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    const hostile: { key: Buffer; shown: string }[] = [
+      { key: Buffer.from('x:<img src=x onerror="window.__xss=1">'), shown: 'x:<img src=x onerror="window.__xss=1">' },
+      { key: Buffer.from("x:</a><script>window.__xss=2</script>"), shown: "x:</a><script>window.__xss=2</script>" },
+      { key: Buffer.from("x:javascript:window.__xss=3"), shown: "x:javascript:window.__xss=3" },
+      { key: Buffer.from("x:nul\u0000esc\u001b[31mred"), shown: "x:nul\\x00esc\\x1b[31mred" },
+      { key: Buffer.from("x:\u202eevil.exe"), shown: "x:\\u202eevil.exe" },
+      { key: Buffer.from("x:back\\x00slash"), shown: "x:back\\\\x00slash" },
+      { key: Buffer.concat([Buffer.from("x:"), Buffer.from([0xff, 0xfe, 0x00, 0x3c])]), shown: "x:\\xff\\xfe\\x00<" },
+    ];
+    const values = [
+      '<img src=x onerror="window.__xss=9"></pre><script>window.__xss=10</script>',
+      '{"html":"<svg onload=window.__xss=11>"}',
+    ];
+    for (const [i, h] of hostile.entries())
+      await put(h.key, i < values.length ? values[i]! : Buffer.from([0, 0xff, 0x3c]));
+    await page.goto(`${gw.url}/ui#/keys`);
+    await page.locator("#prefix").fill("x:");
+    await page.getByRole("button", { name: "List" }).click();
+    const list = page.getByTestId("key-list").locator("a");
+    await eventually("every hostile key listed", async () => (await list.count()) === hostile.length);
+    const shown = (await list.allInnerTexts()).sort();
+    assert.deepEqual(shown, hostile.map((h) => h.shown).sort(), "each key shown as text, escapes visible");
+    // Open each: the key and its value render as text.
+    for (const h of hostile) {
+      await list.filter({ hasText: h.shown }).first().click();
+      await page.getByTestId("key-name").filter({ hasText: h.shown }).waitFor();
+    }
+    await list.filter({ hasText: hostile[0]!.shown }).click();
+    await page.getByRole("button", { name: "Text", exact: true }).click();
+    assert.equal(await text("value"), values[0]);
+    await list.filter({ hasText: hostile[1]!.shown }).click();
+    assert.match(await text("value"), /"html": "<svg onload=window.__xss=11>"/);
+    await list.filter({ hasText: hostile[6]!.shown }).click();
+    assert.match(await text("value"), /^00000000 {2}00 ff 3c/, "binary shown as hex");
+    // Nothing ran, and no element came from a key or a value.
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
+    assert.equal(await page.locator("#app img, #app script, #app svg").count(), 0);
+  });
+
+  it("Live: a watch shows another client's change; the load charts draw", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    await page.goto(`${gw.url}/ui#/live`);
+    await page.getByLabel("Key or prefix").fill("live:");
+    await page.getByRole("button", { name: "Watch", exact: true }).click();
+    await page.getByTestId("watch-state").filter({ hasText: "watching" }).waitFor();
+    await put("live:a", "first");
+    await put("live:a", "<b>second</b>");
+    const rows = page.getByTestId("watch-events").locator("tbody tr");
+    await eventually("two changes shown", async () => (await rows.count()) === 2);
+    assert.match(await cells(rows.nth(0)), /put\s+live:a\s+\d+\s+<b>second<\/b>/);
+    assert.match(await cells(rows.nth(1)), /put\s+live:a\s+\d+\s+first/);
+    // Load: two uPlot charts, fed once a second from /v1/stats.
+    await page.getByTestId("load-summary").filter({ hasText: "3 nodes" }).waitFor();
+    assert.equal(await page.locator("[data-testid=chart-ops] canvas, [data-testid=chart-latency] canvas").count(), 2);
+    await page.getByRole("button", { name: "Stop" }).click();
+    await page.getByTestId("watch-state").filter({ hasText: "stopped" }).waitFor();
+  });
+
+  it("Cluster: 64 partitions; leadership handed over by the admin action; a killed member turns red within 2 s", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    await page.goto(`${gw.url}/ui#/cluster`);
+    const grid = page.getByTestId("partition-grid");
+    await eventually("64 partitions in the grid", async () => (await grid.locator("tbody tr").count()) === 64);
+    for (const m of ["n1", "n2", "n3"])
+      await page.getByTestId(`member-${m}`).getByTestId("member-state").filter({ hasText: "up" }).waitFor();
+    // 64 partitions x 3 replicas: one leader cell per partition once all have leaders.
+    await eventually(
+      "a leader for every partition",
+      async () => (await grid.locator("td[data-state=leader]").count()) === 64,
+    );
+
+    // Hand partition 0 to a member that does not lead it.
+    const status = (await (await gw.fetch("/v1/cluster")).json()) as {
+      members: { id: number; name: string }[];
+      partitions: { partition: number; leader: number }[];
+    };
+    const target = status.members.find((m) => m.id !== status.partitions[0]!.leader)!;
+    await page.getByLabel("Hand partition").selectOption("0");
+    await page.getByLabel("to", { exact: true }).selectOption(String(target.id));
+    await page.getByRole("button", { name: "Transfer leadership…" }).click();
+    await page.getByRole("alertdialog").getByRole("button", { name: "Yes, do it" }).click();
+    await page.getByText("Asked partition 0's leader to hand over").waitFor();
+    await eventually(
+      "partition 0 led by the target in the grid",
+      async () => (await grid.locator("tbody tr").nth(0).locator("td").nth(1).textContent()) === target.name,
+    );
+
+    // Kill n3: within 2 s the console marks it down, and its cells red.
+    const n3 = page.getByTestId("member-n3").getByTestId("member-state");
+    const killedAt = Date.now();
+    nodes[2]!.process.kill("SIGKILL");
+    await n3.filter({ hasText: "down" }).waitFor({ timeout: 10_000 });
+    const tookMs = Date.now() - killedAt;
+    t.diagnostic(`n3 shown down ${tookMs} ms after SIGKILL`);
+    assert.ok(tookMs <= 2_000, `n3 shown down after ${tookMs} ms`);
+    assert.ok((await grid.locator("td[data-state=down]").count()) > 0, "n3's cells are marked down");
+    const red = await grid
+      .locator("td[data-state=down]")
+      .first()
+      .evaluate((el) => getComputedStyle(el).backgroundColor);
+    const plain = await grid
+      .locator("td[data-state=follower]")
+      .first()
+      .evaluate((el) => getComputedStyle(el).backgroundColor);
+    assert.notEqual(red, plain, "a down cell is coloured apart");
+  });
+
+  it("talked to no host but the gateway, and logged no console error", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    // Dark mode too: the theme picker sets it, and the page still renders without errors.
+    await page.goto(`${gw.url}/ui#/keys`);
+    const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await page.getByLabel("Theme").selectOption("dark");
+    await eventually("a dark background", async () => (await background()) === "rgb(13, 17, 23)");
+    await page.getByLabel("Theme").selectOption("light");
+    await eventually("a light background", async () => (await background()) === "rgb(255, 255, 255)");
+    assert.deepEqual(g.foreign, [], "requests to other hosts");
+    assert.deepEqual(g.errors, [], "console errors");
+  });
+});
