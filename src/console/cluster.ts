@@ -101,7 +101,11 @@ export function ClusterView() {
   const name = (id: number) => byId.get(id)?.name ?? (id === 0 ? "none" : `#${id}`);
   const down = status.members.filter((m) => !m.answered);
   const leaderless = status.partitions.filter((p) => p.leader === 0 || !byId.get(p.leader)?.answered);
-  const lagging = status.partitions.filter((p) => p.followers.some((f) => f.lag >= LAG_WARN_ENTRIES || !f.active));
+  // A follower on a member that is down is counted there, not here; a quiet one (an idle partition sends no
+  // heartbeats: docs/cluster.md) is not lagging.
+  const lagging = status.partitions.filter((p) =>
+    p.followers.some((f) => f.lag >= LAG_WARN_ENTRIES && byId.get(f.member)?.answered === true),
+  );
   return html`
     <section aria-label="Members">
       <h2>Members</h2>
@@ -110,8 +114,8 @@ export function ClusterView() {
         ${status.partitions.length} partitions ·
         ${down.length === 0 ? " every member answers" : ` down: ${down.map((m) => m.name).join(", ")}`} ·
         ${leaderless.length === 0 ? " every partition has a leader" : ` ${leaderless.length} without a reachable leader`} ·
-        ${lagging.length === 0 ? " no follower lagging" : ` ${lagging.length} with a lagging follower`} · updated
-        ${new Date(updatedAt).toLocaleTimeString()}
+        ${lagging.length === 0 ? " no follower lagging" : ` ${lagging.length} with a lagging follower`} ·
+        ${` updated ${new Date(updatedAt).toLocaleTimeString()}`}
       </p>
       <table class="members">
         <thead><tr><th>Member</th><th>Id</th><th>Client address</th><th>Peer address</th><th>State</th><th>Leads</th></tr></thead>
@@ -130,7 +134,7 @@ export function ClusterView() {
       <h2>Partitions</h2>
       <p class="muted legend">
         <span class="cell leader">L</span> leader · <span class="cell">12</span> follower, entries behind ·
-        <span class="cell lag">1.2k</span> lagging or silent · <span class="cell down">×</span> member down ·
+        <span class="cell lag">1.2k</span> lagging (1,000 entries or more) · <span class="cell down">×</span> member down ·
         <span class="cell learner">+</span> learner
       </p>
       <div class="grid-wrap" tabindex="0" aria-label="Partition grid">
@@ -166,7 +170,7 @@ function Cell(props: { p: Partition; m: Member }) {
     return html`<td class="cell leader" data-state="leader" title=${`${where}: leader, term ${p.term}`}>L</td>`;
   if (f === undefined)
     return html`<td class=${learner ? "cell learner" : "cell"} data-state="replica" title=${`${where}: replica (lag unknown: its leader did not answer)`}>${learner ? "+" : "·"}</td>`;
-  const lagging = f.lag >= LAG_WARN_ENTRIES || !f.active;
+  const lagging = f.lag >= LAG_WARN_ENTRIES;
   const text = f.lag >= 1000 ? `${(f.lag / 1000).toFixed(1)}k` : String(f.lag);
   return html`<td class=${`cell${lagging ? " lag" : ""}${learner ? " learner" : ""}`} data-state=${lagging ? "lagging" : "follower"}
     title=${`${where}: ${learner ? "learner" : "follower"}, ${f.lag} entries behind, ${f.state}${f.active ? "" : ", silent"}`}

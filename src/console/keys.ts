@@ -98,7 +98,16 @@ export function KeysView(props: { open: Uint8Array | null; creating: boolean }) 
         ${loading && keys === null ? html`<p class="muted">Loading…</p>` : null}
         ${
           keys !== null && keys.length === 0 && !loading
-            ? html`<p class="muted">${prefix === "" ? "The store holds no keys." : "No key starts with that prefix."}</p>`
+            ? html`<p class="muted">
+                ${
+                  next !== null
+                    ? // The node scans a bounded stretch of its index per page, so a rare prefix can fill none.
+                      "No key in this stretch of the store; Next goes on looking."
+                    : prefix === ""
+                      ? "The store holds no keys."
+                      : "No key starts with that prefix."
+                }
+              </p>`
             : null
         }
         <ul class="keys" data-testid="key-list">
