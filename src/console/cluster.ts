@@ -28,6 +28,8 @@ interface Member {
   clientAddress: string;
   peerAddress: string;
   answered: boolean;
+  /** The gateway asked it (it does not ask a member holding no replica yet). */
+  asked: boolean;
   connected: boolean;
 }
 interface Follower {
@@ -99,7 +101,7 @@ export function ClusterView() {
 
   const byId = new Map(status.members.map((m) => [m.id, m]));
   const name = (id: number) => byId.get(id)?.name ?? (id === 0 ? "none" : `#${id}`);
-  const down = status.members.filter((m) => !m.answered);
+  const down = status.members.filter((m) => !m.answered && (m.asked || !m.connected));
   const leaderless = status.partitions.filter((p) => p.leader === 0 || !byId.get(p.leader)?.answered);
   // A follower on a member that is down is counted there, not here; a quiet one (an idle partition sends no
   // heartbeats: docs/cluster.md) is not lagging.
@@ -121,9 +123,9 @@ export function ClusterView() {
         <thead><tr><th>Member</th><th>Id</th><th>Client address</th><th>Peer address</th><th>State</th><th>Leads</th></tr></thead>
         <tbody>
           ${status.members.map(
-            (m) => html`<tr data-testid=${`member-${m.name}`} class=${m.answered ? "" : "down"}>
+            (m) => html`<tr data-testid=${`member-${m.name}`} class=${down.includes(m) ? "down" : ""}>
               <td>${m.name}</td><td>${m.id}</td><td>${m.clientAddress || "?"}</td><td>${m.peerAddress}</td>
-              <td data-testid="member-state"><span class=${m.answered ? "badge up" : "badge down"}>${m.answered ? "up" : "down"}</span></td>
+              <td data-testid="member-state">${memberState(m)}</td>
               <td>${status.partitions.filter((p) => p.leader === m.id).length}</td>
             </tr>`,
           )}
@@ -156,6 +158,13 @@ export function ClusterView() {
     </section>
     <${AdminActions} status=${status} refresh=${() => poke.current()} />
   `;
+}
+
+function memberState(m: Member) {
+  if (m.answered) return html`<span class="badge up">up</span>`;
+  if (!m.asked && m.connected)
+    return html`<span class="badge" title="it holds no replica yet, so the gateway does not ask it; its peers reach it">joined, no replicas</span>`;
+  return html`<span class="badge down">down</span>`;
 }
 
 function Cell(props: { p: Partition; m: Member }) {

@@ -54,7 +54,7 @@ function startMember(i: number): Promise<RunningNode> {
 
 interface Status {
   self: number;
-  members: { id: number; name: string; answered: boolean; connected: boolean }[];
+  members: { id: number; name: string; answered: boolean; asked: boolean; connected: boolean }[];
   partitions: { partition: number; leader: number; term: number; replicas: number[]; learners: number[] }[];
 }
 
@@ -234,6 +234,9 @@ describe("the console's routes on the gateway", () => {
       async () => assert.ok((await status()).members.some((m) => m.name === "n4" && m.connected)),
       20_000,
     );
+    // Before it holds a replica the gateway does not ask it, and says so rather than calling it down.
+    const early = (await status()).members.find((m) => m.name === "n4")!;
+    assert.ok(!early.answered || early.asked, "a member is shown answering only if the gateway asked it");
     const s = await status();
     const id = (name: string) => s.members.find((m) => m.name === name)!.id;
     const [n3, n4] = [id("n3"), id("n4")];
@@ -260,6 +263,10 @@ describe("the console's routes on the gateway", () => {
       r = (await res.json()) as typeof r;
     }
     assert.deepEqual([...r.moved].sort(), [...r.partitions].sort());
+    await eventually("the gateway asks n4 once it holds replicas", async () => {
+      const n4m = (await status()).members.find((m) => m.name === "n4")!;
+      assert.ok(n4m.asked && n4m.answered);
+    });
     for (const p of (await status()).partitions) {
       assert.ok(!p.replicas.includes(n3) && !p.learners.includes(n3), `partition ${p.partition} left n3`);
       assert.ok(p.replicas.includes(n4), `partition ${p.partition} has n4`);

@@ -41,6 +41,11 @@ const memberSchema = {
     clientAddress: { type: "string" },
     connected: { type: "boolean", description: "the member whose view this is has a live peer connection to it" },
     answered: { type: "boolean", description: "it answered the gateway for this request (false: down or cut off)" },
+    asked: {
+      type: "boolean",
+      description:
+        "the gateway has a link to it and asked it (false: it holds no replica yet, so the gateway does not)",
+    },
     stats: { type: ["object", "null"], additionalProperties: true },
   },
 };
@@ -104,7 +109,12 @@ export function clusterRoutes(app: FastifyInstance, g: Gateway): void {
     },
     async (req) => {
       const s = await statusOf(g, req.caller);
-      return { self: s.self, members: s.members, partitions: s.partitions };
+      const asked = new Set(g.router.nodes.map((l) => l.address));
+      return {
+        self: s.self,
+        members: s.members.map((m) => ({ ...m, asked: asked.has(m.clientAddress) })),
+        partitions: s.partitions,
+      };
     },
   );
 
