@@ -21,6 +21,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY schema ./schema
 COPY src ./src
+COPY scripts/build-console.mjs ./scripts/build-console.mjs
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:20-bookworm-slim
@@ -29,6 +30,7 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/schema ./schema
 COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/dist/console ./dist/console
 RUN chmod +x dist/src/cli/main.js && ln -s /opt/piccolo/dist/src/cli/main.js /usr/local/bin/piccolo
 # /data: a member's data (a volume); /secrets: the generated cluster secret and password (a volume the
 # services share). Made here so that new volumes start owned by the unprivileged user.

@@ -42,6 +42,9 @@ const MUST_HAVE = [
   "dist/src/index.d.ts",
   "dist/src/shard/worker.js",
   "dist/src/cluster/group-worker.js",
+  "dist/console/index.html",
+  "dist/console/app.js",
+  "dist/console/app.css",
   "schema/piccolo.capnp",
 ];
 /** Nothing of the development tree: tests, benchmarks, TypeScript sources, source maps. */
