@@ -14,9 +14,8 @@
  */
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { postJson } from "./api.js";
-import { ApiError, apiJson } from "./api.js";
-import { ErrorBox } from "./ui.js";
+import { ApiError, apiJson, postJson } from "./api.js";
+import { Confirm, ErrorBox } from "./ui.js";
 
 const POLL_MS = 1_000;
 /** A follower this many entries behind its leader is shown as lagging. */
@@ -274,15 +273,13 @@ function AdminActions(props: { status: Status; refresh: () => void }) {
     ${
       confirm === null
         ? null
-        : html`<div class="confirm" role="alertdialog" aria-label="Confirm">
-            <p>${
+        : html`<${Confirm} label="Confirm" action="Yes, do it" onConfirm=${run} onCancel=${() => setConfirm(null)}>
+            ${
               confirm.kind === "transfer"
                 ? `Hand partition ${confirm.partition}'s leadership to ${name(confirm.member)}?`
                 : `Move every replica ${name(confirm.old)} holds to ${name(confirm.new)}? Each partition changes membership in steps; this can take a minute.`
-            }</p>
-            <button type="button" class="danger" onClick=${run}>Yes, do it</button>
-            <button type="button" onClick=${() => setConfirm(null)}>Cancel</button>
-          </div>`
+            }
+          <//>`
     }
     <${ErrorBox} error=${error} />
     ${notice !== null ? html`<p class="notice" role="status">${notice}</p>` : null}

@@ -14,7 +14,7 @@ import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, api, apiJson, postJson } from "./api.js";
 import { asText, displayBytes, formatBytes, formatTtl, fromWire, hexDump, keyPath, toBase64 } from "./bytes.js";
-import { ErrorBox, go } from "./ui.js";
+import { Confirm, ErrorBox, go } from "./ui.js";
 
 /** Keys listed per page. */
 const PAGE_KEYS = 50;
@@ -359,11 +359,10 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
           </div>
           ${
             confirmDelete
-              ? html`<div class="confirm" role="alertdialog" aria-label="Confirm delete">
-                  <p>Delete this key (version ${loaded.version})? This cannot be undone.</p>
-                  <button type="button" class="danger" onClick=${remove} disabled=${busy}>Delete</button>
-                  <button type="button" onClick=${() => setConfirmDelete(false)}>Cancel</button>
-                </div>`
+              ? html`<${Confirm} label="Confirm delete" action="Delete" busy=${busy} onConfirm=${remove}
+                  onCancel=${() => setConfirmDelete(false)}>
+                  Delete this key (version ${loaded.version})? This cannot be undone.
+                <//>`
               : null
           }
           <form class="row" onSubmit=${(e: Event) => {

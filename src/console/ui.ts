@@ -1,5 +1,7 @@
 /** Small pieces every view uses. */
 import { html } from "htm/preact";
+import type { ComponentChildren } from "preact";
+import { useEffect, useRef } from "preact/hooks";
 
 /** Navigates within the console (hash routes: #/keys, #/keys/<key>, #/live, #/cluster). */
 export function go(hash: string): void {
@@ -25,4 +27,26 @@ export function bytesOfPath(s: string): Uint8Array {
     } else out.push(b);
   }
   return new Uint8Array(out);
+}
+
+/**
+ * A confirmation before an action that cannot be undone: the question, the action's button and Cancel.
+ * Cancel takes the focus when it opens (a stray Enter cancels rather than acts), and Escape cancels.
+ */
+export function Confirm(props: {
+  label: string;
+  action: string;
+  busy?: boolean;
+  onConfirm: () => void;
+  onCancel: () => void;
+  children: ComponentChildren;
+}) {
+  const cancel = useRef<HTMLButtonElement>(null);
+  useEffect(() => cancel.current?.focus(), []);
+  return html`<div class="confirm" role="alertdialog" aria-label=${props.label}
+    onKeyDown=${(e: KeyboardEvent) => e.key === "Escape" && props.onCancel()}>
+    <p>${props.children}</p>
+    <button type="button" class="danger" onClick=${props.onConfirm} disabled=${props.busy === true}>${props.action}</button>
+    <button type="button" ref=${cancel} onClick=${props.onCancel}>Cancel</button>
+  </div>`;
 }

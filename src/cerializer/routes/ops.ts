@@ -56,6 +56,10 @@ export function opsRoutes(app: FastifyInstance, g: Gateway): void {
     {
       schema: {
         summary: "Gateway and node statistics",
+        description:
+          "gateway.lastSecond: the last whole wall-clock second's data requests (/v1/kv, /v1/batch, /v1/txn, " +
+          "/v1/rpc) through this gateway: count, errors (5xx) and latency percentiles in ms. nodes: each node's " +
+          "STATS, as the caller.",
         response: { 200: { type: "object", additionalProperties: true } },
       },
     },
