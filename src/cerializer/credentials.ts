@@ -26,6 +26,11 @@ export const MAX_CREDENTIAL_CHARS = 4096;
 export const BASIC_CHALLENGE = 'Basic realm="piccolo"';
 /** The challenge for a bearer token the gateway does not know (or no longer: expired, revoked). */
 export const BEARER_CHALLENGE = 'Bearer realm="piccolo", error="invalid_token"';
+/**
+ * The challenge for a script's request (X-Requested-With: XMLHttpRequest, as the web console sends):
+ * Bearer, which no browser answers with a login dialog of its own, where Basic would put one over the page.
+ */
+export const SCRIPT_CHALLENGE = 'Bearer realm="piccolo"';
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;

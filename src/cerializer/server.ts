@@ -51,7 +51,7 @@ import { clientPortOptions, readContext, type TlsFiles } from "../security/tls-f
 import { Gatekeeper, OPEN_ROUTES } from "./auth.js";
 import { CALLER_REVERIFY_MS, CERIALIZER_MAX_CALLERS, Callers } from "./callers.js";
 import type { Gateway, GatewayLimits } from "./context.js";
-import { BASIC_CHALLENGE } from "./credentials.js";
+import { BASIC_CHALLENGE, SCRIPT_CHALLENGE } from "./credentials.js";
 import { Metrics } from "./metrics.js";
 import { NodeLink } from "./pool.js";
 import { isDataRoute, RecentRequests } from "./recent.js";
@@ -296,6 +296,19 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
         "unsupported-media-type",
         `${req.routeOptions.url} takes application/json, got ${req.headers["content-type"] ?? "no content type"}`,
       );
+  });
+
+  // A 401 with a Basic challenge makes a browser show its own login dialog, even to a script's fetch().
+  // A page that signs in by itself (the web console: bearer tokens) marks its requests the usual way, and
+  // gets a Bearer challenge instead, which browsers leave to the page (decision 0305).
+  app.addHook("onSend", async (req, reply, payload) => {
+    if (
+      reply.statusCode === 401 &&
+      req.headers["x-requested-with"] === "XMLHttpRequest" &&
+      String(reply.getHeader("www-authenticate") ?? "").startsWith("Basic")
+    )
+      reply.header("www-authenticate", SCRIPT_CHALLENGE);
+    return payload;
   });
 
   app.addHook("onResponse", async (req, reply) => {

@@ -35,7 +35,12 @@ export function authHeaders(): Record<string, string> {
 export async function api(path: string, init: RequestInit = {}, ok: number[] = []): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(path, { ...init, headers: { ...authHeaders(), ...(init.headers ?? {}) } });
+    // X-Requested-With: a 401 then challenges Bearer, not Basic, so the browser shows no login dialog of
+    // its own over the page; the console's Sign in is the way in (decision 0305).
+    res = await fetch(path, {
+      ...init,
+      headers: { "x-requested-with": "XMLHttpRequest", ...authHeaders(), ...(init.headers ?? {}) },
+    });
   } catch (err) {
     throw new ApiError(`The gateway could not be reached (${(err as Error).message}). Is it running?`, 0, null);
   }

@@ -79,8 +79,12 @@ export function ClusterView() {
         setUpdatedAt(Date.now());
       } catch (e) {
         if (!live) return;
-        if (e instanceof ApiError && e.status === 501) setNotCluster(true);
         setError((e as Error).message);
+        // Not a cluster: nothing to poll for.
+        if (e instanceof ApiError && e.status === 501) {
+          setNotCluster(true);
+          return;
+        }
       }
       if (live) timer = window.setTimeout(poll, Math.max(0, POLL_MS - (Date.now() - started)));
     };

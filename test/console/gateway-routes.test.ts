@@ -11,6 +11,11 @@
 // Real processes on 127.0.0.1: a single node, and a three-member cluster (8
 // partitions, to keep the replace short) whose default user has a password,
 // with a read-only user "viewer" made on each member with ACL SETUSER.
+//
+// And, in the browser (chromium, as console.test.ts), what only this cluster
+// with users can show: anonymous is told in words to sign in; the viewer
+// signs in through the console's form, sees the cluster, is refused an admin
+// action in words; signs out.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,7 +23,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
+import type { Browser } from "playwright-core";
 import { basic, secretFile } from "../cerializer/security-gateway.js";
+import { guardedPage, launchBrowser, NO_CHROMIUM } from "../support/browser.js";
 import { P, problem, type RunningGateway, startGateway } from "../support/cerializer.js";
 import { eventually } from "../support/eventually.js";
 import { freePort, type RunningNode, startNode } from "../support/node.js";
@@ -28,6 +35,7 @@ const ADMIN = { authorization: basic("default", PASSWORD) };
 const VIEWER = { authorization: basic("viewer", "viewer-pw") };
 
 let root = "";
+let browser: Browser | null = null;
 let single: RunningNode;
 let singleGw: RunningGateway;
 const members: RunningNode[] = [];
@@ -108,6 +116,7 @@ before(async () => {
 });
 
 after(async () => {
+  await browser?.close();
   await Promise.all([singleGw?.stop(), gw?.stop()]);
   await Promise.all([single?.stop(), ...members.map((m) => m.stop())]);
   if (root !== "") await rm(root, { recursive: true, force: true });
@@ -181,6 +190,12 @@ describe("the console's routes on the gateway", () => {
     const anon = await gw.fetch("/v1/cluster");
     assert.equal(anon.status, 401);
     assert.equal((await problem(anon)).type, P("unauthorized"));
+    assert.match(anon.headers.get("www-authenticate") ?? "", /^Basic /, "curl and other clients are offered Basic");
+    // A script's request (the console's) is offered Bearer: a browser then shows no login dialog of its own.
+    const script = await gw.fetch("/v1/cluster", { headers: { "x-requested-with": "XMLHttpRequest" } });
+    assert.equal(script.status, 401);
+    assert.equal(script.headers.get("www-authenticate"), 'Bearer realm="piccolo"');
+    await script.arrayBuffer();
     await eventually("three members, eight partitions, each with a leader", async () => {
       const r = await gw.fetch("/v1/cluster", { headers: VIEWER });
       assert.equal(r.status, 200, await r.clone().text());
@@ -225,6 +240,38 @@ describe("the console's routes on the gateway", () => {
       }
       assert.equal((await status()).partitions[0]!.leader, to);
     });
+  });
+
+  it("in the browser: anonymous is told to sign in; the viewer signs in, sees the cluster, is refused an admin action in words, signs out", async (t) => {
+    browser = await launchBrowser();
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    const g = await guardedPage(browser, gw.url);
+    const page = g.page;
+    await page.goto(`${gw.url}/ui#/cluster`);
+    const error = page.getByTestId("error").first();
+    await error.waitFor();
+    assert.match((await error.textContent()) ?? "", /^401 /, "the refusal, in words");
+
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByLabel("User").fill("viewer");
+    await page.getByLabel("Password").fill("viewer-pw");
+    await page.getByRole("form", { name: "Sign in" }).getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("Signed in as").waitFor();
+    assert.equal(await page.locator(".user strong").textContent(), "viewer");
+    await page.getByTestId("member-n1").getByTestId("member-state").filter({ hasText: "up" }).waitFor();
+
+    await page.getByRole("button", { name: "Transfer leadership…" }).click();
+    await page.getByRole("alertdialog").getByRole("button", { name: "Yes, do it" }).click();
+    const refused = page.getByRole("region", { name: "Admin actions" }).getByTestId("error");
+    await refused.waitFor();
+    assert.match((await refused.textContent()) ?? "", /^403 .*no permissions/i);
+
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByText("anonymous").waitFor();
+    assert.deepEqual(g.foreign, [], "requests to other hosts");
+    assert.deepEqual(g.errors, [], "console errors");
+    for (const f of g.failed)
+      assert.match(f, /^(401 GET .*\/v1\/cluster|403 POST .*\/v1\/cluster\/transfer-leader)$/, f);
   });
 
   it("replace: refused to a read-only user; the admin moves n3's replicas to a new member n4, a step per post", async () => {
