@@ -231,6 +231,10 @@ describe("Cerializer operations routes", () => {
       "get /healthz",
       "get /readyz",
       "get /metrics",
+      "get /v1/cluster",
+      "post /v1/cluster/transfer-leader",
+      "post /v1/cluster/replace",
+      "get /ui",
     ])
       assert.ok(routes.includes(want), `${want} in ${routes.join(", ")}`);
     const html = await gw.fetch("/docs/");
