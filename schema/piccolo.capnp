@@ -407,7 +407,19 @@ struct PeerFrame {
     transfer @4 :TransferLeader;  # to the partition's leader: hand leadership over
     replace @5 :ReplaceReplica;   # to the partition's leader: take the next membership step
     publish @6 :Publish;    # a Redis PUBLISH, for this member's own subscribers (every member gets it)
+    leaving @7 :Leaving;    # this member is stopping: forward nothing more to it (and the answer to that)
   }
+}
+
+# A stopping member's last exchange with each peer (src/cluster/member.ts,
+# close; decision 0298). It sends `ack = false`: "I am leaving". The peer
+# forwards nothing more to it on this connection and answers `ack = true`.
+# Frames between two members arrive in order, so once the leaving member
+# reads the ack it has read every request that peer forwarded to it: it
+# answers them all, then closes. A peer of an older build closes the
+# connection on this frame kind, as on any it does not know.
+struct Leaving {
+  ack @0 :Bool;
 }
 
 # Redis pub/sub across a cluster: the member a client PUBLISHes to sends the

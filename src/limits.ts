@@ -528,6 +528,17 @@ export const PEER_MAX_AUTH_STEP_FRAME_BYTES = 1024;
 export const PEER_MAX_UNAUTHENTICATED_CONNECTIONS = 256;
 
 /**
+ * A stopping member's goodbye (src/cluster/member.ts, close; decision
+ * 0298): how long it waits for each peer's answer to "I am leaving" (after
+ * which the peer forwards nothing more to it), and then how long for its
+ * peer connections to close after the last frames are written (a FIN each,
+ * not a reset that could drop them). Past either bound it goes on: a peer
+ * that is slow to answer is no reason to hang a stop.
+ */
+export const PEER_LEAVING_ACK_MAX_MS = 1_000;
+export const PEER_CLOSE_MAX_MS = 1_000;
+
+/**
  * Bytes of client commands one cluster member may have in flight (held
  * while they wait for their partition's leader, a commit or a forwarded
  * answer), beside the count CLUSTER_MAX_IN_FLIGHT. Over it the IO loop stops

@@ -13,6 +13,8 @@
  *   block <member> both   both (also "block <member>")
  *   mute-replies <member> serve what <member> forwards here, but drop the answers
  *                         (the write is applied, its answer lost)
+ *   delay <member> <ms>   what this member sends to <member> leaves <ms> later, in
+ *                         order (a slow link: frames are in the air that long)
  *
  * Connections stay up while blocked, as behind a firewall that drops
  * packets: sends succeed locally and vanish, and the member's liveness
@@ -33,6 +35,8 @@ export class PeerFaults {
   private readonly blockedIn = new Set<number>();
   /** Peers whose forwarded commands are served here but never answered. */
   private readonly mutedReplies = new Set<number>();
+  /** Peers whose outgoing traffic is held back, and for how many ms. */
+  private readonly delayedOut = new Map<number, number>();
   private timer: NodeJS.Timeout | null = null;
   private last = "";
 
@@ -46,6 +50,7 @@ export class PeerFaults {
     this.blockedOut.clear();
     this.blockedIn.clear();
     this.mutedReplies.clear();
+    this.delayedOut.clear();
     for (const line of text.split("\n")) {
       const [verb, peer, dir = "both"] = line.trim().split(/\s+/);
       if (peer === undefined) continue;
@@ -54,6 +59,7 @@ export class PeerFaults {
         if (dir !== "out") this.blockedIn.add(Number(peer));
       }
       if (verb === "mute-replies") this.mutedReplies.add(Number(peer));
+      if (verb === "delay") this.delayedOut.set(Number(peer), Number(dir));
     }
   }
 
@@ -91,6 +97,13 @@ export class PeerFaults {
       sendFrame: (to, frame) => {
         if (this.blockedOut.has(to)) return false;
         if (this.mutedReplies.has(to) && decodePeerFrame(frame).kind === "forwardReply") return false;
+        const delayMs = this.delayedOut.get(to);
+        if (delayMs !== undefined) {
+          // A copy: the caller may reuse its buffer once this returns. Timers of one length fire in order.
+          const copy = frame.slice();
+          setTimeout(() => inner.sendFrame(to, copy), delayMs);
+          return inner.isConnected(to);
+        }
         return inner.sendFrame(to, frame);
       },
       isConnected: (peer) => inner.isConnected(peer),

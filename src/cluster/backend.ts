@@ -245,7 +245,9 @@ export class ClusterShards implements ShardBackend {
     return this.member.close();
   }
 
-  handOffLeadership(timeoutMs: number): Promise<{ led: number; left: number }> {
+  /** A stop's first step: the peers are told this member is leaving, then its leaderships go to them. */
+  async handOffLeadership(timeoutMs: number): Promise<{ led: number; left: number }> {
+    await this.member.sayLeaving();
     return this.member.admin.handOffLeadership(timeoutMs);
   }
 

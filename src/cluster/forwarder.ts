@@ -50,6 +50,10 @@ export class Forwarder {
   private nextId = 1;
   /** Forwards sent and not answered yet, by id. */
   private readonly waiting = new Map<number, Waiting>();
+  /** Commands other members forwarded here that are being served (see drain()). */
+  private serving = 0;
+  /** Members that said they are leaving (stopping): nothing more is forwarded to them (see leaving()). */
+  private readonly leavers = new Set<number>();
 
   constructor(
     private readonly self: number,
@@ -113,10 +117,29 @@ export class Forwarder {
     if (route === null || !route.replica) outcome = { kind: "notLeader", leader: 0 };
     else if (route.leader !== this.self) outcome = { kind: "notLeader", leader: route.leader };
     else {
-      const o = await this.router.hostOf(group).serve(group, write ? ServeMode.Write : ServeMode.Read, command);
-      outcome = o.kind === "result" ? o : { kind: "notLeader", leader: o.leader };
+      this.serving++;
+      try {
+        const o = await this.router.hostOf(group).serve(group, write ? ServeMode.Write : ServeMode.Read, command);
+        outcome = o.kind === "result" ? o : { kind: "notLeader", leader: o.leader };
+      } finally {
+        this.serving--;
+      }
     }
     this.net.sendFrame(from, encodeForwardReply(id, outcome));
+  }
+
+  /**
+   * Before this member closes its peer connections: waits until every
+   * command forwarded here has its answer sent, at most `maxMs` (a host
+   * answers each within HOST_REQUEST_DEADLINE_MS). A write proposed here
+   * just before this member handed its leadership over commits under the
+   * new leader a round trip later; closing the connection first would
+   * leave the member that forwarded it with an unknown outcome (TIMEOUT)
+   * for a write that succeeded.
+   */
+  async drain(maxMs: number): Promise<void> {
+    const by = this.clock.now() + maxMs;
+    while (this.serving > 0 && this.clock.now() < by) await sleep(this.clock, Math.min(5, this.tickMs));
   }
 
   /** The answer to forward `id` arrived. */
@@ -126,8 +149,25 @@ export class Forwarder {
     w?.done(outcome);
   }
 
+  /**
+   * `peer` is stopping and asked for nothing more: from now on a command
+   * for it is "never sent" (tried elsewhere, as for a member not
+   * connected). What was already sent to it is still answered: it reads up
+   * to the acknowledgement the caller sends next (member.ts).
+   */
+  leaving(peer: number): void {
+    this.leavers.add(peer);
+  }
+
+  /** Whether `peer` said it is leaving (on its current connection). */
+  isLeaving(peer: number): boolean {
+    return this.leavers.has(peer);
+  }
+
   /** A peer's connection went down: what we forwarded to it will not be answered; reads are retried elsewhere now. */
   peerDown(peer: number): void {
+    // Its next connection is a new run of it, or one that stays (a stop that failed).
+    this.leavers.delete(peer);
     for (const [id, w] of this.waiting)
       if (w.to === peer) {
         this.waiting.delete(id);
@@ -160,8 +200,8 @@ export class Forwarder {
     deadline: number,
   ): Promise<ForwardOutcome | typeof LOST | null> {
     const id = this.nextId++;
-    // A peer we are not connected to cannot answer: do not wait for it.
-    if (!this.net.isConnected(to)) return Promise.resolve(null);
+    // A peer we are not connected to cannot answer, and one that is leaving must not be asked: do not wait for it.
+    if (!this.net.isConnected(to) || this.leavers.has(to)) return Promise.resolve(null);
     return new Promise((resolve) => {
       const left = deadline - this.clock.now();
       const timer = this.clock.setTimeout(

@@ -53,6 +53,8 @@ export class Liveness {
     private readonly net: PeerNetwork,
     private readonly membership: Membership,
     private readonly hosts: readonly HostLink[],
+    /** A peer that said it is leaving (stopping) gets no partition back (decision 0298). */
+    private readonly isLeaving: (member: number) => boolean = () => false,
   ) {}
 
   start(): void {
@@ -89,7 +91,7 @@ export class Liveness {
       if (!this.net.isConnected(m.id)) this.connectedSince.delete(m.id);
       else if (!this.connectedSince.has(m.id)) this.connectedSince.set(m.id, now);
       const since = this.connectedSince.get(m.id);
-      if (since !== undefined && now - since >= REBALANCE_SETTLE_MS) settled.push(m.id);
+      if (since !== undefined && now - since >= REBALANCE_SETTLE_MS && !this.isLeaving(m.id)) settled.push(m.id);
     }
     if (settled.length > 0) for (const h of this.hosts) h.rebalance(settled);
   }

@@ -22,13 +22,15 @@
 import { ErrorCode } from "../errors.js";
 import { FLAG_STALE_READ, isWriteCommand, Op } from "../shard/command.js";
 import { Admin } from "./admin.js";
-import type { Clock } from "./clock.js";
+import { type Clock, sleep } from "./clock.js";
+import { PEER_LEAVING_ACK_MAX_MS } from "../limits.js";
+import { HOST_REQUEST_DEADLINE_MS } from "./deadlines.js";
 import { Forwarder } from "./forwarder.js";
 import { errorResult, type HostOptions, ServeMode } from "./group-host.js";
 import type { HostLink, LinkEvents } from "./host-link.js";
 import { Liveness } from "./liveness.js";
 import { Membership } from "./membership.js";
-import { encodePublish, type GroupMessage } from "./peer-codec.js";
+import { encodeLeaving, encodePublish, type GroupMessage } from "./peer-codec.js";
 import type { PeerFrame, PeerHandlers, PeerNetwork, PeerNetworkFactory } from "./peer-network.js";
 import type { ForgottenMember, Member } from "./placement.js";
 import { Router } from "./router.js";
@@ -90,6 +92,9 @@ export class ClusterMember {
   admin!: Admin;
   /** host:port of this member's client listener (set by listening()). */
   clientAddress = "";
+  /** Peers told this member is leaving that have not acknowledged it yet (sayLeaving()). */
+  private readonly unacknowledged = new Set<number>();
+  private saidLeaving = false;
 
   private constructor(
     private readonly o: MemberOptions,
@@ -160,7 +165,10 @@ export class ClusterMember {
     const handlers: PeerHandlers = {
       onMessages: (_from, messages) => this.stepMessages(messages),
       onFrame: (from, f) => this.onFrame(from, f),
-      onPeerDown: (peer) => this.forwarder.peerDown(peer),
+      onPeerDown: (peer) => {
+        this.unacknowledged.delete(peer);
+        this.forwarder.peerDown(peer);
+      },
       onJoin: (m) => this.membership.learn(m),
       clientAddress: () => this.clientAddress,
       forgotten: () => this.membership.forgotten(),
@@ -181,6 +189,7 @@ export class ClusterMember {
       this.net,
       this.membership,
       hosts,
+      (m) => this.forwarder.isLeaving(m),
     );
     this.admin = new Admin(
       self,
@@ -275,15 +284,53 @@ export class ClusterMember {
     return this.forwarder.execute(partition, command, write);
   }
 
+  /**
+   * A stop's goodbye to the other members (decision 0298), so that no
+   * command they forwarded here is left without its answer: each peer is
+   * told "I am leaving", forwards nothing more here, and acknowledges on
+   * the same connection; frames between two members arrive in order, so
+   * with every acknowledgement in, every forwarded command has been read.
+   * Then those still being served are answered, and only then do the
+   * connections close (gently: transport.ts, stop).
+   */
   async close(): Promise<void> {
     this.forwarder.close();
+    if (!this.saidLeaving) await this.sayLeaving();
+    await this.forwarder.drain(HOST_REQUEST_DEADLINE_MS);
     this.liveness.stop();
     await this.net.stop();
     await Promise.all(this.router.hosts.map((h) => h.close()));
   }
 
+  /**
+   * Tells every connected peer this member is leaving; resolves when each
+   * has acknowledged, or gone, or after PEER_LEAVING_ACK_MAX_MS. A stop's
+   * first step (backend.ts, handOffLeadership), before the handover: from
+   * then on the peers forward nothing here, and their rebalancing hands
+   * no partition back to a member on its way out (liveness.ts).
+   */
+  async sayLeaving(): Promise<void> {
+    this.saidLeaving = true;
+    const frame = encodeLeaving(false);
+    for (const peer of this.net.stats())
+      if (peer.member !== this.o.self.id && peer.connected && this.net.sendFrame(peer.member, frame))
+        this.unacknowledged.add(peer.member);
+    const clock = this.deps.clock;
+    const by = clock.now() + PEER_LEAVING_ACK_MAX_MS;
+    while (this.unacknowledged.size > 0 && clock.now() < by) await sleep(clock, 5);
+    this.unacknowledged.clear();
+  }
+
   private onFrame(from: number, f: PeerFrame): void {
     switch (f.kind) {
+      case "leaving":
+        if (f.ack) this.unacknowledged.delete(from);
+        else {
+          // Nothing more goes to it from here; the acknowledgement follows the last forward on this connection.
+          this.forwarder.leaving(from);
+          this.net.sendFrame(from, encodeLeaving(true));
+        }
+        return;
       case "forward":
         void this.forwarder.serve(from, f.id, f.group, f.write, f.command);
         return;

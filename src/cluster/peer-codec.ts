@@ -66,7 +66,16 @@ export type DecodedFrame =
   | { kind: "forwardReply"; id: number; outcome: ForwardOutcome }
   | { kind: "transfer"; group: number; to: number }
   | { kind: "replace"; group: number; remove: number; add: number }
-  | { kind: "publish"; channel: Uint8Array; message: Uint8Array };
+  | { kind: "publish"; channel: Uint8Array; message: Uint8Array }
+  /** A stopping member's "I am leaving" (ack false), or a peer's answer to it (ack true): schema's Leaving. */
+  | { kind: "leaving"; ack: boolean };
+
+/** "I am leaving" (ack false), or the answer to it (ack true); see Leaving in the schema. */
+export function encodeLeaving(ack: boolean): Uint8Array {
+  const m = new capnp.Message();
+  m.initRoot(PeerFrame)._initLeaving().ack = ack;
+  return frameOf(m);
+}
 
 /** A Redis PUBLISH for another member's subscribers. */
 export function encodePublish(channel: Uint8Array, message: Uint8Array): Uint8Array {
@@ -747,6 +756,8 @@ export function decodePeerFrame(frame: ArrayBuffer | Uint8Array): DecodedFrame {
           channel: root.publish.channel.toUint8Array().slice(),
           message: root.publish.message.toUint8Array().slice(),
         };
+      case PeerFrame_Which.LEAVING:
+        return { kind: "leaving", ack: root.leaving.ack };
       default:
         throw new PeerProtocolError(`unknown peer frame kind ${root.which()}`);
     }

@@ -79,6 +79,7 @@ import {
 import type { Logger } from "pino";
 import { LimitLog } from "../limit-log.js";
 import {
+  PEER_CLOSE_MAX_MS,
   PEER_MAX_AUTH_STEP_FRAME_BYTES,
   PEER_MAX_FRAME_BYTES,
   PEER_MAX_HELLO_FRAME_BYTES,
@@ -514,15 +515,29 @@ export class PeerTransport implements PeerNetwork {
     return [...this.peers.values()].map((p) => ({ ...p.stats, connected: p.ready, queuedBytes: p.queuedBytes }));
   }
 
+  /**
+   * Closes every connection gently: what is queued is written, then a FIN
+   * (the peer closes its side in turn), so the last answers to forwarded
+   * requests arrive; a reset could drop them. At most PEER_CLOSE_MAX_MS.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.announceTimer !== null) clearInterval(this.announceTimer);
+    // First no new connections: a peer that sees its connection end dials again at once, and the
+    // listener's close waits for every connection it accepted.
+    const listenerClosed = new Promise<void>((resolve) =>
+      this.server === null ? resolve() : this.server.close(() => resolve()),
+    );
+    for (const s of this.pending) s.destroy();
+    const closing: Promise<void>[] = [];
     for (const p of this.peers.values()) {
       if (p.timer !== null) clearTimeout(p.timer);
-      p.socket?.destroy();
+      this.flush(p);
+      const s = p.socket;
+      if (s !== null && !s.destroyed) closing.push(endGently(s, PEER_CLOSE_MAX_MS));
     }
-    for (const s of this.pending) s.destroy();
-    await new Promise<void>((resolve) => (this.server === null ? resolve() : this.server.close(() => resolve())));
+    await Promise.all(closing);
+    await listenerClosed;
   }
 
   /** Whether `p` is still a peer (not forgotten since: src/cluster/transport.ts, forget). */
@@ -772,6 +787,22 @@ export class PeerTransport implements PeerNetwork {
     p.queue = [];
     p.queuedBytes = 0;
   }
+}
+
+/** Writes what the socket holds, then a FIN; resolves once it is closed, destroying it after `maxMs`. */
+function endGently(s: Socket, maxMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      s.destroy();
+      done();
+    }, maxMs);
+    s.once("close", done);
+    s.end();
+  });
 }
 
 /** The cluster id: members (name, address, order) and the partition count, hashed. */

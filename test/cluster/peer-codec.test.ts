@@ -8,6 +8,7 @@ import fc from "fast-check";
 import {
   decodePeerFrame,
   encodeHello,
+  encodeLeaving,
   encodePublish,
   encodeRaftBatch,
   encodeRaftFrames,
@@ -285,6 +286,11 @@ describe("peer codec", () => {
       channel: new Uint8Array(0),
       message: new Uint8Array(0),
     });
+  });
+
+  it("a stopping member's Leaving, and the answer to it, say which they are (decision 0298)", () => {
+    assert.deepEqual(decodePeerFrame(buf(encodeLeaving(false))), { kind: "leaving", ack: false });
+    assert.deepEqual(decodePeerFrame(buf(encodeLeaving(true))), { kind: "leaving", ack: true });
   });
 
   it("refuses malformed frames with PeerProtocolError", () => {

@@ -187,21 +187,25 @@ describe("a rolling restart", { timeout: 240_000 }, () => {
       }
     })();
     await new Promise((r) => setTimeout(r, 1_000));
-    for (let i = 0; i < 3; i++) {
-      const t0 = Date.now();
-      const code = await nodes[i]!.stop();
-      const stopped = Date.now() - t0;
-      assert.equal(code, 0, `n${i + 1} exits 0`);
-      nodes[i] = await start(i);
-      const started = Date.now() - t0 - stopped;
-      await settled(nodes[i]!);
-      const back = Date.now() - t0 - stopped - started;
-      console.log(
-        `n${i + 1}: stopped in ${stopped} ms, started in ${started} ms, every partition led again after ${back} ms; ${ops} operations so far, ${failures.length} failed`,
-      );
+    // A failed step ends the load too: its loops would otherwise run (and fail) until the file's timeout.
+    try {
+      for (let i = 0; i < 3; i++) {
+        const t0 = Date.now();
+        const code = await nodes[i]!.stop();
+        const stopped = Date.now() - t0;
+        assert.equal(code, 0, `n${i + 1} exits 0`);
+        nodes[i] = await start(i);
+        const started = Date.now() - t0 - stopped;
+        await settled(nodes[i]!);
+        const back = Date.now() - t0 - stopped - started;
+        console.log(
+          `n${i + 1}: stopped in ${stopped} ms, started in ${started} ms, every partition led again after ${back} ms; ${ops} operations so far, ${failures.length} failed`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      running = false;
     }
-    await new Promise((r) => setTimeout(r, 1_000));
-    running = false;
     await Promise.all([...writers, ...http, reader, ...resp]);
     console.log(`redis clients: ${redisConnectionErrors} connection errors while their member was down (not failures)`);
     assert.deepEqual(failures.slice(0, 10), [], `${failures.length} of ${ops + failures.length} requests failed`);

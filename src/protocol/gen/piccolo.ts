@@ -3335,7 +3335,12 @@ export const PeerFrame_Which = {
 * a Redis PUBLISH, for this member's own subscribers (every member gets it)
 *
 */
-  PUBLISH: 6
+  PUBLISH: 6,
+  /**
+* this member is stopping: forward nothing more to it (and the answer to that)
+*
+*/
+  LEAVING: 7
 } as const;
 export type PeerFrame_Which = (typeof PeerFrame_Which)[keyof typeof PeerFrame_Which];
 export class PeerFrame extends $.Struct {
@@ -3346,6 +3351,7 @@ export class PeerFrame extends $.Struct {
   static readonly TRANSFER = PeerFrame_Which.TRANSFER;
   static readonly REPLACE = PeerFrame_Which.REPLACE;
   static readonly PUBLISH = PeerFrame_Which.PUBLISH;
+  static readonly LEAVING = PeerFrame_Which.LEAVING;
   static readonly _capnp = {
     displayName: "PeerFrame",
     id: "fd5641711157afea",
@@ -3546,10 +3552,53 @@ export class PeerFrame extends $.Struct {
     $.utils.setUint16(0, 6, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptLeaving(value: $.Orphan<Leaving>): void {
+    $.utils.setUint16(0, 7, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownLeaving(): $.Orphan<Leaving> {
+    return $.utils.disown(this.leaving);
+  }
+  /**
+* this member is stopping: forward nothing more to it (and the answer to that)
+*
+*/
+  get leaving(): Leaving {
+    $.utils.testWhich("leaving", $.utils.getUint16(0, this), 7, this);
+    return $.utils.getStruct(0, Leaving, this);
+  }
+  _hasLeaving(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initLeaving(): Leaving {
+    $.utils.setUint16(0, 7, this);
+    return $.utils.initStructAt(0, Leaving, this);
+  }
+  get _isLeaving(): boolean {
+    return $.utils.getUint16(0, this) === 7;
+  }
+  set leaving(value: Leaving) {
+    $.utils.setUint16(0, 7, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "PeerFrame_" + super.toString(); }
   which(): PeerFrame_Which {
     return $.utils.getUint16(0, this) as PeerFrame_Which;
   }
+}
+export class Leaving extends $.Struct {
+  static readonly _capnp = {
+    displayName: "Leaving",
+    id: "ff56c732b98ecdd8",
+    size: new $.ObjectSize(8, 0),
+  };
+  get ack(): boolean {
+    return $.utils.getBit(0, this);
+  }
+  set ack(value: boolean) {
+    $.utils.setBit(0, value, this);
+  }
+  toString(): string { return "Leaving_" + super.toString(); }
 }
 export class Publish extends $.Struct {
   static readonly _capnp = {

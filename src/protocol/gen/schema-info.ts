@@ -1828,9 +1828,22 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "ff56c732b98ecdd8": {
+      "name": "Leaving",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "ack",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        }
+      ]
+    },
     "fd5641711157afea": {
       "name": "PeerFrame",
-      "unionMembers": 7,
+      "unionMembers": 8,
       "fields": [
         {
           "name": "hello",
@@ -1886,6 +1899,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "b74f3ab69ca6fbdc"
+          }
+        },
+        {
+          "name": "leaving",
+          "discriminant": 7,
+          "type": {
+            "kind": "struct",
+            "struct": "ff56c732b98ecdd8"
           }
         }
       ]
@@ -2160,6 +2181,7 @@ export const schemaInfo: SchemaInfo = {
     "Forward": "eac1fec5c400bca0",
     "ForwardReply": "bde79b3d68b4514f",
     "Publish": "b74f3ab69ca6fbdc",
+    "Leaving": "ff56c732b98ecdd8",
     "PeerFrame": "fd5641711157afea",
     "ForgottenMember": "fd553da947856cfd",
     "RaftMessage": "bdf36bc92bfac36a",
