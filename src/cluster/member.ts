@@ -20,10 +20,10 @@
  * and everything below it as it is.
  */
 import { ErrorCode } from "../errors.js";
+import { PEER_LEAVING_ACK_MAX_MS } from "../limits.js";
 import { FLAG_STALE_READ, isWriteCommand, Op } from "../shard/command.js";
 import { Admin } from "./admin.js";
 import { type Clock, sleep } from "./clock.js";
-import { PEER_LEAVING_ACK_MAX_MS } from "../limits.js";
 import { HOST_REQUEST_DEADLINE_MS } from "./deadlines.js";
 import { Forwarder } from "./forwarder.js";
 import { errorResult, type HostOptions, ServeMode } from "./group-host.js";
@@ -285,13 +285,12 @@ export class ClusterMember {
   }
 
   /**
-   * A stop's goodbye to the other members (decision 0298), so that no
-   * command they forwarded here is left without its answer: each peer is
-   * told "I am leaving", forwards nothing more here, and acknowledges on
-   * the same connection; frames between two members arrive in order, so
-   * with every acknowledgement in, every forwarded command has been read.
-   * Then those still being served are answered, and only then do the
-   * connections close (gently: transport.ts, stop).
+   * The end of a stop (decision 0298), so that no command other members
+   * forwarded here is left without its answer: the peers were told at its
+   * start that this member is leaving (sayLeaving; told now if not), and
+   * have acknowledged, so every command they forwarded has been read. Those
+   * still being served are answered, and only then do the connections
+   * close (gently: transport.ts, stop).
    */
   async close(): Promise<void> {
     this.forwarder.close();
