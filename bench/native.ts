@@ -1,5 +1,6 @@
 // npm run bench:native: issue #19's workloads (bench/lib/workloads.ts: SET as
-// put, GET as get, at -c 50 -P 1, -c 50 -P 16 and -c 1) over the native
+// put, GET as get, MSET as a txn of 10 puts and as an mput of 10 keys, at
+// -c 50 -P 1, -c 50 -P 16 and -c 1; INCR has no native request) over the native
 // protocol, through bench/lib/native-load.ts (worker threads writing
 // pre-laid-out frames: redis-benchmark's model, not the capnp-es client),
 // against Piccolo in memory with --shards 0 (maps on the IO thread), 1 and 2,
@@ -22,7 +23,7 @@ import { CLI } from "./lib/piccolo.js";
 import { freePort } from "./lib/ports.js";
 import { procs, waitLine } from "./lib/procs.js";
 import { barChart, gitCommit, machine, median, progress, progressDone, table } from "./lib/report.js";
-import { KEYSPACE, NATIVE_TEST, VALUE_BYTES, WORKLOADS } from "./lib/workloads.js";
+import { KEYSPACE, nativeTests, VALUE_BYTES, WORKLOADS } from "./lib/workloads.js";
 
 const BENCH = "bench:native";
 const { values: o } = parseArgs({
@@ -101,14 +102,12 @@ for (let round = 1; round <= rounds; round++) {
   for (const w of WORKLOADS)
     for (const t of order) {
       progress(`round ${round}/${rounds} ${w.name} ${t.name} (${++done}/${total})`);
-      for (const test of w.tests) {
-        const op = NATIVE_TEST[test];
-        if (op === undefined) continue;
+      for (const { test: redisTest, label: test, op } of nativeTests(w)) {
         const r = await nativeLoad({
           port: t.port,
           connections: w.connections,
           pipeline: w.pipeline,
-          requests: Math.round((w.requestsFor?.[test] ?? w.requests) * scale),
+          requests: Math.round((w.requestsFor?.[redisTest] ?? w.requests) * scale),
           keyspace: KEYSPACE,
           valueBytes: VALUE_BYTES,
           test: op,
@@ -136,26 +135,24 @@ P.cleanup();
 
 const summary = targets.flatMap((t) =>
   WORKLOADS.flatMap((w) =>
-    w.tests
-      .filter((test) => NATIVE_TEST[test] !== undefined)
-      .map((test) => {
-        const mine = runs.filter((r) => r.target === t.name && r.workload === w.name && r.test === test);
-        const base = runs.filter((r) => r.target === "--shards 0" && r.workload === w.name && r.test === test);
-        const rps = median(mine.map((r) => r.rps));
-        return {
-          target: t.name,
-          workload: w.name,
-          test,
-          rps,
-          vsShards0: base.length > 0 ? rps / median(base.map((r) => r.rps)) : null,
-          p50ms: median(mine.map((r) => r.p50ms)),
-          p99ms: median(mine.map((r) => r.p99ms)),
-          cpuUsPerRequest: median(mine.map((r) => r.cpuUsPerRequest)),
-          cpuCores: median(mine.map((r) => r.cpuCores)),
-          eluMax: Math.max(...mine.flatMap((r) => r.elu)),
-          errors: mine.reduce((n, r) => n + r.errors, 0),
-        };
-      }),
+    nativeTests(w).map(({ label: test }) => {
+      const mine = runs.filter((r) => r.target === t.name && r.workload === w.name && r.test === test);
+      const base = runs.filter((r) => r.target === "--shards 0" && r.workload === w.name && r.test === test);
+      const rps = median(mine.map((r) => r.rps));
+      return {
+        target: t.name,
+        workload: w.name,
+        test,
+        rps,
+        vsShards0: base.length > 0 ? rps / median(base.map((r) => r.rps)) : null,
+        p50ms: median(mine.map((r) => r.p50ms)),
+        p99ms: median(mine.map((r) => r.p99ms)),
+        cpuUsPerRequest: median(mine.map((r) => r.cpuUsPerRequest)),
+        cpuCores: median(mine.map((r) => r.cpuCores)),
+        eluMax: Math.max(...mine.flatMap((r) => r.elu)),
+        errors: mine.reduce((n, r) => n + r.errors, 0),
+      };
+    }),
   ),
 );
 console.log(

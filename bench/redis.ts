@@ -17,7 +17,8 @@
 //   redis-benchmark -t <tests> -c <c> -P <P> -n <n> --csv
 // against every server, the order of the servers reversed every round (A B C ..., ... C B A), so Redis
 // and Piccolo of a pair run back to back and take turns going first. After the Redis-protocol run of
-// each pair's Piccolo, the same workload's SET and GET go through the native protocol (put, get) with
+// each pair's Piccolo, the same workload goes through the native protocol (SET as put, GET as get, MSET
+// as a txn of 10 puts and as an mput; INCR has no native request: bench/lib/workloads.ts) with
 // bench/lib/native-load.ts, a load generator in worker threads that is not the bottleneck (it reports
 // its own CPU use); --skip-native leaves that out.
 //
@@ -49,7 +50,7 @@ import {
   startPiccoloResp,
   startRedis,
 } from "./lib/resp.js";
-import { goalText, KEYSPACE, meets, NATIVE_TEST, VALUE_BYTES, WORKLOADS, type Workload } from "./lib/workloads.js";
+import { goalText, KEYSPACE, meets, nativeTests, VALUE_BYTES, WORKLOADS, type Workload } from "./lib/workloads.js";
 
 const BENCH = "bench:redis";
 const { values: o } = parseArgs({
@@ -205,14 +206,12 @@ const pick = (l: { rps: number; p50ms: number; p99ms: number }) => ({ rps: l.rps
 
 async function nativeRun(t: Target, w: Workload, round: number, position: number): Promise<Cell[]> {
   const cells: Cell[] = [];
-  for (const test of w.tests) {
-    const op = NATIVE_TEST[test];
-    if (op === undefined) continue;
+  for (const { test: redisTest, label: test, op } of nativeTests(w)) {
     const r: NativeLoadResult = await nativeLoad({
       port: t.s.nativePort!,
       connections: w.connections,
       pipeline: w.pipeline,
-      requests: requestsOf(w, test),
+      requests: requestsOf(w, redisTest),
       keyspace: KEYSPACE,
       valueBytes: VALUE_BYTES,
       test: op,
@@ -358,10 +357,10 @@ const nativeRows: NativeRow[] = [];
 for (const t of targets) {
   if (!t.native) continue;
   for (const w of WORKLOADS)
-    for (const test of w.tests) {
+    for (const { test: redisTest, label: test } of nativeTests(w)) {
       const n = of(t.s.name, "native", w.name, test);
       if (n.length === 0) continue;
-      const r = of(t.s.name, "resp", w.name, test);
+      const r = of(t.s.name, "resp", w.name, redisTest);
       const ratio = med(n, (c) => c.rps) / med(r, (c) => c.rps);
       nativeRows.push({
         piccolo: t.s.name,
@@ -374,7 +373,7 @@ for (const t of targets) {
           const rc = r.find((c) => c.round === nc.round);
           return rc ? [nc.rps / rc.rps] : [];
         }),
-        vsRedis: med(n, (c) => c.rps) / med(of(t.against!.s.name, "resp", w.name, test), (c) => c.rps),
+        vsRedis: med(n, (c) => c.rps) / med(of(t.against!.s.name, "resp", w.name, redisTest), (c) => c.rps),
         nativeP50ms: med(n, (c) => c.p50ms),
         nativeP99ms: med(n, (c) => c.p99ms),
         respP50ms: med(r, (c) => c.p50ms),

@@ -8,18 +8,23 @@
 // Why by hand: the capnp-es client costs more CPU per request than the node
 // spends serving it, so a benchmark through it measures the client. Here a
 // request is a template laid out once by src/client/hot-wire.ts, and per
-// request only its id and the 12 digits of its key are written into it; an
-// answer is only cut from the stream by its segment table and its union's
-// discriminant read (error or not). Nothing is allocated per request but
-// what Node's sockets allocate.
+// request only its id and the 12 digits of each of its keys are written into
+// it; an answer is only cut from the stream by its segment table and its
+// union's discriminant read (error or not). Nothing is allocated per request
+// but what Node's sockets allocate.
+//
+// The multi-key requests (MSET's stand-ins: an mput, or a txn of puts, of
+// MULTI_KEYS keys) are laid out once by capnp-es, as the client lays them
+// out, and rewritten the same way: each key's digits in place.
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { parentPort, workerData } from "node:worker_threads";
 import * as hdr from "hdr-histogram-js";
+import * as capnp from "capnp-es";
 import { encodeGetRequest, encodeWriteRequest } from "../../src/client/hot-wire.js";
-import { Request_Which, Response_Which } from "../../src/protocol/gen/piccolo.js";
+import { Request, Request_Which, Response_Which } from "../../src/protocol/gen/piccolo.js";
 import { frameBytes } from "./capnp-frames.js";
-import type { NativeLoadOptions } from "./native-load.js";
+import { MULTI_KEYS, type NativeLoadOptions } from "./native-load.js";
 
 /** A thread's share of a nativeLoad run. */
 export type WorkerJob = Omit<NativeLoadOptions, "host" | "threads" | "seed"> & { host: string; seed: number };
@@ -39,20 +44,54 @@ const job = workerData as WorkerJob;
 const KEY_TEMPLATE = Buffer.from("key:000000000000");
 const DIGITS = 12;
 
-/** A request laid out once; `idAt` and `digitsAt` are where each copy's id and key digits go. */
-function template(): { frame: Uint8Array; idAt: number; digitsAt: number } {
+/** A request laid out once; `idAt` is where each copy's id goes, `digitsAt` where each of its keys' digits go. */
+function template(): { frame: Uint8Array; idAt: number; digitsAt: number[] } {
   const value = Buffer.alloc(job.valueBytes, "x");
-  const frame =
-    job.test === "get"
-      ? encodeGetRequest(0, KEY_TEMPLATE, false)
-      : encodeWriteRequest(0, Request_Which.PUT, KEY_TEMPLATE, value, 0, 0, false);
-  const keyAt = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).indexOf(KEY_TEMPLATE);
-  // hot-wire lays out one segment: an 8-byte table, the root pointer, the root's data (id first).
+  const frame = layout(0, value);
+  const keysIn = job.test === "mput" || job.test === "txn" ? MULTI_KEYS : 1;
+  const digitsAt: number[] = [];
+  const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  for (let at = bytes.indexOf(KEY_TEMPLATE); at >= 0; at = bytes.indexOf(KEY_TEMPLATE, at + KEY_TEMPLATE.length))
+    digitsAt.push(at + 4);
+  // Every request here is one segment: an 8-byte table, the root pointer, the root's data (id first).
   const idAt = 16;
-  const check = encodeGetRequest(0x01020304, KEY_TEMPLATE, false);
-  if (keyAt < 0 || new DataView(check.buffer, check.byteOffset).getUint32(idAt, true) !== 0x01020304)
+  const check = layout(0x01020304, value);
+  if (
+    digitsAt.length !== keysIn ||
+    new Uint32Array(frame.buffer, frame.byteOffset, 1)[0] !== 0 ||
+    new DataView(check.buffer, check.byteOffset).getUint32(idAt, true) !== 0x01020304
+  )
     throw new Error("native-load: the request's layout is not the one this generator writes into");
-  return { frame, idAt, digitsAt: keyAt + 4 };
+  return { frame, idAt, digitsAt };
+}
+
+/** The request with id `id`, every key KEY_TEMPLATE. */
+function layout(id: number, value: Uint8Array): Uint8Array {
+  if (job.test === "get") return encodeGetRequest(id, KEY_TEMPLATE, false);
+  if (job.test === "put") return encodeWriteRequest(id, Request_Which.PUT, KEY_TEMPLATE, value, 0, 0, false);
+  // As src/client/client.ts builds mput and txn (capnpRequest): capnp-es, one segment for this size.
+  const message = new capnp.Message();
+  const req = message.initRoot(Request);
+  req.id = BigInt(id);
+  const set = (d: capnp.Data, from: Uint8Array) => d.copyBuffer(from);
+  if (job.test === "mput") {
+    const list = req._initMput()._initEntries(MULTI_KEYS);
+    for (let i = 0; i < MULTI_KEYS; i++) {
+      set(list[i]!._initKey(KEY_TEMPLATE.length), KEY_TEMPLATE);
+      set(list[i]!._initValue(value.length), value);
+    }
+  } else {
+    const t = req._initTxn();
+    t._initCompares(0);
+    t._initFailure(0);
+    const ops = t._initSuccess(MULTI_KEYS);
+    for (let i = 0; i < MULTI_KEYS; i++) {
+      const p = ops[i]!._initPut();
+      set(p._initKey(KEY_TEMPLATE.length), KEY_TEMPLATE);
+      set(p._initValue(value.length), value);
+    }
+  }
+  return new Uint8Array(message.toArrayBuffer());
 }
 
 const tpl = template();
@@ -133,10 +172,12 @@ class Lane {
     for (let i = 0; i < n; i++) {
       const at = i * size;
       this.view.setUint32(at + tpl.idAt, nextId++ >>> 0, true);
-      let k = nextKey();
-      for (let d = DIGITS - 1; d >= 0; d--) {
-        this.batch[at + tpl.digitsAt + d] = 48 + (k % 10);
-        k = Math.floor(k / 10);
+      for (const digitsAt of tpl.digitsAt) {
+        let k = nextKey();
+        for (let d = DIGITS - 1; d >= 0; d--) {
+          this.batch[at + digitsAt + d] = 48 + (k % 10);
+          k = Math.floor(k / 10);
+        }
       }
     }
     this.inFlight = n;

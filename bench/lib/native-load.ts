@@ -33,14 +33,23 @@ export interface NativeLoadOptions {
   keyspace: number;
   /** -d */
   valueBytes: number;
-  test: "put" | "get";
+  test: NativeTest;
   /** Worker threads (default: DEFAULT_THREADS; never more than connections). */
   threads?: number;
   seed?: number;
 }
 
+/**
+ * The requests the generator sends: put and get of one key; mput of MULTI_KEYS keys (each key atomic on
+ * its own); a txn whose success branch puts MULTI_KEYS keys (atomic as a whole, as Redis's MSET is).
+ */
+export type NativeTest = "put" | "get" | "mput" | "txn";
+
+/** Keys of an mput or txn request: redis-benchmark's MSET sets 10. */
+export const MULTI_KEYS = 10;
+
 export interface NativeLoadResult {
-  test: "put" | "get";
+  test: NativeTest;
   rps: number;
   requests: number;
   errors: number;
