@@ -36,16 +36,10 @@ import {
   unpackKeys,
 } from "../shard/command.js";
 import { FrameReader } from "../protocol/framing.js";
-import {
-  ALL_PERMS,
-  mayAccess,
-  mayRun,
-  mayWatchPrefix,
-  NOPERM_KEY,
-  nopermCommand,
-  Perm,
-  type User,
-} from "../security/users.js";
+import { ALL_PERMS, type User } from "../security/users.js";
+import { nativeRefusal } from "./native-perms.js";
+import { HotRequest } from "./native-hot.js";
+import { HOT, readHot } from "../protocol/hot-codec.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 import { sendTxn, type TxnGather, type TxnOutcome } from "./txn.js";
@@ -68,62 +62,6 @@ export interface NativeSession {
   /** The connection is closed or cut off: nothing more reaches its client. */
   readonly gone: boolean;
   log(level: "info" | "warn", message: string, detail?: object): void;
-}
-
-const { READ, WRITE, ADMIN } = Perm;
-
-/** "get", "transferLeader"...: an operation's name in NOPERM's text. */
-const kindName: Record<number, string> = {};
-for (const [name, kind] of Object.entries(OpKind))
-  kindName[kind] = name.toLowerCase().replace(/_(.)/g, (_m, c: string) => c.toUpperCase());
-
-/** The permission each operation needs (src/security/users.ts); a transaction's depends on its ops (txnPerm). */
-const permOfKind: Partial<Record<number, number>> = {
-  [OpKind.GET]: READ,
-  [OpKind.EXISTS]: READ,
-  [OpKind.TTL]: READ,
-  [OpKind.MGET]: READ,
-  [OpKind.SCAN]: READ,
-  [OpKind.WATCH]: READ,
-  [OpKind.PUT]: WRITE,
-  [OpKind.INSERT]: WRITE,
-  [OpKind.UPDATE]: WRITE,
-  [OpKind.CAS]: WRITE,
-  [OpKind.DELETE]: WRITE,
-  [OpKind.EXPIRE]: WRITE,
-  [OpKind.PERSIST]: WRITE,
-  [OpKind.MPUT]: WRITE,
-  [OpKind.MDEL]: WRITE,
-  [OpKind.TRANSFER_LEADER]: ADMIN,
-  [OpKind.REPLACE_REPLICA]: ADMIN,
-  // Every key and value of the node, whatever the user's key patterns: an operator's tool.
-  [OpKind.BACKUP]: ADMIN,
-  // Sets versions: misused, it could make a compare-and-swap succeed against a version it never read.
-  [OpKind.RESTORE_KEYS]: ADMIN,
-  [OpKind.FORGET_MEMBER]: ADMIN,
-};
-
-/**
- * Why `user` may not run `op`, in Redis's words, or null when it may: the
- * operation's category, then each key against the user's patterns (a watch
- * of a prefix: the whole prefix must be within one pattern).
- */
-export function nativeRefusal(user: User, op: Operation): string | null {
-  let need = permOfKind[op.kind] ?? 0;
-  const t = op.txn;
-  if (t !== null) {
-    if (t.compares.length > 0) need |= READ;
-    for (const o of [...t.success, ...t.failure]) need |= isWrite(o.op) ? WRITE : READ;
-  }
-  if (!mayRun(user, need)) return nopermCommand(user, kindName[op.kind] ?? String(op.kind));
-  if (user.keys === null) return null;
-  if (op.kind === OpKind.WATCH && op.prefix) return mayWatchPrefix(user, op.keys[0]!) ? null : NOPERM_KEY;
-  for (const k of op.keys) if (!mayAccess(user, k)) return NOPERM_KEY;
-  if (t !== null) {
-    for (const c of t.compares) if (!mayAccess(user, c.key)) return NOPERM_KEY;
-    for (const o of [...t.success, ...t.failure]) if (!mayAccess(user, o.key)) return NOPERM_KEY;
-  }
-  return null;
 }
 
 /** Scan cursors name the shard in their high part: shard * 2^32 + the shard's own cursor. */
@@ -602,9 +540,13 @@ export class NativeConnection extends Connection implements NativeSession {
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
     const d = this.host.dispatcher;
+    const maxValueBytes = this.host.maxValueBytes;
     this.framer.pushViews(chunk, (frame) => {
       // A frame is never reused (a small one is carved from a shared block: src/small-bytes.ts), so a request held past the dispatch window keeps it as it is.
-      const req = new NativeRequest(this, decodeRequest(frame, this.host.maxValueBytes), nowMs);
+      // Get and put by hand when they are plain and valid (native-hot.ts); everything else decoded whole.
+      const req = readHot(frame, maxValueBytes)
+        ? new HotRequest(this, HOT, frame, nowMs)
+        : new NativeRequest(this, decodeRequest(frame, maxValueBytes), nowMs);
       const now = this.mayStart();
       this.enqueue(req);
       if (now) req.start(d, nowMs, this);
@@ -622,7 +564,7 @@ export class NativeConnection extends Connection implements NativeSession {
   }
 
   protected startHeld(req: InFlight): void {
-    const r = req as NativeRequest;
+    const r = req as NativeRequest | HotRequest;
     r.start(this.host.dispatcher, r.readMs, this);
   }
 

@@ -20,6 +20,7 @@ import {
   type PartResult,
 } from "../../src/protocol/codec.js";
 import { FrameReader } from "../../src/protocol/framing.js";
+import { HOT, hotValue, hotWritten, readHot } from "../../src/protocol/hot-codec.js";
 import { Request, Response, Response_Which } from "../../src/protocol/gen/piccolo.js";
 import { type RunningNode, startNode } from "../support/node.js";
 import { mulberry32 } from "../support/random.js";
@@ -268,6 +269,62 @@ describe("decoder fuzzing", () => {
         }
       }),
       { seed: 14, numRuns: 300 },
+    );
+  });
+
+  it("the hot reader (hot-codec.ts) takes a request only when decodeRequest accepts it, and reads it the same (decision 0315)", () => {
+    const HOT_KINDS = new Set<number>([OpKind.GET, OpKind.PUT, OpKind.INSERT, OpKind.UPDATE]);
+    const agrees = (frame: Uint8Array, asWritten = false) => {
+      const op = decodeRequest(frame.slice().buffer, MAX_VALUE_BYTES);
+      const hot = readHot(frame, MAX_VALUE_BYTES);
+      // Every valid get and put as this schema writes it takes the hot path: it is not a path nobody walks.
+      if (asWritten && op.errorCode === 0 && HOT_KINDS.has(op.kind))
+        assert.ok(hot, `kind ${op.kind} missed the hot path`);
+      if (!hot) return;
+      assert.equal(op.errorCode, 0, `the hot reader took a request decodeRequest refuses: ${op.errorMessage}`);
+      assert.equal(HOT.kind, op.kind);
+      assert.equal(new DataView(frame.buffer, frame.byteOffset).getBigUint64(HOT.idAt, true), op.id);
+      assert.deepEqual(HOT.key, op.keys[0]);
+      assert.deepEqual(HOT.value, op.values[0] ?? new Uint8Array(0));
+      assert.equal(HOT.ttlMs, op.ttlMs);
+      assert.equal(HOT.expireAtMs, op.expireAtMs);
+      assert.equal(HOT.keepTtl, op.keepTtl);
+      assert.equal(HOT.stale, op.stale);
+    };
+    fc.assert(
+      fc.property(validRequest, ({ frame }) => agrees(frame, true)),
+      { seed: 15, numRuns: 1000 },
+    );
+    fc.assert(
+      fc.property(mutated, (frame) => agrees(frame)),
+      { seed: 16, numRuns: 5000 },
+    );
+    fc.assert(
+      fc.property(randomFramed, (frame) => agrees(frame)),
+      { seed: 17, numRuns: 2000 },
+    );
+  });
+
+  it("the hot answers (hot-codec.ts) are byte for byte encodeSingle's (decision 0315)", () => {
+    const part = fc.record({
+      flag: fc.constantFrom(0, 1),
+      version: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      expireAtMs: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      value: fc.uint8Array({ maxLength: 300 }),
+    });
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.nat(16), part, (id, idAt, p) => {
+        const frame = new Uint8Array(idAt + 8);
+        new DataView(frame.buffer).setBigUint64(idAt, id, true);
+        const result: PartResult = { status: ErrorCode.OK, num: 0, ...p };
+        const value = hotValue(frame, idAt, p.flag === 1, p.version, p.expireAtMs, p.value);
+        assert.deepEqual(value, encodeSingle(id, OpKind.GET, result));
+        for (const kind of [OpKind.PUT, OpKind.INSERT, OpKind.UPDATE]) {
+          const created = kind === OpKind.INSERT || (kind === OpKind.PUT && p.flag === 0);
+          assert.deepEqual(hotWritten(frame, idAt, p.version, created), encodeSingle(id, kind, result));
+        }
+      }),
+      { seed: 18, numRuns: 500 },
     );
   });
 
