@@ -40,6 +40,7 @@ import { ALL_PERMS, type User } from "../security/users.js";
 import { nativeRefusal } from "./native-perms.js";
 import { HotRequest } from "./native-hot.js";
 import { HOT, readHot } from "../protocol/hot-codec.js";
+import { decodeListRequest, encodeTxnPutsAndDeletes, encodeVersions } from "../protocol/list-codec.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 import { sendTxn, type TxnGather, type TxnOutcome } from "./txn.js";
@@ -380,13 +381,10 @@ export class NativeRequest extends InFlight {
           ),
         );
     }
+    const ops = branch.map((b) => b.op);
+    // Puts and deletes laid out by hand (list-codec.ts); a branch with a get through capnp-es.
     this.finish(
-      encodeTxn(
-        op.id,
-        o.succeeded,
-        branch.map((b) => b.op),
-        o.results,
-      ),
+      encodeTxnPutsAndDeletes(op.id, o.succeeded, ops, o.results) ?? encodeTxn(op.id, o.succeeded, ops, o.results),
     );
   }
 
@@ -458,6 +456,8 @@ export class NativeRequest extends InFlight {
       const rows = parts.map((p, shard) => statsRow(shard, p.value!));
       return this.finish(encodeStats(op.id, rows, Date.now() - d.startedMs, d.connections));
     }
+    // mput's versions laid out by hand (list-codec.ts), restoreKeys' too: the same answer.
+    if (op.kind === OpKind.MPUT || op.kind === OpKind.RESTORE_KEYS) return this.finish(encodeVersions(op.id, parts));
     this.finish(encodeMulti(op.id, op.kind, parts));
   }
 }
@@ -543,10 +543,15 @@ export class NativeConnection extends Connection implements NativeSession {
     const maxValueBytes = this.host.maxValueBytes;
     this.framer.pushViews(chunk, (frame) => {
       // A frame is never reused (a small one is carved from a shared block: src/small-bytes.ts), so a request held past the dispatch window keeps it as it is.
-      // Get and put by hand when they are plain and valid (native-hot.ts); everything else decoded whole.
+      // Get and put by hand when they are plain and valid (native-hot.ts); mput and txn read by hand into an
+      // Operation (list-codec.ts); everything else, and anything unusual or invalid, through decodeRequest.
       const req = readHot(frame, maxValueBytes)
         ? new HotRequest(this, HOT, frame, nowMs)
-        : new NativeRequest(this, decodeRequest(frame, maxValueBytes), nowMs);
+        : new NativeRequest(
+            this,
+            decodeListRequest(frame, maxValueBytes) ?? decodeRequest(frame, maxValueBytes),
+            nowMs,
+          );
       const now = this.mayStart();
       this.enqueue(req);
       if (now) req.start(d, nowMs, this);

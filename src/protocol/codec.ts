@@ -86,7 +86,7 @@ export interface DecodedTxn {
 
 const EMPTY = new Uint8Array(0);
 
-function blankOperation(id: bigint, kind: Request_Which): Operation {
+export function blankOperation(id: bigint, kind: Request_Which): Operation {
   return {
     id,
     kind,
@@ -356,11 +356,11 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
   }
 }
 
-const TARGETS: Record<number, number> = {
+export const TARGETS: Record<number, number> = {
   [WireTarget.VERSION]: CompareTarget.VERSION,
   [WireTarget.VALUE]: CompareTarget.VALUE,
 };
-const RELATIONS: Record<number, number> = {
+export const RELATIONS: Record<number, number> = {
   [WireRelation.EQUAL]: CompareRelation.EQUAL,
   [WireRelation.NOT_EQUAL]: CompareRelation.NOT_EQUAL,
   [WireRelation.LESS]: CompareRelation.LESS,

@@ -54,7 +54,7 @@ export const HOT: HotFields = {
   stale: false,
 };
 
-const u32 = (b: Uint8Array, at: number): number =>
+export const u32 = (b: Uint8Array, at: number): number =>
   (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
 
 const TWO_32 = 2 ** 32;
@@ -67,7 +67,7 @@ const SAFE_HIGH_MAX = 2 ** 21 - 1;
  * words that starts at byte 8 and has exactly `dataWords` and `pointers`;
  * else -1. (The rules of capnp-words.ts's readStruct, on bytes.)
  */
-function structAt(b: Uint8Array, at: number, words: number, dataWords: number, pointers: number): number {
+export function structAt(b: Uint8Array, at: number, words: number, dataWords: number, pointers: number): number {
   const lo = u32(b, at);
   const hi = u32(b, at + 4);
   if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return -1;
@@ -78,7 +78,7 @@ function structAt(b: Uint8Array, at: number, words: number, dataWords: number, p
 }
 
 /** The bytes of a Data field whose pointer is at byte `at`: empty for a null pointer; null when not a byte list inside the segment. */
-function dataAt(b: Uint8Array, at: number, words: number): Uint8Array | null {
+export function dataAt(b: Uint8Array, at: number, words: number): Uint8Array | null {
   const lo = u32(b, at);
   const hi = u32(b, at + 4);
   if (lo === 0 && hi === 0) return EMPTY;
@@ -90,7 +90,7 @@ function dataAt(b: Uint8Array, at: number, words: number): Uint8Array | null {
 }
 
 /** A u64 at `at` as a number; -1 when it is past Number.MAX_SAFE_INTEGER. */
-function u64(b: Uint8Array, at: number): number {
+export function u64(b: Uint8Array, at: number): number {
   const hi = u32(b, at + 4);
   return hi > SAFE_HIGH_MAX ? -1 : hi * TWO_32 + u32(b, at);
 }
@@ -139,7 +139,7 @@ export function readHot(b: Uint8Array, maxValueBytes: number): boolean {
   return true;
 }
 
-function putU32(out: Uint8Array, at: number, v: number): void {
+export function putU32(out: Uint8Array, at: number, v: number): void {
   out[at] = v;
   out[at + 1] = v >>> 8;
   out[at + 2] = v >>> 16;
@@ -147,7 +147,7 @@ function putU32(out: Uint8Array, at: number, v: number): void {
 }
 
 /** A non-negative safe integer as a little-endian u64. */
-function putU64(out: Uint8Array, at: number, v: number): void {
+export function putU64(out: Uint8Array, at: number, v: number): void {
   putU32(out, at, v >>> 0);
   putU32(out, at + 4, Math.floor(v / TWO_32));
 }

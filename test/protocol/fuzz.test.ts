@@ -15,12 +15,16 @@ import { MAX_BATCH_KEYS, MAX_KEY_BYTES } from "../../src/limits.js";
 import {
   decodeRequest,
   decodeRequestGeneric,
+  encodeMulti,
   encodeSingle,
+  encodeTxn,
   OpKind,
   type PartResult,
 } from "../../src/protocol/codec.js";
 import { FrameReader } from "../../src/protocol/framing.js";
 import { HOT, hotValue, hotWritten, readHot } from "../../src/protocol/hot-codec.js";
+import { decodeListRequest, encodeTxnPutsAndDeletes, encodeVersions } from "../../src/protocol/list-codec.js";
+import { Op } from "../../src/shard/command.js";
 import { Request, Response, Response_Which } from "../../src/protocol/gen/piccolo.js";
 import { type RunningNode, startNode } from "../support/node.js";
 import { mulberry32 } from "../support/random.js";
@@ -181,6 +185,66 @@ const validRequest = fc
     return { id, kind, frame: new Uint8Array(m.toArrayBuffer()) };
   });
 
+/** A valid Txn request: compares by version or value, branches of puts, deletes and gets. */
+const validTxn = fc
+  .record({
+    id: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    compares: fc.array(
+      fc.record({
+        key: fc.uint8Array({ minLength: 1, maxLength: 20 }),
+        byValue: fc.boolean(),
+        relation: fc.integer({ min: 0, max: 3 }),
+        version: fc.bigInt({ min: 0n, max: 2n ** 40n }),
+        value: fc.uint8Array({ maxLength: 20 }),
+      }),
+      { maxLength: 3 },
+    ),
+    branches: fc.array(
+      fc.array(
+        fc.record({
+          op: fc.constantFrom("put", "delete", "get"),
+          key: fc.uint8Array({ minLength: 1, maxLength: 20 }),
+          value: fc.uint8Array({ maxLength: 40 }),
+          ttlMs: fc.bigInt({ min: 0n, max: 2n ** 30n }),
+          expireAtMs: fc.bigInt({ min: 0n, max: 2n ** 45n }),
+          keepTtl: fc.boolean(),
+        }),
+        { maxLength: 12 },
+      ),
+      { minLength: 2, maxLength: 2 },
+    ),
+  })
+  .map(({ id, compares, branches }) => {
+    const m = new capnp.Message();
+    const r = m.initRoot(Request);
+    r.id = id;
+    const t = r._initTxn();
+    const cs = t._initCompares(compares.length);
+    for (const [i, c] of compares.entries()) {
+      const w = cs.get(i);
+      w._initKey(c.key.length).copyBuffer(c.key);
+      w.target = c.byValue ? 1 : 0;
+      w.relation = c.relation as 0;
+      w.version = c.version;
+      if (c.byValue && c.value.length > 0) w._initValue(c.value.length).copyBuffer(c.value);
+    }
+    for (const [b, ops] of branches.entries()) {
+      const list = b === 0 ? t._initSuccess(ops.length) : t._initFailure(ops.length);
+      for (const [i, o] of ops.entries()) {
+        const w = list.get(i);
+        if (o.op === "put") {
+          const p = w._initPut();
+          p._initKey(o.key.length).copyBuffer(o.key);
+          if (o.value.length > 0) p._initValue(o.value.length).copyBuffer(o.value);
+          p.ttlMs = o.ttlMs;
+          p.expireAtMs = o.expireAtMs;
+          p.keepTtl = o.keepTtl;
+        } else (o.op === "get" ? w._initGet() : w._initDelete())._initKey(o.key.length).copyBuffer(o.key);
+      }
+    }
+    return { id, kind: "txn", frame: new Uint8Array(m.toArrayBuffer()) };
+  });
+
 /**
  * A valid request, damaged: bytes overwritten in the content (the segment
  * table is left alone so the framer can cut it), or the content cut short
@@ -303,6 +367,81 @@ describe("decoder fuzzing", () => {
       fc.property(randomFramed, (frame) => agrees(frame)),
       { seed: 17, numRuns: 2000 },
     );
+  });
+
+  it("mput and txn read by hand (list-codec.ts) decode exactly as capnp-es does, or not at all (decision 0316)", () => {
+    const agrees = (frame: Uint8Array, asWritten = false) => {
+      const generic = decodeRequestGeneric(frame.slice().buffer, MAX_VALUE_BYTES);
+      const hand = decodeListRequest(frame, MAX_VALUE_BYTES);
+      // Every valid mput and txn as this schema writes it is read by hand.
+      if (asWritten && generic.errorCode === 0 && (generic.kind === OpKind.MPUT || generic.kind === OpKind.TXN))
+        assert.ok(hand !== null, `kind ${generic.kind} missed the hand path`);
+      if (hand === null) return;
+      assert.equal(generic.errorCode, 0, `the hand path took a request capnp-es refuses: ${generic.errorMessage}`);
+      assert.deepEqual(hand, generic);
+    };
+    fc.assert(
+      fc.property(fc.oneof(validRequest, validTxn), ({ frame }) => agrees(frame, true)),
+      { seed: 19, numRuns: 1500 },
+    );
+    const mutatedTxn = fc
+      .tuple(validTxn, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }))
+      .map(([{ frame }, flips]) => {
+        const b = frame.slice();
+        for (const [at, v] of flips) b[8 + (at % (b.length - 8))] = v;
+        return b;
+      });
+    fc.assert(
+      fc.property(mutatedTxn, (frame) => agrees(frame)),
+      { seed: 20, numRuns: 5000 },
+    );
+    fc.assert(
+      fc.property(mutated, (frame) => agrees(frame)),
+      { seed: 21, numRuns: 3000 },
+    );
+  });
+
+  it("mput and txn answers laid out by hand (list-codec.ts) read back as capnp-es's own (decision 0316)", () => {
+    const part = fc.record({
+      flag: fc.constantFrom(0, 1),
+      version: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    });
+    const read = (frame: Uint8Array) => {
+      const r = new capnp.Message(frame.slice().buffer, false).getRoot(Response);
+      return r.which() === Response_Which.VERSIONS
+        ? { id: r.id, versions: Array.from(r.versions) }
+        : {
+            id: r.id,
+            succeeded: r.txn.succeeded,
+            results: Array.from(r.txn.results, (x) =>
+              x._isPut ? { version: x.put.version, created: x.put.created } : { deleted: x.delete },
+            ),
+          };
+    };
+    fc.assert(
+      fc.property(
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        fc.boolean(),
+        fc.array(fc.tuple(fc.constantFrom(Op.PUT, Op.DELETE), part), { maxLength: 20 }),
+        (id, succeeded, items) => {
+          const ops = items.map(([o]) => o);
+          const parts: PartResult[] = items.map(([, p]) => ({
+            status: ErrorCode.OK,
+            expireAtMs: 0,
+            num: 0,
+            value: null,
+            ...p,
+          }));
+          const txn = encodeTxnPutsAndDeletes(id, succeeded, ops, parts);
+          assert.ok(txn !== null);
+          assert.deepEqual(read(txn), read(encodeTxn(id, succeeded, ops, parts)));
+          if (parts.length > 0)
+            assert.deepEqual(read(encodeVersions(id, parts)), read(encodeMulti(id, OpKind.MPUT, parts)));
+        },
+      ),
+      { seed: 22, numRuns: 500 },
+    );
+    assert.equal(encodeTxnPutsAndDeletes(1n, true, [Op.PUT, Op.GET], []), null, "a get goes through capnp-es");
   });
 
   it("the hot answers (hot-codec.ts) are byte for byte encodeSingle's (decision 0315)", () => {
