@@ -197,7 +197,7 @@ class Lane {
     }
     let at = 0;
     // One latency for every answer of this read, taken at its first, as redis-benchmark does with -P (its
-    // readHandler sets c->latency once per read): a clock read per answer was a tenth of this thread's CPU.
+    // readHandler sets c->latency once per read), rather than a clock read per answer.
     let latencyUs = 0;
     for (;;) {
       const size = frameBytes(buf, at);
