@@ -1,5 +1,5 @@
 /**
- * A native get, put, insert or update on its hot path (decision 0315): read
+ * A native get, put, insert or update on its hot path (decision 0316): read
  * by src/protocol/hot-codec.ts into this one object, sent as one shard
  * command, answered by hand. Everything else, and any of these that is
  * unusual or invalid, is a NativeRequest (native.ts) built from a decoded

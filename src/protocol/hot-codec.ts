@@ -1,7 +1,7 @@
 /**
  * The node's hottest requests, get and put (with insert and update), read
  * and answered by byte arithmetic alone: no Operation, no DataView, no BigInt
- * (decision 0315).
+ * (decision 0316).
  *
  * Why beside decodeSimpleRequest (codec.ts), which already reads these by
  * hand: that one still builds the general Operation (an object with four

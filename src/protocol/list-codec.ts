@@ -1,5 +1,5 @@
 /**
- * mput and txn requests read by hand (decision 0316): the same Operation
+ * mput and txn requests read by hand (decision 0317): the same Operation
  * decodeRequestGeneric (codec.ts) makes of them, without capnp-es; and their
  * answers (`versions`; `txn` when its branch holds only puts and deletes)
  * laid out by hand.

@@ -336,7 +336,7 @@ describe("decoder fuzzing", () => {
     );
   });
 
-  it("the hot reader (hot-codec.ts) takes a request only when decodeRequest accepts it, and reads it the same (decision 0315)", () => {
+  it("the hot reader (hot-codec.ts) takes a request only when decodeRequest accepts it, and reads it the same (decision 0316)", () => {
     const HOT_KINDS = new Set<number>([OpKind.GET, OpKind.PUT, OpKind.INSERT, OpKind.UPDATE]);
     const agrees = (frame: Uint8Array, asWritten = false) => {
       const op = decodeRequest(frame.slice().buffer, MAX_VALUE_BYTES);
@@ -369,7 +369,7 @@ describe("decoder fuzzing", () => {
     );
   });
 
-  it("mput and txn read by hand (list-codec.ts) decode exactly as capnp-es does, or not at all (decision 0316)", () => {
+  it("mput and txn read by hand (list-codec.ts) decode exactly as capnp-es does, or not at all (decision 0317)", () => {
     const agrees = (frame: Uint8Array, asWritten = false) => {
       const generic = decodeRequestGeneric(frame.slice().buffer, MAX_VALUE_BYTES);
       const hand = decodeListRequest(frame, MAX_VALUE_BYTES);
@@ -401,7 +401,7 @@ describe("decoder fuzzing", () => {
     );
   });
 
-  it("mput and txn answers laid out by hand (list-codec.ts) read back as capnp-es's own (decision 0316)", () => {
+  it("mput and txn answers laid out by hand (list-codec.ts) read back as capnp-es's own (decision 0317)", () => {
     const part = fc.record({
       flag: fc.constantFrom(0, 1),
       version: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
@@ -444,7 +444,7 @@ describe("decoder fuzzing", () => {
     assert.equal(encodeTxnPutsAndDeletes(1n, true, [Op.PUT, Op.GET], []), null, "a get goes through capnp-es");
   });
 
-  it("the hot answers (hot-codec.ts) are byte for byte encodeSingle's (decision 0315)", () => {
+  it("the hot answers (hot-codec.ts) are byte for byte encodeSingle's (decision 0316)", () => {
     const part = fc.record({
       flag: fc.constantFrom(0, 1),
       version: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
