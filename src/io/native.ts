@@ -1,6 +1,7 @@
 /**
  * The native protocol's requests: a decoded Cap'n Proto Operation in, shard
- * commands out, a Cap'n Proto Response back.
+ * commands out, a Cap'n Proto Response back. A plain get or put skips the
+ * Operation: native-hot.ts (decision 0316); who may run what: native-perms.ts.
  */
 import type { Socket } from "node:net";
 import { smallBytes } from "../small-bytes.js";
