@@ -47,6 +47,7 @@ struct Request {
     restoreKeys @26 :RestoreKeys; # keys with the versions and expiry a backup holds (`piccolo restore
                             # --server`; admin only): answered `versions`
     forgetMember @27 :ForgetMember; # drop a member that holds no replica from this member's address book
+    whoami @28 :Void;       # this connection's user and what it may do: answered whoami
   }
   stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
                             # out-of-date answer, so in a cluster any member holding a replica of
@@ -229,7 +230,20 @@ struct Response {
     txn @16 :TxnResult;
     watch @17 :WatchEvents;  # watch: each frame of the stream, with the watch request's id
     backup @18 :BackupChunk; # backup: each frame of the stream, with the backup request's id
+    whoami @19 :WhoAmI;
   }
+}
+
+# The answer to whoami: the connection's user and its permissions
+# (docs/security.md), so a tool can offer only what the user may do (the
+# web console shows its admin actions to admins only). The node still
+# checks every request.
+struct WhoAmI {
+  user @0 :Text;
+  read @1 :Bool;
+  write @2 :Bool;
+  admin @3 :Bool;
+  allKeys @4 :Bool;         # false: only keys matching the user's patterns
 }
 
 # One frame of a backup stream: the file's next bytes, in order. An error

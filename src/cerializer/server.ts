@@ -354,7 +354,7 @@ export async function startCerializer(o: CerializerOptions): Promise<Cerializer>
     return reply.code(p.status).type("application/problem+json").send(p.body());
   });
 
-  authRoutes(app, tokens);
+  authRoutes(app, tokens, g);
   kvRoutes(app, g);
   batchRoutes(app, g);
   rpcRoutes(app, g);

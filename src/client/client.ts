@@ -62,6 +62,15 @@ export interface ClientOptions {
   tls?: ConnectionOptions;
 }
 
+/** whoami's answer: a connection's user and its permissions (read, write, admin; every key or only its patterns). */
+export interface WhoAmI {
+  user: string;
+  read: boolean;
+  write: boolean;
+  admin: boolean;
+  allKeys: boolean;
+}
+
 export interface Entry {
   value: Buffer;
   version: number;
@@ -552,6 +561,17 @@ export class PiccoloClient {
       }),
       Response_Which.PONG,
     );
+  }
+
+  /** This connection's user and what it may do (docs/security.md); the node still checks every request. */
+  async whoami(): Promise<WhoAmI> {
+    const w = PiccoloClient.check(
+      await this.call((r) => {
+        r.whoami = true;
+      }),
+      Response_Which.WHOAMI,
+    ).whoami;
+    return { user: w.user, read: w.read, write: w.write, admin: w.admin, allKeys: w.allKeys };
   }
 
   /** The key's value, version and expiry, or null when absent. */

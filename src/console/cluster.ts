@@ -8,13 +8,14 @@
  * a 1 s deadline each, src/cerializer/routes/cluster.ts): a member killed
  * fails its link at once, so it turns red within about a second, two at most.
  *
- * Leadership transfer and member replace are admin actions: each asks for a
- * confirmation, and the node refuses a user without admin permission (403,
- * shown in words), as it does on every port.
+ * Leadership transfer and member replace are admin actions: shown only to a
+ * user the node says has admin permission (GET /v1/auth/whoami), each behind
+ * a confirmation; the node still refuses anyone else (403, shown in words),
+ * as it does on every port.
  */
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, apiJson, postJson } from "./api.js";
+import { ApiError, apiJson, postJson, signedInAs } from "./api.js";
 import { Confirm, ErrorBox } from "./ui.js";
 
 /**
@@ -163,7 +164,7 @@ export function ClusterView() {
         </table>
       </div>
     </section>
-    <${AdminActions} status=${status} refresh=${() => poke.current()} />
+    <${AdminGate} status=${status} refresh=${() => poke.current()} />
   `;
 }
 
@@ -191,6 +192,42 @@ function Cell(props: { p: Partition; m: Member }) {
   return html`<td class=${`cell${lagging ? " lag" : ""}${learner ? " learner" : ""}`} data-state=${lagging ? "lagging" : "follower"}
     title=${`${where}: ${learner ? "learner" : "follower"}, ${f.lag} entries behind, ${f.state}${f.active ? "" : ", silent"}`}
     >${learner ? "+" : ""}${text}</td>`;
+}
+
+/** GET /v1/auth/whoami: who the console's requests run as, and what the node lets them do. */
+interface WhoAmI {
+  user: string;
+  read: boolean;
+  write: boolean;
+  admin: boolean;
+  allKeys: boolean;
+}
+
+/** The admin actions for a user with admin permission; for anyone else, a line saying what they need. */
+function AdminGate(props: { status: Status; refresh: () => void }) {
+  const user = signedInAs();
+  const [who, setWho] = useState<WhoAmI | null | undefined>(undefined);
+  useEffect(() => {
+    let live = true;
+    setWho(undefined);
+    apiJson<WhoAmI>("/v1/auth/whoami").then(
+      (w) => live && setWho(w),
+      () => live && setWho(null),
+    );
+    return () => {
+      live = false;
+    };
+  }, [user]);
+  if (who === undefined) return null;
+  if (who?.admin) return html`<${AdminActions} status=${props.status} refresh=${props.refresh} />`;
+  return html`<section aria-label="Admin actions" class="admin">
+    <h2>Admin actions</h2>
+    <p class="muted" data-testid="admin-needed">
+      Leadership transfer and member replace need a user with admin permission${
+        who === null ? "" : html`, which <strong>${who.user}</strong> does not have`
+      }. Sign in as one to use them.
+    </p>
+  </section>`;
 }
 
 type Pending =

@@ -16,6 +16,7 @@ import {
   encodeWatchEvents,
   encodeBackupChunk,
   encodePong,
+  encodeWhoAmI,
   encodeScan,
   encodeSingle,
   encodeStats,
@@ -37,7 +38,7 @@ import {
   unpackKeys,
 } from "../shard/command.js";
 import { FrameReader } from "../protocol/framing.js";
-import { ALL_PERMS, type User } from "../security/users.js";
+import { ALL_PERMS, mayRun, Perm, type User } from "../security/users.js";
 import { nativeRefusal } from "./native-perms.js";
 import { HotRequest } from "./native-hot.js";
 import { HOT, readHot } from "../protocol/hot-codec.js";
@@ -131,6 +132,16 @@ export class NativeRequest extends InFlight {
     switch (op.kind) {
       case OpKind.PING:
         return this.finish(encodePong(op.id));
+      case OpKind.WHOAMI:
+        return this.finish(
+          encodeWhoAmI(op.id, {
+            user: user.name,
+            read: mayRun(user, Perm.READ),
+            write: mayRun(user, Perm.WRITE),
+            admin: mayRun(user, Perm.ADMIN),
+            allKeys: user.keys === null,
+          }),
+        );
       // Cluster requests: answered once the member's group hosts have (they may run on other threads).
       case OpKind.TRANSFER_LEADER:
       case OpKind.REPLACE_REPLICA:

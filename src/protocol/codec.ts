@@ -185,6 +185,7 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
       case Request_Which.PING:
       case Request_Which.STATS:
       case Request_Which.CLUSTER_INFO:
+      case Request_Which.WHOAMI:
         return op;
       case Request_Which.TRANSFER_LEADER: {
         const t = req.transferLeader;
@@ -634,6 +635,23 @@ export function encodePong(id: bigint): Uint8Array {
   const r = m.initRoot(Response);
   r.id = id;
   r.pong = true;
+  return frameOf(m);
+}
+
+/** whoami: the connection's user and what it may do (the node still checks every request). */
+export function encodeWhoAmI(
+  id: bigint,
+  who: { user: string; read: boolean; write: boolean; admin: boolean; allKeys: boolean },
+): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const w = r._initWhoami();
+  w.user = who.user;
+  w.read = who.read;
+  w.write = who.write;
+  w.admin = who.admin;
+  w.allKeys = who.allKeys;
   return frameOf(m);
 }
 

@@ -4,15 +4,51 @@
  *   POST   /v1/auth/token   with Basic credentials: {token, expiresInSeconds}
  *   DELETE /v1/auth/token   with Authorization: Bearer <token>: revokes it (204)
  *
+ *   GET    /v1/auth/whoami  the caller's user and what it may do (the node's answer to whoami)
+ *
  * The credentials were checked before the route ran (auth.ts), by the node.
  */
 import type { FastifyInstance } from "fastify";
-import type { Tokens } from "../tokens.js";
+import type { Gateway } from "../context.js";
 import { Problem } from "../problems.js";
+import type { Tokens } from "../tokens.js";
 
 const problemRef = { $ref: "problem#" };
 
-export function authRoutes(app: FastifyInstance, tokens: Tokens): void {
+export function authRoutes(app: FastifyInstance, tokens: Tokens, g: Gateway): void {
+  app.get(
+    "/v1/auth/whoami",
+    {
+      schema: {
+        summary: "The caller's user and what it may do",
+        description:
+          "Asks a node, as the caller, who the caller is and which permissions it has (docs/security.md): " +
+          "read, write, admin, and whether on every key or only its key patterns. A tool offers only what " +
+          "the user may do with it (the web console shows its admin actions to admins only); the node still " +
+          "checks every request.",
+        response: {
+          200: {
+            type: "object",
+            properties: {
+              user: { type: "string" },
+              read: { type: "boolean" },
+              write: { type: "boolean" },
+              admin: { type: "boolean" },
+              allKeys: { type: "boolean" },
+            },
+          },
+          401: problemRef,
+          503: problemRef,
+          504: problemRef,
+        },
+      },
+    },
+    async (req, reply) => {
+      reply.header("cache-control", "no-store");
+      return g.router.anyNode().run(req.caller, (c) => c.whoami());
+    },
+  );
+
   app.post(
     "/v1/auth/token",
     {

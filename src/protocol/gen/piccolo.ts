@@ -90,7 +90,12 @@ export const Request_Which = {
 * drop a member that holds no replica from this member's address book
 *
 */
-  FORGET_MEMBER: 25
+  FORGET_MEMBER: 25,
+  /**
+* this connection's user and what it may do: answered whoami
+*
+*/
+  WHOAMI: 26
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -120,6 +125,7 @@ export class Request extends $.Struct {
   static readonly BACKUP = Request_Which.BACKUP;
   static readonly RESTORE_KEYS = Request_Which.RESTORE_KEYS;
   static readonly FORGET_MEMBER = Request_Which.FORGET_MEMBER;
+  static readonly WHOAMI = Request_Which.WHOAMI;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -762,6 +768,12 @@ export class Request extends $.Struct {
   set forgetMember(value: ForgetMember) {
     $.utils.setUint16(8, 25, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  get _isWhoami(): boolean {
+    return $.utils.getUint16(8, this) === 26;
+  }
+  set whoami(_: true) {
+    $.utils.setUint16(8, 26, this);
   }
   /**
 * reads only (get, exists, ttl, mget, scan): the caller accepts an
@@ -1815,7 +1827,8 @@ export const Response_Which = {
 * backup: each frame of the stream, with the backup request's id
 *
 */
-  BACKUP: 17
+  BACKUP: 17,
+  WHOAMI: 18
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1837,6 +1850,7 @@ export class Response extends $.Struct {
   static readonly TXN = Response_Which.TXN;
   static readonly WATCH = Response_Which.WATCH;
   static readonly BACKUP = Response_Which.BACKUP;
+  static readonly WHOAMI = Response_Which.WHOAMI;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -2241,10 +2255,77 @@ export class Response extends $.Struct {
     $.utils.setUint16(8, 17, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptWhoami(value: $.Orphan<WhoAmI>): void {
+    $.utils.setUint16(8, 18, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownWhoami(): $.Orphan<WhoAmI> {
+    return $.utils.disown(this.whoami);
+  }
+  get whoami(): WhoAmI {
+    $.utils.testWhich("whoami", $.utils.getUint16(8, this), 18, this);
+    return $.utils.getStruct(0, WhoAmI, this);
+  }
+  _hasWhoami(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initWhoami(): WhoAmI {
+    $.utils.setUint16(8, 18, this);
+    return $.utils.initStructAt(0, WhoAmI, this);
+  }
+  get _isWhoami(): boolean {
+    return $.utils.getUint16(8, this) === 18;
+  }
+  set whoami(value: WhoAmI) {
+    $.utils.setUint16(8, 18, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Response_" + super.toString(); }
   which(): Response_Which {
     return $.utils.getUint16(8, this) as Response_Which;
   }
+}
+export class WhoAmI extends $.Struct {
+  static readonly _capnp = {
+    displayName: "WhoAmI",
+    id: "b99ab41d43c599aa",
+    size: new $.ObjectSize(8, 1),
+  };
+  get user(): string {
+    return $.utils.getText(0, this);
+  }
+  set user(value: string) {
+    $.utils.setText(0, value, this);
+  }
+  get read(): boolean {
+    return $.utils.getBit(0, this);
+  }
+  set read(value: boolean) {
+    $.utils.setBit(0, value, this);
+  }
+  get write(): boolean {
+    return $.utils.getBit(1, this);
+  }
+  set write(value: boolean) {
+    $.utils.setBit(1, value, this);
+  }
+  get admin(): boolean {
+    return $.utils.getBit(2, this);
+  }
+  set admin(value: boolean) {
+    $.utils.setBit(2, value, this);
+  }
+  /**
+* false: only keys matching the user's patterns
+*
+*/
+  get allKeys(): boolean {
+    return $.utils.getBit(3, this);
+  }
+  set allKeys(value: boolean) {
+    $.utils.setBit(3, value, this);
+  }
+  toString(): string { return "WhoAmI_" + super.toString(); }
 }
 export class BackupChunk extends $.Struct {
   static readonly _capnp = {

@@ -392,7 +392,7 @@ export const schemaInfo: SchemaInfo = {
     },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 26,
+      "unionMembers": 27,
       "fields": [
         {
           "name": "id",
@@ -610,6 +610,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "d1d1385b5fc24475"
+          }
+        },
+        {
+          "name": "whoami",
+          "discriminant": 26,
+          "type": {
+            "kind": "void"
           }
         }
       ]
@@ -1069,9 +1076,50 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "b99ab41d43c599aa": {
+      "name": "WhoAmI",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "user",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "read",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "write",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "admin",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        },
+        {
+          "name": "allKeys",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        }
+      ]
+    },
     "f45e392d1c2141f9": {
       "name": "Response",
-      "unionMembers": 18,
+      "unionMembers": 19,
       "fields": [
         {
           "name": "id",
@@ -1221,6 +1269,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "98c510e9ff23bd72"
+          }
+        },
+        {
+          "name": "whoami",
+          "discriminant": 18,
+          "type": {
+            "kind": "struct",
+            "struct": "b99ab41d43c599aa"
           }
         }
       ]
@@ -2169,6 +2225,7 @@ export const schemaInfo: SchemaInfo = {
     "ClusterInfo": "840c26df86ebeb2e",
     "WatchEvents": "a0224fdd7fe27f4a",
     "BackupChunk": "98c510e9ff23bd72",
+    "WhoAmI": "b99ab41d43c599aa",
     "Response": "f45e392d1c2141f9",
     "ShardStats": "966d0f3f259dd8c6",
     "ClusterMember": "ecd0327043e28b4d",
