@@ -246,9 +246,12 @@ export const SHUTDOWN_GRACE_MS = 5_000;
 
 /**
  * A stopping node closes a native client's socket once the client has
- * ended its side in answer to the "go away" (it sends nothing more), or
+ * ended its side in answer to the "go away" (it sends nothing more); a
+ * Redis connection answering SHUTDOWN past the stop's bound (a transaction
+ * open), once its client has sent nothing for SHUTDOWN_QUIET_MS; either
  * after SHUTDOWN_QUIET_MAX_MS whatever it does (src/io/server.ts, stop).
  */
+export const SHUTDOWN_QUIET_MS = 100;
 export const SHUTDOWN_QUIET_MAX_MS = 2_000;
 
 /**

@@ -347,7 +347,10 @@ export class PiccoloNode implements ConnectionHost {
    *    request of its is in the air when the socket closes (one the member
    *    never read would be an unknown outcome to its client). What arrives
    *    meanwhile is answered SHUTTING_DOWN. A quiet moment is no such proof:
-   *    a client whose event loop stalls sends its requests late.
+   *    a client whose event loop stalls sends its requests late. A Redis
+   *    connection answering SHUTDOWN (a transaction open past the bound)
+   *    has no such FIN to wait for: it is closed once its client has been
+   *    quiet SHUTDOWN_QUIET_MS (src/resp/connection.ts, mayStillSend).
    * 4. Half-close every socket after its last answer, and wait for the
    *    clients to close their side (at most SHUTDOWN_CLOSE_MAX_MS), reading
    *    and dropping what they send meanwhile, so that no reset loses an

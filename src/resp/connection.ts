@@ -6,7 +6,7 @@
 import type { Socket } from "node:net";
 import { Connection, type ConnectionHost } from "../io/connection.js";
 import type { InFlight } from "../io/dispatch.js";
-import { MAX_KEY_BYTES, respMaxQueryBytes } from "../limits.js";
+import { MAX_KEY_BYTES, respMaxQueryBytes, SHUTDOWN_QUIET_MS } from "../limits.js";
 import { ErrorCode } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
 import { ALL_PERMS, mayAccess, mayRun, NOPERM_KEY, nopermCommand, Perm, type User } from "../security/users.js";
@@ -85,6 +85,8 @@ export class RespConnection extends Connection implements RespSession {
    * answered SHUTDOWN, not carried out, until the node closes it.
    */
   private refusing = false;
+  /** While refusing: when the client last sent something (see mayStillSend). */
+  private lastReadMs = 0;
   constructor(
     socket: Socket,
     host: ConnectionHost,
@@ -103,6 +105,7 @@ export class RespConnection extends Connection implements RespSession {
   }
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
+    if (this.refusing) this.lastReadMs = nowMs;
     this.parser.push(chunk, (args) => this.command(args, nowMs));
     const error = this.parser.error;
     if (error !== null) {
@@ -161,8 +164,21 @@ export class RespConnection extends Connection implements RespSession {
    */
   override stopServing(): void {
     if (!this.servingWhileStopping) return;
-    if (this.multi !== null || this.watch !== null) this.refusing = true;
-    else this.endGently();
+    if (this.multi !== null || this.watch !== null) {
+      this.refusing = true;
+      this.lastReadMs = Date.now();
+    } else this.endGently();
+  }
+
+  /**
+   * Refusing (SHUTDOWN) past the stop's bound, a Redis client has no "go
+   * away" to answer with a FIN: it goes on sending until its transaction
+   * fails. The stop closes the connection once the client has been quiet
+   * for SHUTDOWN_QUIET_MS (at most SHUTDOWN_QUIET_MAX_MS), so what it sends
+   * until then is answered SHUTDOWN rather than dropped unread.
+   */
+  override get mayStillSend(): boolean {
+    return this.refusing && !this.ending && !this.gone && Date.now() - this.lastReadMs < SHUTDOWN_QUIET_MS;
   }
 
   override get owedAnswers(): number {
