@@ -31,6 +31,16 @@ import { within } from "../within.js";
 export const CLUSTER_STATUS_ASK_MS = 1_000;
 
 const problemRef = { $ref: "problem#" };
+/** What an admin action may answer besides its result: bad input, no credentials or permission, no cluster, a node's failure. */
+const ADMIN_ACTION_PROBLEMS = {
+  400: problemRef,
+  401: problemRef,
+  403: problemRef,
+  501: problemRef,
+  502: problemRef,
+  503: problemRef,
+  504: problemRef,
+};
 const ids = { type: "array", items: { type: "integer" } };
 const memberSchema = {
   type: "object",
@@ -137,13 +147,7 @@ export function clusterRoutes(app: FastifyInstance, g: Gateway): void {
         },
         response: {
           200: { type: "object", properties: { ok: { type: "boolean" } } },
-          400: problemRef,
-          401: problemRef,
-          403: problemRef,
-          501: problemRef,
-          502: problemRef,
-          503: problemRef,
-          504: problemRef,
+          ...ADMIN_ACTION_PROBLEMS,
         },
       },
     },
@@ -180,13 +184,7 @@ export function clusterRoutes(app: FastifyInstance, g: Gateway): void {
             type: "object",
             properties: { partitions: ids, moved: ids, pending: ids, skipped: ids },
           },
-          400: problemRef,
-          401: problemRef,
-          403: problemRef,
-          501: problemRef,
-          502: problemRef,
-          503: problemRef,
-          504: problemRef,
+          ...ADMIN_ACTION_PROBLEMS,
         },
       },
     },
