@@ -1,7 +1,9 @@
-// The web console in a real browser (Debian's chromium, playwright-core), in
-// front of a real three-member cluster (64 partitions, the default) and its
-// gateway, all on 127.0.0.1. One browser and one cluster for the whole file
-// (the suite's time budget): the stories run in order, the member killed last.
+// The web console in real browsers (Debian's chromium, driven by
+// playwright-core; Debian's firefox-esr, driven by puppeteer-core over WebDriver
+// BiDi: test/console/firefox.ts), in front of a real three-member cluster (64
+// partitions, the default) and its gateway, all on 127.0.0.1. Both browsers and
+// one cluster for the whole file (the suite's time budget): the stories run in
+// order, the member killed last, with both browsers watching.
 //
 //   Keys     create a key, edit it, lose a compare-and-swap race to another
 //            client and see the conflict with the newer value, delete it;
@@ -12,7 +14,9 @@
 //   Live     a watch shows a change another client makes; the load charts draw.
 //   Cluster  64 partitions in the grid; leadership handed over through the
 //            admin action; a member killed turns red within 2 s.
-// Throughout: no request to any host but the gateway, no console errors.
+//   Firefox  the Keys story (create, edit, lose the race, delete), the hostile
+//            keys and values, and the killed member marked down.
+// Throughout, in each browser: no request to any host but the gateway, no console errors.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -20,12 +24,23 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Browser, Page } from "playwright-core";
+import type { ElementHandle, Browser as Firefox, Page as FirefoxPage } from "puppeteer-core";
 import { type GuardedPage, guardedPage, launchBrowser, NO_CHROMIUM } from "../support/browser.js";
 import { type RunningGateway, startGateway } from "../support/cerializer.js";
 import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { type GuardedFirefoxPage, guardedFirefoxPage, launchFirefox, NO_FIREFOX } from "./firefox.js";
 
 // The page's own globals, for the functions run in it (this file compiles without the DOM's types).
-declare const document: { body: unknown; activeElement: { textContent: string | null } | null };
+interface PageElement {
+  textContent: string | null;
+  value?: string;
+}
+declare const document: {
+  body: unknown;
+  activeElement: { textContent: string | null } | null;
+  querySelector(selector: string): PageElement | null;
+  querySelectorAll(selector: string): ArrayLike<PageElement>;
+};
 declare const window: { __xss?: number };
 declare function getComputedStyle(el: unknown): { backgroundColor: string };
 
@@ -35,10 +50,14 @@ let gw: RunningGateway;
 let browser: Browser | null = null;
 let g: GuardedPage;
 let page: Page;
+let firefox: Firefox | null = null;
+let ff: GuardedFirefoxPage;
+let fp: FirefoxPage;
 
 before(async () => {
-  browser = await launchBrowser();
-  if (browser === null) return;
+  // The two browsers start side by side (Firefox takes 3-5 s), then the cluster.
+  [browser, firefox] = await Promise.all([launchBrowser(), launchFirefox()]);
+  if (browser === null && firefox === null) return;
   root = await mkdtemp(join(tmpdir(), "piccolo-console-"));
   const list = await memberList();
   nodes.push(...(await Promise.all([0, 1, 2].map((i) => startMember(list, root, i)))));
@@ -46,14 +65,20 @@ before(async () => {
     nodes.map((n) => n.port),
     ["--cluster", "true", "--max-key-bytes", "64"],
   );
-  g = await guardedPage(browser, gw.url);
-  page = g.page;
+  if (browser !== null) {
+    g = await guardedPage(browser, gw.url);
+    page = g.page;
+  }
+  if (firefox !== null) {
+    ff = await guardedFirefoxPage(firefox, gw.url);
+    fp = ff.page;
+  }
   // Every partition has a leader before the stories start (a write to each would wait otherwise).
   await eventually("the gateway is ready", async () => (await gw.fetch("/readyz")).status === 200, 30_000);
 });
 
 after(async () => {
-  await browser?.close();
+  await Promise.all([browser?.close(), firefox?.close()]);
   await gw?.stop();
   await Promise.all(nodes.map((n) => n.stop()));
   if (root !== "") await rm(root, { recursive: true, force: true });
@@ -77,6 +102,48 @@ async function put(key: string | Buffer, value: string | Buffer, headers: Record
   assert.ok(r.status === 200 || r.status === 201, `PUT answered ${r.status}`);
   return body.version;
 }
+
+// Keys and values with markup, script, control bytes, bidi overrides and invalid UTF-8, and how the console shows each key.
+const hostile: { key: Buffer; shown: string }[] = [
+  { key: Buffer.from('x:<img src=x onerror="window.__xss=1">'), shown: 'x:<img src=x onerror="window.__xss=1">' },
+  { key: Buffer.from("x:</a><script>window.__xss=2</script>"), shown: "x:</a><script>window.__xss=2</script>" },
+  { key: Buffer.from("x:javascript:window.__xss=3"), shown: "x:javascript:window.__xss=3" },
+  { key: Buffer.from("x:nul\u0000esc\u001b[31mred"), shown: "x:nul\\x00esc\\x1b[31mred" },
+  { key: Buffer.from("x:\u202eevil.exe"), shown: "x:\\u202eevil.exe" },
+  { key: Buffer.from("x:back\\x00slash"), shown: "x:back\\\\x00slash" },
+  { key: Buffer.concat([Buffer.from("x:"), Buffer.from([0xff, 0xfe, 0x00, 0x3c])]), shown: "x:\\xff\\xfe\\x00<" },
+];
+const values = [
+  '<img src=x onerror="window.__xss=9"></pre><script>window.__xss=10</script>',
+  '{"html":"<svg onload=window.__xss=11>"}',
+];
+/** Writes the hostile keys (the first two with hostile values, the rest binary ones); each browser's story reads them. */
+async function writeHostile() {
+  for (const [i, h] of hostile.entries())
+    await put(h.key, i < values.length ? values[i]! : Buffer.from([0, 0xff, 0x3c]));
+}
+
+/** Firefox: the first element matching `selector` whose text has `text` (is it, when `exact`), once there is one. */
+async function ffFind(selector: string, text: string, exact = false): Promise<ElementHandle> {
+  const handle = await fp.waitForFunction(
+    (selector: string, text: string, exact: boolean) =>
+      Array.from(document.querySelectorAll(selector)).find((e) =>
+        exact ? (e.textContent ?? "").trim() === text : (e.textContent ?? "").includes(text),
+      ),
+    {},
+    selector,
+    text,
+    exact,
+  );
+  const el = handle.asElement();
+  assert.ok(el !== null, `${selector} "${text}"`);
+  return el as ElementHandle;
+}
+/** Firefox: clicks the button named `name` (a real click, through the browser's input). */
+const ffClick = async (name: string) => (await ffFind("button", name, true)).click();
+/** Firefox: the text of the element with data-testid `testId`, once there is one. */
+const ffText = async (testId: string) =>
+  (await fp.waitForSelector(`[data-testid=${testId}]`))!.evaluate((e) => (e as PageElement).textContent ?? "");
 
 const text = async (testId: string) => (await page.getByTestId(testId).textContent()) ?? "";
 /** A table row's cells, joined by a space. */
@@ -191,21 +258,7 @@ describe("the web console", () => {
 
   it("hostile keys and values are shown as text and run nothing", async (t) => {
     if (browser === null) return t.skip(NO_CHROMIUM);
-    const hostile: { key: Buffer; shown: string }[] = [
-      { key: Buffer.from('x:<img src=x onerror="window.__xss=1">'), shown: 'x:<img src=x onerror="window.__xss=1">' },
-      { key: Buffer.from("x:</a><script>window.__xss=2</script>"), shown: "x:</a><script>window.__xss=2</script>" },
-      { key: Buffer.from("x:javascript:window.__xss=3"), shown: "x:javascript:window.__xss=3" },
-      { key: Buffer.from("x:nul\u0000esc\u001b[31mred"), shown: "x:nul\\x00esc\\x1b[31mred" },
-      { key: Buffer.from("x:\u202eevil.exe"), shown: "x:\\u202eevil.exe" },
-      { key: Buffer.from("x:back\\x00slash"), shown: "x:back\\\\x00slash" },
-      { key: Buffer.concat([Buffer.from("x:"), Buffer.from([0xff, 0xfe, 0x00, 0x3c])]), shown: "x:\\xff\\xfe\\x00<" },
-    ];
-    const values = [
-      '<img src=x onerror="window.__xss=9"></pre><script>window.__xss=10</script>',
-      '{"html":"<svg onload=window.__xss=11>"}',
-    ];
-    for (const [i, h] of hostile.entries())
-      await put(h.key, i < values.length ? values[i]! : Buffer.from([0, 0xff, 0x3c]));
+    await writeHostile();
     await page.goto(`${gw.url}/ui#/keys`);
     await page.locator("#prefix").fill("x:");
     await page.getByRole("button", { name: "List" }).click();
@@ -249,7 +302,7 @@ describe("the web console", () => {
     await page.getByTestId("watch-state").filter({ hasText: "stopped" }).waitFor();
   });
 
-  it("Cluster: 64 partitions; leadership handed over by the admin action; a killed member turns red within 2 s", async (t) => {
+  it("Cluster: 64 partitions; leadership handed over by the admin action", async (t) => {
     if (browser === null) return t.skip(NO_CHROMIUM);
     await page.goto(`${gw.url}/ui#/cluster`);
     const grid = page.getByTestId("partition-grid");
@@ -281,28 +334,123 @@ describe("the web console", () => {
       while (Date.now() < end && !(await led())) await sleep(100);
     }
     assert.ok(await led(), `partition 0 led by ${target.name} in the grid`);
-
-    // Kill n3: within 2 s the console marks it down, and its cells red.
-    const n3 = page.getByTestId("member-n3").getByTestId("member-state");
-    const killedAt = Date.now();
-    nodes[2]!.process.kill("SIGKILL");
-    await n3.filter({ hasText: "down" }).waitFor({ timeout: 10_000 });
-    const tookMs = Date.now() - killedAt;
-    t.diagnostic(`n3 shown down ${tookMs} ms after SIGKILL`);
-    assert.ok(tookMs <= 2_000, `n3 shown down after ${tookMs} ms`);
-    assert.ok((await grid.locator("td[data-state=down]").count()) > 0, "n3's cells are marked down");
-    const red = await grid
-      .locator("td[data-state=down]")
-      .first()
-      .evaluate((el) => getComputedStyle(el).backgroundColor);
-    const plain = await grid
-      .locator("td[data-state=follower]")
-      .first()
-      .evaluate((el) => getComputedStyle(el).backgroundColor);
-    assert.notEqual(red, plain, "a down cell is coloured apart");
   });
 
-  it("talked to no host but the gateway, and logged no console error", async (t) => {
+  it("Firefox: Keys: create, edit, lose a CAS race and see the newer value, delete", async (t) => {
+    if (firefox === null) return t.skip(NO_FIREFOX);
+    await fp.goto(`${gw.url}/ui#/keys`);
+    await ffClick("New key");
+    await fp.locator("#new-name").fill("firefox:greeting");
+    await fp.locator("#new-value").fill('{"hello":"firefox"}');
+    await ffClick("Create");
+    await ffFind("[data-testid=key-name]", "firefox:greeting", true);
+    assert.equal(await ffText("value"), '{\n  "hello": "firefox"\n}');
+    assert.equal(await ffText("ttl"), "none");
+    const v1 = Number(await ffText("version"));
+    assert.ok(v1 > 0);
+    assert.equal(await (await gw.fetch("/v1/kv/firefox:greeting")).text(), '{"hello":"firefox"}');
+
+    // Edit: a compare-and-swap on the version shown.
+    await ffClick("Edit");
+    await fp.locator("#editor").fill("edited in firefox");
+    await ffClick("Save");
+    await ffFind("[data-testid=notice]", "Saved");
+    assert.ok(Number(await ffText("version")) > v1, "a new version");
+    assert.equal(await (await gw.fetch("/v1/kv/firefox:greeting")).text(), "edited in firefox");
+
+    // Another client writes while the console edits: the console's save loses the race.
+    await ffClick("Edit");
+    await fp.locator("#editor").fill("firefox's edit");
+    const theirs = await put("firefox:greeting", "another client's value");
+    await ffClick("Save");
+    await ffFind("[data-testid=conflict]", "another client's value");
+    assert.equal(Number(await ffText("conflict-version")), theirs);
+    assert.equal(await fp.$eval("#editor", (e) => (e as PageElement).value), "firefox's edit", "the edit is kept");
+    assert.equal(await (await gw.fetch("/v1/kv/firefox:greeting")).text(), "another client's value");
+    await ffClick(`Save mine over version ${theirs}`);
+    await ffFind("[data-testid=notice]", "Saved");
+    assert.equal(await (await gw.fetch("/v1/kv/firefox:greeting")).text(), "firefox's edit");
+
+    // Delete, behind a confirmation.
+    await ffClick("Delete…");
+    await (await ffFind("[role=alertdialog] button", "Delete", true)).click();
+    await ffFind("[data-testid=notice]", "Deleted.");
+    assert.equal((await gw.fetch("/v1/kv/firefox:greeting")).status, 404);
+    for (const f of ff.failed) assert.match(f, /^(412 PUT|404 GET) /, f);
+  });
+
+  it("Firefox: hostile keys and values are shown as text and run nothing", async (t) => {
+    if (firefox === null) return t.skip(NO_FIREFOX);
+    await writeHostile();
+    await fp.goto(`${gw.url}/ui#/keys`);
+    await fp.locator("#prefix").fill("x:");
+    await ffClick("List");
+    const listed = () =>
+      fp.$$eval("[data-testid=key-list] a", (as) => Array.from(as, (a) => (a as PageElement).textContent ?? ""));
+    await eventually("every hostile key listed", async () => (await listed()).length === hostile.length);
+    assert.deepEqual((await listed()).sort(), hostile.map((h) => h.shown).sort(), "each key shown as text");
+    const open = async (i: number) => {
+      await (await ffFind("[data-testid=key-list] a", hostile[i]!.shown, true)).click();
+      await ffFind("[data-testid=key-name]", hostile[i]!.shown, true);
+    };
+    for (const i of hostile.keys()) await open(i);
+    await open(0);
+    await ffClick("Text");
+    assert.equal(await ffText("value"), values[0]);
+    await open(1);
+    assert.match(await ffText("value"), /"html": "<svg onload=window.__xss=11>"/);
+    await open(6);
+    assert.match(await ffText("value"), /^00000000 {2}00 ff 3c/, "binary shown as hex");
+    assert.equal(await fp.evaluate(() => window.__xss), undefined);
+    assert.equal((await fp.$$("#app img, #app script, #app svg")).length, 0);
+  });
+
+  it("Cluster: a member killed turns red within 2 s, in each browser", async (t) => {
+    if (browser === null && firefox === null) return t.skip(`${NO_CHROMIUM}; ${NO_FIREFOX}`);
+    const n3 = "[data-testid=member-n3] [data-testid=member-state]";
+    // Both browsers on the cluster page, every member up.
+    if (browser !== null) {
+      await page.goto(`${gw.url}/ui#/cluster`);
+      await page.locator(n3).filter({ hasText: "up" }).waitFor();
+    }
+    if (firefox !== null) {
+      await fp.goto(`${gw.url}/ui#/cluster`);
+      await fp.waitForFunction(() => document.querySelectorAll("[data-testid=partition-grid] tbody tr").length === 64);
+      await ffFind(n3, "up", true);
+    }
+    const killedAt = Date.now();
+    nodes[2]!.process.kill("SIGKILL");
+    const shown = async (name: string, down: Promise<unknown>, red: () => Promise<[string, string, number]>) => {
+      await down;
+      const tookMs = Date.now() - killedAt;
+      t.diagnostic(`${name}: n3 shown down ${tookMs} ms after SIGKILL`);
+      assert.ok(tookMs <= 2_000, `${name}: n3 shown down after ${tookMs} ms`);
+      const [downColour, plainColour, downCells] = await red();
+      assert.ok(downCells > 0, `${name}: n3's cells are marked down`);
+      assert.notEqual(downColour, plainColour, `${name}: a down cell is coloured apart`);
+    };
+    const colours = () => {
+      const style = (selector: string) => {
+        const el = document.querySelector(selector);
+        return el === null ? "" : getComputedStyle(el).backgroundColor;
+      };
+      return [
+        style("[data-testid=partition-grid] td[data-state=down]"),
+        style("[data-testid=partition-grid] td[data-state=follower]"),
+        document.querySelectorAll("[data-testid=partition-grid] td[data-state=down]").length,
+      ] as [string, string, number];
+    };
+    await Promise.all([
+      browser === null
+        ? null
+        : shown("Chromium", page.locator(n3).filter({ hasText: "down" }).waitFor({ timeout: 10_000 }), () =>
+            page.evaluate(colours),
+          ),
+      firefox === null ? null : shown("Firefox", ffFind(n3, "down", true), () => fp.evaluate(colours)),
+    ]);
+  });
+
+  it("Chromium talked to no host but the gateway, and logged no console error", async (t) => {
     if (browser === null) return t.skip(NO_CHROMIUM);
     // Dark mode too: the theme picker sets it, and the page still renders without errors.
     await page.goto(`${gw.url}/ui#/keys`);
@@ -313,5 +461,17 @@ describe("the web console", () => {
     await eventually("a light background", async () => (await background()) === "rgb(255, 255, 255)");
     assert.deepEqual(g.foreign, [], "requests to other hosts");
     assert.deepEqual(g.errors, [], "console errors");
+  });
+
+  it("Firefox talked to no host but the gateway, and logged no console error", async (t) => {
+    if (firefox === null) return t.skip(NO_FIREFOX);
+    await fp.goto(`${gw.url}/ui#/keys`);
+    const background = () => fp.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await fp.select("#theme", "dark");
+    await eventually("a dark background", async () => (await background()) === "rgb(13, 17, 23)");
+    await fp.select("#theme", "light");
+    await eventually("a light background", async () => (await background()) === "rgb(255, 255, 255)");
+    assert.deepEqual(ff.foreign, [], "requests to other hosts");
+    assert.deepEqual(ff.errors, [], "console errors");
   });
 });
