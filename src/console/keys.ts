@@ -9,6 +9,12 @@
  * seen. Writes are conditional: an edit is a PUT with If-Match on the version
  * that was shown, so a change someone else made in between is never
  * overwritten silently; the conflict is shown with the newer value.
+ *
+ * Search by substring has no index to use: it is a scan, so it is bounded.
+ * The console pages through the keys under the prefix (in the store's order)
+ * and keeps those whose name contains the text, stopping after
+ * SEARCH_SCAN_KEYS keys or once it holds SEARCH_MATCHES matches, and says
+ * how many keys it read; "Search on" goes on from where it stopped.
  */
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -22,10 +28,42 @@ const PAGE_KEYS = 50;
 export const VIEW_MAX_BYTES = 64 * 1024;
 /** Largest value the console edits as text (a bigger one is viewed only). */
 const EDIT_MAX_BYTES = 1024 * 1024;
+/** Keys a search reads before it stops and says so (each "Search on" reads as many again). */
+export const SEARCH_SCAN_KEYS = 10_000;
+/** A search also stops at the end of the page on which it reached this many matches. */
+const SEARCH_MATCHES = PAGE_KEYS;
+/** Keys asked for per request while searching (the gateway's limit is 1,000). */
+const SEARCH_BATCH = 500;
 
 interface ListedKey {
   key: string;
   encoding: string;
+}
+
+/** A substring search: what was asked, what it found, how far it read. */
+interface Found {
+  prefix: string;
+  needle: string;
+  keys: ListedKey[];
+  /** Keys read so far, matching or not. */
+  scanned: number;
+  /** Where to go on from; null when every key under the prefix was read. */
+  cursor: string | null;
+  running: boolean;
+}
+
+/** The key's name as the console shows it (displayBytes), which is what a search matches. */
+function shown(k: ListedKey): string {
+  return displayBytes(fromWire(k.key, k.encoding));
+}
+
+function foundSummary(f: Found): string {
+  const where = f.prefix === "" ? "in the store" : `under prefix "${f.prefix}"`;
+  const hits = `${f.keys.length.toLocaleString("en")} contain "${f.needle}"`;
+  const read = f.scanned.toLocaleString("en");
+  if (f.running) return `Searching: read ${read} keys ${where} so far, ${hits}…`;
+  if (f.cursor === null) return `Searched all ${read} keys ${where}: ${hits}.`;
+  return `Searched the first ${read} keys ${where} (in the store's order, not sorted): ${hits}. Search on reads up to ${SEARCH_SCAN_KEYS.toLocaleString("en")} more.`;
 }
 
 export function KeysView(props: { open: Uint8Array | null; creating: boolean }) {
@@ -39,6 +77,10 @@ export function KeysView(props: { open: Uint8Array | null; creating: boolean }) 
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(false);
   const [reload, setReload] = useState(0);
+  const [needleInput, setNeedleInput] = useState("");
+  const [found, setFound] = useState<Found | null>(null);
+  // Each search (or List) takes a new number; a scan whose number is no longer current stops.
+  const searchRun = useRef(0);
 
   useEffect(() => {
     let live = true;
@@ -61,11 +103,52 @@ export function KeysView(props: { open: Uint8Array | null; creating: boolean }) 
     };
   }, [prefix, page, cursors, reload]);
 
+  /** List (or Back to the list): the first page under the prefix in the box. */
   const search = (e: Event) => {
     e.preventDefault();
+    searchRun.current++;
+    setFound(null);
     setPrefix(prefixInput);
     setCursors([""]);
     setPage(0);
+  };
+  /** Reads on from `from` (or from the start) until a bound, keeping the keys whose name contains the needle. */
+  const find = async (from: Found) => {
+    const run = ++searchRun.current;
+    const needle = from.needle.toLowerCase();
+    const prefixBytes = keyPath(new TextEncoder().encode(from.prefix));
+    let f: Found = { ...from, running: true };
+    const start = { scanned: f.scanned, matches: f.keys.length };
+    setFound(f);
+    setError(null);
+    try {
+      while (
+        f.cursor !== null &&
+        f.scanned - start.scanned < SEARCH_SCAN_KEYS &&
+        f.keys.length - start.matches < SEARCH_MATCHES
+      ) {
+        const limit = Math.min(SEARCH_BATCH, SEARCH_SCAN_KEYS - (f.scanned - start.scanned));
+        const r = await apiJson<{ keys: ListedKey[]; cursor: string | null }>(
+          `/v1/kv?prefix=${prefixBytes}&limit=${limit}${f.cursor ? `&cursor=${encodeURIComponent(f.cursor)}` : ""}`,
+        );
+        if (run !== searchRun.current) return;
+        f = {
+          ...f,
+          keys: [...f.keys, ...r.keys.filter((k) => shown(k).toLowerCase().includes(needle))],
+          scanned: f.scanned + r.keys.length,
+          cursor: r.cursor,
+        };
+        setFound(f);
+      }
+    } catch (e) {
+      if (run === searchRun.current) setError((e as Error).message);
+    }
+    if (run === searchRun.current) setFound({ ...f, running: false });
+  };
+  const startFind = (e: Event) => {
+    e.preventDefault();
+    if (needleInput === "") return search(e);
+    void find({ prefix: prefixInput, needle: needleInput, keys: [], scanned: 0, cursor: "", running: true });
   };
   const nextPage = () => {
     if (next === null) return;
@@ -80,24 +163,30 @@ export function KeysView(props: { open: Uint8Array | null; creating: boolean }) 
   return html`
     <div class="split">
       <section class="list" aria-label="Keys">
-        <form class="row" onSubmit=${search} role="search">
+        <form class="row" onSubmit=${search} role="search" aria-label="List keys by prefix">
           <label for="prefix" class="sr">Key prefix</label>
           <input id="prefix" placeholder="prefix (empty: every key)" value=${prefixInput}
             onInput=${(e: Event) => setPrefixInput((e.target as HTMLInputElement).value)} />
           <button type="submit">List</button>
           <button type="button" onClick=${openExact} title="Open the key named exactly so">Open</button>
         </form>
+        <form class="row" onSubmit=${startFind} role="search" aria-label="Find keys containing">
+          <label for="needle" class="sr">Key contains</label>
+          <input id="needle" placeholder="contains (under the prefix; any case)" value=${needleInput}
+            onInput=${(e: Event) => setNeedleInput((e.target as HTMLInputElement).value)} />
+          <button type="submit">Search</button>
+        </form>
         <div class="row">
           <button type="button" class="primary" onClick=${() => go("#/keys/+new")}>New key</button>
           <span class="grow"></span>
-          <button type="button" disabled=${page === 0} onClick=${() => setPage(page - 1)}>Previous</button>
+          <button type="button" disabled=${page === 0 || found !== null} onClick=${() => setPage(page - 1)}>Previous</button>
           <span class="muted">page ${page + 1}</span>
-          <button type="button" disabled=${next === null} onClick=${nextPage}>Next</button>
+          <button type="button" disabled=${next === null || found !== null} onClick=${nextPage}>Next</button>
         </div>
         <${ErrorBox} error=${error} />
         ${loading && keys === null ? html`<p class="muted">Loading…</p>` : null}
         ${
-          keys !== null && keys.length === 0 && !loading
+          found === null && keys !== null && keys.length === 0 && !loading
             ? html`<p class="muted">
                 ${
                   next !== null
@@ -110,8 +199,21 @@ export function KeysView(props: { open: Uint8Array | null; creating: boolean }) 
               </p>`
             : null
         }
+        ${
+          found !== null
+            ? html`<p class="note" role="status" data-testid="search-summary">${foundSummary(found)}</p>
+                <div class="row">
+                  ${
+                    found.cursor !== null && !found.running
+                      ? html`<button type="button" onClick=${() => void find(found)}>Search on</button>`
+                      : null
+                  }
+                  <button type="button" onClick=${search}>Back to the list</button>
+                </div>`
+            : null
+        }
         <ul class="keys" data-testid="key-list">
-          ${(keys ?? []).map((k) => {
+          ${(found !== null ? found.keys : (keys ?? [])).map((k) => {
             const bytes = fromWire(k.key, k.encoding);
             const path = keyPath(bytes);
             const current = props.open !== null && keyPath(props.open) === path;

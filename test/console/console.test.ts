@@ -245,6 +245,60 @@ describe("the web console", () => {
     assert.equal((await text("value")).length, 64 * 1024);
   });
 
+  it("Keys: a substring search reads a bounded stretch, says how far it read, and goes on from there", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    // 600 keys with "apple" in their name (half in capitals) and 3 without, under one prefix.
+    const ops = [
+      ...Array.from({ length: 600 }, (_, i) => ({
+        op: "put",
+        key: `find:${i % 2 ? "apple" : "APPLE"}:${i}`,
+        value: "v",
+      })),
+      ...["a", "b", "c"].map((x) => ({ op: "put", key: `find:banana:${x}`, value: "v" })),
+    ];
+    const r = await gw.fetch("/v1/batch", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(ops),
+    });
+    assert.equal(r.status, 200);
+    const { results } = (await r.json()) as { results: { status: number }[] };
+    assert.deepEqual(new Set(results.map((x) => x.status)), new Set([201]), "every key written");
+
+    await page.goto(`${gw.url}/ui#/keys`);
+    await page.locator("#prefix").fill("find:");
+    await page.getByLabel("Key contains").fill("Apple");
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+    const summary = page.getByTestId("search-summary");
+    const list = page.getByTestId("key-list").locator("a");
+    // It stops at the end of the page on which it reached 50 matches (pages of 500), before the end.
+    await summary.filter({ hasText: /^Searched the first/ }).waitFor();
+    const m =
+      /^Searched the first (\d+) keys under prefix "find:" \(in the store's order, not sorted\): (\d+) contain "Apple"\. Search on reads up to 10,000 more\.$/.exec(
+        (await summary.textContent()) ?? "",
+      );
+    assert.ok(m, `the summary says how far it read: ${await summary.textContent()}`);
+    const [read, hits] = [Number(m[1]), Number(m[2])];
+    assert.ok(hits >= 50 && hits <= read && read < 603, `read ${read}, ${hits} matches`);
+    assert.equal(await list.count(), hits);
+    // Search on until it has read every key under the prefix.
+    for (let i = 0; i < 20 && (await page.getByRole("button", { name: "Search on" }).count()) > 0; i++) {
+      await page.getByRole("button", { name: "Search on" }).click();
+      await summary.filter({ hasText: /^Searched / }).waitFor();
+    }
+    assert.equal(await summary.textContent(), 'Searched all 603 keys under prefix "find:": 600 contain "Apple".');
+    const names = await list.allTextContents();
+    assert.equal(names.length, 600);
+    assert.equal(new Set(names).size, 600, "no key twice");
+    assert.ok(
+      names.every((n) => /^find:apple:\d+$/i.test(n)),
+      "only keys containing apple, in either case",
+    );
+    // Back to the list: the prefix's first page again.
+    await page.getByRole("button", { name: "Back to the list" }).click();
+    await eventually("a page of the prefix listed", async () => (await list.count()) === 50);
+  });
+
   it("an API error is shown in words", async (t) => {
     if (browser === null) return t.skip(NO_CHROMIUM);
     // The gateway runs with --max-key-bytes 64: a longer key is refused with 400 invalid-key.
