@@ -223,7 +223,7 @@ function AdminGate(props: { status: Status; refresh: () => void }) {
   return html`<section aria-label="Admin actions" class="admin">
     <h2>Admin actions</h2>
     <p class="muted" data-testid="admin-needed">
-      Leadership transfer and member replace need a user with admin permission${
+      Leadership transfer, member replace, drain and forget need a user with admin permission${
         who === null ? "" : html`, which <strong>${who.user}</strong> does not have`
       }. Sign in as one to use them.
     </p>
@@ -233,7 +233,25 @@ function AdminGate(props: { status: Status; refresh: () => void }) {
 type Pending =
   | { kind: "transfer"; partition: number; member: number }
   | { kind: "replace"; old: number; new: number }
+  | { kind: "drain"; member: number }
+  | { kind: "forget"; member: number }
   | null;
+
+/** How long Drain keeps asking before it reports what is still led (as `piccolo cluster drain`'s default). */
+const DRAIN_WAIT_MS = 30_000;
+
+/** A list of partitions for a sentence: all of a short one, the first ten of a long one. */
+function partitionList(ps: number[]): string {
+  return ps.length <= 10 ? ps.join(", ") : `${ps.slice(0, 10).join(", ")} and ${ps.length - 10} more`;
+}
+
+interface ForgetReport {
+  holds: number[];
+  unknown: number[];
+  told: string[];
+  refused: { member: string; why: string }[];
+  unreached: string[];
+}
 
 function AdminActions(props: { status: Status; refresh: () => void }) {
   const { status } = props;
@@ -242,6 +260,8 @@ function AdminActions(props: { status: Status; refresh: () => void }) {
   const [target, setTarget] = useState(String(members[0]?.id ?? 1));
   const [oldM, setOldM] = useState(String(members[0]?.id ?? 1));
   const [newM, setNewM] = useState(String(members[1]?.id ?? 2));
+  const [drainM, setDrainM] = useState(String(members[0]?.id ?? 1));
+  const [forgetM, setForgetM] = useState(String(members[members.length - 1]?.id ?? 1));
   const [confirm, setConfirm] = useState<Pending>(null);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -261,6 +281,40 @@ function AdminActions(props: { status: Status; refresh: () => void }) {
         setNotice(
           `Asked partition ${c.partition}'s leader to hand over to ${name(c.member)}; the grid shows it within a second or two.`,
         );
+      } else if (c.kind === "drain") {
+        const who = name(c.member);
+        let r = await postJson<{ led: number[] }>("/v1/cluster/drain", { member: c.member });
+        const total = r.led.length;
+        const deadline = Date.now() + DRAIN_WAIT_MS;
+        while (r.led.length > 0 && Date.now() < deadline) {
+          setNotice(`Draining ${who}: ${total - r.led.length}/${total} partitions handed over…`);
+          await new Promise((res) => setTimeout(res, 500));
+          r = await postJson("/v1/cluster/drain", { member: c.member });
+        }
+        if (r.led.length === 0)
+          setNotice(`Drained: ${who} leads no partition (${total} handed over). It keeps running.`);
+        else
+          setError(
+            `${who} still leads partitions ${partitionList(r.led)} after ${DRAIN_WAIT_MS / 1000} s: no caught-up follower took them. Drain again to go on.`,
+          );
+      } else if (c.kind === "forget") {
+        const who = name(c.member);
+        const r = await postJson<ForgetReport>("/v1/cluster/forget", { member: c.member });
+        if (r.holds.length > 0)
+          setError(
+            `${who} still holds a replica or learner of ${r.holds.length} partitions (${partitionList(r.holds)}): replace it first. Nothing was changed.`,
+          );
+        else if (r.unknown.length > 0)
+          setError(
+            `The configuration of partitions ${partitionList(r.unknown)} could not be read (no leader answered): nothing was changed. Try again.`,
+          );
+        else {
+          const parts = [`${who} forgotten by ${r.told.length > 0 ? r.told.join(", ") : "no member"}.`];
+          if (r.unreached.length > 0)
+            parts.push(`Not reached: ${r.unreached.join(", ")} (each learns it from the first member it greets).`);
+          setNotice(parts.join(" "));
+          if (r.refused.length > 0) setError(r.refused.map((x) => `${x.member} refused: ${x.why}`).join("; "));
+        }
       } else {
         let r = await postJson<{ partitions: number[]; pending: number[]; skipped: number[] }>("/v1/cluster/replace", {
           old: c.old,
@@ -315,6 +369,22 @@ function AdminActions(props: { status: Status; refresh: () => void }) {
       <select id="rep-new" value=${newM} onChange=${(e: Event) => setNewM((e.target as HTMLSelectElement).value)}>${memberOptions}</select>
       <button type="submit" disabled=${busy}>Replace…</button>
     </form>
+    <form class="row" onSubmit=${(e: Event) => {
+      e.preventDefault();
+      setConfirm({ kind: "drain", member: Number(drainM) });
+    }}>
+      <label for="drain-m">Drain member</label>
+      <select id="drain-m" value=${drainM} onChange=${(e: Event) => setDrainM((e.target as HTMLSelectElement).value)}>${memberOptions}</select>
+      <button type="submit" disabled=${busy}>Drain…</button>
+    </form>
+    <form class="row" onSubmit=${(e: Event) => {
+      e.preventDefault();
+      setConfirm({ kind: "forget", member: Number(forgetM) });
+    }}>
+      <label for="forget-m">Forget member</label>
+      <select id="forget-m" value=${forgetM} onChange=${(e: Event) => setForgetM((e.target as HTMLSelectElement).value)}>${memberOptions}</select>
+      <button type="submit" disabled=${busy}>Forget…</button>
+    </form>
     ${
       confirm === null
         ? null
@@ -322,7 +392,11 @@ function AdminActions(props: { status: Status; refresh: () => void }) {
             ${
               confirm.kind === "transfer"
                 ? `Hand partition ${confirm.partition}'s leadership to ${name(confirm.member)}?`
-                : `Move every replica ${name(confirm.old)} holds to ${name(confirm.new)}? Each partition changes membership in steps; this can take a minute.`
+                : confirm.kind === "drain"
+                  ? `Hand every partition ${name(confirm.member)} leads to a caught-up follower? It keeps running and its replicas stay.`
+                  : confirm.kind === "forget"
+                    ? `Forget ${name(confirm.member)} for good? Every member drops it from its address book and refuses it from then on, and it stops; it cannot rejoin under its id. It must hold no replica (replace it first).`
+                    : `Move every replica ${name(confirm.old)} holds to ${name(confirm.new)}? Each partition changes membership in steps; this can take a minute.`
             }
           <//>`
     }

@@ -390,6 +390,51 @@ describe("the web console", () => {
     assert.ok(await led(), `partition 0 led by ${target.name} in the grid`);
   });
 
+  it("Cluster: drain empties a member of leadership; forget is refused, in words, while the member holds replicas", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    await page.goto(`${gw.url}/ui#/cluster`);
+    const status = async () =>
+      (await (await gw.fetch("/v1/cluster")).json()) as {
+        members: { id: number; name: string }[];
+        partitions: { partition: number; leader: number; replicas: number[] }[];
+      };
+    const s = await status();
+    const n1 = s.members.find((m) => m.name === "n1")!.id;
+    const n2 = s.members.find((m) => m.name === "n2")!.id;
+    await eventually("n1 leads a partition", async () => (await status()).partitions.some((p) => p.leader === n1));
+
+    await page.getByLabel("Drain member").selectOption(String(n1));
+    await page.getByRole("button", { name: "Drain…" }).click();
+    const dialog = page.getByRole("alertdialog");
+    assert.match((await dialog.textContent()) ?? "", /Hand every partition n1 leads to a caught-up follower\?/);
+    await dialog.getByRole("button", { name: "Yes, do it" }).click();
+    await page
+      .getByText(/^Drained: n1 leads no partition \(\d+ handed over\)\. It keeps running\.$/)
+      .waitFor({ timeout: 35_000 });
+    assert.ok(!(await status()).partitions.some((p) => p.leader === n1), "n1 leads nothing");
+
+    // n2 holds a replica of every partition: forget is refused, and nothing changes.
+    await page.getByLabel("Forget member").selectOption(String(n2));
+    await page.getByRole("button", { name: "Forget…" }).click();
+    assert.match((await dialog.textContent()) ?? "", /Forget n2 for good\?/);
+    await dialog.getByRole("button", { name: "Yes, do it" }).click();
+    const refusal = page
+      .getByRole("region", { name: "Admin actions" })
+      .getByTestId("error")
+      .filter({ hasText: "n2 still holds" });
+    await refusal.waitFor();
+    assert.equal(
+      await refusal.textContent(),
+      "n2 still holds a replica or learner of 64 partitions (0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 54 more): replace it first. Nothing was changed.",
+    );
+    const after = await status();
+    assert.equal(after.members.length, 3, "n2 still a member");
+    assert.ok(
+      after.partitions.every((p) => p.replicas.includes(n2)),
+      "n2 still holds every partition",
+    );
+  });
+
   it("Firefox: Keys: create, edit, lose a CAS race and see the newer value, delete", async (t) => {
     if (firefox === null) return t.skip(NO_FIREFOX);
     await fp.goto(`${gw.url}/ui#/keys`);

@@ -340,4 +340,37 @@ describe("the console's routes on the gateway", () => {
       assert.ok(p.replicas.includes(n4), `partition ${p.partition} has n4`);
     }
   });
+
+  it("drain and forget: refused to a read-only user; forget refused while a member holds replicas; the admin forgets n3 once replaced, and n3 stops", async () => {
+    const s = await status();
+    const id = (name: string) => s.members.find((m) => m.name === name)!.id;
+    const [n1, n3] = [id("n1"), id("n3")];
+    for (const path of ["/v1/cluster/drain", "/v1/cluster/forget"]) {
+      const refused = await post(path, { member: n1 }, VIEWER);
+      assert.equal(refused.status, 403, `${path}: ${await refused.clone().text()}`);
+      const unknown = await post(path, { member: 99 }, ADMIN);
+      assert.equal(unknown.status, 400);
+      assert.match((await problem(unknown)).detail, /no member with id 99/);
+    }
+    // n1 holds replicas of every partition: nothing changes.
+    const holds = (await (await post("/v1/cluster/forget", { member: n1 }, ADMIN)).json()) as {
+      holds: number[];
+      told: string[];
+    };
+    assert.equal(holds.holds.length, 8);
+    assert.deepEqual(holds.told, []);
+    // n3 holds nothing since the replace above: every member asked forgets it, and n3 stops (exit 72).
+    const n3Exit = new Promise<number | null>((resolve) => members[2]!.process.once("exit", resolve));
+    const res = await post("/v1/cluster/forget", { member: n3 }, ADMIN);
+    assert.equal(res.status, 200, await res.clone().text());
+    const r = (await res.json()) as { holds: number[]; unknown: number[]; told: string[]; refused: unknown[] };
+    assert.deepEqual([r.holds, r.unknown, r.refused], [[], [], []]);
+    assert.deepEqual(r.told, ["n1", "n2", "n4"]);
+    assert.equal(await n3Exit, 72);
+    // Drain one step for n1: it answers the partitions n1 led when asked.
+    const d = await post("/v1/cluster/drain", { member: n1 }, ADMIN);
+    assert.equal(d.status, 200, await d.clone().text());
+    const body = (await d.json()) as { led: number[]; asked: number };
+    assert.ok(Array.isArray(body.led) && body.asked <= body.led.length);
+  });
 });

@@ -4,6 +4,8 @@
  *   GET  /v1/cluster                      members (up or not) and every partition as its leader sees it
  *   POST /v1/cluster/transfer-leader      {partition, member}: hand a partition's leadership to a member
  *   POST /v1/cluster/replace              {old, new, partitions?}: one step of moving old's replicas to new
+ *   POST /v1/cluster/drain                {member}: one step of handing every partition it leads to a follower
+ *   POST /v1/cluster/forget               {member}: every member drops a member that holds nothing, for good
  *
  * What `piccolo cluster status`, `transfer-leader` and `replace` do, asked
  * through the gateway's own links to the members (the CLI opens connections
@@ -17,7 +19,14 @@
  * not yet moved and answers at once; the caller posts again (with the
  * `partitions` the first answer named) until `pending` is empty. The state
  * lives in the groups' logs, as for the CLI: a console closed mid-way loses
- * nothing, and posting again goes on where it was.
+ * nothing, and posting again goes on where it was. Drain is the same: each
+ * POST asks, for every partition the member leads, its least-behind voter to
+ * take over, and answers which it led when asked; the caller posts again
+ * until none (as `piccolo cluster drain` asks every 200 ms).
+ *
+ * Forget changes every member's address book for good, so it first checks,
+ * as `piccolo cluster forget` does (src/cli/cluster-forget.ts), that no
+ * partition's configuration lists the member; refused, nothing changes.
  */
 import type { FastifyInstance } from "fastify";
 import type { ClusterInfo } from "../../client/client.js";
@@ -226,6 +235,165 @@ export function clusterRoutes(app: FastifyInstance, g: Gateway): void {
         pending: pendingIds,
         skipped,
       };
+    },
+  );
+
+  drainAndForgetRoutes(app, g);
+}
+
+/** The follower to hand `p` to: an active voter other than `id`, the least behind (as src/cli/cluster-drain.ts). */
+function drainTarget(p: ClusterStatus["partitions"][number], id: number): number | undefined {
+  return p.followers
+    .filter((f) => f.member !== id && f.active && !f.learner && p.replicas.includes(f.member))
+    .sort((a, b) => a.lag - b.lag)[0]?.member;
+}
+
+/**
+ * 403 unless the caller has admin permission, asked of a node (the native whoami). Drain and forget may
+ * answer without an admin request reaching a node (nothing to hand over; a member that still holds
+ * replicas), and a read-only user must be refused those too, not told the outcome.
+ */
+async function requireAdmin(g: Gateway, caller: Caller): Promise<void> {
+  const w = await g.router.anyNode().run(caller, (c) => c.whoami());
+  if (!w.admin) throw new Problem("forbidden", `${w.user} does not have admin permission`, { code: "NOPERM" });
+}
+
+function memberOf(s: ClusterStatus, id: number) {
+  const m = s.members.find((x) => x.id === id);
+  if (m === undefined) throw new Problem("invalid-argument", `no member with id ${id} (GET /v1/cluster lists them)`);
+  return m;
+}
+
+/** POST /v1/cluster/drain and /v1/cluster/forget. */
+function drainAndForgetRoutes(app: FastifyInstance, g: Gateway): void {
+  app.post(
+    "/v1/cluster/drain",
+    {
+      schema: {
+        summary: "One step of handing every partition a member leads to a caught-up follower (admin)",
+        description:
+          "Asks, for each partition `member` leads, its leader to hand over to the least-behind active voter, and " +
+          "answers the partitions it led when asked (`led`) and how many were asked (`asked`; a partition with no " +
+          "caught-up follower now is not). The member keeps running. Post again, a few times a second, until `led` " +
+          "is empty, as `piccolo cluster drain` does. Needs admin permission (403 otherwise).",
+        body: {
+          type: "object",
+          required: ["member"],
+          additionalProperties: false,
+          properties: { member: { type: "integer", minimum: 1 } },
+        },
+        response: {
+          200: { type: "object", properties: { led: ids, asked: { type: "integer" } } },
+          ...ADMIN_ACTION_PROBLEMS,
+        },
+      },
+    },
+    async (req) => {
+      const { member } = req.body as { member: number };
+      requireCluster(g);
+      await requireAdmin(g, req.caller);
+      const s = await statusOf(g, req.caller);
+      memberOf(s, member);
+      const led = s.partitions.filter((p) => p.leader === member);
+      const link = g.router.anyNode();
+      let asked = 0;
+      await Promise.all(
+        led.map((p) => {
+          const to = drainTarget(p, member);
+          if (to === undefined) return Promise.resolve();
+          asked++;
+          return link
+            .run(req.caller, (c) => c.transferLeader(p.partition, to))
+            .catch((err: unknown) => {
+              // Refused for the caller: say so. Anything else (the leader changed meanwhile) is asked again next post.
+              const status = problemFromError(err, true).status;
+              if (status === 401 || status === 403) throw err;
+            });
+        }),
+      );
+      return { led: led.map((p) => p.partition), asked };
+    },
+  );
+
+  app.post(
+    "/v1/cluster/forget",
+    {
+      schema: {
+        summary: "Every member drops a member that holds no replica, for good (admin)",
+        description:
+          "Refused, with nothing changed, while a partition's configuration lists `member` as voter or learner " +
+          "(`holds`: move them first with POST /v1/cluster/replace) or a partition's configuration could not be " +
+          "read (`unknown`). Otherwise asks each member the gateway has a link to, in parallel, to forget it: " +
+          "`told` forgot it (now or before), `refused` said no with a reason, `unreached` could not be asked (each " +
+          "learns it from the first peer it greets). The forgotten member stops. Needs admin permission.",
+        body: {
+          type: "object",
+          required: ["member"],
+          additionalProperties: false,
+          properties: { member: { type: "integer", minimum: 1 } },
+        },
+        response: {
+          200: {
+            type: "object",
+            properties: {
+              holds: ids,
+              unknown: ids,
+              told: { type: "array", items: { type: "string" } },
+              refused: {
+                type: "array",
+                items: { type: "object", properties: { member: { type: "string" }, why: { type: "string" } } },
+              },
+              unreached: { type: "array", items: { type: "string" } },
+            },
+          },
+          ...ADMIN_ACTION_PROBLEMS,
+        },
+      },
+    },
+    async (req) => {
+      const { member } = req.body as { member: number };
+      requireCluster(g);
+      await requireAdmin(g, req.caller);
+      const s = await statusOf(g, req.caller);
+      const gone = memberOf(s, member);
+      const report = {
+        holds: [] as number[],
+        unknown: [] as number[],
+        told: [] as string[],
+        refused: [] as { member: string; why: string }[],
+        unreached: [] as string[],
+      };
+      // The same check as src/cli/cluster-forget.ts's configurationsListing, on the same merged view.
+      for (const p of s.partitions) {
+        if (p.replicas.includes(member) || p.learners.includes(member)) report.holds.push(p.partition);
+        else if (p.seenBy !== p.leader && !p.hosted) report.unknown.push(p.partition);
+      }
+      if (report.holds.length > 0 || report.unknown.length > 0) return report;
+      const links = new Map(g.router.nodes.map((l) => [l.address, l]));
+      await Promise.all(
+        s.members
+          .filter((m) => m.id !== gone.id)
+          .map(async (m) => {
+            const link = links.get(m.clientAddress);
+            // The gateway links only to members it routes to; one it has no link to learns it from its peers.
+            if (link === undefined) return void report.unreached.push(m.name);
+            try {
+              await within(
+                link.run(req.caller, (c) => c.forgetMember(member)),
+                CLUSTER_STATUS_ASK_MS * 5,
+              );
+              report.told.push(m.name);
+            } catch (err) {
+              const p = problemFromError(err, true);
+              if (p.status === 401 || p.status === 403) throw err;
+              if (p.status >= 500) report.unreached.push(m.name);
+              else report.refused.push({ member: m.name, why: (err as Error).message });
+            }
+          }),
+      );
+      report.told.sort();
+      report.unreached.sort();
+      return report;
     },
   );
 }
