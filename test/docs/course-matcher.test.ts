@@ -133,9 +133,11 @@ describe("the course's matcher", () => {
     assert.equal(mask("mx84wef9.0,3 put cfg:a 1", ["position"]), "<run>.0,3 put cfg:a 1");
   });
 
-  it("ignores trailing blank lines and trailing spaces, not leading ones", () => {
+  it("ignores trailing blank lines, trailing spaces and a column's padding, not indentation", () => {
     assert.equal(compare(["a", "b"], ["a  ", "b", "", ""], ALWAYS), null);
     assert.notEqual(compare(["a"], [" a"], ALWAYS), null);
+    assert.equal(compare(["  9         4"], ["  10        4"], [...ALWAYS, "num"]), null);
+    assert.notEqual(compare(["  9 4"], ["  9 4 5"], [...ALWAYS, "num"]), null);
   });
 
   it("fails on a real chapter's experiment whose output is changed", () => {

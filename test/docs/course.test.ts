@@ -219,6 +219,7 @@ function startServer(args: string[], listening: RegExp, logFile: string | null):
 async function stopServer(s: Server | null): Promise<void> {
   if (s === null || s.child.exitCode !== null || s.child.signalCode !== null) return;
   const exited = new Promise((r) => s.child.once("exit", r));
+  s.child.kill("SIGCONT"); // a member an experiment froze (kill -STOP) and a failure left frozen
   s.child.kill("SIGINT");
   const t = setTimeout(() => s.child.kill("SIGKILL"), 10_000);
   await exited;

@@ -98,7 +98,11 @@ export const MASKS: Record<string, { pattern: RegExp; placeholder: string; what:
 };
 export const ALWAYS = ["time", "pid", "hex", "duration", "size", "rate"];
 
-/** `line` with `masks` applied, trailing spaces dropped. */
+/**
+ * `line` with `masks` applied, trailing spaces dropped, and runs of spaces
+ * inside it made one: a table's columns are padded to their values' widths,
+ * so a term going from 9 to 10 moves every column after it.
+ */
 export function mask(line: string, masks: string[]): string {
   let out = line;
   for (const name of Object.keys(MASKS)) {
@@ -106,7 +110,14 @@ export function mask(line: string, masks: string[]): string {
     const m = MASKS[name]!;
     out = out.replace(m.pattern, m.placeholder);
   }
-  return out.replace(/\s+$/, "");
+  const indent = /^\s*/.exec(out)![0];
+  return (
+    indent +
+    out
+      .slice(indent.length)
+      .replace(/[ \t]+/g, " ")
+      .replace(/\s+$/, "")
+  );
 }
 
 /** Output lines without the trailing empty ones (a command's last newline, or a shell's). */
