@@ -160,6 +160,15 @@ export const RESP_QUERY_BUFFER_BYTES = 64 * 1024 * 1024;
  */
 export const RESP_MAX_ARGS = 65_536;
 
+/**
+ * A run of hot Redis commands (src/resp/hot.ts, decision 0318) answers at
+ * most this many commands; the next one starts a new run. Each command of a
+ * run counts against the dispatch window as a request of its own.
+ */
+export const HOT_RUN_MAX_COMMANDS = 64;
+/** A run takes no more commands once its answers hold this many bytes (the next one starts a new run). */
+export const HOT_RUN_MAX_BYTES = 64 * 1024;
+
 /** Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE). Over it: protocol error, closed. */
 export const RESP_MAX_INLINE_BYTES = 64 * 1024;
 

@@ -318,6 +318,24 @@ export abstract class Connection implements RequestOwner {
   }
 
   /**
+   * Whether `req` is the last request queued: a run of hot Redis commands
+   * (src/resp/hot.ts) takes more commands only while nothing is queued
+   * after it, so answers stay in request order.
+   */
+  protected isLast(req: InFlight): boolean {
+    const q = this.queue;
+    return q.length > this.queueHead && q[q.length - 1] === req;
+  }
+
+  /**
+   * One more command joined the request last queued (a hot run): it counts
+   * against the dispatch window as a request of its own would.
+   */
+  protected joinedLast(): void {
+    this.unfinished++;
+  }
+
+  /**
    * Whether the request just read, before it is enqueued, may start now
    * (within the dispatch window, nothing held before it, the answers held
    * under the soft limit); if not, the caller enqueues it and holds it with
@@ -417,10 +435,10 @@ export abstract class Connection implements RequestOwner {
       );
   }
 
-  requestDone(bytes: number, answerBytes: number): void {
-    this.unfinished--;
+  requestDone(bytes: number, answerBytes: number, commands: number): void {
+    this.unfinished -= commands;
     // The window follows the answers' size (a moving average over about eight answers).
-    this.answerBytes += (answerBytes - this.answerBytes) / 8;
+    this.answerBytes += (answerBytes / commands - this.answerBytes) / 8;
     this.window = Math.min(
       MAX_INFLIGHT_PER_CONNECTION,
       Math.max(DISPATCH_WINDOW_MIN, Math.floor(DISPATCH_WINDOW_BYTES / Math.max(this.answerBytes, 1))),

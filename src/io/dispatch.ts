@@ -24,9 +24,11 @@ export interface RequestOwner {
   /**
    * A request of this owner is complete (its `out` is set, `answerBytes`
    * long); its answer holds `bytes` more than was charged for it while it was
-   * gathered (may be negative).
+   * gathered (may be negative). `commands`: how many commands the request
+   * answers (1, but for a run of a Redis connection's hot commands:
+   * src/resp/hot.ts).
    */
-  requestDone(bytes: number, answerBytes: number): void;
+  requestDone(bytes: number, answerBytes: number, commands: number): void;
   /** A request of this owner now holds `bytes` more of its answer (a result's value arrived). */
   charge(bytes: number): void;
   /**
@@ -53,6 +55,8 @@ export abstract class InFlight {
   charged = 0;
   /** Called once the answer is made (a barrier's release; an EXEC waiting for its WATCH's reads). */
   afterFinish: (() => void) | null = null;
+  /** The client commands this answers: 1, but for a run of hot Redis commands (src/resp/hot.ts). */
+  commands = 1;
 
   constructor(readonly owner: RequestOwner) {}
 
@@ -64,7 +68,7 @@ export abstract class InFlight {
     this.out = out;
     const bytes = out.length - this.charged;
     this.charged = out.length;
-    this.owner.requestDone(bytes, out.length);
+    this.owner.requestDone(bytes, out.length, this.commands);
     const f = this.afterFinish;
     if (f !== null) {
       this.afterFinish = null;
@@ -153,6 +157,11 @@ export class Dispatcher {
   /** Commands whose results are awaited from shards. */
   get inFlight(): number {
     return this.reqs.length - this.free.length;
+  }
+
+  /** Whether results come back in the order commands were sent (ShardBackend.inOrder). */
+  get inOrder(): boolean {
+    return this.backend.inOrder === true;
   }
 
   get shardCount(): number {

@@ -68,6 +68,12 @@ export function backupDir(durability: Durability | null): string {
 }
 
 export interface ShardBackend {
+  /**
+   * Results come back in the order the commands were sent (one shard on the
+   * IO thread): a Redis connection's hot commands are then answered as a run
+   * (src/resp/hot.ts).
+   */
+  readonly inOrder?: boolean;
   /** Cluster mode only: the partition map and each partition's state here. */
   clusterInfo?(): Promise<ClusterInfo>;
   /** Cluster mode only: the node's client listener is up at host:port (the backend joins its peers now). */
@@ -176,6 +182,8 @@ function logRecovery(events: ShardEvents, shard: number, truncatedTail: object |
 
 export class InlineShards implements ShardBackend {
   readonly count = 1;
+  /** One shard, executed here or held in order until the journal's commit (deliverHeld): results in send order. */
+  readonly inOrder = true;
   readonly backup: BackupSource;
   private core: ShardCore;
   private readonly view = new CommandView();

@@ -12,6 +12,7 @@ import { outcomeOf } from "../outcomes.js";
 import { ALL_PERMS, mayAccess, mayRun, NOPERM_KEY, nopermCommand, Perm, type User } from "../security/users.js";
 import { errorText } from "./args.js";
 import { type CommandSpec, lookupBytes } from "./commands.js";
+import { Hot, HOT_NAMES, hotCommand, HotRun } from "./hot.js";
 import { RespParser } from "./parser.js";
 import { subscribed } from "./pubsub.js";
 import * as reply from "./reply.js";
@@ -87,6 +88,10 @@ export class RespConnection extends Connection implements RespSession {
   private refusing = false;
   /** While refusing: when the client last sent something (see mayStillSend). */
   private lastReadMs = 0;
+  /** When the bytes being parsed were read. */
+  private readMs = 0;
+  /** The run of hot commands taking more this read (src/resp/hot.ts), if any. */
+  private run: HotRun | null = null;
   constructor(
     socket: Socket,
     host: ConnectionHost,
@@ -102,11 +107,14 @@ export class RespConnection extends Connection implements RespSession {
     }
     // proto-max-bulk-len: one argument is at most a value (or a key, if the value limit is smaller).
     this.parser = new RespParser(Math.max(host.maxValueBytes, MAX_KEY_BYTES), respMaxQueryBytes(host.maxValueBytes));
+    this.parser.hot = this.takeHot;
   }
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
     if (this.refusing) this.lastReadMs = nowMs;
+    this.readMs = nowMs;
     this.parser.push(chunk, (args) => this.command(args, nowMs));
+    this.endRun();
     const error = this.parser.error;
     if (error !== null) {
       if (this.parser.limit !== null)
@@ -119,7 +127,62 @@ export class RespConnection extends Connection implements RespSession {
     }
   }
 
+  /**
+   * The parser offers a complete command of up to 3 arguments: taken here
+   * when it is a plain GET, SET or INCR that needs none of the general
+   * path's checks (src/resp/hot.ts lists them), else left to command().
+   */
+  private readonly takeHot = (b: Uint8Array, start: number, offsets: Int32Array, argc: number): boolean => {
+    const hot = hotCommand(b, start, offsets, argc);
+    if (hot === Hot.NONE) return false;
+    const user = this.user;
+    if (
+      user === null ||
+      user.deleted ||
+      user.perms !== ALL_PERMS ||
+      user.keys !== null ||
+      this.refusing ||
+      this.multi !== null ||
+      !this.resp.dispatcher.inOrder ||
+      (this.proto === 2 && subscribed(this)) ||
+      !this.mayStart()
+    )
+      return false;
+    const keyLength = offsets[3]!;
+    if (keyLength === 0 || keyLength > MAX_KEY_BYTES) return false;
+    if (hot === Hot.SET && offsets[5]! > this.resp.maxValueBytes) return false;
+    let run = this.run;
+    if (run?.open && this.isLast(run)) this.joinedLast();
+    else {
+      run?.close();
+      run = new HotRun(this, this.proto);
+      this.run = run;
+      this.enqueue(run);
+    }
+    this.resp.stats.commands++;
+    this.lastCommand = HOT_NAMES[hot];
+    const keyAt = start + offsets[2]!;
+    const key = b.subarray(keyAt, keyAt + keyLength);
+    let value: Uint8Array | null = null;
+    if (hot === Hot.SET) {
+      const valueAt = start + offsets[4]!;
+      value = b.subarray(valueAt, valueAt + offsets[5]!);
+    }
+    run.send(this.resp.dispatcher, hot, key, value, this.readMs);
+    return true;
+  };
+
+  /** The run of hot commands takes no more: it is answered once its results are in. */
+  private endRun(): void {
+    const run = this.run;
+    if (run === null) return;
+    this.run = null;
+    run.close();
+  }
+
   private command(args: Uint8Array[], nowMs: number): void {
+    // Queued after a run of hot commands: the run takes no more, so answers keep their order.
+    this.endRun();
     if (this.mayStart()) {
       const req = new RespRequest(this, this, args, nowMs);
       this.enqueue(req);

@@ -75,6 +75,14 @@ export class RespParser {
   /** The arguments read so far: offset from `start` and length, in pairs. */
   private offsets = new Int32Array(64);
   private argc = 0;
+  /**
+   * Offered every complete multibulk of at most 3 arguments before its views
+   * are made: the buffer, where the command starts, its arguments' offsets
+   * from there and lengths (in pairs), and their count. True when it took
+   * the command (src/resp/hot.ts); false leaves it to onCommand. The bytes
+   * are valid only during the call, as the views are.
+   */
+  hot: ((buf: Uint8Array, start: number, offsets: Int32Array, argc: number) => boolean) | null = null;
 
   constructor(maxBulkBytes: number, maxQueryBytes = Math.max(RESP_QUERY_BUFFER_BYTES, maxBulkBytes + CHUNK_BYTES)) {
     this.maxBulkBytes = maxBulkBytes;
@@ -241,7 +249,13 @@ export class RespParser {
       this.remaining--;
       at = dataAt + len + 2;
     }
-    // Complete: the views, now that the buffer will not move before the handler has run.
+    // Complete. A hot command is taken from its offsets (src/resp/hot.ts): no views, no argument array.
+    if (this.hot !== null && this.argc <= 3 && this.hot(b, this.start, this.offsets, this.argc)) {
+      this.remaining = -1;
+      this.argc = 0;
+      return at;
+    }
+    // The views, now that the buffer will not move before the handler has run.
     for (let i = 0; i < this.argc; i++) {
       const from = this.start + this.offsets[2 * i]!;
       this.args.push(b.subarray(from, from + this.offsets[2 * i + 1]!));

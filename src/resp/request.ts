@@ -159,6 +159,7 @@ export class RespRequest extends InFlight {
    * every request, not a closure made per request).
    */
   one(key: Uint8Array, then: Continuation): void {
+    if (!this.valueOk()) return;
     this.continuation = then;
     this.continuationOp = this.lastOp;
     this.d.sendKey(this, 0, key);
@@ -290,6 +291,19 @@ export class RespRequest extends InFlight {
     }
     if (failed >= 0) return this.fail(parts[failed]!.status, ops[failed]!);
     then(parts);
+  }
+
+  /**
+   * Checks the value of the command set up with cmd(): a write's value may
+   * not pass --max-value-bytes (the parser lets an argument be as long as
+   * a key, 64 KiB, which may be more). Answers the error and returns false
+   * when it does.
+   */
+  private valueOk(): boolean {
+    const v = this.d.cmd.value;
+    if (v === null || !isWrite(this.lastOp) || v.length <= this.session.resp.maxValueBytes) return true;
+    this.error(respErrorText(ErrorCode.VALUE_TOO_LARGE, true));
+    return false;
   }
 
   /** Checks a key argument; answers the error and returns false when it is not acceptable. */

@@ -1,0 +1,205 @@
+/**
+ * The Redis port's hot path: plain GET, SET and INCR answered as a run.
+ *
+ * Under a pipeline (redis-benchmark -P 16, redis-cli --pipe) the general
+ * path pays per command: an array of arguments, a view per argument, a
+ * RespRequest with its fields, and the answer's own bytes. A heap profile of
+ * 1M pipelined SETs put that at about 670 bytes allocated per command, and
+ * the collector's work with it (docs/benchmarks.md, decision 0318).
+ *
+ * So a complete multibulk that is a plain `GET key`, `SET key value` or
+ * `INCR key` is read from the parser's offsets (parser.ts, RespParser.hot),
+ * without views or an argument array, and sent to its shard as one command.
+ * Consecutive hot commands of one connection share one queued request, a
+ * HotRun, whose answers are written one after another into its own buffer:
+ * one object per run instead of several per command.
+ *
+ * Order. The run is the last request in the connection's queue while it
+ * takes commands (Connection.isLast); anything else read after it is queued
+ * behind it, and the run takes no more. Its answers arrive in the order its
+ * commands were sent because hot runs are used only on a backend that
+ * answers in order (one shard on the IO thread: ShardBackend.inOrder), and
+ * the run checks it.
+ *
+ * What takes the general path instead, so every rule it applies still
+ * holds: a command with options (SET ... EX), any other command, a key that
+ * is empty or over MAX_KEY_BYTES, a value over --max-value-bytes, a user
+ * limited by ACL rules, a connection not authenticated, in MULTI, subscribed
+ * (RESP2), or refusing on a stop, and a command the dispatch window or the
+ * output limit holds back (Connection.mayStart), since a held command needs
+ * its own copy of its bytes. Failures are answered as the general path
+ * answers them (respErrorText), per command: a run never makes one
+ * command's failure look like another's success.
+ *
+ * Limits: a run takes at most HOT_RUN_MAX_COMMANDS commands and stops
+ * taking more once its answers pass HOT_RUN_MAX_BYTES; each command counts
+ * against the connection's dispatch window as a request of its own.
+ */
+import { assert } from "../assert.js";
+import { HOT_RUN_MAX_BYTES, HOT_RUN_MAX_COMMANDS } from "../limits.js";
+import { ErrorCode } from "../errors.js";
+import { type Dispatcher, InFlight, type RequestOwner } from "../io/dispatch.js";
+import { respErrorText } from "../outcomes.js";
+import { isDataOutcome, Op, type Result } from "../shard/command.js";
+import { E } from "./args.js";
+import { smallBytes } from "../small-bytes.js";
+import * as reply from "./reply.js";
+import type { Proto } from "./reply.js";
+
+/** The hot commands, by what their answer needs. */
+export enum Hot {
+  NONE = 0,
+  GET = 1,
+  SET = 2,
+  INCR = 3,
+}
+
+/**
+ * Which hot command the multibulk of `argc` arguments at `start` is (its
+ * arguments' offsets from `start` and lengths in `offsets`, in pairs), or
+ * NONE. The name is matched in any case, as Redis does.
+ */
+export function hotCommand(b: Uint8Array, start: number, offsets: Int32Array, argc: number): Hot {
+  const at = start + offsets[0]!;
+  const len = offsets[1]!;
+  if (argc === 2 && len === 3) {
+    if ((b[at]! | 32) === 103 && (b[at + 1]! | 32) === 101 && (b[at + 2]! | 32) === 116) return Hot.GET;
+    return Hot.NONE;
+  }
+  if (argc === 3 && len === 3) {
+    if ((b[at]! | 32) === 115 && (b[at + 1]! | 32) === 101 && (b[at + 2]! | 32) === 116) return Hot.SET;
+    return Hot.NONE;
+  }
+  if (argc === 2 && len === 4) {
+    if ((b[at]! | 32) === 105 && (b[at + 1]! | 32) === 110 && (b[at + 2]! | 32) === 99 && (b[at + 3]! | 32) === 114)
+      return Hot.INCR;
+  }
+  return Hot.NONE;
+}
+
+export const HOT_NAMES = ["", "get", "set", "incr"] as const;
+export const HOT_OPS = [0, Op.GET, Op.PUT, Op.INCRBY] as const;
+
+const enc = new TextEncoder();
+const OK = enc.encode("+OK\r\n");
+const NIL2 = enc.encode("$-1\r\n");
+const NIL3 = enc.encode("_\r\n");
+const OVERFLOW = reply.error(E.overflow);
+
+/** One run of hot commands of one connection: one queued request, its answers in one buffer. */
+export class HotRun extends InFlight {
+  /** Commands sent so far (the run is `commands` long; InFlight counts it against the window). */
+  sent = 0;
+  /** Results written so far, in order. */
+  private answered = 0;
+  /** Takes no more commands (something was queued after it, or its bounds were reached). */
+  closed = false;
+  private buf: Uint8Array;
+  private at = 0;
+  /** Each command's kind, by its place in the run (64 bytes: kept inside V8's heap, no malloc). */
+  private readonly kinds = new Uint8Array(HOT_RUN_MAX_COMMANDS);
+
+  constructor(
+    owner: RequestOwner,
+    private readonly proto: Proto,
+  ) {
+    super(owner);
+    this.commands = 0;
+    this.buf = smallBytes(256);
+  }
+
+  /** Whether the run may take one more command. */
+  get open(): boolean {
+    return !this.closed && this.sent < HOT_RUN_MAX_COMMANDS && this.at < HOT_RUN_MAX_BYTES;
+  }
+
+  /** Sends one hot command (`hot`, its key, and for SET its value); its answer joins the run's. */
+  send(d: Dispatcher, hot: Hot, key: Uint8Array, value: Uint8Array | null, nowMs: number): void {
+    const c = d.begin(HOT_OPS[hot] as Op, nowMs);
+    if (hot === Hot.SET) c.value = value;
+    else if (hot === Hot.INCR) c.value = INCR_BY_ONE;
+    this.kinds[this.sent++] = hot;
+    this.commands++;
+    d.sendKey(this, this.sent - 1, key);
+  }
+
+  /** No more commands: the run is answered once every result is in (now, if they are). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.remaining === 0 && this.out === null) this.done();
+  }
+
+  onResult(part: number, r: Result, _d: Dispatcher): void {
+    assert(part === this.answered, "a hot run's results come back in order");
+    this.answered++;
+    if (!this.owner.gone) this.answer(this.kinds[part]! as Hot, r);
+    if (this.closed && this.remaining === 0) this.done();
+  }
+
+  private answer(hot: Hot, r: Result): void {
+    const op = HOT_OPS[hot] as Op;
+    if (!isDataOutcome(op, r.status)) return this.bytes(reply.error(respErrorText(r.status, hot !== Hot.GET)));
+    if (hot === Hot.SET) return this.bytes(OK);
+    if (hot === Hot.GET) {
+      if (r.flag !== 1) return this.bytes(this.proto === 3 ? NIL3 : NIL2);
+      return this.bulk(r.value!);
+    }
+    // INCR: the shard's data outcomes are the value's text, or why it is not a number.
+    if (r.status === ErrorCode.OVERFLOW) return this.bytes(OVERFLOW);
+    if (r.status !== ErrorCode.OK) return this.bytes(reply.error(respErrorText(r.status, false)));
+    const v = r.value!;
+    this.room(v.length + 3);
+    this.buf[this.at++] = 58; // ':'
+    this.buf.set(v, this.at);
+    this.at += v.length;
+    this.buf[this.at++] = 13;
+    this.buf[this.at++] = 10;
+  }
+
+  private bulk(v: Uint8Array): void {
+    const len = v.length;
+    let d = 1;
+    for (let n = len; n >= 10; n = Math.floor(n / 10)) d++;
+    this.room(1 + d + 2 + len + 2);
+    const b = this.buf;
+    let at = this.at;
+    b[at] = 36; // '$'
+    for (let i = d, n = len; i >= 1; i--) {
+      b[at + i] = 48 + (n % 10);
+      n = Math.floor(n / 10);
+    }
+    at += d + 1;
+    b[at++] = 13;
+    b[at++] = 10;
+    b.set(v, at);
+    at += len;
+    b[at++] = 13;
+    b[at++] = 10;
+    this.at = at;
+  }
+
+  private bytes(x: Uint8Array): void {
+    this.room(x.length);
+    this.buf.set(x, this.at);
+    this.at += x.length;
+  }
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.at + n) size *= 2;
+    const grown = smallBytes(size);
+    grown.set(this.buf.subarray(0, this.at));
+    this.buf = grown;
+  }
+
+  private done(): void {
+    const out = this.buf.subarray(0, this.at);
+    this.buf = EMPTY;
+    this.finish(out);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+const INCR_BY_ONE = enc.encode("1");
