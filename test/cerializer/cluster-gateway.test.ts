@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type RunningGateway, startGateway } from "../support/cerializer.js";
-import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 
 let root: string;
 const nodes: RunningNode[] = [];
@@ -25,7 +25,7 @@ before(async () => {
 });
 after(async () => {
   await gw?.stop();
-  for (const n of nodes) await n.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -18,7 +18,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type RunningGateway, startGateway } from "../support/cerializer.js";
 import { eventually } from "../support/eventually.js";
-import { CLI, freePort, type RunningNode, startNode } from "../support/node.js";
+import { CLI, freePort, type RunningNode, startNode, stopAll } from "../support/node.js";
 
 interface Ready {
   status: number;
@@ -83,7 +83,7 @@ before(async () => {
 });
 after(async () => {
   await gw?.stop();
-  for (const n of members) await n?.stop();
+  await stopAll(members);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -14,7 +14,7 @@ import { ErrorCode, PiccoloError } from "../../src/errors.js";
 import { initHash } from "../../src/hash.js";
 import { TXN_MAX_OPS } from "../../src/limits.js";
 import { P, problem, type RunningGateway, startGateway } from "../support/cerializer.js";
-import { memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { memberList, type RunningNode, startMember, startNode, stopAll } from "../support/node.js";
 
 interface TxnAnswer {
   succeeded: boolean;
@@ -202,7 +202,7 @@ describe("Cerializer /v1/txn in front of a three-member cluster (64 partitions)"
   });
   after(async () => {
     await gw?.stop();
-    for (const n of nodes) await n.stop();
+    await stopAll(nodes);
     await rm(root, { recursive: true, force: true });
   });
 
@@ -305,7 +305,7 @@ describe("Cerializer /v1/txn and /v1/rpc's txn in front of two independent nodes
   });
   after(async () => {
     await gw?.stop();
-    for (const n of nodes) await n.stop();
+    await stopAll(nodes);
   });
 
   /** Which node (0 or 1) the gateway places `key` on, found by writing it through /v1/kv. */

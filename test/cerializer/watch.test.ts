@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { PiccoloClient } from "../../src/client/client.js";
 import { P, problem, type RunningGateway, startGateway } from "../support/cerializer.js";
 import { eventually } from "../support/eventually.js";
-import { memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { memberList, type RunningNode, startMember, startNode, stopAll } from "../support/node.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -158,7 +158,7 @@ describe("Cerializer /v1/watch (Server-Sent Events)", () => {
   after(async () => {
     await c?.close();
     await gw?.stop();
-    await node?.stop();
+    await stopAll([node]);
   });
 
   it("a prefix: every change under it, in each key's order, encoded as the other routes encode values", async () => {
@@ -407,7 +407,7 @@ describe("Cerializer /v1/watch: compacted", () => {
   after(async () => {
     await c?.close();
     await gw?.stop();
-    await node?.stop();
+    await stopAll([node]);
   });
 
   const fill = async (prefix: string, n: number, bytes: number) => {
@@ -485,8 +485,7 @@ describe("Cerializer /v1/watch behind several independent nodes", () => {
       }
     } finally {
       await gw.stop();
-      await a.stop();
-      await b.stop();
+      await stopAll([a, b]);
     }
   });
 });
@@ -506,7 +505,7 @@ describe("Cerializer /v1/watch in front of a three-member cluster (64 partitions
   });
   after(async () => {
     await gw?.stop();
-    for (const n of nodes) await n.stop();
+    await stopAll(nodes);
     await rm(root, { recursive: true, force: true });
   });
 

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { redisClient } from "../resp/support.js";
-import { CLI, freePort, type RunningNode, startNode } from "../support/node.js";
+import { CLI, freePort, type RunningNode, startNode, stopAll } from "../support/node.js";
 
 function piccolo(...args: string[]): { code: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 30_000 });
@@ -116,7 +116,7 @@ describe("on a cluster member", () => {
     ]);
   });
   after(async () => {
-    await member.stop();
+    await stopAll([member]);
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -160,7 +160,7 @@ describe("piccolo cluster status without --server", () => {
     ]);
   });
   after(async () => {
-    if (member !== null) await member.stop();
+    await stopAll([member]);
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 

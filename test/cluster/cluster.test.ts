@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { CLI, memberList, type RunningNode, startMember } from "../support/node.js";
+import { CLI, memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 import { eventually } from "../support/eventually.js";
 
 let root: string;
@@ -29,7 +29,7 @@ before(async () => {
   await Promise.all([0, 1, 2].map(start));
 });
 after(async () => {
-  for (const n of nodes) await n?.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { freePort, type RunningNode, startNode } from "../support/node.js";
+import { freePort, type RunningNode, startNode, stopAll } from "../support/node.js";
 import { eventually } from "../support/eventually.js";
 
 /** Longer windows here: members restart and catch up by snapshot. */
@@ -16,7 +16,7 @@ const within = <T>(what: string, f: () => Promise<T>) => eventually(what, f, 15_
 const started: RunningNode[] = [];
 let root = "";
 after(async () => {
-  for (const n of started) await n.stop();
+  await stopAll(started);
   if (root) await rm(root, { recursive: true, force: true });
 });
 

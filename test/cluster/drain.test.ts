@@ -18,7 +18,7 @@ import type { ClusterInfo } from "../../src/client/client.js";
 import { initHash } from "../../src/hash.js";
 import { parseMembers, partitionOf, place } from "../../src/cluster/placement.js";
 import { eventually } from "../support/eventually.js";
-import { CLI, memberList, type RunningNode, startMember } from "../support/node.js";
+import { CLI, memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 
 let root: string;
 let list: string;
@@ -66,7 +66,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const n of nodes) await n.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

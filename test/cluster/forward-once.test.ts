@@ -16,7 +16,7 @@ import { partitionOf } from "../../src/cluster/placement.js";
 import { ErrorCode, PiccoloError } from "../../src/errors.js";
 import { initHash } from "../../src/hash.js";
 import { eventually } from "../support/eventually.js";
-import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 
 const PARTITIONS = 8;
 let root: string;
@@ -42,7 +42,7 @@ before(async () => {
 });
 after(async () => {
   for (const c of clients) await c.close();
-  for (const n of nodes) await n.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -20,7 +20,7 @@ import { clusterIdOf } from "../../src/cluster/transport.js";
 import { hash32, initHash } from "../../src/hash.js";
 import { peerNonce } from "../../src/security/peer-auth.js";
 import { type Certs, makeCerts, tlsFlags } from "../support/certs.js";
-import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 import { closedWithin, logged, peerPort, serves } from "./peer-security-support.js";
 
 let root: string;
@@ -68,7 +68,7 @@ describe("a cluster over mutual TLS", () => {
     );
   });
   after(async () => {
-    for (const n of nodes) await n.stop();
+    await stopAll(nodes);
   });
 
   it("serves: written through one member, read through another", { timeout: 60_000 }, async () => {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { PiccoloClient } from "../../src/client/client.js";
 import { initRouting, shardOf } from "../../src/io/route.js";
-import { freePort, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { freePort, memberList, type RunningNode, startMember, startNode, stopAll } from "../support/node.js";
 import { eventually } from "../support/eventually.js";
 
 const PARTITIONS = 8;
@@ -48,10 +48,7 @@ before(async () => {
   await Promise.all([0, 1, 2].map(start));
 });
 after(async () => {
-  for (const n of nodes) {
-    n?.process.kill("SIGCONT");
-    await n?.stop();
-  }
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 
@@ -140,7 +137,7 @@ describe("quiescence", () => {
       assert.equal((await c.clusterInfo()).stats.quiescedGroups, 0);
       await c.close();
     } finally {
-      await n.stop();
+      await n.kill(); // a lone member's stop would wait out its leadership hand-off: see stopAll()
     }
   });
 });

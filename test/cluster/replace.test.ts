@@ -19,7 +19,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CLI, freePort, type RunningNode, startNode } from "../support/node.js";
+import { CLI, freePort, type RunningNode, startNode, stopAll } from "../support/node.js";
 import { eventually } from "../support/eventually.js";
 
 /** Longer windows here: members restart and catch up by snapshot. */
@@ -99,7 +99,7 @@ before(async () => {
   await Promise.all([0, 1, 2].map(startMember));
 });
 after(async () => {
-  for (const n of nodes) await n?.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import type { PiccoloClient } from "../../src/client/client.js";
 import { eventually } from "../support/eventually.js";
-import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 
 let root: string;
 let list: string;
@@ -115,10 +115,7 @@ before(async () => {
   await Promise.all([0, 1, 2].map(start));
 });
 after(async () => {
-  for (const n of nodes) {
-    n?.process.kill("SIGCONT");
-    await n?.stop();
-  }
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -24,7 +24,7 @@ import { Redis } from "ioredis";
 import { PiccoloClusterClient } from "../../src/client/cluster-client.js";
 import { type RunningGateway, startGateway } from "../support/cerializer.js";
 import { eventually } from "../support/eventually.js";
-import { freePort, memberList, type RunningNode, startMember } from "../support/node.js";
+import { freePort, memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 
 let root: string;
 let gateway: RunningGateway;
@@ -59,7 +59,7 @@ before(async () => {
 after(async () => {
   for (const r of redisClients) r.disconnect();
   await gateway?.stop();
-  for (const n of nodes) await n.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -21,7 +21,7 @@ import { initHash } from "../../src/hash.js";
 import { redisClient } from "../resp/support.js";
 import { startGateway } from "../support/cerializer.js";
 import { eventually } from "../support/eventually.js";
-import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 
 const PARTITIONS = 8;
 let root: string;
@@ -45,7 +45,7 @@ before(async () => {
 });
 after(async () => {
   for (const c of clients) await c.close();
-  for (const n of nodes) await n.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

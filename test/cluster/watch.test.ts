@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { eventually } from "../support/eventually.js";
 import { take } from "../support/watch.js";
-import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { memberList, type RunningNode, startMember, stopAll } from "../support/node.js";
 
 let root: string;
 let list: string;
@@ -26,7 +26,7 @@ before(async () => {
   );
 });
 after(async () => {
-  for (const n of nodes) await n?.stop();
+  await stopAll(nodes);
   await rm(root, { recursive: true, force: true });
 });
 

@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { get as httpsGet } from "node:https";
 import { makeCerts, tlsFlags } from "../support/certs.js";
-import { CLI, freePort, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { CLI, freePort, memberList, type RunningNode, startMember, startNode, stopAll } from "../support/node.js";
 
 async function get(port: number, path: string): Promise<{ status: number; type: string; body: string }> {
   const r = await fetch(`http://127.0.0.1:${port}${path}`);
@@ -168,7 +168,7 @@ describe("a cluster member with --metrics-port (3 members, 64 partitions)", () =
     }
   });
   after(async () => {
-    for (const n of nodes) await n.stop();
+    await stopAll(nodes);
     await rm(root, { recursive: true, force: true });
   });
 

@@ -14,7 +14,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { eventually } from "../support/eventually.js";
-import { LAYOUTS, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { LAYOUTS, memberList, type RunningNode, startMember, startNode, stopAll } from "../support/node.js";
 import { redisClient } from "./support.js";
 
 /** A RESP value as the raw client reads it: a push (RESP3 `>`) is marked as one. */
@@ -553,7 +553,7 @@ describe("pub/sub in a cluster", () => {
       );
   });
   after(async () => {
-    for (const n of nodes) await n.stop();
+    await stopAll(nodes);
     await rm(root, { recursive: true, force: true });
   });
 

@@ -15,7 +15,7 @@ import { partitionOf } from "../../src/cluster/placement.js";
 import { initHash } from "../../src/hash.js";
 import { initRouting, shardOf } from "../../src/io/route.js";
 import { eventually } from "../support/eventually.js";
-import { LAYOUTS, memberList, type RunningNode, startMember, startNode } from "../support/node.js";
+import { LAYOUTS, memberList, type RunningNode, startMember, startNode, stopAll } from "../support/node.js";
 import { redisClient } from "./support.js";
 
 const enc = new TextEncoder();
@@ -438,7 +438,7 @@ describe("transactions in a cluster: one partition each", () => {
   });
   after(async () => {
     r.disconnect();
-    for (const n of nodes) await n.stop();
+    await stopAll(nodes);
     await rm(root, { recursive: true, force: true });
   });
 

@@ -23,6 +23,21 @@ export interface RunningNode {
   client(options?: ClientOptions): Promise<PiccoloClient>;
   /** SIGTERM, then wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL (after SIGCONT, if paused), then wait for exit: for teardown, see stopAll(). */
+  kill(): Promise<void>;
+}
+
+/**
+ * A test file's teardown: every node killed (-9) at once, and waited for.
+ * Not stop(): a cluster member's SIGTERM first hands its leaderships to its
+ * peers (LEADERSHIP_HANDOFF_MS, 10 s at most), and members stopped one after
+ * another each found their peers gone and waited that out, so tearing down
+ * a three-member cluster took about 20 s, in every cluster test file. A test
+ * that means to check a clean stop calls stop() and asserts on its code;
+ * teardown checks nothing, so it need not wait (decision 0335).
+ */
+export async function stopAll(nodes: readonly (RunningNode | null | undefined)[]): Promise<void> {
+  await Promise.all(nodes.map((n) => n?.kill()));
 }
 
 /** A loopback member list of `n` members on free peer ports: "n1=127.0.0.1:p1,n2=...". */
@@ -102,6 +117,14 @@ export async function startNode(args: string[] = [], env: Record<string, string>
       clearTimeout(timer);
       if (ownDir !== null) rmSync(ownDir, { recursive: true, force: true });
       return code;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGCONT");
+        child.kill("SIGKILL");
+      }
+      await exited;
+      if (ownDir !== null) rmSync(ownDir, { recursive: true, force: true });
     },
   };
 }
