@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PiccoloClient } from "../../src/client/client.js";
 import { eventually } from "../support/eventually.js";
-import { CLI, type RunningNode, startNode } from "../support/node.js";
+import { CLI, type RunningNode, startNode, stopAll } from "../support/node.js";
 
 let node: RunningNode;
 let c: PiccoloClient;
@@ -19,7 +19,7 @@ describe("piccolo watch", () => {
   });
   after(async () => {
     await c.close();
-    await node.stop();
+    await stopAll([node]); // a node that served watches takes 5 s to stop (decision 0335)
   });
 
   it("prints one line per change under a prefix until SIGINT, then exits 0", async () => {
