@@ -55,6 +55,9 @@ struct Request {
                             # (docs/cluster.md, "Stale reads"). Ignored by writes and on a single
                             # node. A request-wide field rather than one per read struct: Key is
                             # shared with persist, a write.
+  trace @29 :Bool;          # answer the request's timeline too: a Response with this id and `trace`
+                            # set comes right before the answer (docs/tracing.md). Refused
+                            # (INVALID_ARGUMENT) on the streams (watch, backup).
 }
 
 # Moves a partition's replica from member `remove` to member `add` by Raft
@@ -231,7 +234,24 @@ struct Response {
     watch @17 :WatchEvents;  # watch: each frame of the stream, with the watch request's id
     backup @18 :BackupChunk; # backup: each frame of the stream, with the backup request's id
     whoami @19 :WhoAmI;
+    trace @20 :Trace;       # a traced request's timeline: sent just before its answer, with its id
   }
+}
+
+# A traced request's timeline (docs/tracing.md): where it went and how long
+# each stage took, in microseconds from when the answering node received it.
+struct Trace {
+  spans @0 :List(TraceSpan);   # in the order the stages began
+  dropped @1 :UInt32;          # spans left out over TRACE_MAX_SPANS (src/limits.ts)
+  node @2 :Text;               # who answered: "node" or "member N"
+}
+
+struct TraceSpan {
+  stage @0 :Text;           # received, routed, ring, executed, journal, notify, forwarded, proposed, ...
+  where @1 :Text;           # "io", "worker N", "member N", "inline"
+  startUs @2 :UInt64;       # from the request's receipt
+  durationUs @3 :UInt64;
+  detail @4 :Text;          # e.g. "shard 2", "partition 7 index 41 term 3", "fsync always"
 }
 
 # The answer to whoami: the connection's user and its permissions

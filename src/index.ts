@@ -8,8 +8,11 @@ export type {
   Entry,
   NodeStats,
   ReadOptions,
+  RequestTrace,
   ScanPage,
   ShardStats,
+  TraceOption,
+  TraceSpan,
   WriteOptions,
 } from "./client/client.js";
 export type { ClusterInfo } from "./client/client.js";

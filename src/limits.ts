@@ -65,6 +65,22 @@ export const TXN_BARRIER_SLOTS = 1024;
 export const MAX_INFLIGHT_PER_CONNECTION = 4096;
 
 /**
+ * Request tracing (docs/tracing.md): at most this many spans in one trace.
+ * An mget of 10,000 keys would make four spans per key; the spans past the
+ * limit are counted in the trace's `dropped`, not kept, so a traced request
+ * costs at most about TRACE_MAX_SPANS * 100 bytes more than an untraced one.
+ */
+export const TRACE_MAX_SPANS = 128;
+
+/**
+ * Traced requests one connection may have in flight. One more is refused
+ * with INVALID_ARGUMENT ("too many traced requests in flight"), not served
+ * untraced: a caller asking for a timeline would otherwise wait for one that
+ * never comes. Untraced requests are not limited by it.
+ */
+export const TRACE_MAX_IN_FLIGHT_PER_CONNECTION = 64;
+
+/**
  * The dispatch window: how many of one connection's requests may be with
  * the shards at once is DISPATCH_WINDOW_BYTES divided by the size of its
  * recent answers, between DISPATCH_WINDOW_MIN and MAX_INFLIGHT_PER_CONNECTION.

@@ -22,7 +22,14 @@
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import { parseArgs } from "node:util";
-import { type ClusterInfo, PiccoloClient, VersionMismatchError, type WatchEvent } from "../client/client.js";
+import {
+  type ClusterInfo,
+  PiccoloClient,
+  type RequestTrace,
+  VersionMismatchError,
+  type WatchEvent,
+} from "../client/client.js";
+import { renderWaterfall } from "./waterfall.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import {
   ConfigError,
@@ -616,7 +623,14 @@ function usage(): string {
   ];
   for (const [name, c] of Object.entries(commands))
     lines.push(`  piccolo ${`${name.replace(/^cluster-/, "cluster ")} ${c.args}`.padEnd(36)} ${c.help}`);
-  lines.push("", "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --help", "");
+  lines.push(
+    `  piccolo ${"trace <command> [args]".padEnd(36)} the command, then each request's timeline (= <command> --trace)`,
+  );
+  lines.push(
+    "",
+    "common flags: --server host:port (default 127.0.0.1:7700), --timeout ms, --trace (a waterfall of each request), --help",
+    "",
+  );
   lines.push("  piccolo --version                        print the version", "");
   lines.push(
     "exit codes: 0 ok, 1 not found, 2 usage, 3 unreachable, 4 condition failed, 5 refused, 6 watch cut off, 7 bad backup file,",
@@ -697,6 +711,11 @@ async function main(argv: string[]): Promise<number> {
     await runCerializer(values);
     return -1; // keep running
   }
+  // `piccolo trace <command> ...` is `piccolo <command> ... --trace`.
+  if (name === "trace") {
+    if (rest.length === 0 || rest[0]!.startsWith("-")) throw new UsageError("usage: piccolo trace <command> [args]");
+    return main([...rest, "--trace"]);
+  }
   const command = commands[name];
   if (command === undefined) throw new UsageError(`unknown command "${name}" (see piccolo --help)`);
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
@@ -709,6 +728,7 @@ async function main(argv: string[]): Promise<number> {
     cacert: { type: "string" },
     cert: { type: "string" },
     key: { type: "string" },
+    trace: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   };
   for (const [k, v] of Object.entries(command.options ?? {})) options[k] = { type: v.type };
@@ -726,9 +746,13 @@ async function main(argv: string[]): Promise<number> {
     print("  --password pw        the same, given inline (shows in ps: prefer the file or the env)");
     print("  --tls                speak TLS (also implied by --cacert); --cacert f: the CA to trust");
     print("  --cert f --key f     a client certificate, for nodes run with --tls-auth-clients yes");
+    print("  --trace              print each request's timeline after the answer: a waterfall (docs/tracing.md)");
     for (const [k, v] of Object.entries(command.options ?? {})) print(`  --${k.padEnd(19)}${v.help}`);
     return EXIT.OK;
   }
+  // A stream's answer never ends, so it has no timeline to print (the node refuses a traced watch or backup too).
+  if (values.trace === true && (name === "watch" || name === "backup" || name === "restore"))
+    throw new UsageError(`${name} cannot be traced: its answer is a stream (docs/tracing.md)`);
   const given = (values.server as string | undefined) ?? process.env.PICCOLO_SERVER;
   const server = given ?? "127.0.0.1:7700";
   const m = /^(.+):(\d+)$/.exec(server);
@@ -741,6 +765,8 @@ async function main(argv: string[]): Promise<number> {
       : ((values.password as string | undefined) ?? process.env.PICCOLO_PASSWORD);
   const user = (values.user as string | undefined) ?? process.env.PICCOLO_USER;
   const tls = clientTls(values);
+  const traces: RequestTrace[] = [];
+  const tracing = values.trace === true;
   const connect = (address: string) => {
     const a = /^(.+):(\d+)$/.exec(address);
     if (a === null) throw new UsageError(`"${address}" is not host:port`);
@@ -751,6 +777,7 @@ async function main(argv: string[]): Promise<number> {
       ...(password ? { password } : {}),
       ...(user ? { user } : {}),
       ...(tls === undefined ? {} : { tls }),
+      ...(tracing ? { trace: true, onTrace: (t: RequestTrace) => traces.push(t) } : {}),
     });
   };
   const client =
@@ -759,6 +786,8 @@ async function main(argv: string[]): Promise<number> {
     return await command.run(client, positionals, values, connect);
   } finally {
     await client.close();
+    // After the answer (or the error), whatever the command's outcome: a slow NOT_FOUND is worth seeing too.
+    for (const t of traces) print(renderWaterfall(t, t.roundTripUs).join("\n"));
   }
 }
 

@@ -29,6 +29,7 @@ import {
   Request_Which,
   Response,
   Response_Which,
+  type Trace,
   TxnOpResult_Which,
 } from "../protocol/gen/piccolo.js";
 import {
@@ -60,6 +61,45 @@ export interface ClientOptions {
    * The node's certificate must name the host dialed.
    */
   tls?: ConnectionOptions;
+  /**
+   * Trace every request this client sends (docs/tracing.md): each answer
+   * comes with its timeline, kept in `lastTrace` and given to `onTrace`.
+   * `piccolo <command> --trace` uses it. One request can ask alone: the
+   * `trace` option of the calls.
+   */
+  trace?: boolean;
+  /** Called with each traced request's timeline as it arrives (before the call resolves). */
+  onTrace?: (t: RequestTrace) => void;
+}
+
+/** One stage of a traced request (docs/tracing.md). */
+export interface TraceSpan {
+  stage: string;
+  /** Where it ran: "io", "worker N", "member N", ... */
+  where: string;
+  /** Microseconds from the node's receipt of the request. */
+  startUs: number;
+  durationUs: number;
+  detail: string;
+}
+
+/** A traced request's timeline, as the answering node measured it. */
+export interface RequestTrace {
+  /** The request's id on its connection. */
+  id: number;
+  /** Who answered: "node", or "member N" in a cluster. */
+  node: string;
+  spans: TraceSpan[];
+  /** Spans the node left out over its limit (TRACE_MAX_SPANS). */
+  dropped: number;
+  /** What this client measured from sending the request to its timeline's arrival (just before the answer), µs. */
+  roundTripUs: number;
+}
+
+/** The per-call option to trace one request. */
+export interface TraceOption {
+  /** Ask for this request's timeline: `client.lastTrace` holds it when the call resolves (and `onTrace` gets it). */
+  trace?: boolean;
 }
 
 /** whoami's answer: a connection's user and its permissions (read, write, admin; every key or only its patterns). */
@@ -78,7 +118,7 @@ export interface Entry {
   expireAtMs: number;
 }
 
-export interface WriteOptions {
+export interface WriteOptions extends TraceOption {
   ttlMs?: number;
   expireAtMs?: number;
   /** put/update: keep the key's current TTL. */
@@ -86,7 +126,7 @@ export interface WriteOptions {
 }
 
 /** Options of the reads: get, exists, ttl, mget, scan, keys. */
-export interface ReadOptions {
+export interface ReadOptions extends TraceOption {
   /**
    * Accept an out-of-date answer. In a cluster, the member this client is
    * connected to then answers from its own replica of the key's partition,
@@ -326,6 +366,14 @@ export class PiccoloClient {
   /** Watches holding more events than their reader took: the socket is paused while any does. */
   private readonly backedUp = new Set<number>();
   private nextId = 1;
+  /** Ids of traced requests in flight: their trace frame comes before their answer. */
+  private readonly tracedIds = new Set<number>();
+  /** When each traced request in flight was sent (performance.now()). */
+  private readonly tracedSentAt = new Map<number, number>();
+  private readonly traceAll: boolean;
+  private readonly onTrace: ((t: RequestTrace) => void) | undefined;
+  /** The timeline of the last traced request answered on this client (docs/tracing.md). */
+  lastTrace: RequestTrace | null = null;
   private corked = false;
   private closedByUser = false;
 
@@ -337,6 +385,8 @@ export class PiccoloClient {
     this.password = options.password;
     this.user = options.user;
     this.tls = options.tls;
+    this.traceAll = options.trace === true;
+    this.onTrace = options.onTrace;
   }
 
   /** Creates a client and makes sure the node answers. */
@@ -442,6 +492,11 @@ export class PiccoloClient {
         return;
       }
     }
+    if (this.tracedIds.size > 0 && this.tracedIds.has(id)) {
+      const res = decodeResponse(frame);
+      if (res.which() === Response_Which.TRACE) return this.tookTrace(id, res.trace);
+      this.tracedIds.delete(id); // the answer itself
+    }
     const stream = this.streams.get(id);
     if (stream !== undefined) return stream(frame);
     const p = this.pending.get(id);
@@ -475,6 +530,26 @@ export class PiccoloClient {
     p.resolve(frame);
   }
 
+  private tookTrace(id: number, t: Trace): void {
+    const sentAt = this.tracedSentAt.get(id);
+    this.tracedSentAt.delete(id);
+    const trace: RequestTrace = {
+      id,
+      roundTripUs: sentAt === undefined ? 0 : Math.round((performance.now() - sentAt) * 1000),
+      node: t.node,
+      dropped: t.dropped,
+      spans: Array.from(t.spans, (x) => ({
+        stage: x.stage,
+        where: x.where,
+        startUs: Number(x.startUs),
+        durationUs: Number(x.durationUs),
+        detail: x.detail,
+      })),
+    };
+    this.lastTrace = trace;
+    this.onTrace?.(trace);
+  }
+
   /** Fails the calls waiting on `socket` (every call when none is named) and ends the open watches. */
   private failAll(err: Error, socket?: Socket): void {
     for (const [id, stream] of [...this.streams])
@@ -489,7 +564,22 @@ export class PiccoloClient {
 
   /** Sends one request built by `build` and resolves with its Response. */
   private async call(build: (req: Request) => void): Promise<Response> {
-    return decodeResponse(await this.callFrame(capnpRequest(build)));
+    return decodeResponse(
+      await this.callFrame((id) =>
+        capnpRequest((r) => {
+          build(r);
+          if (this.traceAll) r.trace = true;
+          if (r.trace) this.tracedIds.add(id);
+        })(id),
+      ),
+    );
+  }
+
+  /** Whether a call with these options is traced (and, if so, its id is noted as such). */
+  private traced(id: number, o: TraceOption): boolean {
+    if (o.trace !== true && !this.traceAll) return false;
+    this.tracedIds.add(id);
+    return true;
   }
 
   /** Sends the request `encode` lays out for an id, and resolves with the response frame. */
@@ -508,6 +598,13 @@ export class PiccoloClient {
       }, this.timeoutMs);
       this.pending.set(id, { resolve, reject, timer, socket });
     });
+    if (this.tracedIds.has(id)) {
+      this.tracedSentAt.set(id, performance.now());
+      answer.catch(() => {
+        this.tracedIds.delete(id);
+        this.tracedSentAt.delete(id);
+      });
+    }
     if (!this.corked) {
       this.corked = true;
       socket.cork();
@@ -577,7 +674,9 @@ export class PiccoloClient {
   /** The key's value, version and expiry, or null when absent. */
   async get(key: Bytes, options: ReadOptions = {}): Promise<Entry | null> {
     const k = bytes(key);
-    const frame = await this.callFrame((id) => encodeGetRequest(id, k, options.stale ?? false));
+    const frame = await this.callFrame((id) =>
+      encodeGetRequest(id, k, options.stale ?? false, this.traced(id, options)),
+    );
     const fast = readValue(frame);
     if (fast !== null) return fast.entry;
     return entryOf(PiccoloClient.check(decodeResponse(frame), Response_Which.VALUE).value);
@@ -593,7 +692,7 @@ export class PiccoloClient {
     const k = bytes(key);
     const v = bytes(value);
     const frame = await this.callFrame((id) =>
-      encodeWriteRequest(id, kind, k, v, o.ttlMs ?? 0, o.expireAtMs ?? 0, o.keepTtl ?? false),
+      encodeWriteRequest(id, kind, k, v, o.ttlMs ?? 0, o.expireAtMs ?? 0, o.keepTtl ?? false, this.traced(id, o)),
     );
     const fast = readWritten(frame);
     if (fast !== null) return fast;
@@ -630,16 +729,18 @@ export class PiccoloClient {
       c.expectedVersion = BigInt(expectedVersion);
       c.ttlMs = BigInt(options.ttlMs ?? 0);
       c.expireAtMs = BigInt(options.expireAtMs ?? 0);
+      r.trace = options.trace === true;
     });
     return Number(PiccoloClient.check(res, Response_Which.WRITTEN).written.version);
   }
 
   /** Resolves true if a key was removed. With ifVersion, only at that version (else VersionMismatchError). */
-  async delete(key: Bytes, options: { ifVersion?: number } = {}): Promise<boolean> {
+  async delete(key: Bytes, options: { ifVersion?: number } & TraceOption = {}): Promise<boolean> {
     const res = await this.call((r) => {
       const d = r._initDelete();
       setData((n) => d._initKey(n), key);
       d.ifVersion = BigInt(options.ifVersion ?? 0);
+      r.trace = options.trace === true;
     });
     return PiccoloClient.check(res, Response_Which.DELETED).deleted;
   }
@@ -648,6 +749,7 @@ export class PiccoloClient {
     const res = await this.call((r) => {
       setData((n) => r._initExists()._initKey(n), key);
       r.stale = options.stale ?? false;
+      r.trace = options.trace === true;
     });
     return PiccoloClient.check(res, Response_Which.EXISTS).exists;
   }
@@ -673,6 +775,7 @@ export class PiccoloClient {
     const res = await this.call((r) => {
       setData((n) => r._initTtl()._initKey(n), key);
       r.stale = options.stale ?? false;
+      r.trace = options.trace === true;
     });
     return Number(PiccoloClient.check(res, Response_Which.TTL).ttl.ttlMs);
   }
@@ -683,13 +786,15 @@ export class PiccoloClient {
       const list = r._initMget()._initKeys(keys.length);
       for (let i = 0; i < keys.length; i++) setData((n) => list[i]!._initKey(n), keys[i]!);
       r.stale = options.stale ?? false;
+      r.trace = options.trace === true;
     });
     return Array.from(PiccoloClient.check(res, Response_Which.VALUES).values, (v) => entryOf(v));
   }
 
   /** Writes many keys (each atomically, not all together). Resolves with each key's new version. */
-  async mput(entries: [Bytes, Bytes][], options: { ttlMs?: number } = {}): Promise<number[]> {
+  async mput(entries: [Bytes, Bytes][], options: { ttlMs?: number } & TraceOption = {}): Promise<number[]> {
     const res = await this.call((r) => {
+      r.trace = options.trace === true;
       const m = r._initMput();
       m.ttlMs = BigInt(options.ttlMs ?? 0);
       const list = m._initEntries(entries.length);
@@ -721,8 +826,9 @@ export class PiccoloClient {
   }
 
   /** Deletes many keys; resolves with how many existed. */
-  async mdel(keys: Bytes[]): Promise<number> {
+  async mdel(keys: Bytes[], options: TraceOption = {}): Promise<number> {
     const res = await this.call((r) => {
+      r.trace = options.trace === true;
       const list = r._initMdel()._initKeys(keys.length);
       for (let i = 0; i < keys.length; i++) setData((n) => list[i]!._initKey(n), keys[i]!);
     });
@@ -737,6 +843,7 @@ export class PiccoloClient {
       s.count = options.count ?? 100;
       if (options.prefix !== undefined) setData((n) => s._initPrefix(n), options.prefix);
       r.stale = options.stale ?? false;
+      r.trace = options.trace === true;
     });
     const page = PiccoloClient.check(res, Response_Which.SCAN).scan;
     return { cursor: Number(page.cursor), keys: Array.from(page.keys, (k) => Buffer.from(k.key.toUint8Array())) };

@@ -11,7 +11,7 @@
  * the caller then decodes the frame with capnp-es, which raises the error.
  *
  * Layouts, from the generated code (src/protocol/gen/piccolo.ts):
- *   Request   2 data words (id at byte 0, the union's discriminant at 8, stale at bit 80), 1 pointer
+ *   Request   2 data words (id at byte 0, the union's discriminant at 8, stale at bit 80, trace at 81), 1 pointer
  *   Key       1 pointer (key)
  *   Write     3 data words (ttlMs at 0, expireAtMs at 8, keepTtl at bit 128), 2 pointers (key, value)
  *   Response  3 data words (id at 0, discriminant at 8), 1 pointer
@@ -39,9 +39,10 @@ function request(id: number, which: number, dataWords: number, pointers: number,
   return r;
 }
 
-export function encodeGetRequest(id: number, key: Uint8Array, stale: boolean): Uint8Array {
+export function encodeGetRequest(id: number, key: Uint8Array, stale: boolean, trace = false): Uint8Array {
   const { out, seg, root, childPtrs, tail } = request(id, Request_Which.GET, 0, 1, key.length);
-  if (stale) seg.view.setUint8(root + 10, 1); // bit 80 of the Request's data
+  // stale: bit 80 of the Request's data; trace: bit 81
+  if (stale || trace) seg.view.setUint8(root + 10, (stale ? 1 : 0) | (trace ? 2 : 0));
   writeData(seg, out, childPtrs, tail, key);
   return out;
 }
@@ -56,8 +57,10 @@ export function encodeWriteRequest(
   ttlMs: number,
   expireAtMs: number,
   keepTtl: boolean,
+  trace = false,
 ): Uint8Array {
   const w = request(id, kind, 3, 2, words(key.length) * 8 + value.length);
+  if (trace) w.seg.view.setUint8(w.root + 10, 2); // bit 81 of the Request's data
   w.seg.view.setBigUint64(w.child, BigInt(ttlMs), true);
   w.seg.view.setBigUint64(w.child + 8, BigInt(expireAtMs), true);
   if (keepTtl) w.seg.view.setUint8(w.child + 16, 1);

@@ -65,6 +65,7 @@ import type { Result } from "../shard/command.js";
 import type { User } from "../security/users.js";
 import type { Authenticator } from "./auth.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
+import { traceClock } from "./trace.js";
 
 export interface ConnectionHost {
   readonly maxValueBytes: number;
@@ -138,6 +139,10 @@ export abstract class Connection implements RequestOwner {
   /** A started request the ones after it must not overtake (see the file comment), and those waiting for it. */
   private barrier: InFlight | null = null;
   private afterBarrier: InFlight[] = [];
+  /** When the chunk being parsed arrived (src/io/trace.ts's clock). */
+  protected chunkAt = 0;
+  /** Traced requests read and not yet answered (at most TRACE_MAX_IN_FLIGHT_PER_CONNECTION). */
+  protected tracedInFlight = 0;
   /** Who this connection is: the default user when it needs no password, else null until AUTH. */
   user: User | null;
 
@@ -152,6 +157,8 @@ export abstract class Connection implements RequestOwner {
         this.droppedBytes += chunk.length;
         return;
       }
+      // When these bytes arrived, on the trace clock: a traced request's "received" starts here.
+      this.chunkAt = traceClock();
       this.onBytes(chunk, Date.now());
       this.host.afterDispatch();
       this.updateReading();
@@ -433,6 +440,10 @@ export abstract class Connection implements RequestOwner {
         "client-output-limit",
         "closing a client connection over its output limit (it does not read its answers)",
       );
+  }
+
+  traceEnded(_req: InFlight): void {
+    this.tracedInFlight--;
   }
 
   requestDone(bytes: number, answerBytes: number, commands: number): void {

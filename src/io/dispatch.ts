@@ -15,6 +15,7 @@
  */
 import { assert } from "../assert.js";
 import { type CommandFields, Op, type Result } from "../shard/command.js";
+import { type Trace, traceClock } from "./trace.js";
 import type { BackupSource } from "./backup.js";
 import { shardOf } from "./route.js";
 import type { ClusterInfo, ShardBackend } from "./shards.js";
@@ -41,6 +42,8 @@ export interface RequestOwner {
    * a command half done.
    */
   readonly gone: boolean;
+  /** A traced request of this owner has its answer (its trace is complete). */
+  traceEnded?(req: InFlight): void;
 }
 
 /** One request in flight; each protocol subclasses it. */
@@ -57,6 +60,8 @@ export abstract class InFlight {
   afterFinish: (() => void) | null = null;
   /** The client commands this answers: 1, but for a run of hot Redis commands (src/resp/hot.ts). */
   commands = 1;
+  /** The request's timeline while it is traced (docs/tracing.md); null, the usual case, costs one test per hop. */
+  trace: Trace | null = null;
 
   constructor(readonly owner: RequestOwner) {}
 
@@ -65,6 +70,7 @@ export abstract class InFlight {
 
   finish(out: Uint8Array): void {
     assert(this.out === null, "a request is finished once");
+    if (this.trace !== null) this.owner.traceEnded?.(this);
     this.out = out;
     const bytes = out.length - this.charged;
     this.charged = out.length;
@@ -77,8 +83,28 @@ export abstract class InFlight {
   }
 }
 
+/** What a journal commit did, by the trailer's fsync code (src/shard/command.ts). */
+const FSYNC_DETAIL: Record<number, string> = {
+  1: "write + fsync (--fsync always), one for the whole batch",
+  2: "write; fsync within a second (--fsync everysec)",
+  3: "write; the OS flushes it (--fsync no)",
+};
+
+const OP_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(Op).map(([name, code]) => [code, name.toLowerCase()]),
+);
+
+/** A shard command's name, for traces. */
+export function opName(op: number): string {
+  return OP_NAMES[op] ?? `op ${op}`;
+}
+
 export class Dispatcher {
   backend!: ShardBackend;
+  /** How traces name this node: "node", or "member N" in a cluster. */
+  get traceNode(): string {
+    return this.backend.traceNode ?? "node";
+  }
   /** Called after commands were sent from a result handler (they need a ring publish). */
   onSentLater: () => void = () => {};
   readonly startedMs = Date.now();
@@ -104,6 +130,7 @@ export class Dispatcher {
     arg1: 0,
     key: new Uint8Array(0),
     value: null,
+    traced: false,
   };
 
   /** The next multi-shard transaction's id (ids only grow, across restarts too: the backend seeds it). */
@@ -204,6 +231,7 @@ export class Dispatcher {
     c.arg0 = 0;
     c.arg1 = 0;
     c.value = null;
+    c.traced = false;
     return c;
   }
 
@@ -229,8 +257,47 @@ export class Dispatcher {
     c.tag = this.tagFor(req, part);
     c.key = key;
     req.remaining++;
+    if (req.trace !== null) this.traceSend(req.trace, c, shard);
     this.backend.send(shard, c);
     if (this.delivering) this.onSentLater();
+  }
+
+  /** A traced request's command goes out: the routing decision is a span, the send time kept for the next. */
+  private traceSend(t: Trace, c: CommandFields, shard: number): void {
+    c.traced = true;
+    const now = traceClock();
+    const where = this.backend.traceWhere?.(shard) ?? `shard ${shard}`;
+    const from = t.sent.size > 0 || t.lastResultAt > 0 ? now : t.parsedAt;
+    t.add("routed", "io", from, now, `${opName(c.op)} to ${where}`);
+    t.sent.set(c.tag, { at: now, shard });
+  }
+
+  /**
+   * A traced command's result is back on the IO thread: its worker's stamps
+   * (src/shard/command.ts, the result's trailer) become the ring, executed,
+   * journal and notify spans; a backend without a ring between (inline
+   * shards, a cluster's groups) gives what it knows.
+   */
+  private traceResult(t: Trace, r: Result): void {
+    const now = traceClock();
+    const s = t.sent.get(r.tag);
+    t.lastResultAt = now;
+    if (s === undefined) return;
+    t.sent.delete(r.tag);
+    const where = this.backend.traceWhere?.(s.shard) ?? `shard ${s.shard}`;
+    if (!r.traced) {
+      if (this.backend.traceResult !== undefined) this.backend.traceResult(t, r, s.at, now, where);
+      else t.add("executed", where, s.at, now);
+      return;
+    }
+    t.add("ring", where, s.at, r.tPicked, "waiting in the shard's request ring");
+    t.add("executed", where, r.tPicked, r.tExecuted, "the command run on the shard's map");
+    let last = r.tExecuted;
+    if (r.tCommitEnd > 0) {
+      t.add("journal", where, r.tCommitStart, r.tCommitEnd, FSYNC_DETAIL[r.fsync] ?? "");
+      last = r.tCommitEnd;
+    }
+    t.add("notify", where, last, now, "the answer in the notify ring until the IO thread took it");
   }
 
   /** Sends `cmd` with `key` to the key's shard. */
@@ -256,6 +323,7 @@ export class Dispatcher {
       req.charged += v.length;
       req.owner.charge(v.length);
     }
+    if (req.trace !== null) this.traceResult(req.trace, r);
     const was = this.delivering;
     this.delivering = true;
     try {

@@ -7,7 +7,8 @@ import type { Socket } from "node:net";
 import { smallBytes } from "../small-bytes.js";
 import { ErrorCode, errorName } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
-import { MAX_SCAN_COUNT, WATCH_MAX_PER_CONNECTION } from "../limits.js";
+import { MAX_SCAN_COUNT, TRACE_MAX_IN_FLIGHT_PER_CONNECTION, WATCH_MAX_PER_CONNECTION } from "../limits.js";
+import { Trace, traceClock } from "./trace.js";
 import {
   decodeRequest,
   encodeError,
@@ -20,6 +21,7 @@ import {
   encodeScan,
   encodeSingle,
   encodeStats,
+  encodeTrace,
   encodeTxn,
   OpKind,
   type Operation,
@@ -104,6 +106,8 @@ export class NativeRequest extends InFlight {
   private scanShard = 0;
   /** txn: the gather its parts' results feed (src/io/txn.ts). */
   private gather: TxnGather | null = null;
+  /** Traced: how its trace names the node (Dispatcher.traceNode). */
+  traceNode = "node";
 
   constructor(
     owner: RequestOwner,
@@ -406,6 +410,9 @@ export class NativeRequest extends InFlight {
    * slower answer; the frame need not wait with it).
    */
   override finish(out: Uint8Array): void {
+    const t = this.trace;
+    // A traced request's timeline goes first, as a frame of its own with the same id (decision 0320).
+    if (t !== null && out.length > 0) out = withTrace(this.op.id, t, this.traceNode, out);
     super.finish(out);
     this.op.keys = NO_BYTES;
     this.op.values = NO_BYTES;
@@ -472,6 +479,16 @@ export class NativeRequest extends InFlight {
     if (op.kind === OpKind.MPUT || op.kind === OpKind.RESTORE_KEYS) return this.finish(encodeVersions(op.id, parts));
     this.finish(encodeMulti(op.id, op.kind, parts));
   }
+}
+
+/** The trace frame (its last span: the answer laid out) followed by the answer, in one buffer. */
+function withTrace(id: bigint, t: Trace, node: string, out: Uint8Array): Uint8Array {
+  t.add("encoded", "io", t.lastResultAt > 0 ? t.lastResultAt : t.parsedAt, traceClock(), "the answer laid out");
+  const frame = encodeTrace(id, { spans: t.ordered(), dropped: t.dropped, node });
+  const both = new Uint8Array(frame.length + out.length);
+  both.set(frame, 0);
+  both.set(out, frame.length);
+  return both;
 }
 
 /** A result that outlives the shard's view of it (the value is copied, unless `value` is false). */
@@ -557,13 +574,16 @@ export class NativeConnection extends Connection implements NativeSession {
       // A frame is never reused (a small one is carved from a shared block: src/small-bytes.ts), so a request held past the dispatch window keeps it as it is.
       // Get and put by hand when they are plain and valid (native-hot.ts); mput and txn read by hand into an
       // Operation (list-codec.ts); everything else, and anything unusual or invalid, through decodeRequest.
-      const req = readHot(frame, maxValueBytes)
-        ? new HotRequest(this, HOT, frame, nowMs)
-        : new NativeRequest(
-            this,
-            decodeListRequest(frame, maxValueBytes) ?? decodeRequest(frame, maxValueBytes),
-            nowMs,
-          );
+      let req: NativeRequest | HotRequest;
+      if (readHot(frame, maxValueBytes)) req = new HotRequest(this, HOT, frame, nowMs);
+      else {
+        req = new NativeRequest(
+          this,
+          decodeListRequest(frame, maxValueBytes) ?? decodeRequest(frame, maxValueBytes),
+          nowMs,
+        );
+        if (req.op.trace) this.startTrace(req, frame.length);
+      }
       const now = this.mayStart();
       this.enqueue(req);
       if (now) req.start(d, nowMs, this);
@@ -578,6 +598,32 @@ export class NativeConnection extends Connection implements NativeSession {
       const code = error.code === "FRAME_TOO_LARGE" ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME;
       this.fatal(encodeError(0n, code, error.message));
     }
+  }
+
+  /**
+   * A request asked for its timeline (docs/tracing.md): its trace starts at
+   * the receipt of the bytes it came in. Refused on the streams, whose
+   * answers never end, and over TRACE_MAX_IN_FLIGHT_PER_CONNECTION.
+   */
+  private startTrace(req: NativeRequest, bytes: number): void {
+    const op = req.op;
+    if (op.errorCode !== 0) return;
+    if (op.kind === OpKind.WATCH || op.kind === OpKind.BACKUP) {
+      op.errorCode = ErrorCode.INVALID_ARGUMENT;
+      op.errorMessage = `${op.kind === OpKind.WATCH ? "a watch" : "a backup"} cannot be traced: its answer is a stream`;
+      return;
+    }
+    if (this.tracedInFlight >= TRACE_MAX_IN_FLIGHT_PER_CONNECTION) {
+      op.errorCode = ErrorCode.INVALID_ARGUMENT;
+      op.errorMessage = `too many traced requests in flight on this connection (at most ${TRACE_MAX_IN_FLIGHT_PER_CONNECTION}): wait for their answers`;
+      return;
+    }
+    const t = new Trace(this.chunkAt);
+    t.parsedAt = traceClock();
+    t.add("received", "io", t.t0, t.parsedAt, `native request, ${bytes} bytes, read and decoded`);
+    req.trace = t;
+    req.traceNode = this.host.dispatcher.traceNode;
+    this.tracedInFlight++;
   }
 
   protected startHeld(req: InFlight): void {

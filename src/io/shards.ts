@@ -52,6 +52,7 @@ import { sweepTick } from "../shard/sweep.js";
 import { History } from "../shard/history.js";
 import { WatchReads } from "../shard/watch-reads.js";
 import type { BackupSource } from "./backup.js";
+import type { Trace } from "./trace.js";
 
 export type { ClusterInfo } from "../protocol/cluster-info.js";
 
@@ -126,6 +127,15 @@ export interface ShardBackend {
    * shard could not start (a damaged file: its name and offset).
    */
   ready?(): Promise<Recovered>;
+  /** How a trace names this node (default "node"; a cluster member: "member N"). */
+  readonly traceNode?: string;
+  /** How a trace names shard `shard`'s thread: "worker 2", "inline" (docs/tracing.md). */
+  traceWhere?(shard: number): string;
+  /**
+   * A traced command's result that carries no worker stamps (src/io/trace.ts):
+   * the backend adds the spans it knows, from `sentAt` to `now`.
+   */
+  traceResult?(t: Trace, r: Result, sentAt: number, now: number, where: string): void;
   /** Sends one command to shard `shard`. Never drops: a full ring queues it. */
   send(shard: number, command: CommandFields): void;
   /** Publishes what send() wrote, one wakeup per shard. */
@@ -184,6 +194,10 @@ export class InlineShards implements ShardBackend {
   readonly count = 1;
   /** One shard, executed here or held in order until the journal's commit (deliverHeld): results in send order. */
   readonly inOrder = true;
+  /** The map lives on the IO thread: a traced command runs the moment it is sent (or, durable, once the turn's commit covers it). */
+  traceWhere(): string {
+    return "io (inline shard)";
+  }
   readonly backup: BackupSource;
   private core: ShardCore;
   private readonly view = new CommandView();
@@ -432,6 +446,9 @@ interface ShardLink {
 
 export class ThreadedShards implements ShardBackend {
   readonly count: number;
+  traceWhere(shard: number): string {
+    return `worker ${shard}`;
+  }
   readonly backup: BackupSource;
   readonly txnSlots?: ShardBackend["txnSlots"];
   /** Above every transaction id the shards' journals hold (set once every shard recovered). */

@@ -10,6 +10,7 @@
  *
  * Nothing here knows about sockets or shards.
  */
+import type { TraceOut } from "../io/trace.js";
 import * as capnp from "capnp-es";
 import { ErrorCode } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS, TXN_MAX_BYTES, TXN_MAX_OPS } from "../limits.js";
@@ -53,6 +54,8 @@ export interface Operation {
   count: number;
   /** Reads: a stale answer is acceptable (any replica may serve it; docs/cluster.md, "Stale reads"). */
   stale: boolean;
+  /** The caller asked for the request's timeline (docs/tracing.md). */
+  trace: boolean;
   /** auth: the password and user. */
   password: string;
   user: string;
@@ -99,6 +102,7 @@ export function blankOperation(id: bigint, kind: Request_Which): Operation {
     cursor: 0,
     count: 0,
     stale: false,
+    trace: false,
     password: "",
     user: "",
     txn: null,
@@ -181,6 +185,7 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
     const kind = req.which();
     const op = blankOperation(id, kind);
     op.stale = req.stale;
+    op.trace = req.trace;
     switch (kind) {
       case Request_Which.PING:
       case Request_Which.STATS:
@@ -475,6 +480,7 @@ function decodeSimpleRequest(frame: Uint8Array, maxValueBytes: number): Operatio
   const v = s.view;
   const op = blankOperation(v.getBigUint64(req.data, true), kind);
   op.stale = (v.getUint8(req.data + 10) & 1) !== 0;
+  op.trace = (v.getUint8(req.data + 10) & 2) !== 0;
   if (!checkKey(op, key)) return op;
   if (isWrite) {
     if (!checkValue(op, value, maxValueBytes)) return op;
@@ -527,6 +533,26 @@ export function encodeError(id: bigint, code: number, message: string, version =
   e.code = code;
   e.message = message;
   e.version = BigInt(version);
+  return frameOf(m);
+}
+
+/** A traced request's timeline (docs/tracing.md): a frame with the request's id, sent right before its answer. */
+export function encodeTrace(id: bigint, t: TraceOut): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const tr = r._initTrace();
+  tr.dropped = t.dropped;
+  tr.node = t.node;
+  const list = tr._initSpans(t.spans.length);
+  t.spans.forEach((s, i) => {
+    const x = list.get(i);
+    x.stage = s.stage;
+    x.where = s.where;
+    x.startUs = BigInt(s.startUs);
+    x.durationUs = BigInt(s.durationUs);
+    x.detail = s.detail;
+  });
   return frameOf(m);
 }
 

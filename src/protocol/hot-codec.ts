@@ -18,7 +18,8 @@
  * valid: one segment, a Request of 2 data words and 1 pointer whose union
  * is get/put/insert/update, a Key of 0 data words and 1 pointer or a Write
  * of 3 data words and 2 pointers, Data pointers inside the segment, a key of
- * 1..MAX_KEY_BYTES, a value within the limit, times within range. Anything
+ * 1..MAX_KEY_BYTES, a value within the limit, times within range, and no
+ * `trace` bit (a traced request takes the general path: docs/tracing.md). Anything
  * else returns false, and the caller takes the general path (decodeRequest),
  * which answers every refusal with its code and message. Tests hold the two
  * to agreeing (test/protocol/fuzz.test.ts).
@@ -115,6 +116,8 @@ export function readHot(b: Uint8Array, maxValueBytes: number): boolean {
   const ptrs = argAt + (isWrite ? 24 : 0);
   const key = dataAt(b, ptrs, words);
   if (key === null || key.length === 0 || key.length > MAX_KEY_BYTES) return false;
+  // A traced request (`trace`, bit 81) takes the general path: one test here is all tracing costs when off.
+  if ((b[rootAt + 10]! & 2) !== 0) return false;
   const h = HOT;
   h.kind = kind;
   h.idAt = rootAt;

@@ -83,6 +83,7 @@ export function decodeListRequest(b: Uint8Array, maxValueBytes: number): Operati
   const argAt = 8 + arg * 8;
   const op = blankOperation(new DataView(b.buffer, b.byteOffset + rootAt, 8).getBigUint64(0, true), kind);
   op.stale = (b[rootAt + 10]! & 1) !== 0;
+  op.trace = (b[rootAt + 10]! & 2) !== 0;
   return kind === Request_Which.MPUT
     ? readMput(b, words, argAt, op, maxValueBytes)
     : readTxn(b, words, argAt, op, maxValueBytes);

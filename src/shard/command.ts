@@ -14,7 +14,8 @@
  *   0  u8   op           Op below
  *   1  u8   flags        FLAG_KEEP_TTL, FLAG_RETURN_OLD, FLAG_SET_EXPIRY,
  *                        FLAG_STALE_READ
- *   2  u16  reserved     0
+ *   2  u8   traced       1: stamp the result (docs/tracing.md), else 0
+ *   3  u8   reserved     0
  *   4  u32  tag          opaque to the shard, echoed in the result (the IO
  *                        loop's index of the waiting request)
  *   8  u32  keyBytes
@@ -32,7 +33,7 @@
  *   5  u8   flag         found / existed / changed, per op
  *   6  u8   hasValue     1 when a value follows (possibly empty), 0 for none:
  *                        "no old value" and "an empty old value" differ (GETSET)
- *   7  u8   reserved
+ *   7  u8   traced       1: a trace trailer follows the value (below)
  *   8  f64  version      the key's version after the op (or current, on a
  *                        failed condition); 0 = absent
  *   16 f64  expireAtMs   the key's expiry; 0 = none
@@ -40,6 +41,11 @@
  *   32 u32  valueBytes
  *   36 u32  reserved
  *   40 ...  value bytes (GET: the value; SCAN: packed keys; STATS: packed numbers)
+ *   then, when traced, TRACE_TRAILER_BYTES: f64 picked (the worker took the
+ *   command from its ring), f64 executed, f64 commitStart and f64 commitEnd
+ *   (the journal write and fsync that covered it; 0 when none), f64 fsync
+ *   policy (0 none, 1 always, 2 everysec, 3 no), each time on traceClock()
+ *   (src/io/trace.ts)
  *
  * Doubles carry versions and times: exact for integers below 2^53, which a
  * counter bumped a billion times a second would reach in 104 days... of
@@ -238,6 +244,13 @@ export const EXPIRE_LT = 8;
 
 export const COMMAND_HEADER_BYTES = 48;
 export const RESULT_HEADER_BYTES = 40;
+/** A traced result's stamps, after its value (see the layout above). */
+export const TRACE_TRAILER_BYTES = 40;
+/** The stamps' offsets in the trailer. */
+export const TRAILER_COMMIT_START = 16;
+export const TRAILER_COMMIT_END = 24;
+/** The fsync policy as the trailer codes it. */
+export const FSYNC_CODE = { always: 1, everysec: 2, no: 3 } as const;
 
 // A scratch pair to move doubles in and out of byte arrays without a
 // DataView per message (a DataView is an allocation; this is not).
@@ -276,6 +289,8 @@ export interface CommandFields {
   arg1: number;
   key: Uint8Array;
   value: Uint8Array | null;
+  /** Stamp the result with the worker's times (a traced request; docs/tracing.md). Absent: false. */
+  traced?: boolean;
 }
 
 export function commandBytes(keyBytes: number, valueBytes: number): number {
@@ -287,7 +302,7 @@ export function encodeCommand(out: Uint8Array, at: number, c: CommandFields): vo
   const valueBytes = c.value === null ? 0 : c.value.length;
   out[at] = c.op;
   out[at + 1] = c.flags;
-  out[at + 2] = 0;
+  out[at + 2] = c.traced === true ? 1 : 0;
   out[at + 3] = 0;
   writeU32(out, at + 4, c.tag);
   writeU32(out, at + 8, c.key.length);
@@ -313,6 +328,7 @@ export class CommandView {
   expireAtMs = 0;
   arg0 = 0;
   arg1 = 0;
+  traced = false;
   key: Uint8Array = EMPTY;
   value: Uint8Array = EMPTY;
 
@@ -324,6 +340,7 @@ export class CommandView {
     if (COMMAND_HEADER_BYTES + keyBytes + valueBytes !== b.length) return false;
     this.op = b[0]!;
     this.flags = b[1]!;
+    this.traced = b[2] === 1;
     this.tag = readU32(b, 4);
     this.nowMs = readF64(b, 16);
     this.expireAtMs = readF64(b, 24);
@@ -347,6 +364,7 @@ export class CommandView {
     this.expireAtMs = c.expireAtMs;
     this.arg0 = c.arg0;
     this.arg1 = c.arg1;
+    this.traced = c.traced === true;
     this.key = c.key;
     this.value = c.value ?? EMPTY;
     return this;
@@ -369,6 +387,13 @@ export class Result {
   expireAtMs = 0;
   num = 0;
   value: Uint8Array | null = null;
+  /** A traced command's result: the stamps below travel with it (see the layout above). */
+  traced = false;
+  tPicked = 0;
+  tExecuted = 0;
+  tCommitStart = 0;
+  tCommitEnd = 0;
+  fsync = 0;
 
   reset(tag: number): this {
     this.tag = tag;
@@ -378,11 +403,14 @@ export class Result {
     this.expireAtMs = 0;
     this.num = 0;
     this.value = null;
+    this.traced = false;
     return this;
   }
 
   byteLength(): number {
-    return RESULT_HEADER_BYTES + (this.value === null ? 0 : this.value.length);
+    return (
+      RESULT_HEADER_BYTES + (this.value === null ? 0 : this.value.length) + (this.traced ? TRACE_TRAILER_BYTES : 0)
+    );
   }
 
   encode(out: Uint8Array, at: number): void {
@@ -390,27 +418,45 @@ export class Result {
     out[at + 4] = this.status;
     out[at + 5] = this.flag;
     out[at + 6] = this.value === null ? 0 : 1;
-    out[at + 7] = 0;
+    out[at + 7] = this.traced ? 1 : 0;
     writeF64(out, at + 8, this.version);
     writeF64(out, at + 16, this.expireAtMs);
     writeF64(out, at + 24, this.num);
     writeU32(out, at + 32, this.value === null ? 0 : this.value.length);
     writeU32(out, at + 36, 0);
     if (this.value !== null) out.set(this.value, at + RESULT_HEADER_BYTES);
+    if (this.traced) {
+      const t = at + RESULT_HEADER_BYTES + (this.value === null ? 0 : this.value.length);
+      writeF64(out, t, this.tPicked);
+      writeF64(out, t + 8, this.tExecuted);
+      writeF64(out, t + TRAILER_COMMIT_START, this.tCommitStart);
+      writeF64(out, t + TRAILER_COMMIT_END, this.tCommitEnd);
+      writeF64(out, t + 32, this.fsync);
+    }
   }
 
   /** Reads a result from bytes; `value` becomes a view into them. */
   decode(b: Uint8Array): boolean {
     if (b.length < RESULT_HEADER_BYTES) return false;
     const valueBytes = readU32(b, 32);
-    if (RESULT_HEADER_BYTES + valueBytes !== b.length) return false;
+    const traced = b[7] === 1;
+    if (RESULT_HEADER_BYTES + valueBytes + (traced ? TRACE_TRAILER_BYTES : 0) !== b.length) return false;
     this.tag = readU32(b, 0);
     this.status = b[4]!;
     this.flag = b[5]!;
     this.version = readF64(b, 8);
     this.expireAtMs = readF64(b, 16);
     this.num = readF64(b, 24);
-    this.value = b[6] === 1 ? b.subarray(RESULT_HEADER_BYTES) : null;
+    this.value = b[6] === 1 ? b.subarray(RESULT_HEADER_BYTES, RESULT_HEADER_BYTES + valueBytes) : null;
+    this.traced = traced;
+    if (traced) {
+      const t = RESULT_HEADER_BYTES + valueBytes;
+      this.tPicked = readF64(b, t);
+      this.tExecuted = readF64(b, t + 8);
+      this.tCommitStart = readF64(b, t + TRAILER_COMMIT_START);
+      this.tCommitEnd = readF64(b, t + TRAILER_COMMIT_END);
+      this.fsync = readF64(b, t + 32);
+    }
     return true;
   }
 }

@@ -31,7 +31,18 @@ import { type FsyncPolicy, Journal } from "../journal/journal.js";
 import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES, SNAPSHOT_STEP_KEYS } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
-import { CommandView, Op, Result } from "./command.js";
+import {
+  CommandView,
+  FSYNC_CODE,
+  isWriteCommand,
+  Op,
+  Result,
+  TRACE_TRAILER_BYTES,
+  TRAILER_COMMIT_END,
+  TRAILER_COMMIT_START,
+  writeF64,
+} from "./command.js";
+import { traceClock } from "../io/trace.js";
 import { History } from "./history.js";
 import { Barrier } from "./txn-barrier.js";
 import { WatchReads } from "./watch-reads.js";
@@ -174,16 +185,36 @@ function main(data: ShardWorkerData): void {
     core.changes = history;
   };
 
+  /**
+   * Traced writes' trailers in the notify ring (docs/tracing.md), written
+   * but not yet published: the commit that covers them stamps its start and
+   * end into them before anyone can read them.
+   */
+  const tracedAt: number[] = [];
+  const fsyncCode = journal === null ? 0 : FSYNC_CODE[journal.policy];
+
   /** The one door out: nothing is published before the journal covers it. */
   const commit = (): boolean => {
     if (journal === null) return true;
+    const t = tracedAt.length > 0 ? traceClock() : 0;
     if (journal.commit()) {
       pendingCount = 0;
       committedSeq = history.lastSeq;
+      if (t > 0) stampCommit(t, traceClock());
       return true;
     }
+    tracedAt.length = 0;
     failPending();
     return false;
+  };
+
+  const stampCommit = (start: number, end: number): void => {
+    const bytes = notifyRing.bytes;
+    for (const at of tracedAt) {
+      writeF64(bytes, at + TRAILER_COMMIT_START, start);
+      writeF64(bytes, at + TRAILER_COMMIT_END, end);
+    }
+    tracedAt.length = 0;
   };
 
   const publish = (): void => {
@@ -199,7 +230,8 @@ function main(data: ShardWorkerData): void {
     watchReads.wake(now, emit);
   };
 
-  const emit = (r: Result): void => {
+  /** Writes a result into the notify ring; returns where, or -1 when it went through the backlog. */
+  const emit = (r: Result): number => {
     let bytes = r.byteLength();
     for (;;) {
       const at = results.tryReserve(bytes);
@@ -213,7 +245,7 @@ function main(data: ShardWorkerData): void {
           }
           pending[pendingCount++] = at;
         }
-        return;
+        return at;
       }
       // Everything below copies the answer out or publishes: make what is recorded durable first.
       if (!commit()) {
@@ -228,7 +260,7 @@ function main(data: ShardWorkerData): void {
         r.encode(copy, 0);
         results.enqueue(copy);
         drainBacklog();
-        return;
+        return -1;
       }
       publish();
       notifyRing.waitForRoom(bytes, 1000);
@@ -277,6 +309,13 @@ function main(data: ShardWorkerData): void {
     for (let m = requests.next(); m !== null; m = requests.next()) {
       assert(command.wrap(m), "the IO thread writes well-formed commands");
       result.reset(command.tag);
+      if (command.traced) {
+        result.traced = true;
+        result.tPicked = traceClock();
+        result.tCommitStart = 0;
+        result.tCommitEnd = 0;
+        result.fsync = fsyncCode;
+      }
       if (command.op === Op.WATCH) {
         if (!watchReads.read(command, result, Date.now())) {
           requests.consume(); // parked: answered by wakeWatchers() later
@@ -294,7 +333,13 @@ function main(data: ShardWorkerData): void {
           core.changes = history;
         }
       }
-      emit(result);
+      if (result.traced) {
+        result.tExecuted = traceClock();
+        const at = emit(result);
+        // A write's answer waits for the journal commit that covers it: that commit stamps it (above).
+        if (at >= 0 && journal !== null && isWriteCommand(command.op, command.flags))
+          tracedAt.push(at + result.byteLength() - TRACE_TRAILER_BYTES);
+      } else emit(result);
       requests.consume();
       if (++batch % publishEvery === 0) {
         requests.ring.release();

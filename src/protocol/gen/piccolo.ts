@@ -790,6 +790,18 @@ export class Request extends $.Struct {
   set stale(value: boolean) {
     $.utils.setBit(80, value, this);
   }
+  /**
+* answer the request's timeline too: a Response with this id and `trace`
+* set comes right before the answer (docs/tracing.md). Refused
+* (INVALID_ARGUMENT) on the streams (watch, backup).
+*
+*/
+  get trace(): boolean {
+    return $.utils.getBit(81, this);
+  }
+  set trace(value: boolean) {
+    $.utils.setBit(81, value, this);
+  }
   toString(): string { return "Request_" + super.toString(); }
   which(): Request_Which {
     return $.utils.getUint16(8, this) as Request_Which;
@@ -1828,7 +1840,12 @@ export const Response_Which = {
 *
 */
   BACKUP: 17,
-  WHOAMI: 18
+  WHOAMI: 18,
+  /**
+* a traced request's timeline: sent just before its answer, with its id
+*
+*/
+  TRACE: 19
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1851,6 +1868,7 @@ export class Response extends $.Struct {
   static readonly WATCH = Response_Which.WATCH;
   static readonly BACKUP = Response_Which.BACKUP;
   static readonly WHOAMI = Response_Which.WHOAMI;
+  static readonly TRACE = Response_Which.TRACE;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -2280,10 +2298,144 @@ export class Response extends $.Struct {
     $.utils.setUint16(8, 18, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptTrace(value: $.Orphan<Trace>): void {
+    $.utils.setUint16(8, 19, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownTrace(): $.Orphan<Trace> {
+    return $.utils.disown(this.trace);
+  }
+  /**
+* a traced request's timeline: sent just before its answer, with its id
+*
+*/
+  get trace(): Trace {
+    $.utils.testWhich("trace", $.utils.getUint16(8, this), 19, this);
+    return $.utils.getStruct(0, Trace, this);
+  }
+  _hasTrace(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initTrace(): Trace {
+    $.utils.setUint16(8, 19, this);
+    return $.utils.initStructAt(0, Trace, this);
+  }
+  get _isTrace(): boolean {
+    return $.utils.getUint16(8, this) === 19;
+  }
+  set trace(value: Trace) {
+    $.utils.setUint16(8, 19, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Response_" + super.toString(); }
   which(): Response_Which {
     return $.utils.getUint16(8, this) as Response_Which;
   }
+}
+export class Trace extends $.Struct {
+  static readonly _capnp = {
+    displayName: "Trace",
+    id: "b1ef5129bad7fa39",
+    size: new $.ObjectSize(8, 2),
+  };
+  static _Spans: $.ListCtor<TraceSpan>;
+  _adoptSpans(value: $.Orphan<$.List<TraceSpan>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownSpans(): $.Orphan<$.List<TraceSpan>> {
+    return $.utils.disown(this.spans);
+  }
+  /**
+* in the order the stages began
+*
+*/
+  get spans(): $.List<TraceSpan> {
+    return $.utils.getList(0, Trace._Spans, this);
+  }
+  _hasSpans(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initSpans(length: number): $.List<TraceSpan> {
+    return $.utils.initList(0, Trace._Spans, length, this);
+  }
+  set spans(value: $.List<TraceSpan>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  /**
+* spans left out over TRACE_MAX_SPANS (src/limits.ts)
+*
+*/
+  get dropped(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set dropped(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  /**
+* who answered: "node" or "member N"
+*
+*/
+  get node(): string {
+    return $.utils.getText(1, this);
+  }
+  set node(value: string) {
+    $.utils.setText(1, value, this);
+  }
+  toString(): string { return "Trace_" + super.toString(); }
+}
+export class TraceSpan extends $.Struct {
+  static readonly _capnp = {
+    displayName: "TraceSpan",
+    id: "a307f5ac71e8e75f",
+    size: new $.ObjectSize(16, 3),
+  };
+  /**
+* received, routed, ring, executed, journal, notify, forwarded, proposed, ...
+*
+*/
+  get stage(): string {
+    return $.utils.getText(0, this);
+  }
+  set stage(value: string) {
+    $.utils.setText(0, value, this);
+  }
+  /**
+* "io", "worker N", "member N", "inline"
+*
+*/
+  get where(): string {
+    return $.utils.getText(1, this);
+  }
+  set where(value: string) {
+    $.utils.setText(1, value, this);
+  }
+  /**
+* from the request's receipt
+*
+*/
+  get startUs(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set startUs(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  get durationUs(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set durationUs(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  /**
+* e.g. "shard 2", "partition 7 index 41 term 3", "fsync always"
+*
+*/
+  get detail(): string {
+    return $.utils.getText(2, this);
+  }
+  set detail(value: string) {
+    $.utils.setText(2, value, this);
+  }
+  toString(): string { return "TraceSpan_" + super.toString(); }
 }
 export class WhoAmI extends $.Struct {
   static readonly _capnp = {
@@ -4333,6 +4485,7 @@ Txn._Success = $.CompositeList(TxnOp);
 Txn._Failure = $.CompositeList(TxnOp);
 TxnResult._Results = $.CompositeList(TxnOpResult);
 Response._Values = $.CompositeList(Value);
+Trace._Spans = $.CompositeList(TraceSpan);
 WatchEvents._Events = $.CompositeList(WatchEvent);
 ClusterInfo._Members = $.CompositeList(ClusterMember);
 ClusterInfo._Partitions = $.CompositeList(PartitionInfo);

@@ -618,6 +618,13 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "void"
           }
+        },
+        {
+          "name": "trace",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
         }
       ]
     },
@@ -1117,9 +1124,40 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "b1ef5129bad7fa39": {
+      "name": "Trace",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "spans",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "a307f5ac71e8e75f"
+            }
+          }
+        },
+        {
+          "name": "dropped",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "node",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        }
+      ]
+    },
     "f45e392d1c2141f9": {
       "name": "Response",
-      "unionMembers": 19,
+      "unionMembers": 20,
       "fields": [
         {
           "name": "id",
@@ -1277,6 +1315,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "b99ab41d43c599aa"
+          }
+        },
+        {
+          "name": "trace",
+          "discriminant": 19,
+          "type": {
+            "kind": "struct",
+            "struct": "b1ef5129bad7fa39"
           }
         }
       ]
@@ -1709,6 +1755,47 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "uint64"
+          }
+        }
+      ]
+    },
+    "a307f5ac71e8e75f": {
+      "name": "TraceSpan",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "stage",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "where",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "startUs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "durationUs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "detail",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
           }
         }
       ]
@@ -2226,6 +2313,7 @@ export const schemaInfo: SchemaInfo = {
     "WatchEvents": "a0224fdd7fe27f4a",
     "BackupChunk": "98c510e9ff23bd72",
     "WhoAmI": "b99ab41d43c599aa",
+    "Trace": "b1ef5129bad7fa39",
     "Response": "f45e392d1c2141f9",
     "ShardStats": "966d0f3f259dd8c6",
     "ClusterMember": "ecd0327043e28b4d",
@@ -2233,6 +2321,7 @@ export const schemaInfo: SchemaInfo = {
     "ClusterStats": "dc7263a55ef2be9a",
     "FollowerInfo": "f15c3e8a6df8bd77",
     "WatchEvent": "db3ac64f45abd61c",
+    "TraceSpan": "a307f5ac71e8e75f",
     "PeerHello": "e3a692cdf740f619",
     "RaftBatch": "d5da6e500189095e",
     "Forward": "eac1fec5c400bca0",
