@@ -26,6 +26,8 @@ import { ClusterMember } from "./member.js";
 import type { PeerNetworkFactory } from "./peer-network.js";
 import { isForgotten, type Member } from "./placement.js";
 import { clusterIdOf, PeerTransport } from "./transport.js";
+import type { Trace } from "../io/trace.js";
+import { parseStamps } from "./trace-stamps.js";
 
 /**
  * The exit code of a member that learns it was forgotten by the cluster
@@ -112,13 +114,34 @@ export class ClusterShards implements ShardBackend {
   /** A backup reads each partition whole from its leader (src/io/backup.ts). */
   readonly backup = { kind: "partitions" } as const;
 
+  /** How traces name this member (docs/tracing.md). */
+  readonly traceNode: string;
+
   private constructor(
     private readonly member: ClusterMember,
     private readonly events: ShardEvents,
     clusterId: bigint,
+    self: number,
   ) {
     this.count = member.router.partitions;
     this.watchRun = clusterId.toString(36);
+    this.traceNode = `member ${self}`;
+  }
+
+  /** A "shard" here is a partition: its leader may be any member. */
+  traceWhere(partition: number): string {
+    return `partition ${partition}`;
+  }
+
+  /**
+   * A traced command's answer: the stamps its leader (and, if forwarded,
+   * this member's forwarder) put in it (src/cluster/trace-stamps.ts) become
+   * spans; without them, one span for the whole trip.
+   */
+  traceResult(t: Trace, r: Result, sentAt: number, now: number, where: string): void {
+    const c = r.clusterTrace === null ? null : parseStamps(r.clusterTrace);
+    if (c === null || c.stamps.length === 0) return t.add("executed", where, sentAt, now);
+    for (const s of c.stamps) t.add(s.stage, s.where, s.from, s.to, s.detail);
   }
 
   static async start(o: ClusterOptions, events: ShardEvents): Promise<ClusterShards> {
@@ -187,7 +210,7 @@ export class ClusterShards implements ShardBackend {
         onPublish: (channel, message) => events.onPeerPublish?.(channel, message),
       },
     );
-    return new ClusterShards(member, events, clusterIdOf(o.bootstrap, o.partitions, hash32));
+    return new ClusterShards(member, events, clusterIdOf(o.bootstrap, o.partitions, hash32), o.self.id);
   }
 
   /** A Redis PUBLISH: relayed to every other member's subscribers (src/cluster/member.ts). */

@@ -35,6 +35,9 @@ import { encodeForward, encodeForwardReply, type ForwardOutcome } from "./peer-c
 import type { PeerNetwork } from "./peer-network.js";
 import type { Router } from "./router.js";
 
+import { traceClock } from "../io/trace.js";
+import { isTracedCommand, type Stamp, shiftStamps, stampsOf, withStamps } from "./trace-stamps.js";
+
 /** A forwarded command that was sent and got no answer (see forward()). */
 const LOST = "lost" as const;
 
@@ -67,6 +70,44 @@ export class Forwarder {
 
   /** Runs a command on the partition's leader, wherever it is; resolves with the encoded Result. */
   async execute(group: number, command: Uint8Array, write: boolean): Promise<Uint8Array> {
+    if (isTracedCommand(command)) return this.executeTraced(group, command, write);
+    return this.executeUntraced(group, command, write);
+  }
+
+  /**
+   * execute(), traced (docs/tracing.md, "In a cluster"): each forward is a
+   * stamp (to whom, how long until its answer), and the leader's own stamps,
+   * which its answer carries, are moved onto this member's clock.
+   */
+  private async executeTraced(group: number, command: Uint8Array, write: boolean): Promise<Uint8Array> {
+    const hops: Stamp[] = [];
+    let last: { sentAt: number; answeredAt: number } | null = null;
+    const result = await this.executeUntraced(group, command, write, (to, sentAt, answeredAt, outcome) => {
+      hops.push({
+        stage: "forwarded",
+        where: `member ${this.self}`,
+        from: sentAt,
+        to: answeredAt,
+        detail: `to member ${to}${outcome === "" ? "" : `: ${outcome}`}`,
+      });
+      last = outcome === "" ? { sentAt, answeredAt } : null;
+    });
+    const served = stampsOf(result);
+    const hop = last as { sentAt: number; answeredAt: number } | null;
+    if (hops.length === 0) return result; // served here: the stamps are this member's own already
+    const stamps =
+      served === null || hop === null ? hops : [...hops, ...shiftStamps(served, hop.sentAt, hop.answeredAt)];
+    const from = hops[0]!.from;
+    return withStamps(result, { stamps, servedFrom: from, servedTo: traceClock() });
+  }
+
+  private async executeUntraced(
+    group: number,
+    command: Uint8Array,
+    write: boolean,
+    /** A traced command: each forward, when it left and when its outcome came ("" for an answer). */
+    onHop?: (to: number, sentAt: number, answeredAt: number, outcome: string) => void,
+  ): Promise<Uint8Array> {
     const deadline = this.clock.now() + CLUSTER_REQUEST_DEADLINE_MS;
     const mode = write ? ServeMode.Write : ServeMode.Read;
     while (this.clock.now() < deadline && !this.closed) {
@@ -85,7 +126,23 @@ export class Forwarder {
         continue;
       }
       this.forwarded++;
+      const sentAt = onHop === undefined ? 0 : traceClock();
       const outcome = await this.forward(leader, group, command, write, deadline);
+      if (onHop !== undefined)
+        onHop(
+          leader,
+          sentAt,
+          traceClock(),
+          outcome === null
+            ? "not sent (no connection)"
+            : outcome === LOST
+              ? "no answer"
+              : outcome.kind === "result"
+                ? ""
+                : outcome.kind === "failed"
+                  ? "failed"
+                  : `not the leader (it named member ${outcome.leader || "none"})`,
+        );
       if (outcome === null) {
         // Never sent (no connection to that member): safe to send elsewhere, and that is where the
         // next try goes (a hint naming a member that is down would otherwise hold every try).

@@ -43,6 +43,20 @@ import { type PartitionPlacement, place } from "./placement.js";
 import type { Member } from "./placement.js";
 import { ErrorCode } from "../errors.js";
 import type { ClusterStats, FollowerInfo } from "../protocol/cluster-info.js";
+import { traceClock } from "../io/trace.js";
+import { isTracedCommand, type Stamp, withStamps } from "./trace-stamps.js";
+
+/** A traced write in flight on its leader: when each step that covers its entry was first seen. */
+interface TracedEntry {
+  group: number;
+  index: number;
+  term: number;
+  /** The leader's own WAL write of the entry (its stable index reached it); 0: not yet. */
+  appendedAt: number;
+  /** Followers whose acknowledgement covered the entry, and when. */
+  acks: Map<number, number>;
+  committedAt: number;
+}
 
 /** How often (in ticks) a leader proposes an expiry sweep for each partition it leads. */
 export const SWEEP_EVERY_TICKS = 250;
@@ -173,6 +187,8 @@ export class GroupHost {
   /** Route last reported per group (leader, or -1 when not a replica). */
   private readonly reported = new Map<number, number>();
   private readonly proposalUs = newHistogram();
+  /** Traced writes this host leads, waiting to be applied (see observeTraces). */
+  private readonly traced = new Set<TracedEntry>();
   private readonly walUs = newHistogram();
   private compactions = 0;
   private transfers = 0;
@@ -263,11 +279,116 @@ export class GroupHost {
   /** Raft messages from a peer. */
   step(messages: readonly GroupMessage[]): void {
     this.mr.step(messages);
+    // A follower's acknowledgement moves its match (and maybe the commit) right here.
+    if (this.traced.size > 0) this.observeTraces();
     this.kick();
+  }
+
+  /**
+   * Traced writes in flight: what covers each entry now that did not
+   * before. A follower's match index reaching the entry's means it has the
+   * entry in its log, fsynced: a follower acknowledges only what it has
+   * made durable (src/raft/messages.ts, canSendBeforePersist is for
+   * leaders only). So the leader learns each follower's fsync from its
+   * acknowledgement, with no trace sent to the followers (decision 0322).
+   */
+  private observeTraces(): void {
+    const now = traceClock();
+    for (const t of this.traced) {
+      if (!this.isReplica(t.group)) continue;
+      if (t.appendedAt === 0 && this.mr.stableIndex(t.group) >= t.index) t.appendedAt = now;
+      for (const f of this.mr.followers(t.group)) if (f.match >= t.index && !t.acks.has(f.id)) t.acks.set(f.id, now);
+      if (t.committedAt === 0 && this.mr.status(t.group).commit >= t.index) t.committedAt = now;
+    }
   }
 
   /** Serves one request (an encoded Command) for a partition this host owns. */
   async serve(group: number, mode: number, command: Uint8Array): Promise<HostOutcome> {
+    if (isTracedCommand(command)) return this.serveTraced(group, mode, command);
+    return this.serveUntraced(group, mode, command);
+  }
+
+  /**
+   * serve(), stamped (docs/tracing.md, "In a cluster"): the answer carries
+   * what this leader did, stage by stage, on its clock.
+   */
+  private async serveTraced(group: number, mode: number, command: Uint8Array): Promise<HostOutcome> {
+    const from = traceClock();
+    const me = `member ${this.o.self}`;
+    const stamps: Stamp[] = [];
+    let entry: TracedEntry | null = null;
+    let confirmed = 0;
+    let o: HostOutcome;
+    if (mode === ServeMode.Write) {
+      o = await this.serveUntraced(group, mode, command, (index, term) => {
+        entry = { group, index, term, appendedAt: 0, acks: new Map(), committedAt: 0 };
+        this.traced.add(entry);
+      });
+    } else if (mode === ServeMode.Read) {
+      o = await this.serveUntraced(group, mode, command, undefined, () => {
+        confirmed = traceClock();
+      });
+    } else o = await this.serveUntraced(group, mode, command);
+    const to = traceClock();
+    if (o.kind !== "result") return o;
+    const e = entry as TracedEntry | null;
+    if (e !== null) {
+      this.traced.delete(e);
+      const at = `partition ${group}, index ${e.index}, term ${e.term}`;
+      stamps.push({ stage: "proposed", where: me, from, to: from, detail: `leader of ${at}` });
+      if (e.appendedAt > 0)
+        stamps.push({
+          stage: "appended",
+          where: me,
+          from,
+          to: e.appendedAt,
+          detail: `in the leader's log, written and fsynced (its WAL, one write for the round)`,
+        });
+      for (const [f, ackAt] of [...e.acks].sort((a, b) => a[1] - b[1]))
+        stamps.push({
+          stage: "fsynced",
+          where: `member ${f}`,
+          from,
+          to: ackAt,
+          detail: `follower acknowledged index >= ${e.index}: in its log, fsynced`,
+        });
+      const committed = e.committedAt > 0 ? e.committedAt : to;
+      stamps.push({
+        stage: "committed",
+        where: me,
+        from,
+        to: committed,
+        detail: `a majority holds index ${e.index} (the commit index passed it)`,
+      });
+      stamps.push({
+        stage: "applied",
+        where: me,
+        from: committed,
+        to,
+        detail: "applied to the partition's map; answered",
+      });
+    } else if (mode === ServeMode.Read) {
+      const c = confirmed > 0 ? confirmed : to;
+      stamps.push({
+        stage: "read index",
+        where: me,
+        from,
+        to: c,
+        detail: `leader of partition ${group}: a quorum confirmed its leadership (ReadIndex)`,
+      });
+      stamps.push({ stage: "executed", where: me, from: c, to, detail: "read from the partition's map" });
+    } else
+      stamps.push({ stage: "executed", where: me, from, to, detail: `partition ${group}, this member's own replica` });
+    return { kind: "result", result: withStamps(o.result, { stamps, servedFrom: from, servedTo: to }) };
+  }
+
+  private async serveUntraced(
+    group: number,
+    mode: number,
+    command: Uint8Array,
+    onIndex?: (index: number, term: number) => void,
+    onConfirmed?: () => void,
+  ): Promise<HostOutcome> {
     if (mode === ServeMode.Local) return { kind: "result", result: this.sm.read(group, command, this.clock.now()) };
     if (!this.isReplica(group)) return { kind: "notLeader", leader: 0 };
     if (!this.mr.status(group).isLeader) return { kind: "notLeader", leader: this.mr.leader(group) };
@@ -275,7 +396,7 @@ export class GroupHost {
     try {
       if (mode === ServeMode.Write) {
         const t0 = this.clock.preciseMs();
-        const proposed = this.mr.propose(group, command);
+        const proposed = this.mr.propose(group, command, onIndex);
         // Start a round now: the entry must be written and sent (waiting for the
         // next tick or peer message to do it cost every write up to a tick).
         this.kick();
@@ -289,6 +410,7 @@ export class GroupHost {
       const ok = await withDeadline(this.clock, p, deadline);
       // No quorum confirmed the leadership in time: nothing was read, and nothing changed.
       if (ok === null) return { kind: "result", result: errorResult(ErrorCode.UNAVAILABLE) };
+      onConfirmed?.();
       return { kind: "result", result: this.sm.read(group, command, this.clock.now()) };
     } catch (err) {
       // Not the leader after all, or a leadership transfer is under way: the caller retries.
@@ -519,6 +641,7 @@ export class GroupHost {
           this.again = false;
           this.out.takeInput();
           const out = await this.mr.process();
+          if (this.traced.size > 0) this.observeTraces();
           for (const [to, batch] of out) this.out.send(to, batch);
           if (out.size > 0) this.again = true;
           this.reportRoutes();

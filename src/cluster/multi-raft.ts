@@ -310,11 +310,17 @@ export class MultiRaft {
    * deposed before replicating it: callers put a deadline on it, and treat a
    * timeout as an unknown outcome.
    */
-  propose(group: number, command: Uint8Array): Promise<Uint8Array> {
+  propose(
+    group: number,
+    command: Uint8Array,
+    /** Told the entry's index and term (a traced command's timeline names them). */
+    onIndex?: (index: number, term: number) => void,
+  ): Promise<Uint8Array> {
     const g = this.groups.get(group);
     if (g === undefined) return Promise.reject(new NotLeaderError(group, 0, "partition not hosted here"));
     const r = g.raft.propose(command);
     if (!r.ok) return Promise.reject(new NotLeaderError(group, r.leader, r.reason));
+    onIndex?.(r.index, r.term);
     return new Promise((resolve, reject) => g.proposals.set(r.index, { term: r.term, resolve, reject }));
   }
 
@@ -388,6 +394,11 @@ export class MultiRaft {
       voters: g.raft.config.voters,
       learners: g.raft.config.learners,
     };
+  }
+
+  /** The last index in this replica's own log that is on its disk (written and fsynced). */
+  stableIndex(group: number): number {
+    return this.groups.get(group)?.raft.log.stable ?? 0;
   }
 
   /** As leader, each follower's progress (empty otherwise): for status and metrics. */

@@ -33,7 +33,9 @@
  *   5  u8   flag         found / existed / changed, per op
  *   6  u8   hasValue     1 when a value follows (possibly empty), 0 for none:
  *                        "no old value" and "an empty old value" differ (GETSET)
- *   7  u8   traced       1: a trace trailer follows the value (below)
+ *   7  u8   traced       1: a trace trailer follows the value (below); 2: a
+ *                        cluster's trace follows it: u32 length, then that
+ *                        many bytes of JSON (src/cluster/trace-stamps.ts)
  *   8  f64  version      the key's version after the op (or current, on a
  *                        failed condition); 0 = absent
  *   16 f64  expireAtMs   the key's expiry; 0 = none
@@ -394,6 +396,8 @@ export class Result {
   tCommitStart = 0;
   tCommitEnd = 0;
   fsync = 0;
+  /** A cluster's traced command: its stamps as JSON (src/cluster/trace-stamps.ts); null otherwise. */
+  clusterTrace: Uint8Array | null = null;
 
   reset(tag: number): this {
     this.tag = tag;
@@ -404,12 +408,16 @@ export class Result {
     this.num = 0;
     this.value = null;
     this.traced = false;
+    this.clusterTrace = null;
     return this;
   }
 
   byteLength(): number {
     return (
-      RESULT_HEADER_BYTES + (this.value === null ? 0 : this.value.length) + (this.traced ? TRACE_TRAILER_BYTES : 0)
+      RESULT_HEADER_BYTES +
+      (this.value === null ? 0 : this.value.length) +
+      (this.traced ? TRACE_TRAILER_BYTES : 0) +
+      (this.clusterTrace === null ? 0 : 4 + this.clusterTrace.length)
     );
   }
 
@@ -418,7 +426,7 @@ export class Result {
     out[at + 4] = this.status;
     out[at + 5] = this.flag;
     out[at + 6] = this.value === null ? 0 : 1;
-    out[at + 7] = this.traced ? 1 : 0;
+    out[at + 7] = this.traced ? 1 : this.clusterTrace !== null ? 2 : 0;
     writeF64(out, at + 8, this.version);
     writeF64(out, at + 16, this.expireAtMs);
     writeF64(out, at + 24, this.num);
@@ -432,6 +440,10 @@ export class Result {
       writeF64(out, t + TRAILER_COMMIT_START, this.tCommitStart);
       writeF64(out, t + TRAILER_COMMIT_END, this.tCommitEnd);
       writeF64(out, t + 32, this.fsync);
+    } else if (this.clusterTrace !== null) {
+      const t = at + RESULT_HEADER_BYTES + (this.value === null ? 0 : this.value.length);
+      writeU32(out, t, this.clusterTrace.length);
+      out.set(this.clusterTrace, t + 4);
     }
   }
 
@@ -440,7 +452,9 @@ export class Result {
     if (b.length < RESULT_HEADER_BYTES) return false;
     const valueBytes = readU32(b, 32);
     const traced = b[7] === 1;
-    if (RESULT_HEADER_BYTES + valueBytes + (traced ? TRACE_TRAILER_BYTES : 0) !== b.length) return false;
+    const cluster = b[7] === 2 && b.length >= RESULT_HEADER_BYTES + valueBytes + 4;
+    const clusterBytes = cluster ? 4 + readU32(b, RESULT_HEADER_BYTES + valueBytes) : 0;
+    if (RESULT_HEADER_BYTES + valueBytes + (traced ? TRACE_TRAILER_BYTES : 0) + clusterBytes !== b.length) return false;
     this.tag = readU32(b, 0);
     this.status = b[4]!;
     this.flag = b[5]!;
@@ -449,6 +463,7 @@ export class Result {
     this.num = readF64(b, 24);
     this.value = b[6] === 1 ? b.subarray(RESULT_HEADER_BYTES, RESULT_HEADER_BYTES + valueBytes) : null;
     this.traced = traced;
+    this.clusterTrace = cluster ? b.subarray(RESULT_HEADER_BYTES + valueBytes + 4) : null;
     if (traced) {
       const t = RESULT_HEADER_BYTES + valueBytes;
       this.tPicked = readF64(b, t);
