@@ -27,6 +27,7 @@ export const PROBLEMS = {
   "invalid-condition": { status: 400, title: "A conditional header is malformed or unsupported" },
   "invalid-cursor": { status: 400, title: "The listing cursor is not one this gateway issued" },
   "invalid-consistency": { status: 400, title: "The consistency parameter is neither linearizable nor stale" },
+  "invalid-trace": { status: 400, title: "The trace parameter is neither 1 nor 0" },
   "value-too-large": { status: 413, title: "The value exceeds the store's limit" },
   "body-too-large": { status: 413, title: "The request body exceeds the gateway's limit" },
   "batch-too-large": { status: 413, title: "The batch has more operations than allowed" },

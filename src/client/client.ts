@@ -98,8 +98,12 @@ export interface RequestTrace {
 
 /** The per-call option to trace one request. */
 export interface TraceOption {
-  /** Ask for this request's timeline: `client.lastTrace` holds it when the call resolves (and `onTrace` gets it). */
-  trace?: boolean;
+  /**
+   * Ask for this request's timeline: `client.lastTrace` holds it when the
+   * call resolves (and `onTrace` gets it); a function is called with it too,
+   * before the call resolves (safe with many calls in flight).
+   */
+  trace?: boolean | ((t: RequestTrace) => void);
 }
 
 /** whoami's answer: a connection's user and its permissions (read, write, admin; every key or only its patterns). */
@@ -367,7 +371,9 @@ export class PiccoloClient {
   private readonly backedUp = new Set<number>();
   private nextId = 1;
   /** Ids of traced requests in flight: their trace frame comes before their answer. */
-  private readonly tracedIds = new Set<number>();
+  private readonly tracedIds = new Map<number, ((t: RequestTrace) => void) | null>();
+  /** A call's own trace callback, between its build and its send (see traceFlag). */
+  private nextTraceCallback: ((t: RequestTrace) => void) | null = null;
   /** When each traced request in flight was sent (performance.now()). */
   private readonly tracedSentAt = new Map<number, number>();
   private readonly traceAll: boolean;
@@ -547,6 +553,7 @@ export class PiccoloClient {
       })),
     };
     this.lastTrace = trace;
+    this.tracedIds.get(id)?.(trace);
     this.onTrace?.(trace);
   }
 
@@ -569,7 +576,8 @@ export class PiccoloClient {
         capnpRequest((r) => {
           build(r);
           if (this.traceAll) r.trace = true;
-          if (r.trace) this.tracedIds.add(id);
+          if (r.trace) this.tracedIds.set(id, this.nextTraceCallback);
+          this.nextTraceCallback = null;
         })(id),
       ),
     );
@@ -577,9 +585,22 @@ export class PiccoloClient {
 
   /** Whether a call with these options is traced (and, if so, its id is noted as such). */
   private traced(id: number, o: TraceOption): boolean {
-    if (o.trace !== true && !this.traceAll) return false;
-    this.tracedIds.add(id);
+    if (o.trace === undefined || o.trace === false) {
+      if (!this.traceAll) return false;
+      this.tracedIds.set(id, null);
+      return true;
+    }
+    this.tracedIds.set(id, typeof o.trace === "function" ? o.trace : null);
     return true;
+  }
+
+  /** A request built with capnp-es: whether it is traced, keeping its callback for call() to note with its id. */
+  private traceFlag(o: TraceOption): boolean {
+    if (typeof o.trace === "function") {
+      this.nextTraceCallback = o.trace;
+      return true;
+    }
+    return o.trace === true;
   }
 
   /** Sends the request `encode` lays out for an id, and resolves with the response frame. */
@@ -729,7 +750,7 @@ export class PiccoloClient {
       c.expectedVersion = BigInt(expectedVersion);
       c.ttlMs = BigInt(options.ttlMs ?? 0);
       c.expireAtMs = BigInt(options.expireAtMs ?? 0);
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
     });
     return Number(PiccoloClient.check(res, Response_Which.WRITTEN).written.version);
   }
@@ -740,7 +761,7 @@ export class PiccoloClient {
       const d = r._initDelete();
       setData((n) => d._initKey(n), key);
       d.ifVersion = BigInt(options.ifVersion ?? 0);
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
     });
     return PiccoloClient.check(res, Response_Which.DELETED).deleted;
   }
@@ -749,7 +770,7 @@ export class PiccoloClient {
     const res = await this.call((r) => {
       setData((n) => r._initExists()._initKey(n), key);
       r.stale = options.stale ?? false;
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
     });
     return PiccoloClient.check(res, Response_Which.EXISTS).exists;
   }
@@ -775,7 +796,7 @@ export class PiccoloClient {
     const res = await this.call((r) => {
       setData((n) => r._initTtl()._initKey(n), key);
       r.stale = options.stale ?? false;
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
     });
     return Number(PiccoloClient.check(res, Response_Which.TTL).ttl.ttlMs);
   }
@@ -786,7 +807,7 @@ export class PiccoloClient {
       const list = r._initMget()._initKeys(keys.length);
       for (let i = 0; i < keys.length; i++) setData((n) => list[i]!._initKey(n), keys[i]!);
       r.stale = options.stale ?? false;
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
     });
     return Array.from(PiccoloClient.check(res, Response_Which.VALUES).values, (v) => entryOf(v));
   }
@@ -794,7 +815,7 @@ export class PiccoloClient {
   /** Writes many keys (each atomically, not all together). Resolves with each key's new version. */
   async mput(entries: [Bytes, Bytes][], options: { ttlMs?: number } & TraceOption = {}): Promise<number[]> {
     const res = await this.call((r) => {
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
       const m = r._initMput();
       m.ttlMs = BigInt(options.ttlMs ?? 0);
       const list = m._initEntries(entries.length);
@@ -828,7 +849,7 @@ export class PiccoloClient {
   /** Deletes many keys; resolves with how many existed. */
   async mdel(keys: Bytes[], options: TraceOption = {}): Promise<number> {
     const res = await this.call((r) => {
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
       const list = r._initMdel()._initKeys(keys.length);
       for (let i = 0; i < keys.length; i++) setData((n) => list[i]!._initKey(n), keys[i]!);
     });
@@ -843,7 +864,7 @@ export class PiccoloClient {
       s.count = options.count ?? 100;
       if (options.prefix !== undefined) setData((n) => s._initPrefix(n), options.prefix);
       r.stale = options.stale ?? false;
-      r.trace = options.trace === true;
+      r.trace = this.traceFlag(options);
     });
     const page = PiccoloClient.check(res, Response_Which.SCAN).scan;
     return { cursor: Number(page.cursor), keys: Array.from(page.keys, (k) => Buffer.from(k.key.toUint8Array())) };

@@ -42,6 +42,8 @@ export class Trace {
   lastResultAt = 0;
   /** When the request was read and parsed. */
   parsedAt: number;
+  /** What the request was, for a log (RESP: the command and its first key), taken while its bytes are valid. */
+  label = "";
 
   constructor(
     /** When the bytes holding the request were received (the clock above). */

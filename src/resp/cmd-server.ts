@@ -124,6 +124,7 @@ export function reset(q: RespRequest): void {
   s.name = "";
   clearTransaction(s); // as Redis: RESET discards MULTI and forgets WATCH
   s.staleReads = false; // as Redis: RESET puts the connection back in READWRITE mode
+  s.tracing = false; // CLIENT TRACING is this connection's state, as READONLY is
   s.resp.pubsub.drop(s); // as Redis: RESET leaves every channel and pattern
   s.user = s.resp.auth.users.initialUser(); // as Redis: RESET authenticates as the default user
   q.reply(reply.simple("RESET"));
@@ -178,10 +179,56 @@ export function client(q: RespRequest): void {
     const lines = [...s.resp.sessions()].map((x) => `${clientLine(x, q.nowMs)}\n`).join("");
     return q.reply(reply.verbatim(lines, q.proto));
   }
+  // CLIENT TRACING ON|OFF: trace this connection's next commands; TRACE LAST reads the last (docs/tracing.md).
+  if (sub === "tracing") {
+    const v = a.length === 3 ? lower(a[2]!) : "";
+    if (v !== "on" && v !== "off") return q.error("ERR CLIENT TRACING takes ON or OFF");
+    s.tracing = v === "on";
+    return q.reply(reply.OK);
+  }
   // Client libraries announce themselves (node-redis sends CLIENT SETINFO LIB-NAME ...).
   if (sub === "setinfo" && a.length === 4) return q.reply(reply.OK);
   if (sub === "no-evict" || sub === "no-touch") return q.reply(reply.OK);
   q.error(`ERR unknown subcommand or wrong number of arguments for '${text(a[1]!)}'. Try CLIENT HELP.`);
+}
+
+/**
+ * TRACE LAST: the timeline of this connection's last traced command (after
+ * CLIENT TRACING ON; docs/tracing.md), as a map: command (its name and first
+ * key), node, dropped, spans (each a map of stage, where, start-us,
+ * duration-us, detail). Nil before any command was traced. A Piccolo
+ * command: Redis has none like it (its LATENCY and SLOWLOG are per node).
+ */
+export function trace(q: RespRequest): void {
+  const a = q.args;
+  if (a.length !== 2 || lower(a[1]!) !== "last")
+    return q.error(`ERR unknown subcommand or wrong number of arguments for '${text(a[1]!)}'. TRACE takes LAST.`);
+  const t = q.session.lastTrace;
+  if (t === null) return q.reply(reply.nil(q.proto));
+  const b = reply.bulk;
+  const spans = t.spans.map((x) =>
+    reply.map(
+      [
+        [b("stage"), b(x.stage)],
+        [b("where"), b(x.where)],
+        [b("start-us"), reply.integer(x.startUs)],
+        [b("duration-us"), reply.integer(x.durationUs)],
+        [b("detail"), b(x.detail)],
+      ],
+      q.proto,
+    ),
+  );
+  q.reply(
+    reply.map(
+      [
+        [b("command"), b(t.command)],
+        [b("node"), b(t.node)],
+        [b("dropped"), reply.integer(t.dropped)],
+        [b("spans"), reply.array(spans)],
+      ],
+      q.proto,
+    ),
+  );
 }
 
 /** The configuration keys clients and redis-benchmark ask for, with Piccolo's answers. */

@@ -126,6 +126,15 @@ def("dbsize", 1, "readonly fast", NONE, "server", "Returns the number of keys.",
 def("flushdb", -1, "write", NONE, "server", "Removes all keys.", k.flush);
 def("flushall", -1, "write", NONE, "server", "Removes all keys.", k.flush);
 def("time", 1, "loading stale fast", NONE, "server", "Returns the server time.", sv.time);
+def(
+  "trace",
+  2,
+  "loading stale fast",
+  NONE,
+  "server",
+  "TRACE LAST: the timeline of this connection's last traced command (CLIENT TRACING ON).",
+  sv.trace,
+);
 def("save", 1, "admin noscript", NONE, "server", "Snapshots every shard now; answers once they are on disk.", ps.save);
 def("bgsave", -1, "admin noscript", NONE, "server", "Starts a snapshot of every shard.", ps.bgsave);
 def(

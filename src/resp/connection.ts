@@ -6,7 +6,8 @@
 import type { Socket } from "node:net";
 import { Connection, type ConnectionHost } from "../io/connection.js";
 import type { InFlight } from "../io/dispatch.js";
-import { MAX_KEY_BYTES, respMaxQueryBytes, SHUTDOWN_QUIET_MS } from "../limits.js";
+import { MAX_KEY_BYTES, respMaxQueryBytes, SHUTDOWN_QUIET_MS, TRACE_MAX_IN_FLIGHT_PER_CONNECTION } from "../limits.js";
+import { Trace, traceClock } from "../io/trace.js";
 import { ErrorCode } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
 import { ALL_PERMS, mayAccess, mayRun, NOPERM_KEY, nopermCommand, Perm, type User } from "../security/users.js";
@@ -17,7 +18,14 @@ import { RespParser } from "./parser.js";
 import { subscribed } from "./pubsub.js";
 import * as reply from "./reply.js";
 import { enqueue, NOT_QUEUED } from "./multi.js";
-import { type MultiState, type RespHost, RespRequest, type RespSession, type WatchState } from "./request.js";
+import {
+  type MultiState,
+  type RespHost,
+  RespRequest,
+  type RespSession,
+  type RespTrace,
+  type WatchState,
+} from "./request.js";
 
 let nextClientId = 1;
 
@@ -72,6 +80,8 @@ export class RespConnection extends Connection implements RespSession {
   multi: MultiState | null = null;
   watch: WatchState | null = null;
   staleReads = false;
+  tracing = false;
+  lastTrace: RespTrace | null = null;
   readonly subscriptions = { channels: new Set<string>(), patterns: new Set<string>() };
   readonly address: string;
   private readonly parser: RespParser;
@@ -185,6 +195,7 @@ export class RespConnection extends Connection implements RespSession {
     this.endRun();
     if (this.mayStart()) {
       const req = new RespRequest(this, this, args, nowMs);
+      if (this.tracing) this.startTrace(req);
       this.enqueue(req);
       return this.start(req);
     }
@@ -195,9 +206,42 @@ export class RespConnection extends Connection implements RespSession {
       args.map((a) => a.slice()),
       nowMs,
     );
+    if (this.tracing) this.startTrace(req);
     this.enqueue(req);
     // Held in order by the base (past the dispatch window, or behind a barrier).
     this.hold(req);
+  }
+
+  /**
+   * CLIENT TRACING ON: this command's timeline is kept for TRACE LAST
+   * (docs/tracing.md). TRACE and CLIENT are not traced (TRACE reads the last one, CLIENT TRACING OFF must not replace it);
+   * past TRACE_MAX_IN_FLIGHT_PER_CONNECTION traced commands in flight, a
+   * command is served untraced: RESP has no place in an answer to say so,
+   * and TRACE LAST then shows the last one that was.
+   */
+  private startTrace(req: RespRequest): void {
+    const name = dec.decode(req.args[0]!.subarray(0, 32)).toLowerCase();
+    if (name === "trace" || name === "client" || this.tracedInFlight >= TRACE_MAX_IN_FLIGHT_PER_CONNECTION) return;
+    const t = new Trace(this.chunkAt);
+    t.parsedAt = traceClock();
+    t.add("received", "io", t.t0, t.parsedAt, `RESP command, ${req.args.length} arguments, parsed`);
+    // The arguments are views into the parser's buffer, valid during this read only: the label is taken now.
+    const args = req.args;
+    t.label = `${name}${args.length > 1 ? ` ${dec.decode(args[1]!.subarray(0, 64))}` : ""}`;
+    req.trace = t;
+    this.tracedInFlight++;
+  }
+
+  override traceEnded(req: InFlight): void {
+    super.traceEnded(req);
+    const t = req.trace!;
+    t.add("encoded", "io", t.lastResultAt > 0 ? t.lastResultAt : t.parsedAt, traceClock(), "the answer laid out");
+    this.lastTrace = {
+      command: t.label,
+      node: this.host.dispatcher.traceNode,
+      spans: t.ordered(),
+      dropped: t.dropped,
+    };
   }
 
   /**

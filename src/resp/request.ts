@@ -24,6 +24,7 @@ import type { PartResult } from "../protocol/codec.js";
 import { respErrorText } from "../outcomes.js";
 import { type CommandFields, FLAG_STALE_READ, isDataOutcome, isWrite, type Op, type Result } from "../shard/command.js";
 import type { PubSubHub } from "./pubsub.js";
+import type { TraceOut } from "../io/trace.js";
 import * as reply from "./reply.js";
 
 /** MULTI's queue (src/resp/multi.ts): the commands queued since MULTI, copied. */
@@ -60,6 +61,10 @@ export interface RespSession {
   watch: WatchState | null;
   /** After READONLY (until READWRITE or RESET): read-only commands may be served stale. */
   staleReads: boolean;
+  /** After CLIENT TRACING ON (until OFF or RESET): each command is traced (docs/tracing.md). */
+  tracing: boolean;
+  /** The timeline of this connection's last traced command (TRACE LAST); null before the first. */
+  readonly lastTrace: RespTrace | null;
   readonly address: string;
   readonly resp: RespHost;
   /** Pub/sub (pubsub.ts): the channels and patterns this connection is subscribed to, as latin1 strings of their bytes. */
@@ -68,6 +73,12 @@ export interface RespSession {
   push(frame: Uint8Array): void;
   /** The connection is closed or cut off: nothing pushed reaches it. */
   readonly gone: boolean;
+}
+
+/** A traced command's timeline, as TRACE LAST answers it. */
+export interface RespTrace extends TraceOut {
+  /** The command's name, lowercase, and its first key (at most 64 bytes), if any. */
+  command: string;
 }
 
 /** What the commands need from the node. */

@@ -9,6 +9,8 @@ import type { PiccoloClient, RequestTrace } from "../../src/client/client.js";
 import { ErrorCode, type PiccoloError } from "../../src/errors.js";
 import { TRACE_MAX_IN_FLIGHT_PER_CONNECTION } from "../../src/limits.js";
 import { Response_Which } from "../../src/protocol/gen/piccolo.js";
+import { redisClient } from "../resp/support.js";
+import { type RunningGateway, startGateway } from "../support/cerializer.js";
 import { CLI, type RunningNode, startNode } from "../support/node.js";
 
 let node: RunningNode;
@@ -38,6 +40,7 @@ describe("request tracing, single node", () => {
     c = await node.client();
   });
   after(async () => {
+    if (process.env.TRACE_DEBUG) console.log(node.stderr().slice(-3000));
     await c.close();
     await node.stop();
   });
@@ -128,5 +131,70 @@ describe("request tracing, single node", () => {
     const watch = cli("watch", "k", "--trace");
     assert.equal(watch.status, 2);
     assert.match(watch.stderr, /watch cannot be traced: its answer is a stream/);
+  });
+
+  it("RESP: CLIENT TRACING ON traces the next commands, TRACE LAST reads the last; bad arguments are errors", async () => {
+    const r = redisClient({ port: node.respPort });
+    try {
+      assert.equal(await r.call("trace", "last"), null, "nothing traced yet");
+      assert.equal(await r.call("client", "tracing", "on"), "OK");
+      assert.equal(await r.call("set", "rk", "v"), "OK");
+      const last = (await r.call("trace", "last")) as unknown[];
+      // RESP2: a map is a flat array of keys and values.
+      const m = new Map<string, unknown>();
+      for (let i = 0; i < last.length; i += 2) m.set(String(last[i]), last[i + 1]);
+      assert.equal(m.get("command"), "set rk");
+      assert.equal(m.get("node"), "node");
+      const spans = (m.get("spans") as unknown[][]).map((x) => {
+        const o: Record<string, unknown> = {};
+        for (let i = 0; i < x.length; i += 2) o[String(x[i])] = x[i + 1];
+        return o;
+      });
+      const stages = spans.map((x) => x.stage);
+      for (const stage of ["received", "routed", "ring", "executed", "journal", "notify", "encoded"])
+        assert.ok(stages.includes(stage), `${stage} in ${stages.join(",")}`);
+      assert.match(String(spans.find((x) => x.stage === "journal")!.detail), /fsync always/);
+      // TRACE itself is not traced: asking again gives the same timeline.
+      assert.deepEqual(await r.call("trace", "last"), last);
+      assert.equal(await r.call("client", "tracing", "off"), "OK");
+      await r.call("get", "rk");
+      assert.deepEqual(await r.call("trace", "last"), last, "an untraced command leaves the last trace");
+      await assert.rejects(r.call("client", "tracing", "maybe"), /ERR CLIENT TRACING takes ON or OFF/);
+      await assert.rejects(r.call("client", "tracing"), /ERR CLIENT TRACING takes ON or OFF/);
+      await assert.rejects(r.call("trace", "first"), /TRACE takes LAST/);
+    } finally {
+      r.disconnect();
+    }
+  });
+
+  it("the gateway: ?trace=1 answers JSON with the timeline beside the answer; a bad value is 400", async () => {
+    let gw: RunningGateway | null = null;
+    try {
+      gw = await startGateway([node.port]);
+      const put = await gw.fetch("/v1/kv/gk?trace=1", { method: "PUT", body: "hello" });
+      assert.equal(put.status, 201);
+      const p = (await put.json()) as { version: number; trace: RequestTrace };
+      assert.ok(p.version > 0);
+      assert.ok(p.trace.spans.some((x) => x.stage === "journal"));
+      const get = await gw.fetch("/v1/kv/gk?trace=1");
+      assert.equal(get.status, 200);
+      const g = (await get.json()) as { value: string; trace: RequestTrace };
+      assert.equal(g.value, "hello");
+      assert.equal(g.trace.node, "node");
+      assert.deepEqual(
+        g.trace.spans.map((x) => x.stage),
+        ["received", "routed", "ring", "executed", "notify", "encoded"],
+      );
+      const plain = await gw.fetch("/v1/kv/gk");
+      assert.equal(await plain.text(), "hello", "without ?trace the answer is as ever");
+      const del = await gw.fetch("/v1/kv/gk?trace=1", { method: "DELETE" });
+      assert.equal(del.status, 200);
+      assert.equal(((await del.json()) as { deleted: boolean }).deleted, true);
+      const bad = await gw.fetch("/v1/kv/gk?trace=yes");
+      assert.equal(bad.status, 400);
+      assert.match(((await bad.json()) as { type: string }).type, /invalid-trace$/);
+    } finally {
+      await gw?.stop();
+    }
   });
 });

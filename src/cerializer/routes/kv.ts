@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { type Entry, type PiccoloClient, VersionMismatchError } from "../../client/client.js";
 import { ErrorCode, PiccoloError } from "../../errors.js";
 import { consistencyParam, parseConsistency } from "../consistency.js";
+import { parseTrace, TraceBox, traceParam, traceSchema } from "../trace.js";
 import type { Gateway } from "../context.js";
 import { Problem } from "../problems.js";
 import { checkKey, percentDecode, queryBytes, rawKeyOf } from "../url.js";
@@ -106,9 +107,10 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         description:
           "The value as bytes (application/octet-stream), or with Accept: application/json the envelope " +
           "{key, value, encoding, version, ttlMs}. The ETag is the key's version; If-None-Match with it answers 304. " +
-          "?consistency=stale accepts an out-of-date value from any replica (cluster mode).",
+          "?consistency=stale accepts an out-of-date value from any replica (cluster mode). " +
+          "?trace=1 answers the JSON envelope with the request's timeline under `trace` (docs/tracing.md).",
         params: keyParam,
-        querystring: { type: "object", properties: { consistency: consistencyParam } },
+        querystring: { type: "object", properties: { consistency: consistencyParam, trace: traceParam } },
         headers: {
           type: "object",
           properties: { accept: { type: "string" }, "if-none-match": { type: "string" } },
@@ -118,7 +120,9 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
             description: "The value",
             content: {
               "application/octet-stream": { schema: { type: "string", format: "binary" } },
-              "application/json": { schema: envelope },
+              "application/json": {
+                schema: { ...envelope, properties: { ...envelope.properties, trace: traceSchema } },
+              },
             },
           },
           304: { description: "Not modified: the version in If-None-Match is current", type: "null" },
@@ -129,13 +133,22 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
     async (req, reply) => {
       const key = keyOf(req, g);
       const cond = parseCondition(req.headers["if-none-match"], "If-None-Match");
-      const read = parseConsistency((req.query as Record<string, unknown>).consistency);
-      const e = await g.router.runForKey(key, req.caller, (c) => c.get(key, read));
-      if (e === null) throw new Problem("not-found", `no key ${JSON.stringify(encodeBytes(key).text)}`);
+      const query = req.query as Record<string, unknown>;
+      const read = parseConsistency(query.consistency);
+      const traced = parseTrace(query.trace) ? new TraceBox() : null;
+      const e = await g.router.runForKey(key, req.caller, (c) =>
+        c.get(key, traced === null ? read : { ...read, trace: traced.take }),
+      );
+      if (e === null) {
+        if (traced !== null)
+          throw new Problem("not-found", `no key ${JSON.stringify(encodeBytes(key).text)}`, { trace: traced.json() });
+        throw new Problem("not-found", `no key ${JSON.stringify(encodeBytes(key).text)}`);
+      }
       reply.header("etag", etag(e.version));
       if (cond !== null && cond !== "weak" && (cond.kind === "any" || cond.version === e.version))
         return reply.code(304).send();
       if (e.expireAtMs !== 0) reply.header("x-piccolo-ttl-ms", String(Math.max(0, e.expireAtMs - Date.now())));
+      if (traced !== null) return reply.type("application/json").send({ ...envelopeOf(key, e), trace: traced.json() });
       if (wantsJson(req)) return reply.type("application/json").send(envelopeOf(key, e));
       return reply.type("application/octet-stream").send(e.value);
     },
@@ -150,11 +163,15 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
           "The body is the value: raw bytes for any content type, or with Content-Type: application/json the " +
           'envelope {value, encoding?: "utf8"|"base64", ttlMs?}. If-None-Match: * inserts only if absent; ' +
           'If-Match: * updates only if present; If-Match: "<version>" is a compare-and-swap. ' +
-          "201 when the key was created, 200 when replaced, 412 when a condition fails. The new version is the ETag.",
+          "201 when the key was created, 200 when replaced, 412 when a condition fails. The new version is the ETag. " +
+          "?trace=1 adds the request's timeline under `trace` (docs/tracing.md).",
         params: keyParam,
         querystring: {
           type: "object",
-          properties: { ttl: { type: "string", pattern: "^[0-9]+$", description: "time to live, milliseconds" } },
+          properties: {
+            ttl: { type: "string", pattern: "^[0-9]+$", description: "time to live, milliseconds" },
+            trace: traceParam,
+          },
         },
         headers: {
           type: "object",
@@ -188,12 +205,12 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
           200: {
             description: "Replaced",
             type: "object",
-            properties: { version: { type: "integer" }, created: { type: "boolean" } },
+            properties: { version: { type: "integer" }, created: { type: "boolean" }, trace: traceSchema },
           },
           201: {
             description: "Created",
             type: "object",
-            properties: { version: { type: "integer" }, created: { type: "boolean" } },
+            properties: { version: { type: "integer" }, created: { type: "boolean" }, trace: traceSchema },
           },
           412: problemRef,
         },
@@ -218,7 +235,8 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
             limit: g.limits.maxValueBytes,
           },
         );
-      const opts = ttlMs === undefined ? {} : { ttlMs };
+      const traced = parseTrace((req.query as Record<string, unknown>).trace) ? new TraceBox() : null;
+      const opts = { ...(ttlMs === undefined ? {} : { ttlMs }), ...(traced === null ? {} : { trace: traced.take }) };
       const run = <T>(f: (c: PiccoloClient) => Promise<T>) => g.router.runForKey(key, req.caller, f);
       let version: number;
       let created: boolean;
@@ -251,7 +269,9 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         throw err;
       }
       reply.header("etag", etag(version));
-      return reply.code(created ? 201 : 200).send({ version, created });
+      return reply
+        .code(created ? 201 : 200)
+        .send(traced === null ? { version, created } : { version, created, trace: traced.json() });
     },
   );
 
@@ -260,10 +280,22 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
     {
       schema: {
         summary: "Delete a key",
-        description: 'If-Match: "<version>" deletes only at that version (412 otherwise).',
+        description:
+          'If-Match: "<version>" deletes only at that version (412 otherwise). ' +
+          "?trace=1 answers 200 with {deleted: true, trace} instead of 204 (docs/tracing.md).",
         params: keyParam,
+        querystring: { type: "object", properties: { trace: traceParam } },
         headers: { type: "object", properties: { "if-match": { type: "string" } } },
-        response: { 204: { description: "Deleted", type: "null" }, 404: problemRef, 412: problemRef },
+        response: {
+          200: {
+            description: "Deleted, traced (?trace=1)",
+            type: "object",
+            properties: { deleted: { type: "boolean" }, trace: traceSchema },
+          },
+          204: { description: "Deleted", type: "null" },
+          404: problemRef,
+          412: problemRef,
+        },
       },
     },
     async (req, reply) => {
@@ -272,9 +304,12 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
       if (ifMatch === "weak")
         throw failedCondition("a weak entity tag never matches under If-Match's strong comparison", "VERSION_MISMATCH");
       const ifVersion = ifMatch?.kind === "version" ? ifMatch.version : 0;
+      const traced = parseTrace((req.query as Record<string, unknown>).trace) ? new TraceBox() : null;
       let deleted: boolean;
       try {
-        deleted = await g.router.runForKey(key, req.caller, (c) => c.delete(key, { ifVersion }));
+        deleted = await g.router.runForKey(key, req.caller, (c) =>
+          c.delete(key, traced === null ? { ifVersion } : { ifVersion, trace: traced.take }),
+        );
       } catch (err) {
         if (err instanceof VersionMismatchError) {
           if (err.currentVersion === 0) throw new Problem("not-found", "no such key");
@@ -287,6 +322,7 @@ export function kvRoutes(app: FastifyInstance, g: Gateway): void {
         throw err;
       }
       if (!deleted) throw new Problem("not-found", "no such key");
+      if (traced !== null) return reply.code(200).send({ deleted: true, trace: traced.json() });
       return reply.code(204).send();
     },
   );
