@@ -48,6 +48,7 @@ struct Request {
                             # --server`; admin only): answered `versions`
     forgetMember @27 :ForgetMember; # drop a member that holds no replica from this member's address book
     whoami @28 :Void;       # this connection's user and what it may do: answered whoami
+    slowlog @30 :SlowlogRequest; # the node's slow log (docs/tracing.md, "Slow requests"; admin only): answered slowlog
   }
   stale @21 :Bool;          # reads only (get, exists, ttl, mget, scan): the caller accepts an
                             # out-of-date answer, so in a cluster any member holding a replica of
@@ -235,7 +236,33 @@ struct Response {
     backup @18 :BackupChunk; # backup: each frame of the stream, with the backup request's id
     whoami @19 :WhoAmI;
     trace @20 :Trace;       # a traced request's timeline: sent just before its answer, with its id
+    slowlog @21 :SlowLog;
   }
+}
+
+struct SlowlogRequest {
+  count @0 :UInt32;         # the newest this many entries (0: none, only the figures)
+  reset @1 :Bool;           # then empty the log (as SLOWLOG RESET)
+}
+
+# The slow log as the answering node keeps it: its newest entries, newest first.
+struct SlowLog {
+  entries @0 :List(SlowEntry);
+  length @1 :UInt32;        # entries it holds
+  slowerThanUs @2 :Int64;   # the threshold (negative: off)
+  maxLen @3 :UInt32;
+}
+
+struct SlowEntry {
+  id @0 :UInt64;
+  timeMs @1 :UInt64;        # when the request was received, Unix ms
+  durationUs @2 :UInt64;    # receipt to answer made
+  args @3 :List(Text);      # the command and its first key (truncated)
+  client @4 :Text;          # host:port
+  clientName @5 :Text;
+  port @6 :Text;            # native | resp
+  spans @7 :List(TraceSpan); # its timeline, when it was traced
+  traced @8 :Bool;
 }
 
 # A traced request's timeline (docs/tracing.md): where it went and how long

@@ -11,6 +11,8 @@ export type {
   RequestTrace,
   ScanPage,
   ShardStats,
+  SlowEntry,
+  SlowLogPage,
   TraceOption,
   TraceSpan,
   WriteOptions,

@@ -81,6 +81,19 @@ export const TRACE_MAX_SPANS = 128;
 export const TRACE_MAX_IN_FLIGHT_PER_CONNECTION = 64;
 
 /**
+ * The slow log (docs/tracing.md, "Slow requests"): requests that took at
+ * least SLOWLOG_DEFAULT_SLOWER_THAN_US (10 ms, Redis's default) from receipt
+ * to answer are kept, the newest SLOWLOG_DEFAULT_MAX_LEN of them; `piccolo
+ * server --slowlog-slower-than US --slowlog-max-len N` and RESP `CONFIG SET
+ * slowlog-log-slower-than` / `slowlog-max-len` change them, the length at
+ * most SLOWLOG_MAX_LEN (an entry with its timeline is at most a few KiB, so
+ * the log stays under a few MiB).
+ */
+export const SLOWLOG_DEFAULT_SLOWER_THAN_US = 10_000;
+export const SLOWLOG_DEFAULT_MAX_LEN = 128;
+export const SLOWLOG_MAX_LEN = 1024;
+
+/**
  * The dispatch window: how many of one connection's requests may be with
  * the shards at once is DISPATCH_WINDOW_BYTES divided by the size of its
  * recent answers, between DISPATCH_WINDOW_MIN and MAX_INFLIGHT_PER_CONNECTION.

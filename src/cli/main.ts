@@ -29,7 +29,7 @@ import {
   VersionMismatchError,
   type WatchEvent,
 } from "../client/client.js";
-import { renderWaterfall } from "./waterfall.js";
+import { formatUs, renderWaterfall } from "./waterfall.js";
 import { ErrorCode, PiccoloError } from "../errors.js";
 import {
   ConfigError,
@@ -580,6 +580,39 @@ const commands: Record<string, Command> = {
         }
         throw err;
       }
+    },
+  },
+  slowlog: {
+    args: "[count]",
+    help: "the node's slowest recent requests, newest first (admin; --reset empties it after; docs/tracing.md)",
+    options: { reset: { type: "boolean", help: "empty the slow log after reading it" } },
+    async run(c, args, o) {
+      if (args.length > 1) throw new UsageError("expected at most a count");
+      const n = args.length === 0 ? 10 : Number(args[0]);
+      if (!Number.isInteger(n) || n < 0) throw new UsageError("count must be a non-negative integer");
+      const log = await c.slowlog({ count: n, reset: o.reset === true });
+      print(
+        `slow log: ${log.length} of at most ${log.maxLen} entries, requests of ${
+          log.slowerThanUs < 0 ? "no duration (off)" : `${formatUs(log.slowerThanUs)} or more`
+        }${o.reset === true ? "; emptied" : ""}`,
+      );
+      for (const e of log.entries) {
+        print(
+          `#${e.id} ${new Date(e.timeMs).toISOString()} ${formatUs(e.durationUs)} ${e.port} ${e.client}${
+            e.clientName === "" ? "" : ` (${e.clientName})`
+          }: ${e.args.join(" ")}`,
+        );
+        if (e.spans !== null)
+          for (const line of renderWaterfall({
+            id: e.id,
+            node: "node",
+            spans: e.spans,
+            dropped: 0,
+            roundTripUs: 0,
+          }).slice(1))
+            print(`  ${line}`);
+      }
+      return EXIT.OK;
     },
   },
   ping: {

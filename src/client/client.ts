@@ -96,6 +96,32 @@ export interface RequestTrace {
   roundTripUs: number;
 }
 
+/** One entry of a node's slow log (docs/tracing.md, "Slow requests"). */
+export interface SlowEntry {
+  id: number;
+  /** When the request was received, Unix ms. */
+  timeMs: number;
+  /** From its receipt to its answer, microseconds. */
+  durationUs: number;
+  /** The command and its first key. */
+  args: string[];
+  client: string;
+  clientName: string;
+  /** native | resp */
+  port: string;
+  /** Its timeline, when it was traced. */
+  spans: TraceSpan[] | null;
+}
+
+export interface SlowLogPage {
+  entries: SlowEntry[];
+  /** Entries the node holds. */
+  length: number;
+  /** The threshold, µs (negative: off), and the most the log keeps. */
+  slowerThanUs: number;
+  maxLen: number;
+}
+
 /** The per-call option to trace one request. */
 export interface TraceOption {
   /**
@@ -690,6 +716,42 @@ export class PiccoloClient {
       Response_Which.WHOAMI,
     ).whoami;
     return { user: w.user, read: w.read, write: w.write, admin: w.admin, allKeys: w.allKeys };
+  }
+
+  /**
+   * The node's slow log (admin only): its `count` newest entries, newest
+   * first, and its figures; with `reset`, emptied after reading (docs/tracing.md).
+   */
+  async slowlog(options: { count?: number; reset?: boolean } = {}): Promise<SlowLogPage> {
+    const res = await this.call((r) => {
+      const q = r._initSlowlog();
+      q.count = options.count ?? 10;
+      q.reset = options.reset ?? false;
+    });
+    const l = PiccoloClient.check(res, Response_Which.SLOWLOG).slowlog;
+    return {
+      length: l.length,
+      slowerThanUs: Number(l.slowerThanUs),
+      maxLen: l.maxLen,
+      entries: Array.from(l.entries, (e) => ({
+        id: Number(e.id),
+        timeMs: Number(e.timeMs),
+        durationUs: Number(e.durationUs),
+        args: Array.from(e.args),
+        client: e.client,
+        clientName: e.clientName,
+        port: e.port,
+        spans: e.traced
+          ? Array.from(e.spans, (x) => ({
+              stage: x.stage,
+              where: x.where,
+              startUs: Number(x.startUs),
+              durationUs: Number(x.durationUs),
+              detail: x.detail,
+            }))
+          : null,
+      })),
+    };
   }
 
   /** The key's value, version and expiry, or null when absent. */

@@ -446,6 +446,30 @@ export abstract class Connection implements RequestOwner {
     this.tracedInFlight--;
   }
 
+  /** Which port this connection came in on, for the slow log. */
+  protected abstract get portName(): string;
+
+  /** The client's name (RESP CLIENT SETNAME), for the slow log. */
+  protected get clientName(): string {
+    return "";
+  }
+
+  /** A request's answer is made: one clock read, and an entry in the slow log if it was slow. */
+  timed(req: InFlight): void {
+    const log = this.host.dispatcher.slowlog;
+    const us = (traceClock() - req.receivedAt) * 1000;
+    if (!log.isSlow(us)) return;
+    log.add({
+      timeMs: Math.round(req.receivedAt),
+      durationUs: Math.round(us),
+      args: req.describe(),
+      client: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      clientName: this.clientName,
+      port: this.portName,
+      spans: req.trace === null ? null : req.trace.ordered(),
+    });
+  }
+
   requestDone(bytes: number, answerBytes: number, commands: number): void {
     this.unfinished -= commands;
     // The window follows the answers' size (a moving average over about eight answers).

@@ -15,6 +15,7 @@
  */
 import { assert } from "../assert.js";
 import { type CommandFields, Op, type Result } from "../shard/command.js";
+import { SlowLog } from "./slowlog.js";
 import { type Trace, traceClock } from "./trace.js";
 import type { BackupSource } from "./backup.js";
 import { shardOf } from "./route.js";
@@ -44,6 +45,8 @@ export interface RequestOwner {
   readonly gone: boolean;
   /** A traced request of this owner has its answer (its trace is complete). */
   traceEnded?(req: InFlight): void;
+  /** A request with a receipt time has its answer: the slow log looks at it (src/io/slowlog.ts). */
+  timed?(req: InFlight): void;
 }
 
 /** One request in flight; each protocol subclasses it. */
@@ -62,6 +65,13 @@ export abstract class InFlight {
   commands = 1;
   /** The request's timeline while it is traced (docs/tracing.md); null, the usual case, costs one test per hop. */
   trace: Trace | null = null;
+  /** When its bytes were received (traceClock), for the slow log; 0: not timed (an answer no request asked for). */
+  receivedAt = 0;
+
+  /** What the request was, for the slow log: its command and first key (read while they are still valid). */
+  describe(): string[] {
+    return this.trace !== null && this.trace.label !== "" ? this.trace.label.split(" ") : ["?"];
+  }
 
   constructor(readonly owner: RequestOwner) {}
 
@@ -71,6 +81,7 @@ export abstract class InFlight {
   finish(out: Uint8Array): void {
     assert(this.out === null, "a request is finished once");
     if (this.trace !== null) this.owner.traceEnded?.(this);
+    if (this.receivedAt !== 0) this.owner.timed?.(this);
     this.out = out;
     const bytes = out.length - this.charged;
     this.charged = out.length;
@@ -108,6 +119,8 @@ export class Dispatcher {
   /** Called after commands were sent from a result handler (they need a ring publish). */
   onSentLater: () => void = () => {};
   readonly startedMs = Date.now();
+  /** The node's slow log (src/io/slowlog.ts), fed by every connection. */
+  readonly slowlog = new SlowLog();
   connections = 0;
   /** Backups streaming now (src/io/backup.ts; at most BACKUP_MAX_RUNNING). */
   backupsRunning = 0;

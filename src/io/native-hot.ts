@@ -16,7 +16,7 @@ import { hotValue, hotWritten, type HotFields } from "../protocol/hot-codec.js";
 import { FLAG_KEEP_TTL, FLAG_STALE_READ, Op, type Result } from "../shard/command.js";
 import { ALL_PERMS } from "../security/users.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
-import type { NativeSession } from "./native.js";
+import { keyText, kindName, type NativeSession } from "./native.js";
 import { keyRefusal } from "./native-perms.js";
 
 const EMPTY = new Uint8Array(0);
@@ -70,6 +70,10 @@ export class HotRequest extends InFlight {
     c.expireAtMs = this.expireAtMs > 0 ? this.expireAtMs : this.ttlMs > 0 ? nowMs + this.ttlMs : 0;
     if (this.kind !== OpKind.GET) c.value = this.value;
     d.sendKey(this, 0, this.key);
+  }
+
+  override describe(): string[] {
+    return [kindName(this.kind), keyText(this.key)];
   }
 
   onResult(_part: number, r: Result, _d: Dispatcher): void {

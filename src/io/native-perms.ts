@@ -39,6 +39,7 @@ export const permOfKind: Partial<Record<number, number>> = {
   // Sets versions: misused, it could make a compare-and-swap succeed against a version it never read.
   [OpKind.RESTORE_KEYS]: ADMIN,
   [OpKind.FORGET_MEMBER]: ADMIN,
+  [OpKind.SLOWLOG]: ADMIN,
 };
 
 /**

@@ -9,6 +9,8 @@ import { ErrorCode, errorName } from "../errors.js";
 import { outcomeOf } from "../outcomes.js";
 import { MAX_SCAN_COUNT, TRACE_MAX_IN_FLIGHT_PER_CONNECTION, WATCH_MAX_PER_CONNECTION } from "../limits.js";
 import { Trace, traceClock } from "./trace.js";
+import { SLOWLOG_KEY_BYTES } from "./slowlog.js";
+import { Request_Which } from "../protocol/gen/piccolo.js";
 import {
   decodeRequest,
   encodeError,
@@ -21,6 +23,7 @@ import {
   encodeScan,
   encodeSingle,
   encodeStats,
+  encodeSlowLog,
   encodeTrace,
   encodeTxn,
   OpKind,
@@ -109,6 +112,11 @@ export class NativeRequest extends InFlight {
   /** Traced: how its trace names the node (Dispatcher.traceNode). */
   traceNode = "node";
 
+  override describe(): string[] {
+    const key = this.op.keys[0];
+    return key === undefined ? [kindName(this.op.kind)] : [kindName(this.op.kind), keyText(key)];
+  }
+
   constructor(
     owner: RequestOwner,
     readonly op: Operation,
@@ -146,6 +154,12 @@ export class NativeRequest extends InFlight {
             allKeys: user.keys === null,
           }),
         );
+      case OpKind.SLOWLOG: {
+        const log = d.slowlog;
+        const out = encodeSlowLog(op.id, log.newest(op.count), log.length, log.slowerThanUs, log.maxLen);
+        if (op.prefix) log.reset();
+        return this.finish(out);
+      }
       // Cluster requests: answered once the member's group hosts have (they may run on other threads).
       case OpKind.TRANSFER_LEADER:
       case OpKind.REPLACE_REPLICA:
@@ -481,6 +495,21 @@ export class NativeRequest extends InFlight {
   }
 }
 
+const KIND_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(Request_Which).map(([name, code]) => [code, name.toLowerCase()]),
+);
+
+/** A request kind's name, for the slow log. */
+export function kindName(kind: number): string {
+  return KIND_NAMES[kind] ?? `kind ${kind}`;
+}
+
+/** A key as the slow log shows it: its first SLOWLOG_KEY_BYTES as text. */
+export function keyText(key: Uint8Array): string {
+  const shown = new TextDecoder().decode(key.subarray(0, SLOWLOG_KEY_BYTES));
+  return key.length > SLOWLOG_KEY_BYTES ? `${shown}... (${key.length} bytes)` : shown;
+}
+
 /** The trace frame (its last span: the answer laid out) followed by the answer, in one buffer. */
 function withTrace(id: bigint, t: Trace, node: string, out: Uint8Array): Uint8Array {
   t.add("encoded", "io", t.lastResultAt > 0 ? t.lastResultAt : t.parsedAt, traceClock(), "the answer laid out");
@@ -584,6 +613,7 @@ export class NativeConnection extends Connection implements NativeSession {
         );
         if (req.op.trace) this.startTrace(req, frame.length);
       }
+      req.receivedAt = this.chunkAt;
       const now = this.mayStart();
       this.enqueue(req);
       if (now) req.start(d, nowMs, this);
@@ -633,6 +663,10 @@ export class NativeConnection extends Connection implements NativeSession {
 
   protected get partial(): boolean {
     return this.framer.partial;
+  }
+
+  protected get portName(): string {
+    return "native";
   }
 
   protected truncatedAnswer(): Uint8Array {

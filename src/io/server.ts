@@ -61,6 +61,9 @@ export interface NodeOptions {
   clientOutputLimitBytes?: number;
   /** Over the output soft limit with nothing read for this long, a connection is closed (`--client-output-stall-ms`). */
   clientOutputStallMs?: number;
+  /** The slow log's threshold, µs (-1: off), and length (`--slowlog-slower-than`, `--slowlog-max-len`). */
+  slowlogSlowerThanUs?: number;
+  slowlogMaxLen?: number;
   /** Pin workers to cores (Linux). */
   pin: boolean;
   /** The node's users (src/security/users.ts): who may connect and what each may do, on every port. */
@@ -112,6 +115,8 @@ export class PiccoloNode implements ConnectionHost {
     this.maxOutputBytes = options.clientOutputLimitBytes ?? DEFAULT_CLIENT_OUTPUT_LIMIT_BYTES;
     this.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
     this.outputStallMs = options.clientOutputStallMs ?? CLIENT_OUTPUT_STALL_MS;
+    if (options.slowlogSlowerThanUs !== undefined) this.dispatcher.slowlog.slowerThanUs = options.slowlogSlowerThanUs;
+    if (options.slowlogMaxLen !== undefined) this.dispatcher.slowlog.maxLen = options.slowlogMaxLen;
     this.logger = options.logger;
     this.limits = new LimitLog((level, message, detail) => this.logger[level](detail, message));
     this.auth = new Authenticator(options.users, options.host, options.protectedMode, this);

@@ -19,6 +19,9 @@ import {
   maxFrameBytes,
   DEFAULT_WATCH_HISTORY_BYTES,
   REPLICATED_MAX_VALUE_BYTES,
+  SLOWLOG_DEFAULT_MAX_LEN,
+  SLOWLOG_DEFAULT_SLOWER_THAN_US,
+  SLOWLOG_MAX_LEN,
 } from "../limits.js";
 import { readSecretFile } from "../security/secrets.js";
 import { type TlsFiles, tlsFilesFromFlags } from "../security/tls-files.js";
@@ -41,6 +44,9 @@ export interface NodeConfig {
   clientOutputLimitBytes: number;
   /** Over the output soft limit with nothing read for this long, a connection is closed. */
   clientOutputStallMs: number;
+  /** The slow log's threshold, µs (-1: off), and length (src/io/slowlog.ts). */
+  slowlogSlowerThanUs: number;
+  slowlogMaxLen: number;
   logLevel: string;
   pin: boolean;
   /** Bytes of change history each shard keeps for watchers (docs/watch.md). */
@@ -157,6 +163,16 @@ export const SERVER_FLAGS = {
     env: "PICCOLO_CLIENT_OUTPUT_STALL_MS",
     help: "ms a connection over 8 MiB of unread answers may go without reading a byte before it is closed",
     default: String(CLIENT_OUTPUT_STALL_MS),
+  },
+  "slowlog-slower-than": {
+    env: "PICCOLO_SLOWLOG_SLOWER_THAN",
+    help: "requests taking at least this many µs, receipt to answer, go in the slow log; -1: none (docs/tracing.md)",
+    default: String(SLOWLOG_DEFAULT_SLOWER_THAN_US),
+  },
+  "slowlog-max-len": {
+    env: "PICCOLO_SLOWLOG_MAX_LEN",
+    help: `entries the slow log keeps, newest first (at most ${SLOWLOG_MAX_LEN})`,
+    default: String(SLOWLOG_DEFAULT_MAX_LEN),
   },
   "log-level": { env: "PICCOLO_LOG_LEVEL", help: "fatal|error|warn|info|debug", default: "warn" },
   "no-pin": { env: "PICCOLO_NO_PIN", help: "do not pin shard workers to cores", default: "" },
@@ -297,6 +313,8 @@ function resolveLayers(
       2 ** 46,
     ),
     clientOutputStallMs: int("client-output-stall-ms", pick("client-output-stall-ms"), 1_000, 86_400_000),
+    slowlogSlowerThanUs: int("slowlog-slower-than", pick("slowlog-slower-than"), -1, 2 ** 40),
+    slowlogMaxLen: int("slowlog-max-len", pick("slowlog-max-len"), 0, SLOWLOG_MAX_LEN),
     logLevel: pick("log-level"),
     pin: !layers.on("no-pin"),
     watchHistoryBytes: int("watch-history-bytes", pick("watch-history-bytes"), 256 * 1024, 2 ** 40),

@@ -10,6 +10,7 @@
  *
  * Nothing here knows about sockets or shards.
  */
+import type { SlowEntry } from "../io/slowlog.js";
 import type { TraceOut } from "../io/trace.js";
 import * as capnp from "capnp-es";
 import { ErrorCode } from "../errors.js";
@@ -207,6 +208,10 @@ export function decodeRequestGeneric(frame: ArrayBuffer, maxValueBytes: number):
       }
       case Request_Which.FORGET_MEMBER:
         op.version = req.forgetMember.member;
+        return op;
+      case Request_Which.SLOWLOG:
+        op.count = req.slowlog.count;
+        op.prefix = req.slowlog.reset; // the Operation's one spare flag: "reset after reading"
         return op;
       case Request_Which.AUTH: {
         const a = req.auth;
@@ -552,6 +557,46 @@ export function encodeTrace(id: bigint, t: TraceOut): Uint8Array {
     x.startUs = BigInt(s.startUs);
     x.durationUs = BigInt(s.durationUs);
     x.detail = s.detail;
+  });
+  return frameOf(m);
+}
+
+/** The slow log (src/io/slowlog.ts): its newest entries and its figures. */
+export function encodeSlowLog(
+  id: bigint,
+  entries: readonly SlowEntry[],
+  length: number,
+  slowerThanUs: number,
+  maxLen: number,
+): Uint8Array {
+  const m = new capnp.Message();
+  const r = m.initRoot(Response);
+  r.id = id;
+  const l = r._initSlowlog();
+  l.length = length;
+  l.slowerThanUs = BigInt(slowerThanUs);
+  l.maxLen = maxLen;
+  const list = l._initEntries(entries.length);
+  entries.forEach((e, i) => {
+    const x = list.get(i);
+    x.id = BigInt(e.id);
+    x.timeMs = BigInt(e.timeMs);
+    x.durationUs = BigInt(e.durationUs);
+    const args = x._initArgs(e.args.length);
+    e.args.forEach((a, j) => args.set(j, a));
+    x.client = e.client;
+    x.clientName = e.clientName;
+    x.port = e.port;
+    x.traced = e.spans !== null;
+    const spans = x._initSpans(e.spans?.length ?? 0);
+    (e.spans ?? []).forEach((s, j) => {
+      const y = spans.get(j);
+      y.stage = s.stage;
+      y.where = s.where;
+      y.startUs = BigInt(s.startUs);
+      y.durationUs = BigInt(s.durationUs);
+      y.detail = s.detail;
+    });
   });
   return frameOf(m);
 }

@@ -4,6 +4,7 @@
  * commands are in multi.ts.
  * COMMAND lives in commands.ts beside the table it describes.
  */
+import { SLOWLOG_MAX_LEN } from "../limits.js";
 import { memoryUsage } from "node:process";
 import { statsRow } from "../io/native.js";
 import { Op } from "../shard/command.js";
@@ -231,6 +232,67 @@ export function trace(q: RespRequest): void {
   );
 }
 
+/**
+ * SLOWLOG GET [count] | LEN | RESET | HELP, as Redis 7: each entry is an
+ * array of id, Unix time (s), duration (µs), the arguments (the command and
+ * its first key), the client's address and its name (src/io/slowlog.ts). The
+ * node's log holds every port's requests. A traced entry's timeline is
+ * shown by `piccolo slowlog` and the gateway's /v1/slowlog, not here: the
+ * six fields are what Redis tools parse.
+ */
+export function slowlog(q: RespRequest): void {
+  const a = q.args;
+  const sub = lower(a[1]!);
+  const log = q.d.slowlog;
+  if (sub === "len" && a.length === 2) return q.reply(reply.integer(log.length));
+  if (sub === "reset" && a.length === 2) {
+    log.reset();
+    return q.reply(reply.OK);
+  }
+  if (sub === "get" && a.length <= 3) {
+    let n = 10;
+    if (a.length === 3) {
+      const v = text(a[2]!);
+      if (!/^-?\d{1,15}$/.test(v)) return q.error("ERR value is not an integer or out of range");
+      n = Number(v);
+      if (n < -1) return q.error("ERR count should be greater than or equal to -1");
+      if (n === -1) n = log.length;
+    }
+    const b = reply.bulk;
+    return q.reply(
+      reply.array(
+        log
+          .newest(n)
+          .map((e) =>
+            reply.array([
+              reply.integer(e.id),
+              reply.integer(Math.floor(e.timeMs / 1000)),
+              reply.integer(e.durationUs),
+              reply.array(e.args.map((x) => b(x))),
+              b(e.client),
+              b(e.clientName),
+            ]),
+          ),
+      ),
+    );
+  }
+  if (sub === "help" && a.length === 2)
+    return q.reply(
+      reply.array(
+        [
+          "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+          "GET [<count>]",
+          "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+          "LEN",
+          "    Return the length of the slowlog.",
+          "RESET",
+          "    Reset the slowlog.",
+        ].map((x) => reply.simple(x)),
+      ),
+    );
+  q.error(`ERR unknown subcommand or wrong number of arguments for '${text(a[1]!)}'. Try SLOWLOG HELP.`);
+}
+
 /** The configuration keys clients and redis-benchmark ask for, with Piccolo's answers. */
 function configValues(q: RespRequest): Record<string, string> {
   // A durable node's journal is Redis's AOF in spirit (docs/durability.md): appendonly yes, its policy.
@@ -248,6 +310,8 @@ function configValues(q: RespRequest): Record<string, string> {
     requirepass: "",
     timeout: "0",
     "notify-keyspace-events": notifyFlagsText(q.session.resp.pubsub.notifyFlags),
+    "slowlog-log-slower-than": String(q.d.slowlog.slowerThanUs),
+    "slowlog-max-len": String(q.d.slowlog.maxLen),
   };
 }
 
@@ -281,17 +345,35 @@ function configSet(q: RespRequest): void {
   const a = q.args;
   const hub = q.session.resp.pubsub;
   let flags: number | null = null;
+  let slowerThan: number | null = null;
+  let maxLen: number | null = null;
+  // Every pair is checked before any is set: a bad one changes nothing (as Redis).
   for (let i = 2; i < a.length; i += 2) {
     const name = lower(a[i]!);
-    if (name !== "notify-keyspace-events")
-      return q.error(`ERR Unknown option or number of arguments for CONFIG SET - '${text(a[i]!)}'`);
-    flags = parseNotifyFlags(text(a[i + 1]!));
-    if (flags === null)
-      return q.error(
-        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
-      );
+    const value = text(a[i + 1]!);
+    if (name === "notify-keyspace-events") {
+      flags = parseNotifyFlags(value);
+      if (flags === null)
+        return q.error(
+          "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+        );
+    } else if (name === "slowlog-log-slower-than") {
+      slowerThan = /^-?\d{1,15}$/.test(value) ? Number(value) : null;
+      if (slowerThan === null)
+        return q.error(
+          "ERR CONFIG SET failed (possibly related to argument 'slowlog-log-slower-than') - argument couldn't be parsed into an integer",
+        );
+    } else if (name === "slowlog-max-len") {
+      maxLen = /^\d{1,9}$/.test(value) && Number(value) <= SLOWLOG_MAX_LEN ? Number(value) : null;
+      if (maxLen === null)
+        return q.error(
+          `ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument must be between 0 and ${SLOWLOG_MAX_LEN} inclusive`,
+        );
+    } else return q.error(`ERR Unknown option or number of arguments for CONFIG SET - '${text(a[i]!)}'`);
   }
-  hub.setNotifyFlags(flags!);
+  if (flags !== null) hub.setNotifyFlags(flags);
+  if (slowerThan !== null) q.d.slowlog.slowerThanUs = slowerThan;
+  if (maxLen !== null) q.d.slowlog.maxLen = maxLen;
   q.reply(reply.OK);
 }
 

@@ -127,6 +127,15 @@ def("flushdb", -1, "write", NONE, "server", "Removes all keys.", k.flush);
 def("flushall", -1, "write", NONE, "server", "Removes all keys.", k.flush);
 def("time", 1, "loading stale fast", NONE, "server", "Returns the server time.", sv.time);
 def(
+  "slowlog",
+  -2,
+  "admin loading stale",
+  NONE,
+  "server",
+  "SLOWLOG GET [count] | LEN | RESET: the node's slowest recent requests (docs/tracing.md).",
+  sv.slowlog,
+);
+def(
   "trace",
   2,
   "loading stale fast",

@@ -195,6 +195,7 @@ export class RespConnection extends Connection implements RespSession {
     this.endRun();
     if (this.mayStart()) {
       const req = new RespRequest(this, this, args, nowMs);
+      req.receivedAt = this.chunkAt;
       if (this.tracing) this.startTrace(req);
       this.enqueue(req);
       return this.start(req);
@@ -206,6 +207,7 @@ export class RespConnection extends Connection implements RespSession {
       args.map((a) => a.slice()),
       nowMs,
     );
+    req.receivedAt = this.chunkAt;
     if (this.tracing) this.startTrace(req);
     this.enqueue(req);
     // Held in order by the base (past the dispatch window, or behind a barrier).
@@ -337,6 +339,7 @@ export class RespConnection extends Connection implements RespSession {
     }
     const name = spec.name;
     this.lastCommand = name;
+    req.commandName = name;
     const user = this.user;
     if ((user === null || user.deleted) && !BEFORE_AUTH.has(name)) {
       this.resp.stats.rejectedCalls++;
@@ -366,6 +369,14 @@ export class RespConnection extends Connection implements RespSession {
     spec.run(req);
     // A pipelined GET after RENAME or EXEC must see its writes.
     if (req.out === null && BARRIERS.has(name)) this.barrierOn(req);
+  }
+
+  protected get portName(): string {
+    return "resp";
+  }
+
+  protected override get clientName(): string {
+    return this.name;
   }
 
   protected get partial(): boolean {

@@ -123,6 +123,15 @@ export class RespRequest extends InFlight {
   /** The transaction this request waits on (txn()). */
   private gather: TxnGather | null = null;
   /** Results that arrived while the transaction was being sent (an inline shard answers inside send()). */
+  /** The command's name once started (its arguments are the parser's views, gone after this read). */
+  commandName = "";
+
+  /** For the slow log: the name, and the first key if the command was traced (its label). */
+  override describe(): string[] {
+    if (this.trace !== null && this.trace.label !== "") return this.trace.label.split(" ");
+    return [this.commandName === "" ? "?" : this.commandName];
+  }
+
   /** Whether this request only records what it would send (a command queued by MULTI: multi.ts). */
   readonly capturing: boolean = false;
 

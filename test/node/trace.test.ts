@@ -36,7 +36,17 @@ function checkTimeline(t: RequestTrace, stages: string[]): void {
 
 describe("request tracing, single node", () => {
   before(async () => {
-    node = await startNode(["--shards", "2", "--fsync", "always"]);
+    // Every request goes in the slow log (threshold 0), which keeps 16.
+    node = await startNode([
+      "--shards",
+      "2",
+      "--fsync",
+      "always",
+      "--slowlog-slower-than",
+      "0",
+      "--slowlog-max-len",
+      "16",
+    ]);
     c = await node.client();
   });
   after(async () => {
@@ -190,11 +200,78 @@ describe("request tracing, single node", () => {
       const del = await gw.fetch("/v1/kv/gk?trace=1", { method: "DELETE" });
       assert.equal(del.status, 200);
       assert.equal(((await del.json()) as { deleted: boolean }).deleted, true);
+      const slow = (await (await gw.fetch("/v1/slowlog?count=3")).json()) as {
+        nodes: { slowlog: { entries: { args: string[] }[] } }[];
+      };
+      assert.equal(slow.nodes[0]!.slowlog.entries.length, 3, "the node logs everything (threshold 0)");
       const bad = await gw.fetch("/v1/kv/gk?trace=yes");
       assert.equal(bad.status, 400);
       assert.match(((await bad.json()) as { type: string }).type, /invalid-trace$/);
     } finally {
       await gw?.stop();
+    }
+  });
+
+  it("the slow log: every port's requests over the threshold, bounded, in Redis's shape; reset; bad input", async () => {
+    const r = redisClient({ port: node.respPort });
+    try {
+      assert.deepEqual(await r.call("config", "get", "slowlog-*"), [
+        "slowlog-log-slower-than",
+        "0",
+        "slowlog-max-len",
+        "16",
+      ]);
+      assert.equal(await r.call("config", "set", "slowlog-max-len", "5"), "OK");
+      for (let i = 0; i < 8; i++) await r.call("set", `s${i}`, "v");
+      assert.equal(await r.call("slowlog", "len"), 5, "bounded by slowlog-max-len");
+      const two = (await r.call("slowlog", "get", "2")) as unknown[][];
+      assert.equal(two.length, 2);
+      const [id, time, us, args, client, name] = two[0]!;
+      assert.ok(typeof id === "number" && (id as number) > (two[1]![0] as number), "newest first");
+      assert.ok(Math.abs((time as number) - Date.now() / 1000) < 60);
+      assert.ok(typeof us === "number" && us >= 0);
+      assert.deepEqual(args, ["slowlog"], "the log holds the SLOWLOG LEN just answered");
+      assert.match(client as string, /^127\.0\.0\.1:\d+$/);
+      assert.equal(name, "");
+      assert.deepEqual((two[1]![3] as string[])[0], "set");
+
+      // A native traced request's entry keeps its key and timeline.
+      await c.put("slow-key", "v", { trace: true });
+      const page = await c.slowlog({ count: 5 });
+      assert.equal(page.slowerThanUs, 0);
+      assert.equal(page.maxLen, 5);
+      const put = page.entries.find((e) => e.args[1] === "slow-key")!;
+      assert.deepEqual(put.args, ["put", "slow-key"]);
+      assert.equal(put.port, "native");
+      assert.ok(put.spans!.some((x) => x.stage === "journal"));
+
+      const cli = spawnSync(process.execPath, [CLI, "slowlog", "3", "--server", `127.0.0.1:${node.port}`], {
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      assert.equal(cli.status, 0, cli.stderr);
+      const lines = cli.stdout.split("\n");
+      assert.match(lines[0]!, /^slow log: 5 of at most 5 entries, requests of 0 µs or more$/);
+      assert.match(lines[1]!, /^#\d+ \d{4}-\d\d-\d\dT[\d:.]+Z [\d.]+ (µs|ms|s) native 127\.0\.0\.1:\d+: slowlog$/);
+
+      assert.equal(await r.call("slowlog", "reset"), "OK");
+      // Emptied: what it holds now is the RESET itself, logged once answered (threshold 0).
+      assert.equal(await r.call("slowlog", "len"), 1, "RESET empties it");
+      await assert.rejects(r.call("slowlog", "get", "-5"), /ERR count should be greater than or equal to -1/);
+      await assert.rejects(r.call("slowlog", "get", "many"), /ERR value is not an integer or out of range/);
+      await assert.rejects(r.call("slowlog", "nope"), /ERR unknown subcommand/);
+      await assert.rejects(r.call("config", "set", "slowlog-max-len", "5000"), /between 0 and 1024 inclusive/);
+      await assert.rejects(
+        r.call("config", "set", "slowlog-log-slower-than", "soon"),
+        /couldn't be parsed into an integer/,
+      );
+      // Off: nothing more goes in.
+      assert.equal(await r.call("config", "set", "slowlog-log-slower-than", "-1"), "OK");
+      await r.call("slowlog", "reset");
+      await r.call("get", "s1");
+      assert.equal(await r.call("slowlog", "len"), 0);
+    } finally {
+      r.disconnect();
     }
   });
 });

@@ -82,6 +82,41 @@ export function opsRoutes(app: FastifyInstance, g: Gateway): void {
   );
 
   app.get(
+    "/v1/slowlog",
+    {
+      schema: {
+        summary: "Each node's slow log",
+        description:
+          'Each node\'s slowest recent requests, newest first (docs/tracing.md, "Slow requests"): id, timeMs, ' +
+          "durationUs, args (the command and its first key), client, clientName, port, and spans (the timeline) " +
+          "when the request was traced. ?count=N (default 10). Admin only, as the caller.",
+        querystring: {
+          type: "object",
+          properties: {
+            count: { type: "string", pattern: "^[0-9]{1,4}$", description: "entries per node (default 10)" },
+          },
+        },
+        response: { 200: { type: "object", additionalProperties: true } },
+      },
+    },
+    async (req) => {
+      const raw = (req.query as Record<string, string | undefined>).count;
+      const count = raw === undefined ? 10 : Number(raw);
+      const nodes = await Promise.all(
+        g.router.nodes.map(async (n) => {
+          const base = { node: n.address, up: n.up };
+          try {
+            return { ...base, slowlog: await n.run(req.caller, (c) => c.slowlog({ count })) };
+          } catch (err) {
+            return { ...base, slowlog: null, error: problemFromError(err).detail };
+          }
+        }),
+      );
+      return { nodes };
+    },
+  );
+
+  app.get(
     "/metrics",
     { schema: { summary: "Prometheus metrics (text format)", response: { 200: { type: "string" } } } },
     async (_req, reply) => {

@@ -95,7 +95,12 @@ export const Request_Which = {
 * this connection's user and what it may do: answered whoami
 *
 */
-  WHOAMI: 26
+  WHOAMI: 26,
+  /**
+* the node's slow log (docs/tracing.md, "Slow requests"; admin only): answered slowlog
+*
+*/
+  SLOWLOG: 27
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -126,6 +131,7 @@ export class Request extends $.Struct {
   static readonly RESTORE_KEYS = Request_Which.RESTORE_KEYS;
   static readonly FORGET_MEMBER = Request_Which.FORGET_MEMBER;
   static readonly WHOAMI = Request_Which.WHOAMI;
+  static readonly SLOWLOG = Request_Which.SLOWLOG;
   static readonly _capnp = {
     displayName: "Request",
     id: "f6bb44128c5ce356",
@@ -774,6 +780,35 @@ export class Request extends $.Struct {
   }
   set whoami(_: true) {
     $.utils.setUint16(8, 26, this);
+  }
+  _adoptSlowlog(value: $.Orphan<SlowlogRequest>): void {
+    $.utils.setUint16(8, 27, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownSlowlog(): $.Orphan<SlowlogRequest> {
+    return $.utils.disown(this.slowlog);
+  }
+  /**
+* the node's slow log (docs/tracing.md, "Slow requests"; admin only): answered slowlog
+*
+*/
+  get slowlog(): SlowlogRequest {
+    $.utils.testWhich("slowlog", $.utils.getUint16(8, this), 27, this);
+    return $.utils.getStruct(0, SlowlogRequest, this);
+  }
+  _hasSlowlog(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initSlowlog(): SlowlogRequest {
+    $.utils.setUint16(8, 27, this);
+    return $.utils.initStructAt(0, SlowlogRequest, this);
+  }
+  get _isSlowlog(): boolean {
+    return $.utils.getUint16(8, this) === 27;
+  }
+  set slowlog(value: SlowlogRequest) {
+    $.utils.setUint16(8, 27, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
   /**
 * reads only (get, exists, ttl, mget, scan): the caller accepts an
@@ -1845,7 +1880,8 @@ export const Response_Which = {
 * a traced request's timeline: sent just before its answer, with its id
 *
 */
-  TRACE: 19
+  TRACE: 19,
+  SLOWLOG: 20
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1869,6 +1905,7 @@ export class Response extends $.Struct {
   static readonly BACKUP = Response_Which.BACKUP;
   static readonly WHOAMI = Response_Which.WHOAMI;
   static readonly TRACE = Response_Which.TRACE;
+  static readonly SLOWLOG = Response_Which.SLOWLOG;
   static readonly _capnp = {
     displayName: "Response",
     id: "f45e392d1c2141f9",
@@ -2327,10 +2364,227 @@ export class Response extends $.Struct {
     $.utils.setUint16(8, 19, this);
     $.utils.copyFrom(value, $.utils.getPointer(0, this));
   }
+  _adoptSlowlog(value: $.Orphan<SlowLog>): void {
+    $.utils.setUint16(8, 20, this);
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownSlowlog(): $.Orphan<SlowLog> {
+    return $.utils.disown(this.slowlog);
+  }
+  get slowlog(): SlowLog {
+    $.utils.testWhich("slowlog", $.utils.getUint16(8, this), 20, this);
+    return $.utils.getStruct(0, SlowLog, this);
+  }
+  _hasSlowlog(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initSlowlog(): SlowLog {
+    $.utils.setUint16(8, 20, this);
+    return $.utils.initStructAt(0, SlowLog, this);
+  }
+  get _isSlowlog(): boolean {
+    return $.utils.getUint16(8, this) === 20;
+  }
+  set slowlog(value: SlowLog) {
+    $.utils.setUint16(8, 20, this);
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
   toString(): string { return "Response_" + super.toString(); }
   which(): Response_Which {
     return $.utils.getUint16(8, this) as Response_Which;
   }
+}
+export class SlowlogRequest extends $.Struct {
+  static readonly _capnp = {
+    displayName: "SlowlogRequest",
+    id: "eb19373437ce0d09",
+    size: new $.ObjectSize(8, 0),
+  };
+  /**
+* the newest this many entries (0: none, only the figures)
+*
+*/
+  get count(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set count(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  /**
+* then empty the log (as SLOWLOG RESET)
+*
+*/
+  get reset(): boolean {
+    return $.utils.getBit(32, this);
+  }
+  set reset(value: boolean) {
+    $.utils.setBit(32, value, this);
+  }
+  toString(): string { return "SlowlogRequest_" + super.toString(); }
+}
+export class SlowLog extends $.Struct {
+  static readonly _capnp = {
+    displayName: "SlowLog",
+    id: "cd0b36d430adb515",
+    size: new $.ObjectSize(16, 1),
+  };
+  static _Entries: $.ListCtor<SlowEntry>;
+  _adoptEntries(value: $.Orphan<$.List<SlowEntry>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownEntries(): $.Orphan<$.List<SlowEntry>> {
+    return $.utils.disown(this.entries);
+  }
+  get entries(): $.List<SlowEntry> {
+    return $.utils.getList(0, SlowLog._Entries, this);
+  }
+  _hasEntries(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initEntries(length: number): $.List<SlowEntry> {
+    return $.utils.initList(0, SlowLog._Entries, length, this);
+  }
+  set entries(value: $.List<SlowEntry>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  /**
+* entries it holds
+*
+*/
+  get length(): number {
+    return $.utils.getUint32(0, this);
+  }
+  set length(value: number) {
+    $.utils.setUint32(0, value, this);
+  }
+  /**
+* the threshold (negative: off)
+*
+*/
+  get slowerThanUs(): bigint {
+    return $.utils.getInt64(8, this);
+  }
+  set slowerThanUs(value: bigint) {
+    $.utils.setInt64(8, value, this);
+  }
+  get maxLen(): number {
+    return $.utils.getUint32(4, this);
+  }
+  set maxLen(value: number) {
+    $.utils.setUint32(4, value, this);
+  }
+  toString(): string { return "SlowLog_" + super.toString(); }
+}
+export class SlowEntry extends $.Struct {
+  static readonly _capnp = {
+    displayName: "SlowEntry",
+    id: "eb59178a0f115ab9",
+    size: new $.ObjectSize(32, 5),
+  };
+  static _Spans: $.ListCtor<TraceSpan>;
+  get id(): bigint {
+    return $.utils.getUint64(0, this);
+  }
+  set id(value: bigint) {
+    $.utils.setUint64(0, value, this);
+  }
+  /**
+* when the request was received, Unix ms
+*
+*/
+  get timeMs(): bigint {
+    return $.utils.getUint64(8, this);
+  }
+  set timeMs(value: bigint) {
+    $.utils.setUint64(8, value, this);
+  }
+  /**
+* receipt to answer made
+*
+*/
+  get durationUs(): bigint {
+    return $.utils.getUint64(16, this);
+  }
+  set durationUs(value: bigint) {
+    $.utils.setUint64(16, value, this);
+  }
+  _adoptArgs(value: $.Orphan<$.List<string>>): void {
+    $.utils.adopt(value, $.utils.getPointer(0, this));
+  }
+  _disownArgs(): $.Orphan<$.List<string>> {
+    return $.utils.disown(this.args);
+  }
+  /**
+* the command and its first key (truncated)
+*
+*/
+  get args(): $.List<string> {
+    return $.utils.getList(0, $.TextList, this);
+  }
+  _hasArgs(): boolean {
+    return !$.utils.isNull($.utils.getPointer(0, this));
+  }
+  _initArgs(length: number): $.List<string> {
+    return $.utils.initList(0, $.TextList, length, this);
+  }
+  set args(value: $.List<string>) {
+    $.utils.copyFrom(value, $.utils.getPointer(0, this));
+  }
+  /**
+* host:port
+*
+*/
+  get client(): string {
+    return $.utils.getText(1, this);
+  }
+  set client(value: string) {
+    $.utils.setText(1, value, this);
+  }
+  get clientName(): string {
+    return $.utils.getText(2, this);
+  }
+  set clientName(value: string) {
+    $.utils.setText(2, value, this);
+  }
+  /**
+* native | resp
+*
+*/
+  get port(): string {
+    return $.utils.getText(3, this);
+  }
+  set port(value: string) {
+    $.utils.setText(3, value, this);
+  }
+  _adoptSpans(value: $.Orphan<$.List<TraceSpan>>): void {
+    $.utils.adopt(value, $.utils.getPointer(4, this));
+  }
+  _disownSpans(): $.Orphan<$.List<TraceSpan>> {
+    return $.utils.disown(this.spans);
+  }
+  /**
+* its timeline, when it was traced
+*
+*/
+  get spans(): $.List<TraceSpan> {
+    return $.utils.getList(4, SlowEntry._Spans, this);
+  }
+  _hasSpans(): boolean {
+    return !$.utils.isNull($.utils.getPointer(4, this));
+  }
+  _initSpans(length: number): $.List<TraceSpan> {
+    return $.utils.initList(4, SlowEntry._Spans, length, this);
+  }
+  set spans(value: $.List<TraceSpan>) {
+    $.utils.copyFrom(value, $.utils.getPointer(4, this));
+  }
+  get traced(): boolean {
+    return $.utils.getBit(192, this);
+  }
+  set traced(value: boolean) {
+    $.utils.setBit(192, value, this);
+  }
+  toString(): string { return "SlowEntry_" + super.toString(); }
 }
 export class Trace extends $.Struct {
   static readonly _capnp = {
@@ -4485,6 +4739,8 @@ Txn._Success = $.CompositeList(TxnOp);
 Txn._Failure = $.CompositeList(TxnOp);
 TxnResult._Results = $.CompositeList(TxnOpResult);
 Response._Values = $.CompositeList(Value);
+SlowLog._Entries = $.CompositeList(SlowEntry);
+SlowEntry._Spans = $.CompositeList(TraceSpan);
 Trace._Spans = $.CompositeList(TraceSpan);
 WatchEvents._Events = $.CompositeList(WatchEvent);
 ClusterInfo._Members = $.CompositeList(ClusterMember);

@@ -390,9 +390,29 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "eb19373437ce0d09": {
+      "name": "SlowlogRequest",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "count",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "reset",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
+        }
+      ]
+    },
     "f6bb44128c5ce356": {
       "name": "Request",
-      "unionMembers": 27,
+      "unionMembers": 28,
       "fields": [
         {
           "name": "id",
@@ -624,6 +644,14 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "bool"
+          }
+        },
+        {
+          "name": "slowlog",
+          "discriminant": 27,
+          "type": {
+            "kind": "struct",
+            "struct": "eb19373437ce0d09"
           }
         }
       ]
@@ -1155,9 +1183,47 @@ export const schemaInfo: SchemaInfo = {
         }
       ]
     },
+    "cd0b36d430adb515": {
+      "name": "SlowLog",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "entries",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "eb59178a0f115ab9"
+            }
+          }
+        },
+        {
+          "name": "length",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        },
+        {
+          "name": "slowerThanUs",
+          "discriminant": null,
+          "type": {
+            "kind": "int64"
+          }
+        },
+        {
+          "name": "maxLen",
+          "discriminant": null,
+          "type": {
+            "kind": "uint32"
+          }
+        }
+      ]
+    },
     "f45e392d1c2141f9": {
       "name": "Response",
-      "unionMembers": 20,
+      "unionMembers": 21,
       "fields": [
         {
           "name": "id",
@@ -1323,6 +1389,14 @@ export const schemaInfo: SchemaInfo = {
           "type": {
             "kind": "struct",
             "struct": "b1ef5129bad7fa39"
+          }
+        },
+        {
+          "name": "slowlog",
+          "discriminant": 20,
+          "type": {
+            "kind": "struct",
+            "struct": "cd0b36d430adb515"
           }
         }
       ]
@@ -1796,6 +1870,82 @@ export const schemaInfo: SchemaInfo = {
           "discriminant": null,
           "type": {
             "kind": "text"
+          }
+        }
+      ]
+    },
+    "eb59178a0f115ab9": {
+      "name": "SlowEntry",
+      "unionMembers": 0,
+      "fields": [
+        {
+          "name": "id",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "timeMs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "durationUs",
+          "discriminant": null,
+          "type": {
+            "kind": "uint64"
+          }
+        },
+        {
+          "name": "args",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "text"
+            }
+          }
+        },
+        {
+          "name": "client",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "clientName",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "port",
+          "discriminant": null,
+          "type": {
+            "kind": "text"
+          }
+        },
+        {
+          "name": "spans",
+          "discriminant": null,
+          "type": {
+            "kind": "list",
+            "element": {
+              "kind": "struct",
+              "struct": "a307f5ac71e8e75f"
+            }
+          }
+        },
+        {
+          "name": "traced",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
           }
         }
       ]
@@ -2296,6 +2446,7 @@ export const schemaInfo: SchemaInfo = {
     "CancelWatch": "9633b1a94458577f",
     "RestoreKeys": "b1068ef8336be4b4",
     "ForgetMember": "d1d1385b5fc24475",
+    "SlowlogRequest": "eb19373437ce0d09",
     "Request": "f6bb44128c5ce356",
     "KeyValue": "d9ea87bd3f0eb504",
     "TxnCompare": "b97504820e911c51",
@@ -2314,6 +2465,7 @@ export const schemaInfo: SchemaInfo = {
     "BackupChunk": "98c510e9ff23bd72",
     "WhoAmI": "b99ab41d43c599aa",
     "Trace": "b1ef5129bad7fa39",
+    "SlowLog": "cd0b36d430adb515",
     "Response": "f45e392d1c2141f9",
     "ShardStats": "966d0f3f259dd8c6",
     "ClusterMember": "ecd0327043e28b4d",
@@ -2322,6 +2474,7 @@ export const schemaInfo: SchemaInfo = {
     "FollowerInfo": "f15c3e8a6df8bd77",
     "WatchEvent": "db3ac64f45abd61c",
     "TraceSpan": "a307f5ac71e8e75f",
+    "SlowEntry": "eb59178a0f115ab9",
     "PeerHello": "e3a692cdf740f619",
     "RaftBatch": "d5da6e500189095e",
     "Forward": "eac1fec5c400bca0",

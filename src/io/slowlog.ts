@@ -1,0 +1,83 @@
+/**
+ * The slow log (docs/tracing.md, "Slow requests"; decision 0324): the most
+ * recent requests that took at least `slowerThanUs` from their receipt to
+ * their answer, at most `maxLen` of them, newest first, as Redis's SLOWLOG
+ * keeps them. Read with RESP `SLOWLOG GET [n]`, `piccolo slowlog` and the
+ * gateway's `/v1/slowlog`; a traced request's entry holds its timeline.
+ *
+ * Every request is timed: the receipt is its socket read's stamp (taken for
+ * tracing anyway: src/io/connection.ts), and one clock read when its answer
+ * is made. Only a request over the threshold costs more (its entry).
+ */
+import { SLOWLOG_DEFAULT_MAX_LEN, SLOWLOG_DEFAULT_SLOWER_THAN_US, SLOWLOG_MAX_LEN } from "../limits.js";
+import type { TraceSpan } from "./trace.js";
+
+export interface SlowEntry {
+  /** Unique, growing: entries after a SLOWLOG RESET continue the numbering (as Redis). */
+  id: number;
+  /** When the request was received, Unix ms. */
+  timeMs: number;
+  /** From receipt to the answer made, microseconds. */
+  durationUs: number;
+  /** The command and its first key (at most SLOWLOG_KEY_BYTES of it), as text. */
+  args: string[];
+  /** The client's address, host:port. */
+  client: string;
+  /** The client's name (RESP CLIENT SETNAME), or "". */
+  clientName: string;
+  /** "native" or "resp". */
+  port: string;
+  /** The request's timeline when it was traced; else null. */
+  spans: TraceSpan[] | null;
+}
+
+/** Bytes of a key a slow log entry keeps (Redis keeps 128 characters per argument). */
+export const SLOWLOG_KEY_BYTES = 128;
+
+export class SlowLog {
+  /** Requests at least this slow are logged, µs; negative: none are (Redis's slowlog-log-slower-than). */
+  slowerThanUs: number;
+  private max: number;
+  /** Oldest first; the newest is at the end. */
+  private entries: SlowEntry[] = [];
+  private nextId = 0;
+
+  constructor(slowerThanUs = SLOWLOG_DEFAULT_SLOWER_THAN_US, maxLen = SLOWLOG_DEFAULT_MAX_LEN) {
+    this.slowerThanUs = slowerThanUs;
+    this.max = maxLen;
+  }
+
+  get maxLen(): number {
+    return this.max;
+  }
+
+  /** At most SLOWLOG_MAX_LEN; the oldest entries past a smaller length are dropped now. */
+  set maxLen(n: number) {
+    this.max = Math.max(0, Math.min(n, SLOWLOG_MAX_LEN));
+    if (this.entries.length > this.max) this.entries.splice(0, this.entries.length - this.max);
+  }
+
+  /** Whether a request that took `us` goes in. */
+  isSlow(us: number): boolean {
+    return this.slowerThanUs >= 0 && us >= this.slowerThanUs && this.max > 0;
+  }
+
+  add(e: Omit<SlowEntry, "id">): void {
+    if (this.max === 0) return;
+    this.entries.push({ id: this.nextId++, ...e });
+    if (this.entries.length > this.max) this.entries.shift();
+  }
+
+  get length(): number {
+    return this.entries.length;
+  }
+
+  /** The `n` newest entries, newest first. */
+  newest(n: number): SlowEntry[] {
+    return this.entries.slice(Math.max(0, this.entries.length - n)).reverse();
+  }
+
+  reset(): void {
+    this.entries = [];
+  }
+}
