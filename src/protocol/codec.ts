@@ -583,7 +583,7 @@ export function encodeSlowLog(
     x.timeMs = BigInt(e.timeMs);
     x.durationUs = BigInt(e.durationUs);
     const args = x._initArgs(e.args.length);
-    e.args.forEach((a, j) => args.set(j, a));
+    for (const [j, a] of e.args.entries()) args.set(j, a);
     x.client = e.client;
     x.clientName = e.clientName;
     x.port = e.port;
