@@ -15,9 +15,12 @@
  */
 import { TRACE_MAX_SPANS } from "../limits.js";
 
+/** This thread's time origin: constant, and its getter costs a fifth of a clock read, so it is read once. */
+const ORIGIN = performance.timeOrigin;
+
 /** Milliseconds, fractional: comparable across the node's threads (see above). */
 export function traceClock(): number {
-  return performance.timeOrigin + performance.now();
+  return ORIGIN + performance.now();
 }
 
 export interface TraceSpan {
