@@ -457,6 +457,7 @@ export abstract class Connection implements RequestOwner {
   /** A request's answer is made: one clock read, and an entry in the slow log if it was slow. */
   timed(req: InFlight): void {
     const log = this.host.dispatcher.slowlog;
+    if (log.slowerThanUs < 0) return; // off: not even the clock read
     const us = (traceClock() - req.receivedAt) * 1000;
     if (!log.isSlow(us)) return;
     log.add({
