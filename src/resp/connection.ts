@@ -152,6 +152,7 @@ export class RespConnection extends Connection implements RespSession {
       user.perms !== ALL_PERMS ||
       user.keys !== null ||
       this.refusing ||
+      this.tracing || // a traced command takes the general path, where its stages are stamped
       this.multi !== null ||
       !this.resp.dispatcher.inOrder ||
       (this.proto === 2 && subscribed(this)) ||
@@ -166,6 +167,7 @@ export class RespConnection extends Connection implements RespSession {
     else {
       run?.close();
       run = new HotRun(this, this.proto);
+      run.receivedAt = this.chunkAt; // the slow log times the run as one request
       this.run = run;
       this.enqueue(run);
     }

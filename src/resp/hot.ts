@@ -108,6 +108,12 @@ export class HotRun extends InFlight {
     this.buf = smallBytes(256);
   }
 
+  /** For the slow log: the run's first command, and how many it answers (their keys are the socket read's, gone by now). */
+  override describe(): string[] {
+    const first = HOT_NAMES[this.kinds[0]! as Hot] ?? "?";
+    return this.sent > 1 ? [first, `(a run of ${this.sent} commands)`] : [first];
+  }
+
   /** Whether the run may take one more command. */
   get open(): boolean {
     return !this.closed && this.sent < HOT_RUN_MAX_COMMANDS && this.at < HOT_RUN_MAX_BYTES;
