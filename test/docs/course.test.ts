@@ -327,14 +327,18 @@ const chapters: Chapter[] = readingOrder().map((name) => parseChapter(name, read
 
 describe("the course: every experiment in docs/, run as a reader runs it", { concurrency: false }, () => {
   after(async () => {
-    const cluster = await clusterStarting?.catch(() => null);
-    if (cluster && !members.includes(cluster.members[0]!)) {
-      members.push(...cluster.members);
-      await stopServer(cluster.gateway);
-    }
-    await stopServer(gateway);
-    await Promise.all([stopServer(node), ...members.map((m) => stopServer(m))]);
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    await clusterStarting?.catch(() => null); // its processes are among `children`
+    // Killed, not stopped: teardown checks nothing, and a member's clean stop first hands its
+    // leaderships over (up to 10 s each: test/support/node.ts, stopAll).
+    const exits = children
+      .filter((c) => c.exitCode === null && c.signalCode === null)
+      .map((c) => {
+        const exited = new Promise((r) => c.once("exit", r));
+        c.kill("SIGCONT");
+        c.kill("SIGKILL");
+        return exited;
+      });
+    await Promise.all(exits);
     rmSync(work, { recursive: true, force: true });
   });
 
