@@ -327,7 +327,9 @@ export const SHUTDOWN_CLOSE_MAX_MS = 1_000;
  * A cluster member stopping gracefully (SIGTERM) first hands the partitions
  * it leads to caught-up peers, for at most this long (src/cluster/admin.ts,
  * handOffLeadership); one whose followers are all down or behind is left
- * to an election after the stop.
+ * to an election after the stop. When no partition it still leads has a
+ * follower up and connected (the last members of a cluster being stopped),
+ * it stops trying at once instead of waiting out this bound.
  */
 export const LEADERSHIP_HANDOFF_MS = 10_000;
 

@@ -178,13 +178,27 @@ export class Admin {
       const mine = (await this.clusterInfo()).partitions.filter((p) => p.hosted && p.leader === this.self);
       if (led < 0) led = mine.length;
       if (mine.length === 0 || Date.now() >= deadline) return { led, left: mine.length };
+      let movable = 0;
+      // A quiet group's leader does not tick, so its followers' "recently active" flags go stale: a
+      // follower also has to be connected now (a killed member's connection closes at once).
+      const connected = new Set(
+        this.net
+          .stats()
+          .filter((s) => s.connected)
+          .map((s) => s.member),
+      );
       for (const p of mine) {
         const target = p.followers
-          .filter((f) => f.active && !f.learner && p.replicas.includes(f.member))
+          .filter((f) => f.active && connected.has(f.member) && !f.learner && p.replicas.includes(f.member))
           .sort((a, b) => a.lag - b.lag)[0];
+        if (target === undefined) continue;
+        movable++;
         // A hand-off, not a placement: once this member is back, rebalancing returns its preferred partitions.
-        if (target !== undefined) this.router.hostOf(p.partition).transfer(p.partition, target.member, true);
+        this.router.hostOf(p.partition).transfer(p.partition, target.member, true);
       }
+      // No partition left here has a follower up to take it (the rest of the cluster is down or stopping):
+      // waiting out the bound would change nothing; they are left to an election after the stop.
+      if (movable === 0) return { led, left: mine.length };
       await new Promise((r) => setTimeout(r, DRAIN_STEP_MS));
     }
   }

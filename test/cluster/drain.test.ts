@@ -144,4 +144,22 @@ describe("handing leadership over", { timeout: 180_000 }, () => {
       250,
     );
   });
+
+  it("the last member up stops at once: with no follower to take its partitions it does not wait out the bound", async () => {
+    const n3 = nodes[2]!;
+    // Its partitions' followers are gone for good (as when a whole cluster is stopped member by member).
+    await nodes[0]!.kill();
+    await nodes[1]!.kill();
+    const led = (await info(n3)).partitions.filter((p) => p.leader === 3).length;
+    assert.equal(await n3.stop(), 0, `a graceful stop exits 0:\n${n3.stderr().split("\n").slice(-15).join("\n")}`);
+    const line = n3
+      .stderr()
+      .split("\n")
+      .find((l) => /leadership handed over|could not be handed over/.test(l));
+    assert.ok(line !== undefined, `no hand-off line in:\n${n3.stderr()}`);
+    const detail = JSON.parse(line) as { left: number; ms: number };
+    if (led > 0) assert.ok(detail.left > 0, `it led ${led} partitions and no follower was up: ${line}`);
+    // Before, it tried for LEADERSHIP_HANDOFF_MS (10 s) whatever the followers' state.
+    assert.ok(detail.ms < 5_000, `the hand-off gave up at once, not at its 10 s bound: ${line}`);
+  });
 });
