@@ -8,30 +8,14 @@
 // for linearizability. On failure it prints what failed, the seed, the file
 // holding the history, and the command that reruns it; the exit code is 1.
 import { parseArgs } from "node:util";
+import { toolArgs } from "../tool-args.js";
 import { DEFAULT_ACCOUNTS } from "./bank.js";
 import { DEFAULT_CLIENTS_PER_PROTOCOL, defaultKeys, runChaos, WORKLOADS, type WorkloadName } from "./chaos.js";
 import { DEFAULT_MAX_FAULT_MS } from "./nemesis.js";
 import { PROTOCOLS, type ProtocolName } from "./protocol.js";
 import { summary } from "./report.js";
 
-const { values } = parseArgs({
-  options: {
-    time: { type: "string", default: "60" },
-    seed: { type: "string" },
-    clients: { type: "string", default: String(DEFAULT_CLIENTS_PER_PROTOCOL) },
-    keys: { type: "string" },
-    partitions: { type: "string" },
-    protocols: { type: "string", default: PROTOCOLS.join(",") },
-    "max-fault": { type: "string", default: String(DEFAULT_MAX_FAULT_MS / 1000) },
-    workload: { type: "string", default: "register" },
-    accounts: { type: "string", default: String(DEFAULT_ACCOUNTS) },
-    tls: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h" },
-  },
-});
-
-if (values.help) {
-  console.log(`npm run chaos -- [options]
+const USAGE = `npm run chaos -- [options]
   --time SECONDS        seconds of faults (default 60)
   --seed S              the run's seed (default: random)
   --clients N           clients per protocol, per workload (default ${DEFAULT_CLIENTS_PER_PROTOCOL})
@@ -43,9 +27,25 @@ if (values.help) {
                         linearizability, bank for a constant total (transactions)
   --accounts N          bank accounts, under one hash tag (default ${DEFAULT_ACCOUNTS})
   --tls                 secured as docs/security.md sets a cluster up: TLS on every port (members
-                        speak mutual TLS), a cluster secret, a password, the gateway over HTTPS`);
-  process.exit(0);
-}
+                        speak mutual TLS), a cluster secret, a password, the gateway over HTTPS`;
+
+const values = toolArgs(USAGE, () =>
+  parseArgs({
+    options: {
+      time: { type: "string", default: "60" },
+      seed: { type: "string" },
+      clients: { type: "string", default: String(DEFAULT_CLIENTS_PER_PROTOCOL) },
+      keys: { type: "string" },
+      partitions: { type: "string" },
+      protocols: { type: "string", default: PROTOCOLS.join(",") },
+      "max-fault": { type: "string", default: String(DEFAULT_MAX_FAULT_MS / 1000) },
+      workload: { type: "string", default: "register" },
+      accounts: { type: "string", default: String(DEFAULT_ACCOUNTS) },
+      tls: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h" },
+    },
+  }),
+);
 
 function positive(name: string, text: string, integer = true): number {
   const n = Number(text);

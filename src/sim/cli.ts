@@ -6,22 +6,36 @@
 // 5-node groups unless --nodes is given). A failure prints the seed and the
 // exact command that replays it.
 import { parseArgs } from "node:util";
+import { toolArgs } from "../tool-args.js";
 import { type PlantedBug, profileFor, SimViolation, Simulation } from "./simulation.js";
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: "string", default: "100" },
-    seed: { type: "string" },
-    first: { type: "string", default: "1" },
-    nodes: { type: "string" },
-    steps: { type: "string", default: "2000" },
-    settle: { type: "string", default: "600" },
-    planted: { type: "string" },
-    "fault-rate": { type: "string" },
-    "propose-rate": { type: "string" },
-    "conf-change-rate": { type: "string", default: "0.004" },
-  },
-});
+const USAGE = `npm run sim -- [options]: the deterministic Raft simulation, many seeds
+  --seeds N             how many seeds (default 100), from --first S (default 1)
+  --seed S              one seed only (what a failure's replay line gives)
+  --nodes 3|5           the group's size (default: 3 and 5, alternating by seed)
+  --steps K             steps per seed (default 2000), then --settle K ticks (default 600)
+  --fault-rate X        the faults' rate (default: the seed's profile)
+  --propose-rate P      proposals' rate (default: the seed's profile)
+  --conf-change-rate C  membership changes' rate (default 0.004)
+  --planted BUG         commit-previous-term | vote-ignoring-log | conf-change-unguarded: a known bug the checks must catch`;
+
+const values = toolArgs(USAGE, () =>
+  parseArgs({
+    options: {
+      seeds: { type: "string", default: "100" },
+      seed: { type: "string" },
+      first: { type: "string", default: "1" },
+      nodes: { type: "string" },
+      steps: { type: "string", default: "2000" },
+      settle: { type: "string", default: "600" },
+      planted: { type: "string" },
+      "fault-rate": { type: "string" },
+      "propose-rate": { type: "string" },
+      "conf-change-rate": { type: "string", default: "0.004" },
+      help: { type: "boolean", short: "h" },
+    },
+  }),
+);
 
 const seeds =
   values.seed !== undefined

@@ -7,20 +7,32 @@
 // (or, with --workload bank, every audit of the accounts by its total). A
 // failure prints the seed, what went wrong, and the command that replays it.
 import { parseArgs } from "node:util";
+import { toolArgs } from "../tool-args.js";
 import { initHash } from "../hash.js";
 import { KvSimulation } from "./kv-cluster.js";
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: "string", default: "100" },
-    seed: { type: "string" },
-    first: { type: "string", default: "1" },
-    seconds: { type: "string", default: "20" },
-    planted: { type: "string" },
-    workload: { type: "string", default: "register" },
-    accounts: { type: "string" },
-  },
-});
+const USAGE = `npm run sim:kv -- [options]: the cluster simulator, every history checked
+  --seeds N             how many seeds (default 100), from --first S (default 1)
+  --seed S              one seed only (what a failure's replay line gives)
+  --seconds T           virtual seconds per seed (default 20)
+  --workload W          register (default; checked for linearizability) or bank (audits by total)
+  --accounts N          bank accounts (at least 2)
+  --planted BUG         stale-reads | blind-transfers (with --workload bank): a known bug the checks must catch`;
+
+const values = toolArgs(USAGE, () =>
+  parseArgs({
+    options: {
+      seeds: { type: "string", default: "100" },
+      seed: { type: "string" },
+      first: { type: "string", default: "1" },
+      seconds: { type: "string", default: "20" },
+      planted: { type: "string" },
+      workload: { type: "string", default: "register" },
+      accounts: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  }),
+);
 if (values.planted !== undefined && values.planted !== "stale-reads" && values.planted !== "blind-transfers") {
   console.error("--planted: the planted bugs are stale-reads and blind-transfers (with --workload bank)");
   process.exit(2);
