@@ -63,6 +63,13 @@ export abstract class InFlight {
   afterFinish: (() => void) | null = null;
   /** The client commands this answers: 1, but for a run of hot Redis commands (src/resp/hot.ts). */
   commands = 1;
+  /**
+   * An open-ended read (a watch: src/io/watch.ts): its shard reads may stay
+   * parked until something changes, so a stopping node does not wait for them.
+   */
+  get openEnded(): boolean {
+    return false;
+  }
   /** The request's timeline while it is traced (docs/tracing.md); null, the usual case, costs one test per hop. */
   trace: Trace | null = null;
   /** When its bytes were received (traceClock), for the slow log; 0: not timed (an answer no request asked for). */
@@ -197,6 +204,18 @@ export class Dispatcher {
   /** Commands whose results are awaited from shards. */
   get inFlight(): number {
     return this.reqs.length - this.free.length;
+  }
+
+  /**
+   * Whether a command is awaited from the shards for a request that will be
+   * answered (a stop waits for these), not counting a watch's reads, which
+   * may stay parked until something changes (InFlight.openEnded). Walks the
+   * in-flight table: for a stop's waits, not for the hot path.
+   */
+  get awaitingAnswers(): boolean {
+    if (this.inFlight === 0) return false;
+    for (const r of this.reqs) if (r !== null && !r.openEnded) return true;
+    return false;
   }
 
   /** Whether results come back in the order commands were sent (ShardBackend.inOrder). */

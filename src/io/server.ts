@@ -375,7 +375,7 @@ export class PiccoloNode implements ConnectionHost {
     for (const c of this.connections) c.stopServing();
     const graceBy = t0 + SHUTDOWN_GRACE_MS;
     await waitUntil(
-      () => (this.dispatcher.inFlight === 0 || Date.now() >= graceBy) && !this.any((c) => c.owedAnswers > 0),
+      () => (!this.dispatcher.awaitingAnswers || Date.now() >= graceBy) && !this.any((c) => c.owedAnswers > 0),
       SHUTDOWN_RESP_ANSWER_MAX_MS,
       5,
     );

@@ -103,6 +103,11 @@ export class Watch extends InFlight {
     this.asked = new Array<boolean>(n).fill(false);
   }
 
+  /** A stop does not wait for a watch's parked reads (dispatch.ts, awaitingAnswers). */
+  override get openEnded(): boolean {
+    return true;
+  }
+
   get run(): string {
     return this.d.watchRun;
   }
