@@ -499,11 +499,14 @@ export class ThreadedShards implements ShardBackend {
         this.firstTxnId = Math.max(this.firstTxnId, r!.lastTxn.id + 1);
         if (r!.inDoubt === null) continue;
         const done = txnCompleted(r!.inDoubt.id, r!.inDoubt.participants, lastTxnOf);
+        // A part that is its shard's last record has no outcome of its own: it is decided here, by whether every
+        // participant wrote its part. After a clean stop that is the usual case ("applied"); only a crash or a
+        // failed write in the middle of the transaction leaves a part some participant lacks.
         events.onLog(
-          "warn",
+          done ? "info" : "warn",
           done
-            ? "a transaction cut short by a crash had been written by every participant: applied"
-            : "a transaction cut short by a crash had not been written by every participant: dropped",
+            ? "the last transaction on this shard's log was written by every participant: applied"
+            : "a transaction cut short (a crash or a failed write before every participant wrote its part; never acknowledged): dropped",
           { shard: s, txn: r!.inDoubt.id, participants: r!.inDoubt.participants },
         );
         Atomics.store(this.links[s]!.control, 1, done ? 1 : 2);
