@@ -164,25 +164,8 @@ export class HotRun extends InFlight {
   }
 
   private bulk(v: Uint8Array): void {
-    const len = v.length;
-    let d = 1;
-    for (let n = len; n >= 10; n = Math.floor(n / 10)) d++;
-    this.room(1 + d + 2 + len + 2);
-    const b = this.buf;
-    let at = this.at;
-    b[at] = 36; // '$'
-    for (let i = d, n = len; i >= 1; i--) {
-      b[at + i] = 48 + (n % 10);
-      n = Math.floor(n / 10);
-    }
-    at += d + 1;
-    b[at++] = 13;
-    b[at++] = 10;
-    b.set(v, at);
-    at += len;
-    b[at++] = 13;
-    b[at++] = 10;
-    this.at = at;
+    this.room(reply.bulkBytes(v.length));
+    this.at = reply.writeBulk(this.buf, this.at, v);
   }
 
   private bytes(x: Uint8Array): void {

@@ -66,25 +66,39 @@ function digits(n: number): number {
   return d;
 }
 
+/** Bytes of `$<len>\r\n<bytes>\r\n` for a value of `len` bytes. */
+export function bulkBytes(len: number): number {
+  return 1 + digits(len) + 2 + len + 2;
+}
+
 /**
- * `$<len>\r\n<bytes>\r\n`, built in one allocation with the length
- * written digit by digit (the hottest reply: every GET).
+ * Writes `$<len>\r\n<bytes>\r\n` at `at` in `out` (which has bulkBytes(v.length) of room), the
+ * length digit by digit; returns the offset after it. The hottest reply: every GET (bulk(), and a
+ * Redis connection's hot runs, src/resp/hot.ts).
  */
-export function bulk(value: Uint8Array | string): Uint8Array {
-  const v = typeof value === "string" ? enc.encode(value) : value;
+export function writeBulk(out: Uint8Array, at: number, v: Uint8Array): number {
   const len = v.length;
   const d = digits(len);
-  const out = replyBytes(1 + d + 2 + len + 2);
-  out[0] = 36; // '$'
+  out[at] = 36; // '$'
   for (let i = d, n = len; i >= 1; i--) {
-    out[i] = 48 + (n % 10);
+    out[at + i] = 48 + (n % 10);
     n = Math.floor(n / 10);
   }
-  out[d + 1] = 13;
-  out[d + 2] = 10;
-  out.set(v, d + 3);
-  out[out.length - 2] = 13;
-  out[out.length - 1] = 10;
+  at += d + 1;
+  out[at++] = 13;
+  out[at++] = 10;
+  out.set(v, at);
+  at += len;
+  out[at++] = 13;
+  out[at++] = 10;
+  return at;
+}
+
+/** `$<len>\r\n<bytes>\r\n`, built in one allocation. */
+export function bulk(value: Uint8Array | string): Uint8Array {
+  const v = typeof value === "string" ? enc.encode(value) : value;
+  const out = replyBytes(bulkBytes(v.length));
+  writeBulk(out, 0, v);
   return out;
 }
 
