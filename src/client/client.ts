@@ -40,6 +40,9 @@ import {
   responseId,
   type WriteKind,
 } from "./hot-wire.js";
+import type { SlowEntry, TraceSpan } from "../protocol/trace-shapes.js";
+
+export type { SlowEntry, TraceSpan } from "../protocol/trace-shapes.js";
 
 export type Bytes = string | Uint8Array;
 
@@ -72,17 +75,6 @@ export interface ClientOptions {
   onTrace?: (t: RequestTrace) => void;
 }
 
-/** One stage of a traced request (docs/tracing.md). */
-export interface TraceSpan {
-  stage: string;
-  /** Where it ran: "io", "worker N", "member N", ... */
-  where: string;
-  /** Microseconds from the node's receipt of the request. */
-  startUs: number;
-  durationUs: number;
-  detail: string;
-}
-
 /** A traced request's timeline, as the answering node measured it. */
 export interface RequestTrace {
   /** The request's id on its connection. */
@@ -94,23 +86,6 @@ export interface RequestTrace {
   dropped: number;
   /** What this client measured from sending the request to its timeline's arrival (just before the answer), µs. */
   roundTripUs: number;
-}
-
-/** One entry of a node's slow log (docs/tracing.md, "Slow requests"). */
-export interface SlowEntry {
-  id: number;
-  /** When the request was received, Unix ms. */
-  timeMs: number;
-  /** From its receipt to its answer, microseconds. */
-  durationUs: number;
-  /** The command and its first key. */
-  args: string[];
-  client: string;
-  clientName: string;
-  /** native | resp */
-  port: string;
-  /** Its timeline, when it was traced. */
-  spans: TraceSpan[] | null;
 }
 
 export interface SlowLogPage {

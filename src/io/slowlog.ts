@@ -10,26 +10,9 @@
  * is made. Only a request over the threshold costs more (its entry).
  */
 import { SLOWLOG_DEFAULT_MAX_LEN, SLOWLOG_DEFAULT_SLOWER_THAN_US, SLOWLOG_MAX_LEN } from "../limits.js";
-import type { TraceSpan } from "./trace.js";
+import type { SlowEntry } from "../protocol/trace-shapes.js";
 
-export interface SlowEntry {
-  /** Unique, growing: entries after a SLOWLOG RESET continue the numbering (as Redis). */
-  id: number;
-  /** When the request was received, Unix ms. */
-  timeMs: number;
-  /** From receipt to the answer made, microseconds. */
-  durationUs: number;
-  /** The command and its first key (at most SLOWLOG_KEY_BYTES of it), as text. */
-  args: string[];
-  /** The client's address, host:port. */
-  client: string;
-  /** The client's name (RESP CLIENT SETNAME), or "". */
-  clientName: string;
-  /** "native" or "resp". */
-  port: string;
-  /** The request's timeline when it was traced; else null. */
-  spans: TraceSpan[] | null;
-}
+export type { SlowEntry } from "../protocol/trace-shapes.js";
 
 /** Bytes of a key a slow log entry keeps (Redis keeps 128 characters per argument). */
 export const SLOWLOG_KEY_BYTES = 128;

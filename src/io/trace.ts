@@ -14,6 +14,9 @@
  * An untraced request costs one test per hop: `req.trace !== null`.
  */
 import { TRACE_MAX_SPANS } from "../limits.js";
+import type { TraceSpan } from "../protocol/trace-shapes.js";
+
+export type { TraceOut, TraceSpan } from "../protocol/trace-shapes.js";
 
 /** This thread's time origin: constant, and its getter costs a fifth of a clock read, so it is read once. */
 const ORIGIN = performance.timeOrigin;
@@ -21,18 +24,6 @@ const ORIGIN = performance.timeOrigin;
 /** Milliseconds, fractional: comparable across the node's threads (see above). */
 export function traceClock(): number {
   return ORIGIN + performance.now();
-}
-
-export interface TraceSpan {
-  /** received, routed, ring, executed, journal, notify, encoded; in a cluster also forwarded, proposed, ... */
-  stage: string;
-  /** "io", "worker N", "inline", "member N", ... */
-  where: string;
-  /** From the request's receipt. */
-  startUs: number;
-  durationUs: number;
-  /** What the stage did: "shard 2", "fsync always", "partition 7 index 41 term 3". */
-  detail: string;
 }
 
 export class Trace {
@@ -76,11 +67,4 @@ export class Trace {
   ordered(): TraceSpan[] {
     return this.spans.slice().sort((a, b) => a.startUs - b.startUs);
   }
-}
-
-/** What the Trace struct carries: `node` names the answering node ("node", "member 2"). */
-export interface TraceOut {
-  spans: TraceSpan[];
-  dropped: number;
-  node: string;
 }

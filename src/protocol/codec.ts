@@ -10,8 +10,7 @@
  *
  * Nothing here knows about sockets or shards.
  */
-import type { SlowEntry } from "../io/slowlog.js";
-import type { TraceOut } from "../io/trace.js";
+import type { SlowEntry, TraceOut } from "./trace-shapes.js";
 import * as capnp from "capnp-es";
 import { ErrorCode } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS, TXN_MAX_BYTES, TXN_MAX_OPS } from "../limits.js";

@@ -41,6 +41,14 @@ export const CLUSTER_STATUS_ASK_MS = 1_000;
 
 const problemRef = { $ref: "problem#" };
 /** What an admin action may answer besides its result: bad input, no credentials or permission, no cluster, a node's failure. */
+/** The body of the admin actions on one member (drain, forget). */
+const MEMBER_BODY = {
+  type: "object",
+  required: ["member"],
+  additionalProperties: false,
+  properties: { member: { type: "integer", minimum: 1 } },
+} as const;
+
 const ADMIN_ACTION_PROBLEMS = {
   400: problemRef,
   401: problemRef,
@@ -276,12 +284,7 @@ function drainAndForgetRoutes(app: FastifyInstance, g: Gateway): void {
           "answers the partitions it led when asked (`led`) and how many were asked (`asked`; a partition with no " +
           "caught-up follower now is not). The member keeps running. Post again, a few times a second, until `led` " +
           "is empty, as `piccolo cluster drain` does. Needs admin permission (403 otherwise).",
-        body: {
-          type: "object",
-          required: ["member"],
-          additionalProperties: false,
-          properties: { member: { type: "integer", minimum: 1 } },
-        },
+        body: MEMBER_BODY,
         response: {
           200: { type: "object", properties: { led: ids, asked: { type: "integer" } } },
           ...ADMIN_ACTION_PROBLEMS,
@@ -326,12 +329,7 @@ function drainAndForgetRoutes(app: FastifyInstance, g: Gateway): void {
           "read (`unknown`). Otherwise asks each member the gateway has a link to, in parallel, to forget it: " +
           "`told` forgot it (now or before), `refused` said no with a reason, `unreached` could not be asked (each " +
           "learns it from the first peer it greets). The forgotten member stops. Needs admin permission.",
-        body: {
-          type: "object",
-          required: ["member"],
-          additionalProperties: false,
-          properties: { member: { type: "integer", minimum: 1 } },
-        },
+        body: MEMBER_BODY,
         response: {
           200: {
             type: "object",
