@@ -20,6 +20,7 @@ import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, api, apiJson, postJson } from "./api.js";
 import { asText, displayBytes, formatBytes, formatTtl, fromWire, hexDump, keyPath, toBase64 } from "./bytes.js";
+import { type Timeline, Waterfall } from "./trace.js";
 import { Confirm, ErrorBox, go } from "./ui.js";
 
 /** Keys listed per page. */
@@ -245,6 +246,41 @@ interface Loaded {
   expireAtMs: number | null;
 }
 
+/** A traced request's timeline and what the request was ("read", "put", "delete"), shown under the key. */
+interface Traced {
+  what: string;
+  trace: Timeline;
+}
+
+/** The timeline in a JSON answer (`trace`, as ?trace=1 adds it; a problem document carries it too), if any. */
+function traceIn(body: unknown): Timeline | null {
+  const t = (body as { trace?: unknown } | null)?.trace;
+  return typeof t === "object" && t !== null && Array.isArray((t as Timeline).spans) ? (t as Timeline) : null;
+}
+
+/**
+ * A traced read (GET ?trace=1): the answer is the JSON envelope with the timeline beside the value; a
+ * missing key is a 404 problem document that carries the timeline too.
+ */
+async function readKeyTraced(key: Uint8Array): Promise<{ loaded: Loaded | null; trace: Timeline | null }> {
+  const res = await api(`/v1/kv/${keyPath(key)}?trace=1`, { headers: { accept: "application/json" } }, [404]);
+  const body = (await res.json()) as {
+    value: string;
+    encoding: string;
+    version: number;
+    ttlMs: number | null;
+  };
+  if (res.status === 404) return { loaded: null, trace: traceIn(body) };
+  return {
+    loaded: {
+      bytes: fromWire(body.value, body.encoding),
+      version: body.version,
+      expireAtMs: body.ttlMs === null ? null : Date.now() + body.ttlMs,
+    },
+    trace: traceIn(body),
+  };
+}
+
 async function readKey(key: Uint8Array): Promise<Loaded | null> {
   const res = await api(`/v1/kv/${keyPath(key)}`, { headers: { accept: "application/octet-stream" } }, [404]);
   if (res.status === 404) {
@@ -325,12 +361,23 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [ttlInput, setTtlInput] = useState("");
   const [busy, setBusy] = useState(false);
+  // Trace: reads, saves and deletes go with ?trace=1, and the last one's timeline is drawn below.
+  const [tracing, setTracing] = useState(false);
+  const [traced, setTraced] = useState<Traced | null>(null);
   const editor = useRef<HTMLTextAreaElement>(null);
+  const q = (params: string[]) => {
+    const all = tracing ? [...params, "trace=1"] : params;
+    return all.length === 0 ? "" : `?${all.join("&")}`;
+  };
 
-  const load = async () => {
+  const load = async (traceIt = false) => {
     setError(null);
     try {
-      setLoaded(await readKey(key));
+      if (traceIt) {
+        const r = await readKeyTraced(key);
+        setLoaded(r.loaded);
+        setTraced(r.trace === null ? null : { what: "read", trace: r.trace });
+      } else setLoaded(await readKey(key));
     } catch (e) {
       setError((e as Error).message);
     }
@@ -360,9 +407,9 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
     run(async () => {
       const text = editing ?? "";
       // A PUT sets the TTL it is given: keep the key's expiry time as it was when shown.
-      const ttl = loaded?.expireAtMs == null ? "" : `?ttl=${Math.max(1, loaded.expireAtMs - Date.now())}`;
+      const ttl = loaded?.expireAtMs == null ? [] : [`ttl=${Math.max(1, loaded.expireAtMs - Date.now())}`];
       const res = await api(
-        `/v1/kv/${keyPath(key)}${ttl}`,
+        `/v1/kv/${keyPath(key)}${q(ttl)}`,
         {
           method: "PUT",
           headers: { "content-type": "application/octet-stream", "if-match": `"${version}"` },
@@ -371,6 +418,9 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
         [412],
       );
       const body = (await res.json()) as { version?: number; code?: string };
+      const t = traceIn(body);
+      if (t !== null)
+        setTraced({ what: res.status === 412 ? "refused put (412)" : `put (version ${body.version})`, trace: t });
       if (res.status === 412) {
         const now = await readKey(key);
         setConflict(now ?? "deleted");
@@ -378,7 +428,7 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
       }
       setConflict(null);
       setEditing(null);
-      await load();
+      await load(false);
       setNotice(`Saved: version ${body.version}.`);
       props.onChange();
     });
@@ -387,20 +437,21 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
     run(async () => {
       if (loaded == null) return;
       const res = await api(
-        `/v1/kv/${keyPath(key)}`,
+        `/v1/kv/${keyPath(key)}${q([])}`,
         { method: "DELETE", headers: { "if-match": `"${loaded.version}"` } },
         [412, 404],
       );
       setConfirmDelete(false);
+      // Traced: 200 {deleted, trace} for 204; a 404 or 412 problem document carries the timeline too.
+      const t = res.status === 204 ? null : traceIn(await res.json().catch(() => null));
+      if (t !== null) setTraced({ what: res.status === 200 ? "delete" : `refused delete (${res.status})`, trace: t });
       if (res.status === 412) {
-        await res.arrayBuffer();
         await load();
         setNotice(
           "Not deleted: the key changed since it was shown. Here it is as it is now; delete again if you still mean to.",
         );
         return;
       }
-      await res.arrayBuffer();
       setNotice(res.status === 404 ? "The key was already gone." : "Deleted.");
       setLoaded(null);
       props.onChange();
@@ -428,13 +479,31 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
     });
 
   const title = html`<h2 class="keyname" data-testid="key-name">${displayBytes(key)}</h2>`;
+  const traceToggle = html`<div class="row">
+    <label class="toggle" title="Reload, Save and Delete ask the node for the request's timeline (?trace=1) and draw it below">
+      <input type="checkbox" data-testid="trace-toggle" checked=${tracing}
+        onChange=${(e: Event) => setTracing((e.target as HTMLInputElement).checked)} /> Trace requests
+    </label>
+    ${tracing ? html`<span class="muted">Reload, Save and Delete are traced: their timeline is drawn below.</span>` : null}
+  </div>`;
+  const traceView =
+    traced === null
+      ? null
+      : html`<section class="trace" aria-label="Trace">
+          <h3 data-testid="trace-title">Timeline of the ${traced.what}</h3>
+          <${Waterfall} trace=${traced.trace} label=${`Timeline of the ${traced.what}`} />
+          <button type="button" onClick=${() => setTraced(null)}>Close the timeline</button>
+        </section>`;
   if (loaded === undefined)
     return html`${title}<${ErrorBox} error=${error} />${error === null ? html`<p class="muted">Loading…</p>` : null}`;
   if (loaded === null)
     return html`${title}
       <${ErrorBox} error=${error} />
       ${notice !== null ? html`<p class="notice" role="status" data-testid="notice">${notice}</p>` : null}
-      <p class="muted">No such key (it may have been deleted or may have expired).</p>`;
+      <p class="muted">No such key (it may have been deleted or may have expired).</p>
+      ${traceToggle}
+      <div class="row"><button type="button" onClick=${() => void load(tracing)}>Reload</button></div>
+      ${traceView}`;
 
   const text = asText(loaded.bytes);
   const editable = text !== null && loaded.bytes.length <= EDIT_MAX_BYTES;
@@ -447,6 +516,7 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
     </dl>
     <${ErrorBox} error=${error} />
     ${notice !== null ? html`<p class="notice" role="status" data-testid="notice">${notice}</p>` : null}
+    ${traceToggle}
     ${
       editing === null
         ? html`
@@ -456,7 +526,7 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
               setConflict(null);
               setEditing(text ?? "");
             }} title=${editable ? "" : "Only UTF-8 values up to 1 MiB are edited here"}>Edit</button>
-            <button type="button" disabled=${busy} onClick=${() => void load()}>Reload</button>
+            <button type="button" disabled=${busy} onClick=${() => void load(tracing)}>Reload</button>
             <button type="button" class="danger" disabled=${busy} onClick=${() => setConfirmDelete(true)}>Delete…</button>
           </div>
           ${
@@ -514,6 +584,7 @@ function KeyDetail(props: { keyBytes: Uint8Array; onChange: () => void }) {
                   </div>`
           }`
     }
+    ${traceView}
   `;
 }
 

@@ -18,6 +18,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import { api, apiJson } from "./api.js";
 import { displayBytes, formatBytes, fromWire, keyPath } from "./bytes.js";
+import { SlowLogPanel } from "./slowlog.js";
 import { ErrorBox } from "./ui.js";
 
 /** Events kept on screen, newest first. */
@@ -49,6 +50,7 @@ export function LiveView() {
   return html`<div class="live">
     <${Watch} />
     <${Charts} />
+    <${SlowLogPanel} />
   </div>`;
 }
 

@@ -14,6 +14,8 @@
 //   Live     a watch shows a change another client makes; the load charts draw.
 //   Cluster  64 partitions in the grid; leadership handed over through the
 //            admin action; a member killed turns red within 2 s.
+//   Traces   a put traced from the key view drawn as a waterfall (proposed,
+//            committed...); the slow log panel lists a traced entry and draws it.
 //   Firefox  the Keys story (create, edit, lose the race, delete), the hostile
 //            keys and values, and the killed member marked down.
 // Throughout, in each browser: no request to any host but the gateway, no console errors.
@@ -28,6 +30,7 @@ import type { ElementHandle, Browser as Firefox, Page as FirefoxPage } from "pup
 import { type GuardedPage, guardedPage, launchBrowser, NO_CHROMIUM } from "../support/browser.js";
 import { type RunningGateway, startGateway } from "../support/cerializer.js";
 import { memberList, type RunningNode, startMember } from "../support/node.js";
+import { redisClient } from "../resp/support.js";
 import { type GuardedFirefoxPage, guardedFirefoxPage, launchFirefox, NO_FIREFOX } from "./firefox.js";
 
 // The page's own globals, for the functions run in it (this file compiles without the DOM's types).
@@ -445,6 +448,101 @@ describe("the web console", () => {
       after.partitions.every((p) => p.replicas.includes(n2)),
       "n2 still holds every partition",
     );
+  });
+
+  it("Traces: a put traced from the key view is drawn as a waterfall of its real stages", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    await put("trace:k", "before");
+    await page.goto(`${gw.url}/ui#/keys/trace:k`);
+    await page.getByTestId("key-name").filter({ hasText: "trace:k" }).waitFor();
+    await page.getByTestId("trace-toggle").check();
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.locator("#editor").fill("traced write");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByTestId("notice").filter({ hasText: "Saved" }).waitFor();
+    const title = page.getByTestId("trace-title");
+    assert.match((await title.textContent()) ?? "", /^Timeline of the put \(version \d+\)$/);
+    const spans = await page.getByTestId("span").evaluateAll((rows) =>
+      rows.map((r) => {
+        const e = r as unknown as { dataset: Record<string, string> };
+        return { stage: e.dataset.stage!, start: Number(e.dataset.startUs), duration: Number(e.dataset.durationUs) };
+      }),
+    );
+    const stages = spans.map((s) => s.stage);
+    // A write in the 3-member cluster: the Raft stages, not only the IO thread's.
+    for (const stage of ["received", "proposed", "committed", "applied"])
+      assert.ok(stages.includes(stage), `stage ${stage} in ${stages.join(", ")}`);
+    for (const s of spans)
+      assert.ok(
+        s.start >= 0 && s.duration >= 0 && Number.isFinite(s.duration),
+        `${s.stage}: ${s.start} + ${s.duration}`,
+      );
+    // Each bar lies inside its track, placed and sized on the request's whole length.
+    const bars = await page.locator("[data-testid=waterfall] .bar").evaluateAll((els) =>
+      els.map((b) => {
+        const r = (
+          b as unknown as { getBoundingClientRect(): { left: number; right: number } }
+        ).getBoundingClientRect();
+        const tr = (
+          b as unknown as { parentElement: { getBoundingClientRect(): { left: number; right: number } } }
+        ).parentElement.getBoundingClientRect();
+        return [r.left - tr.left, tr.right - r.right];
+      }),
+    );
+    assert.equal(bars.length, spans.length);
+    for (const [inLeft, inRight] of bars)
+      assert.ok(inLeft! >= -0.5 && inRight! >= -2.5, `bar inside its track: ${inLeft}, ${inRight}`);
+    assert.match(
+      await text("waterfall-summary"),
+      /^\d+ spans, [\d.]+ (µs|ms|s) from receipt to answer · answered by member \d/,
+    );
+    assert.equal(await (await gw.fetch("/v1/kv/trace:k")).text(), "traced write");
+    // A traced read of the same key draws the read's own stages.
+    await page.getByRole("button", { name: "Reload" }).click();
+    await title.filter({ hasText: "Timeline of the read" }).waitFor();
+    const readStages = await page
+      .getByTestId("span")
+      .evaluateAll((rows) => rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset.stage!));
+    assert.ok(readStages.includes("received") && !readStages.includes("proposed"), readStages.join(", "));
+  });
+
+  it("Traces: the slow log panel lists an entry once the threshold is lowered, and draws its timeline", async (t) => {
+    if (browser === null) return t.skip(NO_CHROMIUM);
+    // Every member logs every request (RESP CONFIG SET, as an operator would), for this story only.
+    const clients = nodes.map((n) => redisClient({ port: n.respPort }));
+    try {
+      for (const r of clients) assert.equal(await r.call("config", "set", "slowlog-log-slower-than", "0"), "OK");
+      // A traced put's entry keeps its timeline.
+      const traced = await gw.fetch("/v1/kv/slow:%3Cb%3Ek?trace=1", { method: "PUT", body: "v" });
+      assert.equal(traced.status, 201);
+      await page.goto(`${gw.url}/ui#/live`);
+      await page.getByRole("region", { name: "Slow log" }).waitFor();
+      await page.getByLabel("Newest entries per node").selectOption("200");
+      const entry = page.getByTestId("slowlog-entry").filter({ hasText: "put slow:<b>k" });
+      await eventually("the traced put listed", async () => {
+        if ((await entry.count()) > 0) return true;
+        await page.getByRole("button", { name: "Refresh" }).click();
+        return false;
+      });
+      assert.match(
+        await cells(entry.first()),
+        /^\d+ .+ [\d.]+ (µs|ms|s) put slow:<b>k 127\.0\.0\.1:\d+ native Show \(\d+ spans\)$/,
+      );
+      assert.ok((await page.getByTestId("slowlog-node").count()) === 3, "a table per member");
+      await entry.first().getByRole("button", { name: /^Show/ }).click();
+      const wf = page.getByRole("region", { name: /^Timeline of slow request \d+ on / });
+      await wf.waitFor();
+      const stages = await wf
+        .getByTestId("span")
+        .evaluateAll((rows) => rows.map((r) => (r as unknown as { dataset: Record<string, string> }).dataset.stage!));
+      assert.ok(stages.includes("received"), stages.join(", "));
+      assert.equal(await entry.first().getByRole("button", { name: /^Hide/ }).getAttribute("aria-expanded"), "true");
+    } finally {
+      for (const r of clients) {
+        await r.call("config", "set", "slowlog-log-slower-than", "10000").catch(() => {});
+        r.disconnect();
+      }
+    }
   });
 
   it("Firefox: Keys: create, edit, lose a CAS race and see the newer value, delete", async (t) => {
