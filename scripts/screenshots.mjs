@@ -80,6 +80,9 @@ try {
           list,
           "--data-dir",
           join(data, `n${i + 1}`),
+          // Every request in the slow log, so its picture has entries (the default logs 10 ms or more).
+          "--slowlog-slower-than",
+          "0",
         ],
         /listening on 127\.0\.0\.1:(\d+)/,
       ),
@@ -167,13 +170,33 @@ try {
   await shot("cluster", "light", "#/cluster", async (page) => {
     await page.getByTestId("partition-grid").locator("td[data-state=leader]").nth(63).waitFor();
   });
+  await shot("trace", "light", "#/keys/user:3", async (page) => {
+    await page.getByTestId("trace-toggle").check();
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.locator("#editor").fill(JSON.stringify({ name: "Edsger W. Dijkstra", born: 1930 }));
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByTestId("waterfall").waitFor();
+    await page.getByTestId("key-list").locator("a").first().waitFor();
+    await page.getByTestId("waterfall").scrollIntoViewIfNeeded();
+  });
+  // The load stops, so the slow log's newest entries are the traced put and the page's own requests.
+  loading = false;
+  await load.catch(() => {});
+  await put("order:1000", JSON.stringify({ items: 3, total: 28.5 }), "?trace=1");
+  await shot("slowlog", "dark", "#/live", async (page) => {
+    const entry = page.getByTestId("slowlog-entry").filter({ hasText: "put order:1000" }).first();
+    await entry.getByRole("button", { name: /^Show/ }).click();
+    await page.getByRole("region", { name: /^Timeline of slow request/ }).waitFor();
+    await page.getByRole("region", { name: "Slow log" }).scrollIntoViewIfNeeded();
+    await page.evaluate(() =>
+      window.scrollBy(0, document.querySelector("[aria-label='Slow log']").getBoundingClientRect().top - 8),
+    );
+  });
   members[2].child.kill("SIGKILL");
   await shot("cluster-member-down", "dark", "#/cluster", async (page) => {
     await page.getByTestId("member-n3").getByText("down").waitFor();
     await sleep(1500);
   });
-  loading = false;
-  await load.catch(() => {});
   await browser.close();
 } finally {
   stopAll();

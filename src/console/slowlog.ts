@@ -117,7 +117,7 @@ export function SlowLogPanel() {
       <span class="muted" role="status">${loading ? "Reading…" : ""}</span>
     </div>
     <p class="muted">
-      Each node's newest requests that took at least its threshold, from receipt to answer (set it with
+      Each node's newest requests that took at least its threshold, from receipt to answer (set it with${" "}
       <code>piccolo server --slowlog-slower-than</code> or RESP <code>CONFIG SET slowlog-log-slower-than</code>).
       A request that was traced has its timeline.
     </p>

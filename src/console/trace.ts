@@ -76,8 +76,8 @@ export function Waterfall(props: { trace: Timeline; label: string }) {
             const left = pct(s.startUs, total);
             const width = Math.min(100 - left, pct(s.durationUs, total));
             return html`<tr key=${i} data-testid="span" data-stage=${s.stage} data-start-us=${s.startUs} data-duration-us=${s.durationUs}>
-              <td class="mono">${s.stage}</td>
-              <td class=${`where ${whereKind(s.where)}`}>${s.where}</td>
+              <td class="stage">${s.stage}</td>
+              <td class="nowrap">${s.where}</td>
               <td class="num">${formatUs(s.startUs)}</td>
               <td class="num">${formatUs(s.durationUs)}</td>
               <td class="track-cell" aria-hidden="true">
