@@ -10,7 +10,8 @@
 // cost per request. Targets alternate order round by round; the table shows
 // medians and the Piccolo/Redis ratio of the totals.
 //
-//   node dist/bench/cpu.js [--rounds 3] [--quick] [--native]
+//   node dist/bench/cpu.js [--rounds 3] [--quick] [--native] [--only "MSET,GET P16"]
+//     --only: the workloads whose names contain one of these (comma-separated), e.g. to measure one step
 //     [--piccolo "label=DIR:args"]...   a built checkout DIR (its dist/ is used) and its server flags;
 //                                       default: this checkout, in memory with the default layout
 //
@@ -38,6 +39,7 @@ const { values: o } = parseArgs({
     rounds: { type: "string", default: "3" },
     quick: { type: "boolean", default: false },
     native: { type: "boolean", default: false },
+    only: { type: "string", default: "" },
     piccolo: { type: "string", multiple: true, default: [] },
     out: { type: "string", default: "bench/results" },
   },
@@ -102,7 +104,7 @@ const targets = [
 ];
 
 /** `native`: what native-load sends for it (bench/lib/workloads.ts); `test` null: a native request only. */
-const workloads: { name: string; test: string | null; native?: NativeTest; c: number; P: number; n: number }[] = [
+const allWorkloads: { name: string; test: string | null; native?: NativeTest; c: number; P: number; n: number }[] = [
   { name: "SET P16", test: "set", native: "put", c: 50, P: 16, n: 2_000_000 },
   { name: "GET P16", test: "get", native: "get", c: 50, P: 16, n: 2_000_000 },
   { name: "INCR P16", test: "incr", c: 50, P: 16, n: 2_000_000 },
@@ -111,6 +113,13 @@ const workloads: { name: string; test: string | null; native?: NativeTest; c: nu
   { name: "SET P1", test: "set", native: "put", c: 50, P: 1, n: 300_000 },
   { name: "GET P1", test: "get", native: "get", c: 50, P: 1, n: 300_000 },
 ];
+const only = String(o.only)
+  .split(",")
+  .map((w) => w.trim())
+  .filter((w) => w !== "");
+const workloads = only.length === 0 ? allWorkloads : allWorkloads.filter((w) => only.some((x) => w.name.includes(x)));
+if (workloads.length === 0)
+  throw new Error(`--only ${o.only}: no workload is named so (${allWorkloads.map((w) => w.name).join(", ")})`);
 
 /** User and system CPU seconds of a process so far, all threads (fields 14 and 15 of /proc/PID/stat). */
 function cpuSeconds(pid: number): { user: number; sys: number } {

@@ -21,10 +21,12 @@ const FILE_TIMEOUT_MS = Number(process.env.PICCOLO_TEST_FILE_TIMEOUT_MS ?? 10 * 
 const RUN_TIMEOUT_MS = Number(process.env.PICCOLO_TEST_RUN_TIMEOUT_MS ?? 27 * 60_000);
 
 const root = process.env.PICCOLO_TEST_ROOT ?? "dist/test";
-const filter = process.argv[2] ?? "";
+// `npm test -- a b`: the files whose paths contain any of the arguments (none: every file).
+const filters = process.argv.slice(2);
+const filter = filters.join('" or "');
 const files = readdirSync(root, { recursive: true })
   .map(String)
-  .filter((f) => f.endsWith(".test.js") && f.includes(filter))
+  .filter((f) => f.endsWith(".test.js") && (filters.length === 0 || filters.some((x) => f.includes(x))))
   .map((f) => join(root, f))
   .sort();
 if (files.length === 0) {
