@@ -63,15 +63,16 @@ export function checkTxn(spec: TxnSpec, maxValueBytes: number): { code: ErrorCod
       return { code: ErrorCode.KEY_TOO_LARGE, message: "a compare's key is empty or too large" };
     bytes += c.key.length + (c.value?.length ?? 0);
   }
-  for (const o of [...spec.success, ...spec.failure]) {
-    if (!isTxnOp(o.op))
-      return { code: ErrorCode.INVALID_ARGUMENT, message: `op ${o.op} cannot be part of a transaction` };
-    if (o.op !== Op.FLUSH && (o.key.length === 0 || o.key.length > MAX_KEY_BYTES))
-      return { code: ErrorCode.KEY_TOO_LARGE, message: "an op's key is empty or too large" };
-    if ((o.value?.length ?? 0) > maxValueBytes)
-      return { code: ErrorCode.VALUE_TOO_LARGE, message: "an op's value is over the node's --max-value-bytes" };
-    bytes += o.key.length + (o.value?.length ?? 0);
-  }
+  for (const ops of [spec.success, spec.failure])
+    for (const o of ops) {
+      if (!isTxnOp(o.op))
+        return { code: ErrorCode.INVALID_ARGUMENT, message: `op ${o.op} cannot be part of a transaction` };
+      if (o.op !== Op.FLUSH && (o.key.length === 0 || o.key.length > MAX_KEY_BYTES))
+        return { code: ErrorCode.KEY_TOO_LARGE, message: "an op's key is empty or too large" };
+      if ((o.value?.length ?? 0) > maxValueBytes)
+        return { code: ErrorCode.VALUE_TOO_LARGE, message: "an op's value is over the node's --max-value-bytes" };
+      bytes += o.key.length + (o.value?.length ?? 0);
+    }
   if (bytes > TXN_MAX_BYTES)
     return {
       code: ErrorCode.TXN_TOO_LARGE,

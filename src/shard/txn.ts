@@ -105,7 +105,8 @@ function headerBytes(participants: number): number {
 export function txnPartBytes(p: TxnPartSpec): number {
   let n = headerBytes(p.participants.length);
   for (const c of p.compares) n += COMPARE_HEADER_BYTES + c.key.length + (c.value?.length ?? 0);
-  for (const o of [...p.success, ...p.failure]) n += 4 + commandBytes(o.op.key.length, o.op.value?.length ?? 0);
+  for (const o of p.success) n += 4 + commandBytes(o.op.key.length, o.op.value?.length ?? 0);
+  for (const o of p.failure) n += 4 + commandBytes(o.op.key.length, o.op.value?.length ?? 0);
   return n;
 }
 
@@ -152,19 +153,36 @@ export function encodeTxnPart(p: TxnPartSpec, nowMs: number): Uint8Array {
     out.set(v, at + COMPARE_HEADER_BYTES + c.key.length);
     at += COMPARE_HEADER_BYTES + c.key.length + v.length;
   }
-  for (const o of [...p.success, ...p.failure]) {
-    const bytes = commandBytes(o.op.key.length, o.op.value?.length ?? 0);
+  at = encodeOps(out, at, p.success, nowMs);
+  encodeOps(out, at, p.failure, nowMs);
+  return out;
+}
+
+/** Writes a branch's ops, each as its length and an encoded command; returns where the next begins. */
+function encodeOps(out: Uint8Array, at: number, ops: TxnPartSpec["success"], nowMs: number): number {
+  // Field by field into one scratch command (MSET sends ten ops a request: no object per op).
+  for (const { index, op } of ops) {
+    const bytes = commandBytes(op.key.length, op.value?.length ?? 0);
     writeU32(out, at, bytes);
-    Object.assign(scratch, o.op);
-    scratch.tag = o.index;
+    scratch.op = op.op;
+    scratch.flags = op.flags;
+    scratch.expireAtMs = op.expireAtMs;
+    scratch.arg0 = op.arg0;
+    scratch.arg1 = op.arg1;
+    scratch.key = op.key;
+    scratch.value = op.value;
+    scratch.traced = op.traced;
+    scratch.tag = index;
     scratch.nowMs = nowMs;
     encodeCommand(out, at + 4, scratch);
     at += 4 + bytes;
   }
-  return out;
+  return at;
 }
 
 const EMPTY = new Uint8Array(0);
+/** A part alone (no other participant): one shared empty list, never written to. */
+const NO_PARTICIPANTS: number[] = Object.freeze([]) as unknown as number[];
 
 /** A decoded part: views into the command's value bytes. */
 export class TxnPart {
@@ -174,8 +192,8 @@ export class TxnPart {
   id = 0;
   participants: number[] = [];
   /** Byte offsets of each compare, then of each op (success ops first). */
-  private compareAt: number[] = [];
-  private opAt: number[] = [];
+  private readonly compareAt: number[] = [];
+  private readonly opAt: number[] = [];
   bytes: Uint8Array = EMPTY;
 
   /** False when the bytes are not a well-formed part. */
@@ -188,16 +206,18 @@ export class TxnPart {
     const n = readU32(b, 12);
     this.id = readF64(b, 16);
     if (n > 0xffff || headerBytes(n) > b.length) return false;
-    this.participants = [];
+    // A new array when there are participants (the journal keeps it: worker.ts's beginPart); the offsets are
+    // this object's own, reused part after part.
+    this.participants = n === 0 ? NO_PARTICIPANTS : [];
     for (let i = 0; i < n; i++) this.participants.push(b[24 + i * 2]! | (b[25 + i * 2]! << 8));
     let at = headerBytes(n);
-    this.compareAt = [];
+    this.compareAt.length = 0;
     for (let i = 0; i < this.compares; i++) {
       if (at + COMPARE_HEADER_BYTES > b.length) return false;
       this.compareAt.push(at);
       at += COMPARE_HEADER_BYTES + readU32(b, at + 4) + readU32(b, at + 8);
     }
-    this.opAt = [];
+    this.opAt.length = 0;
     for (let i = 0; i < this.success + this.failure; i++) {
       if (at + 4 > b.length) return false;
       this.opAt.push(at + 4);
@@ -293,8 +313,8 @@ export function runBranch(
   flags = 0,
 ): Uint8Array {
   const n = success ? part.success : part.failure;
-  const view = new CommandView();
-  const r = new Result();
+  const view = branchView;
+  const r = branchResult;
   if ((flags & TXN_NO_RESULTS) !== 0) {
     for (let i = 0; i < n; i++) {
       view.wrap(part.op(success, i));
@@ -303,26 +323,35 @@ export function runBranch(
     }
     return NO_RESULTS;
   }
-  const encoded: Uint8Array[] = [];
-  let size = 0;
+  // Each result laid out in a scratch buffer as it comes (its value is a view valid only until the next
+  // op runs), then copied out once: one allocation for the branch instead of one per op.
+  let at = 0;
   for (let i = 0; i < n; i++) {
     view.wrap(part.op(success, i));
     r.reset(view.tag);
     run(view, r);
-    const bytes = new Uint8Array(r.byteLength());
-    r.encode(bytes, 0);
-    encoded.push(bytes);
-    size += 4 + bytes.length;
+    const bytes = r.byteLength();
+    if (at + 4 + bytes > resultsScratch.length) {
+      const grown = new Uint8Array(Math.max(resultsScratch.length * 2, at + 4 + bytes));
+      grown.set(resultsScratch.subarray(0, at));
+      resultsScratch = grown;
+    }
+    writeU32(resultsScratch, at, bytes);
+    r.encode(resultsScratch, at + 4);
+    at += 4 + bytes;
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const e of encoded) {
-    writeU32(out, at, e.length);
-    out.set(e, at + 4);
-    at += 4 + e.length;
-  }
+  const out = resultsScratch.slice(0, at);
+  // A huge branch's scratch is not kept for the next one.
+  if (resultsScratch.length > RESULTS_SCRATCH_KEEP_BYTES) resultsScratch = new Uint8Array(RESULTS_SCRATCH_KEEP_BYTES);
   return out;
 }
+
+/** runBranch's command view and result, reused: a branch's ops run one after another, never nested. */
+const branchView = new CommandView();
+const branchResult = new Result();
+/** Where runBranch lays out a branch's results; grown as needed, shrunk back past this size. */
+const RESULTS_SCRATCH_KEEP_BYTES = 64 * 1024;
+let resultsScratch = new Uint8Array(4096);
 
 /** Unpacks a part's results: each result's value is a view into `b`. */
 export function unpackResults(b: Uint8Array): Result[] {
