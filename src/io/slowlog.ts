@@ -14,8 +14,41 @@ import type { SlowEntry } from "../protocol/trace-shapes.js";
 
 export type { SlowEntry } from "../protocol/trace-shapes.js";
 
-/** Bytes of a key a slow log entry keeps (Redis keeps 128 characters per argument). */
+/**
+ * Bytes of each argument (a native request's key, a RESP command's every
+ * argument) a slow log entry keeps; the rest is said as "... (N more bytes)",
+ * as Redis 7 does (SLOWLOG_ENTRY_MAX_STRING, 128).
+ */
 export const SLOWLOG_KEY_BYTES = 128;
+/**
+ * Arguments a RESP entry keeps, the command's name included: past it the
+ * last one kept says "... (N more arguments)", as Redis 7 does
+ * (SLOWLOG_ENTRY_MAX_ARGC, 32). Together: an entry's arguments are at most
+ * 32 x (128 bytes and a note), about 5 KiB.
+ */
+export const SLOWLOG_MAX_ARGS = 32;
+
+const utf8 = new TextDecoder();
+
+/** One argument as an entry keeps it: its first SLOWLOG_KEY_BYTES as text, and how many more bytes it had. */
+export function slowArg(b: Uint8Array): string {
+  if (b.length <= SLOWLOG_KEY_BYTES) return utf8.decode(b);
+  return `${utf8.decode(b.subarray(0, SLOWLOG_KEY_BYTES))}... (${b.length - SLOWLOG_KEY_BYTES} more bytes)`;
+}
+
+/**
+ * A command's arguments as an entry keeps them (Redis 7's slowlogCreateEntry):
+ * each by slowArg, at most SLOWLOG_MAX_ARGS, the last of those saying how
+ * many more there were. `argc` is the command's whole count; `args` may hold
+ * only its first SLOWLOG_MAX_ARGS.
+ */
+export function slowArgs(args: readonly Uint8Array[], argc = args.length): string[] {
+  const kept = Math.min(argc, SLOWLOG_MAX_ARGS);
+  const out: string[] = [];
+  for (let i = 0; i < kept; i++)
+    out.push(kept !== argc && i === kept - 1 ? `... (${argc - kept + 1} more arguments)` : slowArg(args[i]!));
+  return out;
+}
 
 export class SlowLog {
   /** Requests at least this slow are logged, µs; negative: none are (Redis's slowlog-log-slower-than). */

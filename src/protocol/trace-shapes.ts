@@ -35,7 +35,10 @@ export interface SlowEntry {
   timeMs: number;
   /** From its receipt to its answer made, microseconds. */
   durationUs: number;
-  /** The command and its first key (at most SLOWLOG_KEY_BYTES of it), as text. */
+  /**
+   * What the request was, as text: a RESP command's arguments as Redis 7 keeps them (at most
+   * SLOWLOG_MAX_ARGS, each cut at SLOWLOG_KEY_BYTES, secrets redacted); a native request's kind and first key.
+   */
   args: string[];
   /** The client's address, host:port. */
   client: string;

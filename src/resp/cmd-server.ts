@@ -234,8 +234,9 @@ export function trace(q: RespRequest): void {
 
 /**
  * SLOWLOG GET [count] | LEN | RESET | HELP, as Redis 7: each entry is an
- * array of id, Unix time (s), duration (µs), the arguments (the command and
- * its first key), the client's address and its name (src/io/slowlog.ts). The
+ * array of id, Unix time (s), duration (µs), the arguments (a RESP command's
+ * as Redis 7 keeps them, RespRequest.describe; a native request's kind and
+ * key), the client's address and its name (src/io/slowlog.ts). The
  * node's log holds every port's requests. A traced entry's timeline is
  * shown by `piccolo slowlog` and the gateway's /v1/slowlog, not here: the
  * six fields are what Redis tools parse.

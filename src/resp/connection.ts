@@ -13,7 +13,8 @@ import { outcomeOf } from "../outcomes.js";
 import { ALL_PERMS, mayAccess, mayRun, NOPERM_KEY, nopermCommand, Perm, type User } from "../security/users.js";
 import { errorText } from "./args.js";
 import { type CommandSpec, lookupBytes } from "./commands.js";
-import { Hot, HOT_NAMES, hotCommand, HotRun } from "./hot.js";
+import { Hot, HOT_NAMES, hotCommand, type HotRun } from "./hot.js";
+import { LoggedHotRun } from "./slow-args.js";
 import { RespParser } from "./parser.js";
 import { subscribed } from "./pubsub.js";
 import * as reply from "./reply.js";
@@ -118,6 +119,8 @@ export class RespConnection extends Connection implements RespSession {
     // proto-max-bulk-len: one argument is at most a value (or a key, if the value limit is smaller).
     this.parser = new RespParser(Math.max(host.maxValueBytes, MAX_KEY_BYTES), respMaxQueryBytes(host.maxValueBytes));
     this.parser.hot = this.takeHot;
+    // The bytes of an unanswered request stay where they are, for the slow log (decision 0336).
+    this.parser.keepsBytes = () => this.pending > 0;
   }
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
@@ -166,8 +169,9 @@ export class RespConnection extends Connection implements RespSession {
     if (run?.open && this.isLast(run)) this.joinedLast();
     else {
       run?.close();
-      run = new HotRun(this, this.proto);
-      run.receivedAt = this.chunkAt; // the slow log times the run as one request
+      // The slow log times the run as one request, and reads its first command again from `b` if it was slow.
+      run = new LoggedHotRun(this, this.proto, b, start);
+      run.receivedAt = this.chunkAt;
       this.run = run;
       this.enqueue(run);
     }
@@ -209,6 +213,8 @@ export class RespConnection extends Connection implements RespSession {
       args.map((a) => a.slice()),
       nowMs,
     );
+    // The slow log reads the arguments again from the read's bytes (kept while it waits), not the copies.
+    req.raw = args[0]!;
     req.receivedAt = this.chunkAt;
     if (this.tracing) this.startTrace(req);
     this.enqueue(req);

@@ -83,6 +83,17 @@ export class RespParser {
    * are valid only during the call, as the views are.
    */
   hot: ((buf: Uint8Array, start: number, offsets: Int32Array, argc: number) => boolean) | null = null;
+  /**
+   * Asked before the buffer of our own is compacted (its bytes moved to its
+   * start, over commands already handed out): true keeps those bytes where
+   * they are, and the rest of the command goes to a new buffer instead. The
+   * connection answers true while a request it read is unanswered: the slow
+   * log reads a request's arguments again from these bytes when its answer
+   * turns out slow (argsAfter, argsAt), so they must not change under it.
+   * A socket's chunk, parsed in place, is never written, so only compaction
+   * needs asking.
+   */
+  keepsBytes: (() => boolean) | null = null;
 
   constructor(maxBulkBytes: number, maxQueryBytes = Math.max(RESP_QUERY_BUFFER_BYTES, maxBulkBytes + CHUNK_BYTES)) {
     this.maxBulkBytes = maxBulkBytes;
@@ -156,7 +167,7 @@ export class RespParser {
     const free = this.buf.length - this.end;
     if (chunk.length > free) {
       const used = this.end - this.start;
-      if (used + chunk.length <= this.buf.length && this.start > 0) {
+      if (used + chunk.length <= this.buf.length && this.start > 0 && !this.keepsBytes?.()) {
         this.buf.copyWithin(0, this.start, this.end);
       } else {
         // Doubling, but never past one partial command at the limit and one read on top of it.
@@ -355,4 +366,52 @@ function splitInline(b: Uint8Array, from: number, to: number, out: Uint8Array[])
     out.push(b.subarray(s, i));
   }
   return null;
+}
+
+/**
+ * The slow log's reading of a command again, once its answer turned out
+ * slow (decision 0336): its views are long gone, but the bytes they were
+ * views into are not (RespParser.keepsBytes). `first` is the command's first
+ * argument as the parser handed it out (a view into those bytes) and `argc`
+ * its count. Returns the first `max` arguments, or null when the bytes do
+ * not read as that command (a quoted inline name, which was copied).
+ */
+export function argsAfter(first: Uint8Array, argc: number, max: number): Uint8Array[] | null {
+  if (argc <= 1) return [first];
+  const b = new Uint8Array(first.buffer, first.byteOffset);
+  const out = [first];
+  if (b[first.length] === CR && b[first.length + 1] === LF)
+    return readBulks(b, first.length + 2, Math.min(argc, max) - 1, out) ? out : null;
+  // An inline command: its line split again, as it was.
+  let nl = first.length;
+  while (nl < b.length && b[nl] !== LF) nl++;
+  const all: Uint8Array[] = [];
+  if (splitInline(b, 0, nl > 0 && b[nl - 1] === CR ? nl - 1 : nl, all) !== null || all.length !== argc) return null;
+  return all.slice(0, max);
+}
+
+/** As argsAfter, for a multibulk read from where it starts (`at`, its '*'): a hot command (src/resp/hot.ts). */
+export function argsAt(b: Uint8Array, at: number, max: number): Uint8Array[] | null {
+  let i = at + 1;
+  let argc = 0;
+  while (i < b.length && b[i]! >= 48 && b[i]! <= 57) argc = argc * 10 + (b[i++]! - 48);
+  if (b[at] !== 42 || b[i] !== CR || b[i + 1] !== LF) return null;
+  const out: Uint8Array[] = [];
+  return readBulks(b, i + 2, Math.min(argc, max), out) ? out : null;
+}
+
+/** Reads `n` bulk strings ($len CRLF bytes CRLF) from `at` into `out`; false if the bytes are not that. */
+function readBulks(b: Uint8Array, at: number, n: number, out: Uint8Array[]): boolean {
+  let i = at;
+  for (let k = 0; k < n; k++) {
+    if (b[i] !== 36 /* '$' */) return false;
+    let len = 0;
+    i++;
+    const digits = i;
+    while (i < b.length && b[i]! >= 48 && b[i]! <= 57) len = len * 10 + (b[i++]! - 48);
+    if (i === digits || b[i] !== CR || b[i + 1] !== LF || i + 2 + len + 2 > b.length) return false;
+    out.push(b.subarray(i + 2, i + 2 + len));
+    i += 2 + len + 2;
+  }
+  return true;
 }

@@ -26,6 +26,9 @@ import { type CommandFields, FLAG_STALE_READ, isDataOutcome, isWrite, type Op, t
 import type { PubSubHub } from "./pubsub.js";
 import type { TraceOut } from "../io/trace.js";
 import * as reply from "./reply.js";
+import { argsAfter } from "./parser.js";
+import { SLOWLOG_MAX_ARGS, slowArgs } from "../io/slowlog.js";
+import { redacted } from "./slow-args.js";
 
 /** MULTI's queue (src/resp/multi.ts): the commands queued since MULTI, copied. */
 export interface MultiState {
@@ -126,8 +129,19 @@ export class RespRequest extends InFlight {
   /** The command's name once started (its arguments are the parser's views, gone after this read). */
   commandName = "";
 
-  /** For the slow log: the name, and the first key if the command was traced (its label). */
+  /**
+   * For the slow log: the command's first argument as the parser handed it out, and its count. The views
+   * of a command last only its read, but the bytes under them are kept while the request is unanswered
+   * (RespParser.keepsBytes): its arguments are read again from them only if its answer is slow, so a
+   * request that is not slow pays two field writes (decision 0336).
+   */
+  raw: Uint8Array | null;
+  rawArgc: number;
+
+  /** For the slow log: the command and its arguments as Redis 7 keeps them (src/io/slowlog.ts), secrets redacted. */
   override describe(): string[] {
+    const args = this.raw === null ? null : argsAfter(this.raw, this.rawArgc, SLOWLOG_MAX_ARGS);
+    if (args !== null) return redacted(slowArgs(args, this.rawArgc));
     if (this.trace !== null && this.trace.label !== "") return this.trace.label.split(" ");
     return [this.commandName === "" ? "?" : this.commandName];
   }
@@ -142,6 +156,8 @@ export class RespRequest extends InFlight {
     readonly nowMs: number,
   ) {
     super(owner);
+    this.raw = args.length > 0 ? args[0]! : null;
+    this.rawArgc = args.length;
   }
 
   get d(): Dispatcher {

@@ -230,7 +230,7 @@ describe("request tracing, single node", () => {
       assert.ok(typeof id === "number" && (id as number) > (two[1]![0] as number), "newest first");
       assert.ok(Math.abs((time as number) - Date.now() / 1000) < 60);
       assert.ok(typeof us === "number" && us >= 0);
-      assert.deepEqual(args, ["slowlog"], "the log holds the SLOWLOG LEN just answered");
+      assert.deepEqual(args, ["slowlog", "len"], "the log holds the SLOWLOG LEN just answered, with its arguments");
       assert.match(client as string, /^127\.0\.0\.1:\d+$/);
       assert.equal(name, "");
       assert.deepEqual((two[1]![3] as string[])[0], "set");

@@ -88,7 +88,7 @@ export function opsRoutes(app: FastifyInstance, g: Gateway): void {
         summary: "Each node's slow log",
         description:
           'Each node\'s slowest recent requests, newest first (docs/tracing.md, "Slow requests"): id, timeMs, ' +
-          "durationUs, args (the command and its first key), client, clientName, port, and spans (the timeline) " +
+          "durationUs, args (a RESP command's arguments as Redis 7 keeps them; a native request's kind and key), client, clientName, port, and spans (the timeline) " +
           "when the request was traced. ?count=N (default 10). Admin only, as the caller.",
         querystring: {
           type: "object",
