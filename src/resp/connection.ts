@@ -213,8 +213,8 @@ export class RespConnection extends Connection implements RespSession {
       args.map((a) => a.slice()),
       nowMs,
     );
-    // The slow log reads the arguments again from the read's bytes (kept while it waits), not the copies.
-    req.raw = args[0]!;
+    // The copies are the request's own: the slow log reads them, and the read's bytes need not be kept for it.
+    req.raw = null;
     req.receivedAt = this.chunkAt;
     if (this.tracing) this.startTrace(req);
     this.enqueue(req);

@@ -133,14 +133,17 @@ export class RespRequest extends InFlight {
    * For the slow log: the command's first argument as the parser handed it out, and its count. The views
    * of a command last only its read, but the bytes under them are kept while the request is unanswered
    * (RespParser.keepsBytes): its arguments are read again from them only if its answer is slow, so a
-   * request that is not slow pays two field writes (decision 0336).
+   * request that is not slow pays two field writes (decision 0336). A held command (src/resp/connection.ts)
+   * has copies of its arguments: its `raw` is null and `args` are read instead.
    */
   raw: Uint8Array | null;
   rawArgc: number;
 
   /** For the slow log: the command and its arguments as Redis 7 keeps them (src/io/slowlog.ts), secrets redacted. */
   override describe(): string[] {
-    const args = this.raw === null ? null : argsAfter(this.raw, this.rawArgc, SLOWLOG_MAX_ARGS);
+    // No raw view but arguments: a command held past the dispatch window, whose arguments are its own copies.
+    const args =
+      this.raw !== null ? argsAfter(this.raw, this.rawArgc, SLOWLOG_MAX_ARGS) : this.rawArgc > 0 ? this.args : null;
     if (args !== null) return redacted(slowArgs(args, this.rawArgc));
     if (this.trace !== null && this.trace.label !== "") return this.trace.label.split(" ");
     return [this.commandName === "" ? "?" : this.commandName];
