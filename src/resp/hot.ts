@@ -35,14 +35,13 @@
  * taking more once its answers pass HOT_RUN_MAX_BYTES; each command counts
  * against the connection's dispatch window as a request of its own.
  */
-import { assert } from "../assert.js";
-import { HOT_RUN_MAX_BYTES, HOT_RUN_MAX_COMMANDS } from "../limits.js";
+import { HOT_RUN_MAX_COMMANDS } from "../limits.js";
 import { ErrorCode } from "../errors.js";
-import { type Dispatcher, InFlight, type RequestOwner } from "../io/dispatch.js";
+import type { Dispatcher, RequestOwner } from "../io/dispatch.js";
+import { Run } from "../io/run.js";
 import { respErrorText } from "../outcomes.js";
 import { isDataOutcome, Op, type Result } from "../shard/command.js";
 import { E } from "./args.js";
-import { smallBytes } from "../small-bytes.js";
 import * as reply from "./reply.js";
 import type { Proto } from "./reply.js";
 
@@ -86,16 +85,8 @@ const NIL2 = enc.encode("$-1\r\n");
 const NIL3 = enc.encode("_\r\n");
 const OVERFLOW = reply.error(E.overflow);
 
-/** One run of hot commands of one connection: one queued request, its answers in one buffer. */
-export class HotRun extends InFlight {
-  /** Commands sent so far (the run is `commands` long; InFlight counts it against the window). */
-  sent = 0;
-  /** Results written so far, in order. */
-  private answered = 0;
-  /** Takes no more commands (something was queued after it, or its bounds were reached). */
-  closed = false;
-  private buf: Uint8Array;
-  private at = 0;
+/** One run of hot commands of one connection: one queued request, its answers in one buffer (src/io/run.ts). */
+export class HotRun extends Run {
   /** Each command's kind, by its place in the run (64 bytes: kept inside V8's heap, no malloc). */
   private readonly kinds = new Uint8Array(HOT_RUN_MAX_COMMANDS);
 
@@ -103,9 +94,7 @@ export class HotRun extends InFlight {
     owner: RequestOwner,
     private readonly proto: Proto,
   ) {
-    super(owner);
-    this.commands = 0;
-    this.buf = smallBytes(256);
+    super(owner, 256);
   }
 
   /** For the slow log: the run's first command, and how many it answers (their keys are the socket read's, gone by now). */
@@ -114,42 +103,27 @@ export class HotRun extends InFlight {
     return this.sent > 1 ? [first, `(a run of ${this.sent} commands)`] : [first];
   }
 
-  /** Whether the run may take one more command. */
-  get open(): boolean {
-    return !this.closed && this.sent < HOT_RUN_MAX_COMMANDS && this.at < HOT_RUN_MAX_BYTES;
-  }
-
   /** Sends one hot command (`hot`, its key, and for SET its value); its answer joins the run's. */
   send(d: Dispatcher, hot: Hot, key: Uint8Array, value: Uint8Array | null, nowMs: number): void {
     const c = d.begin(HOT_OPS[hot] as Op, nowMs);
     if (hot === Hot.SET) c.value = value;
     else if (hot === Hot.INCR) c.value = INCR_BY_ONE;
-    this.kinds[this.sent++] = hot;
-    this.commands++;
-    d.sendKey(this, this.sent - 1, key);
+    const part = this.took();
+    this.kinds[part] = hot;
+    d.sendKey(this, part, key);
   }
 
-  /** No more commands: the run is answered once every result is in (now, if they are). */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.remaining === 0 && this.out === null) this.done();
-  }
-
-  onResult(part: number, r: Result, _d: Dispatcher): void {
-    assert(part === this.answered, "a hot run's results come back in order");
-    this.answered++;
-    if (!this.owner.gone) this.answer(this.kinds[part]! as Hot, r);
-    if (this.closed && this.remaining === 0) this.done();
-  }
-
-  private answer(hot: Hot, r: Result): void {
+  protected answer(part: number, r: Result): void {
+    const hot = this.kinds[part]! as Hot;
     const op = HOT_OPS[hot] as Op;
     if (!isDataOutcome(op, r.status)) return this.bytes(reply.error(respErrorText(r.status, hot !== Hot.GET)));
     if (hot === Hot.SET) return this.bytes(OK);
     if (hot === Hot.GET) {
       if (r.flag !== 1) return this.bytes(this.proto === 3 ? NIL3 : NIL2);
-      return this.bulk(r.value!);
+      const v = r.value!;
+      this.room(reply.bulkBytes(v.length));
+      this.at = reply.writeBulk(this.buf, this.at, v);
+      return;
     }
     // INCR: the shard's data outcomes are the value's text, or why it is not a number.
     if (r.status === ErrorCode.OVERFLOW) return this.bytes(OVERFLOW);
@@ -162,33 +136,6 @@ export class HotRun extends InFlight {
     this.buf[this.at++] = 13;
     this.buf[this.at++] = 10;
   }
-
-  private bulk(v: Uint8Array): void {
-    this.room(reply.bulkBytes(v.length));
-    this.at = reply.writeBulk(this.buf, this.at, v);
-  }
-
-  private bytes(x: Uint8Array): void {
-    this.room(x.length);
-    this.buf.set(x, this.at);
-    this.at += x.length;
-  }
-
-  private room(n: number): void {
-    if (this.at + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.at + n) size *= 2;
-    const grown = smallBytes(size);
-    grown.set(this.buf.subarray(0, this.at));
-    this.buf = grown;
-  }
-
-  private done(): void {
-    const out = this.buf.subarray(0, this.at);
-    this.buf = EMPTY;
-    this.finish(out);
-  }
 }
 
-const EMPTY = new Uint8Array(0);
 const INCR_BY_ONE = enc.encode("1");
