@@ -22,7 +22,7 @@ import { keyRefusal } from "./native-perms.js";
 const EMPTY = new Uint8Array(0);
 
 /** The request's id, for the rare answers laid out by capnp-es (errors). */
-function idOf(frame: Uint8Array, at: number): bigint {
+export function idOf(frame: Uint8Array, at: number): bigint {
   const v = new DataView(frame.buffer, frame.byteOffset + at, 8);
   return v.getBigUint64(0, true);
 }
@@ -52,8 +52,7 @@ export class HotRequest extends InFlight {
     this.kind = h.kind;
     this.ttlMs = h.ttlMs;
     this.expireAtMs = h.expireAtMs;
-    // A request's `stale` becomes FLAG_STALE_READ on a read; a write never carries it (as native.ts's staleFlag).
-    this.flags = (h.keepTtl ? FLAG_KEEP_TTL : 0) | (h.stale && h.kind === OpKind.GET ? FLAG_STALE_READ : 0);
+    this.flags = hotFlags(h);
   }
 
   /** Sends its one command, or answers at once: a stopping node, an unauthenticated or refused user. */
@@ -65,11 +64,7 @@ export class HotRequest extends InFlight {
       const refusal = keyRefusal(user, this.kind, this.key);
       if (refusal !== null) return this.fail(ErrorCode.NOPERM, refusal);
     }
-    const c = d.begin(this.kind === OpKind.GET ? Op.GET : OP_OF_WRITE[this.kind]!, nowMs);
-    c.flags = this.flags;
-    c.expireAtMs = this.expireAtMs > 0 ? this.expireAtMs : this.ttlMs > 0 ? nowMs + this.ttlMs : 0;
-    if (this.kind !== OpKind.GET) c.value = this.value;
-    d.sendKey(this, 0, this.key);
+    sendHot(d, this, 0, this.kind, this.key, this.value, this.flags, this.ttlMs, this.expireAtMs, nowMs);
   }
 
   override describe(): string[] {
@@ -82,9 +77,7 @@ export class HotRequest extends InFlight {
     if (r.status !== ErrorCode.OK) return this.fail(r.status, messageFor(r.status), r.version);
     if (this.kind === OpKind.GET)
       return this.finish(hotValue(this.frame, this.idAt, r.flag !== 0, r.version, r.expireAtMs, r.value));
-    // The shard's flag for a put is 1 when it replaced a key, 0 when it created one.
-    const created = this.kind === OpKind.INSERT || (this.kind === OpKind.PUT && r.flag === 0);
-    this.finish(hotWritten(this.frame, this.idAt, r.version, created));
+    this.finish(hotWritten(this.frame, this.idAt, r.version, hotCreated(this.kind, r.flag)));
   }
 
   private fail(code: number, message: string, version = 0): void {
@@ -98,6 +91,37 @@ export class HotRequest extends InFlight {
     this.key = EMPTY;
     this.value = EMPTY;
   }
+}
+
+/** The flags a hot request's shard command carries. */
+export function hotFlags(h: HotFields): number {
+  // A request's `stale` becomes FLAG_STALE_READ on a read; a write never carries it (as native.ts's staleFlag).
+  return (h.keepTtl ? FLAG_KEEP_TTL : 0) | (h.stale && h.kind === OpKind.GET ? FLAG_STALE_READ : 0);
+}
+
+/** Sends a hot request's one shard command, as part `part` of `req` (a HotRequest, or a run's place). */
+export function sendHot(
+  d: Dispatcher,
+  req: InFlight,
+  part: number,
+  kind: number,
+  key: Uint8Array,
+  value: Uint8Array,
+  flags: number,
+  ttlMs: number,
+  expireAtMs: number,
+  nowMs: number,
+): void {
+  const c = d.begin(kind === OpKind.GET ? Op.GET : OP_OF_WRITE[kind]!, nowMs);
+  c.flags = flags;
+  c.expireAtMs = expireAtMs > 0 ? expireAtMs : ttlMs > 0 ? nowMs + ttlMs : 0;
+  if (kind !== OpKind.GET) c.value = value;
+  d.sendKey(req, part, key);
+}
+
+/** Whether a hot write created its key: the shard's flag for a put is 1 when it replaced one, 0 when it created it. */
+export function hotCreated(kind: number, flag: number): boolean {
+  return kind === OpKind.INSERT || (kind === OpKind.PUT && flag === 0);
 }
 
 const OP_OF_WRITE: Partial<Record<number, Op>> = {

@@ -46,6 +46,7 @@ import { FrameReader } from "../protocol/framing.js";
 import { ALL_PERMS, mayRun, Perm, type User } from "../security/users.js";
 import { nativeRefusal } from "./native-perms.js";
 import { HotRequest } from "./native-hot.js";
+import { NativeRun } from "./native-run.js";
 import { HOT, readHot } from "../protocol/hot-codec.js";
 import { decodeListRequest, encodeTxnPutsAndDeletes, encodeVersions } from "../protocol/list-codec.js";
 import { Connection, type ConnectionHost } from "./connection.js";
@@ -545,10 +546,15 @@ export class NativeConnection extends Connection implements NativeSession {
   readonly watches = new Map<bigint, Watch>();
   /** goAway() was sent: see mayStillSend. */
   private toldToGoAway = false;
+  /** When the bytes being read arrived (Date.now()): a TTL counts from then. */
+  private readMs = 0;
+  /** The run of hot requests taking more this read (src/io/native-run.ts), if any. */
+  private run: NativeRun | null = null;
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
     this.framer = new FrameReader(host.maxFrameBytes, smallBytes);
+    this.framer.hot = this.takeHot;
     if (host.auth.refuses(socket.remoteAddress)) {
       host.limitHit("protected-mode", "refused a client from another machine: protected mode", {
         remote: socket.remoteAddress,
@@ -599,7 +605,10 @@ export class NativeConnection extends Connection implements NativeSession {
   protected onBytes(chunk: Buffer, nowMs: number): void {
     const d = this.host.dispatcher;
     const maxValueBytes = this.host.maxValueBytes;
+    this.readMs = nowMs;
     this.framer.pushViews(chunk, (frame) => {
+      // Queued after a run (native-run.ts): the run takes no more, so answers keep their order.
+      this.endRun();
       // A frame is never reused (a small one is carved from a shared block: src/small-bytes.ts), so a request held past the dispatch window keeps it as it is.
       // Get and put by hand when they are plain and valid (native-hot.ts); mput and txn read by hand into an
       // Operation (list-codec.ts); everything else, and anything unusual or invalid, through decodeRequest.
@@ -619,6 +628,7 @@ export class NativeConnection extends Connection implements NativeSession {
       if (now) req.start(d, nowMs, this);
       else this.hold(req);
     });
+    this.endRun();
     const error = this.framer.error;
     if (error !== null) {
       const detail = { code: error.code, message: error.message };
@@ -628,6 +638,47 @@ export class NativeConnection extends Connection implements NativeSession {
       const code = error.code === "FRAME_TOO_LARGE" ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME;
       this.fatal(encodeError(0n, code, error.message));
     }
+  }
+
+  /**
+   * The frame reader offers a whole frame as it lies in the chunk: taken
+   * into the connection's run when it is a hot request that needs none of
+   * the general path's checks (src/io/native-run.ts lists them), else left
+   * to be copied out and read as a request of its own.
+   */
+  private readonly takeHot = (frame: Uint8Array): boolean => {
+    const user = this.user;
+    const d = this.host.dispatcher;
+    if (
+      user === null ||
+      user.deleted ||
+      user.perms !== ALL_PERMS ||
+      user.keys !== null ||
+      this.stopping ||
+      !d.inOrder ||
+      !this.mayStart() ||
+      !readHot(frame, this.host.maxValueBytes)
+    )
+      return false;
+    let run = this.run;
+    if (run?.open && this.isLast(run)) this.joinedLast();
+    else {
+      run?.close();
+      run = new NativeRun(this);
+      run.receivedAt = this.chunkAt; // the slow log times the run as one request
+      this.run = run;
+      this.enqueue(run);
+    }
+    run.send(d, HOT, frame, this.readMs);
+    return true;
+  };
+
+  /** The run takes no more requests: it is answered once its results are in. */
+  private endRun(): void {
+    const run = this.run;
+    if (run === null) return;
+    this.run = null;
+    run.close();
   }
 
   /**

@@ -55,6 +55,13 @@ export class FrameReader {
   private headFilled = 0;
   /** Set once the stream is unrecoverable; nothing more is read. */
   error: FrameError | null = null;
+  /**
+   * Offered every whole one-segment frame that lies in one chunk, as a view
+   * of the chunk valid only during the call, before it is copied out: true
+   * when it took the frame (then onFrame does not see it). Frames after it
+   * are offered or delivered in order.
+   */
+  hot: ((frame: Uint8Array) => boolean) | null = null;
 
   constructor(
     maxFrameBytes: number,
@@ -85,9 +92,12 @@ export class FrameReader {
         if (this.headFilled === 0 && chunk.length - at >= 8 && u32(chunk, at) === 0) {
           const total = 8 + u32(chunk, at + 4) * 8;
           if (total <= chunk.length - at && total <= FRAME_INITIAL_BYTES && total <= this.maxFrameBytes) {
-            const frame = this.alloc !== null ? this.alloc(total) : new Uint8Array(total);
-            frame.set(chunk.subarray(at, at + total));
+            const view = chunk.subarray(at, at + total);
             at += total;
+            // Taken as it lies in the chunk (a native run: src/io/native-run.ts), or copied out to be kept.
+            if (this.hot?.(view)) continue;
+            const frame = this.alloc !== null ? this.alloc(total) : new Uint8Array(total);
+            frame.set(view);
             onFrame(frame);
             continue;
           }

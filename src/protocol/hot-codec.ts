@@ -156,40 +156,97 @@ export function putU64(out: Uint8Array, at: number, v: number): void {
 }
 
 /**
- * The start of every hot answer, as codec.ts's simpleResponse lays it out:
- * the segment table (one segment of `words` words), the root pointer, a
- * Response of 3 data words (the id copied from the request, the union's
- * discriminant) and its pointer to the child struct right after it.
+ * The start of every hot answer, as codec.ts's simpleResponse lays it out,
+ * at byte `at` of `out` (zeroed there): the segment table (one segment of
+ * `words` words), the root pointer, a Response of 3 data words (the id, its
+ * 8 bytes copied from `id` at `idAt`, and the union's discriminant) and its
+ * pointer to the child struct right after it.
  */
 function header(
-  frame: Uint8Array,
+  out: Uint8Array,
+  at: number,
+  id: Uint8Array,
   idAt: number,
   words: number,
   which: number,
   childData: number,
   childPtrs: number,
-): Uint8Array {
-  const out = smallBytes(8 + words * 8); // zeroed
-  putU32(out, 4, words);
-  out[12] = 3; // root pointer: offset 0, 3 data words, 1 pointer
-  out[14] = 1;
-  for (let i = 0; i < 8; i++) out[16 + i] = frame[idAt + i]!;
-  out[24] = which;
-  out[25] = which >>> 8;
-  out[44] = childData; // the child's pointer (at byte 40): offset 0, its sizes
-  out[46] = childPtrs;
-  return out;
+): void {
+  putU32(out, at + 4, words);
+  out[at + 12] = 3; // root pointer: offset 0, 3 data words, 1 pointer
+  out[at + 14] = 1;
+  for (let i = 0; i < 8; i++) out[at + 16 + i] = id[idAt + i]!;
+  out[at + 24] = which;
+  out[at + 25] = which >>> 8;
+  out[at + 44] = childData; // the child's pointer (at byte 40): offset 0, its sizes
+  out[at + 46] = childPtrs;
 }
 
-/** Written: 2 data words (version, created at bit 64), no pointers; 64 bytes in all. */
+/** The size of a Written answer. */
+export const HOT_WRITTEN_BYTES = 64;
+
+/**
+ * Written: 2 data words (version, created at bit 64), no pointers; laid out
+ * at `at` of `out` (zeroed there), the id from `id` at `idAt`. Returns where it ends.
+ */
+export function hotWrittenAt(
+  out: Uint8Array,
+  at: number,
+  id: Uint8Array,
+  idAt: number,
+  version: number,
+  created: boolean,
+): number {
+  header(out, at, id, idAt, 7, Response_Which.WRITTEN, 2, 0);
+  putU64(out, at + 48, version);
+  if (created) out[at + 56] = 1;
+  return at + HOT_WRITTEN_BYTES;
+}
+
+/** A Written answer of its own, the id copied from the request's frame. */
 export function hotWritten(frame: Uint8Array, idAt: number, version: number, created: boolean): Uint8Array {
-  const out = header(frame, idAt, 7, Response_Which.WRITTEN, 2, 0);
-  putU64(out, 48, version);
-  if (created) out[56] = 1;
+  const out = smallBytes(HOT_WRITTEN_BYTES); // zeroed
+  hotWrittenAt(out, 0, frame, idAt, version, created);
   return out;
 }
 
-/** Value: 3 data words (found at bit 0, version, expireAtMs) and the value's Data pointer, the bytes after it. */
+/** The size of a Value answer: 10 words, and the value's bytes rounded up to a word. */
+export function hotValueBytes(found: boolean, value: Uint8Array | null): number {
+  return 80 + (found && value !== null ? Math.ceil(value.length / 8) * 8 : 0);
+}
+
+/**
+ * Value: 3 data words (found at bit 0, version, expireAtMs) and the value's
+ * Data pointer, the bytes after it; laid out at `at` of `out` (zeroed there,
+ * hotValueBytes long), the id from `id` at `idAt`. Returns where it ends.
+ */
+export function hotValueAt(
+  out: Uint8Array,
+  at: number,
+  id: Uint8Array,
+  idAt: number,
+  found: boolean,
+  version: number,
+  expireAtMs: number,
+  value: Uint8Array | null,
+): number {
+  const v = found && value !== null ? value : EMPTY;
+  header(out, at, id, idAt, 9 + Math.ceil(v.length / 8), Response_Which.VALUE, 3, 1);
+  if (found) {
+    out[at + 48] = 1;
+    putU64(out, at + 56, version);
+    putU64(out, at + 64, expireAtMs);
+  }
+  if (v.length > 0) {
+    // The Data pointer at byte 72 (word 8 of the segment), to word 9 right after it: offset 0, bytes, count.
+    out[at + 72] = 1;
+    putU32(out, at + 76, v.length * 8 + 2);
+    out.set(v, at + 80);
+  }
+  return at + hotValueBytes(found, value);
+}
+
+/** A Value answer of its own, the id copied from the request's frame. */
 export function hotValue(
   frame: Uint8Array,
   idAt: number,
@@ -198,18 +255,7 @@ export function hotValue(
   expireAtMs: number,
   value: Uint8Array | null,
 ): Uint8Array {
-  const v = found && value !== null ? value : EMPTY;
-  const out = header(frame, idAt, 9 + Math.ceil(v.length / 8), Response_Which.VALUE, 3, 1);
-  if (found) {
-    out[48] = 1;
-    putU64(out, 56, version);
-    putU64(out, 64, expireAtMs);
-  }
-  if (v.length > 0) {
-    // The Data pointer at byte 72 (word 8 of the segment), to word 9 right after it: offset 0, bytes, count.
-    out[72] = 1;
-    putU32(out, 76, v.length * 8 + 2);
-    out.set(v, 80);
-  }
+  const out = smallBytes(hotValueBytes(found, value)); // zeroed
+  hotValueAt(out, 0, frame, idAt, found, version, expireAtMs, value);
   return out;
 }
