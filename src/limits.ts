@@ -190,9 +190,10 @@ export const RESP_QUERY_BUFFER_BYTES = 64 * 1024 * 1024;
 export const RESP_MAX_ARGS = 65_536;
 
 /**
- * A run of hot Redis commands (src/resp/hot.ts, decision 0318) answers at
- * most this many commands; the next one starts a new run. Each command of a
- * run counts against the dispatch window as a request of its own.
+ * A run (src/io/run.ts): hot Redis commands (src/resp/hot.ts, decision 0318)
+ * or hot native requests (src/io/native-run.ts, decision 0319) answered as
+ * one queued request; at most this many, and the next one starts a new run.
+ * Each request of a run counts against the dispatch window as one of its own.
  */
 export const HOT_RUN_MAX_COMMANDS = 64;
 /** A run takes no more commands once its answers hold this many bytes (the next one starts a new run). */

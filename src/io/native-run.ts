@@ -1,5 +1,5 @@
 /**
- * The native port's runs (decision 0325): consecutive hot requests (a plain
+ * The native port's runs (decision 0319): consecutive hot requests (a plain
  * get, put, insert or update: src/protocol/hot-codec.ts) of one connection,
  * read straight from the socket's chunk, sent to the shard at once, and
  * answered one after another into one buffer (src/io/run.ts).

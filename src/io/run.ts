@@ -1,7 +1,7 @@
 /**
  * A run: consecutive hot requests of one connection answered as one queued
  * request, their answers written one after another into one buffer
- * (decisions 0318 and 0325). The Redis port's HotRun (src/resp/hot.ts) and
+ * (decisions 0318 and 0319). The Redis port's HotRun (src/resp/hot.ts) and
  * the native port's NativeRun (src/io/native-run.ts) are runs; what they
  * share is here: the order check, the buffer, the bounds, and the end.
  *

@@ -1,4 +1,4 @@
-// Native runs (src/io/native-run.ts, decision 0325): hot requests whose
+// Native runs (src/io/native-run.ts, decision 0319): hot requests whose
 // frames lie whole in one socket read are answered as a run, into one
 // buffer. Their answers must be byte for byte what each request gets on its
 // own. Two fresh nodes with the same flags get the same requests: one in a
