@@ -65,6 +65,7 @@ import type { Result } from "../shard/command.js";
 import type { User } from "../security/users.js";
 import type { Authenticator } from "./auth.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
+import type { Run } from "./run.js";
 import { traceClock } from "./trace.js";
 
 export interface ConnectionHost {
@@ -139,6 +140,8 @@ export abstract class Connection implements RequestOwner {
   /** A started request the ones after it must not overtake (see the file comment), and those waiting for it. */
   private barrier: InFlight | null = null;
   private afterBarrier: InFlight[] = [];
+  /** The run of hot requests taking more this read (src/io/run.ts), if any. */
+  private run: Run | null = null;
   /** When the chunk being parsed arrived (src/io/trace.ts's clock). */
   protected chunkAt = 0;
   /** Traced requests read and not yet answered (at most TRACE_MAX_IN_FLIGHT_PER_CONNECTION). */
@@ -335,11 +338,35 @@ export abstract class Connection implements RequestOwner {
   }
 
   /**
-   * One more command joined the request last queued (a hot run): it counts
-   * against the dispatch window as a request of its own would.
+   * The run (src/io/run.ts) a hot request may join: the one taking requests
+   * this read, while it is open and still the last request queued (then the
+   * request counts against the dispatch window as one of its own would);
+   * else null, and the old run takes no more: the caller starts a new one.
    */
-  protected joinedLast(): void {
-    this.unfinished++;
+  protected joinableRun(): Run | null {
+    const run = this.run;
+    if (run?.open && this.isLast(run)) {
+      this.unfinished++;
+      return run;
+    }
+    this.endRun();
+    return null;
+  }
+
+  /** Queues a new run; it takes the hot requests that follow (joinableRun). Timed for the slow log as one request. */
+  protected startRun<R extends Run>(run: R): R {
+    run.receivedAt = this.chunkAt;
+    this.run = run;
+    this.enqueue(run);
+    return run;
+  }
+
+  /** The run takes no more requests (something else was read, or the read ended): answered once its results are in. */
+  protected endRun(): void {
+    const run = this.run;
+    if (run === null) return;
+    this.run = null;
+    run.close();
   }
 
   /**

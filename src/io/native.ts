@@ -548,8 +548,6 @@ export class NativeConnection extends Connection implements NativeSession {
   private toldToGoAway = false;
   /** When the bytes being read arrived (Date.now()): a TTL counts from then. */
   private readMs = 0;
-  /** The run of hot requests taking more this read (src/io/native-run.ts), if any. */
-  private run: NativeRun | null = null;
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
@@ -660,26 +658,10 @@ export class NativeConnection extends Connection implements NativeSession {
       !readHot(frame, this.host.maxValueBytes)
     )
       return false;
-    let run = this.run;
-    if (run?.open && this.isLast(run)) this.joinedLast();
-    else {
-      run?.close();
-      run = new NativeRun(this);
-      run.receivedAt = this.chunkAt; // the slow log times the run as one request
-      this.run = run;
-      this.enqueue(run);
-    }
+    const run = (this.joinableRun() as NativeRun | null) ?? this.startRun(new NativeRun(this));
     run.send(d, HOT, frame, this.readMs);
     return true;
   };
-
-  /** The run takes no more requests: it is answered once its results are in. */
-  private endRun(): void {
-    const run = this.run;
-    if (run === null) return;
-    this.run = null;
-    run.close();
-  }
 
   /**
    * A request asked for its timeline (docs/tracing.md): its trace starts at

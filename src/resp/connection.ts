@@ -101,8 +101,6 @@ export class RespConnection extends Connection implements RespSession {
   private lastReadMs = 0;
   /** When the bytes being parsed were read. */
   private readMs = 0;
-  /** The run of hot commands taking more this read (src/resp/hot.ts), if any. */
-  private run: HotRun | null = null;
   constructor(
     socket: Socket,
     host: ConnectionHost,
@@ -165,16 +163,8 @@ export class RespConnection extends Connection implements RespSession {
     const keyLength = offsets[3]!;
     if (keyLength === 0 || keyLength > MAX_KEY_BYTES) return false;
     if (hot === Hot.SET && offsets[5]! > this.resp.maxValueBytes) return false;
-    let run = this.run;
-    if (run?.open && this.isLast(run)) this.joinedLast();
-    else {
-      run?.close();
-      // The slow log times the run as one request, and reads its first command again from `b` if it was slow.
-      run = new LoggedHotRun(this, this.proto, b, start);
-      run.receivedAt = this.chunkAt;
-      this.run = run;
-      this.enqueue(run);
-    }
+    // A new run: the slow log times it as one request, and reads its first command again from `b` if it was slow.
+    const run = (this.joinableRun() as HotRun | null) ?? this.startRun(new LoggedHotRun(this, this.proto, b, start));
     this.resp.stats.commands++;
     this.lastCommand = HOT_NAMES[hot];
     const keyAt = start + offsets[2]!;
@@ -187,14 +177,6 @@ export class RespConnection extends Connection implements RespSession {
     run.send(this.resp.dispatcher, hot, key, value, this.readMs);
     return true;
   };
-
-  /** The run of hot commands takes no more: it is answered once its results are in. */
-  private endRun(): void {
-    const run = this.run;
-    if (run === null) return;
-    this.run = null;
-    run.close();
-  }
 
   private command(args: Uint8Array[], nowMs: number): void {
     // Queued after a run of hot commands: the run takes no more, so answers keep their order.
