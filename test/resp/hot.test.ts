@@ -5,45 +5,18 @@
 // until the journal's commit), and where the general path must take over
 // (options, MULTI, ACL-limited users, limits, RESP3).
 import assert from "node:assert/strict";
-import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { type RunningNode, startNode } from "../support/node.js";
-
-function cmd(...args: (string | Buffer)[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = typeof a === "string" ? Buffer.from(a) : a;
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from("\r\n"));
-  }
-  return Buffer.concat(parts);
-}
+import { cmd, exchange as rawExchange } from "./support.js";
 
 /** Sends `payload` (in pieces of `piece` bytes when given) and reads until `expected` bytes came back, or `expected` says so. */
-async function exchange(
+function exchange(
   port: number,
   payload: Buffer,
   expected: number | ((reply: string) => boolean),
   piece = 0,
 ): Promise<string> {
-  const enough = typeof expected === "number" ? (r: string) => r.length >= expected : expected;
-  const s = connect({ host: "127.0.0.1", port });
-  await new Promise((r) => s.once("connect", r));
-  let reply = "";
-  const done = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(reply.slice(-300))}`)), 10_000);
-    s.on("data", (d: Buffer) => {
-      reply += d.toString("latin1");
-      if (enough(reply)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  if (piece > 0) for (let i = 0; i < payload.length; i += piece) s.write(payload.subarray(i, i + piece));
-  else s.write(payload);
-  await done;
-  s.destroy();
-  return reply;
+  return rawExchange(port, payload, typeof expected === "number" ? (r) => r.length >= expected : expected, { piece });
 }
 
 /** A pipeline of commands and the exact replies Redis 7 gives to them. */

@@ -7,41 +7,15 @@
 // pipeline spanning many socket reads, its commands still in flight on the
 // workers). Raw sockets send; the threshold is 0, so every command is slow.
 import assert from "node:assert/strict";
-import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { type RunningNode, startNode } from "../support/node.js";
-import { redisClient } from "./support.js";
-
-function cmd(...args: (string | Buffer)[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = typeof a === "string" ? Buffer.from(a) : a;
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from("\r\n"));
-  }
-  return Buffer.concat(parts);
-}
+import { cmd, exchange, redisClient } from "./support.js";
 
 /** Sends `payload` on a raw socket and waits for `answers` simple answers (+, -, :), or until `answers` says so. */
-async function send(port: number, payload: Buffer, answers: number | ((reply: string) => boolean)): Promise<string> {
+function send(port: number, payload: Buffer, answers: number | ((reply: string) => boolean)): Promise<string> {
   const enough =
     typeof answers === "number" ? (r: string) => (r.match(/(^|\r\n)[-+:]/g) ?? []).length >= answers : answers;
-  const s = connect({ host: "127.0.0.1", port });
-  await new Promise((r) => s.once("connect", r));
-  let reply = "";
-  const done = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(reply.slice(-300))}`)), 20_000);
-    s.on("data", (d: Buffer) => {
-      reply += d.toString("latin1");
-      if (enough(reply)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  s.write(payload);
-  await done;
-  s.destroy();
-  return reply;
+  return exchange(port, payload, enough, { timeoutMs: 20_000 });
 }
 
 type Entry = [number, number, number, string[], string, string];
