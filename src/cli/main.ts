@@ -615,6 +615,19 @@ const commands: Record<string, Command> = {
       return EXIT.OK;
     },
   },
+  whoami: {
+    args: "",
+    help: "who this connection is (the --user, or the default user) and what it may do (docs/security.md)",
+    async run(c, args) {
+      if (args.length > 0) throw new UsageError("expected no arguments");
+      const w = await c.whoami();
+      const may = [w.read ? "read" : "", w.write ? "write" : "", w.admin ? "admin" : ""].filter((x) => x !== "");
+      print(
+        `${w.user}: ${may.length === 0 ? "no permissions" : may.join(", ")}; ${w.allKeys ? "every key" : "keys limited by pattern"}`,
+      );
+      return EXIT.OK;
+    },
+  },
   ping: {
     args: "",
     help: "check that the node answers",

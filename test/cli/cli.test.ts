@@ -2,7 +2,11 @@
 // output and exit codes (which scripts depend on).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { redisClient } from "../resp/support.js";
 import { CLI, type RunningNode, startNode } from "../support/node.js";
 
 let node: RunningNode;
@@ -92,6 +96,26 @@ describe("piccolo CLI", () => {
     assert.equal(top.status, 0);
     assert.match(top.stdout, /exit codes/);
     assert.match(top.stdout, /piccolo cerializer/);
+  });
+
+  it("whoami says who the connection is and what it may do", async () => {
+    const me = run("whoami");
+    assert.equal(me.code, 0, me.err);
+    assert.equal(me.out, "default: read, write, admin; every key\n");
+    // A user limited to reads of app:* keys, made over the Redis port.
+    const r = redisClient({ port: node.respPort });
+    try {
+      assert.equal(await r.call("ACL", "SETUSER", "reader", "on", ">reader-pw", "~app:*", "+@read"), "OK");
+    } finally {
+      r.disconnect();
+    }
+    const dir = mkdtempSync(join(tmpdir(), "piccolo-cli-whoami-"));
+    writeFileSync(join(dir, "pw"), "reader-pw\n");
+    const reader = run("whoami", "--user", "reader", "--password-file", join(dir, "pw"));
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(reader.code, 0, reader.err);
+    assert.equal(reader.out, "reader: read; keys limited by pattern\n");
+    assert.equal(run("whoami", "extra").code, 2);
   });
 
   it("cluster status on a single node: refused, saying why (exit 5)", () => {
