@@ -15,22 +15,13 @@ import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { apiJson, signedInAs } from "./api.js";
 import { displayBytes } from "./bytes.js";
-import { formatUs, type Span, Waterfall } from "./trace.js";
+import type { SlowEntry } from "../protocol/trace-shapes.js";
+import { formatUs, Waterfall } from "./trace.js";
 import { ErrorBox } from "./ui.js";
 
 /** Entries asked for per node, the choices offered (the node keeps at most 1,024). */
 const COUNTS = [10, 50, 200] as const;
 
-interface SlowEntry {
-  id: number;
-  timeMs: number;
-  durationUs: number;
-  args: string[];
-  client: string;
-  clientName: string;
-  port: string;
-  spans: Span[] | null;
-}
 interface NodeLog {
   node: string;
   up: boolean;

@@ -12,16 +12,11 @@
  * the node and is put in text nodes only, as keys are.
  */
 import { html } from "htm/preact";
+import type { TraceSpan } from "../protocol/trace-shapes.js";
 
 /** One stage of a traced request (src/protocol/trace-shapes.ts, as the gateway sends it). */
-export interface Span {
-  stage: string;
-  where: string;
-  /** Microseconds from the node's receipt of the request. */
-  startUs: number;
-  durationUs: number;
-  detail: string;
-}
+/** One stage of a timeline, as the node sends it (src/protocol/trace-shapes.ts; a type only: nothing is bundled). */
+export type Span = TraceSpan;
 
 /** A timeline: the gateway's `trace` (with its round trip) or a slow log entry's spans. */
 export interface Timeline {
