@@ -144,6 +144,8 @@ export abstract class Connection implements RequestOwner {
   private run: Run | null = null;
   /** When the chunk being parsed arrived (src/io/trace.ts's clock). */
   protected chunkAt = 0;
+  /** When the chunk being parsed arrived (Date.now()): a TTL counts from then. */
+  protected readMs = 0;
   /** Traced requests read and not yet answered (at most TRACE_MAX_IN_FLIGHT_PER_CONNECTION). */
   protected tracedInFlight = 0;
   /** Who this connection is: the default user when it needs no password, else null until AUTH. */
@@ -162,7 +164,10 @@ export abstract class Connection implements RequestOwner {
       }
       // When these bytes arrived, on the trace clock: a traced request's "received" starts here.
       this.chunkAt = traceClock();
-      this.onBytes(chunk, Date.now());
+      this.readMs = Date.now();
+      this.onBytes(chunk, this.readMs);
+      // A run takes requests of one read only: it is answered once its results are in.
+      this.endRun();
       this.host.afterDispatch();
       this.updateReading();
     });

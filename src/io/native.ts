@@ -546,8 +546,6 @@ export class NativeConnection extends Connection implements NativeSession {
   readonly watches = new Map<bigint, Watch>();
   /** goAway() was sent: see mayStillSend. */
   private toldToGoAway = false;
-  /** When the bytes being read arrived (Date.now()): a TTL counts from then. */
-  private readMs = 0;
 
   constructor(socket: Socket, host: ConnectionHost) {
     super(socket, host);
@@ -603,7 +601,6 @@ export class NativeConnection extends Connection implements NativeSession {
   protected onBytes(chunk: Buffer, nowMs: number): void {
     const d = this.host.dispatcher;
     const maxValueBytes = this.host.maxValueBytes;
-    this.readMs = nowMs;
     this.framer.pushViews(chunk, (frame) => {
       // Queued after a run (native-run.ts): the run takes no more, so answers keep their order.
       this.endRun();
@@ -626,7 +623,6 @@ export class NativeConnection extends Connection implements NativeSession {
       if (now) req.start(d, nowMs, this);
       else this.hold(req);
     });
-    this.endRun();
     const error = this.framer.error;
     if (error !== null) {
       const detail = { code: error.code, message: error.message };

@@ -99,8 +99,6 @@ export class RespConnection extends Connection implements RespSession {
   private refusing = false;
   /** While refusing: when the client last sent something (see mayStillSend). */
   private lastReadMs = 0;
-  /** When the bytes being parsed were read. */
-  private readMs = 0;
   constructor(
     socket: Socket,
     host: ConnectionHost,
@@ -123,9 +121,7 @@ export class RespConnection extends Connection implements RespSession {
 
   protected onBytes(chunk: Buffer, nowMs: number): void {
     if (this.refusing) this.lastReadMs = nowMs;
-    this.readMs = nowMs;
     this.parser.push(chunk, (args) => this.command(args, nowMs));
-    this.endRun();
     const error = this.parser.error;
     if (error !== null) {
       if (this.parser.limit !== null)
