@@ -151,6 +151,7 @@ export class Dispatcher {
     key: new Uint8Array(0),
     value: null,
     traced: false,
+    txn: null,
   };
 
   /** The next multi-shard transaction's id (ids only grow, across restarts too: the backend seeds it). */
@@ -218,6 +219,11 @@ export class Dispatcher {
     return false;
   }
 
+  /** Whether a transaction goes to the shard as the caller built it (ShardBackend.runsTxnInPlace). */
+  get txnInPlace(): boolean {
+    return this.backend.runsTxnInPlace === true;
+  }
+
   /** Whether results come back in the order commands were sent (ShardBackend.inOrder). */
   get inOrder(): boolean {
     return this.backend.inOrder === true;
@@ -264,6 +270,7 @@ export class Dispatcher {
     c.arg1 = 0;
     c.value = null;
     c.traced = false;
+    c.txn = null;
     return c;
   }
 

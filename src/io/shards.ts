@@ -75,6 +75,12 @@ export interface ShardBackend {
    * (src/resp/hot.ts).
    */
   readonly inOrder?: boolean;
+  /**
+   * An Op.TXN may carry the transaction as its caller built it
+   * (CommandFields.txn) instead of its encoded bytes: one shard, run the
+   * moment it is sent, while the caller's keys and values are still valid.
+   */
+  readonly runsTxnInPlace?: boolean;
   /** Cluster mode only: the partition map and each partition's state here. */
   clusterInfo?(): Promise<ClusterInfo>;
   /** Cluster mode only: the node's client listener is up at host:port (the backend joins its peers now). */
@@ -194,6 +200,8 @@ export class InlineShards implements ShardBackend {
   readonly count = 1;
   /** One shard, executed here or held in order until the journal's commit (deliverHeld): results in send order. */
   readonly inOrder = true;
+  /** A transaction runs inside send(): nothing to encode for it (src/shard/txn.ts, executeTxnAlone). */
+  readonly runsTxnInPlace = true;
   /** The map lives on the IO thread: a traced command runs the moment it is sent (or, durable, once the turn's commit covers it). */
   traceWhere(): string {
     return "io (inline shard)";

@@ -106,7 +106,8 @@ export class TxnGather {
       version: 0,
       expireAtMs: 0,
       num: 0,
-      value: value === null ? null : value.slice(),
+      // A copy: `value` is valid only during the call. No results (MSET's verdict only): nothing to copy.
+      value: value === null || value.length === 0 ? null : value.slice(),
     };
     if (++this.received < this.parts.length) return;
     if (this.slot >= 0) d.releaseTxnSlot(this.slot);
@@ -120,7 +121,8 @@ export class TxnGather {
     const results: PartResult[] = [];
     for (const p of this.parts) {
       if ((p!.flag === 1) !== succeeded) return { status: ErrorCode.INTERNAL, succeeded: false, results: [] }; // the barrier gives one verdict
-      for (const r of unpackResults(p!.value ?? new Uint8Array(0))) {
+      if (p!.value === null) continue;
+      for (const r of unpackResults(p!.value)) {
         const at = r.tag;
         const prior = results[at];
         // FLUSH runs on every participant: its answers are alike, the first stands. A value is a view
@@ -157,6 +159,20 @@ export function sendTxn(
    */
   register: (g: TxnGather) => void = () => {},
 ): TxnGather | { code: ErrorCode; message: string } {
+  const flags = txnFlags(spec);
+  if (d.txnInPlace) {
+    // One shard, on this thread, run inside send() while the spec's views are valid: the
+    // transaction goes as it is, with nothing encoded for the shard to decode (decision 0338).
+    const gather = new TxnGather(ONE_PARTICIPANT, then);
+    register(gather);
+    const c = d.begin(Op.TXN, nowMs);
+    c.flags = flags;
+    c.arg0 = -1;
+    c.arg1 = 1;
+    c.txn = spec;
+    d.send(0, req, 0, EMPTY);
+    return gather;
+  }
   const byShard = new Map<number, TxnPartSpec>();
   const partFor = (shard: number): TxnPartSpec => {
     let p = byShard.get(shard);
@@ -183,11 +199,6 @@ export function sendTxn(
       code: ErrorCode.CROSS_PARTITION,
       message: `the transaction's keys are in ${participants.length} partitions; give them one hash tag, as {user:1}:a and {user:1}:b`,
     };
-  const readsOnly = (ops: TxnOp[]): boolean => ops.every((o) => !isWrite(o.op));
-  const flags =
-    (readsOnly(spec.success) ? TXN_SUCCESS_READS_ONLY : 0) |
-    (readsOnly(spec.failure) ? TXN_FAILURE_READS_ONLY : 0) |
-    (spec.verdictOnly === true ? TXN_NO_RESULTS : 0);
   // Encoded now, into bytes of their own: the spec's keys and values may be views that do
   // not outlive this call (a RESP parser's), and a transaction may wait for a barrier slot.
   const encoded = participants.map((shard) => {
@@ -214,4 +225,20 @@ export function sendTxn(
   return gather;
 }
 
+/** Op.TXN's flags for `spec`: which branches write nothing, and whether only the verdict is wanted. */
+function txnFlags(spec: TxnSpec): number {
+  return (
+    (readsOnly(spec.success) ? TXN_SUCCESS_READS_ONLY : 0) |
+    (readsOnly(spec.failure) ? TXN_FAILURE_READS_ONLY : 0) |
+    (spec.verdictOnly === true ? TXN_NO_RESULTS : 0)
+  );
+}
+
+function readsOnly(ops: TxnOp[]): boolean {
+  for (const o of ops) if (isWrite(o.op)) return false;
+  return true;
+}
+
 const EMPTY = new Uint8Array(0);
+/** A transaction on the one shard of the IO thread: its only participant. */
+const ONE_PARTICIPANT: readonly number[] = Object.freeze([0]);

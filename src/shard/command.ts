@@ -56,6 +56,8 @@
  */
 
 import { ErrorCode } from "../errors.js";
+// A type only: a transaction run in place is carried by a command, and defined where transactions are.
+import type { TxnBranches } from "./txn.js";
 
 export const Op = {
   GET: 1,
@@ -293,6 +295,13 @@ export interface CommandFields {
   value: Uint8Array | null;
   /** Stamp the result with the worker's times (a traced request; docs/tracing.md). Absent: false. */
   traced?: boolean;
+  /**
+   * Op.TXN run on the maps of the IO thread (--shards 0): the transaction as
+   * its caller built it, run in place instead of encoded into `value` (no
+   * ring to cross; src/shard/txn.ts, executeTxnAlone). Absent or null: the
+   * part is in `value`. Never set for a backend that encodes commands.
+   */
+  txn?: TxnBranches | null;
 }
 
 export function commandBytes(keyBytes: number, valueBytes: number): number {
@@ -333,6 +342,8 @@ export class CommandView {
   traced = false;
   key: Uint8Array = EMPTY;
   value: Uint8Array = EMPTY;
+  /** Op.TXN run in place (CommandFields.txn); null when read from bytes. */
+  txn: TxnBranches | null = null;
 
   /** Returns false when the bytes are not a well-formed command. */
   wrap(b: Uint8Array): boolean {
@@ -350,6 +361,7 @@ export class CommandView {
     this.arg1 = readF64(b, 40);
     this.key = b.subarray(COMMAND_HEADER_BYTES, COMMAND_HEADER_BYTES + keyBytes);
     this.value = b.subarray(COMMAND_HEADER_BYTES + keyBytes, b.length);
+    this.txn = null;
     return true;
   }
 
@@ -369,6 +381,7 @@ export class CommandView {
     this.traced = c.traced === true;
     this.key = c.key;
     this.value = c.value ?? EMPTY;
+    this.txn = c.txn ?? null;
     return this;
   }
 }

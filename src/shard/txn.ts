@@ -74,6 +74,26 @@ export interface TxnPartSpec {
   failure: readonly { index: number; op: TxnOp }[];
 }
 
+/**
+ * A whole transaction on one shard, as its caller built it (src/io/txn.ts):
+ * what an Op.TXN command carries instead of encoded bytes when the shard
+ * runs on the IO thread (CommandFields.txn). Each op's result is numbered
+ * by its place in its branch, as an encoded part's tags number them.
+ */
+export interface TxnBranches {
+  readonly compares: readonly TxnCompare[];
+  readonly success: readonly TxnOp[];
+  readonly failure: readonly TxnOp[];
+}
+
+/** Where runBranch takes a branch's ops from: a part's bytes (TxnPart) or a caller's objects (InPlaceTxn). */
+interface BranchOps {
+  /** How many ops branch `success` has. */
+  count(success: boolean): number;
+  /** Points `view` at op `i` of branch `success` (its tag: `i`). */
+  load(view: CommandView, success: boolean, i: number): void;
+}
+
 /** Ops a transaction may carry: the ones that act on one key, and FLUSH. */
 export function isTxnOp(op: number): boolean {
   return (
@@ -185,7 +205,7 @@ const EMPTY = new Uint8Array(0);
 const NO_PARTICIPANTS: number[] = Object.freeze([]) as unknown as number[];
 
 /** A decoded part: views into the command's value bytes. */
-export class TxnPart {
+export class TxnPart implements BranchOps {
   compares = 0;
   success = 0;
   failure = 0;
@@ -232,22 +252,24 @@ export class TxnPart {
     return this.bytes.subarray(at, at + readU32(this.bytes, at - 4));
   }
 
+  count(success: boolean): number {
+    return success ? this.success : this.failure;
+  }
+
+  load(view: CommandView, success: boolean, i: number): void {
+    view.wrap(this.op(success, i));
+  }
+
   /** Whether compare `i` holds on `core` at `nowMs` (a read: an expired key reads as absent). */
   holds(core: ShardCore, i: number, nowMs: number): boolean {
     const b = this.bytes;
     const at = this.compareAt[i]!;
     const target = b[at]!;
-    const relation = b[at + 1]!;
     const keyBytes = readU32(b, at + 4);
     const key = b.subarray(at + COMPARE_HEADER_BYTES, at + COMPARE_HEADER_BYTES + keyBytes);
-    const state = core.peek(key, nowMs);
-    if (target === CompareTarget.VERSION) return relate(relation, Math.sign(state.version - readF64(b, at + 16)));
-    if (target === CompareTarget.VALUE) {
-      if (state.value === null) return false;
-      const start = at + COMPARE_HEADER_BYTES + keyBytes;
-      return relate(relation, compareBytes(state.value, b.subarray(start, start + readU32(b, at + 8))));
-    }
-    return false;
+    const start = at + COMPARE_HEADER_BYTES + keyBytes;
+    const value = target === CompareTarget.VALUE ? b.subarray(start, start + readU32(b, at + 8)) : null;
+    return compareHolds(core, nowMs, key, target, b[at + 1]!, readF64(b, at + 16), value);
   }
 
   /** Every compare holds. */
@@ -280,6 +302,25 @@ export class TxnPart {
   }
 }
 
+/** Whether a compare (its key, target, relation, and the version or value it names) holds on `core` at `nowMs`. */
+function compareHolds(
+  core: ShardCore,
+  nowMs: number,
+  key: Uint8Array,
+  target: number,
+  relation: number,
+  number: number,
+  value: Uint8Array | null,
+): boolean {
+  const state = core.peek(key, nowMs);
+  if (target === CompareTarget.VERSION) return relate(relation, Math.sign(state.version - number));
+  if (target === CompareTarget.VALUE) {
+    if (state.value === null) return false;
+    return relate(relation, compareBytes(state.value, value ?? EMPTY));
+  }
+  return false;
+}
+
 function relate(relation: number, sign: number): boolean {
   switch (relation) {
     case CompareRelation.EQUAL:
@@ -307,17 +348,17 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * branch's results packed as the Op.TXN result's value.
  */
 export function runBranch(
-  part: TxnPart,
+  part: BranchOps,
   success: boolean,
   run: (c: CommandView, r: Result) => void,
   flags = 0,
 ): Uint8Array {
-  const n = success ? part.success : part.failure;
+  const n = part.count(success);
   const view = branchView;
   const r = branchResult;
   if ((flags & TXN_NO_RESULTS) !== 0) {
     for (let i = 0; i < n; i++) {
-      view.wrap(part.op(success, i));
+      part.load(view, success, i);
       r.reset(view.tag);
       run(view, r);
     }
@@ -327,7 +368,7 @@ export function runBranch(
   // op runs), then copied out once: one allocation for the branch instead of one per op.
   let at = 0;
   for (let i = 0; i < n; i++) {
-    view.wrap(part.op(success, i));
+    part.load(view, success, i);
     r.reset(view.tag);
     run(view, r);
     const bytes = r.byteLength();
@@ -368,19 +409,77 @@ export function unpackResults(b: Uint8Array): Result[] {
 }
 
 /**
+ * A transaction's ops read from the caller's objects (CommandFields.txn):
+ * what the maps on the IO thread run, with nothing encoded and decoded
+ * between the request and the map. One instance, reused: a transaction
+ * runs start to end before the next (transactions do not nest).
+ */
+class InPlaceTxn implements BranchOps {
+  t: TxnBranches = NO_BRANCHES;
+  nowMs = 0;
+
+  allHold(core: ShardCore): boolean {
+    for (const c of this.t.compares)
+      if (!compareHolds(core, this.nowMs, c.key, c.target, c.relation, c.number, c.value)) return false;
+    return true;
+  }
+
+  count(success: boolean): number {
+    return (success ? this.t.success : this.t.failure).length;
+  }
+
+  load(view: CommandView, success: boolean, i: number): void {
+    const o = (success ? this.t.success : this.t.failure)[i]!;
+    view.op = o.op;
+    view.flags = o.flags;
+    view.tag = i;
+    view.nowMs = this.nowMs;
+    view.expireAtMs = o.expireAtMs;
+    view.arg0 = o.arg0;
+    view.arg1 = o.arg1;
+    view.traced = o.traced === true;
+    view.key = o.key;
+    view.value = o.value ?? EMPTY;
+    view.txn = null;
+  }
+}
+
+const NO_BRANCHES: TxnBranches = { compares: [], success: [], failure: [] };
+const inPlace = new InPlaceTxn();
+/** executeTxnAlone's decoded part, reused (a part runs start to end before the next). */
+const alonePart = new TxnPart();
+
+/**
  * A one-participant part, start to end, on a core without a journal (a
- * replicated partition applying its log, an in-memory shard): compares,
- * then the branch they chose. `r` gets flag 1 when the success branch ran.
+ * replicated partition applying its log, an in-memory shard) or with one
+ * the caller commits after (the maps on the IO thread): compares, then the
+ * branch they chose. `r` gets flag 1 when the success branch ran. The part
+ * is `c.txn` when the command carries the transaction itself, else its bytes.
  */
 export function executeTxnAlone(core: ShardCore, c: CommandView, r: Result): void {
-  const part = new TxnPart();
-  if (!part.wrap(c.value)) {
-    r.status = ErrorCode.INVALID_ARGUMENT;
-    return;
+  let part: BranchOps;
+  let success: boolean;
+  if (c.txn !== null) {
+    inPlace.t = c.txn;
+    inPlace.nowMs = c.nowMs;
+    success = inPlace.allHold(core);
+    part = inPlace;
+  } else {
+    if (!alonePart.wrap(c.value)) {
+      r.status = ErrorCode.INVALID_ARGUMENT;
+      return;
+    }
+    success = alonePart.allHold(core, c.nowMs);
+    part = alonePart;
   }
-  const success = part.allHold(core, c.nowMs);
   r.flag = success ? 1 : 0;
-  r.value = runBranch(part, success, (v, res) => core.execute(v, res), c.flags);
+  try {
+    r.value = runBranch(part, success, (v, res) => core.execute(v, res), c.flags);
+  } finally {
+    // Neither the caller's objects nor the command's bytes are kept past the call.
+    inPlace.t = NO_BRANCHES;
+    alonePart.bytes = EMPTY;
+  }
 }
 
 const NO_RESULTS = new Uint8Array(0);

@@ -11,7 +11,9 @@ import { Dispatcher, InFlight, type RequestOwner } from "../../src/io/dispatch.j
 import { initRouting, shardOf } from "../../src/io/route.js";
 import { type Durability, type ShardBackend, ThreadedShards } from "../../src/io/shards.js";
 import { CompareRelation, CompareTarget, sendTxn, type TxnOutcome, type TxnSpec } from "../../src/io/txn.js";
-import { Op, type Result } from "../../src/shard/command.js";
+import { CommandView, commandBytes, encodeCommand, Op, Result, TXN_NO_RESULTS } from "../../src/shard/command.js";
+import { ShardCore } from "../../src/shard/execute.js";
+import { encodeTxnPart } from "../../src/shard/txn.js";
 import type { TxnGather } from "../../src/io/txn.js";
 
 const enc = new TextEncoder();
@@ -212,5 +214,139 @@ describe("transactions in the journal", () => {
     } finally {
       await again.close();
     }
+  });
+});
+
+describe("a transaction run in place (the maps on the IO thread, decision 0338)", () => {
+  // The same transactions, given to one core as encoded bytes (what a worker or a partition's log gets)
+  // and to another as the caller's objects (CommandFields.txn, what --shards 0 gets): every answer and
+  // both maps must come out byte for byte the same.
+  const inc = (key: string, by: string) => ({ ...put(key, by), op: Op.INCRBY });
+  const del = (key: string) => ({ ...put(key, ""), op: Op.DELETE, value: null });
+  const valueIs = (key: string, value: string, relation: number) => ({
+    key: enc.encode(key),
+    target: CompareTarget.VALUE,
+    relation,
+    number: 0,
+    value: enc.encode(value),
+  });
+  const specs: (TxnSpec & { flags?: number })[] = [
+    { compares: [], success: [put("a", "1"), put("b", "2"), put("a", "3")], failure: [] },
+    { compares: [versionIs("c", 0)], success: [put("c", "10"), inc("c", "5"), get("c")], failure: [get("a")] },
+    // Fails: c exists now; the failure branch runs and reads.
+    { compares: [versionIs("c", 0)], success: [put("c", "x")], failure: [get("a"), get("c"), get("nothing")] },
+    {
+      compares: [valueIs("a", "3", CompareRelation.EQUAL), valueIs("b", "1", CompareRelation.GREATER)],
+      success: [del("a"), inc("b", "40"), get("b")],
+      failure: [],
+    },
+    {
+      compares: [valueIs("zz", "", CompareRelation.NOT_EQUAL)],
+      success: [put("zz", "never")],
+      failure: [inc("a", "1")],
+    },
+    // Not a number: the op's own failure is its result; the others still run.
+    { compares: [], success: [put("s", "abc"), inc("s", "1"), get("s")], failure: [] },
+    { compares: [], success: [put("v", "only the verdict")], failure: [], verdictOnly: true },
+    { compares: [], success: [], failure: [] },
+  ];
+  it("answers and changes the map exactly as the same transaction from its bytes", () => {
+    const fromBytes = new ShardCore();
+    const inPlace = new ShardCore();
+    const view = new CommandView();
+    const nowMs = 1_000_000;
+    for (const [i, spec] of specs.entries()) {
+      const flags = spec.verdictOnly === true ? TXN_NO_RESULTS : 0;
+      const fields = { op: Op.TXN, flags, tag: i, nowMs, expireAtMs: 0, arg0: -1, arg1: 1, key: new Uint8Array(0) };
+      const part = {
+        id: 0,
+        participants: [],
+        compares: spec.compares,
+        success: spec.success.map((op, index) => ({ index, op })),
+        failure: spec.failure.map((op, index) => ({ index, op })),
+      };
+      const a = new Result().reset(i);
+      fromBytes.execute(view.of({ ...fields, value: encodeTxnPart(part, nowMs) }), a);
+      const encodedA = new Uint8Array(a.byteLength());
+      a.encode(encodedA, 0);
+      const b = new Result().reset(i);
+      inPlace.execute(view.of({ ...fields, value: null, txn: spec }), b);
+      const encodedB = new Uint8Array(b.byteLength());
+      b.encode(encodedB, 0);
+      assert.deepEqual(encodedB, encodedA, `transaction ${i}: the same answer`);
+      assert.equal(a.status, ErrorCode.OK);
+    }
+    // The runs above took both branches, failed compares on versions and values, and an op that failed.
+    const third = new Result().reset(0);
+    inPlace.execute(
+      view.of({
+        op: Op.GET,
+        flags: 0,
+        tag: 0,
+        nowMs,
+        expireAtMs: 0,
+        arg0: 0,
+        arg1: 0,
+        key: enc.encode("b"),
+        value: null,
+      }),
+      third,
+    );
+    assert.equal(dec.decode(third.value!), "42");
+    for (const key of ["a", "b", "c", "s", "v", "zz", "nothing"]) {
+      const x = new Result().reset(0);
+      const y = new Result().reset(0);
+      const get1 = {
+        op: Op.GET,
+        flags: 0,
+        tag: 0,
+        nowMs,
+        expireAtMs: 0,
+        arg0: 0,
+        arg1: 0,
+        key: enc.encode(key),
+        value: null,
+      };
+      fromBytes.execute(view.of(get1), x);
+      const xs = [x.flag, x.version, x.value === null ? "" : dec.decode(x.value)];
+      inPlace.execute(view.of(get1), y);
+      assert.deepEqual([y.flag, y.version, y.value === null ? "" : dec.decode(y.value)], xs, `key ${key}`);
+    }
+    assert.equal(inPlace.lastVersion, fromBytes.lastVersion);
+    assert.equal(inPlace.store.size, fromBytes.store.size);
+  });
+
+  it("a command read from bytes after one run in place carries no transaction", () => {
+    const core = new ShardCore();
+    const view = new CommandView();
+    const spec: TxnSpec = { compares: [], success: [put("k", "v")], failure: [] };
+    view.of({
+      op: Op.TXN,
+      flags: 0,
+      tag: 0,
+      nowMs: 1,
+      expireAtMs: 0,
+      arg0: -1,
+      arg1: 1,
+      key: new Uint8Array(0),
+      value: null,
+      txn: spec,
+    });
+    core.execute(view, new Result().reset(0));
+    // A command read from bytes next carries no transaction: the reader forgets the last one.
+    const bytes = new Uint8Array(commandBytes(1, 0));
+    encodeCommand(bytes, 0, {
+      op: Op.GET,
+      flags: 0,
+      tag: 0,
+      nowMs: 1,
+      expireAtMs: 0,
+      arg0: 0,
+      arg1: 0,
+      key: enc.encode("k"),
+      value: null,
+    });
+    assert.ok(view.wrap(bytes));
+    assert.equal(view.txn, null);
   });
 });
