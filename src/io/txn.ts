@@ -123,19 +123,9 @@ export class TxnGather {
       if ((p!.flag === 1) !== succeeded) return { status: ErrorCode.INTERNAL, succeeded: false, results: [] }; // the barrier gives one verdict
       if (p!.value === null) continue;
       for (const r of unpackResults(p!.value)) {
-        const at = r.tag;
-        const prior = results[at];
         // FLUSH runs on every participant: its answers are alike, the first stands. A value is a view
         // into the part's bytes, which onPart copied already: it is this outcome's own.
-        if (prior === undefined)
-          results[at] = {
-            status: r.status,
-            flag: r.flag,
-            version: r.version,
-            expireAtMs: r.expireAtMs,
-            num: r.num,
-            value: r.value,
-          };
+        if (results[r.tag] === undefined) results[r.tag] = r;
       }
     }
     return { status: ErrorCode.OK, succeeded, results };

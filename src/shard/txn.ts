@@ -23,6 +23,7 @@
  * Pure: no threads, no files. The worker adds the barrier and the journal;
  * a replicated partition applies a one-participant part from its Raft log.
  */
+import { assert } from "../assert.js";
 import { ErrorCode } from "../errors.js";
 import {
   CommandView,
@@ -33,6 +34,7 @@ import {
   Op,
   readF64,
   readU32,
+  RESULT_HEADER_BYTES,
   Result,
   TXN_NO_RESULTS,
   writeF64,
@@ -394,16 +396,41 @@ const branchResult = new Result();
 const RESULTS_SCRATCH_KEEP_BYTES = 64 * 1024;
 let resultsScratch = new Uint8Array(4096);
 
-/** Unpacks a part's results: each result's value is a view into `b`. */
-export function unpackResults(b: Uint8Array): Result[] {
-  const out: Result[] = [];
+/** One op's result in a transaction's answer: a Result's fields, without the tracing ones. */
+export interface TxnOpResult {
+  /** The op's place in its branch. */
+  tag: number;
+  status: number;
+  flag: number;
+  version: number;
+  expireAtMs: number;
+  num: number;
+  value: Uint8Array | null;
+}
+
+/**
+ * Unpacks a part's results (as runBranch packed them, each an encoded
+ * Result: command.ts): each value is a view into `b`. Read field by field
+ * into one plain object per op, not a Result (its tracing fields unused).
+ */
+export function unpackResults(b: Uint8Array): TxnOpResult[] {
+  const out: TxnOpResult[] = [];
   let at = 0;
   while (at + 4 <= b.length) {
     const n = readU32(b, at);
-    const r = new Result();
-    r.decode(b.subarray(at + 4, at + 4 + n));
-    out.push(r);
-    at += 4 + n;
+    const s = at + 4;
+    const valueBytes = readU32(b, s + 32);
+    assert(n >= RESULT_HEADER_BYTES + valueBytes && s + n <= b.length, "a packed result lies within its part's answer");
+    out.push({
+      tag: readU32(b, s),
+      status: b[s + 4]!,
+      flag: b[s + 5]!,
+      version: readF64(b, s + 8),
+      expireAtMs: readF64(b, s + 16),
+      num: readF64(b, s + 24),
+      value: b[s + 6] === 1 ? b.subarray(s + RESULT_HEADER_BYTES, s + RESULT_HEADER_BYTES + valueBytes) : null,
+    });
+    at = s + n;
   }
   return out;
 }

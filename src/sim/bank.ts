@@ -29,7 +29,14 @@
  */
 import { ErrorCode } from "../errors.js";
 import { type CommandFields, Op, Result, TXN_FAILURE_READS_ONLY, TXN_SUCCESS_READS_ONLY } from "../shard/command.js";
-import { CompareRelation, CompareTarget, type TxnOp, type TxnPartSpec, unpackResults } from "../shard/txn.js";
+import {
+  CompareRelation,
+  CompareTarget,
+  type TxnOp,
+  type TxnOpResult,
+  type TxnPartSpec,
+  unpackResults,
+} from "../shard/txn.js";
 import type { Prng } from "./prng.js";
 import { type Answer, CLIENT_TIMEOUTS_MS, command } from "./workload.js";
 
@@ -91,7 +98,7 @@ function balance(v: string | null): number | null {
 
 /** A transaction's decoded answer, or why there is none. */
 type Txn =
-  | { kind: "ok"; succeeded: boolean; results: Result[] }
+  | { kind: "ok"; succeeded: boolean; results: TxnOpResult[] }
   /** Not applied (UNAVAILABLE, SHUTTING_DOWN), or a request that never left. */
   | { kind: "refused" }
   | { kind: "unknown" };
