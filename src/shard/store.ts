@@ -236,15 +236,15 @@ export class ShardStore {
     cls.free[cls.freeCount++] = handle;
   }
 
-  /** Whether a record of `bytes` can reuse the storage behind `slotValue`. */
-  private fits(slotValue: number, bytes: number): boolean {
-    if (slotValue < 0) return bytes > SLAB_MAX_RECORD_BYTES && align8(bytes) === this.largeU8[-slotValue - 1]!.length;
+  /**
+   * Whether a record of `bytes` can reuse the storage of the located record
+   * (locateHandle(slotValue) called; `oldBytes` its size): a slab record of
+   * the same size class, or a large one of the same aligned size.
+   */
+  private fitsLocated(slotValue: number, oldBytes: number, bytes: number): boolean {
+    if (slotValue < 0) return bytes > SLAB_MAX_RECORD_BYTES && align8(bytes) === this.rU8.length;
     if (bytes > SLAB_MAX_RECORD_BYTES) return false;
-    const handle = slotValue - 1;
-    const u32 = this.pagesU32[handle >>> PAGE_SHIFT]!;
-    const at = (handle & ((1 << PAGE_SHIFT) - 1)) * 8;
-    const old = HEADER_BYTES + u32[at / 4]! + u32[at / 4 + 1]!;
-    return CLASS_OF[align8(old) / 8] === CLASS_OF[align8(bytes) / 8];
+    return CLASS_OF[align8(oldBytes) / 8] === CLASS_OF[align8(bytes) / 8];
   }
 
   // ---- index ---------------------------------------------------------
@@ -355,15 +355,23 @@ export class ShardStore {
     const s = this.slots[slot]!;
     assert(s !== EMPTY && s !== TOMBSTONE, "overwrite names a live record");
     const bytes = HEADER_BYTES + key.length + value.length;
-    // Listed for the sweep iff its expiry is not 0: the record's header says so without a look
-    // at the list's position array (a cache miss per write on a large map).
-    const hadExpiry = this.expiresAtMs(slot) !== 0;
-    if (!this.fits(s, bytes)) {
+    // One look at the old record: its size, and whether it is listed for the sweep (iff its expiry is
+    // not 0: the header says so without a look at the list's position array, a cache miss per write).
+    this.locateHandle(s);
+    const at = this.rAt;
+    const hadExpiry = this.rF64[at / 8 + 2] !== 0;
+    if (this.fitsLocated(s, HEADER_BYTES + this.rU32[at / 4]! + this.rU32[at / 4 + 1]!, bytes)) {
+      // In place. The key stays as it is: it is this key (find() matched it), so only the rest is written.
+      this.rU32[at / 4 + 1] = value.length;
+      this.rF64[at / 8 + 1] = version;
+      this.rF64[at / 8 + 2] = expiresAtMs;
+      this.rU8.set(value, at + HEADER_BYTES + key.length);
+    } else {
       const fresh = this.allocate(bytes);
       this.release(s);
       this.slots[slot] = fresh;
+      this.write(fresh, key, value, version, expiresAtMs);
     }
-    this.write(this.slots[slot]!, key, value, version, expiresAtMs);
     if (hadExpiry || expiresAtMs !== 0) this.trackExpiry(slot, expiresAtMs);
   }
 
