@@ -361,6 +361,8 @@ export abstract class Connection implements RequestOwner {
   /** Queues a new run; it takes the hot requests that follow (joinableRun). Timed for the slow log as one request. */
   protected startRun<R extends Run>(run: R): R {
     run.receivedAt = this.chunkAt;
+    // Sized like the last run of this connection: a pipelining client's batches tend to be alike.
+    if (this.lastRunBytes > 0) run.expect(this.lastRunBytes);
     this.run = run;
     this.enqueue(run);
     return run;
@@ -371,8 +373,13 @@ export abstract class Connection implements RequestOwner {
     const run = this.run;
     if (run === null) return;
     this.run = null;
+    // Its answers so far (all of them, when its shard answers as it runs: the maps on the IO thread).
+    this.lastRunBytes = run.answerBytes;
     run.close();
   }
+
+  /** Bytes of answers the last run of this connection held when it ended: the next one's first size. */
+  private lastRunBytes = 0;
 
   /**
    * Whether the request just read, before it is enqueued, may start now

@@ -25,6 +25,8 @@ import { smallBytes } from "../small-bytes.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 
 const EMPTY = new Uint8Array(0);
+/** The largest first buffer a run is given from a hint (expect()): the largest carved array (src/small-bytes.ts). */
+export const RUN_FIRST_MAX_BYTES = 2048;
 
 export abstract class Run extends InFlight {
   /** Requests sent so far (InFlight.commands counts them against the window). */
@@ -34,13 +36,33 @@ export abstract class Run extends InFlight {
   /** Takes no more requests (something was queued after it, or its bounds were reached). */
   closed = false;
   /** The answers so far: `at` bytes of `buf`. Carved from the shared blocks, so it starts zeroed. */
-  protected buf: Uint8Array;
+  protected buf: Uint8Array = EMPTY;
   protected at = 0;
+  /** The first buffer's size, made at the first answer (expect() may raise it). */
+  private firstBytes: number;
 
   constructor(owner: RequestOwner, firstBytes: number) {
     super(owner);
     this.commands = 0;
-    this.buf = smallBytes(firstBytes);
+    this.firstBytes = firstBytes;
+  }
+
+  /** Bytes of answers this run holds so far (its connection sizes the next run's buffer by it). */
+  get answerBytes(): number {
+    return this.at;
+  }
+
+  /**
+   * Sizes the first buffer for about `bytes` of answers: the connection's
+   * last run, since a pipelining client tends to send batches alike (16 GETs
+   * of 64-byte values answer 1,136 bytes: grown from 256 by doubling, that
+   * was four buffers and three copies a batch, the last past the carved size).
+   * At most RUN_FIRST_MAX_BYTES; a larger run grows as before.
+   */
+  expect(bytes: number): void {
+    if (this.buf !== EMPTY) return;
+    const hinted = (bytes + (bytes >>> 3) + 63) & ~63; // an eighth more, in 64-byte steps
+    this.firstBytes = Math.min(Math.max(this.firstBytes, hinted), RUN_FIRST_MAX_BYTES);
   }
 
   /** Whether the run may take one more request. */
@@ -81,7 +103,11 @@ export abstract class Run extends InFlight {
   /** Makes room for `n` more bytes of answers (a grown buffer is a fresh, zeroed one). */
   protected room(n: number): void {
     if (this.at + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    if (this.buf === EMPTY && this.at === 0 && this.out === null) {
+      this.buf = smallBytes(Math.max(this.firstBytes, n));
+      return;
+    }
+    let size = Math.max(this.buf.length, 64) * 2;
     while (size < this.at + n) size *= 2;
     const grown = smallBytes(size);
     grown.set(this.buf.subarray(0, this.at));
