@@ -230,7 +230,7 @@ describe("a transaction run in place (the maps on the IO thread, decision 0338)"
     number: 0,
     value: enc.encode(value),
   });
-  const specs: (TxnSpec & { flags?: number })[] = [
+  const specs: TxnSpec[] = [
     { compares: [], success: [put("a", "1"), put("b", "2"), put("a", "3")], failure: [] },
     { compares: [versionIs("c", 0)], success: [put("c", "10"), inc("c", "5"), get("c")], failure: [get("a")] },
     // Fails: c exists now; the failure branch runs and reads.
