@@ -5,6 +5,7 @@
 // until the journal's commit), and where the general path must take over
 // (options, MULTI, ACL-limited users, limits, RESP3).
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { type RunningNode, startNode } from "../support/node.js";
 import { cmd, exchange as rawExchange } from "./support.js";
@@ -83,6 +84,44 @@ for (const layout of [
       const expected =
         "+OK\r\n".repeat(n) + Array.from({ length: n }, (_, i) => `$${`value-${i}`.length}\r\nvalue-${i}\r\n`).join("");
       assert.equal(await exchange(node.respPort, Buffer.concat([...sets, ...gets]), expected.length), expected);
+    });
+
+    it("batches of different sizes on one connection (each run sized by the last) answer exactly", async () => {
+      // A run's first buffer takes the size of the connection's last run (src/io/run.ts, expect): a batch
+      // larger than the last, or past the 2 KiB a first buffer may have, must grow it and lose nothing.
+      const value = (i: number) => `${String(i).padStart(4, "0")}:${"v".repeat(996 - (i % 7) * 100)}`;
+      const keys = Array.from({ length: 64 }, (_, i) => `sized:${i}`);
+      const s = connect({ host: "127.0.0.1", port: node.respPort });
+      await new Promise((r) => s.once("connect", r));
+      let got = "";
+      s.setEncoding("latin1");
+      s.on("data", (d: string) => {
+        got += d;
+      });
+      const round = async (payload: Buffer, expected: string) => {
+        got = "";
+        s.write(payload);
+        const until = Date.now() + 10_000;
+        while (got.length < expected.length && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+        assert.equal(got, expected);
+      };
+      try {
+        await round(Buffer.concat(keys.map((k, i) => cmd("SET", k, value(i)))), "+OK\r\n".repeat(keys.length));
+        for (const [r, n] of [20, 1, 5, 64, 2, 3, 40, 1].entries()) {
+          const batch = keys.slice(0, n);
+          await round(
+            Buffer.concat(batch.map((k) => cmd("GET", k))),
+            batch.map((_, i) => `$${value(i).length}\r\n${value(i)}\r\n`).join(""),
+          );
+          // Small answers after large ones, and a mix in one run.
+          await round(
+            Buffer.concat([cmd("SET", `sized:x${r}`, "1"), cmd("INCR", `sized:n${r}`), cmd("GET", `sized:x${r}`)]),
+            "+OK\r\n:1\r\n$1\r\n1\r\n",
+          );
+        }
+      } finally {
+        s.destroy();
+      }
     });
 
     it("a value over --max-value-bytes is refused by the general path, and the pipeline goes on", async () => {
