@@ -11,7 +11,8 @@
 // medians and the Piccolo/Redis ratio of the totals.
 //
 //   node dist/bench/cpu.js [--rounds 3] [--quick] [--native] [--only "MSET,GET P16"]
-//     --only: the workloads whose names contain one of these (comma-separated), e.g. to measure one step
+//     --only: the workloads whose names contain one of these (comma-separated), e.g. to measure one step;
+//             "=NAME" for that workload alone ("=SET P1" is not SET P16 or MSET P16)
 //     [--piccolo "label=DIR:args"]...   a built checkout DIR (its dist/ is used) and its server flags;
 //                                       default: this checkout, in memory with the default layout
 //
@@ -117,7 +118,9 @@ const only = String(o.only)
   .split(",")
   .map((w) => w.trim())
   .filter((w) => w !== "");
-const workloads = only.length === 0 ? allWorkloads : allWorkloads.filter((w) => only.some((x) => w.name.includes(x)));
+// A name contains the entry ("P16": every pipelined workload), or, with a leading "=", is it ("=SET P1": not SET P16).
+const picks = (name: string, x: string): boolean => (x.startsWith("=") ? name === x.slice(1) : name.includes(x));
+const workloads = only.length === 0 ? allWorkloads : allWorkloads.filter((w) => only.some((x) => picks(w.name, x)));
 if (workloads.length === 0)
   throw new Error(`--only ${o.only}: no workload is named so (${allWorkloads.map((w) => w.name).join(", ")})`);
 
