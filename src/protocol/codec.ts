@@ -15,7 +15,7 @@ import * as capnp from "capnp-es";
 import { ErrorCode } from "../errors.js";
 import { MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_TTL_MS, TXN_MAX_BYTES, TXN_MAX_OPS } from "../limits.js";
 import { outcomeOf } from "../outcomes.js";
-import { FLAG_KEEP_TTL, Op } from "../shard/command.js";
+import { FLAG_KEEP_TTL, Op, type ResultFields } from "../shard/command.js";
 import { CompareRelation, CompareTarget, type TxnCompare, type TxnOp } from "../shard/txn.js";
 import { smallBytes } from "../small-bytes.js";
 import { layoutRootAndChild, pointerAt, readData, readRootAndChild, writeData } from "./capnp-words.js";
@@ -497,14 +497,7 @@ function decodeSimpleRequest(frame: Uint8Array, maxValueBytes: number): Operatio
 }
 
 /** One key's outcome, as the IO loop gathered it from a shard. */
-export interface PartResult {
-  status: number;
-  flag: number;
-  version: number;
-  expireAtMs: number;
-  num: number;
-  value: Uint8Array | null;
-}
+export type PartResult = ResultFields;
 
 export interface ShardStatsRow {
   shard: number;

@@ -371,10 +371,15 @@ export class CommandView {
    * key and value stay the caller's views, valid until it returns.
    */
   of(c: CommandFields): this {
+    return this.ofOp(c, c.tag, c.nowMs);
+  }
+
+  /** The same, for a command's fields given apart from its tag and time (a transaction's op: src/shard/txn.ts). */
+  ofOp(c: Omit<CommandFields, "tag" | "nowMs">, tag: number, nowMs: number): this {
     this.op = c.op;
     this.flags = c.flags;
-    this.tag = c.tag;
-    this.nowMs = c.nowMs;
+    this.tag = tag;
+    this.nowMs = nowMs;
     this.expireAtMs = c.expireAtMs;
     this.arg0 = c.arg0;
     this.arg1 = c.arg1;
@@ -387,6 +392,16 @@ export class CommandView {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A command's outcome as plain data: what a Result holds besides its tag and tracing stamps. */
+export interface ResultFields {
+  status: number;
+  flag: number;
+  version: number;
+  expireAtMs: number;
+  num: number;
+  value: Uint8Array | null;
+}
 
 /**
  * The outcome of one command. The executor fills a reused instance; the

@@ -36,6 +36,7 @@ import {
   readU32,
   RESULT_HEADER_BYTES,
   Result,
+  type ResultFields,
   TXN_NO_RESULTS,
   writeF64,
   writeU32,
@@ -397,15 +398,9 @@ const RESULTS_SCRATCH_KEEP_BYTES = 64 * 1024;
 let resultsScratch = new Uint8Array(4096);
 
 /** One op's result in a transaction's answer: a Result's fields, without the tracing ones. */
-export interface TxnOpResult {
+export interface TxnOpResult extends ResultFields {
   /** The op's place in its branch. */
   tag: number;
-  status: number;
-  flag: number;
-  version: number;
-  expireAtMs: number;
-  num: number;
-  value: Uint8Array | null;
 }
 
 /**
@@ -456,18 +451,7 @@ class InPlaceTxn implements BranchOps {
   }
 
   load(view: CommandView, success: boolean, i: number): void {
-    const o = (success ? this.t.success : this.t.failure)[i]!;
-    view.op = o.op;
-    view.flags = o.flags;
-    view.tag = i;
-    view.nowMs = this.nowMs;
-    view.expireAtMs = o.expireAtMs;
-    view.arg0 = o.arg0;
-    view.arg1 = o.arg1;
-    view.traced = o.traced === true;
-    view.key = o.key;
-    view.value = o.value ?? EMPTY;
-    view.txn = null;
+    view.ofOp((success ? this.t.success : this.t.failure)[i]!, i, this.nowMs);
   }
 }
 
