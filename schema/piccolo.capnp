@@ -169,6 +169,7 @@ struct Txn {
   compares @0 :List(TxnCompare);   # all must hold (an empty list holds)
   success @1 :List(TxnOp);
   failure @2 :List(TxnOp);
+  verdictOnly @3 :Bool;     # answer only which branch ran: TxnResult.results is empty (MSET's promise, less to answer)
 }
 
 struct TxnCompare {

@@ -82,6 +82,8 @@ function layout(id: number, value: Uint8Array): Uint8Array {
     }
   } else {
     const t = req._initTxn();
+    // MSET's promise: all or nothing, answered OK; so only the verdict is asked for, as the Redis port asks.
+    t.verdictOnly = true;
     t._initCompares(0);
     t._initFailure(0);
     const ops = t._initSuccess(MULTI_KEYS);

@@ -41,7 +41,8 @@ export interface NativeLoadOptions {
 
 /**
  * The requests the generator sends: put and get of one key; mput of MULTI_KEYS keys (each key atomic on
- * its own); a txn whose success branch puts MULTI_KEYS keys (atomic as a whole, as Redis's MSET is).
+ * its own); a txn whose success branch puts MULTI_KEYS keys (atomic as a whole, as Redis's MSET is),
+ * asking for the verdict only (Txn.verdictOnly), as MSET answers OK and nothing per key.
  */
 export type NativeTest = "put" | "get" | "mput" | "txn";
 

@@ -61,8 +61,8 @@ export const WORKLOADS: Workload[] = [
 
 /**
  * What the native protocol sends for a redis-benchmark test (decision 0315): SET as put, GET as get,
- * MSET (10 keys, atomic as a whole in Redis and on Piccolo's Redis port) as a txn of 10 puts, the native
- * request with the same promise, and as an mput of 10 keys (each key atomic on its own, nothing more),
+ * MSET (10 keys, atomic as a whole in Redis and on Piccolo's Redis port) as a txn of 10 puts asking for
+ * the verdict only (Txn.verdictOnly), the native request with the same promise and answer, and as an mput of 10 keys (each key atomic on its own, nothing more),
  * the cheaper one a native client would pick when it needs no more. INCR has none: the native protocol
  * has no increment (a txn cannot compute a new value from an old one), so it is not measured there.
  * `label` names the native run in the tables; `test` is the Redis test it stands beside.

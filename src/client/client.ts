@@ -198,6 +198,12 @@ export interface TxnRequest {
   compare?: TxnCompare[];
   success?: TxnOp[];
   failure?: TxnOp[];
+  /**
+   * Answer only which branch ran: `results` comes back empty. For a bulk
+   * write that needs no op's version (Redis's MSET makes this promise), it
+   * saves the node packing, and the wire carrying, a result per op.
+   */
+  verdictOnly?: boolean;
 }
 
 /** One op's result, in its branch's order. */
@@ -956,7 +962,8 @@ export class PiccoloClient {
   /**
    * A transaction: if every compare holds, the success ops run, else the
    * failure ops, all as one step, atomic and isolated (docs/protocol.md,
-   * "Txn"). Resolves with which branch ran and its ops' results in order.
+   * "Txn"). Resolves with which branch ran and its ops' results in order
+   * (none with `verdictOnly`).
    * In a cluster every key must be in one partition (one hash tag, as
    * `{user:1}:a` and `{user:1}:b`), else CROSS_PARTITION; over 4,096
    * compares and ops or 16 MiB of keys and values, TXN_TOO_LARGE.
@@ -977,6 +984,7 @@ export class PiccoloClient {
     }
     const res = await this.call((r) => {
       const x = r._initTxn();
+      if (t.verdictOnly === true) x.verdictOnly = true;
       const list = x._initCompares(compares.length);
       compares.forEach((c, i) => {
         const w = list[i]!;

@@ -96,6 +96,8 @@ const opOfKind: Partial<Record<number, Op>> = {
 const EMPTY = new Uint8Array(0);
 const NO_BYTES: Uint8Array[] = [];
 const NO_NUMBERS: number[] = [];
+/** A verdict-only transaction's answer: no op, no result. */
+const NO_OPS: readonly number[] = [];
 
 /**
  * A request's `stale` field becomes FLAG_STALE_READ on its read commands;
@@ -381,7 +383,7 @@ export class NativeRequest extends InFlight {
     const g = sendTxn(
       d,
       this,
-      { compares: t.compares, success: t.success, failure: t.failure },
+      { compares: t.compares, success: t.success, failure: t.failure, verdictOnly: t.verdictOnly },
       nowMs,
       (o) => this.txnDone(o),
       (gather) => {
@@ -395,6 +397,8 @@ export class NativeRequest extends InFlight {
     const op = this.op;
     if (this.owner.gone) return this.finish(EMPTY);
     if (o.status !== ErrorCode.OK) return this.finish(encodeError(op.id, o.status, outcomeOf(o.status).text));
+    // Only the verdict asked for (Txn.verdictOnly): the shards sent no op's result, and the answer holds none.
+    if (op.txn!.verdictOnly) return this.finish(encodeTxnPutsAndDeletes(op.id, o.succeeded, NO_OPS, o.results)!);
     const branch = o.succeeded ? op.txn!.success : op.txn!.failure;
     const name = o.succeeded ? "success" : "failure";
     for (let i = 0; i < branch.length; i++) {

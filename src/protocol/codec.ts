@@ -85,6 +85,8 @@ export interface DecodedTxn {
   failure: TxnOp[];
   successTtlMs: number[];
   failureTtlMs: number[];
+  /** Answer only which branch ran (Txn.verdictOnly): no op's result. */
+  verdictOnly: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -392,7 +394,14 @@ function decodeTxn(op: Operation, t: Txn, maxValueBytes: number): Operation {
   let bytes = 0;
   const tooLarge = (): Operation =>
     fail(op, ErrorCode.TXN_TOO_LARGE, `over ${TXN_MAX_BYTES} bytes of keys and values; the limit is ${TXN_MAX_BYTES}`);
-  const out: DecodedTxn = { compares: [], success: [], failure: [], successTtlMs: [], failureTtlMs: [] };
+  const out: DecodedTxn = {
+    compares: [],
+    success: [],
+    failure: [],
+    successTtlMs: [],
+    failureTtlMs: [],
+    verdictOnly: t.verdictOnly,
+  };
   for (let i = 0; i < compares.length; i++) {
     const c = compares[i]!;
     const key = data(c.key);

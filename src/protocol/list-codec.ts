@@ -12,9 +12,10 @@
  *
  * Like hot-codec.ts, this reader is only ever right about what it accepts:
  * one segment, the Request, MultiPut, KeyValue, Txn, TxnCompare, TxnOp,
- * Write and Key structs exactly the sizes this schema writes, composite
- * lists inside the segment, and a request the node accepts as it is (every
- * key, value, time, target, relation, op and limit valid). Anything else
+ * Write and Key structs exactly the sizes this schema writes (a Txn also
+ * the size it had before verdictOnly), composite lists inside the segment,
+ * and a request the node accepts as it is (every key, value, time, target,
+ * relation, op and limit valid). Anything else
  * returns null, and decodeRequest's general path decodes it, and words its
  * refusal. The fuzz tests hold the two to the same Operation
  * (test/protocol/fuzz.test.ts).
@@ -77,8 +78,14 @@ export function decodeListRequest(b: Uint8Array, maxValueBytes: number): Operati
   const rootAt = 8 + root * 8;
   const kind = b[rootAt + 8]! | (b[rootAt + 9]! << 8);
   if (kind !== Request_Which.MPUT && kind !== Request_Which.TXN) return null;
-  const arg =
-    kind === Request_Which.MPUT ? structAt(b, rootAt + 16, words, 1, 1) : structAt(b, rootAt + 16, words, 0, 3);
+  // A Txn has 1 data word (verdictOnly) since that field was added; a client built before it writes none.
+  let txnData = 1;
+  let arg = -1;
+  if (kind === Request_Which.MPUT) arg = structAt(b, rootAt + 16, words, 1, 1);
+  else {
+    arg = structAt(b, rootAt + 16, words, 1, 3);
+    if (arg < 0) arg = structAt(b, rootAt + 16, words, (txnData = 0), 3);
+  }
   if (arg < 0) return null;
   const argAt = 8 + arg * 8;
   const op = blankOperation(new DataView(b.buffer, b.byteOffset + rootAt, 8).getBigUint64(0, true), kind);
@@ -86,7 +93,7 @@ export function decodeListRequest(b: Uint8Array, maxValueBytes: number): Operati
   op.trace = (b[rootAt + 10]! & 2) !== 0;
   return kind === Request_Which.MPUT
     ? readMput(b, words, argAt, op, maxValueBytes)
-    : readTxn(b, words, argAt, op, maxValueBytes);
+    : readTxn(b, words, argAt + txnData * 8, txnData === 1 && (b[argAt]! & 1) !== 0, op, maxValueBytes);
 }
 
 /** MultiPut: 1 data word (ttlMs), 1 pointer (entries: KeyValue, 0 data words and 2 pointers). */
@@ -107,19 +114,27 @@ function readMput(b: Uint8Array, words: number, at: number, op: Operation, maxVa
 }
 
 /**
- * Txn: 0 data words, 3 pointers (compares, success, failure). TxnCompare: 2
+ * Txn: 1 data word (verdictOnly at bit 0; none from clients older than that
+ * field), 3 pointers (compares, success, failure) from byte `at`. TxnCompare: 2
  * data words (target u16 at 0, relation u16 at 2, version u64 at 8), 2
  * pointers (key, value). TxnOp: 1 data word (its union's discriminant at 0),
  * 1 pointer: a Write (3 data words: ttlMs, expireAtMs, keepTtl at bit 128; 2
  * pointers: key, value) or a Key (0 data words, 1 pointer).
  */
-function readTxn(b: Uint8Array, words: number, at: number, op: Operation, maxValueBytes: number): Operation | null {
+function readTxn(
+  b: Uint8Array,
+  words: number,
+  at: number,
+  verdictOnly: boolean,
+  op: Operation,
+  maxValueBytes: number,
+): Operation | null {
   const compares = listAt(b, at, words, 2, 2);
   const success = listAt(b, at + 8, words, 1, 1);
   const failure = listAt(b, at + 16, words, 1, 1);
   if (compares === null || success === null || failure === null) return null;
   if (compares.count + success.count + failure.count > TXN_MAX_OPS) return null;
-  const out: DecodedTxn = { compares: [], success: [], failure: [], successTtlMs: [], failureTtlMs: [] };
+  const out: DecodedTxn = { compares: [], success: [], failure: [], successTtlMs: [], failureTtlMs: [], verdictOnly };
   let bytes = 0;
   for (let i = 0, e = compares.at; i < compares.count; i++, e += compares.stride) {
     const key = dataAt(b, e + 16, words);

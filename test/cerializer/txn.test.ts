@@ -121,6 +121,22 @@ describe("Cerializer /v1/txn in front of one node", () => {
     assert.equal(await holds([{ key: "h3:none", value: "" }]), false, "an absent key matches no value");
   });
 
+  it('"verdictOnly": true answers only which branch ran; the branch runs all the same', async () => {
+    const puts = Array.from({ length: 10 }, (_, i) => ({ op: "put", key: `h7:${i}`, value: `v${i}` }));
+    assert.deepEqual(await txn(gw, { success: puts, verdictOnly: true }), { succeeded: true, results: [] });
+    assert.equal(await (await gw.fetch("/v1/kv/h7:9")).text(), "v9");
+    const r = await txn(gw, {
+      compare: [{ key: "h7:0", value: "other" }],
+      success: [{ op: "put", key: "h7:1", value: "no" }],
+      failure: [{ op: "put", key: "h7:f", value: "yes" }],
+      verdictOnly: true,
+    });
+    assert.deepEqual(r, { succeeded: false, results: [] });
+    assert.equal(await (await gw.fetch("/v1/kv/h7:1")).text(), "v1");
+    assert.equal(await (await gw.fetch("/v1/kv/h7:f")).text(), "yes");
+    await expectProblem(await post(gw, { success: puts, verdictOnly: "yes" }), 400, "invalid-request");
+  });
+
   it("invalid JSON, a body that does not fit the schema, and bad ops are 400; nothing is applied", async () => {
     await expectProblem(await post(gw, '{"success": [', true), 400, "invalid-json");
     await expectProblem(await post(gw, { success: [{ op: "incr", key: "a" }] }), 400, "invalid-request");
@@ -241,6 +257,17 @@ describe("Cerializer /v1/txn in front of a three-member cluster (64 partitions)"
     });
     assert.equal(t.succeeded, true);
     assert.equal(t.results[2]!.value, "40");
+    // Verdict only, through the partition's leader: no results, the branch applied.
+    const v = await txn(gw, {
+      compare: [{ key: x, value: "40" }],
+      success: [
+        { op: "put", key: "{acct}:c", value: "1" },
+        { op: "put", key: "{acct}:d", value: "2" },
+      ],
+      verdictOnly: true,
+    });
+    assert.deepEqual(v, { succeeded: true, results: [] });
+    assert.equal(await (await gw.fetch(`/v1/kv/${encodeURIComponent("{acct}:d")}`)).text(), "2");
   });
 
   it("untagged keys in different partitions are 409 cross-partition, and nothing is applied", async () => {

@@ -150,6 +150,33 @@ for (const layout of LAYOUTS) {
       assert.deepEqual(await c.txn({}), { succeeded: true, results: [] });
     });
 
+    it("verdictOnly: the chosen branch runs as it would, and the answer holds only which one ran", async () => {
+      // Ten keys (on every shard of a threaded layout), as MSET's native request.
+      const keys = Array.from({ length: 10 }, (_, i) => `tv:${i}`);
+      const puts: TxnOp[] = keys.map((key, i) => ({ op: "put", key, value: `v${i}` }));
+      assert.deepEqual(await c.txn({ success: puts, verdictOnly: true }), { succeeded: true, results: [] });
+      for (const [i, key] of keys.entries()) assert.equal((await c.get(key))?.value.toString(), `v${i}`);
+      // A compare that does not hold: the failure branch runs (its put lands), the success branch leaves no trace.
+      const r = await c.txn({
+        compare: [{ key: "tv:0", value: "not this" }],
+        success: [
+          { op: "put", key: "tv:1", value: "no" },
+          { op: "get", key: "tv:2" },
+        ],
+        failure: [
+          { op: "put", key: "tv:f", value: "yes" },
+          { op: "get", key: "tv:0" },
+        ],
+        verdictOnly: true,
+      });
+      assert.deepEqual(r, { succeeded: false, results: [] });
+      assert.equal((await c.get("tv:1"))?.value.toString(), "v1");
+      assert.equal((await c.get("tv:f"))?.value.toString(), "yes");
+      // Without the flag, the same request answers every op's result.
+      const full = await c.txn({ success: puts.slice(0, 3) });
+      assert.equal(full.results.length, 3);
+    });
+
     it(`${TXN_MAX_OPS} compares and ops pass; one more is TXN_TOO_LARGE and nothing is applied`, async () => {
       const gets: TxnOp[] = Array.from({ length: TXN_MAX_OPS - 1 }, (_, i) => ({ op: "get", key: `t6:${i}` }));
       const ok = await c.txn({ compare: [{ key: "t6:x", version: 0 }], success: gets });

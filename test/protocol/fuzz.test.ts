@@ -213,12 +213,14 @@ const validTxn = fc
       ),
       { minLength: 2, maxLength: 2 },
     ),
+    verdictOnly: fc.boolean(),
   })
-  .map(({ id, compares, branches }) => {
+  .map(({ id, compares, branches, verdictOnly }) => {
     const m = new capnp.Message();
     const r = m.initRoot(Request);
     r.id = id;
     const t = r._initTxn();
+    t.verdictOnly = verdictOnly;
     const cs = t._initCompares(compares.length);
     for (const [i, c] of compares.entries()) {
       const w = cs.get(i);
@@ -244,6 +246,25 @@ const validTxn = fc
     }
     return { id, kind: "txn", frame: new Uint8Array(m.toArrayBuffer()) };
   });
+
+/**
+ * The same request with its Txn struct as the schema had it before
+ * verdictOnly: 0 data words and the 3 pointers. The Txn pointer is made to
+ * skip the data word (left in place, unused, as Cap'n Proto allows), so
+ * the pointers it leads to, and their offsets, stay where they are.
+ */
+function withoutTxnDataWord(frame: Uint8Array): Uint8Array {
+  const b = frame.slice();
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const rootWord = 1 + (v.getInt32(8, true) >> 2); // segment word of the Request (the root pointer is word 0)
+  const at = 8 + (rootWord + 2) * 8; // its pointer, after 2 data words
+  const lo = v.getInt32(at, true);
+  assert.equal(lo & 3, 0, "a struct pointer");
+  assert.equal(v.getUint16(at + 4, true), 1, "the Txn as this schema writes it: 1 data word");
+  v.setInt32(at, (((lo >> 2) + 1) << 2) | 0, true);
+  v.setUint16(at + 4, 0, true);
+  return b;
+}
 
 /**
  * A valid request, damaged: bytes overwritten in the content (the segment
@@ -383,6 +404,15 @@ describe("decoder fuzzing", () => {
     fc.assert(
       fc.property(fc.oneof(validRequest, validTxn), ({ frame }) => agrees(frame, true)),
       { seed: 19, numRuns: 1500 },
+    );
+    // A Txn as clients built before verdictOnly write it (no data word): still read by hand, as not verdict-only.
+    fc.assert(
+      fc.property(validTxn, ({ frame }) => {
+        const old = withoutTxnDataWord(frame);
+        agrees(old, true);
+        assert.equal(decodeListRequest(old, MAX_VALUE_BYTES)?.txn?.verdictOnly, false);
+      }),
+      { seed: 22, numRuns: 500 },
     );
     const mutatedTxn = fc
       .tuple(validTxn, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }))

@@ -5,6 +5,9 @@
  *    "success": [{"op": "put", "key": "a", "value": "1"}, {"op": "get", "key": "b"}],
  *    "failure": [{"op": "get", "key": "a"}]}
  *
+ * `"verdictOnly": true` asks for `succeeded` alone: `results` comes back
+ * empty (Redis's MSET promise, for bulk writes that need no version).
+ *
  * If every compare holds, the success ops run, else the failure ops; either
  * way as one step on the node, atomic and isolated (docs/protocol.md, "Txn").
  * The answer is 200 {succeeded, results} whichever branch ran: a compare that
@@ -49,6 +52,7 @@ interface TxnJson {
   compare?: CompareJson[];
   success?: OpJson[];
   failure?: OpJson[];
+  verdictOnly?: boolean;
 }
 
 const encodingSchema = { type: "string", enum: ["utf8", "base64"] } as const;
@@ -127,6 +131,10 @@ export function txnRoutes(app: FastifyInstance, g: Gateway): void {
             compare: { type: "array", items: compareSchema },
             success: { type: "array", items: opSchema },
             failure: { type: "array", items: opSchema },
+            verdictOnly: {
+              type: "boolean",
+              description: "answer only which branch ran: results is empty (a bulk write that needs no version)",
+            },
           },
         },
         response: {
@@ -174,6 +182,7 @@ interface Prepared {
   compare: TxnCompare[];
   success: TxnOp[];
   failure: TxnOp[];
+  verdictOnly: boolean;
 }
 
 /** Checks every compare and op, and the transaction's limits, before anything is sent. */
@@ -207,7 +216,7 @@ function prepare(body: TxnJson, g: Gateway): Prepared {
     bytes += v.length;
     return v;
   };
-  const out: Prepared = { compare: [], success: [], failure: [] };
+  const out: Prepared = { compare: [], success: [], failure: [], verdictOnly: body.verdictOnly === true };
   for (const [i, c] of compares.entries()) {
     const at = `compare ${i}`;
     const target = c.target ?? (c.value !== undefined ? "value" : "version");

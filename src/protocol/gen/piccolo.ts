@@ -1440,7 +1440,7 @@ export class Txn extends $.Struct {
   static readonly _capnp = {
     displayName: "Txn",
     id: "90134e6b3cb17832",
-    size: new $.ObjectSize(0, 3),
+    size: new $.ObjectSize(8, 3),
   };
   static _Compares: $.ListCtor<TxnCompare>;
   static _Success: $.ListCtor<TxnOp>;
@@ -1502,6 +1502,16 @@ export class Txn extends $.Struct {
   }
   set failure(value: $.List<TxnOp>) {
     $.utils.copyFrom(value, $.utils.getPointer(2, this));
+  }
+  /**
+* answer only which branch ran: TxnResult.results is empty (MSET's promise, less to answer)
+*
+*/
+  get verdictOnly(): boolean {
+    return $.utils.getBit(0, this);
+  }
+  set verdictOnly(value: boolean) {
+    $.utils.setBit(0, value, this);
   }
   toString(): string { return "Txn_" + super.toString(); }
 }

@@ -317,6 +317,13 @@ export const schemaInfo: SchemaInfo = {
               "struct": "b4ca011c2e72e065"
             }
           }
+        },
+        {
+          "name": "verdictOnly",
+          "discriminant": null,
+          "type": {
+            "kind": "bool"
+          }
         }
       ]
     },
