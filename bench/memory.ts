@@ -10,10 +10,12 @@
 //   not how the node starts, --shards 0 under `node --max-semi-space-size=4`
 //   (what capping V8's young generation would give; decision 0293).
 // One process runs at a time. For each: VmRSS of the whole process (every
-// thread; /proc/PID/status) before the first key and after the load (once the
-// process has been idle for --settle-ms), its peak (VmHWM), bytes per key,
-// and the ratio of Piccolo's RSS to Redis's used_memory_rss (INFO memory,
-// also kept with used_memory). Rounds (--rounds, default 2) alternate the
+// thread; /proc/PID/status) before the first key, after the load (once the
+// process has been idle for --settle-ms), and once idle for --idle-ms more
+// (the node gives V8's young generation back when idle, decision 0299; the
+// column says how many of its collections had run), its peak (VmHWM), bytes
+// per key, and the ratios of Piccolo's RSS to Redis's used_memory_rss (INFO
+// memory at the end, also kept with used_memory). Rounds (--rounds, default 2) alternate the
 // order the targets start in; the figures are medians.
 //
 // A second table is the store's own accounting: one ShardStore in this
@@ -24,7 +26,8 @@
 // Needs redis-server and redis-tools (it installs nothing). Writes
 // bench/results/memory.json and memory.svg.
 //
-//   node --expose-gc dist/bench/memory.js [--rounds 2] [--keys N] [--settle-ms 3000] [--only name,name]
+//   node --expose-gc dist/bench/memory.js [--rounds 2] [--keys N] [--settle-ms 3000] [--idle-ms 15000]
+//     [--only name,name]
 import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,6 +44,7 @@ const { values: o } = parseArgs({
     rounds: { type: "string", default: "2" },
     keys: { type: "string", default: "1000000" },
     "settle-ms": { type: "string", default: "3000" },
+    "idle-ms": { type: "string", default: "15000" },
     only: { type: "string", default: "" },
     out: { type: "string", default: "bench/results" },
   },
@@ -48,6 +52,7 @@ const { values: o } = parseArgs({
 const rounds = Number(o.rounds);
 const N = Number(o.keys);
 const settleMs = Number(o["settle-ms"]);
+const idleMs = Number(o["idle-ms"]);
 const VALUE_BYTES = 64;
 const MB = 1024 * 1024;
 
@@ -144,6 +149,10 @@ interface Sample {
   shards: number | null;
   baselineRss: number;
   afterRss: number;
+  /** VmRSS once idle for --idle-ms more: after the node's idle trim (decision 0299). */
+  idleRss: number;
+  /** Piccolo: the idle trim's collections by then (INFO memory piccolo_idle_collections). */
+  idleCollections?: number;
   peakRss: number;
   bytesPerKey: number;
   loadMs: number;
@@ -165,7 +174,10 @@ async function measure(t: Target, round: number, loader: string): Promise<Sample
   if (dbsize !== `:${N}`) throw new Error(`${t.name}: DBSIZE ${dbsize} after loading ${N} keys`);
   await sleep(settleMs);
   const after = status(pid);
-  const mem = t.redis ? await respInfo(port, "memory") : null;
+  // Idle longer: the node gives back V8's young generation once idle (decision 0299); Redis waits as long.
+  await sleep(idleMs);
+  const idle = status(pid);
+  const mem = await respInfo(port, "memory");
   await P.stop(child);
   return {
     target: t.name,
@@ -173,10 +185,12 @@ async function measure(t: Target, round: number, loader: string): Promise<Sample
     shards,
     baselineRss: before.rss,
     afterRss: after.rss,
-    peakRss: after.hwm,
+    idleRss: idle.rss,
+    ...(t.redis ? {} : { idleCollections: Number(mem.piccolo_idle_collections ?? Number.NaN) }),
+    peakRss: idle.hwm,
     bytesPerKey: (after.rss - before.rss) / N,
     loadMs: load.ms,
-    ...(mem === null
+    ...(!t.redis
       ? {}
       : {
           usedMemory: Number(mem.used_memory),
@@ -235,10 +249,13 @@ const summary = targets.map((t) => ({
   shards: samples.find((s) => s.target === t.name)?.shards ?? null,
   baselineRss: med(t.name, (s) => s.baselineRss),
   afterRss: med(t.name, (s) => s.afterRss),
+  idleRss: med(t.name, (s) => s.idleRss),
+  idleCollections: t.redis ? null : med(t.name, (s) => s.idleCollections!),
   peakRss: med(t.name, (s) => s.peakRss),
   bytesPerKey: med(t.name, (s) => s.bytesPerKey),
   loadMs: med(t.name, (s) => s.loadMs),
   ratioToRedisRss: med(t.name, (s) => s.afterRss) / redisRss,
+  idleRatioToRedisRss: med(t.name, (s) => s.idleRss) / redisRss,
 }));
 
 console.log(
@@ -247,15 +264,27 @@ console.log(
 );
 console.log(
   table(
-    ["target", "RSS before (MiB)", "RSS after (MiB)", "peak (MiB)", "bytes/key", "load (s)", "RSS / Redis RSS"],
+    [
+      "target",
+      "RSS before (MiB)",
+      `after, ${settleMs / 1000} s (MiB)`,
+      `idle, +${idleMs / 1000} s (MiB)`,
+      "peak (MiB)",
+      "bytes/key",
+      "load (s)",
+      "after / Redis RSS",
+      "idle / Redis RSS",
+    ],
     summary.map((s) => [
       s.target,
       mb(s.baselineRss),
       mb(s.afterRss),
+      mb(s.idleRss) + (s.idleCollections === null ? "" : ` (${s.idleCollections} trims)`),
       mb(s.peakRss),
       s.bytesPerKey.toFixed(1),
       (s.loadMs / 1000).toFixed(2),
       s.ratioToRedisRss.toFixed(2),
+      s.idleRatioToRedisRss.toFixed(2),
     ]),
   ),
 );
@@ -293,6 +322,7 @@ writeFileSync(
       valueBytes: VALUE_BYTES,
       rounds,
       settleMs,
+      idleMs,
       summary,
       redisUsedMemoryPerKey: redisUsedPerKey,
       store,
@@ -316,6 +346,7 @@ writeFileSync(
       return [
         { group, series: "before any key", value: s.baselineRss / MB },
         { group, series: "after the load", value: s.afterRss / MB },
+        { group, series: "idle", value: s.idleRss / MB },
       ];
     }),
   ),

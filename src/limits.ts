@@ -265,6 +265,19 @@ export const EXPIRE_SWEEP_INTERVAL_MS = 100;
 /** Most time one tick spends beyond its first sample (Redis: 25% of its 100 ms cycle). */
 export const EXPIRE_SWEEP_BUDGET_MS = 25;
 
+/**
+ * Giving memory back when idle (src/node/idle-trim.ts, decision 0299): every
+ * IDLE_TRIM_CHECK_MS the IO thread looks at how busy its event loop was;
+ * under IDLE_TRIM_MAX_UTILIZATION (the fraction of the interval spent
+ * working) it asks V8 for a young-generation collection, at most
+ * IDLE_TRIM_COLLECTIONS times until it is busy again. A load grows V8's
+ * young generation to 32 MiB and V8 shrinks it only at a collection that
+ * finds little being allocated, which an idle process never runs by itself.
+ */
+export const IDLE_TRIM_CHECK_MS = 2_000;
+export const IDLE_TRIM_MAX_UTILIZATION = 0.02;
+export const IDLE_TRIM_COLLECTIONS = 5;
+
 /** The longest an expired key stays in memory on a shard with `ttlKeys` keys with a TTL (see above). */
 export function expiryLagMs(ttlKeys: number): number {
   const ticks = ttlKeys <= EXPIRE_SWEEP_SAMPLE_COUNT ? 1 : Math.ceil((2 * ttlKeys) / EXPIRE_SWEEP_SAMPLE_COUNT);

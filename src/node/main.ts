@@ -10,6 +10,7 @@ import { accessSync, constants, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { pino } from "pino";
 import { PlacementError, parseMemberLists } from "../cluster/placement.js";
+import { startIdleTrim } from "../io/idle-trim.js";
 import type { Durability } from "../io/shards.js";
 import { PiccoloNode } from "../io/server.js";
 import { type DataDir, DataDirError, openDataDir } from "../journal/data-dir.js";
@@ -154,10 +155,13 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
       { host: config.host },
       "protected mode: the default user has no password, so clients from other machines are refused; set one with --requirepass-file (or ACL SETUSER default on >password), or --protected-mode no if every client that can reach this address is trusted",
     );
+  // Memory back from V8 once the node goes idle after a load (decision 0299).
+  const trim = startIdleTrim((message) => logger.debug(message));
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
+    trim.stop();
     logger.info({ signal }, "stopping");
     node
       .handOffLeadership()

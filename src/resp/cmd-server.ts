@@ -6,6 +6,7 @@
  */
 import { SLOWLOG_MAX_LEN } from "../limits.js";
 import { memoryUsage } from "node:process";
+import { idleCollections } from "../io/idle-trim.js";
 import { statsRow } from "../io/native.js";
 import { Op } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";
@@ -432,6 +433,9 @@ export function info(q: RespRequest): void {
           `used_memory_rss:${m.rss}`,
           `used_memory_rss_human:${(m.rss / 1048576).toFixed(2)}M`,
           `piccolo_heap_used:${m.heapUsed}`,
+          // V8's heap as committed on this thread, and the idle trim's young-generation collections (decision 0299).
+          `piccolo_heap_total:${m.heapTotal}`,
+          `piccolo_idle_collections:${idleCollections()}`,
           "maxmemory:0",
           "maxmemory_policy:noeviction",
         ].join("\r\n"),

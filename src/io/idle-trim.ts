@@ -1,0 +1,80 @@
+/**
+ * Memory given back when the node goes idle (decision 0299).
+ *
+ * Under a load, V8 grows the IO thread's young generation (the new space,
+ * where short-lived objects are made) from 1 MiB to 32 MiB, and keeps it:
+ * it shrinks the new space only at a collection that finds the allocation
+ * rate low, and an idle process allocates nothing, so it never collects,
+ * so it never shrinks. After loading 1M keys the node held ~30 MiB of RSS
+ * for a new space with next to nothing live (bench:memory).
+ *
+ * So every IDLE_TRIM_CHECK_MS the IO thread looks at its event loop's
+ * utilization over the interval (the fraction spent running callbacks,
+ * performance.eventLoopUtilization), and when it was under
+ * IDLE_TRIM_MAX_UTILIZATION it runs a young-generation collection (a
+ * scavenge: about a millisecond with nothing live), at most
+ * IDLE_TRIM_COLLECTIONS times until the loop is busy again. The second one
+ * sees the idle interval's allocation rate and shrinks the new space. A busy
+ * node is never collected by this; an idle one pays a few milliseconds once.
+ *
+ * The collector's entry point is V8's `gc` extension, exposed at run time
+ * (the flag, then a fresh context that has it); where that does not work the
+ * trim is off and the node says so at debug level: it costs memory, never
+ * correctness.
+ */
+import { performance } from "node:perf_hooks";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { IDLE_TRIM_CHECK_MS, IDLE_TRIM_COLLECTIONS, IDLE_TRIM_MAX_UTILIZATION } from "../limits.js";
+
+type Collect = (options: { type: "minor" | "major"; execution: "sync" }) => void;
+
+/** V8's `gc` function, or null when this runtime will not expose it. */
+function collector(): Collect | null {
+  try {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as unknown;
+    return typeof gc === "function" ? (gc as Collect) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Collections this process's idle trim has run (INFO memory's piccolo_idle_collections). */
+let collections = 0;
+export const idleCollections = (): number => collections;
+
+export interface IdleTrim {
+  stop(): void;
+}
+
+/** Starts the idle check on this thread; `log` hears once if the trim cannot run here. */
+export function startIdleTrim(log: (message: string) => void): IdleTrim {
+  const gc = collector();
+  if (gc === null) {
+    log("idle trim off: V8's gc extension is not available in this runtime");
+    return { stop() {} };
+  }
+  let last = performance.eventLoopUtilization();
+  // Collections left in this idle period: refilled once the loop is busy again.
+  let left = IDLE_TRIM_COLLECTIONS;
+  const timer = setInterval(() => {
+    const now = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(now, last).utilization;
+    last = now;
+    if (busy >= IDLE_TRIM_MAX_UTILIZATION) {
+      left = IDLE_TRIM_COLLECTIONS;
+      return;
+    }
+    if (left === 0) return;
+    left--;
+    gc({ type: "minor", execution: "sync" });
+    collections++;
+  }, IDLE_TRIM_CHECK_MS);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+    },
+  };
+}
