@@ -195,6 +195,11 @@ export abstract class Connection implements RequestOwner {
   /** The final answer for a stream that ended inside a request. */
   protected abstract truncatedAnswer(): Uint8Array;
 
+  /** Requests read whose answers are not made yet (started, held, or waiting for their results). */
+  protected get unanswered(): number {
+    return this.unfinished;
+  }
+
   /** Requests received and not yet answered. */
   get pending(): number {
     return this.queue.length - this.queueHead;
