@@ -13,9 +13,12 @@
  * performance.eventLoopUtilization), and when it was under
  * IDLE_TRIM_MAX_UTILIZATION it runs a young-generation collection (a
  * scavenge: about a millisecond with nothing live), at most
- * IDLE_TRIM_COLLECTIONS times until the loop is busy again. The second one
- * sees the idle interval's allocation rate and shrinks the new space. A busy
- * node is never collected by this; an idle one pays a few milliseconds once.
+ * IDLE_TRIM_COLLECTIONS times until the loop is busy again. V8 judges the
+ * allocation rate over its last ~5 s of collections, so the first ones after
+ * a load still see the load's tail; a later one sees only idleness and
+ * shrinks the new space (three were not always enough, five were in every
+ * run measured). A busy node is never collected by this; an idle one pays
+ * a few milliseconds after each burst of work.
  *
  * The collector's entry point is V8's `gc` extension, exposed at run time
  * (the flag, then a fresh context that has it); where that does not work the
