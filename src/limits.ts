@@ -266,11 +266,12 @@ export const EXPIRE_SWEEP_INTERVAL_MS = 100;
 export const EXPIRE_SWEEP_BUDGET_MS = 25;
 
 /**
- * Giving memory back when idle (src/node/idle-trim.ts, decision 0299): every
- * IDLE_TRIM_CHECK_MS the IO thread looks at how busy its event loop was;
- * under IDLE_TRIM_MAX_UTILIZATION (the fraction of the interval spent
- * working) it asks V8 for a young-generation collection, at most
- * IDLE_TRIM_COLLECTIONS times until it is busy again. A load grows V8's
+ * Giving memory back when idle (src/idle-trim.ts, decision 0299): every
+ * IDLE_TRIM_CHECK_MS the IO thread looks at how busy its event loop was, and
+ * a shard worker whether any command came in; when idle (the IO thread: under
+ * IDLE_TRIM_MAX_UTILIZATION, the fraction of the interval spent working) it
+ * asks V8 for a young-generation collection, at most IDLE_TRIM_COLLECTIONS
+ * times until it is busy again. A load grows V8's
  * young generation to 32 MiB and V8 shrinks it only at a collection that
  * finds little being allocated, which an idle process never runs by itself.
  */

@@ -10,7 +10,7 @@ import { accessSync, constants, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { pino } from "pino";
 import { PlacementError, parseMemberLists } from "../cluster/placement.js";
-import { startIdleTrim } from "../io/idle-trim.js";
+import { startIdleTrim } from "../idle-trim.js";
 import type { Durability } from "../io/shards.js";
 import { PiccoloNode } from "../io/server.js";
 import { type DataDir, DataDirError, openDataDir } from "../journal/data-dir.js";

@@ -6,7 +6,7 @@
  */
 import { SLOWLOG_MAX_LEN } from "../limits.js";
 import { memoryUsage } from "node:process";
-import { idleCollections } from "../io/idle-trim.js";
+import { idleCollections } from "../idle-trim.js";
 import { statsRow } from "../io/native.js";
 import { Op } from "../shard/command.js";
 import { E, int, lower, text } from "./args.js";

@@ -28,7 +28,8 @@ import { budgetFs, realFs } from "../journal/files.js";
 import { type BackupSlot, backupTick, executeBackupStep } from "../journal/backup.js";
 import { executeJournaled } from "../journal/execute.js";
 import { type FsyncPolicy, Journal } from "../journal/journal.js";
-import { EXPIRE_SWEEP_INTERVAL_MS, RING_RECORD_MAX_BYTES, SNAPSHOT_STEP_KEYS } from "../limits.js";
+import { IdleTrimmer } from "../idle-trim.js";
+import { EXPIRE_SWEEP_INTERVAL_MS, IDLE_TRIM_CHECK_MS, RING_RECORD_MAX_BYTES, SNAPSHOT_STEP_KEYS } from "../limits.js";
 import { MessageReader, MessageWriter } from "../ring/messages.js";
 import { RingReader, RingWriter } from "../ring/ring.js";
 import {
@@ -267,6 +268,19 @@ function main(data: ShardWorkerData): void {
     }
   };
 
+  // Memory back from V8 once this shard goes idle (decision 0299): every IDLE_TRIM_CHECK_MS, checked
+  // where the sweep is, the trimmer hears whether any command came in since the last check.
+  const trimmer = new IdleTrimmer();
+  let trimCheckMs = performance.now();
+  let busySinceCheck = false;
+  const trimIfDue = (): void => {
+    const nowMs = performance.now();
+    if (nowMs - trimCheckMs < IDLE_TRIM_CHECK_MS) return;
+    trimCheckMs = nowMs;
+    trimmer.check(!busySinceCheck);
+    busySinceCheck = false;
+  };
+
   // A sweep tick is due every EXPIRE_SWEEP_INTERVAL_MS: checked after each
   // batch, when the wait below times out (an idle shard), and every
   // PUBLISH_EVERY commands of a long batch, so a shard that never runs out
@@ -355,6 +369,8 @@ function main(data: ShardWorkerData): void {
     wakeWatchers();
     if (notifyRing.dirty) publish();
 
+    if (batch > 0) busySinceCheck = true;
+    else trimIfDue();
     sweepIfDue();
     wakeWatchers(); // keys the sweep expired
     const saving = journalTick();

@@ -1,4 +1,4 @@
-// Memory given back when the node goes idle (src/io/idle-trim.ts, decision
+// Memory given back when the node goes idle (src/idle-trim.ts, decision
 // 0299): a real node as `npm start` starts it (durable, the default layout)
 // takes a pipelined load, then sits idle; its IO thread runs its young-
 // generation collections (INFO memory's piccolo_idle_collections reaches

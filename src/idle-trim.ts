@@ -28,7 +28,7 @@
 import { performance } from "node:perf_hooks";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { IDLE_TRIM_CHECK_MS, IDLE_TRIM_COLLECTIONS, IDLE_TRIM_MAX_UTILIZATION } from "../limits.js";
+import { IDLE_TRIM_CHECK_MS, IDLE_TRIM_COLLECTIONS, IDLE_TRIM_MAX_UTILIZATION } from "./limits.js";
 
 type Collect = (options: { type: "minor" | "major"; execution: "sync" }) => void;
 
@@ -43,36 +43,59 @@ function collector(): Collect | null {
   }
 }
 
-/** Collections this process's idle trim has run (INFO memory's piccolo_idle_collections). */
+/** Collections this thread's idle trim has run (INFO memory's piccolo_idle_collections, the IO thread's). */
 let collections = 0;
 export const idleCollections = (): number => collections;
+
+/**
+ * The policy, for any thread: told every IDLE_TRIM_CHECK_MS whether the
+ * interval just past was idle, it collects on up to IDLE_TRIM_COLLECTIONS
+ * idle intervals in a row after a busy one. A thread that was never busy
+ * has nothing to give back and is never collected, and V8's `gc` (a context
+ * of its own, ~0.5 MiB) is made only at the first collection, so a node that
+ * serves nothing keeps its smallest size.
+ */
+export class IdleTrimmer {
+  private left = 0;
+  /** undefined until first needed; null when this runtime will not expose it. */
+  private gc: Collect | null | undefined = undefined;
+
+  constructor(private readonly log: (message: string) => void = () => {}) {}
+
+  check(idle: boolean): void {
+    if (!idle) {
+      this.left = IDLE_TRIM_COLLECTIONS;
+      return;
+    }
+    if (this.left === 0) return;
+    this.left--;
+    if (this.gc === undefined) {
+      this.gc = collector();
+      if (this.gc === null) this.log("idle trim off: V8's gc extension is not available in this runtime");
+    }
+    if (this.gc === null) return;
+    this.gc({ type: "minor", execution: "sync" });
+    collections++;
+  }
+}
 
 export interface IdleTrim {
   stop(): void;
 }
 
-/** Starts the idle check on this thread; `log` hears once if the trim cannot run here. */
+/**
+ * Starts the idle check on the IO thread, whose event loop runs timers: idle
+ * is under IDLE_TRIM_MAX_UTILIZATION of the interval spent in callbacks. A
+ * shard worker blocks in its ring's wait instead, and tells its own trimmer
+ * from its loop (src/shard/worker.ts). `log` hears once if the trim cannot run.
+ */
 export function startIdleTrim(log: (message: string) => void): IdleTrim {
-  const gc = collector();
-  if (gc === null) {
-    log("idle trim off: V8's gc extension is not available in this runtime");
-    return { stop() {} };
-  }
+  const trimmer = new IdleTrimmer(log);
   let last = performance.eventLoopUtilization();
-  // Collections left in this idle period: refilled once the loop is busy again.
-  let left = IDLE_TRIM_COLLECTIONS;
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
-    const busy = performance.eventLoopUtilization(now, last).utilization;
+    trimmer.check(performance.eventLoopUtilization(now, last).utilization < IDLE_TRIM_MAX_UTILIZATION);
     last = now;
-    if (busy >= IDLE_TRIM_MAX_UTILIZATION) {
-      left = IDLE_TRIM_COLLECTIONS;
-      return;
-    }
-    if (left === 0) return;
-    left--;
-    gc({ type: "minor", execution: "sync" });
-    collections++;
   }, IDLE_TRIM_CHECK_MS);
   timer.unref();
   return {
