@@ -25,11 +25,13 @@
  * is known: a bulk length or an argument count from its header, before the
  * bytes it announces arrive.
  *
- * No copy while nothing is buffered: a chunk is parsed where it lies, and
- * only the part of a command it ends inside is copied into a buffer of our
- * own, which grows by doubling as the rest of that command arrives and is
- * dropped once it is empty. So an idle connection costs no buffer, and the
- * common case (whole commands in a chunk) copies nothing.
+ * A chunk is parsed where it lies: only the part of a command it ends inside
+ * is copied into a buffer of our own, and the next chunk's bytes only up to
+ * that command's end (stitch), which grows by doubling as the rest of a large
+ * command arrives; the commands after it are parsed in the chunk again. So
+ * the common case (whole commands in a chunk) copies nothing, a long
+ * pipeline copies one command per read, not the read (decision 0083), and an idle connection
+ * keeps no buffer.
  *
  * Protocol errors use Redis's own texts. After one, the stream cannot be
  * resynchronised (we no longer know where a command starts), so the
@@ -41,8 +43,11 @@ import { RESP_MAX_ARGS, RESP_MAX_INLINE_BYTES, RESP_QUERY_BUFFER_BYTES } from ".
 const CR = 13;
 const LF = 10;
 
-/** The buffer's first size. */
-const INITIAL_BYTES = 16 * 1024;
+/**
+ * The smallest buffer of our own, and the least a stitch (RespParser.stitch)
+ * copies of a read at a time: a typical command's tail in one step.
+ */
+const STITCH_BYTES = 4 * 1024;
 /** Socket reads are at most this big (libuv's read size); the buffer's cap allows one on top of a partial command. */
 const CHUNK_BYTES = 64 * 1024;
 
@@ -53,9 +58,10 @@ const OFFSETS_KEPT = 2 * 1024;
 export type RespLimit = "query-buffer" | "args" | "bulk";
 
 export class RespParser {
-  /** The bytes being parsed: our own buffer, or (borrowed) the chunk being pushed, for the push's duration. */
+  /** The bytes being parsed: the chunk being pushed, for the push's duration, or our own buffer. */
   private buf: Uint8Array = EMPTY;
-  private borrowed = false;
+  /** Our own buffer, kept for the next partial command while a connection is busy (keepRest). */
+  private own: Uint8Array = EMPTY;
   /** Where the command being parsed starts, and where the buffered bytes end. */
   private start = 0;
   private end = 0;
@@ -84,14 +90,13 @@ export class RespParser {
    */
   hot: ((buf: Uint8Array, start: number, offsets: Int32Array, argc: number) => boolean) | null = null;
   /**
-   * Asked before the buffer of our own is compacted (its bytes moved to its
-   * start, over commands already handed out): true keeps those bytes where
-   * they are, and the rest of the command goes to a new buffer instead. The
-   * connection answers true while a request it read is unanswered: the slow
-   * log reads a request's arguments again from these bytes when its answer
-   * turns out slow (argsAfter, argsAt), so they must not change under it.
-   * A socket's chunk, parsed in place, is never written, so only compaction
-   * needs asking.
+   * Asked before the buffer of our own is used again for the next partial
+   * command (over the one it held, already handed out): true keeps those
+   * bytes where they are, and a new buffer is made instead. The connection
+   * answers true while a request it read is unanswered: the slow log reads a
+   * request's arguments again from these bytes when its answer turns out slow
+   * (argsAfter, argsAt), so they must not change under it. A socket's chunk,
+   * parsed in place, is never written, so only reuse needs asking.
    */
   keepsBytes: (() => boolean) | null = null;
 
@@ -113,30 +118,23 @@ export class RespParser {
   /** Feeds bytes; calls onCommand(args) for every complete command, in order. */
   push(chunk: Uint8Array, onCommand: (args: Uint8Array[]) => void): void {
     if (this.error !== null) return;
-    if (this.start === this.end) {
-      // Nothing buffered (the common case): parse the chunk where it lies, no copy. A socket's
-      // Buffer is seen as a plain Uint8Array: each argument is a subarray of it, and a Buffer's
-      // subarray goes through its species constructor (a JS call and a FastBuffer per argument).
-      this.buf =
-        chunk.constructor === Uint8Array ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
-      this.start = 0;
-      this.end = chunk.length;
-      this.borrowed = true;
-    } else {
-      this.append(chunk);
-      if (this.end - this.start < this.need) return;
+    let from = 0;
+    if (this.start !== this.end) {
+      // A command began in an earlier read: finish it in our own buffer, then parse the rest in place.
+      from = this.stitch(chunk, onCommand);
+      if (from < 0) return;
     }
-    this.need = 0;
+    // Parse the chunk where it lies, no copy. A socket's Buffer is seen as a plain Uint8Array: each
+    // argument is a subarray of it, and a Buffer's subarray goes through its species constructor (a JS
+    // call and a FastBuffer per argument).
+    this.buf = chunk.constructor === Uint8Array ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+    this.start = from;
+    this.end = chunk.length;
     while (this.start < this.end && this.error === null) {
-      const next = this.remaining >= 0 || this.buf[this.start] === 42 /* '*' */ ? this.multibulk() : this.inline();
+      const next = this.next();
       if (next < 0) break; // incomplete: wait for more bytes
       this.start = next;
-      // Emptied only when it holds something: a hot command (hot.ts) fills no array, and setting an
-      // array's length is a call into V8's runtime, which per pipelined command showed in a profile.
-      if (this.args.length > 0) {
-        onCommand(this.args);
-        this.args.length = 0;
-      }
+      this.deliver(onCommand);
     }
     if (this.args.length > 0) this.args.length = 0;
     if (this.start === this.end) {
@@ -144,22 +142,82 @@ export class RespParser {
       this.start = 0;
       this.end = 0;
       this.buf = EMPTY;
-      this.borrowed = false;
+      this.own = EMPTY;
       return;
     }
-    if (this.borrowed) this.keepRest();
-    if (this.error === null && this.end - this.start > this.maxQueryBytes) this.tooLarge(this.end - this.start);
+    if (this.error === null) this.keepRest();
   }
 
-  /** The chunk parsed in place ends inside a command: copy that part into a buffer of our own. */
+  /** Parses (or resumes) the command at `start`: the offset after it, or -1 when incomplete. */
+  private next(): number {
+    return this.remaining >= 0 || this.buf[this.start] === 42 /* '*' */ ? this.multibulk() : this.inline();
+  }
+
+  /** Hands a complete command's arguments to onCommand. */
+  private deliver(onCommand: (args: Uint8Array[]) => void): void {
+    // Emptied only when it holds something: a hot command (hot.ts) fills no array, and setting an
+    // array's length is a call into V8's runtime, which per pipelined command showed in a profile.
+    if (this.args.length > 0) {
+      onCommand(this.args);
+      this.args.length = 0;
+    }
+  }
+
+  /**
+   * Finishes the command our own buffer holds the start of, with as few of
+   * the chunk's bytes as it needs: the bytes its header announced when that
+   * is known, else a step that doubles with what is buffered (so a long
+   * inline line or header is scanned a bounded number of times). Returns
+   * where in the chunk the next command starts, or -1 when the chunk ended
+   * first (all of it is buffered) or the stream broke. Copying only the
+   * command, not the whole read after it, keeps the buffer one command's
+   * size, and the commands after it are parsed in place like any others.
+   */
+  private stitch(chunk: Uint8Array, onCommand: (args: Uint8Array[]) => void): number {
+    let used = 0;
+    while (used < chunk.length) {
+      const buffered = this.end - this.start;
+      const take = Math.min(chunk.length - used, Math.max(this.need - buffered, buffered, STITCH_BYTES));
+      this.append(chunk.subarray(used, used + take));
+      used += take;
+      if (this.end - this.start > this.maxQueryBytes) {
+        this.tooLarge(this.end - this.start);
+        return -1;
+      }
+      if (this.end - this.start < this.need) continue;
+      this.need = 0;
+      const next = this.next();
+      if (this.error !== null) return -1;
+      if (next < 0) continue;
+      // Complete: the bytes buffered after it are the chunk's, so the chunk is parsed from there.
+      const after = this.end - next;
+      this.start = next;
+      this.deliver(onCommand);
+      this.start = 0;
+      this.end = 0;
+      return used - after;
+    }
+    return -1;
+  }
+
+  /**
+   * The chunk parsed in place ends inside a command: copy that part into a
+   * buffer of our own, the last one again unless a request read from it is
+   * still unanswered (keepsBytes), else a new one of about its size.
+   */
   private keepRest(): void {
     const rest = this.end - this.start;
-    const own = new Uint8Array(Math.max(rest, Math.min(Math.max(INITIAL_BYTES, 2 * rest), this.maxQueryBytes)));
+    let own = this.own;
+    if (own.length < rest || this.keepsBytes?.()) {
+      // Sized by the bytes that came, not by what a header claims (a claim costs what was sent).
+      own = new Uint8Array(Math.min(Math.max(2 * rest, STITCH_BYTES), Math.max(rest, this.maxQueryBytes)));
+      this.own = own;
+    }
     own.set(this.buf.subarray(this.start, this.end), 0);
     this.buf = own;
     this.start = 0;
     this.end = rest;
-    this.borrowed = false;
+    if (this.end - this.start > this.maxQueryBytes) this.tooLarge(this.end - this.start);
   }
 
   private tooLarge(bytes: number): void {
@@ -167,21 +225,18 @@ export class RespParser {
     this.limit = "query-buffer";
   }
 
+  /** Appends to our own buffer (which holds one partial command, from its start), doubling it when full. */
   private append(chunk: Uint8Array): void {
-    const free = this.buf.length - this.end;
-    if (chunk.length > free) {
+    if (chunk.length > this.buf.length - this.end) {
       const used = this.end - this.start;
-      if (used + chunk.length <= this.buf.length && this.start > 0 && !this.keepsBytes?.()) {
-        this.buf.copyWithin(0, this.start, this.end);
-      } else {
-        // Doubling, but never past one partial command at the limit and one read on top of it.
-        let size = Math.max(this.buf.length, INITIAL_BYTES);
-        while (size < used + chunk.length) size *= 2;
-        size = Math.max(used + chunk.length, Math.min(size, this.maxQueryBytes + CHUNK_BYTES));
-        const grown = new Uint8Array(size);
-        grown.set(this.buf.subarray(this.start, this.end), 0);
-        this.buf = grown;
-      }
+      // Doubling, but never past one partial command at the limit and one read on top of it.
+      let size = Math.max(this.buf.length, STITCH_BYTES);
+      while (size < used + chunk.length) size *= 2;
+      size = Math.max(used + chunk.length, Math.min(size, this.maxQueryBytes + CHUNK_BYTES));
+      const grown = new Uint8Array(size);
+      grown.set(this.buf.subarray(this.start, this.end), 0);
+      this.buf = grown;
+      this.own = grown;
       this.start = 0;
       this.end = used;
     }

@@ -58,6 +58,92 @@ describe("RESP parser", () => {
     );
   });
 
+  it("agrees with redis-parser when reads are socket-sized and commands large: a command finished across reads", () => {
+    const big = fc.array(fc.uint8Array({ maxLength: 9000 }), { minLength: 1, maxLength: 4 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(commandArb, big), { minLength: 1, maxLength: 40 }),
+        fc.array(fc.integer({ min: 1, max: 70_000 })),
+        (cmds, cuts) => {
+          const stream = Buffer.concat(cmds.map(encode));
+          const got = ours(stream, cuts);
+          assert.equal(got.error, null);
+          assert.deepEqual(got.commands, theirs(stream));
+        },
+      ),
+      { seed: 13, numRuns: 300 },
+    );
+  });
+
+  it("reads inline and multibulk commands mixed the same in any chunking as in one piece", () => {
+    const inlineArb = fc
+      .array(fc.stringMatching(/^[a-zA-Z0-9]{1,20}$/), { minLength: 1, maxLength: 6 })
+      .map((words) => Buffer.from(`${words.join(" ")}\r\n`));
+    const anyArb = fc.oneof(inlineArb, commandArb.map(encode));
+    fc.assert(
+      fc.property(
+        fc.array(anyArb, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.integer({ min: 1, max: 300 })),
+        (parts, cuts) => {
+          const stream = Buffer.concat(parts);
+          const whole = ours(stream, []);
+          assert.equal(whole.error, null);
+          assert.equal(whole.commands.length, parts.length);
+          assert.deepEqual(ours(stream, cuts), whole);
+        },
+      ),
+      { seed: 14, numRuns: 500 },
+    );
+  });
+
+  it("copies one command per read of a long pipeline, not the read: its buffer stays a command's size", () => {
+    const value = Buffer.alloc(64, "v");
+    const stream = Buffer.concat(
+      Array.from({ length: 20_000 }, (_, i) =>
+        encode([Buffer.from("SET"), Buffer.from(`key:${i}`.padEnd(16, "0")), value]),
+      ),
+    );
+    const p = new RespParser(1 << 20);
+    let count = 0;
+    let most = 0;
+    // 64 KiB reads, as libuv makes them: almost every one ends inside a command.
+    for (let at = 0; at < stream.length; at += 65_536) {
+      p.push(stream.subarray(at, at + 65_536), () => count++);
+      most = Math.max(most, p.bufferedBytes);
+    }
+    assert.equal(p.error, null);
+    assert.equal(count, 20_000);
+    assert.equal(p.bufferedBytes, 0, "the stream ends on a command's end: nothing kept");
+    assert.ok(most > 0 && most <= 8192, `one partial command's buffer, not a read's: held ${most} bytes at most`);
+  });
+
+  it("keeps the bytes of every command handed out while keepsBytes says so, in any chunking", () => {
+    fc.assert(
+      fc.property(
+        fc.array(commandArb, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.integer({ min: 1, max: 5000 })),
+        (cmds, cuts) => {
+          const stream = Buffer.concat(cmds.map(encode));
+          const p = new RespParser(1 << 20);
+          p.keepsBytes = () => true;
+          // The views themselves, not copies: each must still read as its command after the last push.
+          const views: Uint8Array[][] = [];
+          let at = 0;
+          for (let i = 0; at < stream.length; i++) {
+            const n = cuts.length ? cuts[i % cuts.length]! : stream.length;
+            p.push(stream.subarray(at, at + n), (args) => views.push([...args]));
+            at += n;
+          }
+          assert.deepEqual(
+            views.map((args) => args.map((a) => Buffer.from(a).toString("hex"))),
+            cmds.map((args) => args.map((a) => Buffer.from(a).toString("hex"))),
+          );
+        },
+      ),
+      { seed: 15, numRuns: 300 },
+    );
+  });
+
   it("parses inline commands, with quotes and escapes, as Redis does", () => {
     const r = ours(Buffer.from("PING\r\nSET k \"a b\\x41\\n\" 'c d'\r\n\r\nGET k\n"), []);
     assert.equal(r.error, null);
