@@ -6,11 +6,15 @@
  * traced by the GC). Redis 7 spends about 170 bytes per 16-byte key with a
  * 64-byte value. This store keeps every record in large pages of raw bytes
  * and indexes them with two typed arrays, so a small entry costs its bytes
- * plus ~24 bytes of header plus the index, and the GC sees a few hundred
+ * plus 16 bytes of header (24 with a TTL) plus the index, and the GC sees a few hundred
  * big buffers instead of millions of objects (decision 0050).
  *
- * Records. `[u32 keyBytes][u32 valueBytes][f64 version][f64 expiresAtMs]
- * [key][value]`, 8-byte aligned. A record lives in a slab page (1 MiB) of
+ * Records. `[u32 keyBytes | HAS_EXPIRY][u32 valueBytes][f64 version]
+ * ([f64 expiresAtMs])[key][value]`, 8-byte aligned: the expiry is there only
+ * when the key has a TTL (the top bit of the first word says so), so a key
+ * without one, most keys of most stores, does not carry 8 bytes of zero
+ * (decision 0052). Setting a TTL on a key without one moves its record to
+ * the next size class, as a longer value would. A record lives in a slab page (1 MiB) of
  * its size class (multiples of 8 bytes up to 256, then steps of ~12.5%),
  * memcached-style: a page holds records of one class only, and a freed
  * record goes on its class's free list for the next record of that class.
@@ -50,7 +54,12 @@ const PAGE_SHIFT = 17; // handle = page << 17 | (offset / 8): 2^17 * 8 = 1 MiB
 const MAX_PAGES = (1 << 14) - 1; // 16 GiB of slab pages per shard
 /** Records larger than this get their own buffer instead of a slab slot. */
 export const SLAB_MAX_RECORD_BYTES = 64 * 1024;
-const HEADER_BYTES = 24;
+/** A record's header without an expiry, and with one (HAS_EXPIRY). */
+const HEADER_BYTES = 16;
+const EXPIRY_HEADER_BYTES = 24;
+/** In a record's first word: its key has a TTL, and its expiry follows the version. The rest is the key's length. */
+const HAS_EXPIRY = 0x80000000;
+const KEY_BYTES = 0x7fffffff;
 
 const EMPTY = 0;
 const TOMBSTONE = 0x7fffffff;
@@ -77,6 +86,16 @@ for (let size8 = 0, c = 0; size8 <= SLAB_MAX_RECORD_BYTES / 8; size8++) {
 
 function align8(n: number): number {
   return (n + 7) & ~7;
+}
+
+/** The header of a record: with its expiry when there is one. */
+function headerFor(expiresAtMs: number): number {
+  return expiresAtMs !== 0 ? EXPIRY_HEADER_BYTES : HEADER_BYTES;
+}
+
+/** The header of a record, from its first word. */
+function headerOf(word: number): number {
+  return word >= HAS_EXPIRY ? EXPIRY_HEADER_BYTES : HEADER_BYTES;
 }
 
 /**
@@ -226,7 +245,8 @@ export class ShardStore {
     const handle = slotValue - 1;
     const u32 = this.pagesU32[handle >>> PAGE_SHIFT]!;
     const at = (handle & ((1 << PAGE_SHIFT) - 1)) * 8;
-    const bytes = HEADER_BYTES + u32[at / 4]! + u32[at / 4 + 1]!;
+    const word = u32[at / 4]!;
+    const bytes = headerOf(word) + (word & KEY_BYTES) + u32[at / 4 + 1]!;
     const cls = this.classes[CLASS_OF[align8(bytes) / 8]!]!;
     if (cls.freeCount === cls.free.length) {
       const grown = new Int32Array(cls.free.length * 2);
@@ -264,8 +284,9 @@ export class ShardStore {
     this.locate(slot);
     const u8 = this.rU8;
     const at = this.rAt;
-    if (this.rU32[at / 4] !== key.length) return false;
-    const k = at + HEADER_BYTES;
+    const word = this.rU32[at / 4]!;
+    if ((word & KEY_BYTES) !== key.length) return false;
+    const k = at + headerOf(word);
     for (let j = 0; j < key.length; j++) if (u8[k + j] !== key[j]) return false;
     return true;
   }
@@ -273,14 +294,17 @@ export class ShardStore {
   value(slot: number): Uint8Array {
     this.locate(slot);
     const at = this.rAt;
-    const start = at + HEADER_BYTES + this.rU32[at / 4]!;
+    const word = this.rU32[at / 4]!;
+    const start = at + headerOf(word) + (word & KEY_BYTES);
     return this.rU8.subarray(start, start + this.rU32[at / 4 + 1]!);
   }
 
   key(slot: number): Uint8Array {
     this.locate(slot);
     const at = this.rAt;
-    return this.rU8.subarray(at + HEADER_BYTES, at + HEADER_BYTES + this.rU32[at / 4]!);
+    const word = this.rU32[at / 4]!;
+    const start = at + headerOf(word);
+    return this.rU8.subarray(start, start + (word & KEY_BYTES));
   }
 
   version(slot: number): number {
@@ -290,12 +314,38 @@ export class ShardStore {
 
   expiresAtMs(slot: number): number {
     this.locate(slot);
-    return this.rF64[this.rAt / 8 + 2]!;
+    return this.rU32[this.rAt / 4]! >= HAS_EXPIRY ? this.rF64[this.rAt / 8 + 2]! : 0;
   }
 
+  /**
+   * Sets (or with 0 removes) a key's expiry. A record with an expiry field
+   * keeps it when the TTL goes (PERSIST: 0 there reads as none) until its
+   * next write; one without gets it by moving, in place when the 8 bytes
+   * keep it in its size class, else to a record of the next class.
+   */
   setExpiry(slot: number, expiresAtMs: number): void {
-    this.locate(slot);
-    this.rF64[this.rAt / 8 + 2] = expiresAtMs;
+    const s = this.slots[slot]!;
+    this.locateHandle(s);
+    const at = this.rAt;
+    const word = this.rU32[at / 4]!;
+    if (word < HAS_EXPIRY && expiresAtMs !== 0) {
+      const keyBytes = word & KEY_BYTES;
+      const dataBytes = keyBytes + this.rU32[at / 4 + 1]!;
+      if (this.fitsLocated(s, HEADER_BYTES + dataBytes, EXPIRY_HEADER_BYTES + dataBytes)) {
+        this.rU8.copyWithin(at + EXPIRY_HEADER_BYTES, at + HEADER_BYTES, at + HEADER_BYTES + dataBytes);
+        this.rU32[at / 4] = word | HAS_EXPIRY;
+      } else {
+        // The old record's bytes stay readable until it is released, after the new one is written.
+        const key = this.rU8.subarray(at + HEADER_BYTES, at + HEADER_BYTES + keyBytes);
+        const value = this.rU8.subarray(at + HEADER_BYTES + keyBytes, at + HEADER_BYTES + dataBytes);
+        const fresh = this.allocate(EXPIRY_HEADER_BYTES + dataBytes);
+        this.write(fresh, key, value, this.rF64[at / 8 + 1]!, expiresAtMs);
+        this.release(s);
+        this.slots[slot] = fresh;
+      }
+      this.locateHandle(this.slots[slot]!);
+    }
+    if (this.rU32[this.rAt / 4]! >= HAS_EXPIRY) this.rF64[this.rAt / 8 + 2] = expiresAtMs;
     this.trackExpiry(slot, expiresAtMs);
   }
 
@@ -338,12 +388,13 @@ export class ShardStore {
   private write(slotValue: number, key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
     this.locateHandle(slotValue);
     const at = this.rAt;
-    this.rU32[at / 4] = key.length;
+    const header = headerFor(expiresAtMs);
+    this.rU32[at / 4] = header === HEADER_BYTES ? key.length : key.length | HAS_EXPIRY;
     this.rU32[at / 4 + 1] = value.length;
     this.rF64[at / 8 + 1] = version;
-    this.rF64[at / 8 + 2] = expiresAtMs;
-    this.rU8.set(key, at + HEADER_BYTES);
-    this.rU8.set(value, at + HEADER_BYTES + key.length);
+    if (header !== HEADER_BYTES) this.rF64[at / 8 + 2] = expiresAtMs;
+    this.rU8.set(key, at + header);
+    this.rU8.set(value, at + header + key.length);
   }
 
   /**
@@ -354,18 +405,22 @@ export class ShardStore {
   overwrite(slot: number, key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): void {
     const s = this.slots[slot]!;
     assert(s !== EMPTY && s !== TOMBSTONE, "overwrite names a live record");
-    const bytes = HEADER_BYTES + key.length + value.length;
+    const header = headerFor(expiresAtMs);
+    const bytes = header + key.length + value.length;
     // One look at the old record: its size, and whether it is listed for the sweep (iff its expiry is
     // not 0: the header says so without a look at the list's position array, a cache miss per write).
     this.locateHandle(s);
     const at = this.rAt;
-    const hadExpiry = this.rF64[at / 8 + 2] !== 0;
-    if (this.fitsLocated(s, HEADER_BYTES + this.rU32[at / 4]! + this.rU32[at / 4 + 1]!, bytes)) {
-      // In place. The key stays as it is: it is this key (find() matched it), so only the rest is written.
+    const word = this.rU32[at / 4]!;
+    const oldHeader = headerOf(word);
+    const hadExpiry = oldHeader !== HEADER_BYTES && this.rF64[at / 8 + 2] !== 0;
+    if (oldHeader === header && this.fitsLocated(s, oldHeader + (word & KEY_BYTES) + this.rU32[at / 4 + 1]!, bytes)) {
+      // In place, in the same layout. The key stays as it is: it is this key (find() matched it), so only
+      // the rest is written.
       this.rU32[at / 4 + 1] = value.length;
       this.rF64[at / 8 + 1] = version;
-      this.rF64[at / 8 + 2] = expiresAtMs;
-      this.rU8.set(value, at + HEADER_BYTES + key.length);
+      if (header !== HEADER_BYTES) this.rF64[at / 8 + 2] = expiresAtMs;
+      this.rU8.set(value, at + header + key.length);
     } else {
       const fresh = this.allocate(bytes);
       this.release(s);
@@ -377,7 +432,7 @@ export class ShardStore {
 
   set(key: Uint8Array, value: Uint8Array, version: number, expiresAtMs: number): number {
     assert(key.length > 0, "keys are not empty (validated by the protocols)");
-    const bytes = HEADER_BYTES + key.length + value.length;
+    const bytes = headerFor(expiresAtMs) + key.length + value.length;
     const hash = storeHash(key);
     const slots = this.slots;
     let firstFree = -1;

@@ -19,26 +19,43 @@ function allKeys(store: ShardStore, count = 7): string[] {
 
 describe("ShardStore", () => {
   it("agrees with a Map model on random operations", () => {
-    const keyArb = fc.uint8Array({ minLength: 1, maxLength: 24 });
+    // Mostly keys from a small pool, so that deletes and TTLs meet keys that exist.
+    const keyArb = fc.oneof(
+      { weight: 3, arbitrary: fc.integer({ min: 0, max: 15 }).map((i) => Buffer.from(`k${i}:`.repeat((i % 4) + 1))) },
+      { weight: 1, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 24 }) },
+    );
     const valueArb = fc.oneof(
       { weight: 8, arbitrary: fc.uint8Array({ maxLength: 300 }) },
+      // Lengths of every size up to 600 bytes, where size classes step by ~12.5% (an array arbitrary keeps
+      // to short ones): a TTL set there may stay in its record's class.
+      { weight: 3, arbitrary: fc.integer({ min: 0, max: 600 }).map((n) => new Uint8Array(n).fill(n & 0xff)) },
       {
         weight: 1,
         arbitrary: fc.integer({ min: 0, max: 3 * SLAB_MAX_RECORD_BYTES }).map((n) => new Uint8Array(n).fill(n & 0xff)),
       },
     );
+    // Half without a TTL (0), half with: records of both layouts, and TTLs set on and taken from both.
+    const expArb = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 100 }));
     const opArb = fc.oneof(
-      fc.record({ t: fc.constant("set" as const), k: keyArb, v: valueArb, exp: fc.integer({ min: 0, max: 100 }) }),
+      fc.record({ t: fc.constant("set" as const), k: keyArb, v: valueArb, exp: expArb }),
       fc.record({ t: fc.constant("del" as const), k: keyArb }),
-      fc.record({ t: fc.constant("exp" as const), k: keyArb, exp: fc.integer({ min: 0, max: 100 }) }),
+      fc.record({ t: fc.constant("exp" as const), k: keyArb, exp: expArb }),
       fc.record({ t: fc.constant("sweep" as const), now: fc.integer({ min: 0, max: 100 }) }),
       fc.record({ t: fc.constant("clear" as const) }),
     );
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 400 }), (ops) => {
+      fc.property(fc.array(opArb, { maxLength: 400, size: "medium" }), (ops) => {
         const store = new ShardStore();
         const model = new Map<string, { v: Uint8Array; ver: number; exp: number }>();
         let version = 0;
+        const agrees = (k: string, e: { v: Uint8Array; ver: number; exp: number } | undefined) => {
+          const slot = store.find(Buffer.from(k, "hex"));
+          assert.equal(slot >= 0, e !== undefined, `key ${k} present iff in the model`);
+          if (e === undefined) return;
+          assert.deepEqual(store.value(slot), e.v);
+          assert.equal(store.version(slot), e.ver);
+          assert.equal(store.expiresAtMs(slot), e.exp);
+        };
         for (const op of ops) {
           if (op.t === "set") {
             version++;
@@ -72,14 +89,10 @@ describe("ShardStore", () => {
             model.clear();
           }
           assert.equal(store.size, model.size);
+          // The key just touched, at once: a later op (a clear, an overwrite) would hide a wrong record.
+          if ("k" in op) agrees(hex(op.k), model.get(hex(op.k)));
         }
-        for (const [k, e] of model) {
-          const slot = store.find(Buffer.from(k, "hex"));
-          assert.ok(slot >= 0, `key ${k} present`);
-          assert.deepEqual(store.value(slot), e.v);
-          assert.equal(store.version(slot), e.ver);
-          assert.equal(store.expiresAtMs(slot), e.exp);
-        }
+        for (const [k, e] of model) agrees(k, e);
         assert.deepEqual(allKeys(store).sort(), [...model.keys()].sort());
       }),
       { seed: 7, numRuns: 200 },
@@ -140,6 +153,34 @@ describe("ShardStore", () => {
     assert.deepEqual([...store.value(slot)], [5]);
     assert.equal(store.version(slot), 5);
     assert.equal(store.size, 1);
+  });
+
+  it("carries an expiry only in the records of keys with a TTL: 16 bytes of header without, 24 with", () => {
+    // 16-byte keys with 64-byte values: 96-byte records without a TTL, 10,922 to a 1 MiB page; with a
+    // TTL, 104 bytes, 10,082 to a page. memoryBytes() counts whole pages, plus the index (under 1 MiB).
+    const pages = (s: ShardStore) => Math.floor(s.memoryBytes() / (1024 * 1024));
+    const value = new Uint8Array(64).fill(7);
+    const key = (i: number) => Buffer.from(`key:${String(i).padStart(12, "0")}`);
+    const plain = new ShardStore();
+    for (let i = 0; i < 10_922; i++) plain.set(key(i), value, 1, 0);
+    assert.equal(pages(plain), 1, "10,922 records of 96 bytes fill one page");
+    const timed = new ShardStore();
+    for (let i = 0; i < 10_922; i++) timed.set(key(i), value, 1, 5_000);
+    assert.equal(pages(timed), 2, "with a TTL they are 104 bytes: a second page");
+    // A TTL set later moves the record to the next class and keeps everything else; PERSIST reads as none.
+    const slot = plain.find(key(5));
+    plain.setExpiry(slot, 9_000);
+    assert.equal(plain.expiresAtMs(slot), 9_000);
+    assert.deepEqual(plain.value(slot), value);
+    assert.deepEqual(Buffer.from(plain.key(slot)), key(5));
+    assert.equal(plain.version(slot), 1);
+    assert.equal(pages(plain), 2, "the moved record opened a page of the 104-byte class");
+    plain.setExpiry(slot, 0);
+    assert.equal(plain.expiresAtMs(slot), 0);
+    assert.equal(plain.ttlKeys, 0);
+    plain.set(key(5), value, 2, 0);
+    assert.equal(plain.expiresAtMs(plain.find(key(5))), 0);
+    assert.equal(plain.version(plain.find(key(5))), 2);
   });
 
   it("keeps expiry positions only while some key has a TTL (4 bytes per index slot)", () => {
