@@ -515,8 +515,8 @@ export class Raft {
       this.pendingSnapshot !== null ||
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
-      this.log.unstableEntries().length > 0 ||
-      this.log.nextCommitted(1).length > 0 ||
+      this.log.hasUnstable() ||
+      this.log.hasNextCommitted() ||
       hs.term !== p.term ||
       hs.vote !== p.vote ||
       hs.commit !== p.commit
