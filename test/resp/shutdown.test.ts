@@ -106,6 +106,11 @@ class Raw {
     });
   }
 
+  /** Resolves at the next reply, or when the connection closes. */
+  nextReply(): Promise<void> {
+    return Promise.race([new Promise<void>((r) => this.waiters.push(r)), this.closed]);
+  }
+
   /** Resolves once `n` replies have come (rejects if the connection closes first). */
   async replyCount(n: number): Promise<void> {
     while (this.replies.length < n) {
@@ -162,19 +167,27 @@ before(async () => {
     }
   })();
 
-  // Pipelines INCRs without waiting, as fast as the socket takes them. The node takes the first moment it
-  // has answered every command read and holds no command half received for the idle one it waits for; a
-  // client that never pauses can still give it one when a read happens to end between two commands. So
-  // each INCR here is long (a 4 KiB key: a read ends between two of them about once in 4,000), and each
-  // write ends inside one: a fast node catching up between writes of whole 30-byte commands found such a
-  // moment in CI once the Redis port's hot path landed.
+  // Pipelines INCRs without a pause in its stream: a command is always half sent. The node takes the
+  // first moment it has answered every command read and holds no command half received for the idle one
+  // it waits for, so no read of this client's may end between two commands. Each write ends inside a
+  // command, and the client keeps at most PIPELINE_AHEAD bytes sent and not answered, so the node's
+  // socket never holds more than one read's worth (64 KiB): each read takes all there is and ends where a
+  // write ended. (Sending as fast as the socket took it, the node read 64 KiB at a time from a full
+  // socket, and a read ended between two commands about once in 4,000 reads even with 4 KiB commands:
+  // an idle moment, found in CI under load.)
   const pipelining = new Raw(respPort.value);
   seen.pipelining.conn = pipelining;
   const one = encode(["INCR", PIPELINED]);
   const stream = Buffer.concat(Array.from({ length: 64 }, () => one));
+  const PIPELINE_AHEAD = 48 * 1024;
   const pipeliningLoop = (async () => {
     let at = 0;
+    let sent = 0;
     while (pipelining.writable) {
+      if (sent - pipelining.replies.length * one.length > PIPELINE_AHEAD) {
+        await pipelining.nextReply();
+        continue;
+      }
       let n = 15_000;
       if ((at + n) % one.length === 0) n++;
       const end = at + n;
@@ -183,6 +196,7 @@ before(async () => {
           ? stream.subarray(at, end)
           : Buffer.concat([stream.subarray(at), stream.subarray(0, end - stream.length)]);
       at = end % stream.length;
+      sent += n;
       if (!pipelining.writeRaw(piece)) await pipelining.onceDrained();
     }
   })();
