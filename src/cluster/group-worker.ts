@@ -13,6 +13,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { initHash } from "../hash.js";
+import { startIdleTrim } from "../idle-trim.js";
 import { blockingFs } from "../wal/fs.js";
 import { realClock } from "./clock.js";
 import { GroupHost, type HostConfig, type HostDeps, type HostStorage, walStorage } from "./group-host.js";
@@ -38,6 +39,10 @@ async function main(data: GroupWorkerData): Promise<void> {
   server.attach(host);
   server.input.start();
   host.start();
+  // This thread runs an event loop (Raft's timers, the WAL's IO), so it trims as the IO thread does: its
+  // young generation given back once its loop is idle after a load (decision 0299). Never stopped: it
+  // is unref'd, and the thread ends with the node.
+  startIdleTrim(() => {});
   parentPort!.postMessage({ type: "ready" });
 }
 
