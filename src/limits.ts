@@ -271,9 +271,9 @@ export const EXPIRE_SWEEP_BUDGET_MS = 25;
  * a shard worker whether any command came in; when idle (the IO thread: under
  * IDLE_TRIM_MAX_UTILIZATION, the fraction of the interval spent working) it
  * asks V8 for a young-generation collection, at most IDLE_TRIM_COLLECTIONS
- * times until it is busy again. A load grows V8's
- * young generation to 32 MiB and V8 shrinks it only at a collection that
- * finds little being allocated, which an idle process never runs by itself.
+ * times until it is busy again. A load grows V8's young generation to 32 MiB
+ * and V8 shrinks it only at a collection that finds little being allocated,
+ * which an idle process never runs by itself.
  * A cluster member's group workers check as the IO thread does (they run an
  * event loop). 5%: an idle cluster member's IO thread runs at about 3% (its
  * peers' liveness and the quiet groups' ticks), and under 2% it never

@@ -125,17 +125,21 @@ export class RaftLog {
   private makeRoom(): void {
     const n = this.count;
     const size = n < this.terms.length / 2 ? this.terms.length : this.terms.length * 2;
-    const move = <T extends Float64Array | Uint8Array | Uint32Array>(a: T, grown: T): T => {
-      if (grown === a) a.copyWithin(0, this.head, this.head + n);
-      else grown.set(a.subarray(this.head, this.head + n));
+    // Each column: moved down in place when there is room at the front, else copied into one twice as long.
+    const move = <T extends Float64Array | Uint8Array | Uint32Array>(a: T, make: (length: number) => T): T => {
+      if (size === a.length) {
+        a.copyWithin(0, this.head, this.head + n);
+        return a;
+      }
+      const grown = make(size);
+      grown.set(a.subarray(this.head, this.head + n));
       return grown;
     };
-    const same = size === this.terms.length;
-    this.terms = move(this.terms, same ? this.terms : new Float64Array(size));
-    this.types = move(this.types, same ? this.types : new Uint8Array(size));
-    this.chunkIds = move(this.chunkIds, same ? this.chunkIds : new Uint32Array(size));
-    this.dataAt = move(this.dataAt, same ? this.dataAt : new Uint32Array(size));
-    this.dataBytes = move(this.dataBytes, same ? this.dataBytes : new Uint32Array(size));
+    this.terms = move(this.terms, (k) => new Float64Array(k));
+    this.types = move(this.types, (k) => new Uint8Array(k));
+    this.chunkIds = move(this.chunkIds, (k) => new Uint32Array(k));
+    this.dataAt = move(this.dataAt, (k) => new Uint32Array(k));
+    this.dataBytes = move(this.dataBytes, (k) => new Uint32Array(k));
     this.head = 0;
   }
 
