@@ -124,6 +124,28 @@ describe("Raft log", () => {
     );
   });
 
+  it("moves its columns down when compaction left room at the front, and grows them when not", () => {
+    const log = new RaftLog(BASE);
+    const add = (from: number, to: number) => {
+      const entries: Entry[] = [];
+      for (let i = from; i <= to; i++)
+        entries.push({ index: i, term: 1, type: EntryType.Normal, data: dataFor(i, 1, 40) });
+      log.append(entries);
+      log.stableTo(to);
+      log.commitTo(to);
+      log.appliedTo(to);
+    };
+    add(1, 64); // the columns' first capacity, full
+    log.compact(50); // 14 entries left, at the columns' end
+    add(65, 100); // no room at the end: moved down (14 of 64 in use), then 36 more
+    add(101, 200); // full with more than half in use: doubled
+    for (const i of [51, 64, 65, 100, 101, 200]) assert.deepEqual(log.entry(i).data, dataFor(i, 1, 40), `entry ${i}`);
+    assert.deepEqual(
+      log.slice(51, 200).map((e) => e.index),
+      Array.from({ length: 150 }, (_, k) => 51 + k),
+    );
+  });
+
   it("keeps small entries in shared chunks and drops the chunks a compaction empties", () => {
     const log = new RaftLog(BASE);
     const n = 10_000;
