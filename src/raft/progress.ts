@@ -3,7 +3,8 @@
  * Three states, as in etcd's raft (tracker/progress.go):
  *
  *   Probe      the leader does not know where the follower's log matches
- *              ours: one append at a time, backing off on each rejection.
+ *              ours: one append at a time, of one entry at most, backing
+ *              off on each rejection (decision 0109).
  *   Replicate  it matched: appends are pipelined, up to maxInflight unacked.
  *   Snapshot   what it needs is compacted away: one snapshot is on its way,
  *              nothing else is sent until it is acknowledged (or times out).

@@ -766,6 +766,12 @@ export class Raft {
       if (m.reject) {
         // A rejection while a snapshot is in flight is a stale answer to an older append.
         if (pr.state === ProgressState.Snapshot) return;
+        // So is one that answers anything but the append we now wait on (etcd's MaybeDecrTo): in
+        // Replicate, one at or below what the follower already acknowledged; in Probe, one of an
+        // append other than the last probe. Once an append of a pipelined window is rejected, the
+        // window's later appends are rejected too; acting on each would probe and resend again
+        // for every one of them (decision 0109).
+        if (pr.state === ProgressState.Replicate ? m.index <= pr.match : m.index !== pr.next - 1) return;
         let probe = m.rejectHint;
         if (m.logTerm > 0) probe = this.log.findConflictByTerm(m.rejectHint, m.logTerm);
         pr.becomeProbe(this.ticks);
@@ -870,7 +876,10 @@ export class Raft {
     if (pr.paused(this.maxInflight)) return;
     const prev = pr.next - 1;
     if (prev < this.log.snapshotIndex()) return this.sendSnapshot(to, pr);
-    const entries = this.log.slice(pr.next, this.log.lastIndex(), this.maxAppendBytes);
+    // A probe carries one entry at most: it may be rejected, and while unanswered it goes again with
+    // every heartbeat answer; once one is accepted, Replicate streams the rest (decision 0109).
+    const hi = pr.state === ProgressState.Probe ? pr.next : this.log.lastIndex();
+    const entries = this.log.slice(pr.next, hi, this.maxAppendBytes);
     this.send(
       message({
         type: MessageType.App,

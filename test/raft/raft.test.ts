@@ -166,6 +166,58 @@ describe("Raft core", () => {
     assert.equal(restarted.log.lastIndex(), old.log.lastIndex());
   });
 
+  it("a pipelined window with a gap sends the leader back to probing once, not once per rejected append", () => {
+    const net = new Net(3);
+    net.elect(1);
+    const leader = net.node(1);
+    // Five appends in flight to node 2, one per round, as under a pipelined load.
+    for (let i = 0; i < 5; i++) {
+      leader.propose(enc.encode(`w${i}`));
+      net.collect();
+    }
+    const toTwo = net.pending.filter((m) => m.to === 2 && m.type === MessageType.App);
+    assert.equal(toTwo.length, 5, "one append per round");
+    net.pending = net.pending.filter((m) => m !== toTwo[0]); // the window's first append is lost
+    const from = net.delivered.length;
+    net.settle();
+    const after = net.delivered.slice(from);
+    const rejected = after.filter((m) => m.from === 2 && m.type === MessageType.AppResp && m.reject);
+    assert.equal(rejected.length, 4, "each append after the gap is rejected");
+    // The first rejection starts one probe; the other three answer appends sent before it and
+    // change nothing. Every entry goes to node 2 again at most once: 5 lost or rejected, 5 resent.
+    const resent = after.filter((m) => m.from === 1 && m.to === 2 && m.type === MessageType.App && !toTwo.includes(m));
+    const entries = resent.reduce((n, m) => n + m.entries.length, 0);
+    assert.equal(entries, 5, `entries sent to node 2 again: ${entries} in ${resent.length} appends`);
+    assert.equal(net.node(2).log.lastIndex(), leader.log.lastIndex(), "node 2 caught up");
+    assert.deepEqual(net.applied.get(2), ["w0", "w1", "w2", "w3", "w4"]);
+  });
+
+  it("a probe carries one entry at most; a follower far behind is caught up once one is accepted", () => {
+    const net = new Net(3);
+    net.elect(1); // node 3 holds the new leader's first entry
+    net.down.add(3);
+    for (let i = 0; i < 20; i++) net.node(1).propose(enc.encode(`w${i}`));
+    net.settle();
+    assert.equal(net.node(1).log.committed, 21, "committed by nodes 1 and 2");
+    net.down.delete(3);
+    const from = net.delivered.length;
+    net.tickAll(1); // a heartbeat; its answer finds node 3 behind: an append, rejected, then the probe
+    const after = net.delivered.slice(from);
+    const accepted = after.findIndex((m) => m.from === 3 && m.type === MessageType.AppResp && !m.reject);
+    assert.ok(accepted > 0, "a probe was accepted");
+    const before = after.slice(0, accepted).filter((m) => m.to === 3 && m.type === MessageType.App);
+    assert.ok(before.length >= 2, `appends before the match point was found: ${before.length}`);
+    for (const p of before) assert.ok(p.entries.length <= 1, `an append with ${p.entries.length} entries`);
+    const sent = after.filter((m) => m.to === 3 && m.type === MessageType.App);
+    assert.equal(
+      sent.reduce((n, m) => n + m.entries.length, 0),
+      20,
+      "each missing entry sent once: the probe's, then the rest streamed",
+    );
+    assert.equal(net.node(3).log.lastIndex(), 21);
+    assert.equal(net.applied.get(3)!.length, 20);
+  });
+
   it("asserts its invariants: a term never goes backwards", () => {
     const net = new Net(3);
     net.elect(1);
