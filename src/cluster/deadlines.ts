@@ -24,6 +24,20 @@
 import { assert } from "../assert.js";
 import { SHUTDOWN_RESP_ANSWER_MAX_MS } from "../limits.js";
 
+/** Raft's clock on a member, by default (`--tick-ms`). */
+export const DEFAULT_TICK_MS = 20;
+/**
+ * Ticks without a word from the leader before a follower campaigns, by
+ * default (`--election-ticks`; randomised up to twice that): 1 to 2 s. Long
+ * enough to ride out a living leader's stalls (measured up to 600 ms on a
+ * loaded two-core machine running three members; decision 0110), where 200
+ * to 400 ms made elections out of them. A leader whose connection closes is
+ * replaced within a few ticks regardless (src/cluster/liveness.ts).
+ */
+export const DEFAULT_ELECTION_TICKS = 50;
+/** A leader's heartbeat interval, in ticks. */
+export const HEARTBEAT_TICKS = 2;
+
 /** How long a request may wait on the member it reached: for a leader, a commit, or a forwarded answer. */
 export const CLUSTER_REQUEST_DEADLINE_MS = 5_000;
 /** How long a request served by a partition's leader may wait for its commit or read index. */
@@ -37,6 +51,11 @@ assert(
   HOST_REQUEST_DEADLINE_MS + FORWARD_ALLOWANCE_MS <= CLUSTER_REQUEST_DEADLINE_MS,
   "a leader answers a forwarded request before the forwarding member's deadline",
 );
+assert(
+  2 * DEFAULT_ELECTION_TICKS * DEFAULT_TICK_MS < HOST_REQUEST_DEADLINE_MS,
+  "with the defaults, a write that waits out a leader's silence can still commit under the next one",
+);
+assert(HEARTBEAT_TICKS < DEFAULT_ELECTION_TICKS, "heartbeats come more often than elections");
 assert(
   FORWARD_READ_RETRY_MS < CLUSTER_REQUEST_DEADLINE_MS,
   "a forwarded read that got no answer has time to be tried again",

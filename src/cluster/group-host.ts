@@ -271,9 +271,13 @@ export class GroupHost {
    * `member` may have failed, or has come back (the IO thread's member
    * liveness): wake the quiet groups it belongs to, so their clocks run and
    * Raft's own timeouts take over (an election, or a leader's heartbeats).
+   * `lost`: the connection to it closed, so the groups it leads do not wait
+   * out an election timeout (decision 0110).
    */
-  wake(member: number): void {
-    if (this.mr.wakeWith(member) > 0) this.kick();
+  wake(member: number, lost = false): void {
+    let n = this.mr.wakeWith(member);
+    if (lost) n += this.mr.leaderUnreachable(member);
+    if (n > 0) this.kick();
   }
 
   /** Raft messages from a peer. */

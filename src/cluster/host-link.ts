@@ -41,8 +41,8 @@ export interface HostLink {
   transfer(group: number, to: number, handoff?: boolean): Promise<string | null>;
   stepReplace(group: number, remove: number, add: number): Promise<string | null>;
   rebalance(settled: number[]): void;
-  /** `member` may have failed or came back: wake the quiet groups it is in. */
-  wake(member: number): void;
+  /** `member` may have failed or came back: wake the quiet groups it is in; `lost`: its connection closed. */
+  wake(member: number, lost?: boolean): void;
   status(): Promise<HostStatus>;
   close(): Promise<void>;
 }
@@ -82,8 +82,8 @@ export class InlineHostLink implements HostLink {
   rebalance(settled: number[]): void {
     this.host.rebalance(settled);
   }
-  wake(member: number): void {
-    this.host.wake(member);
+  wake(member: number, lost = false): void {
+    this.host.wake(member, lost);
   }
   async status(): Promise<HostStatus> {
     return this.host.status();
@@ -98,7 +98,7 @@ export type Control =
   | { op: "transfer"; group: number; to: number; handoff?: boolean }
   | { op: "replace"; group: number; remove: number; add: number }
   | { op: "rebalance"; settled: number[] }
-  | { op: "wake"; member: number }
+  | { op: "wake"; member: number; lost: boolean }
   | { op: "status" }
   | { op: "close" };
 
@@ -196,8 +196,8 @@ export class ChannelHostLink implements HostLink {
     this.toWorker.write(In.Control, 0, 0, 0, jsonBytes({ op: "rebalance", settled } satisfies Control));
   }
 
-  wake(member: number): void {
-    this.toWorker.write(In.Control, 0, 0, 0, jsonBytes({ op: "wake", member } satisfies Control));
+  wake(member: number, lost = false): void {
+    this.toWorker.write(In.Control, 0, 0, 0, jsonBytes({ op: "wake", member, lost } satisfies Control));
   }
 
   status(): Promise<HostStatus> {

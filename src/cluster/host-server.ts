@@ -86,7 +86,7 @@ export class HostServer {
           case "rebalance":
             return host.rebalance(c.settled);
           case "wake":
-            return host.wake(c.member);
+            return host.wake(c.member, c.lost);
           case "status":
             return reply(host.status());
           case "close":

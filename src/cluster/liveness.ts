@@ -12,9 +12,16 @@
  * resume. One ping per peer stands in for a heartbeat per group: what an
  * idle cluster costs no longer grows with its partitions.
  *
+ * A lost connection. A peer whose connection closes (its process ended: the
+ * kernel closed its sockets; or the network failed) is told to the hosts at
+ * once, not after an election timeout of silence: the groups it leads
+ * campaign within a few ticks (decision 0110). So the election timeout can
+ * be long enough to ride out a living member's stalls while a dead one is
+ * replaced as fast as before.
+ *
  * Rebalancing. Leaders drift to whoever won the last election; after a
  * member returns, it leads nothing. Every REBALANCE_EVERY_TICKS ticks this
- * member tells its hosts which members have been connected for
+ * member tells its hosts which members have been connected and alive for
  * REBALANCE_SETTLE_MS (settled); each host hands the partitions it leads by
  * election but should not (placement's preferred leader) to a settled
  * preferred member (src/cluster/group-host.ts, rebalance).
@@ -42,8 +49,14 @@ export interface LivenessOptions {
 export class Liveness {
   /** Peers this member last judged alive. */
   private readonly alive = new Set<number>();
-  /** When each peer's connection came up (for rebalancing only to members that are settled). */
-  private readonly connectedSince = new Map<number, number>();
+  /** Peers connected at the last check. */
+  private readonly connected = new Set<number>();
+  /**
+   * Since when each peer has been connected and alive without a break (for rebalancing only to
+   * members that are settled). A paused process keeps its connections open: connected alone would
+   * hand it partitions it cannot lead, each transfer refusing writes until abandoned.
+   */
+  private readonly settledSince = new Map<number, number>();
   private checker: Timer | null = null;
   private rebalancer: Timer | null = null;
 
@@ -67,13 +80,19 @@ export class Liveness {
     if (this.checker !== null) this.clock.clearInterval(this.checker);
   }
 
-  /** Pings the peers it has been silent to, and wakes the quiet groups of peers whose liveness changed. */
+  /**
+   * Pings the peers it has been silent to, tells the hosts of connections
+   * that closed, and wakes the quiet groups of peers whose liveness changed.
+   */
   check(): void {
     const quietMs = this.o.heartbeatTicks * this.o.tickMs;
     const within = this.o.electionTicks * this.o.tickMs;
     for (const m of this.membership.all()) {
       if (m.id === this.o.self) continue;
-      if (this.net.isConnected(m.id) && !this.net.sentWithin(m.id, quietMs)) this.net.sendFrame(m.id, PING);
+      const connected = this.net.isConnected(m.id);
+      if (connected) this.connected.add(m.id);
+      else if (this.connected.delete(m.id)) for (const h of this.hosts) h.wake(m.id, true);
+      if (connected && !this.net.sentWithin(m.id, quietMs)) this.net.sendFrame(m.id, PING);
       const now = this.net.heardWithin(m.id, within);
       if (now === this.alive.has(m.id)) continue;
       if (now) this.alive.add(m.id);
@@ -82,15 +101,15 @@ export class Liveness {
     }
   }
 
-  /** Tells the hosts which peers have been connected long enough to get their partitions back. */
+  /** Tells the hosts which peers have been connected and alive long enough to get their partitions back. */
   rebalance(): void {
     const now = this.clock.now();
     const settled: number[] = [];
     for (const m of this.membership.all()) {
       if (m.id === this.o.self) continue;
-      if (!this.net.isConnected(m.id)) this.connectedSince.delete(m.id);
-      else if (!this.connectedSince.has(m.id)) this.connectedSince.set(m.id, now);
-      const since = this.connectedSince.get(m.id);
+      if (!this.net.isConnected(m.id) || !this.alive.has(m.id)) this.settledSince.delete(m.id);
+      else if (!this.settledSince.has(m.id)) this.settledSince.set(m.id, now);
+      const since = this.settledSince.get(m.id);
       if (since !== undefined && now - since >= REBALANCE_SETTLE_MS && !this.isLeaving(m.id)) settled.push(m.id);
     }
     if (settled.length > 0) for (const h of this.hosts) h.rebalance(settled);

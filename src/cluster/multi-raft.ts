@@ -278,6 +278,21 @@ export class MultiRaft {
     return n;
   }
 
+  /**
+   * The connection to `member` was lost: each group it leads, as this
+   * replica knows it, campaigns within a few ticks (src/raft/raft.ts,
+   * leaderUnreachable()). Returns how many groups that concerns.
+   */
+  leaderUnreachable(member: number): number {
+    let n = 0;
+    for (const g of this.groups.values()) {
+      if (g.raft.leader !== member || member === this.member) continue;
+      g.raft.leaderUnreachable(member);
+      n++;
+    }
+    return n;
+  }
+
   /** Groups whose clock is stopped (quiescence), for stats. */
   quiescedCount(): number {
     let n = 0;

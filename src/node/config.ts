@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { DEFAULT_ELECTION_TICKS, DEFAULT_TICK_MS, HEARTBEAT_TICKS } from "../cluster/deadlines.js";
 import { ConfigError } from "../config-error.js";
 import { attribute, type ConfigFile, type FlagValues, layered, readConfigFile, type Source } from "./config-file.js";
 import { FSYNC_POLICIES, type FsyncPolicy } from "../journal/journal.js";
@@ -79,6 +80,7 @@ export interface NodeConfig {
     partitions: number;
     replicas: number;
     tickMs: number;
+    electionTicks: number;
     compactEntries: number;
     quiesceTicks: number;
   } | null;
@@ -210,7 +212,16 @@ export const SERVER_FLAGS = {
   },
   partitions: { env: "PICCOLO_PARTITIONS", help: "cluster mode: partitions, fixed at bootstrap", default: "64" },
   replicas: { env: "PICCOLO_REPLICAS", help: "cluster mode: replicas per partition", default: "3" },
-  "tick-ms": { env: "PICCOLO_TICK_MS", help: "cluster mode: Raft tick (election after 10-20 ticks)", default: "20" },
+  "tick-ms": {
+    env: "PICCOLO_TICK_MS",
+    help: "cluster mode: Raft's tick in ms (a leader's heartbeat every 2 ticks)",
+    default: String(DEFAULT_TICK_MS),
+  },
+  "election-ticks": {
+    env: "PICCOLO_ELECTION_TICKS",
+    help: "cluster mode: ticks without the leader's word before a follower campaigns, randomised up to twice that (a leader whose connection closes is replaced within a few ticks)",
+    default: String(DEFAULT_ELECTION_TICKS),
+  },
   "quiesce-ticks": {
     env: "PICCOLO_QUIESCE_TICKS",
     help: "cluster mode: idle ticks before a partition's group goes quiet (no heartbeats); 0: never",
@@ -414,6 +425,7 @@ function clusterConfig(pick: (name: keyof typeof SERVER_FLAGS) => string): NodeC
     partitions: int("partitions", pick("partitions"), 1, 4096),
     replicas: int("replicas", pick("replicas"), 1, 7),
     tickMs: int("tick-ms", pick("tick-ms"), 1, 10_000),
+    electionTicks: int("election-ticks", pick("election-ticks"), HEARTBEAT_TICKS + 1, 100_000),
     compactEntries: int("compact-entries", pick("compact-entries"), 1, 100_000_000),
     quiesceTicks: int("quiesce-ticks", pick("quiesce-ticks"), 0, 1_000_000),
   };

@@ -9,6 +9,7 @@
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { pino } from "pino";
+import { HEARTBEAT_TICKS } from "../cluster/deadlines.js";
 import { PlacementError, parseMemberLists } from "../cluster/placement.js";
 import { startIdleTrim } from "../idle-trim.js";
 import type { Durability } from "../io/shards.js";
@@ -51,8 +52,8 @@ export async function runNode(config: NodeConfig): Promise<PiccoloNode> {
           shards: config.shards,
           tickMs: cluster.tickMs,
           compactEntries: cluster.compactEntries,
-          electionTicks: 10,
-          heartbeatTicks: 2,
+          electionTicks: cluster.electionTicks,
+          heartbeatTicks: HEARTBEAT_TICKS,
           quiesceAfterTicks: cluster.quiesceTicks,
           logger,
           peerTls: config.tlsCluster && config.tls !== null ? peerOptions(config.tls) : null,

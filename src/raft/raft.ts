@@ -37,6 +37,11 @@ import { type Entry, EntryType, type HardState, type ReplicaId, type Snapshot, t
 
 export const DEFAULT_ELECTION_TICKS = 10;
 export const DEFAULT_HEARTBEAT_TICKS = 1;
+/**
+ * After leaderUnreachable(), a follower campaigns within 1 to this many ticks (random, so that the
+ * group's other followers, told the same, rarely split the vote).
+ */
+export const UNREACHABLE_CAMPAIGN_SPREAD_TICKS = 5;
 /** Appends in flight to one follower before the leader waits for acknowledgements. */
 export const DEFAULT_MAX_INFLIGHT = 64;
 /** Bytes of entry data per append message (at least one entry is always sent). */
@@ -278,6 +283,26 @@ export class Raft {
   wake(): void {
     this.quiet = false;
     this.idleTicks = 0;
+  }
+
+  /**
+   * The host lost its connection to replica `id`: its process ended (the
+   * kernel closed its sockets), or the network between us failed. If `id`
+   * leads the group as far as this follower knows, it stops counting on it
+   * (decision 0110): it forgets the leader, so the leader's lease no longer
+   * makes it refuse votes, and campaigns within a few ticks instead of
+   * waiting out an election timeout. The timeout stays long enough to ride
+   * out a slow but living leader (a stalled event loop keeps its connections
+   * open); a dead one is noticed at once. Nothing here is a safety matter:
+   * the campaign is an ordinary (pre-)vote, and a leader that is in fact
+   * alive is heard again with its next heartbeat.
+   */
+  leaderUnreachable(id: ReplicaId): void {
+    if (this.role !== Role.Follower || this.leader !== id) return;
+    this.wake();
+    this.leader = 0;
+    const wait = 1 + Math.floor(this.rand() * UNREACHABLE_CAMPAIGN_SPREAD_TICKS);
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTicks - wait);
   }
 
   /** Whether the group is quiet (see wake()). */

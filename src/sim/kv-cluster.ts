@@ -43,6 +43,7 @@
  * deadline fail the run too.
  */
 import { checkHistory, type Verdict } from "../check/linearizability.js";
+import { DEFAULT_ELECTION_TICKS, DEFAULT_TICK_MS, HEARTBEAT_TICKS } from "../cluster/deadlines.js";
 import { ChannelHostLink, type HostLink, InlineHostLink } from "../cluster/host-link.js";
 import { GroupHost } from "../cluster/group-host.js";
 import { HostServer } from "../cluster/host-server.js";
@@ -115,10 +116,9 @@ export interface KvSimResult {
 
 /** Replicas per partition, as the node's default. */
 const REPLICAS = 3;
-/** Raft's tick, as the node's default (`--tick-ms 20`). */
-const TICK_MS = 20;
-const ELECTION_TICKS = 10;
-const HEARTBEAT_TICKS = 2;
+/** Raft's clock, as the node's defaults (`--tick-ms`, `--election-ticks`). */
+const TICK_MS = DEFAULT_TICK_MS;
+const ELECTION_TICKS = DEFAULT_ELECTION_TICKS;
 /** Small, so that logs are compacted and members behind catch up by snapshot. */
 const COMPACT_ENTRIES = 40;
 /** How often the nemesis considers a fault (virtual ms). */

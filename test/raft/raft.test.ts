@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { MessageType, Role } from "../../src/raft/messages.js";
-import { Raft } from "../../src/raft/raft.js";
+import { Raft, UNREACHABLE_CAMPAIGN_SPREAD_TICKS } from "../../src/raft/raft.js";
 import type { Entry } from "../../src/raft/types.js";
 import { enc, Net } from "./net.js";
 
@@ -216,6 +216,37 @@ describe("Raft core", () => {
     );
     assert.equal(net.node(3).log.lastIndex(), 21);
     assert.equal(net.applied.get(3)!.length, 20);
+  });
+
+  it("a leader whose connection closed is replaced within a few ticks, not an election timeout (decision 0110)", () => {
+    const net = new Net(3, { electionTicks: 50 });
+    net.elect(1);
+    const term = net.node(1).term;
+    net.down.add(1); // its process ended: both followers' hosts saw the connection close
+    net.node(2).leaderUnreachable(1);
+    net.node(3).leaderUnreachable(1);
+    let ticks = 0;
+    while (net.leaders().length === 0 && ticks < 50) {
+      net.tickAll(1);
+      ticks++;
+    }
+    assert.ok(ticks <= UNREACHABLE_CAMPAIGN_SPREAD_TICKS, `a new leader after ${ticks} ticks`);
+    assert.equal(net.leaders().length, 1);
+    assert.ok(net.node(net.leaders()[0]!).term > term);
+  });
+
+  it("a follower that alone lost its connection to a living leader disturbs nothing: the other still hears it", () => {
+    const net = new Net(3, { electionTicks: 50 });
+    net.elect(1);
+    const term = net.node(1).term;
+    net.node(2).leaderUnreachable(1); // a connection that broke and came back
+    net.tickAll(10);
+    assert.deepEqual(net.leaders(), [1]);
+    assert.equal(net.node(1).term, term, "no election won: node 3's lease refused node 2's pre-vote");
+    assert.equal(net.node(2).leader, 1, "node 2 follows node 1 again, from its heartbeats");
+    // A replica told about a member that is not its leader does nothing.
+    net.node(3).leaderUnreachable(2);
+    assert.equal(net.node(3).leader, 1);
   });
 
   it("asserts its invariants: a term never goes backwards", () => {
