@@ -36,8 +36,14 @@ import { parseStamps } from "./trace-stamps.js";
  */
 export const EXIT_FORGOTTEN = 72;
 
-/** Requests in flight on this member before the IO loop stops reading sockets (and their bytes: limits.ts). */
-export const CLUSTER_MAX_IN_FLIGHT = 16_384;
+/**
+ * Requests in flight on this member before the IO loop stops reading sockets (and their bytes: limits.ts).
+ * It also bounds how long an admitted request queues: in flight divided by the member's rate, which must
+ * stay well under CLUSTER_REQUEST_DEADLINE_MS. 16,384 at the ~4,000 writes/s a member of three on two
+ * cores manages was 4 s of queue, and hundreds of writes timed out (decision 0110); 4,096 is 1 s there, and
+ * still far above what throughput needs (in flight / latency: 4,096 / 5 ms is 800,000 a second).
+ */
+export const CLUSTER_MAX_IN_FLIGHT = 4_096;
 
 export interface ClusterOptions {
   self: Member;

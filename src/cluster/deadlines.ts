@@ -35,6 +35,13 @@ export const DEFAULT_TICK_MS = 20;
  * replaced within a few ticks regardless (src/cluster/liveness.ts).
  */
 export const DEFAULT_ELECTION_TICKS = 50;
+/**
+ * The election timeout until a replica has heard from a leader since it
+ * started (at most --election-ticks): a fresh cluster, or one restarted
+ * whole, elects its first leaders in 200 to 400 ms, with no lease to wait
+ * out (src/raft/raft.ts, initialElectionTicks).
+ */
+export const FIRST_ELECTION_TICKS = 10;
 /** A leader's heartbeat interval, in ticks. */
 export const HEARTBEAT_TICKS = 2;
 
@@ -55,7 +62,7 @@ assert(
   2 * DEFAULT_ELECTION_TICKS * DEFAULT_TICK_MS < HOST_REQUEST_DEADLINE_MS,
   "with the defaults, a write that waits out a leader's silence can still commit under the next one",
 );
-assert(HEARTBEAT_TICKS < DEFAULT_ELECTION_TICKS, "heartbeats come more often than elections");
+assert(HEARTBEAT_TICKS < FIRST_ELECTION_TICKS, "heartbeats come more often than elections");
 assert(
   FORWARD_READ_RETRY_MS < CLUSTER_REQUEST_DEADLINE_MS,
   "a forwarded read that got no answer has time to be tried again",

@@ -28,6 +28,7 @@
  * it testable in one process with a simulated network (test/cluster).
  */
 import { assert } from "../assert.js";
+import { FIRST_ELECTION_TICKS } from "./deadlines.js";
 import type { GroupMessage } from "./peer-codec.js";
 import { canSendBeforePersist, type Message, type Ready } from "../raft/messages.js";
 import type { ConfChange } from "../raft/config.js";
@@ -226,7 +227,12 @@ export class MultiRaft {
       id: this.member,
       peers: voters,
       rand: this.rand,
-      ...(this.electionTicks === undefined ? {} : { electionTicks: this.electionTicks }),
+      ...(this.electionTicks === undefined
+        ? {}
+        : {
+            electionTicks: this.electionTicks,
+            initialElectionTicks: Math.min(this.electionTicks, FIRST_ELECTION_TICKS),
+          }),
       ...(this.heartbeatTicks === undefined ? {} : { heartbeatTicks: this.heartbeatTicks }),
       quiesceAfterTicks: this.quiesceAfterTicks,
       ...(restore === undefined ? {} : { restore }),

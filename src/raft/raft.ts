@@ -61,6 +61,13 @@ export interface RaftConfig {
   /** A uniform random number in [0, 1): the only source of randomness. */
   rand: () => number;
   electionTicks?: number;
+  /**
+   * The election timeout (randomised up to twice it) until this replica has
+   * heard from a leader since it started: no leader's lease to wait out yet,
+   * so a new group, or a whole cluster started at once, elects its first
+   * leaders as fast as this allows (decision 0110). Default: electionTicks.
+   */
+  initialElectionTicks?: number;
   heartbeatTicks?: number;
   maxInflight?: number;
   maxAppendBytes?: number;
@@ -138,6 +145,9 @@ export class Raft {
 
   private readonly rand: () => number;
   private readonly electionTicks: number;
+  private readonly initialElectionTicks: number;
+  /** Heard from a leader (or led) since this replica started: the long election timeout applies. */
+  private leaderSeen = false;
   private readonly heartbeatTicks: number;
   private readonly maxInflight: number;
   private readonly maxAppendBytes: number;
@@ -190,6 +200,7 @@ export class Raft {
     this.id = c.id;
     this.rand = c.rand;
     this.electionTicks = c.electionTicks ?? DEFAULT_ELECTION_TICKS;
+    this.initialElectionTicks = c.initialElectionTicks ?? this.electionTicks;
     this.heartbeatTicks = c.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS;
     this.maxInflight = c.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.maxAppendBytes = c.maxAppendBytes ?? DEFAULT_MAX_APPEND_BYTES;
@@ -200,6 +211,10 @@ export class Raft {
     this.unsafeVote = c.unsafeVoteIgnoringLog ?? false;
     this.unsafeConf = c.unsafeConfChangeUnguarded ?? false;
     assert(this.heartbeatTicks < this.electionTicks, "heartbeats come more often than elections");
+    assert(
+      this.heartbeatTicks < this.initialElectionTicks && this.initialElectionTicks <= this.electionTicks,
+      "the first election timeout is between the heartbeat and the election timeout",
+    );
     const hs = c.restore?.hardState ?? { term: 0, vote: 0, commit: 0 };
     this.snapshot = c.restore?.snapshot ?? null;
     const base: SnapshotMeta = this.snapshot?.meta ?? {
@@ -604,8 +619,17 @@ export class Raft {
     this.wake(); // a new role starts awake
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
-    // Randomised in [electionTicks, 2 * electionTicks): split votes become unlikely.
-    this.randomizedElectionTicks = this.electionTicks + Math.floor(this.rand() * this.electionTicks);
+    // Randomised in [timeout, 2 * timeout): split votes become unlikely.
+    const timeout = this.leaderSeen ? this.electionTicks : this.initialElectionTicks;
+    this.randomizedElectionTicks = timeout + Math.floor(this.rand() * timeout);
+  }
+
+  /** A leader is known (heard from, or this replica): from now on the election timeout is the long one. */
+  private seeLeader(): void {
+    if (this.leaderSeen) return;
+    this.leaderSeen = true;
+    if (this.initialElectionTicks !== this.electionTicks)
+      this.randomizedElectionTicks = this.electionTicks + Math.floor(this.rand() * this.electionTicks);
   }
 
   private setTerm(term: number): void {
@@ -662,6 +686,7 @@ export class Raft {
     assert(this.role === Role.Candidate, "only a candidate becomes leader");
     this.role = Role.Leader;
     this.leader = this.id;
+    this.leaderSeen = true;
     this.resetTimers();
     this.leadTransferee = 0;
     this.progress = new Map();
@@ -704,11 +729,13 @@ export class Raft {
     if (m.type === MessageType.App) {
       this.electionElapsed = 0;
       this.leader = m.from;
+      this.seeLeader();
       return this.handleAppend(m);
     }
     if (m.type === MessageType.Heartbeat) {
       this.electionElapsed = 0;
       this.leader = m.from;
+      this.seeLeader();
       this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
       this.send(
         message({ type: MessageType.HeartbeatResp, to: m.from, from: this.id, term: this.term, context: m.context }),
@@ -720,6 +747,7 @@ export class Raft {
     if (m.type === MessageType.Snap) {
       this.electionElapsed = 0;
       this.leader = m.from;
+      this.seeLeader();
       return this.handleSnapshot(m);
     }
     if (m.type === MessageType.TimeoutNow && m.from === this.leader && isVoter(this.config, this.id)) {

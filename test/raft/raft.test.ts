@@ -235,6 +235,25 @@ describe("Raft core", () => {
     assert.ok(net.node(net.leaders()[0]!).term > term);
   });
 
+  it("the first election uses the short timeout; once a leader is known, a silence must last the long one", () => {
+    const net = new Net(3, { electionTicks: 50, initialElectionTicks: 10 });
+    let ticks = 0;
+    while (net.leaders().length === 0 && ticks < 100) {
+      net.tickAll(1);
+      ticks++;
+    }
+    assert.ok(ticks <= 20, `a first leader after ${ticks} ticks`);
+    const leader = net.leaders()[0]!;
+    net.down.add(leader); // silent, its connections open: only the timeout tells
+    const before = ticks;
+    while (net.leaders().length === 0 && ticks < before + 300) {
+      net.tickAll(1);
+      ticks++;
+    }
+    assert.ok(ticks - before >= 50, `the next leader after ${ticks - before} ticks of silence`);
+    assert.equal(net.leaders().length, 1);
+  });
+
   it("a follower that alone lost its connection to a living leader disturbs nothing: the other still hears it", () => {
     const net = new Net(3, { electionTicks: 50 });
     net.elect(1);
