@@ -423,12 +423,12 @@ export function encodeRaftFrames(messages: readonly GroupMessage[]): Uint8Array[
 
 /** `messages` split into layers that each decode in each group's order (see encodeRaftFrames). */
 function orderedLayers(messages: readonly GroupMessage[]): (readonly GroupMessage[])[] {
-  let last: Map<number, number> | null = null; // group -> layer * 4 + section of its last message
-  let layers: GroupMessage[][] | null = null;
+  if (messages.length < 2) return [messages];
+  const last = new Map<number, number>(); // group -> layer * 4 + section of its last message
+  let layers: GroupMessage[][] | null = null; // made only when a message needs a layer past the first
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i]!;
     const section = sectionOf(m.message);
-    last ??= new Map();
     const prev = last.get(m.group);
     let layer = 0;
     if (prev !== undefined) layer = (prev >> 2) + (section < (prev & 3) ? 1 : 0);

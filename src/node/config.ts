@@ -214,7 +214,7 @@ export const SERVER_FLAGS = {
   replicas: { env: "PICCOLO_REPLICAS", help: "cluster mode: replicas per partition", default: "3" },
   "tick-ms": {
     env: "PICCOLO_TICK_MS",
-    help: "cluster mode: Raft's tick in ms (a leader's heartbeat every 2 ticks)",
+    help: `cluster mode: Raft's tick in ms (a leader's heartbeat every ${HEARTBEAT_TICKS} ticks)`,
     default: String(DEFAULT_TICK_MS),
   },
   "election-ticks": {

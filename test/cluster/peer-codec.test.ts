@@ -71,6 +71,14 @@ const msgArb: fc.Arbitrary<GroupMessage> = fc
 
 const buf = (u: Uint8Array) => u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer;
 
+/** Every message of a sequence of Raft frames, decoded in the order a peer reads them. */
+const decodeAll = (frames: Uint8Array[]) =>
+  frames.flatMap((f) => {
+    const d = decodePeerFrame(buf(f));
+    assert.equal(d.kind, "raft");
+    return d.kind === "raft" ? d.messages : [];
+  });
+
 describe("peer codec", () => {
   it("any batch of Raft messages round-trips exactly (property): small ones, appends, snapshots, each kind in order", () => {
     // A stopping leader's hand-off travels as a struct, as a snapshot does (the codec's comment says why).
@@ -94,12 +102,6 @@ describe("peer codec", () => {
   });
 
   it("a batch of any size leaves as frames within the limits, in order (a member never refuses its own traffic)", () => {
-    const decodeAll = (frames: Uint8Array[]) =>
-      frames.flatMap((f) => {
-        const d = decodePeerFrame(buf(f));
-        assert.equal(d.kind, "raft");
-        return d.kind === "raft" ? d.messages : [];
-      });
     // The batch that once stopped a restarted member: thousands of heartbeat answers for one peer.
     const answers: GroupMessage[] = Array.from({ length: 9_511 }, (_, i) => ({
       group: i % 32,
@@ -141,12 +143,6 @@ describe("peer codec", () => {
   });
 
   it("each group's messages arrive in the order sent, whatever the batch mixes (property; decision 0109)", () => {
-    const decodeAll = (frames: Uint8Array[]) =>
-      frames.flatMap((f) => {
-        const d = decodePeerFrame(buf(f));
-        assert.equal(d.kind, "raft");
-        return d.kind === "raft" ? d.messages : [];
-      });
     const byGroup = (ms: GroupMessage[]) => {
       const m = new Map<number, Message[]>();
       for (const g of ms) m.set(g.group, [...(m.get(g.group) ?? []), g.message]);
