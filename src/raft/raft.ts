@@ -619,17 +619,26 @@ export class Raft {
     this.wake(); // a new role starts awake
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
-    // Randomised in [timeout, 2 * timeout): split votes become unlikely.
+    this.randomizeElectionTimeout();
+  }
+
+  /** Randomised in [timeout, 2 * timeout): split votes become unlikely. */
+  private randomizeElectionTimeout(): void {
     const timeout = this.leaderSeen ? this.electionTicks : this.initialElectionTicks;
     this.randomizedElectionTicks = timeout + Math.floor(this.rand() * timeout);
   }
 
-  /** A leader is known (heard from, or this replica): from now on the election timeout is the long one. */
-  private seeLeader(): void {
+  /**
+   * A message from the leader: its silence so far is over, and it is known.
+   * The first leader heard since this replica started makes the long
+   * election timeout apply from now on.
+   */
+  private heardLeader(from: ReplicaId): void {
+    this.electionElapsed = 0;
+    this.leader = from;
     if (this.leaderSeen) return;
     this.leaderSeen = true;
-    if (this.initialElectionTicks !== this.electionTicks)
-      this.randomizedElectionTicks = this.electionTicks + Math.floor(this.rand() * this.electionTicks);
+    if (this.initialElectionTicks !== this.electionTicks) this.randomizeElectionTimeout();
   }
 
   private setTerm(term: number): void {
@@ -727,15 +736,11 @@ export class Raft {
 
   private stepFollower(m: Message): void {
     if (m.type === MessageType.App) {
-      this.electionElapsed = 0;
-      this.leader = m.from;
-      this.seeLeader();
+      this.heardLeader(m.from);
       return this.handleAppend(m);
     }
     if (m.type === MessageType.Heartbeat) {
-      this.electionElapsed = 0;
-      this.leader = m.from;
-      this.seeLeader();
+      this.heardLeader(m.from);
       this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
       this.send(
         message({ type: MessageType.HeartbeatResp, to: m.from, from: this.id, term: this.term, context: m.context }),
@@ -745,9 +750,7 @@ export class Raft {
       return;
     }
     if (m.type === MessageType.Snap) {
-      this.electionElapsed = 0;
-      this.leader = m.from;
-      this.seeLeader();
+      this.heardLeader(m.from);
       return this.handleSnapshot(m);
     }
     if (m.type === MessageType.TimeoutNow && m.from === this.leader && isVoter(this.config, this.id)) {
