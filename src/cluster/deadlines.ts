@@ -25,7 +25,7 @@ import { assert } from "../assert.js";
 import { SHUTDOWN_RESP_ANSWER_MAX_MS } from "../limits.js";
 
 /** Raft's clock on a member, by default (`--tick-ms`). */
-export const DEFAULT_TICK_MS = 20;
+export const CLUSTER_TICK_MS = 20;
 /**
  * Ticks without a word from the leader before a follower campaigns, by
  * default (`--election-ticks`; randomised up to twice that): 1 to 2 s. Long
@@ -34,7 +34,7 @@ export const DEFAULT_TICK_MS = 20;
  * to 400 ms made elections out of them. A leader whose connection closes is
  * replaced within a few ticks regardless (src/cluster/liveness.ts).
  */
-export const DEFAULT_ELECTION_TICKS = 50;
+export const CLUSTER_ELECTION_TICKS = 50;
 /**
  * The election timeout until a replica has heard from a leader since it
  * started (at most --election-ticks): a fresh cluster, or one restarted
@@ -59,7 +59,7 @@ assert(
   "a leader answers a forwarded request before the forwarding member's deadline",
 );
 assert(
-  2 * DEFAULT_ELECTION_TICKS * DEFAULT_TICK_MS < HOST_REQUEST_DEADLINE_MS,
+  2 * CLUSTER_ELECTION_TICKS * CLUSTER_TICK_MS < HOST_REQUEST_DEADLINE_MS,
   "with the defaults, a write that waits out a leader's silence can still commit under the next one",
 );
 assert(HEARTBEAT_TICKS < FIRST_ELECTION_TICKS, "heartbeats come more often than elections");

@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_ELECTION_TICKS, DEFAULT_TICK_MS, HEARTBEAT_TICKS } from "../cluster/deadlines.js";
+import { CLUSTER_ELECTION_TICKS, CLUSTER_TICK_MS, HEARTBEAT_TICKS } from "../cluster/deadlines.js";
 import { ConfigError } from "../config-error.js";
 import { attribute, type ConfigFile, type FlagValues, layered, readConfigFile, type Source } from "./config-file.js";
 import { FSYNC_POLICIES, type FsyncPolicy } from "../journal/journal.js";
@@ -215,12 +215,12 @@ export const SERVER_FLAGS = {
   "tick-ms": {
     env: "PICCOLO_TICK_MS",
     help: `cluster mode: Raft's tick in ms (a leader's heartbeat every ${HEARTBEAT_TICKS} ticks)`,
-    default: String(DEFAULT_TICK_MS),
+    default: String(CLUSTER_TICK_MS),
   },
   "election-ticks": {
     env: "PICCOLO_ELECTION_TICKS",
     help: "cluster mode: ticks without the leader's word before a follower campaigns, randomised up to twice that (a leader whose connection closes is replaced within a few ticks)",
-    default: String(DEFAULT_ELECTION_TICKS),
+    default: String(CLUSTER_ELECTION_TICKS),
   },
   "quiesce-ticks": {
     env: "PICCOLO_QUIESCE_TICKS",

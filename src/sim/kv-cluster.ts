@@ -43,7 +43,7 @@
  * deadline fail the run too.
  */
 import { checkHistory, type Verdict } from "../check/linearizability.js";
-import { DEFAULT_ELECTION_TICKS, DEFAULT_TICK_MS, HEARTBEAT_TICKS } from "../cluster/deadlines.js";
+import { CLUSTER_ELECTION_TICKS, CLUSTER_TICK_MS, HEARTBEAT_TICKS } from "../cluster/deadlines.js";
 import { ChannelHostLink, type HostLink, InlineHostLink } from "../cluster/host-link.js";
 import { GroupHost } from "../cluster/group-host.js";
 import { HostServer } from "../cluster/host-server.js";
@@ -116,9 +116,6 @@ export interface KvSimResult {
 
 /** Replicas per partition, as the node's default. */
 const REPLICAS = 3;
-/** Raft's clock, as the node's defaults (`--tick-ms`, `--election-ticks`). */
-const TICK_MS = DEFAULT_TICK_MS;
-const ELECTION_TICKS = DEFAULT_ELECTION_TICKS;
 /** Small, so that logs are compacted and members behind catch up by snapshot. */
 const COMPACT_ENTRIES = 40;
 /** How often the nemesis considers a fault (virtual ms). */
@@ -410,9 +407,9 @@ export class KvSimulation {
         partitions: this.o.partitions,
         replicas: REPLICAS,
         hosts: this.o.hosts,
-        tickMs: TICK_MS,
+        tickMs: CLUSTER_TICK_MS, // Raft's clock, as the node's defaults
         compactEntries: COMPACT_ENTRIES,
-        electionTicks: ELECTION_TICKS,
+        electionTicks: CLUSTER_ELECTION_TICKS,
         heartbeatTicks: HEARTBEAT_TICKS,
         quiesceAfterTicks: this.o.quiesceAfterTicks,
       },
