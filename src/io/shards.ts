@@ -250,6 +250,8 @@ export class InlineShards implements ShardBackend {
         ({ journal, recovery } = Journal.open({
           dir: durability.shardDir(0),
           fsync: durability.fsync,
+          // The IO thread serves every client: everysec's fsync must not stop it (decision 0111).
+          backgroundSync: true,
           snapshotLogBytes: durability.snapshotLogBytes,
           fs: hooks.diskBudget > 0 ? budgetFs(realFs, { left: hooks.diskBudget }) : realFs,
           crashAfterSnapshot: hooks.crashAfterSnapshot,

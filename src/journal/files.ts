@@ -1,5 +1,6 @@
 /**
- * The journal's file calls, synchronous on purpose.
+ * The journal's file calls, synchronous on purpose (but for the IO thread's
+ * everysec fsync: syncInBackground).
  *
  * A shard worker runs one loop that never yields to an event loop (it
  * sleeps in Atomics.wait; src/shard/worker.ts), so promise-based IO would
@@ -16,6 +17,7 @@
  */
 import {
   closeSync,
+  fdatasync,
   fdatasyncSync,
   fsyncSync,
   ftruncateSync,
@@ -34,6 +36,12 @@ export interface JournalFile {
   write(bytes: Uint8Array, length: number): void;
   /** fdatasync: the data, and the size needed to read it back, are durable. */
   sync(): void;
+  /**
+   * fdatasync on a thread of libuv's pool; `done` runs on this thread's event loop, so only a thread
+   * that has one may call it (the IO thread: decision 0111). A close() meanwhile waits for it: the
+   * descriptor is not closed, and so not reused by the next open, under a sync still queued.
+   */
+  syncInBackground(done: (err: Error | null) => void): void;
   truncate(length: number): void;
   close(): void;
 }
@@ -58,13 +66,31 @@ export const realFs: JournalFs = {
   size: (path) => statSync(path).size,
   open(path) {
     const fd = openSync(path, "a");
+    let inBackground = 0;
+    let closeWhenDone = false;
     return {
       write(bytes, length) {
         for (let at = 0; at < length; ) at += writeSync(fd, bytes, at, length - at);
       },
       sync: () => fdatasyncSync(fd),
+      syncInBackground(done) {
+        inBackground++;
+        fdatasync(fd, (err) => {
+          if (--inBackground === 0 && closeWhenDone) {
+            try {
+              closeSync(fd);
+            } catch {
+              // closed as the journal asked; the file's data was synced before it let go of it
+            }
+          }
+          done(err);
+        });
+      },
       truncate: (length) => ftruncateSync(fd, length),
-      close: () => closeSync(fd),
+      close() {
+        if (inBackground > 0) closeWhenDone = true;
+        else closeSync(fd);
+      },
     };
   },
   remove: (path) => rmSync(path, { force: true }),
@@ -108,6 +134,7 @@ export function budgetFs(base: JournalFs, budget: DiskBudget): JournalFs {
           f.write(bytes, length);
         },
         sync: () => f.sync(),
+        syncInBackground: (done) => f.syncInBackground(done),
         truncate: (length) => f.truncate(length),
         close: () => f.close(),
       };

@@ -52,6 +52,11 @@ export interface JournalOptions {
   snapshotStepKeys?: number;
   /** How long after a failure writes are tried again (JOURNAL_RETRY_MS; tests shorten it). */
   retryMs?: number;
+  /**
+   * everysec's fsync runs on a thread of libuv's pool instead of this one (decision 0111): only for a
+   * host with an event loop to hear back on, the IO thread; a shard worker sleeps in Atomics.wait.
+   */
+  backgroundSync?: boolean;
   /** TEST ONLY (PICCOLO_TEST_CRASH_AT=after-snapshot): SIGKILL the process between a snapshot's rename and the clean-up. */
   crashAfterSnapshot?: boolean;
 }
@@ -87,6 +92,10 @@ export class Journal {
   private replayFrom: number;
   private unsynced = false;
   private lastSyncMs = performance.now();
+  /** A background fsync is running (backgroundSync): the next waits for it. */
+  private syncing = false;
+  /** A background fsync failed: the next commit() fails the journal with it. */
+  private backgroundFailure: Error | null = null;
   private snapshot: SnapshotWriter | null = null;
   private snapshotFile: { name: string; bytes: number } | null;
   /** This shard's last multi-shard transaction and its state (recover.ts). */
@@ -177,12 +186,37 @@ export class Journal {
   private sync(): void {
     const t = performance.now();
     this.file!.sync();
-    const ms = performance.now() - t;
+    this.synced(t);
+    this.lastSyncMs = performance.now();
+    this.unsynced = false;
+  }
+
+  private synced(startMs: number): void {
+    const ms = performance.now() - startMs;
     this.fsyncs++;
     this.fsyncTotalMs += ms;
     if (ms > this.fsyncMaxMs) this.fsyncMaxMs = ms;
-    this.lastSyncMs = performance.now();
+  }
+
+  /**
+   * everysec's fsync without stopping this thread (decision 0111): it covers what was written before it
+   * started; what is written meanwhile waits for the next. A failure fails the journal at the next
+   * commit(), whichever file it was on: a failed fsync may have dropped pages of a segment sealed since.
+   */
+  private syncInBackground(): void {
+    const t = performance.now();
+    this.syncing = true;
+    this.lastSyncMs = t;
     this.unsynced = false;
+    this.file!.syncInBackground((err) => {
+      this.syncing = false;
+      if (err !== null) {
+        if (this.failed === null) this.backgroundFailure = err;
+        this.unsynced = true;
+        return;
+      }
+      this.synced(t);
+    });
   }
 
   /**
@@ -191,6 +225,11 @@ export class Journal {
    */
   commit(): boolean {
     if (this.failed !== null) return this.effects.empty;
+    if (this.backgroundFailure !== null) {
+      this.fail(this.backgroundFailure);
+      this.backgroundFailure = null;
+      return false;
+    }
     if (this.effects.empty && !this.unsynced) return true; // a batch of reads: nothing to do
     // Inline rather than through guard(): this runs at every publish, and allocates nothing.
     try {
@@ -273,10 +312,14 @@ export class Journal {
     }
     if (
       this.unsynced &&
+      !this.syncing &&
       this.options.fsync === "everysec" &&
       performance.now() - this.lastSyncMs >= EVERYSEC_INTERVAL_MS
-    )
-      if (!this.guard(() => this.sync())) return false;
+    ) {
+      if (this.options.backgroundSync === true) {
+        if (!this.guard(() => this.syncInBackground())) return false;
+      } else if (!this.guard(() => this.sync())) return false;
+    }
     if (this.snapshot === null) {
       const log = this.logBytes();
       if (log >= this.options.snapshotLogBytes && log >= (this.snapshotFile?.bytes ?? 0)) this.startSnapshot(nowMs);
@@ -494,7 +537,8 @@ export class Journal {
     if (this.failed === null)
       this.guard(() => {
         this.writeEffects();
-        if (this.unsynced) this.sync();
+        // A background fsync still running covers what was written before it: it may not finish before exit.
+        if (this.unsynced || this.syncing) this.sync();
       });
     this.snapshot?.abandon();
     this.snapshot = null;

@@ -14,6 +14,7 @@ import { ErrorCode } from "../../src/errors.js";
 import { budgetFs, type DiskBudget, type JournalFs, realFs } from "../../src/journal/files.js";
 import { type FsyncPolicy, Journal } from "../../src/journal/journal.js";
 import { JournalCorruptError } from "../../src/journal/recover.js";
+import { EVERYSEC_INTERVAL_MS } from "../../src/limits.js";
 import { CommandView, commandBytes, encodeCommand, Op, Result } from "../../src/shard/command.js";
 import type { ShardCore } from "../../src/shard/execute.js";
 
@@ -98,6 +99,8 @@ function get(
   if (exp !== 0 && exp <= nowMs) return null;
   return { value: dec.decode(core.store.value(slot)), version: core.store.version(slot), expiresAtMs: exp };
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function segments(dir: string): string[] {
   return readdirSync(dir)
@@ -281,6 +284,106 @@ describe("the shard journal", () => {
     assert.equal(get(b.journal.core, "refused"), null);
     b.journal.close();
     assert.ok(logs.some((m) => /cannot write the log/.test(m)));
+  });
+
+  it("everysec in the background (the IO thread's journal): tick() starts the fsync and returns; commits go on while it runs; it is counted when it ends", async () => {
+    const dir = freshDir();
+    const { journal: j } = Journal.open({
+      dir,
+      fsync: "everysec",
+      backgroundSync: true,
+      snapshotLogBytes: 64 * 1024 * 1024,
+      fs: realFs,
+      log: () => {},
+    });
+    run(j, Op.PUT, "a", "1");
+    assert.ok(j.commit());
+    await sleep(EVERYSEC_INTERVAL_MS + 50);
+    j.tick(NOW);
+    assert.equal(j.stats().fsyncs, 0, "the fsync was not run on this thread: its callback cannot have come yet");
+    run(j, Op.PUT, "b", "2");
+    assert.ok(j.commit(), "a commit while the fsync runs");
+    j.tick(NOW);
+    assert.equal(j.stats().fsyncs, 0, "one fsync at a time");
+    while (j.stats().fsyncs === 0) await sleep(5);
+    assert.equal(j.stats().fsyncs, 1);
+    assert.equal(j.failed, null);
+    j.close();
+    const b = open(dir);
+    assert.equal(get(b.journal.core, "a")?.value, "1");
+    assert.equal(get(b.journal.core, "b")?.value, "2");
+    b.journal.close();
+  });
+
+  it("a background fsync that fails (EIO) fails the journal at the next commit: that batch is refused, the map comes back from disk, writes resume on a new segment", async () => {
+    const dir = freshDir();
+    let failBackground = true;
+    let failureReported = false;
+    const eioFs: JournalFs = {
+      ...realFs,
+      open(path) {
+        const f = realFs.open(path);
+        return {
+          ...f,
+          syncInBackground(done) {
+            if (!failBackground) return f.syncInBackground(done);
+            f.syncInBackground(() => {
+              failureReported = true;
+              done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+            });
+          },
+        };
+      },
+    };
+    const logs: string[] = [];
+    const { journal: j } = Journal.open({
+      dir,
+      fsync: "everysec",
+      backgroundSync: true,
+      snapshotLogBytes: 64 * 1024 * 1024,
+      fs: eioFs,
+      retryMs: 0,
+      log: (_level, message) => logs.push(message),
+    });
+    run(j, Op.PUT, "kept", "1");
+    assert.ok(j.commit(), "acknowledged: written, its fsync to come");
+    await sleep(EVERYSEC_INTERVAL_MS + 50);
+    j.tick(NOW);
+    while (!failureReported) await sleep(5);
+    assert.equal(j.failed, null, "the failure waits for the next commit, which fails with it");
+    run(j, Op.PUT, "lost", "2");
+    assert.equal(j.commit(), false, "the fsync failed: this batch's answers become STORAGE_FAILED");
+    assert.match(j.failed ?? "", /EIO/);
+    assert.equal(j.stats().fsyncs, 0, "a failed fsync is not counted as one");
+    const core = j.reload();
+    assert.equal(get(core, "kept")?.value, "1");
+    assert.equal(get(core, "lost"), null, "the refused batch was never written");
+    assert.equal(run(j, Op.PUT, "refused", "3").status, ErrorCode.STORAGE_FAILED);
+    failBackground = false;
+    j.tick(NOW); // retryMs 0: a fresh segment, a probe, an fsync (on this thread: the retry waits for it)
+    assert.equal(j.failed, null, "writes resume");
+    run(j, Op.PUT, "after", "4");
+    assert.ok(j.commit());
+    j.close();
+    const b = open(dir);
+    assert.equal(get(b.journal.core, "kept")?.value, "1");
+    assert.equal(get(b.journal.core, "after")?.value, "4");
+    assert.equal(get(b.journal.core, "refused"), null);
+    b.journal.close();
+    assert.ok(logs.some((m) => /cannot write the log: EIO/.test(m)));
+  });
+
+  it("a segment closed while its background fsync is queued keeps its descriptor until the fsync ends", async () => {
+    const dir = freshDir();
+    realFs.mkdir(dir);
+    for (let i = 0; i < 20; i++) {
+      const f = realFs.open(join(dir, `close-${i}.wal`));
+      f.write(enc.encode("bytes to sync"), 13);
+      const outcome = new Promise<Error | null>((resolve) => f.syncInBackground(resolve));
+      f.close(); // at once, as a rotation or a failure would: the fsync is still in libuv's queue
+      // Closed under it, the fsync would fail with EBADF, or sync whatever file took the number next.
+      assert.equal(await outcome, null);
+    }
   });
 
   it("a full disk mid-batch: the batch fails, the map comes back from disk, writes are refused, nothing acknowledged is lost", () => {
