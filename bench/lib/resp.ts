@@ -206,6 +206,63 @@ export function redisBenchmarkRun(
   return { lines, wallMs, cpuMs: t ? (Number(t[1]) + Number(t[2])) * 1000 : null };
 }
 
+/** One test of redis-benchmark's full report (without --csv): its figures and its tail. */
+export interface BenchmarkTail {
+  test: string;
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  /** The first point of its percentile distribution at or past 99.9%. */
+  p999ms: number;
+  maxMs: number;
+  requests: number;
+  /** Requests slower than 10 ms, from the cumulative distribution (its buckets end a few µs past each ms). */
+  over10ms: number;
+}
+
+/**
+ * Parses redis-benchmark's full report (run without --csv): one entry per "====== TEST ======" block.
+ * --csv gives p50/p95/p99/max only; the tail (p99.9, how many requests waited over 10 ms) is in the
+ * distributions the full report prints.
+ */
+export function parseBenchmarkReport(stdout: string): BenchmarkTail[] {
+  const out: BenchmarkTail[] = [];
+  const blocks = stdout.replace(/\r/g, "\n").split(/^====== (.+) ======$/m);
+  for (let i = 1; i + 1 < blocks.length; i += 2) {
+    const test = blocks[i]!.split(" ")[0]!;
+    const body = blocks[i + 1]!;
+    const [byPercentile = "", cumulative = ""] = body.split("Cumulative distribution of latencies:");
+    const points = (text: string) =>
+      [...text.matchAll(/^([\d.]+)% <= ([\d.]+) milliseconds \(cumulative count (\d+)\)$/gm)].map((m) => ({
+        pct: Number(m[1]),
+        ms: Number(m[2]),
+        count: Number(m[3]),
+      }));
+    const pcts = points(byPercentile);
+    const cum = points(cumulative);
+    const summary =
+      /latency summary \(msec\):\s+avg\s+min\s+p50\s+p95\s+p99\s+max\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)/.exec(
+        body,
+      );
+    const rps = /throughput summary: ([\d.]+) requests per second/.exec(body);
+    if (pcts.length === 0 || cum.length === 0 || summary === null || rps === null) continue;
+    const requests = cum[cum.length - 1]!.count;
+    let within10 = 0;
+    for (const c of cum) if (c.ms <= 10.01) within10 = c.count;
+    out.push({
+      test,
+      rps: Number(rps[1]),
+      p50ms: Number(summary[3]),
+      p99ms: Number(summary[5]),
+      p999ms: (pcts.find((x) => x.pct >= 99.9) ?? pcts[pcts.length - 1]!).ms,
+      maxMs: Number(summary[6]),
+      requests,
+      over10ms: requests - within10,
+    });
+  }
+  return out;
+}
+
 /**
  * Sends commands on one connection and collects one reply per command (simple
  * strings, errors, integers, bulk strings; enough for PING, DBSIZE, INFO, SAVE).
