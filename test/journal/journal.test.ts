@@ -100,6 +100,25 @@ function get(
   return { value: dec.decode(core.store.value(slot)), version: core.store.version(slot), expiresAtMs: exp };
 }
 
+/**
+ * After a failed fsync (the journal failed, "kept" acknowledged before it): a write is refused; the
+ * retry (retryMs 0) takes a fresh segment and writes resume; a restart has "kept" and "after", never
+ * "refused".
+ */
+function refusesThenResumes(j: Journal, dir: string): void {
+  assert.equal(run(j, Op.PUT, "refused", "3").status, ErrorCode.STORAGE_FAILED);
+  j.tick(NOW); // retryMs 0: a fresh segment, a probe, an fsync
+  assert.equal(j.failed, null, "writes resume");
+  run(j, Op.PUT, "after", "4");
+  assert.ok(j.commit());
+  j.close();
+  const b = open(dir);
+  assert.equal(get(b.journal.core, "kept")?.value, "1");
+  assert.equal(get(b.journal.core, "after")?.value, "4");
+  assert.equal(get(b.journal.core, "refused"), null);
+  b.journal.close();
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function segments(dir: string): string[] {
@@ -272,17 +291,7 @@ describe("the shard journal", () => {
     assert.equal(get(core, "kept")?.value, "1");
     // The write reached the page cache, so the reloaded map may hold it; what matters is that it was never
     // acknowledged and writes are refused until a fresh segment takes an fsync.
-    assert.equal(run(j, Op.PUT, "refused", "3").status, ErrorCode.STORAGE_FAILED);
-    j.tick(NOW); // retryMs 0: a fresh segment, a probe, an fsync
-    assert.equal(j.failed, null, "writes resume");
-    run(j, Op.PUT, "after", "4");
-    assert.ok(j.commit());
-    j.close();
-    const b = open(dir);
-    assert.equal(get(b.journal.core, "kept")?.value, "1");
-    assert.equal(get(b.journal.core, "after")?.value, "4");
-    assert.equal(get(b.journal.core, "refused"), null);
-    b.journal.close();
+    refusesThenResumes(j, dir);
     assert.ok(logs.some((m) => /cannot write the log/.test(m)));
   });
 
@@ -358,18 +367,8 @@ describe("the shard journal", () => {
     const core = j.reload();
     assert.equal(get(core, "kept")?.value, "1");
     assert.equal(get(core, "lost"), null, "the refused batch was never written");
-    assert.equal(run(j, Op.PUT, "refused", "3").status, ErrorCode.STORAGE_FAILED);
-    failBackground = false;
-    j.tick(NOW); // retryMs 0: a fresh segment, a probe, an fsync (on this thread: the retry waits for it)
-    assert.equal(j.failed, null, "writes resume");
-    run(j, Op.PUT, "after", "4");
-    assert.ok(j.commit());
-    j.close();
-    const b = open(dir);
-    assert.equal(get(b.journal.core, "kept")?.value, "1");
-    assert.equal(get(b.journal.core, "after")?.value, "4");
-    assert.equal(get(b.journal.core, "refused"), null);
-    b.journal.close();
+    failBackground = false; // the retry's fsync runs on this thread, and this one succeeds
+    refusesThenResumes(j, dir);
     assert.ok(logs.some((m) => /cannot write the log: EIO/.test(m)));
   });
 
