@@ -328,11 +328,6 @@ export class Journal {
     return this.snapshot !== null;
   }
 
-  /** Whether everysec owes an fsync (the host must wake up for it). */
-  get owesSync(): boolean {
-    return this.unsynced && this.options.fsync === "everysec";
-  }
-
   private retry(): void {
     this.failedAtMs = performance.now();
     try {
