@@ -35,17 +35,27 @@ const NOW = 1_700_000_000_000;
 
 function open(
   dir: string,
-  options: { fsync?: FsyncPolicy; snapshotLogBytes?: number; budget?: number | DiskBudget; stepKeys?: number } = {},
+  options: {
+    fsync?: FsyncPolicy;
+    snapshotLogBytes?: number;
+    budget?: number | DiskBudget;
+    stepKeys?: number;
+    /** A file layer of the test's own (it fails fsyncs); the budget applies to realFs only. */
+    fs?: JournalFs;
+    backgroundSync?: boolean;
+  } = {},
 ) {
   const logs: string[] = [];
   const { journal, recovery } = Journal.open({
     dir,
     fsync: options.fsync ?? "always",
+    backgroundSync: options.backgroundSync ?? false,
     snapshotLogBytes: options.snapshotLogBytes ?? 64 * 1024 * 1024,
     fs:
-      options.budget === undefined
+      options.fs ??
+      (options.budget === undefined
         ? realFs
-        : budgetFs(realFs, typeof options.budget === "number" ? { left: options.budget } : options.budget),
+        : budgetFs(realFs, typeof options.budget === "number" ? { left: options.budget } : options.budget)),
     retryMs: 0,
     snapshotStepKeys: options.stepKeys ?? 4096,
     log: (_level, message) => logs.push(message),
@@ -272,15 +282,7 @@ describe("the shard journal", () => {
         };
       },
     };
-    const logs: string[] = [];
-    const { journal: j } = Journal.open({
-      dir,
-      fsync: "always",
-      snapshotLogBytes: 64 * 1024 * 1024,
-      fs: eioFs,
-      retryMs: 0,
-      log: (_level, message) => logs.push(message),
-    });
+    const { journal: j, logs } = open(dir, { fs: eioFs });
     run(j, Op.PUT, "kept", "1");
     assert.ok(j.commit(), "acknowledged");
     failSyncs = 1;
@@ -297,14 +299,7 @@ describe("the shard journal", () => {
 
   it("everysec in the background (the IO thread's journal): tick() starts the fsync and returns; commits go on while it runs; it is counted when it ends", async () => {
     const dir = freshDir();
-    const { journal: j } = Journal.open({
-      dir,
-      fsync: "everysec",
-      backgroundSync: true,
-      snapshotLogBytes: 64 * 1024 * 1024,
-      fs: realFs,
-      log: () => {},
-    });
+    const { journal: j } = open(dir, { fsync: "everysec", backgroundSync: true });
     run(j, Op.PUT, "a", "1");
     assert.ok(j.commit());
     await sleep(EVERYSEC_INTERVAL_MS + 50);
@@ -344,16 +339,7 @@ describe("the shard journal", () => {
         };
       },
     };
-    const logs: string[] = [];
-    const { journal: j } = Journal.open({
-      dir,
-      fsync: "everysec",
-      backgroundSync: true,
-      snapshotLogBytes: 64 * 1024 * 1024,
-      fs: eioFs,
-      retryMs: 0,
-      log: (_level, message) => logs.push(message),
-    });
+    const { journal: j, logs } = open(dir, { fsync: "everysec", backgroundSync: true, fs: eioFs });
     run(j, Op.PUT, "kept", "1");
     assert.ok(j.commit(), "acknowledged: written, its fsync to come");
     await sleep(EVERYSEC_INTERVAL_MS + 50);
