@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { ErrorCode } from "../../src/errors.js";
-import { budgetFs, type DiskBudget, type JournalFs, realFs } from "../../src/journal/files.js";
+import { budgetFs, type DiskBudget, type JournalFile, type JournalFs, realFs } from "../../src/journal/files.js";
 import { type FsyncPolicy, Journal } from "../../src/journal/journal.js";
 import { JournalCorruptError } from "../../src/journal/recover.js";
 import { EVERYSEC_INTERVAL_MS } from "../../src/limits.js";
@@ -127,6 +127,17 @@ function refusesThenResumes(j: Journal, dir: string): void {
   assert.equal(get(b.journal.core, "after")?.value, "4");
   assert.equal(get(b.journal.core, "refused"), null);
   b.journal.close();
+}
+
+/** realFs with some of each opened file's calls replaced: the fault a test injects (real files otherwise). */
+function withFiles(replace: (f: JournalFile) => Partial<JournalFile>): JournalFs {
+  return {
+    ...realFs,
+    open(path) {
+      const f = realFs.open(path);
+      return { ...f, ...replace(f) };
+    },
+  };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -266,22 +277,15 @@ describe("the shard journal", () => {
   it("a failed fsync (EIO) under always: the batch is refused, never retried on that file, the map comes back from disk, writes resume on a new segment", () => {
     const dir = freshDir();
     let failSyncs = 0;
-    const eioFs: JournalFs = {
-      ...realFs,
-      open(path) {
-        const f = realFs.open(path);
-        return {
-          ...f,
-          sync() {
-            if (failSyncs > 0) {
-              failSyncs--;
-              throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
-            }
-            f.sync();
-          },
-        };
+    const eioFs = withFiles((f) => ({
+      sync() {
+        if (failSyncs > 0) {
+          failSyncs--;
+          throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+        }
+        f.sync();
       },
-    };
+    }));
     const { journal: j, logs } = open(dir, { fs: eioFs });
     run(j, Op.PUT, "kept", "1");
     assert.ok(j.commit(), "acknowledged");
@@ -323,22 +327,15 @@ describe("the shard journal", () => {
     const dir = freshDir();
     let failBackground = true;
     let failureReported = false;
-    const eioFs: JournalFs = {
-      ...realFs,
-      open(path) {
-        const f = realFs.open(path);
-        return {
-          ...f,
-          syncInBackground(done) {
-            if (!failBackground) return f.syncInBackground(done);
-            f.syncInBackground(() => {
-              failureReported = true;
-              done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
-            });
-          },
-        };
+    const eioFs = withFiles((f) => ({
+      syncInBackground(done) {
+        if (!failBackground) return f.syncInBackground(done);
+        f.syncInBackground(() => {
+          failureReported = true;
+          done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+        });
       },
-    };
+    }));
     const { journal: j, logs } = open(dir, { fsync: "everysec", backgroundSync: true, fs: eioFs });
     run(j, Op.PUT, "kept", "1");
     assert.ok(j.commit(), "acknowledged: written, its fsync to come");
