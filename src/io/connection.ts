@@ -66,6 +66,7 @@ import type { User } from "../security/users.js";
 import type { Authenticator } from "./auth.js";
 import { type Dispatcher, InFlight, type RequestOwner } from "./dispatch.js";
 import type { Run } from "./run.js";
+import { readInto } from "./read-buffer.js";
 import { traceClock } from "./trace.js";
 
 export interface ConnectionHost {
@@ -157,7 +158,9 @@ export abstract class Connection implements RequestOwner {
   ) {
     this.user = host.auth.users.initialUser();
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => {
+    // Each read, into the buffer all connections share (lent: read-buffer.ts), or where it cannot be, as
+    // 'data' (a buffer of its own).
+    const onChunk = (chunk: Uint8Array, lent: boolean): void => {
       if (this.ending) {
         this.droppedBytes += chunk.length;
         return;
@@ -165,12 +168,13 @@ export abstract class Connection implements RequestOwner {
       // When these bytes arrived, on the trace clock: a traced request's "received" starts here.
       this.chunkAt = traceClock();
       this.readMs = Date.now();
-      this.onBytes(chunk, this.readMs);
+      this.onBytes(chunk, this.readMs, lent);
       // A run takes requests of one read only: it is answered once its results are in.
       this.endRun();
       this.host.afterDispatch();
       this.updateReading();
-    });
+    };
+    if (!readInto(socket, (chunk) => onChunk(chunk, true))) socket.on("data", (chunk: Buffer) => onChunk(chunk, false));
     socket.on("end", () => this.onEnd());
     socket.on("drain", () => {
       // The client read what held requests back (the soft limit): start them now. Their answers may be
@@ -186,8 +190,12 @@ export abstract class Connection implements RequestOwner {
     });
   }
 
-  /** Parses bytes into requests: enqueue() each, then start it. */
-  protected abstract onBytes(chunk: Buffer, nowMs: number): void;
+  /**
+   * Parses bytes into requests: enqueue() each, then start it. A `lent`
+   * chunk is overwritten once this returns (src/io/read-buffer.ts): what a
+   * request needs after that must be copied out.
+   */
+  protected abstract onBytes(chunk: Uint8Array, nowMs: number, lent: boolean): void;
 
   /** True when the peer's stream stopped inside a request. */
   protected abstract get partial(): boolean;

@@ -602,7 +602,9 @@ export class NativeConnection extends Connection implements NativeSession {
     });
   }
 
-  protected onBytes(chunk: Buffer, nowMs: number): void {
+  // A lent chunk needs nothing more here: the frame reader copies every frame out of it but those a run
+  // takes whole while it is read (src/protocol/framing.ts, src/io/native-run.ts).
+  protected onBytes(chunk: Uint8Array, nowMs: number): void {
     const d = this.host.dispatcher;
     const maxValueBytes = this.host.maxValueBytes;
     this.framer.pushViews(chunk, (frame) => {

@@ -17,6 +17,7 @@ import { Hot, HOT_NAMES, hotCommand, type HotRun } from "./hot.js";
 import { LoggedHotRun } from "./slow-args.js";
 import { RespParser } from "./parser.js";
 import { subscribed } from "./pubsub.js";
+import { smallBytes } from "../small-bytes.js";
 import * as reply from "./reply.js";
 import { enqueue, NOT_QUEUED } from "./multi.js";
 import {
@@ -123,9 +124,9 @@ export class RespConnection extends Connection implements RespSession {
     this.parser.keepsBytes = () => this.unanswered > 0;
   }
 
-  protected onBytes(chunk: Buffer, nowMs: number): void {
+  protected onBytes(chunk: Uint8Array, nowMs: number, lent: boolean): void {
     if (this.refusing) this.lastReadMs = nowMs;
-    this.parser.push(chunk, (args) => this.command(args, nowMs));
+    this.parser.push(chunk, (args) => this.command(args, nowMs), lent);
     const error = this.parser.error;
     if (error !== null) {
       if (this.parser.limit !== null)
@@ -163,8 +164,7 @@ export class RespConnection extends Connection implements RespSession {
     const keyLength = offsets[3]!;
     if (keyLength === 0 || keyLength > MAX_KEY_BYTES) return false;
     if (hot === Hot.SET && offsets[5]! > this.resp.maxValueBytes) return false;
-    // A new run: the slow log times it as one request, and reads its first command again from `b` if it was slow.
-    const run = (this.joinableRun() as HotRun | null) ?? this.startRun(new LoggedHotRun(this, this.proto, b, start));
+    const run = (this.joinableRun() as HotRun | null) ?? this.startRun(this.loggedRun(b, start, offsets, argc));
     this.resp.stats.commands++;
     this.lastCommand = HOT_NAMES[hot];
     const keyAt = start + offsets[2]!;
@@ -177,6 +177,20 @@ export class RespConnection extends Connection implements RespSession {
     run.send(this.resp.dispatcher, hot, key, value, this.readMs);
     return true;
   };
+
+  /**
+   * A new run: the slow log times it as one request, and reads its first
+   * command again if it was slow, from `b` where it lies, or, when `b` is a
+   * lent read (src/io/read-buffer.ts: overwritten before a durable node's
+   * answers go out), from a copy of that one command.
+   */
+  private loggedRun(b: Uint8Array, start: number, offsets: Int32Array, argc: number): LoggedHotRun {
+    if (!this.parser.lending) return new LoggedHotRun(this, this.proto, b, start);
+    const end = start + offsets[2 * argc - 2]! + offsets[2 * argc - 1]! + 2;
+    const own = smallBytes(end - start);
+    own.set(b.subarray(start, end));
+    return new LoggedHotRun(this, this.proto, own, 0);
+  }
 
   private command(args: Uint8Array[], nowMs: number): void {
     // Queued after a run of hot commands: the run takes no more, so answers keep their order.

@@ -15,7 +15,12 @@
  * arguments arriving in pieces is not re-parsed from its start at each piece.
  *
  * Views stay valid until the next push(): the connection hands each command
- * to its handler synchronously, and handlers copy what they keep.
+ * to its handler synchronously, and handlers copy what they keep. A chunk
+ * can be lent (src/io/read-buffer.ts: the read buffer every connection
+ * shares, overwritten by the next read): then the views of a command that
+ * is not taken hot are made in a copy of the chunk's rest (detach), since
+ * a command may go on after the read (a shard worker answers later; the
+ * slow log reads its arguments again when it is answered).
  *
  * Memory is bounded (docs/architecture.md, "Memory per connection"): the
  * buffer holds at most one partial command (complete ones leave at once),
@@ -39,6 +44,7 @@
  * connection when the error is a memory limit (it logs those as limits).
  */
 import { RESP_MAX_ARGS, RESP_MAX_INLINE_BYTES, RESP_QUERY_BUFFER_BYTES } from "../limits.js";
+import { smallBytes } from "../small-bytes.js";
 
 const CR = 13;
 const LF = 10;
@@ -60,6 +66,8 @@ export type RespLimit = "query-buffer" | "args" | "bulk";
 export class RespParser {
   /** The bytes being parsed: the chunk being pushed, for the push's duration, or our own buffer. */
   private buf: Uint8Array = EMPTY;
+  /** `buf` is a lent chunk (see the file comment): views are made only after detach(). */
+  private lent = false;
   /** Our own buffer, kept for the next partial command while a connection is busy (keepRest). */
   private own: Uint8Array = EMPTY;
   /** Where the command being parsed starts, and where the buffered bytes end. */
@@ -86,7 +94,8 @@ export class RespParser {
    * are made: the buffer, where the command starts, its arguments' offsets
    * from there and lengths (in pairs), and their count. True when it took
    * the command (src/resp/hot.ts); false leaves it to onCommand. The bytes
-   * are valid only during the call, as the views are.
+   * are valid only during the call, as the views are (and, when not
+   * `lending`, while keepsBytes says so).
    */
   hot: ((buf: Uint8Array, start: number, offsets: Int32Array, argc: number) => boolean) | null = null;
   /**
@@ -96,13 +105,22 @@ export class RespParser {
    * answers true while a request it read is unanswered: the slow log reads a
    * request's arguments again from these bytes when its answer turns out slow
    * (argsAfter, argsAt), so they must not change under it. A socket's chunk,
-   * parsed in place, is never written, so only reuse needs asking.
+   * parsed in place, is either never written or lent, and then detached
+   * before any view of it is handed out, so only reuse needs asking.
    */
   keepsBytes: (() => boolean) | null = null;
 
   constructor(maxBulkBytes: number, maxQueryBytes = Math.max(RESP_QUERY_BUFFER_BYTES, maxBulkBytes + CHUNK_BYTES)) {
     this.maxBulkBytes = maxBulkBytes;
     this.maxQueryBytes = maxQueryBytes;
+  }
+
+  /**
+   * True while the bytes being parsed are a lent chunk (see the file comment):
+   * a hot command's taker copies what it keeps of them past the read.
+   */
+  get lending(): boolean {
+    return this.lent;
   }
 
   /** True while part of a command is buffered. */
@@ -115,8 +133,12 @@ export class RespParser {
     return this.buf.length;
   }
 
-  /** Feeds bytes; calls onCommand(args) for every complete command, in order. */
-  push(chunk: Uint8Array, onCommand: (args: Uint8Array[]) => void): void {
+  /**
+   * Feeds bytes; calls onCommand(args) for every complete command, in order.
+   * `lent`: the chunk's bytes are overwritten once this returns (see the
+   * file comment).
+   */
+  push(chunk: Uint8Array, onCommand: (args: Uint8Array[]) => void, lent = false): void {
     if (this.error !== null) return;
     let from = 0;
     if (this.start !== this.end) {
@@ -128,6 +150,7 @@ export class RespParser {
     // argument is a subarray of it, and a Buffer's subarray goes through its species constructor (a JS
     // call and a FastBuffer per argument).
     this.buf = chunk.constructor === Uint8Array ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+    this.lent = lent;
     this.start = from;
     this.end = chunk.length;
     while (this.start < this.end && this.error === null) {
@@ -137,6 +160,7 @@ export class RespParser {
       this.deliver(onCommand);
     }
     if (this.args.length > 0) this.args.length = 0;
+    this.lent = false;
     if (this.start === this.end) {
       // Every command is out: an idle connection keeps no buffer.
       this.start = 0;
@@ -146,6 +170,25 @@ export class RespParser {
       return;
     }
     if (this.error === null) this.keepRest();
+  }
+
+  /**
+   * The command at `start` is about to be handed out as views, and `buf` is
+   * a lent chunk: copies the chunk from here to its end into bytes of their
+   * own and goes on parsing there. So a read costs at most one copy, and a
+   * read of hot commands only (whose views live just while they are sent)
+   * none. Returns how far `start` moved (the caller's absolute offsets into
+   * the chunk move back by as much).
+   */
+  private detach(): number {
+    const from = this.start;
+    const own = smallBytes(this.end - from);
+    own.set(this.buf.subarray(from, this.end));
+    this.buf = own;
+    this.end -= from;
+    this.start = 0;
+    this.lent = false;
+    return from;
   }
 
   /** Parses (or resumes) the command at `start`: the offset after it, or -1 when incomplete. */
@@ -288,7 +331,7 @@ export class RespParser {
       this.argc = 0;
       this.scan = this.lineEnd - this.start;
     }
-    const b = this.buf;
+    let b = this.buf;
     let at = this.start + this.scan;
     while (this.remaining > 0) {
       this.scan = at - this.start;
@@ -325,7 +368,12 @@ export class RespParser {
       this.argc = 0;
       return at;
     }
-    // The views, now that the buffer will not move before the handler has run.
+    // The views, now that the buffer will not move before the handler has run (in bytes of their own if
+    // the chunk is lent).
+    if (this.lent) {
+      at -= this.detach();
+      b = this.buf;
+    }
     for (let i = 0; i < this.argc; i++) {
       const from = this.start + this.offsets[2 * i]!;
       this.args.push(b.subarray(from, from + this.offsets[2 * i + 1]!));
@@ -357,7 +405,7 @@ export class RespParser {
 
   /** Parses an inline command line; -1 when the line is not complete. */
   private inline(): number {
-    const b = this.buf;
+    let b = this.buf;
     let nl = -1;
     for (let i = this.start; i < this.end; i++) {
       if (b[i] === LF) {
@@ -369,7 +417,13 @@ export class RespParser {
       if (this.end - this.start > RESP_MAX_INLINE_BYTES) this.error = "ERR Protocol error: too big inline request";
       return -1;
     }
-    const lineEnd = nl > this.start && b[nl - 1] === CR ? nl - 1 : nl;
+    let lineEnd = nl > this.start && b[nl - 1] === CR ? nl - 1 : nl;
+    if (this.lent) {
+      const moved = this.detach();
+      nl -= moved;
+      lineEnd -= moved;
+      b = this.buf;
+    }
     const err = splitInline(b, this.start, lineEnd, this.args);
     if (err !== null) {
       this.error = err;

@@ -144,6 +144,57 @@ describe("RESP parser", () => {
     );
   });
 
+  it("hands out no view of a lent chunk: kept views read right after the chunk is overwritten, in any chunking", () => {
+    fc.assert(
+      fc.property(
+        fc.array(commandArb, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.integer({ min: 1, max: 5000 })),
+        fc.boolean(),
+        (cmds, cuts, takeShort) => {
+          const stream = Buffer.concat(cmds.map(encode));
+          const p = new RespParser(1 << 20);
+          p.keepsBytes = () => true;
+          // As src/io/read-buffer.ts lends reads: every chunk in the same buffer, scribbled over after each push.
+          const lent = new Uint8Array(5000);
+          const views: Uint8Array[][] = [];
+          // Hot commands (here: those of at most 2 arguments, when taken) are copied during the call only.
+          const taken: string[][] = [];
+          let lentHot = 0;
+          p.hot = takeShort
+            ? (b, start, offsets, argc) => {
+                if (argc > 2) return false;
+                if (p.lending) lentHot++;
+                const args: string[] = [];
+                for (let i = 0; i < argc; i++) {
+                  const from = start + offsets[2 * i]!;
+                  args.push(Buffer.from(b.subarray(from, from + offsets[2 * i + 1]!)).toString("hex"));
+                }
+                taken.push(args);
+                views.push([]);
+                return true;
+              }
+            : null;
+          let at = 0;
+          for (let i = 0; at < stream.length; i++) {
+            const n = Math.min(cuts.length ? cuts[i % cuts.length]! : stream.length, stream.length - at);
+            lent.set(stream.subarray(at, at + n));
+            p.push(lent.subarray(0, n), (args) => views.push([...args]), true);
+            lent.fill(0x5a);
+            at += n;
+          }
+          let hot = 0;
+          assert.deepEqual(
+            views.map((args) => (args.length === 0 ? taken[hot++]! : args.map((a) => Buffer.from(a).toString("hex")))),
+            cmds.map((args) => args.map((a) => Buffer.from(a).toString("hex"))),
+          );
+          if (takeShort && cmds.length > 0 && cmds[0]!.length <= 2 && stream.length <= (cuts[0] ?? stream.length))
+            assert.ok(lentHot > 0, "a hot command at the start of a read is offered the lent bytes themselves");
+        },
+      ),
+      { seed: 16, numRuns: 300 },
+    );
+  });
+
   it("parses inline commands, with quotes and escapes, as Redis does", () => {
     const r = ours(Buffer.from("PING\r\nSET k \"a b\\x41\\n\" 'c d'\r\n\r\nGET k\n"), []);
     assert.equal(r.error, null);
