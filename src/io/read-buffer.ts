@@ -1,6 +1,6 @@
 /**
  * Client sockets read into one buffer, shared by every connection of the IO
- * thread (decision 0112), instead of a new buffer per read.
+ * thread (decision 0012), instead of a new buffer per read.
  *
  * Why. For each read, Node gives a socket's 'data' event a buffer of its
  * own: libuv asks for 64 KiB, Node mallocs it, the read fills a few hundred

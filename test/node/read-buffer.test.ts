@@ -1,5 +1,5 @@
 // Client sockets read into one buffer shared by every connection (src/io/read-buffer.ts,
-// decision 0112). Checked here: that this Node's accepted sockets take it (else the node silently
+// decision 0012). Checked here: that this Node's accepted sockets take it (else the node silently
 // falls back to a buffer per read: slower, and the memory figures in docs/benchmarks.md would not
 // hold), that pausing, resuming and the end of the stream behave as with 'data', that a TLS socket
 // is left to 'data', and, end to end, that no command reads bytes a later read has overwritten:
