@@ -21,7 +21,9 @@
 // A second table is the store's own accounting: one ShardStore in this
 // process, its pages and index per key (store.memoryBytes()), beside Redis's
 // used_memory per key: what each program counts for the data, without the
-// runtime around it.
+// runtime around it; with the time per insert (each timed on its own, since
+// 2026-12-05, so the figure carries two clock reads) and the slowest insert
+// (the index's rebuild used to stop a load at every doubling: decision 0053).
 //
 // Needs redis-server and redis-tools (it installs nothing). Writes
 // bench/results/memory.json and memory.svg.
@@ -205,9 +207,21 @@ function storeFigures() {
   const gc = (globalThis as { gc?: () => void }).gc;
   const store = new ShardStore();
   const t0 = performance.now();
+  // The slowest insert, and which: an index rebuilt in one go used to stop the load at each doubling
+  // (decision 0053); now none should stand out beyond the collector's and an allocation's few ms.
+  let slowestMs = 0;
+  let slowestAt = 0;
   for (let i = 0; i < N; i++) {
     const { key, value } = keyValue(i);
-    store.set(Buffer.from(key), Buffer.from(value), i + 1, 0);
+    const k = Buffer.from(key);
+    const v = Buffer.from(value);
+    const t = performance.now();
+    store.set(k, v, i + 1, 0);
+    const ms = performance.now() - t;
+    if (ms > slowestMs) {
+      slowestMs = ms;
+      slowestAt = i;
+    }
   }
   const loadMs = performance.now() - t0;
   gc?.();
@@ -221,6 +235,8 @@ function storeFigures() {
     bytesPerKey: store.memoryBytes() / N,
     loadNsPerKey: (loadMs * 1e6) / N,
     findNsPerKey: (findMs * 1e6) / N,
+    slowestInsertMs: slowestMs,
+    slowestInsertAt: slowestAt,
   };
 }
 
@@ -306,7 +322,8 @@ console.log(
 );
 console.log(
   `\nstore/redis: ${(store.bytesPerKey / redisUsedPerKey).toFixed(2)}; store load ${store.loadNsPerKey.toFixed(0)} ns/key, ` +
-    `find ${store.findNsPerKey.toFixed(0)} ns/key (one thread, no IO)`,
+    `find ${store.findNsPerKey.toFixed(0)} ns/key (one thread, no IO); slowest insert ` +
+    `${store.slowestInsertMs.toFixed(1)} ms (key ${store.slowestInsertAt.toLocaleString("en")})`,
 );
 
 const version = spawnSync("redis-server", ["--version"], { encoding: "utf8" }).stdout.match(/v=(\S+)/)?.[1] ?? "?";

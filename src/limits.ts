@@ -266,6 +266,15 @@ export const EXPIRE_SWEEP_INTERVAL_MS = 100;
 export const EXPIRE_SWEEP_BUDGET_MS = 25;
 
 /**
+ * Old index slots each sweep tick copies into a shard's index being rebuilt
+ * (src/shard/store.ts, decision 0053), on top of the STEP_SLOTS each insert
+ * copies: so a build a load left unfinished ends while the shard is idle,
+ * and its second index is not held for good (20 MiB at 2^20 slots). About
+ * 0.3 ms of a tick here; a 2^21-slot build ends in 3.2 s of ticks.
+ */
+export const REBUILD_TICK_SLOTS = 64 * 1024;
+
+/**
  * Giving memory back when idle (src/idle-trim.ts, decision 0299): every
  * IDLE_TRIM_CHECK_MS the IO thread looks at how busy its event loop was, and
  * a shard worker whether any command came in; when idle (the IO thread: under

@@ -26,6 +26,17 @@
  * leaves a tombstone, so entries never move except when the table is
  * rebuilt: slot numbers stay valid for the scan cursor.
  *
+ * Rebuild. When live keys and tombstones pass START_LOAD (0.7) of the index,
+ * a new index is built beside it a few slots at a time (a "shadow build",
+ * decision 0053): doubled when live keys need the room, else of the same
+ * size to clear tombstones. The old index stays the only one anything reads
+ * or names (find, scan, the expiry list, slot numbers handed out) until the
+ * build has copied every old slot; then the new one replaces it at once and
+ * the epoch changes, as after the one-go rebuild this replaced. Each insert
+ * of a new key copies STEP_SLOTS (64) old slots, and an idle owner may call
+ * rebuildStep(); writes to old slots already copied are mirrored into the
+ * new index. Details at startBuild().
+ *
  * Expiry list. Keys with a TTL are also listed in `ttlSlots` (their slot
  * numbers, in no order), and `ttlPos[slot]` is that slot's position in the
  * list + 1 (0: no TTL), so adding and removing is O(1) without allocation
@@ -65,10 +76,25 @@ const EMPTY = 0;
 const TOMBSTONE = 0x7fffffff;
 /** Slot values: EMPTY, TOMBSTONE, slab handle + 1 (>= 1), or -(large index + 1). */
 
+/** The index is never fuller than this (live keys + tombstones): past it, probes grow long. */
 const MAX_LOAD = 0.75;
+/** Past this load an insert starts an incremental build of the next index (see startBuild). */
+const START_LOAD = 0.7;
+/** Old slots an insert of a new key copies into the index being built: the bound on its extra work. */
+export const STEP_SLOTS = 64;
+// A build must end before the old index reaches MAX_LOAD: it starts at START_LOAD, each insert that
+// fills a slot copies STEP_SLOTS, so capacity / STEP_SLOTS inserts finish it, and (MAX_LOAD - START_LOAD)
+// * capacity inserts are allowed before MAX_LOAD: 0.05 * 64 = 3.2 times as many as needed.
+assert(
+  (MAX_LOAD - START_LOAD) * STEP_SLOTS >= 1,
+  "an incremental build finishes before the old index fills: (MAX_LOAD - START_LOAD) * STEP_SLOTS >= 1",
+);
 
 /** `ttlPos` while no key has a TTL: no per-slot positions are kept (see "Expiry list"). */
 const NO_TTL_POS = new Int32Array(0);
+/** The build's arrays while no build runs (see startBuild). */
+const NO_BUILD_SLOTS = new Int32Array(0);
+const NO_BUILD_HASHES = new Uint32Array(0);
 
 // Size classes: 8-byte steps to 256 bytes, then ~12.5% steps to the slab limit.
 const CLASS_SIZES: number[] = [];
@@ -135,8 +161,30 @@ export class ShardStore {
   /** Bumped at every rebuild of the index: scan cursors from before a rebuild start over. */
   private epoch = 0;
 
+  // The incremental build (see startBuild); NO_BUILD_* while none runs.
+  /** The index being built: its slots and hashes (the old ones, above, stay authoritative meanwhile). */
+  private nextSlots: Int32Array = NO_BUILD_SLOTS;
+  private nextHashes: Uint32Array = NO_BUILD_HASHES;
+  /** Per old slot below `copied`: its slot in the new index when it holds a key, else -1. */
+  private moved: Int32Array = NO_BUILD_SLOTS;
+  /** Old slots [0, copied) are in the new index (and kept in step with the old one); 0 while no build runs. */
+  private copied = 0;
+  /** Tombstones in the new index: keys copied, then deleted during the build. */
+  private nextTombstones = 0;
+  /**
+   * The expiry list as the new index will name it, kept as the build goes so
+   * the swap need not translate it: for each list position whose old slot is
+   * copied, `nextTtlSlots` holds its new slot and `nextTtlPos` (per new slot)
+   * the position + 1. Positions of old slots not yet copied are filled in
+   * when the copier reaches them. NO_TTL_POS until a key with a TTL is copied.
+   */
+  private nextTtlPos: Int32Array = NO_TTL_POS;
+  private nextTtlSlots: Int32Array = NO_BUILD_SLOTS;
+  /** Old slots copied by builds since this store was made (a statistic; tests check the bound per insert). */
+  private slotsCopiedTotal = 0;
+
   /** Slots of the keys with a TTL, [0, ttlCount); see "Expiry list" above. */
-  private ttlSlots = new Int32Array(64);
+  private ttlSlots: Int32Array = new Int32Array(64);
   private ttlCount = 0;
   /**
    * Per index slot: its position in ttlSlots + 1, or 0 when the key has no TTL.
@@ -341,7 +389,7 @@ export class ShardStore {
         const fresh = this.allocate(EXPIRY_HEADER_BYTES + dataBytes);
         this.write(fresh, key, value, this.rF64[at / 8 + 1]!, expiresAtMs);
         this.release(s);
-        this.slots[slot] = fresh;
+        this.setHandle(slot, fresh);
       }
       this.locateHandle(this.slots[slot]!);
     }
@@ -363,9 +411,15 @@ export class ShardStore {
         const grown = new Int32Array(this.ttlSlots.length * 2);
         grown.set(this.ttlSlots);
         this.ttlSlots = grown;
+        if (this.moved !== NO_BUILD_SLOTS) {
+          const next = new Int32Array(grown.length);
+          next.set(this.nextTtlSlots);
+          this.nextTtlSlots = next;
+        }
       }
       this.ttlSlots[this.ttlCount++] = slot;
       this.ttlPos[slot] = this.ttlCount;
+      if (slot < this.copied) this.listNext(this.ttlCount - 1, this.copiedTo(slot));
     } else if (this.ttlCount !== 0 && this.ttlPos[slot] !== 0) {
       this.unlist(slot);
     }
@@ -378,6 +432,16 @@ export class ShardStore {
     this.ttlSlots[at] = last;
     this.ttlPos[last] = at + 1;
     this.ttlPos[slot] = 0;
+    // Mirrored for the index being built (see nextTtlPos), in the same order: `last` may be `slot`.
+    if (last < this.copied) this.listNext(at, this.copiedTo(last));
+    if (slot < this.copied) this.nextTtlPos[this.copiedTo(slot)] = 0;
+  }
+
+  /** During a build: list position `k` holds the key now at new slot `to` (see nextTtlPos). */
+  private listNext(k: number, to: number): void {
+    if (this.nextTtlPos === NO_TTL_POS) this.nextTtlPos = new Int32Array(this.nextSlots.length);
+    this.nextTtlSlots[k] = to;
+    this.nextTtlPos[to] = k + 1;
   }
 
   setVersion(slot: number, version: number): void {
@@ -424,7 +488,7 @@ export class ShardStore {
     } else {
       const fresh = this.allocate(bytes);
       this.release(s);
-      this.slots[slot] = fresh;
+      this.setHandle(slot, fresh);
       this.write(fresh, key, value, version, expiresAtMs);
     }
     if (hadExpiry || expiresAtMs !== 0) this.trackExpiry(slot, expiresAtMs);
@@ -449,9 +513,16 @@ export class ShardStore {
         return i;
       }
     }
-    if (this.count + this.tombstones + 1 > this.slots.length * MAX_LOAD) {
-      this.rebuild();
-      return this.set(key, value, version, expiresAtMs);
+    const load = this.count + this.tombstones + 1;
+    if (load > slots.length * START_LOAD) {
+      if (this.moved === NO_BUILD_SLOTS) this.startBuild();
+      if (load > slots.length * MAX_LOAD) {
+        // Not reached: a build started at START_LOAD ends within capacity / STEP_SLOTS inserts, well before
+        // MAX_LOAD (see the assert by STEP_SLOTS). Should the arithmetic ever change, the store stays correct
+        // and only this insert pays: the build is finished in one go, and the key goes into the new index.
+        this.copyStep(Number.POSITIVE_INFINITY);
+        return this.set(key, value, version, expiresAtMs);
+      }
     }
     const target = firstFree >= 0 ? firstFree : i;
     if (firstFree >= 0) this.tombstones--;
@@ -459,9 +530,29 @@ export class ShardStore {
     slots[target] = handle;
     this.hashes[target] = hash;
     this.count++;
+    if (target < this.copied) this.moved[target] = this.place(handle, hash);
     this.write(handle, key, value, version, expiresAtMs);
     if (expiresAtMs !== 0) this.trackExpiry(target, expiresAtMs);
+    if (this.moved !== NO_BUILD_SLOTS) {
+      // The build's step for this insert. Should it end the build, the key has moved with every other.
+      const moved = this.moved;
+      this.copyStep(STEP_SLOTS);
+      if (this.moved === NO_BUILD_SLOTS) return moved[target]!;
+    }
     return target;
+  }
+
+  /** Slot `slot` (live) now holds the record `handle`: in the index being built too, once copied. */
+  private setHandle(slot: number, handle: number): void {
+    this.slots[slot] = handle;
+    if (slot < this.copied) this.nextSlots[this.copiedTo(slot)] = handle;
+  }
+
+  /** Where old slot `slot` (live, below `copied`) is in the index being built. */
+  private copiedTo(slot: number): number {
+    const to = this.moved[slot]!;
+    assert(to >= 0, "a live old slot already copied has its place in the new index");
+    return to;
   }
 
   deleteSlot(slot: number): void {
@@ -472,46 +563,137 @@ export class ShardStore {
     this.slots[slot] = TOMBSTONE;
     this.count--;
     this.tombstones++;
+    if (slot < this.copied) {
+      this.nextSlots[this.copiedTo(slot)] = TOMBSTONE;
+      this.nextTombstones++;
+    }
   }
 
   /**
-   * Rebuilds the index: doubles it when live keys need the room, else
-   * rebuilds at the same size to clear tombstones. Records do not move.
-   * A full rebuild pauses this shard for O(keys): 69 ms when the index
-   * doubles at 786,432 keys, 135 ms at 1,572,864 here (measured 2026-12-04;
-   * incremental rehashing, Redis-style, would spread it out: not built). It
-   * walks the old index in slot order and reads no record: the full hash of
-   * each key is kept beside its slot for this (docs/benchmarks.md, "Memory":
-   * a byte of it instead saved 6 MiB at 1M keys and made this pause 2-4x).
+   * Starts an incremental rebuild of the index: a new one, doubled when live
+   * keys need the room, else of the same size to clear tombstones. Records
+   * do not move. Until the build ends (swapBuild) the old index is the only
+   * one read, written and named by slot numbers; copyStep copies the next
+   * old slots into the new one by their stored hashes, reading no record
+   * (the full hash of each key is kept beside its slot for this:
+   * docs/benchmarks.md, "Memory"), and every write to an old slot already
+   * copied is mirrored: a new key (set), a record that moved (setHandle), a
+   * delete (deleteSlot). Old slots not yet copied need nothing: the copier
+   * reads them as they are when it gets there.
+   *
+   * The one-go rebuild this replaced paused the shard for O(capacity): 69 ms
+   * when the index doubled at 786,432 keys, 135 ms at 1,572,864 (measured
+   * 2026-12-04). Now an insert copies at most STEP_SLOTS old slots, and the
+   * build starts at START_LOAD so that it ends, by inserts alone, long before
+   * the old index reaches MAX_LOAD (capacity / STEP_SLOTS inserts of the
+   * (MAX_LOAD - START_LOAD) * capacity it has room for); the sweep's tick
+   * (src/shard/sweep.ts) takes a step too, so a build ends while the shard
+   * is idle. The expiry list is kept under the new slot numbers as the build
+   * goes (nextTtlPos), so the swap is O(1) however many keys have a TTL.
+   * Left in one operation: allocating the new arrays here (zeroed memory the
+   * OS maps lazily). Memory: while a build runs both indexes exist, plus
+   * `moved` (4 bytes per old slot) and, with keys with a TTL, the new index's
+   * list positions and the list under new numbers; before, both indexes
+   * existed for the length of a one-go rebuild.
    */
-  private rebuild(): void {
-    const oldSlots = this.slots;
-    const oldHashes = this.hashes;
-    const oldTtlPos = this.ttlPos;
-    let capacity = oldSlots.length;
+  private startBuild(): void {
+    const oldCapacity = this.slots.length;
+    let capacity = oldCapacity;
     if (this.count + 1 > capacity * MAX_LOAD * 0.5) capacity *= 2;
-    this.slots = new Int32Array(capacity);
-    this.hashes = new Uint32Array(capacity);
-    // No key with a TTL: the positions go (and come back with the next TTL).
-    this.ttlPos = this.ttlCount === 0 ? NO_TTL_POS : new Int32Array(capacity);
-    this.mask = capacity - 1;
-    this.tombstones = 0;
-    this.epoch++;
-    for (let j = 0; j < oldSlots.length; j++) {
-      const s = oldSlots[j]!;
-      if (s === EMPTY || s === TOMBSTONE) continue;
-      const hash = oldHashes[j]!;
-      let i = hash & this.mask;
-      while (this.slots[i] !== EMPTY) i = (i + 1) & this.mask;
-      this.slots[i] = s;
-      this.hashes[i] = hash;
-      // The expiry list keeps its order (and the sweep its place in it); only slot numbers change.
-      const pos = this.ttlCount === 0 ? 0 : oldTtlPos[j]!;
-      if (pos !== 0) {
-        this.ttlSlots[pos - 1] = i;
-        this.ttlPos[i] = pos;
+    this.nextSlots = new Int32Array(capacity);
+    this.nextHashes = new Uint32Array(capacity);
+    this.moved = new Int32Array(oldCapacity);
+    this.copied = 0;
+    this.nextTombstones = 0;
+    this.nextTtlSlots = new Int32Array(this.ttlSlots.length);
+  }
+
+  /** Copies the next `maxSlots` old slots into the new index; ends the build after the last one. */
+  private copyStep(maxSlots: number): void {
+    const slots = this.slots;
+    const hashes = this.hashes;
+    const moved = this.moved;
+    const from = this.copied;
+    const to = Math.min(slots.length, from + maxSlots);
+    const listed = this.ttlCount !== 0 ? this.ttlPos : null;
+    for (let j = from; j < to; j++) {
+      const s = slots[j]!;
+      if (s === EMPTY || s === TOMBSTONE) {
+        moved[j] = -1;
+        continue;
       }
+      const at = this.place(s, hashes[j]!);
+      moved[j] = at;
+      // Listed for the sweep: its place in the list, under its new slot number.
+      if (listed !== null && listed[j] !== 0) this.listNext(listed[j]! - 1, at);
     }
+    this.copied = to;
+    this.slotsCopiedTotal += to - from;
+    if (to === slots.length) this.swapBuild();
+  }
+
+  /** Puts a record handle into the new index by its hash (linear probe to an empty slot); returns the slot. */
+  private place(handle: number, hash: number): number {
+    const slots = this.nextSlots;
+    const mask = slots.length - 1;
+    let i = hash & mask;
+    while (slots[i] !== EMPTY) i = (i + 1) & mask;
+    slots[i] = handle;
+    this.nextHashes[i] = hash;
+    return i;
+  }
+
+  /** Every old slot is copied: the new index replaces the old, and slot numbers change (a new epoch). */
+  private swapBuild(): void {
+    this.slots = this.nextSlots;
+    this.hashes = this.nextHashes;
+    this.mask = this.slots.length - 1;
+    this.tombstones = this.nextTombstones;
+    this.epoch++;
+    // The expiry list keeps its order (and the sweep its place in it); only slot numbers change, and the
+    // build kept the list under the new ones as it went (nextTtlPos). No key with a TTL: the positions go
+    // (and come back with the next TTL).
+    if (this.ttlCount === 0) this.ttlPos = NO_TTL_POS;
+    else {
+      assert(this.nextTtlPos !== NO_TTL_POS, "a build that copied keys with a TTL listed them");
+      this.ttlPos = this.nextTtlPos;
+      this.ttlSlots = this.nextTtlSlots;
+    }
+    this.endBuild();
+  }
+
+  private endBuild(): void {
+    this.nextSlots = NO_BUILD_SLOTS;
+    this.nextHashes = NO_BUILD_HASHES;
+    this.moved = NO_BUILD_SLOTS;
+    this.copied = 0;
+    this.nextTombstones = 0;
+    this.nextTtlPos = NO_TTL_POS;
+    this.nextTtlSlots = NO_BUILD_SLOTS;
+  }
+
+  /**
+   * Copies up to `maxSlots` more old slots into the index being built (the
+   * owner's call when idle, so that inserts find less to do); returns true
+   * while a build is still running. Ending a build changes slot numbers
+   * (indexEpoch), as an insert may: call it between commands, not while
+   * holding a slot number.
+   */
+  rebuildStep(maxSlots: number): boolean {
+    assert(maxSlots > 0, "a rebuild step copies at least one slot");
+    if (this.moved === NO_BUILD_SLOTS) return false;
+    this.copyStep(maxSlots);
+    return this.moved !== NO_BUILD_SLOTS;
+  }
+
+  /** Whether an incremental build of the index is running (see startBuild). */
+  get rebuilding(): boolean {
+    return this.moved !== NO_BUILD_SLOTS;
+  }
+
+  /** Old slots copied by incremental builds since this store was made: at most STEP_SLOTS per insert. */
+  get rebuildSlotsCopied(): number {
+    return this.slotsCopiedTotal;
   }
 
   /** Changes at every rebuild of the index (slot numbers then change): a walk by slot must start over. */
@@ -525,6 +707,11 @@ export class ShardStore {
       this.hashes.byteLength +
       this.ttlPos.byteLength +
       this.ttlSlots.byteLength +
+      this.nextSlots.byteLength +
+      this.nextHashes.byteLength +
+      this.moved.byteLength +
+      this.nextTtlPos.byteLength +
+      this.nextTtlSlots.byteLength +
       this.pagesU8.length * PAGE_BYTES +
       this.largeBytes
     );
@@ -595,6 +782,7 @@ export class ShardStore {
     this.count = 0;
     this.tombstones = 0;
     this.epoch++;
+    this.endBuild(); // a running build is dropped with the index it was copying
     this.pagesU8.length = 0;
     this.pagesU32.length = 0;
     this.pagesF64.length = 0;

@@ -11,6 +11,7 @@ import {
   EXPIRE_SWEEP_INTERVAL_MS,
   EXPIRE_SWEEP_SAMPLE_COUNT,
   expiryLagMs,
+  REBUILD_TICK_SLOTS,
 } from "../../src/limits.js";
 import { ShardCore } from "../../src/shard/execute.js";
 import { ShardStore } from "../../src/shard/store.js";
@@ -140,6 +141,30 @@ describe("expiry sweep", () => {
     for (let i = 0; i < 1000; i++) core.store.set(key(`m${i}`), v, 1, i % 5 === 0 ? 10 : 1_000_000);
     // One in five expired (20%): one step of 200 keys, then stop.
     assert.equal(sweepTick(core, 10), 40);
+  });
+
+  it("a tick takes a step of an index rebuild a load left unfinished: it ends while the shard is idle", () => {
+    const core = new ShardCore();
+    let n = 0;
+    // Up to the insert that starts the rebuild of 2^18 slots (at 0.7 of them: doubling to 2^19; the builds
+    // before it end by inserts, each within its capacity / STEP_SLOTS), a seventh of the keys with a TTL.
+    while (!(core.store.rebuilding && n > 150_000)) core.store.set(key(`k${n++}`), v, 1, n % 7 === 0 ? 1_000_000 : 0);
+    const epoch = core.store.indexEpoch;
+    const ttlKeys = core.store.ttlKeys;
+    let ticks = 0;
+    while (core.store.rebuilding) {
+      sweepTick(core, 10);
+      ticks++;
+      assert.ok(ticks <= Math.ceil(2 ** 18 / REBUILD_TICK_SLOTS), "REBUILD_TICK_SLOTS old slots a tick");
+    }
+    assert.ok(ticks > 1, `a build of ${n} keys takes more than one tick`);
+    assert.equal(core.store.indexEpoch, epoch + 1);
+    assert.equal(core.store.size, n);
+    assert.equal(core.store.ttlKeys, ttlKeys);
+    for (let i = 0; i < n; i += 97) assert.ok(core.store.find(key(`k${i}`)) >= 0);
+    // The keys with a TTL are still swept under their new slot numbers.
+    assert.equal(sweepTick(core, 2_000_000) + sweepTick(core, 2_000_000), ttlKeys);
+    assert.equal(core.store.size, n - ttlKeys);
   });
 
   it("expiryLagMs states the bound in ticks", () => {
