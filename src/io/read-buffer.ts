@@ -20,7 +20,7 @@
  * accepted socket, the symbols found on a socket made with `onread`. Where
  * that cannot be done (a Node without them, a TLS socket, whose bytes come
  * decrypted from its own layer), it returns false and the caller listens for
- * 'data' as before: slower, never wrong. test/io/read-buffer.test.ts fails
+ * 'data' as before: slower, never wrong. test/node/read-buffer.test.ts fails
  * if this Node's plain sockets stop taking the shared buffer.
  *
  * The contract this puts on readers: a chunk is lent. Its bytes are
@@ -34,8 +34,7 @@
  * Pausing works as with 'data': socket.pause() stops reading at once (no
  * further read into the buffer), resume() starts it again.
  */
-import type { Socket } from "node:net";
-import { Socket as NetSocket } from "node:net";
+import { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 
 /** Bytes read at most per read: what libuv asks Node for, so a chunk is never bigger than with 'data'. */
@@ -46,7 +45,7 @@ let shared: Buffer | null = null;
 
 /** Node's internal symbols behind `onread`, read off a socket made with it (null: this Node has none). */
 const symbols = ((): { buffer: symbol; callback: symbol; generator: symbol } | null => {
-  const probe = new NetSocket({ onread: { buffer: new Uint8Array(1), callback: () => true } } as never);
+  const probe = new Socket({ onread: { buffer: new Uint8Array(1), callback: () => true } } as never);
   const find = (name: string): symbol | undefined =>
     Object.getOwnPropertySymbols(probe).find((s) => s.description === name);
   const buffer = find("kBuffer");
