@@ -37,3 +37,10 @@ export function smallBytes(n: number): Uint8Array {
   blockAt += (n + 7) & ~7; // word-aligned: a Cap'n Proto frame's DataView reads words
   return out;
 }
+
+/** A copy of `b`'s bytes [from, to), in bytes from smallBytes: what a lent read's reader keeps past the read. */
+export function smallCopy(b: Uint8Array, from: number, to: number): Uint8Array {
+  const out = smallBytes(to - from);
+  out.set(b.subarray(from, to));
+  return out;
+}

@@ -17,7 +17,7 @@ import { Hot, HOT_NAMES, hotCommand, type HotRun } from "./hot.js";
 import { LoggedHotRun } from "./slow-args.js";
 import { RespParser } from "./parser.js";
 import { subscribed } from "./pubsub.js";
-import { smallBytes } from "../small-bytes.js";
+import { smallCopy } from "../small-bytes.js";
 import * as reply from "./reply.js";
 import { enqueue, NOT_QUEUED } from "./multi.js";
 import {
@@ -187,9 +187,7 @@ export class RespConnection extends Connection implements RespSession {
   private loggedRun(b: Uint8Array, start: number, offsets: Int32Array, argc: number): LoggedHotRun {
     if (!this.parser.lending) return new LoggedHotRun(this, this.proto, b, start);
     const end = start + offsets[2 * argc - 2]! + offsets[2 * argc - 1]! + 2;
-    const own = smallBytes(end - start);
-    own.set(b.subarray(start, end));
-    return new LoggedHotRun(this, this.proto, own, 0);
+    return new LoggedHotRun(this, this.proto, smallCopy(b, start, end), 0);
   }
 
   private command(args: Uint8Array[], nowMs: number): void {

@@ -44,7 +44,7 @@
  * connection when the error is a memory limit (it logs those as limits).
  */
 import { RESP_MAX_ARGS, RESP_MAX_INLINE_BYTES, RESP_QUERY_BUFFER_BYTES } from "../limits.js";
-import { smallBytes } from "../small-bytes.js";
+import { smallCopy } from "../small-bytes.js";
 
 const CR = 13;
 const LF = 10;
@@ -182,9 +182,7 @@ export class RespParser {
    */
   private detach(): number {
     const from = this.start;
-    const own = smallBytes(this.end - from);
-    own.set(this.buf.subarray(from, this.end));
-    this.buf = own;
+    this.buf = smallCopy(this.buf, from, this.end);
     this.end -= from;
     this.start = 0;
     this.lent = false;
